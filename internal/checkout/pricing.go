@@ -1,0 +1,236 @@
+package checkout
+
+import (
+	"fmt"
+	"time"
+)
+
+// Catalog is the part of the merchant's configuration that prices one session.
+type Catalog struct {
+	// Variants holds at least every variant the session's lines name.
+	Variants map[string]Variant
+	// Options are the active fulfillment options in display order.
+	Options []FulfillmentOption
+	// TaxRateBps is the rate for the session's fulfillment address in basis points; it is
+	// only applied once the address is known.
+	TaxRateBps int
+}
+
+// PricedLine is a line with its amounts, all in minor units of the session currency.
+type PricedLine struct {
+	Line
+	BaseAmount int64
+	Discount   int64
+	Subtotal   int64
+	Tax        int64
+	Total      int64
+}
+
+// OfferedOption is a fulfillment option priced for one session.
+type OfferedOption struct {
+	FulfillmentOption
+	Subtotal         int64
+	Tax              int64
+	Total            int64
+	EarliestDelivery *time.Time
+	LatestDelivery   *time.Time
+}
+
+// Totals are the session-level sums. Total = Subtotal + Fulfillment + Tax.
+type Totals struct {
+	ItemsBaseAmount int64
+	ItemsDiscount   int64
+	Subtotal        int64
+	Fulfillment     int64
+	// FulfillmentSelected says whether Fulfillment is a real quote or nothing was chosen yet.
+	FulfillmentSelected bool
+	Tax                 int64
+	Total               int64
+}
+
+// MessageType is info or error.
+type MessageType string
+
+// The message types of ACP.
+const (
+	MessageInfo  MessageType = "info"
+	MessageError MessageType = "error"
+)
+
+// MessageCode is the ACP MessageError code.
+type MessageCode string
+
+// The ACP 2025-09-29 message codes this server emits.
+const (
+	CodeMissing    MessageCode = "missing"
+	CodeInvalid    MessageCode = "invalid"
+	CodeOutOfStock MessageCode = "out_of_stock"
+)
+
+// Message tells the agent what stands between the session and payment (errors) or
+// something worth showing the buyer (info). Param is an RFC 9535 JSONPath.
+type Message struct {
+	Type    MessageType
+	Code    MessageCode
+	Param   string
+	Content string
+}
+
+// Quote is everything derived from a session and the catalog: the status, the priced
+// lines, the totals, the options on offer and the messages.
+type Quote struct {
+	Status   Status
+	Lines    []PricedLine
+	Totals   Totals
+	Options  []OfferedOption
+	Messages []Message
+}
+
+// Price derives the quote of s from the catalog at time now. It is pure: the same
+// session and catalog always give the same quote.
+//
+// Tax is computed per line on the line subtotal, rounded half up to the minor unit:
+// tax = (subtotal * rate_bps + 5000) / 10000. A taxable fulfillment option is taxed the
+// same way. No tax is charged until the fulfillment address is known.
+func Price(s *Session, c Catalog, now time.Time) Quote {
+	var q Quote
+	taxRate := 0
+	if s.FulfillmentAddress != nil {
+		taxRate = c.TaxRateBps
+	}
+
+	needsShipping := false
+	q.Lines = make([]PricedLine, len(s.Lines))
+	for i, l := range s.Lines {
+		v, known := c.Variants[l.VariantID]
+		if !known || v.Fulfillment != FulfillmentDigital {
+			needsShipping = true
+		}
+		base := l.UnitAmount * int64(l.Quantity)
+		pl := PricedLine{Line: l, BaseAmount: base, Subtotal: base}
+		pl.Tax = applyRate(pl.Subtotal, taxRate)
+		pl.Total = pl.Subtotal + pl.Tax
+		q.Lines[i] = pl
+
+		q.Totals.ItemsBaseAmount += pl.BaseAmount
+		q.Totals.ItemsDiscount += pl.Discount
+		q.Totals.Subtotal += pl.Subtotal
+		q.Totals.Tax += pl.Tax
+		q.Totals.Total += pl.Total
+
+		param := fmt.Sprintf("$.line_items[%d]", i)
+		switch {
+		case !known:
+			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Param: param,
+				Content: fmt.Sprintf("Item %s is no longer sold.", l.VariantID)})
+		case !v.Available:
+			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeOutOfStock, Param: param,
+				Content: fmt.Sprintf("%s is not available.", v.Title)})
+		case v.Stock != nil && *v.Stock < l.Quantity:
+			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeOutOfStock, Param: param,
+				Content: stockMessage(v.Title, *v.Stock)})
+		}
+	}
+
+	wanted := FulfillmentDigital
+	if needsShipping {
+		wanted = FulfillmentShipping
+	}
+	for _, o := range c.Options {
+		if o.Type != wanted || o.Currency != s.Currency {
+			continue
+		}
+		q.Options = append(q.Options, offer(o, taxRate, now))
+	}
+
+	if s.Buyer == nil {
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Param: "$.buyer",
+			Content: "Buyer details (first name, last name, email) are required."})
+	}
+	if needsShipping && s.FulfillmentAddress == nil {
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Param: "$.fulfillment_address",
+			Content: "A shipping address is required."})
+	}
+	switch selected, ok := findOffered(q.Options, s.FulfillmentOptionID); {
+	case ok:
+		q.Totals.Fulfillment = selected.Subtotal
+		q.Totals.FulfillmentSelected = true
+		q.Totals.Tax += selected.Tax
+		q.Totals.Total += selected.Total
+	case len(q.Options) == 0:
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Param: "$.fulfillment_option_id",
+			Content: "No fulfillment option can deliver this cart."})
+	case s.FulfillmentOptionID == "":
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Param: "$.fulfillment_option_id",
+			Content: "Choose a fulfillment option."})
+	default:
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Param: "$.fulfillment_option_id",
+			Content: "The chosen fulfillment option cannot deliver this cart; choose another."})
+	}
+
+	q.Status = deriveStatus(s.State, q.Messages)
+	return q
+}
+
+// IsOffered reports whether the option id can deliver the session as it stands.
+func IsOffered(s *Session, c Catalog, optionID string) bool {
+	_, ok := findOffered(Price(s, c, time.Time{}).Options, optionID)
+	return ok
+}
+
+func deriveStatus(state State, msgs []Message) Status {
+	switch state {
+	case StateCompleted:
+		return StatusCompleted
+	case StateCanceled:
+		return StatusCanceled
+	}
+	for _, m := range msgs {
+		if m.Type == MessageError {
+			return StatusNotReadyForPayment
+		}
+	}
+	return StatusReadyForPayment
+}
+
+func offer(o FulfillmentOption, taxRate int, now time.Time) OfferedOption {
+	off := OfferedOption{FulfillmentOption: o, Subtotal: o.Amount}
+	if o.Taxable {
+		off.Tax = applyRate(o.Amount, taxRate)
+	}
+	off.Total = off.Subtotal + off.Tax
+	day := now.UTC().Truncate(time.Second)
+	if o.MinDeliveryDays != nil {
+		t := day.AddDate(0, 0, *o.MinDeliveryDays)
+		off.EarliestDelivery = &t
+	}
+	if o.MaxDeliveryDays != nil {
+		t := day.AddDate(0, 0, *o.MaxDeliveryDays)
+		off.LatestDelivery = &t
+	}
+	return off
+}
+
+func findOffered(opts []OfferedOption, id string) (OfferedOption, bool) {
+	if id == "" {
+		return OfferedOption{}, false
+	}
+	for _, o := range opts {
+		if o.ID == id {
+			return o, true
+		}
+	}
+	return OfferedOption{}, false
+}
+
+// applyRate returns amount * bps / 10000 rounded half up. Amounts are never negative.
+func applyRate(amount int64, bps int) int64 {
+	return (amount*int64(bps) + 5000) / 10000
+}
+
+func stockMessage(title string, left int) string {
+	if left == 0 {
+		return fmt.Sprintf("%s is out of stock.", title)
+	}
+	return fmt.Sprintf("Only %d of %s left in stock.", left, title)
+}

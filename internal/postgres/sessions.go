@@ -1,0 +1,283 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// Store keeps checkout sessions in PostgreSQL. Every write happens in one transaction
+// that holds the session row lock (SELECT ... FOR UPDATE), so concurrent updates of one
+// session serialise and never interleave.
+type Store struct {
+	pool *pgxpool.Pool
+	ttl  time.Duration
+	now  func() time.Time
+}
+
+// NewStore returns a Store on pool. Sessions expire ttl after their last change.
+func NewStore(pool *pgxpool.Pool, ttl time.Duration) *Store {
+	return &Store{pool: pool, ttl: ttl, now: time.Now}
+}
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// CreateSession validates ch, quotes it against the catalog and stores a new session.
+func (s *Store) CreateSession(ctx context.Context, ch checkout.Changes) (checkout.View, error) {
+	if err := ch.Validate(true); err != nil {
+		return checkout.View{}, err
+	}
+	var view checkout.View
+	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
+		sess := &checkout.Session{ID: checkout.NewID("cs_"), State: checkout.StateOpen}
+		now := s.now()
+		cat, err := s.applyChanges(ctx, q, sess, ch, now)
+		if err != nil {
+			return err
+		}
+		row, err := sessionParams(sess)
+		if err != nil {
+			return err
+		}
+		if err := q.InsertSession(ctx, db.InsertSessionParams{
+			ID: row.ID, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
+			FulfillmentOptionID: row.FulfillmentOptionID, Now: now, ExpiresAt: row.ExpiresAt,
+		}); err != nil {
+			return fmt.Errorf("insert session: %w", err)
+		}
+		if err := insertLines(ctx, q, sess); err != nil {
+			return err
+		}
+		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}
+		return nil
+	})
+	return view, err
+}
+
+// GetSession returns the session with a quote from the current catalog.
+func (s *Store) GetSession(ctx context.Context, id string) (checkout.View, error) {
+	q := db.New(s.pool)
+	sess, err := loadSession(ctx, q.GetSession, q, id)
+	if err != nil {
+		return checkout.View{}, err
+	}
+	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	if err != nil {
+		return checkout.View{}, err
+	}
+	return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, s.now())}, nil
+}
+
+// UpdateSession validates ch and applies it to the locked session.
+func (s *Store) UpdateSession(ctx context.Context, id string, ch checkout.Changes) (checkout.View, error) {
+	if err := ch.Validate(false); err != nil {
+		return checkout.View{}, err
+	}
+	return s.modify(ctx, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
+		return s.applyChanges(ctx, q, sess, ch, now)
+	}, ch.Items != nil)
+}
+
+// CancelSession cancels an open session; a completed or canceled one is refused with
+// checkout.KindNotAllowed.
+func (s *Store) CancelSession(ctx context.Context, id string) (checkout.View, error) {
+	return s.modify(ctx, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
+		if err := sess.Cancel(now); err != nil {
+			return checkout.Catalog{}, err
+		}
+		return loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	}, false)
+}
+
+// modify locks session id, lets change mutate it, and writes it back in the same
+// transaction. linesChanged says whether the line items must be rewritten.
+func (s *Store) modify(ctx context.Context, id string,
+	change func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error),
+	linesChanged bool,
+) (checkout.View, error) {
+	var view checkout.View
+	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
+		sess, err := loadSession(ctx, q.GetSessionForUpdate, q, id)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		cat, err := change(q, sess, now)
+		if err != nil {
+			return err
+		}
+		row, err := sessionParams(sess)
+		if err != nil {
+			return err
+		}
+		row.Now = now
+		if err := q.UpdateSession(ctx, row); err != nil {
+			return fmt.Errorf("update session: %w", err)
+		}
+		if linesChanged {
+			if err := q.DeleteLineItems(ctx, sess.ID); err != nil {
+				return fmt.Errorf("delete line items: %w", err)
+			}
+			if err := insertLines(ctx, q, sess); err != nil {
+				return err
+			}
+		}
+		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}
+		return nil
+	})
+	return view, err
+}
+
+// applyChanges loads the catalog the changes need, applies them and returns the catalog
+// with the tax rate of the resulting address.
+func (s *Store) applyChanges(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time) (checkout.Catalog, error) {
+	cat, err := loadCatalog(ctx, q, nil, checkout.VariantIDs(sess, ch))
+	if err != nil {
+		return cat, err
+	}
+	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
+		return cat, err
+	}
+	cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
+	return cat, err
+}
+
+func loadSession(ctx context.Context, get func(context.Context, string) (db.CheckoutSession, error), q *db.Queries, id string) (*checkout.Session, error) {
+	row, err := get(ctx, id)
+	if isNoRows(err) {
+		return nil, checkout.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load session: %w", err)
+	}
+	sess := &checkout.Session{
+		ID: row.ID, State: checkout.State(row.State), Currency: row.Currency,
+		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt, ExpiresAt: row.ExpiresAt,
+	}
+	if row.FulfillmentOptionID != nil {
+		sess.FulfillmentOptionID = *row.FulfillmentOptionID
+	}
+	if row.Buyer != nil {
+		sess.Buyer = new(checkout.Buyer)
+		if err := json.Unmarshal(row.Buyer, sess.Buyer); err != nil {
+			return nil, fmt.Errorf("decode buyer of %s: %w", id, err)
+		}
+	}
+	if row.FulfillmentAddress != nil {
+		sess.FulfillmentAddress = new(checkout.Address)
+		if err := json.Unmarshal(row.FulfillmentAddress, sess.FulfillmentAddress); err != nil {
+			return nil, fmt.Errorf("decode address of %s: %w", id, err)
+		}
+	}
+	lines, err := q.ListLineItems(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load line items: %w", err)
+	}
+	sess.Lines = make([]checkout.Line, len(lines))
+	for i, l := range lines {
+		sess.Lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
+	}
+	return sess, nil
+}
+
+// loadCatalog reads the variants named by ids, the active fulfillment options and, when
+// sess is given, the tax rate of its address.
+func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids []string) (checkout.Catalog, error) {
+	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(ids))}
+	rows, err := q.ListVariantsByID(ctx, ids)
+	if err != nil {
+		return cat, fmt.Errorf("load variants: %w", err)
+	}
+	for _, r := range rows {
+		cat.Variants[r.ID] = variantFromRow(r)
+	}
+	opts, err := q.ListActiveFulfillmentOptions(ctx)
+	if err != nil {
+		return cat, fmt.Errorf("load fulfillment options: %w", err)
+	}
+	cat.Options = make([]checkout.FulfillmentOption, len(opts))
+	for i, o := range opts {
+		cat.Options[i] = checkout.FulfillmentOption{
+			ID: o.ID, Type: checkout.FulfillmentType(o.Type), Title: o.Title, Subtitle: o.Subtitle,
+			Carrier: o.Carrier, Amount: o.Amount, Currency: o.Currency, Taxable: o.Taxable,
+			MinDeliveryDays: intPtr(o.MinDeliveryDays), MaxDeliveryDays: intPtr(o.MaxDeliveryDays),
+		}
+	}
+	if sess != nil {
+		cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
+	}
+	return cat, err
+}
+
+func taxRate(ctx context.Context, q *db.Queries, addr *checkout.Address) (int, error) {
+	if addr == nil {
+		return 0, nil
+	}
+	country, region := addr.TaxRegion()
+	bps, err := q.GetTaxRate(ctx, db.GetTaxRateParams{Country: country, Region: region})
+	if isNoRows(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load tax rate: %w", err)
+	}
+	return int(bps), nil
+}
+
+func variantFromRow(r db.Variant) checkout.Variant {
+	return checkout.Variant{
+		ID: r.ID, Title: r.Title, PriceAmount: r.PriceAmount, Currency: r.Currency,
+		Available: r.Available, AvailabilityStatus: r.AvailabilityStatus,
+		Fulfillment: checkout.FulfillmentType(r.FulfillmentType), Stock: intPtr(r.StockQuantity),
+	}
+}
+
+func sessionParams(sess *checkout.Session) (db.UpdateSessionParams, error) {
+	p := db.UpdateSessionParams{
+		ID: sess.ID, Currency: sess.Currency, State: string(sess.State), ExpiresAt: sess.ExpiresAt,
+	}
+	if sess.FulfillmentOptionID != "" {
+		p.FulfillmentOptionID = &sess.FulfillmentOptionID
+	}
+	var err error
+	if sess.Buyer != nil {
+		if p.Buyer, err = json.Marshal(sess.Buyer); err != nil {
+			return p, fmt.Errorf("encode buyer: %w", err)
+		}
+	}
+	if sess.FulfillmentAddress != nil {
+		if p.FulfillmentAddress, err = json.Marshal(sess.FulfillmentAddress); err != nil {
+			return p, fmt.Errorf("encode address: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func insertLines(ctx context.Context, q *db.Queries, sess *checkout.Session) error {
+	rows := make([]db.InsertLineItemsParams, len(sess.Lines))
+	for i, l := range sess.Lines {
+		rows[i] = db.InsertLineItemsParams{
+			ID: l.ID, CheckoutSessionID: sess.ID, Position: int32(i),
+			VariantID: l.VariantID, Quantity: int32(l.Quantity), UnitAmount: l.UnitAmount,
+		}
+	}
+	if _, err := q.InsertLineItems(ctx, rows); err != nil {
+		return fmt.Errorf("insert line items: %w", err)
+	}
+	return nil
+}
+
+func intPtr(v *int32) *int {
+	if v == nil {
+		return nil
+	}
+	n := int(*v)
+	return &n
+}

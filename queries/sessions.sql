@@ -1,0 +1,31 @@
+-- name: InsertSession :exec
+INSERT INTO checkout_sessions (id, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
+VALUES (@id, @currency, @buyer, @fulfillment_address, @fulfillment_option_id, @now, @now, @expires_at);
+
+-- name: GetSession :one
+SELECT * FROM checkout_sessions WHERE id = @id;
+
+-- name: GetSessionForUpdate :one
+-- Taken inside the transaction that writes the session, so concurrent updates serialise.
+SELECT * FROM checkout_sessions WHERE id = @id FOR UPDATE;
+
+-- name: UpdateSession :exec
+UPDATE checkout_sessions
+SET currency = @currency,
+    buyer = @buyer,
+    fulfillment_address = @fulfillment_address,
+    fulfillment_option_id = @fulfillment_option_id,
+    state = @state,
+    updated_at = @now,
+    expires_at = @expires_at
+WHERE id = @id;
+
+-- name: DeleteLineItems :exec
+DELETE FROM line_items WHERE checkout_session_id = @checkout_session_id;
+
+-- name: InsertLineItems :copyfrom
+INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
+VALUES (@id, @checkout_session_id, @position, @variant_id, @quantity, @unit_amount);
+
+-- name: ListLineItems :many
+SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER BY position;
