@@ -11,12 +11,12 @@ WHERE country = @country AND region IN (@region, '')
 ORDER BY region DESC
 LIMIT 1;
 
--- name: UpsertProduct :exec
+-- name: UpsertProducts :batchexec
 INSERT INTO products (id, title, url, updated_at)
 VALUES (@id, @title, @url, now())
 ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, url = EXCLUDED.url, updated_at = now();
 
--- name: UpsertVariant :exec
+-- name: UpsertVariants :batchexec
 -- Stock is not part of a feed: an import leaves stock_quantity as it was.
 INSERT INTO variants (id, product_id, title, price_amount, currency, available, availability_status, fulfillment_type, updated_at)
 VALUES (@id, @product_id, @title, @price_amount, @currency, @available, @availability_status, @fulfillment_type, now())

@@ -1,0 +1,46 @@
+# agentic-commerce-server — developer entry points. `make help` lists them.
+
+BIN          := bin/agentic-commerce-server
+DEMO_CATALOG := internal/catalog/demo/products.jsonl
+GO_TEST      ?= go test -race -count=1 -timeout 15m
+
+.DEFAULT_GOAL := help
+.PHONY: help run build test verify generate db-up db-stop docker clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and serve on :8080
+	@set -e; \
+	DATABASE_URL="$${DATABASE_URL:-$$(go run ./cmd/devdb up)}"; export DATABASE_URL; \
+	./$(BIN) migrate up; \
+	./$(BIN) catalog import $(DEMO_CATALOG); \
+	exec ./$(BIN) serve
+
+build: ## Build the server binary into bin/
+	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/agentic-commerce-server
+
+test: ## Unit and integration tests against a throwaway PostgreSQL (started for you)
+	$(GO_TEST) ./...
+
+verify: ## Fail when generated code is stale or the code is not gofmt/vet clean
+	go tool sqlc diff
+	go mod tidy -diff
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	go vet ./...
+
+generate: ## Regenerate db/ from queries/ and migrations/ with sqlc
+	go tool sqlc generate
+
+db-up: ## Start (or reuse) the development PostgreSQL and print its URL
+	@go run ./cmd/devdb up
+
+db-stop: ## Stop the development PostgreSQL started under ./.data/
+	@go run ./cmd/devdb down
+
+docker: ## Build the container image
+	docker build -t agentic-commerce-server .
+
+clean: ## Remove build output (not the development database)
+	rm -rf bin/

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/config"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+func migrate(ctx context.Context, cfg config.Config, args []string, stdout io.Writer, logger *slog.Logger) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: migrate takes one of up, down, status", errUsage)
+	}
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	m, err := postgres.NewMigrator(pool, logger)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	switch args[0] {
+	case "up":
+		n, err := m.Up(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "applied %d migration(s); schema at version %d\n", n, m.LatestVersion())
+		return nil
+	case "down":
+		if err := m.Down(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "rolled back one migration")
+		return nil
+	case "status":
+		list, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tSTATE\tMIGRATION")
+		for _, s := range list {
+			state := "pending"
+			if s.Applied {
+				state = "applied"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, state, s.Name)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("%w: unknown migrate action %q", errUsage, args[0])
+}
+
+func catalogCmd(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: catalog takes import FILE or stock ID QTY", errUsage)
+	}
+	switch {
+	case args[0] == "import" && len(args) == 2:
+		f, err := os.Open(args[1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		products, err := catalog.Parse(f)
+		if err != nil {
+			return fmt.Errorf("%s: nothing imported:\n%w", args[1], err)
+		}
+		pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		res, err := postgres.ImportCatalog(ctx, pool, products)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "imported %d product(s), %d variant(s) from %s\n", res.Products, res.Variants, args[1])
+		return nil
+	case args[0] == "stock" && len(args) == 3:
+		var qty *int32
+		if args[2] != "unlimited" {
+			n, err := strconv.ParseInt(args[2], 10, 32)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%w: QTY must be a whole number >= 0 or \"unlimited\", got %q", errUsage, args[2])
+			}
+			q := int32(n)
+			qty = &q
+		}
+		pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := postgres.SetStock(ctx, pool, args[1], qty); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "stock of %s set to %s\n", args[1], args[2])
+		return nil
+	}
+	return fmt.Errorf("%w: catalog takes import FILE or stock ID QTY", errUsage)
+}

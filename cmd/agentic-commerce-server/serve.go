@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/config"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+// connectTimeout bounds how long start-up waits for the database, which may still be
+// booting next to the server (docker compose, systemd).
+const connectTimeout = 30 * time.Second
+
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	pool, err := connectWithRetry(ctx, cfg.DatabaseURL, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	migrator, err := postgres.NewMigrator(pool, logger)
+	if err != nil {
+		return err
+	}
+	latest := migrator.LatestVersion()
+	if cfg.MigrateOnStart {
+		n, err := migrator.Up(ctx)
+		if err != nil {
+			_ = migrator.Close()
+			return err
+		}
+		logger.Info("migrations applied", slog.Int("applied", n), slog.Int64("version", latest))
+	}
+	if err := migrator.Close(); err != nil {
+		return fmt.Errorf("close migrator: %w", err)
+	}
+
+	ready := func(ctx context.Context) error {
+		v, err := postgres.SchemaVersion(ctx, pool)
+		if err != nil {
+			return err
+		}
+		if v != latest {
+			return fmt.Errorf("schema version %d, binary expects %d: run migrate up", v, latest)
+		}
+		return nil
+	}
+	links := []httpapi.Link{
+		{Type: "terms_of_use", URL: cfg.TermsOfUseURL},
+		{Type: "privacy_policy", URL: cfg.PrivacyPolicyURL},
+	}
+	if cfg.ShopPoliciesURL != "" {
+		links = append(links, httpapi.Link{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL})
+	}
+	api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, Links: links},
+		postgres.NewStore(pool, cfg.SessionTTL), ready, logger)
+
+	srv := &http.Server{
+		Addr:              cfg.Addr(),
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", srv.Addr, err)
+	}
+	logger.Info("serving", slog.String("addr", ln.Addr().String()), slog.Int64("schema_version", latest))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", cfg.ShutdownTimeout))
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// connectWithRetry opens the pool, retrying with backoff until connectTimeout.
+func connectWithRetry(ctx context.Context, databaseURL string, logger *slog.Logger) (*pgxpool.Pool, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	delay := 250 * time.Millisecond
+	for {
+		pool, err := postgres.Connect(ctx, databaseURL)
+		if err == nil {
+			return pool, nil
+		}
+		logger.Warn("database not reachable yet", slog.Any("error", err), slog.Duration("retry_in", delay))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("database unreachable after %s: %w", connectTimeout, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 4*time.Second)
+	}
+}

@@ -1,0 +1,126 @@
+// Package config reads the server's configuration from the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of the server. Every field comes from one
+// environment variable, named in its comment, with the default given there.
+type Config struct {
+	DatabaseURL    string        // DATABASE_URL (required)
+	Host           string        // HOST, default 0.0.0.0
+	Port           int           // PORT, default 8080
+	LogLevel       slog.Level    // LOG_LEVEL: debug, info (default), warn, error
+	MaxBodyBytes   int64         // MAX_BODY_BYTES, default 1048576 (1 MiB)
+	SessionTTL     time.Duration // SESSION_TTL, Go duration, default 1h
+	PublicBaseURL  string        // PUBLIC_BASE_URL, default http://localhost:PORT
+	MigrateOnStart bool          // MIGRATE_ON_START, default true
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM/SIGINT
+	// (SHUTDOWN_TIMEOUT, default 20s).
+	ShutdownTimeout time.Duration
+	// Links shown on every session: TERMS_OF_USE_URL and PRIVACY_POLICY_URL (defaults
+	// under PUBLIC_BASE_URL/legal/), SHOP_POLICIES_URL (optional).
+	TermsOfUseURL    string
+	PrivacyPolicyURL string
+	ShopPoliciesURL  string
+}
+
+// notYetSupported are variables of the documented interface whose features are not in
+// this build. Starting with one set would silently drop a protection the operator asked
+// for, so Load refuses instead.
+var notYetSupported = []string{"API_KEYS", "SIGNING_SECRET", "WEBHOOK_URL", "WEBHOOK_SECRET"}
+
+// Load reads the configuration through getenv (os.Getenv in production) and reports every
+// invalid value at once.
+func Load(getenv func(string) string) (Config, error) {
+	var errs []error
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	cfg := Config{
+		DatabaseURL:      get("DATABASE_URL", ""),
+		Host:             get("HOST", "0.0.0.0"),
+		TermsOfUseURL:    get("TERMS_OF_USE_URL", ""),
+		PrivacyPolicyURL: get("PRIVACY_POLICY_URL", ""),
+		ShopPoliciesURL:  get("SHOP_POLICIES_URL", ""),
+	}
+	if cfg.DatabaseURL == "" {
+		errs = append(errs, errors.New("DATABASE_URL is required (e.g. postgres://user:pass@localhost:5432/acp)"))
+	}
+
+	port, err := strconv.Atoi(get("PORT", "8080"))
+	if err != nil || port < 0 || port > 65535 {
+		errs = append(errs, fmt.Errorf("PORT must be a TCP port number (0 picks a free one), got %q", getenv("PORT")))
+	}
+	cfg.Port = port
+
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", getenv("LOG_LEVEL")))
+	}
+
+	maxBody, err := strconv.ParseInt(get("MAX_BODY_BYTES", "1048576"), 10, 64)
+	if err != nil || maxBody < 1024 {
+		errs = append(errs, fmt.Errorf("MAX_BODY_BYTES must be an integer >= 1024, got %q", getenv("MAX_BODY_BYTES")))
+	}
+	cfg.MaxBodyBytes = maxBody
+
+	cfg.SessionTTL = duration(get, "SESSION_TTL", "1h", time.Minute, &errs)
+	cfg.ShutdownTimeout = duration(get, "SHUTDOWN_TIMEOUT", "20s", time.Second, &errs)
+
+	migrate, err := strconv.ParseBool(get("MIGRATE_ON_START", "true"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("MIGRATE_ON_START must be true or false, got %q", getenv("MIGRATE_ON_START")))
+	}
+	cfg.MigrateOnStart = migrate
+
+	cfg.PublicBaseURL = strings.TrimRight(get("PUBLIC_BASE_URL", fmt.Sprintf("http://localhost:%d", port)), "/")
+	checkURL := func(name, v string) {
+		if v == "" {
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s must be an absolute http(s) URL, got %q", name, v))
+		}
+	}
+	checkURL("PUBLIC_BASE_URL", cfg.PublicBaseURL)
+	if cfg.TermsOfUseURL == "" {
+		cfg.TermsOfUseURL = cfg.PublicBaseURL + "/legal/terms-of-use"
+	}
+	if cfg.PrivacyPolicyURL == "" {
+		cfg.PrivacyPolicyURL = cfg.PublicBaseURL + "/legal/privacy-policy"
+	}
+	checkURL("TERMS_OF_USE_URL", cfg.TermsOfUseURL)
+	checkURL("PRIVACY_POLICY_URL", cfg.PrivacyPolicyURL)
+	checkURL("SHOP_POLICIES_URL", cfg.ShopPoliciesURL)
+
+	for _, name := range notYetSupported {
+		if getenv(name) != "" {
+			errs = append(errs, fmt.Errorf("%s is set, but this build does not implement it yet; unset it rather than run without the protection it promises", name))
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func duration(get func(string, string) string, name, def string, minimum time.Duration, errs *[]error) time.Duration {
+	v := get(name, def)
+	d, err := time.ParseDuration(v)
+	if err != nil || d < minimum {
+		*errs = append(*errs, fmt.Errorf("%s must be a duration of at least %s (e.g. %s), got %q", name, minimum, def, v))
+	}
+	return d
+}
+
+// Addr is the listen address.
+func (c Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }

@@ -1,0 +1,111 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// bodyRule says whether an endpoint needs a JSON body or may go without one.
+type bodyRule int
+
+const (
+	bodyRequired bodyRule = iota
+	// bodyOptional accepts no body or any JSON value (cancel: newer clients may send
+	// {intent_trace}, which servers must accept; checklist A7).
+	bodyOptional
+)
+
+// readBody reads the request body under the size limit and checks its content type.
+// The raw bytes are returned so that later layers (signatures, idempotency hashes) see
+// exactly what the client sent.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, rule bodyRule) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, newError(http.StatusRequestEntityTooLarge, typeInvalidRequest, "request_too_large",
+				fmt.Sprintf("The request body is larger than %d bytes.", s.cfg.MaxBodyBytes), "")
+		}
+		return nil, invalidRequest("unreadable_body", "The request body could not be read.", "")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if rule == bodyOptional {
+			return nil, nil
+		}
+		return nil, invalidRequest("missing_body", "A JSON request body is required.", "")
+	}
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
+		return nil, newError(http.StatusUnsupportedMediaType, typeInvalidRequest, "unsupported_media_type",
+			"Content-Type must be application/json.", "")
+	}
+	return body, nil
+}
+
+func isJSONContentType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	return err == nil && mt == "application/json"
+}
+
+// decodeStrict decodes exactly one JSON object from body into dst: unknown fields,
+// wrong types and trailing data are refused with a 400 naming the offending field.
+func decodeStrict(body []byte, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalidRequest("invalid_json", "The request body must hold exactly one JSON object.", "")
+	}
+	return nil
+}
+
+// validJSON checks that an optional body is one well-formed JSON value.
+func validJSON(body []byte) error {
+	if body == nil || json.Valid(body) {
+		return nil
+	}
+	return invalidRequest("invalid_json", "The request body is not valid JSON.", "")
+}
+
+func decodeError(err error) error {
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntaxErr):
+		return invalidRequest("invalid_json", fmt.Sprintf("The request body is not valid JSON (at byte %d).", syntaxErr.Offset), "")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalidRequest("invalid_json", "The request body is truncated JSON.", "")
+	case errors.As(err, &typeErr):
+		param := "$"
+		if typeErr.Field != "" {
+			param = "$." + typeErr.Field
+		}
+		return invalidRequest("invalid_type", fmt.Sprintf("%s must be of JSON type %s, not %s.", param, jsonType(typeErr.Type.Kind().String()), typeErr.Value), param)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return invalidRequest("unknown_field", fmt.Sprintf("Unknown field %q.", name), "$."+name)
+	}
+	return invalidRequest("invalid_json", "The request body is not valid JSON.", "")
+}
+
+// jsonType names a Go kind the way a JSON client thinks of it.
+func jsonType(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	}
+	return "number"
+}

@@ -1,0 +1,79 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// ACP error types (the 2025-09-29 Error.type enum).
+const (
+	typeInvalidRequest     = "invalid_request"
+	typeProcessingError    = "processing_error"
+	typeServiceUnavailable = "service_unavailable"
+)
+
+// apiError is the flat ACP Error body. SupportedVersions is only sent with version
+// errors (the 2026-04-17 shape, used for every version; see docs/decisions.md).
+type apiError struct {
+	Type              string   `json:"type"`
+	Code              string   `json:"code"`
+	Message           string   `json:"message"`
+	Param             string   `json:"param,omitempty"`
+	SupportedVersions []string `json:"supported_versions,omitempty"`
+
+	status int
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+// kindStatus is the one table from domain error kinds to HTTP statuses and ACP types.
+var kindStatus = map[checkout.Kind]struct {
+	status  int
+	errType string
+}{
+	checkout.KindInvalid:     {http.StatusBadRequest, typeInvalidRequest},
+	checkout.KindNotFound:    {http.StatusNotFound, typeInvalidRequest},
+	checkout.KindNotAllowed:  {http.StatusMethodNotAllowed, typeInvalidRequest},
+	checkout.KindUnavailable: {http.StatusServiceUnavailable, typeServiceUnavailable},
+	checkout.KindInternal:    {http.StatusInternalServerError, typeProcessingError},
+}
+
+func newError(status int, errType, code, message, param string) *apiError {
+	return &apiError{status: status, Type: errType, Code: code, Message: message, Param: param}
+}
+
+func invalidRequest(code, message, param string) *apiError {
+	return newError(http.StatusBadRequest, typeInvalidRequest, code, message, param)
+}
+
+// writeError answers err as an ACP Error. Domain and API errors are shown as they are;
+// anything else is logged with the request id and answered with a generic 500, so no
+// internal detail ever reaches the client.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeJSON(w, ae.status, ae)
+		return
+	}
+	if de, ok := checkout.AsError(err); ok && de.Kind != checkout.KindInternal {
+		m := kindStatus[de.Kind]
+		if de.Kind == checkout.KindNotAllowed {
+			w.Header().Set("Allow", http.MethodGet)
+		}
+		writeJSON(w, m.status, &apiError{Type: m.errType, Code: de.Code, Message: de.Message, Param: de.Param})
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client went away or the server is shutting down; the answer is moot.
+		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "request canceled", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
+		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
+			"request_canceled", "The request was canceled before it finished.", ""))
+		return
+	}
+	s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
+	writeJSON(w, http.StatusInternalServerError, newError(http.StatusInternalServerError, typeProcessingError,
+		"internal_error", "The server could not process the request. Retry later with the same Idempotency-Key.", ""))
+}

@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// Middleware wraps a handler.
+type Middleware func(http.Handler) http.Handler
+
+// chain applies middlewares so that the first one listed is the outermost.
+func chain(h http.Handler, mws ...Middleware) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+type ctxKey int
+
+const (
+	ctxRequestInfo ctxKey = iota
+	ctxAPIVersion
+)
+
+// requestInfo is filled in as a request travels inward, and read by the access log on
+// the way out.
+type requestInfo struct {
+	id    string
+	route string
+}
+
+func requestID(ctx context.Context) string {
+	if info, ok := ctx.Value(ctxRequestInfo).(*requestInfo); ok {
+		return info.id
+	}
+	return ""
+}
+
+// maxRequestIDLength bounds the echoed Request-Id so a client cannot bloat logs.
+const maxRequestIDLength = 200
+
+// withRequestHeaders echoes Request-Id (generating one when absent) and Idempotency-Key
+// on every response, errors included (checklist A1).
+func withRequestHeaders() Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := r.Header.Get("Request-Id")
+			if id == "" || len(id) > maxRequestIDLength {
+				id = checkout.NewID("req_")
+			}
+			w.Header().Set("Request-Id", id)
+			if key := r.Header.Get("Idempotency-Key"); key != "" && len(key) <= maxRequestIDLength {
+				w.Header().Set("Idempotency-Key", key)
+			}
+			info := &requestInfo{id: id}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxRequestInfo, info)))
+		})
+	}
+}
+
+// statusRecorder remembers the status and size of a response for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// withAccessLog writes one structured line per request. Bodies are never logged: they
+// carry personal data and, on the payment endpoints, card data.
+func withAccessLog(logger *slog.Logger) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			info, _ := r.Context().Value(ctxRequestInfo).(*requestInfo)
+			route := "unmatched"
+			if info != nil && info.route != "" {
+				route = info.route
+			}
+			level := slog.LevelInfo
+			if rec.status >= 500 {
+				level = slog.LevelError
+			}
+			logger.LogAttrs(r.Context(), level, "request",
+				slog.String("request_id", requestID(r.Context())),
+				slog.String("method", r.Method),
+				slog.String("route", route),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", rec.status),
+				slog.Int("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			)
+		})
+	}
+}
+
+// withRecovery turns a panic into a logged 500 ACP error instead of a dropped connection.
+func (s *Server) withRecovery() Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					s.writeError(w, r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// recordRoute stores the matched route template for the access log. It runs as router
+// middleware, i.e. only once a route has matched.
+func recordRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info, ok := r.Context().Value(ctxRequestInfo).(*requestInfo); ok {
+			if tpl, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
+				info.route = tpl
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Supported API versions, newest first (the order the Error schema asks for).
+const (
+	Version20250929 = "2025-09-29"
+)
+
+// SupportedVersions lists the API-Version values this server speaks, newest first.
+var SupportedVersions = []string{Version20250929}
+
+// withAPIVersion validates API-Version. A missing header is served as the oldest
+// supported version, since early clients and the walk-throughs omit it.
+func withAPIVersion() Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			v := strings.TrimSpace(r.Header.Get("API-Version"))
+			if v == "" {
+				v = SupportedVersions[len(SupportedVersions)-1]
+			}
+			if !slices.Contains(SupportedVersions, v) {
+				writeJSON(w, http.StatusBadRequest, &apiError{
+					Type: typeInvalidRequest, Code: "unsupported_api_version",
+					Message:           fmt.Sprintf("API-Version %q is not supported.", v),
+					SupportedVersions: SupportedVersions,
+				})
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxAPIVersion, v)))
+		})
+	}
+}

@@ -1,0 +1,190 @@
+// Package httpapi is the HTTP adapter: the router, the ACP handlers, middleware and the
+// mapping of domain errors to ACP Error responses.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// Sessions is the checkout session store the handlers drive.
+type Sessions interface {
+	CreateSession(ctx context.Context, ch checkout.Changes) (checkout.View, error)
+	GetSession(ctx context.Context, id string) (checkout.View, error)
+	UpdateSession(ctx context.Context, id string, ch checkout.Changes) (checkout.View, error)
+	CancelSession(ctx context.Context, id string) (checkout.View, error)
+}
+
+// Config holds what the HTTP layer needs beyond its dependencies.
+type Config struct {
+	// MaxBodyBytes bounds every request body; larger bodies get 413.
+	MaxBodyBytes int64
+	// Links are shown on every session (terms of use, privacy policy, ...).
+	Links []Link
+}
+
+// Server serves the ACP endpoints and the health probes.
+type Server struct {
+	cfg      Config
+	sessions Sessions
+	ready    func(context.Context) error
+	logger   *slog.Logger
+	handler  http.Handler
+}
+
+// New builds the server. ready reports whether the instance can serve traffic (database
+// reachable, schema current); /ready answers 503 while it returns an error.
+func New(cfg Config, sessions Sessions, ready func(context.Context) error, logger *slog.Logger) *Server {
+	if cfg.Links == nil {
+		cfg.Links = []Link{}
+	}
+	s := &Server{cfg: cfg, sessions: sessions, ready: ready, logger: logger}
+
+	root := mux.NewRouter()
+	root.Use(recordRoute)
+	root.NotFoundHandler = http.HandlerFunc(s.notFound)
+	root.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(root))
+	root.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
+	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
+
+	acp := root.NewRoute().Subrouter()
+	acp.Use(mux.MiddlewareFunc(withAPIVersion()))
+	acp.NotFoundHandler = root.NotFoundHandler
+	acp.MethodNotAllowedHandler = root.MethodNotAllowedHandler
+	acp.HandleFunc("/checkout_sessions", s.createSession).Methods(http.MethodPost)
+	acp.HandleFunc("/checkout_sessions/{id}", s.getSession).Methods(http.MethodGet)
+	acp.HandleFunc("/checkout_sessions/{id}", s.updateSession).Methods(http.MethodPost)
+	acp.HandleFunc("/checkout_sessions/{id}/cancel", s.cancelSession).Methods(http.MethodPost)
+
+	// Fixed order, outermost first: every response, a panic's included, carries the
+	// request headers and is logged.
+	s.handler = chain(root,
+		withRequestHeaders(),
+		withAccessLog(logger),
+		s.withRecovery(),
+	)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, bodyRequired)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req createRequest0929
+	if err := decodeStrict(body, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ch, err := req.changes()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	view, err := s.sessions.CreateSession(r.Context(), ch)
+	s.respond(w, r, http.StatusCreated, view, err)
+}
+
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
+	view, err := s.sessions.GetSession(r.Context(), mux.Vars(r)["id"])
+	s.respond(w, r, http.StatusOK, view, err)
+}
+
+func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, bodyRequired)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req updateRequest0929
+	if err := decodeStrict(body, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ch, err := req.changes()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	view, err := s.sessions.UpdateSession(r.Context(), mux.Vars(r)["id"], ch)
+	s.respond(w, r, http.StatusOK, view, err)
+}
+
+func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, bodyOptional)
+	if err == nil {
+		err = validJSON(body)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	view, err := s.sessions.CancelSession(r.Context(), mux.Vars(r)["id"])
+	s.respond(w, r, http.StatusOK, view, err)
+}
+
+// respond writes view in the request's API version, or err as an ACP Error.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, view checkout.View, err error) {
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, status, encode0929(view, s.cfg.Links))
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
+	if err := s.ready(r.Context()); err != nil {
+		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "not ready", slog.Any("error", err))
+		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
+			"not_ready", "The server is not ready to serve traffic.", ""))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, newError(http.StatusNotFound, typeInvalidRequest, "not_found",
+		"No endpoint at "+r.Method+" "+r.URL.Path+".", ""))
+}
+
+// methodNotAllowed answers 405 with the Allow header RFC 9110 requires, found by asking
+// the router which methods would have matched the path.
+func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			var match mux.RouteMatch
+			if router.Match(probe, &match) && match.MatchErr == nil {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
+			r.Method+" is not allowed on "+r.URL.Path+".", ""))
+	}
+}
+
+// writeJSON writes v with status. Encoding errors cannot be reported to the client once
+// the status is out, and the types written here always encode.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

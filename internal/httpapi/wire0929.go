@@ -1,0 +1,242 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// This file is the 2025-09-29 wire format: request bodies decoded into checkout.Changes,
+// and checkout.View encoded as a CheckoutSession. Another API version gets a file of its
+// own beside this one; the domain model stays the same.
+
+type buyer0929 struct {
+	FirstName   string `json:"first_name"`
+	LastName    string `json:"last_name"`
+	Email       string `json:"email"`
+	PhoneNumber string `json:"phone_number,omitempty"`
+}
+
+type address0929 struct {
+	Name       string `json:"name"`
+	LineOne    string `json:"line_one"`
+	LineTwo    string `json:"line_two,omitempty"`
+	City       string `json:"city"`
+	State      string `json:"state"`
+	Country    string `json:"country"`
+	PostalCode string `json:"postal_code"`
+}
+
+// The wire and domain shapes of buyer and address coincide in 2025-09-29, so the
+// conversions are plain type conversions; a later version maps its own fields here.
+func (b *buyer0929) domain() *checkout.Buyer {
+	if b == nil {
+		return nil
+	}
+	d := checkout.Buyer(*b)
+	return &d
+}
+
+func (a *address0929) domain() *checkout.Address {
+	if a == nil {
+		return nil
+	}
+	d := checkout.Address(*a)
+	return &d
+}
+
+func wireBuyer0929(b *checkout.Buyer) *buyer0929 {
+	if b == nil {
+		return nil
+	}
+	w := buyer0929(*b)
+	return &w
+}
+
+func wireAddress0929(a *checkout.Address) *address0929 {
+	if a == nil {
+		return nil
+	}
+	w := address0929(*a)
+	return &w
+}
+
+type item0929 struct {
+	ID *string `json:"id"`
+	// Quantity is kept raw so that "2" (a string) and 2.5 get a precise error
+	// instead of being coerced.
+	Quantity json.RawMessage `json:"quantity"`
+}
+
+type createRequest0929 struct {
+	Items              *[]item0929  `json:"items"`
+	Buyer              *buyer0929   `json:"buyer"`
+	FulfillmentAddress *address0929 `json:"fulfillment_address"`
+}
+
+type updateRequest0929 struct {
+	Items               *[]item0929  `json:"items"`
+	Buyer               *buyer0929   `json:"buyer"`
+	FulfillmentAddress  *address0929 `json:"fulfillment_address"`
+	FulfillmentOptionID *string      `json:"fulfillment_option_id"`
+}
+
+func (c *createRequest0929) changes() (checkout.Changes, error) {
+	items, err := items0929(c.Items)
+	return checkout.Changes{Items: items, Buyer: c.Buyer.domain(), FulfillmentAddress: c.FulfillmentAddress.domain()}, err
+}
+
+func (u *updateRequest0929) changes() (checkout.Changes, error) {
+	items, err := items0929(u.Items)
+	return checkout.Changes{
+		Items: items, Buyer: u.Buyer.domain(), FulfillmentAddress: u.FulfillmentAddress.domain(),
+		FulfillmentOptionID: u.FulfillmentOptionID,
+	}, err
+}
+
+// items0929 converts wire items, refusing fractional quantities: the released
+// 2025-09-29 schema and RFC say integer >= 1 (checklist I-01).
+func items0929(in *[]item0929) ([]checkout.ItemRequest, error) {
+	if in == nil {
+		return nil, nil
+	}
+	out := make([]checkout.ItemRequest, len(*in))
+	for i, it := range *in {
+		if it.ID == nil {
+			return nil, invalidRequest("missing", "Item id is required.", fmt.Sprintf("$.items[%d].id", i))
+		}
+		if it.Quantity == nil || string(it.Quantity) == "null" {
+			return nil, invalidRequest("missing", "Item quantity is required.", fmt.Sprintf("$.items[%d].quantity", i))
+		}
+		q, err := strconv.ParseInt(string(it.Quantity), 10, 32)
+		if err != nil || q < 1 || q > checkout.MaxQuantity {
+			return nil, invalidRequest("invalid",
+				fmt.Sprintf("Quantity must be a whole number from 1 to %d.", checkout.MaxQuantity),
+				fmt.Sprintf("$.items[%d].quantity", i))
+		}
+		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: int(q)}
+	}
+	return out, nil
+}
+
+type session0929 struct {
+	ID                  string          `json:"id"`
+	Buyer               *buyer0929      `json:"buyer,omitempty"`
+	PaymentProvider     paymentProvider `json:"payment_provider"`
+	Status              checkout.Status `json:"status"`
+	Currency            string          `json:"currency"`
+	LineItems           []lineItem0929  `json:"line_items"`
+	FulfillmentAddress  *address0929    `json:"fulfillment_address,omitempty"`
+	FulfillmentOptionID string          `json:"fulfillment_option_id,omitempty"`
+	Totals              []total0929     `json:"totals"`
+	FulfillmentOptions  []option0929    `json:"fulfillment_options"`
+	Messages            []message0929   `json:"messages"`
+	Links               []Link          `json:"links"`
+}
+
+type paymentProvider struct {
+	Provider                string   `json:"provider"`
+	SupportedPaymentMethods []string `json:"supported_payment_methods"`
+}
+
+type lineItem0929 struct {
+	ID         string          `json:"id"`
+	Item       lineItemRef0929 `json:"item"`
+	BaseAmount int64           `json:"base_amount"`
+	Discount   int64           `json:"discount"`
+	Subtotal   int64           `json:"subtotal"`
+	Tax        int64           `json:"tax"`
+	Total      int64           `json:"total"`
+}
+
+type lineItemRef0929 struct {
+	ID       string `json:"id"`
+	Quantity int    `json:"quantity"`
+}
+
+type total0929 struct {
+	Type        string `json:"type"`
+	DisplayText string `json:"display_text"`
+	Amount      int64  `json:"amount"`
+}
+
+type option0929 struct {
+	Type                 checkout.FulfillmentType `json:"type"`
+	ID                   string                   `json:"id"`
+	Title                string                   `json:"title"`
+	Subtitle             string                   `json:"subtitle,omitempty"`
+	Carrier              string                   `json:"carrier,omitempty"`
+	EarliestDeliveryTime *time.Time               `json:"earliest_delivery_time,omitempty"`
+	LatestDeliveryTime   *time.Time               `json:"latest_delivery_time,omitempty"`
+	Subtotal             int64                    `json:"subtotal"`
+	Tax                  int64                    `json:"tax"`
+	Total                int64                    `json:"total"`
+}
+
+type message0929 struct {
+	Type        checkout.MessageType `json:"type"`
+	Code        checkout.MessageCode `json:"code,omitempty"`
+	Param       string               `json:"param,omitempty"`
+	ContentType string               `json:"content_type"`
+	Content     string               `json:"content"`
+}
+
+// Link is a legal or policy link shown with every session.
+type Link struct {
+	Type string `json:"type"`
+	URL  string `json:"url"`
+}
+
+// encode0929 renders v as a 2025-09-29 CheckoutSession.
+func encode0929(v checkout.View, links []Link) session0929 {
+	s, q := v.Session, v.Quote
+	out := session0929{
+		ID:                 s.ID,
+		Buyer:              wireBuyer0929(s.Buyer),
+		PaymentProvider:    paymentProvider{Provider: "stripe", SupportedPaymentMethods: []string{"card"}},
+		Status:             q.Status,
+		Currency:           s.Currency,
+		LineItems:          make([]lineItem0929, len(q.Lines)),
+		FulfillmentAddress: wireAddress0929(s.FulfillmentAddress),
+		FulfillmentOptions: make([]option0929, len(q.Options)),
+		Messages:           make([]message0929, len(q.Messages)),
+		Links:              links,
+	}
+	for i, l := range q.Lines {
+		out.LineItems[i] = lineItem0929{
+			ID: l.ID, Item: lineItemRef0929{ID: l.VariantID, Quantity: l.Quantity},
+			BaseAmount: l.BaseAmount, Discount: l.Discount, Subtotal: l.Subtotal, Tax: l.Tax, Total: l.Total,
+		}
+	}
+	for i, o := range q.Options {
+		out.FulfillmentOptions[i] = option0929{
+			Type: o.Type, ID: o.ID, Title: o.Title, Subtitle: o.Subtitle, Carrier: o.Carrier,
+			EarliestDeliveryTime: o.EarliestDelivery, LatestDeliveryTime: o.LatestDelivery,
+			Subtotal: o.Subtotal, Tax: o.Tax, Total: o.Total,
+		}
+		// The spec requires a selected id to name a listed option, so an id that no
+		// longer fits the cart is not echoed (a message says so instead).
+		if o.ID == s.FulfillmentOptionID {
+			out.FulfillmentOptionID = o.ID
+		}
+	}
+	for i, m := range q.Messages {
+		out.Messages[i] = message0929{Type: m.Type, Code: m.Code, Param: m.Param, ContentType: "plain", Content: m.Content}
+	}
+	t := q.Totals
+	out.Totals = append(out.Totals, total0929{"items_base_amount", "Item(s) total", t.ItemsBaseAmount})
+	if t.ItemsDiscount != 0 {
+		out.Totals = append(out.Totals, total0929{"items_discount", "Discount", t.ItemsDiscount})
+	}
+	out.Totals = append(out.Totals, total0929{"subtotal", "Subtotal", t.Subtotal})
+	if t.FulfillmentSelected {
+		out.Totals = append(out.Totals, total0929{"fulfillment", "Fulfillment", t.Fulfillment})
+	}
+	out.Totals = append(out.Totals,
+		total0929{"tax", "Tax", t.Tax},
+		total0929{"total", "Total", t.Total})
+	return out
+}
