@@ -90,7 +90,9 @@ func decodeError(err error) error {
 		return invalidRequest("invalid_type", fmt.Sprintf("%s must be of JSON type %s, not %s.", param, jsonType(typeErr.Type.Kind().String()), typeErr.Value), param)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return invalidRequest("unknown_field", fmt.Sprintf("Unknown field %q.", name), "$."+name)
+		// encoding/json names the field but not where it sits, so no param is given
+		// rather than a wrong one.
+		return invalidRequest("unknown_field", fmt.Sprintf("Unknown field %q.", name), "")
 	}
 	return invalidRequest("invalid_json", "The request body is not valid JSON.", "")
 }

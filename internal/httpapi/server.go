@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -162,19 +164,27 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		"No endpoint at "+r.Method+" "+r.URL.Path+".", ""))
 }
 
-// methodNotAllowed answers 405 with the Allow header RFC 9110 requires, found by asking
-// the router which methods would have matched the path.
+// methodNotAllowed answers 405 with the Allow header RFC 9110 requires: the methods of
+// every route whose path matches.
 func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-			probe := r.Clone(r.Context())
-			probe.Method = m
-			var match mux.RouteMatch
-			if router.Match(probe, &match) && match.MatchErr == nil {
-				allowed = append(allowed, m)
+		_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+			pattern, err := route.GetPathRegexp()
+			if err != nil {
+				return nil // a subrouter holder has no path of its own
 			}
-		}
+			if ok, _ := regexp.MatchString(pattern, r.URL.Path); !ok {
+				return nil
+			}
+			methods, _ := route.GetMethods()
+			for _, m := range methods {
+				if !slices.Contains(allowed, m) {
+					allowed = append(allowed, m)
+				}
+			}
+			return nil
+		})
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeJSON(w, http.StatusMethodNotAllowed, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
 			r.Method+" is not allowed on "+r.URL.Path+".", ""))

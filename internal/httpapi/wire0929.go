@@ -212,11 +212,15 @@ func encode0929(v checkout.View, links []Link) session0929 {
 		}
 	}
 	for i, o := range q.Options {
-		out.FulfillmentOptions[i] = option0929{
-			Type: o.Type, ID: o.ID, Title: o.Title, Subtitle: o.Subtitle, Carrier: o.Carrier,
-			EarliestDeliveryTime: o.EarliestDelivery, LatestDeliveryTime: o.LatestDelivery,
+		opt := option0929{
+			Type: o.Type, ID: o.ID, Title: o.Title, Subtitle: o.Subtitle,
 			Subtotal: o.Subtotal, Tax: o.Tax, Total: o.Total,
 		}
+		if o.Type == checkout.FulfillmentShipping {
+			// Carrier and delivery window exist only on FulfillmentOptionShipping.
+			opt.Carrier, opt.EarliestDeliveryTime, opt.LatestDeliveryTime = o.Carrier, o.EarliestDelivery, o.LatestDelivery
+		}
+		out.FulfillmentOptions[i] = opt
 		// The spec requires a selected id to name a listed option, so an id that no
 		// longer fits the cart is not echoed (a message says so instead).
 		if o.ID == s.FulfillmentOptionID {

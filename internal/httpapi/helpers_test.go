@@ -1,0 +1,228 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testCatalog is the catalog every API test starts with.
+var testCatalog = []catalog.Product{
+	{ID: "prod_tee", Title: "Tee", Variants: []catalog.Variant{
+		{ID: "item_123", Title: "Tee", PriceAmount: 1500, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+		{ID: "item_456", Title: "Hoodie", PriceAmount: 3000, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+		{ID: "item_789", Title: "Cap", PriceAmount: 900, Currency: "usd", Available: false, AvailabilityStatus: "out_of_stock", Fulfillment: checkout.FulfillmentShipping},
+	}},
+	{ID: "prod_ebook", Title: "E-book", Variants: []catalog.Variant{
+		{ID: "ebook_001", Title: "E-book", PriceAmount: 999, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentDigital},
+	}},
+	{ID: "prod_eur", Title: "Mug", Variants: []catalog.Variant{
+		{ID: "mug_eur", Title: "Mug", PriceAmount: 1200, Currency: "eur", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+	}},
+}
+
+// testEnv is one API server on its own freshly migrated database.
+type testEnv struct {
+	t      *testing.T
+	pool   *pgxpool.Pool
+	server *httptest.Server
+	logs   *bytes.Buffer
+	schema *acpspec.Validator
+}
+
+// mustEnv starts a server on a new database holding testCatalog.
+func mustEnv(t *testing.T, opts ...func(*httpapi.Config)) *testEnv {
+	t.Helper()
+	pool := pgtest.MustPool(t)
+	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
+		t.Fatalf("import catalog: %v", err)
+	}
+	cfg := httpapi.Config{
+		MaxBodyBytes: 1 << 20,
+		Links:        []httpapi.Link{{Type: "terms_of_use", URL: "https://shop.example/legal/terms-of-use"}},
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
+	ready := func(ctx context.Context) error { return pool.Ping(ctx) }
+	api := httpapi.New(cfg, postgres.NewStore(pool, time.Hour), ready, logger)
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return &testEnv{t: t, pool: pool, server: srv, logs: logs, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}
+}
+
+// response is a decoded HTTP response.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v\n%s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request; body may be a string (sent as is), nil, or a value to encode.
+func (e *testEnv) do(method, path string, body any, headers ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.server.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := e.server.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: raw}
+}
+
+// mustSession expects status and a body that is a valid 2025-09-29 CheckoutSession.
+func (e *testEnv) mustSession(r response, status int) map[string]any {
+	e.t.Helper()
+	if r.status != status {
+		e.t.Fatalf("status = %d, want %d; body: %s", r.status, status, r.body)
+	}
+	e.schema.MustValidate(e.t, "CheckoutSession", r.body)
+	return r.json(e.t)
+}
+
+// mustError expects status and a flat ACP Error with code and (when not "") param.
+func (e *testEnv) mustError(r response, status int, code, param string) map[string]any {
+	e.t.Helper()
+	if r.status != status {
+		e.t.Fatalf("status = %d, want %d; body: %s", r.status, status, r.body)
+	}
+	m := r.json(e.t)
+	if m["code"] != code {
+		e.t.Errorf("code = %v, want %s; body: %s", m["code"], code, r.body)
+	}
+	if param != "" && m["param"] != param {
+		e.t.Errorf("param = %v, want %s; body: %s", m["param"], param, r.body)
+	}
+	// The flat Error of 2025-09-29, with supported_versions as the documented extension.
+	body := m
+	if _, ok := m["supported_versions"]; ok {
+		body = map[string]any{}
+		for k, v := range m {
+			if k != "supported_versions" {
+				body[k] = v
+			}
+		}
+	}
+	raw, _ := json.Marshal(body)
+	e.schema.MustValidate(e.t, "Error", raw)
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		e.t.Errorf("Content-Type = %q", ct)
+	}
+	return m
+}
+
+// mustCreate creates a session from body and returns it.
+func (e *testEnv) mustCreate(body any) map[string]any {
+	e.t.Helper()
+	return e.mustSession(e.do(http.MethodPost, "/checkout_sessions", body), http.StatusCreated)
+}
+
+var (
+	address = map[string]any{
+		"name": "John Doe", "line_one": "1234 Chat Road", "city": "San Francisco",
+		"state": "CA", "country": "US", "postal_code": "94131",
+	}
+	buyer = map[string]any{"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}
+)
+
+func items(pairs ...any) []map[string]any {
+	var out []map[string]any
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, map[string]any{"id": pairs[i], "quantity": pairs[i+1]})
+	}
+	return out
+}
+
+// totals returns the session totals by type.
+func totals(t *testing.T, s map[string]any) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, raw := range s["totals"].([]any) {
+		tot := raw.(map[string]any)
+		out[tot["type"].(string)] = int64(tot["amount"].(float64))
+	}
+	return out
+}
+
+// messages returns "code@param" for each error message of the session.
+func messages(s map[string]any) []string {
+	var out []string
+	for _, raw := range s["messages"].([]any) {
+		m := raw.(map[string]any)
+		if m["type"] == "error" {
+			out = append(out, m["code"].(string)+"@"+m["param"].(string))
+		}
+	}
+	return out
+}
+
+// lockedWriter serialises writes to a buffer shared by concurrent handlers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
