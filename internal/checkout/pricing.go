@@ -169,6 +169,13 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 	}
 
 	q.Status = deriveStatus(s.State, q.Messages)
+	if s.State != StateOpen {
+		// What a finished session lacks no longer matters to anyone.
+		q.Messages = nil
+	}
+	if s.State == StateCanceled {
+		q.Messages = append(q.Messages, Message{Type: MessageInfo, Content: "Checkout session has been canceled."})
+	}
 	return q
 }
 
