@@ -231,8 +231,11 @@ func findOffered(opts []OfferedOption, id string) (OfferedOption, bool) {
 }
 
 // applyRate returns amount * bps / 10000 rounded half up. Amounts are never negative.
+// The amount is split at 10000 so that the product cannot overflow int64 for any line
+// the limits allow (price <= 1e11, quantity <= 1e4).
 func applyRate(amount int64, bps int) int64 {
-	return (amount*int64(bps) + 5000) / 10000
+	q, r := amount/10000, amount%10000
+	return q*int64(bps) + (r*int64(bps)+5000)/10000
 }
 
 func stockMessage(title string, left int) string {
