@@ -1,0 +1,114 @@
+package pgtest_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestIsolation runs two parallel tests that meet in the middle: each writes a row, then
+// both check that only their own row is visible.
+func TestIsolation(t *testing.T) {
+	var (
+		wrote sync.WaitGroup
+		mu    sync.Mutex
+		names = map[string]string{}
+	)
+	wrote.Add(2)
+	for _, label := range []string{"a", "b"} {
+		t.Run(label, func(t *testing.T) {
+			t.Parallel()
+			// Done runs once however this test ends, so the other never waits forever.
+			done := sync.OnceFunc(wrote.Done)
+			defer done()
+			ctx := context.Background()
+			pool := pgtest.MustPool(t)
+
+			var db string
+			if err := pool.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+				t.Fatal(err)
+			}
+			var migrated bool
+			if err := pool.QueryRow(ctx, `SELECT to_regclass('public.checkout_sessions') IS NOT NULL`).Scan(&migrated); err != nil || !migrated {
+				t.Fatalf("checkout_sessions missing in %s (err %v): database not migrated", db, err)
+			}
+			mu.Lock()
+			names[label] = db
+			mu.Unlock()
+
+			_, err := pool.Exec(ctx, `CREATE TABLE isolation_probe (label text)`)
+			if err == nil {
+				_, err = pool.Exec(ctx, `INSERT INTO isolation_probe VALUES ($1)`, label)
+			}
+			done()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrote.Wait()
+
+			rows, err := pool.Query(ctx, `SELECT label FROM isolation_probe`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			labels, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(labels) != 1 || labels[0] != label {
+				t.Errorf("database %s sees rows %q, want only %q", db, labels, label)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		// An empty name means that subtest was skipped or has already failed.
+		if names["a"] != "" && names["a"] == names["b"] {
+			t.Errorf("both parallel tests got database %q, want two different ones", names["a"])
+		}
+	})
+}
+
+// TestDatabaseDroppedAfterTest checks that a test's database is gone once it ends.
+func TestDatabaseDroppedAfterTest(t *testing.T) {
+	var name string
+	t.Run("user", func(t *testing.T) {
+		pool := pgtest.MustPool(t)
+		if err := pool.QueryRow(context.Background(), `SELECT current_database()`).Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if name == "" {
+		t.Skip("subtest did not get a database")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.ServerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Errorf("database %s still exists after its test ended", name)
+	}
+}
+
+// TestManyParallel copies the template concurrently, as a package full of parallel tests does.
+func TestManyParallel(t *testing.T) {
+	for i := range 16 {
+		t.Run("", func(t *testing.T) {
+			t.Parallel()
+			pool := pgtest.MustPool(t)
+			if _, err := pool.Exec(context.Background(), `SELECT 1 FROM checkout_sessions LIMIT 1`); err != nil {
+				t.Fatalf("parallel test %d: %v", i, err)
+			}
+		})
+	}
+}
