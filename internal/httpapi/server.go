@@ -79,17 +79,7 @@ func New(cfg Config, sessions Sessions, ready func(context.Context) error, logge
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyRequired)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var req createRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	ch, err := req.changes()
+	ch, err := decodeChanges[createRequest0929](s, w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -104,23 +94,32 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyRequired)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var req updateRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	ch, err := req.changes()
+	ch, err := decodeChanges[updateRequest0929](s, w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	view, err := s.sessions.UpdateSession(r.Context(), mux.Vars(r)["id"], ch)
 	s.respond(w, r, http.StatusOK, view, err)
+}
+
+// changesRequest is a wire request body that converts to domain changes.
+type changesRequest[R any] interface {
+	*R
+	changes() (checkout.Changes, error)
+}
+
+// decodeChanges reads the body, decodes it strictly as an R and converts it.
+func decodeChanges[R any, P changesRequest[R]](s *Server, w http.ResponseWriter, r *http.Request) (checkout.Changes, error) {
+	body, err := s.readBody(w, r, bodyRequired)
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	req := P(new(R))
+	if err := decodeStrict(body, req); err != nil {
+		return checkout.Changes{}, err
+	}
+	return req.changes()
 }
 
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
