@@ -15,6 +15,7 @@ type CheckoutSession struct {
 	Buyer               []byte
 	FulfillmentAddress  []byte
 	FulfillmentOptionID *string
+	PaymentError        *string
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 	ExpiresAt           time.Time
@@ -51,6 +52,9 @@ type Order struct {
 	Amount            int64
 	Currency          string
 	PermalinkUrl      string
+	PaymentMethod     string
+	PaymentReference  string
+	BillingAddress    []byte
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 }
@@ -90,5 +94,18 @@ type VaultToken struct {
 	ExpiresAt         time.Time
 	UsedAt            *time.Time
 	OrderID           *string
+	CardBrand         string
+	CardFundingType   string
+	CardLast4         string
+	CardExpMonth      *int16
+	CardExpYear       *int16
+	CardNumberType    string
+	CardFingerprint   *string
+	CardVirtual       bool
+	CardWalletType    *string
+	BillingAddress    []byte
+	RiskSignals       []byte
+	ManualReview      bool
+	Metadata          []byte
 	CreatedAt         time.Time
 }

@@ -20,7 +20,7 @@ func (q *Queries) DeleteLineItems(ctx context.Context, checkoutSessionID string)
 }
 
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at FROM checkout_sessions WHERE id = $1
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at FROM checkout_sessions WHERE id = $1
 `
 
 func (q *Queries) GetSession(ctx context.Context, id string) (CheckoutSession, error) {
@@ -33,6 +33,7 @@ func (q *Queries) GetSession(ctx context.Context, id string) (CheckoutSession, e
 		&i.Buyer,
 		&i.FulfillmentAddress,
 		&i.FulfillmentOptionID,
+		&i.PaymentError,
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ExpiresAt,
@@ -41,7 +42,7 @@ func (q *Queries) GetSession(ctx context.Context, id string) (CheckoutSession, e
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at FROM checkout_sessions WHERE id = $1 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at FROM checkout_sessions WHERE id = $1 FOR UPDATE
 `
 
 // Taken inside the transaction that writes the session, so concurrent updates serialise.
@@ -55,6 +56,7 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, id string) (CheckoutS
 		&i.Buyer,
 		&i.FulfillmentAddress,
 		&i.FulfillmentOptionID,
+		&i.PaymentError,
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ExpiresAt,
@@ -130,6 +132,21 @@ func (q *Queries) ListLineItems(ctx context.Context, checkoutSessionID string) (
 	return items, nil
 }
 
+const setPaymentError = `-- name: SetPaymentError :exec
+UPDATE checkout_sessions SET payment_error = $1 WHERE id = $2 AND state = 'open'
+`
+
+type SetPaymentErrorParams struct {
+	PaymentError *string
+	ID           string
+}
+
+// Recorded after a declined payment rolled back; only an open session takes it.
+func (q *Queries) SetPaymentError(ctx context.Context, arg SetPaymentErrorParams) error {
+	_, err := q.db.Exec(ctx, setPaymentError, arg.PaymentError, arg.ID)
+	return err
+}
+
 const updateSession = `-- name: UpdateSession :exec
 UPDATE checkout_sessions
 SET currency = $1,
@@ -137,9 +154,10 @@ SET currency = $1,
     fulfillment_address = $3,
     fulfillment_option_id = $4,
     state = $5,
-    updated_at = $6,
-    expires_at = $7
-WHERE id = $8
+    payment_error = $6,
+    updated_at = $7,
+    expires_at = $8
+WHERE id = $9
 `
 
 type UpdateSessionParams struct {
@@ -148,6 +166,7 @@ type UpdateSessionParams struct {
 	FulfillmentAddress  []byte
 	FulfillmentOptionID *string
 	State               string
+	PaymentError        *string
 	Now                 time.Time
 	ExpiresAt           time.Time
 	ID                  string
@@ -160,6 +179,7 @@ func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) er
 		arg.FulfillmentAddress,
 		arg.FulfillmentOptionID,
 		arg.State,
+		arg.PaymentError,
 		arg.Now,
 		arg.ExpiresAt,
 		arg.ID,

@@ -63,6 +63,9 @@ CREATE TABLE checkout_sessions (
     fulfillment_address    jsonb CHECK (fulfillment_address IS NULL OR (jsonb_typeof(fulfillment_address) = 'object'
                                AND fulfillment_address ?& ARRAY['name', 'line_one', 'city', 'state', 'country', 'postal_code'])),
     fulfillment_option_id  text REFERENCES fulfillment_options (id),
+    -- Why the last payment attempt was declined; shown as a payment_declined message
+    -- until the session changes.
+    payment_error          text,
     created_at             timestamptz NOT NULL DEFAULT now(),
     updated_at             timestamptz NOT NULL DEFAULT now(),
     expires_at             timestamptz NOT NULL,
@@ -90,6 +93,11 @@ CREATE TABLE orders (
     amount               bigint NOT NULL CHECK (amount >= 0),
     currency             text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
     permalink_url        text NOT NULL,
+    -- How it was paid: a vault token of ours (payment_reference = vt_...) or a PSP
+    -- token charged through the gateway (payment_reference = the PSP's charge id).
+    payment_method       text NOT NULL CHECK (payment_method IN ('vault_token', 'psp_token')),
+    payment_reference    text NOT NULL,
+    billing_address      jsonb CHECK (billing_address IS NULL OR jsonb_typeof(billing_address) = 'object'),
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
@@ -103,10 +111,27 @@ CREATE TABLE vault_tokens (
     currency             text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
     expires_at           timestamptz NOT NULL,
     used_at              timestamptz,
+    -- The order the token paid; set together with used_at, so a token pays at most once.
     order_id             text UNIQUE REFERENCES orders (id),
+    -- What may be kept of a card (PCI DSS 3.3, 3.5): brand, funding, last 4, expiry and a
+    -- keyed HMAC fingerprint (NULL without CARD_FINGERPRINT_KEY).
+    card_brand           text NOT NULL,
+    card_funding_type    text NOT NULL CHECK (card_funding_type IN ('credit', 'debit', 'prepaid')),
+    card_last4           text NOT NULL CHECK (card_last4 ~ '^[0-9]{4}$'),
+    card_exp_month       smallint CHECK (card_exp_month BETWEEN 1 AND 12),
+    card_exp_year        smallint CHECK (card_exp_year BETWEEN 2000 AND 2200),
+    card_number_type     text NOT NULL CHECK (card_number_type IN ('fpan', 'network_token')),
+    card_fingerprint     text CHECK (card_fingerprint ~ '^[0-9a-f]{64}$'),
+    card_virtual         boolean NOT NULL DEFAULT false,
+    card_wallet_type     text,
+    billing_address      jsonb CHECK (billing_address IS NULL OR jsonb_typeof(billing_address) = 'object'),
+    risk_signals         jsonb NOT NULL CHECK (jsonb_typeof(risk_signals) = 'array'),
+    manual_review        boolean NOT NULL DEFAULT false,
+    metadata             jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
     created_at           timestamptz NOT NULL DEFAULT now(),
     CHECK ((used_at IS NULL) = (order_id IS NULL))
 );
+CREATE INDEX vault_tokens_card_fingerprint_idx ON vault_tokens (card_fingerprint) WHERE card_fingerprint IS NOT NULL;
 CREATE INDEX vault_tokens_checkout_session_id_idx ON vault_tokens (checkout_session_id);
 
 -- A fresh database can sell to the US straight away; merchants edit these rows.

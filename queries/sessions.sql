@@ -16,6 +16,7 @@ SET currency = @currency,
     fulfillment_address = @fulfillment_address,
     fulfillment_option_id = @fulfillment_option_id,
     state = @state,
+    payment_error = sqlc.narg(payment_error),
     updated_at = @now,
     expires_at = @expires_at
 WHERE id = @id;
@@ -29,3 +30,7 @@ VALUES (@id, @checkout_session_id, @position, @variant_id, @quantity, @unit_amou
 
 -- name: ListLineItems :many
 SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER BY position;
+
+-- name: SetPaymentError :exec
+-- Recorded after a declined payment rolled back; only an open session takes it.
+UPDATE checkout_sessions SET payment_error = @payment_error WHERE id = @id AND state = 'open';

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/config"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
@@ -61,8 +62,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.ShopPoliciesURL != "" {
 		links = append(links, httpapi.Link{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL})
 	}
-	api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, Links: links},
-		postgres.NewStore(pool, cfg.SessionTTL), ready, logger)
+	if len(cfg.CardFingerprintKey) == 0 {
+		logger.Warn("CARD_FINGERPRINT_KEY is not set: delegated cards are stored without a fingerprint, so a returning card cannot be recognised")
+	}
+	api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, Links: links}, httpapi.Deps{
+		Sessions: postgres.NewStore(pool, cfg.SessionTTL, payment.MockGateway{}, cfg.PublicBaseURL),
+		Vault:    postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
+		Ready:    ready,
+		Logger:   logger,
+	})
 
 	srv := &http.Server{
 		Addr:              cfg.Addr(),

@@ -74,9 +74,11 @@ type Session struct {
 	FulfillmentAddress  *Address
 	FulfillmentOptionID string
 	Lines               []Line
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
-	ExpiresAt           time.Time
+	// PaymentError is why the last payment attempt was declined ("" when none).
+	PaymentError string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	ExpiresAt    time.Time
 }
 
 // Line is one item of a session: a catalog variant, a quantity, and the unit price quoted
@@ -130,8 +132,28 @@ type Changes struct {
 	FulfillmentOptionID *string
 }
 
-// View is a session with its quote: everything a response shows.
+// View is a session with its quote: everything a response shows. Order is set on the
+// response of a completion.
 type View struct {
 	Session *Session
 	Quote   Quote
+	Order   *Order
+}
+
+// Order is what a completed session produced.
+type Order struct {
+	ID                string
+	CheckoutSessionID string
+	PermalinkURL      string
+	Amount            int64
+	Currency          string
+	CreatedAt         time.Time
+}
+
+// Completion is a request to pay for a session.
+type Completion struct {
+	Token          string
+	Provider       string
+	BillingAddress *Address
+	Buyer          *Buyer
 }

@@ -20,6 +20,11 @@ const (
 	KindNotAllowed
 	// KindUnavailable is a dependency that is down; retrying later may work.
 	KindUnavailable
+	// KindConflict is a request the resource's current state cannot serve yet (e.g.
+	// complete while not ready for payment, or stock sold out meanwhile).
+	KindConflict
+	// KindDeclined is a payment the payment provider refused.
+	KindDeclined
 )
 
 // Error is a domain error with a stable machine code, a message for people and an

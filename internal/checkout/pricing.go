@@ -65,6 +65,9 @@ const (
 	CodeMissing    MessageCode = "missing"
 	CodeInvalid    MessageCode = "invalid"
 	CodeOutOfStock MessageCode = "out_of_stock"
+	// CodePaymentDeclined reports the last declined payment. It does not block payment:
+	// the buyer may try again with another card.
+	CodePaymentDeclined MessageCode = "payment_declined"
 )
 
 // Message tells the agent what stands between the session and payment (errors) or
@@ -168,6 +171,11 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 			Content: "The chosen fulfillment option cannot deliver this cart; choose another."})
 	}
 
+	if s.PaymentError != "" {
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodePaymentDeclined, Param: "$.payment_data",
+			Content: s.PaymentError})
+	}
+
 	q.Status = deriveStatus(s.State, q.Messages)
 	if s.State != StateOpen {
 		// What a finished session lacks no longer matters to anyone.
@@ -193,7 +201,7 @@ func deriveStatus(state State, msgs []Message) Status {
 		return StatusCanceled
 	}
 	for _, m := range msgs {
-		if m.Type == MessageError {
+		if m.Type == MessageError && m.Code != CodePaymentDeclined {
 			return StatusNotReadyForPayment
 		}
 	}

@@ -153,8 +153,57 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 		}
 		s.FulfillmentOptionID = *ch.FulfillmentOptionID
 	}
+	// A changed session is a new attempt: the last decline no longer applies.
+	s.PaymentError = ""
 	s.touch(now, ttl)
 	return nil
+}
+
+// Validate checks the shape of a completion request.
+func (c *Completion) Validate() error {
+	if strings.TrimSpace(c.Token) == "" {
+		return Errorf(KindInvalid, "missing", "$.payment_data.token", "payment_data.token is required.")
+	}
+	if c.Provider != "stripe" {
+		return Errorf(KindInvalid, "unsupported_payment_provider", "$.payment_data.provider", "payment_data.provider must be stripe.")
+	}
+	if c.BillingAddress != nil {
+		if err := c.BillingAddress.normalize("$.payment_data.billing_address"); err != nil {
+			return err
+		}
+	}
+	if c.Buyer != nil {
+		if err := c.Buyer.validate("$.buyer"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckCompletable refuses to take payment unless the session is open and its quote is
+// ready for payment.
+func (s *Session) CheckCompletable(q Quote) error {
+	if err := s.ensureOpen("complete"); err != nil {
+		return err
+	}
+	if q.Status != StatusReadyForPayment {
+		msg := "The checkout session is not ready for payment."
+		for _, m := range q.Messages {
+			if m.Type == MessageError && m.Code != CodePaymentDeclined {
+				msg += " " + m.Content
+				break
+			}
+		}
+		return Errorf(KindConflict, "not_ready_for_payment", "", "%s", msg)
+	}
+	return nil
+}
+
+// Complete marks an open session completed.
+func (s *Session) Complete(now time.Time) {
+	s.State = StateCompleted
+	s.PaymentError = ""
+	s.UpdatedAt = now
 }
 
 // Cancel moves an open session to canceled.

@@ -31,6 +31,9 @@ type Config struct {
 	TermsOfUseURL    string
 	PrivacyPolicyURL string
 	ShopPoliciesURL  string
+	// CardFingerprintKey keys the HMAC fingerprint of delegated cards
+	// (CARD_FINGERPRINT_KEY, at least 32 bytes; unset: no fingerprints are stored).
+	CardFingerprintKey []byte
 }
 
 // notYetSupported are variables of the documented interface whose features are not in
@@ -104,6 +107,13 @@ func Load(getenv func(string) string) (Config, error) {
 	checkURL("TERMS_OF_USE_URL", cfg.TermsOfUseURL)
 	checkURL("PRIVACY_POLICY_URL", cfg.PrivacyPolicyURL)
 	checkURL("SHOP_POLICIES_URL", cfg.ShopPoliciesURL)
+
+	if key := getenv("CARD_FINGERPRINT_KEY"); key != "" {
+		if len(key) < 32 {
+			errs = append(errs, errors.New("CARD_FINGERPRINT_KEY must be at least 32 bytes (e.g. openssl rand -hex 32)"))
+		}
+		cfg.CardFingerprintKey = []byte(key)
+	}
 
 	for _, name := range notYetSupported {
 		if getenv(name) != "" {

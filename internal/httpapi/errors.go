@@ -39,6 +39,8 @@ var kindStatus = map[checkout.Kind]struct {
 	checkout.KindNotAllowed:  {http.StatusMethodNotAllowed, typeInvalidRequest},
 	checkout.KindUnavailable: {http.StatusServiceUnavailable, typeServiceUnavailable},
 	checkout.KindInternal:    {http.StatusInternalServerError, typeProcessingError},
+	checkout.KindConflict:    {http.StatusConflict, typeInvalidRequest},
+	checkout.KindDeclined:    {http.StatusBadRequest, typeProcessingError},
 }
 
 func newError(status int, errType, code, message, param string) *apiError {

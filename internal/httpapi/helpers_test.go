@@ -19,11 +19,14 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const testFingerprintKey = "test-fingerprint-key-0123456789abcdef"
 
 // testCatalog is the catalog every API test starts with.
 var testCatalog = []catalog.Product{
@@ -66,7 +69,12 @@ func mustEnv(t *testing.T, opts ...func(*httpapi.Config)) *testEnv {
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
 	ready := func(ctx context.Context) error { return pool.Ping(ctx) }
-	api := httpapi.New(cfg, postgres.NewStore(pool, time.Hour), ready, logger)
+	api := httpapi.New(cfg, httpapi.Deps{
+		Sessions: postgres.NewStore(pool, time.Hour, payment.MockGateway{}, "https://shop.example"),
+		Vault:    postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
+		Ready:    ready,
+		Logger:   logger,
+	})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, pool: pool, server: srv, logs: logs, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}

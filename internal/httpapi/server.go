@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // Sessions is the checkout session store the handlers drive.
@@ -22,6 +23,23 @@ type Sessions interface {
 	GetSession(ctx context.Context, id string) (checkout.View, error)
 	UpdateSession(ctx context.Context, id string, ch checkout.Changes) (checkout.View, error)
 	CancelSession(ctx context.Context, id string) (checkout.View, error)
+	CompleteSession(ctx context.Context, id string, c checkout.Completion) (checkout.View, error)
+}
+
+// Vault issues delegated payment tokens (the PSP side of ACP). It is an interface so
+// that a real PSP's vault can replace the built-in mock.
+type Vault interface {
+	Delegate(ctx context.Context, d *payment.Delegation) (payment.Token, error)
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Sessions Sessions
+	Vault    Vault
+	// Ready reports whether the instance can serve traffic (database reachable, schema
+	// current); /ready answers 503 while it returns an error.
+	Ready  func(context.Context) error
+	Logger *slog.Logger
 }
 
 // Config holds what the HTTP layer needs beyond its dependencies.
@@ -36,18 +54,18 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	sessions Sessions
+	vault    Vault
 	ready    func(context.Context) error
 	logger   *slog.Logger
 	handler  http.Handler
 }
 
-// New builds the server. ready reports whether the instance can serve traffic (database
-// reachable, schema current); /ready answers 503 while it returns an error.
-func New(cfg Config, sessions Sessions, ready func(context.Context) error, logger *slog.Logger) *Server {
+// New builds the server.
+func New(cfg Config, d Deps) *Server {
 	if cfg.Links == nil {
 		cfg.Links = []Link{}
 	}
-	s := &Server{cfg: cfg, sessions: sessions, ready: ready, logger: logger}
+	s := &Server{cfg: cfg, sessions: d.Sessions, vault: d.Vault, ready: d.Ready, logger: d.Logger}
 
 	root := mux.NewRouter()
 	root.Use(recordRoute)
@@ -64,12 +82,14 @@ func New(cfg Config, sessions Sessions, ready func(context.Context) error, logge
 	acp.HandleFunc("/checkout_sessions/{id}", s.getSession).Methods(http.MethodGet)
 	acp.HandleFunc("/checkout_sessions/{id}", s.updateSession).Methods(http.MethodPost)
 	acp.HandleFunc("/checkout_sessions/{id}/cancel", s.cancelSession).Methods(http.MethodPost)
+	acp.HandleFunc("/checkout_sessions/{id}/complete", s.completeSession).Methods(http.MethodPost)
+	acp.HandleFunc("/agentic_commerce/delegate_payment", s.delegatePayment).Methods(http.MethodPost)
 
 	// Fixed order, outermost first: every response, a panic's included, carries the
 	// request headers and is logged.
 	s.handler = chain(root,
 		withRequestHeaders(),
-		withAccessLog(logger),
+		withAccessLog(s.logger),
 		s.withRecovery(),
 	)
 	return s
@@ -133,6 +153,50 @@ func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 	}
 	view, err := s.sessions.CancelSession(r.Context(), mux.Vars(r)["id"])
 	s.respond(w, r, http.StatusOK, view, err)
+}
+
+func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, bodyRequired)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req completeRequest0929
+	if err := decodeStrict(body, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := req.completion()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	view, err := s.sessions.CompleteSession(r.Context(), mux.Vars(r)["id"], c)
+	s.respond(w, r, http.StatusOK, view, err)
+}
+
+func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r, bodyRequired)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req delegateRequest0929
+	if err := decodeStrict(body, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d, err := req.delegation()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	token, err := s.vault.Delegate(r.Context(), d)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, encodeDelegateResponse0929(token, r.Header.Get("Idempotency-Key")))
 }
 
 // respond writes view in the request's API version, or err as an ACP Error.

@@ -135,6 +135,42 @@ type session0929 struct {
 	FulfillmentOptions  []option0929    `json:"fulfillment_options"`
 	Messages            []message0929   `json:"messages"`
 	Links               []Link          `json:"links"`
+	// Order is only sent with the response of complete (CheckoutSessionWithOrder).
+	Order *order0929 `json:"order,omitempty"`
+}
+
+type order0929 struct {
+	ID                string `json:"id"`
+	CheckoutSessionID string `json:"checkout_session_id"`
+	PermalinkURL      string `json:"permalink_url"`
+}
+
+type paymentData0929 struct {
+	Token          *string      `json:"token"`
+	Provider       *string      `json:"provider"`
+	BillingAddress *address0929 `json:"billing_address"`
+}
+
+type completeRequest0929 struct {
+	Buyer       *buyer0929       `json:"buyer"`
+	PaymentData *paymentData0929 `json:"payment_data"`
+}
+
+func (c *completeRequest0929) completion() (checkout.Completion, error) {
+	if c.PaymentData == nil {
+		return checkout.Completion{}, invalidRequest("missing", "payment_data is required.", "$.payment_data")
+	}
+	pd := c.PaymentData
+	if pd.Token == nil {
+		return checkout.Completion{}, invalidRequest("missing", "payment_data.token is required.", "$.payment_data.token")
+	}
+	if pd.Provider == nil {
+		return checkout.Completion{}, invalidRequest("missing", "payment_data.provider is required.", "$.payment_data.provider")
+	}
+	return checkout.Completion{
+		Token: *pd.Token, Provider: *pd.Provider,
+		BillingAddress: pd.BillingAddress.domain(), Buyer: c.Buyer.domain(),
+	}, nil
 }
 
 type paymentProvider struct {
@@ -229,6 +265,9 @@ func encode0929(v checkout.View, links []Link) session0929 {
 	}
 	for i, m := range q.Messages {
 		out.Messages[i] = message0929{Type: m.Type, Code: m.Code, Param: m.Param, ContentType: "plain", Content: m.Content}
+	}
+	if v.Order != nil {
+		out.Order = &order0929{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}
 	}
 	t := q.Totals
 	out.Totals = append(out.Totals, total0929{"items_base_amount", "Item(s) total", t.ItemsBaseAmount})

@@ -4,26 +4,32 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // Store keeps checkout sessions in PostgreSQL. Every write happens in one transaction
 // that holds the session row lock (SELECT ... FOR UPDATE), so concurrent updates of one
 // session serialise and never interleave.
 type Store struct {
-	pool *pgxpool.Pool
-	ttl  time.Duration
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	ttl     time.Duration
+	now     func() time.Time
+	gateway payment.Gateway
+	// orderURL is the prefix of order permalinks (PUBLIC_BASE_URL + "/orders/").
+	orderURL string
 }
 
-// NewStore returns a Store on pool. Sessions expire ttl after their last change.
-func NewStore(pool *pgxpool.Pool, ttl time.Duration) *Store {
-	return &Store{pool: pool, ttl: ttl, now: time.Now}
+// NewStore returns a Store on pool. Sessions expire ttl after their last change; PSP
+// tokens are charged through gateway; order permalinks live under publicBaseURL.
+func NewStore(pool *pgxpool.Pool, ttl time.Duration, gateway payment.Gateway, publicBaseURL string) *Store {
+	return &Store{pool: pool, ttl: ttl, now: time.Now, gateway: gateway, orderURL: strings.TrimRight(publicBaseURL, "/") + "/orders/"}
 }
 
 // Pool returns the store's connection pool.
@@ -164,6 +170,9 @@ func loadSession(ctx context.Context, get func(context.Context, string) (db.Chec
 	if row.FulfillmentOptionID != nil {
 		sess.FulfillmentOptionID = *row.FulfillmentOptionID
 	}
+	if row.PaymentError != nil {
+		sess.PaymentError = *row.PaymentError
+	}
 	if row.Buyer != nil {
 		sess.Buyer = new(checkout.Buyer)
 		if err := json.Unmarshal(row.Buyer, sess.Buyer); err != nil {
@@ -245,6 +254,9 @@ func sessionParams(sess *checkout.Session) (db.UpdateSessionParams, error) {
 	}
 	if sess.FulfillmentOptionID != "" {
 		p.FulfillmentOptionID = &sess.FulfillmentOptionID
+	}
+	if sess.PaymentError != "" {
+		p.PaymentError = &sess.PaymentError
 	}
 	var err error
 	if sess.Buyer != nil {

@@ -1,0 +1,170 @@
+package payment
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// VaultTokenPrefix starts every token this server's vault issues; any other token is a
+// PSP's and goes to the Gateway.
+const VaultTokenPrefix = "vt_"
+
+// IsVaultToken reports whether token was issued by this server's vault.
+func IsVaultToken(token string) bool { return strings.HasPrefix(token, VaultTokenPrefix) }
+
+// Token is a stored vault token: the allowance and what may be shown of the card. It
+// holds neither the card number nor the CVC.
+type Token struct {
+	ID           string
+	Allowance    Allowance
+	CardBrand    string
+	CardFunding  string
+	CardLast4    string
+	CardExpMonth int // 0 when not given
+	CardExpYear  int
+	CardType     string // fpan or network_token
+	Fingerprint  string // "" without a fingerprint key
+	Virtual      bool
+	WalletType   string
+	Billing      *BillingAddress
+	RiskSignals  []RiskSignal
+	ManualReview bool
+	Metadata     map[string]string
+	Created      time.Time
+	UsedAt       *time.Time
+}
+
+// NewToken turns a validated delegation into the token to store, dropping the card
+// number, the CVC and the cryptogram.
+func NewToken(d *Delegation, fp Fingerprinter, now time.Time) Token {
+	c := d.Card
+	brand := strings.ToLower(strings.TrimSpace(c.Brand))
+	if brand == "" {
+		brand = brandOf(c.Number)
+	}
+	t := Token{
+		ID:           checkout.NewID(VaultTokenPrefix),
+		Allowance:    d.Allowance,
+		CardBrand:    brand,
+		CardFunding:  c.FundingType,
+		CardLast4:    c.Number[len(c.Number)-4:],
+		CardType:     c.NumberType,
+		Fingerprint:  fp.Fingerprint(c.Number),
+		Virtual:      c.Virtual,
+		WalletType:   c.WalletType,
+		Billing:      d.BillingAddress,
+		RiskSignals:  d.RiskSignals,
+		ManualReview: d.ManualReview(),
+		Metadata:     d.Metadata,
+		Created:      now.UTC(),
+	}
+	if c.ExpMonth != "" {
+		t.CardExpMonth, t.CardExpYear = atoi(c.ExpMonth), atoi(c.ExpYear)
+	}
+	return t
+}
+
+func atoi(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		n = n*10 + int(s[i]-'0')
+	}
+	return n
+}
+
+// Codes of a token refused at completion, each its own so an agent can tell them apart.
+const (
+	CodeTokenNotFound       = "payment_token_not_found"
+	CodeTokenUsed           = "payment_token_used"
+	CodeTokenExpired        = "payment_token_expired"
+	CodeTokenSessionBinding = "payment_token_session_mismatch"
+	CodeTokenCurrency       = "payment_token_currency_mismatch"
+	CodeTokenAllowance      = "payment_token_allowance_exceeded"
+	CodePaymentDeclined     = "payment_declined"
+	CodeUnsupportedProvider = "unsupported_payment_provider"
+)
+
+const tokenParam = "$.payment_data.token"
+
+// ErrTokenNotFound is returned for a token no vault or gateway knows.
+var ErrTokenNotFound = checkout.Errorf(checkout.KindInvalid, CodeTokenNotFound, tokenParam, "The payment token is unknown.")
+
+// CheckUse enforces the allowance for paying amount in currency for session at now:
+// single use, bound to the session, not expired, same currency, within max_amount.
+func (t *Token) CheckUse(sessionID string, amount int64, currency string, now time.Time) error {
+	switch {
+	case t.UsedAt != nil:
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenUsed, tokenParam, "The payment token has already been used.")
+	case t.Allowance.CheckoutSessionID != sessionID:
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenSessionBinding, tokenParam, "The payment token is bound to another checkout session.")
+	case !now.Before(t.Allowance.ExpiresAt):
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenExpired, tokenParam, "The payment token's allowance has expired.")
+	case t.Allowance.Currency != currency:
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenCurrency, tokenParam,
+			"The payment token allows %s; the session is in %s.", t.Allowance.Currency, currency)
+	case amount > t.Allowance.MaxAmount:
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenAllowance, tokenParam,
+			"The session total %d exceeds the token's allowance of %d.", amount, t.Allowance.MaxAmount)
+	}
+	return nil
+}
+
+// Charge asks a gateway to take a payment.
+type Charge struct {
+	Token     string
+	Amount    int64
+	Currency  string
+	SessionID string
+	// IdempotencyKey lets a real PSP refuse to charge one session twice.
+	IdempotencyKey string
+}
+
+// Receipt is a successful charge.
+type Receipt struct {
+	Reference string // the PSP's charge id
+}
+
+// Gateway charges PSP tokens (anything that is not a vault token). A real PSP adapter
+// implements it; Declined errors must be *checkout.Error with code payment_declined.
+type Gateway interface {
+	Charge(ctx context.Context, c Charge) (Receipt, error)
+}
+
+// MockGateway is a stand-in PSP honouring Stripe's test tokens: tok_visa and the other
+// success tokens succeed, tok_chargeDeclined and its variants decline, anything else is
+// unknown. It charges nothing and keeps nothing.
+type MockGateway struct{}
+
+var mockSuccess = map[string]bool{
+	"tok_visa": true, "tok_visa_debit": true, "tok_mastercard": true, "tok_mastercard_debit": true,
+	"tok_mastercard_prepaid": true, "tok_amex": true, "tok_discover": true, "tok_diners": true,
+	"tok_jcb": true, "tok_unionpay": true,
+}
+
+var mockDeclines = map[string]string{
+	"tok_chargeDeclined":                  "Your card was declined.",
+	"tok_chargeDeclinedInsufficientFunds": "Your card has insufficient funds.",
+	"tok_chargeDeclinedFraudulent":        "Your card was declined.",
+	"tok_chargeDeclinedIncorrectCvc":      "Your card's security code is incorrect.",
+	"tok_chargeDeclinedExpiredCard":       "Your card has expired.",
+	"tok_chargeDeclinedProcessingError":   "An error occurred while processing your card. Try again.",
+}
+
+// DeclinedError builds the error a gateway returns for a declined charge.
+func DeclinedError(message string) *checkout.Error {
+	return checkout.Errorf(checkout.KindDeclined, CodePaymentDeclined, tokenParam, "%s", message)
+}
+
+// Charge implements Gateway.
+func (MockGateway) Charge(_ context.Context, c Charge) (Receipt, error) {
+	if mockSuccess[c.Token] {
+		return Receipt{Reference: checkout.NewID("ch_")}, nil
+	}
+	if msg, ok := mockDeclines[c.Token]; ok {
+		return Receipt{}, DeclinedError(msg)
+	}
+	return Receipt{}, ErrTokenNotFound
+}

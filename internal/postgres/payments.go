@@ -1,0 +1,239 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+)
+
+// CompleteSession pays for session id and creates its order, in one transaction that
+// locks the session row, then the vault token row, then the variants whose stock it
+// takes (always in that order, so concurrent completions cannot deadlock). Either the
+// order, the consumed token, the stock and the completed session all commit, or
+// nothing does. A declined payment leaves the session as it was, with a
+// payment_declined message.
+func (s *Store) CompleteSession(ctx context.Context, id string, c checkout.Completion) (checkout.View, error) {
+	if err := c.Validate(); err != nil {
+		return checkout.View{}, err
+	}
+	var view checkout.View
+	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
+		sess, err := loadSession(ctx, q.GetSessionForUpdate, q, id)
+		if err != nil {
+			return err
+		}
+		if c.Buyer != nil && sess.State == checkout.StateOpen {
+			sess.Buyer = c.Buyer
+		}
+		cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		quote := checkout.Price(sess, cat, now)
+		if err := sess.CheckCompletable(quote); err != nil {
+			return err
+		}
+		total, currency := quote.Totals.Total, sess.Currency
+
+		var vaultToken *payment.Token
+		if payment.IsVaultToken(c.Token) {
+			if vaultToken, err = lockVaultToken(ctx, q, c.Token); err != nil {
+				return err
+			}
+			if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
+				return err
+			}
+		}
+		if err := takeStock(ctx, q, sess.Lines); err != nil {
+			return err
+		}
+
+		order := &checkout.Order{
+			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Amount: total, Currency: currency, CreatedAt: now,
+		}
+		order.PermalinkURL = s.orderURL + order.ID
+		params := db.InsertOrderParams{
+			ID: order.ID, CheckoutSessionID: sess.ID, Amount: total, Currency: currency,
+			PermalinkUrl: order.PermalinkURL, Now: now,
+		}
+		if c.BillingAddress != nil {
+			if params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
+				return fmt.Errorf("encode billing address: %w", err)
+			}
+		}
+		if vaultToken != nil {
+			params.PaymentMethod, params.PaymentReference = "vault_token", vaultToken.ID
+		} else {
+			params.PaymentMethod = "psp_token"
+		}
+
+		// The charge is the last step before the writes that cannot fail on a business
+		// rule: every local check has passed, so a real PSP is only asked once the order
+		// is certain. Its idempotency key is the session id: one charge per session.
+		if vaultToken == nil {
+			receipt, err := s.gateway.Charge(ctx, payment.Charge{
+				Token: c.Token, Amount: total, Currency: currency, SessionID: sess.ID, IdempotencyKey: sess.ID,
+			})
+			if err != nil {
+				return err
+			}
+			params.PaymentReference = receipt.Reference
+		}
+		if err := q.InsertOrder(ctx, params); err != nil {
+			return orderError(err)
+		}
+		if vaultToken != nil {
+			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
+			if err != nil {
+				return fmt.Errorf("mark token used: %w", err)
+			}
+			if n != 1 {
+				return errors.New("vault token changed under its row lock")
+			}
+		}
+
+		sess.Complete(now)
+		row, err := sessionParams(sess)
+		if err != nil {
+			return err
+		}
+		row.Now = now
+		if err := q.UpdateSession(ctx, row); err != nil {
+			return fmt.Errorf("complete session: %w", err)
+		}
+		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
+		return nil
+	})
+	if de, ok := checkout.AsError(err); ok && de.Kind == checkout.KindDeclined {
+		// The transaction rolled back; the decline is recorded on its own so that the
+		// session shows it, and nothing else changes.
+		if werr := db.New(s.pool).SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, PaymentError: &de.Message}); werr != nil {
+			return view, errors.Join(err, fmt.Errorf("record decline: %w", werr))
+		}
+	}
+	return view, err
+}
+
+// takeStock decrements the stock of every line, in variant id order so that concurrent
+// completions lock variant rows in one order. A short stock refuses the completion.
+func takeStock(ctx context.Context, q *db.Queries, lines []checkout.Line) error {
+	order := make([]int, len(lines))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(lines[a].VariantID, lines[b].VariantID) })
+	for _, i := range order {
+		n, err := q.DecrementStock(ctx, db.DecrementStockParams{ID: lines[i].VariantID, Quantity: int32(lines[i].Quantity)})
+		if err != nil {
+			return fmt.Errorf("take stock: %w", err)
+		}
+		if n == 0 {
+			return checkout.Errorf(checkout.KindConflict, "out_of_stock", fmt.Sprintf("$.line_items[%d]", i),
+				"Item %s sold out before the payment went through; nothing was charged.", lines[i].VariantID)
+		}
+	}
+	return nil
+}
+
+// orderError maps a unique violation on orders to "already completed": the constraint
+// is the last line of defence should the row lock ever be bypassed.
+func orderError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return checkout.Errorf(checkout.KindNotAllowed, "checkout_session_completed", "", "The checkout session already has an order.")
+	}
+	return fmt.Errorf("insert order: %w", err)
+}
+
+func lockVaultToken(ctx context.Context, q *db.Queries, id string) (*payment.Token, error) {
+	row, err := q.GetVaultTokenForUpdate(ctx, id)
+	if isNoRows(err) {
+		return nil, payment.ErrTokenNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load vault token: %w", err)
+	}
+	return &payment.Token{
+		ID: row.ID,
+		Allowance: payment.Allowance{
+			Reason: "one_time", MaxAmount: row.MaxAmount, Currency: row.Currency,
+			CheckoutSessionID: row.CheckoutSessionID, MerchantID: row.MerchantID, ExpiresAt: row.ExpiresAt,
+		},
+		UsedAt: row.UsedAt,
+	}, nil
+}
+
+// Vault stores delegated payment tokens: the mock PSP side of Delegate Payment.
+type Vault struct {
+	pool        *pgxpool.Pool
+	fingerprint payment.Fingerprinter
+	now         func() time.Time
+}
+
+// NewVault returns a Vault on pool that fingerprints cards with fp.
+func NewVault(pool *pgxpool.Pool, fp payment.Fingerprinter) *Vault {
+	return &Vault{pool: pool, fingerprint: fp, now: time.Now}
+}
+
+// Delegate validates d and stores a new single-use token for it. Only what PCI DSS lets
+// a merchant keep is written: never the card number, the CVC or the cryptogram.
+func (v *Vault) Delegate(ctx context.Context, d *payment.Delegation) (payment.Token, error) {
+	now := v.now()
+	if err := d.Validate(now); err != nil {
+		return payment.Token{}, err
+	}
+	t := payment.NewToken(d, v.fingerprint, now)
+	p := db.InsertVaultTokenParams{
+		ID: t.ID, CheckoutSessionID: t.Allowance.CheckoutSessionID, MerchantID: t.Allowance.MerchantID,
+		MaxAmount: t.Allowance.MaxAmount, Currency: t.Allowance.Currency, ExpiresAt: t.Allowance.ExpiresAt,
+		CardBrand: t.CardBrand, CardFundingType: t.CardFunding, CardLast4: t.CardLast4, CardNumberType: t.CardType,
+		CardVirtual: t.Virtual, ManualReview: t.ManualReview, CreatedAt: t.Created,
+		CardFingerprint: nonEmpty(t.Fingerprint), CardWalletType: nonEmpty(t.WalletType),
+	}
+	if t.CardExpMonth != 0 {
+		m, y := int16(t.CardExpMonth), int16(t.CardExpYear)
+		p.CardExpMonth, p.CardExpYear = &m, &y
+	}
+	var err error
+	if p.RiskSignals, err = json.Marshal(t.RiskSignals); err != nil {
+		return t, fmt.Errorf("encode risk signals: %w", err)
+	}
+	if p.Metadata, err = json.Marshal(orEmpty(t.Metadata)); err != nil {
+		return t, fmt.Errorf("encode metadata: %w", err)
+	}
+	if t.Billing != nil {
+		if p.BillingAddress, err = json.Marshal(t.Billing); err != nil {
+			return t, fmt.Errorf("encode billing address: %w", err)
+		}
+	}
+	if err := db.New(v.pool).InsertVaultToken(ctx, p); err != nil {
+		return t, fmt.Errorf("store vault token: %w", err)
+	}
+	return t, nil
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
