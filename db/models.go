@@ -19,6 +19,7 @@ type CheckoutSession struct {
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 	ExpiresAt           time.Time
+	Owner               string
 }
 
 type FulfillmentOption struct {
@@ -34,6 +35,21 @@ type FulfillmentOption struct {
 	Taxable         bool
 	Active          bool
 	SortOrder       int32
+}
+
+type IdempotencyKey struct {
+	Caller         string
+	Method         string
+	Path           string
+	Key            string
+	RequestHash    string
+	ClaimID        string
+	State          string
+	ResponseStatus *int32
+	ResponseBody   []byte
+	ClaimedAt      time.Time
+	CreatedAt      time.Time
+	CompletedAt    *time.Time
 }
 
 type LineItem struct {
@@ -108,4 +124,5 @@ type VaultToken struct {
 	ManualReview      bool
 	Metadata          []byte
 	CreatedAt         time.Time
+	Owner             string
 }

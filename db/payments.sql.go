@@ -31,13 +31,18 @@ func (q *Queries) DecrementStock(ctx context.Context, arg DecrementStockParams) 
 }
 
 const getVaultTokenForUpdate = `-- name: GetVaultTokenForUpdate :one
-SELECT id, checkout_session_id, merchant_id, max_amount, currency, expires_at, used_at, order_id, card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type, card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review, metadata, created_at FROM vault_tokens WHERE id = $1 FOR UPDATE
+SELECT id, checkout_session_id, merchant_id, max_amount, currency, expires_at, used_at, order_id, card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type, card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review, metadata, created_at, owner FROM vault_tokens WHERE id = $1 AND owner = $2 FOR UPDATE
 `
+
+type GetVaultTokenForUpdateParams struct {
+	ID    string
+	Owner string
+}
 
 // Locked after the session row (always session first, then token), inside the
 // completion transaction, so that one token pays at most once.
-func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, id string) (VaultToken, error) {
-	row := q.db.QueryRow(ctx, getVaultTokenForUpdate, id)
+func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, arg GetVaultTokenForUpdateParams) (VaultToken, error) {
+	row := q.db.QueryRow(ctx, getVaultTokenForUpdate, arg.ID, arg.Owner)
 	var i VaultToken
 	err := row.Scan(
 		&i.ID,
@@ -62,6 +67,7 @@ func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, id string) (VaultT
 		&i.ManualReview,
 		&i.Metadata,
 		&i.CreatedAt,
+		&i.Owner,
 	)
 	return i, err
 }
@@ -100,20 +106,21 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error 
 
 const insertVaultToken = `-- name: InsertVaultToken :exec
 INSERT INTO vault_tokens (
-    id, checkout_session_id, merchant_id, max_amount, currency, expires_at,
+    id, owner, checkout_session_id, merchant_id, max_amount, currency, expires_at,
     card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type,
     card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review,
     metadata, created_at
 ) VALUES (
-    $1, $2, $3, $4, $5, $6,
-    $7, $8, $9, $10, $11, $12,
-    $13, $14, $15, $16, $17, $18,
-    $19, $20
+    $1, $2, $3, $4, $5, $6, $7,
+    $8, $9, $10, $11, $12, $13,
+    $14, $15, $16, $17, $18, $19,
+    $20, $21
 )
 `
 
 type InsertVaultTokenParams struct {
 	ID                string
+	Owner             string
 	CheckoutSessionID string
 	MerchantID        string
 	MaxAmount         int64
@@ -138,6 +145,7 @@ type InsertVaultTokenParams struct {
 func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenParams) error {
 	_, err := q.db.Exec(ctx, insertVaultToken,
 		arg.ID,
+		arg.Owner,
 		arg.CheckoutSessionID,
 		arg.MerchantID,
 		arg.MaxAmount,

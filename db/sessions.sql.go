@@ -20,11 +20,17 @@ func (q *Queries) DeleteLineItems(ctx context.Context, checkoutSessionID string)
 }
 
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at FROM checkout_sessions WHERE id = $1
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner FROM checkout_sessions WHERE id = $1 AND owner = $2
 `
 
-func (q *Queries) GetSession(ctx context.Context, id string) (CheckoutSession, error) {
-	row := q.db.QueryRow(ctx, getSession, id)
+type GetSessionParams struct {
+	ID    string
+	Owner string
+}
+
+// A session of another owner is not found, so one platform cannot probe another's ids.
+func (q *Queries) GetSession(ctx context.Context, arg GetSessionParams) (CheckoutSession, error) {
+	row := q.db.QueryRow(ctx, getSession, arg.ID, arg.Owner)
 	var i CheckoutSession
 	err := row.Scan(
 		&i.ID,
@@ -37,17 +43,23 @@ func (q *Queries) GetSession(ctx context.Context, id string) (CheckoutSession, e
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ExpiresAt,
+		&i.Owner,
 	)
 	return i, err
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at FROM checkout_sessions WHERE id = $1 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
+type GetSessionForUpdateParams struct {
+	ID    string
+	Owner string
+}
+
 // Taken inside the transaction that writes the session, so concurrent updates serialise.
-func (q *Queries) GetSessionForUpdate(ctx context.Context, id string) (CheckoutSession, error) {
-	row := q.db.QueryRow(ctx, getSessionForUpdate, id)
+func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpdateParams) (CheckoutSession, error) {
+	row := q.db.QueryRow(ctx, getSessionForUpdate, arg.ID, arg.Owner)
 	var i CheckoutSession
 	err := row.Scan(
 		&i.ID,
@@ -60,6 +72,7 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, id string) (CheckoutS
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ExpiresAt,
+		&i.Owner,
 	)
 	return i, err
 }
@@ -74,12 +87,13 @@ type InsertLineItemsParams struct {
 }
 
 const insertSession = `-- name: InsertSession :exec
-INSERT INTO checkout_sessions (id, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
 `
 
 type InsertSessionParams struct {
 	ID                  string
+	Owner               string
 	Currency            string
 	Buyer               []byte
 	FulfillmentAddress  []byte
@@ -91,6 +105,7 @@ type InsertSessionParams struct {
 func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) error {
 	_, err := q.db.Exec(ctx, insertSession,
 		arg.ID,
+		arg.Owner,
 		arg.Currency,
 		arg.Buyer,
 		arg.FulfillmentAddress,
@@ -133,17 +148,18 @@ func (q *Queries) ListLineItems(ctx context.Context, checkoutSessionID string) (
 }
 
 const setPaymentError = `-- name: SetPaymentError :exec
-UPDATE checkout_sessions SET payment_error = $1 WHERE id = $2 AND state = 'open'
+UPDATE checkout_sessions SET payment_error = $1 WHERE id = $2 AND owner = $3 AND state = 'open'
 `
 
 type SetPaymentErrorParams struct {
 	PaymentError *string
 	ID           string
+	Owner        string
 }
 
 // Recorded after a declined payment rolled back; only an open session takes it.
 func (q *Queries) SetPaymentError(ctx context.Context, arg SetPaymentErrorParams) error {
-	_, err := q.db.Exec(ctx, setPaymentError, arg.PaymentError, arg.ID)
+	_, err := q.db.Exec(ctx, setPaymentError, arg.PaymentError, arg.ID, arg.Owner)
 	return err
 }
 

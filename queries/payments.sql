@@ -1,11 +1,11 @@
 -- name: InsertVaultToken :exec
 INSERT INTO vault_tokens (
-    id, checkout_session_id, merchant_id, max_amount, currency, expires_at,
+    id, owner, checkout_session_id, merchant_id, max_amount, currency, expires_at,
     card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type,
     card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review,
     metadata, created_at
 ) VALUES (
-    @id, @checkout_session_id, @merchant_id, @max_amount, @currency, @expires_at,
+    @id, @owner, @checkout_session_id, @merchant_id, @max_amount, @currency, @expires_at,
     @card_brand, @card_funding_type, @card_last4, sqlc.narg(card_exp_month), sqlc.narg(card_exp_year), @card_number_type,
     sqlc.narg(card_fingerprint), @card_virtual, sqlc.narg(card_wallet_type), @billing_address, @risk_signals, @manual_review,
     @metadata, @created_at
@@ -14,7 +14,7 @@ INSERT INTO vault_tokens (
 -- name: GetVaultTokenForUpdate :one
 -- Locked after the session row (always session first, then token), inside the
 -- completion transaction, so that one token pays at most once.
-SELECT * FROM vault_tokens WHERE id = @id FOR UPDATE;
+SELECT * FROM vault_tokens WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: MarkVaultTokenUsed :execrows
 UPDATE vault_tokens SET used_at = @used_at, order_id = @order_id WHERE id = @id AND used_at IS NULL;

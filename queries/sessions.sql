@@ -1,13 +1,14 @@
 -- name: InsertSession :exec
-INSERT INTO checkout_sessions (id, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
-VALUES (@id, @currency, @buyer, @fulfillment_address, @fulfillment_option_id, @now, @now, @expires_at);
+INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
+VALUES (@id, @owner, @currency, @buyer, @fulfillment_address, @fulfillment_option_id, @now, @now, @expires_at);
 
 -- name: GetSession :one
-SELECT * FROM checkout_sessions WHERE id = @id;
+-- A session of another owner is not found, so one platform cannot probe another's ids.
+SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner;
 
 -- name: GetSessionForUpdate :one
 -- Taken inside the transaction that writes the session, so concurrent updates serialise.
-SELECT * FROM checkout_sessions WHERE id = @id FOR UPDATE;
+SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: UpdateSession :exec
 UPDATE checkout_sessions
@@ -33,4 +34,4 @@ SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER 
 
 -- name: SetPaymentError :exec
 -- Recorded after a declined payment rolled back; only an open session takes it.
-UPDATE checkout_sessions SET payment_error = @payment_error WHERE id = @id AND state = 'open';
+UPDATE checkout_sessions SET payment_error = @payment_error WHERE id = @id AND owner = @owner AND state = 'open';

@@ -104,7 +104,7 @@ func TestMigrateUpDownStatus(t *testing.T) {
 	if out := mustRun(t, env, "migrate", "status"); !strings.Contains(out, "pending") || strings.Contains(out, "applied") {
 		t.Errorf("status of an empty database:\n%s", out)
 	}
-	if out := mustRun(t, env, "migrate", "up"); !strings.Contains(out, "applied 1 migration(s)") {
+	if out := mustRun(t, env, "migrate", "up"); !regexp.MustCompile(`applied [1-9]\d* migration\(s\)`).MatchString(out) {
 		t.Errorf("up: %s", out)
 	}
 	if out := mustRun(t, env, "migrate", "up"); !strings.Contains(out, "applied 0 migration(s)") {

@@ -65,12 +65,26 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if len(cfg.CardFingerprintKey) == 0 {
 		logger.Warn("CARD_FINGERPRINT_KEY is not set: delegated cards are stored without a fingerprint, so a returning card cannot be recognised")
 	}
-	api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, Links: links}, httpapi.Deps{
-		Sessions: postgres.NewStore(pool, cfg.SessionTTL, payment.MockGateway{}, cfg.PublicBaseURL),
-		Vault:    postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
-		Ready:    ready,
-		Logger:   logger,
+	if len(cfg.APIKeys) == 0 {
+		logger.Warn("API_KEYS is not set: the ACP endpoints are open to anyone who can reach this server")
+	}
+	keys := make([]httpapi.APIKey, len(cfg.APIKeys))
+	for i, k := range cfg.APIKeys {
+		keys[i] = httpapi.APIKey{Name: k.Name, Key: k.Key}
+	}
+	idem := postgres.NewIdempotency(pool, cfg.IdempotencyRecoverAfter)
+	api := httpapi.New(httpapi.Config{
+		MaxBodyBytes: cfg.MaxBodyBytes, Links: links, APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		RequireAPIVersion: cfg.RequireAPIVersion,
+	}, httpapi.Deps{
+		Sessions:    postgres.NewStore(pool, cfg.SessionTTL, payment.MockGateway{}, cfg.PublicBaseURL),
+		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
+		Idempotency: idem,
+		Ready:       ready,
+		Logger:      logger,
 	})
+	go cleanIdempotencyKeys(ctx, idem, cfg.IdempotencyTTL, logger)
 
 	srv := &http.Server{
 		Addr:              cfg.Addr(),
@@ -127,5 +141,29 @@ func connectWithRetry(ctx context.Context, databaseURL string, logger *slog.Logg
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 4*time.Second)
+	}
+}
+
+// idempotencyCleanupEvery is how often old idempotency keys are deleted. Every instance
+// runs the job; the DELETE is safe to run concurrently.
+const idempotencyCleanupEvery = 10 * time.Minute
+
+// cleanIdempotencyKeys deletes keys older than ttl until ctx ends.
+func cleanIdempotencyKeys(ctx context.Context, idem *postgres.Idempotency, ttl time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(idempotencyCleanupEvery)
+	defer t.Stop()
+	for {
+		n, err := idem.DeleteBefore(ctx, time.Now().Add(-ttl))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("idempotency key cleanup failed", slog.Any("error", err))
+		case n > 0:
+			logger.Info("idempotency keys removed", slog.Int64("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -67,7 +67,10 @@ type Address struct {
 // Session is the stored state of a checkout session: what the buyer asked for, not what
 // it costs. Prices, totals, options and status come from Price.
 type Session struct {
-	ID                  string
+	ID string
+	// Owner is the identity of the agent platform that created the session ("" on a
+	// server without API keys); no other may see or change it.
+	Owner               string
 	State               State
 	Currency            string
 	Buyer               *Buyer

@@ -34,12 +34,38 @@ type Config struct {
 	// CardFingerprintKey keys the HMAC fingerprint of delegated cards
 	// (CARD_FINGERPRINT_KEY, at least 32 bytes; unset: no fingerprints are stored).
 	CardFingerprintKey []byte
+	// APIKeys (API_KEYS: comma-separated "key" or "name:key") turns on Bearer
+	// authentication; keys sharing a name are one caller, for rotation.
+	APIKeys []APIKey
+	// SigningSecrets (SIGNING_SECRET, comma-separated for rotation) turns on request
+	// signature checks.
+	SigningSecrets [][]byte
+	// RateLimit and RateBurst (RATE_LIMIT_RPS, default 100, 0 turns limiting off;
+	// RATE_LIMIT_BURST, default 200) bound each caller's request rate.
+	RateLimit float64
+	RateBurst int
+	// CORSAllowedOrigins (CORS_ALLOWED_ORIGINS, comma-separated, or *).
+	CORSAllowedOrigins []string
+	// RequireAPIVersion (REQUIRE_API_VERSION, default false) refuses requests without
+	// an API-Version header.
+	RequireAPIVersion bool
+	// IdempotencyTTL (IDEMPOTENCY_TTL, default and minimum 24h) is how long keys are kept.
+	IdempotencyTTL time.Duration
+	// IdempotencyRecoverAfter (IDEMPOTENCY_RECOVER_AFTER, default 60s) is how long a key
+	// may stay in flight before its request is presumed dead and the key is taken over.
+	IdempotencyRecoverAfter time.Duration
+}
+
+// APIKey is one configured bearer key and the caller identity it stands for.
+type APIKey struct {
+	Name string
+	Key  string
 }
 
 // notYetSupported are variables of the documented interface whose features are not in
 // this build. Starting with one set would silently drop a protection the operator asked
 // for, so Load refuses instead.
-var notYetSupported = []string{"API_KEYS", "SIGNING_SECRET", "WEBHOOK_URL", "WEBHOOK_SECRET"}
+var notYetSupported = []string{"WEBHOOK_URL", "WEBHOOK_SECRET"}
 
 // Load reads the configuration through getenv (os.Getenv in production) and reports every
 // invalid value at once.
@@ -115,6 +141,43 @@ func Load(getenv func(string) string) (Config, error) {
 		cfg.CardFingerprintKey = []byte(key)
 	}
 
+	for _, entry := range splitList(getenv("API_KEYS")) {
+		name, key, named := strings.Cut(entry, ":")
+		if !named || !isIdentifier(name) {
+			name, key = "", entry
+		}
+		if len(key) < 16 {
+			errs = append(errs, errors.New("API_KEYS: every key must be at least 16 characters"))
+			continue
+		}
+		cfg.APIKeys = append(cfg.APIKeys, APIKey{Name: name, Key: key})
+	}
+	for _, secret := range splitList(getenv("SIGNING_SECRET")) {
+		if len(secret) < 32 {
+			errs = append(errs, errors.New("SIGNING_SECRET: every secret must be at least 32 bytes"))
+			continue
+		}
+		cfg.SigningSecrets = append(cfg.SigningSecrets, []byte(secret))
+	}
+	rps, err := strconv.ParseFloat(get("RATE_LIMIT_RPS", "100"), 64)
+	if err != nil || rps < 0 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_RPS must be a number >= 0, got %q", getenv("RATE_LIMIT_RPS")))
+	}
+	cfg.RateLimit = rps
+	burst, err := strconv.Atoi(get("RATE_LIMIT_BURST", "200"))
+	if err != nil || burst < 1 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_BURST must be an integer >= 1, got %q", getenv("RATE_LIMIT_BURST")))
+	}
+	cfg.RateBurst = burst
+	cfg.CORSAllowedOrigins = splitList(getenv("CORS_ALLOWED_ORIGINS"))
+	require, err := strconv.ParseBool(get("REQUIRE_API_VERSION", "false"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("REQUIRE_API_VERSION must be true or false, got %q", getenv("REQUIRE_API_VERSION")))
+	}
+	cfg.RequireAPIVersion = require
+	cfg.IdempotencyTTL = duration(get, "IDEMPOTENCY_TTL", "24h", 24*time.Hour, &errs)
+	cfg.IdempotencyRecoverAfter = duration(get, "IDEMPOTENCY_RECOVER_AFTER", "60s", time.Second, &errs)
+
 	for _, name := range notYetSupported {
 		if getenv(name) != "" {
 			errs = append(errs, fmt.Errorf("%s is set, but this build does not implement it yet; unset it rather than run without the protection it promises", name))
@@ -134,3 +197,27 @@ func duration(get func(string, string) string, name, def string, minimum time.Du
 
 // Addr is the listen address.
 func (c Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+// splitList splits a comma-separated variable, dropping empty entries.
+func splitList(v string) []string {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// isIdentifier reports whether s can name a caller (letters, digits, '_', '-', '.').
+func isIdentifier(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

@@ -45,14 +45,38 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	_, err := Load(env(map[string]string{
 		"PORT": "http", "LOG_LEVEL": "loud", "MAX_BODY_BYTES": "-1", "SESSION_TTL": "soon",
-		"MIGRATE_ON_START": "maybe", "PUBLIC_BASE_URL": "shop.example", "API_KEYS": "k1",
+		"MIGRATE_ON_START": "maybe", "PUBLIC_BASE_URL": "shop.example", "API_KEYS": "short",
+		"SIGNING_SECRET": "short", "RATE_LIMIT_RPS": "-1", "IDEMPOTENCY_TTL": "1h", "WEBHOOK_URL": "http://x",
 	}))
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"DATABASE_URL", "PORT", "LOG_LEVEL", "MAX_BODY_BYTES", "SESSION_TTL", "MIGRATE_ON_START", "PUBLIC_BASE_URL", "API_KEYS"} {
+	for _, want := range []string{"DATABASE_URL", "PORT", "LOG_LEVEL", "MAX_BODY_BYTES", "SESSION_TTL", "MIGRATE_ON_START", "PUBLIC_BASE_URL", "API_KEYS",
+		"SIGNING_SECRET", "RATE_LIMIT_RPS", "IDEMPOTENCY_TTL", "WEBHOOK_URL"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
+	}
+}
+
+func TestLoadSecurity(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(env(map[string]string{
+		"DATABASE_URL":         "postgres://db/acp",
+		"API_KEYS":             "platform_a:aaaaaaaaaaaaaaaa1, platform_a:aaaaaaaaaaaaaaaa2,bbbbbbbbbbbbbbbbbbbb",
+		"SIGNING_SECRET":       "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210",
+		"CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example", "REQUIRE_API_VERSION": "true",
+		"RATE_LIMIT_RPS": "0",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []APIKey{{"platform_a", "aaaaaaaaaaaaaaaa1"}, {"platform_a", "aaaaaaaaaaaaaaaa2"}, {"", "bbbbbbbbbbbbbbbbbbbb"}}
+	if len(cfg.APIKeys) != 3 || cfg.APIKeys[0] != want[0] || cfg.APIKeys[1] != want[1] || cfg.APIKeys[2] != want[2] {
+		t.Errorf("APIKeys = %+v", cfg.APIKeys)
+	}
+	if len(cfg.SigningSecrets) != 2 || len(cfg.CORSAllowedOrigins) != 2 || !cfg.RequireAPIVersion || cfg.RateLimit != 0 ||
+		cfg.IdempotencyTTL != 24*time.Hour || cfg.IdempotencyRecoverAfter != time.Minute {
+		t.Errorf("cfg = %+v", cfg)
 	}
 }

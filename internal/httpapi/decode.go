@@ -21,18 +21,12 @@ const (
 	bodyOptional
 )
 
-// readBody reads the request body under the size limit and checks its content type.
-// The raw bytes are returned so that later layers (signatures, idempotency hashes) see
-// exactly what the client sent.
+// readBody returns the request body, read once under the size limit, and checks its
+// content type. The raw bytes are what signatures and idempotency hashes cover.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, rule bodyRule) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := s.rawBody(w, r)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, newError(http.StatusRequestEntityTooLarge, typeInvalidRequest, "request_too_large",
-				fmt.Sprintf("The request body is larger than %d bytes.", s.cfg.MaxBodyBytes), "")
-		}
-		return nil, invalidRequest("unreadable_body", "The request body could not be read.", "")
+		return nil, err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if rule == bodyOptional {

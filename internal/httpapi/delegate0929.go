@@ -77,7 +77,7 @@ func requireFields(fields ...field) error {
 	return nil
 }
 
-func (r *delegateRequest0929) delegation() (*payment.Delegation, error) {
+func (r *delegateRequest0929) domain() (*payment.Delegation, error) {
 	if err := requireFields(
 		field{"$.payment_method", r.PaymentMethod != nil}, field{"$.allowance", r.Allowance != nil},
 		field{"$.risk_signals", r.RiskSignals != nil}, field{"$.metadata", r.Metadata != nil},

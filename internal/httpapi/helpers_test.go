@@ -55,6 +55,12 @@ type testEnv struct {
 // mustEnv starts a server on a new database holding testCatalog.
 func mustEnv(t *testing.T, opts ...func(*httpapi.Config)) *testEnv {
 	t.Helper()
+	return mustEnvWith(t, time.Minute, opts...)
+}
+
+// mustEnvWith is mustEnv with idempotency claims recovered after recoverAfter.
+func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi.Config)) *testEnv {
+	t.Helper()
 	pool := pgtest.MustPool(t)
 	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
@@ -70,10 +76,11 @@ func mustEnv(t *testing.T, opts ...func(*httpapi.Config)) *testEnv {
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
 	ready := func(ctx context.Context) error { return pool.Ping(ctx) }
 	api := httpapi.New(cfg, httpapi.Deps{
-		Sessions: postgres.NewStore(pool, time.Hour, payment.MockGateway{}, "https://shop.example"),
-		Vault:    postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
-		Ready:    ready,
-		Logger:   logger,
+		Sessions:    postgres.NewStore(pool, time.Hour, payment.MockGateway{}, "https://shop.example"),
+		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
+		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
+		Ready:       ready,
+		Logger:      logger,
 	})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)

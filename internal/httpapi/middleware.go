@@ -28,16 +28,31 @@ func chain(h http.Handler, mws ...Middleware) http.Handler {
 
 type ctxKey int
 
-const (
-	ctxRequestInfo ctxKey = iota
-	ctxAPIVersion
-)
+const ctxRequestInfo ctxKey = 0
 
 // requestInfo is filled in as a request travels inward, and read by the access log on
 // the way out.
 type requestInfo struct {
 	id    string
 	route string
+	// caller is the authenticated identity ("" on an open server); authErr says why
+	// authentication failed, answered by withRequireAuth.
+	caller  string
+	authErr *apiError
+	// The body, read once by rawBody.
+	body     []byte
+	bodyErr  error
+	bodyRead bool
+	version  string
+}
+
+// infoOf returns the request's info; requests that did not pass withRequestHeaders
+// (none in production) get an empty one.
+func infoOf(r *http.Request) *requestInfo {
+	if info, ok := r.Context().Value(ctxRequestInfo).(*requestInfo); ok {
+		return info
+	}
+	return &requestInfo{}
 }
 
 func requestID(ctx context.Context) string {
@@ -162,16 +177,23 @@ const (
 // SupportedVersions lists the API-Version values this server speaks, newest first.
 var SupportedVersions = []string{Version20250929}
 
-// withAPIVersion validates API-Version. A missing header is served as the oldest
-// supported version, since early clients and the walk-throughs omit it.
-func withAPIVersion() Middleware {
+// withAPIVersion validates API-Version. Unless required, a missing header is served as
+// the oldest supported version, since early clients and the walk-throughs omit it.
+func withAPIVersion(required bool) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			v := strings.TrimSpace(r.Header.Get("API-Version"))
-			if v == "" {
+			switch {
+			case v == "" && required:
+				writeJSON(w, http.StatusBadRequest, &apiError{
+					Type: typeInvalidRequest, Code: "missing_api_version",
+					Message:           "The API-Version header is required.",
+					SupportedVersions: SupportedVersions,
+				})
+				return
+			case v == "":
 				v = SupportedVersions[len(SupportedVersions)-1]
-			}
-			if !slices.Contains(SupportedVersions, v) {
+			case !slices.Contains(SupportedVersions, v):
 				writeJSON(w, http.StatusBadRequest, &apiError{
 					Type: typeInvalidRequest, Code: "unsupported_api_version",
 					Message:           fmt.Sprintf("API-Version %q is not supported.", v),
@@ -179,7 +201,8 @@ func withAPIVersion() Middleware {
 				})
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxAPIVersion, v)))
+			infoOf(r).version = v
+			next.ServeHTTP(w, r)
 		})
 	}
 }

@@ -5,6 +5,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -17,25 +18,27 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// Sessions is the checkout session store the handlers drive.
+// Sessions is the checkout session store the handlers drive. owner is the caller's
+// identity; a session of another owner is not found.
 type Sessions interface {
-	CreateSession(ctx context.Context, ch checkout.Changes) (checkout.View, error)
-	GetSession(ctx context.Context, id string) (checkout.View, error)
-	UpdateSession(ctx context.Context, id string, ch checkout.Changes) (checkout.View, error)
-	CancelSession(ctx context.Context, id string) (checkout.View, error)
-	CompleteSession(ctx context.Context, id string, c checkout.Completion) (checkout.View, error)
+	CreateSession(ctx context.Context, owner string, ch checkout.Changes) (checkout.View, error)
+	GetSession(ctx context.Context, owner, id string) (checkout.View, error)
+	UpdateSession(ctx context.Context, owner, id string, ch checkout.Changes) (checkout.View, error)
+	CancelSession(ctx context.Context, owner, id string) (checkout.View, error)
+	CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error)
 }
 
 // Vault issues delegated payment tokens (the PSP side of ACP). It is an interface so
 // that a real PSP's vault can replace the built-in mock.
 type Vault interface {
-	Delegate(ctx context.Context, d *payment.Delegation) (payment.Token, error)
+	Delegate(ctx context.Context, owner string, d *payment.Delegation) (payment.Token, error)
 }
 
 // Deps are the server's collaborators.
 type Deps struct {
-	Sessions Sessions
-	Vault    Vault
+	Sessions    Sessions
+	Vault       Vault
+	Idempotency IdempotencyStore
 	// Ready reports whether the instance can serve traffic (database reachable, schema
 	// current); /ready answers 503 while it returns an error.
 	Ready  func(context.Context) error
@@ -48,16 +51,32 @@ type Config struct {
 	MaxBodyBytes int64
 	// Links are shown on every session (terms of use, privacy policy, ...).
 	Links []Link
+	// APIKeys turns on Bearer authentication of every ACP endpoint when not empty.
+	APIKeys []APIKey
+	// SigningSecrets turns on request signature checks when not empty; several
+	// secrets are accepted at once during a rotation.
+	SigningSecrets [][]byte
+	// RateLimit is the sustained requests per second per caller (0: no limit) and
+	// RateBurst the bucket size.
+	RateLimit float64
+	RateBurst int
+	// CORSAllowedOrigins are the browser origins allowed to call ("*" for any).
+	CORSAllowedOrigins []string
+	// RequireAPIVersion refuses requests without an API-Version header.
+	RequireAPIVersion bool
 }
 
 // Server serves the ACP endpoints and the health probes.
 type Server struct {
-	cfg      Config
-	sessions Sessions
-	vault    Vault
-	ready    func(context.Context) error
-	logger   *slog.Logger
-	handler  http.Handler
+	cfg         Config
+	sessions    Sessions
+	vault       Vault
+	idempotency IdempotencyStore
+	ready       func(context.Context) error
+	logger      *slog.Logger
+	keys        keyring
+	limiter     *rateLimiter
+	handler     http.Handler
 }
 
 // New builds the server.
@@ -65,7 +84,10 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.Links == nil {
 		cfg.Links = []Link{}
 	}
-	s := &Server{cfg: cfg, sessions: d.Sessions, vault: d.Vault, ready: d.Ready, logger: d.Logger}
+	s := &Server{
+		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
+		keys: newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+	}
 
 	root := mux.NewRouter()
 	root.Use(recordRoute)
@@ -75,7 +97,18 @@ func New(cfg Config, d Deps) *Server {
 	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
 
 	acp := root.NewRoute().Subrouter()
-	acp.Use(mux.MiddlewareFunc(withAPIVersion()))
+	// Fixed order: who is calling, how often, may they, which version, is the body
+	// theirs (signature), has it run before (idempotency).
+	for _, mw := range []Middleware{
+		s.withIdentify(),
+		s.withRateLimit(),
+		withRequireAuth(),
+		withAPIVersion(cfg.RequireAPIVersion),
+		s.withSignature(),
+		s.withIdempotency(),
+	} {
+		acp.Use(mux.MiddlewareFunc(mw))
+	}
 	acp.NotFoundHandler = root.NotFoundHandler
 	acp.MethodNotAllowedHandler = root.MethodNotAllowedHandler
 	acp.HandleFunc("/checkout_sessions", s.createSession).Methods(http.MethodPost)
@@ -86,11 +119,13 @@ func New(cfg Config, d Deps) *Server {
 	acp.HandleFunc("/agentic_commerce/delegate_payment", s.delegatePayment).Methods(http.MethodPost)
 
 	// Fixed order, outermost first: every response, a panic's included, carries the
-	// request headers and is logged.
+	// request headers and is logged; CORS preflights are answered before routing.
 	s.handler = chain(root,
 		withRequestHeaders(),
 		withAccessLog(s.logger),
 		s.withRecovery(),
+		withCORS(cfg.CORSAllowedOrigins),
+		withCompression(),
 	)
 	return s
 }
@@ -99,47 +134,59 @@ func New(cfg Config, d Deps) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeChanges[createRequest0929](s, w, r)
+	ch, err := decodeRequest[createRequest0929, checkout.Changes](s, w, r, bodyRequired)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	view, err := s.sessions.CreateSession(r.Context(), ch)
+	s.expectView(r, http.StatusCreated)
+	view, err := s.sessions.CreateSession(r.Context(), infoOf(r).caller, ch)
 	s.respond(w, r, http.StatusCreated, view, err)
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	view, err := s.sessions.GetSession(r.Context(), mux.Vars(r)["id"])
+	view, err := s.sessions.GetSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
 func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeChanges[updateRequest0929](s, w, r)
+	ch, err := decodeRequest[updateRequest0929, checkout.Changes](s, w, r, bodyRequired)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	view, err := s.sessions.UpdateSession(r.Context(), mux.Vars(r)["id"], ch)
+	s.expectView(r, http.StatusOK)
+	view, err := s.sessions.UpdateSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], ch)
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
-// changesRequest is a wire request body that converts to domain changes.
-type changesRequest[R any] interface {
+// wireRequest is a wire request body that converts to a domain value T.
+type wireRequest[R, T any] interface {
 	*R
-	changes() (checkout.Changes, error)
+	domain() (T, error)
 }
 
-// decodeChanges reads the body, decodes it strictly as an R and converts it.
-func decodeChanges[R any, P changesRequest[R]](s *Server, w http.ResponseWriter, r *http.Request) (checkout.Changes, error) {
-	body, err := s.readBody(w, r, bodyRequired)
+// decodeRequest reads the body, decodes it strictly as an R and converts it.
+func decodeRequest[R, T any, P wireRequest[R, T]](s *Server, w http.ResponseWriter, r *http.Request, rule bodyRule) (T, error) {
+	var zero T
+	body, err := s.readBody(w, r, rule)
 	if err != nil {
-		return checkout.Changes{}, err
+		return zero, err
 	}
 	req := P(new(R))
 	if err := decodeStrict(body, req); err != nil {
-		return checkout.Changes{}, err
+		return zero, err
 	}
-	return req.changes()
+	return req.domain()
+}
+
+// expectView tells the storage layer how this request's session result is rendered,
+// for recording it with an Idempotency-Key.
+func (s *Server) expectView(r *http.Request, status int) {
+	setEncoder(r, func(result any) (int, []byte, error) {
+		body, err := encodeJSON(s.encodeView(result.(checkout.View)))
+		return status, body, err
+	})
 }
 
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
@@ -151,52 +198,39 @@ func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	view, err := s.sessions.CancelSession(r.Context(), mux.Vars(r)["id"])
+	s.expectView(r, http.StatusOK)
+	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
 func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyRequired)
+	c, err := decodeRequest[completeRequest0929, checkout.Completion](s, w, r, bodyRequired)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var req completeRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	c, err := req.completion()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	view, err := s.sessions.CompleteSession(r.Context(), mux.Vars(r)["id"], c)
+	s.expectView(r, http.StatusOK)
+	view, err := s.sessions.CompleteSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], c)
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
 func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyRequired)
+	d, err := decodeRequest[delegateRequest0929, *payment.Delegation](s, w, r, bodyRequired)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var req delegateRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	d, err := req.delegation()
+	key := r.Header.Get("Idempotency-Key")
+	setEncoder(r, func(result any) (int, []byte, error) {
+		body, err := encodeJSON(encodeDelegateResponse0929(result.(payment.Token), key))
+		return http.StatusCreated, body, err
+	})
+	token, err := s.vault.Delegate(r.Context(), infoOf(r).caller, d)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	token, err := s.vault.Delegate(r.Context(), d)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, encodeDelegateResponse0929(token, r.Header.Get("Idempotency-Key")))
+	recordedOrEncode(w, r, http.StatusCreated, encodeDelegateResponse0929(token, key))
 }
 
 // respond writes view in the request's API version, or err as an ACP Error.
@@ -205,7 +239,12 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, vie
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, status, encode0929(view, s.cfg.Links))
+	recordedOrEncode(w, r, status, s.encodeView(view))
+}
+
+// encodeView renders a session in the wire format of the API version.
+func (s *Server) encodeView(v checkout.View) any {
+	return encode0929(v, s.cfg.Links)
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
@@ -259,5 +298,9 @@ func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_ = jsonEncoder(w).Encode(v)
 }
+
+// jsonEncoder is the one JSON encoder of responses, so that a recorded response and a
+// fresh one are the same bytes.
+func jsonEncoder(w io.Writer) *json.Encoder { return json.NewEncoder(w) }

@@ -84,12 +84,12 @@ type updateRequest0929 struct {
 	FulfillmentOptionID *string      `json:"fulfillment_option_id"`
 }
 
-func (c *createRequest0929) changes() (checkout.Changes, error) {
+func (c *createRequest0929) domain() (checkout.Changes, error) {
 	items, err := items0929(c.Items)
 	return checkout.Changes{Items: items, Buyer: c.Buyer.domain(), FulfillmentAddress: c.FulfillmentAddress.domain()}, err
 }
 
-func (u *updateRequest0929) changes() (checkout.Changes, error) {
+func (u *updateRequest0929) domain() (checkout.Changes, error) {
 	items, err := items0929(u.Items)
 	return checkout.Changes{
 		Items: items, Buyer: u.Buyer.domain(), FulfillmentAddress: u.FulfillmentAddress.domain(),
@@ -156,7 +156,7 @@ type completeRequest0929 struct {
 	PaymentData *paymentData0929 `json:"payment_data"`
 }
 
-func (c *completeRequest0929) completion() (checkout.Completion, error) {
+func (c *completeRequest0929) domain() (checkout.Completion, error) {
 	if c.PaymentData == nil {
 		return checkout.Completion{}, invalidRequest("missing", "payment_data is required.", "$.payment_data")
 	}

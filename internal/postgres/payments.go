@@ -23,41 +23,40 @@ import (
 // order, the consumed token, the stock and the completed session all commit, or
 // nothing does. A declined payment leaves the session as it was, with a
 // payment_declined message.
-func (s *Store) CompleteSession(ctx context.Context, id string, c checkout.Completion) (checkout.View, error) {
+func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
 		return checkout.View{}, err
 	}
 	var view checkout.View
-	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
-		sess, err := loadSession(ctx, q.GetSessionForUpdate, q, id)
+	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
+		sess, err := loadSession(ctx, q, owner, id, true)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if c.Buyer != nil && sess.State == checkout.StateOpen {
 			sess.Buyer = c.Buyer
 		}
 		cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		now := s.now()
 		quote := checkout.Price(sess, cat, now)
 		if err := sess.CheckCompletable(quote); err != nil {
-			return err
+			return nil, err
 		}
 		total, currency := quote.Totals.Total, sess.Currency
 
 		var vaultToken *payment.Token
 		if payment.IsVaultToken(c.Token) {
-			if vaultToken, err = lockVaultToken(ctx, q, c.Token); err != nil {
-				return err
+			if vaultToken, err = lockVaultToken(ctx, q, owner, c.Token); err != nil {
+				return nil, err
 			}
 			if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := takeStock(ctx, q, sess.Lines); err != nil {
-			return err
+			return nil, err
 		}
 
 		order := &checkout.Order{
@@ -70,7 +69,7 @@ func (s *Store) CompleteSession(ctx context.Context, id string, c checkout.Compl
 		}
 		if c.BillingAddress != nil {
 			if params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
-				return fmt.Errorf("encode billing address: %w", err)
+				return nil, fmt.Errorf("encode billing address: %w", err)
 			}
 		}
 		if vaultToken != nil {
@@ -87,39 +86,34 @@ func (s *Store) CompleteSession(ctx context.Context, id string, c checkout.Compl
 				Token: c.Token, Amount: total, Currency: currency, SessionID: sess.ID, IdempotencyKey: sess.ID,
 			})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			params.PaymentReference = receipt.Reference
 		}
 		if err := q.InsertOrder(ctx, params); err != nil {
-			return orderError(err)
+			return nil, orderError(err)
 		}
 		if vaultToken != nil {
 			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
 			if err != nil {
-				return fmt.Errorf("mark token used: %w", err)
+				return nil, fmt.Errorf("mark token used: %w", err)
 			}
 			if n != 1 {
-				return errors.New("vault token changed under its row lock")
+				return nil, errors.New("vault token changed under its row lock")
 			}
 		}
 
 		sess.Complete(now)
-		row, err := sessionParams(sess)
-		if err != nil {
-			return err
-		}
-		row.Now = now
-		if err := q.UpdateSession(ctx, row); err != nil {
-			return fmt.Errorf("complete session: %w", err)
+		if err := updateSession(ctx, q, sess, now); err != nil {
+			return nil, err
 		}
 		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
-		return nil
+		return view, nil
 	})
 	if de, ok := checkout.AsError(err); ok && de.Kind == checkout.KindDeclined {
 		// The transaction rolled back; the decline is recorded on its own so that the
 		// session shows it, and nothing else changes.
-		if werr := db.New(s.pool).SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, PaymentError: &de.Message}); werr != nil {
+		if werr := db.New(s.pool).SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, Owner: owner, PaymentError: &de.Message}); werr != nil {
 			return view, errors.Join(err, fmt.Errorf("record decline: %w", werr))
 		}
 	}
@@ -157,8 +151,9 @@ func orderError(err error) error {
 	return fmt.Errorf("insert order: %w", err)
 }
 
-func lockVaultToken(ctx context.Context, q *db.Queries, id string) (*payment.Token, error) {
-	row, err := q.GetVaultTokenForUpdate(ctx, id)
+// lockVaultToken locks owner's token id; another owner's token is not found.
+func lockVaultToken(ctx context.Context, q *db.Queries, owner, id string) (*payment.Token, error) {
+	row, err := q.GetVaultTokenForUpdate(ctx, db.GetVaultTokenForUpdateParams{ID: id, Owner: owner})
 	if isNoRows(err) {
 		return nil, payment.ErrTokenNotFound
 	}
@@ -187,16 +182,26 @@ func NewVault(pool *pgxpool.Pool, fp payment.Fingerprinter) *Vault {
 	return &Vault{pool: pool, fingerprint: fp, now: time.Now}
 }
 
-// Delegate validates d and stores a new single-use token for it. Only what PCI DSS lets
-// a merchant keep is written: never the card number, the CVC or the cryptogram.
-func (v *Vault) Delegate(ctx context.Context, d *payment.Delegation) (payment.Token, error) {
-	now := v.now()
-	if err := d.Validate(now); err != nil {
+// Delegate validates d and stores a new single-use token for it, owned by owner. Only
+// what PCI DSS lets a merchant keep is written: never the card number, the CVC or the
+// cryptogram.
+func (v *Vault) Delegate(ctx context.Context, owner string, d *payment.Delegation) (payment.Token, error) {
+	if err := d.Validate(v.now()); err != nil {
 		return payment.Token{}, err
 	}
-	t := payment.NewToken(d, v.fingerprint, now)
+	var token payment.Token
+	err := withRecordedTx(ctx, v.pool, v.now, func(q *db.Queries, now time.Time) (any, error) {
+		t, err := insertToken(ctx, q, owner, d, v.fingerprint, now)
+		token = t
+		return t, err
+	})
+	return token, err
+}
+
+func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.Delegation, fp payment.Fingerprinter, now time.Time) (payment.Token, error) {
+	t := payment.NewToken(d, fp, now)
 	p := db.InsertVaultTokenParams{
-		ID: t.ID, CheckoutSessionID: t.Allowance.CheckoutSessionID, MerchantID: t.Allowance.MerchantID,
+		ID: t.ID, Owner: owner, CheckoutSessionID: t.Allowance.CheckoutSessionID, MerchantID: t.Allowance.MerchantID,
 		MaxAmount: t.Allowance.MaxAmount, Currency: t.Allowance.Currency, ExpiresAt: t.Allowance.ExpiresAt,
 		CardBrand: t.CardBrand, CardFundingType: t.CardFunding, CardLast4: t.CardLast4, CardNumberType: t.CardType,
 		CardVirtual: t.Virtual, ManualReview: t.ManualReview, CreatedAt: t.Created,
@@ -218,7 +223,7 @@ func (v *Vault) Delegate(ctx context.Context, d *payment.Delegation) (payment.To
 			return t, fmt.Errorf("encode billing address: %w", err)
 		}
 	}
-	if err := db.New(v.pool).InsertVaultToken(ctx, p); err != nil {
+	if err := q.InsertVaultToken(ctx, p); err != nil {
 		return t, fmt.Errorf("store vault token: %w", err)
 	}
 	return t, nil

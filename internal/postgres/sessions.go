@@ -35,42 +35,48 @@ func NewStore(pool *pgxpool.Pool, ttl time.Duration, gateway payment.Gateway, pu
 // Pool returns the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// CreateSession validates ch, quotes it against the catalog and stores a new session.
-func (s *Store) CreateSession(ctx context.Context, ch checkout.Changes) (checkout.View, error) {
+// CreateSession validates ch, quotes it against the catalog and stores a new session
+// owned by owner (the caller's identity; "" on an open server).
+func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Changes) (checkout.View, error) {
 	if err := ch.Validate(true); err != nil {
 		return checkout.View{}, err
 	}
 	var view checkout.View
-	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
-		sess := &checkout.Session{ID: checkout.NewID("cs_"), State: checkout.StateOpen}
-		now := s.now()
+	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
+		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
 		cat, err := s.applyChanges(ctx, q, sess, ch, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		row, err := sessionParams(sess)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := q.InsertSession(ctx, db.InsertSessionParams{
-			ID: row.ID, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
+			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
 			FulfillmentOptionID: row.FulfillmentOptionID, Now: now, ExpiresAt: row.ExpiresAt,
 		}); err != nil {
-			return fmt.Errorf("insert session: %w", err)
+			return nil, fmt.Errorf("insert session: %w", err)
 		}
 		if err := insertLines(ctx, q, sess); err != nil {
-			return err
+			return nil, err
 		}
 		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}
-		return nil
+		return view, nil
 	})
 	return view, err
 }
 
-// GetSession returns the session with a quote from the current catalog.
-func (s *Store) GetSession(ctx context.Context, id string) (checkout.View, error) {
+// write runs fn in one transaction and, when the request holds an Idempotency-Key,
+// records fn's result as the key's response in that same transaction.
+func (s *Store) write(ctx context.Context, fn func(q *db.Queries, now time.Time) (any, error)) error {
+	return withRecordedTx(ctx, s.pool, s.now, fn)
+}
+
+// GetSession returns owner's session id with a quote from the current catalog.
+func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View, error) {
 	q := db.New(s.pool)
-	sess, err := loadSession(ctx, q.GetSession, q, id)
+	sess, err := loadSession(ctx, q, owner, id, false)
 	if err != nil {
 		return checkout.View{}, err
 	}
@@ -82,19 +88,19 @@ func (s *Store) GetSession(ctx context.Context, id string) (checkout.View, error
 }
 
 // UpdateSession validates ch and applies it to the locked session.
-func (s *Store) UpdateSession(ctx context.Context, id string, ch checkout.Changes) (checkout.View, error) {
+func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout.Changes) (checkout.View, error) {
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
-	return s.modify(ctx, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
+	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
 		return s.applyChanges(ctx, q, sess, ch, now)
 	}, ch.Items != nil)
 }
 
 // CancelSession cancels an open session; a completed or canceled one is refused with
 // checkout.KindNotAllowed.
-func (s *Store) CancelSession(ctx context.Context, id string) (checkout.View, error) {
-	return s.modify(ctx, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
+func (s *Store) CancelSession(ctx context.Context, owner, id string) (checkout.View, error) {
+	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
 		if err := sess.Cancel(now); err != nil {
 			return checkout.Catalog{}, err
 		}
@@ -104,41 +110,48 @@ func (s *Store) CancelSession(ctx context.Context, id string) (checkout.View, er
 
 // modify locks session id, lets change mutate it, and writes it back in the same
 // transaction. linesChanged says whether the line items must be rewritten.
-func (s *Store) modify(ctx context.Context, id string,
+func (s *Store) modify(ctx context.Context, owner, id string,
 	change func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error),
 	linesChanged bool,
 ) (checkout.View, error) {
 	var view checkout.View
-	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
-		sess, err := loadSession(ctx, q.GetSessionForUpdate, q, id)
+	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
+		sess, err := loadSession(ctx, q, owner, id, true)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		now := s.now()
 		cat, err := change(q, sess, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		row, err := sessionParams(sess)
-		if err != nil {
-			return err
-		}
-		row.Now = now
-		if err := q.UpdateSession(ctx, row); err != nil {
-			return fmt.Errorf("update session: %w", err)
+		if err := updateSession(ctx, q, sess, now); err != nil {
+			return nil, err
 		}
 		if linesChanged {
 			if err := q.DeleteLineItems(ctx, sess.ID); err != nil {
-				return fmt.Errorf("delete line items: %w", err)
+				return nil, fmt.Errorf("delete line items: %w", err)
 			}
 			if err := insertLines(ctx, q, sess); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}
-		return nil
+		return view, nil
 	})
 	return view, err
+}
+
+// updateSession writes the session row back.
+func updateSession(ctx context.Context, q *db.Queries, sess *checkout.Session, now time.Time) error {
+	row, err := sessionParams(sess)
+	if err != nil {
+		return err
+	}
+	row.Now = now
+	if err := q.UpdateSession(ctx, row); err != nil {
+		return fmt.Errorf("update session: %w", err)
+	}
+	return nil
 }
 
 // applyChanges loads the catalog the changes need, applies them and returns the catalog
@@ -155,8 +168,16 @@ func (s *Store) applyChanges(ctx context.Context, q *db.Queries, sess *checkout.
 	return cat, err
 }
 
-func loadSession(ctx context.Context, get func(context.Context, string) (db.CheckoutSession, error), q *db.Queries, id string) (*checkout.Session, error) {
-	row, err := get(ctx, id)
+// loadSession reads owner's session id with its lines; forUpdate locks the row until the
+// transaction ends.
+func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool) (*checkout.Session, error) {
+	var row db.CheckoutSession
+	var err error
+	if forUpdate {
+		row, err = q.GetSessionForUpdate(ctx, db.GetSessionForUpdateParams{ID: id, Owner: owner})
+	} else {
+		row, err = q.GetSession(ctx, db.GetSessionParams{ID: id, Owner: owner})
+	}
 	if isNoRows(err) {
 		return nil, checkout.ErrNotFound
 	}
@@ -164,7 +185,7 @@ func loadSession(ctx context.Context, get func(context.Context, string) (db.Chec
 		return nil, fmt.Errorf("load session: %w", err)
 	}
 	sess := &checkout.Session{
-		ID: row.ID, State: checkout.State(row.State), Currency: row.Currency,
+		ID: row.ID, Owner: row.Owner, State: checkout.State(row.State), Currency: row.Currency,
 		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt, ExpiresAt: row.ExpiresAt,
 	}
 	if row.FulfillmentOptionID != nil {

@@ -1,0 +1,171 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+)
+
+// IdempotencyStore records Idempotency-Keys (see postgres.Idempotency).
+type IdempotencyStore interface {
+	Claim(ctx context.Context, k idempotency.Key, hash string) (idempotency.Outcome, error)
+	Complete(ctx context.Context, c *idempotency.Claim, status int, body []byte) error
+	Release(ctx context.Context, c *idempotency.Claim) error
+}
+
+// maxIdempotencyKeyLength matches the column's CHECK.
+const maxIdempotencyKeyLength = 255
+
+// idempotencyConflictStatus is the status of "same key, different body" per API version:
+// 409 up to 2026-01-30, 422 from 2026-04-17 (checklist PART D).
+var idempotencyConflictStatus = map[string]int{Version20250929: http.StatusConflict}
+
+// withIdempotency makes a POST with an Idempotency-Key run at most once per (caller,
+// method, path, key): a repeat with the same body replays the stored response
+// (Idempotent-Replayed: true), a different body is a conflict, and a repeat while the
+// first is running is answered at once with 409 and Retry-After. Server errors are not
+// stored, so a retry runs again.
+func (s *Server) withIdempotency() Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			key := r.Header.Get("Idempotency-Key")
+			if r.Method != http.MethodPost || key == "" || s.idempotency == nil {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if len(key) > maxIdempotencyKeyLength {
+				writeJSON(w, http.StatusBadRequest, invalidRequest("invalid_idempotency_key",
+					"Idempotency-Key is at most 255 characters.", ""))
+				return
+			}
+			body, err := s.rawBody(w, r)
+			if err != nil {
+				// A body too large or unreadable changes nothing; there is nothing to record.
+				s.writeError(w, r, err)
+				return
+			}
+			info := infoOf(r)
+			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key}
+			out, err := s.idempotency.Claim(r.Context(), k, idempotency.Hash(body))
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			switch out.Kind {
+			case idempotency.Replay:
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Idempotent-Replayed", "true")
+				w.WriteHeader(out.Status)
+				_, _ = w.Write(out.Body)
+				return
+			case idempotency.Conflict:
+				status, ok := idempotencyConflictStatus[info.version]
+				if !ok {
+					status = http.StatusConflict
+				}
+				writeJSON(w, status, newError(status, typeInvalidRequest, "idempotency_conflict",
+					"This Idempotency-Key was used with a different request body.", ""))
+				return
+			case idempotency.InFlight:
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusConflict, newError(http.StatusConflict, typeInvalidRequest, "idempotency_in_flight",
+					"A request with this Idempotency-Key is still being processed; retry shortly.", ""))
+				return
+			}
+
+			claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
+			rec := &bufferedResponse{header: http.Header{}}
+			next.ServeHTTP(rec, r.WithContext(idempotency.NewContext(r.Context(), claim)))
+			s.settleClaim(r, claim, rec)
+			rec.flushTo(w)
+		})
+	}
+}
+
+// settleClaim stores the response of a claimed request unless its transaction already
+// did, or releases the claim after a server error.
+func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *bufferedResponse) {
+	// The request's own context may be canceled by now; the claim must still be settled.
+	ctx := context.WithoutCancel(r.Context())
+	if _, _, ok := claim.Recorded(); ok {
+		return
+	}
+	var err error
+	if rec.status >= http.StatusInternalServerError {
+		err = s.idempotency.Release(ctx, claim)
+	} else {
+		err = s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes())
+	}
+	if err != nil {
+		// The response still goes out; the claim recovers after its timeout.
+		s.logger.LogAttrs(ctx, slog.LevelError, "settle idempotency key",
+			slog.String("request_id", requestID(ctx)), slog.Any("error", err))
+	}
+}
+
+// bufferedResponse holds a response until the idempotency key is settled, so that the
+// client never sees a response the server did not record.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}
+
+// recordedOrEncode writes the response a committed transaction recorded for this
+// request's idempotency key, so that the first answer and every replay are the same
+// bytes; without one it encodes v.
+func recordedOrEncode(w http.ResponseWriter, r *http.Request, status int, v any) {
+	if claim := idempotency.FromContext(r.Context()); claim != nil {
+		if st, body, ok := claim.Recorded(); ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(st)
+			_, _ = w.Write(body)
+			return
+		}
+	}
+	writeJSON(w, status, v)
+}
+
+// setEncoder tells the storage layer how to render the result of this request, so it
+// can record the response in the transaction of the side effect.
+func setEncoder(r *http.Request, encode func(result any) (int, []byte, error)) {
+	if claim := idempotency.FromContext(r.Context()); claim != nil {
+		claim.Encode = encode
+	}
+}
+
+// encodeJSON renders v exactly as writeJSON sends it.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	err := jsonEncoder(&buf).Encode(v)
+	return buf.Bytes(), err
+}

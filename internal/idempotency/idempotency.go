@@ -1,0 +1,104 @@
+// Package idempotency carries a claimed Idempotency-Key from the HTTP layer to the
+// storage layer, so that the response of a request can be recorded in the same
+// transaction as its side effect: a crash can then never leave a committed order
+// without its stored response, or the reverse.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+)
+
+// Key scopes an Idempotency-Key to a caller, a method and a path.
+type Key struct {
+	Caller string
+	Method string
+	Path   string
+	Key    string
+}
+
+// Claim is a key this request holds (in flight). Encode renders the result of the
+// request as the response the client will get; the storage layer calls Record inside
+// its transaction and Committed after the commit.
+type Claim struct {
+	Key     Key
+	ClaimID string
+	// Encode turns a result (a checkout.View, a payment.Token, ...) into the response.
+	Encode func(result any) (status int, body []byte, err error)
+
+	mu       sync.Mutex
+	status   int
+	body     []byte
+	recorded bool
+}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying c.
+func NewContext(ctx context.Context, c *Claim) context.Context {
+	return context.WithValue(ctx, ctxKey{}, c)
+}
+
+// FromContext returns the claim of the request, or nil when it has no Idempotency-Key.
+func FromContext(ctx context.Context) *Claim {
+	c, _ := ctx.Value(ctxKey{}).(*Claim)
+	return c
+}
+
+// Committed notes that the response was stored by a committed transaction.
+func (c *Claim) Committed(status int, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status, c.body, c.recorded = status, body, true
+}
+
+// Recorded returns the stored response when the storage layer committed one.
+func (c *Claim) Recorded() (status int, body []byte, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status, c.body, c.recorded
+}
+
+// Hash fingerprints a request body semantically: JSON is re-encoded with sorted object
+// keys, so key order and spacing do not matter, while null and an absent field differ.
+// A body that is not JSON is hashed as it is.
+func Hash(body []byte) string {
+	canonical := body
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err == nil && !dec.More() {
+		if b, err := json.Marshal(v); err == nil {
+			canonical = b
+		}
+	}
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:])
+}
+
+// OutcomeKind is what claiming a key found.
+type OutcomeKind int
+
+// The outcomes of a claim.
+const (
+	// Claimed: the key is new (or recovered from a dead request); run the request.
+	Claimed OutcomeKind = iota
+	// Replay: the key finished before with the same body; answer with Status and Body.
+	Replay
+	// Conflict: the key was used with a different body.
+	Conflict
+	// InFlight: the key's first request is still running.
+	InFlight
+)
+
+// Outcome is the result of claiming a key.
+type Outcome struct {
+	Kind    OutcomeKind
+	ClaimID string
+	Status  int
+	Body    []byte
+}

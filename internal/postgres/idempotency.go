@@ -1,0 +1,155 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+)
+
+// errClaimLost says the request's idempotency claim was recovered by another request
+// while this one ran (it was presumed dead); its work is rolled back.
+var errClaimLost = checkout.Errorf(checkout.KindConflict, "idempotency_in_flight", "",
+	"Another request with this Idempotency-Key took over; retry to get its result.")
+
+// withRecordedTx runs fn in a transaction and, when ctx carries an idempotency claim
+// with an encoder, stores the encoded result as the key's response before committing.
+// The claim learns of the stored response only once the commit succeeded.
+func withRecordedTx(ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, fn func(q *db.Queries, now time.Time) (any, error)) error {
+	claim := idempotency.FromContext(ctx)
+	var status int
+	var body []byte
+	err := WithTx(ctx, pool, func(q *db.Queries) error {
+		now := clock()
+		result, err := fn(q, now)
+		if err != nil || claim == nil || claim.Encode == nil {
+			return err
+		}
+		if status, body, err = claim.Encode(result); err != nil {
+			return fmt.Errorf("encode response: %w", err)
+		}
+		n, err := q.CompleteIdempotencyKey(ctx, completeKeyParams(claim, status, body, now))
+		if err != nil {
+			return fmt.Errorf("record idempotent response: %w", err)
+		}
+		if n != 1 {
+			return errClaimLost
+		}
+		return nil
+	})
+	if err == nil && body != nil {
+		claim.Committed(status, body)
+	}
+	return err
+}
+
+func completeKeyParams(c *idempotency.Claim, status int, body []byte, now time.Time) db.CompleteIdempotencyKeyParams {
+	return db.CompleteIdempotencyKeyParams{
+		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ClaimID: c.ClaimID,
+		ResponseStatus: ptrInt32(int32(status)), ResponseBody: body, Now: &now,
+	}
+}
+
+func ptrInt32(v int32) *int32 { return &v }
+
+// Idempotency records Idempotency-Keys in PostgreSQL.
+type Idempotency struct {
+	pool *pgxpool.Pool
+	// recoverAfter is how long a claim may stay in flight before it is presumed dead
+	// (its request crashed) and may be taken over.
+	recoverAfter time.Duration
+	now          func() time.Time
+}
+
+// NewIdempotency returns the key store; claims older than recoverAfter are recovered.
+func NewIdempotency(pool *pgxpool.Pool, recoverAfter time.Duration) *Idempotency {
+	return &Idempotency{pool: pool, recoverAfter: recoverAfter, now: time.Now}
+}
+
+// Claim claims k for a request whose body hashes to hash. Every statement commits on its
+// own, so a concurrent request with the same key is answered at once instead of
+// waiting on a lock.
+func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string) (idempotency.Outcome, error) {
+	q := db.New(i.pool)
+	// A claim can disappear between the insert and the read (its request failed with a
+	// 5xx and released it); trying again then claims it.
+	for range 3 {
+		now := i.now()
+		claimID := checkout.NewID("clm_")
+		_, err := q.ClaimIdempotencyKey(ctx, db.ClaimIdempotencyKeyParams{
+			Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, RequestHash: hash, ClaimID: claimID, Now: now,
+		})
+		if err == nil {
+			return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}, nil
+		}
+		if !isNoRows(err) {
+			return idempotency.Outcome{}, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		row, err := q.GetIdempotencyKey(ctx, db.GetIdempotencyKeyParams{Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key})
+		if isNoRows(err) {
+			continue
+		}
+		if err != nil {
+			return idempotency.Outcome{}, fmt.Errorf("read idempotency key: %w", err)
+		}
+		switch {
+		case row.RequestHash != hash:
+			return idempotency.Outcome{Kind: idempotency.Conflict}, nil
+		case row.State == "completed" && row.ResponseStatus != nil:
+			return idempotency.Outcome{Kind: idempotency.Replay, Status: int(*row.ResponseStatus), Body: row.ResponseBody}, nil
+		case row.ClaimedAt.Before(now.Add(-i.recoverAfter)):
+			n, err := q.RecoverIdempotencyKey(ctx, db.RecoverIdempotencyKeyParams{
+				Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key,
+				NewClaimID: claimID, OldClaimID: row.ClaimID, Now: now, StaleBefore: now.Add(-i.recoverAfter),
+			})
+			if err != nil {
+				return idempotency.Outcome{}, fmt.Errorf("recover idempotency key: %w", err)
+			}
+			if n == 1 {
+				return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}, nil
+			}
+		}
+		return idempotency.Outcome{Kind: idempotency.InFlight}, nil
+	}
+	return idempotency.Outcome{}, errors.New("idempotency key kept changing under its claim")
+}
+
+// Complete stores the response of a claimed request (one that wrote nothing, or whose
+// response was not recorded with its side effect).
+func (i *Idempotency) Complete(ctx context.Context, c *idempotency.Claim, status int, body []byte) error {
+	n, err := db.New(i.pool).CompleteIdempotencyKey(ctx, completeKeyParams(c, status, body, i.now()))
+	if err != nil {
+		return fmt.Errorf("store idempotent response: %w", err)
+	}
+	if n != 1 {
+		return errClaimLost
+	}
+	return nil
+}
+
+// Release drops a claim whose request failed with a server error, so a retry runs
+// the request again.
+func (i *Idempotency) Release(ctx context.Context, c *idempotency.Claim) error {
+	err := db.New(i.pool).ReleaseIdempotencyKey(ctx, db.ReleaseIdempotencyKeyParams{
+		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ClaimID: c.ClaimID,
+	})
+	if err != nil {
+		return fmt.Errorf("release idempotency key: %w", err)
+	}
+	return nil
+}
+
+// DeleteBefore removes keys created before t and returns how many went.
+func (i *Idempotency) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	n, err := db.New(i.pool).DeleteIdempotencyKeysBefore(ctx, t)
+	if err != nil {
+		return 0, fmt.Errorf("delete old idempotency keys: %w", err)
+	}
+	return n, nil
+}
