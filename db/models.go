@@ -20,6 +20,7 @@ type CheckoutSession struct {
 	UpdatedAt           time.Time
 	ExpiresAt           time.Time
 	Owner               string
+	CancelReason        *string
 }
 
 type FulfillmentOption struct {
@@ -75,11 +76,32 @@ type Order struct {
 	UpdatedAt         time.Time
 }
 
+type OrderEvent struct {
+	ID            int64
+	OrderID       string
+	Type          string
+	Payload       []byte
+	Status        string
+	Attempts      int32
+	NextAttemptAt time.Time
+	LastError     *string
+	CreatedAt     time.Time
+	DeliveredAt   *time.Time
+}
+
 type Product struct {
 	ID        string
 	Title     string
 	Url       *string
 	UpdatedAt time.Time
+}
+
+type Refund struct {
+	ID        string
+	OrderID   string
+	Type      string
+	Amount    int64
+	CreatedAt time.Time
 }
 
 type TaxRate struct {

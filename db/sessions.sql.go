@@ -19,8 +19,54 @@ func (q *Queries) DeleteLineItems(ctx context.Context, checkoutSessionID string)
 	return err
 }
 
+const expireSession = `-- name: ExpireSession :execrows
+UPDATE checkout_sessions SET state = 'canceled', cancel_reason = 'expired', updated_at = $1
+WHERE id = $2 AND owner = $3 AND state = 'open' AND expires_at <= $1
+`
+
+type ExpireSessionParams struct {
+	Now   time.Time
+	ID    string
+	Owner string
+}
+
+// Lazy expiry on access: one session, if it is open and past its expiry.
+func (q *Queries) ExpireSession(ctx context.Context, arg ExpireSessionParams) (int64, error) {
+	result, err := q.db.Exec(ctx, expireSession, arg.Now, arg.ID, arg.Owner)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const expireSessions = `-- name: ExpireSessions :execrows
+UPDATE checkout_sessions SET state = 'canceled', cancel_reason = 'expired', updated_at = $1
+WHERE id IN (
+    SELECT id FROM checkout_sessions
+    WHERE state = 'open' AND expires_at <= $1
+    ORDER BY expires_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+`
+
+type ExpireSessionsParams struct {
+	Now     time.Time
+	MaxRows int32
+}
+
+// The sweeper: open sessions past their expiry become canceled. Safe on several
+// instances at once: a session is expired by whichever gets its row first.
+func (q *Queries) ExpireSessions(ctx context.Context, arg ExpireSessionsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, expireSessions, arg.Now, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner FROM checkout_sessions WHERE id = $1 AND owner = $2
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason FROM checkout_sessions WHERE id = $1 AND owner = $2
 `
 
 type GetSessionParams struct {
@@ -44,12 +90,13 @@ func (q *Queries) GetSession(ctx context.Context, arg GetSessionParams) (Checkou
 		&i.UpdatedAt,
 		&i.ExpiresAt,
 		&i.Owner,
+		&i.CancelReason,
 	)
 	return i, err
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
 type GetSessionForUpdateParams struct {
@@ -73,6 +120,7 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 		&i.UpdatedAt,
 		&i.ExpiresAt,
 		&i.Owner,
+		&i.CancelReason,
 	)
 	return i, err
 }
@@ -171,9 +219,10 @@ SET currency = $1,
     fulfillment_option_id = $4,
     state = $5,
     payment_error = $6,
-    updated_at = $7,
-    expires_at = $8
-WHERE id = $9
+    cancel_reason = $7,
+    updated_at = $8,
+    expires_at = $9
+WHERE id = $10
 `
 
 type UpdateSessionParams struct {
@@ -183,6 +232,7 @@ type UpdateSessionParams struct {
 	FulfillmentOptionID *string
 	State               string
 	PaymentError        *string
+	CancelReason        *string
 	Now                 time.Time
 	ExpiresAt           time.Time
 	ID                  string
@@ -196,6 +246,7 @@ func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) er
 		arg.FulfillmentOptionID,
 		arg.State,
 		arg.PaymentError,
+		arg.CancelReason,
 		arg.Now,
 		arg.ExpiresAt,
 		arg.ID,

@@ -18,6 +18,7 @@ SET currency = @currency,
     fulfillment_option_id = @fulfillment_option_id,
     state = @state,
     payment_error = sqlc.narg(payment_error),
+    cancel_reason = sqlc.narg(cancel_reason),
     updated_at = @now,
     expires_at = @expires_at
 WHERE id = @id;
@@ -35,3 +36,20 @@ SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER 
 -- name: SetPaymentError :exec
 -- Recorded after a declined payment rolled back; only an open session takes it.
 UPDATE checkout_sessions SET payment_error = @payment_error WHERE id = @id AND owner = @owner AND state = 'open';
+
+-- name: ExpireSessions :execrows
+-- The sweeper: open sessions past their expiry become canceled. Safe on several
+-- instances at once: a session is expired by whichever gets its row first.
+UPDATE checkout_sessions SET state = 'canceled', cancel_reason = 'expired', updated_at = @now
+WHERE id IN (
+    SELECT id FROM checkout_sessions
+    WHERE state = 'open' AND expires_at <= @now
+    ORDER BY expires_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+);
+
+-- name: ExpireSession :execrows
+-- Lazy expiry on access: one session, if it is open and past its expiry.
+UPDATE checkout_sessions SET state = 'canceled', cancel_reason = 'expired', updated_at = @now
+WHERE id = @id AND owner = @owner AND state = 'open' AND expires_at <= @now;

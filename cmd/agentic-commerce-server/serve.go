@@ -78,7 +78,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		RequireAPIVersion: cfg.RequireAPIVersion,
 	}, httpapi.Deps{
-		Sessions:    postgres.NewStore(pool, cfg.SessionTTL, payment.MockGateway{}, cfg.PublicBaseURL),
+		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
+			TTL: cfg.SessionTTL, Gateway: payment.MockGateway{}, PublicBaseURL: cfg.PublicBaseURL,
+			OrderEvents: cfg.WebhookURL != "",
+		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
 		Idempotency: idem,
 		Ready:       ready,

@@ -29,6 +29,15 @@ const (
 	StatusCanceled           Status = "canceled"
 )
 
+// CancelReason says why a session was canceled.
+type CancelReason string
+
+// The reasons a session is canceled.
+const (
+	CanceledByAgent CancelReason = "agent"
+	CanceledExpired CancelReason = "expired"
+)
+
 // Limits on what a session may hold; a request beyond them is refused as invalid.
 const (
 	MaxQuantity  = 10_000
@@ -79,6 +88,8 @@ type Session struct {
 	Lines               []Line
 	// PaymentError is why the last payment attempt was declined ("" when none).
 	PaymentError string
+	// CancelReason says who canceled the session ("" unless canceled).
+	CancelReason CancelReason
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	ExpiresAt    time.Time
@@ -148,9 +159,12 @@ type Order struct {
 	ID                string
 	CheckoutSessionID string
 	PermalinkURL      string
+	Status            OrderStatus
 	Amount            int64
 	Currency          string
+	Refunds           []Refund
 	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // Completion is a request to pay for a session.

@@ -181,7 +181,11 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 		// What a finished session lacks no longer matters to anyone.
 		q.Messages = nil
 	}
-	if s.State == StateCanceled {
+	switch {
+	case s.State == StateCanceled && s.CancelReason == CanceledExpired:
+		q.Messages = append(q.Messages, Message{Type: MessageInfo,
+			Content: "Checkout session expired: it was not completed in time. Start a new checkout."})
+	case s.State == StateCanceled:
 		q.Messages = append(q.Messages, Message{Type: MessageInfo, Content: "Checkout session has been canceled."})
 	}
 	return q

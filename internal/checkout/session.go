@@ -206,14 +206,20 @@ func (s *Session) Complete(now time.Time) {
 	s.UpdatedAt = now
 }
 
-// Cancel moves an open session to canceled.
-func (s *Session) Cancel(now time.Time) error {
+// Cancel moves an open session to canceled, for reason.
+func (s *Session) Cancel(reason CancelReason, now time.Time) error {
 	if err := s.ensureOpen("cancel"); err != nil {
 		return err
 	}
 	s.State = StateCanceled
+	s.CancelReason = reason
 	s.UpdatedAt = now
 	return nil
+}
+
+// Expired reports whether an open session outlived its TTL at now.
+func (s *Session) Expired(now time.Time) bool {
+	return s.State == StateOpen && !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt)
 }
 
 func (s *Session) touch(now time.Time, ttl time.Duration) {
@@ -230,6 +236,9 @@ func (s *Session) ensureOpen(action string) error {
 	case StateCompleted:
 		return Errorf(KindNotAllowed, "checkout_session_completed", "", "Cannot %s: the checkout session is already completed.", action)
 	case StateCanceled:
+		if s.CancelReason == CanceledExpired {
+			return Errorf(KindNotAllowed, "checkout_session_expired", "", "Cannot %s: the checkout session expired.", action)
+		}
 		return Errorf(KindNotAllowed, "checkout_session_canceled", "", "Cannot %s: the checkout session is canceled.", action)
 	}
 	return nil

@@ -54,6 +54,26 @@ type Config struct {
 	// IdempotencyRecoverAfter (IDEMPOTENCY_RECOVER_AFTER, default 60s) is how long a key
 	// may stay in flight before its request is presumed dead and the key is taken over.
 	IdempotencyRecoverAfter time.Duration
+	// WebhookURL (WEBHOOK_URL) receives order events; unset, none are written.
+	WebhookURL string
+	// WebhookSecret (WEBHOOK_SECRET, at least 32 bytes, required with WEBHOOK_URL) signs
+	// them in Merchant-Signature.
+	WebhookSecret []byte
+	// WebhookTimeout (WEBHOOK_TIMEOUT, default 10s) bounds one delivery attempt.
+	WebhookTimeout time.Duration
+	// WebhookRetryHorizon (WEBHOOK_RETRY_HORIZON, default 72h) is how long an event is
+	// retried before it is marked dead.
+	WebhookRetryHorizon time.Duration
+	// WebhookWorkers (WEBHOOK_WORKERS, default 2) deliver events in parallel.
+	WebhookWorkers int
+	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, at least 16 characters each) open
+	// the merchant's order API; unset, it is off.
+	AdminAPIKeys []string
+	// SweepInterval (SWEEP_INTERVAL, default 1m) is how often expired sessions are
+	// canceled and expired vault tokens deleted.
+	SweepInterval time.Duration
+	// MetricsEnabled (METRICS_ENABLED, default true) serves /metrics.
+	MetricsEnabled bool
 }
 
 // APIKey is one configured bearer key and the caller identity it stands for.
@@ -61,11 +81,6 @@ type APIKey struct {
 	Name string
 	Key  string
 }
-
-// notYetSupported are variables of the documented interface whose features are not in
-// this build. Starting with one set would silently drop a protection the operator asked
-// for, so Load refuses instead.
-var notYetSupported = []string{"WEBHOOK_URL", "WEBHOOK_SECRET"}
 
 // Load reads the configuration through getenv (os.Getenv in production) and reports every
 // invalid value at once.
@@ -178,11 +193,37 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.IdempotencyTTL = duration(get, "IDEMPOTENCY_TTL", "24h", 24*time.Hour, &errs)
 	cfg.IdempotencyRecoverAfter = duration(get, "IDEMPOTENCY_RECOVER_AFTER", "60s", time.Second, &errs)
 
-	for _, name := range notYetSupported {
-		if getenv(name) != "" {
-			errs = append(errs, fmt.Errorf("%s is set, but this build does not implement it yet; unset it rather than run without the protection it promises", name))
+	cfg.WebhookURL = get("WEBHOOK_URL", "")
+	checkURL("WEBHOOK_URL", cfg.WebhookURL)
+	if secret := getenv("WEBHOOK_SECRET"); secret != "" {
+		if len(secret) < 32 {
+			errs = append(errs, errors.New("WEBHOOK_SECRET must be at least 32 bytes"))
 		}
+		cfg.WebhookSecret = []byte(secret)
 	}
+	if cfg.WebhookURL != "" && len(cfg.WebhookSecret) == 0 {
+		errs = append(errs, errors.New("WEBHOOK_URL needs WEBHOOK_SECRET: order events are always signed"))
+	}
+	cfg.WebhookTimeout = duration(get, "WEBHOOK_TIMEOUT", "10s", 100*time.Millisecond, &errs)
+	cfg.WebhookRetryHorizon = duration(get, "WEBHOOK_RETRY_HORIZON", "72h", time.Second, &errs)
+	workers, err := strconv.Atoi(get("WEBHOOK_WORKERS", "2"))
+	if err != nil || workers < 1 || workers > 64 {
+		errs = append(errs, fmt.Errorf("WEBHOOK_WORKERS must be 1 to 64, got %q", getenv("WEBHOOK_WORKERS")))
+	}
+	cfg.WebhookWorkers = workers
+	for _, key := range splitList(getenv("ADMIN_API_KEYS")) {
+		if len(key) < 16 {
+			errs = append(errs, errors.New("ADMIN_API_KEYS: every key must be at least 16 characters"))
+			continue
+		}
+		cfg.AdminAPIKeys = append(cfg.AdminAPIKeys, key)
+	}
+	cfg.SweepInterval = duration(get, "SWEEP_INTERVAL", "1m", time.Second, &errs)
+	metrics, err := strconv.ParseBool(get("METRICS_ENABLED", "true"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("METRICS_ENABLED must be true or false, got %q", getenv("METRICS_ENABLED")))
+	}
+	cfg.MetricsEnabled = metrics
 	return cfg, errors.Join(errs...)
 }
 

@@ -46,13 +46,13 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	_, err := Load(env(map[string]string{
 		"PORT": "http", "LOG_LEVEL": "loud", "MAX_BODY_BYTES": "-1", "SESSION_TTL": "soon",
 		"MIGRATE_ON_START": "maybe", "PUBLIC_BASE_URL": "shop.example", "API_KEYS": "short",
-		"SIGNING_SECRET": "short", "RATE_LIMIT_RPS": "-1", "IDEMPOTENCY_TTL": "1h", "WEBHOOK_URL": "http://x",
+		"SIGNING_SECRET": "short", "RATE_LIMIT_RPS": "-1", "IDEMPOTENCY_TTL": "1h", "WEBHOOK_URL": "http://x", "ADMIN_API_KEYS": "short",
 	}))
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{"DATABASE_URL", "PORT", "LOG_LEVEL", "MAX_BODY_BYTES", "SESSION_TTL", "MIGRATE_ON_START", "PUBLIC_BASE_URL", "API_KEYS",
-		"SIGNING_SECRET", "RATE_LIMIT_RPS", "IDEMPOTENCY_TTL", "WEBHOOK_URL"} {
+		"SIGNING_SECRET", "RATE_LIMIT_RPS", "IDEMPOTENCY_TTL", "WEBHOOK_SECRET", "ADMIN_API_KEYS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

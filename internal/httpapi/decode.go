@@ -49,6 +49,9 @@ func isJSONContentType(v string) bool {
 // decodeStrict decodes exactly one JSON object from body into dst: unknown fields,
 // wrong types and trailing data are refused with a 400 naming the offending field.
 func decodeStrict(body []byte, dst any) error {
+	if hasNUL(body) {
+		return invalidRequest("invalid_json", "Strings in the request body must not contain the NUL character (\\u0000).", "")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -77,11 +80,16 @@ func decodeError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return invalidRequest("invalid_json", "The request body is truncated JSON.", "")
 	case errors.As(err, &typeErr):
-		param := "$"
-		if typeErr.Field != "" {
-			param = "$." + typeErr.Field
+		// encoding/json gives the field's path without array indexes, so a param is only
+		// given for a top-level field, where the path is exact.
+		field, param := typeErr.Field, ""
+		if field != "" && !strings.Contains(field, ".") {
+			param = "$." + field
 		}
-		return invalidRequest("invalid_type", fmt.Sprintf("%s must be of JSON type %s, not %s.", param, jsonType(typeErr.Type.Kind().String()), typeErr.Value), param)
+		if field == "" {
+			field = "the body"
+		}
+		return invalidRequest("invalid_type", fmt.Sprintf("%s must be of JSON type %s, not %s.", field, jsonType(typeErr.Type.Kind().String()), typeErr.Value), param)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		// encoding/json names the field but not where it sits, so no param is given
@@ -104,4 +112,23 @@ func jsonType(kind string) string {
 		return "boolean"
 	}
 	return "number"
+}
+
+// hasNUL reports whether a JSON text holds a \u0000 escape in a string. PostgreSQL text
+// cannot store NUL, so it is refused up front instead of failing at the database.
+// Backslashes only occur inside strings in valid JSON, so escapes are walked in pairs.
+func hasNUL(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] == 0 {
+			return true
+		}
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		if body[i+1] == 'u' && i+5 < len(body) && string(body[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // skip the escaped character
+	}
+	return false
 }

@@ -57,7 +57,7 @@ func invalidRequest(code, message, param string) *apiError {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		writeJSON(w, ae.status, ae)
+		refuse(w, r, ae)
 		return
 	}
 	if de, ok := checkout.AsError(err); ok && de.Kind != checkout.KindInternal {
@@ -65,17 +65,23 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if de.Kind == checkout.KindNotAllowed {
 			w.Header().Set("Allow", http.MethodGet)
 		}
-		writeJSON(w, m.status, &apiError{Type: m.errType, Code: de.Code, Message: de.Message, Param: de.Param})
+		refuse(w, r, &apiError{status: m.status, Type: m.errType, Code: de.Code, Message: de.Message, Param: de.Param})
 		return
 	}
 	if r.Context().Err() != nil {
 		// The client went away or the server is shutting down; the answer is moot.
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "request canceled", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
-		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
+		refuse(w, r, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
 			"request_canceled", "The request was canceled before it finished.", ""))
 		return
 	}
 	s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
-	writeJSON(w, http.StatusInternalServerError, newError(http.StatusInternalServerError, typeProcessingError,
+	refuse(w, r, newError(http.StatusInternalServerError, typeProcessingError,
 		"internal_error", "The server could not process the request. Retry later with the same Idempotency-Key.", ""))
+}
+
+// refuse writes e as the response and notes its code for the access log and metrics.
+func refuse(w http.ResponseWriter, r *http.Request, e *apiError) {
+	infoOf(r).errCode = e.Code
+	writeJSON(w, e.status, e)
 }

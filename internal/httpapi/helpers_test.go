@@ -66,8 +66,9 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 		t.Fatalf("import catalog: %v", err)
 	}
 	cfg := httpapi.Config{
-		MaxBodyBytes: 1 << 20,
-		Links:        []httpapi.Link{{Type: "terms_of_use", URL: "https://shop.example/legal/terms-of-use"}},
+		MaxBodyBytes:       1 << 20,
+		CardFingerprintKey: []byte(testFingerprintKey),
+		Links:              []httpapi.Link{{Type: "terms_of_use", URL: "https://shop.example/legal/terms-of-use"}},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -76,7 +77,9 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
 	ready := func(ctx context.Context) error { return pool.Ping(ctx) }
 	api := httpapi.New(cfg, httpapi.Deps{
-		Sessions:    postgres.NewStore(pool, time.Hour, payment.MockGateway{}, "https://shop.example"),
+		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
+			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example",
+		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Ready:       ready,

@@ -5,6 +5,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 )
@@ -36,9 +39,9 @@ func (s *Server) withIdempotency() Middleware {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if len(key) > maxIdempotencyKeyLength {
-				writeJSON(w, http.StatusBadRequest, invalidRequest("invalid_idempotency_key",
-					"Idempotency-Key is at most 255 characters.", ""))
+			if len(key) > maxIdempotencyKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
+				refuse(w, r, invalidRequest("invalid_idempotency_key",
+					"Idempotency-Key must be at most 255 bytes of printable UTF-8.", ""))
 				return
 			}
 			body, err := s.rawBody(w, r)
@@ -47,9 +50,16 @@ func (s *Server) withIdempotency() Middleware {
 				s.writeError(w, r, err)
 				return
 			}
+			hash, ok := s.requestHash(r, body)
+			if !ok {
+				// A delegate_payment body that is not JSON fails validation anyway; it is
+				// not recorded, since its hash could only be taken over the card number.
+				next.ServeHTTP(w, r)
+				return
+			}
 			info := infoOf(r)
 			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key}
-			out, err := s.idempotency.Claim(r.Context(), k, idempotency.Hash(body))
+			out, err := s.idempotency.Claim(r.Context(), k, hash)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
@@ -66,12 +76,12 @@ func (s *Server) withIdempotency() Middleware {
 				if !ok {
 					status = http.StatusConflict
 				}
-				writeJSON(w, status, newError(status, typeInvalidRequest, "idempotency_conflict",
+				refuse(w, r, newError(status, typeInvalidRequest, "idempotency_conflict",
 					"This Idempotency-Key was used with a different request body.", ""))
 				return
 			case idempotency.InFlight:
 				w.Header().Set("Retry-After", "1")
-				writeJSON(w, http.StatusConflict, newError(http.StatusConflict, typeInvalidRequest, "idempotency_in_flight",
+				refuse(w, r, newError(http.StatusConflict, typeInvalidRequest, "idempotency_in_flight",
 					"A request with this Idempotency-Key is still being processed; retry shortly.", ""))
 				return
 			}
@@ -168,4 +178,39 @@ func encodeJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	err := jsonEncoder(&buf).Encode(v)
 	return buf.Bytes(), err
+}
+
+// Card fields whose values must not reach the idempotency hash in the clear.
+var cardSecrets = []string{"number", "cvc", "cryptogram"}
+
+// requestHash hashes the body for the idempotency record. The card number, CVC and
+// cryptogram of a delegate_payment body are replaced by their keyed fingerprints (or
+// dropped without a fingerprint key) first: an unkeyed hash over them could be reversed
+// by brute force from the database (PCI DSS 3.5).
+func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
+	if r.URL.Path != "/agentic_commerce/delegate_payment" {
+		return idempotency.Hash(body), true
+	}
+	v, ok := idempotency.Decode(body)
+	if !ok {
+		return "", false
+	}
+	if root, ok := v.(map[string]any); ok {
+		if pm, ok := root["payment_method"].(map[string]any); ok {
+			for _, f := range cardSecrets {
+				raw, present := pm[f]
+				if !present {
+					continue
+				}
+				str, _ := raw.(string)
+				if fp := s.fingerprint.Fingerprint(str); fp != "" {
+					pm[f] = "fp:" + fp
+				} else {
+					delete(pm, f)
+				}
+			}
+		}
+	}
+	h, err := idempotency.HashValue(v)
+	return h, err == nil
 }

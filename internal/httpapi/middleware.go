@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -44,6 +45,8 @@ type requestInfo struct {
 	bodyErr  error
 	bodyRead bool
 	version  string
+	// errCode is the ACP error code of a refused request, for the log and metrics.
+	errCode string
 }
 
 // infoOf returns the request's info; requests that did not pass withRequestHeaders
@@ -109,32 +112,46 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// withAccessLog writes one structured line per request. Bodies are never logged: they
-// carry personal data and, on the payment endpoints, card data.
-func withAccessLog(logger *slog.Logger) Middleware {
+// withAccessLog writes one structured line per request and counts it in the metrics.
+// Bodies are never logged: they carry personal data and, on the payment endpoints,
+// card data.
+func (s *Server) withAccessLog() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			rec := &statusRecorder{ResponseWriter: w}
 			next.ServeHTTP(rec, r)
-			info, _ := r.Context().Value(ctxRequestInfo).(*requestInfo)
+			elapsed := time.Since(start)
+			info := infoOf(r)
 			route := "unmatched"
-			if info != nil && info.route != "" {
+			if info.route != "" {
 				route = info.route
 			}
-			level := slog.LevelInfo
-			if rec.status >= 500 {
-				level = slog.LevelError
+			if rec.status == 0 {
+				rec.status = http.StatusOK
 			}
-			logger.LogAttrs(r.Context(), level, "request",
-				slog.String("request_id", requestID(r.Context())),
+			s.metrics.ObserveRequest(route, r.Method, rec.status, elapsed)
+			attrs := []slog.Attr{
+				slog.String("request_id", info.id),
 				slog.String("method", r.Method),
 				slog.String("route", route),
 				slog.String("path", r.URL.Path),
 				slog.Int("status", rec.status),
 				slog.Int("bytes", rec.bytes),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-			)
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+			}
+			if info.errCode != "" {
+				s.metrics.Refusal(info.errCode)
+				attrs = append(attrs, slog.String("error_code", info.errCode))
+			}
+			if info.caller != "" {
+				attrs = append(attrs, slog.String("caller", info.caller))
+			}
+			level := slog.LevelInfo
+			if rec.status >= 500 {
+				level = slog.LevelError
+			}
+			s.logger.LogAttrs(r.Context(), level, "request", attrs...)
 		})
 	}
 }
@@ -185,8 +202,8 @@ func withAPIVersion(required bool) Middleware {
 			v := strings.TrimSpace(r.Header.Get("API-Version"))
 			switch {
 			case v == "" && required:
-				writeJSON(w, http.StatusBadRequest, &apiError{
-					Type: typeInvalidRequest, Code: "missing_api_version",
+				refuse(w, r, &apiError{
+					status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "missing_api_version",
 					Message:           "The API-Version header is required.",
 					SupportedVersions: SupportedVersions,
 				})
@@ -194,14 +211,28 @@ func withAPIVersion(required bool) Middleware {
 			case v == "":
 				v = SupportedVersions[len(SupportedVersions)-1]
 			case !slices.Contains(SupportedVersions, v):
-				writeJSON(w, http.StatusBadRequest, &apiError{
-					Type: typeInvalidRequest, Code: "unsupported_api_version",
+				refuse(w, r, &apiError{
+					status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "unsupported_api_version",
 					Message:           fmt.Sprintf("API-Version %q is not supported.", v),
 					SupportedVersions: SupportedVersions,
 				})
 				return
 			}
 			infoOf(r).version = v
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// withSanePath answers 404 for paths that cannot name anything here (invalid UTF-8 or
+// NUL), before they reach a router or a database that would choke on them.
+func (s *Server) withSanePath() Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !utf8.ValidString(r.URL.Path) || strings.ContainsRune(r.URL.Path, 0) {
+				s.notFound(w, r)
+				return
+			}
 			next.ServeHTTP(w, r)
 		})
 	}

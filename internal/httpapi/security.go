@@ -108,7 +108,7 @@ func withRequireAuth() Middleware {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := infoOf(r).authErr; err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="acp"`)
-				writeJSON(w, err.status, err)
+				refuse(w, r, err)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -180,7 +180,7 @@ func (s *Server) withRateLimit() Middleware {
 			}
 			if wait, ok := s.limiter.reserve(caller, time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-				writeJSON(w, http.StatusTooManyRequests, newError(http.StatusTooManyRequests, typeInvalidRequest,
+				refuse(w, r, newError(http.StatusTooManyRequests, typeInvalidRequest,
 					"too_many_requests", "Too many requests; retry after the time in Retry-After.", ""))
 				return
 			}

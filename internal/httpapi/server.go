@@ -11,10 +11,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gorilla/mux"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
@@ -39,6 +41,10 @@ type Deps struct {
 	Sessions    Sessions
 	Vault       Vault
 	Idempotency IdempotencyStore
+	// Orders serves the merchant's order API and the order pages (nil: neither).
+	Orders Orders
+	// Metrics, when not nil, is served on /metrics and fed by every request.
+	Metrics *metrics.Metrics
 	// Ready reports whether the instance can serve traffic (database reachable, schema
 	// current); /ready answers 503 while it returns an error.
 	Ready  func(context.Context) error
@@ -64,6 +70,10 @@ type Config struct {
 	CORSAllowedOrigins []string
 	// RequireAPIVersion refuses requests without an API-Version header.
 	RequireAPIVersion bool
+	// AdminAPIKeys open the merchant's order API under /admin (empty: it is off).
+	AdminAPIKeys []string
+	// CardFingerprintKey keys what the idempotency record keeps of card data.
+	CardFingerprintKey []byte
 }
 
 // Server serves the ACP endpoints and the health probes.
@@ -74,8 +84,13 @@ type Server struct {
 	idempotency IdempotencyStore
 	ready       func(context.Context) error
 	logger      *slog.Logger
+	orders      Orders
+	metrics     *metrics.Metrics
 	keys        keyring
+	adminKeys   keyring
 	limiter     *rateLimiter
+	fingerprint payment.Fingerprinter
+	draining    atomic.Bool
 	handler     http.Handler
 }
 
@@ -86,8 +101,14 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
+		orders: d.Orders, metrics: d.Metrics, fingerprint: payment.NewFingerprinter(cfg.CardFingerprintKey),
 		keys: newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 	}
+	admins := make([]APIKey, len(cfg.AdminAPIKeys))
+	for i, k := range cfg.AdminAPIKeys {
+		admins[i] = APIKey{Name: "admin", Key: k}
+	}
+	s.adminKeys = newKeyring(admins)
 
 	root := mux.NewRouter()
 	root.Use(recordRoute)
@@ -95,6 +116,15 @@ func New(cfg Config, d Deps) *Server {
 	root.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(root))
 	root.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
+	if d.Metrics != nil {
+		root.Handle("/metrics", d.Metrics.Handler()).Methods(http.MethodGet)
+	}
+	if d.Orders != nil {
+		root.HandleFunc("/orders/{id}", s.orderPage).Methods(http.MethodGet, http.MethodHead)
+		if len(cfg.AdminAPIKeys) > 0 {
+			s.adminRoutes(root.PathPrefix("/admin").Subrouter())
+		}
+	}
 
 	acp := root.NewRoute().Subrouter()
 	// Fixed order: who is calling, how often, may they, which version, is the body
@@ -122,8 +152,9 @@ func New(cfg Config, d Deps) *Server {
 	// request headers and is logged; CORS preflights are answered before routing.
 	s.handler = chain(root,
 		withRequestHeaders(),
-		withAccessLog(s.logger),
+		s.withAccessLog(),
 		s.withRecovery(),
+		s.withSanePath(),
 		withCORS(cfg.CORSAllowedOrigins),
 		withCompression(),
 	)
@@ -141,6 +172,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.expectView(r, http.StatusCreated)
 	view, err := s.sessions.CreateSession(r.Context(), infoOf(r).caller, ch)
+	s.count(err, metrics.SessionCreated)
 	s.respond(w, r, http.StatusCreated, view, err)
 }
 
@@ -200,6 +232,7 @@ func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.expectView(r, http.StatusOK)
 	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
+	s.count(err, metrics.SessionCanceled)
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
@@ -211,6 +244,10 @@ func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.expectView(r, http.StatusOK)
 	view, err := s.sessions.CompleteSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], c)
+	s.count(err, metrics.SessionCompleted)
+	if payment.IsVaultToken(c.Token) {
+		s.count(err, metrics.TokenConsumed)
+	}
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
@@ -226,11 +263,19 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		return http.StatusCreated, body, err
 	})
 	token, err := s.vault.Delegate(r.Context(), infoOf(r).caller, d)
+	s.count(err, metrics.TokenIssued)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	recordedOrEncode(w, r, http.StatusCreated, encodeDelegateResponse0929(token, key))
+}
+
+// count records a checkout outcome when the request succeeded.
+func (s *Server) count(err error, outcome string) {
+	if err == nil {
+		s.metrics.Outcome(outcome)
+	}
 }
 
 // respond writes view in the request's API version, or err as an ACP Error.
@@ -251,7 +296,16 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Drain makes /ready answer 503 from now on, so load balancers stop sending traffic
+// before the server shuts down.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
+			"shutting_down", "The server is shutting down.", ""))
+		return
+	}
 	if err := s.ready(r.Context()); err != nil {
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "not ready", slog.Any("error", err))
 		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
@@ -262,7 +316,7 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusNotFound, newError(http.StatusNotFound, typeInvalidRequest, "not_found",
+	refuse(w, r, newError(http.StatusNotFound, typeInvalidRequest, "not_found",
 		"No endpoint at "+r.Method+" "+r.URL.Path+".", ""))
 }
 
@@ -288,7 +342,7 @@ func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 			return nil
 		})
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeJSON(w, http.StatusMethodNotAllowed, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
+		refuse(w, r, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
 			r.Method+" is not allowed on "+r.URL.Path+".", ""))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io"
 	"sync"
 )
 
@@ -65,19 +67,40 @@ func (c *Claim) Recorded() (status int, body []byte, ok bool) {
 
 // Hash fingerprints a request body semantically: JSON is re-encoded with sorted object
 // keys, so key order and spacing do not matter, while null and an absent field differ.
-// A body that is not JSON is hashed as it is.
+// A body that is not exactly one JSON value is hashed as it is.
 func Hash(body []byte) string {
-	canonical := body
+	if v, ok := Decode(body); ok {
+		if h, err := HashValue(v); err == nil {
+			return h
+		}
+	}
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// Decode parses a body that is exactly one JSON value (anything after it, even a stray
+// bracket, makes it not one), keeping numbers as written.
+func Decode(body []byte) (any, bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err == nil && !dec.More() {
-		if b, err := json.Marshal(v); err == nil {
-			canonical = b
-		}
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
 	}
-	sum := sha256.Sum256(canonical)
-	return hex.EncodeToString(sum[:])
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, false
+	}
+	return v, true
+}
+
+// HashValue hashes a decoded JSON value in its canonical encoding (sorted keys).
+func HashValue(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // OutcomeKind is what claiming a key found.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
@@ -206,7 +207,7 @@ func (a *Allowance) validate(now time.Time) error {
 		return invalid(CodeInvalidAllowance, p+".currency", "allowance.currency must be a lowercase ISO 4217 code such as usd.")
 	case strings.TrimSpace(a.CheckoutSessionID) == "":
 		return invalid(CodeInvalidAllowance, p+".checkout_session_id", "allowance.checkout_session_id is required.")
-	case strings.TrimSpace(a.MerchantID) == "" || len(a.MerchantID) > maxMerchantIDLen:
+	case strings.TrimSpace(a.MerchantID) == "" || utf8.RuneCountInString(a.MerchantID) > maxMerchantIDLen:
 		return invalid(CodeInvalidAllowance, p+".merchant_id", "allowance.merchant_id must be 1 to %d characters.", maxMerchantIDLen)
 	case a.ExpiresAt.IsZero():
 		return invalid(CodeInvalidAllowance, p+".expires_at", "allowance.expires_at must be an RFC 3339 date-time.")
@@ -229,14 +230,14 @@ func (b *BillingAddress) validate(p string) error {
 		if strings.TrimSpace(f.value) == "" {
 			return invalid(CodeInvalidRequest, p+"."+f.name, "%s is required.", f.name)
 		}
-		if len(f.value) > f.max {
+		if utf8.RuneCountInString(f.value) > f.max {
 			return invalid(CodeInvalidRequest, p+"."+f.name, "%s is at most %d characters.", f.name, f.max)
 		}
 	}
-	if len(b.LineTwo) > 60 {
+	if utf8.RuneCountInString(b.LineTwo) > 60 {
 		return invalid(CodeInvalidRequest, p+".line_two", "line_two is at most 60 characters.")
 	}
-	if len(b.Country) != 2 {
+	if utf8.RuneCountInString(b.Country) != 2 {
 		return invalid(CodeInvalidRequest, p+".country", "country must be an ISO 3166-1 alpha-2 code.")
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
 // CompleteSession pays for session id and creates its order, in one transaction that
@@ -25,6 +26,9 @@ import (
 // payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
+		return checkout.View{}, err
+	}
+	if err := s.expire(ctx, owner, id); err != nil {
 		return checkout.View{}, err
 	}
 	var view checkout.View
@@ -60,7 +64,8 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 
 		order := &checkout.Order{
-			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Amount: total, Currency: currency, CreatedAt: now,
+			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
+			Amount: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
 		}
 		order.PermalinkURL = s.orderURL + order.ID
 		params := db.InsertOrderParams{
@@ -103,6 +108,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			}
 		}
 
+		if err := emitEvent(ctx, q, s.events, webhook.OrderCreate, order, now); err != nil {
+			return nil, err
+		}
 		sess.Complete(now)
 		if err := updateSession(ctx, q, sess, now); err != nil {
 			return nil, err

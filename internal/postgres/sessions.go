@@ -24,12 +24,27 @@ type Store struct {
 	gateway payment.Gateway
 	// orderURL is the prefix of order permalinks (PUBLIC_BASE_URL + "/orders/").
 	orderURL string
+	events   bool
 }
 
-// NewStore returns a Store on pool. Sessions expire ttl after their last change; PSP
-// tokens are charged through gateway; order permalinks live under publicBaseURL.
-func NewStore(pool *pgxpool.Pool, ttl time.Duration, gateway payment.Gateway, publicBaseURL string) *Store {
-	return &Store{pool: pool, ttl: ttl, now: time.Now, gateway: gateway, orderURL: strings.TrimRight(publicBaseURL, "/") + "/orders/"}
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	// TTL is how long a session lives after its last change.
+	TTL time.Duration
+	// Gateway charges PSP tokens (anything but our vault tokens).
+	Gateway payment.Gateway
+	// PublicBaseURL prefixes order permalinks.
+	PublicBaseURL string
+	// OrderEvents writes an order_create event to the outbox with every order.
+	OrderEvents bool
+}
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
+	return &Store{
+		pool: pool, ttl: cfg.TTL, now: time.Now, gateway: cfg.Gateway, events: cfg.OrderEvents,
+		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
+	}
 }
 
 // Pool returns the store's connection pool.
@@ -80,6 +95,16 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 	if err != nil {
 		return checkout.View{}, err
 	}
+	if sess.Expired(s.now()) {
+		// Lazy expiry: the sweeper may not have passed yet; the reader must not see an
+		// open session that can no longer be paid.
+		if err := s.expire(ctx, owner, id); err != nil {
+			return checkout.View{}, err
+		}
+		if sess, err = loadSession(ctx, q, owner, id, false); err != nil {
+			return checkout.View{}, err
+		}
+	}
 	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
 	if err != nil {
 		return checkout.View{}, err
@@ -101,7 +126,7 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 // checkout.KindNotAllowed.
 func (s *Store) CancelSession(ctx context.Context, owner, id string) (checkout.View, error) {
 	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
-		if err := sess.Cancel(now); err != nil {
+		if err := sess.Cancel(checkout.CanceledByAgent, now); err != nil {
 			return checkout.Catalog{}, err
 		}
 		return loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
@@ -114,6 +139,9 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 	change func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error),
 	linesChanged bool,
 ) (checkout.View, error) {
+	if err := s.expire(ctx, owner, id); err != nil {
+		return checkout.View{}, err
+	}
 	var view checkout.View
 	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
 		sess, err := loadSession(ctx, q, owner, id, true)
@@ -139,6 +167,15 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 		return view, nil
 	})
 	return view, err
+}
+
+// expire cancels the session if it is open past its expiry, in its own statement, so
+// that the change about to be refused still leaves the expiry recorded.
+func (s *Store) expire(ctx context.Context, owner, id string) error {
+	if _, err := db.New(s.pool).ExpireSession(ctx, db.ExpireSessionParams{ID: id, Owner: owner, Now: s.now()}); err != nil {
+		return fmt.Errorf("expire session: %w", err)
+	}
+	return nil
 }
 
 // updateSession writes the session row back.
@@ -193,6 +230,9 @@ func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate
 	}
 	if row.PaymentError != nil {
 		sess.PaymentError = *row.PaymentError
+	}
+	if row.CancelReason != nil {
+		sess.CancelReason = checkout.CancelReason(*row.CancelReason)
 	}
 	if row.Buyer != nil {
 		sess.Buyer = new(checkout.Buyer)
@@ -278,6 +318,10 @@ func sessionParams(sess *checkout.Session) (db.UpdateSessionParams, error) {
 	}
 	if sess.PaymentError != "" {
 		p.PaymentError = &sess.PaymentError
+	}
+	if sess.CancelReason != "" {
+		reason := string(sess.CancelReason)
+		p.CancelReason = &reason
 	}
 	var err error
 	if sess.Buyer != nil {

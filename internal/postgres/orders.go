@@ -1,0 +1,266 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
+)
+
+// Orders is the merchant's side of orders: list, read, move through the lifecycle and
+// refund. Every change writes an order_update event in its own transaction's outbox.
+type Orders struct {
+	pool   *pgxpool.Pool
+	events bool
+	now    func() time.Time
+}
+
+// NewOrders returns the order store; events says whether order events are written to
+// the outbox (only when a webhook receiver is configured).
+func NewOrders(pool *pgxpool.Pool, events bool) *Orders {
+	return &Orders{pool: pool, events: events, now: time.Now}
+}
+
+// ErrOrderNotFound is returned for an unknown order id.
+var ErrOrderNotFound = &checkout.Error{Kind: checkout.KindNotFound, Code: "not_found", Message: "Order not found."}
+
+// Get returns an order with its refunds.
+func (o *Orders) Get(ctx context.Context, id string) (*checkout.Order, error) {
+	q := db.New(o.pool)
+	row, err := q.GetOrder(ctx, id)
+	if isNoRows(err) {
+		return nil, ErrOrderNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load order: %w", err)
+	}
+	return withRefunds(ctx, q, row)
+}
+
+// List returns up to limit orders, newest first, created before the order
+// (beforeCreated, beforeID) when given, with status when not empty.
+func (o *Orders) List(ctx context.Context, status string, beforeCreated *time.Time, beforeID string, limit int) ([]*checkout.Order, error) {
+	q := db.New(o.pool)
+	p := db.ListOrdersParams{BeforeCreated: beforeCreated, BeforeID: beforeID, MaxRows: int32(limit)}
+	if status != "" {
+		p.Status = &status
+	}
+	rows, err := q.ListOrders(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	out := make([]*checkout.Order, 0, len(rows))
+	for _, r := range rows {
+		ord, err := withRefunds(ctx, q, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ord)
+	}
+	return out, nil
+}
+
+// SetStatus moves an order to status. Canceling an order puts its items back in stock.
+func (o *Orders) SetStatus(ctx context.Context, id string, status checkout.OrderStatus) (*checkout.Order, error) {
+	return o.change(ctx, id, func(q *db.Queries, ord *checkout.Order, now time.Time) error {
+		if err := ord.MoveTo(status, now); err != nil {
+			return err
+		}
+		if err := q.SetOrderStatus(ctx, db.SetOrderStatusParams{ID: ord.ID, Status: string(status), Now: now}); err != nil {
+			return fmt.Errorf("set order status: %w", err)
+		}
+		if status == checkout.OrderCanceled {
+			if err := q.RestockSession(ctx, ord.CheckoutSessionID); err != nil {
+				return fmt.Errorf("restock: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Refund records a refund of amount; refunds never exceed what was paid.
+func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, amount int64) (*checkout.Order, error) {
+	return o.change(ctx, id, func(q *db.Queries, ord *checkout.Order, now time.Time) error {
+		r, err := ord.AddRefund(t, amount, now)
+		if err != nil {
+			return err
+		}
+		if err := q.InsertRefund(ctx, db.InsertRefundParams{ID: r.ID, OrderID: ord.ID, Type: string(r.Type), Amount: r.Amount, CreatedAt: now}); err != nil {
+			return fmt.Errorf("insert refund: %w", err)
+		}
+		return q.SetOrderStatus(ctx, db.SetOrderStatusParams{ID: ord.ID, Status: string(ord.Status), Now: now})
+	})
+}
+
+// change locks the order, applies fn and writes the order_update event, in one
+// transaction.
+func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, ord *checkout.Order, now time.Time) error) (*checkout.Order, error) {
+	var ord *checkout.Order
+	err := WithTx(ctx, o.pool, func(q *db.Queries) error {
+		row, err := q.GetOrderForUpdate(ctx, id)
+		if isNoRows(err) {
+			return ErrOrderNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock order: %w", err)
+		}
+		if ord, err = withRefunds(ctx, q, row); err != nil {
+			return err
+		}
+		now := o.now()
+		if err := fn(q, ord, now); err != nil {
+			return err
+		}
+		return o.emit(ctx, q, webhook.OrderUpdate, ord, now)
+	})
+	return ord, err
+}
+
+// emit writes an order event to the outbox, in the caller's transaction.
+func (o *Orders) emit(ctx context.Context, q *db.Queries, eventType string, ord *checkout.Order, now time.Time) error {
+	return emitEvent(ctx, q, o.events, eventType, ord, now)
+}
+
+func emitEvent(ctx context.Context, q *db.Queries, enabled bool, eventType string, ord *checkout.Order, now time.Time) error {
+	if !enabled {
+		return nil
+	}
+	payload, err := webhook.Payload(eventType, ord)
+	if err != nil {
+		return fmt.Errorf("encode order event: %w", err)
+	}
+	if err := q.InsertOrderEvent(ctx, db.InsertOrderEventParams{OrderID: ord.ID, Type: eventType, Payload: payload, Now: now}); err != nil {
+		return fmt.Errorf("write order event: %w", err)
+	}
+	return nil
+}
+
+func withRefunds(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Order, error) {
+	ord := &checkout.Order{
+		ID: row.ID, CheckoutSessionID: row.CheckoutSessionID, PermalinkURL: row.PermalinkUrl,
+		Status: checkout.OrderStatus(row.Status), Amount: row.Amount, Currency: row.Currency,
+		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+	}
+	refunds, err := q.ListRefunds(ctx, row.ID)
+	if err != nil {
+		return nil, fmt.Errorf("load refunds: %w", err)
+	}
+	for _, r := range refunds {
+		ord.Refunds = append(ord.Refunds, checkout.Refund{ID: r.ID, Type: checkout.RefundType(r.Type), Amount: r.Amount, CreatedAt: r.CreatedAt})
+	}
+	return ord, nil
+}
+
+// Page reads what the order page of id shows.
+func (o *Orders) Page(ctx context.Context, id string) (*checkout.OrderPage, error) {
+	ord, err := o.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	q := db.New(o.pool)
+	lines, err := q.ListOrderLines(ctx, ord.CheckoutSessionID)
+	if err != nil {
+		return nil, fmt.Errorf("load order lines: %w", err)
+	}
+	page := &checkout.OrderPage{Order: ord}
+	for _, l := range lines {
+		page.Lines = append(page.Lines, checkout.OrderLine{Title: l.Title, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount})
+	}
+	card, err := q.GetOrderCard(ctx, &ord.ID)
+	switch {
+	case err == nil:
+		page.CardBrand, page.CardLast4 = card.CardBrand, card.CardLast4
+	case !isNoRows(err):
+		return nil, fmt.Errorf("load order card: %w", err)
+	}
+	return page, nil
+}
+
+// Outbox is the order event outbox in PostgreSQL.
+type Outbox struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// NewOutbox returns the outbox on pool.
+func NewOutbox(pool *pgxpool.Pool) *Outbox { return &Outbox{pool: pool, now: time.Now} }
+
+// Deliver locks the next due event (SKIP LOCKED, so instances share the work), calls
+// send while holding the lock, and records the result in the same transaction. A crash
+// during send rolls back: the event stays pending and is sent again (at least once).
+func (o *Outbox) Deliver(ctx context.Context, send func(webhook.Event) webhook.Result) (bool, error) {
+	found := false
+	err := WithTx(ctx, o.pool, func(q *db.Queries) error {
+		row, err := q.NextOrderEvent(ctx, o.now())
+		if isNoRows(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("next order event: %w", err)
+		}
+		found = true
+		res := send(webhook.Event{
+			ID: row.ID, OrderID: row.OrderID, Type: row.Type, Payload: row.Payload,
+			Attempts: int(row.Attempts), CreatedAt: row.CreatedAt,
+		})
+		now := o.now()
+		if res.Delivered {
+			return q.MarkOrderEventDelivered(ctx, db.MarkOrderEventDeliveredParams{ID: row.ID, Now: &now})
+		}
+		next := res.NextRetry
+		if next.IsZero() {
+			next = now
+		}
+		return q.MarkOrderEventFailed(ctx, db.MarkOrderEventFailedParams{
+			ID: row.ID, LastError: &res.Error, NextAttemptAt: next, Dead: res.Dead,
+		})
+	})
+	return found, err
+}
+
+// Backlog counts the events still to deliver.
+func (o *Outbox) Backlog(ctx context.Context) (int64, error) {
+	return db.New(o.pool).CountPendingOrderEvents(ctx)
+}
+
+// Sweeper runs the time-based jobs. Each statement is safe on several instances at once.
+type Sweeper struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// NewSweeper returns the sweeper on pool.
+func NewSweeper(pool *pgxpool.Pool) *Sweeper { return &Sweeper{pool: pool, now: time.Now} }
+
+// sweepBatch bounds one statement so a large backlog does not hold locks for long.
+const sweepBatch = 1000
+
+// ExpireSessions cancels open sessions past their expiry and returns how many.
+func (s *Sweeper) ExpireSessions(ctx context.Context) (int64, error) {
+	var total int64
+	q := db.New(s.pool)
+	for {
+		n, err := q.ExpireSessions(ctx, db.ExpireSessionsParams{Now: s.now(), MaxRows: sweepBatch})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("expire sessions: %w", err)
+		}
+		if n < sweepBatch {
+			return total, nil
+		}
+	}
+}
+
+// DeleteExpiredTokens removes unused vault tokens expired before grace ago.
+func (s *Sweeper) DeleteExpiredTokens(ctx context.Context, grace time.Duration) (int64, error) {
+	n, err := db.New(s.pool).DeleteExpiredVaultTokens(ctx, s.now().Add(-grace))
+	if err != nil {
+		return n, fmt.Errorf("delete expired vault tokens: %w", err)
+	}
+	return n, nil
+}
