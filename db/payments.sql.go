@@ -74,12 +74,13 @@ func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, arg GetVaultTokenF
 
 const insertOrder = `-- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at)
-VALUES ($1, $2, 'created', $3, $4, $5, $6, $7, $8, $9, $9)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
 `
 
 type InsertOrderParams struct {
 	ID                string
 	CheckoutSessionID string
+	Status            string
 	Amount            int64
 	Currency          string
 	PermalinkUrl      string
@@ -93,6 +94,7 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error 
 	_, err := q.db.Exec(ctx, insertOrder,
 		arg.ID,
 		arg.CheckoutSessionID,
+		arg.Status,
 		arg.Amount,
 		arg.Currency,
 		arg.PermalinkUrl,

@@ -27,4 +27,4 @@ WHERE id = @id AND (stock_quantity IS NULL OR stock_quantity >= @quantity::integ
 
 -- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at)
-VALUES (@id, @checkout_session_id, 'created', @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address, @now, @now);
+VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address, @now, @now);

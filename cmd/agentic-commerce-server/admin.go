@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/config"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
@@ -110,4 +113,54 @@ func catalogCmd(ctx context.Context, cfg config.Config, args []string, stdout io
 		return nil
 	}
 	return fmt.Errorf("%w: catalog takes import FILE or stock ID QTY", errUsage)
+}
+
+func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: orders takes list, show, status or refund", errUsage)
+	}
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	// Changes made here notify the agent platform like those made over the admin API.
+	orders := postgres.NewOrders(pool, cfg.WebhookURL != "")
+
+	var ord *checkout.Order
+	switch {
+	case args[0] == "list" && len(args) <= 2:
+		status := ""
+		if len(args) == 2 {
+			status = args[1]
+		}
+		list, err := orders.List(ctx, status, nil, "", 50)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORDER\tSTATUS\tAMOUNT\tREFUNDED\tCREATED")
+		for _, o := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%d %s\t%d\t%s\n", o.ID, o.Status, o.Amount, o.Currency, o.Refunded(), o.CreatedAt.UTC().Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case args[0] == "show" && len(args) == 2:
+		ord, err = orders.Get(ctx, args[1])
+	case args[0] == "status" && len(args) == 3:
+		ord, err = orders.SetStatus(ctx, args[1], checkout.OrderStatus(args[2]))
+	case args[0] == "refund" && len(args) == 4:
+		amount, perr := strconv.ParseInt(args[3], 10, 64)
+		if perr != nil {
+			return fmt.Errorf("%w: AMOUNT must be a whole number of minor units, got %q", errUsage, args[3])
+		}
+		ord, err = orders.Refund(ctx, args[1], checkout.RefundType(args[2]), amount)
+	default:
+		return fmt.Errorf("%w: orders takes list [STATUS], show ID, status ID STATUS or refund ID TYPE AMOUNT", errUsage)
+	}
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(ord)
 }

@@ -7,6 +7,7 @@
 //	agentic-commerce-server migrate up|down|status  manage the database schema
 //	agentic-commerce-server catalog import FILE     upsert products from an ACP feed file
 //	agentic-commerce-server catalog stock ID QTY    set a variant's stock (QTY or "unlimited")
+//	agentic-commerce-server orders list|show|status|refund  the merchant's order lifecycle
 //	agentic-commerce-server healthcheck             probe the local /health (container health checks)
 package main
 
@@ -30,6 +31,10 @@ const usage = `usage:
   agentic-commerce-server migrate up|down|status  manage the database schema
   agentic-commerce-server catalog import FILE     upsert products from an ACP product feed (JSONL or JSON array)
   agentic-commerce-server catalog stock ID QTY    set a variant's stock; QTY is a number >= 0 or "unlimited"
+  agentic-commerce-server orders list [STATUS]     list the newest orders (optionally only those in STATUS)
+  agentic-commerce-server orders show ID          print an order as JSON
+  agentic-commerce-server orders status ID STATUS move an order (confirmed, shipped, fulfilled, canceled, manual_review)
+  agentic-commerce-server orders refund ID TYPE AMOUNT  record a refund (store_credit or original_payment, minor units)
   agentic-commerce-server healthcheck             exit 0 when the local server answers /health (for containers)
 
 Configuration comes from the environment; see README.md.`
@@ -79,6 +84,8 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		return migrate(ctx, cfg, args, stdout, logger)
 	case "catalog":
 		return catalogCmd(ctx, cfg, args, stdout)
+	case "orders":
+		return ordersCmd(ctx, cfg, args, stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }

@@ -7,14 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/config"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
 // connectTimeout bounds how long start-up waits for the database, which may still be
@@ -72,11 +75,20 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	for i, k := range cfg.APIKeys {
 		keys[i] = httpapi.APIKey{Name: k.Name, Key: k.Key}
 	}
+	if cfg.WebhookURL == "" {
+		logger.Warn("WEBHOOK_URL is not set: no order events are sent to the agent platform")
+	}
 	idem := postgres.NewIdempotency(pool, cfg.IdempotencyRecoverAfter)
+	outbox := postgres.NewOutbox(pool)
+	var m *metrics.Metrics
+	if cfg.MetricsEnabled {
+		m = metrics.New(pool, outbox.Backlog)
+	}
 	api := httpapi.New(httpapi.Config{
 		MaxBodyBytes: cfg.MaxBodyBytes, Links: links, APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
-		RequireAPIVersion: cfg.RequireAPIVersion,
+		RequireAPIVersion: cfg.RequireAPIVersion, AdminAPIKeys: cfg.AdminAPIKeys,
+		CardFingerprintKey: cfg.CardFingerprintKey,
 	}, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
 			TTL: cfg.SessionTTL, Gateway: payment.MockGateway{}, PublicBaseURL: cfg.PublicBaseURL,
@@ -84,10 +96,30 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
 		Idempotency: idem,
+		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
+		Metrics:     m,
 		Ready:       ready,
 		Logger:      logger,
 	})
-	go cleanIdempotencyKeys(ctx, idem, cfg.IdempotencyTTL, logger)
+
+	// Background jobs outlive the signal until the HTTP server has drained, so requests
+	// still in flight are not left without the workers they rely on.
+	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	var jobs sync.WaitGroup
+	jobs.Go(func() { cleanIdempotencyKeys(jobsCtx, idem, cfg.IdempotencyTTL, logger) })
+	jobs.Go(func() { sweep(jobsCtx, postgres.NewSweeper(pool), cfg.SweepInterval, logger) })
+	if cfg.WebhookURL != "" {
+		worker := webhook.NewWorker(webhook.Config{
+			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,
+			Horizon: cfg.WebhookRetryHorizon, Workers: cfg.WebhookWorkers,
+		}, outbox, logger)
+		worker.Observe = func(r webhook.Result) { m.Delivery(deliveryResult(r)) }
+		jobs.Go(func() { worker.Run(jobsCtx) })
+	}
+	defer func() {
+		stopJobs()
+		jobs.Wait()
+	}()
 
 	srv := &http.Server{
 		Addr:              cfg.Addr(),
@@ -114,6 +146,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	case <-ctx.Done():
 	}
 
+	api.Drain()
+	logger.Info("shutting down: /ready answers 503", slog.Duration("drain_delay", cfg.DrainDelay))
+	time.Sleep(cfg.DrainDelay)
 	logger.Info("shutting down: draining in-flight requests", slog.Duration("timeout", cfg.ShutdownTimeout))
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -162,6 +197,44 @@ func cleanIdempotencyKeys(ctx context.Context, idem *postgres.Idempotency, ttl t
 			logger.Warn("idempotency key cleanup failed", slog.Any("error", err))
 		case n > 0:
 			logger.Info("idempotency keys removed", slog.Int64("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func deliveryResult(r webhook.Result) string {
+	switch {
+	case r.Delivered:
+		return "delivered"
+	case r.Dead:
+		return "dead"
+	}
+	return "retry"
+}
+
+// expiredTokenGrace keeps expired, unused vault tokens a day for investigation before
+// the sweeper deletes them.
+const expiredTokenGrace = 24 * time.Hour
+
+// sweep runs the time-based jobs every interval until ctx ends: expire sessions past
+// their TTL and delete long-expired vault tokens. Each is safe on several instances.
+func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := s.ExpireSessions(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("session expiry sweep failed", slog.Any("error", err))
+		} else if n > 0 {
+			logger.Info("sessions expired", slog.Int64("count", n))
+		}
+		if n, err := s.DeleteExpiredTokens(ctx, expiredTokenGrace); err != nil && ctx.Err() == nil {
+			logger.Warn("vault token sweep failed", slog.Any("error", err))
+		} else if n > 0 {
+			logger.Info("expired vault tokens deleted", slog.Int64("count", n))
 		}
 		select {
 		case <-ctx.Done():

@@ -74,6 +74,9 @@ type Config struct {
 	SweepInterval time.Duration
 	// MetricsEnabled (METRICS_ENABLED, default true) serves /metrics.
 	MetricsEnabled bool
+	// DrainDelay (DRAIN_DELAY, default 5s) is how long /ready answers 503 before the
+	// server stops accepting connections, so load balancers take it out first.
+	DrainDelay time.Duration
 }
 
 // APIKey is one configured bearer key and the caller identity it stands for.
@@ -219,6 +222,7 @@ func Load(getenv func(string) string) (Config, error) {
 		cfg.AdminAPIKeys = append(cfg.AdminAPIKeys, key)
 	}
 	cfg.SweepInterval = duration(get, "SWEEP_INTERVAL", "1m", time.Second, &errs)
+	cfg.DrainDelay = duration(get, "DRAIN_DELAY", "5s", 0, &errs)
 	metrics, err := strconv.ParseBool(get("METRICS_ENABLED", "true"))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("METRICS_ENABLED must be true or false, got %q", getenv("METRICS_ENABLED")))

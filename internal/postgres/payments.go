@@ -68,8 +68,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			Amount: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
 		}
 		order.PermalinkURL = s.orderURL + order.ID
+		if vaultToken != nil && vaultToken.ManualReview {
+			// The agent platform's risk signal asked for a review: the order waits for
+			// the merchant instead of going straight to fulfilment.
+			order.Status = checkout.OrderManualReview
+		}
 		params := db.InsertOrderParams{
-			ID: order.ID, CheckoutSessionID: sess.ID, Amount: total, Currency: currency,
+			ID: order.ID, CheckoutSessionID: sess.ID, Status: string(order.Status), Amount: total, Currency: currency,
 			PermalinkUrl: order.PermalinkURL, Now: now,
 		}
 		if c.BillingAddress != nil {
@@ -174,7 +179,8 @@ func lockVaultToken(ctx context.Context, q *db.Queries, owner, id string) (*paym
 			Reason: "one_time", MaxAmount: row.MaxAmount, Currency: row.Currency,
 			CheckoutSessionID: row.CheckoutSessionID, MerchantID: row.MerchantID, ExpiresAt: row.ExpiresAt,
 		},
-		UsedAt: row.UsedAt,
+		UsedAt:       row.UsedAt,
+		ManualReview: row.ManualReview,
 	}, nil
 }
 
