@@ -15,7 +15,7 @@ run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and s
 	DATABASE_URL="$${DATABASE_URL:-$$(go run ./cmd/devdb up)}"; export DATABASE_URL; \
 	./$(BIN) migrate up; \
 	./$(BIN) catalog import $(DEMO_CATALOG); \
-	exec ./$(BIN) serve
+	DRAIN_DELAY=$${DRAIN_DELAY:-0s} exec ./$(BIN) serve
 
 build: ## Build the server binary into bin/
 	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/agentic-commerce-server
