@@ -88,7 +88,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		MaxBodyBytes: cfg.MaxBodyBytes, Links: links, APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		RequireAPIVersion: cfg.RequireAPIVersion, AdminAPIKeys: cfg.AdminAPIKeys,
-		CardFingerprintKey: cfg.CardFingerprintKey,
+		CardFingerprintKey: cfg.CardFingerprintKey, RequestTimeout: cfg.RequestTimeout,
 	}, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
 			TTL: cfg.SessionTTL, Gateway: payment.MockGateway{}, PublicBaseURL: cfg.PublicBaseURL,
@@ -98,6 +98,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
 		Metrics:     m,
+		Unavailable: postgres.IsUnavailable,
 		Ready:       ready,
 		Logger:      logger,
 	})

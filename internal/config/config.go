@@ -74,6 +74,8 @@ type Config struct {
 	SweepInterval time.Duration
 	// MetricsEnabled (METRICS_ENABLED, default true) serves /metrics.
 	MetricsEnabled bool
+	// RequestTimeout (REQUEST_TIMEOUT, default 10s) bounds the work of one request.
+	RequestTimeout time.Duration
 	// DrainDelay (DRAIN_DELAY, default 5s) is how long /ready answers 503 before the
 	// server stops accepting connections, so load balancers take it out first.
 	DrainDelay time.Duration
@@ -223,6 +225,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	cfg.SweepInterval = duration(get, "SWEEP_INTERVAL", "1m", time.Second, &errs)
 	cfg.DrainDelay = duration(get, "DRAIN_DELAY", "5s", 0, &errs)
+	cfg.RequestTimeout = duration(get, "REQUEST_TIMEOUT", "10s", 100*time.Millisecond, &errs)
 	metrics, err := strconv.ParseBool(get("METRICS_ENABLED", "true"))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("METRICS_ENABLED must be true or false, got %q", getenv("METRICS_ENABLED")))

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -68,11 +69,24 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		refuse(w, r, &apiError{status: m.status, Type: m.errType, Code: de.Code, Message: de.Message, Param: de.Param})
 		return
 	}
-	if r.Context().Err() != nil {
+	switch {
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "request timed out", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
+		w.Header().Set("Retry-After", "1")
+		refuse(w, r, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
+			"timeout", "The request did not finish in time; nothing was committed unless a retry with the same Idempotency-Key says so.", ""))
+		return
+	case r.Context().Err() != nil:
 		// The client went away or the server is shutting down; the answer is moot.
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "request canceled", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
 		refuse(w, r, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
 			"request_canceled", "The request was canceled before it finished.", ""))
+		return
+	case s.unavailable != nil && s.unavailable(err):
+		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "database unavailable", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))
+		w.Header().Set("Retry-After", "1")
+		refuse(w, r, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
+			"database_unavailable", "The database cannot be reached right now; retry shortly with the same Idempotency-Key.", ""))
 		return
 	}
 	s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error", slog.String("request_id", requestID(r.Context())), slog.Any("error", err))

@@ -237,3 +237,18 @@ func (s *Server) withSanePath() Middleware {
 		})
 	}
 }
+
+// withTimeout bounds each request's context, so a slow or cut database link turns into a
+// clean 503 instead of a request hanging until the write timeout.
+func withTimeout(d time.Duration) Middleware {
+	return func(next http.Handler) http.Handler {
+		if d <= 0 {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}

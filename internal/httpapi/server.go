@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -45,6 +46,9 @@ type Deps struct {
 	Orders Orders
 	// Metrics, when not nil, is served on /metrics and fed by every request.
 	Metrics *metrics.Metrics
+	// Unavailable classifies storage errors that mean "the database cannot be reached"
+	// (answered 503 and retried by clients) apart from bugs (500).
+	Unavailable func(error) bool
 	// Ready reports whether the instance can serve traffic (database reachable, schema
 	// current); /ready answers 503 while it returns an error.
 	Ready  func(context.Context) error
@@ -74,6 +78,8 @@ type Config struct {
 	AdminAPIKeys []string
 	// CardFingerprintKey keys what the idempotency record keeps of card data.
 	CardFingerprintKey []byte
+	// RequestTimeout bounds the work of one request (0: no bound).
+	RequestTimeout time.Duration
 }
 
 // Server serves the ACP endpoints and the health probes.
@@ -90,6 +96,7 @@ type Server struct {
 	adminKeys   keyring
 	limiter     *rateLimiter
 	fingerprint payment.Fingerprinter
+	unavailable func(error) bool
 	draining    atomic.Bool
 	handler     http.Handler
 }
@@ -102,7 +109,8 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
 		orders: d.Orders, metrics: d.Metrics, fingerprint: payment.NewFingerprinter(cfg.CardFingerprintKey),
-		keys: newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		unavailable: d.Unavailable,
+		keys:        newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 	}
 	admins := make([]APIKey, len(cfg.AdminAPIKeys))
 	for i, k := range cfg.AdminAPIKeys {
@@ -155,6 +163,7 @@ func New(cfg Config, d Deps) *Server {
 		s.withAccessLog(),
 		s.withRecovery(),
 		s.withSanePath(),
+		withTimeout(cfg.RequestTimeout),
 		withCORS(cfg.CORSAllowedOrigins),
 		withCompression(),
 	)

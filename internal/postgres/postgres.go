@@ -6,8 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
@@ -49,3 +53,27 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries) erro
 
 // isNoRows reports whether err says a query found no row.
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// IsUnavailable reports whether err means the database could not be reached or the link
+// to it broke (as opposed to a query or constraint error), so the caller should answer
+// 503 and the client retry: the pool reconnects on its own once the link is back.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &connectErr), errors.As(err, &netErr), pgconn.Timeout(err),
+		errors.Is(err, pgconn.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &pgErr):
+		// Class 08: connection exception; 57P01-57P03: the server is shutting down or
+		// starting; 53300: too many connections.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" ||
+			pgErr.Code == "57P03" || pgErr.Code == "53300"
+	}
+	return false
+}
