@@ -23,6 +23,14 @@ build: ## Build the server binary into bin/
 test: ## Unit and integration tests against a throwaway PostgreSQL (started for you)
 	$(GO_TEST) ./...
 
+# make bench BENCH_C=16 BENCH_D=30s BENCH_ARGS='-json -pool-max-conns 8'
+BENCH_C    ?= 8
+BENCH_D    ?= 20s
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build ## Benchmark against the pgbench ceiling on a throwaway PostgreSQL (docs/PERFORMANCE.md)
+	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(BENCH_ARGS)
+
 verify: ## Fail when generated code is stale or the code is not gofmt/vet clean
 	go tool sqlc diff
 	go mod tidy -diff
