@@ -10,6 +10,51 @@ import (
 	"time"
 )
 
+const claimOrderEvent = `-- name: ClaimOrderEvent :one
+UPDATE order_events e SET next_attempt_at = $1
+FROM (
+    SELECT c.id FROM order_events c
+    WHERE c.status = 'pending' AND c.next_attempt_at <= $2
+      AND NOT EXISTS (
+          SELECT 1 FROM order_events p
+          WHERE p.order_id = c.order_id AND p.id < c.id AND p.status = 'pending'
+      )
+    ORDER BY c.next_attempt_at, c.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+) next
+WHERE e.id = next.id
+RETURNING e.id, e.order_id, e.type, e.payload, e.status, e.attempts, e.next_attempt_at, e.last_error, e.created_at, e.delivered_at
+`
+
+type ClaimOrderEventParams struct {
+	LeaseUntil time.Time
+	Now        time.Time
+}
+
+// Leases the next due event: its next_attempt_at moves to @lease_until, so no other
+// worker takes it while it is being sent, and nothing is locked during the send. An
+// event waits while an earlier event of the same order is still pending (leased ones
+// included), so one order's events arrive in order. A worker that dies mid-send lets
+// the lease run out, and the event is sent again.
+func (q *Queries) ClaimOrderEvent(ctx context.Context, arg ClaimOrderEventParams) (OrderEvent, error) {
+	row := q.db.QueryRow(ctx, claimOrderEvent, arg.LeaseUntil, arg.Now)
+	var i OrderEvent
+	err := row.Scan(
+		&i.ID,
+		&i.OrderID,
+		&i.Type,
+		&i.Payload,
+		&i.Status,
+		&i.Attempts,
+		&i.NextAttemptAt,
+		&i.LastError,
+		&i.CreatedAt,
+		&i.DeliveredAt,
+	)
+	return i, err
+}
+
 const countPendingOrderEvents = `-- name: CountPendingOrderEvents :one
 SELECT count(*) FROM order_events WHERE status = 'pending'
 `
@@ -264,24 +309,30 @@ func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, er
 	return items, nil
 }
 
-const markOrderEventDelivered = `-- name: MarkOrderEventDelivered :exec
-UPDATE order_events SET status = 'delivered', attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2
+const markOrderEventDelivered = `-- name: MarkOrderEventDelivered :execrows
+UPDATE order_events SET status = 'delivered', attempts = attempts + 1, delivered_at = $1, last_error = NULL
+WHERE id = $2 AND attempts = $3 AND status = 'pending'
 `
 
 type MarkOrderEventDeliveredParams struct {
-	Now *time.Time
-	ID  int64
+	Now      *time.Time
+	ID       int64
+	Attempts int32
 }
 
-func (q *Queries) MarkOrderEventDelivered(ctx context.Context, arg MarkOrderEventDeliveredParams) error {
-	_, err := q.db.Exec(ctx, markOrderEventDelivered, arg.Now, arg.ID)
-	return err
+// Only the lease holder records (attempts unchanged since the claim).
+func (q *Queries) MarkOrderEventDelivered(ctx context.Context, arg MarkOrderEventDeliveredParams) (int64, error) {
+	result, err := q.db.Exec(ctx, markOrderEventDelivered, arg.Now, arg.ID, arg.Attempts)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
-const markOrderEventFailed = `-- name: MarkOrderEventFailed :exec
+const markOrderEventFailed = `-- name: MarkOrderEventFailed :execrows
 UPDATE order_events SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2,
     status = CASE WHEN $3::boolean THEN 'dead' ELSE 'pending' END
-WHERE id = $4
+WHERE id = $4 AND attempts = $5 AND status = 'pending'
 `
 
 type MarkOrderEventFailedParams struct {
@@ -289,57 +340,39 @@ type MarkOrderEventFailedParams struct {
 	NextAttemptAt time.Time
 	Dead          bool
 	ID            int64
+	Attempts      int32
 }
 
-func (q *Queries) MarkOrderEventFailed(ctx context.Context, arg MarkOrderEventFailedParams) error {
-	_, err := q.db.Exec(ctx, markOrderEventFailed,
+func (q *Queries) MarkOrderEventFailed(ctx context.Context, arg MarkOrderEventFailedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, markOrderEventFailed,
 		arg.LastError,
 		arg.NextAttemptAt,
 		arg.Dead,
 		arg.ID,
+		arg.Attempts,
 	)
-	return err
-}
-
-const nextOrderEvent = `-- name: NextOrderEvent :one
-SELECT e.id, e.order_id, e.type, e.payload, e.status, e.attempts, e.next_attempt_at, e.last_error, e.created_at, e.delivered_at FROM order_events e
-WHERE e.status = 'pending' AND e.next_attempt_at <= $1
-  AND NOT EXISTS (
-      SELECT 1 FROM order_events p
-      WHERE p.order_id = e.order_id AND p.id < e.id AND p.status = 'pending'
-  )
-ORDER BY e.next_attempt_at, e.id
-LIMIT 1
-FOR UPDATE SKIP LOCKED
-`
-
-// The next event due, skipping rows another worker holds. An event waits while an
-// earlier event of the same order is still pending, so one order's events arrive in order.
-func (q *Queries) NextOrderEvent(ctx context.Context, now time.Time) (OrderEvent, error) {
-	row := q.db.QueryRow(ctx, nextOrderEvent, now)
-	var i OrderEvent
-	err := row.Scan(
-		&i.ID,
-		&i.OrderID,
-		&i.Type,
-		&i.Payload,
-		&i.Status,
-		&i.Attempts,
-		&i.NextAttemptAt,
-		&i.LastError,
-		&i.CreatedAt,
-		&i.DeliveredAt,
-	)
-	return i, err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const restockSession = `-- name: RestockSession :exec
+WITH locked AS (
+    SELECT v.id FROM variants v
+    WHERE v.id IN (SELECT variant_id FROM line_items WHERE checkout_session_id = $1)
+      AND v.stock_quantity IS NOT NULL
+    ORDER BY v.id
+    FOR UPDATE
+)
 UPDATE variants v SET stock_quantity = v.stock_quantity + li.quantity, updated_at = now()
-FROM line_items li
-WHERE li.checkout_session_id = $1 AND li.variant_id = v.id AND v.stock_quantity IS NOT NULL
+FROM line_items li, locked
+WHERE li.checkout_session_id = $1 AND li.variant_id = v.id AND v.id = locked.id
 `
 
 // Puts a canceled order's items back; variants without tracked stock stay unlimited.
+// The rows are locked in id order first, the order completions take stock in, so a
+// cancel and a checkout of the same items cannot deadlock.
 func (q *Queries) RestockSession(ctx context.Context, checkoutSessionID string) error {
 	_, err := q.db.Exec(ctx, restockSession, checkoutSessionID)
 	return err

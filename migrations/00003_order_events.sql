@@ -25,8 +25,8 @@ CREATE TABLE order_events (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     order_id         text NOT NULL REFERENCES orders (id),
     type             text NOT NULL CHECK (type IN ('order_create', 'order_update')),
-    -- The exact JSON body POSTed to WEBHOOK_URL.
-    payload          jsonb NOT NULL,
+    -- The exact JSON body POSTed to WEBHOOK_URL (json, not jsonb: kept byte for byte).
+    payload          json NOT NULL,
     status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
     attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),

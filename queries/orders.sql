@@ -23,9 +23,18 @@ SELECT * FROM refunds WHERE order_id = @order_id ORDER BY created_at, id;
 
 -- name: RestockSession :exec
 -- Puts a canceled order's items back; variants without tracked stock stay unlimited.
+-- The rows are locked in id order first, the order completions take stock in, so a
+-- cancel and a checkout of the same items cannot deadlock.
+WITH locked AS (
+    SELECT v.id FROM variants v
+    WHERE v.id IN (SELECT variant_id FROM line_items WHERE checkout_session_id = @checkout_session_id)
+      AND v.stock_quantity IS NOT NULL
+    ORDER BY v.id
+    FOR UPDATE
+)
 UPDATE variants v SET stock_quantity = v.stock_quantity + li.quantity, updated_at = now()
-FROM line_items li
-WHERE li.checkout_session_id = @checkout_session_id AND li.variant_id = v.id AND v.stock_quantity IS NOT NULL;
+FROM line_items li, locked
+WHERE li.checkout_session_id = @checkout_session_id AND li.variant_id = v.id AND v.id = locked.id;
 
 -- name: ListOrderLines :many
 SELECT li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
@@ -41,26 +50,36 @@ SELECT card_brand, card_last4 FROM vault_tokens WHERE order_id = @order_id;
 INSERT INTO order_events (order_id, type, payload, created_at, next_attempt_at)
 VALUES (@order_id, @type, @payload, @now, @now);
 
--- name: NextOrderEvent :one
--- The next event due, skipping rows another worker holds. An event waits while an
--- earlier event of the same order is still pending, so one order's events arrive in order.
-SELECT e.* FROM order_events e
-WHERE e.status = 'pending' AND e.next_attempt_at <= @now
-  AND NOT EXISTS (
-      SELECT 1 FROM order_events p
-      WHERE p.order_id = e.order_id AND p.id < e.id AND p.status = 'pending'
-  )
-ORDER BY e.next_attempt_at, e.id
-LIMIT 1
-FOR UPDATE SKIP LOCKED;
+-- name: ClaimOrderEvent :one
+-- Leases the next due event: its next_attempt_at moves to @lease_until, so no other
+-- worker takes it while it is being sent, and nothing is locked during the send. An
+-- event waits while an earlier event of the same order is still pending (leased ones
+-- included), so one order's events arrive in order. A worker that dies mid-send lets
+-- the lease run out, and the event is sent again.
+UPDATE order_events e SET next_attempt_at = @lease_until
+FROM (
+    SELECT c.id FROM order_events c
+    WHERE c.status = 'pending' AND c.next_attempt_at <= @now
+      AND NOT EXISTS (
+          SELECT 1 FROM order_events p
+          WHERE p.order_id = c.order_id AND p.id < c.id AND p.status = 'pending'
+      )
+    ORDER BY c.next_attempt_at, c.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+) next
+WHERE e.id = next.id
+RETURNING e.*;
 
--- name: MarkOrderEventDelivered :exec
-UPDATE order_events SET status = 'delivered', attempts = attempts + 1, delivered_at = @now, last_error = NULL WHERE id = @id;
+-- name: MarkOrderEventDelivered :execrows
+-- Only the lease holder records (attempts unchanged since the claim).
+UPDATE order_events SET status = 'delivered', attempts = attempts + 1, delivered_at = @now, last_error = NULL
+WHERE id = @id AND attempts = @attempts AND status = 'pending';
 
--- name: MarkOrderEventFailed :exec
+-- name: MarkOrderEventFailed :execrows
 UPDATE order_events SET attempts = attempts + 1, last_error = @last_error, next_attempt_at = @next_attempt_at,
     status = CASE WHEN @dead::boolean THEN 'dead' ELSE 'pending' END
-WHERE id = @id;
+WHERE id = @id AND attempts = @attempts AND status = 'pending';
 
 -- name: CountPendingOrderEvents :one
 SELECT count(*) FROM order_events WHERE status = 'pending';

@@ -79,7 +79,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		logger.Warn("WEBHOOK_URL is not set: no order events are sent to the agent platform")
 	}
 	idem := postgres.NewIdempotency(pool, cfg.IdempotencyRecoverAfter)
-	outbox := postgres.NewOutbox(pool)
+	// A lease longer than one attempt, so no two workers send one event at once.
+	outbox := postgres.NewOutbox(pool, cfg.WebhookTimeout+30*time.Second)
 	var m *metrics.Metrics
 	if cfg.MetricsEnabled {
 		m = metrics.New(pool, outbox.Backlog)

@@ -27,8 +27,9 @@ type Orders interface {
 // adminRoutes mounts the merchant's order API, behind ADMIN_API_KEYS (never the agents'
 // keys: agents must not move orders).
 func (s *Server) adminRoutes(r *mux.Router) {
-	r.Use(mux.MiddlewareFunc(s.withAdminAuth()))
+	r.Use(recordRoute)
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(r))
 	r.HandleFunc("/orders", s.listOrders).Methods(http.MethodGet)
 	r.HandleFunc("/orders/{id}", s.getOrder).Methods(http.MethodGet)
 	r.HandleFunc("/orders/{id}/status", s.setOrderStatus).Methods(http.MethodPost)

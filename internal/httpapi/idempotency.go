@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // IdempotencyStore records Idempotency-Keys (see postgres.Idempotency).
@@ -180,13 +182,25 @@ func encodeJSON(v any) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
+// idempotencyFingerprinter keys what idempotency records keep of card data. Without a
+// configured key it makes a random one for this process: a retry that reaches another
+// instance or a restarted one then gets a 409 conflict instead of a replay, which is
+// safe, whereas dropping the card fields would replay a token of another card.
+func idempotencyFingerprinter(key []byte) payment.Fingerprinter {
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key) // crypto/rand.Read never fails on supported platforms
+	}
+	return payment.NewFingerprinter(key)
+}
+
 // Card fields whose values must not reach the idempotency hash in the clear.
 var cardSecrets = []string{"number", "cvc", "cryptogram"}
 
 // requestHash hashes the body for the idempotency record. The card number, CVC and
-// cryptogram of a delegate_payment body are replaced by their keyed fingerprints (or
-// dropped without a fingerprint key) first: an unkeyed hash over them could be reversed
-// by brute force from the database (PCI DSS 3.5).
+// cryptogram of a delegate_payment body are replaced by their keyed fingerprints first:
+// an unkeyed hash over them could be reversed by brute force from the database
+// (PCI DSS 3.5).
 func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	if r.URL.Path != "/agentic_commerce/delegate_payment" {
 		return idempotency.Hash(body), true
@@ -203,11 +217,7 @@ func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 					continue
 				}
 				str, _ := raw.(string)
-				if fp := s.fingerprint.Fingerprint(str); fp != "" {
-					pm[f] = "fp:" + fp
-				} else {
-					delete(pm, f)
-				}
+				pm[f] = "fp:" + s.fingerprint.Fingerprint(str)
 			}
 		}
 	}

@@ -108,7 +108,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
-		orders: d.Orders, metrics: d.Metrics, fingerprint: payment.NewFingerprinter(cfg.CardFingerprintKey),
+		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable: d.Unavailable,
 		keys:        newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 	}
@@ -130,7 +130,12 @@ func New(cfg Config, d Deps) *Server {
 	if d.Orders != nil {
 		root.HandleFunc("/orders/{id}", s.orderPage).Methods(http.MethodGet, http.MethodHead)
 		if len(cfg.AdminAPIKeys) > 0 {
-			s.adminRoutes(root.PathPrefix("/admin").Subrouter())
+			// Authentication wraps the whole /admin tree, so even its 404s need a key
+			// and reveal nothing about which routes exist.
+			admin := mux.NewRouter()
+			s.adminRoutes(admin.PathPrefix("/admin").Subrouter())
+			admin.NotFoundHandler = http.HandlerFunc(s.notFound)
+			root.PathPrefix("/admin").Handler(s.withAdminAuth()(admin))
 		}
 	}
 

@@ -99,22 +99,31 @@ func acceptsGzip(header string) bool {
 // gzipResponse compresses the body once a status is written.
 type gzipResponse struct {
 	http.ResponseWriter
-	gz      *gzip.Writer
-	started bool
+	gz          *gzip.Writer
+	started     bool
+	passthrough bool
 }
 
 func (g *gzipResponse) WriteHeader(code int) {
-	if !g.started {
-		g.started = true
-		g.Header().Del("Content-Length")
-		g.Header().Set("Content-Encoding", "gzip")
+	if !g.started && !g.passthrough {
+		if g.Header().Get("Content-Encoding") != "" {
+			// The handler encoded the body itself.
+			g.passthrough = true
+		} else {
+			g.started = true
+			g.Header().Del("Content-Length")
+			g.Header().Set("Content-Encoding", "gzip")
+		}
 	}
 	g.ResponseWriter.WriteHeader(code)
 }
 
 func (g *gzipResponse) Write(p []byte) (int, error) {
-	if !g.started {
+	if !g.started && !g.passthrough {
 		g.WriteHeader(http.StatusOK)
+	}
+	if g.passthrough {
+		return g.ResponseWriter.Write(p)
 	}
 	return g.gz.Write(p)
 }

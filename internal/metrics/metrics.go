@@ -89,7 +89,9 @@ func New(pool *pgxpool.Pool, backlog func(context.Context) (int64, error)) *Metr
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+	// The server's own middleware compresses responses; compressing here too would send
+	// gzip inside gzip.
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{DisableCompression: true})
 }
 
 // ObserveRequest counts one HTTP request.

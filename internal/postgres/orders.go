@@ -183,44 +183,53 @@ func (o *Orders) Page(ctx context.Context, id string) (*checkout.OrderPage, erro
 
 // Outbox is the order event outbox in PostgreSQL.
 type Outbox struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool  *pgxpool.Pool
+	lease time.Duration
+	now   func() time.Time
 }
 
-// NewOutbox returns the outbox on pool.
-func NewOutbox(pool *pgxpool.Pool) *Outbox { return &Outbox{pool: pool, now: time.Now} }
+// NewOutbox returns the outbox on pool. lease is how long a claimed event is kept from
+// other workers; it must exceed one delivery attempt (the webhook timeout).
+func NewOutbox(pool *pgxpool.Pool, lease time.Duration) *Outbox {
+	return &Outbox{pool: pool, lease: lease, now: time.Now}
+}
 
-// Deliver locks the next due event (SKIP LOCKED, so instances share the work), calls
-// send while holding the lock, and records the result in the same transaction. A crash
-// during send rolls back: the event stays pending and is sent again (at least once).
+// Deliver leases the next due event (SKIP LOCKED, so instances share the work), calls
+// send with no database connection held (a slow receiver cannot starve the API of
+// connections), and records the result. A crash during send leaves the event pending;
+// it is sent again when the lease runs out (at least once).
 func (o *Outbox) Deliver(ctx context.Context, send func(webhook.Event) webhook.Result) (bool, error) {
-	found := false
-	err := WithTx(ctx, o.pool, func(q *db.Queries) error {
-		row, err := q.NextOrderEvent(ctx, o.now())
-		if isNoRows(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("next order event: %w", err)
-		}
-		found = true
-		res := send(webhook.Event{
-			ID: row.ID, OrderID: row.OrderID, Type: row.Type, Payload: row.Payload,
-			Attempts: int(row.Attempts), CreatedAt: row.CreatedAt,
-		})
-		now := o.now()
-		if res.Delivered {
-			return q.MarkOrderEventDelivered(ctx, db.MarkOrderEventDeliveredParams{ID: row.ID, Now: &now})
-		}
+	q := db.New(o.pool)
+	now := o.now()
+	row, err := q.ClaimOrderEvent(ctx, db.ClaimOrderEventParams{Now: now, LeaseUntil: now.Add(o.lease)})
+	if isNoRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("claim order event: %w", err)
+	}
+	res := send(webhook.Event{
+		ID: row.ID, OrderID: row.OrderID, Type: row.Type, Payload: row.Payload,
+		Attempts: int(row.Attempts), CreatedAt: row.CreatedAt,
+	})
+	// The result is recorded even if ctx ended meanwhile: the attempt happened.
+	ctx = context.WithoutCancel(ctx)
+	now = o.now()
+	if res.Delivered {
+		_, err = q.MarkOrderEventDelivered(ctx, db.MarkOrderEventDeliveredParams{ID: row.ID, Attempts: row.Attempts, Now: &now})
+	} else {
 		next := res.NextRetry
 		if next.IsZero() {
 			next = now
 		}
-		return q.MarkOrderEventFailed(ctx, db.MarkOrderEventFailedParams{
-			ID: row.ID, LastError: &res.Error, NextAttemptAt: next, Dead: res.Dead,
+		_, err = q.MarkOrderEventFailed(ctx, db.MarkOrderEventFailedParams{
+			ID: row.ID, Attempts: row.Attempts, LastError: &res.Error, NextAttemptAt: next, Dead: res.Dead,
 		})
-	})
-	return found, err
+	}
+	if err != nil {
+		return true, fmt.Errorf("record delivery of event %d: %w", row.ID, err)
+	}
+	return true, nil
 }
 
 // Backlog counts the events still to deliver.

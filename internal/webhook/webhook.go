@@ -134,7 +134,12 @@ func NewWorker(cfg Config, outbox Outbox, logger *slog.Logger) *Worker {
 	}
 	return &Worker{
 		cfg: cfg, outbox: outbox, logger: logger, now: time.Now,
-		client: &http.Client{Timeout: cfg.Timeout},
+		client: &http.Client{
+			Timeout: cfg.Timeout,
+			// A redirect is not a delivery: following it would re-send as a GET without
+			// the body and could count a login page's 200 as received.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 }
 
