@@ -13,6 +13,10 @@ help: ## List the targets
 run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and serve on :8080
 	@set -e; \
 	DATABASE_URL="$${DATABASE_URL:-$$(go run ./cmd/devdb up)}"; export DATABASE_URL; \
+	if [ -z "$${CARD_FINGERPRINT_KEY:-}" ]; then \
+		[ -s .data/card-fingerprint.key ] || { mkdir -p .data; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > .data/card-fingerprint.key; }; \
+		CARD_FINGERPRINT_KEY="$$(cat .data/card-fingerprint.key)"; export CARD_FINGERPRINT_KEY; \
+	fi; \
 	./$(BIN) migrate up; \
 	./$(BIN) catalog import $(DEMO_CATALOG); \
 	DRAIN_DELAY=$${DRAIN_DELAY:-0s} exec ./$(BIN) serve
@@ -22,6 +26,22 @@ build: ## Build the server binary into bin/
 
 test: ## Unit and integration tests against a throwaway PostgreSQL (started for you)
 	$(GO_TEST) ./...
+
+# Fuzz targets, package:function, run one after the other for FUZZTIME each. New inputs
+# are minimised for at most FUZZMINTIME, so a large seed cannot stall a short run.
+FUZZTIME     ?= 20s
+FUZZMINTIME  ?= 2s
+FUZZ_TARGETS := ./internal/httpapi:FuzzCreateRequest ./internal/httpapi:FuzzUpdateRequest \
+                ./internal/httpapi:FuzzCompleteRequest ./internal/httpapi:FuzzDelegateRequest \
+                ./internal/httpapi:FuzzIdempotencyHash ./internal/catalog:FuzzParse
+
+.PHONY: test-fuzz
+test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog parser (FUZZTIME=20s each)
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; fn=$${target##*:}; \
+		echo "go test -run '^$$' -fuzz '^$$fn\$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg"; \
+		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg; \
+	done
 
 # make bench BENCH_C=16 BENCH_D=30s BENCH_ARGS='-json -pool-max-conns 8'
 BENCH_C    ?= 8

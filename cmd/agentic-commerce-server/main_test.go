@@ -226,7 +226,8 @@ func (b *syncBuffer) String() string {
 func startServer(t *testing.T, env ...string) *server {
 	t.Helper()
 	cmd := exec.Command(binary, "serve")
-	cmd.Env = append(os.Environ(), append([]string{"PORT=0", "HOST=127.0.0.1", "DRAIN_DELAY=0s"}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{"PORT=0", "HOST=127.0.0.1", "DRAIN_DELAY=0s",
+		"CARD_FINGERPRINT_KEY=cmd-test-card-fingerprint-key-0123456789"}, env...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

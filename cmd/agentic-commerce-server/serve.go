@@ -25,6 +25,12 @@ import (
 const connectTimeout = 30 * time.Second
 
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	if len(cfg.CardFingerprintKey) == 0 {
+		// Without a stable key no card fingerprint can be stored, and idempotent
+		// retries of delegate_payment could not be recognised across instances
+		// without hashing card data in a way a database thief could reverse.
+		return errors.New("CARD_FINGERPRINT_KEY is required to serve (at least 32 bytes, e.g. openssl rand -hex 32; make run creates one under .data/)")
+	}
 	pool, err := connectWithRetry(ctx, cfg.DatabaseURL, logger)
 	if err != nil {
 		return err
@@ -64,9 +70,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	if cfg.ShopPoliciesURL != "" {
 		links = append(links, httpapi.Link{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL})
-	}
-	if len(cfg.CardFingerprintKey) == 0 {
-		logger.Warn("CARD_FINGERPRINT_KEY is not set: delegated cards are stored without a fingerprint, so a returning card cannot be recognised")
 	}
 	if len(cfg.APIKeys) == 0 {
 		logger.Warn("API_KEYS is not set: the ACP endpoints are open to anyone who can reach this server")

@@ -49,6 +49,10 @@ func isJSONContentType(v string) bool {
 // decodeStrict decodes exactly one JSON object from body into dst: unknown fields,
 // wrong types and trailing data are refused with a 400 naming the offending field.
 func decodeStrict(body []byte, dst any) error {
+	if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' {
+		// encoding/json would take null as an empty object.
+		return invalidRequest("invalid_type", "The request body must be a JSON object.", "")
+	}
 	if hasNUL(body) {
 		return invalidRequest("invalid_json", "Strings in the request body must not contain the NUL character (\\u0000).", "")
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -20,6 +21,9 @@ type IdempotencyStore interface {
 	Complete(ctx context.Context, c *idempotency.Claim, status int, body []byte) error
 	Release(ctx context.Context, c *idempotency.Claim) error
 }
+
+// settleTimeout bounds storing or releasing a claim after the request's work is done.
+const settleTimeout = 2 * time.Second
 
 // maxIdempotencyKeyLength matches the column's CHECK.
 const maxIdempotencyKeyLength = 255
@@ -100,8 +104,11 @@ func (s *Server) withIdempotency() Middleware {
 // settleClaim stores the response of a claimed request unless its transaction already
 // did, or releases the claim after a server error.
 func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *bufferedResponse) {
-	// The request's own context may be canceled by now; the claim must still be settled.
-	ctx := context.WithoutCancel(r.Context())
+	// The request's own context may be canceled by now; the claim must still be settled,
+	// but not at any cost: a claim left behind is recovered after its timeout, while a
+	// client kept waiting on a slow database is not.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), settleTimeout)
+	defer cancel()
 	if _, _, ok := claim.Recorded(); ok {
 		return
 	}
@@ -182,10 +189,11 @@ func encodeJSON(v any) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// idempotencyFingerprinter keys what idempotency records keep of card data. Without a
-// configured key it makes a random one for this process: a retry that reaches another
-// instance or a restarted one then gets a 409 conflict instead of a replay, which is
-// safe, whereas dropping the card fields would replay a token of another card.
+// idempotencyFingerprinter keys what idempotency records keep of card data. serve always
+// configures a key; a server built without one (tests, embedding) makes a random key for
+// this process: a retry that reaches another instance then gets a 409 conflict instead
+// of a replay, which is safe, whereas dropping the card fields would replay a token of
+// another card.
 func idempotencyFingerprinter(key []byte) payment.Fingerprinter {
 	if len(key) == 0 {
 		key = make([]byte, 32)

@@ -212,8 +212,10 @@ func (o *Outbox) Deliver(ctx context.Context, send func(webhook.Event) webhook.R
 		ID: row.ID, OrderID: row.OrderID, Type: row.Type, Payload: row.Payload,
 		Attempts: int(row.Attempts), CreatedAt: row.CreatedAt,
 	})
-	// The result is recorded even if ctx ended meanwhile: the attempt happened.
-	ctx = context.WithoutCancel(ctx)
+	// The result is recorded even if ctx ended meanwhile (the attempt happened), within
+	// a bound: an unrecorded attempt is simply retried when the lease runs out.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	now = o.now()
 	if res.Delivered {
 		_, err = q.MarkOrderEventDelivered(ctx, db.MarkOrderEventDeliveredParams{ID: row.ID, Attempts: row.Attempts, Now: &now})
