@@ -78,7 +78,7 @@ func withRequestHeaders() Middleware {
 				id = checkout.NewID("req_")
 			}
 			w.Header().Set("Request-Id", id)
-			if key := r.Header.Get("Idempotency-Key"); key != "" && len(key) <= maxRequestIDLength {
+			if key := r.Header.Get("Idempotency-Key"); key != "" && len(key) <= maxIdempotencyKeyLength {
 				w.Header().Set("Idempotency-Key", key)
 			}
 			info := &requestInfo{id: id}
