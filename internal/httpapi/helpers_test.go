@@ -19,6 +19,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
@@ -65,6 +66,17 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
+	e := &testEnv{t: t, pool: pool, logs: &bytes.Buffer{}, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}
+	e.server = e.startServer(recoverAfter, opts...)
+	return e
+}
+
+// startServer starts one more server instance on e's database, as a serve process
+// builds it (order events, the order API and metrics included), configured by opts and
+// logging into e.logs. Several instances on one database stand for a load-balanced
+// deployment or a restart.
+func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.Config)) *httptest.Server {
+	e.t.Helper()
 	cfg := httpapi.Config{
 		MaxBodyBytes:       1 << 20,
 		CardFingerprintKey: []byte(testFingerprintKey),
@@ -73,21 +85,22 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 	for _, o := range opts {
 		o(&cfg)
 	}
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
-	ready := func(ctx context.Context) error { return pool.Ping(ctx) }
+	pool := e.pool
 	api := httpapi.New(cfg, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example",
+			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example", OrderEvents: true,
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
-		Ready:       ready,
-		Logger:      logger,
+		Orders:      postgres.NewOrders(pool, true),
+		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
+		Unavailable: postgres.IsUnavailable,
+		Ready:       func(ctx context.Context) error { return pool.Ping(ctx) },
+		Logger:      slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil)),
 	})
 	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &testEnv{t: t, pool: pool, server: srv, logs: logs, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}
+	e.t.Cleanup(srv.Close)
+	return srv
 }
 
 // response is a decoded HTTP response.

@@ -3,13 +3,10 @@ package httpapi_test
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,12 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
 const (
@@ -30,38 +22,11 @@ const (
 	ordersAgentKey = "orders-agent-key-0123456789abcdef"
 )
 
-// ordersEnv is mustEnv with the order API, order events and metrics switched on.
+// ordersEnv is mustEnv with the admin order API switched on.
 func ordersEnv(t *testing.T, opts ...func(*httpapi.Config)) *testEnv {
 	t.Helper()
-	pool := pgtest.MustPool(t)
-	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
-		t.Fatalf("import catalog: %v", err)
-	}
-	cfg := httpapi.Config{
-		MaxBodyBytes:       1 << 20,
-		CardFingerprintKey: []byte(testFingerprintKey),
-		Links:              []httpapi.Link{{Type: "terms_of_use", URL: "https://shop.example/legal/terms-of-use"}},
-		AdminAPIKeys:       []string{ordersAdminKey},
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))
-	api := httpapi.New(cfg, httpapi.Deps{
-		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example", OrderEvents: true,
-		}),
-		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
-		Idempotency: postgres.NewIdempotency(pool, time.Minute),
-		Orders:      postgres.NewOrders(pool, true),
-		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
-		Ready:       func(ctx context.Context) error { return pool.Ping(ctx) },
-		Logger:      logger,
-	})
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &testEnv{t: t, pool: pool, server: srv, logs: logs, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}
+	withAdmin := func(c *httpapi.Config) { c.AdminAPIKeys = []string{ordersAdminKey} }
+	return mustEnv(t, append([]func(*httpapi.Config){withAdmin}, opts...)...)
 }
 
 // ordersAdmin calls the admin API with the admin key.

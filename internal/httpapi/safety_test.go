@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
@@ -821,27 +818,8 @@ func TestDelegatePaymentKeyWithAnotherCardIsAConflict(t *testing.T) {
 // balancer, or the same instance after a restart), configured like mustEnv plus opts.
 func safetyInstance(e *testEnv, opts ...func(*httpapi.Config)) *testEnv {
 	e.t.Helper()
-	cfg := httpapi.Config{
-		MaxBodyBytes:       1 << 20,
-		CardFingerprintKey: []byte(testFingerprintKey),
-		Links:              []httpapi.Link{{Type: "terms_of_use", URL: "https://shop.example/legal/terms-of-use"}},
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	api := httpapi.New(cfg, httpapi.Deps{
-		Sessions: postgres.NewStore(e.pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example",
-		}),
-		Vault:       postgres.NewVault(e.pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
-		Idempotency: postgres.NewIdempotency(e.pool, time.Minute),
-		Ready:       func(ctx context.Context) error { return e.pool.Ping(ctx) },
-		Logger:      slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil)),
-	})
-	srv := httptest.NewServer(api)
-	e.t.Cleanup(srv.Close)
 	other := *e
-	other.server = srv
+	other.server = e.startServer(time.Minute, opts...)
 	return &other
 }
 
