@@ -89,8 +89,9 @@ type Quote struct {
 	Messages []Message
 }
 
-// Price derives the quote of s from the catalog at time now. It is pure: the same
-// session and catalog always give the same quote.
+// Price derives the quote of s from the catalog. It is pure: the same session and
+// catalog always give the same quote. now is only used for a session that has never
+// been stored (no UpdatedAt).
 //
 // Tax is computed per line on the line subtotal, rounded half up to the minor unit:
 // tax = (subtotal * rate_bps + 5000) / 10000. A taxable fulfillment option is taxed the
@@ -139,11 +140,17 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 	if needsShipping {
 		wanted = FulfillmentShipping
 	}
+	// Delivery windows are quoted from the session's last change, so every read of an
+	// unchanged session (and every replay, on any instance) shows the same quote.
+	quotedAt := s.UpdatedAt
+	if quotedAt.IsZero() {
+		quotedAt = now
+	}
 	for _, o := range c.Options {
 		if o.Type != wanted || o.Currency != s.Currency {
 			continue
 		}
-		q.Options = append(q.Options, offer(o, taxRate, now))
+		q.Options = append(q.Options, offer(o, taxRate, quotedAt))
 	}
 
 	if s.Buyer == nil {
