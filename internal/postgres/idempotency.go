@@ -18,6 +18,14 @@ import (
 var errClaimLost = checkout.Errorf(checkout.KindConflict, "idempotency_in_flight", "",
 	"Another request with this Idempotency-Key took over; retry to get its result.")
 
+// commitThen is returned by a transaction body that wrote something that must stay (a
+// session it found expired) but still refuses the request: the transaction commits and
+// the caller gets err.
+type commitThen struct{ err error }
+
+func (c *commitThen) Error() string { return c.err.Error() }
+func (c *commitThen) Unwrap() error { return c.err }
+
 // withRecordedTx runs fn in a transaction and, when ctx carries an idempotency claim
 // with an encoder, stores the encoded result as the key's response before committing.
 // The claim learns of the stored response only once the commit succeeded.
@@ -25,9 +33,15 @@ func withRecordedTx(ctx context.Context, pool *pgxpool.Pool, clock func() time.T
 	claim := idempotency.FromContext(ctx)
 	var status int
 	var body []byte
+	var refusal error
 	err := WithTx(ctx, pool, func(q *db.Queries) error {
 		now := clock()
 		result, err := fn(q, now)
+		var ct *commitThen
+		if errors.As(err, &ct) {
+			refusal = ct.err
+			return nil
+		}
 		if err != nil || claim == nil || claim.Encode == nil {
 			return err
 		}
@@ -43,6 +57,9 @@ func withRecordedTx(ctx context.Context, pool *pgxpool.Pool, clock func() time.T
 		}
 		return nil
 	})
+	if err == nil && refusal != nil {
+		return refusal
+	}
 	if err == nil && body != nil {
 		claim.Committed(status, body)
 	}

@@ -28,14 +28,14 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if err := c.Validate(); err != nil {
 		return checkout.View{}, err
 	}
-	if err := s.expire(ctx, owner, id); err != nil {
-		return checkout.View{}, err
-	}
 	var view checkout.View
 	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
-		sess, err := loadSession(ctx, q, owner, id, true)
+		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
 			return nil, err
+		}
+		if expired {
+			return nil, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 		}
 		if c.Buyer != nil && sess.State == checkout.StateOpen {
 			sess.Buyer = c.Buyer

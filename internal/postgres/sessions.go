@@ -139,18 +139,15 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 	change func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error),
 	linesChanged bool,
 ) (checkout.View, error) {
-	if err := s.expire(ctx, owner, id); err != nil {
-		return checkout.View{}, err
-	}
 	var view checkout.View
 	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
-		sess, err := loadSession(ctx, q, owner, id, true)
+		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
 			return nil, err
 		}
 		cat, err := change(q, sess, now)
 		if err != nil {
-			return nil, err
+			return nil, refuseAfterExpiry(err, expired)
 		}
 		if err := updateSession(ctx, q, sess, now); err != nil {
 			return nil, err
@@ -169,8 +166,31 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 	return view, err
 }
 
-// expire cancels the session if it is open past its expiry, in its own statement, so
-// that the change about to be refused still leaves the expiry recorded.
+// lockSession locks owner's session id for a write. A session found past its expiry is
+// canceled as expired right there (lazy expiry), and expired says so: the change about
+// to be refused must still commit that.
+func (s *Store) lockSession(ctx context.Context, q *db.Queries, owner, id string, now time.Time) (sess *checkout.Session, expired bool, err error) {
+	if sess, err = loadSession(ctx, q, owner, id, true); err != nil {
+		return nil, false, err
+	}
+	if !sess.Expired(now) {
+		return sess, false, nil
+	}
+	if err := sess.Cancel(checkout.CanceledExpired, now); err != nil {
+		return nil, false, err
+	}
+	return sess, true, updateSession(ctx, q, sess, now)
+}
+
+// refuseAfterExpiry commits the lazy expiry before refusing.
+func refuseAfterExpiry(err error, expired bool) error {
+	if expired {
+		return &commitThen{err: err}
+	}
+	return err
+}
+
+// expire cancels the session if it is open past its expiry, in its own statement.
 func (s *Store) expire(ctx context.Context, owner, id string) error {
 	if _, err := db.New(s.pool).ExpireSession(ctx, db.ExpireSessionParams{ID: id, Owner: owner, Now: s.now()}); err != nil {
 		return fmt.Errorf("expire session: %w", err)
