@@ -11,10 +11,18 @@ import (
 )
 
 const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
-INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
-VALUES ($1, $2, $3, $4, $5, $6, 'in_flight', $7)
-ON CONFLICT DO NOTHING
-RETURNING claim_id
+WITH claimed AS (
+    INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'in_flight', $7)
+    ON CONFLICT DO NOTHING
+    RETURNING request_hash, claim_id, state, response_status, response_body, claimed_at
+)
+SELECT true AS inserted, c.request_hash, c.claim_id, c.state, c.response_status, c.response_body, c.claimed_at FROM claimed c
+UNION ALL
+SELECT false AS inserted, k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
+FROM idempotency_keys k
+WHERE k.caller = $1 AND k.method = $2 AND k.path = $3 AND k.key = $4
+  AND NOT EXISTS (SELECT 1 FROM claimed)
 `
 
 type ClaimIdempotencyKeyParams struct {
@@ -27,9 +35,22 @@ type ClaimIdempotencyKeyParams struct {
 	Now         time.Time
 }
 
-// Claims a key for a new request. Returns nothing when the key is already recorded; the
-// statement commits on its own, so a concurrent request sees the claim at once.
-func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (string, error) {
+type ClaimIdempotencyKeyRow struct {
+	Inserted       bool
+	RequestHash    string
+	ClaimID        string
+	State          string
+	ResponseStatus *int32
+	ResponseBody   []byte
+	ClaimedAt      time.Time
+}
+
+// Claims a key for a new request (inserted = true), or returns the key's record when it
+// exists (inserted = false), in one round trip: a replay costs a single statement. The
+// statement commits on its own, so a concurrent request sees the claim at once. No row
+// comes back when the key was recorded by a transaction that committed after this
+// statement's snapshot; the caller tries again.
+func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (ClaimIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, claimIdempotencyKey,
 		arg.Caller,
 		arg.Method,
@@ -39,9 +60,17 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 		arg.ClaimID,
 		arg.Now,
 	)
-	var claim_id string
-	err := row.Scan(&claim_id)
-	return claim_id, err
+	var i ClaimIdempotencyKeyRow
+	err := row.Scan(
+		&i.Inserted,
+		&i.RequestHash,
+		&i.ClaimID,
+		&i.State,
+		&i.ResponseStatus,
+		&i.ResponseBody,
+		&i.ClaimedAt,
+	)
+	return i, err
 }
 
 const completeIdempotencyKey = `-- name: CompleteIdempotencyKey :execrows
@@ -89,43 +118,6 @@ func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, before time.T
 		return 0, err
 	}
 	return result.RowsAffected(), nil
-}
-
-const getIdempotencyKey = `-- name: GetIdempotencyKey :one
-SELECT caller, method, path, key, request_hash, claim_id, state, response_status, response_body, claimed_at, created_at, completed_at FROM idempotency_keys
-WHERE caller = $1 AND method = $2 AND path = $3 AND key = $4
-`
-
-type GetIdempotencyKeyParams struct {
-	Caller string
-	Method string
-	Path   string
-	Key    string
-}
-
-func (q *Queries) GetIdempotencyKey(ctx context.Context, arg GetIdempotencyKeyParams) (IdempotencyKey, error) {
-	row := q.db.QueryRow(ctx, getIdempotencyKey,
-		arg.Caller,
-		arg.Method,
-		arg.Path,
-		arg.Key,
-	)
-	var i IdempotencyKey
-	err := row.Scan(
-		&i.Caller,
-		&i.Method,
-		&i.Path,
-		&i.Key,
-		&i.RequestHash,
-		&i.ClaimID,
-		&i.State,
-		&i.ResponseStatus,
-		&i.ResponseBody,
-		&i.ClaimedAt,
-		&i.CreatedAt,
-		&i.CompletedAt,
-	)
-	return i, err
 }
 
 const recoverIdempotencyKey = `-- name: RecoverIdempotencyKey :execrows

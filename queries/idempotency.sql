@@ -1,14 +1,21 @@
 -- name: ClaimIdempotencyKey :one
--- Claims a key for a new request. Returns nothing when the key is already recorded; the
--- statement commits on its own, so a concurrent request sees the claim at once.
-INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
-VALUES (@caller, @method, @path, @key, @request_hash, @claim_id, 'in_flight', @now)
-ON CONFLICT DO NOTHING
-RETURNING claim_id;
-
--- name: GetIdempotencyKey :one
-SELECT * FROM idempotency_keys
-WHERE caller = @caller AND method = @method AND path = @path AND key = @key;
+-- Claims a key for a new request (inserted = true), or returns the key's record when it
+-- exists (inserted = false), in one round trip: a replay costs a single statement. The
+-- statement commits on its own, so a concurrent request sees the claim at once. No row
+-- comes back when the key was recorded by a transaction that committed after this
+-- statement's snapshot; the caller tries again.
+WITH claimed AS (
+    INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
+    VALUES (@caller, @method, @path, @key, @request_hash, @claim_id, 'in_flight', @now)
+    ON CONFLICT DO NOTHING
+    RETURNING request_hash, claim_id, state, response_status, response_body, claimed_at
+)
+SELECT true AS inserted, c.request_hash, c.claim_id, c.state, c.response_status, c.response_body, c.claimed_at FROM claimed c
+UNION ALL
+SELECT false AS inserted, k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
+FROM idempotency_keys k
+WHERE k.caller = @caller AND k.method = @method AND k.path = @path AND k.key = @key
+  AND NOT EXISTS (SELECT 1 FROM claimed);
 
 -- name: RecoverIdempotencyKey :execrows
 -- Takes over a claim whose request died (claimed before @stale_before and never

@@ -94,28 +94,21 @@ func NewIdempotency(pool *pgxpool.Pool, recoverAfter time.Duration) *Idempotency
 // waiting on a lock.
 func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string) (idempotency.Outcome, error) {
 	q := db.New(i.pool)
-	// A claim can disappear between the insert and the read (its request failed with a
-	// 5xx and released it); trying again then claims it.
 	for range 3 {
 		now := i.now()
 		claimID := checkout.NewID("clm_")
-		_, err := q.ClaimIdempotencyKey(ctx, db.ClaimIdempotencyKeyParams{
+		row, err := q.ClaimIdempotencyKey(ctx, db.ClaimIdempotencyKeyParams{
 			Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, RequestHash: hash, ClaimID: claimID, Now: now,
 		})
-		if err == nil {
-			return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}, nil
-		}
-		if !isNoRows(err) {
-			return idempotency.Outcome{}, fmt.Errorf("claim idempotency key: %w", err)
-		}
-		row, err := q.GetIdempotencyKey(ctx, db.GetIdempotencyKeyParams{Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key})
 		if isNoRows(err) {
-			continue
+			continue // recorded by a transaction newer than the statement's snapshot
 		}
 		if err != nil {
-			return idempotency.Outcome{}, fmt.Errorf("read idempotency key: %w", err)
+			return idempotency.Outcome{}, fmt.Errorf("claim idempotency key: %w", err)
 		}
 		switch {
+		case row.Inserted:
+			return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}, nil
 		case row.RequestHash != hash:
 			return idempotency.Outcome{Kind: idempotency.Conflict}, nil
 		case row.State == "completed" && row.ResponseStatus != nil:
