@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeACP answers the flow like the server does; badReplay makes replays differ.
+func fakeACP(t *testing.T, badReplay bool) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	completed := map[string]string{} // Idempotency-Key -> body
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Api-Version") != apiVersion || r.Header.Get("Idempotency-Key") == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"type":"invalid_request","code":"missing_headers","message":"x"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		switch p := r.URL.Path; {
+		case p == "/checkout_sessions":
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"not_ready_for_payment"}`))
+		case p == "/checkout_sessions/cs_1":
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"ready_for_payment"}`))
+		case p == "/agentic_commerce/delegate_payment":
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"vt_1","metadata":{}}`))
+		case strings.HasSuffix(p, "/complete"):
+			key := r.Header.Get("Idempotency-Key")
+			mu.Lock()
+			body, seen := completed[key]
+			if !seen {
+				body = `{"id":"cs_1","status":"completed","order":{"id":"ord_` + key + `"}}`
+				completed[key] = body
+			}
+			mu.Unlock()
+			if seen {
+				w.Header().Set("Idempotent-Replayed", "true")
+				if badReplay {
+					body = strings.Replace(body, "ord_", "ord_other_", 1)
+				}
+			}
+			_, _ = w.Write([]byte(body))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"type":"invalid_request","code":"not_found","message":"x"}`))
+		}
+	}))
+}
+
+func TestRunLoadFlows(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []bool{false, true} {
+		srv := fakeACP(t, bad)
+		cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 3, units: 30}
+		client := newClient(cfg.concurrency, true)
+		rep, err := runLoad(context.Background(), cfg, client, func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bad {
+			if rep.Flows != 0 || rep.FailedFlows != 30 || len(rep.Failures) != 1 ||
+				rep.Failures[0] != (Failure{Endpoint: "complete_replay", Status: 200, Code: "body differs from the first response", Count: 30}) {
+				t.Errorf("differing replays: %d ok, %d failed, %+v", rep.Flows, rep.FailedFlows, rep.Failures)
+			}
+			continue
+		}
+		if rep.Flows != 30 || rep.FailedFlows != 0 || len(rep.Failures) != 0 || rep.Requests != 150 {
+			t.Errorf("flows = %d ok, %d failed, %d requests, failures %+v", rep.Flows, rep.FailedFlows, rep.Requests, rep.Failures)
+		}
+		for _, name := range []string{"create_session", "update_session", "delegate_payment", "complete", "complete_replay"} {
+			if e := rep.Endpoint(name); e.Count != 30 || e.P99Ms <= 0 {
+				t.Errorf("%s = %+v", name, e)
+			}
+		}
+	}
+}
+
+func TestRunLoadWarmupIsNotCounted(t *testing.T) {
+	t.Parallel()
+	srv := fakeACP(t, false)
+	defer srv.Close()
+	cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, duration: 200 * time.Millisecond, warmup: 200 * time.Millisecond}
+	var total int
+	var mu sync.Mutex
+	rep, err := runLoad(context.Background(), cfg, newClient(2, false), func(ctx context.Context, a *agent) error {
+		mu.Lock()
+		total++
+		mu.Unlock()
+		return a.flow(ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows == 0 || rep.Flows >= total {
+		t.Errorf("%d flows counted of %d run: the warm-up must be run but not counted", rep.Flows, total)
+	}
+	if rep.ElapsedSeconds < 0.2 || rep.ElapsedSeconds > 1 {
+		t.Errorf("elapsed %.3fs for a 200ms run", rep.ElapsedSeconds)
+	}
+}
+
+func TestRunLoadStopsWhenWorkRunsOut(t *testing.T) {
+	t.Parallel()
+	srv := fakeACP(t, false)
+	defer srv.Close()
+	cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, duration: time.Minute}
+	rep, err := runLoad(context.Background(), cfg, newClient(2, false), func(context.Context, *agent) error { return errExhausted })
+	if err != nil || rep.Stopped == "" {
+		t.Errorf("exhausted run: err %v, stopped %q", err, rep.Stopped)
+	}
+}
