@@ -5,7 +5,6 @@ package acpspec
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,13 +126,4 @@ func patchDraft4(v any) {
 			patchDraft4(c)
 		}
 	}
-}
-
-// Compact re-encodes JSON without insignificant space, for comparing bodies.
-func Compact(b []byte) string {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		return string(b)
-	}
-	return buf.String()
 }

@@ -47,9 +47,6 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 	}
 }
 
-// Pool returns the store's connection pool.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 // CreateSession validates ch, quotes it against the catalog and stores a new session
 // owned by owner (the caller's identity; "" on an open server).
 func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Changes) (checkout.View, error) {
