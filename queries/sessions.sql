@@ -8,6 +8,9 @@ SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner;
 
 -- name: GetSessionForUpdate :one
 -- Taken inside the transaction that writes the session, so concurrent updates serialise.
+-- Completion depends on it: without it two completions of one session both pass their
+-- checks and both charge a PSP token before one of them loses on the unique order
+-- (TestCompleteWaitsForTheSessionLock).
 SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: UpdateSession :exec

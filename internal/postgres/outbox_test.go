@@ -40,13 +40,16 @@ var outboxCatalog = []catalog.Product{
 	}},
 }
 
-// outboxEnv is a store, the order API and the outbox on one fresh database.
+// outboxEnv is a store, the order API and the outbox on one fresh database. It is the
+// package's test kit: the lock tests use it too.
 type outboxEnv struct {
 	t      *testing.T
 	pool   *pgxpool.Pool
 	store  *postgres.Store
 	orders *postgres.Orders
 	outbox *postgres.Outbox
+	// gateway is the store's PSP: the mock, counting the charges it lets through.
+	gateway *payment.CountingGateway
 }
 
 func newOutboxEnv(t *testing.T) *outboxEnv {
@@ -59,13 +62,15 @@ func outboxEnvOn(t *testing.T, pool *pgxpool.Pool, events bool) *outboxEnv {
 	if _, err := postgres.ImportCatalog(context.Background(), pool, outboxCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
+	gateway := &payment.CountingGateway{}
 	return &outboxEnv{
 		t: t, pool: pool,
 		store: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example", OrderEvents: events,
+			TTL: time.Hour, Gateway: gateway, PublicBaseURL: "https://shop.example", OrderEvents: events,
 		}),
-		orders: postgres.NewOrders(pool, events),
-		outbox: postgres.NewOutbox(pool, time.Minute),
+		orders:  postgres.NewOrders(pool, events),
+		outbox:  postgres.NewOutbox(pool, time.Minute),
+		gateway: gateway,
 	}
 }
 
