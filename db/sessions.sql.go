@@ -107,7 +107,7 @@ type GetSessionForUpdateParams struct {
 // Taken inside the transaction that writes the session, so concurrent updates serialise.
 // Completion depends on it: without it two completions of one session both pass their
 // checks and both charge a PSP token before one of them loses on the unique order
-// (TestCompleteWaitsForTheSessionLock).
+// (TestCompleteWaitsForTheSessionLock, TestConcurrentPSPCompletesOfOneSessionChargeOnce).
 func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpdateParams) (CheckoutSession, error) {
 	row := q.db.QueryRow(ctx, getSessionForUpdate, arg.ID, arg.Owner)
 	var i CheckoutSession

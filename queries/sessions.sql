@@ -10,7 +10,7 @@ SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner;
 -- Taken inside the transaction that writes the session, so concurrent updates serialise.
 -- Completion depends on it: without it two completions of one session both pass their
 -- checks and both charge a PSP token before one of them loses on the unique order
--- (TestCompleteWaitsForTheSessionLock).
+-- (TestCompleteWaitsForTheSessionLock, TestConcurrentPSPCompletesOfOneSessionChargeOnce).
 SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: UpdateSession :exec

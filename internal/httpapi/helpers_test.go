@@ -51,6 +51,9 @@ type testEnv struct {
 	server *httptest.Server
 	logs   *bytes.Buffer
 	schema *acpspec.Validator
+	// gateway is the PSP of every server instance of e: the mock, counting the charges
+	// it lets through, so a test can assert how often a session was charged.
+	gateway *payment.CountingGateway
 }
 
 // mustEnv starts a server on a new database holding testCatalog.
@@ -66,7 +69,10 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
-	e := &testEnv{t: t, pool: pool, logs: &bytes.Buffer{}, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}
+	e := &testEnv{
+		t: t, pool: pool, logs: &bytes.Buffer{}, gateway: &payment.CountingGateway{},
+		schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json"),
+	}
 	e.server = e.startServer(recoverAfter, opts...)
 	return e
 }
@@ -88,7 +94,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	pool := e.pool
 	api := httpapi.New(cfg, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example", OrderEvents: true,
+			TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
