@@ -331,7 +331,7 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	refuse(w, r, newError(http.StatusNotFound, typeInvalidRequest, "not_found",
-		"No endpoint at "+r.Method+" "+r.URL.Path+".", ""))
+		"No endpoint at "+clip(r.Method, maxEchoedMethod)+" "+clip(r.URL.Path, maxEchoedPath)+".", ""))
 }
 
 // methodNotAllowed answers 405 with the Allow header RFC 9110 requires: the methods of
@@ -357,7 +357,7 @@ func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 		})
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		refuse(w, r, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
-			r.Method+" is not allowed on "+r.URL.Path+".", ""))
+			clip(r.Method, maxEchoedMethod)+" is not allowed on "+clip(r.URL.Path, maxEchoedPath)+".", ""))
 	}
 }
 
