@@ -98,7 +98,7 @@ func TestEveryResponseForbidsSniffing(t *testing.T) {
 		{http.MethodGet, "/metrics"},
 		{http.MethodGet, "/nope"},
 		{http.MethodGet, "/orders/ord_nope"},
-		{http.MethodPost, "/checkout_sessions"},         // 401
+		{http.MethodPost, "/checkout_sessions"},        // 401
 		{http.MethodDelete, "/checkout_sessions/cs_x"}, // 401 before the route is checked
 	} {
 		r := e.do(c.method, c.path, nil)
