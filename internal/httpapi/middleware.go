@@ -40,6 +40,9 @@ type requestInfo struct {
 	// authentication failed, answered by withRequireAuth.
 	caller  string
 	authErr *apiError
+	// limitKey is the rate limiter's bucket of an authenticated caller ("": the client
+	// address's).
+	limitKey string
 	// The body, read once by rawBody.
 	body     []byte
 	bodyErr  error
