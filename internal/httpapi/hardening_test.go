@@ -3,6 +3,9 @@ package httpapi_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -273,4 +276,31 @@ func TestMetricsNeedTheirKey(t *testing.T) {
 	// The metrics key opens nothing else.
 	e.mustError(e.do(http.MethodGet, "/admin/orders", nil, safetyAuth(hardeningMetricsKey)...), http.StatusUnauthorized, "invalid_api_key", "")
 	e.mustError(e.do(http.MethodGet, "/checkout_sessions/cs_x", nil, safetyAuth(hardeningMetricsKey)...), http.StatusUnauthorized, "invalid_api_key", "")
+}
+
+func TestBareKeyIdentityIsKeyedAndLong(t *testing.T) {
+	t.Parallel()
+	const bare = "bare-key-0123456789abcdef"
+	e := mustEnv(t, func(c *httpapi.Config) { c.APIKeys = []httpapi.APIKey{{Key: bare}} })
+	s := e.mustSession(e.do(http.MethodPost, "/checkout_sessions", map[string]any{"items": items("item_123", 1)}, safetyAuth(bare)...), http.StatusCreated)
+	var owner string
+	if err := e.pool.QueryRow(context.Background(), `SELECT owner FROM checkout_sessions WHERE id = $1`, s["id"]).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	want := httpapi.CallerIdentity([]byte(testFingerprintKey), bare)
+	if owner != want {
+		t.Errorf("owner = %q, want %q", owner, want)
+	}
+	// Before the fix: "key_" and 64 bits of an unkeyed SHA-256, which anyone holding the
+	// database could test guessed keys against.
+	unkeyed := sha256.Sum256([]byte(bare))
+	if strings.Contains(owner, hex.EncodeToString(unkeyed[:8])) {
+		t.Errorf("owner %q is the unkeyed digest of the key", owner)
+	}
+	if len(owner) != len("key_")+32 {
+		t.Errorf("owner %q: want key_ and 128 bits in hex", owner)
+	}
+	if other := httpapi.CallerIdentity([]byte("another-secret-0123456789abcdef0123"), bare); other == owner {
+		t.Errorf("the identity does not depend on the secret")
+	}
 }

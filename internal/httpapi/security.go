@@ -29,11 +29,16 @@ type APIKey struct {
 	Key  string
 }
 
-// CallerIdentity names a bare key (one given without a name) by a digest of it, so
-// logs and the database never hold the key itself.
-func CallerIdentity(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "key_" + hex.EncodeToString(sum[:8])
+// CallerIdentity names a bare key (one given without a name): "key_" and 128 bits of an
+// HMAC of the key under secret (CARD_FINGERPRINT_KEY). Logs and the database (session
+// and token owners, idempotency scopes) never hold the key, and, keyed, the identity
+// cannot be tested against guessed keys by whoever reads them. It is stable while the
+// key and the secret are: give keys names to keep ownership across rotations.
+func CallerIdentity(secret []byte, key string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("acp caller identity\x00"))
+	m.Write([]byte(key))
+	return "key_" + hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // keyring compares presented keys against the configured ones in constant time: every
@@ -43,12 +48,13 @@ type keyring struct {
 	digests [][32]byte
 }
 
-func newKeyring(keys []APIKey) keyring {
+// newKeyring holds keys; a key without a name is named CallerIdentity(secret, key).
+func newKeyring(keys []APIKey, secret []byte) keyring {
 	var kr keyring
 	for _, k := range keys {
 		name := k.Name
 		if name == "" {
-			name = CallerIdentity(k.Key)
+			name = CallerIdentity(secret, k.Key)
 		}
 		kr.names = append(kr.names, name)
 		kr.digests = append(kr.digests, sha256.Sum256([]byte(k.Key)))
@@ -62,7 +68,7 @@ func newNamedKeyring(name string, keys []string) keyring {
 	for i, k := range keys {
 		named[i] = APIKey{Name: name, Key: k}
 	}
-	return newKeyring(named)
+	return newKeyring(named, nil)
 }
 
 func (kr keyring) lookup(presented string) (string, bool) {

@@ -85,7 +85,8 @@ type Config struct {
 	RequireAPIVersion bool
 	// AdminAPIKeys open the merchant's order API under /admin (empty: it is off).
 	AdminAPIKeys []string
-	// CardFingerprintKey keys what the idempotency record keeps of card data.
+	// CardFingerprintKey keys what the idempotency record keeps of card data and the
+	// identities of API keys given without a name.
 	CardFingerprintKey []byte
 	// RequestTimeout bounds the work of one request (0: no bound).
 	RequestTimeout time.Duration
@@ -123,7 +124,7 @@ func New(cfg Config, d Deps) *Server {
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
 		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable:   d.Unavailable,
-		keys:          newKeyring(cfg.APIKeys),
+		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
 		adminKeys:     newNamedKeyring("admin", cfg.AdminAPIKeys),
 		metricsKeys:   newNamedKeyring("metrics", cfg.MetricsAPIKeys),
 		callerLimiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst, math.MaxInt),
