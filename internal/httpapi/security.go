@@ -72,7 +72,12 @@ func newNamedKeyring(name string, keys []string) keyring {
 }
 
 func (kr keyring) lookup(presented string) (string, bool) {
-	d := sha256.Sum256([]byte(presented))
+	return kr.lookupDigest(sha256.Sum256([]byte(presented)))
+}
+
+// lookupDigest is lookup of a presented key's SHA-256, so that one digest of a (possibly
+// 64 KB) header serves every keyring.
+func (kr keyring) lookupDigest(d [32]byte) (string, bool) {
 	found := -1
 	for i := range kr.digests {
 		if subtle.ConstantTimeCompare(d[:], kr.digests[i][:]) == 1 {
@@ -101,6 +106,10 @@ func (s *Server) withIdentify() Middleware {
 			scheme, token, ok := strings.Cut(h, " ")
 			token = strings.TrimSpace(token)
 			bearer := ok && strings.EqualFold(scheme, "Bearer") && token != ""
+			var digest [32]byte
+			if bearer {
+				digest = sha256.Sum256([]byte(token))
+			}
 			if len(s.keys.digests) > 0 {
 				switch {
 				case h == "":
@@ -108,7 +117,7 @@ func (s *Server) withIdentify() Middleware {
 				case !bearer:
 					info.authErr = unauthorized("malformed_authorization", "The Authorization header must be \"Bearer <API key>\".")
 				default:
-					if name, found := s.keys.lookup(token); found {
+					if name, found := s.keys.lookupDigest(digest); found {
 						info.caller = name
 						info.limitKey = "caller:" + name
 					} else {
@@ -117,9 +126,9 @@ func (s *Server) withIdentify() Middleware {
 				}
 			}
 			if info.limitKey == "" && bearer {
-				if _, found := s.adminKeys.lookup(token); found {
+				if _, found := s.adminKeys.lookupDigest(digest); found {
 					info.limitKey = "admin"
-				} else if _, found := s.metricsKeys.lookup(token); found {
+				} else if _, found := s.metricsKeys.lookupDigest(digest); found {
 					info.limitKey = "metrics"
 				}
 			}
