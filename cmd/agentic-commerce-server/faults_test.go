@@ -319,7 +319,7 @@ func TestCrashDuringCompletes(t *testing.T) {
 	t.Cleanup(hook.Close)
 	env := []string{
 		"DATABASE_URL=" + dbURL, "WEBHOOK_URL=" + hook.URL, "WEBHOOK_SECRET=fault-test-webhook-secret-0123456789abcdef",
-		"IDEMPOTENCY_RECOVER_AFTER=1s", "RATE_LIMIT_RPS=0",
+		"IDEMPOTENCY_RECOVER_AFTER=2s", "REQUEST_TIMEOUT=2s", "RATE_LIMIT_RPS=0",
 	}
 	srv := startServer(t, env...)
 	c := newFaultClient(srv.base)
@@ -402,7 +402,7 @@ wait:
 		killedAt.Round(time.Millisecond), len(seenOK), failed, other,
 		faultInt(t, conn, `SELECT count(*) FROM orders`), faultInt(t, conn, `SELECT count(*) FROM idempotency_keys WHERE state = 'in_flight'`))
 
-	// Restart; claims of the dead process become recoverable after 1s.
+	// Restart; claims of the dead process become recoverable after 2s.
 	srv = startServer(t, env...)
 	c = newFaultClient(srv.base)
 	time.Sleep(1100 * time.Millisecond)

@@ -25,12 +25,10 @@ import (
 const connectTimeout = 30 * time.Second
 
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	if len(cfg.CardFingerprintKey) == 0 {
-		// Without a stable key no card fingerprint can be stored, and idempotent
-		// retries of delegate_payment could not be recognised across instances
-		// without hashing card data in a way a database thief could reverse.
-		return errors.New("CARD_FINGERPRINT_KEY is required to serve (at least 32 bytes, e.g. openssl rand -hex 32; make run creates one under .data/)")
+	if err := cfg.CheckServe(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
 	}
+	logPosture(cfg, logger)
 	pool, err := connectWithRetry(ctx, cfg.DatabaseURL, logger)
 	if err != nil {
 		return err
@@ -71,9 +69,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.ShopPoliciesURL != "" {
 		links = append(links, httpapi.Link{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL})
 	}
-	if len(cfg.APIKeys) == 0 {
-		logger.Warn("API_KEYS is not set: the ACP endpoints are open to anyone who can reach this server")
-	}
 	keys := make([]httpapi.APIKey, len(cfg.APIKeys))
 	for i, k := range cfg.APIKeys {
 		keys[i] = httpapi.APIKey{Name: k.Name, Key: k.Key}
@@ -93,9 +88,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		RequireAPIVersion: cfg.RequireAPIVersion, AdminAPIKeys: cfg.AdminAPIKeys,
 		CardFingerprintKey: cfg.CardFingerprintKey, RequestTimeout: cfg.RequestTimeout,
+		TrustedProxies: cfg.TrustedProxies, MetricsAPIKeys: cfg.MetricsAPIKeys,
 	}, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: cfg.SessionTTL, Gateway: payment.MockGateway{}, PublicBaseURL: cfg.PublicBaseURL,
+			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
 			OrderEvents: cfg.WebhookURL != "",
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
@@ -166,6 +162,46 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("stopped")
 	return nil
 }
+
+// logPosture says at start what the configuration decided about security, so an
+// operator reads in the log, not in the code, whether the server is open.
+func logPosture(cfg config.Config, logger *slog.Logger) {
+	auth := fmt.Sprintf("%d API key(s)", len(cfg.APIKeys))
+	if len(cfg.APIKeys) == 0 {
+		auth = "open: no API_KEYS, every caller shares one identity"
+	}
+	metricsAccess := "off"
+	switch {
+	case cfg.MetricsEnabled && len(cfg.MetricsAPIKeys) > 0:
+		metricsAccess = "METRICS_API_KEY"
+	case cfg.MetricsEnabled:
+		metricsAccess = "open"
+	}
+	proxies := make([]string, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	logger.Info("security posture",
+		slog.String("environment", cfg.Environment),
+		slog.String("authentication", auth),
+		slog.Bool("request_signatures", len(cfg.SigningSecrets) > 0),
+		slog.Bool("admin_api", len(cfg.AdminAPIKeys) > 0),
+		slog.String("metrics", metricsAccess),
+		slog.String("payment_gateway", cfg.PaymentGateway),
+		slog.Float64("rate_limit_rps", cfg.RateLimit),
+		slog.Any("trusted_proxies", proxies),
+	)
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
+	if cfg.RateLimit == 0 {
+		logger.Warn("RATE_LIMIT_RPS=0: no request is rate limited")
+	}
+}
+
+// gateway is the payment gateway PAYMENT_GATEWAY names; config.Load accepts only the
+// mock so far.
+func gateway(config.Config) payment.Gateway { return payment.MockGateway{} }
 
 // connectWithRetry opens the pool, retrying with backoff until connectTimeout.
 func connectWithRetry(ctx context.Context, databaseURL string, logger *slog.Logger) (*pgxpool.Pool, error) {

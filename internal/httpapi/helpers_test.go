@@ -109,6 +109,16 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	return srv
 }
 
+// on returns a copy of e that sends its requests to srv, another instance on e's database.
+func (e *testEnv) on(srv *httptest.Server) *testEnv {
+	c := *e
+	c.server = srv
+	return &c
+}
+
+// api is the server behind srv.
+func api(srv *httptest.Server) *httpapi.Server { return srv.Config.Handler.(*httpapi.Server) }
+
 // response is a decoded HTTP response.
 type response struct {
 	status int
