@@ -267,9 +267,17 @@ func (s *Sweeper) ExpireSessions(ctx context.Context) (int64, error) {
 	}
 }
 
-// DeleteExpiredTokens removes unused vault tokens expired before grace ago.
-func (s *Sweeper) DeleteExpiredTokens(ctx context.Context, grace time.Duration) (int64, error) {
-	n, err := db.New(s.pool).DeleteExpiredVaultTokens(ctx, s.now().Add(-grace))
+// DeleteExpiredTokens removes unused vault tokens expired before grace ago, or created
+// before lifetime ago (0: no such bound).
+func (s *Sweeper) DeleteExpiredTokens(ctx context.Context, grace, lifetime time.Duration) (int64, error) {
+	now := s.now()
+	createdBefore := time.Time{}
+	if lifetime > 0 {
+		createdBefore = now.Add(-lifetime)
+	}
+	n, err := db.New(s.pool).DeleteExpiredVaultTokens(ctx, db.DeleteExpiredVaultTokensParams{
+		ExpiredBefore: now.Add(-grace), CreatedBefore: createdBefore,
+	})
 	if err != nil {
 		return n, fmt.Errorf("delete expired vault tokens: %w", err)
 	}
