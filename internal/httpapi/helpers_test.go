@@ -92,6 +92,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
+		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true),
 		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
 		Unavailable: postgres.IsUnavailable,

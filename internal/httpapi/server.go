@@ -42,6 +42,9 @@ type Deps struct {
 	Sessions    Sessions
 	Vault       Vault
 	Idempotency IdempotencyStore
+	// Replays remembers accepted request signatures in storage shared by every instance,
+	// so a signed request is served once (nil: replays are not detected).
+	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
 	Orders Orders
 	// Metrics, when not nil, is served on /metrics and fed by every request.
@@ -88,6 +91,7 @@ type Server struct {
 	sessions    Sessions
 	vault       Vault
 	idempotency IdempotencyStore
+	replays     SignatureReplays
 	ready       func(context.Context) error
 	logger      *slog.Logger
 	orders      Orders
@@ -109,7 +113,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
 		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
-		unavailable: d.Unavailable,
+		unavailable: d.Unavailable, replays: d.Replays,
 		keys:        newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 	}
 	admins := make([]APIKey, len(cfg.AdminAPIKeys))
