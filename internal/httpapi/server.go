@@ -113,7 +113,8 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
 		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
-		unavailable: d.Unavailable, replays: d.Replays,
+		unavailable: d.Unavailable,
+		replays:     d.Replays,
 		keys:        newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
 	}
 	admins := make([]APIKey, len(cfg.AdminAPIKeys))
