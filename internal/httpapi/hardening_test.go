@@ -1,9 +1,15 @@
 package httpapi_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 )
 
 // Regression tests of issue 15 (security hardening, items 3 to 7): each one replays the
@@ -70,4 +76,62 @@ func TestRememberedSignaturesAreSwept(t *testing.T) {
 	if d := time.Until(expires); d < 300*time.Second || d > 10*time.Minute {
 		t.Errorf("signature kept for %s, want the 300 s window plus a margin", d)
 	}
+}
+
+// ---------------------------------------------------------------------------------
+// Item 4: a card number could reach the database as an unkeyed hash.
+
+func TestIdempotencyHashOfACaseVariantCardIsKeyed(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	const number, cvc = mastercard, "739"
+	body := delegateBody("cs_case", 2109, "usd", number, cvc)
+	pm := body["payment_method"].(map[string]any)
+	// encoding/json matches field names ignoring case, so these are the number and CVC.
+	delete(pm, "number")
+	delete(pm, "cvc")
+	pm["NUMBER"], pm["Cvc"] = number, cvc
+	r := e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case")
+	if r.status != http.StatusCreated {
+		t.Fatalf("delegate with NUMBER/Cvc: %d %s", r.status, r.body)
+	}
+	row := dbText(e, `SELECT row_to_json(k)::text FROM idempotency_keys k WHERE key = 'dp-case'`)
+	for _, secret := range []string{number, number[6:12], cvc} {
+		if strings.Contains(row, secret) {
+			t.Errorf("the idempotency record holds %q: %s", secret, row)
+		}
+	}
+	stored := dbText(e, `SELECT request_hash FROM idempotency_keys WHERE key = 'dp-case'`)
+	// The attacker's side: the body is known but for the middle digits of the number
+	// (BIN and last 4 are in vault_tokens). Every canonical form that can be computed
+	// without the server's key must miss.
+	canonical, err := json.Marshal(body) // sorted keys, as idempotency.Hash writes them
+	if err != nil {
+		t.Fatal(err)
+	}
+	candidates := [][]byte{canonical, []byte(idempotency.Hash(canonical))}
+	for _, variant := range []map[string]any{
+		{"number": number, "cvc": cvc}, {"NUMBER": number, "cvc": cvc}, {"number": number, "Cvc": cvc},
+	} {
+		delete(pm, "NUMBER")
+		delete(pm, "Cvc")
+		delete(pm, "number")
+		delete(pm, "cvc")
+		for k, v := range variant {
+			pm[k] = v
+		}
+		raw, _ := json.Marshal(body)
+		candidates = append(candidates, raw)
+	}
+	for _, c := range candidates {
+		sum := sha256.Sum256(c)
+		if h := hex.EncodeToString(sum[:]); h == stored || strings.Contains(stored, h) {
+			t.Fatalf("request_hash %s is the unkeyed SHA-256 of %s: the card number can be brute-forced from it", stored, c)
+		}
+	}
+	// The key makes it a replay all the same.
+	delete(pm, "number")
+	delete(pm, "cvc")
+	pm["NUMBER"], pm["Cvc"] = number, cvc
+	safetyMustReplay(t, e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case"), r)
 }
