@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -134,4 +135,71 @@ func TestIdempotencyHashOfACaseVariantCardIsKeyed(t *testing.T) {
 	delete(pm, "cvc")
 	pm["NUMBER"], pm["Cvc"] = number, cvc
 	safetyMustReplay(t, e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case"), r)
+}
+
+// ---------------------------------------------------------------------------------
+// Item 5: admin POSTs ignored Idempotency-Key.
+
+func TestAdminPostsHonourIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	e := ordersEnv(t)
+	id, _, _ := ordersMustOrder(e, "tok_visa")
+	refund := map[string]any{"type": "store_credit", "amount": 100}
+	post := func(path string, body any, key string) response {
+		t.Helper()
+		return e.do(http.MethodPost, path, body, "Authorization", "Bearer "+ordersAdminKey, "Idempotency-Key", key)
+	}
+	first := post("/admin/orders/"+id+"/refunds", refund, "refund-1")
+	ordersDecode(e, first, http.StatusCreated)
+	safetyMustNotReplay(t, first)
+	safetyMustReplay(t, post("/admin/orders/"+id+"/refunds", refund, "refund-1"), first)
+	if n := dbInt(e, `SELECT count(*) FROM refunds WHERE order_id = $1`, id); n != 1 {
+		t.Errorf("the same Idempotency-Key twice recorded %d refunds, want 1", n)
+	}
+	// Same key, another amount: a conflict, and no refund.
+	e.mustError(post("/admin/orders/"+id+"/refunds", map[string]any{"type": "store_credit", "amount": 200}, "refund-1"),
+		http.StatusConflict, "idempotency_conflict", "")
+	if n := dbInt(e, `SELECT coalesce(sum(amount), 0) FROM refunds WHERE order_id = $1`, id); n != 100 {
+		t.Errorf("refunded %d, want 100", n)
+	}
+	// Status changes too; the replay is the first answer, not the refusal a second
+	// confirm would get (confirmed -> confirmed is not a transition).
+	confirm := map[string]any{"status": "confirmed"}
+	first = post("/admin/orders/"+id+"/status", confirm, "confirm-1")
+	ordersDecode(e, first, http.StatusOK)
+	safetyMustReplay(t, post("/admin/orders/"+id+"/status", confirm, "confirm-1"), first)
+	// The response was recorded by the transaction of the change itself.
+	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE caller = 'admin' AND state = 'completed'`); n != 2 {
+		t.Errorf("completed admin idempotency keys = %d, want 2", n)
+	}
+	// One event per change: order_create, one refund, one confirm.
+	if n := dbInt(e, `SELECT count(*) FROM order_events WHERE order_id = $1`, id); n != 3 {
+		t.Errorf("order events = %d, want 3", n)
+	}
+}
+
+// ---------------------------------------------------------------------------------
+// Item 6: a very long path with an Idempotency-Key was a 500.
+
+func TestLongPathWithIdempotencyKeyIsNotFound(t *testing.T) {
+	t.Parallel()
+	e := ordersEnv(t)
+	// Random characters: PostgreSQL compresses long index entries, and a run of one
+	// letter would fit after all.
+	long := make([]byte, 5000)
+	for i := range long {
+		long[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[rand.IntN(36)]
+	}
+	for _, path := range []string{
+		"/checkout_sessions/cs_" + string(long),
+		"/checkout_sessions/cs_" + string(long) + "/cancel",
+		"/admin/orders/ord_" + string(long) + "/refunds",
+	} {
+		r := e.do(http.MethodPost, path, map[string]any{"type": "store_credit", "amount": 1},
+			"Idempotency-Key", "long-path", "Authorization", "Bearer "+ordersAdminKey)
+		e.mustError(r, http.StatusNotFound, "not_found", "")
+	}
+	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys`); n != 0 {
+		t.Errorf("idempotency_keys = %d, want 0", n)
+	}
 }

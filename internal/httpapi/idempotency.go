@@ -29,6 +29,12 @@ const settleTimeout = 2 * time.Second
 // maxIdempotencyKeyLength matches the column's CHECK.
 const maxIdempotencyKeyLength = 255
 
+// maxIdempotentPathLength bounds the path recorded with a key. The path is part of the
+// primary key of idempotency_keys, and a btree entry cannot exceed about 2.7 kB: a
+// longer path made the claim fail with a 500. No resource here has a path anywhere near
+// this long (ids are a few dozen characters), so a longer one is simply not found.
+const maxIdempotentPathLength = 1024
+
 // idempotencyConflictStatus is the status of "same key, different body" per API version:
 // 409 up to 2026-01-30, 422 from 2026-04-17 (checklist PART D).
 var idempotencyConflictStatus = map[string]int{Version20250929: http.StatusConflict}
@@ -49,6 +55,10 @@ func (s *Server) withIdempotency() Middleware {
 			if len(key) > maxIdempotencyKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
 				refuse(w, r, invalidRequest("invalid_idempotency_key",
 					"Idempotency-Key must be at most 255 bytes of printable UTF-8.", ""))
+				return
+			}
+			if len(r.URL.Path) > maxIdempotentPathLength {
+				s.notFound(w, r)
 				return
 			}
 			body, err := s.rawBody(w, r)
