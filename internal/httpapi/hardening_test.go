@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +203,125 @@ func TestLongPathWithIdempotencyKeyIsNotFound(t *testing.T) {
 	}
 	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys`); n != 0 {
 		t.Errorf("idempotency_keys = %d, want 0", n)
+	}
+}
+
+// ---------------------------------------------------------------------------------
+// Item 7: no length limits on what sessions and tokens store.
+
+func TestSessionTextIsBounded(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	// The report's request: a 1,000,000-character first_name.
+	huge := map[string]any{"first_name": strings.Repeat("A", 1_000_000), "last_name": "Lovelace", "email": "ada@example.com"}
+	e.mustError(e.do(http.MethodPost, "/checkout_sessions", map[string]any{"items": items("item_123", 1), "buyer": huge}),
+		http.StatusBadRequest, "invalid", "$.buyer.first_name")
+
+	with := func(base map[string]any, key string, v any) map[string]any {
+		out := map[string]any{}
+		for k, x := range base {
+			out[k] = x
+		}
+		out[key] = v
+		return out
+	}
+	long := func(n int) string { return strings.Repeat("é", n) } // characters, not bytes
+	for _, tc := range []struct {
+		field string
+		limit int
+		body  func(v string) map[string]any
+	}{
+		{"$.buyer.first_name", 256, func(v string) map[string]any { return map[string]any{"buyer": with(buyer, "first_name", v)} }},
+		{"$.buyer.last_name", 256, func(v string) map[string]any { return map[string]any{"buyer": with(buyer, "last_name", v)} }},
+		{"$.buyer.phone_number", 64, func(v string) map[string]any { return map[string]any{"buyer": with(buyer, "phone_number", v)} }},
+		{"$.fulfillment_address.name", 256, func(v string) map[string]any {
+			return map[string]any{"fulfillment_address": with(address, "name", v)}
+		}},
+		{"$.fulfillment_address.line_one", 256, func(v string) map[string]any {
+			return map[string]any{"fulfillment_address": with(address, "line_one", v)}
+		}},
+		{"$.fulfillment_address.line_two", 256, func(v string) map[string]any {
+			return map[string]any{"fulfillment_address": with(address, "line_two", v)}
+		}},
+		{"$.fulfillment_address.city", 256, func(v string) map[string]any {
+			return map[string]any{"fulfillment_address": with(address, "city", v)}
+		}},
+		{"$.fulfillment_address.state", 256, func(v string) map[string]any {
+			return map[string]any{"fulfillment_address": with(address, "state", v)}
+		}},
+		{"$.fulfillment_address.postal_code", 32, func(v string) map[string]any {
+			return map[string]any{"fulfillment_address": with(address, "postal_code", v)}
+		}},
+	} {
+		body := tc.body(long(tc.limit + 1))
+		body["items"] = items("item_123", 1)
+		e.mustError(e.do(http.MethodPost, "/checkout_sessions", body), http.StatusBadRequest, "invalid", tc.field)
+		// At the limit it is accepted: the limits are for abuse, not for real data.
+		body = tc.body(long(tc.limit))
+		body["items"] = items("item_123", 1)
+		e.mustSession(e.do(http.MethodPost, "/checkout_sessions", body), http.StatusCreated)
+	}
+	// An email address of 321 characters, valid otherwise.
+	email := strings.Repeat("a", 64) + "@" + strings.Repeat(strings.Repeat("b", 60)+".", 4) + "examples.com"
+	if len(email) != 321 {
+		t.Fatalf("test email is %d characters", len(email))
+	}
+	e.mustError(e.do(http.MethodPost, "/checkout_sessions", map[string]any{"items": items("item_123", 1), "buyer": with(buyer, "email", email)}),
+		http.StatusBadRequest, "invalid", "$.buyer.email")
+	e.mustError(e.do(http.MethodPost, "/checkout_sessions", map[string]any{"items": items(strings.Repeat("x", 257), 1)}),
+		http.StatusBadRequest, "invalid", "$.items[0].id")
+	s := e.mustCreate(map[string]any{"items": items("item_123", 1)})
+	e.mustError(e.do(http.MethodPost, "/checkout_sessions/"+s["id"].(string), map[string]any{"fulfillment_option_id": strings.Repeat("x", 257)}),
+		http.StatusBadRequest, "invalid", "$.fulfillment_option_id")
+	e.mustError(e.do(http.MethodPost, "/checkout_sessions/"+s["id"].(string)+"/complete",
+		map[string]any{"payment_data": map[string]any{"token": "tok_" + strings.Repeat("x", 300), "provider": "stripe"}}),
+		http.StatusBadRequest, "invalid", "$.payment_data.token")
+	if n := dbInt(e, `SELECT count(*) FROM checkout_sessions WHERE length(buyer::text) > 2000 OR length(fulfillment_address::text) > 3000`); n != 0 {
+		t.Errorf("%d sessions store an over-long field", n)
+	}
+}
+
+func TestDelegationTextIsBounded(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	manyKeys := map[string]string{}
+	for i := range 51 {
+		manyKeys[fmt.Sprintf("k%02d", i)] = "v"
+	}
+	pm := func(b map[string]any) map[string]any { return b["payment_method"].(map[string]any) }
+	al := func(b map[string]any) map[string]any { return b["allowance"].(map[string]any) }
+	for _, tc := range []struct {
+		name, code, param string
+		mod               func(b map[string]any)
+	}{
+		{"51 metadata keys", "invalid_request", "$.metadata", func(b map[string]any) { b["metadata"] = manyKeys }},
+		{"metadata key of 41", "invalid_request", "$.metadata", func(b map[string]any) { b["metadata"] = map[string]string{strings.Repeat("k", 41): "v"} }},
+		{"metadata value of 501", "invalid_request", "$.metadata", func(b map[string]any) { b["metadata"] = map[string]string{"k": strings.Repeat("v", 501)} }},
+		{"card metadata of 51 keys", "invalid_request", "$.payment_method.metadata", func(b map[string]any) { pm(b)["metadata"] = manyKeys }},
+		{"brand of 65", "invalid_card", "$.payment_method.display_brand", func(b map[string]any) { pm(b)["display_brand"] = strings.Repeat("b", 65) }},
+		{"wallet of 65", "invalid_card", "$.payment_method.display_wallet_type", func(b map[string]any) { pm(b)["display_wallet_type"] = strings.Repeat("w", 65) }},
+		{"holder name of 257", "invalid_card", "$.payment_method.name", func(b map[string]any) { pm(b)["name"] = strings.Repeat("n", 257) }},
+		{"checkout_session_id of 257", "invalid_allowance", "$.allowance.checkout_session_id", func(b map[string]any) { al(b)["checkout_session_id"] = "cs_" + strings.Repeat("x", 254) }},
+		{"21 risk signals", "invalid_request", "$.risk_signals", func(b map[string]any) {
+			b["risk_signals"] = slices.Repeat([]map[string]any{{"type": "card_testing", "score": 1, "action": "authorized"}}, 21)
+		}},
+	} {
+		b := safetyDelegateBody("cs_bounded")
+		tc.mod(b)
+		e.mustError(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, tc.code, tc.param)
+	}
+	if n := dbInt(e, `SELECT count(*) FROM vault_tokens`); n != 0 {
+		t.Errorf("refused delegations stored %d tokens", n)
+	}
+	// At the limits, a delegation is accepted.
+	b := safetyDelegateBody("cs_bounded")
+	full := map[string]string{}
+	for i := range 50 {
+		full[fmt.Sprintf("%040d", i)] = strings.Repeat("v", 500)
+	}
+	b["metadata"] = full
+	pm(b)["display_brand"] = strings.Repeat("b", 64)
+	if r := e.do(http.MethodPost, delegatePath, b); r.status != http.StatusCreated {
+		t.Fatalf("delegation at the limits = %d %s", r.status, r.body)
 	}
 }
