@@ -325,3 +325,18 @@ func TestDelegationTextIsBounded(t *testing.T) {
 		t.Fatalf("delegation at the limits = %d %s", r.status, r.body)
 	}
 }
+
+func TestVaultTokenLifeIsCapped(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	b := safetyDelegateBody("cs_capped")
+	b["allowance"].(map[string]any)["expires_at"] = "2099-01-01T00:00:00Z"
+	if r := e.do(http.MethodPost, delegatePath, b); r.status != http.StatusCreated {
+		t.Fatalf("delegate = %d %s", r.status, r.body)
+	}
+	// The test server keeps the default cap of 7 days from creation.
+	life := dbText(e, `SELECT (expires_at - created_at)::text FROM vault_tokens`)
+	if life != "7 days" {
+		t.Errorf("a token asking for 2099 may pay for %s, want 7 days", life)
+	}
+}
