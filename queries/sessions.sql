@@ -56,3 +56,17 @@ WHERE id IN (
 -- Lazy expiry on access: one session, if it is open and past its expiry.
 UPDATE checkout_sessions SET state = 'canceled', cancel_reason = 'expired', updated_at = @now
 WHERE id = @id AND owner = @owner AND state = 'open' AND expires_at <= @now;
+
+-- name: DeleteCanceledSessions :execrows
+-- Retention: canceled sessions (by the agent or by expiry) unchanged since @before go,
+-- with their line items (ON DELETE CASCADE). Completed sessions stay with their orders;
+-- the NOT EXISTS is the guard should a canceled session ever be referenced by one.
+DELETE FROM checkout_sessions
+WHERE id IN (
+    SELECT s.id FROM checkout_sessions s
+    WHERE s.state = 'canceled' AND s.updated_at < @before
+      AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.checkout_session_id = s.id)
+    ORDER BY s.updated_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+);

@@ -94,7 +94,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
 			OrderEvents: cfg.WebhookURL != "",
 		}),
-		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
+		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
+		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
 		Metrics:     m,
@@ -108,7 +109,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	var jobs sync.WaitGroup
 	jobs.Go(func() { cleanIdempotencyKeys(jobsCtx, idem, cfg.IdempotencyTTL, logger) })
-	jobs.Go(func() { sweep(jobsCtx, postgres.NewSweeper(pool), cfg.SweepInterval, logger) })
+	retention := postgres.Retention{
+		CanceledSessions: cfg.CanceledSessionRetention, OrderEvents: cfg.OrderEventRetention,
+		ExpiredTokenGrace: expiredTokenGrace, TokenLifetime: cfg.VaultTokenMaxLifetime,
+	}
+	jobs.Go(func() { sweep(jobsCtx, postgres.NewSweeper(pool), cfg.SweepInterval, retention, logger) })
 	if cfg.WebhookURL != "" {
 		worker := webhook.NewWorker(webhook.Config{
 			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,
@@ -262,8 +267,10 @@ func deliveryResult(r webhook.Result) string {
 const expiredTokenGrace = 24 * time.Hour
 
 // sweep runs the time-based jobs every interval until ctx ends: expire sessions past
-// their TTL and delete long-expired vault tokens. Each is safe on several instances.
-func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, logger *slog.Logger) {
+// their TTL, then delete what the retention periods no longer keep (canceled sessions,
+// finished order events, unusable vault tokens, remembered signatures). Each is safe on
+// several instances.
+func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, r postgres.Retention, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -272,10 +279,13 @@ func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, logger
 		} else if n > 0 {
 			logger.Info("sessions expired", slog.Int64("count", n))
 		}
-		if n, err := s.DeleteExpiredTokens(ctx, expiredTokenGrace); err != nil && ctx.Err() == nil {
-			logger.Warn("vault token sweep failed", slog.Any("error", err))
-		} else if n > 0 {
-			logger.Info("expired vault tokens deleted", slog.Int64("count", n))
+		p, err := s.Purge(ctx, r)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("retention sweep failed", slog.Any("error", err))
+		}
+		if p != (postgres.Purged{}) {
+			logger.Info("retention sweep", slog.Int64("sessions", p.Sessions), slog.Int64("order_events", p.OrderEvents),
+				slog.Int64("vault_tokens", p.Tokens), slog.Int64("signatures", p.Signatures))
 		}
 		select {
 		case <-ctx.Done():

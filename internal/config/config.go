@@ -77,6 +77,15 @@ type Config struct {
 	// SweepInterval (SWEEP_INTERVAL, default 1m) is how often expired sessions are
 	// canceled and expired vault tokens deleted.
 	SweepInterval time.Duration
+	// CanceledSessionRetention (CANCELED_SESSION_RETENTION, default 720h, at least 1h)
+	// is how long a canceled or expired session is kept before it is deleted.
+	CanceledSessionRetention time.Duration
+	// OrderEventRetention (ORDER_EVENT_RETENTION, default 720h, at least 1h) is how long
+	// a delivered or dead order event is kept before it is deleted.
+	OrderEventRetention time.Duration
+	// VaultTokenMaxLifetime (VAULT_TOKEN_MAX_LIFETIME, default 168h, at least 5m) caps
+	// how long a vault token can pay, whatever expiry its allowance asks for.
+	VaultTokenMaxLifetime time.Duration
 	// MetricsEnabled (METRICS_ENABLED, default true) serves /metrics.
 	MetricsEnabled bool
 	// MetricsAPIKeys (METRICS_API_KEY, comma-separated for rotation, at least 16
@@ -241,6 +250,9 @@ func Load(getenv func(string) string) (Config, error) {
 		cfg.AdminAPIKeys = append(cfg.AdminAPIKeys, key)
 	}
 	cfg.SweepInterval = duration(get, "SWEEP_INTERVAL", "1m", time.Second, &errs)
+	cfg.CanceledSessionRetention = duration(get, "CANCELED_SESSION_RETENTION", "720h", time.Hour, &errs)
+	cfg.OrderEventRetention = duration(get, "ORDER_EVENT_RETENTION", "720h", time.Hour, &errs)
+	cfg.VaultTokenMaxLifetime = duration(get, "VAULT_TOKEN_MAX_LIFETIME", "168h", 5*time.Minute, &errs)
 	cfg.DrainDelay = duration(get, "DRAIN_DELAY", "5s", 0, &errs)
 	cfg.RequestTimeout = duration(get, "REQUEST_TIMEOUT", "10s", 100*time.Millisecond, &errs)
 	metrics, err := strconv.ParseBool(get("METRICS_ENABLED", "true"))

@@ -203,6 +203,10 @@ func checkBuyer(t *testing.T, b *checkout.Buyer) {
 	if a, err := mail.ParseAddress(b.Email); err != nil || a.Address != b.Email {
 		t.Fatalf("accepted buyer email %q", b.Email)
 	}
+	if utf8.RuneCountInString(b.FirstName) > checkout.MaxNameLength || utf8.RuneCountInString(b.LastName) > checkout.MaxNameLength ||
+		utf8.RuneCountInString(b.Email) > checkout.MaxEmailLength || utf8.RuneCountInString(b.PhoneNumber) > checkout.MaxPhoneLength {
+		t.Fatalf("accepted an over-long buyer field: %+v", b)
+	}
 }
 
 var fuzzCountry = regexp.MustCompile(`^[A-Z]{2}$`)
@@ -216,6 +220,14 @@ func checkAddress(t *testing.T, a *checkout.Address) {
 		if strings.TrimSpace(v) == "" || v != strings.TrimSpace(v) {
 			t.Fatalf("accepted address %s %q", name, v)
 		}
+	}
+	for name, v := range map[string]string{"name": a.Name, "line_one": a.LineOne, "line_two": a.LineTwo, "city": a.City, "state": a.State} {
+		if utf8.RuneCountInString(v) > checkout.MaxAddressLine {
+			t.Fatalf("accepted an address %s of %d characters", name, utf8.RuneCountInString(v))
+		}
+	}
+	if utf8.RuneCountInString(a.PostalCode) > checkout.MaxPostalCodeLength {
+		t.Fatalf("accepted a postal_code of %d characters", utf8.RuneCountInString(a.PostalCode))
 	}
 	if !fuzzCountry.MatchString(a.Country) {
 		t.Fatalf("accepted address country %q", a.Country)

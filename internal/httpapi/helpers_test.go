@@ -3,6 +3,9 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,6 +22,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
@@ -98,6 +102,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
+		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true),
 		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
 		Unavailable: postgres.IsUnavailable,
@@ -260,6 +265,15 @@ func messages(s map[string]any) []string {
 		}
 	}
 	return out
+}
+
+// keyedRequestHash is the request_hash the server stores for a body outside
+// delegate_payment: an HMAC, keyed with the card fingerprint key, of the canonical hash.
+// Tests that plant idempotency rows use it.
+func keyedRequestHash(body string) string {
+	m := hmac.New(sha256.New, []byte(testFingerprintKey))
+	m.Write([]byte("idempotency-request-hash:" + idempotency.Hash([]byte(body))))
+	return "hmac:" + hex.EncodeToString(m.Sum(nil))
 }
 
 // lockedWriter serialises writes to a buffer shared by concurrent handlers.

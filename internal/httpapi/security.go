@@ -393,7 +393,7 @@ func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now tim
 	}
 	for _, secret := range s.cfg.SigningSecrets {
 		if hmac.Equal(got, Sign(secret, ts, body)) {
-			return nil
+			return s.rememberSignature(r.Context(), got, at)
 		}
 	}
 	return unauthorized("invalid_signature", "Signature does not match the request.")

@@ -44,6 +44,9 @@ type Deps struct {
 	Sessions    Sessions
 	Vault       Vault
 	Idempotency IdempotencyStore
+	// Replays remembers accepted request signatures in storage shared by every instance,
+	// so a signed request is served once (nil: replays are not detected).
+	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
 	Orders Orders
 	// Metrics, when not nil, is served on /metrics and fed by every request.
@@ -98,6 +101,7 @@ type Server struct {
 	sessions    Sessions
 	vault       Vault
 	idempotency IdempotencyStore
+	replays     SignatureReplays
 	ready       func(context.Context) error
 	logger      *slog.Logger
 	orders      Orders
@@ -129,6 +133,7 @@ func New(cfg Config, d Deps) *Server {
 		metricsKeys:   newNamedKeyring("metrics", cfg.MetricsAPIKeys),
 		callerLimiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst, math.MaxInt),
 		addrLimiter:   newRateLimiter(cfg.RateLimit, cfg.RateBurst, maxAddressBuckets),
+		replays:       d.Replays,
 	}
 
 	root := mux.NewRouter()

@@ -992,7 +992,7 @@ func TestOutboxSweeperExpiresSessionsAndTokens(t *testing.T) {
 	insert("vt_old_used", "-48 hours", &done.ID)
 	insert("vt_recent_unused", "-1 hour", nil)
 	insert("vt_live", "1 hour", nil)
-	if n, err := sw.DeleteExpiredTokens(ctx, 24*time.Hour); err != nil || n != 1 {
+	if n, err := sw.DeleteExpiredTokens(ctx, 24*time.Hour, 0); err != nil || n != 1 {
 		t.Errorf("DeleteExpiredTokens = %d, %v; want 1", n, err)
 	}
 	rows, err := e.pool.Query(ctx, `SELECT id FROM vault_tokens ORDER BY id`)
