@@ -106,6 +106,15 @@ func (s *Server) withIdempotency() Middleware {
 			claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
 			rec := &bufferedResponse{header: http.Header{}}
 			next.ServeHTTP(rec, r.WithContext(idempotency.NewContext(r.Context(), claim)))
+			if rec.status >= http.StatusInternalServerError {
+				// A server error is not recorded, so the client need not wait for the
+				// claim's release: after a timeout the database is likely slow, and the
+				// 503 must leave within about REQUEST_TIMEOUT. Until the release lands,
+				// a retry gets 409 idempotency_in_flight with Retry-After.
+				rec.flushTo(w)
+				s.releaseInBackground(r, claim)
+				return
+			}
 			s.settleClaim(r, claim, rec)
 			rec.flushTo(w)
 		})
@@ -113,7 +122,7 @@ func (s *Server) withIdempotency() Middleware {
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already
-// did, or releases the claim after a server error.
+// did. The client waits for it: it must never see a response the server did not record.
 func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *bufferedResponse) {
 	// The request's own context may be canceled by now; the claim must still be settled,
 	// but not at any cost: a claim left behind is recovered after its timeout, while a
@@ -123,18 +132,33 @@ func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *buf
 	if _, _, ok := claim.Recorded(); ok {
 		return
 	}
-	var err error
-	if rec.status >= http.StatusInternalServerError {
-		err = s.idempotency.Release(ctx, claim)
-	} else {
-		err = s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes())
-	}
-	if err != nil {
+	if err := s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes()); err != nil {
 		// The response still goes out; the claim recovers after its timeout.
 		s.logger.LogAttrs(ctx, slog.LevelError, "settle idempotency key",
 			slog.String("request_id", requestID(ctx)), slog.Any("error", err))
 	}
 }
+
+// releaseInBackground releases the claim of a request that ended in a server error,
+// after its response has gone out, within settleTimeout. Wait waits for these.
+func (s *Server) releaseInBackground(r *http.Request, claim *idempotency.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), settleTimeout)
+	s.releases.Add(1)
+	go func() {
+		defer s.releases.Done()
+		defer cancel()
+		if err := s.idempotency.Release(ctx, claim); err != nil {
+			// The claim recovers after IDEMPOTENCY_RECOVER_AFTER.
+			s.logger.LogAttrs(ctx, slog.LevelError, "release idempotency key",
+				slog.String("request_id", requestID(ctx)), slog.Any("error", err))
+		}
+	}()
+}
+
+// Wait blocks until the idempotency claims being released in the background after
+// server errors are settled (each within a bounded time). Call it after the HTTP server
+// has shut down and before the database pool is closed.
+func (s *Server) Wait() { s.releases.Wait() }
 
 // bufferedResponse holds a response until the idempotency key is settled, so that the
 // client never sees a response the server did not record.

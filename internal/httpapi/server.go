@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -116,7 +117,9 @@ type Server struct {
 	fingerprint   payment.Fingerprinter
 	unavailable   func(error) bool
 	draining      atomic.Bool
-	handler       http.Handler
+	// releases counts the idempotency claims being released after server errors.
+	releases sync.WaitGroup
+	handler  http.Handler
 }
 
 // New builds the server.
