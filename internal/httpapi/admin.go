@@ -38,24 +38,10 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	r.HandleFunc("/orders/{id}/refunds", s.refundOrder).Methods(http.MethodPost)
 }
 
+// withAdminAuth asks for one of the admin keys; every admin key is the one caller
+// "admin", which scopes the admin API's idempotency records.
 func (s *Server) withAdminAuth() Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="acp-admin"`)
-				refuse(w, r, unauthorized("missing_authorization", "An Authorization: Bearer <admin API key> header is required."))
-				return
-			}
-			if _, found := s.adminKeys.lookup(strings.TrimSpace(token)); !found {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="acp-admin"`)
-				refuse(w, r, unauthorized("invalid_api_key", "The admin API key is not valid."))
-				return
-			}
-			infoOf(r).caller = "admin"
-			next.ServeHTTP(w, r)
-		})
-	}
+	return withBearerKey(s.adminKeys, "acp-admin", "admin", "admin")
 }
 
 // adminOrder is the merchant API's view of an order.

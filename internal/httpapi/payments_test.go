@@ -1302,21 +1302,7 @@ func TestConcurrentCompletesOfOneSessionChargeOnce(t *testing.T) {
 	statuses, bodies := raceRequests(t, n, func(int) (int, map[string]any, error) {
 		return postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(tok))
 	})
-	var ok int
-	var orderID string
-	for i, st := range statuses {
-		switch {
-		case st == http.StatusOK:
-			ok++
-			orderID, _ = bodies[i]["order"].(map[string]any)["id"].(string)
-		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
-		default:
-			t.Errorf("request %d: %d %v", i, st, bodies[i])
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d completions succeeded, want exactly 1", ok)
-	}
+	orderID := mustOneCompletion(t, statuses, bodies)
 	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, sid); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
@@ -1343,19 +1329,7 @@ func TestConcurrentPSPCompletesOfOneSessionChargeOnce(t *testing.T) {
 	statuses, bodies := raceRequests(t, n, func(int) (int, map[string]any, error) {
 		return postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData("tok_visa"))
 	})
-	var ok int
-	for i, st := range statuses {
-		switch {
-		case st == http.StatusOK:
-			ok++
-		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
-		default:
-			t.Errorf("request %d: %d %v", i, st, bodies[i])
-		}
-	}
-	if ok != 1 {
-		t.Errorf("%d completions succeeded, want exactly 1", ok)
-	}
+	mustOneCompletion(t, statuses, bodies)
 	if c := e.gateway.ChargesFor(sid); c != 1 {
 		t.Errorf("the session was charged %d times, want exactly once", c)
 	}
@@ -1380,19 +1354,7 @@ func TestConcurrentTokensForOneSessionPayOnce(t *testing.T) {
 	statuses, bodies := raceRequests(t, n, func(i int) (int, map[string]any, error) {
 		return postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(tokens[i]))
 	})
-	var ok int
-	for i, st := range statuses {
-		switch {
-		case st == http.StatusOK:
-			ok++
-		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
-		default:
-			t.Errorf("request %d: %d %v", i, st, bodies[i])
-		}
-	}
-	if ok != 1 {
-		t.Errorf("%d completions succeeded, want exactly 1", ok)
-	}
+	mustOneCompletion(t, statuses, bodies)
 	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, sid); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
@@ -1484,4 +1446,26 @@ func TestConcurrentCompletesNeverOversell(t *testing.T) {
 	if got := dbInt(e, `SELECT count(*) FROM checkout_sessions WHERE state = 'completed'`); got != stock {
 		t.Errorf("completed sessions = %d, want %d", got, stock)
 	}
+}
+
+// mustOneCompletion checks the answers to racing completions of one session: exactly one
+// 200, every other one 405 checkout_session_completed. It returns the order's id.
+func mustOneCompletion(t *testing.T, statuses []int, bodies []map[string]any) string {
+	t.Helper()
+	var ok int
+	var orderID string
+	for i, st := range statuses {
+		switch {
+		case st == http.StatusOK:
+			ok++
+			orderID, _ = bodies[i]["order"].(map[string]any)["id"].(string)
+		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
+		default:
+			t.Errorf("request %d: %d %v", i, st, bodies[i])
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d completions succeeded, want exactly 1", ok)
+	}
+	return orderID
 }

@@ -140,21 +140,32 @@ func (s *Server) withIdentify() Middleware {
 // withMetricsAuth asks for one of the metrics keys, when any is configured. The metrics
 // say how much the shop sells and how its database is doing: not for everyone.
 func (s *Server) withMetricsAuth() Middleware {
+	if len(s.metricsKeys.digests) == 0 {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	return withBearerKey(s.metricsKeys, "acp-metrics", "metrics", "")
+}
+
+// withBearerKey asks for one of the keys of kr in an Authorization: Bearer header (realm
+// names the WWW-Authenticate challenge, what the key in messages) and, when caller is
+// not empty, makes it the request's caller identity.
+func withBearerKey(kr keyring, realm, what, caller string) Middleware {
+	challenge := `Bearer realm="` + realm + `"`
 	return func(next http.Handler) http.Handler {
-		if len(s.metricsKeys.digests) == 0 {
-			return next
-		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 			if !ok || !strings.EqualFold(scheme, "Bearer") {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="acp-metrics"`)
-				refuse(w, r, unauthorized("missing_authorization", "An Authorization: Bearer <metrics API key> header is required."))
+				w.Header().Set("WWW-Authenticate", challenge)
+				refuse(w, r, unauthorized("missing_authorization", "An Authorization: Bearer <"+what+" API key> header is required."))
 				return
 			}
-			if _, found := s.metricsKeys.lookup(strings.TrimSpace(token)); !found {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="acp-metrics"`)
-				refuse(w, r, unauthorized("invalid_api_key", "The metrics API key is not valid."))
+			if _, found := kr.lookup(strings.TrimSpace(token)); !found {
+				w.Header().Set("WWW-Authenticate", challenge)
+				refuse(w, r, unauthorized("invalid_api_key", "The "+what+" API key is not valid."))
 				return
+			}
+			if caller != "" {
+				infoOf(r).caller = caller
 			}
 			next.ServeHTTP(w, r)
 		})
