@@ -28,24 +28,26 @@ const (
 )
 
 // Error is a domain error with a stable machine code, a message for people and an
-// optional RFC 9535 JSONPath naming the offending request field.
+// optional Field naming what is at fault; each API version renders the field as its own
+// JSONPath.
 type Error struct {
 	Kind    Kind
 	Code    string
 	Message string
-	Param   string
+	Field   Field
 }
 
 func (e *Error) Error() string {
-	if e.Param != "" {
-		return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Param)
+	if !e.Field.IsZero() {
+		return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Field)
 	}
 	return e.Code + ": " + e.Message
 }
 
-// Errorf builds an *Error of kind with code, param and a formatted message.
-func Errorf(kind Kind, code, param, format string, args ...any) *Error {
-	return &Error{Kind: kind, Code: code, Param: param, Message: fmt.Sprintf(format, args...)}
+// Errorf builds an *Error of kind with code, the field at fault (the zero Field for
+// none) and a formatted message.
+func Errorf(kind Kind, code string, at Field, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Field: at, Message: fmt.Sprintf(format, args...)}
 }
 
 // ErrNotFound is returned when a session does not exist.

@@ -56,10 +56,10 @@ type Refund struct {
 // MoveTo changes the order's status, refusing transitions the lifecycle does not allow.
 func (o *Order) MoveTo(to OrderStatus, now time.Time) error {
 	if !ValidOrderStatus(to) {
-		return Errorf(KindInvalid, "invalid", "$.status", "Unknown order status %q.", to)
+		return Errorf(KindInvalid, "invalid", At(FieldOrderStatus), "Unknown order status %q.", to)
 	}
 	if !slices.Contains(orderTransitions[o.Status], to) {
-		return Errorf(KindConflict, "invalid_transition", "$.status", "An order cannot go from %s to %s.", o.Status, to)
+		return Errorf(KindConflict, "invalid_transition", At(FieldOrderStatus), "An order cannot go from %s to %s.", o.Status, to)
 	}
 	o.Status = to
 	o.UpdatedAt = now
@@ -69,13 +69,13 @@ func (o *Order) MoveTo(to OrderStatus, now time.Time) error {
 // AddRefund records a refund; the refunds of an order never add up to more than was paid.
 func (o *Order) AddRefund(t RefundType, amount int64, now time.Time) (Refund, error) {
 	if t != RefundStoreCredit && t != RefundOriginalPayment {
-		return Refund{}, Errorf(KindInvalid, "invalid", "$.type", "Refund type must be store_credit or original_payment.")
+		return Refund{}, Errorf(KindInvalid, "invalid", At(FieldRefundType), "Refund type must be store_credit or original_payment.")
 	}
 	if amount <= 0 {
-		return Refund{}, Errorf(KindInvalid, "invalid", "$.amount", "Refund amount must be a positive integer in minor units.")
+		return Refund{}, Errorf(KindInvalid, "invalid", At(FieldRefundAmount), "Refund amount must be a positive integer in minor units.")
 	}
 	if refunded := o.Refunded(); amount > o.Amount-refunded {
-		return Refund{}, Errorf(KindConflict, "refund_exceeds_payment", "$.amount",
+		return Refund{}, Errorf(KindConflict, "refund_exceeds_payment", At(FieldRefundAmount),
 			"Refunds would total %d, more than the %d paid.", refunded+amount, o.Amount)
 	}
 	r := Refund{ID: NewID("rf_"), Type: t, Amount: amount, CreatedAt: now}

@@ -21,14 +21,14 @@ var ordersAllowed = map[[2]OrderStatus]bool{
 	{OrderShipped, OrderFulfilled}:      true,
 }
 
-func ordersWantError(t *testing.T, err error, kind Kind, code, param string) {
+func ordersWantError(t *testing.T, err error, kind Kind, code string, at Field) {
 	t.Helper()
 	de, ok := AsError(err)
 	if !ok {
 		t.Fatalf("error = %v, want a *checkout.Error %s", err, code)
 	}
-	if de.Kind != kind || de.Code != code || de.Param != param {
-		t.Errorf("error = kind %d code %q param %q, want kind %d code %q param %q", de.Kind, de.Code, de.Param, kind, code, param)
+	if de.Kind != kind || de.Code != code || de.Field != at {
+		t.Errorf("error = kind %d code %q field %s, want kind %d code %q field %s", de.Kind, de.Code, de.Field, kind, code, at)
 	}
 	if de.Message == "" {
 		t.Error("error without a message")
@@ -59,7 +59,7 @@ func TestOrdersStatusMachineEveryPair(t *testing.T) {
 				t.Errorf("%s -> %s allowed, want invalid_transition", from, to)
 				continue
 			}
-			ordersWantError(t, err, KindConflict, "invalid_transition", "$.status")
+			ordersWantError(t, err, KindConflict, "invalid_transition", At(FieldOrderStatus))
 			if o.Status != from || !o.UpdatedAt.Equal(created) {
 				t.Errorf("refused %s -> %s changed the order: %s %v", from, to, o.Status, o.UpdatedAt)
 			}
@@ -101,7 +101,7 @@ func TestOrdersUnknownStatus(t *testing.T) {
 			t.Errorf("MoveTo(%q) allowed", s)
 			continue
 		}
-		ordersWantError(t, err, KindInvalid, "invalid", "$.status")
+		ordersWantError(t, err, KindInvalid, "invalid", At(FieldOrderStatus))
 		if o.Status != OrderCreated {
 			t.Errorf("MoveTo(%q) changed the status to %s", s, o.Status)
 		}
@@ -161,7 +161,7 @@ func TestOrdersRefundTypesAndAmounts(t *testing.T) {
 	for _, typ := range []RefundType{"", "cash", "STORE_CREDIT", "original-payment", "refund"} {
 		o := &Order{Amount: 1000}
 		_, err := o.AddRefund(typ, 100, now)
-		ordersWantError(t, err, KindInvalid, "invalid", "$.type")
+		ordersWantError(t, err, KindInvalid, "invalid", At(FieldRefundType))
 		if len(o.Refunds) != 0 {
 			t.Errorf("refused type %q recorded a refund", typ)
 		}
@@ -169,7 +169,7 @@ func TestOrdersRefundTypesAndAmounts(t *testing.T) {
 	for _, amount := range []int64{0, -1, -1000, -1 << 62} {
 		o := &Order{Amount: 1000}
 		_, err := o.AddRefund(RefundOriginalPayment, amount, now)
-		ordersWantError(t, err, KindInvalid, "invalid", "$.amount")
+		ordersWantError(t, err, KindInvalid, "invalid", At(FieldRefundAmount))
 		if len(o.Refunds) != 0 || o.Refunded() != 0 {
 			t.Errorf("refused amount %d recorded a refund", amount)
 		}
@@ -186,7 +186,7 @@ func TestOrdersRefundsNeverExceedThePayment(t *testing.T) {
 		t.Fatalf("full refund: %v", err)
 	}
 	_, err := o.AddRefund(RefundStoreCredit, 1, now)
-	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", "$.amount")
+	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", At(FieldRefundAmount))
 	if o.Refunded() != 1000 || len(o.Refunds) != 1 {
 		t.Errorf("refunded = %d in %d refunds", o.Refunded(), len(o.Refunds))
 	}
@@ -194,7 +194,7 @@ func TestOrdersRefundsNeverExceedThePayment(t *testing.T) {
 	// One more than the amount at once: refused.
 	o = &Order{Amount: 1000}
 	_, err = o.AddRefund(RefundOriginalPayment, 1001, now)
-	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", "$.amount")
+	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", At(FieldRefundAmount))
 
 	// Several refunds of mixed types add up to exactly the amount; the next unit is refused.
 	o = &Order{Amount: 1000}
@@ -210,12 +210,12 @@ func TestOrdersRefundsNeverExceedThePayment(t *testing.T) {
 		t.Fatalf("refunded = %d", o.Refunded())
 	}
 	_, err = o.AddRefund(RefundOriginalPayment, 2, now)
-	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", "$.amount")
+	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", At(FieldRefundAmount))
 	if _, err := o.AddRefund(RefundOriginalPayment, 1, now); err != nil {
 		t.Fatalf("last unit: %v", err)
 	}
 	_, err = o.AddRefund(RefundOriginalPayment, 1, now)
-	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", "$.amount")
+	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", At(FieldRefundAmount))
 	if o.Refunded() != o.Amount || len(o.Refunds) != 4 {
 		t.Errorf("refunded = %d in %d refunds, want %d in 4", o.Refunded(), len(o.Refunds), o.Amount)
 	}
@@ -226,7 +226,7 @@ func TestOrdersRefundsNeverExceedThePayment(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = o.AddRefund(RefundOriginalPayment, 1<<63-1, now)
-	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", "$.amount")
+	ordersWantError(t, err, KindConflict, "refund_exceeds_payment", At(FieldRefundAmount))
 
 	// Refund ids are unique.
 	o = &Order{Amount: 100}

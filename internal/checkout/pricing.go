@@ -71,11 +71,12 @@ const (
 )
 
 // Message tells the agent what stands between the session and payment (errors) or
-// something worth showing the buyer (info). Param is an RFC 9535 JSONPath.
+// something worth showing the buyer (info). Field names what it is about, if anything;
+// each API version renders it as its own JSONPath.
 type Message struct {
 	Type    MessageType
 	Code    MessageCode
-	Param   string
+	Field   Field
 	Content string
 }
 
@@ -122,16 +123,16 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 		q.Totals.Tax += pl.Tax
 		q.Totals.Total += pl.Total
 
-		param := fmt.Sprintf("$.line_items[%d]", i)
+		line := At(FieldLines).Index(i)
 		switch {
 		case !known:
-			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Param: param,
+			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Field: line,
 				Content: fmt.Sprintf("Item %s is no longer sold.", l.VariantID)})
 		case !v.Available:
-			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeOutOfStock, Param: param,
+			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeOutOfStock, Field: line,
 				Content: fmt.Sprintf("%s is not available.", v.Title)})
 		case v.Stock != nil && *v.Stock < l.Quantity:
-			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeOutOfStock, Param: param,
+			q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeOutOfStock, Field: line,
 				Content: stockMessage(v.Title, *v.Stock)})
 		}
 	}
@@ -154,11 +155,11 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 	}
 
 	if s.Buyer == nil {
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Param: "$.buyer",
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Field: At(FieldBuyer),
 			Content: "Buyer details (first name, last name, email) are required."})
 	}
 	if needsShipping && s.FulfillmentAddress == nil {
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Param: "$.fulfillment_address",
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Field: At(FieldFulfillmentAddress),
 			Content: "A shipping address is required."})
 	}
 	switch selected, ok := findOffered(q.Options, s.FulfillmentOptionID); {
@@ -168,18 +169,18 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 		q.Totals.Tax += selected.Tax
 		q.Totals.Total += selected.Total
 	case len(q.Options) == 0:
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Param: "$.fulfillment_option_id",
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Field: At(FieldFulfillmentOption),
 			Content: "No fulfillment option can deliver this cart."})
 	case s.FulfillmentOptionID == "":
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Param: "$.fulfillment_option_id",
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Field: At(FieldFulfillmentOption),
 			Content: "Choose a fulfillment option."})
 	default:
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Param: "$.fulfillment_option_id",
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Field: At(FieldFulfillmentOption),
 			Content: "The chosen fulfillment option cannot deliver this cart; choose another."})
 	}
 
 	if s.PaymentError != "" {
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodePaymentDeclined, Param: "$.payment_data",
+		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodePaymentDeclined, Field: At(FieldPayment),
 			Content: s.PaymentError})
 	}
 

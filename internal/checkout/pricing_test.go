@@ -96,18 +96,18 @@ func TestPriceMessagesExplainWhatIsMissing(t *testing.T) {
 		want []string
 	}{
 		{"empty", Session{Lines: []Line{{VariantID: "tee", Quantity: 1}}},
-			[]string{"missing@$.buyer", "missing@$.fulfillment_address", "missing@$.fulfillment_option_id"}},
+			[]string{"missing@Buyer", "missing@FulfillmentAddress", "missing@FulfillmentOption"}},
 		{"digital needs no address", Session{Buyer: ada, Lines: []Line{{VariantID: "ebook", Quantity: 1}}},
-			[]string{"missing@$.fulfillment_option_id"}},
+			[]string{"missing@FulfillmentOption"}},
 		{"option that no longer fits", Session{Buyer: ada, FulfillmentOptionID: "std", Lines: []Line{{VariantID: "ebook", Quantity: 1}}},
-			[]string{"invalid@$.fulfillment_option_id"}},
+			[]string{"invalid@FulfillmentOption"}},
 		{"stock and availability", Session{Buyer: ada, FulfillmentAddress: addr, FulfillmentOptionID: "std",
 			Lines: []Line{{VariantID: "low", Quantity: 2}, {VariantID: "gone", Quantity: 1}, {VariantID: "low", Quantity: 1}}},
-			[]string{"out_of_stock@$.line_items[0]", "out_of_stock@$.line_items[1]"}},
+			[]string{"out_of_stock@Lines[0]", "out_of_stock@Lines[1]"}},
 		{"deleted variant", Session{Buyer: ada, FulfillmentAddress: addr, FulfillmentOptionID: "std", Lines: []Line{{VariantID: "ghost", Quantity: 1}}},
-			[]string{"invalid@$.line_items[0]"}},
+			[]string{"invalid@Lines[0]"}},
 		{"no option in this currency", Session{Currency: "gbp", Buyer: ada, FulfillmentAddress: addr, Lines: []Line{{VariantID: "tee", Quantity: 1}}},
-			[]string{"invalid@$.fulfillment_option_id"}},
+			[]string{"invalid@FulfillmentOption"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
@@ -118,7 +118,7 @@ func TestPriceMessagesExplainWhatIsMissing(t *testing.T) {
 			q := Price(&s, cat, time.Now())
 			var got []string
 			for _, m := range q.Messages {
-				got = append(got, string(m.Code)+"@"+m.Param)
+				got = append(got, string(m.Code)+"@"+m.Field.String())
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("messages = %v, want %v", got, tc.want)
@@ -195,7 +195,7 @@ func TestApplyAndCancel(t *testing.T) {
 		t.Errorf("session = %+v", s)
 	}
 	err := s.Apply(Changes{Items: []ItemRequest{{ID: "nope", Quantity: 1}}}, cat, now, time.Hour)
-	if e, ok := AsError(err); !ok || e.Kind != KindInvalid || e.Param != "$.items[0].id" {
+	if e, ok := AsError(err); !ok || e.Kind != KindInvalid || e.Field != At(FieldItems).Index(0).Child(FieldID) {
 		t.Errorf("unknown item: %v", err)
 	}
 	err = s.Apply(Changes{FulfillmentOptionID: ptr("dig")}, cat, now, time.Hour)

@@ -1,7 +1,6 @@
 package checkout
 
 import (
-	"fmt"
 	"net/mail"
 	"strings"
 	"time"
@@ -17,122 +16,127 @@ func NewID(prefix string) string {
 }
 
 // Validate checks the shape of a create (creating=true) or update request, before any
-// catalog look-up. Params are JSONPaths into the 2025-09-29 request body.
+// catalog look-up. Errors name domain fields; each API version renders them as paths
+// into its own request body.
 func (ch *Changes) Validate(creating bool) error {
+	items := At(FieldItems)
 	if creating && ch.Items == nil {
-		return Errorf(KindInvalid, "missing", "$.items", "items is required.")
+		return Errorf(KindInvalid, "missing", items, "items is required.")
 	}
 	if ch.Items != nil {
 		if len(ch.Items) == 0 {
-			return Errorf(KindInvalid, "invalid", "$.items", "items must hold at least one item.")
+			return Errorf(KindInvalid, "invalid", items, "items must hold at least one item.")
 		}
 		if len(ch.Items) > MaxLineItems {
-			return Errorf(KindInvalid, "invalid", "$.items", "items may hold at most %d items.", MaxLineItems)
+			return Errorf(KindInvalid, "invalid", items, "items may hold at most %d items.", MaxLineItems)
 		}
 		seen := make(map[string]bool, len(ch.Items))
 		for i, it := range ch.Items {
+			id := items.Index(i).Child(FieldID)
 			if strings.TrimSpace(it.ID) == "" {
-				return Errorf(KindInvalid, "invalid", fmt.Sprintf("$.items[%d].id", i), "Item id must not be empty.")
+				return Errorf(KindInvalid, "invalid", id, "Item id must not be empty.")
 			}
-			if err := maxLength(fmt.Sprintf("$.items[%d].id", i), it.ID, MaxIDLength); err != nil {
+			if err := maxLength(id, "id", it.ID, MaxIDLength); err != nil {
 				return err
 			}
 			if it.Quantity < 1 || it.Quantity > MaxQuantity {
-				return Errorf(KindInvalid, "invalid", fmt.Sprintf("$.items[%d].quantity", i),
+				return Errorf(KindInvalid, "invalid", items.Index(i).Child(FieldQuantity),
 					"Quantity must be a whole number from 1 to %d.", MaxQuantity)
 			}
 			if seen[it.ID] {
-				return Errorf(KindInvalid, "invalid", fmt.Sprintf("$.items[%d].id", i),
+				return Errorf(KindInvalid, "invalid", id,
 					"Item %s appears more than once; send it once with the total quantity.", it.ID)
 			}
 			seen[it.ID] = true
 		}
 	}
 	if ch.Buyer != nil {
-		if err := ch.Buyer.validate("$.buyer"); err != nil {
+		if err := ch.Buyer.validate(At(FieldBuyer)); err != nil {
 			return err
 		}
 	}
 	if ch.FulfillmentAddress != nil {
-		if err := ch.FulfillmentAddress.normalize("$.fulfillment_address"); err != nil {
+		if err := ch.FulfillmentAddress.normalize(At(FieldFulfillmentAddress)); err != nil {
 			return err
 		}
 	}
+	option := At(FieldFulfillmentOption)
 	if ch.FulfillmentOptionID != nil && *ch.FulfillmentOptionID == "" {
-		return Errorf(KindInvalid, "invalid", "$.fulfillment_option_id", "fulfillment_option_id must not be empty.")
+		return Errorf(KindInvalid, "invalid", option, "fulfillment_option_id must not be empty.")
 	}
 	if ch.FulfillmentOptionID != nil {
-		return maxLength("$.fulfillment_option_id", *ch.FulfillmentOptionID, MaxIDLength)
+		return maxLength(option, "fulfillment_option_id", *ch.FulfillmentOptionID, MaxIDLength)
 	}
 	return nil
 }
 
-// maxLength refuses a value longer than limit characters, naming the field.
-func maxLength(param, value string, limit int) error {
+// maxLength refuses a value longer than limit characters, naming the field at and, in
+// the message, its label (the messages still use the 2025-09-29 names; see
+// docs/decisions.md).
+func maxLength(at Field, label, value string, limit int) error {
 	if utf8.RuneCountInString(value) > limit {
-		name := param[strings.LastIndexByte(param, '.')+1:]
-		return Errorf(KindInvalid, "invalid", param, "%s is at most %d characters.", name, limit)
+		return Errorf(KindInvalid, "invalid", at, "%s is at most %d characters.", label, limit)
 	}
 	return nil
 }
 
-func (b *Buyer) validate(path string) error {
+// textPart is a part of a buyer or address: its field, its label in messages, its value
+// and its length limit in characters.
+type textPart struct {
+	name  FieldName
+	label string
+	value *string
+	limit int
+}
+
+func (b *Buyer) validate(at Field) error {
 	b.FirstName = strings.TrimSpace(b.FirstName)
 	b.LastName = strings.TrimSpace(b.LastName)
 	b.Email = strings.TrimSpace(b.Email)
 	switch {
 	case b.FirstName == "":
-		return Errorf(KindInvalid, "invalid", path+".first_name", "first_name must not be empty.")
+		return Errorf(KindInvalid, "invalid", at.Child(FieldFirstName), "first_name must not be empty.")
 	case b.LastName == "":
-		return Errorf(KindInvalid, "invalid", path+".last_name", "last_name must not be empty.")
+		return Errorf(KindInvalid, "invalid", at.Child(FieldLastName), "last_name must not be empty.")
 	}
-	for _, f := range []struct {
-		name, value string
-		limit       int
-	}{
-		{"first_name", b.FirstName, MaxNameLength}, {"last_name", b.LastName, MaxNameLength},
-		{"email", b.Email, MaxEmailLength}, {"phone_number", b.PhoneNumber, MaxPhoneLength},
+	for _, p := range []textPart{
+		{FieldFirstName, "first_name", &b.FirstName, MaxNameLength}, {FieldLastName, "last_name", &b.LastName, MaxNameLength},
+		{FieldEmail, "email", &b.Email, MaxEmailLength}, {FieldPhone, "phone_number", &b.PhoneNumber, MaxPhoneLength},
 	} {
-		if err := maxLength(path+"."+f.name, f.value, f.limit); err != nil {
+		if err := maxLength(at.Child(p.name), p.label, *p.value, p.limit); err != nil {
 			return err
 		}
 	}
 	if addr, err := mail.ParseAddress(b.Email); err != nil || addr.Address != b.Email {
-		return Errorf(KindInvalid, "invalid", path+".email", "email must be a valid email address.")
+		return Errorf(KindInvalid, "invalid", at.Child(FieldEmail), "email must be a valid email address.")
 	}
 	return nil
 }
 
 // normalize trims the address, upper-cases the country and checks the required fields.
-func (a *Address) normalize(path string) error {
-	fields := []struct {
-		name  string
-		value *string
-	}{
-		{"name", &a.Name}, {"line_one", &a.LineOne}, {"city", &a.City},
-		{"state", &a.State}, {"country", &a.Country}, {"postal_code", &a.PostalCode},
-	}
-	for _, f := range fields {
-		*f.value = strings.TrimSpace(*f.value)
-		if *f.value == "" {
-			return Errorf(KindInvalid, "invalid", path+"."+f.name, "%s must not be empty.", f.name)
+func (a *Address) normalize(at Field) error {
+	name := textPart{FieldFullName, "name", &a.Name, MaxNameLength}
+	lineOne := textPart{FieldLineOne, "line_one", &a.LineOne, MaxAddressLine}
+	city := textPart{FieldCity, "city", &a.City, MaxAddressLine}
+	state := textPart{FieldState, "state", &a.State, MaxAddressLine}
+	country := textPart{FieldCountry, "country", &a.Country, 0}
+	postalCode := textPart{FieldPostalCode, "postal_code", &a.PostalCode, MaxPostalCodeLength}
+	for _, p := range []textPart{name, lineOne, city, state, country, postalCode} {
+		*p.value = strings.TrimSpace(*p.value)
+		if *p.value == "" {
+			return Errorf(KindInvalid, "invalid", at.Child(p.name), "%s must not be empty.", p.label)
 		}
 	}
 	a.LineTwo = strings.TrimSpace(a.LineTwo)
-	for _, f := range []struct {
-		name, value string
-		limit       int
-	}{
-		{"name", a.Name, MaxNameLength}, {"line_one", a.LineOne, MaxAddressLine}, {"line_two", a.LineTwo, MaxAddressLine},
-		{"city", a.City, MaxAddressLine}, {"state", a.State, MaxAddressLine}, {"postal_code", a.PostalCode, MaxPostalCodeLength},
-	} {
-		if err := maxLength(path+"."+f.name, f.value, f.limit); err != nil {
+	lineTwo := textPart{FieldLineTwo, "line_two", &a.LineTwo, MaxAddressLine}
+	for _, p := range []textPart{name, lineOne, lineTwo, city, state, postalCode} {
+		if err := maxLength(at.Child(p.name), p.label, *p.value, p.limit); err != nil {
 			return err
 		}
 	}
 	a.Country = strings.ToUpper(a.Country)
 	if len(a.Country) != 2 || a.Country[0] < 'A' || a.Country[0] > 'Z' || a.Country[1] < 'A' || a.Country[1] > 'Z' {
-		return Errorf(KindInvalid, "invalid", path+".country", "country must be an ISO 3166-1 alpha-2 code such as US.")
+		return Errorf(KindInvalid, "invalid", at.Child(FieldCountry), "country must be an ISO 3166-1 alpha-2 code such as US.")
 	}
 	return nil
 }
@@ -159,12 +163,12 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 		for i, it := range ch.Items {
 			v, ok := c.Variants[it.ID]
 			if !ok {
-				return Errorf(KindInvalid, "invalid_item_id", fmt.Sprintf("$.items[%d].id", i), "Unknown item id %q.", it.ID)
+				return Errorf(KindInvalid, "invalid_item_id", At(FieldItems).Index(i).Child(FieldID), "Unknown item id %q.", it.ID)
 			}
 			if currency == "" {
 				currency = v.Currency
 			} else if v.Currency != currency {
-				return Errorf(KindInvalid, "currency_mismatch", fmt.Sprintf("$.items[%d].id", i),
+				return Errorf(KindInvalid, "currency_mismatch", At(FieldItems).Index(i).Child(FieldID),
 					"Item %s is priced in %s, the other items in %s; one session has one currency.", it.ID, v.Currency, currency)
 			}
 			id, ok := existing[it.ID]
@@ -186,7 +190,7 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 	}
 	if ch.FulfillmentOptionID != nil {
 		if !IsOffered(s, c, *ch.FulfillmentOptionID) {
-			return Errorf(KindInvalid, "invalid_fulfillment_option", "$.fulfillment_option_id",
+			return Errorf(KindInvalid, "invalid_fulfillment_option", At(FieldFulfillmentOption),
 				"Fulfillment option %q is not offered for this session.", *ch.FulfillmentOptionID)
 		}
 		s.FulfillmentOptionID = *ch.FulfillmentOptionID
@@ -199,22 +203,23 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 
 // Validate checks the shape of a completion request.
 func (c *Completion) Validate() error {
+	payment := At(FieldPayment)
 	if strings.TrimSpace(c.Token) == "" {
-		return Errorf(KindInvalid, "missing", "$.payment_data.token", "payment_data.token is required.")
+		return Errorf(KindInvalid, "missing", payment.Child(FieldToken), "payment_data.token is required.")
 	}
-	if err := maxLength("$.payment_data.token", c.Token, MaxIDLength); err != nil {
+	if err := maxLength(payment.Child(FieldToken), "token", c.Token, MaxIDLength); err != nil {
 		return err
 	}
 	if c.Provider != "stripe" {
-		return Errorf(KindInvalid, "unsupported_payment_provider", "$.payment_data.provider", "payment_data.provider must be stripe.")
+		return Errorf(KindInvalid, "unsupported_payment_provider", payment.Child(FieldProvider), "payment_data.provider must be stripe.")
 	}
 	if c.BillingAddress != nil {
-		if err := c.BillingAddress.normalize("$.payment_data.billing_address"); err != nil {
+		if err := c.BillingAddress.normalize(payment.Child(FieldBillingAddress)); err != nil {
 			return err
 		}
 	}
 	if c.Buyer != nil {
-		if err := c.Buyer.validate("$.buyer"); err != nil {
+		if err := c.Buyer.validate(At(FieldBuyer)); err != nil {
 			return err
 		}
 	}
@@ -235,7 +240,7 @@ func (s *Session) CheckCompletable(q Quote) error {
 				break
 			}
 		}
-		return Errorf(KindConflict, "not_ready_for_payment", "", "%s", msg)
+		return Errorf(KindConflict, "not_ready_for_payment", Field{}, "%s", msg)
 	}
 	return nil
 }
@@ -275,12 +280,12 @@ func (s *Session) touch(now time.Time, ttl time.Duration) {
 func (s *Session) ensureOpen(action string) error {
 	switch s.State {
 	case StateCompleted:
-		return Errorf(KindNotAllowed, "checkout_session_completed", "", "Cannot %s: the checkout session is already completed.", action)
+		return Errorf(KindNotAllowed, "checkout_session_completed", Field{}, "Cannot %s: the checkout session is already completed.", action)
 	case StateCanceled:
 		if s.CancelReason == CanceledExpired {
-			return Errorf(KindNotAllowed, "checkout_session_expired", "", "Cannot %s: the checkout session expired.", action)
+			return Errorf(KindNotAllowed, "checkout_session_expired", Field{}, "Cannot %s: the checkout session expired.", action)
 		}
-		return Errorf(KindNotAllowed, "checkout_session_canceled", "", "Cannot %s: the checkout session is canceled.", action)
+		return Errorf(KindNotAllowed, "checkout_session_canceled", Field{}, "Cannot %s: the checkout session is canceled.", action)
 	}
 	return nil
 }

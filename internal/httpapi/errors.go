@@ -66,7 +66,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if de.Kind == checkout.KindNotAllowed {
 			w.Header().Set("Allow", http.MethodGet)
 		}
-		refuse(w, r, &apiError{status: m.status, Type: m.errType, Code: de.Code, Message: de.Message, Param: de.Param})
+		// Every route speaks 2025-09-29 so far; a second version will pick its own renderer.
+		refuse(w, r, &apiError{status: m.status, Type: m.errType, Code: de.Code, Message: de.Message, Param: param0929(de.Field)})
 		return
 	}
 	switch {

@@ -116,7 +116,7 @@ func checkRefusal(t *testing.T, body []byte, err error) {
 	if !known || de.Kind == checkout.KindInternal || m.status < 400 || m.status > 499 {
 		t.Fatalf("domain error of kind %d (status %d) for %q: %v", de.Kind, m.status, body, err)
 	}
-	checkErrorText(t, body, m.errType, de.Code, de.Message, de.Param)
+	checkErrorText(t, body, m.errType, de.Code, de.Message, param0929(de.Field))
 }
 
 func checkErrorText(t *testing.T, body []byte, typ, code, msg, param string) {
@@ -139,7 +139,7 @@ func fuzzErrText(err error) string {
 		return ae.Code + "|" + ae.Message + "|" + ae.Param
 	}
 	if de, ok := checkout.AsError(err); ok {
-		return de.Code + "|" + de.Message + "|" + de.Param
+		return de.Code + "|" + de.Message + "|" + param0929(de.Field)
 	}
 	return err.Error()
 }

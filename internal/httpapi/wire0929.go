@@ -264,7 +264,7 @@ func encode0929(v checkout.View, links []Link) session0929 {
 		}
 	}
 	for i, m := range q.Messages {
-		out.Messages[i] = message0929{Type: m.Type, Code: m.Code, Param: m.Param, ContentType: "plain", Content: m.Content}
+		out.Messages[i] = message0929{Type: m.Type, Code: m.Code, Param: param0929(m.Field), ContentType: "plain", Content: m.Content}
 	}
 	if v.Order != nil {
 		out.Order = &order0929{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}

@@ -154,8 +154,8 @@ func TestTokenCheckUse(t *testing.T) {
 		}
 		if err != nil {
 			de, _ := checkout.AsError(err)
-			if de.Kind != checkout.KindInvalid || de.Param != "$.payment_data.token" {
-				t.Errorf("%s: kind %v param %q, want KindInvalid at $.payment_data.token", tc.name, de.Kind, de.Param)
+			if de.Kind != checkout.KindInvalid || de.Field != tokenField {
+				t.Errorf("%s: kind %v field %s, want KindInvalid at %s", tc.name, de.Kind, de.Field, tokenField)
 			}
 		}
 	}
@@ -207,8 +207,8 @@ func TestDelegationValidateExpiryBoundary(t *testing.T) {
 		}
 		if !tc.valid {
 			de, ok := checkout.AsError(err)
-			if !ok || de.Code != CodeInvalidCard || de.Param != "$.payment_method.exp_year" {
-				t.Errorf("%s/%s at %s: %v, want invalid_card at $.payment_method.exp_year", tc.month, tc.year, tc.now, err)
+			if !ok || de.Code != CodeInvalidCard || de.Field != checkout.At(FieldCard).Child(FieldExpYear) {
+				t.Errorf("%s/%s at %s: %v, want invalid_card at Card.ExpYear", tc.month, tc.year, tc.now, err)
 			}
 		}
 	}
@@ -218,36 +218,37 @@ func TestDelegationValidateAllowanceExpiryAndRisk(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		name        string
-		mod         func(*Delegation)
-		code, param string
+		name string
+		mod  func(*Delegation)
+		code string
+		at   checkout.Field
 	}{
-		{"valid", func(*Delegation) {}, "", ""},
-		{"allowance expires now", func(d *Delegation) { d.Allowance.ExpiresAt = now }, CodeInvalidAllowance, "$.allowance.expires_at"},
-		{"allowance expires a nanosecond later", func(d *Delegation) { d.Allowance.ExpiresAt = now.Add(time.Nanosecond) }, "", ""},
-		{"no risk signal", func(d *Delegation) { d.RiskSignals = nil }, CodeInvalidRequest, "$.risk_signals"},
+		{"valid", func(*Delegation) {}, "", checkout.Field{}},
+		{"allowance expires now", func(d *Delegation) { d.Allowance.ExpiresAt = now }, CodeInvalidAllowance, checkout.At(FieldAllowance).Child(FieldExpiresAt)},
+		{"allowance expires a nanosecond later", func(d *Delegation) { d.Allowance.ExpiresAt = now.Add(time.Nanosecond) }, "", checkout.Field{}},
+		{"no risk signal", func(d *Delegation) { d.RiskSignals = nil }, CodeInvalidRequest, checkout.At(FieldRiskSignals)},
 		{"second signal blocks", func(d *Delegation) {
 			d.RiskSignals = append(d.RiskSignals, RiskSignal{Type: "card_testing", Score: 99, Action: "blocked"})
-		}, CodeRiskBlocked, "$.risk_signals[1].action"},
+		}, CodeRiskBlocked, checkout.At(FieldRiskSignals).Index(1).Child(FieldRiskAction)},
 		{"an invalid signal is reported before a block", func(d *Delegation) {
 			d.RiskSignals = []RiskSignal{{Type: "card_testing", Action: "blocked"}, {Type: "velocity", Action: "authorized"}}
-		}, CodeInvalidRequest, "$.risk_signals[1].type"},
-		{"max amount above the cap", func(d *Delegation) { d.Allowance.MaxAmount = MaxAllowance + 1 }, CodeInvalidAllowance, "$.allowance.max_amount"},
-		{"max amount at the cap", func(d *Delegation) { d.Allowance.MaxAmount = MaxAllowance }, "", ""},
-		{"blank session id", func(d *Delegation) { d.Allowance.CheckoutSessionID = " " }, CodeInvalidAllowance, "$.allowance.checkout_session_id"},
-		{"merchant id of 256", func(d *Delegation) { d.Allowance.MerchantID = strings.Repeat("m", 256) }, "", ""},
+		}, CodeInvalidRequest, checkout.At(FieldRiskSignals).Index(1).Child(FieldRiskType)},
+		{"max amount above the cap", func(d *Delegation) { d.Allowance.MaxAmount = MaxAllowance + 1 }, CodeInvalidAllowance, checkout.At(FieldAllowance).Child(FieldMaxAmount)},
+		{"max amount at the cap", func(d *Delegation) { d.Allowance.MaxAmount = MaxAllowance }, "", checkout.Field{}},
+		{"blank session id", func(d *Delegation) { d.Allowance.CheckoutSessionID = " " }, CodeInvalidAllowance, checkout.At(FieldAllowance).Child(FieldCheckoutSessionID)},
+		{"merchant id of 256", func(d *Delegation) { d.Allowance.MerchantID = strings.Repeat("m", 256) }, "", checkout.Field{}},
 		{"billing address without city", func(d *Delegation) {
 			d.BillingAddress = &BillingAddress{Name: "A", LineOne: "1 St", State: "CA", Country: "US", PostalCode: "1"}
-		}, CodeInvalidRequest, "$.billing_address.city"},
+		}, CodeInvalidRequest, checkout.At(checkout.FieldBillingAddress).Child(checkout.FieldCity)},
 		{"billing country of three letters", func(d *Delegation) {
 			d.BillingAddress = &BillingAddress{Name: "A", LineOne: "1 St", City: "C", State: "CA", Country: "USA", PostalCode: "1"}
-		}, CodeInvalidRequest, "$.billing_address.country"},
-		{"cvc is optional", func(d *Delegation) { d.Card.CVC = "" }, "", ""},
-		{"expiry is optional", func(d *Delegation) { d.Card.ExpMonth, d.Card.ExpYear = "", "" }, "", ""},
-		{"network token", func(d *Delegation) { d.Card.NumberType = "network_token" }, "", ""},
-		{"eci too long", func(d *Delegation) { d.Card.ECIValue = "123" }, CodeInvalidCard, "$.payment_method.eci_value"},
-		{"unknown check", func(d *Delegation) { d.Card.ChecksPerformed = []string{"avs", "sms"} }, CodeInvalidCard, "$.payment_method.checks_performed[1]"},
-		{"iin of 7 digits", func(d *Delegation) { d.Card.IIN = "4242424" }, CodeInvalidCard, "$.payment_method.iin"},
+		}, CodeInvalidRequest, checkout.At(checkout.FieldBillingAddress).Child(checkout.FieldCountry)},
+		{"cvc is optional", func(d *Delegation) { d.Card.CVC = "" }, "", checkout.Field{}},
+		{"expiry is optional", func(d *Delegation) { d.Card.ExpMonth, d.Card.ExpYear = "", "" }, "", checkout.Field{}},
+		{"network token", func(d *Delegation) { d.Card.NumberType = "network_token" }, "", checkout.Field{}},
+		{"eci too long", func(d *Delegation) { d.Card.ECIValue = "123" }, CodeInvalidCard, checkout.At(FieldCard).Child(FieldECI)},
+		{"unknown check", func(d *Delegation) { d.Card.ChecksPerformed = []string{"avs", "sms"} }, CodeInvalidCard, checkout.At(FieldCard).Child(FieldChecksPerformed).Index(1)},
+		{"iin of 7 digits", func(d *Delegation) { d.Card.IIN = "4242424" }, CodeInvalidCard, checkout.At(FieldCard).Child(FieldIIN)},
 	} {
 		d := validDelegation()
 		tc.mod(d)
@@ -256,8 +257,8 @@ func TestDelegationValidateAllowanceExpiryAndRisk(t *testing.T) {
 			t.Errorf("%s: code = %q, want %q (%v)", tc.name, got, tc.code, err)
 			continue
 		}
-		if de, ok := checkout.AsError(err); ok && de.Param != tc.param {
-			t.Errorf("%s: param = %q, want %q", tc.name, de.Param, tc.param)
+		if de, ok := checkout.AsError(err); ok && de.Field != tc.at {
+			t.Errorf("%s: field = %s, want %s", tc.name, de.Field, tc.at)
 		}
 	}
 }

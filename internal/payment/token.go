@@ -87,26 +87,27 @@ const (
 	CodeUnsupportedProvider = "unsupported_payment_provider"
 )
 
-const tokenParam = "$.payment_data.token"
+// tokenField is where every token error points: the completion's payment token.
+var tokenField = checkout.At(checkout.FieldPayment).Child(checkout.FieldToken)
 
 // ErrTokenNotFound is returned for a token no vault or gateway knows.
-var ErrTokenNotFound = checkout.Errorf(checkout.KindInvalid, CodeTokenNotFound, tokenParam, "The payment token is unknown.")
+var ErrTokenNotFound = checkout.Errorf(checkout.KindInvalid, CodeTokenNotFound, tokenField, "The payment token is unknown.")
 
 // CheckUse enforces the allowance for paying amount in currency for session at now:
 // single use, bound to the session, not expired, same currency, within max_amount.
 func (t *Token) CheckUse(sessionID string, amount int64, currency string, now time.Time) error {
 	switch {
 	case t.UsedAt != nil:
-		return checkout.Errorf(checkout.KindInvalid, CodeTokenUsed, tokenParam, "The payment token has already been used.")
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenUsed, tokenField, "The payment token has already been used.")
 	case t.Allowance.CheckoutSessionID != sessionID:
-		return checkout.Errorf(checkout.KindInvalid, CodeTokenSessionBinding, tokenParam, "The payment token is bound to another checkout session.")
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenSessionBinding, tokenField, "The payment token is bound to another checkout session.")
 	case !now.Before(t.Allowance.ExpiresAt):
-		return checkout.Errorf(checkout.KindInvalid, CodeTokenExpired, tokenParam, "The payment token's allowance has expired.")
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenExpired, tokenField, "The payment token's allowance has expired.")
 	case t.Allowance.Currency != currency:
-		return checkout.Errorf(checkout.KindInvalid, CodeTokenCurrency, tokenParam,
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenCurrency, tokenField,
 			"The payment token allows %s; the session is in %s.", t.Allowance.Currency, currency)
 	case amount > t.Allowance.MaxAmount:
-		return checkout.Errorf(checkout.KindInvalid, CodeTokenAllowance, tokenParam,
+		return checkout.Errorf(checkout.KindInvalid, CodeTokenAllowance, tokenField,
 			"The session total %d exceeds the token's allowance of %d.", amount, t.Allowance.MaxAmount)
 	}
 	return nil
@@ -155,7 +156,7 @@ var mockDeclines = map[string]string{
 
 // DeclinedError builds the error a gateway returns for a declined charge.
 func DeclinedError(message string) *checkout.Error {
-	return checkout.Errorf(checkout.KindDeclined, CodePaymentDeclined, tokenParam, "%s", message)
+	return checkout.Errorf(checkout.KindDeclined, CodePaymentDeclined, tokenField, "%s", message)
 }
 
 // Charge implements Gateway.

@@ -70,7 +70,7 @@ func SetStock(ctx context.Context, pool *pgxpool.Pool, variantID string, quantit
 		return fmt.Errorf("set stock: %w", err)
 	}
 	if n == 0 {
-		return checkout.Errorf(checkout.KindNotFound, "not_found", "", "No variant with id %q.", variantID)
+		return checkout.Errorf(checkout.KindNotFound, "not_found", checkout.Field{}, "No variant with id %q.", variantID)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 
 // errClaimLost says the request's idempotency claim was recovered by another request
 // while this one ran (it was presumed dead); its work is rolled back.
-var errClaimLost = checkout.Errorf(checkout.KindConflict, "idempotency_in_flight", "",
+var errClaimLost = checkout.Errorf(checkout.KindConflict, "idempotency_in_flight", checkout.Field{},
 	"Another request with this Idempotency-Key took over; retry to get its result.")
 
 // commitThen is returned by a transaction body that wrote something that must stay (a

@@ -147,7 +147,7 @@ func takeStock(ctx context.Context, q *db.Queries, lines []checkout.Line) error 
 			return fmt.Errorf("take stock: %w", err)
 		}
 		if n == 0 {
-			return checkout.Errorf(checkout.KindConflict, "out_of_stock", fmt.Sprintf("$.line_items[%d]", i),
+			return checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(i),
 				"Item %s sold out before the payment went through; nothing was charged.", lines[i].VariantID)
 		}
 	}
@@ -159,7 +159,7 @@ func takeStock(ctx context.Context, q *db.Queries, lines []checkout.Line) error 
 func orderError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return checkout.Errorf(checkout.KindNotAllowed, "checkout_session_completed", "", "The checkout session already has an order.")
+		return checkout.Errorf(checkout.KindNotAllowed, "checkout_session_completed", checkout.Field{}, "The checkout session already has an order.")
 	}
 	return fmt.Errorf("insert order: %w", err)
 }

@@ -1,0 +1,95 @@
+package httpapi
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+)
+
+// This file is how 2025-09-29 names the fields the domain's errors and messages point
+// at. The domain says what is wrong (the id of the second item); this table says where
+// that is in a 2025-09-29 body ($.items[1].id). Another API version renders the same
+// fields through a table of its own.
+
+// wireNames0929 is the 2025-09-29 JSON key of each domain field name. A name shared by
+// several parents (an address's city, a card's or an address's name) has one key here,
+// as 2025-09-29 spells it the same under every parent. The order and refund fields are
+// the admin API's; it is not versioned and renders them through this table too.
+var wireNames0929 = map[checkout.FieldName]string{
+	checkout.FieldItems:              "items",
+	checkout.FieldID:                 "id",
+	checkout.FieldQuantity:           "quantity",
+	checkout.FieldLines:              "line_items",
+	checkout.FieldBuyer:              "buyer",
+	checkout.FieldFirstName:          "first_name",
+	checkout.FieldLastName:           "last_name",
+	checkout.FieldEmail:              "email",
+	checkout.FieldPhone:              "phone_number",
+	checkout.FieldFulfillmentAddress: "fulfillment_address",
+	checkout.FieldFulfillmentOption:  "fulfillment_option_id",
+	checkout.FieldPayment:            "payment_data",
+	checkout.FieldToken:              "token",
+	checkout.FieldProvider:           "provider",
+	checkout.FieldBillingAddress:     "billing_address",
+	checkout.FieldFullName:           "name",
+	checkout.FieldLineOne:            "line_one",
+	checkout.FieldLineTwo:            "line_two",
+	checkout.FieldCity:               "city",
+	checkout.FieldState:              "state",
+	checkout.FieldCountry:            "country",
+	checkout.FieldPostalCode:         "postal_code",
+	checkout.FieldOrderStatus:        "status",
+	checkout.FieldRefundType:         "type",
+	checkout.FieldRefundAmount:       "amount",
+
+	payment.FieldCard:              "payment_method",
+	payment.FieldCardType:          "type",
+	payment.FieldNumberType:        "card_number_type",
+	payment.FieldNumber:            "number",
+	payment.FieldFundingType:       "display_card_funding_type",
+	payment.FieldExpMonth:          "exp_month",
+	payment.FieldExpYear:           "exp_year",
+	payment.FieldCVC:               "cvc",
+	payment.FieldECI:               "eci_value",
+	payment.FieldChecksPerformed:   "checks_performed",
+	payment.FieldIIN:               "iin",
+	payment.FieldLast4:             "display_last4",
+	payment.FieldCryptogram:        "cryptogram",
+	payment.FieldBrand:             "display_brand",
+	payment.FieldWalletType:        "display_wallet_type",
+	payment.FieldMetadata:          "metadata",
+	payment.FieldAllowance:         "allowance",
+	payment.FieldReason:            "reason",
+	payment.FieldMaxAmount:         "max_amount",
+	payment.FieldCurrency:          "currency",
+	payment.FieldCheckoutSessionID: "checkout_session_id",
+	payment.FieldMerchantID:        "merchant_id",
+	payment.FieldExpiresAt:         "expires_at",
+	payment.FieldRiskSignals:       "risk_signals",
+	payment.FieldRiskType:          "type",
+	payment.FieldRiskAction:        "action",
+}
+
+// param0929 renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
+// zero Field. A name missing from the table also gives "": no param is better than a
+// wrong one, and TestParam0929 lists every name so none goes missing unnoticed.
+func param0929(f checkout.Field) string {
+	if f.IsZero() {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteByte('$')
+	for _, s := range f.Segments() {
+		name, ok := wireNames0929[s.Name]
+		if !ok {
+			return ""
+		}
+		b.WriteString("." + name)
+		if s.Indexed {
+			b.WriteString("[" + strconv.Itoa(s.Index) + "]")
+		}
+	}
+	return b.String()
+}
