@@ -104,6 +104,11 @@ type Refund struct {
 	CreatedAt time.Time
 }
 
+type SignatureReplay struct {
+	Digest    []byte
+	ExpiresAt time.Time
+}
+
 type TaxRate struct {
 	Country string
 	Region  string

@@ -67,12 +67,45 @@ func (q *Queries) CountPendingOrderEvents(ctx context.Context) (int64, error) {
 }
 
 const deleteExpiredVaultTokens = `-- name: DeleteExpiredVaultTokens :execrows
-DELETE FROM vault_tokens WHERE used_at IS NULL AND expires_at < $1
+DELETE FROM vault_tokens
+WHERE used_at IS NULL AND (expires_at < $1 OR created_at < $2)
 `
 
-// Unused tokens past their allowance can never pay; used ones stay with their order.
-func (q *Queries) DeleteExpiredVaultTokens(ctx context.Context, before time.Time) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteExpiredVaultTokens, before)
+type DeleteExpiredVaultTokensParams struct {
+	ExpiredBefore time.Time
+	CreatedBefore time.Time
+}
+
+// Unused tokens past their allowance (or, for tokens stored before the lifetime cap,
+// created longer than the maximum lifetime ago) can never pay; used ones stay with
+// their order.
+func (q *Queries) DeleteExpiredVaultTokens(ctx context.Context, arg DeleteExpiredVaultTokensParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteExpiredVaultTokens, arg.ExpiredBefore, arg.CreatedBefore)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const deleteFinishedOrderEvents = `-- name: DeleteFinishedOrderEvents :execrows
+DELETE FROM order_events
+WHERE id IN (
+    SELECT e.id FROM order_events e
+    WHERE e.status IN ('delivered', 'dead') AND e.created_at < $1
+    ORDER BY e.created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+`
+
+type DeleteFinishedOrderEventsParams struct {
+	Before  time.Time
+	MaxRows int32
+}
+
+// Retention: delivered and dead events created before @before. Pending ones always stay.
+func (q *Queries) DeleteFinishedOrderEvents(ctx context.Context, arg DeleteFinishedOrderEventsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteFinishedOrderEvents, arg.Before, arg.MaxRows)
 	if err != nil {
 		return 0, err
 	}

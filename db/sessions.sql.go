@@ -10,6 +10,34 @@ import (
 	"time"
 )
 
+const deleteCanceledSessions = `-- name: DeleteCanceledSessions :execrows
+DELETE FROM checkout_sessions
+WHERE id IN (
+    SELECT s.id FROM checkout_sessions s
+    WHERE s.state = 'canceled' AND s.updated_at < $1
+      AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.checkout_session_id = s.id)
+    ORDER BY s.updated_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+`
+
+type DeleteCanceledSessionsParams struct {
+	Before  time.Time
+	MaxRows int32
+}
+
+// Retention: canceled sessions (by the agent or by expiry) unchanged since @before go,
+// with their line items (ON DELETE CASCADE). Completed sessions stay with their orders;
+// the NOT EXISTS is the guard should a canceled session ever be referenced by one.
+func (q *Queries) DeleteCanceledSessions(ctx context.Context, arg DeleteCanceledSessionsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteCanceledSessions, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const deleteLineItems = `-- name: DeleteLineItems :exec
 DELETE FROM line_items WHERE checkout_session_id = $1
 `
@@ -105,6 +133,9 @@ type GetSessionForUpdateParams struct {
 }
 
 // Taken inside the transaction that writes the session, so concurrent updates serialise.
+// Completion depends on it: without it two completions of one session both pass their
+// checks and both charge a PSP token before one of them loses on the unique order
+// (TestCompleteWaitsForTheSessionLock, TestConcurrentPSPCompletesOfOneSessionChargeOnce).
 func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpdateParams) (CheckoutSession, error) {
 	row := q.db.QueryRow(ctx, getSessionForUpdate, arg.ID, arg.Owner)
 	var i CheckoutSession

@@ -85,5 +85,19 @@ WHERE id = @id AND attempts = @attempts AND status = 'pending';
 SELECT count(*) FROM order_events WHERE status = 'pending';
 
 -- name: DeleteExpiredVaultTokens :execrows
--- Unused tokens past their allowance can never pay; used ones stay with their order.
-DELETE FROM vault_tokens WHERE used_at IS NULL AND expires_at < @before;
+-- Unused tokens past their allowance (or, for tokens stored before the lifetime cap,
+-- created longer than the maximum lifetime ago) can never pay; used ones stay with
+-- their order.
+DELETE FROM vault_tokens
+WHERE used_at IS NULL AND (expires_at < @expired_before OR created_at < @created_before);
+
+-- name: DeleteFinishedOrderEvents :execrows
+-- Retention: delivered and dead events created before @before. Pending ones always stay.
+DELETE FROM order_events
+WHERE id IN (
+    SELECT e.id FROM order_events e
+    WHERE e.status IN ('delivered', 'dead') AND e.created_at < @before
+    ORDER BY e.created_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+);

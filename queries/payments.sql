@@ -13,7 +13,14 @@ INSERT INTO vault_tokens (
 
 -- name: GetVaultTokenForUpdate :one
 -- Locked after the session row (always session first, then token), inside the
--- completion transaction, so that one token pays at most once.
+-- completion transaction. For "one token pays at most once" this lock is redundant: a
+-- token pays only the session it is bound to, whose FOR UPDATE serialises its
+-- completions, MarkVaultTokenUsed only marks a token whose used_at IS NULL, and a
+-- session has one order (orders.checkout_session_id UNIQUE); those layers are tested by
+-- TestVaultTokenPaysOnceWithoutItsRowLock. It is kept so that a concurrent change of the
+-- token row (the sweeper deleting an expired token) is waited for and checked before
+-- stock is taken: a clean payment_token_not_found instead of an internal error
+-- (TestCompleteWaitsForTheVaultTokenLock).
 SELECT * FROM vault_tokens WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: MarkVaultTokenUsed :execrows

@@ -8,6 +8,9 @@ SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner;
 
 -- name: GetSessionForUpdate :one
 -- Taken inside the transaction that writes the session, so concurrent updates serialise.
+-- Completion depends on it: without it two completions of one session both pass their
+-- checks and both charge a PSP token before one of them loses on the unique order
+-- (TestCompleteWaitsForTheSessionLock, TestConcurrentPSPCompletesOfOneSessionChargeOnce).
 SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: UpdateSession :exec
@@ -53,3 +56,17 @@ WHERE id IN (
 -- Lazy expiry on access: one session, if it is open and past its expiry.
 UPDATE checkout_sessions SET state = 'canceled', cancel_reason = 'expired', updated_at = @now
 WHERE id = @id AND owner = @owner AND state = 'open' AND expires_at <= @now;
+
+-- name: DeleteCanceledSessions :execrows
+-- Retention: canceled sessions (by the agent or by expiry) unchanged since @before go,
+-- with their line items (ON DELETE CASCADE). Completed sessions stay with their orders;
+-- the NOT EXISTS is the guard should a canceled session ever be referenced by one.
+DELETE FROM checkout_sessions
+WHERE id IN (
+    SELECT s.id FROM checkout_sessions s
+    WHERE s.state = 'canceled' AND s.updated_at < @before
+      AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.checkout_session_id = s.id)
+    ORDER BY s.updated_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+);

@@ -25,12 +25,10 @@ import (
 const connectTimeout = 30 * time.Second
 
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	if len(cfg.CardFingerprintKey) == 0 {
-		// Without a stable key no card fingerprint can be stored, and idempotent
-		// retries of delegate_payment could not be recognised across instances
-		// without hashing card data in a way a database thief could reverse.
-		return errors.New("CARD_FINGERPRINT_KEY is required to serve (at least 32 bytes, e.g. openssl rand -hex 32; make run creates one under .data/)")
+	if err := cfg.CheckServe(); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
 	}
+	logPosture(cfg, logger)
 	pool, err := connectWithRetry(ctx, cfg.DatabaseURL, logger)
 	if err != nil {
 		return err
@@ -71,9 +69,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.ShopPoliciesURL != "" {
 		links = append(links, httpapi.Link{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL})
 	}
-	if len(cfg.APIKeys) == 0 {
-		logger.Warn("API_KEYS is not set: the ACP endpoints are open to anyone who can reach this server")
-	}
 	keys := make([]httpapi.APIKey, len(cfg.APIKeys))
 	for i, k := range cfg.APIKeys {
 		keys[i] = httpapi.APIKey{Name: k.Name, Key: k.Key}
@@ -93,12 +88,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		RequireAPIVersion: cfg.RequireAPIVersion, AdminAPIKeys: cfg.AdminAPIKeys,
 		CardFingerprintKey: cfg.CardFingerprintKey, RequestTimeout: cfg.RequestTimeout,
+		TrustedProxies: cfg.TrustedProxies, MetricsAPIKeys: cfg.MetricsAPIKeys,
 	}, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: cfg.SessionTTL, Gateway: payment.MockGateway{}, PublicBaseURL: cfg.PublicBaseURL,
+			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
 			OrderEvents: cfg.WebhookURL != "",
 		}),
-		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)),
+		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
+		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
 		Metrics:     m,
@@ -112,7 +109,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	var jobs sync.WaitGroup
 	jobs.Go(func() { cleanIdempotencyKeys(jobsCtx, idem, cfg.IdempotencyTTL, logger) })
-	jobs.Go(func() { sweep(jobsCtx, postgres.NewSweeper(pool), cfg.SweepInterval, logger) })
+	retention := postgres.Retention{
+		CanceledSessions: cfg.CanceledSessionRetention, OrderEvents: cfg.OrderEventRetention,
+		ExpiredTokenGrace: expiredTokenGrace, TokenLifetime: cfg.VaultTokenMaxLifetime,
+	}
+	jobs.Go(func() { sweep(jobsCtx, postgres.NewSweeper(pool), cfg.SweepInterval, retention, logger) })
 	if cfg.WebhookURL != "" {
 		worker := webhook.NewWorker(webhook.Config{
 			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,
@@ -160,12 +161,53 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	api.Wait() // claims released after server errors, before the pool closes
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
 }
+
+// logPosture says at start what the configuration decided about security, so an
+// operator reads in the log, not in the code, whether the server is open.
+func logPosture(cfg config.Config, logger *slog.Logger) {
+	auth := fmt.Sprintf("%d API key(s)", len(cfg.APIKeys))
+	if len(cfg.APIKeys) == 0 {
+		auth = "open: no API_KEYS, every caller shares one identity"
+	}
+	metricsAccess := "off"
+	switch {
+	case cfg.MetricsEnabled && len(cfg.MetricsAPIKeys) > 0:
+		metricsAccess = "METRICS_API_KEY"
+	case cfg.MetricsEnabled:
+		metricsAccess = "open"
+	}
+	proxies := make([]string, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	logger.Info("security posture",
+		slog.String("environment", cfg.Environment),
+		slog.String("authentication", auth),
+		slog.Bool("request_signatures", len(cfg.SigningSecrets) > 0),
+		slog.Bool("admin_api", len(cfg.AdminAPIKeys) > 0),
+		slog.String("metrics", metricsAccess),
+		slog.String("payment_gateway", cfg.PaymentGateway),
+		slog.Float64("rate_limit_rps", cfg.RateLimit),
+		slog.Any("trusted_proxies", proxies),
+	)
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
+	if cfg.RateLimit == 0 {
+		logger.Warn("RATE_LIMIT_RPS=0: no request is rate limited")
+	}
+}
+
+// gateway is the payment gateway PAYMENT_GATEWAY names; config.Load accepts only the
+// mock so far.
+func gateway(config.Config) payment.Gateway { return payment.MockGateway{} }
 
 // connectWithRetry opens the pool, retrying with backoff until connectTimeout.
 func connectWithRetry(ctx context.Context, databaseURL string, logger *slog.Logger) (*pgxpool.Pool, error) {
@@ -226,8 +268,10 @@ func deliveryResult(r webhook.Result) string {
 const expiredTokenGrace = 24 * time.Hour
 
 // sweep runs the time-based jobs every interval until ctx ends: expire sessions past
-// their TTL and delete long-expired vault tokens. Each is safe on several instances.
-func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, logger *slog.Logger) {
+// their TTL, then delete what the retention periods no longer keep (canceled sessions,
+// finished order events, unusable vault tokens, remembered signatures). Each is safe on
+// several instances.
+func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, r postgres.Retention, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -236,10 +280,13 @@ func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, logger
 		} else if n > 0 {
 			logger.Info("sessions expired", slog.Int64("count", n))
 		}
-		if n, err := s.DeleteExpiredTokens(ctx, expiredTokenGrace); err != nil && ctx.Err() == nil {
-			logger.Warn("vault token sweep failed", slog.Any("error", err))
-		} else if n > 0 {
-			logger.Info("expired vault tokens deleted", slog.Int64("count", n))
+		p, err := s.Purge(ctx, r)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("retention sweep failed", slog.Any("error", err))
+		}
+		if p != (postgres.Purged{}) {
+			logger.Info("retention sweep", slog.Int64("sessions", p.Sessions), slog.Int64("order_events", p.OrderEvents),
+				slog.Int64("vault_tokens", p.Tokens), slog.Int64("signatures", p.Signatures))
 		}
 		select {
 		case <-ctx.Done():

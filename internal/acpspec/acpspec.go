@@ -1,40 +1,45 @@
-// Package acpspec lets tests validate JSON against the official ACP JSON Schemas. The
-// schemas are read from $ACP_SPEC_DIR, or from shared/acp-spec beside the repository;
-// tests skip with a clear message when neither exists.
+// Package acpspec gives tests the official ACP specification files and validates JSON
+// against its JSON Schemas. The files are vendored under spec/ and embedded, so every
+// clone has them: a missing file is a compile error or a test failure, never a skip.
 package acpspec
 
 import (
 	"bytes"
+	"embed"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
+	"path"
 	"sync"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// Dir returns the directory holding the spec versions, or "" when none is found.
-func Dir() string {
-	if d := os.Getenv("ACP_SPEC_DIR"); d != "" {
-		return d
-	}
-	wd, err := os.Getwd()
+// The upstream files, unchanged; spec/SOURCE names the commit they come from.
+//
+//go:embed spec/LICENSE spec/NOTICE spec/SOURCE spec/2025-09-29 spec/2026-04-17
+var files embed.FS
+
+// FS returns the vendored spec, rooted at the folder holding the version directories
+// (e.g. "2025-09-29/json-schema/schema.agentic_checkout.json").
+func FS() fs.FS {
+	sub, err := fs.Sub(files, "spec")
 	if err != nil {
-		return ""
+		panic(err) // "spec" is a valid constant path; fs.Sub cannot fail on it
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			spec := filepath.Join(dir, "..", "shared", "acp-spec")
-			if _, err := os.Stat(spec); err == nil {
-				return spec
-			}
-			return ""
-		}
-		if filepath.Dir(dir) == dir {
-			return ""
-		}
+	return sub
+}
+
+// ReadFile returns one vendored file, by its path below spec/ (e.g.
+// "2026-04-17/openapi/openapi.agentic_checkout_webhook.yaml"), failing the test when
+// it is not there.
+func ReadFile(tb testing.TB, name string) []byte {
+	tb.Helper()
+	raw, err := fs.ReadFile(FS(), name)
+	if err != nil {
+		tb.Fatalf("acpspec: %v", err)
 	}
+	return raw
 }
 
 // Validator validates documents against one schema bundle.
@@ -46,17 +51,10 @@ type Validator struct {
 }
 
 // MustLoad loads version's bundle file (e.g. "2025-09-29", "schema.agentic_checkout.json"),
-// skipping the test when the spec is not on this machine.
+// failing the test when it cannot be read or compiled.
 func MustLoad(tb testing.TB, version, file string) *Validator {
 	tb.Helper()
-	dir := Dir()
-	if dir == "" {
-		tb.Skip("ACP spec not found: set ACP_SPEC_DIR or put shared/acp-spec beside the repository")
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, version, "json-schema", file))
-	if err != nil {
-		tb.Fatalf("read schema: %v", err)
-	}
+	raw := ReadFile(tb, path.Join(version, "json-schema", file))
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
 		tb.Fatalf("parse schema: %v", err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -406,18 +406,8 @@ func TestDemoCatalog(t *testing.T) {
 // just something this parser accepts.
 func TestDemoCatalogMatchesFeedSchema(t *testing.T) {
 	t.Parallel()
-	dir := os.Getenv("ACP_SPEC_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "acp-spec")
-	}
-	schemaFile := filepath.Join(dir, "2026-04-17", "json-schema", "schema.feed.json")
-	raw, err := os.ReadFile(schemaFile)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("ACP feed schema not found at %s: set ACP_SPEC_DIR to the acp-spec directory to run this test", schemaFile)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	const schemaFile = "2026-04-17/json-schema/schema.feed.json"
+	raw := acpspec.ReadFile(t, schemaFile)
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("parse %s: %v", schemaFile, err)

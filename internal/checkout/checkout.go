@@ -44,6 +44,19 @@ const (
 	MaxLineItems = 100
 )
 
+// Length limits of the text a session stores, in characters. They are generous for
+// real data (the longest personal names and street lines in use, RFC 5321's 320 for an
+// email address) and keep one session from holding megabytes: a 1,000,000-character
+// first_name used to be accepted and stored.
+const (
+	MaxNameLength       = 256 // buyer first and last name, address name
+	MaxEmailLength      = 320
+	MaxPhoneLength      = 64
+	MaxAddressLine      = 256 // line_one, line_two, city, state
+	MaxPostalCodeLength = 32
+	MaxIDLength         = 256 // item ids, fulfillment option ids, payment tokens
+)
+
 // FulfillmentType says how a variant or an option reaches the buyer.
 type FulfillmentType string
 

@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -33,6 +34,9 @@ func (ch *Changes) Validate(creating bool) error {
 			if strings.TrimSpace(it.ID) == "" {
 				return Errorf(KindInvalid, "invalid", fmt.Sprintf("$.items[%d].id", i), "Item id must not be empty.")
 			}
+			if err := maxLength(fmt.Sprintf("$.items[%d].id", i), it.ID, MaxIDLength); err != nil {
+				return err
+			}
 			if it.Quantity < 1 || it.Quantity > MaxQuantity {
 				return Errorf(KindInvalid, "invalid", fmt.Sprintf("$.items[%d].quantity", i),
 					"Quantity must be a whole number from 1 to %d.", MaxQuantity)
@@ -57,6 +61,18 @@ func (ch *Changes) Validate(creating bool) error {
 	if ch.FulfillmentOptionID != nil && *ch.FulfillmentOptionID == "" {
 		return Errorf(KindInvalid, "invalid", "$.fulfillment_option_id", "fulfillment_option_id must not be empty.")
 	}
+	if ch.FulfillmentOptionID != nil {
+		return maxLength("$.fulfillment_option_id", *ch.FulfillmentOptionID, MaxIDLength)
+	}
+	return nil
+}
+
+// maxLength refuses a value longer than limit characters, naming the field.
+func maxLength(param, value string, limit int) error {
+	if utf8.RuneCountInString(value) > limit {
+		name := param[strings.LastIndexByte(param, '.')+1:]
+		return Errorf(KindInvalid, "invalid", param, "%s is at most %d characters.", name, limit)
+	}
 	return nil
 }
 
@@ -69,6 +85,17 @@ func (b *Buyer) validate(path string) error {
 		return Errorf(KindInvalid, "invalid", path+".first_name", "first_name must not be empty.")
 	case b.LastName == "":
 		return Errorf(KindInvalid, "invalid", path+".last_name", "last_name must not be empty.")
+	}
+	for _, f := range []struct {
+		name, value string
+		limit       int
+	}{
+		{"first_name", b.FirstName, MaxNameLength}, {"last_name", b.LastName, MaxNameLength},
+		{"email", b.Email, MaxEmailLength}, {"phone_number", b.PhoneNumber, MaxPhoneLength},
+	} {
+		if err := maxLength(path+"."+f.name, f.value, f.limit); err != nil {
+			return err
+		}
 	}
 	if addr, err := mail.ParseAddress(b.Email); err != nil || addr.Address != b.Email {
 		return Errorf(KindInvalid, "invalid", path+".email", "email must be a valid email address.")
@@ -92,6 +119,17 @@ func (a *Address) normalize(path string) error {
 		}
 	}
 	a.LineTwo = strings.TrimSpace(a.LineTwo)
+	for _, f := range []struct {
+		name, value string
+		limit       int
+	}{
+		{"name", a.Name, MaxNameLength}, {"line_one", a.LineOne, MaxAddressLine}, {"line_two", a.LineTwo, MaxAddressLine},
+		{"city", a.City, MaxAddressLine}, {"state", a.State, MaxAddressLine}, {"postal_code", a.PostalCode, MaxPostalCodeLength},
+	} {
+		if err := maxLength(path+"."+f.name, f.value, f.limit); err != nil {
+			return err
+		}
+	}
 	a.Country = strings.ToUpper(a.Country)
 	if len(a.Country) != 2 || a.Country[0] < 'A' || a.Country[0] > 'Z' || a.Country[1] < 'A' || a.Country[1] > 'Z' {
 		return Errorf(KindInvalid, "invalid", path+".country", "country must be an ISO 3166-1 alpha-2 code such as US.")
@@ -163,6 +201,9 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 func (c *Completion) Validate() error {
 	if strings.TrimSpace(c.Token) == "" {
 		return Errorf(KindInvalid, "missing", "$.payment_data.token", "payment_data.token is required.")
+	}
+	if err := maxLength("$.payment_data.token", c.Token, MaxIDLength); err != nil {
+		return err
 	}
 	if c.Provider != "stripe" {
 		return Errorf(KindInvalid, "unsupported_payment_provider", "$.payment_data.provider", "payment_data.provider must be stripe.")

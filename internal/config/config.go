@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,9 @@ import (
 // Config is the whole configuration of the server. Every field comes from one
 // environment variable, named in its comment, with the default given there.
 type Config struct {
+	// Environment (ENVIRONMENT: development, the default, or production) decides whether
+	// unsafe settings are refused (production) or only warned about; see CheckServe.
+	Environment    string
 	DatabaseURL    string        // DATABASE_URL (required)
 	Host           string        // HOST, default 0.0.0.0
 	Port           int           // PORT, default 8080
@@ -72,8 +77,29 @@ type Config struct {
 	// SweepInterval (SWEEP_INTERVAL, default 1m) is how often expired sessions are
 	// canceled and expired vault tokens deleted.
 	SweepInterval time.Duration
+	// CanceledSessionRetention (CANCELED_SESSION_RETENTION, default 720h, at least 1h)
+	// is how long a canceled or expired session is kept before it is deleted.
+	CanceledSessionRetention time.Duration
+	// OrderEventRetention (ORDER_EVENT_RETENTION, default 720h, at least 1h) is how long
+	// a delivered or dead order event is kept before it is deleted.
+	OrderEventRetention time.Duration
+	// VaultTokenMaxLifetime (VAULT_TOKEN_MAX_LIFETIME, default 168h, at least 5m) caps
+	// how long a vault token can pay, whatever expiry its allowance asks for.
+	VaultTokenMaxLifetime time.Duration
 	// MetricsEnabled (METRICS_ENABLED, default true) serves /metrics.
 	MetricsEnabled bool
+	// MetricsAPIKeys (METRICS_API_KEY, comma-separated for rotation, at least 16
+	// characters each) are the bearer keys /metrics requires; unset, /metrics is open.
+	MetricsAPIKeys []string
+	// TrustedProxies (TRUSTED_PROXIES, comma-separated IPs or CIDRs) are the peers whose
+	// X-Forwarded-For is believed for the client address; unset, it is ignored.
+	TrustedProxies []netip.Prefix
+	// PaymentGateway (PAYMENT_GATEWAY, default mock, the only one so far) authorizes
+	// payments.
+	PaymentGateway string
+	// AllowMockGateway (ALLOW_MOCK_GATEWAY, default false) lets production serve with
+	// the mock gateway, which accepts test tokens and moves no money.
+	AllowMockGateway bool
 	// RequestTimeout (REQUEST_TIMEOUT, default 10s) bounds the work of one request.
 	RequestTimeout time.Duration
 	// DrainDelay (DRAIN_DELAY, default 5s) is how long /ready answers 503 before the
@@ -224,6 +250,9 @@ func Load(getenv func(string) string) (Config, error) {
 		cfg.AdminAPIKeys = append(cfg.AdminAPIKeys, key)
 	}
 	cfg.SweepInterval = duration(get, "SWEEP_INTERVAL", "1m", time.Second, &errs)
+	cfg.CanceledSessionRetention = duration(get, "CANCELED_SESSION_RETENTION", "720h", time.Hour, &errs)
+	cfg.OrderEventRetention = duration(get, "ORDER_EVENT_RETENTION", "720h", time.Hour, &errs)
+	cfg.VaultTokenMaxLifetime = duration(get, "VAULT_TOKEN_MAX_LIFETIME", "168h", 5*time.Minute, &errs)
 	cfg.DrainDelay = duration(get, "DRAIN_DELAY", "5s", 0, &errs)
 	cfg.RequestTimeout = duration(get, "REQUEST_TIMEOUT", "10s", 100*time.Millisecond, &errs)
 	metrics, err := strconv.ParseBool(get("METRICS_ENABLED", "true"))
@@ -231,7 +260,165 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("METRICS_ENABLED must be true or false, got %q", getenv("METRICS_ENABLED")))
 	}
 	cfg.MetricsEnabled = metrics
+	for _, key := range splitList(getenv("METRICS_API_KEY")) {
+		if len(key) < 16 {
+			errs = append(errs, errors.New("METRICS_API_KEY: every key must be at least 16 characters"))
+			continue
+		}
+		cfg.MetricsAPIKeys = append(cfg.MetricsAPIKeys, key)
+	}
+	for _, entry := range splitList(getenv("TRUSTED_PROXIES")) {
+		p, err := parsePrefix(entry)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TRUSTED_PROXIES must list IP addresses or CIDR prefixes, got %q", entry))
+			continue
+		}
+		if p.Bits() == 0 {
+			errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %q would believe every client's X-Forwarded-For, and let anyone pick the address it is limited by", entry))
+			continue
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+	}
+
+	cfg.Environment = get("ENVIRONMENT", Development)
+	if cfg.Environment != Development && cfg.Environment != Production {
+		errs = append(errs, fmt.Errorf("ENVIRONMENT must be %s or %s, got %q", Development, Production, cfg.Environment))
+	}
+	cfg.PaymentGateway = get("PAYMENT_GATEWAY", GatewayMock)
+	if cfg.PaymentGateway != GatewayMock {
+		errs = append(errs, fmt.Errorf("PAYMENT_GATEWAY must be %s (the only gateway so far), got %q", GatewayMock, cfg.PaymentGateway))
+	}
+	allowMock, err := strconv.ParseBool(get("ALLOW_MOCK_GATEWAY", "false"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("ALLOW_MOCK_GATEWAY must be true or false, got %q", getenv("ALLOW_MOCK_GATEWAY")))
+	}
+	cfg.AllowMockGateway = allowMock
+
+	errs = append(errs, cfg.contradictions()...)
 	return cfg, errors.Join(errs...)
+}
+
+// Environments (ENVIRONMENT) and payment gateways (PAYMENT_GATEWAY).
+const (
+	Development = "development"
+	Production  = "production"
+	GatewayMock = "mock"
+)
+
+// derivedIdentity is the form of the identity the server derives for a key given without
+// a name (httpapi.CallerIdentity). A name of that form could pass for another key's
+// caller, and own its sessions.
+var derivedIdentity = regexp.MustCompile(`^key_[0-9a-f]{32}$`)
+
+// contradictions reports settings that are each valid but cannot all be meant: one key
+// standing for two callers, a name posing as a derived identity, idempotency keys taken
+// over while their request may still run.
+func (c Config) contradictions() []error {
+	var errs []error
+	seen := map[string]string{} // key -> the variable that holds it
+	claim := func(variable, key string) {
+		switch prev, ok := seen[key]; {
+		case !ok:
+			seen[key] = variable
+		case prev == variable:
+			errs = append(errs, fmt.Errorf("%s lists the same key twice", variable))
+		default:
+			errs = append(errs, fmt.Errorf("%s and %s share a key: each key must open one thing only", prev, variable))
+		}
+	}
+	for _, k := range c.APIKeys {
+		claim("API_KEYS", k.Key)
+		if derivedIdentity.MatchString(k.Name) {
+			errs = append(errs, fmt.Errorf("API_KEYS: the name %q has the form of a derived key identity (key_ and 32 hex digits) and could stand for another key's caller; choose another name", k.Name))
+		}
+	}
+	for _, k := range c.AdminAPIKeys {
+		claim("ADMIN_API_KEYS", k)
+	}
+	for _, k := range c.MetricsAPIKeys {
+		claim("METRICS_API_KEY", k)
+	}
+	if c.IdempotencyRecoverAfter > 0 && c.RequestTimeout > 0 && c.IdempotencyRecoverAfter < c.RequestTimeout {
+		errs = append(errs, fmt.Errorf("IDEMPOTENCY_RECOVER_AFTER (%s) must not be shorter than REQUEST_TIMEOUT (%s): a retry would take over the key of a request that may still be running, and run it twice",
+			c.IdempotencyRecoverAfter, c.RequestTimeout))
+	}
+	return errs
+}
+
+// CheckServe reports what forbids serving with c. In production that includes every
+// setting that would leave the server open or fake: no API keys, the mock payment
+// gateway unless ALLOW_MOCK_GATEWAY=true, metrics without a key, a public URL that is
+// not https. In development those are only warned about at start (see Warnings).
+func (c Config) CheckServe() error {
+	var errs []error
+	if len(c.CardFingerprintKey) == 0 {
+		// Without a stable key no card fingerprint can be stored, and idempotent
+		// retries of delegate_payment could not be recognised across instances
+		// without hashing card data in a way a database thief could reverse.
+		errs = append(errs, errors.New("CARD_FINGERPRINT_KEY is required to serve (at least 32 bytes, e.g. openssl rand -hex 32; make run creates one under .data/)"))
+	}
+	if c.Environment == Production {
+		for _, w := range c.risks() {
+			errs = append(errs, fmt.Errorf("ENVIRONMENT=production: %s", w.refusal))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Warnings are the risks of c that development mode accepts and production refuses.
+func (c Config) Warnings() []string {
+	var out []string
+	for _, r := range c.risks() {
+		if r.warning != "" {
+			out = append(out, r.warning)
+		}
+	}
+	return out
+}
+
+type risk struct{ refusal, warning string }
+
+func (c Config) risks() []risk {
+	var out []risk
+	if len(c.APIKeys) == 0 {
+		out = append(out, risk{
+			"API_KEYS is required: without it anyone who can reach the server is a caller, and all callers share one identity",
+			"API_KEYS is not set: the ACP endpoints are open to anyone who can reach this server, and every caller shares one identity (one caller's Idempotency-Key replays, sessions and tokens are every caller's)",
+		})
+	}
+	if c.PaymentGateway == GatewayMock && !c.AllowMockGateway {
+		out = append(out, risk{
+			"PAYMENT_GATEWAY=mock moves no money; set ALLOW_MOCK_GATEWAY=true if that is intended",
+			"PAYMENT_GATEWAY is mock: payments are simulated, no money moves",
+		})
+	}
+	if c.MetricsEnabled && len(c.MetricsAPIKeys) == 0 {
+		out = append(out, risk{
+			"METRICS_API_KEY is required while METRICS_ENABLED=true: the metrics tell anyone how much the shop sells",
+			"METRICS_API_KEY is not set: /metrics is open to anyone who can reach this server",
+		})
+	}
+	if u, err := url.Parse(c.PublicBaseURL); err == nil && u.Scheme != "https" {
+		out = append(out, risk{
+			fmt.Sprintf("PUBLIC_BASE_URL must be an https URL, got %q: buyers follow its order links", c.PublicBaseURL),
+			"", // development runs on http://localhost
+		})
+	}
+	return out
+}
+
+// parsePrefix reads an IP address (a prefix of one) or a CIDR prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	ip = ip.Unmap()
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
 
 func duration(get func(string, string) string, name, def string, minimum time.Duration, errs *[]error) time.Duration {

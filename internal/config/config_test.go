@@ -80,3 +80,121 @@ func TestLoadSecurity(t *testing.T) {
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
+
+// base is a valid configuration to add the variables under test to.
+func base(kv map[string]string) func(string) string {
+	all := map[string]string{"DATABASE_URL": "postgres://db/acp"}
+	for k, v := range kv {
+		all[k] = v
+	}
+	return env(all)
+}
+
+func TestLoadRefusesContradictions(t *testing.T) {
+	t.Parallel()
+	const key, other = "shared-key-0123456789", "other-key-0123456789"
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"agent and admin key", map[string]string{"API_KEYS": "a:" + key, "ADMIN_API_KEYS": key}, "API_KEYS and ADMIN_API_KEYS share a key"},
+		{"agent and metrics key", map[string]string{"API_KEYS": key, "METRICS_API_KEY": key}, "API_KEYS and METRICS_API_KEY share a key"},
+		{"admin and metrics key", map[string]string{"ADMIN_API_KEYS": key, "METRICS_API_KEY": other + "," + key}, "ADMIN_API_KEYS and METRICS_API_KEY share a key"},
+		{"one key, two names", map[string]string{"API_KEYS": "a:" + key + ",b:" + key}, "API_KEYS lists the same key twice"},
+		{"name posing as a derived identity", map[string]string{"API_KEYS": "key_0123456789abcdef0123456789abcdef:" + key}, "form of a derived key identity"},
+		{"recovery before the request timeout", map[string]string{"IDEMPOTENCY_RECOVER_AFTER": "5s", "REQUEST_TIMEOUT": "10s"}, "IDEMPOTENCY_RECOVER_AFTER (5s) must not be shorter than REQUEST_TIMEOUT (10s)"},
+		{"default timeout, short recovery", map[string]string{"IDEMPOTENCY_RECOVER_AFTER": "1s"}, "REQUEST_TIMEOUT"},
+		{"trust everyone", map[string]string{"TRUSTED_PROXIES": "10.0.0.1, 0.0.0.0/0"}, "would believe every client"},
+		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "proxy.local"}, "TRUSTED_PROXIES must list"},
+		{"short metrics key", map[string]string{"METRICS_API_KEY": "short"}, "METRICS_API_KEY: every key must be at least 16"},
+		{"unknown environment", map[string]string{"ENVIRONMENT": "prod"}, "ENVIRONMENT must be development or production"},
+		{"unknown gateway", map[string]string{"PAYMENT_GATEWAY": "stripe"}, "PAYMENT_GATEWAY must be mock"},
+		{"not a boolean", map[string]string{"ALLOW_MOCK_GATEWAY": "yes please"}, "ALLOW_MOCK_GATEWAY must be true or false"},
+	} {
+		_, err := Load(base(c.env))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), key) || strings.Contains(err.Error(), other)) {
+			t.Errorf("%s: the error shows a key: %v", c.name, err)
+		}
+	}
+
+	// What is not contradictory stays accepted: a rotation (two keys, one name), the old
+	// 64-bit identity as a name (to keep a bare key's sessions), recovery = timeout.
+	cfg, err := Load(base(map[string]string{
+		"API_KEYS": "a:" + key + ",a:" + other + ",key_0123456789abcdef:bare-but-named-0123456789", "ADMIN_API_KEYS": "admin-key-0123456789",
+		"METRICS_API_KEY": "metrics-key-0123456789", "IDEMPOTENCY_RECOVER_AFTER": "10s", "REQUEST_TIMEOUT": "10s",
+		"TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16, ::ffff:10.0.0.2, fd00::/8",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxies []string
+	for _, p := range cfg.TrustedProxies {
+		proxies = append(proxies, p.String())
+	}
+	if got := strings.Join(proxies, " "); got != "10.0.0.1/32 192.168.0.0/16 10.0.0.2/32 fd00::/8" {
+		t.Errorf("TrustedProxies = %s", got)
+	}
+	if len(cfg.MetricsAPIKeys) != 1 || cfg.Environment != Development || cfg.PaymentGateway != GatewayMock || cfg.AllowMockGateway {
+		t.Errorf("cfg = %+v", cfg)
+	}
+}
+
+func TestProductionRefusesToServeOpen(t *testing.T) {
+	t.Parallel()
+	fingerprint := "0123456789abcdef0123456789abcdef"
+	cfg, err := Load(base(map[string]string{"ENVIRONMENT": "production", "CARD_FINGERPRINT_KEY": fingerprint}))
+	if err != nil {
+		t.Fatal(err) // loading is fine: migrate and the CLI need no API keys
+	}
+	err = cfg.CheckServe()
+	if err == nil {
+		t.Fatal("production serves open")
+	}
+	for _, want := range []string{"API_KEYS is required", "ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY is required", "PUBLIC_BASE_URL must be an https URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+
+	// Told otherwise, with keys, it serves.
+	cfg, err = Load(base(map[string]string{
+		"ENVIRONMENT": "production", "CARD_FINGERPRINT_KEY": fingerprint, "API_KEYS": "platform:agent-key-0123456789",
+		"ALLOW_MOCK_GATEWAY": "true", "METRICS_API_KEY": "metrics-key-0123456789", "PUBLIC_BASE_URL": "https://shop.example",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckServe(); err != nil {
+		t.Errorf("a complete production configuration: %v", err)
+	}
+	// Metrics turned off need no key.
+	cfg.MetricsEnabled, cfg.MetricsAPIKeys = false, nil
+	if err := cfg.CheckServe(); err != nil {
+		t.Errorf("production without metrics: %v", err)
+	}
+
+	// Development serves the same open configuration, and says what is unsafe.
+	cfg, err = Load(base(map[string]string{"CARD_FINGERPRINT_KEY": fingerprint}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckServe(); err != nil {
+		t.Errorf("development: %v", err)
+	}
+	warnings := strings.Join(cfg.Warnings(), "\n")
+	for _, want := range []string{"API_KEYS is not set", "every caller shares one identity", "PAYMENT_GATEWAY is mock", "/metrics is open"} {
+		if !strings.Contains(warnings, want) {
+			t.Errorf("development warnings do not say %q:\n%s", want, warnings)
+		}
+	}
+
+	// Serving needs CARD_FINGERPRINT_KEY in every environment.
+	cfg.CardFingerprintKey = nil
+	if err := cfg.CheckServe(); err == nil || !strings.Contains(err.Error(), "CARD_FINGERPRINT_KEY is required") {
+		t.Errorf("no fingerprint key: %v", err)
+	}
+}

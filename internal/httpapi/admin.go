@@ -27,7 +27,9 @@ type Orders interface {
 // adminRoutes mounts the merchant's order API, behind ADMIN_API_KEYS (never the agents'
 // keys: agents must not move orders).
 func (s *Server) adminRoutes(r *mux.Router) {
-	r.Use(recordRoute)
+	// Refunds and status changes are retried by merchants' scripts like any POST: the
+	// same Idempotency-Key machinery as the ACP routes, scoped to the admin identity.
+	r.Use(recordRoute, mux.MiddlewareFunc(s.withIdempotency()))
 	r.NotFoundHandler = http.HandlerFunc(s.notFound)
 	r.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(r))
 	r.HandleFunc("/orders", s.listOrders).Methods(http.MethodGet)
@@ -36,24 +38,10 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	r.HandleFunc("/orders/{id}/refunds", s.refundOrder).Methods(http.MethodPost)
 }
 
+// withAdminAuth asks for one of the admin keys; every admin key is the one caller
+// "admin", which scopes the admin API's idempotency records.
 func (s *Server) withAdminAuth() Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="acp-admin"`)
-				refuse(w, r, unauthorized("missing_authorization", "An Authorization: Bearer <admin API key> header is required."))
-				return
-			}
-			if _, found := s.adminKeys.lookup(strings.TrimSpace(token)); !found {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="acp-admin"`)
-				refuse(w, r, unauthorized("invalid_api_key", "The admin API key is not valid."))
-				return
-			}
-			infoOf(r).caller = "admin"
-			next.ServeHTTP(w, r)
-		})
-	}
+	return withBearerKey(s.adminKeys, "acp-admin", "admin", "admin")
 }
 
 // adminOrder is the merchant API's view of an order.
@@ -183,12 +171,13 @@ func (s *Server) setOrderStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidRequest("missing", "status is required.", "$.status"))
 		return
 	}
+	expectAdminOrder(r, http.StatusOK)
 	o, err := s.orders.SetStatus(r.Context(), mux.Vars(r)["id"], checkout.OrderStatus(*req.Status))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toAdminOrder(o))
+	recordedOrEncode(w, r, http.StatusOK, toAdminOrder(o))
 }
 
 func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
@@ -201,12 +190,22 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	expectAdminOrder(r, http.StatusCreated)
 	o, err := s.orders.Refund(r.Context(), mux.Vars(r)["id"], checkout.RefundType(*req.Type), *req.Amount)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, toAdminOrder(o))
+	recordedOrEncode(w, r, http.StatusCreated, toAdminOrder(o))
+}
+
+// expectAdminOrder tells the order store how this request's result is rendered, so an
+// Idempotency-Key's response is recorded in the transaction of the change itself.
+func expectAdminOrder(r *http.Request, status int) {
+	setEncoder(r, func(result any) (int, []byte, error) {
+		body, err := encodeJSON(toAdminOrder(result.(*checkout.Order)))
+		return status, body, err
+	})
 }
 
 func (s *Server) decodeAdmin(w http.ResponseWriter, r *http.Request, dst any) error {

@@ -6,8 +6,7 @@ package httpapi
 // only let through values that satisfy the domain invariants, and must never echo a
 // card number or CVC in an error message.
 //
-// Seeds: the official 2025-09-29 examples (from $ACP_SPEC_DIR or shared/acp-spec beside
-// the repository, skipped when absent), inline valid requests, and tricky inputs (NUL
+// Seeds: the official 2025-09-29 examples (vendored in internal/acpspec), inline valid requests, and tricky inputs (NUL
 // escapes, huge numbers, deep nesting, duplicate keys, invalid UTF-8). Run one with
 //
 //	go test -run '^$' -fuzz '^FuzzCreateRequest$' -fuzztime 30s ./internal/httpapi
@@ -22,8 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -40,19 +37,10 @@ import (
 // ---- seeds ----
 
 // specExamples returns the named examples of one 2025-09-29 example file as request
-// bodies. It returns nothing when the spec is not on this machine.
+// bodies.
 func specExamples(tb testing.TB, file string, names ...string) [][]byte {
 	tb.Helper()
-	dir := acpspec.Dir()
-	if dir == "" {
-		tb.Logf("ACP spec not found (set ACP_SPEC_DIR): fuzzing without the official examples")
-		return nil
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "2025-09-29", file))
-	if err != nil {
-		tb.Logf("read %s: %v: fuzzing without the official examples", file, err)
-		return nil
-	}
+	raw := acpspec.ReadFile(tb, "2025-09-29/"+file)
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &all); err != nil {
 		tb.Fatalf("parse %s: %v", file, err)
@@ -215,6 +203,10 @@ func checkBuyer(t *testing.T, b *checkout.Buyer) {
 	if a, err := mail.ParseAddress(b.Email); err != nil || a.Address != b.Email {
 		t.Fatalf("accepted buyer email %q", b.Email)
 	}
+	if utf8.RuneCountInString(b.FirstName) > checkout.MaxNameLength || utf8.RuneCountInString(b.LastName) > checkout.MaxNameLength ||
+		utf8.RuneCountInString(b.Email) > checkout.MaxEmailLength || utf8.RuneCountInString(b.PhoneNumber) > checkout.MaxPhoneLength {
+		t.Fatalf("accepted an over-long buyer field: %+v", b)
+	}
 }
 
 var fuzzCountry = regexp.MustCompile(`^[A-Z]{2}$`)
@@ -228,6 +220,14 @@ func checkAddress(t *testing.T, a *checkout.Address) {
 		if strings.TrimSpace(v) == "" || v != strings.TrimSpace(v) {
 			t.Fatalf("accepted address %s %q", name, v)
 		}
+	}
+	for name, v := range map[string]string{"name": a.Name, "line_one": a.LineOne, "line_two": a.LineTwo, "city": a.City, "state": a.State} {
+		if utf8.RuneCountInString(v) > checkout.MaxAddressLine {
+			t.Fatalf("accepted an address %s of %d characters", name, utf8.RuneCountInString(v))
+		}
+	}
+	if utf8.RuneCountInString(a.PostalCode) > checkout.MaxPostalCodeLength {
+		t.Fatalf("accepted a postal_code of %d characters", utf8.RuneCountInString(a.PostalCode))
 	}
 	if !fuzzCountry.MatchString(a.Country) {
 		t.Fatalf("accepted address country %q", a.Country)

@@ -3,6 +3,9 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,6 +22,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
@@ -51,6 +55,9 @@ type testEnv struct {
 	server *httptest.Server
 	logs   *bytes.Buffer
 	schema *acpspec.Validator
+	// gateway is the PSP of every server instance of e: the mock, counting the charges
+	// it lets through, so a test can assert how often a session was charged.
+	gateway *payment.CountingGateway
 }
 
 // mustEnv starts a server on a new database holding testCatalog.
@@ -66,7 +73,10 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
-	e := &testEnv{t: t, pool: pool, logs: &bytes.Buffer{}, schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json")}
+	e := &testEnv{
+		t: t, pool: pool, logs: &bytes.Buffer{}, gateway: &payment.CountingGateway{},
+		schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json"),
+	}
 	e.server = e.startServer(recoverAfter, opts...)
 	return e
 }
@@ -88,10 +98,11 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	pool := e.pool
 	api := httpapi.New(cfg, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example", OrderEvents: true,
+			TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
+		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true),
 		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
 		Unavailable: postgres.IsUnavailable,
@@ -102,6 +113,16 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	e.t.Cleanup(srv.Close)
 	return srv
 }
+
+// on returns a copy of e that sends its requests to srv, another instance on e's database.
+func (e *testEnv) on(srv *httptest.Server) *testEnv {
+	c := *e
+	c.server = srv
+	return &c
+}
+
+// api is the server behind srv.
+func api(srv *httptest.Server) *httpapi.Server { return srv.Config.Handler.(*httpapi.Server) }
 
 // response is a decoded HTTP response.
 type response struct {
@@ -244,6 +265,15 @@ func messages(s map[string]any) []string {
 		}
 	}
 	return out
+}
+
+// keyedRequestHash is the request_hash the server stores for a body outside
+// delegate_payment: an HMAC, keyed with the card fingerprint key, of the canonical hash.
+// Tests that plant idempotency rows use it.
+func keyedRequestHash(body string) string {
+	m := hmac.New(sha256.New, []byte(testFingerprintKey))
+	m.Write([]byte("idempotency-request-hash:" + idempotency.Hash([]byte(body))))
+	return "hmac:" + hex.EncodeToString(m.Sum(nil))
 }
 
 // lockedWriter serialises writes to a buffer shared by concurrent handlers.

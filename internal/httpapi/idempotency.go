@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -28,6 +29,12 @@ const settleTimeout = 2 * time.Second
 // maxIdempotencyKeyLength matches the column's CHECK.
 const maxIdempotencyKeyLength = 255
 
+// maxIdempotentPathLength bounds the path recorded with a key. The path is part of the
+// primary key of idempotency_keys, and a btree entry cannot exceed about 2.7 kB: a
+// longer path made the claim fail with a 500. No resource here has a path anywhere near
+// this long (ids are a few dozen characters), so a longer one is simply not found.
+const maxIdempotentPathLength = 1024
+
 // idempotencyConflictStatus is the status of "same key, different body" per API version:
 // 409 up to 2026-01-30, 422 from 2026-04-17 (checklist PART D).
 var idempotencyConflictStatus = map[string]int{Version20250929: http.StatusConflict}
@@ -48,6 +55,10 @@ func (s *Server) withIdempotency() Middleware {
 			if len(key) > maxIdempotencyKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
 				refuse(w, r, invalidRequest("invalid_idempotency_key",
 					"Idempotency-Key must be at most 255 bytes of printable UTF-8.", ""))
+				return
+			}
+			if len(r.URL.Path) > maxIdempotentPathLength {
+				s.notFound(w, r)
 				return
 			}
 			body, err := s.rawBody(w, r)
@@ -95,6 +106,15 @@ func (s *Server) withIdempotency() Middleware {
 			claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
 			rec := &bufferedResponse{header: http.Header{}}
 			next.ServeHTTP(rec, r.WithContext(idempotency.NewContext(r.Context(), claim)))
+			if rec.status >= http.StatusInternalServerError {
+				// A server error is not recorded, so the client need not wait for the
+				// claim's release: after a timeout the database is likely slow, and the
+				// 503 must leave within about REQUEST_TIMEOUT. Until the release lands,
+				// a retry gets 409 idempotency_in_flight with Retry-After.
+				rec.flushTo(w)
+				s.releaseInBackground(r, claim)
+				return
+			}
 			s.settleClaim(r, claim, rec)
 			rec.flushTo(w)
 		})
@@ -102,7 +122,7 @@ func (s *Server) withIdempotency() Middleware {
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already
-// did, or releases the claim after a server error.
+// did. The client waits for it: it must never see a response the server did not record.
 func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *bufferedResponse) {
 	// The request's own context may be canceled by now; the claim must still be settled,
 	// but not at any cost: a claim left behind is recovered after its timeout, while a
@@ -112,18 +132,33 @@ func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *buf
 	if _, _, ok := claim.Recorded(); ok {
 		return
 	}
-	var err error
-	if rec.status >= http.StatusInternalServerError {
-		err = s.idempotency.Release(ctx, claim)
-	} else {
-		err = s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes())
-	}
-	if err != nil {
+	if err := s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes()); err != nil {
 		// The response still goes out; the claim recovers after its timeout.
 		s.logger.LogAttrs(ctx, slog.LevelError, "settle idempotency key",
 			slog.String("request_id", requestID(ctx)), slog.Any("error", err))
 	}
 }
+
+// releaseInBackground releases the claim of a request that ended in a server error,
+// after its response has gone out, within settleTimeout. Wait waits for these.
+func (s *Server) releaseInBackground(r *http.Request, claim *idempotency.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), settleTimeout)
+	s.releases.Add(1)
+	go func() {
+		defer s.releases.Done()
+		defer cancel()
+		if err := s.idempotency.Release(ctx, claim); err != nil {
+			// The claim recovers after IDEMPOTENCY_RECOVER_AFTER.
+			s.logger.LogAttrs(ctx, slog.LevelError, "release idempotency key",
+				slog.String("request_id", requestID(ctx)), slog.Any("error", err))
+		}
+	}()
+}
+
+// Wait blocks until the idempotency claims being released in the background after
+// server errors are settled (each within a bounded time). Call it after the HTTP server
+// has shut down and before the database pool is closed.
+func (s *Server) Wait() { s.releases.Wait() }
 
 // bufferedResponse holds a response until the idempotency key is settled, so that the
 // client never sees a response the server did not record.
@@ -205,30 +240,53 @@ func idempotencyFingerprinter(key []byte) payment.Fingerprinter {
 // Card fields whose values must not reach the idempotency hash in the clear.
 var cardSecrets = []string{"number", "cvc", "cryptogram"}
 
-// requestHash hashes the body for the idempotency record. The card number, CVC and
-// cryptogram of a delegate_payment body are replaced by their keyed fingerprints first:
-// an unkeyed hash over them could be reversed by brute force from the database
-// (PCI DSS 3.5).
+// requestHash hashes the body for the idempotency record. The hash is keyed (an HMAC
+// with the card fingerprint key) for every route, so what the database keeps cannot be
+// recomputed by whoever reads it: an unkeyed hash of a body lets anyone who can guess
+// the body confirm the guess, and for delegate_payment the unknown part is a card
+// number (BIN and last 4 are stored, the rest is a few hundred thousand guesses).
+// Before that, the card number, CVC and cryptogram of a delegate_payment body are
+// replaced by their keyed fingerprints, so not even the keyed hash covers them in the
+// clear (PCI DSS 3.5).
 func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	if r.URL.Path != "/agentic_commerce/delegate_payment" {
-		return idempotency.Hash(body), true
+		return s.keyedHash(idempotency.Hash(body)), true
 	}
 	v, ok := idempotency.Decode(body)
 	if !ok {
 		return "", false
 	}
-	if root, ok := v.(map[string]any); ok {
-		if pm, ok := root["payment_method"].(map[string]any); ok {
-			for _, f := range cardSecrets {
-				raw, present := pm[f]
-				if !present {
-					continue
-				}
-				str, _ := raw.(string)
-				pm[f] = "fp:" + s.fingerprint.Fingerprint(str)
+	redactCard(v, s.fingerprint)
+	h, err := idempotency.HashValue(v)
+	return s.keyedHash(h), err == nil
+}
+
+// keyedHash keys a canonical body hash. The prefix keeps these values apart from the
+// card fingerprints made with the same key.
+func (s *Server) keyedHash(canonical string) string {
+	return "hmac:" + s.fingerprint.Fingerprint("idempotency-request-hash:"+canonical)
+}
+
+// redactCard replaces the card secrets of a decoded delegate_payment body by their
+// fingerprints. Names are matched as the request decoder matches them, ignoring case
+// (encoding/json takes "NUMBER" or "Cvc" for number and cvc), and every spelling present
+// is replaced, since a body may carry several.
+func redactCard(v any, fp payment.Fingerprinter) {
+	root, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	for name, pmRaw := range root {
+		pm, ok := pmRaw.(map[string]any)
+		if !ok || !strings.EqualFold(name, "payment_method") {
+			continue
+		}
+		for f, raw := range pm {
+			if !slices.ContainsFunc(cardSecrets, func(secret string) bool { return strings.EqualFold(f, secret) }) {
+				continue
 			}
+			str, _ := raw.(string)
+			pm[f] = "fp:" + fp.Fingerprint(str)
 		}
 	}
-	h, err := idempotency.HashValue(v)
-	return h, err == nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 )
 
 const delegatePath = "/agentic_commerce/delegate_payment"
@@ -946,6 +947,9 @@ func TestCompleteWithPSPToken(t *testing.T) {
 	if method != "psp_token" || !strings.HasPrefix(reference, "ch_") || amount != total || country != "US" {
 		t.Errorf("order = %s %s %d %s", method, reference, amount, country)
 	}
+	if n := e.gateway.ChargesFor(sid); n != 1 {
+		t.Errorf("charges = %d, want 1", n)
+	}
 	if n := dbInt(e, `SELECT count(*) FROM vault_tokens`); n != 0 {
 		t.Errorf("vault_tokens = %d", n)
 	}
@@ -1197,6 +1201,72 @@ func TestCompleteTakesStock(t *testing.T) {
 	}
 }
 
+// TestOutOfStockAtPaymentRefusesAndChargesNothing makes the last refusal before the
+// charge deterministic: the session was priced ready with one tee in stock, and while
+// its completion is about to take the stock another transaction holds the variant row
+// and sells the tee. The completion waits for that row (asked of pg_stat_activity, no
+// sleep), then finds the stock short: 409 out_of_stock, no order, no charge, the vault
+// token unspent and the session still open.
+func TestOutOfStockAtPaymentRefusesAndChargesNothing(t *testing.T) {
+	t.Parallel()
+	for _, psp := range []bool{true, false} {
+		name := map[bool]string{true: "psp_token", false: "vault_token"}[psp]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := mustEnv(t)
+			setStock(e, "item_123", 1)
+			sid, total := mustReadySession(e)
+			token := "tok_visa"
+			if !psp {
+				token = delegate(e, sid, total, "usd", visaNumber, "9871")
+			}
+			holder := pgtest.HoldLocks(t, e.pool, `UPDATE variants SET stock_quantity = 0 WHERE id = 'item_123'`)
+
+			type result struct {
+				status int
+				body   map[string]any
+				err    error
+			}
+			done := make(chan result, 1)
+			go func() {
+				status, body, err := postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(token))
+				done <- result{status, body, err}
+			}()
+			if q := pgtest.WaitForLockWait(t, e.pool, 30*time.Second); !strings.Contains(q, "UPDATE variants") {
+				t.Errorf("the completion waits in %q, want the stock decrement", q)
+			}
+			if err := holder.Commit(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			r := <-done
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.status != http.StatusConflict || r.body["code"] != "out_of_stock" || r.body["param"] != "$.line_items[0]" {
+				t.Errorf("complete = %d %v, want 409 out_of_stock at $.line_items[0]", r.status, r.body)
+			}
+			if n := dbInt(e, `SELECT count(*) FROM orders`); n != 0 {
+				t.Errorf("orders = %d, want 0", n)
+			}
+			if n := e.gateway.Attempts(); n != 0 {
+				t.Errorf("charges asked for = %d, want 0", n)
+			}
+			if !psp {
+				if usedAt, orderID := tokenUse(e, token); usedAt != "" || orderID != "" {
+					t.Errorf("token used_at = %q, order_id = %q, want it unspent", usedAt, orderID)
+				}
+			}
+			if st := dbText(e, `SELECT state FROM checkout_sessions WHERE id = $1`, sid); st != "open" {
+				t.Errorf("session state = %s, want open", st)
+			}
+			if n := stockOf(e, "item_123"); n != 0 {
+				t.Errorf("stock = %d, want 0", n)
+			}
+		})
+	}
+}
+
 // ---------------------------------------------------------------------------------------
 // Concurrency
 
@@ -1232,21 +1302,7 @@ func TestConcurrentCompletesOfOneSessionChargeOnce(t *testing.T) {
 	statuses, bodies := raceRequests(t, n, func(int) (int, map[string]any, error) {
 		return postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(tok))
 	})
-	var ok int
-	var orderID string
-	for i, st := range statuses {
-		switch {
-		case st == http.StatusOK:
-			ok++
-			orderID, _ = bodies[i]["order"].(map[string]any)["id"].(string)
-		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
-		default:
-			t.Errorf("request %d: %d %v", i, st, bodies[i])
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d completions succeeded, want exactly 1", ok)
-	}
+	orderID := mustOneCompletion(t, statuses, bodies)
 	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, sid); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
@@ -1255,6 +1311,33 @@ func TestConcurrentCompletesOfOneSessionChargeOnce(t *testing.T) {
 	}
 	if s := stockOf(e, "item_123"); s != 49 {
 		t.Errorf("stock = %d, want 49", s)
+	}
+}
+
+// TestConcurrentPSPCompletesOfOneSessionChargeOnce races 20 completions of one session
+// with the PSP token tok_visa, which the gateway charges (unlike a vault token, which
+// only the database guards). The session's row lock lets exactly one through to the
+// gateway: one 200, one order and exactly one charge. Without the lock several
+// completions charge before all but one lose on the unique order, a double charge that
+// orders and responses alone do not show.
+func TestConcurrentPSPCompletesOfOneSessionChargeOnce(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	sid, _ := mustReadySession(e)
+
+	const n = 20
+	statuses, bodies := raceRequests(t, n, func(int) (int, map[string]any, error) {
+		return postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData("tok_visa"))
+	})
+	mustOneCompletion(t, statuses, bodies)
+	if c := e.gateway.ChargesFor(sid); c != 1 {
+		t.Errorf("the session was charged %d times, want exactly once", c)
+	}
+	if c := e.gateway.Attempts(); c != 1 {
+		t.Errorf("the gateway was asked %d times, want once", c)
+	}
+	if got := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, sid); got != 1 {
+		t.Errorf("orders = %d, want 1", got)
 	}
 }
 
@@ -1271,19 +1354,7 @@ func TestConcurrentTokensForOneSessionPayOnce(t *testing.T) {
 	statuses, bodies := raceRequests(t, n, func(i int) (int, map[string]any, error) {
 		return postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(tokens[i]))
 	})
-	var ok int
-	for i, st := range statuses {
-		switch {
-		case st == http.StatusOK:
-			ok++
-		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
-		default:
-			t.Errorf("request %d: %d %v", i, st, bodies[i])
-		}
-	}
-	if ok != 1 {
-		t.Errorf("%d completions succeeded, want exactly 1", ok)
-	}
+	mustOneCompletion(t, statuses, bodies)
 	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, sid); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
@@ -1375,4 +1446,26 @@ func TestConcurrentCompletesNeverOversell(t *testing.T) {
 	if got := dbInt(e, `SELECT count(*) FROM checkout_sessions WHERE state = 'completed'`); got != stock {
 		t.Errorf("completed sessions = %d, want %d", got, stock)
 	}
+}
+
+// mustOneCompletion checks the answers to racing completions of one session: exactly one
+// 200, every other one 405 checkout_session_completed. It returns the order's id.
+func mustOneCompletion(t *testing.T, statuses []int, bodies []map[string]any) string {
+	t.Helper()
+	var ok int
+	var orderID string
+	for i, st := range statuses {
+		switch {
+		case st == http.StatusOK:
+			ok++
+			orderID, _ = bodies[i]["order"].(map[string]any)["id"].(string)
+		case st == http.StatusMethodNotAllowed && bodies[i]["code"] == "checkout_session_completed":
+		default:
+			t.Errorf("request %d: %d %v", i, st, bodies[i])
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d completions succeeded, want exactly 1", ok)
+	}
+	return orderID
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
@@ -537,7 +536,7 @@ func TestIdempotencyRecoversADeadClaimOnly(t *testing.T) {
 		t.Helper()
 		if _, err := e.pool.Exec(ctx, `INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
 			VALUES ('', 'POST', '/checkout_sessions', $1, $2, 'clm_dead', 'in_flight', `+claimedAt+`)`,
-			key, idempotency.Hash([]byte(body))); err != nil {
+			key, keyedRequestHash(body)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -827,9 +826,11 @@ func safetyInstance(e *testEnv, opts ...func(*httpapi.Config)) *testEnv {
 // after a restart: the identical delegate_payment replays there too, given the shared
 // CARD_FINGERPRINT_KEY that keys the hash of the card fields.
 //
-// Without a key, each process hashes the card fields with its own random key, so the
-// identical retry on another instance (or after a restart) is 409 idempotency_conflict:
-// safe (never another card's token, never a second token) but not a replay. Found as a
+// Without a key, each process keys its hashes with its own random key (every request
+// hash is keyed since issue 15: an unkeyed hash of a body confirms guesses of what it
+// holds), so the identical retry on another instance (or after a restart) is 409
+// idempotency_conflict, on every route: safe (never another card's token, never a
+// second token or session) but not a replay. Found as a
 // production bug on f2caff1, where the key was optional; serve now refuses to start
 // without CARD_FINGERPRINT_KEY, and the keyless server is only for tests and embedding.
 func TestDelegatePaymentReplaysOnAnotherInstance(t *testing.T) {
@@ -852,10 +853,14 @@ func TestDelegatePaymentReplaysOnAnotherInstance(t *testing.T) {
 			if first.status != http.StatusCreated {
 				t.Fatalf("delegate = %d %s", first.status, first.body)
 			}
-			// Checkout endpoints replay on the other instance (their hash is unkeyed).
+			// Checkout endpoints behave the same: their hash is keyed too.
 			c1 := e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "cs")
 			e.mustSession(c1, http.StatusCreated)
-			safetyMustReplay(t, e2.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "cs"), c1)
+			if c2 := e2.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "cs"); tc.wantReplay {
+				safetyMustReplay(t, c2, c1)
+			} else {
+				e.mustError(c2, http.StatusConflict, "idempotency_conflict", "")
+			}
 
 			r := e2.do(http.MethodPost, "/agentic_commerce/delegate_payment", body, "Idempotency-Key", "dp")
 			switch {

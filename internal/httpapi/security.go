@@ -12,6 +12,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,11 +29,16 @@ type APIKey struct {
 	Key  string
 }
 
-// CallerIdentity names a bare key (one given without a name) by a digest of it, so
-// logs and the database never hold the key itself.
-func CallerIdentity(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return "key_" + hex.EncodeToString(sum[:8])
+// CallerIdentity names a bare key (one given without a name): "key_" and 128 bits of an
+// HMAC of the key under secret (CARD_FINGERPRINT_KEY). Logs and the database (session
+// and token owners, idempotency scopes) never hold the key, and, keyed, the identity
+// cannot be tested against guessed keys by whoever reads them. It is stable while the
+// key and the secret are: give keys names to keep ownership across rotations.
+func CallerIdentity(secret []byte, key string) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("acp caller identity\x00"))
+	m.Write([]byte(key))
+	return "key_" + hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // keyring compares presented keys against the configured ones in constant time: every
@@ -42,12 +48,13 @@ type keyring struct {
 	digests [][32]byte
 }
 
-func newKeyring(keys []APIKey) keyring {
+// newKeyring holds keys; a key without a name is named CallerIdentity(secret, key).
+func newKeyring(keys []APIKey, secret []byte) keyring {
 	var kr keyring
 	for _, k := range keys {
 		name := k.Name
 		if name == "" {
-			name = CallerIdentity(k.Key)
+			name = CallerIdentity(secret, k.Key)
 		}
 		kr.names = append(kr.names, name)
 		kr.digests = append(kr.digests, sha256.Sum256([]byte(k.Key)))
@@ -55,8 +62,22 @@ func newKeyring(keys []APIKey) keyring {
 	return kr
 }
 
+// newNamedKeyring is a keyring of keys that all stand for one caller.
+func newNamedKeyring(name string, keys []string) keyring {
+	named := make([]APIKey, len(keys))
+	for i, k := range keys {
+		named[i] = APIKey{Name: name, Key: k}
+	}
+	return newKeyring(named, nil)
+}
+
 func (kr keyring) lookup(presented string) (string, bool) {
-	d := sha256.Sum256([]byte(presented))
+	return kr.lookupDigest(sha256.Sum256([]byte(presented)))
+}
+
+// lookupDigest is lookup of a presented key's SHA-256, so that one digest of a (possibly
+// 64 KB) header serves every keyring.
+func (kr keyring) lookupDigest(d [32]byte) (string, bool) {
 	found := -1
 	for i := range kr.digests {
 		if subtle.ConstantTimeCompare(d[:], kr.digests[i][:]) == 1 {
@@ -73,29 +94,78 @@ func unauthorized(code, message string) *apiError {
 	return newError(http.StatusUnauthorized, typeInvalidRequest, code, message, "")
 }
 
-// withIdentify finds out who is calling. It never refuses: the rate limiter needs to know
-// the caller first, and withRequireAuth answers 401 afterwards.
+// withIdentify finds out who is calling, before routing, so that every route (unmatched
+// ones included) is limited per caller. It never refuses: withRequireAuth answers 401 on
+// the ACP routes, withAdminAuth and withMetricsAuth on theirs. A valid admin or metrics
+// key counts as its own caller for the limiter only; it opens nothing here.
 func (s *Server) withIdentify() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			info := infoOf(r)
-			if len(s.keys.digests) == 0 {
-				next.ServeHTTP(w, r)
-				return
-			}
 			h := r.Header.Get("Authorization")
 			scheme, token, ok := strings.Cut(h, " ")
-			switch {
-			case h == "":
-				info.authErr = unauthorized("missing_authorization", "An Authorization: Bearer <API key> header is required.")
-			case !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "":
-				info.authErr = unauthorized("malformed_authorization", "The Authorization header must be \"Bearer <API key>\".")
-			default:
-				if name, found := s.keys.lookup(strings.TrimSpace(token)); found {
-					info.caller = name
-				} else {
-					info.authErr = unauthorized("invalid_api_key", "The API key is not valid.")
+			token = strings.TrimSpace(token)
+			bearer := ok && strings.EqualFold(scheme, "Bearer") && token != ""
+			var digest [32]byte
+			if bearer {
+				digest = sha256.Sum256([]byte(token))
+			}
+			if len(s.keys.digests) > 0 {
+				switch {
+				case h == "":
+					info.authErr = unauthorized("missing_authorization", "An Authorization: Bearer <API key> header is required.")
+				case !bearer:
+					info.authErr = unauthorized("malformed_authorization", "The Authorization header must be \"Bearer <API key>\".")
+				default:
+					if name, found := s.keys.lookupDigest(digest); found {
+						info.caller = name
+						info.limitKey = "caller:" + name
+					} else {
+						info.authErr = unauthorized("invalid_api_key", "The API key is not valid.")
+					}
 				}
+			}
+			if info.limitKey == "" && bearer {
+				if _, found := s.adminKeys.lookupDigest(digest); found {
+					info.limitKey = "admin"
+				} else if _, found := s.metricsKeys.lookupDigest(digest); found {
+					info.limitKey = "metrics"
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// withMetricsAuth asks for one of the metrics keys, when any is configured. The metrics
+// say how much the shop sells and how its database is doing: not for everyone.
+func (s *Server) withMetricsAuth() Middleware {
+	if len(s.metricsKeys.digests) == 0 {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	return withBearerKey(s.metricsKeys, "acp-metrics", "metrics", "")
+}
+
+// withBearerKey asks for one of the keys of kr in an Authorization: Bearer header (realm
+// names the WWW-Authenticate challenge, what the key in messages) and, when caller is
+// not empty, makes it the request's caller identity.
+func withBearerKey(kr keyring, realm, what, caller string) Middleware {
+	challenge := `Bearer realm="` + realm + `"`
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") {
+				w.Header().Set("WWW-Authenticate", challenge)
+				refuse(w, r, unauthorized("missing_authorization", "An Authorization: Bearer <"+what+" API key> header is required."))
+				return
+			}
+			if _, found := kr.lookup(strings.TrimSpace(token)); !found {
+				w.Header().Set("WWW-Authenticate", challenge)
+				refuse(w, r, unauthorized("invalid_api_key", "The "+what+" API key is not valid."))
+				return
+			}
+			if caller != "" {
+				infoOf(r).caller = caller
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -116,50 +186,59 @@ func withRequireAuth() Middleware {
 	}
 }
 
-// rateLimiter keeps one token bucket per caller (API key identity, else client
-// address). Buckets idle for a while are dropped so memory stays bounded.
+// rateLimiter keeps one token bucket per key. A bucket that has filled up again is
+// exactly a new one, so dropping it changes nothing: buckets are swept that way, and the
+// map never holds more than maxKeys; past that, new keys share one overflow bucket
+// until a sweep makes room. Memory is bounded however many addresses a flood uses.
 type rateLimiter struct {
-	limit rate.Limit
-	burst int
+	limit   rate.Limit
+	burst   int
+	maxKeys int
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	swept   time.Time
+	mu       sync.Mutex
+	buckets  map[string]*rate.Limiter
+	overflow *rate.Limiter
+	swept    time.Time
 }
 
-type bucket struct {
-	limiter *rate.Limiter
-	seen    time.Time
-}
+const (
+	// sweepEvery drops full buckets regularly; sweepFullEvery bounds how often a full
+	// map is swept, since a sweep visits every bucket.
+	sweepEvery     = time.Minute
+	sweepFullEvery = time.Second
+	// maxAddressBuckets bounds the buckets of client addresses (about 200 bytes each).
+	// Only addresses seen within RATE_LIMIT_BURST/RATE_LIMIT_RPS seconds hold one.
+	maxAddressBuckets = 32768
+)
 
-const bucketIdle = 10 * time.Minute
-
-func newRateLimiter(rps float64, burst int) *rateLimiter {
+func newRateLimiter(rps float64, burst, maxKeys int) *rateLimiter {
 	if rps <= 0 {
 		return nil
 	}
-	return &rateLimiter{limit: rate.Limit(rps), burst: max(burst, 1), buckets: map[string]*bucket{}}
+	burst = max(burst, 1)
+	return &rateLimiter{
+		limit: rate.Limit(rps), burst: burst, maxKeys: maxKeys, buckets: map[string]*rate.Limiter{},
+		overflow: rate.NewLimiter(rate.Limit(rps), burst),
+	}
 }
 
-// reserve takes a token for caller, or returns how long to wait for one.
-func (rl *rateLimiter) reserve(caller string, now time.Time) (time.Duration, bool) {
+// reserve takes a token for key, or returns how long to wait for one.
+func (rl *rateLimiter) reserve(key string, now time.Time) (time.Duration, bool) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	if now.Sub(rl.swept) > bucketIdle {
-		for k, b := range rl.buckets {
-			if now.Sub(b.seen) > bucketIdle {
-				delete(rl.buckets, k)
-			}
-		}
-		rl.swept = now
-	}
-	b, ok := rl.buckets[caller]
+	b, ok := rl.buckets[key]
 	if !ok {
-		b = &bucket{limiter: rate.NewLimiter(rl.limit, rl.burst)}
-		rl.buckets[caller] = b
+		if now.Sub(rl.swept) >= sweepEvery || (len(rl.buckets) >= rl.maxKeys && now.Sub(rl.swept) >= sweepFullEvery) {
+			rl.sweep(now)
+		}
+		if len(rl.buckets) < rl.maxKeys {
+			b = rate.NewLimiter(rl.limit, rl.burst)
+			rl.buckets[key] = b
+		} else {
+			b = rl.overflow
+		}
 	}
-	b.seen = now
-	res := b.limiter.ReserveN(now, 1)
+	res := b.ReserveN(now, 1)
 	if d := res.DelayFrom(now); d > 0 {
 		res.CancelAt(now)
 		return d, false
@@ -167,18 +246,46 @@ func (rl *rateLimiter) reserve(caller string, now time.Time) (time.Duration, boo
 	return 0, true
 }
 
-// withRateLimit answers 429 with Retry-After once a caller exceeds its rate.
+// sweep drops the buckets that are full again.
+func (rl *rateLimiter) sweep(now time.Time) {
+	for k, b := range rl.buckets {
+		if b.TokensAt(now) >= float64(rl.burst) {
+			delete(rl.buckets, k)
+		}
+	}
+	rl.swept = now
+}
+
+// size is the number of buckets held.
+func (rl *rateLimiter) size() int {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return len(rl.buckets)
+}
+
+// withRateLimit answers 429 with Retry-After once a caller exceeds its rate. It runs
+// before routing, so every route is limited: authenticated callers per identity, the
+// rest (unauthenticated requests, wrong keys, order pages, probes) per client address.
+// Only GET /health is exempt: it touches nothing, and a load balancer's probe must not
+// be refused because of traffic from the same address.
 func (s *Server) withRateLimit() Middleware {
 	return func(next http.Handler) http.Handler {
-		if s.limiter == nil {
+		if s.callerLimiter == nil {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			caller := infoOf(r).caller
-			if caller == "" {
-				caller = "addr:" + clientAddr(r)
+			if r.URL.Path == "/health" {
+				next.ServeHTTP(w, r)
+				return
 			}
-			if wait, ok := s.limiter.reserve(caller, time.Now()); !ok {
+			var wait time.Duration
+			var ok bool
+			if key := infoOf(r).limitKey; key != "" {
+				wait, ok = s.callerLimiter.reserve(key, time.Now())
+			} else {
+				wait, ok = s.addrLimiter.reserve(s.clientKey(r), time.Now())
+			}
+			if !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				refuse(w, r, newError(http.StatusTooManyRequests, typeInvalidRequest,
 					"too_many_requests", "Too many requests; retry after the time in Retry-After.", ""))
@@ -189,14 +296,66 @@ func (s *Server) withRateLimit() Middleware {
 	}
 }
 
-// clientAddr is the peer address. Forwarded headers are not trusted: behind a proxy,
-// authenticate callers with API keys so that limits follow the key.
+// clientAddr is the peer address, the client's when no proxy is trusted.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientIP is the address of the client: the peer, or, when the peer is a trusted proxy,
+// the nearest address in X-Forwarded-For that is not one (read from the right, since
+// everything left of the last proxy's entry is whatever the client wrote).
+func (s *Server) clientIP(r *http.Request) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(clientAddr(r))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	ip = ip.Unmap()
+	if !s.trusted(ip) {
+		return ip, true
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		entries := strings.Split(hops[i], ",")
+		for j := len(entries) - 1; j >= 0; j-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(entries[j]))
+			if err != nil {
+				return ip, true // garbage: the last proxy is all we know
+			}
+			ip = hop.Unmap()
+			if !s.trusted(ip) {
+				return ip, true
+			}
+		}
+	}
+	return ip, true
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientKey is the limiter key of an unauthenticated request: the client's IPv4 address,
+// or its IPv6 /64, since one host commonly holds a whole /64 and could otherwise take
+// a fresh bucket for every request.
+func (s *Server) clientKey(r *http.Request) string {
+	ip, ok := s.clientIP(r)
+	switch {
+	case !ok:
+		return "addr:" + clientAddr(r)
+	case ip.Is4():
+		return "addr:" + ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return "addr:" + p.String()
 }
 
 // signatureWindow bounds the clock skew a signed request may have, either way.
@@ -245,7 +404,7 @@ func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now tim
 	}
 	for _, secret := range s.cfg.SigningSecrets {
 		if hmac.Equal(got, Sign(secret, ts, body)) {
-			return nil
+			return s.rememberSignature(r.Context(), got, at)
 		}
 	}
 	return unauthorized("invalid_signature", "Signature does not match the request.")

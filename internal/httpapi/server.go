@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +45,9 @@ type Deps struct {
 	Sessions    Sessions
 	Vault       Vault
 	Idempotency IdempotencyStore
+	// Replays remembers accepted request signatures in storage shared by every instance,
+	// so a signed request is served once (nil: replays are not detected).
+	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
 	Orders Orders
 	// Metrics, when not nil, is served on /metrics and fed by every request.
@@ -67,16 +73,24 @@ type Config struct {
 	// secrets are accepted at once during a rotation.
 	SigningSecrets [][]byte
 	// RateLimit is the sustained requests per second per caller (0: no limit) and
-	// RateBurst the bucket size.
+	// RateBurst the bucket size. Authenticated callers have a bucket per identity, all
+	// other requests one per client address.
 	RateLimit float64
 	RateBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client address (none:
+	// the header is ignored, the peer is the client).
+	TrustedProxies []netip.Prefix
+	// MetricsAPIKeys, when not empty, are the bearer keys /metrics requires (several
+	// during a rotation); empty, /metrics is open.
+	MetricsAPIKeys []string
 	// CORSAllowedOrigins are the browser origins allowed to call ("*" for any).
 	CORSAllowedOrigins []string
 	// RequireAPIVersion refuses requests without an API-Version header.
 	RequireAPIVersion bool
 	// AdminAPIKeys open the merchant's order API under /admin (empty: it is off).
 	AdminAPIKeys []string
-	// CardFingerprintKey keys what the idempotency record keeps of card data.
+	// CardFingerprintKey keys what the idempotency record keeps of card data and the
+	// identities of API keys given without a name.
 	CardFingerprintKey []byte
 	// RequestTimeout bounds the work of one request (0: no bound).
 	RequestTimeout time.Duration
@@ -88,17 +102,24 @@ type Server struct {
 	sessions    Sessions
 	vault       Vault
 	idempotency IdempotencyStore
+	replays     SignatureReplays
 	ready       func(context.Context) error
 	logger      *slog.Logger
 	orders      Orders
 	metrics     *metrics.Metrics
 	keys        keyring
 	adminKeys   keyring
-	limiter     *rateLimiter
-	fingerprint payment.Fingerprinter
-	unavailable func(error) bool
-	draining    atomic.Bool
-	handler     http.Handler
+	metricsKeys keyring
+	// callerLimiter holds the buckets of authenticated callers (as many as configured
+	// identities), addrLimiter those of client addresses (bounded).
+	callerLimiter *rateLimiter
+	addrLimiter   *rateLimiter
+	fingerprint   payment.Fingerprinter
+	unavailable   func(error) bool
+	draining      atomic.Bool
+	// releases counts the idempotency claims being released after server errors.
+	releases sync.WaitGroup
+	handler  http.Handler
 }
 
 // New builds the server.
@@ -109,14 +130,14 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
 		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
-		unavailable: d.Unavailable,
-		keys:        newKeyring(cfg.APIKeys), limiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst),
+		unavailable:   d.Unavailable,
+		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
+		adminKeys:     newNamedKeyring("admin", cfg.AdminAPIKeys),
+		metricsKeys:   newNamedKeyring("metrics", cfg.MetricsAPIKeys),
+		callerLimiter: newRateLimiter(cfg.RateLimit, cfg.RateBurst, math.MaxInt),
+		addrLimiter:   newRateLimiter(cfg.RateLimit, cfg.RateBurst, maxAddressBuckets),
+		replays:       d.Replays,
 	}
-	admins := make([]APIKey, len(cfg.AdminAPIKeys))
-	for i, k := range cfg.AdminAPIKeys {
-		admins[i] = APIKey{Name: "admin", Key: k}
-	}
-	s.adminKeys = newKeyring(admins)
 
 	root := mux.NewRouter()
 	root.Use(recordRoute)
@@ -125,7 +146,7 @@ func New(cfg Config, d Deps) *Server {
 	root.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
 	if d.Metrics != nil {
-		root.Handle("/metrics", d.Metrics.Handler()).Methods(http.MethodGet)
+		root.Handle("/metrics", s.withMetricsAuth()(d.Metrics.Handler())).Methods(http.MethodGet)
 	}
 	if d.Orders != nil {
 		root.HandleFunc("/orders/{id}", s.orderPage).Methods(http.MethodGet, http.MethodHead)
@@ -140,11 +161,9 @@ func New(cfg Config, d Deps) *Server {
 	}
 
 	acp := root.NewRoute().Subrouter()
-	// Fixed order: who is calling, how often, may they, which version, is the body
-	// theirs (signature), has it run before (idempotency).
+	// Fixed order: may they (who is calling and how often was settled before routing),
+	// which version, is the body theirs (signature), has it run before (idempotency).
 	for _, mw := range []Middleware{
-		s.withIdentify(),
-		s.withRateLimit(),
 		withRequireAuth(),
 		withAPIVersion(cfg.RequireAPIVersion),
 		s.withSignature(),
@@ -162,7 +181,9 @@ func New(cfg Config, d Deps) *Server {
 	acp.HandleFunc("/agentic_commerce/delegate_payment", s.delegatePayment).Methods(http.MethodPost)
 
 	// Fixed order, outermost first: every response, a panic's included, carries the
-	// request headers and is logged; CORS preflights are answered before routing.
+	// request headers and is logged; CORS preflights are answered before routing; who is
+	// calling and how often is settled before routing, so no route escapes the limiter
+	// and a 429 carries the CORS headers a browser needs to read it.
 	s.handler = chain(root,
 		withRequestHeaders(),
 		s.withAccessLog(),
@@ -170,6 +191,8 @@ func New(cfg Config, d Deps) *Server {
 		s.withSanePath(),
 		withTimeout(cfg.RequestTimeout),
 		withCORS(cfg.CORSAllowedOrigins),
+		s.withIdentify(),
+		s.withRateLimit(),
 		withCompression(),
 	)
 	return s
@@ -331,7 +354,7 @@ func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	refuse(w, r, newError(http.StatusNotFound, typeInvalidRequest, "not_found",
-		"No endpoint at "+r.Method+" "+r.URL.Path+".", ""))
+		"No endpoint at "+clip(r.Method, maxEchoedMethod)+" "+clip(r.URL.Path, maxEchoedPath)+".", ""))
 }
 
 // methodNotAllowed answers 405 with the Allow header RFC 9110 requires: the methods of
@@ -357,7 +380,7 @@ func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 		})
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		refuse(w, r, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
-			r.Method+" is not allowed on "+r.URL.Path+".", ""))
+			clip(r.Method, maxEchoedMethod)+" is not allowed on "+clip(r.URL.Path, maxEchoedPath)+".", ""))
 	}
 }
 

@@ -94,14 +94,28 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{DisableCompression: true})
 }
 
-// ObserveRequest counts one HTTP request.
+// ObserveRequest counts one HTTP request. route must come from a bounded set (a route
+// template or "unmatched"); method is reduced to MethodLabel here, since it is whatever
+// the client sent and every distinct label value is a series kept for good.
 func (m *Metrics) ObserveRequest(route, method string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
 	s := strconv.Itoa(status)
+	method = MethodLabel(method)
 	m.requests.WithLabelValues(route, method, s).Inc()
 	m.latency.WithLabelValues(route, method, s).Observe(d.Seconds())
+}
+
+// MethodLabel is the label value of an HTTP method: the method itself when it is one of
+// RFC 9110's (plus PATCH), "other" for anything else a client invents.
+func MethodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // Outcome counts one checkout outcome.

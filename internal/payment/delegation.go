@@ -77,6 +77,16 @@ const (
 	// MaxAllowance caps max_amount; it matches the checkout price limits.
 	MaxAllowance     = 1_000_000_000_000_000
 	maxMerchantIDLen = 256
+	// Metadata (the request's and the card's) is bounded like Stripe's: at most 50 keys,
+	// keys of at most 40 characters, values of at most 500.
+	MaxMetadataKeys     = 50
+	MaxMetadataKeyLen   = 40
+	MaxMetadataValueLen = 500
+	// Other free text of a delegation, in characters; the spec leaves them unbounded.
+	maxCardTextLen     = 256 // card holder name, checkout_session_id, cryptogram
+	maxCardLabelLen    = 64  // display_brand, display_wallet_type
+	maxChecksPerformed = 16
+	maxRiskSignals     = 20
 )
 
 var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
@@ -101,6 +111,9 @@ func (d *Delegation) Validate(now time.Time) error {
 	if err := d.Card.validate(now); err != nil {
 		return err
 	}
+	if err := validMetadata("$.payment_method.metadata", d.Card.Metadata); err != nil {
+		return err
+	}
 	if err := d.Allowance.validate(now); err != nil {
 		return err
 	}
@@ -111,6 +124,12 @@ func (d *Delegation) Validate(now time.Time) error {
 	}
 	if len(d.RiskSignals) == 0 {
 		return invalid(CodeInvalidRequest, "$.risk_signals", "risk_signals must hold at least one signal.")
+	}
+	if len(d.RiskSignals) > maxRiskSignals {
+		return invalid(CodeInvalidRequest, "$.risk_signals", "risk_signals holds at most %d signals.", maxRiskSignals)
+	}
+	if err := validMetadata("$.metadata", d.Metadata); err != nil {
+		return err
 	}
 	for i, rs := range d.RiskSignals {
 		p := fmt.Sprintf("$.risk_signals[%d]", i)
@@ -135,8 +154,47 @@ func (d *Delegation) ManualReview() bool {
 	return slices.ContainsFunc(d.RiskSignals, func(rs RiskSignal) bool { return rs.Action == "manual_review" })
 }
 
+// validMetadata bounds a metadata object: it is stored (as jsonb) and echoed.
+func validMetadata(p string, md map[string]string) error {
+	if len(md) > MaxMetadataKeys {
+		return invalid(CodeInvalidRequest, p, "metadata holds at most %d keys.", MaxMetadataKeys)
+	}
+	for k, v := range md {
+		if utf8.RuneCountInString(k) > MaxMetadataKeyLen {
+			return invalid(CodeInvalidRequest, p, "metadata keys are at most %d characters.", MaxMetadataKeyLen)
+		}
+		if utf8.RuneCountInString(v) > MaxMetadataValueLen {
+			return invalid(CodeInvalidRequest, p, "metadata values are at most %d characters.", MaxMetadataValueLen)
+		}
+	}
+	return nil
+}
+
+// textField is a free-text field of a request and its length limit in characters.
+type textField struct {
+	name, value string
+	limit       int
+}
+
+// tooLong refuses the first field over its limit, naming it under p.
+func tooLong(code, p string, fields ...textField) error {
+	for _, f := range fields {
+		if utf8.RuneCountInString(f.value) > f.limit {
+			return invalid(code, p+"."+f.name, "%s is at most %d characters.", f.name, f.limit)
+		}
+	}
+	return nil
+}
+
 func (c *Card) validate(now time.Time) error {
 	const p = "$.payment_method"
+	if err := tooLong(CodeInvalidCard, p, textField{"name", c.Name, maxCardTextLen}, textField{"cryptogram", c.Cryptogram, maxCardTextLen},
+		textField{"display_brand", c.Brand, maxCardLabelLen}, textField{"display_wallet_type", c.WalletType, maxCardLabelLen}); err != nil {
+		return err
+	}
+	if len(c.ChecksPerformed) > maxChecksPerformed {
+		return invalid(CodeInvalidCard, p+".checks_performed", "checks_performed holds at most %d entries.", maxChecksPerformed)
+	}
 	if c.Type != "card" {
 		return invalid(CodeInvalidCard, p+".type", "payment_method.type must be card.")
 	}
@@ -207,6 +265,8 @@ func (a *Allowance) validate(now time.Time) error {
 		return invalid(CodeInvalidAllowance, p+".currency", "allowance.currency must be a lowercase ISO 4217 code such as usd.")
 	case strings.TrimSpace(a.CheckoutSessionID) == "":
 		return invalid(CodeInvalidAllowance, p+".checkout_session_id", "allowance.checkout_session_id is required.")
+	case utf8.RuneCountInString(a.CheckoutSessionID) > maxCardTextLen:
+		return invalid(CodeInvalidAllowance, p+".checkout_session_id", "allowance.checkout_session_id is at most %d characters.", maxCardTextLen)
 	case strings.TrimSpace(a.MerchantID) == "" || utf8.RuneCountInString(a.MerchantID) > maxMerchantIDLen:
 		return invalid(CodeInvalidAllowance, p+".merchant_id", "allowance.merchant_id must be 1 to %d characters.", maxMerchantIDLen)
 	case a.ExpiresAt.IsZero():

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,5 +347,31 @@ func TestMockGateway(t *testing.T) {
 	}
 	if !IsVaultToken("vt_abc") || IsVaultToken("tok_visa") || IsVaultToken("VT_abc") {
 		t.Error("IsVaultToken misjudges the vt_ prefix")
+	}
+}
+
+func TestCountingGatewayCountsSuccessfulChargesPerSession(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var g CountingGateway
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			sid := "cs_" + strconv.Itoa(i%2)
+			if _, err := g.Charge(ctx, Charge{Token: "tok_visa", Amount: 100, Currency: "usd", SessionID: sid}); err != nil {
+				t.Errorf("charge %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := g.Charge(ctx, Charge{Token: "tok_chargeDeclined", SessionID: "cs_0"}); err == nil {
+		t.Error("the wrapped mock did not decline tok_chargeDeclined")
+	}
+	if _, err := g.Charge(ctx, Charge{Token: "tok_unknown", SessionID: "cs_9"}); err == nil {
+		t.Error("the wrapped mock accepted an unknown token")
+	}
+	if g.Charges() != 40 || g.ChargesFor("cs_0") != 20 || g.ChargesFor("cs_1") != 20 || g.ChargesFor("cs_9") != 0 || g.Attempts() != 42 {
+		t.Errorf("charges = %d (cs_0 %d, cs_1 %d, cs_9 %d), attempts = %d; want 40 (20, 20, 0), 42",
+			g.Charges(), g.ChargesFor("cs_0"), g.ChargesFor("cs_1"), g.ChargesFor("cs_9"), g.Attempts())
 	}
 }

@@ -98,25 +98,24 @@ func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, a
 }
 
 // change locks the order, applies fn and writes the order_update event, in one
-// transaction.
+// transaction, which also records the response of the request's Idempotency-Key.
 func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, ord *checkout.Order, now time.Time) error) (*checkout.Order, error) {
 	var ord *checkout.Order
-	err := WithTx(ctx, o.pool, func(q *db.Queries) error {
+	err := withRecordedTx(ctx, o.pool, o.now, func(q *db.Queries, now time.Time) (any, error) {
 		row, err := q.GetOrderForUpdate(ctx, id)
 		if isNoRows(err) {
-			return ErrOrderNotFound
+			return nil, ErrOrderNotFound
 		}
 		if err != nil {
-			return fmt.Errorf("lock order: %w", err)
+			return nil, fmt.Errorf("lock order: %w", err)
 		}
 		if ord, err = withRefunds(ctx, q, row); err != nil {
-			return err
+			return nil, err
 		}
-		now := o.now()
 		if err := fn(q, ord, now); err != nil {
-			return err
+			return nil, err
 		}
-		return o.emit(ctx, q, webhook.OrderUpdate, ord, now)
+		return ord, o.emit(ctx, q, webhook.OrderUpdate, ord, now)
 	})
 	return ord, err
 }
@@ -267,9 +266,17 @@ func (s *Sweeper) ExpireSessions(ctx context.Context) (int64, error) {
 	}
 }
 
-// DeleteExpiredTokens removes unused vault tokens expired before grace ago.
-func (s *Sweeper) DeleteExpiredTokens(ctx context.Context, grace time.Duration) (int64, error) {
-	n, err := db.New(s.pool).DeleteExpiredVaultTokens(ctx, s.now().Add(-grace))
+// DeleteExpiredTokens removes unused vault tokens expired before grace ago, or created
+// before lifetime ago (0: no such bound).
+func (s *Sweeper) DeleteExpiredTokens(ctx context.Context, grace, lifetime time.Duration) (int64, error) {
+	now := s.now()
+	createdBefore := time.Time{}
+	if lifetime > 0 {
+		createdBefore = now.Add(-lifetime)
+	}
+	n, err := db.New(s.pool).DeleteExpiredVaultTokens(ctx, db.DeleteExpiredVaultTokensParams{
+		ExpiredBefore: now.Add(-grace), CreatedBefore: createdBefore,
+	})
 	if err != nil {
 		return n, fmt.Errorf("delete expired vault tokens: %w", err)
 	}

@@ -40,13 +40,16 @@ var outboxCatalog = []catalog.Product{
 	}},
 }
 
-// outboxEnv is a store, the order API and the outbox on one fresh database.
+// outboxEnv is a store, the order API and the outbox on one fresh database. It is the
+// package's test kit: the lock tests use it too.
 type outboxEnv struct {
 	t      *testing.T
 	pool   *pgxpool.Pool
 	store  *postgres.Store
 	orders *postgres.Orders
 	outbox *postgres.Outbox
+	// gateway is the store's PSP: the mock, counting the charges it lets through.
+	gateway *payment.CountingGateway
 }
 
 func newOutboxEnv(t *testing.T) *outboxEnv {
@@ -59,13 +62,15 @@ func outboxEnvOn(t *testing.T, pool *pgxpool.Pool, events bool) *outboxEnv {
 	if _, err := postgres.ImportCatalog(context.Background(), pool, outboxCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
+	gateway := &payment.CountingGateway{}
 	return &outboxEnv{
 		t: t, pool: pool,
 		store: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: payment.MockGateway{}, PublicBaseURL: "https://shop.example", OrderEvents: events,
+			TTL: time.Hour, Gateway: gateway, PublicBaseURL: "https://shop.example", OrderEvents: events,
 		}),
-		orders: postgres.NewOrders(pool, events),
-		outbox: postgres.NewOutbox(pool, time.Minute),
+		orders:  postgres.NewOrders(pool, events),
+		outbox:  postgres.NewOutbox(pool, time.Minute),
+		gateway: gateway,
 	}
 }
 
@@ -987,7 +992,7 @@ func TestOutboxSweeperExpiresSessionsAndTokens(t *testing.T) {
 	insert("vt_old_used", "-48 hours", &done.ID)
 	insert("vt_recent_unused", "-1 hour", nil)
 	insert("vt_live", "1 hour", nil)
-	if n, err := sw.DeleteExpiredTokens(ctx, 24*time.Hour); err != nil || n != 1 {
+	if n, err := sw.DeleteExpiredTokens(ctx, 24*time.Hour, 0); err != nil || n != 1 {
 		t.Errorf("DeleteExpiredTokens = %d, %v; want 1", n, err)
 	}
 	rows, err := e.pool.Query(ctx, `SELECT id FROM vault_tokens ORDER BY id`)

@@ -189,11 +189,25 @@ type Vault struct {
 	pool        *pgxpool.Pool
 	fingerprint payment.Fingerprinter
 	now         func() time.Time
+	lifetime    time.Duration
 }
 
-// NewVault returns a Vault on pool that fingerprints cards with fp.
+// DefaultTokenLifetime caps how long a vault token can pay, whatever expiry its
+// allowance asks for (VAULT_TOKEN_MAX_LIFETIME).
+const DefaultTokenLifetime = 7 * 24 * time.Hour
+
+// NewVault returns a Vault on pool that fingerprints cards with fp and caps token life
+// at DefaultTokenLifetime.
 func NewVault(pool *pgxpool.Pool, fp payment.Fingerprinter) *Vault {
-	return &Vault{pool: pool, fingerprint: fp, now: time.Now}
+	return &Vault{pool: pool, fingerprint: fp, now: time.Now, lifetime: DefaultTokenLifetime}
+}
+
+// WithTokenLifetime sets the cap on a token's life (from its creation) and returns v.
+// An allowance may say 2099; an unused token of a checkout nobody finishes should not
+// stay in the database, able to pay, that long.
+func (v *Vault) WithTokenLifetime(d time.Duration) *Vault {
+	v.lifetime = d
+	return v
 }
 
 // Delegate validates d and stores a new single-use token for it, owned by owner. Only
@@ -205,15 +219,18 @@ func (v *Vault) Delegate(ctx context.Context, owner string, d *payment.Delegatio
 	}
 	var token payment.Token
 	err := withRecordedTx(ctx, v.pool, v.now, func(q *db.Queries, now time.Time) (any, error) {
-		t, err := insertToken(ctx, q, owner, d, v.fingerprint, now)
+		t, err := insertToken(ctx, q, owner, d, v.fingerprint, now, v.lifetime)
 		token = t
 		return t, err
 	})
 	return token, err
 }
 
-func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.Delegation, fp payment.Fingerprinter, now time.Time) (payment.Token, error) {
+func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.Delegation, fp payment.Fingerprinter, now time.Time, lifetime time.Duration) (payment.Token, error) {
 	t := payment.NewToken(d, fp, now)
+	if limit := t.Created.Add(lifetime); lifetime > 0 && t.Allowance.ExpiresAt.After(limit) {
+		t.Allowance.ExpiresAt = limit
+	}
 	p := db.InsertVaultTokenParams{
 		ID: t.ID, Owner: owner, CheckoutSessionID: t.Allowance.CheckoutSessionID, MerchantID: t.Allowance.MerchantID,
 		MaxAmount: t.Allowance.MaxAmount, Currency: t.Allowance.Currency, ExpiresAt: t.Allowance.ExpiresAt,

@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,18 +38,10 @@ func webhookTestOrder(refunds ...checkout.Refund) *checkout.Order {
 }
 
 // webhookEventSchema compiles WebhookEvent from the official 2025-09-29 webhook OpenAPI
-// document, or returns nil when the spec is not on this machine.
+// document (vendored in internal/acpspec).
 func webhookEventSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	dir := acpspec.Dir()
-	if dir == "" {
-		t.Log("ACP spec not found: checking the payload shape by hand only")
-		return nil
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "2025-09-29", "openapi", "openapi.agentic_checkout_webhook.yaml"))
-	if err != nil {
-		t.Fatalf("read webhook spec: %v", err)
-	}
+	raw := acpspec.ReadFile(t, "2025-09-29/openapi/openapi.agentic_checkout_webhook.yaml")
 	var doc any
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("parse webhook spec: %v", err)
@@ -147,9 +137,6 @@ func TestWebhookPayloadMatchesTheSchema(t *testing.T) {
 	sch := webhookEventSchema(t)
 	validate := func(body []byte) {
 		t.Helper()
-		if sch == nil {
-			return
-		}
 		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -159,17 +146,15 @@ func TestWebhookPayloadMatchesTheSchema(t *testing.T) {
 		}
 	}
 
-	if sch != nil {
-		// The schema is not vacuous: a key more, or an amount as a string, is refused.
-		for _, bad := range []string{
-			`{"type":"order_create","data":{"type":"order","checkout_session_id":"cs","permalink_url":"https://x.example/o","status":"created","refunds":[],"id":"ord"}}`,
-			`{"type":"order_update","data":{"type":"order","checkout_session_id":"cs","permalink_url":"https://x.example/o","status":"created","refunds":[{"type":"store_credit","amount":"1.00"}]}}`,
-			`{"type":"order_update","data":{"type":"order","checkout_session_id":"cs","permalink_url":"https://x.example/o","status":"created","refunds":null}}`,
-		} {
-			inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(bad))
-			if sch.Validate(inst) == nil {
-				t.Fatalf("WebhookEvent schema accepts %s", bad)
-			}
+	// The schema is not vacuous: a key more, or an amount as a string, is refused.
+	for _, bad := range []string{
+		`{"type":"order_create","data":{"type":"order","checkout_session_id":"cs","permalink_url":"https://x.example/o","status":"created","refunds":[],"id":"ord"}}`,
+		`{"type":"order_update","data":{"type":"order","checkout_session_id":"cs","permalink_url":"https://x.example/o","status":"created","refunds":[{"type":"store_credit","amount":"1.00"}]}}`,
+		`{"type":"order_update","data":{"type":"order","checkout_session_id":"cs","permalink_url":"https://x.example/o","status":"created","refunds":null}}`,
+	} {
+		inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(bad))
+		if sch.Validate(inst) == nil {
+			t.Fatalf("WebhookEvent schema accepts %s", bad)
 		}
 	}
 

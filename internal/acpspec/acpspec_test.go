@@ -1,0 +1,43 @@
+package acpspec
+
+import (
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+// TestVendoredSpec checks that the files the suite reads are embedded and that both
+// checkout bundles compile, so a bad refresh of spec/ fails here first.
+func TestVendoredSpec(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{
+		"LICENSE", "NOTICE", "SOURCE",
+		"2025-09-29/examples.agentic_checkout.json",
+		"2025-09-29/examples.delegate_payment.json",
+		"2025-09-29/openapi/openapi.agentic_checkout_webhook.yaml",
+		"2026-04-17/json-schema/schema.feed.json",
+		"2026-04-17/openapi/openapi.agentic_checkout_webhook.yaml",
+		"2026-04-17/openrpc/openrpc.agentic_checkout.json",
+		"2026-04-17/orders/simple-order.json",
+	} {
+		if len(ReadFile(t, name)) == 0 {
+			t.Errorf("%s is empty", name)
+		}
+	}
+	if src := string(ReadFile(t, "SOURCE")); !strings.Contains(src, "commit ") {
+		t.Errorf("SOURCE does not name the upstream commit: %q", src)
+	}
+	if _, err := fs.ReadFile(FS(), "2025-09-29/no-such-file.json"); err == nil {
+		t.Error("reading a file that is not vendored succeeded")
+	}
+	for _, c := range []struct{ version, file, def string }{
+		{"2025-09-29", "schema.agentic_checkout.json", "CheckoutSession"},
+		{"2025-09-29", "schema.delegate_payment.json", "DelegatePaymentRequest"},
+		{"2026-04-17", "schema.agentic_checkout.json", "CheckoutSession"},
+	} {
+		v := MustLoad(t, c.version, c.file)
+		if err := v.Validate(c.def, []byte(`{}`)); err == nil || strings.Contains(err.Error(), "compile") {
+			t.Errorf("%s %s#%s: want a validation error for {}, got %v", c.version, c.file, c.def, err)
+		}
+	}
+}

@@ -1,0 +1,14 @@
+package httpapi
+
+// Test hooks into the limiter, whose memory bound the tests check by count.
+
+// AddressBuckets is the number of client-address buckets the limiter holds.
+func (s *Server) AddressBuckets() int {
+	if s.addrLimiter == nil {
+		return 0
+	}
+	return s.addrLimiter.size()
+}
+
+// SetMaxAddressBuckets lowers the bound of the address buckets, before the server serves.
+func (s *Server) SetMaxAddressBuckets(n int) { s.addrLimiter.maxKeys = n }

@@ -1,0 +1,55 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// HoldLocks begins a transaction on its own connection of pool and runs sql in it (say
+// `SELECT … FOR UPDATE`), so the rows it locks stay locked until the caller commits or
+// rolls back the returned transaction. It is rolled back when tb ends, should the test
+// stop early.
+func HoldLocks(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) pgx.Tx {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		tb.Fatalf("pgtest: begin: %v", err)
+	}
+	tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		tb.Fatalf("pgtest: %s: %v", sql, err)
+	}
+	return tx
+}
+
+// WaitForLockWait waits until another backend on pool's database waits for a lock
+// (pg_stat_activity.wait_event_type = 'Lock') and returns the statement it is running,
+// failing tb when none does within timeout. Asking the server who waits makes lock tests
+// deterministic: no sleep has to guess how long "blocked" takes to show.
+func WaitForLockWait(tb testing.TB, pool *pgxpool.Pool, timeout time.Duration) string {
+	tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(timeout)
+	for {
+		var query string
+		err := pool.QueryRow(ctx, `
+			SELECT query FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+			ORDER BY query_start LIMIT 1`).Scan(&query)
+		switch {
+		case err == nil:
+			return query
+		case !errors.Is(err, pgx.ErrNoRows):
+			tb.Fatalf("pgtest: read pg_stat_activity: %v", err)
+		case time.Now().After(deadline):
+			tb.Fatalf("pgtest: no backend waited for a lock within %v", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
