@@ -137,6 +137,9 @@ func TestChangingItemsInvalidatesAnOptionThatNoLongerFits(t *testing.T) {
 	s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address, "buyer": buyer})
 	id := s["id"].(string)
 	s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "standard_shipping"}), http.StatusOK)
+	if s["fulfillment_option_id"] != "standard_shipping" {
+		t.Fatalf("standard shipping was not chosen: %v, messages = %v", s["fulfillment_option_id"], messages(s))
+	}
 
 	// Only digital goods now: standard shipping no longer applies.
 	s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"items": items("ebook_001", 1)}), http.StatusOK)
