@@ -860,9 +860,9 @@ func TestDatabaseFaults(t *testing.T) {
 	})
 
 	// The database slows down after the request claimed its Idempotency-Key: the request
-	// must still answer 503 within about REQUEST_TIMEOUT. The claim of a server error is
-	// released after the response has gone out, so the slow database does not hold the
-	// client (it once held it for another settleTimeout).
+	// must still answer 503 within about REQUEST_TIMEOUT. Releasing the claim of a server
+	// error is bounded by releaseTimeout (250ms), so the slow database does not hold the
+	// client (it once held it for another settleTimeout, 2s).
 	t.Run("slow after the claim", func(t *testing.T) {
 		defer proxy.restore()
 		id := faultReadySession(t, c, "item_123")

@@ -161,7 +161,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	api.Wait() // claims released after server errors, before the pool closes
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -23,8 +23,12 @@ type IdempotencyStore interface {
 	Release(ctx context.Context, c *idempotency.Claim) error
 }
 
-// settleTimeout bounds storing or releasing a claim after the request's work is done.
-const settleTimeout = 2 * time.Second
+// settleTimeout bounds storing a response after the request's work is done, and
+// releaseTimeout releasing the claim of a server error (see settleClaim).
+const (
+	settleTimeout  = 2 * time.Second
+	releaseTimeout = 250 * time.Millisecond
+)
 
 // maxIdempotencyKeyLength matches the column's CHECK.
 const maxIdempotencyKeyLength = 255
@@ -106,15 +110,6 @@ func (s *Server) withIdempotency() Middleware {
 			claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
 			rec := &bufferedResponse{header: http.Header{}}
 			next.ServeHTTP(rec, r.WithContext(idempotency.NewContext(r.Context(), claim)))
-			if rec.status >= http.StatusInternalServerError {
-				// A server error is not recorded, so the client need not wait for the
-				// claim's release: after a timeout the database is likely slow, and the
-				// 503 must leave within about REQUEST_TIMEOUT. Until the release lands,
-				// a retry gets 409 idempotency_in_flight with Retry-After.
-				rec.flushTo(w)
-				s.releaseInBackground(r, claim)
-				return
-			}
 			s.settleClaim(r, claim, rec)
 			rec.flushTo(w)
 		})
@@ -122,43 +117,39 @@ func (s *Server) withIdempotency() Middleware {
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already
-// did. The client waits for it: it must never see a response the server did not record.
+// did, or releases the claim after a server error, before the response goes out: the
+// client must never see a response the server did not record.
 func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *bufferedResponse) {
-	// The request's own context may be canceled by now; the claim must still be settled,
-	// but not at any cost: a claim left behind is recovered after its timeout, while a
-	// client kept waiting on a slow database is not.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), settleTimeout)
-	defer cancel()
 	if _, _, ok := claim.Recorded(); ok {
 		return
 	}
-	if err := s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes()); err != nil {
-		// The response still goes out; the claim recovers after its timeout.
+	// The request's own context may be canceled by now; the claim must still be settled,
+	// but not at any cost: a claim left behind is recovered after its timeout, while a
+	// client kept waiting on a slow database is not. A server error is not recorded, so
+	// its release gets a much shorter bound than storing a response: after a timeout the
+	// database is likely slow, and the 503 must leave within about REQUEST_TIMEOUT (it
+	// once waited another settleTimeout). The release still runs before the response,
+	// so that a connection the failure left dead is found and dropped by this request,
+	// not by the client's retry.
+	release := rec.status >= http.StatusInternalServerError
+	timeout := settleTimeout
+	if release {
+		timeout = releaseTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), timeout)
+	defer cancel()
+	var err error
+	if release {
+		err = s.idempotency.Release(ctx, claim)
+	} else {
+		err = s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes())
+	}
+	if err != nil {
+		// The response still goes out; the claim recovers after IDEMPOTENCY_RECOVER_AFTER.
 		s.logger.LogAttrs(ctx, slog.LevelError, "settle idempotency key",
 			slog.String("request_id", requestID(ctx)), slog.Any("error", err))
 	}
 }
-
-// releaseInBackground releases the claim of a request that ended in a server error,
-// after its response has gone out, within settleTimeout. Wait waits for these.
-func (s *Server) releaseInBackground(r *http.Request, claim *idempotency.Claim) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), settleTimeout)
-	s.releases.Add(1)
-	go func() {
-		defer s.releases.Done()
-		defer cancel()
-		if err := s.idempotency.Release(ctx, claim); err != nil {
-			// The claim recovers after IDEMPOTENCY_RECOVER_AFTER.
-			s.logger.LogAttrs(ctx, slog.LevelError, "release idempotency key",
-				slog.String("request_id", requestID(ctx)), slog.Any("error", err))
-		}
-	}()
-}
-
-// Wait blocks until the idempotency claims being released in the background after
-// server errors are settled (each within a bounded time). Call it after the HTTP server
-// has shut down and before the database pool is closed.
-func (s *Server) Wait() { s.releases.Wait() }
 
 // bufferedResponse holds a response until the idempotency key is settled, so that the
 // client never sees a response the server did not record.

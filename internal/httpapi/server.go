@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,9 +116,7 @@ type Server struct {
 	fingerprint   payment.Fingerprinter
 	unavailable   func(error) bool
 	draining      atomic.Bool
-	// releases counts the idempotency claims being released after server errors.
-	releases sync.WaitGroup
-	handler  http.Handler
+	handler       http.Handler
 }
 
 // New builds the server.
