@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
@@ -104,18 +105,10 @@ func TestMigration00005DownAndUp(t *testing.T) {
 	}
 	keys := func(column string) []string {
 		t.Helper()
-		rows, err := pool.Query(ctx, `SELECT key || ' ' || `+column+` FROM idempotency_keys ORDER BY 1`)
+		rows, _ := pool.Query(ctx, `SELECT key || ' ' || `+column+` FROM idempotency_keys ORDER BY 1`)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
 		}
 		return out
 	}
