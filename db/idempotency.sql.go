@@ -12,8 +12,8 @@ import (
 
 const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 WITH claimed AS (
-    INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'in_flight', $7)
+    INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_flight', $8)
     ON CONFLICT DO NOTHING
     RETURNING request_hash, claim_id, state, response_status, response_body, claimed_at
 )
@@ -21,7 +21,7 @@ SELECT true AS inserted, c.request_hash, c.claim_id, c.state, c.response_status,
 UNION ALL
 SELECT false AS inserted, k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
 FROM idempotency_keys k
-WHERE k.caller = $1 AND k.method = $2 AND k.path = $3 AND k.key = $4
+WHERE k.caller = $1 AND k.method = $2 AND k.path = $3 AND k.key = $4 AND k.api_version = $5
   AND NOT EXISTS (SELECT 1 FROM claimed)
 `
 
@@ -30,6 +30,7 @@ type ClaimIdempotencyKeyParams struct {
 	Method      string
 	Path        string
 	Key         string
+	ApiVersion  string
 	RequestHash string
 	ClaimID     string
 	Now         time.Time
@@ -56,6 +57,7 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 		arg.Method,
 		arg.Path,
 		arg.Key,
+		arg.ApiVersion,
 		arg.RequestHash,
 		arg.ClaimID,
 		arg.Now,
@@ -76,8 +78,8 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 const completeIdempotencyKey = `-- name: CompleteIdempotencyKey :execrows
 UPDATE idempotency_keys
 SET state = 'completed', response_status = $1, response_body = $2, completed_at = $3
-WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7
-  AND claim_id = $8 AND state = 'in_flight'
+WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $8
+  AND claim_id = $9 AND state = 'in_flight'
 `
 
 type CompleteIdempotencyKeyParams struct {
@@ -88,6 +90,7 @@ type CompleteIdempotencyKeyParams struct {
 	Method         string
 	Path           string
 	Key            string
+	ApiVersion     string
 	ClaimID        string
 }
 
@@ -100,6 +103,7 @@ func (q *Queries) CompleteIdempotencyKey(ctx context.Context, arg CompleteIdempo
 		arg.Method,
 		arg.Path,
 		arg.Key,
+		arg.ApiVersion,
 		arg.ClaimID,
 	)
 	if err != nil {
@@ -122,8 +126,8 @@ func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, before time.T
 
 const recoverIdempotencyKey = `-- name: RecoverIdempotencyKey :execrows
 UPDATE idempotency_keys SET claim_id = $1, claimed_at = $2
-WHERE caller = $3 AND method = $4 AND path = $5 AND key = $6
-  AND state = 'in_flight' AND claim_id = $7 AND claimed_at < $8
+WHERE caller = $3 AND method = $4 AND path = $5 AND key = $6 AND api_version = $7
+  AND state = 'in_flight' AND claim_id = $8 AND claimed_at < $9
 `
 
 type RecoverIdempotencyKeyParams struct {
@@ -133,6 +137,7 @@ type RecoverIdempotencyKeyParams struct {
 	Method      string
 	Path        string
 	Key         string
+	ApiVersion  string
 	OldClaimID  string
 	StaleBefore time.Time
 }
@@ -147,6 +152,7 @@ func (q *Queries) RecoverIdempotencyKey(ctx context.Context, arg RecoverIdempote
 		arg.Method,
 		arg.Path,
 		arg.Key,
+		arg.ApiVersion,
 		arg.OldClaimID,
 		arg.StaleBefore,
 	)
@@ -158,16 +164,17 @@ func (q *Queries) RecoverIdempotencyKey(ctx context.Context, arg RecoverIdempote
 
 const releaseIdempotencyKey = `-- name: ReleaseIdempotencyKey :exec
 DELETE FROM idempotency_keys
-WHERE caller = $1 AND method = $2 AND path = $3 AND key = $4
-  AND claim_id = $5 AND state = 'in_flight'
+WHERE caller = $1 AND method = $2 AND path = $3 AND key = $4 AND api_version = $5
+  AND claim_id = $6 AND state = 'in_flight'
 `
 
 type ReleaseIdempotencyKeyParams struct {
-	Caller  string
-	Method  string
-	Path    string
-	Key     string
-	ClaimID string
+	Caller     string
+	Method     string
+	Path       string
+	Key        string
+	ApiVersion string
+	ClaimID    string
 }
 
 func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error {
@@ -176,6 +183,7 @@ func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempote
 		arg.Method,
 		arg.Path,
 		arg.Key,
+		arg.ApiVersion,
 		arg.ClaimID,
 	)
 	return err

@@ -51,6 +51,7 @@ type IdempotencyKey struct {
 	ClaimedAt      time.Time
 	CreatedAt      time.Time
 	CompletedAt    *time.Time
+	ApiVersion     string
 }
 
 type LineItem struct {

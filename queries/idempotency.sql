@@ -5,8 +5,8 @@
 -- comes back when the key was recorded by a transaction that committed after this
 -- statement's snapshot; the caller tries again.
 WITH claimed AS (
-    INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
-    VALUES (@caller, @method, @path, @key, @request_hash, @claim_id, 'in_flight', @now)
+    INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at)
+    VALUES (@caller, @method, @path, @key, @api_version, @request_hash, @claim_id, 'in_flight', @now)
     ON CONFLICT DO NOTHING
     RETURNING request_hash, claim_id, state, response_status, response_body, claimed_at
 )
@@ -14,25 +14,25 @@ SELECT true AS inserted, c.request_hash, c.claim_id, c.state, c.response_status,
 UNION ALL
 SELECT false AS inserted, k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
 FROM idempotency_keys k
-WHERE k.caller = @caller AND k.method = @method AND k.path = @path AND k.key = @key
+WHERE k.caller = @caller AND k.method = @method AND k.path = @path AND k.key = @key AND k.api_version = @api_version
   AND NOT EXISTS (SELECT 1 FROM claimed);
 
 -- name: RecoverIdempotencyKey :execrows
 -- Takes over a claim whose request died (claimed before @stale_before and never
 -- completed). Only one recoverer wins: the claim_id compare is the lock.
 UPDATE idempotency_keys SET claim_id = @new_claim_id, claimed_at = @now
-WHERE caller = @caller AND method = @method AND path = @path AND key = @key
+WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version
   AND state = 'in_flight' AND claim_id = @old_claim_id AND claimed_at < @stale_before;
 
 -- name: CompleteIdempotencyKey :execrows
 UPDATE idempotency_keys
 SET state = 'completed', response_status = @response_status, response_body = @response_body, completed_at = @now
-WHERE caller = @caller AND method = @method AND path = @path AND key = @key
+WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version
   AND claim_id = @claim_id AND state = 'in_flight';
 
 -- name: ReleaseIdempotencyKey :exec
 DELETE FROM idempotency_keys
-WHERE caller = @caller AND method = @method AND path = @path AND key = @key
+WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version
   AND claim_id = @claim_id AND state = 'in_flight';
 
 -- name: DeleteIdempotencyKeysBefore :execrows

@@ -44,10 +44,11 @@ const maxIdempotentPathLength = 1024
 var idempotencyConflictStatus = map[string]int{Version20250929: http.StatusConflict}
 
 // withIdempotency makes a POST with an Idempotency-Key run at most once per (caller,
-// method, path, key): a repeat with the same body replays the stored response
-// (Idempotent-Replayed: true), a different body is a conflict, and a repeat while the
-// first is running is answered at once with 409 and Retry-After. Server errors are not
-// stored, so a retry runs again.
+// method, path, API version, key): a repeat with the same body replays the stored
+// response (Idempotent-Replayed: true), a different body is a conflict, and a repeat
+// while the first is running is answered at once with 409 and Retry-After. Server errors
+// are not stored, so a retry runs again. The stored body is in the wire format of its
+// version, so the same key under another version is not replayed: it runs afresh.
 func (s *Server) withIdempotency() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -79,7 +80,10 @@ func (s *Server) withIdempotency() Middleware {
 				return
 			}
 			info := infoOf(r)
-			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key}
+			// The version is set by withAPIVersion, which runs before this on the ACP
+			// routes (an unsupported version is refused there, before any record); the
+			// /admin API has none, and its records have "".
+			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key, APIVersion: info.version}
 			out, err := s.idempotency.Claim(r.Context(), k, hash)
 			if err != nil {
 				s.writeError(w, r, err)

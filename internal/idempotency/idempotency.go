@@ -15,12 +15,16 @@ import (
 	"sync"
 )
 
-// Key scopes an Idempotency-Key to a caller, a method and a path.
+// Key scopes an Idempotency-Key to a caller, a method, a path and an API version.
 type Key struct {
 	Caller string
 	Method string
 	Path   string
 	Key    string
+	// APIVersion is the version the request was served in (the stored response is in
+	// its wire format), or "" on a route that has no API version (the /admin API). The
+	// same key under another version is a separate record: a fresh execution.
+	APIVersion string
 }
 
 // Claim is a key this request holds (in flight). Encode renders the result of the

@@ -68,8 +68,8 @@ func withRecordedTx(ctx context.Context, pool *pgxpool.Pool, clock func() time.T
 
 func completeKeyParams(c *idempotency.Claim, status int, body []byte, now time.Time) db.CompleteIdempotencyKeyParams {
 	return db.CompleteIdempotencyKeyParams{
-		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ClaimID: c.ClaimID,
-		ResponseStatus: ptrInt32(int32(status)), ResponseBody: body, Now: &now,
+		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ApiVersion: c.Key.APIVersion,
+		ClaimID: c.ClaimID, ResponseStatus: ptrInt32(int32(status)), ResponseBody: body, Now: &now,
 	}
 }
 
@@ -98,7 +98,8 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 		now := i.now()
 		claimID := checkout.NewID("clm_")
 		row, err := q.ClaimIdempotencyKey(ctx, db.ClaimIdempotencyKeyParams{
-			Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, RequestHash: hash, ClaimID: claimID, Now: now,
+			Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
+			RequestHash: hash, ClaimID: claimID, Now: now,
 		})
 		if isNoRows(err) {
 			continue // recorded by a transaction newer than the statement's snapshot
@@ -115,7 +116,7 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 			return idempotency.Outcome{Kind: idempotency.Replay, Status: int(*row.ResponseStatus), Body: row.ResponseBody}, nil
 		case row.ClaimedAt.Before(now.Add(-i.recoverAfter)):
 			n, err := q.RecoverIdempotencyKey(ctx, db.RecoverIdempotencyKeyParams{
-				Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key,
+				Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
 				NewClaimID: claimID, OldClaimID: row.ClaimID, Now: now, StaleBefore: now.Add(-i.recoverAfter),
 			})
 			if err != nil {
@@ -147,7 +148,8 @@ func (i *Idempotency) Complete(ctx context.Context, c *idempotency.Claim, status
 // the request again.
 func (i *Idempotency) Release(ctx context.Context, c *idempotency.Claim) error {
 	err := db.New(i.pool).ReleaseIdempotencyKey(ctx, db.ReleaseIdempotencyKeyParams{
-		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ClaimID: c.ClaimID,
+		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ApiVersion: c.Key.APIVersion,
+		ClaimID: c.ClaimID,
 	})
 	if err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
