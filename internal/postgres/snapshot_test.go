@@ -24,16 +24,23 @@ func outboxWorkerIn(outbox webhook.Outbox, url, version string) *webhook.Worker 
 	}, outbox, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
+// refundedOrder is a new order with a store-credit refund of 100 (two events).
+func (e *outboxEnv) refundedOrder() *checkout.Order {
+	e.t.Helper()
+	ord := e.mustOrder()
+	if _, err := e.orders.Refund(context.Background(), ord.ID, checkout.RefundStoreCredit, 100); err != nil {
+		e.t.Fatal(err)
+	}
+	return ord
+}
+
 // The outbox keeps a versionless snapshot of the order; the body is encoded when it is
 // sent, from the order as it was at the change (not as it is at send time).
 func TestOutboxStoresASnapshotEncodedAtSendTime(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	ord := e.mustOrder()
-	if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundStoreCredit, 100); err != nil {
-		t.Fatal(err)
-	}
+	ord := e.refundedOrder()
 	evs := e.events(ord.ID)
 	if len(evs) != 2 {
 		t.Fatalf("events = %d", len(evs))
@@ -171,10 +178,7 @@ func TestOutboxSnapshotMigrationDown(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	ord := e.mustOrder()
-	if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundStoreCredit, 100); err != nil {
-		t.Fatal(err)
-	}
+	ord := e.refundedOrder()
 	if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundOriginalPayment, 200); err != nil {
 		t.Fatal(err)
 	}
