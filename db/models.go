@@ -88,6 +88,7 @@ type OrderEvent struct {
 	LastError     *string
 	CreatedAt     time.Time
 	DeliveredAt   *time.Time
+	PayloadFormat string
 }
 
 type Product struct {

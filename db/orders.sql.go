@@ -24,7 +24,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) next
 WHERE e.id = next.id
-RETURNING e.id, e.order_id, e.type, e.payload, e.status, e.attempts, e.next_attempt_at, e.last_error, e.created_at, e.delivered_at
+RETURNING e.id, e.order_id, e.type, e.payload, e.status, e.attempts, e.next_attempt_at, e.last_error, e.created_at, e.delivered_at, e.payload_format
 `
 
 type ClaimOrderEventParams struct {
@@ -51,6 +51,7 @@ func (q *Queries) ClaimOrderEvent(ctx context.Context, arg ClaimOrderEventParams
 		&i.LastError,
 		&i.CreatedAt,
 		&i.DeliveredAt,
+		&i.PayloadFormat,
 	)
 	return i, err
 }
@@ -176,15 +177,16 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, erro
 }
 
 const insertOrderEvent = `-- name: InsertOrderEvent :exec
-INSERT INTO order_events (order_id, type, payload, created_at, next_attempt_at)
-VALUES ($1, $2, $3, $4, $4)
+INSERT INTO order_events (order_id, type, payload, payload_format, created_at, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $5)
 `
 
 type InsertOrderEventParams struct {
-	OrderID string
-	Type    string
-	Payload []byte
-	Now     time.Time
+	OrderID       string
+	Type          string
+	Payload       []byte
+	PayloadFormat string
+	Now           time.Time
 }
 
 func (q *Queries) InsertOrderEvent(ctx context.Context, arg InsertOrderEventParams) error {
@@ -192,6 +194,7 @@ func (q *Queries) InsertOrderEvent(ctx context.Context, arg InsertOrderEventPara
 		arg.OrderID,
 		arg.Type,
 		arg.Payload,
+		arg.PayloadFormat,
 		arg.Now,
 	)
 	return err

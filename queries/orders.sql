@@ -47,8 +47,8 @@ ORDER BY li.position;
 SELECT card_brand, card_last4 FROM vault_tokens WHERE order_id = @order_id;
 
 -- name: InsertOrderEvent :exec
-INSERT INTO order_events (order_id, type, payload, created_at, next_attempt_at)
-VALUES (@order_id, @type, @payload, @now, @now);
+INSERT INTO order_events (order_id, type, payload, payload_format, created_at, next_attempt_at)
+VALUES (@order_id, @type, @payload, @payload_format, @now, @now);
 
 -- name: ClaimOrderEvent :one
 -- Leases the next due event: its next_attempt_at moves to @lease_until, so no other

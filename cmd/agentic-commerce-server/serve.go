@@ -117,7 +117,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.WebhookURL != "" {
 		worker := webhook.NewWorker(webhook.Config{
 			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,
-			Horizon: cfg.WebhookRetryHorizon, Workers: cfg.WebhookWorkers,
+			Horizon: cfg.WebhookRetryHorizon, Workers: cfg.WebhookWorkers, APIVersion: cfg.WebhookAPIVersion,
 		}, outbox, logger)
 		worker.Observe = func(r webhook.Result) { m.Delivery(deliveryResult(r)) }
 		jobs.Go(func() { worker.Run(jobsCtx) })

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
 // Config is the whole configuration of the server. Every field comes from one
@@ -71,6 +73,10 @@ type Config struct {
 	WebhookRetryHorizon time.Duration
 	// WebhookWorkers (WEBHOOK_WORKERS, default 2) deliver events in parallel.
 	WebhookWorkers int
+	// WebhookAPIVersion (WEBHOOK_API_VERSION, default 2025-09-29) is the ACP version
+	// event bodies are encoded in when they are sent; only versions with an encoder are
+	// accepted.
+	WebhookAPIVersion string
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, at least 16 characters each) open
 	// the merchant's order API; unset, it is off.
 	AdminAPIKeys []string
@@ -242,6 +248,11 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("WEBHOOK_WORKERS must be 1 to 64, got %q", getenv("WEBHOOK_WORKERS")))
 	}
 	cfg.WebhookWorkers = workers
+	cfg.WebhookAPIVersion = get("WEBHOOK_API_VERSION", webhook.DefaultVersion)
+	if _, err := webhook.EncoderFor(cfg.WebhookAPIVersion); err != nil {
+		errs = append(errs, fmt.Errorf("WEBHOOK_API_VERSION must be one of %s, got %q",
+			strings.Join(webhook.Versions(), ", "), cfg.WebhookAPIVersion))
+	}
 	for _, key := range splitList(getenv("ADMIN_API_KEYS")) {
 		if len(key) < 16 {
 			errs = append(errs, errors.New("ADMIN_API_KEYS: every key must be at least 16 characters"))

@@ -198,3 +198,30 @@ func TestProductionRefusesToServeOpen(t *testing.T) {
 		t.Errorf("no fingerprint key: %v", err)
 	}
 }
+
+func TestLoadWebhookAPIVersion(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://db/acp"}
+	cfg, err := Load(env(base))
+	if err != nil || cfg.WebhookAPIVersion != "2025-09-29" {
+		t.Errorf("default WebhookAPIVersion = %q, %v; want 2025-09-29 (the events sent before the setting)", cfg.WebhookAPIVersion, err)
+	}
+	base["WEBHOOK_API_VERSION"] = " 2025-09-29 "
+	if cfg, err := Load(env(base)); err != nil || cfg.WebhookAPIVersion != "2025-09-29" {
+		t.Errorf("WebhookAPIVersion = %q, %v", cfg.WebhookAPIVersion, err)
+	}
+	for _, bad := range []string{"2099-01-01", "2025-09-29x", "latest"} {
+		base["WEBHOOK_API_VERSION"] = bad
+		_, err := Load(env(base))
+		if err == nil {
+			t.Errorf("WEBHOOK_API_VERSION=%s accepted", bad)
+			continue
+		}
+		// The error names the setting, the value and every supported version.
+		for _, want := range []string{"WEBHOOK_API_VERSION", `"` + bad + `"`, "2025-09-29"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error for %s does not mention %s: %v", bad, want, err)
+			}
+		}
+	}
+}

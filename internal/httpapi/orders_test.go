@@ -630,7 +630,7 @@ func TestOrdersManualReview(t *testing.T) {
 	if o := ordersDecode(e, ordersAdmin(e, http.MethodGet, "/admin/orders/"+id, nil), http.StatusOK); o.Status != "manual_review" {
 		t.Errorf("status = %s, want manual_review", o.Status)
 	}
-	if p := dbText(e, `SELECT payload->'data'->>'status' FROM order_events WHERE order_id = $1 AND type = 'order_create'`, id); p != "manual_review" {
+	if p := dbText(e, `SELECT payload->'order'->>'status' FROM order_events WHERE order_id = $1 AND type = 'order_create'`, id); p != "manual_review" {
 		t.Errorf("order_create announces %q", p)
 	}
 	if page := string(e.do(http.MethodGet, "/orders/"+id, nil).body); !strings.Contains(page, "Under review") {

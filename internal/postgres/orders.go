@@ -129,11 +129,15 @@ func emitEvent(ctx context.Context, q *db.Queries, enabled bool, eventType strin
 	if !enabled {
 		return nil
 	}
-	payload, err := webhook.Payload(eventType, ord)
+	// The outbox keeps a snapshot of the order; the worker encodes the body when it sends,
+	// in the platform's WEBHOOK_API_VERSION.
+	payload, err := encodeSnapshot(eventType, ord, now)
 	if err != nil {
 		return fmt.Errorf("encode order event: %w", err)
 	}
-	if err := q.InsertOrderEvent(ctx, db.InsertOrderEventParams{OrderID: ord.ID, Type: eventType, Payload: payload, Now: now}); err != nil {
+	if err := q.InsertOrderEvent(ctx, db.InsertOrderEventParams{
+		OrderID: ord.ID, Type: eventType, Payload: payload, PayloadFormat: formatSnapshotV1, Now: now,
+	}); err != nil {
 		return fmt.Errorf("write order event: %w", err)
 	}
 	return nil
@@ -207,10 +211,7 @@ func (o *Outbox) Deliver(ctx context.Context, send func(webhook.Event) webhook.R
 	if err != nil {
 		return false, fmt.Errorf("claim order event: %w", err)
 	}
-	res := send(webhook.Event{
-		ID: row.ID, OrderID: row.OrderID, Type: row.Type, Payload: row.Payload,
-		Attempts: int(row.Attempts), CreatedAt: row.CreatedAt,
-	})
+	res := send(outboxEvent(row.ID, row.OrderID, row.Type, row.PayloadFormat, row.Payload, int(row.Attempts), row.CreatedAt))
 	// The result is recorded even if ctx ended meanwhile (the attempt happened), within
 	// a bound: an unrecorded attempt is simply retried when the lease runs out.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -133,10 +133,14 @@ func (e *outboxEnv) count(sql string, args ...any) int {
 
 // outboxRow is one order_events row.
 type outboxRow struct {
-	ID        int64
-	OrderID   string
-	Type      string
+	ID      int64
+	OrderID string
+	Type    string
+	// Payload is the body a worker delivers for the row in 2025-09-29 (the default
+	// WEBHOOK_API_VERSION); Stored and Format are what the row holds.
 	Payload   []byte
+	Stored    []byte
+	Format    string
 	Status    string
 	Attempts  int
 	LastError *string
@@ -147,7 +151,7 @@ type outboxRow struct {
 func (e *outboxEnv) events(orderID string) []outboxRow {
 	e.t.Helper()
 	rows, err := e.pool.Query(context.Background(), `
-		SELECT id, order_id, type, payload::text, status, attempts, last_error, delivered_at IS NOT NULL, created_at
+		SELECT id, order_id, type, payload::text, payload_format, status, attempts, last_error, delivered_at IS NOT NULL, created_at
 		FROM order_events WHERE $1 = '' OR order_id = $1 ORDER BY id`, orderID)
 	if err != nil {
 		e.t.Fatal(err)
@@ -157,10 +161,15 @@ func (e *outboxEnv) events(orderID string) []outboxRow {
 	for rows.Next() {
 		var r outboxRow
 		var payload string
-		if err := rows.Scan(&r.ID, &r.OrderID, &r.Type, &payload, &r.Status, &r.Attempts, &r.LastError, &r.Delivered, &r.CreatedAt); err != nil {
+		if err := rows.Scan(&r.ID, &r.OrderID, &r.Type, &payload, &r.Format, &r.Status, &r.Attempts, &r.LastError, &r.Delivered, &r.CreatedAt); err != nil {
 			e.t.Fatal(err)
 		}
-		r.Payload = []byte(payload)
+		r.Stored = []byte(payload)
+		body, err := webhook.Body(webhook.Version0929, postgres.OutboxEvent(r.ID, r.OrderID, r.Type, r.Format, r.Stored, r.Attempts, r.CreatedAt))
+		if err != nil {
+			e.t.Fatalf("event %d: %v", r.ID, err)
+		}
+		r.Payload = body
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -558,6 +567,10 @@ func TestOutboxDeliverRetriesUntilDelivered(t *testing.T) {
 		}
 		if p := outboxDecode(t, h.Body); p.Data.Status != "created" || p.Type != "order_create" {
 			t.Errorf("body %s", h.Body)
+		}
+		// Encoded at send time, yet the same bytes on every attempt.
+		if !bytes.Equal(h.Body, ev.Payload) {
+			t.Errorf("attempt body %s, want %s on every attempt", h.Body, ev.Payload)
 		}
 	}
 	if s := rcv.successes(); len(s) != 1 {

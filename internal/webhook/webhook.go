@@ -1,6 +1,7 @@
-// Package webhook sends order events to the agent platform: the 2025-09-29 event
-// payload, the Merchant-Signature, and a worker that delivers the transactional outbox
-// at least once, in order per order, with retries and backoff.
+// Package webhook sends order events to the agent platform: the event bodies of each
+// ACP version (one Encoder per version, chosen by WEBHOOK_API_VERSION), the
+// Merchant-Signature, and a worker that delivers the transactional outbox at least
+// once, in order per order, with retries and backoff.
 package webhook
 
 import (
@@ -9,7 +10,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,44 +20,6 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
-
-// Event types of ACP 2025-09-29.
-const (
-	OrderCreate = "order_create"
-	OrderUpdate = "order_update"
-)
-
-type event0929 struct {
-	Type string   `json:"type"`
-	Data data0929 `json:"data"`
-}
-
-type data0929 struct {
-	Type              string       `json:"type"`
-	CheckoutSessionID string       `json:"checkout_session_id"`
-	PermalinkURL      string       `json:"permalink_url"`
-	Status            string       `json:"status"`
-	Refunds           []refund0929 `json:"refunds"`
-}
-
-type refund0929 struct {
-	Type   string `json:"type"`
-	Amount int64  `json:"amount"`
-}
-
-// Payload renders the event body for o as it is now (the WebhookEvent of 2025-09-29).
-// It is stored in the outbox when the order changes, so each delivery sends the order
-// as it was at that change.
-func Payload(eventType string, o *checkout.Order) ([]byte, error) {
-	ev := event0929{Type: eventType, Data: data0929{
-		Type: "order", CheckoutSessionID: o.CheckoutSessionID, PermalinkURL: o.PermalinkURL,
-		Status: string(o.Status), Refunds: make([]refund0929, len(o.Refunds)),
-	}}
-	for i, r := range o.Refunds {
-		ev.Data.Refunds[i] = refund0929{Type: string(r.Type), Amount: r.Amount}
-	}
-	return json.Marshal(ev)
-}
 
 // Signature is the Merchant-Signature header: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 // "<t>.<body>" under the webhook secret>.
@@ -70,14 +32,26 @@ func Signature(secret []byte, at time.Time, body []byte) string {
 	return "t=" + t + ",v1=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Event is one outbox row to deliver.
+// Event is one outbox row to deliver. Its body is either stored already encoded
+// (Payload: rows written before the outbox kept snapshots, in 2025-09-29) or encoded at
+// send time, in the worker's API version, from the snapshot (Type, Order, OccurredAt).
 type Event struct {
-	ID        int64
-	OrderID   string
-	Type      string
-	Payload   []byte
-	Attempts  int
-	CreatedAt time.Time
+	ID      int64
+	OrderID string
+	Type    string
+	// Payload, when not nil, is the body to send byte for byte.
+	Payload []byte
+	// Order is the order as it was when the event happened (the snapshot).
+	Order *checkout.Order
+	// OccurredAt is when the event happened (from the snapshot): the only source of an
+	// event time in a body, so that every attempt sends the same bytes.
+	OccurredAt time.Time
+	// Unreadable, when set, says why the stored event could not be read (say a snapshot
+	// format this release does not know); the attempt fails and is retried like a
+	// refused delivery, until the horizon.
+	Unreadable error
+	Attempts   int
+	CreatedAt  time.Time
 }
 
 // RequestID is the stable Request-Id of an event: the same on every retry, so the
@@ -110,12 +84,16 @@ type Config struct {
 	Workers int
 	// Poll is how long an idle worker waits before looking again.
 	Poll time.Duration
+	// APIVersion is the ACP version event bodies are encoded in at send time
+	// (WEBHOOK_API_VERSION); empty means DefaultVersion.
+	APIVersion string
 }
 
 // Worker delivers the outbox. Several workers, in one process or many, share the work
 // safely: each event row is locked while it is delivered (SKIP LOCKED).
 type Worker struct {
 	cfg    Config
+	enc    Encoder
 	outbox Outbox
 	client *http.Client
 	logger *slog.Logger
@@ -132,8 +110,17 @@ func NewWorker(cfg Config, outbox Outbox, logger *slog.Logger) *Worker {
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
+	if cfg.APIVersion == "" {
+		cfg.APIVersion = DefaultVersion
+	}
+	enc, err := EncoderFor(cfg.APIVersion)
+	if err != nil {
+		// The configuration refuses such a version at start-up; should one get here
+		// anyway, snapshot events fail (and are retried) rather than go out wrong.
+		enc = func(Event) ([]byte, error) { return nil, err }
+	}
 	return &Worker{
-		cfg: cfg, outbox: outbox, logger: logger, now: time.Now,
+		cfg: cfg, enc: enc, outbox: outbox, logger: logger, now: time.Now,
 		client: &http.Client{
 			Timeout: cfg.Timeout,
 			// A redirect is not a delivery: following it would re-send as a GET without
@@ -211,14 +198,18 @@ func (w *Worker) attempt(ctx context.Context, e Event) Result {
 }
 
 func (w *Worker) post(ctx context.Context, e Event, now time.Time) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(e.Payload))
+	payload, err := body(w.enc, e)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(payload))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Request-Id", e.RequestID())
 	req.Header.Set("Timestamp", now.UTC().Format(time.RFC3339))
-	req.Header.Set("Merchant-Signature", Signature(w.cfg.Secret, now, e.Payload))
+	req.Header.Set("Merchant-Signature", Signature(w.cfg.Secret, now, payload))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		return err
