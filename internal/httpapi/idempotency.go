@@ -16,13 +16,6 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// IdempotencyStore records Idempotency-Keys (see postgres.Idempotency).
-type IdempotencyStore interface {
-	Claim(ctx context.Context, k idempotency.Key, hash string) (idempotency.Outcome, error)
-	Complete(ctx context.Context, c *idempotency.Claim, status int, body []byte) error
-	Release(ctx context.Context, c *idempotency.Claim) error
-}
-
 // settleTimeout bounds storing a response after the request's work is done, and
 // releaseTimeout releasing the claim of a server error (see settleClaim).
 const (

@@ -19,36 +19,21 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// Sessions is the checkout session store the handlers drive. owner is the caller's
-// identity; a session of another owner is not found.
-type Sessions interface {
-	CreateSession(ctx context.Context, owner string, ch checkout.Changes) (checkout.View, error)
-	GetSession(ctx context.Context, owner, id string) (checkout.View, error)
-	UpdateSession(ctx context.Context, owner, id string, ch checkout.Changes) (checkout.View, error)
-	CancelSession(ctx context.Context, owner, id string) (checkout.View, error)
-	CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error)
-}
-
-// Vault issues delegated payment tokens (the PSP side of ACP). It is an interface so
-// that a real PSP's vault can replace the built-in mock.
-type Vault interface {
-	Delegate(ctx context.Context, owner string, d *payment.Delegation) (payment.Token, error)
-}
-
 // Deps are the server's collaborators.
 type Deps struct {
-	Sessions    Sessions
-	Vault       Vault
-	Idempotency IdempotencyStore
+	Sessions    checkout.SessionService
+	Vault       payment.VaultService
+	Idempotency idempotency.Store
 	// Replays remembers accepted request signatures in storage shared by every instance,
 	// so a signed request is served once (nil: replays are not detected).
 	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
-	Orders Orders
+	Orders checkout.OrderService
 	// Metrics, when not nil, is served on /metrics and fed by every request.
 	Metrics *metrics.Metrics
 	// Unavailable classifies storage errors that mean "the database cannot be reached"
@@ -98,13 +83,13 @@ type Config struct {
 // Server serves the ACP endpoints and the health probes.
 type Server struct {
 	cfg         Config
-	sessions    Sessions
-	vault       Vault
-	idempotency IdempotencyStore
+	sessions    checkout.SessionService
+	vault       payment.VaultService
+	idempotency idempotency.Store
 	replays     SignatureReplays
 	ready       func(context.Context) error
 	logger      *slog.Logger
-	orders      Orders
+	orders      checkout.OrderService
 	metrics     *metrics.Metrics
 	keys        keyring
 	adminKeys   keyring

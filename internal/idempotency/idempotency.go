@@ -125,3 +125,11 @@ type Outcome struct {
 	Status  int
 	Body    []byte
 }
+
+// Store records Idempotency-Keys for the transports (REST and MCP alike), so a retried
+// request is answered with the response of its first run (see postgres.Idempotency).
+type Store interface {
+	Claim(ctx context.Context, k Key, hash string) (Outcome, error)
+	Complete(ctx context.Context, c *Claim, status int, body []byte) error
+	Release(ctx context.Context, c *Claim) error
+}

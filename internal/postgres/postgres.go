@@ -15,6 +15,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+)
+
+// The services the transports consume, as this package implements them.
+var (
+	_ checkout.SessionService = (*Store)(nil)
+	_ checkout.OrderService   = (*Orders)(nil)
+	_ payment.VaultService    = (*Vault)(nil)
+	_ idempotency.Store       = (*Idempotency)(nil)
 )
 
 // Connect opens a pool to databaseURL and checks that the database answers.
