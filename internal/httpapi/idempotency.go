@@ -195,9 +195,9 @@ func recordedOrEncode(w http.ResponseWriter, r *http.Request, status int, v any)
 
 // setEncoder tells the storage layer how to render the result of this request, so it
 // can record the response in the transaction of the side effect.
-func setEncoder(r *http.Request, encode func(result any) (int, []byte, error)) {
+func setEncoder[T any](r *http.Request, encode func(result T) (int, []byte, error)) {
 	if claim := idempotency.FromContext(r.Context()); claim != nil {
-		claim.Encode = encode
+		idempotency.SetEncoder(claim, encode)
 	}
 }
 

@@ -234,8 +234,8 @@ func decodeRequest[R, T any, P wireRequest[R, T]](s *Server, w http.ResponseWrit
 // expectView tells the storage layer how this request's session result is rendered,
 // for recording it with an Idempotency-Key.
 func (s *Server) expectView(r *http.Request, status int) {
-	setEncoder(r, func(result any) (int, []byte, error) {
-		body, err := encodeJSON(s.encodeView(result.(checkout.View)))
+	setEncoder(r, func(view checkout.View) (int, []byte, error) {
+		body, err := encodeJSON(s.encodeView(view))
 		return status, body, err
 	})
 }
@@ -277,8 +277,8 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	setEncoder(r, func(result any) (int, []byte, error) {
-		body, err := encodeJSON(encodeDelegateResponse0929(result.(payment.Token), key))
+	setEncoder(r, func(token payment.Token) (int, []byte, error) {
+		body, err := encodeJSON(encodeDelegateResponse0929(token, key))
 		return http.StatusCreated, body, err
 	})
 	token, err := s.vault.Delegate(r.Context(), infoOf(r).caller, d)
