@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"html/template"
@@ -14,15 +13,6 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
-
-// Orders is the merchant's order store (see postgres.Orders).
-type Orders interface {
-	Get(ctx context.Context, id string) (*checkout.Order, error)
-	List(ctx context.Context, status string, beforeCreated *time.Time, beforeID string, limit int) ([]*checkout.Order, error)
-	SetStatus(ctx context.Context, id string, status checkout.OrderStatus) (*checkout.Order, error)
-	Refund(ctx context.Context, id string, t checkout.RefundType, amount int64) (*checkout.Order, error)
-	Page(ctx context.Context, id string) (*checkout.OrderPage, error)
-}
 
 // adminRoutes mounts the merchant's order API, behind ADMIN_API_KEYS (never the agents'
 // keys: agents must not move orders).
@@ -202,8 +192,8 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 // expectAdminOrder tells the order store how this request's result is rendered, so an
 // Idempotency-Key's response is recorded in the transaction of the change itself.
 func expectAdminOrder(r *http.Request, status int) {
-	setEncoder(r, func(result any) (int, []byte, error) {
-		body, err := encodeJSON(toAdminOrder(result.(*checkout.Order)))
+	setEncoder(r, func(o *checkout.Order) (int, []byte, error) {
+		body, err := encodeJSON(toAdminOrder(o))
 		return status, body, err
 	})
 }

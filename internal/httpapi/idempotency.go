@@ -16,13 +16,6 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// IdempotencyStore records Idempotency-Keys (see postgres.Idempotency).
-type IdempotencyStore interface {
-	Claim(ctx context.Context, k idempotency.Key, hash string) (idempotency.Outcome, error)
-	Complete(ctx context.Context, c *idempotency.Claim, status int, body []byte) error
-	Release(ctx context.Context, c *idempotency.Claim) error
-}
-
 // settleTimeout bounds storing a response after the request's work is done, and
 // releaseTimeout releasing the claim of a server error (see settleClaim).
 const (
@@ -206,9 +199,9 @@ func recordedOrEncode(w http.ResponseWriter, r *http.Request, status int, v any)
 
 // setEncoder tells the storage layer how to render the result of this request, so it
 // can record the response in the transaction of the side effect.
-func setEncoder(r *http.Request, encode func(result any) (int, []byte, error)) {
+func setEncoder[T any](r *http.Request, encode func(result T) (int, []byte, error)) {
 	if claim := idempotency.FromContext(r.Context()); claim != nil {
-		claim.Encode = encode
+		idempotency.SetEncoder(claim, encode)
 	}
 }
 

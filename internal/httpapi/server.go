@@ -19,36 +19,21 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// Sessions is the checkout session store the handlers drive. owner is the caller's
-// identity; a session of another owner is not found.
-type Sessions interface {
-	CreateSession(ctx context.Context, owner string, ch checkout.Changes) (checkout.View, error)
-	GetSession(ctx context.Context, owner, id string) (checkout.View, error)
-	UpdateSession(ctx context.Context, owner, id string, ch checkout.Changes) (checkout.View, error)
-	CancelSession(ctx context.Context, owner, id string) (checkout.View, error)
-	CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error)
-}
-
-// Vault issues delegated payment tokens (the PSP side of ACP). It is an interface so
-// that a real PSP's vault can replace the built-in mock.
-type Vault interface {
-	Delegate(ctx context.Context, owner string, d *payment.Delegation) (payment.Token, error)
-}
-
 // Deps are the server's collaborators.
 type Deps struct {
-	Sessions    Sessions
-	Vault       Vault
-	Idempotency IdempotencyStore
+	Sessions    checkout.SessionService
+	Vault       payment.VaultService
+	Idempotency idempotency.Store
 	// Replays remembers accepted request signatures in storage shared by every instance,
 	// so a signed request is served once (nil: replays are not detected).
 	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
-	Orders Orders
+	Orders checkout.OrderService
 	// Metrics, when not nil, is served on /metrics and fed by every request.
 	Metrics *metrics.Metrics
 	// Unavailable classifies storage errors that mean "the database cannot be reached"
@@ -98,13 +83,13 @@ type Config struct {
 // Server serves the ACP endpoints and the health probes.
 type Server struct {
 	cfg         Config
-	sessions    Sessions
-	vault       Vault
-	idempotency IdempotencyStore
+	sessions    checkout.SessionService
+	vault       payment.VaultService
+	idempotency idempotency.Store
 	replays     SignatureReplays
 	ready       func(context.Context) error
 	logger      *slog.Logger
-	orders      Orders
+	orders      checkout.OrderService
 	metrics     *metrics.Metrics
 	keys        keyring
 	adminKeys   keyring
@@ -249,8 +234,8 @@ func decodeRequest[R, T any, P wireRequest[R, T]](s *Server, w http.ResponseWrit
 // expectView tells the storage layer how this request's session result is rendered,
 // for recording it with an Idempotency-Key.
 func (s *Server) expectView(r *http.Request, status int) {
-	setEncoder(r, func(result any) (int, []byte, error) {
-		body, err := encodeJSON(s.encodeView(result.(checkout.View)))
+	setEncoder(r, func(view checkout.View) (int, []byte, error) {
+		body, err := encodeJSON(s.encodeView(view))
 		return status, body, err
 	})
 }
@@ -292,8 +277,8 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	setEncoder(r, func(result any) (int, []byte, error) {
-		body, err := encodeJSON(encodeDelegateResponse0929(result.(payment.Token), key))
+	setEncoder(r, func(token payment.Token) (int, []byte, error) {
+		body, err := encodeJSON(encodeDelegateResponse0929(token, key))
 		return http.StatusCreated, body, err
 	})
 	token, err := s.vault.Delegate(r.Context(), infoOf(r).caller, d)

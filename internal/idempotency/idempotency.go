@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 )
@@ -33,7 +34,8 @@ type Key struct {
 type Claim struct {
 	Key     Key
 	ClaimID string
-	// Encode turns a result (a checkout.View, a payment.Token, ...) into the response.
+	// Encode turns a result (a checkout.View, a payment.Token, ...) into the response;
+	// SetEncoder sets it for results of one type.
 	Encode func(result any) (status int, body []byte, err error)
 
 	mu       sync.Mutex
@@ -128,4 +130,25 @@ type Outcome struct {
 	ClaimID string
 	Status  int
 	Body    []byte
+}
+
+// Store records Idempotency-Keys for the transports (REST and MCP alike), so a retried
+// request is answered with the response of its first run (see postgres.Idempotency).
+type Store interface {
+	Claim(ctx context.Context, k Key, hash string) (Outcome, error)
+	Complete(ctx context.Context, c *Claim, status int, body []byte) error
+	Release(ctx context.Context, c *Claim) error
+}
+
+// SetEncoder makes encode the renderer of c's result. The claim travels in a context, so
+// the result reaches Encode as an any; its type is checked here, once, and a result of
+// another type is an error (the transaction rolls back), not a panic.
+func SetEncoder[T any](c *Claim, encode func(result T) (status int, body []byte, err error)) {
+	c.Encode = func(result any) (int, []byte, error) {
+		v, ok := result.(T)
+		if !ok {
+			return 0, nil, fmt.Errorf("idempotency: a %T result for an encoder of %T", result, v)
+		}
+		return encode(v)
+	}
 }

@@ -147,3 +147,14 @@ func TestClaimContextAndRecording(t *testing.T) {
 		t.Errorf("Recorded = %d %s %v", status, body, ok)
 	}
 }
+
+func TestSetEncoderChecksTheResultType(t *testing.T) {
+	var c Claim
+	SetEncoder(&c, func(n int) (int, []byte, error) { return 201, []byte{byte(n)}, nil })
+	if status, body, err := c.Encode(7); err != nil || status != 201 || string(body) != "\x07" {
+		t.Fatalf("Encode(7) = %d, %q, %v", status, body, err)
+	}
+	if _, _, err := c.Encode("seven"); err == nil {
+		t.Fatal("Encode of a string by an int encoder: no error")
+	}
+}

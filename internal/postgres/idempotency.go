@@ -26,44 +26,49 @@ type commitThen struct{ err error }
 func (c *commitThen) Error() string { return c.err.Error() }
 func (c *commitThen) Unwrap() error { return c.err }
 
-// withRecordedTx runs fn in a transaction and, when ctx carries an idempotency claim
-// with an encoder, stores the encoded result as the key's response before committing.
-// The claim learns of the stored response only once the commit succeeded.
-func withRecordedTx(ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, fn func(q *db.Queries, now time.Time) (any, error)) error {
+// withRecordedTxV runs fn in a transaction and returns its result once committed. When
+// ctx carries an idempotency claim with an encoder, the encoded result is stored as the
+// key's response before committing; the claim learns of it only once the commit
+// succeeded. A *commitThen from fn commits and returns its error with the zero T.
+func withRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, fn func(q *db.Queries, now time.Time) (T, error)) (T, error) {
 	claim := idempotency.FromContext(ctx)
 	var status int
 	var body []byte
 	var refusal error
-	err := WithTx(ctx, pool, func(q *db.Queries) error {
+	result, err := withTxV(ctx, pool, func(q *db.Queries) (T, error) {
 		now := clock()
 		result, err := fn(q, now)
 		var ct *commitThen
 		if errors.As(err, &ct) {
 			refusal = ct.err
-			return nil
+			return result, nil
 		}
 		if err != nil || claim == nil || claim.Encode == nil {
-			return err
+			return result, err
 		}
 		if status, body, err = claim.Encode(result); err != nil {
-			return fmt.Errorf("encode response: %w", err)
+			return result, fmt.Errorf("encode response: %w", err)
 		}
 		n, err := q.CompleteIdempotencyKey(ctx, completeKeyParams(claim, status, body, now))
 		if err != nil {
-			return fmt.Errorf("record idempotent response: %w", err)
+			return result, fmt.Errorf("record idempotent response: %w", err)
 		}
 		if n != 1 {
-			return errClaimLost
+			return result, errClaimLost
 		}
-		return nil
+		return result, nil
 	})
-	if err == nil && refusal != nil {
-		return refusal
+	if err != nil {
+		return result, err
 	}
-	if err == nil && body != nil {
+	if refusal != nil {
+		var zero T
+		return zero, refusal
+	}
+	if body != nil {
 		claim.Committed(status, body)
 	}
-	return err
+	return result, nil
 }
 
 func completeKeyParams(c *idempotency.Claim, status int, body []byte, now time.Time) db.CompleteIdempotencyKeyParams {

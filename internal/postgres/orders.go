@@ -100,8 +100,7 @@ func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, a
 // change locks the order, applies fn and writes the order_update event, in one
 // transaction, which also records the response of the request's Idempotency-Key.
 func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, ord *checkout.Order, now time.Time) error) (*checkout.Order, error) {
-	var ord *checkout.Order
-	err := withRecordedTx(ctx, o.pool, o.now, func(q *db.Queries, now time.Time) (any, error) {
+	return withRecordedTxV(ctx, o.pool, o.now, func(q *db.Queries, now time.Time) (*checkout.Order, error) {
 		row, err := q.GetOrderForUpdate(ctx, id)
 		if isNoRows(err) {
 			return nil, ErrOrderNotFound
@@ -109,7 +108,8 @@ func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, o
 		if err != nil {
 			return nil, fmt.Errorf("lock order: %w", err)
 		}
-		if ord, err = withRefunds(ctx, q, row); err != nil {
+		ord, err := withRefunds(ctx, q, row)
+		if err != nil {
 			return nil, err
 		}
 		if err := fn(q, ord, now); err != nil {
@@ -117,7 +117,6 @@ func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, o
 		}
 		return ord, o.emit(ctx, q, webhook.OrderUpdate, ord, now)
 	})
-	return ord, err
 }
 
 // emit writes an order event to the outbox, in the caller's transaction.

@@ -28,39 +28,38 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if err := c.Validate(); err != nil {
 		return checkout.View{}, err
 	}
-	var view checkout.View
-	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
+	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		if expired {
-			return nil, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
+			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 		}
 		if c.Buyer != nil && sess.State == checkout.StateOpen {
 			sess.Buyer = c.Buyer
 		}
 		cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
 		if err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		quote := checkout.Price(sess, cat, now)
 		if err := sess.CheckCompletable(quote); err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		total, currency := quote.Totals.Total, sess.Currency
 
 		var vaultToken *payment.Token
 		if payment.IsVaultToken(c.Token) {
 			if vaultToken, err = lockVaultToken(ctx, q, owner, c.Token); err != nil {
-				return nil, err
+				return checkout.View{}, err
 			}
 			if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
-				return nil, err
+				return checkout.View{}, err
 			}
 		}
 		if err := takeStock(ctx, q, sess.Lines); err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 
 		order := &checkout.Order{
@@ -79,7 +78,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		if c.BillingAddress != nil {
 			if params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
-				return nil, fmt.Errorf("encode billing address: %w", err)
+				return checkout.View{}, fmt.Errorf("encode billing address: %w", err)
 			}
 		}
 		if vaultToken != nil {
@@ -96,32 +95,31 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 				Token: c.Token, Amount: total, Currency: currency, SessionID: sess.ID, IdempotencyKey: sess.ID,
 			})
 			if err != nil {
-				return nil, err
+				return checkout.View{}, err
 			}
 			params.PaymentReference = receipt.Reference
 		}
 		if err := q.InsertOrder(ctx, params); err != nil {
-			return nil, orderError(err)
+			return checkout.View{}, orderError(err)
 		}
 		if vaultToken != nil {
 			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
 			if err != nil {
-				return nil, fmt.Errorf("mark token used: %w", err)
+				return checkout.View{}, fmt.Errorf("mark token used: %w", err)
 			}
 			if n != 1 {
-				return nil, errors.New("vault token changed under its row lock")
+				return checkout.View{}, errors.New("vault token changed under its row lock")
 			}
 		}
 
 		if err := emitEvent(ctx, q, s.events, webhook.OrderCreate, order, now); err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		sess.Complete(now)
 		if err := updateSession(ctx, q, sess, now); err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
-		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
-		return view, nil
+		return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}, nil
 	})
 	if de, ok := checkout.AsError(err); ok && de.Kind == checkout.KindDeclined {
 		// The transaction rolled back; the decline is recorded on its own so that the
@@ -217,13 +215,9 @@ func (v *Vault) Delegate(ctx context.Context, owner string, d *payment.Delegatio
 	if err := d.Validate(v.now()); err != nil {
 		return payment.Token{}, err
 	}
-	var token payment.Token
-	err := withRecordedTx(ctx, v.pool, v.now, func(q *db.Queries, now time.Time) (any, error) {
-		t, err := insertToken(ctx, q, owner, d, v.fingerprint, now, v.lifetime)
-		token = t
-		return t, err
+	return withRecordedTxV(ctx, v.pool, v.now, func(q *db.Queries, now time.Time) (payment.Token, error) {
+		return insertToken(ctx, q, owner, d, v.fingerprint, now, v.lifetime)
 	})
-	return token, err
 }
 
 func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.Delegation, fp payment.Fingerprinter, now time.Time, lifetime time.Duration) (payment.Token, error) {

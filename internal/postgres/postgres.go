@@ -9,12 +9,24 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+)
+
+// The services the transports consume, as this package implements them.
+var (
+	_ checkout.SessionService = (*Store)(nil)
+	_ checkout.OrderService   = (*Orders)(nil)
+	_ payment.VaultService    = (*Vault)(nil)
+	_ idempotency.Store       = (*Idempotency)(nil)
 )
 
 // Connect opens a pool to databaseURL and checks that the database answers.
@@ -34,21 +46,42 @@ func Connect(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// rollbackTimeout bounds the rollback of a transaction that did not commit.
+const rollbackTimeout = time.Second
+
 // WithTx runs fn inside one transaction: committed when fn returns nil, rolled back
 // otherwise (and on panic, by the deferred rollback).
 func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries) error) error {
+	_, err := withTxV(ctx, pool, func(q *db.Queries) (struct{}, error) { return struct{}{}, fn(q) })
+	return err
+}
+
+// withTxV is WithTx for a body that returns a value, as in riverqueue/river's
+// dbutil.WithTxV: fn's result once the transaction committed, the zero T with an error.
+func withTxV[T any](ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries) (T, error)) (T, error) {
+	var zero T
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return zero, fmt.Errorf("begin: %w", err)
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if err := fn(db.New(tx)); err != nil {
-		return err
+	defer rollback(ctx, tx)
+	v, err := fn(db.New(tx))
+	if err != nil {
+		return zero, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return zero, fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	return v, nil
+}
+
+// rollback ends tx unless it committed. It ignores ctx's cancellation: a request canceled
+// mid-transaction must still roll back cleanly, where a rollback refused for a done
+// context makes pgx close the connection. rollbackTimeout bounds the wait instead.
+func rollback(ctx context.Context, tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	_ = tx.Rollback(ctx)
 }
 
 // isNoRows reports whether err says a query found no row.

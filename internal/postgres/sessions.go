@@ -53,36 +53,33 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 	if err := ch.Validate(true); err != nil {
 		return checkout.View{}, err
 	}
-	var view checkout.View
-	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
+	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
 		cat, err := s.applyChanges(ctx, q, sess, ch, now)
 		if err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		row, err := sessionParams(sess)
 		if err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		if err := q.InsertSession(ctx, db.InsertSessionParams{
 			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
 			FulfillmentOptionID: row.FulfillmentOptionID, Now: now, ExpiresAt: row.ExpiresAt,
 		}); err != nil {
-			return nil, fmt.Errorf("insert session: %w", err)
+			return checkout.View{}, fmt.Errorf("insert session: %w", err)
 		}
 		if err := insertLines(ctx, q, sess); err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
-		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}
-		return view, nil
+		return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}, nil
 	})
-	return view, err
 }
 
 // write runs fn in one transaction and, when the request holds an Idempotency-Key,
-// records fn's result as the key's response in that same transaction.
-func (s *Store) write(ctx context.Context, fn func(q *db.Queries, now time.Time) (any, error)) error {
-	return withRecordedTx(ctx, s.pool, s.now, fn)
+// records the session fn returns as the key's response in that same transaction.
+func (s *Store) write(ctx context.Context, fn func(q *db.Queries, now time.Time) (checkout.View, error)) (checkout.View, error) {
+	return withRecordedTxV(ctx, s.pool, s.now, fn)
 }
 
 // GetSession returns owner's session id with a quote from the current catalog.
@@ -136,31 +133,28 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 	change func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error),
 	linesChanged bool,
 ) (checkout.View, error) {
-	var view checkout.View
-	err := s.write(ctx, func(q *db.Queries, now time.Time) (any, error) {
+	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		cat, err := change(q, sess, now)
 		if err != nil {
-			return nil, refuseAfterExpiry(err, expired)
+			return checkout.View{}, refuseAfterExpiry(err, expired)
 		}
 		if err := updateSession(ctx, q, sess, now); err != nil {
-			return nil, err
+			return checkout.View{}, err
 		}
 		if linesChanged {
 			if err := q.DeleteLineItems(ctx, sess.ID); err != nil {
-				return nil, fmt.Errorf("delete line items: %w", err)
+				return checkout.View{}, fmt.Errorf("delete line items: %w", err)
 			}
 			if err := insertLines(ctx, q, sess); err != nil {
-				return nil, err
+				return checkout.View{}, err
 			}
 		}
-		view = checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}
-		return view, nil
+		return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}, nil
 	})
-	return view, err
 }
 
 // lockSession locks owner's session id for a write. A session found past its expiry is
