@@ -43,9 +43,9 @@ test: ## Unit and integration tests against a throwaway PostgreSQL (started for 
 # are minimised for at most FUZZMINTIME, so a large seed cannot stall a short run.
 FUZZTIME     ?= 20s
 FUZZMINTIME  ?= 2s
-FUZZ_TARGETS := ./internal/httpapi:FuzzCreateRequest ./internal/httpapi:FuzzUpdateRequest \
-                ./internal/httpapi:FuzzCompleteRequest ./internal/httpapi:FuzzDelegateRequest \
-                ./internal/httpapi:FuzzIdempotencyHash ./internal/catalog:FuzzParse
+FUZZ_TARGETS := ./internal/acp/v20250929:FuzzCreateRequest ./internal/acp/v20250929:FuzzUpdateRequest \
+                ./internal/acp/v20250929:FuzzCompleteRequest ./internal/acp/v20250929:FuzzDelegateRequest \
+                ./internal/acp/v20250929:FuzzIdempotencyHash ./internal/catalog:FuzzParse
 
 .PHONY: test-fuzz
 test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog parser (FUZZTIME=20s each)

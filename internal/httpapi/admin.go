@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -77,14 +78,14 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxOrdersPage {
-			s.writeError(w, r, invalidRequest("invalid", fmt.Sprintf("limit must be 1 to %d.", maxOrdersPage), "$.limit"))
+			s.writeError(w, r, acp.InvalidRequest("invalid", fmt.Sprintf("limit must be 1 to %d.", maxOrdersPage), "$.limit"))
 			return
 		}
 		limit = n
 	}
 	status := q.Get("status")
 	if status != "" && !checkout.ValidOrderStatus(checkout.OrderStatus(status)) {
-		s.writeError(w, r, invalidRequest("invalid", "Unknown order status.", "$.status"))
+		s.writeError(w, r, acp.InvalidRequest("invalid", "Unknown order status.", "$.status"))
 		return
 	}
 	var before *time.Time
@@ -92,7 +93,7 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) {
 	if c := q.Get("cursor"); c != "" {
 		t, id, err := decodeCursor(c)
 		if err != nil {
-			s.writeError(w, r, invalidRequest("invalid", "cursor is not one this server gave out.", "$.cursor"))
+			s.writeError(w, r, acp.InvalidRequest("invalid", "cursor is not one this server gave out.", "$.cursor"))
 			return
 		}
 		before, beforeID = &t, id
@@ -158,7 +159,7 @@ func (s *Server) setOrderStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Status == nil {
-		s.writeError(w, r, invalidRequest("missing", "status is required.", "$.status"))
+		s.writeError(w, r, acp.InvalidRequest("missing", "status is required.", "$.status"))
 		return
 	}
 	expectAdminOrder(r, http.StatusOK)
@@ -176,7 +177,7 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := requireFields(field{"$.type", req.Type != nil}, field{"$.amount", req.Amount != nil}); err != nil {
+	if err := acp.RequireFields(acp.Required{Path: "$.type", Present: req.Type != nil}, acp.Required{Path: "$.amount", Present: req.Amount != nil}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -203,7 +204,7 @@ func (s *Server) decodeAdmin(w http.ResponseWriter, r *http.Request, dst any) er
 	if err != nil {
 		return err
 	}
-	return decodeStrict(body, dst)
+	return acp.DecodeStrict(body, dst)
 }
 
 // orderPageTemplate is the buyer's order status page. It shows the order, its items and

@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
@@ -32,10 +33,6 @@ const maxIdempotencyKeyLength = 255
 // this long (ids are a few dozen characters), so a longer one is simply not found.
 const maxIdempotentPathLength = 1024
 
-// idempotencyConflictStatus is the status of "same key, different body" per API version:
-// 409 up to 2026-01-30, 422 from 2026-04-17 (checklist PART D).
-var idempotencyConflictStatus = map[string]int{Version20250929: http.StatusConflict}
-
 // withIdempotency makes a POST with an Idempotency-Key run at most once per (caller,
 // method, path, API version, key): a repeat with the same body replays the stored
 // response (Idempotent-Replayed: true), a different body is a conflict, and a repeat
@@ -51,7 +48,7 @@ func (s *Server) withIdempotency() Middleware {
 				return
 			}
 			if len(key) > maxIdempotencyKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
-				refuse(w, r, invalidRequest("invalid_idempotency_key",
+				refuse(w, r, acp.InvalidRequest("invalid_idempotency_key",
 					"Idempotency-Key must be at most 255 bytes of printable UTF-8.", ""))
 				return
 			}
@@ -90,16 +87,14 @@ func (s *Server) withIdempotency() Middleware {
 				_, _ = w.Write(out.Body)
 				return
 			case idempotency.Conflict:
-				status, ok := idempotencyConflictStatus[info.version]
-				if !ok {
-					status = http.StatusConflict
-				}
-				refuse(w, r, newError(status, typeInvalidRequest, "idempotency_conflict",
+				// The status is the version's (409, 422 from 2026-04-17); the admin API's
+				// is the default version's.
+				refuse(w, r, acp.NewError(versionOf(r).IdempotencyConflictStatus(), acp.TypeInvalidRequest, "idempotency_conflict",
 					"This Idempotency-Key was used with a different request body.", ""))
 				return
 			case idempotency.InFlight:
 				w.Header().Set("Retry-After", "1")
-				refuse(w, r, newError(http.StatusConflict, typeInvalidRequest, "idempotency_in_flight",
+				refuse(w, r, acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, "idempotency_in_flight",
 					"A request with this Idempotency-Key is still being processed; retry shortly.", ""))
 				return
 			}

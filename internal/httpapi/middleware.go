@@ -6,13 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -39,7 +39,7 @@ type requestInfo struct {
 	// caller is the authenticated identity ("" on an open server); authErr says why
 	// authentication failed, answered by withRequireAuth.
 	caller  string
-	authErr *apiError
+	authErr *acp.Error
 	// limitKey is the rate limiter's bucket of an authenticated caller ("": the client
 	// address's).
 	limitKey string
@@ -209,44 +209,6 @@ func recordRoute(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// Supported API versions, newest first (the order the Error schema asks for).
-const (
-	Version20250929 = "2025-09-29"
-)
-
-// SupportedVersions lists the API-Version values this server speaks, newest first.
-var SupportedVersions = []string{Version20250929}
-
-// withAPIVersion validates API-Version. Unless required, a missing header is served as
-// the oldest supported version, since early clients and the walk-throughs omit it.
-func withAPIVersion(required bool) Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			v := strings.TrimSpace(r.Header.Get("API-Version"))
-			switch {
-			case v == "" && required:
-				refuse(w, r, &apiError{
-					status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "missing_api_version",
-					Message:           "The API-Version header is required.",
-					SupportedVersions: SupportedVersions,
-				})
-				return
-			case v == "":
-				v = SupportedVersions[len(SupportedVersions)-1]
-			case !slices.Contains(SupportedVersions, v):
-				refuse(w, r, &apiError{
-					status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "unsupported_api_version",
-					Message:           fmt.Sprintf("API-Version %q is not supported.", v),
-					SupportedVersions: SupportedVersions,
-				})
-				return
-			}
-			infoOf(r).version = v
-			next.ServeHTTP(w, r)
-		})
-	}
 }
 
 // withSanePath answers 404 for paths that cannot name anything here (invalid UTF-8 or

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"math"
 	"net"
 	"net/http"
@@ -90,8 +91,8 @@ func (kr keyring) lookupDigest(d [32]byte) (string, bool) {
 	return kr.names[found], true
 }
 
-func unauthorized(code, message string) *apiError {
-	return newError(http.StatusUnauthorized, typeInvalidRequest, code, message, "")
+func unauthorized(code, message string) *acp.Error {
+	return acp.NewError(http.StatusUnauthorized, acp.TypeInvalidRequest, code, message, "")
 }
 
 // withIdentify finds out who is calling, before routing, so that every route (unmatched
@@ -287,7 +288,7 @@ func (s *Server) withRateLimit() Middleware {
 			}
 			if !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-				refuse(w, r, newError(http.StatusTooManyRequests, typeInvalidRequest,
+				refuse(w, r, acp.NewError(http.StatusTooManyRequests, acp.TypeInvalidRequest,
 					"too_many_requests", "Too many requests; retry after the time in Retry-After.", ""))
 				return
 			}
@@ -437,10 +438,10 @@ func readLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, e
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, newError(http.StatusRequestEntityTooLarge, typeInvalidRequest, "request_too_large",
+			return nil, acp.NewError(http.StatusRequestEntityTooLarge, acp.TypeInvalidRequest, "request_too_large",
 				fmt.Sprintf("The request body is larger than %d bytes.", limit), "")
 		}
-		return nil, invalidRequest("unreadable_body", "The request body could not be read.", "")
+		return nil, acp.InvalidRequest("unreadable_body", "The request body could not be read.", "")
 	}
 	return buf.Bytes(), nil
 }

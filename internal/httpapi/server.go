@@ -1,5 +1,6 @@
-// Package httpapi is the HTTP adapter: the router, the ACP handlers, middleware and the
-// mapping of domain errors to ACP Error responses.
+// Package httpapi is the HTTP adapter: the router, the ACP handlers, middleware, and the
+// version table (versions.go) that gives each request the wire format of its API-Version
+// (internal/acp/<version>).
 package httpapi
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
@@ -184,7 +186,7 @@ func New(cfg Config, d Deps) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeRequest[createRequest0929, checkout.Changes](s, w, r, bodyRequired)
+	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeCreate)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -201,7 +203,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeRequest[updateRequest0929, checkout.Changes](s, w, r, bodyRequired)
+	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeUpdate)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -211,31 +213,11 @@ func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
-// wireRequest is a wire request body that converts to a domain value T.
-type wireRequest[R, T any] interface {
-	*R
-	domain() (T, error)
-}
-
-// decodeRequest reads the body, decodes it strictly as an R and converts it.
-func decodeRequest[R, T any, P wireRequest[R, T]](s *Server, w http.ResponseWriter, r *http.Request, rule bodyRule) (T, error) {
-	var zero T
-	body, err := s.readBody(w, r, rule)
-	if err != nil {
-		return zero, err
-	}
-	req := P(new(R))
-	if err := decodeStrict(body, req); err != nil {
-		return zero, err
-	}
-	return req.domain()
-}
-
 // expectView tells the storage layer how this request's session result is rendered,
 // for recording it with an Idempotency-Key.
 func (s *Server) expectView(r *http.Request, status int) {
 	setEncoder(r, func(view checkout.View) (int, []byte, error) {
-		body, err := encodeJSON(s.encodeView(view))
+		body, err := encodeJSON(s.encodeView(r, view))
 		return status, body, err
 	})
 }
@@ -243,7 +225,7 @@ func (s *Server) expectView(r *http.Request, status int) {
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r, bodyOptional)
 	if err == nil {
-		err = validJSON(body)
+		err = versionOf(r).DecodeCancel(body)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -256,7 +238,7 @@ func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
-	c, err := decodeRequest[completeRequest0929, checkout.Completion](s, w, r, bodyRequired)
+	c, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeComplete)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -271,14 +253,15 @@ func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
-	d, err := decodeRequest[delegateRequest0929, *payment.Delegation](s, w, r, bodyRequired)
+	api := versionOf(r)
+	d, err := decodeBody(s, w, r, bodyRequired, api.DecodeDelegate)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
 	setEncoder(r, func(token payment.Token) (int, []byte, error) {
-		body, err := encodeJSON(encodeDelegateResponse0929(token, key))
+		body, err := encodeJSON(api.EncodeToken(token, key))
 		return http.StatusCreated, body, err
 	})
 	token, err := s.vault.Delegate(r.Context(), infoOf(r).caller, d)
@@ -287,7 +270,7 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	recordedOrEncode(w, r, http.StatusCreated, encodeDelegateResponse0929(token, key))
+	recordedOrEncode(w, r, http.StatusCreated, api.EncodeToken(token, key))
 }
 
 // count records a checkout outcome when the request succeeded.
@@ -303,12 +286,12 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, vie
 		s.writeError(w, r, err)
 		return
 	}
-	recordedOrEncode(w, r, status, s.encodeView(view))
+	recordedOrEncode(w, r, status, s.encodeView(r, view))
 }
 
-// encodeView renders a session in the wire format of the API version.
-func (s *Server) encodeView(v checkout.View) any {
-	return encode0929(v, s.cfg.Links)
+// encodeView renders a session in the wire format of the request's API version.
+func (s *Server) encodeView(r *http.Request, v checkout.View) any {
+	return versionOf(r).EncodeSession(v, s.cfg.Links)
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
@@ -321,21 +304,21 @@ func (s *Server) Drain() { s.draining.Store(true) }
 
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
-			"shutting_down", "The server is shutting down.", ""))
+		writeJSON(w, http.StatusServiceUnavailable, versionOf(r).EncodeError(acp.NewError(http.StatusServiceUnavailable, acp.TypeServiceUnavailable,
+			"shutting_down", "The server is shutting down.", "")))
 		return
 	}
 	if err := s.ready(r.Context()); err != nil {
 		s.logger.LogAttrs(r.Context(), slog.LevelWarn, "not ready", slog.Any("error", err))
-		writeJSON(w, http.StatusServiceUnavailable, newError(http.StatusServiceUnavailable, typeServiceUnavailable,
-			"not_ready", "The server is not ready to serve traffic.", ""))
+		writeJSON(w, http.StatusServiceUnavailable, versionOf(r).EncodeError(acp.NewError(http.StatusServiceUnavailable, acp.TypeServiceUnavailable,
+			"not_ready", "The server is not ready to serve traffic.", "")))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	refuse(w, r, newError(http.StatusNotFound, typeInvalidRequest, "not_found",
+	refuse(w, r, acp.NewError(http.StatusNotFound, acp.TypeInvalidRequest, "not_found",
 		"No endpoint at "+clip(r.Method, maxEchoedMethod)+" "+clip(r.URL.Path, maxEchoedPath)+".", ""))
 }
 
@@ -361,7 +344,7 @@ func (s *Server) methodNotAllowed(router *mux.Router) http.HandlerFunc {
 			return nil
 		})
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		refuse(w, r, newError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
+		refuse(w, r, acp.NewError(http.StatusMethodNotAllowed, acp.TypeInvalidRequest, "method_not_allowed",
 			clip(r.Method, maxEchoedMethod)+" is not allowed on "+clip(r.URL.Path, maxEchoedPath)+".", ""))
 	}
 }

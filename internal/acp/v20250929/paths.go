@@ -1,4 +1,4 @@
-package httpapi
+package v20250929
 
 import (
 	"strconv"
@@ -13,11 +13,11 @@ import (
 // that is in a 2025-09-29 body ($.items[1].id). Another API version renders the same
 // fields through a table of its own.
 
-// wireNames0929 is the 2025-09-29 JSON key of each domain field name. A name shared by
+// wireNames is the 2025-09-29 JSON key of each domain field name. A name shared by
 // several parents (an address's city, a card's or an address's name) has one key here,
 // as 2025-09-29 spells it the same under every parent. The order and refund fields are
 // the admin API's; it is not versioned and renders them through this table too.
-var wireNames0929 = map[checkout.FieldName]string{
+var wireNames = map[checkout.FieldName]string{
 	checkout.FieldItems:              "items",
 	checkout.FieldID:                 "id",
 	checkout.FieldQuantity:           "quantity",
@@ -72,17 +72,17 @@ var wireNames0929 = map[checkout.FieldName]string{
 	payment.FieldRiskAction:        "action",
 }
 
-// param0929 renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
+// pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
 // zero Field. A name missing from the table also gives "": no param is better than a
-// wrong one, and TestParam0929 lists every name so none goes missing unnoticed.
-func param0929(f checkout.Field) string {
+// wrong one, and TestPathOf lists every name so none goes missing unnoticed.
+func pathOf(f checkout.Field) string {
 	if f.IsZero() {
 		return ""
 	}
 	var b strings.Builder
 	b.WriteByte('$')
 	for _, s := range f.Segments() {
-		name, ok := wireNames0929[s.Name]
+		name, ok := wireNames[s.Name]
 		if !ok {
 			return ""
 		}

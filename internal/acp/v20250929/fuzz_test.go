@@ -1,7 +1,8 @@
-package httpapi
+package v20250929
 
-// Fuzz targets for the request decoders: every body an agent can send goes through
-// decodeStrict, the wire type's domain() and the domain Validate. Whatever the bytes,
+// Fuzz targets for the 2025-09-29 request decoders: every body an agent can send goes
+// through API.DecodeCreate (…Update, …Complete, …Delegate: acp.DecodeStrict and the wire
+// type's domain()) and the domain Validate. Whatever the bytes,
 // that pipeline must not panic, must refuse with a client error (never a 5xx), must
 // only let through values that satisfy the domain invariants, and must never echo a
 // card number or CVC in an error message.
@@ -9,7 +10,7 @@ package httpapi
 // Seeds: the official 2025-09-29 examples (vendored in internal/acpspec), inline valid requests, and tricky inputs (NUL
 // escapes, huge numbers, deep nesting, duplicate keys, invalid UTF-8). Run one with
 //
-//	go test -run '^$' -fuzz '^FuzzCreateRequest$' -fuzztime 30s ./internal/httpapi
+//	go test -run '^$' -fuzz '^FuzzCreateRequest$' -fuzztime 30s ./internal/acp/v20250929
 //
 // or all of them with `make test-fuzz`. Without -fuzz, the seeds run as ordinary tests.
 
@@ -28,6 +29,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
@@ -97,26 +99,26 @@ func fuzzAddSeeds(f *testing.F, seeds ...[]byte) {
 // ---- properties shared by every target ----
 
 // checkRefusal fails unless err is a client error the API answers with a 4xx: an
-// *apiError with a 4xx status, or a *checkout.Error whose kind maps to a 4xx.
+// *acp.Error with a 4xx status, or a *checkout.Error whose kind maps to a 4xx.
 func checkRefusal(t *testing.T, body []byte, err error) {
 	t.Helper()
-	var ae *apiError
+	var ae *acp.Error
 	if errors.As(err, &ae) {
-		if ae.status < 400 || ae.status > 499 {
-			t.Fatalf("apiError with status %d for %q: %v", ae.status, body, err)
+		if ae.Status < 400 || ae.Status > 499 {
+			t.Fatalf("acp.Error with status %d for %q: %v", ae.Status, body, err)
 		}
 		checkErrorText(t, body, ae.Type, ae.Code, ae.Message, ae.Param)
 		return
 	}
 	de, ok := checkout.AsError(err)
 	if !ok {
-		t.Fatalf("error %T is neither *apiError nor *checkout.Error (a 500) for %q: %v", err, body, err)
+		t.Fatalf("error %T is neither *acp.Error nor *checkout.Error (a 500) for %q: %v", err, body, err)
 	}
 	m, known := kindStatus[de.Kind]
 	if !known || de.Kind == checkout.KindInternal || m.status < 400 || m.status > 499 {
 		t.Fatalf("domain error of kind %d (status %d) for %q: %v", de.Kind, m.status, body, err)
 	}
-	checkErrorText(t, body, m.errType, de.Code, de.Message, param0929(de.Field))
+	checkErrorText(t, body, m.errType, de.Code, de.Message, pathOf(de.Field))
 }
 
 func checkErrorText(t *testing.T, body []byte, typ, code, msg, param string) {
@@ -134,17 +136,17 @@ func checkErrorText(t *testing.T, body []byte, typ, code, msg, param string) {
 
 // fuzzErrText is what a client sees of err.
 func fuzzErrText(err error) string {
-	var ae *apiError
+	var ae *acp.Error
 	if errors.As(err, &ae) {
 		return ae.Code + "|" + ae.Message + "|" + ae.Param
 	}
 	if de, ok := checkout.AsError(err); ok {
-		return de.Code + "|" + de.Message + "|" + param0929(de.Field)
+		return de.Code + "|" + de.Message + "|" + pathOf(de.Field)
 	}
 	return err.Error()
 }
 
-// checkNUL checks hasNUL against a tokenizer: on valid JSON it must say exactly whether
+// checkNUL checks acp.HasNUL against a tokenizer: on valid JSON it must say exactly whether
 // a string token (key or value, duplicates included) decodes to one holding NUL, which
 // PostgreSQL cannot store.
 func checkNUL(t *testing.T, body []byte) {
@@ -165,8 +167,8 @@ func checkNUL(t *testing.T, body []byte) {
 			break
 		}
 	}
-	if got := hasNUL(body); got != want {
-		t.Fatalf("hasNUL(%q) = %v, but a string of the body holds NUL: %v", body, got, want)
+	if got := acp.HasNUL(body); got != want {
+		t.Fatalf("acp.HasNUL(%q) = %v, but a string of the body holds NUL: %v", body, got, want)
 	}
 }
 
@@ -282,11 +284,7 @@ func validCreateSeeds() [][]byte {
 }
 
 func runCreate(body []byte) (checkout.Changes, error) {
-	var req createRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		return checkout.Changes{}, err
-	}
-	ch, err := req.domain()
+	ch, err := API{}.DecodeCreate(body)
 	if err != nil {
 		return ch, err
 	}
@@ -313,11 +311,7 @@ func FuzzCreateRequest(f *testing.F) {
 }
 
 func runUpdate(body []byte) (checkout.Changes, error) {
-	var req updateRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		return checkout.Changes{}, err
-	}
-	ch, err := req.domain()
+	ch, err := API{}.DecodeUpdate(body)
 	if err != nil {
 		return ch, err
 	}
@@ -349,11 +343,7 @@ func FuzzUpdateRequest(f *testing.F) {
 }
 
 func runComplete(body []byte) (checkout.Completion, error) {
-	var req completeRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		return checkout.Completion{}, err
-	}
-	c, err := req.domain()
+	c, err := API{}.DecodeComplete(body)
 	if err != nil {
 		return c, err
 	}
@@ -418,11 +408,7 @@ func delegationWith(old, new string) []byte {
 }
 
 func runDelegate(body []byte) (*payment.Delegation, error) {
-	var req delegateRequest0929
-	if err := decodeStrict(body, &req); err != nil {
-		return nil, err
-	}
-	d, err := req.domain()
+	d, err := API{}.DecodeDelegate(body)
 	if err != nil {
 		return d, err
 	}
@@ -777,12 +763,12 @@ func TestCardLeakCheck(t *testing.T) {
 		if number, cvc := cardSecretsOf(body); number != "4242424242424242" || cvc != "223" {
 			t.Errorf("cardSecretsOf read %q %q", number, cvc)
 		}
-		echo := invalidRequest("invalid_card", "Card 4242424242424242 is refused.", "$.payment_method.number")
+		echo := acp.InvalidRequest("invalid_card", "Card 4242424242424242 is refused.", "$.payment_method.number")
 		if cardLeak(body, echo) == "" {
 			t.Errorf("an error echoing the card number was not flagged")
 		}
 	}
-	byChance := invalidRequest("invalid_json", "The request body is not valid JSON (at byte 223).", "")
+	byChance := acp.InvalidRequest("invalid_json", "The request body is not valid JSON (at byte 223).", "")
 	expired := delegationWith(`"expires_at":"2099-10-09T07:20:50.52Z"`, `"expires_at":"2000-01-01T00:00:00Z"`)
 	if leak := cardLeak(expired, byChance); leak != "" {
 		t.Errorf("flagged a CVC that occurs by chance: %s", leak)

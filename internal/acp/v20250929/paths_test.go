@@ -1,4 +1,4 @@
-package httpapi
+package v20250929
 
 import (
 	"testing"
@@ -7,9 +7,9 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// TestParam0929 pins how 2025-09-29 spells the fields the domain names: the JSONPaths
+// TestPathOf pins how 2025-09-29 spells the fields the domain names: the JSONPaths
 // clients have seen in param since the first release must not move.
-func TestParam0929(t *testing.T) {
+func TestPathOf(t *testing.T) {
 	t.Parallel()
 	at := checkout.At
 	for _, tc := range []struct {
@@ -40,8 +40,8 @@ func TestParam0929(t *testing.T) {
 		{at(checkout.FieldBillingAddress).Child(checkout.FieldCountry), "$.billing_address.country"},
 		{at("NoSuchField"), ""},
 	} {
-		if got := param0929(tc.f); got != tc.want {
-			t.Errorf("param0929(%s) = %q, want %q", tc.f, got, tc.want)
+		if got := pathOf(tc.f); got != tc.want {
+			t.Errorf("pathOf(%s) = %q, want %q", tc.f, got, tc.want)
 		}
 	}
 }
@@ -66,7 +66,7 @@ func TestParam0929KnowsEveryName(t *testing.T) {
 		payment.FieldCheckoutSessionID, payment.FieldMerchantID, payment.FieldExpiresAt,
 		payment.FieldRiskSignals, payment.FieldRiskType, payment.FieldRiskAction,
 	} {
-		if _, ok := wireNames0929[name]; !ok {
+		if _, ok := wireNames[name]; !ok {
 			t.Errorf("2025-09-29 has no name for %s", name)
 		}
 	}

@@ -1,4 +1,4 @@
-package httpapi
+package v20250929
 
 import (
 	"encoding/json"
@@ -6,21 +6,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
-// This file is the 2025-09-29 wire format: request bodies decoded into checkout.Changes,
-// and checkout.View encoded as a CheckoutSession. Another API version gets a file of its
-// own beside this one; the domain model stays the same.
+// The 2025-09-29 checkout wire format: request bodies decoded into checkout.Changes and
+// checkout.Completion, and checkout.View encoded as a CheckoutSession (with its order
+// after complete). Another API version is a package of its own beside this one; the
+// domain model stays the same.
 
-type buyer0929 struct {
+type buyer struct {
 	FirstName   string `json:"first_name"`
 	LastName    string `json:"last_name"`
 	Email       string `json:"email"`
 	PhoneNumber string `json:"phone_number,omitempty"`
 }
 
-type address0929 struct {
+type address struct {
 	Name       string `json:"name"`
 	LineOne    string `json:"line_one"`
 	LineTwo    string `json:"line_two,omitempty"`
@@ -32,7 +34,7 @@ type address0929 struct {
 
 // The wire and domain shapes of buyer and address coincide in 2025-09-29, so the
 // conversions are plain type conversions; a later version maps its own fields here.
-func (b *buyer0929) domain() *checkout.Buyer {
+func (b *buyer) domain() *checkout.Buyer {
 	if b == nil {
 		return nil
 	}
@@ -40,7 +42,7 @@ func (b *buyer0929) domain() *checkout.Buyer {
 	return &d
 }
 
-func (a *address0929) domain() *checkout.Address {
+func (a *address) domain() *checkout.Address {
 	if a == nil {
 		return nil
 	}
@@ -48,72 +50,72 @@ func (a *address0929) domain() *checkout.Address {
 	return &d
 }
 
-func wireBuyer0929(b *checkout.Buyer) *buyer0929 {
+func wireBuyer(b *checkout.Buyer) *buyer {
 	if b == nil {
 		return nil
 	}
-	w := buyer0929(*b)
+	w := buyer(*b)
 	return &w
 }
 
-func wireAddress0929(a *checkout.Address) *address0929 {
+func wireAddress(a *checkout.Address) *address {
 	if a == nil {
 		return nil
 	}
-	w := address0929(*a)
+	w := address(*a)
 	return &w
 }
 
-type item0929 struct {
+type item struct {
 	ID *string `json:"id"`
 	// Quantity is kept raw so that "2" (a string) and 2.5 get a precise error
 	// instead of being coerced.
 	Quantity json.RawMessage `json:"quantity"`
 }
 
-type createRequest0929 struct {
-	Items              *[]item0929  `json:"items"`
-	Buyer              *buyer0929   `json:"buyer"`
-	FulfillmentAddress *address0929 `json:"fulfillment_address"`
+type createRequest struct {
+	Items              *[]item  `json:"items"`
+	Buyer              *buyer   `json:"buyer"`
+	FulfillmentAddress *address `json:"fulfillment_address"`
 }
 
-type updateRequest0929 struct {
-	Items               *[]item0929  `json:"items"`
-	Buyer               *buyer0929   `json:"buyer"`
-	FulfillmentAddress  *address0929 `json:"fulfillment_address"`
-	FulfillmentOptionID *string      `json:"fulfillment_option_id"`
+type updateRequest struct {
+	Items               *[]item  `json:"items"`
+	Buyer               *buyer   `json:"buyer"`
+	FulfillmentAddress  *address `json:"fulfillment_address"`
+	FulfillmentOptionID *string  `json:"fulfillment_option_id"`
 }
 
-func (c *createRequest0929) domain() (checkout.Changes, error) {
-	items, err := items0929(c.Items)
+func (c *createRequest) domain() (checkout.Changes, error) {
+	items, err := decodeItems(c.Items)
 	return checkout.Changes{Items: items, Buyer: c.Buyer.domain(), FulfillmentAddress: c.FulfillmentAddress.domain()}, err
 }
 
-func (u *updateRequest0929) domain() (checkout.Changes, error) {
-	items, err := items0929(u.Items)
+func (u *updateRequest) domain() (checkout.Changes, error) {
+	items, err := decodeItems(u.Items)
 	return checkout.Changes{
 		Items: items, Buyer: u.Buyer.domain(), FulfillmentAddress: u.FulfillmentAddress.domain(),
 		FulfillmentOptionID: u.FulfillmentOptionID,
 	}, err
 }
 
-// items0929 converts wire items, refusing fractional quantities: the released
+// decodeItems converts wire items, refusing fractional quantities: the released
 // 2025-09-29 schema and RFC say integer >= 1 (checklist I-01).
-func items0929(in *[]item0929) ([]checkout.ItemRequest, error) {
+func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 	if in == nil {
 		return nil, nil
 	}
 	out := make([]checkout.ItemRequest, len(*in))
 	for i, it := range *in {
 		if it.ID == nil {
-			return nil, invalidRequest("missing", "Item id is required.", fmt.Sprintf("$.items[%d].id", i))
+			return nil, acp.InvalidRequest("missing", "Item id is required.", fmt.Sprintf("$.items[%d].id", i))
 		}
 		if it.Quantity == nil || string(it.Quantity) == "null" {
-			return nil, invalidRequest("missing", "Item quantity is required.", fmt.Sprintf("$.items[%d].quantity", i))
+			return nil, acp.InvalidRequest("missing", "Item quantity is required.", fmt.Sprintf("$.items[%d].quantity", i))
 		}
 		q, err := strconv.ParseInt(string(it.Quantity), 10, 32)
 		if err != nil || q < 1 || q > checkout.MaxQuantity {
-			return nil, invalidRequest("invalid",
+			return nil, acp.InvalidRequest("invalid",
 				fmt.Sprintf("Quantity must be a whole number from 1 to %d.", checkout.MaxQuantity),
 				fmt.Sprintf("$.items[%d].quantity", i))
 		}
@@ -122,50 +124,50 @@ func items0929(in *[]item0929) ([]checkout.ItemRequest, error) {
 	return out, nil
 }
 
-type session0929 struct {
+type session struct {
 	ID                  string          `json:"id"`
-	Buyer               *buyer0929      `json:"buyer,omitempty"`
+	Buyer               *buyer          `json:"buyer,omitempty"`
 	PaymentProvider     paymentProvider `json:"payment_provider"`
 	Status              checkout.Status `json:"status"`
 	Currency            string          `json:"currency"`
-	LineItems           []lineItem0929  `json:"line_items"`
-	FulfillmentAddress  *address0929    `json:"fulfillment_address,omitempty"`
+	LineItems           []lineItem      `json:"line_items"`
+	FulfillmentAddress  *address        `json:"fulfillment_address,omitempty"`
 	FulfillmentOptionID string          `json:"fulfillment_option_id,omitempty"`
-	Totals              []total0929     `json:"totals"`
-	FulfillmentOptions  []option0929    `json:"fulfillment_options"`
-	Messages            []message0929   `json:"messages"`
-	Links               []Link          `json:"links"`
+	Totals              []total         `json:"totals"`
+	FulfillmentOptions  []option        `json:"fulfillment_options"`
+	Messages            []message       `json:"messages"`
+	Links               []acp.Link      `json:"links"`
 	// Order is only sent with the response of complete (CheckoutSessionWithOrder).
-	Order *order0929 `json:"order,omitempty"`
+	Order *order `json:"order,omitempty"`
 }
 
-type order0929 struct {
+type order struct {
 	ID                string `json:"id"`
 	CheckoutSessionID string `json:"checkout_session_id"`
 	PermalinkURL      string `json:"permalink_url"`
 }
 
-type paymentData0929 struct {
-	Token          *string      `json:"token"`
-	Provider       *string      `json:"provider"`
-	BillingAddress *address0929 `json:"billing_address"`
+type paymentData struct {
+	Token          *string  `json:"token"`
+	Provider       *string  `json:"provider"`
+	BillingAddress *address `json:"billing_address"`
 }
 
-type completeRequest0929 struct {
-	Buyer       *buyer0929       `json:"buyer"`
-	PaymentData *paymentData0929 `json:"payment_data"`
+type completeRequest struct {
+	Buyer       *buyer       `json:"buyer"`
+	PaymentData *paymentData `json:"payment_data"`
 }
 
-func (c *completeRequest0929) domain() (checkout.Completion, error) {
+func (c *completeRequest) domain() (checkout.Completion, error) {
 	if c.PaymentData == nil {
-		return checkout.Completion{}, invalidRequest("missing", "payment_data is required.", "$.payment_data")
+		return checkout.Completion{}, acp.InvalidRequest("missing", "payment_data is required.", "$.payment_data")
 	}
 	pd := c.PaymentData
 	if pd.Token == nil {
-		return checkout.Completion{}, invalidRequest("missing", "payment_data.token is required.", "$.payment_data.token")
+		return checkout.Completion{}, acp.InvalidRequest("missing", "payment_data.token is required.", "$.payment_data.token")
 	}
 	if pd.Provider == nil {
-		return checkout.Completion{}, invalidRequest("missing", "payment_data.provider is required.", "$.payment_data.provider")
+		return checkout.Completion{}, acp.InvalidRequest("missing", "payment_data.provider is required.", "$.payment_data.provider")
 	}
 	return checkout.Completion{
 		Token: *pd.Token, Provider: *pd.Provider,
@@ -178,28 +180,28 @@ type paymentProvider struct {
 	SupportedPaymentMethods []string `json:"supported_payment_methods"`
 }
 
-type lineItem0929 struct {
-	ID         string          `json:"id"`
-	Item       lineItemRef0929 `json:"item"`
-	BaseAmount int64           `json:"base_amount"`
-	Discount   int64           `json:"discount"`
-	Subtotal   int64           `json:"subtotal"`
-	Tax        int64           `json:"tax"`
-	Total      int64           `json:"total"`
+type lineItem struct {
+	ID         string      `json:"id"`
+	Item       lineItemRef `json:"item"`
+	BaseAmount int64       `json:"base_amount"`
+	Discount   int64       `json:"discount"`
+	Subtotal   int64       `json:"subtotal"`
+	Tax        int64       `json:"tax"`
+	Total      int64       `json:"total"`
 }
 
-type lineItemRef0929 struct {
+type lineItemRef struct {
 	ID       string `json:"id"`
 	Quantity int    `json:"quantity"`
 }
 
-type total0929 struct {
+type total struct {
 	Type        string `json:"type"`
 	DisplayText string `json:"display_text"`
 	Amount      int64  `json:"amount"`
 }
 
-type option0929 struct {
+type option struct {
 	Type                 checkout.FulfillmentType `json:"type"`
 	ID                   string                   `json:"id"`
 	Title                string                   `json:"title"`
@@ -212,7 +214,7 @@ type option0929 struct {
 	Total                int64                    `json:"total"`
 }
 
-type message0929 struct {
+type message struct {
 	Type        checkout.MessageType `json:"type"`
 	Code        checkout.MessageCode `json:"code,omitempty"`
 	Param       string               `json:"param,omitempty"`
@@ -220,35 +222,29 @@ type message0929 struct {
 	Content     string               `json:"content"`
 }
 
-// Link is a legal or policy link shown with every session.
-type Link struct {
-	Type string `json:"type"`
-	URL  string `json:"url"`
-}
-
-// encode0929 renders v as a 2025-09-29 CheckoutSession.
-func encode0929(v checkout.View, links []Link) session0929 {
+// encodeSession renders v as a 2025-09-29 CheckoutSession.
+func encodeSession(v checkout.View, links []acp.Link) session {
 	s, q := v.Session, v.Quote
-	out := session0929{
+	out := session{
 		ID:                 s.ID,
-		Buyer:              wireBuyer0929(s.Buyer),
+		Buyer:              wireBuyer(s.Buyer),
 		PaymentProvider:    paymentProvider{Provider: "stripe", SupportedPaymentMethods: []string{"card"}},
 		Status:             q.Status,
 		Currency:           s.Currency,
-		LineItems:          make([]lineItem0929, len(q.Lines)),
-		FulfillmentAddress: wireAddress0929(s.FulfillmentAddress),
-		FulfillmentOptions: make([]option0929, len(q.Options)),
-		Messages:           make([]message0929, len(q.Messages)),
+		LineItems:          make([]lineItem, len(q.Lines)),
+		FulfillmentAddress: wireAddress(s.FulfillmentAddress),
+		FulfillmentOptions: make([]option, len(q.Options)),
+		Messages:           make([]message, len(q.Messages)),
 		Links:              links,
 	}
 	for i, l := range q.Lines {
-		out.LineItems[i] = lineItem0929{
-			ID: l.ID, Item: lineItemRef0929{ID: l.VariantID, Quantity: l.Quantity},
+		out.LineItems[i] = lineItem{
+			ID: l.ID, Item: lineItemRef{ID: l.VariantID, Quantity: l.Quantity},
 			BaseAmount: l.BaseAmount, Discount: l.Discount, Subtotal: l.Subtotal, Tax: l.Tax, Total: l.Total,
 		}
 	}
 	for i, o := range q.Options {
-		opt := option0929{
+		opt := option{
 			Type: o.Type, ID: o.ID, Title: o.Title, Subtitle: o.Subtitle,
 			Subtotal: o.Subtotal, Tax: o.Tax, Total: o.Total,
 		}
@@ -264,22 +260,22 @@ func encode0929(v checkout.View, links []Link) session0929 {
 		}
 	}
 	for i, m := range q.Messages {
-		out.Messages[i] = message0929{Type: m.Type, Code: m.Code, Param: param0929(m.Field), ContentType: "plain", Content: m.Content}
+		out.Messages[i] = message{Type: m.Type, Code: m.Code, Param: pathOf(m.Field), ContentType: "plain", Content: m.Content}
 	}
 	if v.Order != nil {
-		out.Order = &order0929{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}
+		out.Order = &order{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}
 	}
 	t := q.Totals
-	out.Totals = append(out.Totals, total0929{"items_base_amount", "Item(s) total", t.ItemsBaseAmount})
+	out.Totals = append(out.Totals, total{"items_base_amount", "Item(s) total", t.ItemsBaseAmount})
 	if t.ItemsDiscount != 0 {
-		out.Totals = append(out.Totals, total0929{"items_discount", "Discount", t.ItemsDiscount})
+		out.Totals = append(out.Totals, total{"items_discount", "Discount", t.ItemsDiscount})
 	}
-	out.Totals = append(out.Totals, total0929{"subtotal", "Subtotal", t.Subtotal})
+	out.Totals = append(out.Totals, total{"subtotal", "Subtotal", t.Subtotal})
 	if t.FulfillmentSelected {
-		out.Totals = append(out.Totals, total0929{"fulfillment", "Fulfillment", t.Fulfillment})
+		out.Totals = append(out.Totals, total{"fulfillment", "Fulfillment", t.Fulfillment})
 	}
 	out.Totals = append(out.Totals,
-		total0929{"tax", "Tax", t.Tax},
-		total0929{"total", "Total", t.Total})
+		total{"tax", "Tax", t.Tax},
+		total{"total", "Total", t.Total})
 	return out
 }

@@ -1,18 +1,18 @@
-package httpapi
+package v20250929
 
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // The 2025-09-29 Delegate Payment wire format. Required fields are pointers so that an
 // absent field is told apart from a zero value and named in the error.
 
-type card0929 struct {
+type card struct {
 	Type                   *string           `json:"type"`
 	CardNumberType         *string           `json:"card_number_type"`
 	Number                 *string           `json:"number"`
@@ -32,7 +32,7 @@ type card0929 struct {
 	Virtual                bool              `json:"virtual"`
 }
 
-type allowance0929 struct {
+type allowance struct {
 	Reason            *string `json:"reason"`
 	MaxAmount         *int64  `json:"max_amount"`
 	Currency          *string `json:"currency"`
@@ -41,68 +41,52 @@ type allowance0929 struct {
 	ExpiresAt         *string `json:"expires_at"`
 }
 
-type riskSignal0929 struct {
+type riskSignal struct {
 	Type   *string `json:"type"`
 	Score  *int64  `json:"score"`
 	Action *string `json:"action"`
 }
 
-type delegateRequest0929 struct {
-	PaymentMethod  *card0929               `json:"payment_method"`
-	Allowance      *allowance0929          `json:"allowance"`
+type delegateRequest struct {
+	PaymentMethod  *card                   `json:"payment_method"`
+	Allowance      *allowance              `json:"allowance"`
 	BillingAddress *payment.BillingAddress `json:"billing_address"`
-	RiskSignals    *[]riskSignal0929       `json:"risk_signals"`
+	RiskSignals    *[]riskSignal           `json:"risk_signals"`
 	Metadata       *map[string]string      `json:"metadata"`
 }
 
-type delegateResponse0929 struct {
+type delegateResponse struct {
 	ID       string            `json:"id"`
 	Created  time.Time         `json:"created"`
 	Metadata map[string]string `json:"metadata"`
 }
 
-// field is a required field of a request and whether the request has it.
-type field struct {
-	path    string
-	present bool
-}
-
-// requireFields reports the first absent required field as a 400 naming it.
-func requireFields(fields ...field) error {
-	for _, f := range fields {
-		if !f.present {
-			return invalidRequest("missing", strings.TrimPrefix(f.path, "$.")+" is required.", f.path)
-		}
-	}
-	return nil
-}
-
-func (r *delegateRequest0929) domain() (*payment.Delegation, error) {
-	if err := requireFields(
-		field{"$.payment_method", r.PaymentMethod != nil}, field{"$.allowance", r.Allowance != nil},
-		field{"$.risk_signals", r.RiskSignals != nil}, field{"$.metadata", r.Metadata != nil},
+func (r *delegateRequest) domain() (*payment.Delegation, error) {
+	if err := acp.RequireFields(
+		acp.Required{Path: "$.payment_method", Present: r.PaymentMethod != nil}, acp.Required{Path: "$.allowance", Present: r.Allowance != nil},
+		acp.Required{Path: "$.risk_signals", Present: r.RiskSignals != nil}, acp.Required{Path: "$.metadata", Present: r.Metadata != nil},
 	); err != nil {
 		return nil, err
 	}
 	c, a := r.PaymentMethod, r.Allowance
-	if err := requireFields(
-		field{"$.payment_method.type", c.Type != nil},
-		field{"$.payment_method.card_number_type", c.CardNumberType != nil},
-		field{"$.payment_method.number", c.Number != nil},
-		field{"$.payment_method.display_card_funding_type", c.DisplayCardFundingType != nil},
-		field{"$.payment_method.metadata", c.Metadata != nil},
-		field{"$.allowance.reason", a.Reason != nil},
-		field{"$.allowance.max_amount", a.MaxAmount != nil},
-		field{"$.allowance.currency", a.Currency != nil},
-		field{"$.allowance.checkout_session_id", a.CheckoutSessionID != nil},
-		field{"$.allowance.merchant_id", a.MerchantID != nil},
-		field{"$.allowance.expires_at", a.ExpiresAt != nil},
+	if err := acp.RequireFields(
+		acp.Required{Path: "$.payment_method.type", Present: c.Type != nil},
+		acp.Required{Path: "$.payment_method.card_number_type", Present: c.CardNumberType != nil},
+		acp.Required{Path: "$.payment_method.number", Present: c.Number != nil},
+		acp.Required{Path: "$.payment_method.display_card_funding_type", Present: c.DisplayCardFundingType != nil},
+		acp.Required{Path: "$.payment_method.metadata", Present: c.Metadata != nil},
+		acp.Required{Path: "$.allowance.reason", Present: a.Reason != nil},
+		acp.Required{Path: "$.allowance.max_amount", Present: a.MaxAmount != nil},
+		acp.Required{Path: "$.allowance.currency", Present: a.Currency != nil},
+		acp.Required{Path: "$.allowance.checkout_session_id", Present: a.CheckoutSessionID != nil},
+		acp.Required{Path: "$.allowance.merchant_id", Present: a.MerchantID != nil},
+		acp.Required{Path: "$.allowance.expires_at", Present: a.ExpiresAt != nil},
 	); err != nil {
 		return nil, err
 	}
 	expires, err := time.Parse(time.RFC3339Nano, *a.ExpiresAt)
 	if err != nil {
-		return nil, newError(http.StatusBadRequest, typeInvalidRequest, payment.CodeInvalidAllowance,
+		return nil, acp.NewError(http.StatusBadRequest, acp.TypeInvalidRequest, payment.CodeInvalidAllowance,
 			"allowance.expires_at must be an RFC 3339 date-time.", "$.allowance.expires_at")
 	}
 	d := &payment.Delegation{
@@ -122,7 +106,7 @@ func (r *delegateRequest0929) domain() (*payment.Delegation, error) {
 	}
 	for i, rs := range *r.RiskSignals {
 		p := fmt.Sprintf("$.risk_signals[%d]", i)
-		if err := requireFields(field{p + ".type", rs.Type != nil}, field{p + ".score", rs.Score != nil}, field{p + ".action", rs.Action != nil}); err != nil {
+		if err := acp.RequireFields(acp.Required{Path: p + ".type", Present: rs.Type != nil}, acp.Required{Path: p + ".score", Present: rs.Score != nil}, acp.Required{Path: p + ".action", Present: rs.Action != nil}); err != nil {
 			return nil, err
 		}
 		d.RiskSignals = append(d.RiskSignals, payment.RiskSignal{Type: *rs.Type, Score: *rs.Score, Action: *rs.Action})
@@ -130,9 +114,9 @@ func (r *delegateRequest0929) domain() (*payment.Delegation, error) {
 	return d, nil
 }
 
-// encodeDelegateResponse0929 answers with the token id and the request metadata merged
+// encodeToken answers with the token id and the request metadata merged
 // with the correlation data the spec asks to echo (merchant_id, idempotency_key).
-func encodeDelegateResponse0929(t payment.Token, idempotencyKey string) delegateResponse0929 {
+func encodeToken(t payment.Token, idempotencyKey string) delegateResponse {
 	md := make(map[string]string, len(t.Metadata)+2)
 	for k, v := range t.Metadata {
 		md[k] = v
@@ -141,5 +125,5 @@ func encodeDelegateResponse0929(t payment.Token, idempotencyKey string) delegate
 	if idempotencyKey != "" {
 		md["idempotency_key"] = idempotencyKey
 	}
-	return delegateResponse0929{ID: t.ID, Created: t.Created, Metadata: md}
+	return delegateResponse{ID: t.ID, Created: t.Created, Metadata: md}
 }

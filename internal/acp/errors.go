@@ -1,0 +1,40 @@
+// Package acp holds what every ACP API version shares at the edge: the error value the
+// versions, the HTTP layer and the admin API refuse requests with, and strict JSON
+// decoding. It names no version; each version package (internal/acp/v20250929, …)
+// renders an Error in its own body shape, and internal/httpapi picks the version.
+//
+// Import graph: httpapi → acp/<version> → acp; acp imports no other package of ours.
+package acp
+
+import "net/http"
+
+// ACP error types (the Error.type enum, the same in every version so far).
+const (
+	TypeInvalidRequest     = "invalid_request"
+	TypeProcessingError    = "processing_error"
+	TypeServiceUnavailable = "service_unavailable"
+)
+
+// Error is a refusal: the HTTP status and the fields of an ACP Error. It is not a body:
+// each version renders it in its own shape. SupportedVersions is only set on version
+// errors (the 2026-04-17 field, sent by every version; see docs/decisions.md).
+type Error struct {
+	Status            int
+	Type              string
+	Code              string
+	Message           string
+	Param             string
+	SupportedVersions []string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// NewError returns a refusal with status.
+func NewError(status int, errType, code, message, param string) *Error {
+	return &Error{Status: status, Type: errType, Code: code, Message: message, Param: param}
+}
+
+// InvalidRequest returns a 400 invalid_request refusal.
+func InvalidRequest(code, message, param string) *Error {
+	return NewError(http.StatusBadRequest, TypeInvalidRequest, code, message, param)
+}
