@@ -327,6 +327,10 @@ func TestRestartLosesNothing(t *testing.T) {
 	if status != http.StatusOK || !bytes.Contains(body, []byte(`"status":"ready_for_payment"`)) {
 		t.Fatalf("update: %d %s", status, body)
 	}
+	// No link is configured, so none is shown: links is a required array, empty.
+	if !bytes.Contains(body, []byte(`"links":[]`)) {
+		t.Errorf("links without TERMS_OF_USE_URL or PRIVACY_POLICY_URL: %s", body)
+	}
 	before := string(body)
 	srv.stop(t)
 

@@ -64,10 +64,13 @@ func TestProductionServesWhenToldAndSaysSo(t *testing.T) {
 
 func TestDevelopmentServesOpenAndWarns(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, "DATABASE_URL="+pgtest.NewDatabase(t), "API_KEYS=", "METRICS_API_KEY=", "ENVIRONMENT=")
+	srv := startServer(t, "DATABASE_URL="+pgtest.NewDatabase(t), "API_KEYS=", "METRICS_API_KEY=", "ENVIRONMENT=",
+		"TERMS_OF_USE_URL=", "PRIVACY_POLICY_URL=")
 	logs := srv.logs.String()
 	for _, want := range []string{`"environment":"development"`, `"level":"WARN","msg":"API_KEYS is not set`,
-		"every caller shares one identity", `"msg":"METRICS_API_KEY is not set`} {
+		"every caller shares one identity", `"msg":"METRICS_API_KEY is not set`,
+		`"level":"WARN","msg":"neither TERMS_OF_USE_URL nor PRIVACY_POLICY_URL is set`,
+		`"transport":"plain HTTP: TLS must be terminated in front (TLS_CERT_FILE unset)"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("start-up log lacks %s:\n%s", want, logs)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,13 +63,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		}
 		return nil
 	}
-	links := []httpapi.Link{
-		{Type: "terms_of_use", URL: cfg.TermsOfUseURL},
-		{Type: "privacy_policy", URL: cfg.PrivacyPolicyURL},
-	}
-	if cfg.ShopPoliciesURL != "" {
-		links = append(links, httpapi.Link{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL})
-	}
 	keys := make([]httpapi.APIKey, len(cfg.APIKeys))
 	for i, k := range cfg.APIKeys {
 		keys[i] = httpapi.APIKey{Name: k.Name, Key: k.Key}
@@ -84,7 +78,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		m = metrics.New(pool, outbox.Backlog)
 	}
 	api := httpapi.New(httpapi.Config{
-		MaxBodyBytes: cfg.MaxBodyBytes, Links: links, APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
+		MaxBodyBytes: cfg.MaxBodyBytes, Links: sessionLinks(cfg), APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		RequireAPIVersion: cfg.RequireAPIVersion, AdminAPIKeys: cfg.AdminAPIKeys,
 		CardFingerprintKey: cfg.CardFingerprintKey, RequestTimeout: cfg.RequestTimeout,
@@ -138,14 +132,31 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	cert, err := cfg.TLSCertificate() // checked by CheckServe; loaded again here
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if cert != nil {
+		// TLS 1.3 is the protocol's minimum; ServeTLS adds HTTP/2 to NextProtos.
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{*cert}}
+		scheme = "https"
+	}
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", srv.Addr, err)
 	}
-	logger.Info("serving", slog.String("addr", ln.Addr().String()), slog.Int64("schema_version", latest))
+	logger.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme),
+		slog.Int64("schema_version", latest))
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cert != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -182,12 +193,17 @@ func logPosture(cfg config.Config, logger *slog.Logger) {
 	case cfg.MetricsEnabled:
 		metricsAccess = "open"
 	}
+	transport := "plain HTTP: TLS must be terminated in front (TLS_CERT_FILE unset)"
+	if cfg.TLSCertFile != "" {
+		transport = "HTTPS, TLS 1.3 minimum (TLS_CERT_FILE)"
+	}
 	proxies := make([]string, len(cfg.TrustedProxies))
 	for i, p := range cfg.TrustedProxies {
 		proxies[i] = p.String()
 	}
 	logger.Info("security posture",
 		slog.String("environment", cfg.Environment),
+		slog.String("transport", transport),
 		slog.String("authentication", auth),
 		slog.Bool("request_signatures", len(cfg.SigningSecrets) > 0),
 		slog.Bool("admin_api", len(cfg.AdminAPIKeys) > 0),
@@ -202,6 +218,23 @@ func logPosture(cfg config.Config, logger *slog.Logger) {
 	if cfg.RateLimit == 0 {
 		logger.Warn("RATE_LIMIT_RPS=0: no request is rate limited")
 	}
+}
+
+// sessionLinks are the links every session shows: each configured URL, nothing for an
+// unset one (the server serves no legal pages of its own). Never nil: links is a required
+// array in the 2025-09-29 schema, so no links is [].
+func sessionLinks(cfg config.Config) []httpapi.Link {
+	links := []httpapi.Link{}
+	for _, l := range []httpapi.Link{
+		{Type: "terms_of_use", URL: cfg.TermsOfUseURL},
+		{Type: "privacy_policy", URL: cfg.PrivacyPolicyURL},
+		{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL},
+	} {
+		if l.URL != "" {
+			links = append(links, l)
+		}
+	}
+	return links
 }
 
 // gateway is the payment gateway PAYMENT_GATEWAY names; config.Load accepts only the

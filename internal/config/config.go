@@ -2,6 +2,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,8 +34,15 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM/SIGINT
 	// (SHUTDOWN_TIMEOUT, default 20s).
 	ShutdownTimeout time.Duration
-	// Links shown on every session: TERMS_OF_USE_URL and PRIVACY_POLICY_URL (defaults
-	// under PUBLIC_BASE_URL/legal/), SHOP_POLICIES_URL (optional).
+	// TLSCertFile and TLSKeyFile (TLS_CERT_FILE, TLS_KEY_FILE: PEM files, both or
+	// neither) make serve speak HTTPS with TLS 1.3 at least; unset, it speaks plain HTTP
+	// and TLS is terminated by a proxy or load balancer in front. Read once at start: a
+	// renewed certificate is picked up by a restart.
+	TLSCertFile string
+	TLSKeyFile  string
+	// Links shown on every session, each only when set: TERMS_OF_USE_URL,
+	// PRIVACY_POLICY_URL, SHOP_POLICIES_URL. There is no default: the server serves no
+	// such pages itself.
 	TermsOfUseURL    string
 	PrivacyPolicyURL string
 	ShopPoliciesURL  string
@@ -176,15 +184,14 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	checkURL("PUBLIC_BASE_URL", cfg.PublicBaseURL)
-	if cfg.TermsOfUseURL == "" {
-		cfg.TermsOfUseURL = cfg.PublicBaseURL + "/legal/terms-of-use"
-	}
-	if cfg.PrivacyPolicyURL == "" {
-		cfg.PrivacyPolicyURL = cfg.PublicBaseURL + "/legal/privacy-policy"
-	}
 	checkURL("TERMS_OF_USE_URL", cfg.TermsOfUseURL)
 	checkURL("PRIVACY_POLICY_URL", cfg.PrivacyPolicyURL)
 	checkURL("SHOP_POLICIES_URL", cfg.ShopPoliciesURL)
+
+	cfg.TLSCertFile, cfg.TLSKeyFile = get("TLS_CERT_FILE", ""), get("TLS_KEY_FILE", "")
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together: set both to serve HTTPS, or neither to serve plain HTTP behind a TLS-terminating proxy"))
+	}
 
 	if key := getenv("CARD_FINGERPRINT_KEY"); key != "" {
 		if len(key) < 32 {
@@ -359,7 +366,10 @@ func (c Config) contradictions() []error {
 // CheckServe reports what forbids serving with c. In production that includes every
 // setting that would leave the server open or fake: no API keys, the mock payment
 // gateway unless ALLOW_MOCK_GATEWAY=true, metrics without a key, a public URL that is
-// not https. In development those are only warned about at start (see Warnings).
+// not https. In development those are only warned about at start (see Warnings). In
+// every environment it needs CARD_FINGERPRINT_KEY and, when set, a loadable
+// TLS_CERT_FILE/TLS_KEY_FILE pair; TLS itself is not required in production, since it
+// may be terminated by a proxy in front.
 func (c Config) CheckServe() error {
 	var errs []error
 	if len(c.CardFingerprintKey) == 0 {
@@ -367,6 +377,9 @@ func (c Config) CheckServe() error {
 		// retries of delegate_payment could not be recognised across instances
 		// without hashing card data in a way a database thief could reverse.
 		errs = append(errs, errors.New("CARD_FINGERPRINT_KEY is required to serve (at least 32 bytes, e.g. openssl rand -hex 32; make run creates one under .data/)"))
+	}
+	if _, err := c.TLSCertificate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Environment == Production {
 		for _, w := range c.risks() {
@@ -376,13 +389,33 @@ func (c Config) CheckServe() error {
 	return errors.Join(errs...)
 }
 
-// Warnings are the risks of c that development mode accepts and production refuses.
+// TLSCertificate loads the TLS_CERT_FILE/TLS_KEY_FILE pair; it is nil, without an
+// error, when TLS is not configured (plain HTTP).
+func (c Config) TLSCertificate() (*tls.Certificate, error) {
+	if c.TLSCertFile == "" || c.TLSKeyFile == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS_CERT_FILE %q and TLS_KEY_FILE %q must be a readable PEM certificate (chain) and its private key: %w",
+			c.TLSCertFile, c.TLSKeyFile, err)
+	}
+	return &pair, nil
+}
+
+// Warnings are the risks of c that development mode accepts and production refuses,
+// and what both only warn about.
 func (c Config) Warnings() []string {
 	var out []string
 	for _, r := range c.risks() {
 		if r.warning != "" {
 			out = append(out, r.warning)
 		}
+	}
+	if c.TermsOfUseURL == "" && c.PrivacyPolicyURL == "" {
+		// Not refused: the protocol does not require the links, but buyers should see the
+		// merchant's terms before they pay.
+		out = append(out, "neither TERMS_OF_USE_URL nor PRIVACY_POLICY_URL is set: sessions show buyers no terms of use or privacy policy link")
 	}
 	return out
 }

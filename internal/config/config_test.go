@@ -1,7 +1,17 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +29,13 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if cfg.Addr() != "0.0.0.0:8080" || cfg.LogLevel != slog.LevelInfo || cfg.MaxBodyBytes != 1<<20 ||
 		cfg.SessionTTL != time.Hour || !cfg.MigrateOnStart || cfg.PublicBaseURL != "http://localhost:8080" ||
-		cfg.TermsOfUseURL != "http://localhost:8080/legal/terms-of-use" || cfg.ShopPoliciesURL != "" {
+		cfg.TermsOfUseURL != "" || cfg.PrivacyPolicyURL != "" || cfg.ShopPoliciesURL != "" ||
+		cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		t.Errorf("defaults = %+v", cfg)
+	}
+	// No link points at a page nobody serves; the missing terms are warned about.
+	if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "neither TERMS_OF_USE_URL nor PRIVACY_POLICY_URL is set") {
+		t.Errorf("warnings without links:\n%s", w)
 	}
 }
 
@@ -30,14 +45,28 @@ func TestLoadValues(t *testing.T) {
 		"DATABASE_URL": "postgres://db/acp", "HOST": "127.0.0.1", "PORT": "9000", "LOG_LEVEL": "debug",
 		"MAX_BODY_BYTES": "4096", "SESSION_TTL": "30m", "PUBLIC_BASE_URL": "https://shop.example/",
 		"MIGRATE_ON_START": "false", "SHOP_POLICIES_URL": "https://shop.example/policies",
+		"TERMS_OF_USE_URL": "https://shop.example/terms", "PRIVACY_POLICY_URL": "https://shop.example/privacy",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Addr() != "127.0.0.1:9000" || cfg.LogLevel != slog.LevelDebug || cfg.MaxBodyBytes != 4096 ||
 		cfg.SessionTTL != 30*time.Minute || cfg.MigrateOnStart || cfg.PublicBaseURL != "https://shop.example" ||
-		cfg.PrivacyPolicyURL != "https://shop.example/legal/privacy-policy" {
+		cfg.TermsOfUseURL != "https://shop.example/terms" || cfg.PrivacyPolicyURL != "https://shop.example/privacy" ||
+		cfg.ShopPoliciesURL != "https://shop.example/policies" {
 		t.Errorf("cfg = %+v", cfg)
+	}
+	for _, w := range cfg.Warnings() {
+		if strings.Contains(w, "TERMS_OF_USE_URL") {
+			t.Errorf("warned about links that are set: %s", w)
+		}
+	}
+	// One link is enough not to warn.
+	cfg.TermsOfUseURL = ""
+	for _, w := range cfg.Warnings() {
+		if strings.Contains(w, "TERMS_OF_USE_URL") {
+			t.Errorf("warned with a privacy policy link set: %s", w)
+		}
 	}
 }
 
@@ -223,5 +252,96 @@ func TestLoadWebhookAPIVersion(t *testing.T) {
 				t.Errorf("error for %s does not mention %s: %v", bad, want, err)
 			}
 		}
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key to dir.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir)
+	const fingerprint = "0123456789abcdef0123456789abcdef"
+
+	// Half a pair is refused when loading, for every command.
+	for _, kv := range []map[string]string{{"TLS_CERT_FILE": certFile}, {"TLS_KEY_FILE": keyFile}} {
+		if _, err := Load(base(kv)); err == nil || !strings.Contains(err.Error(), "TLS_CERT_FILE and TLS_KEY_FILE go together") {
+			t.Errorf("%v: error %v", kv, err)
+		}
+	}
+
+	// A pair that cannot be read or does not load is refused before serving, naming both.
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherCert, _ := writeCert(t, t.TempDir())
+	for name, pair := range map[string][2]string{
+		"missing cert":               {filepath.Join(dir, "none.pem"), keyFile},
+		"missing key":                {certFile, filepath.Join(dir, "none.pem")},
+		"not PEM":                    {garbage, keyFile},
+		"key of another certificate": {otherCert, keyFile},
+	} {
+		cfg, err := Load(base(map[string]string{"TLS_CERT_FILE": pair[0], "TLS_KEY_FILE": pair[1], "CARD_FINGERPRINT_KEY": fingerprint}))
+		if err != nil {
+			t.Fatalf("%s: Load: %v (the files are checked when serving, not by migrate or catalog)", name, err)
+		}
+		err = cfg.CheckServe()
+		if err == nil || !strings.Contains(err.Error(), "TLS_CERT_FILE") || !strings.Contains(err.Error(), "TLS_KEY_FILE") {
+			t.Errorf("%s: CheckServe = %v", name, err)
+		}
+	}
+
+	// A good pair serves; TLS is optional, in production too (a proxy may terminate it).
+	cfg, err := Load(base(map[string]string{"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile, "CARD_FINGERPRINT_KEY": fingerprint}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckServe(); err != nil {
+		t.Errorf("a good pair: %v", err)
+	}
+	if cert, err := cfg.TLSCertificate(); err != nil || cert == nil {
+		t.Errorf("TLSCertificate = %v, %v", cert, err)
+	}
+	cfg, err = Load(base(map[string]string{
+		"ENVIRONMENT": "production", "CARD_FINGERPRINT_KEY": fingerprint, "API_KEYS": "platform:agent-key-0123456789",
+		"ALLOW_MOCK_GATEWAY": "true", "METRICS_API_KEY": "metrics-key-0123456789", "PUBLIC_BASE_URL": "https://shop.example",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckServe(); err != nil {
+		t.Errorf("production without TLS_CERT_FILE: %v", err)
+	}
+	if cert, err := cfg.TLSCertificate(); err != nil || cert != nil {
+		t.Errorf("TLSCertificate without TLS = %v, %v", cert, err)
 	}
 }
