@@ -83,6 +83,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		RequireAPIVersion: cfg.RequireAPIVersion, AdminAPIKeys: cfg.AdminAPIKeys,
 		CardFingerprintKey: cfg.CardFingerprintKey, RequestTimeout: cfg.RequestTimeout,
 		TrustedProxies: cfg.TrustedProxies, MetricsAPIKeys: cfg.MetricsAPIKeys,
+		PublicBaseURL: cfg.PublicBaseURL,
 	}, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
 			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,

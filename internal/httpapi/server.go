@@ -80,6 +80,9 @@ type Config struct {
 	CardFingerprintKey []byte
 	// RequestTimeout bounds the work of one request (0: no bound).
 	RequestTimeout time.Duration
+	// PublicBaseURL is the server's public URL, the api_base_url of the discovery
+	// document (empty: /.well-known/acp.json is not served).
+	PublicBaseURL string
 }
 
 // Server serves the ACP endpoints and the health probes.
@@ -129,6 +132,9 @@ func New(cfg Config, d Deps) *Server {
 	root.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(root))
 	root.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
+	if cfg.PublicBaseURL != "" {
+		root.HandleFunc(discoveryPath, discovery(newDiscovery(strings.TrimRight(cfg.PublicBaseURL, "/")))).Methods(http.MethodGet)
+	}
 	if d.Metrics != nil {
 		root.Handle("/metrics", s.withMetricsAuth()(d.Metrics.Handler())).Methods(http.MethodGet)
 	}
