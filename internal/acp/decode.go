@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
-// DecodeStrict decodes exactly one JSON object from body into dst: unknown fields,
-// wrong types and trailing data are refused with a 400 naming the offending field.
+// DecodeStrict decodes exactly one JSON object from body into dst: unknown fields (names
+// are case-sensitive), duplicate keys, wrong types and trailing data are refused with a
+// 400 naming the offending field. dst must be a pointer.
 func DecodeStrict(body []byte, dst any) error {
 	if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' {
 		// encoding/json would take null as an empty object.
@@ -18,6 +20,9 @@ func DecodeStrict(body []byte, dst any) error {
 	}
 	if HasNUL(body) {
 		return InvalidRequest("invalid_json", "Strings in the request body must not contain the NUL character (\\u0000).", "")
+	}
+	if err := checkKeys(body, reflect.TypeOf(dst)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -59,6 +64,7 @@ func decodeError(err error) error {
 		return InvalidRequest("invalid_type", fmt.Sprintf("%s must be of JSON type %s, not %s.", field, jsonType(typeErr.Type.Kind().String()), typeErr.Value), param)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		// checkKeys finds unknown fields first, with their path; this is a backstop.
 		// encoding/json names the field but not where it sits, so no param is given
 		// rather than a wrong one.
 		return InvalidRequest("unknown_field", fmt.Sprintf("Unknown field %q.", name), "")

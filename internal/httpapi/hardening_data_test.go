@@ -90,37 +90,57 @@ func TestIdempotencyHashOfACaseVariantCardIsKeyed(t *testing.T) {
 	const number, cvc = mastercard, "739"
 	body := delegateBody("cs_case", 2109, "usd", number, cvc)
 	pm := body["payment_method"].(map[string]any)
-	// encoding/json matches field names ignoring case, so these are the number and CVC.
+	// Field names are case-sensitive: "NUMBER" and "Cvc" are unknown fields, refused
+	// before anything is stored but the recorded 400.
 	delete(pm, "number")
 	delete(pm, "cvc")
 	pm["NUMBER"], pm["Cvc"] = number, cvc
-	r := e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case")
-	if r.status != http.StatusCreated {
-		t.Fatalf("delegate with NUMBER/Cvc: %d %s", r.status, r.body)
+	refused := e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case")
+	// json.Marshal sorts the keys: "Cvc" comes first.
+	e.mustError(refused, http.StatusBadRequest, "unknown_field", "$.payment_method.Cvc")
+	if n := dbInt(e, `SELECT count(*) FROM vault_tokens`); n != 0 {
+		t.Errorf("a delegation with NUMBER/Cvc stored %d tokens", n)
 	}
-	row := dbText(e, `SELECT row_to_json(k)::text FROM idempotency_keys k WHERE key = 'dp-case'`)
+	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE key = 'dp-case' AND response_status = 400`); n != 1 {
+		t.Errorf("the refusal is recorded %d times as a 400, want once", n)
+	}
+	safetyMustReplay(t, e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case"), refused)
 	// The number's digits are long enough to search the whole row; the three-digit CVC
 	// would turn up by chance in the row's hex columns, so it is searched as a JSON value
 	// in the stored response, the only place that carries text from the request.
-	for _, secret := range []string{number, number[6:12]} {
-		if strings.Contains(row, secret) {
-			t.Errorf("the idempotency record holds %q: %s", secret, row)
+	mustHoldNoCard := func(key string) {
+		t.Helper()
+		row := dbText(e, `SELECT row_to_json(k)::text FROM idempotency_keys k WHERE key = $1`, key)
+		for _, secret := range []string{number, number[6:12]} {
+			if strings.Contains(row, secret) {
+				t.Errorf("the idempotency record %s holds %q: %s", key, secret, row)
+			}
+		}
+		if stored := dbText(e, `SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys WHERE key = $1`, key); strings.Contains(stored, `"`+cvc+`"`) {
+			t.Errorf("the stored response of %s holds the CVC: %s", key, stored)
 		}
 	}
-	if stored := dbText(e, `SELECT convert_from(response_body, 'UTF8') FROM idempotency_keys WHERE key = 'dp-case'`); strings.Contains(stored, `"`+cvc+`"`) {
-		t.Errorf("the stored response holds the CVC: %s", stored)
+	mustHoldNoCard("dp-case")
+
+	// A correctly spelled body is served, and its request hash is keyed.
+	delete(pm, "NUMBER")
+	delete(pm, "Cvc")
+	pm["number"], pm["cvc"] = number, cvc
+	r := e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-exact")
+	if r.status != http.StatusCreated {
+		t.Fatalf("delegate: %d %s", r.status, r.body)
 	}
-	stored := dbText(e, `SELECT request_hash FROM idempotency_keys WHERE key = 'dp-case'`)
+	mustHoldNoCard("dp-exact")
 	// The attacker's side: the body is known but for the middle digits of the number
 	// (BIN and last 4 are in vault_tokens). Every canonical form that can be computed
-	// without the server's key must miss.
+	// without the server's key must miss, for both records.
 	canonical, err := json.Marshal(body) // sorted keys, as idempotency.Hash writes them
 	if err != nil {
 		t.Fatal(err)
 	}
 	candidates := [][]byte{canonical, []byte(idempotency.Hash(canonical))}
 	for _, variant := range []map[string]any{
-		{"number": number, "cvc": cvc}, {"NUMBER": number, "cvc": cvc}, {"number": number, "Cvc": cvc},
+		{"number": number, "cvc": cvc}, {"NUMBER": number, "cvc": cvc}, {"number": number, "Cvc": cvc}, {"NUMBER": number, "Cvc": cvc},
 	} {
 		delete(pm, "NUMBER")
 		delete(pm, "Cvc")
@@ -132,17 +152,20 @@ func TestIdempotencyHashOfACaseVariantCardIsKeyed(t *testing.T) {
 		raw, _ := json.Marshal(body)
 		candidates = append(candidates, raw)
 	}
-	for _, c := range candidates {
-		sum := sha256.Sum256(c)
-		if h := hex.EncodeToString(sum[:]); h == stored || strings.Contains(stored, h) {
-			t.Fatalf("request_hash %s is the unkeyed SHA-256 of %s: the card number can be brute-forced from it", stored, c)
+	for _, key := range []string{"dp-case", "dp-exact"} {
+		stored := dbText(e, `SELECT request_hash FROM idempotency_keys WHERE key = $1`, key)
+		for _, c := range candidates {
+			sum := sha256.Sum256(c)
+			if h := hex.EncodeToString(sum[:]); h == stored || strings.Contains(stored, h) {
+				t.Fatalf("request_hash %s of %s is the unkeyed SHA-256 of %s: the card number can be brute-forced from it", stored, key, c)
+			}
 		}
 	}
 	// The key makes it a replay all the same.
-	delete(pm, "number")
-	delete(pm, "cvc")
-	pm["NUMBER"], pm["Cvc"] = number, cvc
-	safetyMustReplay(t, e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case"), r)
+	delete(pm, "NUMBER")
+	delete(pm, "Cvc")
+	pm["number"], pm["cvc"] = number, cvc
+	safetyMustReplay(t, e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-exact"), r)
 }
 
 // ---------------------------------------------------------------------------------

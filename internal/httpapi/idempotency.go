@@ -251,9 +251,9 @@ func (s *Server) keyedHash(canonical string) string {
 }
 
 // redactCard replaces the card secrets of a decoded delegate_payment body by their
-// fingerprints. Names are matched as the request decoder matches them, ignoring case
-// (encoding/json takes "NUMBER" or "Cvc" for number and cvc), and every spelling present
-// is replaced, since a body may carry several.
+// fingerprints. Names are matched ignoring case and every spelling present is replaced:
+// the decoder refuses "NUMBER" or "Cvc" (field names are case-sensitive), but the hash is
+// taken before decoding and the refusal is recorded under it.
 func redactCard(v any, fp payment.Fingerprinter) {
 	root, ok := v.(map[string]any)
 	if !ok {

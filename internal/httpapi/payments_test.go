@@ -499,9 +499,9 @@ func TestDelegatePaymentRefusesInvalidRequests(t *testing.T) {
 		{"billing country USA", set(top, "billing_address", map[string]any{"name": "A", "line_one": "1 St", "city": "SF", "state": "CA", "country": "USA", "postal_code": "1"}),
 			"invalid_request", "$.billing_address.country"},
 		// Not the schema's JSON.
-		{"unknown top-level field", set(top, "customer", "x"), "unknown_field", ""},
-		{"unknown card field", set(pm, "pin", "1234"), "unknown_field", ""},
-		{"unknown allowance field", set(al, "recurring", true), "unknown_field", ""},
+		{"unknown top-level field", set(top, "customer", "x"), "unknown_field", "$.customer"},
+		{"unknown card field", set(pm, "pin", "1234"), "unknown_field", "$.payment_method.pin"},
+		{"unknown allowance field", set(al, "recurring", true), "unknown_field", "$.allowance.recurring"},
 		{"number as a JSON number", set(pm, "number", 4242424242424242), "invalid_type", "$.payment_method.number"},
 		{"max_amount as a string", set(al, "max_amount", "2109"), "invalid_type", "$.allowance.max_amount"},
 		{"max_amount fractional", set(al, "max_amount", 21.5), "invalid_type", "$.allowance.max_amount"},
@@ -1067,7 +1067,7 @@ func TestCompleteRefusalsChangeNothing(t *testing.T) {
 			b := paymentData(tok)
 			b["payment_data"].(map[string]any)["amount"] = 1
 			return b
-		}, 400, "invalid_request", "unknown_field", ""},
+		}, 400, "invalid_request", "unknown_field", "$.payment_data.amount"},
 		{"token a number", func(e *testEnv) setup { return ready(e, 0, "usd") }, func(string) any {
 			return `{"payment_data":{"token":42,"provider":"stripe"}}`
 		}, 400, "invalid_request", "invalid_type", "$.payment_data.token"},

@@ -475,8 +475,9 @@ func checkDelegation(t *testing.T, d *payment.Delegation) {
 	}
 }
 
-// cardSecretsOf reads the card number and CVC of a body the way the strict decoder
-// would (case-insensitive keys, the last duplicate wins), whatever else is wrong with it.
+// cardSecretsOf reads the card number and CVC of a body whatever else is wrong with it,
+// more loosely than the strict decoder (case-insensitive keys, the last duplicate wins),
+// so that a spelling the decoder refuses is still looked for in its error.
 func cardSecretsOf(body []byte) (number, cvc string) {
 	var probe struct {
 		PaymentMethod struct {
