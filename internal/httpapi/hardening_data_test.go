@@ -338,7 +338,7 @@ func TestDelegationTextIsBounded(t *testing.T) {
 	} {
 		b := safetyDelegateBody("cs_bounded")
 		tc.mod(b)
-		e.mustError(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, tc.code, tc.param)
+		e.mustDelegateRefusal(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, tc.code, tc.param)
 	}
 	if n := dbInt(e, `SELECT count(*) FROM vault_tokens`); n != 0 {
 		t.Errorf("refused delegations stored %d tokens", n)
