@@ -9,15 +9,30 @@ package acp
 import "net/http"
 
 // ACP error types (the Error.type enum, the same in every version so far).
+// TypeRateLimitExceeded is only in the delegate_payment enum of 2025-09-29.
 const (
 	TypeInvalidRequest     = "invalid_request"
 	TypeProcessingError    = "processing_error"
 	TypeServiceUnavailable = "service_unavailable"
+	TypeRateLimitExceeded  = "rate_limit_exceeded"
+)
+
+// Refusal codes a version may render in its own terms (the 2025-09-29 delegate_payment
+// code enum, for one, has a code of its own for each).
+const (
+	CodeTooManyRequests     = "too_many_requests"
+	CodeIdempotencyConflict = "idempotency_conflict"
+	CodeIdempotencyInFlight = "idempotency_in_flight"
+	// CodeInvalidCard and CodeDuplicateRequest complete the 2025-09-29 delegate_payment
+	// code enum.
+	CodeInvalidCard      = "invalid_card"
+	CodeDuplicateRequest = "duplicate_request"
 )
 
 // Error is a refusal: the HTTP status and the fields of an ACP Error. It is not a body:
 // each version renders it in its own shape. SupportedVersions is only set on version
-// errors (the 2026-04-17 field, sent by every version; see docs/decisions.md).
+// errors; a version whose Error has no supported_versions field (2025-09-29) names them
+// in the message instead (see docs/decisions.md).
 type Error struct {
 	Status            int
 	Type              string

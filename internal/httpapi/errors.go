@@ -51,10 +51,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		"internal_error", "The server could not process the request. Retry later with the same Idempotency-Key.", ""))
 }
 
-// refuse writes e as the response, in the Error shape of the request's version, and
-// notes its code for the access log and metrics. Requests without a version (the admin
-// API, refusals before the version is known) get the default version's shape.
+// refuse writes e as the response, in the Error shape of the request's version and
+// route, and notes its precise code for the access log and metrics. Requests without a
+// version (the admin API, refusals before the version is known) get the default
+// version's shape.
 func refuse(w http.ResponseWriter, r *http.Request, e *acp.Error) {
 	infoOf(r).errCode = e.Code
+	if r.URL.Path == delegatePaymentPath {
+		writeJSON(w, e.Status, versionOf(r).EncodeDelegateError(e))
+		return
+	}
 	writeJSON(w, e.Status, versionOf(r).EncodeError(e))
 }

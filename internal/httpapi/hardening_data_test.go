@@ -97,7 +97,7 @@ func TestIdempotencyHashOfACaseVariantCardIsKeyed(t *testing.T) {
 	pm["NUMBER"], pm["Cvc"] = number, cvc
 	refused := e.do(http.MethodPost, delegatePath, body, "Idempotency-Key", "dp-case")
 	// json.Marshal sorts the keys: "Cvc" comes first.
-	e.mustError(refused, http.StatusBadRequest, "unknown_field", "$.payment_method.Cvc")
+	e.mustDelegateRefusal(refused, http.StatusBadRequest, "unknown_field", "$.payment_method.Cvc")
 	if n := dbInt(e, `SELECT count(*) FROM vault_tokens`); n != 0 {
 		t.Errorf("a delegation with NUMBER/Cvc stored %d tokens", n)
 	}
@@ -338,7 +338,7 @@ func TestDelegationTextIsBounded(t *testing.T) {
 	} {
 		b := safetyDelegateBody("cs_bounded")
 		tc.mod(b)
-		e.mustError(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, tc.code, tc.param)
+		e.mustDelegateRefusal(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, tc.code, tc.param)
 	}
 	if n := dbInt(e, `SELECT count(*) FROM vault_tokens`); n != 0 {
 		t.Errorf("refused delegations stored %d tokens", n)

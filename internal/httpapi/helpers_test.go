@@ -55,6 +55,8 @@ type testEnv struct {
 	server *httptest.Server
 	logs   *bytes.Buffer
 	schema *acpspec.Validator
+	// delegateSchema validates the Errors of delegate_payment, which have their own.
+	delegateSchema *acpspec.Validator
 	// gateway is the PSP of every server instance of e: the mock, counting the charges
 	// it lets through, so a test can assert how often a session was charged.
 	gateway *payment.CountingGateway
@@ -75,7 +77,8 @@ func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi
 	}
 	e := &testEnv{
 		t: t, pool: pool, logs: &bytes.Buffer{}, gateway: &payment.CountingGateway{},
-		schema: acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json"),
+		schema:         acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json"),
+		delegateSchema: acpspec.MustLoad(t, "2025-09-29", "schema.delegate_payment.json"),
 	}
 	e.server = e.startServer(recoverAfter, opts...)
 	return e
@@ -129,6 +132,8 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// path is the request path (set by do), which picks the Error schema of mustError.
+	path string
 }
 
 func (r response) json(t *testing.T) map[string]any {
@@ -178,7 +183,7 @@ func (e *testEnv) do(method, path string, body any, headers ...string) response 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: raw}
+	return response{status: resp.StatusCode, header: resp.Header, body: raw, path: path}
 }
 
 // mustSession expects status and a body that is a valid 2025-09-29 CheckoutSession.
@@ -191,7 +196,9 @@ func (e *testEnv) mustSession(r response, status int) map[string]any {
 	return r.json(e.t)
 }
 
-// mustError expects status and a flat ACP Error with code and (when not "") param.
+// mustError expects status and a flat ACP Error with code and (when not "") param that
+// is valid against the 2025-09-29 Error schema of its route: delegate_payment's for
+// requests to delegatePath, checkout's for the others.
 func (e *testEnv) mustError(r response, status int, code, param string) map[string]any {
 	e.t.Helper()
 	if r.status != status {
@@ -204,22 +211,38 @@ func (e *testEnv) mustError(r response, status int, code, param string) map[stri
 	if param != "" && m["param"] != param {
 		e.t.Errorf("param = %v, want %s; body: %s", m["param"], param, r.body)
 	}
-	// The flat Error of 2025-09-29, with supported_versions as the documented extension.
-	body := m
-	if _, ok := m["supported_versions"]; ok {
-		body = map[string]any{}
-		for k, v := range m {
-			if k != "supported_versions" {
-				body[k] = v
-			}
-		}
+	schema := e.schema
+	if strings.HasPrefix(r.path, delegatePath) {
+		schema = e.delegateSchema
 	}
-	raw, _ := json.Marshal(body)
-	e.schema.MustValidate(e.t, "Error", raw)
+	schema.MustValidate(e.t, "Error", r.body)
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		e.t.Errorf("Content-Type = %q", ct)
 	}
 	return m
+}
+
+// mustDelegateError expects a delegate_payment refusal: status, the spec's code, param
+// and the precise reason (a fragment of the message).
+func (e *testEnv) mustDelegateError(r response, status int, code, param, reason string) map[string]any {
+	e.t.Helper()
+	m := e.mustError(r, status, code, param)
+	if msg, _ := m["message"].(string); !strings.Contains(msg, reason) {
+		e.t.Errorf("message %q lacks %q", msg, reason)
+	}
+	return m
+}
+
+// mustDelegateRefusal expects a delegate_payment refusal whose precise reason is
+// reason: the spec's invalid_card, with "(reason: …)" in the message unless the reason
+// is invalid_card itself.
+func (e *testEnv) mustDelegateRefusal(r response, status int, reason, param string) map[string]any {
+	e.t.Helper()
+	fragment := "(reason: " + reason + ")"
+	if reason == "invalid_card" {
+		fragment = ""
+	}
+	return e.mustDelegateError(r, status, "invalid_card", param, fragment)
 }
 
 // mustCreate creates a session from body and returns it.

@@ -89,12 +89,12 @@ func (s *Server) withIdempotency() Middleware {
 			case idempotency.Conflict:
 				// The status is the version's (409, 422 from 2026-04-17); the admin API's
 				// is the default version's.
-				refuse(w, r, acp.NewError(versionOf(r).IdempotencyConflictStatus(), acp.TypeInvalidRequest, "idempotency_conflict",
+				refuse(w, r, acp.NewError(versionOf(r).IdempotencyConflictStatus(), acp.TypeInvalidRequest, acp.CodeIdempotencyConflict,
 					"This Idempotency-Key was used with a different request body.", ""))
 				return
 			case idempotency.InFlight:
 				w.Header().Set("Retry-After", "1")
-				refuse(w, r, acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, "idempotency_in_flight",
+				refuse(w, r, acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, acp.CodeIdempotencyInFlight,
 					"A request with this Idempotency-Key is still being processed; retry shortly.", ""))
 				return
 			}
@@ -232,7 +232,7 @@ var cardSecrets = []string{"number", "cvc", "cryptogram"}
 // replaced by their keyed fingerprints, so not even the keyed hash covers them in the
 // clear (PCI DSS 3.5).
 func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
-	if r.URL.Path != "/agentic_commerce/delegate_payment" {
+	if r.URL.Path != delegatePaymentPath {
 		return s.keyedHash(idempotency.Hash(body)), true
 	}
 	v, ok := idempotency.Decode(body)

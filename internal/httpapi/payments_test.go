@@ -391,7 +391,7 @@ func TestDelegatePaymentRiskSignals(t *testing.T) {
 		map[string]any{"type": "card_testing", "score": 99, "action": "blocked"},
 	}
 	b["allowance"].(map[string]any)["checkout_session_id"] = "cs_blocked"
-	m := e.mustError(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, "risk_blocked", "$.risk_signals[1].action")
+	m := e.mustDelegateRefusal(e.do(http.MethodPost, delegatePath, b), http.StatusBadRequest, "risk_blocked", "$.risk_signals[1].action")
 	if m["type"] != "invalid_request" {
 		t.Errorf("type = %v", m["type"])
 	}
@@ -517,7 +517,7 @@ func TestDelegatePaymentRefusesInvalidRequests(t *testing.T) {
 			b := delegateBody("cs_refused", 2109, "usd", visaNumber, "9871")
 			tc.mod(b)
 			r := e.do(http.MethodPost, delegatePath, b)
-			m := e.mustError(r, http.StatusBadRequest, tc.code, typedParam(tc.code, tc.param))
+			m := e.mustDelegateRefusal(r, http.StatusBadRequest, tc.code, typedParam(tc.code, tc.param))
 			if p, ok := m["param"]; ok && p != tc.param {
 				t.Errorf("param = %v, want %s", p, tc.param)
 			}
@@ -538,11 +538,11 @@ func TestDelegatePaymentRefusesInvalidRequests(t *testing.T) {
 		{"array", `[]`, "invalid_type"},
 		{"trailing data", `{} {}`, "invalid_json"},
 	} {
-		e.mustError(e.do(http.MethodPost, delegatePath, tc.body), http.StatusBadRequest, tc.code, "")
+		e.mustDelegateRefusal(e.do(http.MethodPost, delegatePath, tc.body), http.StatusBadRequest, tc.code, "")
 	}
-	e.mustError(e.do(http.MethodPost, delegatePath, `{}`, "Content-Type", "text/plain"), http.StatusUnsupportedMediaType, "unsupported_media_type", "")
+	e.mustDelegateRefusal(e.do(http.MethodPost, delegatePath, `{}`, "Content-Type", "text/plain"), http.StatusUnsupportedMediaType, "unsupported_media_type", "")
 	r := e.do(http.MethodGet, delegatePath, nil)
-	e.mustError(r, http.StatusMethodNotAllowed, "method_not_allowed", "")
+	e.mustDelegateRefusal(r, http.StatusMethodNotAllowed, "method_not_allowed", "")
 	if r.header.Get("Allow") != "POST" {
 		t.Errorf("Allow = %q", r.header.Get("Allow"))
 	}
@@ -564,7 +564,7 @@ func TestDelegatePaymentWrongTypeInArrayNamesTheElement(t *testing.T) {
 		map[string]any{"type": "card_testing", "score": "high", "action": "authorized"},
 	}
 	r := e.do(http.MethodPost, delegatePath, b)
-	m := e.mustError(r, http.StatusBadRequest, "invalid_type", "")
+	m := e.mustDelegateRefusal(r, http.StatusBadRequest, "invalid_type", "")
 	if p, ok := m["param"]; ok && p != "$.risk_signals[1].score" {
 		t.Errorf("param = %v: not a JSONPath to the offending field; want $.risk_signals[1].score or no param", p)
 	}

@@ -911,7 +911,7 @@ func TestAuthenticationRefusesWhatIsNotAKnownKey(t *testing.T) {
 	}
 	// Every endpoint is behind the key, GET included.
 	e.mustError(e.do(http.MethodGet, "/checkout_sessions/cs_x", nil), http.StatusUnauthorized, "missing_authorization", "")
-	e.mustError(e.do(http.MethodPost, "/agentic_commerce/delegate_payment", safetyDelegateBody("cs_x")), http.StatusUnauthorized, "missing_authorization", "")
+	e.mustDelegateRefusal(e.do(http.MethodPost, "/agentic_commerce/delegate_payment", safetyDelegateBody("cs_x")), http.StatusUnauthorized, "missing_authorization", "")
 	if n := safetyCount(e, `SELECT count(*) FROM checkout_sessions`); n != 0 {
 		t.Fatalf("refused requests created %d sessions", n)
 	}
@@ -1328,8 +1328,8 @@ func TestRequireAPIVersion(t *testing.T) {
 	e := mustEnv(t, func(c *httpapi.Config) { c.RequireAPIVersion = true })
 	r := e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody)
 	m := e.mustError(r, http.StatusBadRequest, "missing_api_version", "")
-	if fmt.Sprint(m["supported_versions"]) != "[2025-09-29]" {
-		t.Errorf("supported_versions = %v", m["supported_versions"])
+	if !strings.Contains(m["message"].(string), "Supported versions: 2025-09-29.") || r.header.Get("API-Supported-Versions") != "2025-09-29" {
+		t.Errorf("supported versions not named: %v, API-Supported-Versions %q", m, r.header.Get("API-Supported-Versions"))
 	}
 	e.mustError(e.do(http.MethodGet, "/checkout_sessions/cs_none", nil, "API-Version", "2024-01-01"), http.StatusBadRequest, "unsupported_api_version", "")
 	if n := safetyCount(e, `SELECT count(*) FROM checkout_sessions`); n != 0 {

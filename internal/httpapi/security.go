@@ -289,7 +289,7 @@ func (s *Server) withRateLimit() Middleware {
 			if !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 				refuse(w, r, acp.NewError(http.StatusTooManyRequests, acp.TypeInvalidRequest,
-					"too_many_requests", "Too many requests; retry after the time in Retry-After.", ""))
+					acp.CodeTooManyRequests, "Too many requests; retry after the time in Retry-After.", ""))
 				return
 			}
 			next.ServeHTTP(w, r)

@@ -109,6 +109,10 @@ type Server struct {
 	handler       http.Handler
 }
 
+// delegatePaymentPath is the delegate_payment route, whose refusals have an Error of
+// their own.
+const delegatePaymentPath = "/agentic_commerce/delegate_payment"
+
 // New builds the server.
 func New(cfg Config, d Deps) *Server {
 	if cfg.Links == nil {
@@ -168,7 +172,7 @@ func New(cfg Config, d Deps) *Server {
 	acp.HandleFunc("/checkout_sessions/{id}", s.updateSession).Methods(http.MethodPost)
 	acp.HandleFunc("/checkout_sessions/{id}/cancel", s.cancelSession).Methods(http.MethodPost)
 	acp.HandleFunc("/checkout_sessions/{id}/complete", s.completeSession).Methods(http.MethodPost)
-	acp.HandleFunc("/agentic_commerce/delegate_payment", s.delegatePayment).Methods(http.MethodPost)
+	acp.HandleFunc(delegatePaymentPath, s.delegatePayment).Methods(http.MethodPost)
 
 	// Fixed order, outermost first: every response, a panic's included, carries the
 	// request headers and is logged; CORS preflights are answered before routing; who is

@@ -300,7 +300,7 @@ func TestAPIVersionAndEchoedHeaders(t *testing.T) {
 
 	r = e.do(http.MethodPost, "/checkout_sessions", body, "API-Version", "2099-01-01", "Request-Id", "req-2", "Idempotency-Key", "idem-2")
 	m := e.mustError(r, http.StatusBadRequest, "unsupported_api_version", "")
-	if fmt.Sprint(m["supported_versions"]) != "[2025-09-29]" || m["type"] != "invalid_request" {
+	if !strings.Contains(m["message"].(string), "Supported versions: 2025-09-29.") || m["type"] != "invalid_request" {
 		t.Errorf("error = %v", m)
 	}
 	if r.header.Get("Request-Id") != "req-2" || r.header.Get("Idempotency-Key") != "idem-2" {

@@ -40,7 +40,7 @@ func TestStrictDecodingRefusesCaseVariantsAndDuplicates(t *testing.T) {
 			t.Fatalf("%s: the body was not changed", tc.name)
 		}
 		r := e.do(http.MethodPost, delegatePath, tc.body)
-		e.mustError(r, http.StatusBadRequest, tc.code, tc.param)
+		e.mustDelegateRefusal(r, http.StatusBadRequest, tc.code, tc.param)
 		if strings.Contains(string(r.body), visaNumber) {
 			t.Errorf("%s: the error echoes the card number: %s", tc.name, r.body)
 		}

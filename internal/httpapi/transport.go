@@ -15,7 +15,7 @@ const corsAllowHeaders = "Authorization, Content-Type, API-Version, Idempotency-
 	"Signature, Timestamp, Accept-Language, User-Agent"
 
 // corsExposeHeaders are the response headers a browser client may read.
-const corsExposeHeaders = "Request-Id, Idempotency-Key, Idempotent-Replayed, Retry-After"
+const corsExposeHeaders = "Request-Id, Idempotency-Key, Idempotent-Replayed, Retry-After, API-Supported-Versions"
 
 // withCORS lets the configured browser origins call the API and answers their
 // preflight requests. With no origins configured it adds nothing.

@@ -32,8 +32,10 @@ type API interface {
 	// DomainError renders a domain error as a refusal: the version's status and type for
 	// its kind, and its field as the version's JSONPath.
 	DomainError(de *checkout.Error) *acp.Error
-	// EncodeError is the version's Error body of a refusal.
+	// EncodeError is the version's Error body of a refusal on the checkout routes (and
+	// everywhere else), EncodeDelegateError on delegate_payment, whose Error may differ.
 	EncodeError(e *acp.Error) any
+	EncodeDelegateError(e *acp.Error) any
 	// IdempotencyConflictStatus is the status of a key reused with another body.
 	IdempotencyConflictStatus() int
 }
@@ -79,20 +81,25 @@ func withAPIVersion(required bool) Middleware {
 			v := strings.TrimSpace(r.Header.Get("API-Version"))
 			switch {
 			case v == "" && required:
-				e := acp.InvalidRequest("missing_api_version", "The API-Version header is required.", "")
-				e.SupportedVersions = supportedVersions
-				refuse(w, r, e)
+				refuseVersion(w, r, acp.InvalidRequest("missing_api_version", "The API-Version header is required.", ""))
 				return
 			case v == "":
 				v = defaultVersion
 			case versions[v] == nil:
-				e := acp.InvalidRequest("unsupported_api_version", fmt.Sprintf("API-Version %q is not supported.", v), "")
-				e.SupportedVersions = supportedVersions
-				refuse(w, r, e)
+				refuseVersion(w, r, acp.InvalidRequest("unsupported_api_version", fmt.Sprintf("API-Version %q is not supported.", v), ""))
 				return
 			}
 			infoOf(r).version = v
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// refuseVersion answers a missing or unsupported API-Version with the supported
+// versions: in the body where the version's Error has a field for them, and always in
+// the API-Supported-Versions header (newest first, comma-separated).
+func refuseVersion(w http.ResponseWriter, r *http.Request, e *acp.Error) {
+	e.SupportedVersions = supportedVersions
+	w.Header().Set("API-Supported-Versions", strings.Join(supportedVersions, ", "))
+	refuse(w, r, e)
 }

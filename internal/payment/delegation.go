@@ -90,9 +90,9 @@ const (
 
 var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
 
-// Error codes of a refused delegation. invalid_card is the spec's own; the others name
-// the part of the request at fault (the 2025-09-29 code enum has nothing for them,
-// see docs/payments.md).
+// Error codes of a refused delegation: the precise reason, naming the part of the
+// request at fault. A version whose Error has a closed code enum (2025-09-29) sends its
+// own code and keeps this one in the message (see docs/payments.md).
 const (
 	CodeInvalidCard      = "invalid_card"
 	CodeInvalidAllowance = "invalid_allowance"
