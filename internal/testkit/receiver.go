@@ -1,0 +1,138 @@
+package testkit
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
+)
+
+// Hit is one request a Receiver got.
+type Hit struct {
+	Header http.Header
+	Body   []byte
+	At     time.Time // when it arrived
+	// Status is what the receiver answered; 0 while the request is still being answered.
+	Status int
+}
+
+// RequestID is the Request-Id header of the request.
+func (h Hit) RequestID() string { return h.Header.Get("Request-Id") }
+
+// Verify reports whether the Merchant-Signature of the request is valid for secret.
+func (h Hit) Verify(secret []byte) bool {
+	_, ok := Verify(secret, h.Header.Get("Merchant-Signature"), h.Body)
+	return ok
+}
+
+// Receiver is a webhook endpoint: an httptest server that records every request (headers
+// and body) and answers with respond.
+type Receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	hits []Hit
+}
+
+// NewReceiver starts a receiver, closed when the test ends. respond answers the n-th
+// request (n counting from 1); it may read the body again. A nil respond answers 200.
+func NewReceiver(tb testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *Receiver {
+	tb.Helper()
+	rcv := &Receiver{}
+	rcv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rcv.mu.Lock()
+		i := len(rcv.hits)
+		rcv.hits = append(rcv.hits, Hit{Header: r.Header.Clone(), Body: body, At: time.Now()})
+		rcv.mu.Unlock()
+		sw := &statusWriter{ResponseWriter: w}
+		if respond != nil {
+			respond(i+1, sw, r)
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		rcv.mu.Lock()
+		rcv.hits[i].Status = sw.status
+		rcv.mu.Unlock()
+	}))
+	tb.Cleanup(rcv.Close)
+	return rcv
+}
+
+// Hits returns the requests received so far, in arrival order.
+func (r *Receiver) Hits() []Hit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.hits)
+}
+
+// WaitFor waits until the receiver has got at least n requests and returns them, failing
+// the test when they have not arrived within the given time.
+func (r *Receiver) WaitFor(tb testing.TB, n int, within time.Duration) []Hit {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		hits := r.Hits()
+		if len(hits) >= n {
+			return hits
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("receiver got %d requests in %v, want %d", len(hits), within, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Verify is what a webhook receiver does with a Merchant-Signature header
+// ("t=<unix>,v1=<hex>"): it takes the signing time t and compares the header, in
+// constant time, with the production webhook.Signature of body at t. It returns t and
+// whether the signature is valid; callers check how fresh t must be.
+func Verify(secret []byte, header string, body []byte) (time.Time, bool) {
+	ts, _, ok := strings.Cut(header, ",")
+	if !ok || !strings.HasPrefix(ts, "t=") {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(strings.TrimPrefix(ts, "t="), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	at := time.Unix(sec, 0)
+	want := webhook.Signature(secret, at, body)
+	return at, subtle.ConstantTimeCompare([]byte(header), []byte(want)) == 1
+}
+
+// VerifyFresh is Verify that also wants the signature made within skew of now.
+func VerifyFresh(secret []byte, header string, body []byte, skew time.Duration) bool {
+	at, ok := Verify(secret, header, body)
+	return ok && time.Since(at).Abs() < skew
+}
