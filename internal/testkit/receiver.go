@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -43,7 +44,8 @@ type Receiver struct {
 }
 
 // NewReceiver starts a receiver, closed when the test ends. respond answers the n-th
-// request (n counting from 1); it may read the body again. A nil respond answers 200.
+// request (n counting from 1); it may read the body again. Its answer is sent when it
+// returns. A nil respond answers 200.
 func NewReceiver(tb testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *Receiver {
 	tb.Helper()
 	rcv := &Receiver{}
@@ -54,16 +56,18 @@ func NewReceiver(tb testing.TB, respond func(n int, w http.ResponseWriter, r *ht
 		i := len(rcv.hits)
 		rcv.hits = append(rcv.hits, Hit{Header: r.Header.Clone(), Body: body, At: time.Now()})
 		rcv.mu.Unlock()
-		sw := &statusWriter{ResponseWriter: w}
+		// respond answers into a recorder, so the status is recorded before the
+		// sender sees the answer.
+		rec := httptest.NewRecorder()
 		if respond != nil {
-			respond(i+1, sw, r)
-		}
-		if sw.status == 0 {
-			sw.status = http.StatusOK
+			respond(i+1, rec, r)
 		}
 		rcv.mu.Lock()
-		rcv.hits[i].Status = sw.status
+		rcv.hits[i].Status = rec.Code
 		rcv.mu.Unlock()
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 	}))
 	tb.Cleanup(rcv.Close)
 	return rcv
@@ -91,26 +95,6 @@ func (r *Receiver) WaitFor(tb testing.TB, n int, within time.Duration) []Hit {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// statusWriter remembers the status a handler answered with.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
 }
 
 // Verify is what a webhook receiver does with a Merchant-Signature header
