@@ -9,10 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -25,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 const faultCatalog = "../../internal/catalog/demo/products.jsonl"
@@ -34,15 +33,14 @@ const faultCatalog = "../../internal/catalog/demo/products.jsonl"
 // faultClient calls a server without keep-alive, so a killed or restarted server leaves
 // no stale connection behind, and reports failures as errors (usable off the test goroutine).
 type faultClient struct {
-	base string
-	hc   *http.Client
+	kit *testkit.Client
 }
 
 func newFaultClient(base string) *faultClient {
-	return &faultClient{base: base, hc: &http.Client{
+	return &faultClient{kit: &testkit.Client{Base: base, HTTP: &http.Client{
 		Timeout:   20 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true},
-	}}
+	}}}
 }
 
 type faultReply struct {
@@ -59,30 +57,18 @@ func (r faultReply) String() string {
 }
 
 func (c *faultClient) do(method, path, body, key string) (faultReply, error) {
-	start := time.Now()
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
-	if err != nil {
-		return faultReply{}, err
-	}
+	var b any
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		b = body
 	}
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.kit.Do(method, path, b, "Idempotency-Key", key)
 	if err != nil {
 		return faultReply{}, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return faultReply{}, err
-	}
-	r := faultReply{status: resp.StatusCode, body: raw, elapsed: time.Since(start), replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	r := faultReply{status: resp.Status, body: resp.Body, elapsed: resp.Elapsed, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
 	if r.status >= 400 {
 		var e struct{ Type, Code string }
-		_ = json.Unmarshal(raw, &e)
+		_ = json.Unmarshal(resp.Body, &e)
 		r.typ, r.code = e.Type, e.Code
 	}
 	return r, nil
@@ -310,12 +296,10 @@ func TestCrashDuringCompletes(t *testing.T) {
 	mustRun(t, []string{"DATABASE_URL=" + dbURL}, "catalog", "import", faultCatalog)
 
 	var delivered atomic.Int64
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+	hook := testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
 		delivered.Add(1)
 		w.WriteHeader(http.StatusOK)
-	}))
-	t.Cleanup(hook.Close)
+	})
 	env := []string{
 		"DATABASE_URL=" + dbURL, "WEBHOOK_URL=" + hook.URL, "WEBHOOK_SECRET=fault-test-webhook-secret-0123456789abcdef",
 		"IDEMPOTENCY_RECOVER_AFTER=2s", "REQUEST_TIMEOUT=2s", "RATE_LIMIT_RPS=0",

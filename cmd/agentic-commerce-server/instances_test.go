@@ -3,14 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 const (
@@ -36,27 +33,12 @@ var instancesClient = &http.Client{Timeout: 15 * time.Second}
 // instancesDo sends a request and returns status and body; it is safe from any
 // goroutine (errors are returned, not reported with t.Fatal).
 func instancesDo(method, url, body string, headers ...string) (int, []byte, error) {
-	var rd io.Reader
+	var b any
 	if body != "" {
-		rd = strings.NewReader(body)
+		b = body
 	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := instancesClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
+	r, err := (&testkit.Client{HTTP: instancesClient}).Do(method, url, b, headers...)
+	return r.Status, r.Body, err
 }
 
 func instancesMust(t *testing.T, method, url, body string, want int, headers ...string) map[string]any {
@@ -144,7 +126,7 @@ func TestInstancesReadyTurns503DuringTheDrain(t *testing.T) {
 // instancesReceiver is the agent platform's webhook endpoint: it verifies every
 // signature, fails some first attempts, and records what it accepted.
 type instancesReceiver struct {
-	*httptest.Server
+	*testkit.Receiver
 	mu       sync.Mutex
 	attempts map[string]int      // by Request-Id
 	accepted map[string]int      // 2xx answers by Request-Id
@@ -160,7 +142,7 @@ func newInstancesReceiver(t *testing.T) *instancesReceiver {
 		attempts: map[string]int{}, accepted: map[string]int{},
 		statuses: map[string][]string{}, types: map[string][]string{},
 	}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.Receiver = testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		id := req.Header.Get("Request-Id")
 		r.mu.Lock()
@@ -199,28 +181,12 @@ func newInstancesReceiver(t *testing.T) *instancesReceiver {
 		r.types[sid] = append(r.types[sid], ev.Type)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"received":true,"request_id":%q}`, id)
-	}))
-	t.Cleanup(r.Close)
+	})
 	return r
 }
 
 func instancesVerify(header string, body []byte) bool {
-	ts, rest, ok := strings.Cut(header, ",")
-	if !ok || !strings.HasPrefix(ts, "t=") || !strings.HasPrefix(rest, "v1=") {
-		return false
-	}
-	sec, err := strconv.ParseInt(strings.TrimPrefix(ts, "t="), 10, 64)
-	if err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Minute {
-		return false
-	}
-	got, err := hex.DecodeString(strings.TrimPrefix(rest, "v1="))
-	if err != nil {
-		return false
-	}
-	m := hmac.New(sha256.New, []byte(instancesSecret))
-	m.Write([]byte(strings.TrimPrefix(ts, "t=") + "."))
-	m.Write(body)
-	return hmac.Equal(got, m.Sum(nil))
+	return testkit.VerifyFresh([]byte(instancesSecret), header, body, time.Minute)
 }
 
 // Two instances on one database: concurrent completions of one session make exactly one
@@ -460,7 +426,7 @@ func TestInstancesSlowReceiverDoesNotStarveTheAPI(t *testing.T) {
 	var mu sync.Mutex
 	inFlight := 0
 	release := make(chan struct{})
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rcv := testkit.NewReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		inFlight++
 		mu.Unlock()
@@ -470,8 +436,7 @@ func TestInstancesSlowReceiverDoesNotStarveTheAPI(t *testing.T) {
 		case <-release:
 		case <-time.After(10 * time.Second):
 		}
-	}))
-	t.Cleanup(rcv.Close)
+	})
 	t.Cleanup(func() { close(release) })
 	srv := startServer(t, "DATABASE_URL="+dbURL, "WEBHOOK_URL="+rcv.URL, "WEBHOOK_SECRET="+instancesSecret,
 		"WEBHOOK_TIMEOUT=4s", "WEBHOOK_WORKERS=4", "DRAIN_DELAY=0s", "RATE_LIMIT_RPS=0")

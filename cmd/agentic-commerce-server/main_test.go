@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 var binary string
@@ -289,23 +289,15 @@ func (s *server) stop(t *testing.T) {
 
 func (s *server) call(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, s.base+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var b any
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		b = body
 	}
-	resp, err := http.DefaultClient.Do(req)
+	r, err := (&testkit.Client{Base: s.base}).Do(method, path, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, raw
+	return r.Status, r.Body
 }
 
 func TestRestartLosesNothing(t *testing.T) {

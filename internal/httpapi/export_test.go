@@ -12,3 +12,10 @@ func (s *Server) AddressBuckets() int {
 
 // SetMaxAddressBuckets lowers the bound of the address buckets, before the server serves.
 func (s *Server) SetMaxAddressBuckets(n int) { s.addrLimiter.maxKeys = n }
+
+// SupportedVersions lists the API-Version values of the version table, newest first:
+// behaviour tests run once per version (forEachVersion).
+var SupportedVersions = supportedVersions
+
+// DefaultVersion is the version served to requests without API-Version.
+var DefaultVersion = defaultVersion

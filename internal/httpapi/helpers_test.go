@@ -18,7 +18,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
@@ -27,6 +26,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -54,9 +54,10 @@ type testEnv struct {
 	pool   *pgxpool.Pool
 	server *httptest.Server
 	logs   *bytes.Buffer
-	schema *acpspec.Validator
-	// delegateSchema validates the Errors of delegate_payment, which have their own.
-	delegateSchema *acpspec.Validator
+	// version is the API-Version e sends with every request ("": none, so the server
+	// serves its default version); schemas are that version's, which responses must match.
+	version string
+	schemas *testkit.SchemaSet
 	// gateway is the PSP of every server instance of e: the mock, counting the charges
 	// it lets through, so a test can assert how often a session was charged.
 	gateway *payment.CountingGateway
@@ -71,14 +72,35 @@ func mustEnv(t *testing.T, opts ...func(*httpapi.Config)) *testEnv {
 // mustEnvWith is mustEnv with idempotency claims recovered after recoverAfter.
 func mustEnvWith(t *testing.T, recoverAfter time.Duration, opts ...func(*httpapi.Config)) *testEnv {
 	t.Helper()
+	return mustEnvVersion(t, "", recoverAfter, opts...)
+}
+
+// forEachVersion runs a behaviour test once per API version of the version table, each
+// in a subtest named after the version with its own env speaking that version: sending
+// it as API-Version and validating responses against its schemas.
+func forEachVersion(t *testing.T, f func(t *testing.T, e *testEnv), opts ...func(*httpapi.Config)) {
+	t.Helper()
+	for _, v := range httpapi.SupportedVersions {
+		t.Run(v, func(t *testing.T) {
+			f(t, mustEnvVersion(t, v, time.Minute, opts...))
+		})
+	}
+}
+
+// mustEnvVersion is mustEnvWith speaking version ("": sending no API-Version).
+func mustEnvVersion(t *testing.T, version string, recoverAfter time.Duration, opts ...func(*httpapi.Config)) *testEnv {
+	t.Helper()
+	schemaVersion := version
+	if schemaVersion == "" {
+		schemaVersion = httpapi.DefaultVersion
+	}
 	pool := pgtest.MustPool(t)
 	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
 	e := &testEnv{
 		t: t, pool: pool, logs: &bytes.Buffer{}, gateway: &payment.CountingGateway{},
-		schema:         acpspec.MustLoad(t, "2025-09-29", "schema.agentic_checkout.json"),
-		delegateSchema: acpspec.MustLoad(t, "2025-09-29", "schema.delegate_payment.json"),
+		version: version, schemas: testkit.Schemas(t, schemaVersion),
 	}
 	e.server = e.startServer(recoverAfter, opts...)
 	return e
@@ -145,59 +167,38 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
-// do sends a request; body may be a string (sent as is), nil, or a value to encode.
-func (e *testEnv) do(method, path string, body any, headers ...string) response {
-	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
+// client is a JSON client of e's server, sending e's API-Version.
+func (e *testEnv) client() *testkit.Client {
+	c := &testkit.Client{Base: e.server.URL, HTTP: e.server.Client()}
+	if e.version != "" {
+		c.Header = http.Header{"Api-Version": {e.version}}
 	}
-	req, err := http.NewRequest(method, e.server.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] == "" {
-			req.Header.Del(headers[i])
-		} else {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-	}
-	resp, err := e.server.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: raw, path: path}
+	return c
 }
 
-// mustSession expects status and a body that is a valid 2025-09-29 CheckoutSession.
+// do sends a request; body may be a string (sent as is), nil, or a value to encode.
+// headers are name, value pairs; an empty value removes the header.
+func (e *testEnv) do(method, path string, body any, headers ...string) response {
+	e.t.Helper()
+	r, err := e.client().Do(method, path, body, headers...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{status: r.Status, header: r.Header, body: r.Body, path: path}
+}
+
+// mustSession expects status and a body that is a valid CheckoutSession of e's version.
 func (e *testEnv) mustSession(r response, status int) map[string]any {
 	e.t.Helper()
 	if r.status != status {
 		e.t.Fatalf("status = %d, want %d; body: %s", r.status, status, r.body)
 	}
-	e.schema.MustValidate(e.t, "CheckoutSession", r.body)
+	e.schemas.Session(r.body)
 	return r.json(e.t)
 }
 
 // mustError expects status and a flat ACP Error with code and (when not "") param that
-// is valid against the 2025-09-29 Error schema of its route: delegate_payment's for
+// is valid against the Error schema of its route in e's version: delegate_payment's for
 // requests to delegatePath, checkout's for the others.
 func (e *testEnv) mustError(r response, status int, code, param string) map[string]any {
 	e.t.Helper()
@@ -211,11 +212,7 @@ func (e *testEnv) mustError(r response, status int, code, param string) map[stri
 	if param != "" && m["param"] != param {
 		e.t.Errorf("param = %v, want %s; body: %s", m["param"], param, r.body)
 	}
-	schema := e.schema
-	if strings.HasPrefix(r.path, delegatePath) {
-		schema = e.delegateSchema
-	}
-	schema.MustValidate(e.t, "Error", r.body)
+	e.schemas.Error(r.body, r.path)
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		e.t.Errorf("Content-Type = %q", ct)
 	}

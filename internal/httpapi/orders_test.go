@@ -69,8 +69,8 @@ func ordersValidateWithOrder(e *testEnv, m map[string]any) {
 	}
 	sessRaw, _ := json.Marshal(sess)
 	orderRaw, _ := json.Marshal(m["order"])
-	e.schema.MustValidate(e.t, "CheckoutSession", sessRaw)
-	e.schema.MustValidate(e.t, "Order", orderRaw)
+	e.schemas.Checkout.MustValidate(e.t, "CheckoutSession", sessRaw)
+	e.schemas.Checkout.MustValidate(e.t, "Order", orderRaw)
 }
 
 // ordersOrder is the admin API's order.

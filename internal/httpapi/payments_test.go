@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 )
 
@@ -207,7 +206,7 @@ func typedParam(code, param string) string {
 func TestDelegatePaymentIssuesAVaultToken(t *testing.T) {
 	t.Parallel()
 	e := mustEnv(t)
-	dp := acpspec.MustLoad(t, "2025-09-29", "schema.delegate_payment.json")
+	dp := e.schemas.Delegate
 	sid, total := mustReadySession(e)
 
 	before := time.Now()
@@ -851,8 +850,8 @@ func TestCompleteWithVaultToken(t *testing.T) {
 	delete(body, "order")
 	sessionRaw, _ := json.Marshal(body)
 	// CheckoutSessionWithOrder's allOf cannot validate (checklist I-03): each part on its own.
-	e.schema.MustValidate(t, "CheckoutSession", sessionRaw)
-	e.schema.MustValidate(t, "Order", orderRaw)
+	e.schemas.Checkout.MustValidate(t, "CheckoutSession", sessionRaw)
+	e.schemas.Checkout.MustValidate(t, "Order", orderRaw)
 	if body["status"] != "completed" || body["id"] != sid {
 		t.Errorf("status = %v, id = %v", body["status"], body["id"])
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 // ---------------------------------------------------------------------------------
@@ -138,8 +139,8 @@ func safetyValidateWithOrder(e *testEnv, m map[string]any) {
 	}
 	sessRaw, _ := json.Marshal(sess)
 	orderRaw, _ := json.Marshal(m["order"])
-	e.schema.MustValidate(e.t, "CheckoutSession", sessRaw)
-	e.schema.MustValidate(e.t, "Order", orderRaw)
+	e.schemas.Checkout.MustValidate(e.t, "CheckoutSession", sessRaw)
+	e.schemas.Checkout.MustValidate(e.t, "Order", orderRaw)
 }
 
 // safetySign returns the base64url Signature of body at ts.
@@ -164,30 +165,15 @@ func safetySignedDo(e *testEnv, secret []byte, ts, method, path, body string, he
 // safetySend is e.do for goroutines and special clients: it returns transport errors
 // instead of failing the test.
 func safetySend(client *http.Client, method, url, body string, headers ...string) (response, error) {
-	var rd io.Reader
+	var b any
 	if body != "" {
-		rd = strings.NewReader(body)
+		b = body
 	}
-	req, err := http.NewRequest(method, url, rd)
+	r, err := (&testkit.Client{HTTP: client}).Do(method, url, b, headers...)
 	if err != nil {
 		return response{}, err
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, err
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: raw}, nil
+	return response{status: r.Status, header: r.Header, body: r.Body}, nil
 }
 
 // safetyWaitFor polls cond until it holds or fails the test after 10 s.

@@ -3,17 +3,12 @@ package postgres_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +21,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
@@ -249,9 +245,8 @@ type outboxHit struct {
 // outboxReceiver records every request; answer decides the status for each one, given
 // the Request-Id and how many times it was seen before (0 on the first).
 type outboxReceiver struct {
-	*httptest.Server
+	*testkit.Receiver
 	mu     sync.Mutex
-	hits   []outboxHit
 	seen   map[string]int
 	answer func(id string, previous int) int
 	// hold, when set, is called before answering (to keep a request in flight).
@@ -261,7 +256,7 @@ type outboxReceiver struct {
 func newOutboxReceiver(t *testing.T, answer func(id string, previous int) int) *outboxReceiver {
 	t.Helper()
 	r := &outboxReceiver{seen: map[string]int{}, answer: answer}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.Receiver = testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		id := req.Header.Get("Request-Id")
 		sigOK := outboxVerify(req.Header.Get("Merchant-Signature"), body)
@@ -277,37 +272,19 @@ func newOutboxReceiver(t *testing.T, answer func(id string, previous int) int) *
 		if !sigOK {
 			status = http.StatusUnauthorized
 		}
-		r.mu.Lock()
-		r.hits = append(r.hits, outboxHit{RequestID: id, Status: status, Body: body, SigOK: sigOK})
-		r.mu.Unlock()
 		w.WriteHeader(status)
-	}))
-	t.Cleanup(r.Close)
+	})
 	return r
 }
 
 func outboxVerify(header string, body []byte) bool {
-	t, rest, ok := strings.Cut(header, ",")
-	if !ok || !strings.HasPrefix(t, "t=") || !strings.HasPrefix(rest, "v1=") {
-		return false
-	}
-	unix, err := strconv.ParseInt(strings.TrimPrefix(t, "t="), 10, 64)
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, outboxSecret)
-	mac.Write([]byte(strings.TrimPrefix(t, "t=") + "."))
-	mac.Write(body)
-	want, err := hex.DecodeString(strings.TrimPrefix(rest, "v1="))
-	return err == nil && hmac.Equal(want, mac.Sum(nil)) && time.Since(time.Unix(unix, 0)).Abs() < time.Minute
+	return testkit.VerifyFresh(outboxSecret, header, body, time.Minute)
 }
 
-// successes returns the Request-Ids answered 2xx, in arrival order.
+// successes returns the requests answered 2xx, in arrival order.
 func (r *outboxReceiver) successes() []outboxHit {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []outboxHit
-	for _, h := range r.hits {
+	for _, h := range r.all() {
 		if h.Status >= 200 && h.Status < 300 {
 			out = append(out, h)
 		}
@@ -315,10 +292,13 @@ func (r *outboxReceiver) successes() []outboxHit {
 	return out
 }
 
+// all returns every request, in arrival order (Status 0 while being answered).
 func (r *outboxReceiver) all() []outboxHit {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.hits)
+	var out []outboxHit
+	for _, h := range r.Hits() {
+		out = append(out, outboxHit{RequestID: h.RequestID(), Status: h.Status, Body: h.Body, SigOK: outboxVerify(h.Header.Get("Merchant-Signature"), h.Body)})
+	}
+	return out
 }
 
 func outboxWorker(outbox webhook.Outbox, url string, horizon time.Duration) *webhook.Worker {

@@ -13,6 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
@@ -42,7 +43,7 @@ func TestWebhookWorkerEncodesSnapshotsAtSendTime(t *testing.T) {
 	t.Parallel()
 	sch := webhookEventSchema(t)
 	for _, version := range []string{"", webhook.Version0929} {
-		rcv := newWebhookReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		rcv := testkit.NewReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 			if n == 1 {
 				w.WriteHeader(http.StatusServiceUnavailable)
 			}
@@ -65,26 +66,26 @@ func TestWebhookWorkerEncodesSnapshotsAtSendTime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hits := rcv.got()
+		hits := rcv.Hits()
 		if len(hits) != 2 {
 			t.Fatalf("version %q: %d requests, want 2", version, len(hits))
 		}
 		for i, h := range hits {
-			if !bytes.Equal(h.body, want) {
-				t.Errorf("version %q attempt %d: body %s, want %s", version, i+1, h.body, want)
+			if !bytes.Equal(h.Body, want) {
+				t.Errorf("version %q attempt %d: body %s, want %s", version, i+1, h.Body, want)
 			}
-			if _, ok := webhookVerify(webhookTestSecret, h.header.Get("Merchant-Signature"), h.body); !ok {
+			if _, ok := testkit.Verify(webhookTestSecret, h.Header.Get("Merchant-Signature"), h.Body); !ok {
 				t.Errorf("attempt %d: signature does not verify", i+1)
 			}
-			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(h.body))
+			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(h.Body))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := sch.Validate(inst); err != nil {
-				t.Errorf("body does not match WebhookEvent: %v\n%s", err, h.body)
+				t.Errorf("body does not match WebhookEvent: %v\n%s", err, h.Body)
 			}
 		}
-		webhookCheckShape(t, hits[0].body, "order_update", "shipped", [][2]any{{"store_credit", int64(100)}})
+		webhookCheckShape(t, hits[0].Body, "order_update", "shipped", [][2]any{{"store_credit", int64(100)}})
 		if body, err := webhook.Body(webhook.Version0929, ev); err != nil || !bytes.Equal(body, want) {
 			t.Errorf("Body = %s, %v; want what the worker sent", body, err)
 		}
@@ -95,7 +96,7 @@ func TestWebhookWorkerEncodesSnapshotsAtSendTime(t *testing.T) {
 // delivery (dead at the horizon). A body stored already encoded still goes out as it is.
 func TestWebhookWorkerUnencodableEventsAreRetried(t *testing.T) {
 	t.Parallel()
-	rcv := newWebhookReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
+	rcv := testkit.NewReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
 	ob := &webhookFakeOutbox{}
 	unreadable := webhookSnapshotEvent(1, time.Now())
 	unreadable.Order, unreadable.Unreadable = nil, errors.New("order event snapshot version 2 is not known to this release")
@@ -117,8 +118,8 @@ func TestWebhookWorkerUnencodableEventsAreRetried(t *testing.T) {
 			t.Errorf("event %d: %+v, want a retry mentioning %s", id, got, want)
 		}
 	}
-	hits := rcv.got()
-	if len(hits) != 1 || !bytes.Equal(hits[0].body, legacy.Payload) {
+	hits := rcv.Hits()
+	if len(hits) != 1 || !bytes.Equal(hits[0].Body, legacy.Payload) {
 		t.Fatalf("requests = %d, want only the stored body, byte for byte", len(hits))
 	}
 	if got := ob.get(3); got.status != "delivered" {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
@@ -198,35 +199,6 @@ func TestWebhookPayloadMatchesTheSchema(t *testing.T) {
 	}
 }
 
-// webhookVerify is what a receiver does: parse t and v1, recompute the HMAC over
-// "<t>.<body>" and compare in constant time.
-func webhookVerify(secret []byte, header string, body []byte) (time.Time, bool) {
-	var ts, sig string
-	for part := range strings.SplitSeq(header, ",") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return time.Time{}, false
-		}
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sig = v
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return time.Time{}, false
-	}
-	got, err := hex.DecodeString(sig)
-	if err != nil {
-		return time.Time{}, false
-	}
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts + "." + string(body)))
-	return time.Unix(sec, 0), hmac.Equal(got, m.Sum(nil))
-}
-
 func TestWebhookSignature(t *testing.T) {
 	t.Parallel()
 	at := time.Unix(1759147200, 987654321) // sub-second part is dropped
@@ -235,7 +207,7 @@ func TestWebhookSignature(t *testing.T) {
 	if !regexp.MustCompile(`^t=1759147200,v1=[0-9a-f]{64}$`).MatchString(sig) {
 		t.Fatalf("signature = %q, want t=<unix>,v1=<64 hex>", sig)
 	}
-	ts, ok := webhookVerify(webhookTestSecret, sig, body)
+	ts, ok := testkit.Verify(webhookTestSecret, sig, body)
 	if !ok || ts.Unix() != at.Unix() {
 		t.Errorf("receiver cannot verify %q (t=%v)", sig, ts)
 	}
@@ -246,10 +218,10 @@ func TestWebhookSignature(t *testing.T) {
 		t.Errorf("signature = %s, want %s", sig, want)
 	}
 	// Any change of body, time or secret breaks it.
-	if _, ok := webhookVerify(webhookTestSecret, sig, append(body, ' ')); ok {
+	if _, ok := testkit.Verify(webhookTestSecret, sig, append(body, ' ')); ok {
 		t.Error("signature verifies a changed body")
 	}
-	if _, ok := webhookVerify([]byte("another-secret-0123456789abcdef0123"), sig, body); ok {
+	if _, ok := testkit.Verify([]byte("another-secret-0123456789abcdef0123"), sig, body); ok {
 		t.Error("signature verifies under another secret")
 	}
 	later := webhook.Signature(webhookTestSecret, at.Add(time.Second), body)
@@ -257,7 +229,7 @@ func TestWebhookSignature(t *testing.T) {
 		t.Error("signature does not depend on the time")
 	}
 	forged := strings.Replace(sig, "t=1759147200", "t=1759147201", 1)
-	if _, ok := webhookVerify(webhookTestSecret, forged, body); ok {
+	if _, ok := testkit.Verify(webhookTestSecret, forged, body); ok {
 		t.Error("a replayed signature with a new t verifies")
 	}
 }
@@ -390,41 +362,6 @@ func (o *webhookFakeOutbox) Deliver(ctx context.Context, send func(webhook.Event
 	return true, nil
 }
 
-// webhookHit is one request the receiver got.
-type webhookHit struct {
-	header http.Header
-	body   []byte
-	at     time.Time
-}
-
-// webhookReceiver records every request and answers with respond(n), n counting from 1.
-type webhookReceiver struct {
-	*httptest.Server
-	mu   sync.Mutex
-	hits []webhookHit
-}
-
-func newWebhookReceiver(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Request)) *webhookReceiver {
-	t.Helper()
-	rcv := &webhookReceiver{}
-	var n atomic.Int64
-	rcv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rcv.mu.Lock()
-		rcv.hits = append(rcv.hits, webhookHit{header: r.Header.Clone(), body: body, at: time.Now()})
-		rcv.mu.Unlock()
-		respond(int(n.Add(1)), w, r)
-	}))
-	t.Cleanup(rcv.Close)
-	return rcv
-}
-
-func (r *webhookReceiver) got() []webhookHit {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.hits)
-}
-
 func webhookLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func webhookEvent(id int64, created time.Time) webhook.Event {
@@ -434,26 +371,26 @@ func webhookEvent(id int64, created time.Time) webhook.Event {
 	return webhook.Event{ID: id, OrderID: "ord_1", Type: webhook.OrderCreate, Payload: payload, CreatedAt: created}
 }
 
-func webhookCheckRequest(t *testing.T, h webhookHit, ev webhook.Event, sentAfter time.Time) {
+func webhookCheckRequest(t *testing.T, h testkit.Hit, ev webhook.Event, sentAfter time.Time) {
 	t.Helper()
-	if ct := h.header.Get("Content-Type"); ct != "application/json" {
+	if ct := h.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q", ct)
 	}
-	if id := h.header.Get("Request-Id"); id != "evt_"+strconv.FormatInt(ev.ID, 10) || id != ev.RequestID() {
+	if id := h.Header.Get("Request-Id"); id != "evt_"+strconv.FormatInt(ev.ID, 10) || id != ev.RequestID() {
 		t.Errorf("Request-Id = %q, want evt_%d", id, ev.ID)
 	}
-	ts, err := time.Parse(time.RFC3339, h.header.Get("Timestamp"))
+	ts, err := time.Parse(time.RFC3339, h.Header.Get("Timestamp"))
 	if err != nil {
-		t.Errorf("Timestamp %q is not RFC 3339: %v", h.header.Get("Timestamp"), err)
+		t.Errorf("Timestamp %q is not RFC 3339: %v", h.Header.Get("Timestamp"), err)
 	} else if ts.Before(sentAfter.Add(-time.Second)) || ts.After(time.Now().Add(time.Second)) {
 		t.Errorf("Timestamp = %v, want about now", ts)
 	}
-	if !bytes.Equal(h.body, ev.Payload) {
-		t.Errorf("body = %s, want the stored payload %s", h.body, ev.Payload)
+	if !bytes.Equal(h.Body, ev.Payload) {
+		t.Errorf("body = %s, want the stored payload %s", h.Body, ev.Payload)
 	}
-	sigT, ok := webhookVerify(webhookTestSecret, h.header.Get("Merchant-Signature"), h.body)
+	sigT, ok := testkit.Verify(webhookTestSecret, h.Header.Get("Merchant-Signature"), h.Body)
 	if !ok {
-		t.Errorf("Merchant-Signature %q does not verify", h.header.Get("Merchant-Signature"))
+		t.Errorf("Merchant-Signature %q does not verify", h.Header.Get("Merchant-Signature"))
 	}
 	if err == nil && sigT.Unix() != ts.Unix() {
 		t.Errorf("signature t = %d, Timestamp = %v: they must be the same instant", sigT.Unix(), ts)
@@ -462,7 +399,7 @@ func webhookCheckRequest(t *testing.T, h webhookHit, ev webhook.Event, sentAfter
 
 func TestWebhookWorkerSendsASignedEvent(t *testing.T) {
 	t.Parallel()
-	rcv := newWebhookReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
+	rcv := testkit.NewReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
 	ob := &webhookFakeOutbox{}
 	ev := webhookEvent(42, time.Now())
 	ob.add(ev)
@@ -475,7 +412,7 @@ func TestWebhookWorkerSendsASignedEvent(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("DeliverDue = %d, %v; want 1 attempt", n, err)
 	}
-	hits := rcv.got()
+	hits := rcv.Hits()
 	if len(hits) != 1 {
 		t.Fatalf("receiver got %d requests", len(hits))
 	}
@@ -496,7 +433,7 @@ func TestWebhookWorkerSendsASignedEvent(t *testing.T) {
 func TestWebhookWorkerAnyTwoHundredIsDelivered(t *testing.T) {
 	t.Parallel()
 	for _, code := range []int{200, 201, 202, 204, 299} {
-		rcv := newWebhookReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) })
+		rcv := testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) })
 		ob := &webhookFakeOutbox{}
 		ob.add(webhookEvent(1, time.Now()))
 		w := webhook.NewWorker(webhook.Config{URL: rcv.URL, Secret: webhookTestSecret, Timeout: 5 * time.Second, Horizon: time.Hour}, ob, webhookLogger())
@@ -512,7 +449,7 @@ func TestWebhookWorkerAnyTwoHundredIsDelivered(t *testing.T) {
 func TestWebhookWorkerRetriesFailuresWithTheSameRequestID(t *testing.T) {
 	t.Parallel()
 	for _, code := range []int{500, 502, 503, 400, 401, 404, 409, 429} {
-		rcv := newWebhookReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		rcv := testkit.NewReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 			if n <= 2 {
 				w.WriteHeader(code)
 			}
@@ -552,7 +489,7 @@ func TestWebhookWorkerRetriesFailuresWithTheSameRequestID(t *testing.T) {
 		if got := ob.get(7); got.status != "delivered" || got.ev.Attempts != 3 {
 			t.Errorf("HTTP %d: after 3 attempts the event is %s with %d attempts", code, got.status, got.ev.Attempts)
 		}
-		hits := rcv.got()
+		hits := rcv.Hits()
 		if len(hits) != 3 {
 			t.Fatalf("HTTP %d: receiver got %d requests, want 3", code, len(hits))
 		}
@@ -565,7 +502,7 @@ func TestWebhookWorkerRetriesFailuresWithTheSameRequestID(t *testing.T) {
 func TestWebhookWorkerTimeoutIsARetry(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	rcv := newWebhookReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+	rcv := testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		select { // far past the timeout, unless the client gives up (it must)
 		case <-r.Context().Done():
 		case <-release:
@@ -615,7 +552,7 @@ func TestWebhookWorkerUnreachableReceiverIsARetry(t *testing.T) {
 
 func TestWebhookWorkerPastTheHorizonIsDead(t *testing.T) {
 	t.Parallel()
-	rcv := newWebhookReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
+	rcv := testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) })
 	ob := &webhookFakeOutbox{}
 	ob.add(webhookEvent(1, time.Now().Add(-2*time.Hour))) // written before the horizon
 	ob.add(webhookEvent(2, time.Now()))                   // within it
@@ -648,7 +585,7 @@ func TestWebhookWorkerPastTheHorizonIsDead(t *testing.T) {
 	}
 
 	// A success past the horizon is still a success.
-	ok := newWebhookReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
+	ok := testkit.NewReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
 	ob = &webhookFakeOutbox{}
 	ob.add(webhookEvent(6, time.Now().Add(-48*time.Hour)))
 	w = webhook.NewWorker(webhook.Config{URL: ok.URL, Secret: webhookTestSecret, Timeout: time.Second, Horizon: time.Hour}, ob, webhookLogger())
@@ -664,7 +601,7 @@ func TestWebhookWorkerRunDeliversEveryEventOnce(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	seen := map[string]int{}
-	rcv := newWebhookReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+	rcv := testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen[r.Header.Get("Request-Id")]++
 		mu.Unlock()
@@ -720,7 +657,7 @@ func TestWebhookWorkerRunDeliversEveryEventOnce(t *testing.T) {
 func TestWebhookWorkerRedirectIsNotADelivery(t *testing.T) {
 	t.Parallel()
 	var posts, gets atomic.Int64
-	rcv := newWebhookReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+	rcv := testkit.NewReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/hook":
 			posts.Add(1)

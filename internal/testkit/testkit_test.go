@@ -1,0 +1,85 @@
+package testkit_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
+)
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	secret, body := []byte("kit-secret-0123456789abcdef0123456789"), []byte(`{"type":"order_create"}`)
+	at := time.Now()
+	sig := webhook.Signature(secret, at, body)
+	if got, ok := testkit.Verify(secret, sig, body); !ok || got.Unix() != at.Unix() {
+		t.Errorf("Verify(%q) = %v, %v", sig, got, ok)
+	}
+	if !testkit.VerifyFresh(secret, sig, body, time.Minute) {
+		t.Error("a fresh signature is not fresh")
+	}
+	old := webhook.Signature(secret, at.Add(-time.Hour), body)
+	if testkit.VerifyFresh(secret, old, body, time.Minute) {
+		t.Error("an hour-old signature is fresh")
+	}
+	for name, c := range map[string]struct {
+		secret []byte
+		header string
+		body   []byte
+	}{
+		"changed body":   {secret, sig, append(body, ' ')},
+		"another secret": {[]byte("other"), sig, body},
+		"new t":          {secret, strings.Replace(sig, "t=", "t=1", 1), body},
+		"no v1":          {secret, strings.Split(sig, ",")[0], body},
+		"empty":          {secret, "", body},
+	} {
+		if _, ok := testkit.Verify(c.secret, c.header, c.body); ok {
+			t.Errorf("%s: verifies", name)
+		}
+	}
+}
+
+func TestReceiverAndClient(t *testing.T) {
+	t.Parallel()
+	rcv := testkit.NewReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"n":2}`))
+	})
+	c := &testkit.Client{Base: rcv.URL, Header: http.Header{"Api-Version": {"2025-09-29"}}}
+	r, err := c.Do(http.MethodPost, "/hook", map[string]any{"a": 1}, "Request-Id", "evt_1")
+	if err != nil || r.Status != http.StatusServiceUnavailable || r.Path != "/hook" {
+		t.Fatalf("first: %+v, %v", r, err)
+	}
+	r, err = c.Do(http.MethodPost, "/hook", `{"b":2}`, "API-Version", "")
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("second: %+v, %v", r, err)
+	}
+	if m, err := r.JSON(); err != nil || m["n"] != float64(2) {
+		t.Errorf("JSON = %v, %v", m, err)
+	}
+	hits := rcv.WaitFor(t, 2, 5*time.Second)
+	if h := hits[0]; h.Status != http.StatusServiceUnavailable || h.RequestID() != "evt_1" ||
+		string(h.Body) != `{"a":1}` || h.Header.Get("Api-Version") != "2025-09-29" || h.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("first hit: %+v %s", h, h.Body)
+	}
+	if h := hits[1]; h.Status != http.StatusOK || string(h.Body) != `{"b":2}` || h.Header.Get("Api-Version") != "" {
+		t.Errorf("second hit: %+v %s", h, h.Body)
+	}
+}
+
+func TestSchemas(t *testing.T) {
+	t.Parallel()
+	s := testkit.Schemas(t, "2025-09-29")
+	s.Error([]byte(`{"type":"invalid_request","code":"invalid","message":"bad"}`), "/checkout_sessions")
+	s.Error([]byte(`{"type":"invalid_request","code":"invalid_card","message":"bad"}`), testkit.DelegatePath)
+	if err := s.Delegate.Validate("Error", []byte(`{"type":"nope"}`)); err == nil {
+		t.Error("an invalid Error validates")
+	}
+}
