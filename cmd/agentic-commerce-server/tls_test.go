@@ -1,66 +1,23 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
-
-// selfSigned writes a self-signed certificate for 127.0.0.1 and its key to a temporary
-// directory, and returns their paths and the certificate.
-func selfSigned(t *testing.T) (certFile, keyFile string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, cert
-}
 
 func TestServesTLS13(t *testing.T) {
 	t.Parallel()
-	certFile, keyFile, cert := selfSigned(t)
+	certFile, keyFile, cert := testkit.SelfSignedCert(t)
 	env := []string{"DATABASE_URL=" + pgtest.NewDatabase(t)}
 	mustRun(t, env, "catalog", "import", "../../internal/catalog/demo/products.jsonl")
 	srv := startServer(t, append(env, "TLS_CERT_FILE="+certFile, "TLS_KEY_FILE="+keyFile,
@@ -122,7 +79,7 @@ func TestServesTLS13(t *testing.T) {
 
 func TestTLSConfigurationStopsAtStart(t *testing.T) {
 	t.Parallel()
-	certFile, _, _ := selfSigned(t)
+	certFile, _, _ := testkit.SelfSignedCert(t)
 	// Checked before the database is dialed: nothing listens on port 1.
 	for name, env := range map[string][]string{
 		"cert without key":  {"TLS_CERT_FILE=" + certFile, "TLS_KEY_FILE="},

@@ -1,20 +1,14 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -255,40 +249,10 @@ func TestLoadWebhookAPIVersion(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key to dir.
-func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 func TestTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile := writeCert(t, dir)
+	certFile, keyFile, _ := testkit.SelfSignedCert(t)
 	const fingerprint = "0123456789abcdef0123456789abcdef"
 
 	// Half a pair is refused when loading, for every command.
@@ -303,7 +267,7 @@ func TestTLS(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	otherCert, _ := writeCert(t, t.TempDir())
+	otherCert, _, _ := testkit.SelfSignedCert(t)
 	for name, pair := range map[string][2]string{
 		"missing cert":               {filepath.Join(dir, "none.pem"), keyFile},
 		"missing key":                {certFile, filepath.Join(dir, "none.pem")},
