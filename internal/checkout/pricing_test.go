@@ -130,16 +130,24 @@ func TestPriceMessagesExplainWhatIsMissing(t *testing.T) {
 	}
 }
 
-// TestPriceReadyWithoutBuyer: as in the official 2025-09-29 example, a session that
-// lacks only the buyer is ready for payment, without any message; the buyer may come
-// with the complete request.
-func TestPriceReadyWithoutBuyer(t *testing.T) {
+// TestReadyWithoutBuyerButCompleteNeedsOne: as in the official 2025-09-29 example, a
+// session that lacks only the buyer is ready for payment, without any message; the
+// buyer may come with the complete request, and completing without one is refused.
+func TestReadyWithoutBuyerButCompleteNeedsOne(t *testing.T) {
 	t.Parallel()
 	s := &Session{State: StateOpen, Currency: "usd", FulfillmentAddress: addr, FulfillmentOptionID: "std",
 		Lines: []Line{{ID: "l1", VariantID: "tee", Quantity: 1, UnitAmount: 1500}}}
 	q := Price(s, testCatalog(0), time.Now())
 	if q.Status != StatusReadyForPayment || len(q.Messages) != 0 {
 		t.Fatalf("status %s, messages %v", q.Status, q.Messages)
+	}
+	err := s.CheckCompletable(q)
+	if e, ok := AsError(err); !ok || e.Kind != KindInvalid || e.Code != "missing" || e.Field != At(FieldBuyer) {
+		t.Fatalf("complete without a buyer: %v", err)
+	}
+	s.Buyer = ada
+	if err := s.CheckCompletable(q); err != nil {
+		t.Fatalf("complete with a buyer: %v", err)
 	}
 }
 
@@ -273,20 +281,5 @@ func TestApplyPreselectsTheFirstOptionThatFits(t *testing.T) {
 	}
 	if s.FulfillmentOptionID != "" {
 		t.Errorf("no option fits: selected %q", s.FulfillmentOptionID)
-	}
-}
-
-func TestCheckCompletableNeedsABuyer(t *testing.T) {
-	t.Parallel()
-	s := &Session{State: StateOpen, Currency: "usd", FulfillmentAddress: addr, FulfillmentOptionID: "std",
-		Lines: []Line{{ID: "l1", VariantID: "tee", Quantity: 1, UnitAmount: 1500}}}
-	q := Price(s, testCatalog(0), time.Now())
-	err := s.CheckCompletable(q)
-	if e, ok := AsError(err); !ok || e.Kind != KindInvalid || e.Code != "missing" || e.Field != At(FieldBuyer) {
-		t.Fatalf("complete without a buyer: %v", err)
-	}
-	s.Buyer = ada
-	if err := s.CheckCompletable(q); err != nil {
-		t.Fatalf("complete with a buyer: %v", err)
 	}
 }
