@@ -154,10 +154,9 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 		q.Options = append(q.Options, offer(o, taxRate, quotedAt))
 	}
 
-	if s.Buyer == nil {
-		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Field: At(FieldBuyer),
-			Content: "Buyer details (first name, last name, email) are required."})
-	}
+	// A missing buyer does not keep the session from ready_for_payment: the complete
+	// request may carry the buyer (as in the official 2025-09-29 example), and
+	// CheckCompletable refuses a completion that leaves the session without one.
 	if needsShipping && s.FulfillmentAddress == nil {
 		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Field: At(FieldFulfillmentAddress),
 			Content: "A shipping address is required."})

@@ -96,7 +96,7 @@ func TestPriceMessagesExplainWhatIsMissing(t *testing.T) {
 		want []string
 	}{
 		{"empty", Session{Lines: []Line{{VariantID: "tee", Quantity: 1}}},
-			[]string{"missing@Buyer", "missing@FulfillmentAddress", "missing@FulfillmentOption"}},
+			[]string{"missing@FulfillmentAddress", "missing@FulfillmentOption"}},
 		{"digital needs no address", Session{Buyer: ada, Lines: []Line{{VariantID: "ebook", Quantity: 1}}},
 			[]string{"missing@FulfillmentOption"}},
 		{"option that no longer fits", Session{Buyer: ada, FulfillmentOptionID: "std", Lines: []Line{{VariantID: "ebook", Quantity: 1}}},
@@ -127,6 +127,27 @@ func TestPriceMessagesExplainWhatIsMissing(t *testing.T) {
 				t.Errorf("status = %s", q.Status)
 			}
 		})
+	}
+}
+
+// TestReadyWithoutBuyerButCompleteNeedsOne: as in the official 2025-09-29 example, a
+// session that lacks only the buyer is ready for payment, without any message; the
+// buyer may come with the complete request, and completing without one is refused.
+func TestReadyWithoutBuyerButCompleteNeedsOne(t *testing.T) {
+	t.Parallel()
+	s := &Session{State: StateOpen, Currency: "usd", FulfillmentAddress: addr, FulfillmentOptionID: "std",
+		Lines: []Line{{ID: "l1", VariantID: "tee", Quantity: 1, UnitAmount: 1500}}}
+	q := Price(s, testCatalog(0), time.Now())
+	if q.Status != StatusReadyForPayment || len(q.Messages) != 0 {
+		t.Fatalf("status %s, messages %v", q.Status, q.Messages)
+	}
+	err := s.CheckCompletable(q)
+	if e, ok := AsError(err); !ok || e.Kind != KindInvalid || e.Code != "missing" || e.Field != At(FieldBuyer) {
+		t.Fatalf("complete without a buyer: %v", err)
+	}
+	s.Buyer = ada
+	if err := s.CheckCompletable(q); err != nil {
+		t.Fatalf("complete with a buyer: %v", err)
 	}
 }
 
@@ -209,5 +230,56 @@ func TestApplyAndCancel(t *testing.T) {
 		if e, ok := AsError(err); !ok || e.Kind != KindNotAllowed || e.Code != "checkout_session_canceled" {
 			t.Errorf("action on a canceled session: %v", err)
 		}
+	}
+}
+
+func TestApplyPreselectsTheFirstOptionThatFits(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cat := testCatalog(0)
+	apply := func(s *Session, ch Changes) {
+		t.Helper()
+		if err := s.Apply(ch, cat, now, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := &Session{State: StateOpen}
+	apply(s, Changes{Items: []ItemRequest{{ID: "tee", Quantity: 1}}, FulfillmentAddress: addr})
+	if s.FulfillmentOptionID != "std" {
+		t.Errorf("created with a tee: selected %q, want the first shipping option std", s.FulfillmentOptionID)
+	}
+	if q := Price(s, cat, now); q.Status != StatusReadyForPayment || len(q.Messages) != 0 {
+		t.Errorf("ready without a buyer: status %s, messages %v", q.Status, q.Messages)
+	}
+
+	// The agent's explicit choice wins, and survives changes it still fits.
+	apply(s, Changes{FulfillmentOptionID: ptr("taxed")})
+	apply(s, Changes{Items: []ItemRequest{{ID: "tee", Quantity: 3}}, Buyer: ada})
+	if s.FulfillmentOptionID != "taxed" {
+		t.Errorf("after a change the choice still fits: selected %q, want taxed", s.FulfillmentOptionID)
+	}
+
+	// The cart became digital: the shipping choice no longer fits, the first digital
+	// option is selected instead.
+	apply(s, Changes{Items: []ItemRequest{{ID: "ebook", Quantity: 1}}})
+	if s.FulfillmentOptionID != "dig" {
+		t.Errorf("digital cart: selected %q, want dig", s.FulfillmentOptionID)
+	}
+
+	// An explicit choice in the same request as the items is checked against the new cart.
+	apply(s, Changes{Items: []ItemRequest{{ID: "tee", Quantity: 1}}, FulfillmentOptionID: ptr("taxed")})
+	if s.FulfillmentOptionID != "taxed" {
+		t.Errorf("explicit choice with new items: selected %q, want taxed", s.FulfillmentOptionID)
+	}
+
+	// Nothing fits: nothing is selected, and the quote says why.
+	noOpts := cat
+	noOpts.Options = []FulfillmentOption{dig}
+	if err := s.Apply(Changes{Buyer: ada}, noOpts, now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if s.FulfillmentOptionID != "" {
+		t.Errorf("no option fits: selected %q", s.FulfillmentOptionID)
 	}
 }

@@ -195,10 +195,27 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 		}
 		s.FulfillmentOptionID = *ch.FulfillmentOptionID
 	}
+	s.preselectFulfillment(c)
 	// A changed session is a new attempt: the last decline no longer applies.
 	s.PaymentError = ""
 	s.touch(now, ttl)
 	return nil
+}
+
+// preselectFulfillment keeps the selected fulfillment option while it can deliver the
+// session, and otherwise selects the first option that can (in the order the session
+// lists them), or none when no option can. The official 2025-09-29 examples and the
+// agents built on them expect an option selected from the start; the agent may choose
+// another with fulfillment_option_id (see docs/decisions.md).
+func (s *Session) preselectFulfillment(c Catalog) {
+	opts := Price(s, c, time.Time{}).Options
+	if _, ok := findOffered(opts, s.FulfillmentOptionID); ok {
+		return
+	}
+	s.FulfillmentOptionID = ""
+	if len(opts) > 0 {
+		s.FulfillmentOptionID = opts[0].ID
+	}
 }
 
 // Validate checks the shape of a completion request.
@@ -226,8 +243,8 @@ func (c *Completion) Validate() error {
 	return nil
 }
 
-// CheckCompletable refuses to take payment unless the session is open and its quote is
-// ready for payment.
+// CheckCompletable refuses to take payment unless the session is open, its quote is
+// ready for payment and it has a buyer (the complete request may have brought it).
 func (s *Session) CheckCompletable(q Quote) error {
 	if err := s.ensureOpen("complete"); err != nil {
 		return err
@@ -241,6 +258,12 @@ func (s *Session) CheckCompletable(q Quote) error {
 			}
 		}
 		return Errorf(KindConflict, "not_ready_for_payment", Field{}, "%s", msg)
+	}
+	if s.Buyer == nil {
+		// A session is ready for payment without a buyer (as in the official examples);
+		// the buyer comes with the complete request at the latest.
+		return Errorf(KindInvalid, "missing", At(FieldBuyer),
+			"buyer is required: send the buyer's details (first name, last name, email) with the complete request.")
 	}
 	return nil
 }

@@ -957,11 +957,12 @@ func TestCompleteWithPSPToken(t *testing.T) {
 func TestCompleteTakesTheBuyerFromTheRequest(t *testing.T) {
 	t.Parallel()
 	e := mustEnv(t)
+	// As in the official 2025-09-29 example: created with an address, the first option
+	// pre-selected, ready for payment without a buyer; the buyer comes with complete.
 	s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address})
 	sid := s["id"].(string)
-	s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+sid, map[string]any{"fulfillment_option_id": "standard_shipping"}), http.StatusOK)
-	if s["status"] != "not_ready_for_payment" {
-		t.Fatalf("status = %v", s["status"])
+	if s["status"] != "ready_for_payment" || s["fulfillment_option_id"] != "standard_shipping" || len(messages(s)) != 0 {
+		t.Fatalf("status = %v, option = %v, messages = %v", s["status"], s["fulfillment_option_id"], messages(s))
 	}
 	body := paymentData("tok_mastercard")
 	body["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
@@ -972,6 +973,12 @@ func TestCompleteTakesTheBuyerFromTheRequest(t *testing.T) {
 	g := e.mustSession(e.do(http.MethodGet, "/checkout_sessions/"+sid, nil), http.StatusOK)
 	if b, _ := g["buyer"].(map[string]any); g["status"] != "completed" || b["email"] != "grace@example.com" {
 		t.Errorf("GET = %v", g)
+	}
+	var email string
+	if err := e.pool.QueryRow(context.Background(),
+		`SELECT s.buyer->>'email' FROM orders o JOIN checkout_sessions s ON s.id = o.checkout_session_id WHERE s.id = $1`,
+		sid).Scan(&email); err != nil || email != "grace@example.com" {
+		t.Errorf("buyer stored with the order: %q, %v", email, err)
 	}
 }
 
@@ -992,14 +999,12 @@ func TestCompleteRefusalsChangeNothing(t *testing.T) {
 		status             int
 		errType, code, par string
 	}{
-		{"not ready: no buyer", func(e *testEnv) setup {
-			s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address})
-			sid := s["id"].(string)
-			e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+sid, map[string]any{"fulfillment_option_id": "standard_shipping"}), http.StatusOK)
+		{"ready but no buyer, none in the request", func(e *testEnv) setup {
+			sid := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address})["id"].(string)
 			return setup{sid, delegate(e, sid, 100000, "usd", visaNumber, "9871")}
-		}, nil, 409, "invalid_request", "not_ready_for_payment", ""},
-		{"not ready: no fulfillment option", func(e *testEnv) setup {
-			sid := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address, "buyer": buyer})["id"].(string)
+		}, nil, 400, "invalid_request", "missing", "$.buyer"},
+		{"not ready: no address", func(e *testEnv) setup {
+			sid := e.mustCreate(map[string]any{"items": items("item_123", 1), "buyer": buyer})["id"].(string)
 			return setup{sid, "tok_visa"}
 		}, nil, 409, "invalid_request", "not_ready_for_payment", ""},
 		{"canceled", func(e *testEnv) setup {

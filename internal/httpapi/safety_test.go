@@ -502,7 +502,7 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 		t.Fatal(res.err)
 	}
 	s := e.mustSession(res.r, http.StatusOK)
-	if s["status"] != "not_ready_for_payment" || s["fulfillment_option_id"] != "standard_shipping" {
+	if s["status"] != "ready_for_payment" || s["fulfillment_option_id"] != "standard_shipping" {
 		t.Errorf("first update = %s", res.r.body)
 	}
 	safetyMustNotReplay(t, res.r)

@@ -21,16 +21,18 @@ func TestCreateSessionNotReadyListsWhatIsMissing(t *testing.T) {
 		if !strings.HasPrefix(s["id"].(string), "cs_") || s["currency"] != "usd" {
 			t.Errorf("id/currency = %v/%v", s["id"], s["currency"])
 		}
-		want := []string{"missing@$.buyer", "missing@$.fulfillment_address", "missing@$.fulfillment_option_id"}
+		// Only the address is missing: the first option that can deliver the cart is
+		// pre-selected, and a missing buyer does not hold the session back.
+		want := []string{"missing@$.fulfillment_address"}
 		if got := messages(s); !slices.Equal(got, want) {
 			t.Errorf("messages = %v, want %v", got, want)
 		}
-		got := totals(t, s)
-		if got["items_base_amount"] != 3000 || got["subtotal"] != 3000 || got["tax"] != 0 || got["total"] != 3000 {
-			t.Errorf("totals = %v", got)
+		if s["fulfillment_option_id"] != "standard_shipping" {
+			t.Errorf("fulfillment_option_id = %v, want the first option standard_shipping", s["fulfillment_option_id"])
 		}
-		if _, ok := got["fulfillment"]; ok {
-			t.Errorf("fulfillment total shown before an option is chosen: %v", got)
+		got := totals(t, s)
+		if got["items_base_amount"] != 3000 || got["subtotal"] != 3000 || got["fulfillment"] != 500 || got["tax"] != 0 || got["total"] != 3500 {
+			t.Errorf("totals = %v", got)
 		}
 		pp := s["payment_provider"].(map[string]any)
 		if pp["provider"] != "stripe" || fmt.Sprint(pp["supported_payment_methods"]) != "[card]" {
@@ -117,13 +119,14 @@ func TestTaxFallsBackToCountryRateAndRegionIsCaseInsensitive(t *testing.T) {
 func TestDigitalGoodsNeedNoAddress(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("ebook_001", 1), "buyer": buyer})
+		s := e.mustCreate(map[string]any{"items": items("ebook_001", 1)})
 		opts := s["fulfillment_options"].([]any)
 		if len(opts) != 1 || opts[0].(map[string]any)["type"] != "digital" {
 			t.Fatalf("options = %v", opts)
 		}
-		if got := messages(s); !slices.Equal(got, []string{"missing@$.fulfillment_option_id"}) {
-			t.Errorf("messages = %v", got)
+		// No address, no buyer: the digital option is pre-selected and the session is ready.
+		if s["status"] != "ready_for_payment" || s["fulfillment_option_id"] != "digital" || len(messages(s)) != 0 {
+			t.Errorf("status = %v, option = %v, messages = %v", s["status"], s["fulfillment_option_id"], messages(s))
 		}
 		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+s["id"].(string), map[string]any{"fulfillment_option_id": "digital"}), http.StatusOK)
 		if s["status"] != "ready_for_payment" {
@@ -135,23 +138,24 @@ func TestDigitalGoodsNeedNoAddress(t *testing.T) {
 	})
 }
 
-func TestChangingItemsInvalidatesAnOptionThatNoLongerFits(t *testing.T) {
+func TestChangingItemsReselectsWhenTheOptionNoLongerFits(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
 		s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address, "buyer": buyer})
 		id := s["id"].(string)
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "standard_shipping"}), http.StatusOK)
-		if s["fulfillment_option_id"] != "standard_shipping" {
-			t.Fatalf("standard shipping was not chosen: %v, messages = %v", s["fulfillment_option_id"], messages(s))
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "express_shipping"}), http.StatusOK)
+		if s["fulfillment_option_id"] != "express_shipping" {
+			t.Fatalf("express shipping was not chosen: %v, messages = %v", s["fulfillment_option_id"], messages(s))
 		}
 
-		// Only digital goods now: standard shipping no longer applies.
+		// Only digital goods now: express shipping no longer applies, the first option
+		// that can deliver the cart is selected instead, and GET shows the same.
 		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"items": items("ebook_001", 1)}), http.StatusOK)
-		if _, ok := s["fulfillment_option_id"]; ok {
-			t.Errorf("an option that is not listed is echoed: %v", s["fulfillment_option_id"])
+		if s["fulfillment_option_id"] != "digital" || s["status"] != "ready_for_payment" || len(messages(s)) != 0 {
+			t.Errorf("option = %v, status = %v, messages = %v", s["fulfillment_option_id"], s["status"], messages(s))
 		}
-		if got := messages(s); !slices.Equal(got, []string{"invalid@$.fulfillment_option_id"}) {
-			t.Errorf("messages = %v", got)
+		if g := e.mustSession(e.do(http.MethodGet, "/checkout_sessions/"+id, nil), http.StatusOK); g["fulfillment_option_id"] != "digital" {
+			t.Errorf("GET option = %v", g["fulfillment_option_id"])
 		}
 
 		lineID := s["line_items"].([]any)[0].(map[string]any)["id"]
