@@ -88,10 +88,7 @@ func TestCompleteWaitsForTheSessionLock(t *testing.T) {
 		_, err := e.store.CompleteSession(context.Background(), "", sid, checkout.Completion{Token: "tok_visa", Provider: "stripe"})
 		return err
 	})
-	q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout)
-	if !strings.Contains(q, "FROM checkout_sessions") || !strings.Contains(q, "FOR UPDATE") {
-		t.Errorf("the completion waits in %q, want the session's SELECT … FOR UPDATE", q)
-	}
+	mustWaitInRowLock(t, e, "checkout_sessions", "completion")
 	if n := e.gateway.Attempts(); n != 0 {
 		t.Errorf("%d charges were asked for while the session was locked, want 0", n)
 	}
@@ -128,10 +125,7 @@ func TestUpdateWaitsForTheSessionLock(t *testing.T) {
 		})
 		return err
 	})
-	q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout)
-	if !strings.Contains(q, "FROM checkout_sessions") || !strings.Contains(q, "FOR UPDATE") {
-		t.Errorf("the update waits in %q, want the session's SELECT … FOR UPDATE", q)
-	}
+	mustWaitInRowLock(t, e, "checkout_sessions", "update")
 	mustStillWait(t, done, "UpdateSession")
 
 	if err := holder.Commit(context.Background()); err != nil {
@@ -159,10 +153,7 @@ func TestCompleteWaitsForTheVaultTokenLock(t *testing.T) {
 		_, err := e.store.CompleteSession(context.Background(), "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
 		return err
 	})
-	q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout)
-	if !strings.Contains(q, "FROM vault_tokens") || !strings.Contains(q, "FOR UPDATE") {
-		t.Errorf("the completion waits in %q, want the token's SELECT … FOR UPDATE", q)
-	}
+	mustWaitInRowLock(t, e, "vault_tokens", "completion")
 	mustStillWait(t, done, "CompleteSession")
 
 	if err := holder.Commit(context.Background()); err != nil {
@@ -232,5 +223,16 @@ func TestVaultTokenPaysOnceWithoutItsRowLock(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
 		t.Errorf("second order for one session: %v, want a unique violation", err)
+	}
+}
+
+// mustWaitInRowLock waits until a backend of e's database waits for a lock, and checks
+// that it waits in the SELECT … FOR UPDATE of table: what (the completion, the update)
+// must be held there, not by a later statement.
+func mustWaitInRowLock(t *testing.T, e *outboxEnv, table, what string) {
+	t.Helper()
+	q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout)
+	if !strings.Contains(q, "FROM "+table) || !strings.Contains(q, "FOR UPDATE") {
+		t.Errorf("the %s waits in %q, want the SELECT … FOR UPDATE of %s", what, q, table)
 	}
 }
