@@ -23,6 +23,9 @@ const (
 	CodeTooManyRequests     = "too_many_requests"
 	CodeIdempotencyConflict = "idempotency_conflict"
 	CodeIdempotencyInFlight = "idempotency_in_flight"
+	// CodeIdempotencyKeyRequired refuses a POST without Idempotency-Key where the
+	// version requires one (2026-04-17).
+	CodeIdempotencyKeyRequired = "idempotency_key_required"
 	// CodeInvalidCard and CodeDuplicateRequest complete the 2025-09-29 delegate_payment
 	// code enum.
 	CodeInvalidCard      = "invalid_card"

@@ -27,6 +27,9 @@ const (
 	StatusReadyForPayment    Status = "ready_for_payment"
 	StatusCompleted          Status = "completed"
 	StatusCanceled           Status = "canceled"
+	// StatusExpired is a session canceled because it outlived its TTL. Versions without
+	// the status (2025-09-29) show it as canceled.
+	StatusExpired Status = "expired"
 )
 
 // CancelReason says why a session was canceled.
@@ -66,10 +69,12 @@ const (
 	FulfillmentDigital  FulfillmentType = "digital"
 )
 
-// Buyer is the person paying.
+// Buyer is the person paying. Only the email address is always known: 2025-09-29
+// requires the names too, 2026-04-17 only the email (and may give a full name instead).
 type Buyer struct {
 	FirstName   string `json:"first_name"`
 	LastName    string `json:"last_name"`
+	FullName    string `json:"full_name,omitempty"`
 	Email       string `json:"email"`
 	PhoneNumber string `json:"phone_number,omitempty"`
 }
@@ -78,6 +83,7 @@ type Buyer struct {
 // for tax (e.g. "CA").
 type Address struct {
 	Name       string `json:"name"`
+	Company    string `json:"company,omitempty"`
 	LineOne    string `json:"line_one"`
 	LineTwo    string `json:"line_two,omitempty"`
 	City       string `json:"city"`
@@ -85,6 +91,17 @@ type Address struct {
 	Country    string `json:"country"`
 	PostalCode string `json:"postal_code"`
 }
+
+// FulfillmentContact is who receives the order, when the agent names them apart from
+// the address (2026-04-17's fulfillment_details); every part is optional.
+type FulfillmentContact struct {
+	Name        string `json:"name,omitempty"`
+	PhoneNumber string `json:"phone_number,omitempty"`
+	Email       string `json:"email,omitempty"`
+}
+
+// IsZero reports whether c names no one.
+func (c FulfillmentContact) IsZero() bool { return c == FulfillmentContact{} }
 
 // Session is the stored state of a checkout session: what the buyer asked for, not what
 // it costs. Prices, totals, options and status come from Price.
@@ -97,12 +114,25 @@ type Session struct {
 	Currency            string
 	Buyer               *Buyer
 	FulfillmentAddress  *Address
+	// FulfillmentContact is the recipient named apart from the address (nil: none).
+	FulfillmentContact  *FulfillmentContact
 	FulfillmentOptionID string
 	Lines               []Line
+	// Locale (BCP 47) and Timezone (IANA) are the buyer's, as the agent gave them ("":
+	// not given); Metadata is the agent's own data, kept and shown back to it.
+	Locale   string
+	Timezone string
+	Metadata map[string]any
+	// AgentInterventions are the interventions (3ds, ...) the agent said it supports
+	// when it created the session; the session offers their intersection with the
+	// merchant's (Interventions).
+	AgentInterventions []string
 	// PaymentError is why the last payment attempt was declined ("" when none).
 	PaymentError string
-	// CancelReason says who canceled the session ("" unless canceled).
+	// CancelReason says who canceled the session ("" unless canceled), CancelTrace why
+	// the agent did (nil: not said). The trace is the merchant's, never shown to agents.
 	CancelReason CancelReason
+	CancelTrace  *IntentTrace
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	ExpiresAt    time.Time
@@ -151,20 +181,44 @@ type ItemRequest struct {
 	Quantity int
 }
 
-// Changes is what a create or update asks to change; a nil field is left as it is.
+// Changes is what a create or update asks to change; a nil field is left as it is,
+// and Clear names the values to remove.
 type Changes struct {
 	Items               []ItemRequest
 	Buyer               *Buyer
 	FulfillmentAddress  *Address
+	FulfillmentContact  *FulfillmentContact
 	FulfillmentOptionID *string
+	// Currency, when not empty, is the currency the agent expects; the items' own
+	// currency must match it.
+	Currency string
+	// Locale, Timezone and Metadata replace the session's when not nil.
+	Locale   *string
+	Timezone *string
+	Metadata map[string]any
+	// AgentInterventions are the interventions the agent supports (create only).
+	AgentInterventions []string
+	Clear              Clear
+}
+
+// Clear names what an update removes from a session (2026-04-17's explicit null: null
+// clears, an absent field keeps). A field both cleared and set is refused.
+type Clear struct {
+	Buyer bool
+	// FulfillmentDetails removes the address and the contact.
+	FulfillmentDetails bool
+	// FulfillmentOption removes the choice; the default option is then pre-selected
+	// again, as for a new session.
+	FulfillmentOption bool
 }
 
 // View is a session with its quote: everything a response shows. Order is set on the
-// response of a completion.
+// response of a completion. Handlers are the payment handlers the session offers.
 type View struct {
-	Session *Session
-	Quote   Quote
-	Order   *Order
+	Session  *Session
+	Quote    Quote
+	Order    *Order
+	Handlers []PaymentHandler
 }
 
 // Order is what a completed session produced.
@@ -176,14 +230,27 @@ type Order struct {
 	Amount            int64
 	Currency          string
 	Refunds           []Refund
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	// Lines are what was bought, as the session held it at completion (empty when an
+	// order was read without them, e.g. in a listing).
+	Lines     []OrderLine
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
-// Completion is a request to pay for a session.
+// Completion is a request to pay for a session. HandlerID names the payment handler
+// the agent chose (2026-04-17); without one, Provider names the provider (2025-09-29).
 type Completion struct {
+	HandlerID      string
 	Token          string
 	Provider       string
 	BillingAddress *Address
 	Buyer          *Buyer
+}
+
+// IntentTrace is why the agent's buyer left a session, given with a cancel. It is
+// recorded for the merchant and never shown back to the agent.
+type IntentTrace struct {
+	ReasonCode string         `json:"reason_code"`
+	Summary    string         `json:"trace_summary,omitempty"`
+	Metadata   map[string]any `json:"metadata,omitempty"`
 }

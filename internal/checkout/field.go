@@ -59,6 +59,17 @@ const (
 	FieldCountry FieldName = "Country"
 	// FieldPostalCode is the postal code of an address.
 	FieldPostalCode FieldName = "PostalCode"
+	// FieldCompany is the company of an address.
+	FieldCompany FieldName = "Company"
+	// FieldFulfillmentContact is the recipient named apart from the address.
+	FieldFulfillmentContact FieldName = "FulfillmentContact"
+	// FieldCurrency is the currency a create expects.
+	FieldCurrency FieldName = "Currency"
+	// FieldLocale and FieldTimezone are the buyer's locale and time zone.
+	FieldLocale   FieldName = "Locale"
+	FieldTimezone FieldName = "Timezone"
+	// FieldHandler is the payment handler a completion names.
+	FieldHandler FieldName = "Handler"
 	// FieldOrderStatus is the status an order is asked to move to.
 	FieldOrderStatus FieldName = "OrderStatus"
 	// FieldRefundType is the type of a refund.

@@ -103,8 +103,11 @@ type OrderPage struct {
 	CardLast4 string
 }
 
-// OrderLine is one item of an order page.
+// OrderLine is one item of an order: the session's line it came from, the catalog
+// variant (ItemID) and its title, quantity and unit price at completion.
 type OrderLine struct {
+	ID         string
+	ItemID     string
 	Title      string
 	Quantity   int
 	UnitAmount int64

@@ -16,9 +16,11 @@ type Catalog struct {
 	TaxRateBps int
 }
 
-// PricedLine is a line with its amounts, all in minor units of the session currency.
+// PricedLine is a line with its amounts, all in minor units of the session currency,
+// and the catalog title of its variant ("" when it is no longer sold).
 type PricedLine struct {
 	Line
+	Title      string
 	BaseAmount int64
 	Discount   int64
 	Subtotal   int64
@@ -112,7 +114,7 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 			needsShipping = true
 		}
 		base := l.UnitAmount * int64(l.Quantity)
-		pl := PricedLine{Line: l, BaseAmount: base, Subtotal: base}
+		pl := PricedLine{Line: l, Title: v.Title, BaseAmount: base, Subtotal: base}
 		pl.Tax = applyRate(pl.Subtotal, taxRate)
 		pl.Total = pl.Subtotal + pl.Tax
 		q.Lines[i] = pl
@@ -183,7 +185,7 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 			Content: s.PaymentError})
 	}
 
-	q.Status = deriveStatus(s.State, q.Messages)
+	q.Status = deriveStatus(s, q.Messages)
 	if s.State != StateOpen {
 		// What a finished session lacks no longer matters to anyone.
 		q.Messages = nil
@@ -204,11 +206,13 @@ func IsOffered(s *Session, c Catalog, optionID string) bool {
 	return ok
 }
 
-func deriveStatus(state State, msgs []Message) Status {
-	switch state {
-	case StateCompleted:
+func deriveStatus(s *Session, msgs []Message) Status {
+	switch {
+	case s.State == StateCompleted:
 		return StatusCompleted
-	case StateCanceled:
+	case s.State == StateCanceled && s.CancelReason == CanceledExpired:
+		return StatusExpired
+	case s.State == StateCanceled:
 		return StatusCanceled
 	}
 	for _, m := range msgs {

@@ -223,10 +223,10 @@ func TestApplyAndCancel(t *testing.T) {
 	if e, ok := AsError(err); !ok || e.Code != "invalid_fulfillment_option" {
 		t.Errorf("digital option for a tee: %v", err)
 	}
-	if err := s.Cancel(CanceledByAgent, now); err != nil {
+	if err := s.Cancel(CanceledByAgent, nil, now); err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range []error{s.Cancel(CanceledByAgent, now), s.Apply(Changes{Buyer: ada}, cat, now, time.Hour)} {
+	for _, err := range []error{s.Cancel(CanceledByAgent, nil, now), s.Apply(Changes{Buyer: ada}, cat, now, time.Hour)} {
 		if e, ok := AsError(err); !ok || e.Kind != KindNotAllowed || e.Code != "checkout_session_canceled" {
 			t.Errorf("action on a canceled session: %v", err)
 		}

@@ -12,7 +12,8 @@ type SessionService interface {
 	CreateSession(ctx context.Context, owner string, ch Changes) (View, error)
 	GetSession(ctx context.Context, owner, id string) (View, error)
 	UpdateSession(ctx context.Context, owner, id string, ch Changes) (View, error)
-	CancelSession(ctx context.Context, owner, id string) (View, error)
+	// CancelSession cancels; trace (nil: none) is recorded with the cancellation, once.
+	CancelSession(ctx context.Context, owner, id string, trace *IntentTrace) (View, error)
 	CompleteSession(ctx context.Context, owner, id string, c Completion) (View, error)
 }
 

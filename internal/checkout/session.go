@@ -60,6 +60,28 @@ func (ch *Changes) Validate(creating bool) error {
 			return err
 		}
 	}
+	if ch.FulfillmentContact != nil {
+		if err := ch.FulfillmentContact.validate(At(FieldFulfillmentContact)); err != nil {
+			return err
+		}
+	}
+	if ch.Currency != "" {
+		ch.Currency = strings.ToLower(strings.TrimSpace(ch.Currency))
+		if !isCurrencyCode(ch.Currency) {
+			return Errorf(KindInvalid, "invalid", At(FieldCurrency), "currency must be an ISO 4217 code such as usd.")
+		}
+	}
+	for _, p := range []struct {
+		name  FieldName
+		label string
+		value *string
+	}{{FieldLocale, "locale", ch.Locale}, {FieldTimezone, "timezone", ch.Timezone}} {
+		if p.value != nil {
+			if err := maxLength(At(p.name), p.label, *p.value, MaxTagLength); err != nil {
+				return err
+			}
+		}
+	}
 	option := At(FieldFulfillmentOption)
 	if ch.FulfillmentOptionID != nil && *ch.FulfillmentOptionID == "" {
 		return Errorf(KindInvalid, "invalid", option, "fulfillment_option_id must not be empty.")
@@ -68,6 +90,23 @@ func (ch *Changes) Validate(creating bool) error {
 		return maxLength(option, "fulfillment_option_id", *ch.FulfillmentOptionID, MaxIDLength)
 	}
 	return nil
+}
+
+// MaxTagLength bounds a locale or time zone name (BCP 47 tags and IANA names are far
+// shorter).
+const MaxTagLength = 64
+
+// isCurrencyCode reports whether c looks like a lower-case ISO 4217 code.
+func isCurrencyCode(c string) bool {
+	if len(c) != 3 {
+		return false
+	}
+	for _, r := range c {
+		if r < 'a' || r > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // maxLength refuses a value longer than limit characters, naming the field at and, in
@@ -92,25 +131,45 @@ type textPart struct {
 func (b *Buyer) validate(at Field) error {
 	b.FirstName = strings.TrimSpace(b.FirstName)
 	b.LastName = strings.TrimSpace(b.LastName)
+	b.FullName = strings.TrimSpace(b.FullName)
 	b.Email = strings.TrimSpace(b.Email)
-	switch {
-	case b.FirstName == "":
-		return Errorf(KindInvalid, "invalid", at.Child(FieldFirstName), "first_name must not be empty.")
-	case b.LastName == "":
-		return Errorf(KindInvalid, "invalid", at.Child(FieldLastName), "last_name must not be empty.")
-	}
 	for _, p := range []textPart{
 		{FieldFirstName, "first_name", &b.FirstName, MaxNameLength}, {FieldLastName, "last_name", &b.LastName, MaxNameLength},
+		{FieldFullName, "full_name", &b.FullName, MaxNameLength},
 		{FieldEmail, "email", &b.Email, MaxEmailLength}, {FieldPhone, "phone_number", &b.PhoneNumber, MaxPhoneLength},
 	} {
 		if err := maxLength(at.Child(p.name), p.label, *p.value, p.limit); err != nil {
 			return err
 		}
 	}
-	if addr, err := mail.ParseAddress(b.Email); err != nil || addr.Address != b.Email {
-		return Errorf(KindInvalid, "invalid", at.Child(FieldEmail), "email must be a valid email address.")
+	return validEmail(at.Child(FieldEmail), b.Email)
+}
+
+// validEmail refuses what is not one plain email address.
+func validEmail(at Field, email string) error {
+	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
+		return Errorf(KindInvalid, "invalid", at, "email must be a valid email address.")
 	}
 	return nil
+}
+
+// validate trims the contact and checks its lengths and email address.
+func (c *FulfillmentContact) validate(at Field) error {
+	c.Name = strings.TrimSpace(c.Name)
+	c.PhoneNumber = strings.TrimSpace(c.PhoneNumber)
+	c.Email = strings.TrimSpace(c.Email)
+	for _, p := range []textPart{
+		{FieldFullName, "name", &c.Name, MaxNameLength}, {FieldPhone, "phone_number", &c.PhoneNumber, MaxPhoneLength},
+		{FieldEmail, "email", &c.Email, MaxEmailLength},
+	} {
+		if err := maxLength(at.Child(p.name), p.label, *p.value, p.limit); err != nil {
+			return err
+		}
+	}
+	if c.Email == "" {
+		return nil
+	}
+	return validEmail(at.Child(FieldEmail), c.Email)
 }
 
 // normalize trims the address, upper-cases the country and checks the required fields.
@@ -128,8 +187,10 @@ func (a *Address) normalize(at Field) error {
 		}
 	}
 	a.LineTwo = strings.TrimSpace(a.LineTwo)
+	a.Company = strings.TrimSpace(a.Company)
 	lineTwo := textPart{FieldLineTwo, "line_two", &a.LineTwo, MaxAddressLine}
-	for _, p := range []textPart{name, lineOne, lineTwo, city, state, postalCode} {
+	company := textPart{FieldCompany, "company", &a.Company, MaxNameLength}
+	for _, p := range []textPart{name, company, lineOne, lineTwo, city, state, postalCode} {
 		if err := maxLength(at.Child(p.name), p.label, *p.value, p.limit); err != nil {
 			return err
 		}
@@ -177,8 +238,21 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 			}
 			lines[i] = Line{ID: id, VariantID: it.ID, Quantity: it.Quantity, UnitAmount: v.PriceAmount}
 		}
+		if ch.Currency != "" && currency != ch.Currency {
+			return Errorf(KindInvalid, "currency_mismatch", At(FieldCurrency),
+				"The items are priced in %s, not %s.", currency, ch.Currency)
+		}
 		s.Lines = lines
 		s.Currency = currency
+	}
+	if ch.Clear.Buyer {
+		s.Buyer = nil
+	}
+	if ch.Clear.FulfillmentDetails {
+		s.FulfillmentAddress, s.FulfillmentContact = nil, nil
+	}
+	if ch.Clear.FulfillmentOption {
+		s.FulfillmentOptionID = ""
 	}
 	if ch.Buyer != nil {
 		b := *ch.Buyer
@@ -187,6 +261,24 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 	if ch.FulfillmentAddress != nil {
 		a := *ch.FulfillmentAddress
 		s.FulfillmentAddress = &a
+	}
+	if ch.FulfillmentContact != nil {
+		s.FulfillmentContact = nil
+		if c := *ch.FulfillmentContact; !c.IsZero() {
+			s.FulfillmentContact = &c
+		}
+	}
+	if ch.Locale != nil {
+		s.Locale = *ch.Locale
+	}
+	if ch.Timezone != nil {
+		s.Timezone = *ch.Timezone
+	}
+	if ch.Metadata != nil {
+		s.Metadata = ch.Metadata
+	}
+	if ch.AgentInterventions != nil {
+		s.AgentInterventions = ch.AgentInterventions
 	}
 	if ch.FulfillmentOptionID != nil {
 		if !IsOffered(s, c, *ch.FulfillmentOptionID) {
@@ -227,7 +319,7 @@ func (c *Completion) Validate() error {
 	if err := maxLength(payment.Child(FieldToken), "token", c.Token, MaxIDLength); err != nil {
 		return err
 	}
-	if c.Provider != "stripe" {
+	if c.HandlerID == "" && c.Provider != "stripe" {
 		return Errorf(KindInvalid, "unsupported_payment_provider", payment.Child(FieldProvider), "payment_data.provider must be stripe.")
 	}
 	if c.BillingAddress != nil {
@@ -275,13 +367,15 @@ func (s *Session) Complete(now time.Time) {
 	s.UpdatedAt = now
 }
 
-// Cancel moves an open session to canceled, for reason.
-func (s *Session) Cancel(reason CancelReason, now time.Time) error {
+// Cancel moves an open session to canceled, for reason, keeping the agent's trace of
+// why (nil: none).
+func (s *Session) Cancel(reason CancelReason, trace *IntentTrace, now time.Time) error {
 	if err := s.ensureOpen("cancel"); err != nil {
 		return err
 	}
 	s.State = StateCanceled
 	s.CancelReason = reason
+	s.CancelTrace = trace
 	s.UpdatedAt = now
 	return nil
 }

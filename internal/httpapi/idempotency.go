@@ -43,6 +43,11 @@ func (s *Server) withIdempotency() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key := r.Header.Get("Idempotency-Key")
+			if r.Method == http.MethodPost && key == "" && infoOf(r).version != "" && versionOf(r).RequiresIdempotencyKey() {
+				refuse(w, r, acp.InvalidRequest(acp.CodeIdempotencyKeyRequired,
+					"Idempotency-Key is required on every POST in API version "+infoOf(r).version+".", ""))
+				return
+			}
 			if r.Method != http.MethodPost || key == "" || s.idempotency == nil {
 				next.ServeHTTP(w, r)
 				return

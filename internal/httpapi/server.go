@@ -234,15 +234,16 @@ func (s *Server) expectView(r *http.Request, status int) {
 
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
 	body, err := s.readBody(w, r, bodyOptional)
+	var trace *checkout.IntentTrace
 	if err == nil {
-		err = versionOf(r).DecodeCancel(body)
+		trace, err = versionOf(r).DecodeCancel(body)
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
+	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], trace)
 	s.count(err, metrics.SessionCanceled)
 	s.respond(w, r, http.StatusOK, view, err)
 }

@@ -23,8 +23,9 @@ type API interface {
 	DecodeUpdate(body []byte) (checkout.Changes, error)
 	DecodeComplete(body []byte) (checkout.Completion, error)
 	DecodeDelegate(body []byte) (*payment.Delegation, error)
-	// DecodeCancel checks the optional body of cancel (nil: none was sent).
-	DecodeCancel(body []byte) error
+	// DecodeCancel decodes the optional body of cancel (nil: none was sent) into the
+	// intent trace to record (nil: none).
+	DecodeCancel(body []byte) (*checkout.IntentTrace, error)
 	// EncodeSession renders a session (with its order after complete) as a response body.
 	EncodeSession(v checkout.View, links []acp.Link) any
 	// EncodeToken renders a vault token as the delegate_payment response body.
@@ -38,6 +39,8 @@ type API interface {
 	EncodeDelegateError(e *acp.Error) any
 	// IdempotencyConflictStatus is the status of a key reused with another body.
 	IdempotencyConflictStatus() int
+	// RequiresIdempotencyKey says whether every POST must carry an Idempotency-Key.
+	RequiresIdempotencyKey() bool
 }
 
 // Link is a legal or policy link shown with every session.

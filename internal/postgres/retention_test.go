@@ -40,7 +40,7 @@ func TestRetentionPurgeDeletesOnlyWhatIsPastItsPeriod(t *testing.T) {
 	// ago with its order.
 	oldCanceled, oldExpired, newCanceled, oldOpen := e.readySession(), e.readySession(), e.readySession(), e.readySession()
 	for _, id := range []string{oldCanceled, newCanceled} {
-		if _, err := e.store.CancelSession(ctx, "", id); err != nil {
+		if _, err := e.store.CancelSession(ctx, "", id, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

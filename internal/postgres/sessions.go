@@ -116,11 +116,11 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 	}, ch.Items != nil)
 }
 
-// CancelSession cancels an open session; a completed or canceled one is refused with
-// checkout.KindNotAllowed.
-func (s *Store) CancelSession(ctx context.Context, owner, id string) (checkout.View, error) {
+// CancelSession cancels an open session, recording trace (nil: none) with it; a
+// completed or canceled one is refused with checkout.KindNotAllowed.
+func (s *Store) CancelSession(ctx context.Context, owner, id string, trace *checkout.IntentTrace) (checkout.View, error) {
 	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
-		if err := sess.Cancel(checkout.CanceledByAgent, now); err != nil {
+		if err := sess.Cancel(checkout.CanceledByAgent, trace, now); err != nil {
 			return checkout.Catalog{}, err
 		}
 		return loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
@@ -167,7 +167,7 @@ func (s *Store) lockSession(ctx context.Context, q *db.Queries, owner, id string
 	if !sess.Expired(now) {
 		return sess, false, nil
 	}
-	if err := sess.Cancel(checkout.CanceledExpired, now); err != nil {
+	if err := sess.Cancel(checkout.CanceledExpired, nil, now); err != nil {
 		return nil, false, err
 	}
 	return sess, true, updateSession(ctx, q, sess, now)

@@ -47,8 +47,13 @@ func (API) DecodeComplete(body []byte) (checkout.Completion, error) {
 }
 
 // DecodeCancel checks the optional body of cancel (nil when there is none): any JSON
-// value is accepted, since newer clients may send {intent_trace} (checklist A7).
-func (API) DecodeCancel(body []byte) error { return acp.ValidJSON(body) }
+// value is accepted, since newer clients may send {intent_trace} (checklist A7); this
+// version records no trace.
+func (API) DecodeCancel(body []byte) (*checkout.IntentTrace, error) { return nil, acp.ValidJSON(body) }
+
+// RequiresIdempotencyKey is false: 2025-09-29 recommends Idempotency-Key but must
+// accept a POST without one.
+func (API) RequiresIdempotencyKey() bool { return false }
 
 // DecodeDelegate decodes a delegate_payment request.
 func (API) DecodeDelegate(body []byte) (*payment.Delegation, error) {

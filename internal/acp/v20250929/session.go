@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
@@ -32,38 +33,57 @@ type address struct {
 	PostalCode string `json:"postal_code"`
 }
 
-// The wire and domain shapes of buyer and address coincide in 2025-09-29, so the
-// conversions are plain type conversions; a later version maps its own fields here.
-func (b *buyer) domain() *checkout.Buyer {
+// domain converts a wire buyer. The names are required by this version's schema (a
+// later version asks only for the email), so they are checked here.
+func (b *buyer) domain() (*checkout.Buyer, error) {
 	if b == nil {
-		return nil
+		return nil, nil
 	}
-	d := checkout.Buyer(*b)
-	return &d
+	switch {
+	case strings.TrimSpace(b.FirstName) == "":
+		return nil, acp.InvalidRequest("invalid", "first_name must not be empty.", "$.buyer.first_name")
+	case strings.TrimSpace(b.LastName) == "":
+		return nil, acp.InvalidRequest("invalid", "last_name must not be empty.", "$.buyer.last_name")
+	}
+	return &checkout.Buyer{FirstName: b.FirstName, LastName: b.LastName, Email: b.Email, PhoneNumber: b.PhoneNumber}, nil
 }
 
 func (a *address) domain() *checkout.Address {
 	if a == nil {
 		return nil
 	}
-	d := checkout.Address(*a)
-	return &d
+	return &checkout.Address{
+		Name: a.Name, LineOne: a.LineOne, LineTwo: a.LineTwo, City: a.City, State: a.State,
+		Country: a.Country, PostalCode: a.PostalCode,
+	}
 }
 
+// wireBuyer shows a buyer in this version's shape. A buyer given by a later version may
+// have only an email address, or a full name: the names this version requires are then
+// empty strings, or the full name split at its last space.
 func wireBuyer(b *checkout.Buyer) *buyer {
 	if b == nil {
 		return nil
 	}
-	w := buyer(*b)
-	return &w
+	first, last := b.FirstName, b.LastName
+	if first == "" && last == "" && b.FullName != "" {
+		first, last = b.FullName, ""
+		if i := strings.LastIndexByte(b.FullName, ' '); i > 0 {
+			first, last = b.FullName[:i], b.FullName[i+1:]
+		}
+	}
+	return &buyer{FirstName: first, LastName: last, Email: b.Email, PhoneNumber: b.PhoneNumber}
 }
 
+// wireAddress shows an address in this version's shape, which has no company.
 func wireAddress(a *checkout.Address) *address {
 	if a == nil {
 		return nil
 	}
-	w := address(*a)
-	return &w
+	return &address{
+		Name: a.Name, LineOne: a.LineOne, LineTwo: a.LineTwo, City: a.City, State: a.State,
+		Country: a.Country, PostalCode: a.PostalCode,
+	}
 }
 
 type item struct {
@@ -88,13 +108,21 @@ type updateRequest struct {
 
 func (c *createRequest) domain() (checkout.Changes, error) {
 	items, err := decodeItems(c.Items)
-	return checkout.Changes{Items: items, Buyer: c.Buyer.domain(), FulfillmentAddress: c.FulfillmentAddress.domain()}, err
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	b, err := c.Buyer.domain()
+	return checkout.Changes{Items: items, Buyer: b, FulfillmentAddress: c.FulfillmentAddress.domain()}, err
 }
 
 func (u *updateRequest) domain() (checkout.Changes, error) {
 	items, err := decodeItems(u.Items)
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	b, err := u.Buyer.domain()
 	return checkout.Changes{
-		Items: items, Buyer: u.Buyer.domain(), FulfillmentAddress: u.FulfillmentAddress.domain(),
+		Items: items, Buyer: b, FulfillmentAddress: u.FulfillmentAddress.domain(),
 		FulfillmentOptionID: u.FulfillmentOptionID,
 	}, err
 }
@@ -169,10 +197,11 @@ func (c *completeRequest) domain() (checkout.Completion, error) {
 	if pd.Provider == nil {
 		return checkout.Completion{}, acp.InvalidRequest("missing", "payment_data.provider is required.", "$.payment_data.provider")
 	}
+	b, err := c.Buyer.domain()
 	return checkout.Completion{
 		Token: *pd.Token, Provider: *pd.Provider,
-		BillingAddress: pd.BillingAddress.domain(), Buyer: c.Buyer.domain(),
-	}, nil
+		BillingAddress: pd.BillingAddress.domain(), Buyer: b,
+	}, err
 }
 
 type paymentProvider struct {
@@ -222,6 +251,15 @@ type message struct {
 	Content     string               `json:"content"`
 }
 
+// status shows a domain status in this version, which has no expired: an expired
+// session is canceled (its message says why).
+func status(s checkout.Status) checkout.Status {
+	if s == checkout.StatusExpired {
+		return checkout.StatusCanceled
+	}
+	return s
+}
+
 // encodeSession renders v as a 2025-09-29 CheckoutSession.
 func encodeSession(v checkout.View, links []acp.Link) session {
 	s, q := v.Session, v.Quote
@@ -229,7 +267,7 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 		ID:                 s.ID,
 		Buyer:              wireBuyer(s.Buyer),
 		PaymentProvider:    paymentProvider{Provider: "stripe", SupportedPaymentMethods: []string{"card"}},
-		Status:             q.Status,
+		Status:             status(q.Status),
 		Currency:           s.Currency,
 		LineItems:          make([]lineItem, len(q.Lines)),
 		FulfillmentAddress: wireAddress(s.FulfillmentAddress),
