@@ -109,11 +109,11 @@ type Session struct {
 	ID string
 	// Owner is the identity of the agent platform that created the session ("" on a
 	// server without API keys); no other may see or change it.
-	Owner               string
-	State               State
-	Currency            string
-	Buyer               *Buyer
-	FulfillmentAddress  *Address
+	Owner              string
+	State              State
+	Currency           string
+	Buyer              *Buyer
+	FulfillmentAddress *Address
 	// FulfillmentContact is the recipient named apart from the address (nil: none).
 	FulfillmentContact  *FulfillmentContact
 	FulfillmentOptionID string
