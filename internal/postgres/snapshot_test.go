@@ -61,15 +61,26 @@ func TestOutboxStoresASnapshotEncodedAtSendTime(t *testing.T) {
 				ID     string
 				Amount int64
 			}
+			Lines []struct {
+				ID, Title  string
+				ItemID     string `json:"item_id"`
+				Quantity   int
+				UnitAmount int64 `json:"unit_amount"`
+			}
 		}
 	}
 	if err := json.Unmarshal(evs[1].Stored, &snap); err != nil {
 		t.Fatalf("snapshot: %v\n%s", err, evs[1].Stored)
 	}
-	if snap.SnapshotVersion != 1 || snap.Type != "order_update" || !snap.OccurredAt.Equal(evs[1].CreatedAt) ||
+	if snap.SnapshotVersion != 2 || snap.Type != "order_update" || !snap.OccurredAt.Equal(evs[1].CreatedAt) ||
 		snap.Order.ID != ord.ID || snap.Order.Currency != "usd" || snap.Order.Amount != ord.Amount ||
 		len(snap.Order.Refunds) != 1 || snap.Order.Refunds[0].Amount != 100 || snap.Order.Refunds[0].ID == "" {
 		t.Errorf("snapshot = %+v\n%s", snap, evs[1].Stored)
+	}
+	// Version 2 keeps the order's lines (the refund's event is written by Orders.Refund).
+	if l := snap.Order.Lines; len(l) != 1 || !strings.HasPrefix(l[0].ID, "li_") || l[0].ItemID != "item_123" ||
+		l[0].Title != "Tee" || l[0].Quantity != 1 || l[0].UnitAmount != 1500 {
+		t.Errorf("snapshot lines = %+v\n%s", l, evs[1].Stored)
 	}
 	if bytes.Contains(evs[1].Stored, []byte(`"data"`)) {
 		t.Errorf("the outbox holds a wire body, not a snapshot: %s", evs[1].Stored)
@@ -153,7 +164,7 @@ func TestOutboxUnreadableSnapshotIsRetriedNotSent(t *testing.T) {
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 	ord := e.mustOrder()
-	e.exec(`UPDATE order_events SET payload = '{"snapshot_version":2,"type":"order_create"}'`)
+	e.exec(`UPDATE order_events SET payload = '{"snapshot_version":3,"type":"order_create"}'`)
 	rcv := newOutboxReceiver(t, func(string, int) int { return http.StatusOK })
 	if n, err := outboxWorkerIn(e.outbox, rcv.URL, "2025-09-29").DeliverDue(ctx); n != 1 || err != nil {
 		t.Fatalf("DeliverDue = %d, %v", n, err)
@@ -167,7 +178,7 @@ func TestOutboxUnreadableSnapshotIsRetriedNotSent(t *testing.T) {
 		Scan(&status, &attempts, &lastError); err != nil {
 		t.Fatal(err)
 	}
-	if status != "pending" || attempts != 1 || !strings.Contains(lastError, "snapshot version 2") {
+	if status != "pending" || attempts != 1 || !strings.Contains(lastError, "snapshot version 3") {
 		t.Errorf("row: %s, %d attempts, %q", status, attempts, lastError)
 	}
 }
