@@ -93,9 +93,9 @@ type Config struct {
 	WebhookRetryHorizon time.Duration
 	// WebhookWorkers (WEBHOOK_WORKERS, default 2) deliver events in parallel.
 	WebhookWorkers int
-	// WebhookAPIVersion (WEBHOOK_API_VERSION, default 2025-09-29) is the ACP version
-	// event bodies are encoded in when they are sent; only versions with an encoder are
-	// accepted.
+	// WebhookAPIVersion (WEBHOOK_API_VERSION, default 2025-09-29; 2026-04-17 sends the
+	// full Order) is the ACP version event bodies are encoded in when they are sent;
+	// only versions with an encoder are accepted.
 	WebhookAPIVersion string
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, at least 16 characters each) open
 	// the merchant's order API; unset, it is off.
