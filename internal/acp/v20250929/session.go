@@ -303,17 +303,8 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 	if v.Order != nil {
 		out.Order = &order{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}
 	}
-	t := q.Totals
-	out.Totals = append(out.Totals, total{"items_base_amount", "Item(s) total", t.ItemsBaseAmount})
-	if t.ItemsDiscount != 0 {
-		out.Totals = append(out.Totals, total{"items_discount", "Discount", t.ItemsDiscount})
+	for _, e := range q.Totals.Entries() {
+		out.Totals = append(out.Totals, total{e.Type, e.DisplayText, e.Amount})
 	}
-	out.Totals = append(out.Totals, total{"subtotal", "Subtotal", t.Subtotal})
-	if t.FulfillmentSelected {
-		out.Totals = append(out.Totals, total{"fulfillment", "Fulfillment", t.Fulfillment})
-	}
-	out.Totals = append(out.Totals,
-		total{"tax", "Tax", t.Tax},
-		total{"total", "Total", t.Total})
 	return out
 }
