@@ -237,7 +237,7 @@ func views(t *testing.T) map[string]checkout.View {
 	ready := mk([]checkout.ItemRequest{{ID: "tee", Quantity: 2}}, checkout.Changes{
 		Buyer: &checkout.Buyer{FullName: "Ada Lovelace", Email: "ada@example.com"}, FulfillmentAddress: addr,
 		FulfillmentContact: &checkout.FulfillmentContact{Name: "Ada", Email: "ada@example.com"},
-		Locale: ptr("en-US"), Timezone: ptr("America/Los_Angeles"), Metadata: map[string]any{"cart": "c1", "n": 2.0},
+		Locale:             ptr("en-US"), Timezone: ptr("America/Los_Angeles"), Metadata: map[string]any{"cart": "c1", "n": 2.0},
 	})
 	digital := mk([]checkout.ItemRequest{{ID: "ebook", Quantity: 1}}, checkout.Changes{})
 	canceled := mk([]checkout.ItemRequest{{ID: "ebook", Quantity: 1}}, checkout.Changes{})
