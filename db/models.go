@@ -21,6 +21,12 @@ type CheckoutSession struct {
 	ExpiresAt           time.Time
 	Owner               string
 	CancelReason        *string
+	FulfillmentContact  []byte
+	Locale              *string
+	Timezone            *string
+	Metadata            []byte
+	AgentInterventions  []string
+	CancelIntentTrace   []byte
 }
 
 type FulfillmentOption struct {

@@ -224,19 +224,22 @@ func (q *Queries) InsertRefund(ctx context.Context, arg InsertRefundParams) erro
 }
 
 const listOrderLines = `-- name: ListOrderLines :many
-SELECT li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
+SELECT li.id, li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
 FROM line_items li LEFT JOIN variants v ON v.id = li.variant_id
 WHERE li.checkout_session_id = $1
 ORDER BY li.position
 `
 
 type ListOrderLinesRow struct {
+	ID         string
 	VariantID  string
 	Quantity   int32
 	UnitAmount int64
 	Title      string
 }
 
+// What an order bought: its session's lines in their order. The title is the variant's
+// (its id when the variant has since been removed from the catalog).
 func (q *Queries) ListOrderLines(ctx context.Context, checkoutSessionID string) ([]ListOrderLinesRow, error) {
 	rows, err := q.db.Query(ctx, listOrderLines, checkoutSessionID)
 	if err != nil {
@@ -247,6 +250,7 @@ func (q *Queries) ListOrderLines(ctx context.Context, checkoutSessionID string) 
 	for rows.Next() {
 		var i ListOrderLinesRow
 		if err := rows.Scan(
+			&i.ID,
 			&i.VariantID,
 			&i.Quantity,
 			&i.UnitAmount,

@@ -94,7 +94,7 @@ func (q *Queries) ExpireSessions(ctx context.Context, arg ExpireSessionsParams) 
 }
 
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason FROM checkout_sessions WHERE id = $1 AND owner = $2
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace FROM checkout_sessions WHERE id = $1 AND owner = $2
 `
 
 type GetSessionParams struct {
@@ -119,12 +119,18 @@ func (q *Queries) GetSession(ctx context.Context, arg GetSessionParams) (Checkou
 		&i.ExpiresAt,
 		&i.Owner,
 		&i.CancelReason,
+		&i.FulfillmentContact,
+		&i.Locale,
+		&i.Timezone,
+		&i.Metadata,
+		&i.AgentInterventions,
+		&i.CancelIntentTrace,
 	)
 	return i, err
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
 type GetSessionForUpdateParams struct {
@@ -152,6 +158,12 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 		&i.ExpiresAt,
 		&i.Owner,
 		&i.CancelReason,
+		&i.FulfillmentContact,
+		&i.Locale,
+		&i.Timezone,
+		&i.Metadata,
+		&i.AgentInterventions,
+		&i.CancelIntentTrace,
 	)
 	return i, err
 }
@@ -166,8 +178,10 @@ type InsertLineItemsParams struct {
 }
 
 const insertSession = `-- name: InsertSession :exec
-INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
+    locale, timezone, metadata, agent_interventions, created_at, updated_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+    $8, $9, $10, $11, $12, $12, $13)
 `
 
 type InsertSessionParams struct {
@@ -176,7 +190,12 @@ type InsertSessionParams struct {
 	Currency            string
 	Buyer               []byte
 	FulfillmentAddress  []byte
+	FulfillmentContact  []byte
 	FulfillmentOptionID *string
+	Locale              *string
+	Timezone            *string
+	Metadata            []byte
+	AgentInterventions  []string
 	Now                 time.Time
 	ExpiresAt           time.Time
 }
@@ -188,7 +207,12 @@ func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) er
 		arg.Currency,
 		arg.Buyer,
 		arg.FulfillmentAddress,
+		arg.FulfillmentContact,
 		arg.FulfillmentOptionID,
+		arg.Locale,
+		arg.Timezone,
+		arg.Metadata,
+		arg.AgentInterventions,
 		arg.Now,
 		arg.ExpiresAt,
 	)
@@ -247,23 +271,33 @@ UPDATE checkout_sessions
 SET currency = $1,
     buyer = $2,
     fulfillment_address = $3,
-    fulfillment_option_id = $4,
-    state = $5,
-    payment_error = $6,
-    cancel_reason = $7,
-    updated_at = $8,
-    expires_at = $9
-WHERE id = $10
+    fulfillment_contact = $4,
+    fulfillment_option_id = $5,
+    locale = $6,
+    timezone = $7,
+    metadata = $8,
+    state = $9,
+    payment_error = $10,
+    cancel_reason = $11,
+    cancel_intent_trace = $12,
+    updated_at = $13,
+    expires_at = $14
+WHERE id = $15
 `
 
 type UpdateSessionParams struct {
 	Currency            string
 	Buyer               []byte
 	FulfillmentAddress  []byte
+	FulfillmentContact  []byte
 	FulfillmentOptionID *string
+	Locale              *string
+	Timezone            *string
+	Metadata            []byte
 	State               string
 	PaymentError        *string
 	CancelReason        *string
+	CancelIntentTrace   []byte
 	Now                 time.Time
 	ExpiresAt           time.Time
 	ID                  string
@@ -274,10 +308,15 @@ func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) er
 		arg.Currency,
 		arg.Buyer,
 		arg.FulfillmentAddress,
+		arg.FulfillmentContact,
 		arg.FulfillmentOptionID,
+		arg.Locale,
+		arg.Timezone,
+		arg.Metadata,
 		arg.State,
 		arg.PaymentError,
 		arg.CancelReason,
+		arg.CancelIntentTrace,
 		arg.Now,
 		arg.ExpiresAt,
 		arg.ID,

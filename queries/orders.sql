@@ -37,7 +37,9 @@ FROM line_items li, locked
 WHERE li.checkout_session_id = @checkout_session_id AND li.variant_id = v.id AND v.id = locked.id;
 
 -- name: ListOrderLines :many
-SELECT li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
+-- What an order bought: its session's lines in their order. The title is the variant's
+-- (its id when the variant has since been removed from the catalog).
+SELECT li.id, li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
 FROM line_items li LEFT JOIN variants v ON v.id = li.variant_id
 WHERE li.checkout_session_id = @checkout_session_id
 ORDER BY li.position;

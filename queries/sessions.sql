@@ -1,6 +1,8 @@
 -- name: InsertSession :exec
-INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_option_id, created_at, updated_at, expires_at)
-VALUES (@id, @owner, @currency, @buyer, @fulfillment_address, @fulfillment_option_id, @now, @now, @expires_at);
+INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
+    locale, timezone, metadata, agent_interventions, created_at, updated_at, expires_at)
+VALUES (@id, @owner, @currency, @buyer, @fulfillment_address, @fulfillment_contact, @fulfillment_option_id,
+    sqlc.narg(locale), sqlc.narg(timezone), @metadata, @agent_interventions, @now, @now, @expires_at);
 
 -- name: GetSession :one
 -- A session of another owner is not found, so one platform cannot probe another's ids.
@@ -18,10 +20,15 @@ UPDATE checkout_sessions
 SET currency = @currency,
     buyer = @buyer,
     fulfillment_address = @fulfillment_address,
+    fulfillment_contact = @fulfillment_contact,
     fulfillment_option_id = @fulfillment_option_id,
+    locale = sqlc.narg(locale),
+    timezone = sqlc.narg(timezone),
+    metadata = @metadata,
     state = @state,
     payment_error = sqlc.narg(payment_error),
     cancel_reason = sqlc.narg(cancel_reason),
+    cancel_intent_trace = @cancel_intent_trace,
     updated_at = @now,
     expires_at = @expires_at
 WHERE id = @id;

@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}, httpapi.Deps{
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
 			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
-			OrderEvents: cfg.WebhookURL != "",
+			OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
 		Replays:     postgres.NewSignatureReplays(pool),
@@ -222,14 +222,20 @@ func logPosture(cfg config.Config, logger *slog.Logger) {
 }
 
 // sessionLinks are the links every session shows: each configured URL, nothing for an
-// unset one (the server serves no legal pages of its own). Never nil: links is a required
-// array in the 2025-09-29 schema, so no links is [].
+// unset one (the server serves no legal pages of its own). Each API version shows those
+// whose type it knows. Never nil: links is a required array, so no links is [].
 func sessionLinks(cfg config.Config) []httpapi.Link {
 	links := []httpapi.Link{}
 	for _, l := range []httpapi.Link{
 		{Type: "terms_of_use", URL: cfg.TermsOfUseURL},
 		{Type: "privacy_policy", URL: cfg.PrivacyPolicyURL},
 		{Type: "seller_shop_policies", URL: cfg.ShopPoliciesURL},
+		{Type: "return_policy", URL: cfg.ReturnPolicyURL},
+		{Type: "shipping_policy", URL: cfg.ShippingPolicyURL},
+		{Type: "contact_us", URL: cfg.ContactUsURL},
+		{Type: "about_us", URL: cfg.AboutUsURL},
+		{Type: "faq", URL: cfg.FAQURL},
+		{Type: "support", URL: cfg.SupportURL},
 	} {
 		if l.URL != "" {
 			links = append(links, l)

@@ -40,12 +40,24 @@ type Config struct {
 	// renewed certificate is picked up by a restart.
 	TLSCertFile string
 	TLSKeyFile  string
-	// Links shown on every session, each only when set: TERMS_OF_USE_URL,
-	// PRIVACY_POLICY_URL, SHOP_POLICIES_URL. There is no default: the server serves no
-	// such pages itself.
-	TermsOfUseURL    string
-	PrivacyPolicyURL string
-	ShopPoliciesURL  string
+	// Links shown on every session, each only when set and only in the API versions
+	// that know its type: TERMS_OF_USE_URL, PRIVACY_POLICY_URL, SHOP_POLICIES_URL
+	// (2025-09-29 only), RETURN_POLICY_URL, SHIPPING_POLICY_URL, CONTACT_US_URL,
+	// ABOUT_US_URL, FAQ_URL, SUPPORT_URL (2026-04-17 only). There is no default: the
+	// server serves no such pages itself.
+	TermsOfUseURL     string
+	PrivacyPolicyURL  string
+	ShopPoliciesURL   string
+	ReturnPolicyURL   string
+	ShippingPolicyURL string
+	ContactUsURL      string
+	AboutUsURL        string
+	FAQURL            string
+	SupportURL        string
+	// MerchantID (MERCHANT_ID, default "merchant") is the merchant's id at the payment
+	// service provider: 2026-04-17 sessions show it in every payment handler's config,
+	// and agents copy it into the allowance of delegate_payment.
+	MerchantID string
 	// CardFingerprintKey keys the HMAC fingerprint of delegated cards
 	// (CARD_FINGERPRINT_KEY, at least 32 bytes; unset: no fingerprints are stored).
 	CardFingerprintKey []byte
@@ -81,9 +93,9 @@ type Config struct {
 	WebhookRetryHorizon time.Duration
 	// WebhookWorkers (WEBHOOK_WORKERS, default 2) deliver events in parallel.
 	WebhookWorkers int
-	// WebhookAPIVersion (WEBHOOK_API_VERSION, default 2025-09-29) is the ACP version
-	// event bodies are encoded in when they are sent; only versions with an encoder are
-	// accepted.
+	// WebhookAPIVersion (WEBHOOK_API_VERSION, default 2025-09-29; 2026-04-17 sends the
+	// full Order) is the ACP version event bodies are encoded in when they are sent;
+	// only versions with an encoder are accepted.
 	WebhookAPIVersion string
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, at least 16 characters each) open
 	// the merchant's order API; unset, it is off.
@@ -138,11 +150,17 @@ func Load(getenv func(string) string) (Config, error) {
 		return def
 	}
 	cfg := Config{
-		DatabaseURL:      get("DATABASE_URL", ""),
-		Host:             get("HOST", "0.0.0.0"),
-		TermsOfUseURL:    get("TERMS_OF_USE_URL", ""),
-		PrivacyPolicyURL: get("PRIVACY_POLICY_URL", ""),
-		ShopPoliciesURL:  get("SHOP_POLICIES_URL", ""),
+		DatabaseURL:       get("DATABASE_URL", ""),
+		Host:              get("HOST", "0.0.0.0"),
+		TermsOfUseURL:     get("TERMS_OF_USE_URL", ""),
+		PrivacyPolicyURL:  get("PRIVACY_POLICY_URL", ""),
+		ShopPoliciesURL:   get("SHOP_POLICIES_URL", ""),
+		ReturnPolicyURL:   get("RETURN_POLICY_URL", ""),
+		ShippingPolicyURL: get("SHIPPING_POLICY_URL", ""),
+		ContactUsURL:      get("CONTACT_US_URL", ""),
+		AboutUsURL:        get("ABOUT_US_URL", ""),
+		FAQURL:            get("FAQ_URL", ""),
+		SupportURL:        get("SUPPORT_URL", ""),
 	}
 	if cfg.DatabaseURL == "" {
 		errs = append(errs, errors.New("DATABASE_URL is required (e.g. postgres://user:pass@localhost:5432/acp)"))
@@ -187,6 +205,17 @@ func Load(getenv func(string) string) (Config, error) {
 	checkURL("TERMS_OF_USE_URL", cfg.TermsOfUseURL)
 	checkURL("PRIVACY_POLICY_URL", cfg.PrivacyPolicyURL)
 	checkURL("SHOP_POLICIES_URL", cfg.ShopPoliciesURL)
+	checkURL("RETURN_POLICY_URL", cfg.ReturnPolicyURL)
+	checkURL("SHIPPING_POLICY_URL", cfg.ShippingPolicyURL)
+	checkURL("CONTACT_US_URL", cfg.ContactUsURL)
+	checkURL("ABOUT_US_URL", cfg.AboutUsURL)
+	checkURL("FAQ_URL", cfg.FAQURL)
+	checkURL("SUPPORT_URL", cfg.SupportURL)
+
+	cfg.MerchantID = get("MERCHANT_ID", "merchant")
+	if len(cfg.MerchantID) > 256 {
+		errs = append(errs, fmt.Errorf("MERCHANT_ID must be at most 256 characters (the allowance's merchant_id limit), got %d", len(cfg.MerchantID)))
+	}
 
 	cfg.TLSCertFile, cfg.TLSKeyFile = get("TLS_CERT_FILE", ""), get("TLS_KEY_FILE", "")
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {

@@ -229,9 +229,11 @@ func TestLoadWebhookAPIVersion(t *testing.T) {
 	if err != nil || cfg.WebhookAPIVersion != "2025-09-29" {
 		t.Errorf("default WebhookAPIVersion = %q, %v; want 2025-09-29 (the events sent before the setting)", cfg.WebhookAPIVersion, err)
 	}
-	base["WEBHOOK_API_VERSION"] = " 2025-09-29 "
-	if cfg, err := Load(env(base)); err != nil || cfg.WebhookAPIVersion != "2025-09-29" {
-		t.Errorf("WebhookAPIVersion = %q, %v", cfg.WebhookAPIVersion, err)
+	for _, v := range []string{"2025-09-29", "2026-04-17"} {
+		base["WEBHOOK_API_VERSION"] = " " + v + " "
+		if cfg, err := Load(env(base)); err != nil || cfg.WebhookAPIVersion != v {
+			t.Errorf("WEBHOOK_API_VERSION=%s: WebhookAPIVersion = %q, %v", v, cfg.WebhookAPIVersion, err)
+		}
 	}
 	for _, bad := range []string{"2099-01-01", "2025-09-29x", "latest"} {
 		base["WEBHOOK_API_VERSION"] = bad
@@ -241,7 +243,7 @@ func TestLoadWebhookAPIVersion(t *testing.T) {
 			continue
 		}
 		// The error names the setting, the value and every supported version.
-		for _, want := range []string{"WEBHOOK_API_VERSION", `"` + bad + `"`, "2025-09-29"} {
+		for _, want := range []string{"WEBHOOK_API_VERSION", `"` + bad + `"`, "2025-09-29", "2026-04-17"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error for %s does not mention %s: %v", bad, want, err)
 			}

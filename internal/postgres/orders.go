@@ -29,7 +29,7 @@ func NewOrders(pool *pgxpool.Pool, events bool) *Orders {
 // ErrOrderNotFound is returned for an unknown order id.
 var ErrOrderNotFound = &checkout.Error{Kind: checkout.KindNotFound, Code: "not_found", Message: "Order not found."}
 
-// Get returns an order with its refunds.
+// Get returns an order with its refunds and lines.
 func (o *Orders) Get(ctx context.Context, id string) (*checkout.Order, error) {
 	q := db.New(o.pool)
 	row, err := q.GetOrder(ctx, id)
@@ -39,7 +39,7 @@ func (o *Orders) Get(ctx context.Context, id string) (*checkout.Order, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load order: %w", err)
 	}
-	return withRefunds(ctx, q, row)
+	return fullOrder(ctx, q, row)
 }
 
 // List returns up to limit orders, newest first, created before the order
@@ -108,7 +108,9 @@ func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, o
 		if err != nil {
 			return nil, fmt.Errorf("lock order: %w", err)
 		}
-		ord, err := withRefunds(ctx, q, row)
+		// With its lines: the event written below is the full order (2026-04-17 sends
+		// every line in each order_update).
+		ord, err := fullOrder(ctx, q, row)
 		if err != nil {
 			return nil, err
 		}
@@ -158,6 +160,24 @@ func withRefunds(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Or
 	return ord, nil
 }
 
+// fullOrder is the order of row with its refunds and its lines: what an order event
+// carries and what Get returns.
+func fullOrder(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Order, error) {
+	ord, err := withRefunds(ctx, q, row)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := q.ListOrderLines(ctx, ord.CheckoutSessionID)
+	if err != nil {
+		return nil, fmt.Errorf("load order lines: %w", err)
+	}
+	ord.Lines = make([]checkout.OrderLine, len(lines))
+	for i, l := range lines {
+		ord.Lines[i] = checkout.OrderLine{ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
+	}
+	return ord, nil
+}
+
 // Page reads what the order page of id shows.
 func (o *Orders) Page(ctx context.Context, id string) (*checkout.OrderPage, error) {
 	ord, err := o.Get(ctx, id)
@@ -165,14 +185,7 @@ func (o *Orders) Page(ctx context.Context, id string) (*checkout.OrderPage, erro
 		return nil, err
 	}
 	q := db.New(o.pool)
-	lines, err := q.ListOrderLines(ctx, ord.CheckoutSessionID)
-	if err != nil {
-		return nil, fmt.Errorf("load order lines: %w", err)
-	}
-	page := &checkout.OrderPage{Order: ord}
-	for _, l := range lines {
-		page.Lines = append(page.Lines, checkout.OrderLine{Title: l.Title, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount})
-	}
+	page := &checkout.OrderPage{Order: ord, Lines: ord.Lines}
 	card, err := q.GetOrderCard(ctx, &ord.ID)
 	switch {
 	case err == nil:

@@ -28,6 +28,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if err := c.Validate(); err != nil {
 		return checkout.View{}, err
 	}
+	if err := c.CheckHandler(s.handlers); err != nil {
+		return checkout.View{}, err
+	}
 	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
@@ -67,6 +70,11 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			Amount: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
 		}
 		order.PermalinkURL = s.orderURL + order.ID
+		for _, l := range quote.Lines {
+			order.Lines = append(order.Lines, checkout.OrderLine{
+				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, UnitAmount: l.UnitAmount,
+			})
+		}
 		if vaultToken != nil && vaultToken.ManualReview {
 			// The agent platform's risk signal asked for a review: the order waits for
 			// the merchant instead of going straight to fulfilment.
@@ -119,7 +127,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if err := updateSession(ctx, q, sess, now); err != nil {
 			return checkout.View{}, err
 		}
-		return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}, nil
+		return s.view(sess, cat, now, order), nil
 	})
 	if de, ok := checkout.AsError(err); ok && de.Kind == checkout.KindDeclined {
 		// The transaction rolled back; the decline is recorded on its own so that the

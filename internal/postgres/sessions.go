@@ -25,6 +25,8 @@ type Store struct {
 	// orderURL is the prefix of order permalinks (PUBLIC_BASE_URL + "/orders/").
 	orderURL string
 	events   bool
+	// handlers are the payment handlers every open session offers.
+	handlers []checkout.PaymentHandler
 }
 
 // StoreConfig configures a Store.
@@ -37,6 +39,10 @@ type StoreConfig struct {
 	PublicBaseURL string
 	// OrderEvents writes an order_create event to the outbox with every order.
 	OrderEvents bool
+	// MerchantID is the merchant's id at the payment service provider, shown in the
+	// configuration of every payment handler (the merchant_id agents copy into a
+	// delegated allowance).
+	MerchantID string
 }
 
 // NewStore returns a Store on pool.
@@ -44,7 +50,18 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 	return &Store{
 		pool: pool, ttl: cfg.TTL, now: time.Now, gateway: cfg.Gateway, events: cfg.OrderEvents,
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
+		handlers: checkout.PaymentHandlers(cfg.MerchantID),
 	}
+}
+
+// view is what a response shows of sess: its quote from cat, the order a completion
+// made (nil otherwise) and, while it can still be paid, the payment handlers it offers.
+func (s *Store) view(sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order) checkout.View {
+	v := checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
+	if sess.State == checkout.StateOpen {
+		v.Handlers = s.handlers
+	}
+	return v
 }
 
 // CreateSession validates ch, quotes it against the catalog and stores a new session
@@ -63,16 +80,22 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		if err != nil {
 			return checkout.View{}, err
 		}
+		interventions := sess.AgentInterventions
+		if interventions == nil {
+			interventions = []string{}
+		}
 		if err := q.InsertSession(ctx, db.InsertSessionParams{
 			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
-			FulfillmentOptionID: row.FulfillmentOptionID, Now: now, ExpiresAt: row.ExpiresAt,
+			FulfillmentContact: row.FulfillmentContact, FulfillmentOptionID: row.FulfillmentOptionID,
+			Locale: row.Locale, Timezone: row.Timezone, Metadata: row.Metadata, AgentInterventions: interventions,
+			Now: now, ExpiresAt: row.ExpiresAt,
 		}); err != nil {
 			return checkout.View{}, fmt.Errorf("insert session: %w", err)
 		}
 		if err := insertLines(ctx, q, sess); err != nil {
 			return checkout.View{}, err
 		}
-		return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}, nil
+		return s.view(sess, cat, now, nil), nil
 	})
 }
 
@@ -103,7 +126,7 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 	if err != nil {
 		return checkout.View{}, err
 	}
-	return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, s.now())}, nil
+	return s.view(sess, cat, s.now(), nil), nil
 }
 
 // UpdateSession validates ch and applies it to the locked session.
@@ -153,7 +176,7 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 				return checkout.View{}, err
 			}
 		}
-		return checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now)}, nil
+		return s.view(sess, cat, now, nil), nil
 	})
 }
 
@@ -234,7 +257,14 @@ func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate
 	}
 	sess := &checkout.Session{
 		ID: row.ID, Owner: row.Owner, State: checkout.State(row.State), Currency: row.Currency,
-		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt, ExpiresAt: row.ExpiresAt,
+		AgentInterventions: row.AgentInterventions,
+		CreatedAt:          row.CreatedAt, UpdatedAt: row.UpdatedAt, ExpiresAt: row.ExpiresAt,
+	}
+	if row.Locale != nil {
+		sess.Locale = *row.Locale
+	}
+	if row.Timezone != nil {
+		sess.Timezone = *row.Timezone
 	}
 	if row.FulfillmentOptionID != nil {
 		sess.FulfillmentOptionID = *row.FulfillmentOptionID
@@ -245,17 +275,14 @@ func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate
 	if row.CancelReason != nil {
 		sess.CancelReason = checkout.CancelReason(*row.CancelReason)
 	}
-	if row.Buyer != nil {
-		sess.Buyer = new(checkout.Buyer)
-		if err := json.Unmarshal(row.Buyer, sess.Buyer); err != nil {
-			return nil, fmt.Errorf("decode buyer of %s: %w", id, err)
-		}
-	}
-	if row.FulfillmentAddress != nil {
-		sess.FulfillmentAddress = new(checkout.Address)
-		if err := json.Unmarshal(row.FulfillmentAddress, sess.FulfillmentAddress); err != nil {
-			return nil, fmt.Errorf("decode address of %s: %w", id, err)
-		}
+	if err := decodeColumns(id,
+		jsonColumn(row.Buyer, &sess.Buyer, "buyer"),
+		jsonColumn(row.FulfillmentAddress, &sess.FulfillmentAddress, "address"),
+		jsonColumn(row.FulfillmentContact, &sess.FulfillmentContact, "fulfillment contact"),
+		jsonColumn(row.Metadata, &sess.Metadata, "metadata"),
+		jsonColumn(row.CancelIntentTrace, &sess.CancelTrace, "intent trace"),
+	); err != nil {
+		return nil, err
 	}
 	lines, err := q.ListLineItems(ctx, id)
 	if err != nil {
@@ -334,18 +361,59 @@ func sessionParams(sess *checkout.Session) (db.UpdateSessionParams, error) {
 		reason := string(sess.CancelReason)
 		p.CancelReason = &reason
 	}
-	var err error
-	if sess.Buyer != nil {
-		if p.Buyer, err = json.Marshal(sess.Buyer); err != nil {
-			return p, fmt.Errorf("encode buyer: %w", err)
-		}
+	if sess.Locale != "" {
+		p.Locale = &sess.Locale
 	}
-	if sess.FulfillmentAddress != nil {
-		if p.FulfillmentAddress, err = json.Marshal(sess.FulfillmentAddress); err != nil {
-			return p, fmt.Errorf("encode address: %w", err)
+	if sess.Timezone != "" {
+		p.Timezone = &sess.Timezone
+	}
+	var err error
+	for _, c := range []struct {
+		into  *[]byte
+		value any
+		null  bool
+		what  string
+	}{
+		{&p.Buyer, sess.Buyer, sess.Buyer == nil, "buyer"},
+		{&p.FulfillmentAddress, sess.FulfillmentAddress, sess.FulfillmentAddress == nil, "address"},
+		{&p.FulfillmentContact, sess.FulfillmentContact, sess.FulfillmentContact == nil, "fulfillment contact"},
+		{&p.Metadata, sess.Metadata, sess.Metadata == nil, "metadata"},
+		{&p.CancelIntentTrace, sess.CancelTrace, sess.CancelTrace == nil, "intent trace"},
+	} {
+		if c.null {
+			continue
+		}
+		if *c.into, err = json.Marshal(c.value); err != nil {
+			return p, fmt.Errorf("encode %s: %w", c.what, err)
 		}
 	}
 	return p, nil
+}
+
+// column is a nullable jsonb column of a session row and what to decode it into.
+type column struct {
+	raw    []byte
+	decode func([]byte) error
+	what   string
+}
+
+// jsonColumn decodes raw into *into (a pointer or map field is allocated by the
+// decoder), leaving it nil for SQL NULL.
+func jsonColumn[T any](raw []byte, into *T, what string) column {
+	return column{raw: raw, what: what, decode: func(b []byte) error { return json.Unmarshal(b, into) }}
+}
+
+// decodeColumns decodes the non-NULL columns of session id.
+func decodeColumns(id string, cols ...column) error {
+	for _, c := range cols {
+		if c.raw == nil {
+			continue
+		}
+		if err := c.decode(c.raw); err != nil {
+			return fmt.Errorf("decode %s of %s: %w", c.what, id, err)
+		}
+	}
+	return nil
 }
 
 func insertLines(ctx context.Context, q *db.Queries, sess *checkout.Session) error {

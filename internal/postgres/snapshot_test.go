@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
@@ -61,15 +62,26 @@ func TestOutboxStoresASnapshotEncodedAtSendTime(t *testing.T) {
 				ID     string
 				Amount int64
 			}
+			Lines []struct {
+				ID, Title  string
+				ItemID     string `json:"item_id"`
+				Quantity   int
+				UnitAmount int64 `json:"unit_amount"`
+			}
 		}
 	}
 	if err := json.Unmarshal(evs[1].Stored, &snap); err != nil {
 		t.Fatalf("snapshot: %v\n%s", err, evs[1].Stored)
 	}
-	if snap.SnapshotVersion != 1 || snap.Type != "order_update" || !snap.OccurredAt.Equal(evs[1].CreatedAt) ||
+	if snap.SnapshotVersion != 2 || snap.Type != "order_update" || !snap.OccurredAt.Equal(evs[1].CreatedAt) ||
 		snap.Order.ID != ord.ID || snap.Order.Currency != "usd" || snap.Order.Amount != ord.Amount ||
 		len(snap.Order.Refunds) != 1 || snap.Order.Refunds[0].Amount != 100 || snap.Order.Refunds[0].ID == "" {
 		t.Errorf("snapshot = %+v\n%s", snap, evs[1].Stored)
+	}
+	// Version 2 keeps the order's lines (the refund's event is written by Orders.Refund).
+	if l := snap.Order.Lines; len(l) != 1 || !strings.HasPrefix(l[0].ID, "li_") || l[0].ItemID != "item_123" ||
+		l[0].Title != "Tee" || l[0].Quantity != 1 || l[0].UnitAmount != 1500 {
+		t.Errorf("snapshot lines = %+v\n%s", l, evs[1].Stored)
 	}
 	if bytes.Contains(evs[1].Stored, []byte(`"data"`)) {
 		t.Errorf("the outbox holds a wire body, not a snapshot: %s", evs[1].Stored)
@@ -153,7 +165,7 @@ func TestOutboxUnreadableSnapshotIsRetriedNotSent(t *testing.T) {
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 	ord := e.mustOrder()
-	e.exec(`UPDATE order_events SET payload = '{"snapshot_version":2,"type":"order_create"}'`)
+	e.exec(`UPDATE order_events SET payload = '{"snapshot_version":3,"type":"order_create"}'`)
 	rcv := newOutboxReceiver(t, func(string, int) int { return http.StatusOK })
 	if n, err := outboxWorkerIn(e.outbox, rcv.URL, "2025-09-29").DeliverDue(ctx); n != 1 || err != nil {
 		t.Fatalf("DeliverDue = %d, %v", n, err)
@@ -167,12 +179,12 @@ func TestOutboxUnreadableSnapshotIsRetriedNotSent(t *testing.T) {
 		Scan(&status, &attempts, &lastError); err != nil {
 		t.Fatal(err)
 	}
-	if status != "pending" || attempts != 1 || !strings.Contains(lastError, "snapshot version 2") {
+	if status != "pending" || attempts != 1 || !strings.Contains(lastError, "snapshot version 3") {
 		t.Errorf("row: %s, %d attempts, %q", status, attempts, lastError)
 	}
 }
 
-// Migration 00006 down turns pending snapshots back into the 2025-09-29 bodies the
+// Migration 00006 down (after the later ones) turns pending snapshots back into the 2025-09-29 bodies the
 // previous release sends as they are; up again keeps them as legacy rows.
 func TestOutboxSnapshotMigrationDown(t *testing.T) {
 	t.Parallel()
@@ -188,11 +200,11 @@ func TestOutboxSnapshotMigrationDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if v := m.LatestVersion(); v != 6 {
-		t.Fatalf("latest migration %d; this test downs 00006", v)
-	}
-	if err := m.Down(ctx); err != nil {
-		t.Fatal(err)
+	// Down through every later migration to 00006 itself.
+	for v := m.LatestVersion(); v >= 6; v-- {
+		if err := m.Down(ctx); err != nil {
+			t.Fatalf("down from %d: %v", v, err)
+		}
 	}
 	var payloads []string
 	rows, err := e.pool.Query(ctx, `SELECT payload::text FROM order_events WHERE order_id = $1 ORDER BY id`, ord.ID)
@@ -232,5 +244,182 @@ func TestOutboxSnapshotMigrationDown(t *testing.T) {
 		if ev.Format != "acp-2025-09-29" {
 			t.Errorf("after up again: event %d is %s", ev.ID, ev.Format)
 		}
+	}
+}
+
+// outbox0417 is the part of a 2026-04-17 body these tests read.
+type outbox0417 struct {
+	Type string
+	Data struct {
+		ID, Status string
+		LineItems  []struct {
+			ID, Title, Status string
+			ProductID         string `json:"product_id"`
+			Quantity          struct{ Ordered, Current, Fulfilled int }
+			UnitPrice         int64 `json:"unit_price"`
+		} `json:"line_items"`
+		Adjustments []struct {
+			ID, Type string
+			Amount   int64
+		}
+		Totals []struct {
+			Type   string
+			Amount int64
+		}
+	}
+}
+
+// End to end in 2026-04-17: the order's events, written by CompleteSession, SetStatus
+// and Refund, go out through the outbox as the full Order, signed, valid against the
+// 2026-04-17 WebhookEvent, the updates with the order's lines; each row encodes to the
+// same bytes every time.
+func TestOutbox0417SendsTheFullOrder(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	sch := testkit.Schemas(t, webhook.Version0417)
+	ord := e.mustOrder("item_123", 2, "item_456", 1)
+	if _, err := e.orders.SetStatus(ctx, ord.ID, checkout.OrderConfirmed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundOriginalPayment, 300); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.orders.SetStatus(ctx, ord.ID, checkout.OrderShipped); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.events(ord.ID)
+	if len(evs) != 4 {
+		t.Fatalf("events = %d, want create + 3 updates", len(evs))
+	}
+	var want [][]byte
+	for _, r := range evs {
+		ev := postgres.OutboxEvent(r.ID, r.OrderID, r.Type, r.Format, r.Stored, r.Attempts, r.CreatedAt)
+		first, err := webhook.Body(webhook.Version0417, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := webhook.Body(webhook.Version0417, postgres.OutboxEvent(r.ID, r.OrderID, r.Type, r.Format, r.Stored, r.Attempts, r.CreatedAt))
+		if err != nil || !bytes.Equal(first, second) {
+			t.Errorf("event %d encodes to %s, then %s", r.ID, first, second)
+		}
+		want = append(want, first)
+	}
+
+	rcv := newOutboxReceiver(t, func(string, int) int { return http.StatusOK })
+	if n, err := outboxWorkerIn(e.outbox, rcv.URL, webhook.Version0417).DeliverDue(ctx); n != 4 || err != nil {
+		t.Fatalf("DeliverDue = %d, %v", n, err)
+	}
+	hits := rcv.successes()
+	if len(hits) != 4 {
+		t.Fatalf("delivered %d of 4", len(hits))
+	}
+	steps := []struct {
+		typ, status, lineStatus string
+		fulfilled               bool
+		refunded                int64
+	}{
+		{"order_create", "created", "processing", false, 0},
+		{"order_update", "confirmed", "processing", false, 0},
+		{"order_update", "confirmed", "processing", false, 300},
+		{"order_update", "shipped", "fulfilled", true, 300},
+	}
+	for i, w := range steps {
+		h := hits[i]
+		if !h.SigOK {
+			t.Errorf("body %d: bad signature", i)
+		}
+		if !bytes.Equal(h.Body, want[i]) {
+			t.Errorf("body %d = %s, want %s", i, h.Body, want[i])
+		}
+		sch.WebhookEvent(h.Body)
+		var b outbox0417
+		if err := json.Unmarshal(h.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Type != w.typ || b.Data.ID != ord.ID || b.Data.Status != w.status {
+			t.Errorf("body %d = %s, want %+v", i, h.Body, w)
+		}
+		if w.refunded == 0 {
+			if len(b.Data.Adjustments) != 0 || len(b.Data.Totals) != 1 || b.Data.Totals[0].Amount != ord.Amount {
+				t.Errorf("body %d: adjustments/totals %s", i, h.Body)
+			}
+		} else if a := b.Data.Adjustments; len(a) != 1 || a[0].Type != "refund" || a[0].Amount != w.refunded ||
+			len(b.Data.Totals) != 2 || b.Data.Totals[0].Amount != ord.Amount || b.Data.Totals[1].Type != "amount_refunded" ||
+			b.Data.Totals[1].Amount != w.refunded {
+			t.Errorf("body %d: adjustments/totals %s, want a refund of %d", i, h.Body, w.refunded)
+		}
+		if w.typ == "order_create" {
+			// CompleteSession fills the new order's lines itself (its own change).
+			continue
+		}
+		lines := b.Data.LineItems
+		if len(lines) != 2 {
+			t.Fatalf("body %d: line_items %s", i, h.Body)
+		}
+		for j, l := range []struct {
+			item, title string
+			qty         int
+			unit        int64
+		}{{"item_123", "Tee", 2, 1500}, {"item_456", "Hoodie", 1, 3000}} {
+			got := lines[j]
+			fulfilled := 0
+			if w.fulfilled {
+				fulfilled = l.qty
+			}
+			if !strings.HasPrefix(got.ID, "li_") || got.ProductID != l.item || got.Title != l.title || got.UnitPrice != l.unit ||
+				got.Quantity.Ordered != l.qty || got.Quantity.Current != l.qty || got.Quantity.Fulfilled != fulfilled || got.Status != w.lineStatus {
+				t.Errorf("body %d line %d = %+v, want %+v", i, j, got, l)
+			}
+		}
+	}
+}
+
+// A row written with snapshot_version 1 (before lines were kept) still goes out in
+// 2026-04-17: the full Order but for its lines, and valid.
+func TestOutbox0417SendsVersion1Rows(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	ord := e.mustOrder()
+	if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundStoreCredit, 100); err != nil {
+		t.Fatal(err)
+	}
+	// As the release before lines wrote it: version 1, no "lines" key.
+	e.exec(`UPDATE order_events SET payload = jsonb_set(payload::jsonb #- '{order,lines}', '{snapshot_version}', '1')::json`)
+	for _, r := range e.events(ord.ID) {
+		var snap struct {
+			SnapshotVersion int `json:"snapshot_version"`
+			Order           map[string]any
+		}
+		if err := json.Unmarshal(r.Stored, &snap); err != nil || snap.SnapshotVersion != 1 || snap.Order["lines"] != nil {
+			t.Fatalf("row %d is not a version 1 snapshot (%v): %s", r.ID, err, r.Stored)
+		}
+	}
+	rcv := newOutboxReceiver(t, func(string, int) int { return http.StatusOK })
+	if n, err := outboxWorkerIn(e.outbox, rcv.URL, webhook.Version0417).DeliverDue(ctx); n != 2 || err != nil {
+		t.Fatalf("DeliverDue = %d, %v", n, err)
+	}
+	hits := rcv.successes()
+	if len(hits) != 2 {
+		t.Fatalf("delivered %d of 2", len(hits))
+	}
+	sch := testkit.Schemas(t, webhook.Version0417)
+	for i, h := range hits {
+		sch.WebhookEvent(h.Body)
+		var b outbox0417
+		if err := json.Unmarshal(h.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !h.SigOK || b.Data.ID != ord.ID || b.Data.LineItems != nil || bytes.Contains(h.Body, []byte("line_items")) {
+			t.Errorf("body %d = %s (signature ok %v), want the order without line_items", i, h.Body, h.SigOK)
+		}
+	}
+	var b outbox0417
+	if err := json.Unmarshal(hits[1].Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	if a := b.Data.Adjustments; len(a) != 1 || a[0].Type != "credit" || a[0].Amount != 100 {
+		t.Errorf("refund event = %s", hits[1].Body)
 	}
 }

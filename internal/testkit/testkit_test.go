@@ -83,3 +83,34 @@ func TestSchemas(t *testing.T) {
 		t.Error("an invalid Error validates")
 	}
 }
+
+// The WebhookEvent schemas are built from the OpenAPI documents: the 2026-04-17 one
+// reaches into the checkout document for Order, and neither is vacuous.
+func TestWebhookEventSchemas(t *testing.T) {
+	t.Parallel()
+	legacy := `{"type":"order_create","data":{"type":"order","checkout_session_id":"cs_1","permalink_url":"https://shop.example/o/1","status":"created","refunds":[]}}`
+	full := `{"type":"order_update","data":{"type":"order","id":"ord_1","checkout_session_id":"cs_1","permalink_url":"https://shop.example/o/1","status":"completed",` +
+		`"line_items":[{"id":"li_1","title":"Tee","quantity":{"ordered":1,"current":1,"fulfilled":1},"status":"fulfilled"}],` +
+		`"adjustments":[{"id":"rf_1","type":"refund","occurred_at":"2026-04-17T10:00:00Z","status":"completed","amount":100}],` +
+		`"totals":[{"type":"total","display_text":"Total","amount":1500},{"type":"amount_refunded","display_text":"Refunded","amount":100}]}}`
+	for _, c := range []struct {
+		version, body string
+		valid         bool
+	}{
+		{"2025-09-29", legacy, true},
+		{"2025-09-29", full, false},
+		{"2026-04-17", full, true},
+		// refunds[] is gone in 2026-04-17, and the Order needs its id.
+		{"2026-04-17", legacy, false},
+		{"2026-04-17", strings.Replace(full, `"id":"ord_1",`, "", 1), false},
+		// Order's own rules apply through the $ref: quantity.ordered >= 1, known Total types.
+		{"2026-04-17", strings.Replace(full, `"ordered":1`, `"ordered":0`, 1), false},
+		{"2026-04-17", strings.Replace(full, `"amount_refunded"`, `"refunded"`, 1), false},
+		{"2026-04-17", strings.Replace(full, `"2026-04-17T10:00:00Z"`, `"yesterday"`, 1), false},
+	} {
+		err := testkit.Schemas(t, c.version).ValidateWebhookEvent([]byte(c.body))
+		if (err == nil) != c.valid {
+			t.Errorf("%s: valid = %v, want %v (%v)\n%s", c.version, err == nil, c.valid, err, c.body)
+		}
+	}
+}

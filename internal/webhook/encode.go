@@ -18,6 +18,7 @@ type Encoder func(Event) ([]byte, error)
 // (WEBHOOK_API_VERSION). A new version is one more entry.
 var encoders = map[string]Encoder{
 	Version0929: encode0929,
+	Version0417: encode0417,
 }
 
 // DefaultVersion is the WEBHOOK_API_VERSION when none is set: 2025-09-29, so a

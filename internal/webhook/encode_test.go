@@ -29,7 +29,7 @@ func TestWebhookVersions(t *testing.T) {
 	if webhook.DefaultVersion != "2025-09-29" {
 		t.Errorf("DefaultVersion = %s, want 2025-09-29 (what deployments sent before WEBHOOK_API_VERSION)", webhook.DefaultVersion)
 	}
-	if vs := webhook.Versions(); !slices.Contains(vs, webhook.DefaultVersion) || !slices.IsSorted(vs) {
+	if vs := webhook.Versions(); !slices.Equal(vs, []string{"2025-09-29", "2026-04-17"}) {
 		t.Errorf("Versions = %v", vs)
 	}
 	if _, err := webhook.EncoderFor("2099-01-01"); err == nil || !strings.Contains(err.Error(), "2025-09-29") {
@@ -99,7 +99,7 @@ func TestWebhookWorkerUnencodableEventsAreRetried(t *testing.T) {
 	rcv := testkit.NewReceiver(t, func(int, http.ResponseWriter, *http.Request) {})
 	ob := &webhookFakeOutbox{}
 	unreadable := webhookSnapshotEvent(1, time.Now())
-	unreadable.Order, unreadable.Unreadable = nil, errors.New("order event snapshot version 2 is not known to this release")
+	unreadable.Order, unreadable.Unreadable = nil, errors.New("order event snapshot version 3 is not known to this release")
 	ob.add(unreadable)
 	ob.add(webhookSnapshotEvent(2, time.Now()))
 	legacy := webhookEvent(3, time.Now())
@@ -112,7 +112,7 @@ func TestWebhookWorkerUnencodableEventsAreRetried(t *testing.T) {
 	if n, err := w.DeliverDue(context.Background()); n != 3 || err != nil {
 		t.Fatalf("DeliverDue = %d, %v", n, err)
 	}
-	for id, want := range map[int64]string{1: "snapshot version 2", 2: `"2099-01-01"`} {
+	for id, want := range map[int64]string{1: "snapshot version 3", 2: `"2099-01-01"`} {
 		got := ob.get(id)
 		if got.status != "pending" || len(got.results) != 1 || got.results[0].NextRetry.IsZero() || !strings.Contains(got.results[0].Error, want) {
 			t.Errorf("event %d: %+v, want a retry mentioning %s", id, got, want)

@@ -21,9 +21,7 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"gopkg.in/yaml.v3"
 
-	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
@@ -38,34 +36,11 @@ func webhookTestOrder(refunds ...checkout.Refund) *checkout.Order {
 	}
 }
 
-// webhookEventSchema compiles WebhookEvent from the official 2025-09-29 webhook OpenAPI
+// webhookEventSchema is WebhookEvent of the official 2025-09-29 webhook OpenAPI
 // document (vendored in internal/acpspec).
 func webhookEventSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	raw := acpspec.ReadFile(t, "2025-09-29/openapi/openapi.agentic_checkout_webhook.yaml")
-	var doc any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		t.Fatalf("parse webhook spec: %v", err)
-	}
-	asJSON, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatalf("webhook spec as JSON: %v", err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(asJSON))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	const id = "file:///acp/openapi.agentic_checkout_webhook.json"
-	if err := c.AddResource(id, inst); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile(id + "#/components/schemas/WebhookEvent")
-	if err != nil {
-		t.Fatalf("compile WebhookEvent: %v", err)
-	}
-	return sch
+	return testkit.WebhookEventSchema(t, webhook.Version0929)
 }
 
 func webhookKeys(m map[string]any) []string {

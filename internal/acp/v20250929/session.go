@@ -251,6 +251,9 @@ type message struct {
 	Content     string               `json:"content"`
 }
 
+// linkTypes are the Link types of 2025-09-29; links of other types are not shown.
+var linkTypes = []string{"terms_of_use", "privacy_policy", "seller_shop_policies"}
+
 // status shows a domain status in this version, which has no expired: an expired
 // session is canceled (its message says why).
 func status(s checkout.Status) checkout.Status {
@@ -273,7 +276,7 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 		FulfillmentAddress: wireAddress(s.FulfillmentAddress),
 		FulfillmentOptions: make([]option, len(q.Options)),
 		Messages:           make([]message, len(q.Messages)),
-		Links:              links,
+		Links:              acp.LinksOfTypes(links, linkTypes...),
 	}
 	for i, l := range q.Lines {
 		out.LineItems[i] = lineItem{
