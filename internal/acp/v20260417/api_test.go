@@ -253,8 +253,9 @@ func views(t *testing.T) map[string]checkout.View {
 	order := &checkout.Order{
 		ID: "ord_1", CheckoutSessionID: "cs_test", PermalinkURL: "https://shop.example/orders/ord_1",
 		Status: checkout.OrderFulfilled, Amount: 3718, Currency: "usd",
-		Lines:   []checkout.OrderLine{{ID: "li_1", ItemID: "tee", Title: "Tee", Quantity: 2, UnitAmount: 1500}},
-		Refunds: []checkout.Refund{{ID: "rf_1", Type: checkout.RefundOriginalPayment, Amount: 500, CreatedAt: now}},
+		Lines: []checkout.OrderLine{{ID: "li_1", ItemID: "tee", Title: "Tee", Quantity: 2, UnitAmount: 1500}},
+		Refunds: []checkout.Refund{{ID: "rf_1", Type: checkout.RefundOriginalPayment, Amount: 500, CreatedAt: now},
+			{ID: "rf_2", Type: checkout.RefundStoreCredit, Amount: 100, CreatedAt: now}},
 	}
 	handlers := checkout.PaymentHandlers("acct_1")
 	view := func(s *checkout.Session, o *checkout.Order) checkout.View {
@@ -337,8 +338,12 @@ func TestEncodeSessionValidates(t *testing.T) {
 	if order["status"] != "completed" || ol["status"] != "fulfilled" || ol["quantity"].(map[string]any)["fulfilled"].(float64) != 2 {
 		t.Errorf("order = %v", order)
 	}
-	if adj := order["adjustments"].([]any)[0].(map[string]any); adj["type"] != "refund" || adj["amount"].(float64) != 500 || adj["status"] != "completed" {
+	if adj := order["adjustments"].([]any); adj[0].(map[string]any)["type"] != "refund" || adj[0].(map[string]any)["amount"].(float64) != 500 ||
+		adj[0].(map[string]any)["status"] != "completed" || adj[1].(map[string]any)["type"] != "credit" {
 		t.Errorf("adjustments = %v", order["adjustments"])
+	}
+	if tot := order["totals"].([]any); len(tot) != 2 || tot[0].(map[string]any)["amount"].(float64) != 3718 || tot[1].(map[string]any)["amount"].(float64) != 600 {
+		t.Errorf("order totals = %v", tot)
 	}
 	if h := got["no handlers"]["capabilities"].(map[string]any)["payment"].(map[string]any)["handlers"].([]any); len(h) != 0 {
 		t.Errorf("handlers of a view without any = %v", h)
@@ -346,18 +351,19 @@ func TestEncodeSessionValidates(t *testing.T) {
 }
 
 // TestEncodeOrderStatuses: a canceled order's lines are removed, an open one's
-// processing; fulfilled is completed.
+// processing, a shipped one's fulfilled (dispatched); fulfilled is completed.
 func TestEncodeOrderStatuses(t *testing.T) {
 	t.Parallel()
-	lines := []checkout.OrderLine{{ID: "li", ItemID: "gone", Quantity: 1, UnitAmount: 100}}
+	lines := []checkout.OrderLine{{ID: "li", ItemID: "tee", Title: "Tee", Quantity: 1, UnitAmount: 100}}
 	for status, want := range map[checkout.OrderStatus][2]string{
 		checkout.OrderCreated: {"created", "processing"}, checkout.OrderCanceled: {"canceled", "removed"},
-		checkout.OrderShipped: {"shipped", "processing"}, checkout.OrderFulfilled: {"completed", "fulfilled"},
+		checkout.OrderConfirmed: {"confirmed", "processing"},
+		checkout.OrderShipped:   {"shipped", "fulfilled"}, checkout.OrderFulfilled: {"completed", "fulfilled"},
 	} {
 		o := EncodeOrder(&checkout.Order{ID: "o", Status: status, Lines: lines})
 		l := (*o.LineItems)[0]
-		if *o.Status != want[0] || *l.Status != want[1] || l.Title != "gone" {
-			t.Errorf("%s: order %s, line %s %q", status, *o.Status, *l.Status, l.Title)
+		if *o.Status != want[0] || *l.Status != want[1] || *l.ProductId != "tee" {
+			t.Errorf("%s: order %s, line %s %v", status, *o.Status, *l.Status, *l.ProductId)
 		}
 	}
 }

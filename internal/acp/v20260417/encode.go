@@ -150,9 +150,10 @@ func encodeDetails(a *checkout.Address, c *checkout.FulfillmentContact) *Fulfill
 	return fd
 }
 
-// encodeLinks keeps the links whose type 2026-04-17 knows. A 2025-09-29 type it
-// dropped (seller_shop_policies) is left out rather than relabelled: a shop-policies
-// page is not necessarily a return or shipping policy (docs/decisions.md).
+// encodeLinks keeps the links whose type 2026-04-17 knows (its generated LinkType
+// enum). A 2025-09-29 type it dropped (seller_shop_policies) is left out rather than
+// relabelled: a shop-policies page is not necessarily a return or shipping policy
+// (docs/decisions.md).
 func encodeLinks(links []acp.Link) []Link {
 	out := []Link{}
 	for _, l := range links {
