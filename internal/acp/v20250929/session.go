@@ -3,11 +3,11 @@ package v20250929
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -141,13 +141,11 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 		if it.Quantity == nil || string(it.Quantity) == "null" {
 			return nil, acp.InvalidRequest("missing", "Item quantity is required.", fmt.Sprintf("$.items[%d].quantity", i))
 		}
-		q, err := strconv.ParseInt(string(it.Quantity), 10, 32)
-		if err != nil || q < 1 || q > checkout.MaxQuantity {
-			return nil, acp.InvalidRequest("invalid",
-				fmt.Sprintf("Quantity must be a whole number from 1 to %d.", checkout.MaxQuantity),
-				fmt.Sprintf("$.items[%d].quantity", i))
+		q, err := wire.Quantity(it.Quantity, fmt.Sprintf("$.items[%d].quantity", i))
+		if err != nil {
+			return nil, err
 		}
-		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: int(q)}
+		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: q}
 	}
 	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	dp "github.com/agentic-commerce/agentic-commerce-server/internal/acp/v20260417/delegatepayment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
@@ -146,16 +147,7 @@ func validTime(s string) bool {
 }
 
 // encodeToken answers with the token id and the request metadata merged with the
-// correlation data the spec asks to echo (merchant_id, idempotency_key; checklist
-// I-32), as 2025-09-29 does.
+// correlation data the spec asks to echo (checklist I-32), as 2025-09-29 does.
 func encodeToken(t payment.Token, idempotencyKey string) dp.DelegatePaymentResponse {
-	md := make(map[string]string, len(t.Metadata)+2)
-	for k, v := range t.Metadata {
-		md[k] = v
-	}
-	md["merchant_id"] = t.Allowance.MerchantID
-	if idempotencyKey != "" {
-		md["idempotency_key"] = idempotencyKey
-	}
-	return dp.DelegatePaymentResponse{Id: t.ID, Created: t.Created.UTC(), Metadata: md}
+	return dp.DelegatePaymentResponse{Id: t.ID, Created: t.Created.UTC(), Metadata: wire.TokenMetadata(t, idempotencyKey)}
 }

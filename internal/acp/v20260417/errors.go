@@ -5,6 +5,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/v20260417/delegatepayment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -60,28 +61,7 @@ func versions(e *acp.Error) *[]string {
 	return &e.SupportedVersions
 }
 
-// kindStatus is the table from domain error kinds to HTTP statuses and ACP types. The
-// statuses are 2025-09-29's: 2026-04-17 changes none of them (only the idempotency
-// conflict, which is not a domain error).
-var kindStatus = map[checkout.Kind]struct {
-	status  int
-	errType string
-}{
-	checkout.KindInvalid:     {http.StatusBadRequest, acp.TypeInvalidRequest},
-	checkout.KindNotFound:    {http.StatusNotFound, acp.TypeInvalidRequest},
-	checkout.KindNotAllowed:  {http.StatusMethodNotAllowed, acp.TypeInvalidRequest},
-	checkout.KindUnavailable: {http.StatusServiceUnavailable, acp.TypeServiceUnavailable},
-	checkout.KindInternal:    {http.StatusInternalServerError, acp.TypeProcessingError},
-	checkout.KindConflict:    {http.StatusConflict, acp.TypeInvalidRequest},
-	checkout.KindDeclined:    {http.StatusBadRequest, acp.TypeProcessingError},
-}
-
-// DomainError renders a domain error: its kind gives the status and type, its field
-// the 2026-04-17 JSONPath in param. The table is total: an unknown kind is internal.
-func (API) DomainError(de *checkout.Error) *acp.Error {
-	m, ok := kindStatus[de.Kind]
-	if !ok {
-		m = kindStatus[checkout.KindInternal]
-	}
-	return acp.NewError(m.status, m.errType, de.Code, de.Message, pathOf(de.Field))
-}
+// DomainError renders a domain error: its kind gives the status and type (the table
+// every version shares: 2026-04-17 changes none of them), its field the 2026-04-17
+// JSONPath in param.
+func (API) DomainError(de *checkout.Error) *acp.Error { return wire.DomainError(de, pathOf(de.Field)) }

@@ -1,11 +1,8 @@
 package v20260417
 
 import (
-	"strconv"
-	"strings"
-
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // This file is how 2026-04-17 names the fields the domain's errors and messages point
@@ -14,9 +11,10 @@ import (
 // fulfillment address is $.fulfillment_details.address, a completion's token
 // $.payment_data.instrument.credential.token.
 
-// wireNames is the 2026-04-17 JSON key (or dotted keys) of each domain field name.
-// Names spelled differently under different parents are in parentNames.
-var wireNames = map[checkout.FieldName]string{
+// wireNames is the 2026-04-17 JSON key (or dotted keys) of each domain field name;
+// the delegate_payment names are every version's (wire.DelegateNames). Names spelled
+// differently under different parents are in parentNames.
+var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldItems:              "line_items",
 	checkout.FieldID:                 "id",
 	checkout.FieldQuantity:           "quantity",
@@ -51,33 +49,7 @@ var wireNames = map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:    "status",
 	checkout.FieldRefundType:     "type",
 	checkout.FieldRefundAmount:   "amount",
-
-	payment.FieldCard:              "payment_method",
-	payment.FieldCardType:          "type",
-	payment.FieldNumberType:        "card_number_type",
-	payment.FieldNumber:            "number",
-	payment.FieldFundingType:       "display_card_funding_type",
-	payment.FieldExpMonth:          "exp_month",
-	payment.FieldExpYear:           "exp_year",
-	payment.FieldCVC:               "cvc",
-	payment.FieldECI:               "eci_value",
-	payment.FieldChecksPerformed:   "checks_performed",
-	payment.FieldIIN:               "iin",
-	payment.FieldLast4:             "display_last4",
-	payment.FieldCryptogram:        "cryptogram",
-	payment.FieldBrand:             "display_brand",
-	payment.FieldWalletType:        "display_wallet_type",
-	payment.FieldMetadata:          "metadata",
-	payment.FieldAllowance:         "allowance",
-	payment.FieldReason:            "reason",
-	payment.FieldMaxAmount:         "max_amount",
-	payment.FieldCheckoutSessionID: "checkout_session_id",
-	payment.FieldMerchantID:        "merchant_id",
-	payment.FieldExpiresAt:         "expires_at",
-	payment.FieldRiskSignals:       "risk_signals",
-	payment.FieldRiskType:          "type",
-	payment.FieldRiskAction:        "action",
-}
+}, wire.DelegateNames)
 
 // parentNames are the keys that depend on the parent: a buyer's full name is full_name
 // where an address's or a contact's is name.
@@ -89,25 +61,11 @@ var parentNames = map[[2]checkout.FieldName]string{
 // Field. A name missing from the table also gives "": no param is better than a wrong
 // one, and TestWireNamesKnowEveryName keeps the table complete.
 func pathOf(f checkout.Field) string {
-	if f.IsZero() {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteByte('$')
-	var parent checkout.FieldName
-	for _, s := range f.Segments() {
-		name, ok := parentNames[[2]checkout.FieldName{parent, s.Name}]
-		if !ok {
-			name, ok = wireNames[s.Name]
+	return wire.Path(f, func(parent, n checkout.FieldName) (string, bool) {
+		if name, ok := parentNames[[2]checkout.FieldName{parent, n}]; ok {
+			return name, true
 		}
-		if !ok {
-			return ""
-		}
-		b.WriteString("." + name)
-		if s.Indexed {
-			b.WriteString("[" + strconv.Itoa(s.Index) + "]")
-		}
-		parent = s.Name
-	}
-	return b.String()
+		name, ok := wireNames[n]
+		return name, ok
+	})
 }

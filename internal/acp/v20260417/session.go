@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -93,17 +93,14 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 		if it.ID == nil {
 			return nil, acp.InvalidRequest("missing", "Line item id is required.", fmt.Sprintf("$.line_items[%d].id", i))
 		}
-		q := int64(1)
+		q := 1
 		if it.Quantity != nil {
 			var err error
-			q, err = strconv.ParseInt(string(it.Quantity), 10, 32)
-			if err != nil || q < 1 || q > checkout.MaxQuantity {
-				return nil, acp.InvalidRequest("invalid",
-					fmt.Sprintf("Quantity must be a whole number from 1 to %d.", checkout.MaxQuantity),
-					fmt.Sprintf("$.line_items[%d].quantity", i))
+			if q, err = wire.Quantity(it.Quantity, fmt.Sprintf("$.line_items[%d].quantity", i)); err != nil {
+				return nil, err
 			}
 		}
-		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: int(q)}
+		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: q}
 	}
 	return out, nil
 }
