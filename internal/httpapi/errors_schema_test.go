@@ -75,7 +75,7 @@ func TestDelegatePaymentErrorsMatchTheSpecEnums(t *testing.T) {
 		{name: "wrong content type", body: `{}`, headers: []string{"Content-Type", "text/plain"}, status: 415, code: "invalid_card", reason: "(reason: unsupported_media_type)"},
 		{name: "body too large", body: `{"metadata":{"k":"` + strings.Repeat("a", 2<<20) + `"}}`, status: 413, code: "invalid_card", reason: "(reason: request_too_large)"},
 		{name: "unsupported API-Version", body: valid(), headers: []string{"API-Version", "2099-01-01"}, status: 400, code: "invalid_card",
-			reason: "Supported versions: 2025-09-29. (reason: unsupported_api_version)"},
+			reason: "Supported versions: 2026-04-17, 2025-09-29. (reason: unsupported_api_version)"},
 		{name: "wrong method", method: http.MethodGet, status: 405, code: "invalid_card", reason: "(reason: method_not_allowed)"},
 		{name: "conflicting idempotency key", body: valid(), headers: []string{"Idempotency-Key", "idem-delegate-conflict"},
 			prep: func(e *testEnv) {
@@ -128,7 +128,7 @@ func TestCheckoutErrorsMatchTheSpec(t *testing.T) {
 		{name: "wrong content type", path: "/checkout_sessions", body: create, headers: []string{"Content-Type", "text/plain"}, status: 415, code: "unsupported_media_type"},
 		{name: "body too large", path: "/checkout_sessions", body: `{"items":[],"x":"` + strings.Repeat("a", 2<<20) + `"}`, status: 413, code: "request_too_large"},
 		{name: "unsupported API-Version", path: "/checkout_sessions", body: create, headers: []string{"API-Version", "2099-01-01"}, status: 400,
-			code: "unsupported_api_version", reason: "Supported versions: 2025-09-29."},
+			code: "unsupported_api_version", reason: "Supported versions: 2026-04-17, 2025-09-29."},
 		{name: "idempotency conflict", path: "/checkout_sessions", body: create, headers: []string{"Idempotency-Key", "idem-checkout-conflict"},
 			prep: func(e *testEnv) {
 				e.mustSession(e.do(http.MethodPost, "/checkout_sessions", `{"items":[{"id":"item_123","quantity":2}]}`, "Idempotency-Key", "idem-checkout-conflict"), http.StatusCreated)
@@ -163,11 +163,11 @@ func TestUnsupportedVersionNamesTheSupportedOnes(t *testing.T) {
 				code = "invalid_card"
 			}
 			r := e.do(http.MethodPost, path, `{}`, "API-Version", v)
-			m := e.mustDelegateError(r, http.StatusBadRequest, code, "", "Supported versions: 2025-09-29.")
+			m := e.mustDelegateError(r, http.StatusBadRequest, code, "", "Supported versions: 2026-04-17, 2025-09-29.")
 			if _, ok := m["supported_versions"]; ok {
 				t.Errorf("%s %q: supported_versions in a 2025-09-29 Error: %v", path, v, m)
 			}
-			if got := r.header.Get("API-Supported-Versions"); got != "2025-09-29" {
+			if got := r.header.Get("API-Supported-Versions"); got != "2026-04-17, 2025-09-29" {
 				t.Errorf("%s %q: API-Supported-Versions = %q", path, v, got)
 			}
 		}

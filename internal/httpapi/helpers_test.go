@@ -177,9 +177,14 @@ func (e *testEnv) client() *testkit.Client {
 }
 
 // do sends a request; body may be a string (sent as is), nil, or a value to encode.
-// headers are name, value pairs; an empty value removes the header.
+// headers are name, value pairs; an empty value removes the header. A POST in a version
+// that requires an Idempotency-Key gets a fresh one unless headers name the header
+// (with an empty value to send none).
 func (e *testEnv) do(method, path string, body any, headers ...string) response {
 	e.t.Helper()
+	if method == http.MethodPost && e.requiresKey() && !namesHeader(headers, "Idempotency-Key") {
+		headers = append(headers, "Idempotency-Key", newKey())
+	}
 	r, err := e.client().Do(method, path, body, headers...)
 	if err != nil {
 		e.t.Fatal(err)

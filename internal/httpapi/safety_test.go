@@ -1314,7 +1314,7 @@ func TestRequireAPIVersion(t *testing.T) {
 	e := mustEnv(t, func(c *httpapi.Config) { c.RequireAPIVersion = true })
 	r := e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody)
 	m := e.mustError(r, http.StatusBadRequest, "missing_api_version", "")
-	if !strings.Contains(m["message"].(string), "Supported versions: 2025-09-29.") || r.header.Get("API-Supported-Versions") != "2025-09-29" {
+	if !strings.Contains(m["message"].(string), "Supported versions: 2026-04-17, 2025-09-29.") || r.header.Get("API-Supported-Versions") != "2026-04-17, 2025-09-29" {
 		t.Errorf("supported versions not named: %v, API-Supported-Versions %q", m, r.header.Get("API-Supported-Versions"))
 	}
 	e.mustError(e.do(http.MethodGet, "/checkout_sessions/cs_none", nil, "API-Version", "2024-01-01"), http.StatusBadRequest, "unsupported_api_version", "")

@@ -13,7 +13,7 @@ import (
 func TestCreateSessionNotReadyListsWhatIsMissing(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("item_123", 2)})
+		s := e.mustCreate(e.createBody(fields{items: items("item_123", 2)}))
 
 		if s["status"] != "not_ready_for_payment" {
 			t.Errorf("status = %v", s["status"])
@@ -23,27 +23,24 @@ func TestCreateSessionNotReadyListsWhatIsMissing(t *testing.T) {
 		}
 		// Only the address is missing: the first option that can deliver the cart is
 		// pre-selected, and a missing buyer does not hold the session back.
-		want := []string{"missing@$.fulfillment_address"}
+		want := []string{"missing@" + e.param("$.fulfillment_address")}
 		if got := messages(s); !slices.Equal(got, want) {
 			t.Errorf("messages = %v, want %v", got, want)
 		}
-		if s["fulfillment_option_id"] != "standard_shipping" {
-			t.Errorf("fulfillment_option_id = %v, want the first option standard_shipping", s["fulfillment_option_id"])
+		if got := e.selectedOption(s); got != "standard_shipping" {
+			t.Errorf("selected option = %v, want the first option standard_shipping", got)
 		}
 		got := totals(t, s)
 		if got["items_base_amount"] != 3000 || got["subtotal"] != 3000 || got["fulfillment"] != 500 || got["tax"] != 0 || got["total"] != 3500 {
 			t.Errorf("totals = %v", got)
 		}
-		pp := s["payment_provider"].(map[string]any)
-		if pp["provider"] != "stripe" || fmt.Sprint(pp["supported_payment_methods"]) != "[card]" {
-			t.Errorf("payment_provider = %v", pp)
-		}
+		e.checkPayment(t, s)
 		opts := s["fulfillment_options"].([]any)
 		if len(opts) != 2 || opts[0].(map[string]any)["id"] != "standard_shipping" || opts[1].(map[string]any)["id"] != "express_shipping" {
 			t.Fatalf("fulfillment_options = %v", opts)
 		}
 		std := opts[0].(map[string]any)
-		if std["earliest_delivery_time"] == nil || std["latest_delivery_time"] == nil || std["total"].(float64) != 500 {
+		if std["earliest_delivery_time"] == nil || std["latest_delivery_time"] == nil || e.optionTotal(std) != 500 {
 			t.Errorf("standard_shipping = %v", std)
 		}
 	})
@@ -52,25 +49,23 @@ func TestCreateSessionNotReadyListsWhatIsMissing(t *testing.T) {
 func TestWalkThroughReachesReadyForPaymentWithTaxAndShipping(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("item_123", 2, "item_456", 1), "fulfillment_address": address})
+		s := e.mustCreate(e.createBody(fields{items: items("item_123", 2, "item_456", 1), address: address}))
 		id := s["id"].(string)
 
 		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id,
-			map[string]any{"buyer": buyer, "fulfillment_option_id": "standard_shipping"}), http.StatusOK)
+			e.updateBody(fields{buyer: buyer, option: "standard_shipping"})), http.StatusOK)
 		if s["status"] != "ready_for_payment" || len(messages(s)) != 0 {
 			t.Fatalf("status = %v, messages = %v", s["status"], messages(s))
 		}
-		if s["fulfillment_option_id"] != "standard_shipping" {
-			t.Errorf("fulfillment_option_id = %v", s["fulfillment_option_id"])
+		if got := e.selectedOption(s); got != "standard_shipping" {
+			t.Errorf("selected option = %v", got)
 		}
 
 		// CA is 7.25% in the seed: line 1 3000 -> 217.5 rounds half up to 218; line 2 the same.
 		lines := s["line_items"].([]any)
 		wantLines := [][5]float64{{3000, 0, 3000, 218, 3218}, {3000, 0, 3000, 218, 3218}}
 		for i, raw := range lines {
-			l := raw.(map[string]any)
-			got := [5]float64{l["base_amount"].(float64), l["discount"].(float64), l["subtotal"].(float64), l["tax"].(float64), l["total"].(float64)}
-			if got != wantLines[i] {
+			if got := e.lineAmounts(raw.(map[string]any)); got != wantLines[i] {
 				t.Errorf("line %d amounts = %v, want %v", i, got, wantLines[i])
 			}
 		}
@@ -80,7 +75,7 @@ func TestWalkThroughReachesReadyForPaymentWithTaxAndShipping(t *testing.T) {
 		}
 
 		// Express is 1500; the total follows the option.
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "express_shipping"}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{option: "express_shipping"})), http.StatusOK)
 		if got := totals(t, s); got["fulfillment"] != 1500 || got["total"] != 7936 {
 			t.Errorf("express totals = %v", got)
 		}
@@ -108,7 +103,7 @@ func TestTaxFallsBackToCountryRateAndRegionIsCaseInsensitive(t *testing.T) {
 				addr[k] = v
 			}
 			addr["state"] = tc.state
-			s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": addr})
+			s := e.mustCreate(e.createBody(fields{items: items("item_123", 1), address: addr}))
 			if got := totals(t, s)["tax"]; got != tc.wantTax {
 				t.Errorf("state %s: tax = %d, want %d", tc.state, got, tc.wantTax)
 			}
@@ -119,16 +114,17 @@ func TestTaxFallsBackToCountryRateAndRegionIsCaseInsensitive(t *testing.T) {
 func TestDigitalGoodsNeedNoAddress(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("ebook_001", 1)})
+		s := e.mustCreate(e.createBody(fields{items: items("ebook_001", 1)}))
 		opts := s["fulfillment_options"].([]any)
 		if len(opts) != 1 || opts[0].(map[string]any)["type"] != "digital" {
 			t.Fatalf("options = %v", opts)
 		}
 		// No address, no buyer: the digital option is pre-selected and the session is ready.
-		if s["status"] != "ready_for_payment" || s["fulfillment_option_id"] != "digital" || len(messages(s)) != 0 {
-			t.Errorf("status = %v, option = %v, messages = %v", s["status"], s["fulfillment_option_id"], messages(s))
+		if s["status"] != "ready_for_payment" || e.selectedOption(s) != "digital" || len(messages(s)) != 0 {
+			t.Errorf("status = %v, option = %v, messages = %v", s["status"], e.selectedOption(s), messages(s))
 		}
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+s["id"].(string), map[string]any{"fulfillment_option_id": "digital"}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+s["id"].(string),
+			e.updateBody(fields{items: items("ebook_001", 1), option: "digital"})), http.StatusOK)
 		if s["status"] != "ready_for_payment" {
 			t.Errorf("status = %v, messages = %v", s["status"], messages(s))
 		}
@@ -141,33 +137,33 @@ func TestDigitalGoodsNeedNoAddress(t *testing.T) {
 func TestChangingItemsReselectsWhenTheOptionNoLongerFits(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address, "buyer": buyer})
+		s := e.mustCreate(e.createBody(fields{items: items("item_123", 1), address: address, buyer: buyer}))
 		id := s["id"].(string)
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "express_shipping"}), http.StatusOK)
-		if s["fulfillment_option_id"] != "express_shipping" {
-			t.Fatalf("express shipping was not chosen: %v, messages = %v", s["fulfillment_option_id"], messages(s))
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{option: "express_shipping"})), http.StatusOK)
+		if e.selectedOption(s) != "express_shipping" {
+			t.Fatalf("express shipping was not chosen: %v, messages = %v", e.selectedOption(s), messages(s))
 		}
 
 		// Only digital goods now: express shipping no longer applies, the first option
 		// that can deliver the cart is selected instead, and GET shows the same.
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"items": items("ebook_001", 1)}), http.StatusOK)
-		if s["fulfillment_option_id"] != "digital" || s["status"] != "ready_for_payment" || len(messages(s)) != 0 {
-			t.Errorf("option = %v, status = %v, messages = %v", s["fulfillment_option_id"], s["status"], messages(s))
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{items: items("ebook_001", 1)})), http.StatusOK)
+		if e.selectedOption(s) != "digital" || s["status"] != "ready_for_payment" || len(messages(s)) != 0 {
+			t.Errorf("option = %v, status = %v, messages = %v", e.selectedOption(s), s["status"], messages(s))
 		}
-		if g := e.mustSession(e.do(http.MethodGet, "/checkout_sessions/"+id, nil), http.StatusOK); g["fulfillment_option_id"] != "digital" {
-			t.Errorf("GET option = %v", g["fulfillment_option_id"])
+		if g := e.mustSession(e.do(http.MethodGet, "/checkout_sessions/"+id, nil), http.StatusOK); e.selectedOption(g) != "digital" {
+			t.Errorf("GET option = %v", e.selectedOption(g))
 		}
 
 		lineID := s["line_items"].([]any)[0].(map[string]any)["id"]
 
 		// A hoodie joins the e-book: the e-book keeps its line id, the hoodie gets a new one,
 		// and shipping is needed again.
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"items": items("item_456", 1, "ebook_001", 3)}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{items: items("item_456", 1, "ebook_001", 3)})), http.StatusOK)
 		lines := s["line_items"].([]any)
 		if len(lines) != 2 || lines[1].(map[string]any)["id"] != lineID || lines[0].(map[string]any)["id"] == lineID {
 			t.Errorf("line ids = %v (e-book was %v)", lines, lineID)
 		}
-		if s["fulfillment_option_id"] != "standard_shipping" || s["status"] != "ready_for_payment" {
+		if e.selectedOption(s) != "standard_shipping" || s["status"] != "ready_for_payment" {
 			t.Errorf("status = %v, messages = %v", s["status"], messages(s))
 		}
 	})
@@ -176,9 +172,9 @@ func TestChangingItemsReselectsWhenTheOptionNoLongerFits(t *testing.T) {
 func TestUnavailableAndLowStockItemsAreOutOfStock(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("item_123", 1, "item_789", 1), "fulfillment_address": address, "buyer": buyer})
+		s := e.mustCreate(e.createBody(fields{items: items("item_123", 1, "item_789", 1), address: address, buyer: buyer}))
 		id := s["id"].(string)
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "standard_shipping"}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{option: "standard_shipping"})), http.StatusOK)
 		if s["status"] != "not_ready_for_payment" || !slices.Equal(messages(s), []string{"out_of_stock@$.line_items[1]"}) {
 			t.Errorf("status = %v, messages = %v", s["status"], messages(s))
 		}
@@ -187,11 +183,11 @@ func TestUnavailableAndLowStockItemsAreOutOfStock(t *testing.T) {
 		if _, err := e.pool.Exec(context.Background(), `UPDATE variants SET stock_quantity = 2 WHERE id = 'item_123'`); err != nil {
 			t.Fatal(err)
 		}
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"items": items("item_123", 3)}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{items: items("item_123", 3)})), http.StatusOK)
 		if s["status"] != "not_ready_for_payment" || !slices.Equal(messages(s), []string{"out_of_stock@$.line_items[0]"}) {
 			t.Errorf("status = %v, messages = %v", s["status"], messages(s))
 		}
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"items": items("item_123", 2)}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{items: items("item_123", 2)})), http.StatusOK)
 		if s["status"] != "ready_for_payment" {
 			t.Errorf("status = %v, messages = %v", s["status"], messages(s))
 		}
@@ -210,46 +206,62 @@ func TestUnavailableAndLowStockItemsAreOutOfStock(t *testing.T) {
 func TestCreateAndUpdateRefuseBadInput(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("item_123", 1)})
+		s := e.mustCreate(e.createBody(fields{items: items("item_123", 1)}))
 		id := s["id"].(string)
+		create := e.rawCreate
+		one := `[{"id":"item_123","quantity":1}]`
+		addr := func(a string) string { return e.rawAddress(a) }
 
-		cases := []struct {
+		type badInput struct {
 			name, path, body string
 			status           int
 			code, param      string
-		}{
-			{"unknown item", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":1},{"id":"nope","quantity":1}]}`, 400, "invalid_item_id", "$.items[1].id"},
-			{"no items", "/checkout_sessions", `{"buyer":{"first_name":"a","last_name":"b","email":"a@b.co"}}`, 400, "missing", "$.items"},
-			{"empty items", "/checkout_sessions", `{"items":[]}`, 400, "invalid", "$.items"},
-			{"zero quantity", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":0}]}`, 400, "invalid", "$.items[0].quantity"},
-			{"negative quantity", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":-1}]}`, 400, "invalid", "$.items[0].quantity"},
-			{"fractional quantity", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":2.5}]}`, 400, "invalid", "$.items[0].quantity"},
-			{"string quantity", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":"2"}]}`, 400, "invalid", "$.items[0].quantity"},
-			{"huge quantity", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":10001}]}`, 400, "invalid", "$.items[0].quantity"},
-			{"missing quantity", "/checkout_sessions", `{"items":[{"id":"item_123"}]}`, 400, "missing", "$.items[0].quantity"},
-			{"missing id", "/checkout_sessions", `{"items":[{"quantity":1}]}`, 400, "missing", "$.items[0].id"},
-			{"duplicate item", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":1},{"id":"item_123","quantity":1}]}`, 400, "invalid", "$.items[1].id"},
-			{"mixed currencies", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":1},{"id":"mug_eur","quantity":1}]}`, 400, "currency_mismatch", "$.items[1].id"},
-			{"unknown field", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":1}],"coupon":"X"}`, 400, "unknown_field", "$.coupon"},
-			{"unknown nested field", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":1,"color":"red"}]}`, 400, "unknown_field", "$.items[0].color"},
-			{"wrong type", "/checkout_sessions", `{"items":"item_123"}`, 400, "invalid_type", "$.items"},
-			{"trailing data", "/checkout_sessions", `{"items":[{"id":"item_123","quantity":1}]} {}`, 400, "invalid_json", ""},
+		}
+		cases := []badInput{
+			{"unknown item", "/checkout_sessions", create(`[{"id":"item_123","quantity":1},{"id":"nope","quantity":1}]`, ""), 400, "invalid_item_id", "$.items[1].id"},
+			{"empty items", "/checkout_sessions", create(`[]`, ""), 400, "invalid", "$.items"},
+			{"zero quantity", "/checkout_sessions", create(`[{"id":"item_123","quantity":0}]`, ""), 400, "invalid", "$.items[0].quantity"},
+			{"negative quantity", "/checkout_sessions", create(`[{"id":"item_123","quantity":-1}]`, ""), 400, "invalid", "$.items[0].quantity"},
+			{"fractional quantity", "/checkout_sessions", create(`[{"id":"item_123","quantity":2.5}]`, ""), 400, "invalid", "$.items[0].quantity"},
+			{"string quantity", "/checkout_sessions", create(`[{"id":"item_123","quantity":"2"}]`, ""), 400, "invalid", "$.items[0].quantity"},
+			{"huge quantity", "/checkout_sessions", create(`[{"id":"item_123","quantity":10001}]`, ""), 400, "invalid", "$.items[0].quantity"},
+			{"missing id", "/checkout_sessions", create(`[{"quantity":1}]`, ""), 400, "missing", "$.items[0].id"},
+			{"duplicate item", "/checkout_sessions", create(`[{"id":"item_123","quantity":1},{"id":"item_123","quantity":1}]`, ""), 400, "invalid", "$.items[1].id"},
+			{"mixed currencies", "/checkout_sessions", create(`[{"id":"item_123","quantity":1},{"id":"mug_eur","quantity":1}]`, ""), 400, "currency_mismatch", "$.items[1].id"},
+			{"unknown field", "/checkout_sessions", create(one, `,"coupon":"X"`), 400, "unknown_field", "$.coupon"},
+			{"unknown nested field", "/checkout_sessions", create(`[{"id":"item_123","quantity":1,"color":"red"}]`, ""), 400, "unknown_field", "$.items[0].color"},
+			{"wrong type", "/checkout_sessions", create(`"item_123"`, ""), 400, "invalid_type", "$.items"},
+			{"trailing data", "/checkout_sessions", create(one, "") + ` {}`, 400, "invalid_json", ""},
 			{"not JSON", "/checkout_sessions", `{"items":`, 400, "invalid_json", ""},
 			{"array body", "/checkout_sessions", `[]`, 400, "invalid_type", ""},
 			{"empty body", "/checkout_sessions", ``, 400, "missing_body", ""},
 			{"bad email", "/checkout_sessions/" + id, `{"buyer":{"first_name":"A","last_name":"B","email":"not-an-email"}}`, 400, "invalid", "$.buyer.email"},
-			{"empty first name", "/checkout_sessions/" + id, `{"buyer":{"first_name":" ","last_name":"B","email":"a@b.co"}}`, 400, "invalid", "$.buyer.first_name"},
-			{"address without city", "/checkout_sessions/" + id, `{"fulfillment_address":{"name":"A","line_one":"1 St","state":"CA","country":"US","postal_code":"1"}}`, 400, "invalid", "$.fulfillment_address.city"},
-			{"bad country", "/checkout_sessions/" + id, `{"fulfillment_address":{"name":"A","line_one":"1 St","city":"X","state":"CA","country":"USA","postal_code":"1"}}`, 400, "invalid", "$.fulfillment_address.country"},
-			{"unknown option", "/checkout_sessions/" + id, `{"fulfillment_option_id":"teleport"}`, 400, "invalid_fulfillment_option", "$.fulfillment_option_id"},
-			{"option for other goods", "/checkout_sessions/" + id, `{"fulfillment_option_id":"digital"}`, 400, "invalid_fulfillment_option", "$.fulfillment_option_id"},
+			{"address without city", "/checkout_sessions/" + id, addr(`{"name":"A","line_one":"1 St","state":"CA","country":"US","postal_code":"1"}`), 400, "invalid", "$.fulfillment_address.city"},
+			{"bad country", "/checkout_sessions/" + id, addr(`{"name":"A","line_one":"1 St","city":"X","state":"CA","country":"USA","postal_code":"1"}`), 400, "invalid", "$.fulfillment_address.country"},
+			{"unknown option", "/checkout_sessions/" + id, e.rawOption("teleport"), 400, "invalid_fulfillment_option", "$.fulfillment_option_id"},
+			{"option for other goods", "/checkout_sessions/" + id, e.rawOption("digital"), 400, "invalid_fulfillment_option", "$.fulfillment_option_id"},
 			{"update unknown field", "/checkout_sessions/" + id, `{"status":"completed"}`, 400, "unknown_field", "$.status"},
+		}
+		// What differs between the versions beyond their shapes.
+		if e.is0417() {
+			cases = append(cases,
+				badInput{"no items", "/checkout_sessions", `{"currency":"usd","capabilities":{}}`, 400, "missing", "$.items"},
+				badInput{"no currency", "/checkout_sessions", `{"line_items":` + one + `,"capabilities":{}}`, 400, "missing", "$.currency"},
+				badInput{"other currency", "/checkout_sessions", `{"line_items":` + one + `,"currency":"eur","capabilities":{}}`, 400, "currency_mismatch", "$.currency"},
+				badInput{"items cleared", "/checkout_sessions/" + id, `{"line_items":null}`, 400, "invalid", "$.items"},
+			)
+		} else {
+			cases = append(cases,
+				badInput{"no items", "/checkout_sessions", `{"buyer":{"first_name":"a","last_name":"b","email":"a@b.co"}}`, 400, "missing", "$.items"},
+				// 2026-04-17 defaults a missing quantity to 1 (checklist I-09).
+				badInput{"missing quantity", "/checkout_sessions", `{"items":[{"id":"item_123"}]}`, 400, "missing", "$.items[0].quantity"},
+			)
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				e := *e
 				e.t = t
-				e.mustError(e.do(http.MethodPost, tc.path, tc.body), tc.status, tc.code, tc.param)
+				e.mustError(e.do(http.MethodPost, tc.path, tc.body), tc.status, tc.code, e.param(tc.param))
 			})
 		}
 
@@ -258,8 +270,8 @@ func TestCreateAndUpdateRefuseBadInput(t *testing.T) {
 		if _, ok := after["buyer"]; ok {
 			t.Errorf("a refused update left a buyer: %v", after["buyer"])
 		}
-		if _, ok := after["fulfillment_address"]; ok {
-			t.Errorf("a refused update left an address: %v", after["fulfillment_address"])
+		if a := e.address(after); a != nil {
+			t.Errorf("a refused update left an address: %v", a)
 		}
 		var sessions int
 		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM checkout_sessions`).Scan(&sessions); err != nil || sessions != 1 {
@@ -311,7 +323,7 @@ func TestAPIVersionAndEchoedHeaders(t *testing.T) {
 
 	r = e.do(http.MethodPost, "/checkout_sessions", body, "API-Version", "2099-01-01", "Request-Id", "req-2", "Idempotency-Key", "idem-2")
 	m := e.mustError(r, http.StatusBadRequest, "unsupported_api_version", "")
-	if !strings.Contains(m["message"].(string), "Supported versions: 2025-09-29.") || m["type"] != "invalid_request" {
+	if !strings.Contains(m["message"].(string), "Supported versions: 2026-04-17, 2025-09-29.") || m["type"] != "invalid_request" {
 		t.Errorf("error = %v", m)
 	}
 	if r.header.Get("Request-Id") != "req-2" || r.header.Get("Idempotency-Key") != "idem-2" {
@@ -332,7 +344,7 @@ func TestStatusMachine(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
 		newSession := func() string {
-			s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address, "buyer": buyer})
+			s := e.mustCreate(e.createBody(fields{items: items("item_123", 1), address: address, buyer: buyer}))
 			return s["id"].(string)
 		}
 
@@ -358,7 +370,7 @@ func TestStatusMachine(t *testing.T) {
 
 		// ready -> canceled, with a JSON body as newer clients send (intent_trace).
 		id = newSession()
-		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, map[string]any{"fulfillment_option_id": "standard_shipping"}), http.StatusOK)
+		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{option: "standard_shipping"})), http.StatusOK)
 		if s["status"] != "ready_for_payment" {
 			t.Fatalf("status = %v", s["status"])
 		}
@@ -386,16 +398,16 @@ func TestStatusMachine(t *testing.T) {
 func TestConcurrentUpdatesOfOneSessionStayConsistent(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
-		s := e.mustCreate(map[string]any{"items": items("item_123", 1), "fulfillment_address": address})
+		s := e.mustCreate(e.createBody(fields{items: items("item_123", 1), address: address}))
 		id := s["id"].(string)
 
 		const writers = 20
 		var wg sync.WaitGroup
 		for i := range writers {
 			wg.Go(func() {
-				body := map[string]any{"items": items("item_123", i+1, "item_456", writers-i)}
+				body := e.updateBody(fields{items: items("item_123", i+1, "item_456", writers-i)})
 				if i%2 == 0 {
-					body = map[string]any{"items": items("item_456", i+1), "fulfillment_option_id": "standard_shipping"}
+					body = e.updateBody(fields{items: items("item_456", i+1), option: "standard_shipping"})
 				}
 				r := e.do(http.MethodPost, "/checkout_sessions/"+id, body)
 				if r.status != http.StatusOK {
@@ -410,7 +422,7 @@ func TestConcurrentUpdatesOfOneSessionStayConsistent(t *testing.T) {
 		// agree with them.
 		var sum int64
 		for _, raw := range g["line_items"].([]any) {
-			sum += int64(raw.(map[string]any)["total"].(float64))
+			sum += int64(e.lineAmounts(raw.(map[string]any))[4])
 		}
 		tot := totals(t, g)
 		if tot["total"] != sum+tot["fulfillment"] {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/v20250929"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/v20260417"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
@@ -49,6 +50,7 @@ type Link = acp.Link
 // versions is the version table: the API-Version header value → its wire format.
 var versions = map[string]API{
 	v20250929.Version: v20250929.API{},
+	v20260417.Version: v20260417.API{},
 }
 
 // supportedVersions lists the API-Version values of the table, newest first (the order

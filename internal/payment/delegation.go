@@ -57,6 +57,26 @@ type Delegation struct {
 	BillingAddress *BillingAddress
 	RiskSignals    []RiskSignal
 	Metadata       map[string]string
+	// Rules are the limits of the API version the delegation came in, where versions
+	// differ; the zero value is 2025-09-29's.
+	Rules Rules
+}
+
+// Rules are the delegation limits that differ between API versions.
+type Rules struct {
+	// EmptyRiskSignals accepts risk_signals: [] (2026-04-17's schema; 2025-09-29 asks for
+	// at least one, checklist I-11).
+	EmptyRiskSignals bool
+	// MaxIINDigits bounds iin: 0 means 6 (2025-09-29), 2026-04-17 allows 8 (I-02).
+	MaxIINDigits int
+}
+
+// maxIIN is the longest iin r allows.
+func (r Rules) maxIIN() int {
+	if r.MaxIINDigits == 0 {
+		return 6
+	}
+	return r.MaxIINDigits
 }
 
 // BillingAddress is the card's billing address (the Delegate Payment Address, which has
@@ -165,7 +185,7 @@ func invalid(code string, at checkout.Field, format string, args ...any) error {
 // Validate checks the delegation at time now. Messages never repeat the card number or
 // the CVC.
 func (d *Delegation) Validate(now time.Time) error {
-	if err := d.Card.validate(now); err != nil {
+	if err := d.Card.validate(now, d.Rules.maxIIN()); err != nil {
 		return err
 	}
 	if err := validMetadata(checkout.At(FieldCard).Child(FieldMetadata), d.Card.Metadata); err != nil {
@@ -180,7 +200,7 @@ func (d *Delegation) Validate(now time.Time) error {
 		}
 	}
 	signals := checkout.At(FieldRiskSignals)
-	if len(d.RiskSignals) == 0 {
+	if len(d.RiskSignals) == 0 && !d.Rules.EmptyRiskSignals {
 		return invalid(CodeInvalidRequest, signals, "risk_signals must hold at least one signal.")
 	}
 	if len(d.RiskSignals) > maxRiskSignals {
@@ -245,7 +265,7 @@ func tooLong(code string, p checkout.Field, fields ...textField) error {
 	return nil
 }
 
-func (c *Card) validate(now time.Time) error {
+func (c *Card) validate(now time.Time, maxIIN int) error {
 	p := checkout.At(FieldCard)
 	if err := tooLong(CodeInvalidCard, p, textField{checkout.FieldFullName, "name", c.Name, maxCardTextLen},
 		textField{FieldCryptogram, "cryptogram", c.Cryptogram, maxCardTextLen},
@@ -305,8 +325,8 @@ func (c *Card) validate(now time.Time) error {
 			return invalid(CodeInvalidCard, p.Child(FieldChecksPerformed).Index(i), "checks_performed holds avs, cvv, ani or auth0.")
 		}
 	}
-	if c.IIN != "" && (!allDigits(c.IIN) || len(c.IIN) > 6 || !strings.HasPrefix(c.Number, c.IIN)) {
-		return invalid(CodeInvalidCard, p.Child(FieldIIN), "iin must be up to 6 digits that begin the card number.")
+	if c.IIN != "" && (!allDigits(c.IIN) || len(c.IIN) > maxIIN || !strings.HasPrefix(c.Number, c.IIN)) {
+		return invalid(CodeInvalidCard, p.Child(FieldIIN), "iin must be up to %d digits that begin the card number.", maxIIN)
 	}
 	if c.Last4 != "" && c.Last4 != c.Number[len(c.Number)-4:] {
 		return invalid(CodeInvalidCard, p.Child(FieldLast4), "display_last4 does not match the card number.")

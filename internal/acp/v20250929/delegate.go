@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
@@ -114,16 +115,8 @@ func (r *delegateRequest) domain() (*payment.Delegation, error) {
 	return d, nil
 }
 
-// encodeToken answers with the token id and the request metadata merged
-// with the correlation data the spec asks to echo (merchant_id, idempotency_key).
+// encodeToken answers with the token id and the request metadata merged with the
+// correlation data the spec asks to echo (merchant_id, idempotency_key).
 func encodeToken(t payment.Token, idempotencyKey string) delegateResponse {
-	md := make(map[string]string, len(t.Metadata)+2)
-	for k, v := range t.Metadata {
-		md[k] = v
-	}
-	md["merchant_id"] = t.Allowance.MerchantID
-	if idempotencyKey != "" {
-		md["idempotency_key"] = idempotencyKey
-	}
-	return delegateResponse{ID: t.ID, Created: t.Created, Metadata: md}
+	return delegateResponse{ID: t.ID, Created: t.Created, Metadata: wire.TokenMetadata(t, idempotencyKey)}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -58,27 +59,6 @@ func errorMessage(e *acp.Error) string {
 	return e.Message + " Supported versions: " + strings.Join(e.SupportedVersions, ", ") + "."
 }
 
-// kindStatus is the one table from domain error kinds to HTTP statuses and ACP types.
-var kindStatus = map[checkout.Kind]struct {
-	status  int
-	errType string
-}{
-	checkout.KindInvalid:     {http.StatusBadRequest, acp.TypeInvalidRequest},
-	checkout.KindNotFound:    {http.StatusNotFound, acp.TypeInvalidRequest},
-	checkout.KindNotAllowed:  {http.StatusMethodNotAllowed, acp.TypeInvalidRequest},
-	checkout.KindUnavailable: {http.StatusServiceUnavailable, acp.TypeServiceUnavailable},
-	checkout.KindInternal:    {http.StatusInternalServerError, acp.TypeProcessingError},
-	checkout.KindConflict:    {http.StatusConflict, acp.TypeInvalidRequest},
-	checkout.KindDeclined:    {http.StatusBadRequest, acp.TypeProcessingError},
-}
-
-// DomainError renders a domain error: its kind gives the status and type, its field the
-// 2025-09-29 JSONPath in param. The caller keeps KindInternal errors to itself (a
-// generic 500); this renders them too, so the table is total.
-func (API) DomainError(de *checkout.Error) *acp.Error {
-	m, ok := kindStatus[de.Kind]
-	if !ok {
-		m = kindStatus[checkout.KindInternal]
-	}
-	return acp.NewError(m.status, m.errType, de.Code, de.Message, pathOf(de.Field))
-}
+// DomainError renders a domain error: its kind gives the status and type (the table
+// every version shares), its field the 2025-09-29 JSONPath in param.
+func (API) DomainError(de *checkout.Error) *acp.Error { return wire.DomainError(de, pathOf(de.Field)) }

@@ -1,11 +1,8 @@
 package v20250929
 
 import (
-	"strconv"
-	"strings"
-
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // This file is how 2025-09-29 names the fields the domain's errors and messages point
@@ -16,8 +13,9 @@ import (
 // wireNames is the 2025-09-29 JSON key of each domain field name. A name shared by
 // several parents (an address's city, a card's or an address's name) has one key here,
 // as 2025-09-29 spells it the same under every parent. The order and refund fields are
-// the admin API's; it is not versioned and renders them through this table too.
-var wireNames = map[checkout.FieldName]string{
+// the admin API's; it is not versioned and renders them through this table too. The
+// delegate_payment names are every version's (wire.DelegateNames).
+var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldItems:              "items",
 	checkout.FieldID:                 "id",
 	checkout.FieldQuantity:           "quantity",
@@ -43,53 +41,14 @@ var wireNames = map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:        "status",
 	checkout.FieldRefundType:         "type",
 	checkout.FieldRefundAmount:       "amount",
-
-	payment.FieldCard:              "payment_method",
-	payment.FieldCardType:          "type",
-	payment.FieldNumberType:        "card_number_type",
-	payment.FieldNumber:            "number",
-	payment.FieldFundingType:       "display_card_funding_type",
-	payment.FieldExpMonth:          "exp_month",
-	payment.FieldExpYear:           "exp_year",
-	payment.FieldCVC:               "cvc",
-	payment.FieldECI:               "eci_value",
-	payment.FieldChecksPerformed:   "checks_performed",
-	payment.FieldIIN:               "iin",
-	payment.FieldLast4:             "display_last4",
-	payment.FieldCryptogram:        "cryptogram",
-	payment.FieldBrand:             "display_brand",
-	payment.FieldWalletType:        "display_wallet_type",
-	payment.FieldMetadata:          "metadata",
-	payment.FieldAllowance:         "allowance",
-	payment.FieldReason:            "reason",
-	payment.FieldMaxAmount:         "max_amount",
-	payment.FieldCurrency:          "currency",
-	payment.FieldCheckoutSessionID: "checkout_session_id",
-	payment.FieldMerchantID:        "merchant_id",
-	payment.FieldExpiresAt:         "expires_at",
-	payment.FieldRiskSignals:       "risk_signals",
-	payment.FieldRiskType:          "type",
-	payment.FieldRiskAction:        "action",
-}
+}, wire.DelegateNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
 // zero Field. A name missing from the table also gives "": no param is better than a
 // wrong one, and TestPathOf lists every name so none goes missing unnoticed.
 func pathOf(f checkout.Field) string {
-	if f.IsZero() {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteByte('$')
-	for _, s := range f.Segments() {
-		name, ok := wireNames[s.Name]
-		if !ok {
-			return ""
-		}
-		b.WriteString("." + name)
-		if s.Indexed {
-			b.WriteString("[" + strconv.Itoa(s.Index) + "]")
-		}
-	}
-	return b.String()
+	return wire.Path(f, func(_, n checkout.FieldName) (string, bool) {
+		name, ok := wireNames[n]
+		return name, ok
+	})
 }

@@ -3,11 +3,11 @@ package v20250929
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
@@ -141,13 +141,11 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 		if it.Quantity == nil || string(it.Quantity) == "null" {
 			return nil, acp.InvalidRequest("missing", "Item quantity is required.", fmt.Sprintf("$.items[%d].quantity", i))
 		}
-		q, err := strconv.ParseInt(string(it.Quantity), 10, 32)
-		if err != nil || q < 1 || q > checkout.MaxQuantity {
-			return nil, acp.InvalidRequest("invalid",
-				fmt.Sprintf("Quantity must be a whole number from 1 to %d.", checkout.MaxQuantity),
-				fmt.Sprintf("$.items[%d].quantity", i))
+		q, err := wire.Quantity(it.Quantity, fmt.Sprintf("$.items[%d].quantity", i))
+		if err != nil {
+			return nil, err
 		}
-		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: int(q)}
+		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: q}
 	}
 	return out, nil
 }
@@ -306,17 +304,8 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 	if v.Order != nil {
 		out.Order = &order{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}
 	}
-	t := q.Totals
-	out.Totals = append(out.Totals, total{"items_base_amount", "Item(s) total", t.ItemsBaseAmount})
-	if t.ItemsDiscount != 0 {
-		out.Totals = append(out.Totals, total{"items_discount", "Discount", t.ItemsDiscount})
+	for _, e := range q.Totals.Entries() {
+		out.Totals = append(out.Totals, total{e.Type, e.DisplayText, e.Amount})
 	}
-	out.Totals = append(out.Totals, total{"subtotal", "Subtotal", t.Subtotal})
-	if t.FulfillmentSelected {
-		out.Totals = append(out.Totals, total{"fulfillment", "Fulfillment", t.Fulfillment})
-	}
-	out.Totals = append(out.Totals,
-		total{"tax", "Tax", t.Tax},
-		total{"total", "Total", t.Total})
 	return out
 }

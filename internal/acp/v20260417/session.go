@@ -1,0 +1,500 @@
+package v20260417
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/wire"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// The 2026-04-17 checkout requests, decoded into checkout.Changes and
+// checkout.Completion. The request structs are written by hand where the generated
+// ones cannot tell an absent required field from an empty one (they are plain strings),
+// or where the generated type decodes a union itself and so lets unknown keys through
+// (PaymentData, AffiliateAttribution, Capabilities.extensions); the nested objects with
+// no such problem are the generated types. Every body is decoded by acp.DecodeStrict.
+//
+// Several fields are accepted, shape-checked and not acted on yet: order_notes,
+// discounts, coupons, fulfillment_groups, quote_id, affiliate_attribution (create and
+// complete), and on complete authentication_result, risk_signals and
+// marketing_consents. Discounts, attribution, consents and 3-D Secure come with the
+// commerce depth work; until then they change nothing, which each field allows.
+
+// buyer is the 2026-04-17 Buyer: only the email address is required. The account,
+// company, loyalty and tax-exemption details are accepted and not kept.
+type buyer struct {
+	Email                *string                    `json:"email"`
+	FirstName            *string                    `json:"first_name"`
+	LastName             *string                    `json:"last_name"`
+	FullName             *string                    `json:"full_name"`
+	PhoneNumber          *string                    `json:"phone_number"`
+	CustomerID           *string                    `json:"customer_id"`
+	AccountType          *BuyerAccountType          `json:"account_type"`
+	AuthenticationStatus *BuyerAuthenticationStatus `json:"authentication_status"`
+	Company              *CompanyInfo               `json:"company"`
+	Loyalty              *LoyaltyInfo               `json:"loyalty"`
+	TaxExemption         *TaxExemption              `json:"tax_exemption"`
+}
+
+func (b *buyer) domain(at string) (*checkout.Buyer, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if b.Email == nil {
+		return nil, acp.InvalidRequest("missing", "buyer.email is required.", at+".email")
+	}
+	if b.AccountType != nil && !b.AccountType.Valid() {
+		return nil, acp.InvalidRequest("invalid", "buyer.account_type must be guest, registered or business.", at+".account_type")
+	}
+	if b.AuthenticationStatus != nil && !b.AuthenticationStatus.Valid() {
+		return nil, acp.InvalidRequest("invalid", "buyer.authentication_status must be authenticated, guest or requires_signin.", at+".authentication_status")
+	}
+	return &checkout.Buyer{
+		FirstName: deref(b.FirstName), LastName: deref(b.LastName), FullName: deref(b.FullName),
+		Email: *b.Email, PhoneNumber: deref(b.PhoneNumber),
+	}, nil
+}
+
+// domainAddress converts a wire address; the domain checks its required parts (an
+// absent one is empty, and refused there with its path).
+func domainAddress(a *Address) *checkout.Address {
+	if a == nil {
+		return nil
+	}
+	return &checkout.Address{
+		Name: a.Name, Company: deref(a.Company), LineOne: a.LineOne, LineTwo: deref(a.LineTwo),
+		City: a.City, State: a.State, Country: a.Country, PostalCode: a.PostalCode,
+	}
+}
+
+// item is a request line item. Quantity is our extension (checklist I-09: no
+// 2026-04-17 request field carries one), kept raw so that "2" and 2.5 get a precise
+// error; name and unit_amount are the agent's view and never price anything (the
+// catalog does).
+type item struct {
+	ID         *string         `json:"id"`
+	Name       *string         `json:"name"`
+	UnitAmount *int64          `json:"unit_amount"`
+	Quantity   json.RawMessage `json:"quantity"`
+}
+
+// decodeItems converts request line items; quantity defaults to 1.
+func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
+	if in == nil {
+		return nil, nil
+	}
+	out := make([]checkout.ItemRequest, len(*in))
+	for i, it := range *in {
+		if it.ID == nil {
+			return nil, acp.InvalidRequest("missing", "Line item id is required.", fmt.Sprintf("$.line_items[%d].id", i))
+		}
+		q := 1
+		if it.Quantity != nil {
+			var err error
+			if q, err = wire.Quantity(it.Quantity, fmt.Sprintf("$.line_items[%d].quantity", i)); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = checkout.ItemRequest{ID: *it.ID, Quantity: q}
+	}
+	return out, nil
+}
+
+// capabilities is what the agent declares on create. Unknown intervention values are
+// ignored (CN-RFC: forward compatibility); payment is the agent's view of handlers and
+// is ignored, the session offers the merchant's.
+type capabilities struct {
+	Payment       *Payment                  `json:"payment"`
+	Interventions *InterventionCapabilities `json:"interventions"`
+	// Extensions are identifiers in a request; [] is accepted (checklist I-14). No
+	// extension is active yet, so none is answered.
+	Extensions *[]string `json:"extensions"`
+}
+
+// interventions lists the agent's supported interventions this server knows, in the
+// agent's order; never nil, so that an agent that supports none is told apart from a
+// session created in 2025-09-29.
+func (c *capabilities) interventions() []string {
+	out := []string{}
+	if c == nil || c.Interventions == nil || c.Interventions.Supported == nil {
+		return out
+	}
+	for _, s := range *c.Interventions.Supported {
+		if s.Valid() {
+			out = append(out, string(s))
+		}
+	}
+	return out
+}
+
+// fulfillmentDetails converts fulfillment_details into the address and the contact.
+func fulfillmentDetails(fd *FulfillmentDetails) (*checkout.Address, *checkout.FulfillmentContact) {
+	if fd == nil {
+		return nil, nil
+	}
+	return domainAddress(fd.Address), &checkout.FulfillmentContact{
+		Name: deref(fd.Name), PhoneNumber: deref(fd.PhoneNumber), Email: deref(fd.Email),
+	}
+}
+
+// affiliateAttribution is checked for the shape AA-RFC asks (provider, and a token or a
+// publisher id; flat metadata) and not kept yet.
+type affiliateAttribution struct {
+	Provider    *string                         `json:"provider"`
+	Token       *string                         `json:"token"`
+	PublisherID *string                         `json:"publisher_id"`
+	CampaignID  *string                         `json:"campaign_id"`
+	CreativeID  *string                         `json:"creative_id"`
+	SubID       *string                         `json:"sub_id"`
+	Source      *AffiliateAttributionSource     `json:"source"`
+	IssuedAt    *string                         `json:"issued_at"`
+	ExpiresAt   *string                         `json:"expires_at"`
+	Touchpoint  *AffiliateAttributionTouchpoint `json:"touchpoint"`
+	Metadata    map[string]any                  `json:"metadata"`
+}
+
+func (a *affiliateAttribution) check(at string) error {
+	if a == nil {
+		return nil
+	}
+	if a.Provider == nil {
+		return acp.InvalidRequest("missing", "affiliate_attribution.provider is required.", at+".provider")
+	}
+	if a.Token == nil && a.PublisherID == nil {
+		return acp.InvalidRequest("missing", "affiliate_attribution needs a token or a publisher_id.", at+".token")
+	}
+	if a.Touchpoint != nil && !a.Touchpoint.Valid() {
+		return acp.InvalidRequest("invalid", "affiliate_attribution.touchpoint must be first or last.", at+".touchpoint")
+	}
+	if a.Source != nil && !a.Source.Type.Valid() {
+		return acp.InvalidRequest("invalid", "affiliate_attribution.source.type must be url, platform or unknown.", at+".source.type")
+	}
+	return flatMetadata(a.Metadata, at+".metadata")
+}
+
+// flatMetadata refuses a metadata object whose values are not strings, numbers or
+// booleans (intent traces and affiliate attribution allow no nesting).
+func flatMetadata(md map[string]any, at string) error {
+	for k, v := range md {
+		switch v.(type) {
+		case string, float64, bool:
+		default:
+			return acp.InvalidRequest("invalid", fmt.Sprintf("metadata value %q must be a string, number or boolean.", k), at)
+		}
+	}
+	return nil
+}
+
+// MaxOrderNotes bounds order_notes, as the JSON Schema does (checklist I-08).
+const MaxOrderNotes = 5000
+
+func checkOrderNotes(notes *string) error {
+	if notes != nil && utf8.RuneCountInString(*notes) > MaxOrderNotes {
+		return acp.InvalidRequest("invalid", fmt.Sprintf("order_notes is at most %d characters.", MaxOrderNotes), "$.order_notes")
+	}
+	return nil
+}
+
+// cartFields are the fields create and update share and this server does not act on
+// yet (see the top of this file).
+type cartFields struct {
+	OrderNotes        *string             `json:"order_notes"`
+	Discounts         *DiscountsRequest   `json:"discounts"`
+	Coupons           *[]string           `json:"coupons"`
+	FulfillmentGroups *[]FulfillmentGroup `json:"fulfillment_groups"`
+}
+
+type createBody struct {
+	LineItems            *[]item               `json:"line_items"`
+	Currency             *string               `json:"currency"`
+	Capabilities         *capabilities         `json:"capabilities"`
+	Buyer                *buyer                `json:"buyer"`
+	FulfillmentDetails   *FulfillmentDetails   `json:"fulfillment_details"`
+	Locale               *string               `json:"locale"`
+	Timezone             *string               `json:"timezone"`
+	Metadata             map[string]any        `json:"metadata"`
+	QuoteID              *string               `json:"quote_id"`
+	AffiliateAttribution *affiliateAttribution `json:"affiliate_attribution"`
+	cartFields
+}
+
+func (c *createBody) domain() (checkout.Changes, error) {
+	// capabilities is required by the schema, but the official multi-item example
+	// omits it; an agent that declares nothing supports no intervention
+	// (docs/decisions.md).
+	if err := acp.RequireFields(
+		acp.Required{Path: "$.line_items", Present: c.LineItems != nil},
+		acp.Required{Path: "$.currency", Present: c.Currency != nil},
+	); err != nil {
+		return checkout.Changes{}, err
+	}
+	if err := c.AffiliateAttribution.check("$.affiliate_attribution"); err != nil {
+		return checkout.Changes{}, err
+	}
+	if err := checkOrderNotes(c.OrderNotes); err != nil {
+		return checkout.Changes{}, err
+	}
+	items, err := decodeItems(c.LineItems)
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	b, err := c.Buyer.domain("$.buyer")
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	addr, contact := fulfillmentDetails(c.FulfillmentDetails)
+	return checkout.Changes{
+		Items: items, Currency: *c.Currency, Buyer: b,
+		FulfillmentAddress: addr, FulfillmentContact: contact,
+		Locale: c.Locale, Timezone: c.Timezone, Metadata: c.Metadata,
+		AgentInterventions: c.Capabilities.interventions(),
+	}, nil
+}
+
+// selection is one selected_fulfillment_options entry, all of whose fields are
+// required.
+type selection struct {
+	Type     *SelectedFulfillmentOptionType `json:"type"`
+	OptionID *string                        `json:"option_id"`
+	ItemIDs  *[]string                      `json:"item_ids"`
+}
+
+type updateBody struct {
+	LineItems                  *[]item             `json:"line_items"`
+	Buyer                      *buyer              `json:"buyer"`
+	FulfillmentDetails         *FulfillmentDetails `json:"fulfillment_details"`
+	SelectedFulfillmentOptions *[]selection        `json:"selected_fulfillment_options"`
+	cartFields
+}
+
+// domain converts an update; nulls are the top-level keys the body sets to null, which
+// clear (null clears, absent keeps: checklist C1).
+func (u *updateBody) domain(nulls map[string]bool) (checkout.Changes, error) {
+	if nulls["line_items"] {
+		return checkout.Changes{}, acp.InvalidRequest("invalid", "line_items cannot be cleared; send the items the session should hold.", "$.line_items")
+	}
+	if err := checkOrderNotes(u.OrderNotes); err != nil {
+		return checkout.Changes{}, err
+	}
+	items, err := decodeItems(u.LineItems)
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	b, err := u.Buyer.domain("$.buyer")
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	option, err := selectedOption(u.SelectedFulfillmentOptions)
+	if err != nil {
+		return checkout.Changes{}, err
+	}
+	ch := checkout.Changes{
+		Items: items, Buyer: b, FulfillmentOptionID: option,
+		Clear: checkout.Clear{
+			Buyer:              nulls["buyer"],
+			FulfillmentDetails: nulls["fulfillment_details"],
+			FulfillmentOption:  nulls["selected_fulfillment_options"],
+		},
+	}
+	if u.FulfillmentDetails != nil {
+		ch.FulfillmentAddress, ch.FulfillmentContact = fulfillmentDetails(u.FulfillmentDetails)
+		// fulfillment_details is replaced as a whole, as the session shows it: one sent
+		// without an address removes the address the session had.
+		ch.Clear.FulfillmentDetails = ch.FulfillmentAddress == nil
+	}
+	if u.SelectedFulfillmentOptions != nil && len(*u.SelectedFulfillmentOptions) == 0 {
+		ch.Clear.FulfillmentOption = true
+	}
+	return ch, nil
+}
+
+// selectedOption reads the one fulfillment option a session has for its whole cart out
+// of selected_fulfillment_options: several entries must name the same option. Only the
+// shape is checked here: whether the option is offered, and its type, is the domain's
+// (it knows the session); item_ids are not matched against the session's items, since
+// one option always covers the whole cart.
+func selectedOption(sel *[]selection) (*string, error) {
+	if sel == nil || len(*sel) == 0 {
+		return nil, nil
+	}
+	var id *string
+	for i, s := range *sel {
+		p := fmt.Sprintf("$.selected_fulfillment_options[%d]", i)
+		if err := acp.RequireFields(
+			acp.Required{Path: p + ".type", Present: s.Type != nil},
+			acp.Required{Path: p + ".option_id", Present: s.OptionID != nil},
+			acp.Required{Path: p + ".item_ids", Present: s.ItemIDs != nil},
+		); err != nil {
+			return nil, err
+		}
+		if !s.Type.Valid() {
+			return nil, acp.InvalidRequest("invalid", "type must be shipping, digital, pickup or local_delivery.", p+".type")
+		}
+		if id != nil && *s.OptionID != *id {
+			return nil, acp.InvalidRequest("unsupported",
+				"A checkout session has one fulfillment option for all its items; select the same option_id for every item.",
+				p+".option_id")
+		}
+		id = s.OptionID
+	}
+	return id, nil
+}
+
+// nullKeys lists the top-level keys of a JSON object body whose value is null.
+func nullKeys(body []byte) map[string]bool {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(body, &raw) != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for k, v := range raw {
+		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+type credential struct {
+	Type  *string `json:"type"`
+	Token *string `json:"token"`
+}
+
+type instrument struct {
+	Type       *string     `json:"type"`
+	Credential *credential `json:"credential"`
+}
+
+// paymentData is either form of the 2026-04-17 PaymentData: a handler with its
+// instrument, or a purchase order, which this server does not take.
+type paymentData struct {
+	HandlerID      *string     `json:"handler_id"`
+	Instrument     *instrument `json:"instrument"`
+	BillingAddress *Address    `json:"billing_address"`
+
+	PurchaseOrderNumber *string `json:"purchase_order_number"`
+	PaymentTerms        *string `json:"payment_terms"`
+	DueDate             *string `json:"due_date"`
+	ApprovalRequired    *bool   `json:"approval_required"`
+}
+
+type completeBody struct {
+	PaymentData          *paymentData          `json:"payment_data"`
+	Buyer                *buyer                `json:"buyer"`
+	AuthenticationResult *AuthenticationResult `json:"authentication_result"`
+	RiskSignals          *RiskSignals          `json:"risk_signals"`
+	MarketingConsents    *[]MarketingConsent   `json:"marketing_consents"`
+	AffiliateAttribution *affiliateAttribution `json:"affiliate_attribution"`
+	OrderNotes           *string               `json:"order_notes"`
+}
+
+func (c *completeBody) domain() (checkout.Completion, error) {
+	pd := c.PaymentData
+	if pd == nil {
+		return checkout.Completion{}, acp.InvalidRequest("missing", "payment_data is required.", "$.payment_data")
+	}
+	if pd.PurchaseOrderNumber != nil || pd.PaymentTerms != nil || pd.DueDate != nil || pd.ApprovalRequired != nil {
+		return checkout.Completion{}, acp.InvalidRequest("unsupported",
+			"Purchase orders are not accepted; pay with one of the session's payment handlers.", "$.payment_data.purchase_order_number")
+	}
+	if err := acp.RequireFields(
+		acp.Required{Path: "$.payment_data.handler_id", Present: pd.HandlerID != nil},
+		acp.Required{Path: "$.payment_data.instrument", Present: pd.Instrument != nil},
+	); err != nil {
+		return checkout.Completion{}, err
+	}
+	in := pd.Instrument
+	if err := acp.RequireFields(
+		acp.Required{Path: "$.payment_data.instrument.type", Present: in.Type != nil},
+		acp.Required{Path: "$.payment_data.instrument.credential", Present: in.Credential != nil},
+	); err != nil {
+		return checkout.Completion{}, err
+	}
+	if err := acp.RequireFields(
+		acp.Required{Path: "$.payment_data.instrument.credential.type", Present: in.Credential.Type != nil},
+		acp.Required{Path: "$.payment_data.instrument.credential.token", Present: in.Credential.Token != nil},
+	); err != nil {
+		return checkout.Completion{}, err
+	}
+	if a := c.AuthenticationResult; a != nil && !a.Outcome.Valid() {
+		return checkout.Completion{}, acp.InvalidRequest("invalid", "authentication_result.outcome is not a known outcome.", "$.authentication_result.outcome")
+	}
+	if err := c.AffiliateAttribution.check("$.affiliate_attribution"); err != nil {
+		return checkout.Completion{}, err
+	}
+	if err := checkOrderNotes(c.OrderNotes); err != nil {
+		return checkout.Completion{}, err
+	}
+	b, err := c.Buyer.domain("$.buyer")
+	return checkout.Completion{
+		HandlerID: *pd.HandlerID, Token: *in.Credential.Token,
+		BillingAddress: domainAddress(pd.BillingAddress), Buyer: b,
+	}, err
+}
+
+// intentTrace is why the buyer left, sent with a cancel. Its reason codes are an open
+// set (IT-RFC §7.2, checklist I-13): an unknown one is recorded as other.
+type intentTrace struct {
+	ReasonCode   *string        `json:"reason_code"`
+	TraceSummary *string        `json:"trace_summary"`
+	Metadata     map[string]any `json:"metadata"`
+}
+
+type cancelBody struct {
+	IntentTrace *intentTrace `json:"intent_trace"`
+}
+
+// MaxTraceSummary bounds trace_summary, as the schema does.
+const MaxTraceSummary = 500
+
+// Bounds of an intent trace's metadata, which the merchant stores: those of payment
+// metadata.
+const (
+	maxTraceKeys     = 50
+	maxTraceKeyLen   = 40
+	maxTraceValueLen = 500
+)
+
+func (c *cancelBody) domain() (*checkout.IntentTrace, error) {
+	it := c.IntentTrace
+	if it == nil {
+		return nil, nil
+	}
+	if it.ReasonCode == nil {
+		return nil, acp.InvalidRequest("missing", "intent_trace.reason_code is required.", "$.intent_trace.reason_code")
+	}
+	code := *it.ReasonCode
+	if !IntentTraceReasonCode(code).Valid() {
+		code = string(Other)
+	}
+	if it.TraceSummary != nil && utf8.RuneCountInString(*it.TraceSummary) > MaxTraceSummary {
+		return nil, acp.InvalidRequest("invalid", fmt.Sprintf("trace_summary is at most %d characters.", MaxTraceSummary), "$.intent_trace.trace_summary")
+	}
+	md := "$.intent_trace.metadata"
+	if err := flatMetadata(it.Metadata, md); err != nil {
+		return nil, err
+	}
+	if len(it.Metadata) > maxTraceKeys {
+		return nil, acp.InvalidRequest("invalid", fmt.Sprintf("metadata holds at most %d keys.", maxTraceKeys), md)
+	}
+	for k, v := range it.Metadata {
+		s, _ := v.(string)
+		if utf8.RuneCountInString(k) > maxTraceKeyLen || utf8.RuneCountInString(s) > maxTraceValueLen {
+			return nil, acp.InvalidRequest("invalid",
+				fmt.Sprintf("metadata keys are at most %d characters, string values at most %d.", maxTraceKeyLen, maxTraceValueLen), md)
+		}
+	}
+	return &checkout.IntentTrace{ReasonCode: code, Summary: strings.TrimSpace(deref(it.TraceSummary)), Metadata: it.Metadata}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
