@@ -16,12 +16,12 @@ func orderStatus(s checkout.OrderStatus) string {
 }
 
 // EncodeOrder renders an order as the 2026-04-17 Order: the one of a completed
-// session's response, and what an order webhook event of this version carries (it is
-// exported for that encoder, and depends on nothing of the HTTP layer or the
-// webhooks). It follows the same rules as internal/webhook's 2026-04-17 payload, so an
-// agent reads the same order in both: a refund to the card is an adjustment of type
-// refund, store credit one of type credit; the total is what was charged, never net of
-// refunds (ORD-RFC §4.6), and amount_refunded their sum.
+// session's response, and the data of every order webhook event of this version
+// (internal/webhook's 2026-04-17 encoder calls it, so an agent reads one order the same
+// way in both). A refund to the card is an adjustment of type refund, store credit one
+// of type credit; the total is what was charged, never net of refunds (ORD-RFC §4.6),
+// and amount_refunded their sum. It reads nothing but o: the webhook encodes the same
+// event to the same bytes on every attempt.
 func EncodeOrder(o *checkout.Order) Order {
 	out := Order{
 		Type: ptr(OrderTypeOrder), Id: o.ID, CheckoutSessionId: o.CheckoutSessionID,
