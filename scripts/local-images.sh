@@ -86,6 +86,17 @@ definition() {
   { declare -f "${fns[@]}"; echo "$codename"; if [ ${#files[@]} -gt 0 ]; then cat "${files[@]}"; fi; } | sha256sum | cut -c1-16
 }
 
+# quietly CMD...: run CMD with its output kept in a file that is shown only if it fails
+# (the classic builder's deprecation notice would otherwise fill every log).
+quietly() {
+  local out rc=0
+  out="$(mktemp)"
+  "$@" >"$out" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then cat "$out" >&2; fi
+  rm -f "$out"
+  return "$rc"
+}
+
 work=""
 cleanup() { if [ -n "$work" ]; then rm -rf "$work"; fi; }
 trap cleanup EXIT
@@ -151,7 +162,8 @@ build_postgres() {
     - "$postgres_tag" >/dev/null
   # SIGINT is PostgreSQL's fast shutdown, the official image's stop signal (the default
   # SIGTERM waits for clients to leave); `docker import` cannot set it, a build can.
-  printf 'FROM %s\nSTOPSIGNAL SIGINT\n' "$postgres_tag" | DOCKER_BUILDKIT=0 docker build -q -t "$postgres_tag" - >/dev/null
+  printf 'FROM %s\nSTOPSIGNAL SIGINT\n' "$postgres_tag" >"$work/Dockerfile"
+  DOCKER_BUILDKIT=0 quietly docker build -t "$postgres_tag" - <"$work/Dockerfile"
   rm -rf "$work"; work=""
   log "built $postgres_tag ($(basename "$(dirname "/$bin")"))"
 }
@@ -161,20 +173,26 @@ build_golang() {
   goroot="$(go env GOROOT)"
   goversion="$(go env GOVERSION)"
   tag="acp-local/golang:${goversion#go}-$codename"
-  h="$(printf '%s %s %s' "$goversion" "$(definition build_golang)" "$(definition rootfs slim build_debian)" | sha256sum | cut -c1-16)"
+  # The builder downloads modules, so it trusts what this machine trusts: the host's CA
+  # bundle, which may hold a local authority (an egress proxy's) that Debian's lacks.
+  local bundle=/etc/ssl/certs/ca-certificates.crt
+  h="$(printf '%s %s %s %s' "$goversion" "$(definition build_golang)" "$(definition rootfs slim build_debian)" \
+    "$(sha256sum <"$bundle")" | sha256sum | cut -c1-16)"
   build_debian
   if current "$tag" "$h"; then log "$tag is up to date"; return; fi
   work="$(mktemp -d /var/tmp/acp-local-images.XXXXXX)"
   cp -a "$goroot" "$work/go"
+  cp "$bundle" "$work/ca-certificates.crt"
   # GOTOOLCHAIN=local: the image has exactly this Go and must not try to fetch another.
   cat >"$work/Dockerfile" <<EOF
 FROM $debian_tag
 COPY go /usr/local/go
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 ENV PATH=/usr/local/go/bin:/root/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     GOTOOLCHAIN=local
 LABEL $label=$h
 EOF
-  DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$work" >/dev/null
+  DOCKER_BUILDKIT=0 quietly docker build -t "$tag" "$work"
   rm -rf "$work"; work=""
   log "built $tag"
 }
@@ -191,3 +209,5 @@ for what in "$@"; do
     *) log "unknown image $what (debian, postgres, golang, all)"; exit 2 ;;
   esac
 done
+# The versions a rebuild replaced (untagged now): with vfs each holds full copies.
+docker image prune -f --filter "label=$label" >/dev/null
