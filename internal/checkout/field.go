@@ -76,6 +76,21 @@ const (
 	FieldRefundType FieldName = "RefundType"
 	// FieldRefundAmount is the amount of a refund.
 	FieldRefundAmount FieldName = "RefundAmount"
+	// FieldDiscountCodes is the discount codes a session holds, FieldFulfillmentCost
+	// the cost of its selected fulfillment option (a discount's allocation target).
+	FieldDiscountCodes   FieldName = "DiscountCodes"
+	FieldFulfillmentCost FieldName = "FulfillmentCost"
+	// The fields of a discount definition (the merchant's, in the admin API and CLI).
+	FieldDiscountCode       FieldName = "DiscountCode"
+	FieldDiscountTitle      FieldName = "DiscountTitle"
+	FieldDiscountValue      FieldName = "DiscountValue"
+	FieldDiscountScope      FieldName = "DiscountScope"
+	FieldDiscountItems      FieldName = "DiscountItems"
+	FieldDiscountMinimum    FieldName = "DiscountMinimum"
+	FieldDiscountEnd        FieldName = "DiscountEnd"
+	FieldDiscountUsageLimit FieldName = "DiscountUsageLimit"
+	FieldDiscountBuyerLimit FieldName = "DiscountBuyerLimit"
+	FieldDiscountPriority   FieldName = "DiscountPriority"
 )
 
 // maxFieldDepth is the deepest field named so far (a completion's payment, its billing

@@ -19,10 +19,10 @@ import (
 )
 
 // CompleteSession pays for session id and creates its order, in one transaction that
-// locks the session row, then the vault token row, then the variants whose stock it
-// takes (always in that order, so concurrent completions cannot deadlock). Either the
-// order, the consumed token, the stock and the completed session all commit, or
-// nothing does. A declined payment leaves the session as it was, with a
+// locks the session row, then the usage-limited discounts it redeems, then the vault
+// token row, then the variants whose stock it takes (always in that order, so
+// concurrent completions cannot deadlock). Either the order, the redemptions, the
+// consumed token, the stock and the completed session all commit, or nothing does. A declined payment leaves the session as it was, with a
 // payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
@@ -48,6 +48,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		quote := checkout.Price(sess, cat, now)
 		if err := sess.CheckCompletable(quote); err != nil {
+			return checkout.View{}, err
+		}
+		if quote, err = redeemDiscounts(ctx, q, sess, &cat, quote, now); err != nil {
 			return checkout.View{}, err
 		}
 		total, currency := quote.Totals.Total, sess.Currency
@@ -109,6 +112,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		if err := q.InsertOrder(ctx, params); err != nil {
 			return checkout.View{}, orderError(err)
+		}
+		if err := recordRedemptions(ctx, q, sess, quote, order.ID, now); err != nil {
+			return checkout.View{}, err
 		}
 		if vaultToken != nil {
 			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})

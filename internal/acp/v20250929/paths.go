@@ -41,7 +41,7 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:        "status",
 	checkout.FieldRefundType:         "type",
 	checkout.FieldRefundAmount:       "amount",
-}, wire.DelegateNames)
+}, wire.DelegateNames, wire.DiscountNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
 // zero Field. A name missing from the table also gives "": no param is better than a

@@ -49,7 +49,10 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:    "status",
 	checkout.FieldRefundType:     "type",
 	checkout.FieldRefundAmount:   "amount",
-}, wire.DelegateNames)
+	checkout.FieldDiscountCodes:  "discounts.codes",
+	// The discount extension's path of a shipping allocation (DISC-RFC §5.3).
+	checkout.FieldFulfillmentCost: "totals.fulfillment",
+}, wire.DelegateNames, wire.DiscountNames)
 
 // parentNames are the keys that depend on the parent: a buyer's full name is full_name
 // where an address's or a contact's is name.

@@ -20,10 +20,11 @@ import (
 // no such problem are the generated types. Every body is decoded by acp.DecodeStrict.
 //
 // Several fields are accepted, shape-checked and not acted on yet: order_notes,
-// discounts, coupons, fulfillment_groups, quote_id, affiliate_attribution (create and
-// complete), and on complete authentication_result, risk_signals and
-// marketing_consents. Discounts, attribution, consents and 3-D Secure come with the
-// commerce depth work; until then they change nothing, which each field allows.
+// fulfillment_groups, quote_id, affiliate_attribution (create and complete), and on
+// complete authentication_result, risk_signals and marketing_consents. Attribution,
+// consents and 3-D Secure come with the commerce depth work; until then they change
+// nothing, which each field allows. discounts and coupons are the discount extension
+// (discount.go).
 
 // buyer is the 2026-04-17 Buyer: only the email address is required. The account,
 // company, loyalty and tax-exemption details are accepted and not kept.
@@ -111,8 +112,8 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 type capabilities struct {
 	Payment       *Payment                  `json:"payment"`
 	Interventions *InterventionCapabilities `json:"interventions"`
-	// Extensions are identifiers in a request; [] is accepted (checklist I-14). No
-	// extension is active yet, so none is answered.
+	// Extensions are identifiers in a request; [] is accepted (checklist I-14). Only
+	// the discount extension is known; others are ignored (EXT-RFC).
 	Extensions *[]string `json:"extensions"`
 }
 
@@ -200,8 +201,8 @@ func checkOrderNotes(notes *string) error {
 	return nil
 }
 
-// cartFields are the fields create and update share and this server does not act on
-// yet (see the top of this file).
+// cartFields are the fields create and update share: the discount codes and what this
+// server does not act on yet (see the top of this file).
 type cartFields struct {
 	OrderNotes        *string             `json:"order_notes"`
 	Discounts         *DiscountsRequest   `json:"discounts"`
@@ -253,6 +254,8 @@ func (c *createBody) domain() (checkout.Changes, error) {
 		FulfillmentAddress: addr, FulfillmentContact: contact,
 		Locale: c.Locale, Timezone: c.Timezone, Metadata: c.Metadata,
 		AgentInterventions: c.Capabilities.interventions(),
+		DiscountExtension:  c.Capabilities.declares(discountExtension),
+		DiscountCodes:      c.codes(),
 	}, nil
 }
 
@@ -294,7 +297,7 @@ func (u *updateBody) domain(nulls map[string]bool) (checkout.Changes, error) {
 		return checkout.Changes{}, err
 	}
 	ch := checkout.Changes{
-		Items: items, Buyer: b, FulfillmentOptionID: option,
+		Items: items, Buyer: b, FulfillmentOptionID: option, DiscountCodes: u.codes(),
 		Clear: checkout.Clear{
 			Buyer:              nulls["buyer"],
 			FulfillmentDetails: nulls["fulfillment_details"],
