@@ -303,6 +303,63 @@ func (q *Queries) LockDiscounts(ctx context.Context, ids []string) ([]string, er
 	return items, nil
 }
 
+const upsertDiscount = `-- name: UpsertDiscount :exec
+INSERT INTO discounts (id, code, title, percent_bps, amount_off, currency, scope, item_ids, min_subtotal,
+    starts_at, ends_at, usage_limit, per_buyer_limit, stackable, priority, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+    $8, $9, $10, $11, $12,
+    $13, $14, $15, $16, $16)
+ON CONFLICT (id) DO UPDATE SET
+    code = EXCLUDED.code, title = EXCLUDED.title, percent_bps = EXCLUDED.percent_bps,
+    amount_off = EXCLUDED.amount_off, currency = EXCLUDED.currency, scope = EXCLUDED.scope,
+    item_ids = EXCLUDED.item_ids, min_subtotal = EXCLUDED.min_subtotal, starts_at = EXCLUDED.starts_at,
+    ends_at = EXCLUDED.ends_at, usage_limit = EXCLUDED.usage_limit, per_buyer_limit = EXCLUDED.per_buyer_limit,
+    stackable = EXCLUDED.stackable, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at
+`
+
+type UpsertDiscountParams struct {
+	ID            string
+	Code          *string
+	Title         string
+	PercentBps    *int32
+	AmountOff     pgtype.Int8
+	Currency      *string
+	Scope         string
+	ItemIds       []string
+	MinSubtotal   int64
+	StartsAt      *time.Time
+	EndsAt        *time.Time
+	UsageLimit    *int32
+	PerBuyerLimit *int32
+	Stackable     bool
+	Priority      int32
+	Now           time.Time
+}
+
+// An import replaces the definition of a discount it names by id; whether it is
+// disabled, and its redemptions, stay.
+func (q *Queries) UpsertDiscount(ctx context.Context, arg UpsertDiscountParams) error {
+	_, err := q.db.Exec(ctx, upsertDiscount,
+		arg.ID,
+		arg.Code,
+		arg.Title,
+		arg.PercentBps,
+		arg.AmountOff,
+		arg.Currency,
+		arg.Scope,
+		arg.ItemIds,
+		arg.MinSubtotal,
+		arg.StartsAt,
+		arg.EndsAt,
+		arg.UsageLimit,
+		arg.PerBuyerLimit,
+		arg.Stackable,
+		arg.Priority,
+		arg.Now,
+	)
+	return err
+}
+
 const upsertSessionDiscountCodes = `-- name: UpsertSessionDiscountCodes :exec
 INSERT INTO checkout_session_discounts (checkout_session_id, codes) VALUES ($1, $2)
 ON CONFLICT (checkout_session_id) DO UPDATE SET codes = EXCLUDED.codes

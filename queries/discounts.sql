@@ -52,3 +52,18 @@ SELECT codes FROM checkout_session_discounts WHERE checkout_session_id = @checko
 -- name: UpsertSessionDiscountCodes :exec
 INSERT INTO checkout_session_discounts (checkout_session_id, codes) VALUES (@checkout_session_id, @codes)
 ON CONFLICT (checkout_session_id) DO UPDATE SET codes = EXCLUDED.codes;
+
+-- name: UpsertDiscount :exec
+-- An import replaces the definition of a discount it names by id; whether it is
+-- disabled, and its redemptions, stay.
+INSERT INTO discounts (id, code, title, percent_bps, amount_off, currency, scope, item_ids, min_subtotal,
+    starts_at, ends_at, usage_limit, per_buyer_limit, stackable, priority, created_at, updated_at)
+VALUES (@id, sqlc.narg(code), @title, sqlc.narg(percent_bps), sqlc.narg(amount_off), sqlc.narg(currency), @scope,
+    @item_ids, @min_subtotal, sqlc.narg(starts_at), sqlc.narg(ends_at), sqlc.narg(usage_limit),
+    sqlc.narg(per_buyer_limit), @stackable, @priority, @now, @now)
+ON CONFLICT (id) DO UPDATE SET
+    code = EXCLUDED.code, title = EXCLUDED.title, percent_bps = EXCLUDED.percent_bps,
+    amount_off = EXCLUDED.amount_off, currency = EXCLUDED.currency, scope = EXCLUDED.scope,
+    item_ids = EXCLUDED.item_ids, min_subtotal = EXCLUDED.min_subtotal, starts_at = EXCLUDED.starts_at,
+    ends_at = EXCLUDED.ends_at, usage_limit = EXCLUDED.usage_limit, per_buyer_limit = EXCLUDED.per_buyer_limit,
+    stackable = EXCLUDED.stackable, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at;

@@ -26,3 +26,11 @@ type OrderService interface {
 	Refund(ctx context.Context, id string, t RefundType, amount int64) (*Order, error)
 	Page(ctx context.Context, id string) (*OrderPage, error)
 }
+
+// DiscountService manages the merchant's discounts (the admin API).
+type DiscountService interface {
+	Create(ctx context.Context, d Discount) (Discount, error)
+	List(ctx context.Context) ([]Discount, error)
+	Get(ctx context.Context, id string) (Discount, error)
+	Disable(ctx context.Context, id string) (Discount, error)
+}

@@ -27,6 +27,9 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	r.HandleFunc("/orders/{id}", s.getOrder).Methods(http.MethodGet)
 	r.HandleFunc("/orders/{id}/status", s.setOrderStatus).Methods(http.MethodPost)
 	r.HandleFunc("/orders/{id}/refunds", s.refundOrder).Methods(http.MethodPost)
+	if s.discounts != nil {
+		s.discountRoutes(r)
+	}
 }
 
 // withAdminAuth asks for one of the admin keys; every admin key is the one caller

@@ -28,7 +28,8 @@ func NewDiscounts(pool *pgxpool.Pool) *Discounts {
 }
 
 // Create validates d and stores it; an empty ID gets a generated one. A code already
-// taken (case-insensitively) or an id already used is refused with KindConflict.
+// taken (case-insensitively) or an id already used is refused with KindConflict. With
+// an Idempotency-Key, the response is recorded in the same transaction.
 func (s *Discounts) Create(ctx context.Context, d checkout.Discount) (checkout.Discount, error) {
 	if err := d.Validate(); err != nil {
 		return d, err
@@ -36,15 +37,18 @@ func (s *Discounts) Create(ctx context.Context, d checkout.Discount) (checkout.D
 	if d.ID == "" {
 		d.ID = checkout.NewID("disc_")
 	}
-	var err error
-	if err = WithTx(ctx, s.pool, func(q *db.Queries) error { return insertDiscount(ctx, q, d, s.now()) }); err != nil {
-		return d, err
-	}
-	return s.Get(ctx, d.ID)
+	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.Discount, error) {
+		if err := writeDiscount(ctx, q, d, now, false); err != nil {
+			return d, err
+		}
+		return getDiscount(ctx, q, d.ID)
+	})
 }
 
 // Import validates and stores every discount of list in one transaction: all of them
-// or, on the first refusal, none (its error names its position).
+// or, on the first refusal, none (its error names its position). A discount whose id
+// exists is replaced (an import can be run again), keeping whether it is disabled and
+// its redemptions; one without an id gets a new one.
 func (s *Discounts) Import(ctx context.Context, list []checkout.Discount) (int, error) {
 	for i := range list {
 		if err := list[i].Validate(); err != nil {
@@ -57,7 +61,7 @@ func (s *Discounts) Import(ctx context.Context, list []checkout.Discount) (int, 
 	now := s.now()
 	err := WithTx(ctx, s.pool, func(q *db.Queries) error {
 		for i, d := range list {
-			if err := insertDiscount(ctx, q, d, now); err != nil {
+			if err := writeDiscount(ctx, q, d, now, true); err != nil {
 				return fmt.Errorf("discount %d (%s): %w", i, d.ID, err)
 			}
 		}
@@ -69,7 +73,8 @@ func (s *Discounts) Import(ctx context.Context, list []checkout.Discount) (int, 
 	return len(list), nil
 }
 
-func insertDiscount(ctx context.Context, q *db.Queries, d checkout.Discount, now time.Time) error {
+// writeDiscount inserts d or, with replace, replaces the discount of its id.
+func writeDiscount(ctx context.Context, q *db.Queries, d checkout.Discount, now time.Time, replace bool) error {
 	p := db.InsertDiscountParams{
 		ID: d.ID, Code: nonEmpty(d.Code), Title: d.Title, Currency: nonEmpty(d.Currency), Scope: string(d.Scope),
 		ItemIds: d.ItemIDs, MinSubtotal: d.MinSubtotal, StartsAt: d.StartsAt, EndsAt: d.EndsAt,
@@ -85,7 +90,12 @@ func insertDiscount(ctx context.Context, q *db.Queries, d checkout.Discount, now
 	} else {
 		p.AmountOff = pgtype.Int8{Int64: d.AmountOff, Valid: true}
 	}
-	err := q.InsertDiscount(ctx, p)
+	var err error
+	if replace {
+		err = q.UpsertDiscount(ctx, db.UpsertDiscountParams(p))
+	} else {
+		err = q.InsertDiscount(ctx, p)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		if strings.Contains(pgErr.ConstraintName, "code") {
@@ -114,7 +124,11 @@ func (s *Discounts) List(ctx context.Context) ([]checkout.Discount, error) {
 
 // Get returns discount id.
 func (s *Discounts) Get(ctx context.Context, id string) (checkout.Discount, error) {
-	r, err := db.New(s.pool).GetDiscount(ctx, id)
+	return getDiscount(ctx, db.New(s.pool), id)
+}
+
+func getDiscount(ctx context.Context, q *db.Queries, id string) (checkout.Discount, error) {
+	r, err := q.GetDiscount(ctx, id)
 	if isNoRows(err) {
 		return checkout.Discount{}, errNoDiscount(id)
 	}
@@ -125,16 +139,19 @@ func (s *Discounts) Get(ctx context.Context, id string) (checkout.Discount, erro
 }
 
 // Disable stops discount id from applying to any session from now on; a session that
-// holds its code shows it rejected. Orders already paid keep their discount.
+// holds its code shows it rejected. Orders already paid keep their discount, and
+// disabling again changes nothing.
 func (s *Discounts) Disable(ctx context.Context, id string) (checkout.Discount, error) {
-	n, err := db.New(s.pool).DisableDiscount(ctx, db.DisableDiscountParams{ID: id, Now: s.now()})
-	if err != nil {
-		return checkout.Discount{}, fmt.Errorf("disable discount: %w", err)
-	}
-	if n == 0 {
-		return checkout.Discount{}, errNoDiscount(id)
-	}
-	return s.Get(ctx, id)
+	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.Discount, error) {
+		n, err := q.DisableDiscount(ctx, db.DisableDiscountParams{ID: id, Now: now})
+		if err != nil {
+			return checkout.Discount{}, fmt.Errorf("disable discount: %w", err)
+		}
+		if n == 0 {
+			return checkout.Discount{}, errNoDiscount(id)
+		}
+		return getDiscount(ctx, q, id)
+	})
 }
 
 func errNoDiscount(id string) error {
