@@ -272,8 +272,14 @@ func redeemDiscounts(ctx context.Context, q *db.Queries, sess *checkout.Session,
 	return quote, nil
 }
 
-// recordRedemptions writes one redemption per discount the order used.
-func recordRedemptions(ctx context.Context, q *db.Queries, sess *checkout.Session, quote checkout.Quote, orderID string, now time.Time) error {
+// recordRedemptions writes one redemption per discount the order used, and marks them
+// used by the session in cat, so that the completed session's view shows them.
+func recordRedemptions(ctx context.Context, q *db.Queries, sess *checkout.Session, cat *checkout.Catalog, quote checkout.Quote, orderID string, now time.Time) error {
+	for i := range cat.Discounts {
+		cat.Discounts[i].UsedBySession = slices.ContainsFunc(quote.Discounts.Applied, func(a checkout.AppliedDiscount) bool {
+			return a.Discount.ID == cat.Discounts[i].ID
+		})
+	}
 	for _, a := range quote.Discounts.Applied {
 		if err := q.InsertRedemption(ctx, db.InsertRedemptionParams{
 			DiscountID: a.Discount.ID, OrderID: orderID, BuyerEmail: buyerKey(sess.Buyer), Amount: a.Amount, Now: now,

@@ -113,7 +113,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if err := q.InsertOrder(ctx, params); err != nil {
 			return checkout.View{}, orderError(err)
 		}
-		if err := recordRedemptions(ctx, q, sess, quote, order.ID, now); err != nil {
+		if err := recordRedemptions(ctx, q, sess, &cat, quote, order.ID, now); err != nil {
 			return checkout.View{}, err
 		}
 		if vaultToken != nil {
