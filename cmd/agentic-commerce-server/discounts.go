@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,14 +54,9 @@ func discountsCmd(ctx context.Context, cfg config.Config, args []string, stdout 
 			return printJSON(stdout, catalog.NewDiscountDoc(d))
 		}
 	case args[0] == "import" && len(args) == 2:
-		f, err := os.Open(args[1])
+		list, err := parseFile(args[1], " ", catalog.ParseDiscounts)
 		if err != nil {
 			return err
-		}
-		defer f.Close()
-		list, err := catalog.ParseDiscounts(f)
-		if err != nil {
-			return fmt.Errorf("%s: nothing imported: %w", args[1], err)
 		}
 		run = func(s *postgres.Discounts) error {
 			n, err := s.Import(ctx, list)
