@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,6 +114,38 @@ func safetyDelegateBody(sessionID string) map[string]any {
 		},
 		"risk_signals": []map[string]any{{"type": "card_testing", "score": 10, "action": "authorized"}},
 		"metadata":     map[string]string{"source": "safety_test"},
+	}
+}
+
+// safetyLockSession holds the row of session id locked, as a request working on it
+// would, until release (or the end of the test): requests on the session wait for it.
+func safetyLockSession(e *testEnv, id string) (release func()) {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		conn.Release()
+		e.t.Fatal(err)
+	}
+	var once sync.Once
+	end := func() error {
+		var err error
+		once.Do(func() { err = tx.Rollback(ctx); conn.Release() })
+		return err
+	}
+	e.t.Cleanup(func() { _ = end() })
+	if _, err := tx.Exec(ctx, `SELECT id FROM checkout_sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
+		e.t.Fatal(err)
+	}
+	return func() {
+		e.t.Helper()
+		if err := end(); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 }
 
@@ -396,22 +429,9 @@ func TestIdempotencyKeysAreScopedToPathAndCaller(t *testing.T) {
 func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
 	e := mustEnv(t)
-	ctx := context.Background()
 	id := e.mustCreate(map[string]any{"items": items("item_123", 1)})["id"].(string)
 
-	conn, err := e.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SELECT id FROM checkout_sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
-		t.Fatal(err)
-	}
+	release := safetyLockSession(e, id)
 
 	path := e.server.URL + "/checkout_sessions/" + id
 	body := `{"fulfillment_option_id":"standard_shipping","fulfillment_address":{"name":"John Doe","line_one":"1234 Chat Road","city":"San Francisco","state":"CA","country":"US","postal_code":"94131"}}`
@@ -458,9 +478,7 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 	}
 	e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
 
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	var res result
 	select {
 	case res = <-done:
@@ -526,19 +544,7 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	ctx := context.Background()
 	id := e.mustCreate(map[string]any{"items": items("item_123", 1)})["id"].(string)
 
-	conn, err := e.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SELECT id FROM checkout_sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
-		t.Fatal(err)
-	}
+	release := safetyLockSession(e, id)
 
 	url := e.server.URL + "/checkout_sessions/" + id
 	body := `{"fulfillment_option_id":"express_shipping","fulfillment_address":{"name":"John Doe","line_one":"1234 Chat Road","city":"San Francisco","state":"CA","country":"US","postal_code":"94131"}}`
@@ -563,9 +569,7 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	go send()
 	safetyWaitFor(t, "the recovered claim", func() bool { return claimID() != firstClaim })
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 
 	var ok, lost []response
 	for range 2 {
