@@ -266,19 +266,22 @@ const ownerFile = "pgserver.owner"
 
 // startLocalThrowaway initialises a cluster in a new temporary directory and runs its
 // postmaster as a child process, on a free port of 127.0.0.1.
-func startLocalThrowaway(ctx context.Context) (_ *Server, err error) {
-	bins, err := findBinaries(0)
+func startLocalThrowaway(ctx context.Context) (*Server, error) {
+	c, err := StartCluster(ctx, ClusterOptions{})
 	if err != nil {
 		return nil, err
 	}
-	owner, err := clusterOwner()
-	if err != nil {
-		return nil, err
-	}
+	return &Server{URL: c.URL, Kind: KindLocal, stop: c.Stop}, nil
+}
+
+// newClusterDir makes the temporary base directory of one cluster, marked with this
+// process as owner (see sweepStaleThrowaways) and handed to the cluster's OS user, and
+// an empty data directory in it.
+func newClusterDir(owner *runAs) (base, dataDir string, err error) {
 	sweepStaleThrowaways()
-	base, err := os.MkdirTemp("", "pgserver-*")
+	base, err = os.MkdirTemp("", "pgserver-*")
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	defer func() {
 		if err != nil {
@@ -286,45 +289,34 @@ func startLocalThrowaway(ctx context.Context) (_ *Server, err error) {
 		}
 	}()
 	if err := os.WriteFile(filepath.Join(base, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	if err := owner.checkReachable(base); err != nil {
-		return nil, fmt.Errorf("%w; point TMPDIR at a directory it can reach", err)
+		return "", "", fmt.Errorf("%w; point TMPDIR at a directory it can reach", err)
 	}
 	if err := owner.chown(base); err != nil {
-		return nil, err
+		return "", "", err
 	}
-	dataDir := filepath.Join(base, "data")
+	dataDir = filepath.Join(base, "data")
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	if err := owner.chown(dataDir); err != nil {
-		return nil, err
+		return "", "", err
 	}
-	if err := initdb(ctx, bins, owner, dataDir, throwawayConf); err != nil {
-		return nil, err
-	}
+	return base, dataDir, nil
+}
 
-	// A free port can be taken between choosing and binding it (other test processes do
-	// the same), so a bind failure is retried with a new port.
-	var pm *postmaster
+// startPostmasterRetry runs startPostmaster, retrying a bind failure with a new port:
+// a free port can be taken between choosing and binding it (other test processes do
+// the same).
+func startPostmasterRetry(ctx context.Context, bins binaries, owner *runAs, dataDir, logPath string) (pm *postmaster, err error) {
 	for attempt := 1; ; attempt++ {
-		pm, err = startPostmaster(ctx, bins, owner, dataDir, filepath.Join(base, "postgres.log"))
+		pm, err = startPostmaster(ctx, bins, owner, dataDir, logPath)
 		if err == nil || !errors.Is(err, errPortInUse) || attempt == 3 {
-			break
+			return pm, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &Server{
-		URL:  pm.url,
-		Kind: KindLocal,
-		stop: func(ctx context.Context) error {
-			err := pm.stop(ctx)
-			return errors.Join(err, os.RemoveAll(base))
-		},
-	}, nil
 }
 
 var errPortInUse = errors.New("port already in use")
@@ -332,6 +324,7 @@ var errPortInUse = errors.New("port already in use")
 // postmaster is a server process started by this process.
 type postmaster struct {
 	url    string
+	port   int
 	proc   *os.Process
 	exited chan struct{}
 }
@@ -377,6 +370,7 @@ func startPostmaster(ctx context.Context, bins binaries, owner *runAs, dataDir, 
 	}
 	pm := &postmaster{
 		url:    fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		port:   port,
 		proc:   cmd.Process,
 		exited: exited,
 	}
