@@ -214,9 +214,9 @@ func (b *PgBouncer) URL(name string) (string, error) {
 	return u.String(), nil
 }
 
-// ServerConnections counts pgbouncer's server connections (SHOW SERVERS), which shows
-// that clients were multiplexed rather than given one server each.
-func (b *PgBouncer) ServerConnections(ctx context.Context) (int, error) {
+// ServerConnections counts pgbouncer's server connections to database (SHOW SERVERS),
+// which shows that clients were multiplexed rather than given one server each.
+func (b *PgBouncer) ServerConnections(ctx context.Context, database string) (int, error) {
 	admin, err := b.URL("pgbouncer")
 	if err != nil {
 		return 0, err
@@ -236,9 +236,21 @@ func (b *PgBouncer) ServerConnections(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	col := -1
+	for i, f := range rows.FieldDescriptions() {
+		if f.Name == "database" {
+			col = i
+		}
+	}
 	n := 0
 	for rows.Next() {
-		n++
+		v, err := rows.Values()
+		if err != nil {
+			return 0, err
+		}
+		if col >= 0 && v[col] == database {
+			n++
+		}
 	}
 	return n, rows.Err()
 }

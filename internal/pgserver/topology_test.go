@@ -99,7 +99,7 @@ func TestPgBouncerTransactionPoolingBreaksStatementCache(t *testing.T) {
 			t.Errorf("%s through pgbouncer: %v", mode, err)
 		}
 	}
-	if n, err := b.ServerConnections(ctx); err != nil || n != 1 {
+	if n, err := b.ServerConnections(ctx, "postgres"); err != nil || n != 1 {
 		t.Errorf("pgbouncer server connections = %d (%v), want 1: the clients must have shared one", n, err)
 	}
 }
