@@ -37,9 +37,9 @@ type benchConfig struct {
 	// the server's DATABASE_URL then asks for default_query_exec_mode=cache_describe.
 	pgbouncer bool
 	logLevel  string
-	serverEnv    []string
-	gzip         bool
-	json         bool
+	serverEnv []string
+	gzip      bool
+	json      bool
 	// check makes a missed target (or a failed request) an error.
 	check bool
 }
@@ -55,16 +55,16 @@ const (
 
 // Machine describes where the bench ran.
 type Machine struct {
-	Cores           int    `json:"cores"`
-	CPUModel        string `json:"cpu_model"`
-	MemoryMiB       int64  `json:"memory_mib"`
-	GoVersion       string `json:"go_version"`
-	Postgres        string `json:"postgres"`
-	PostgresKind    string `json:"postgres_kind"`
+	Cores        int    `json:"cores"`
+	CPUModel     string `json:"cpu_model"`
+	MemoryMiB    int64  `json:"memory_mib"`
+	GoVersion    string `json:"go_version"`
+	Postgres     string `json:"postgres"`
+	PostgresKind string `json:"postgres_kind"`
 	// DatabasePath is how the server reached PostgreSQL: "direct", or through pgbouncer
 	// (-pgbouncer). The pgbench ceiling is always measured direct, so the throughput
 	// ratio through pgbouncer compares with the direct run's.
-	DatabasePath string `json:"database_path"`
+	DatabasePath    string `json:"database_path"`
 	LoadAvgAtStart  string `json:"load_average_at_start"`
 	LoadAvgAtEnd    string `json:"load_average_at_end"`
 	ServerBinary    string `json:"server_binary"`

@@ -349,23 +349,8 @@ func startPostmaster(ctx context.Context, bins binaries, owner *runAs, dataDir, 
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = procAttr(owner, true)
 
-	// The parent-death signal is tied to the OS thread that forked the child, so the
-	// thread is pinned until the child exits; otherwise Go could retire the thread and
-	// take the server down with it.
-	started := make(chan error, 1)
 	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
+	if err := startChild(cmd, exited); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	pm := &postmaster{
@@ -385,6 +370,26 @@ func startPostmaster(ctx context.Context, bins binaries, owner *runAs, dataDir, 
 		return nil, fmt.Errorf("postgres on 127.0.0.1:%d: %w; server log: %s", port, err, lastLines(log, 15))
 	}
 	return pm, nil
+}
+
+// startChild starts cmd, whose SysProcAttr asks for a parent-death signal, and closes
+// exited when it ends. The signal is tied to the OS thread that forked the child, so
+// the thread is pinned until the child exits; otherwise Go could retire the thread and
+// take the child down with it.
+func startChild(cmd *exec.Cmd, exited chan<- struct{}) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	return <-started
 }
 
 // stop asks for a fast shutdown (SIGINT: disconnect clients, no waiting) and waits for

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -169,8 +168,7 @@ log_disconnections = 0
 	return nil, lastErr
 }
 
-// run starts pgbouncer in the foreground as a child that dies with this process (see
-// startPostmaster for why the thread is pinned).
+// run starts pgbouncer in the foreground as a child that dies with this process.
 func (b *PgBouncer) run(bin string, owner *runAs, confPath string) error {
 	cmd := exec.Command(bin, confPath)
 	cmd.Dir = b.base
@@ -182,19 +180,7 @@ func (b *PgBouncer) run(bin string, owner *runAs, confPath string) error {
 	defer out.Close() // the child has its own descriptor
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = procAttr(owner, true)
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(b.exited)
-	}()
-	if err := <-started; err != nil {
+	if err := startChild(cmd, b.exited); err != nil {
 		return fmt.Errorf("start pgbouncer: %w", err)
 	}
 	b.proc = cmd.Process
