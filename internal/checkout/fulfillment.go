@@ -1,6 +1,7 @@
 package checkout
 
 import (
+	"net/url"
 	"slices"
 	"time"
 )
@@ -102,6 +103,13 @@ type DigitalDelivery struct {
 	AccessURL  string
 	LicenseKey string
 	ExpiresAt  *time.Time
+}
+
+func (d *DigitalDelivery) accessURL() string {
+	if d == nil {
+		return ""
+	}
+	return d.AccessURL
 }
 
 // Fulfillment is one delivery of some units of an order.
@@ -276,6 +284,11 @@ func (o *Order) AddFulfillment(f Fulfillment, now time.Time) (*Fulfillment, erro
 	}
 	if err := o.checkLines(f.Lines, true, "fulfilled", func(l *OrderLine) int { return l.Current - o.allocated(l.ID) }); err != nil {
 		return nil, err
+	}
+	for _, u := range []string{f.TrackingURL, f.Digital.accessURL()} {
+		if p, err := url.Parse(u); u != "" && (err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "") {
+			return nil, Errorf(KindInvalid, "invalid", Field{}, "%q is not an absolute http(s) URL.", u)
+		}
 	}
 	f.ID, f.CreatedAt, f.UpdatedAt, f.Events = NewID("ful_"), now, now, nil
 	o.Fulfillments = append(o.Fulfillments, f)

@@ -66,7 +66,14 @@ type orderSnapshot struct {
 	// two always, as arrays; Amounts when the order has them).
 	Fulfillments  *[]fulfillmentSnapshot  `json:"fulfillments,omitempty"`
 	Cancellations *[]cancellationSnapshot `json:"cancellations,omitempty"`
-	Amounts       *checkout.OrderAmounts  `json:"amounts,omitempty"`
+	Amounts       *amountsSnapshot        `json:"amounts,omitempty"`
+}
+
+type amountsSnapshot struct {
+	Subtotal    int64 `json:"subtotal"`
+	Discount    int64 `json:"discount"`
+	Fulfillment int64 `json:"fulfillment"`
+	Tax         int64 `json:"tax"`
 }
 
 type lineSnapshot struct {
@@ -197,7 +204,10 @@ func encodeSnapshot(eventType string, ord *checkout.Order, at time.Time) ([]byte
 	for i, c := range ord.Cancellations {
 		cs[i] = cancellationSnapshot{ID: c.ID, Lines: lineQtysOut(c.Lines), Description: c.Description, Reason: c.Reason, CreatedAt: ts(c.CreatedAt)}
 	}
-	s.Order.Fulfillments, s.Order.Cancellations, s.Order.Amounts = &fs, &cs, ord.Amounts
+	s.Order.Fulfillments, s.Order.Cancellations = &fs, &cs
+	if a := ord.Amounts; a != nil {
+		s.Order.Amounts = &amountsSnapshot{Subtotal: a.Subtotal, Discount: a.Discount, Fulfillment: a.Fulfillment, Tax: a.Tax}
+	}
 	return json.Marshal(s)
 }
 
@@ -250,7 +260,9 @@ func decodeSnapshot(raw []byte) (eventType string, ord *checkout.Order, at time.
 			ord.Lines = append(ord.Lines, ol)
 		}
 	}
-	ord.Amounts = o.Amounts
+	if a := o.Amounts; a != nil {
+		ord.Amounts = &checkout.OrderAmounts{Subtotal: a.Subtotal, Discount: a.Discount, Fulfillment: a.Fulfillment, Tax: a.Tax}
+	}
 	if o.Fulfillments != nil {
 		for _, f := range *o.Fulfillments {
 			df := checkout.Fulfillment{
