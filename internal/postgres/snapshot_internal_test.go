@@ -15,8 +15,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 4, 17, 10, 30, 0, 123456789, time.FixedZone("CEST", 2*3600))
 	lines := []checkout.OrderLine{
-		{ID: "li_1", ItemID: "item_123", Title: "Tee", Quantity: 2, UnitAmount: 1000},
-		{ID: "li_2", ItemID: "item_456", Title: "Hoodie", Quantity: 1, UnitAmount: 500},
+		{ID: "li_1", ItemID: "item_123", Title: "Tee", Quantity: 2, Current: 2, UnitAmount: 1000},
+		{ID: "li_2", ItemID: "item_456", Title: "Hoodie", Quantity: 1, Current: 1, UnitAmount: 500},
 	}
 	for i, refunds := range [][]checkout.Refund{nil, {
 		{ID: "rf_1", Type: checkout.RefundStoreCredit, Amount: 100, CreatedAt: at},
