@@ -41,6 +41,8 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:        "status",
 	checkout.FieldRefundType:         "type",
 	checkout.FieldRefundAmount:       "amount",
+	// checkout.FieldAuthentication and FieldOutcome have no name here: 2025-09-29 has
+	// no authentication result, so its requires_3ds refusal names no param.
 }, wire.DelegateNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the

@@ -49,6 +49,8 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:    "status",
 	checkout.FieldRefundType:     "type",
 	checkout.FieldRefundAmount:   "amount",
+	checkout.FieldAuthentication: "authentication_result",
+	checkout.FieldOutcome:        "outcome",
 }, wire.DelegateNames)
 
 // parentNames are the keys that depend on the parent: a buyer's full name is full_name
