@@ -48,9 +48,13 @@ const (
 )
 
 // MockAcquirer is the acquirer of the built-in mock PSP for merchantID: a fixed test BIN
-// in the US, and the merchant's id (cut to the lengths 3-D Secure allows) as its
-// acquirer merchant id and name. A real PSP adapter supplies its own.
+// in the US, and the merchant's id (cut to the lengths 3-D Secure allows; "merchant",
+// MERCHANT_ID's default, when empty) as its acquirer merchant id and name. A real PSP
+// adapter supplies its own.
 func MockAcquirer(merchantID string) Acquirer {
+	if merchantID == "" {
+		merchantID = "merchant"
+	}
 	cut := func(s string, n int) string {
 		r := []rune(s)
 		if len(r) > n {

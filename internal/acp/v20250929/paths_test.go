@@ -38,6 +38,8 @@ func TestPathOf(t *testing.T) {
 		{at(payment.FieldRiskSignals).Index(3).Child(payment.FieldRiskAction), "$.risk_signals[3].action"},
 		{at(payment.FieldMetadata), "$.metadata"},
 		{at(checkout.FieldBillingAddress).Child(checkout.FieldCountry), "$.billing_address.country"},
+		// 2025-09-29 has no authentication result: its requires_3ds names no param.
+		{at(checkout.FieldAuthentication), ""},
 		{at("NoSuchField"), ""},
 	} {
 		if got := pathOf(tc.f); got != tc.want {
