@@ -113,18 +113,9 @@ func encodeAuthentication(a *checkout.Authentication) *AuthenticationMetadata {
 	m.AcquirerDetails.MerchantName = a.Acquirer.MerchantName
 	m.AcquirerDetails.RequestorId = nonEmpty(a.Acquirer.RequestorID)
 	if a.PreferChallenge {
-		m.FlowPreference = &struct {
-			Challenge *struct {
-				Type *AuthenticationMetadataFlowPreferenceChallengeType `json:"type,omitempty"`
-			} `json:"challenge,omitempty"`
-			Frictionless *struct {
-				Type *AuthenticationMetadataFlowPreferenceFrictionlessType `json:"type,omitempty"`
-			} `json:"frictionless,omitempty"`
-			Type AuthenticationMetadataFlowPreferenceType `json:"type"`
-		}{Type: Challenge}
-		m.FlowPreference.Challenge = &struct {
-			Type *AuthenticationMetadataFlowPreferenceChallengeType `json:"type,omitempty"`
-		}{Type: ptr(Preferred)}
+		fp := alloc(&m.FlowPreference)
+		fp.Type = Challenge
+		alloc(&fp.Challenge).Type = ptr(Preferred)
 	}
 	return m
 }
@@ -276,6 +267,13 @@ func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// alloc sets *p to a new zero value and returns it: the generated authentication
+// metadata nests anonymous structs, whose types cannot be named here.
+func alloc[T any](p **T) *T {
+	*p = new(T)
+	return *p
+}
 
 func nonEmpty(s string) *string {
 	if s == "" {
