@@ -8,8 +8,6 @@ package db
 import (
 	"context"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const disableDiscount = `-- name: DisableDiscount :execrows
@@ -90,7 +88,7 @@ type InsertDiscountParams struct {
 	Code          *string
 	Title         string
 	PercentBps    *int32
-	AmountOff     pgtype.Int8
+	AmountOff     *int64
 	Currency      *string
 	Scope         string
 	ItemIds       []string
@@ -322,7 +320,7 @@ type UpsertDiscountParams struct {
 	Code          *string
 	Title         string
 	PercentBps    *int32
-	AmountOff     pgtype.Int8
+	AmountOff     *int64
 	Currency      *string
 	Scope         string
 	ItemIds       []string

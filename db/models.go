@@ -6,29 +6,28 @@ package db
 
 import (
 	"time"
-
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type CheckoutSession struct {
-	ID                  string
-	State               string
-	Currency            string
-	Buyer               []byte
-	FulfillmentAddress  []byte
-	FulfillmentOptionID *string
-	PaymentError        *string
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
-	ExpiresAt           time.Time
-	Owner               string
-	CancelReason        *string
-	FulfillmentContact  []byte
-	Locale              *string
-	Timezone            *string
-	Metadata            []byte
-	AgentInterventions  []string
-	CancelIntentTrace   []byte
+	ID                            string
+	State                         string
+	Currency                      string
+	Buyer                         []byte
+	FulfillmentAddress            []byte
+	FulfillmentOptionID           *string
+	PaymentError                  *string
+	CreatedAt                     time.Time
+	UpdatedAt                     time.Time
+	ExpiresAt                     time.Time
+	Owner                         string
+	CancelReason                  *string
+	FulfillmentContact            []byte
+	Locale                        *string
+	Timezone                      *string
+	Metadata                      []byte
+	AgentInterventions            []string
+	CancelIntentTrace             []byte
+	AuthenticationDirectoryServer *string
 }
 
 type CheckoutSessionDiscount struct {
@@ -41,7 +40,7 @@ type Discount struct {
 	Code          *string
 	Title         string
 	PercentBps    *int32
-	AmountOff     pgtype.Int8
+	AmountOff     *int64
 	Currency      *string
 	Scope         string
 	ItemIds       []string
@@ -63,6 +62,42 @@ type DiscountRedemption struct {
 	BuyerEmail string
 	Amount     int64
 	CreatedAt  time.Time
+}
+
+type Fulfillment struct {
+	ID               string
+	OrderID          string
+	Type             string
+	Status           string
+	Carrier          *string
+	TrackingNumber   *string
+	TrackingUrl      *string
+	Description      *string
+	Destination      []byte
+	DeliveryEarliest *time.Time
+	DeliveryLatest   *time.Time
+	AccessUrl        *string
+	LicenseKey       *string
+	AccessExpiresAt  *time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+type FulfillmentEvent struct {
+	ID            string
+	FulfillmentID string
+	Type          string
+	OccurredAt    time.Time
+	Description   *string
+	Location      *string
+	Seq           *int64
+}
+
+type FulfillmentLine struct {
+	FulfillmentID string
+	LineItemID    string
+	Position      int32
+	Quantity      int32
 }
 
 type FulfillmentOption struct {
@@ -106,17 +141,40 @@ type LineItem struct {
 }
 
 type Order struct {
-	ID                string
-	CheckoutSessionID string
-	Status            string
-	Amount            int64
-	Currency          string
-	PermalinkUrl      string
-	PaymentMethod     string
-	PaymentReference  string
-	BillingAddress    []byte
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	ID                          string
+	CheckoutSessionID           string
+	Status                      string
+	Amount                      int64
+	Currency                    string
+	PermalinkUrl                string
+	PaymentMethod               string
+	PaymentReference            string
+	BillingAddress              []byte
+	CreatedAt                   time.Time
+	UpdatedAt                   time.Time
+	AuthenticationOutcome       *string
+	AuthenticationEci           *string
+	AuthenticationVersion       *string
+	AuthenticationTransactionID *string
+}
+
+type OrderAmount struct {
+	OrderID     string
+	Subtotal    int64
+	Discount    int64
+	Fulfillment int64
+	Tax         int64
+}
+
+type OrderCancellation struct {
+	ID          string
+	OrderID     string
+	LineItemID  string
+	Position    int32
+	Quantity    int32
+	Description *string
+	Reason      *string
+	CreatedAt   time.Time
 }
 
 type OrderEvent struct {
@@ -133,6 +191,14 @@ type OrderEvent struct {
 	PayloadFormat string
 }
 
+type OrderLine struct {
+	OrderID         string
+	LineItemID      string
+	QuantityCurrent int32
+	Subtotal        *int64
+	Tax             *int64
+}
+
 type Product struct {
 	ID        string
 	Title     string
@@ -141,11 +207,20 @@ type Product struct {
 }
 
 type Refund struct {
-	ID        string
-	OrderID   string
-	Type      string
-	Amount    int64
-	CreatedAt time.Time
+	ID          string
+	OrderID     string
+	Type        string
+	Amount      int64
+	CreatedAt   time.Time
+	Description *string
+	Reason      *string
+}
+
+type RefundLine struct {
+	RefundID   string
+	LineItemID string
+	Position   int32
+	Quantity   int32
 }
 
 type SignatureReplay struct {
@@ -173,27 +248,28 @@ type Variant struct {
 }
 
 type VaultToken struct {
-	ID                string
-	CheckoutSessionID string
-	MerchantID        string
-	MaxAmount         int64
-	Currency          string
-	ExpiresAt         time.Time
-	UsedAt            *time.Time
-	OrderID           *string
-	CardBrand         string
-	CardFundingType   string
-	CardLast4         string
-	CardExpMonth      *int16
-	CardExpYear       *int16
-	CardNumberType    string
-	CardFingerprint   *string
-	CardVirtual       bool
-	CardWalletType    *string
-	BillingAddress    []byte
-	RiskSignals       []byte
-	ManualReview      bool
-	Metadata          []byte
-	CreatedAt         time.Time
-	Owner             string
+	ID                            string
+	CheckoutSessionID             string
+	MerchantID                    string
+	MaxAmount                     int64
+	Currency                      string
+	ExpiresAt                     time.Time
+	UsedAt                        *time.Time
+	OrderID                       *string
+	CardBrand                     string
+	CardFundingType               string
+	CardLast4                     string
+	CardExpMonth                  *int16
+	CardExpYear                   *int16
+	CardNumberType                string
+	CardFingerprint               *string
+	CardVirtual                   bool
+	CardWalletType                *string
+	BillingAddress                []byte
+	RiskSignals                   []byte
+	ManualReview                  bool
+	Metadata                      []byte
+	CreatedAt                     time.Time
+	Owner                         string
+	AuthenticationDirectoryServer *string
 }

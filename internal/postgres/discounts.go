@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
@@ -88,7 +87,7 @@ func writeDiscount(ctx context.Context, q *db.Queries, d checkout.Discount, now 
 		bps := int32(d.PercentBps)
 		p.PercentBps = &bps
 	} else {
-		p.AmountOff = pgtype.Int8{Int64: d.AmountOff, Valid: true}
+		p.AmountOff = &d.AmountOff
 	}
 	var err error
 	if replace {
@@ -175,8 +174,8 @@ func discountFromRow(r db.Discount, redeemed, buyerRedeemed int32) checkout.Disc
 	if r.PercentBps != nil {
 		d.PercentBps = int(*r.PercentBps)
 	}
-	if r.AmountOff.Valid {
-		d.AmountOff = r.AmountOff.Int64
+	if r.AmountOff != nil {
+		d.AmountOff = *r.AmountOff
 	}
 	return d
 }
