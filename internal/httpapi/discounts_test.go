@@ -375,6 +375,15 @@ func TestDiscountCompletionRefusedWhenUsedUp(t *testing.T) {
 	if done["status"] != "completed" || len(asList(done["discounts"].(map[string]any)["applied"])) != 1 {
 		t.Fatalf("first completion: %v", done)
 	}
+	// The order's totals add up: subtotal 1500 - discount 100 + shipping 500 + CA tax on
+	// 1400 (102) = 2002; its line cost 1400 before tax, what a refund gives back.
+	ot := totalsOf(done["order"].(map[string]any)["totals"])
+	if ot["subtotal"] != 1500 || ot["discount"] != 100 || ot["fulfillment"] != 500 || ot["tax"] != 102 || ot["total"] != 2002 {
+		t.Errorf("order totals = %v", ot)
+	}
+	if l := done["order"].(map[string]any)["line_items"].([]any)[0].(map[string]any); l["subtotal"] != 1400.0 {
+		t.Errorf("order line = %v", l)
+	}
 	e.mustError(e.do(http.MethodPost, "/checkout_sessions/"+ids[1]+"/complete", complete), http.StatusConflict,
 		"discount_code_usage_limit_reached", "$.discounts.codes[0]")
 	s := e.mustSession(e.do(http.MethodGet, "/checkout_sessions/"+ids[1], nil), http.StatusOK)
