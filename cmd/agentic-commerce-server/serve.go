@@ -93,6 +93,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
+		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     m,
 		Unavailable: postgres.IsUnavailable,
 		Ready:       ready,

@@ -48,7 +48,7 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOccurredAt:         "occurred_at",
 	// checkout.FieldAuthentication and FieldOutcome have no name here: 2025-09-29 has
 	// no authentication result, so its requires_3ds refusal names no param.
-}, wire.DelegateNames)
+}, wire.DelegateNames, wire.DiscountNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
 // zero Field. A name missing from the table also gives "": no param is better than a

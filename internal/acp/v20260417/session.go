@@ -20,12 +20,12 @@ import (
 // no such problem are the generated types. Every body is decoded by acp.DecodeStrict.
 //
 // Several fields are accepted, shape-checked and not acted on yet: order_notes,
-// discounts, coupons, fulfillment_groups, quote_id, affiliate_attribution (create and
-// complete), and on complete risk_signals and marketing_consents. Discounts,
-// attribution and consents come with the commerce depth work; until then they change
-// nothing, which each field allows. authentication_result is decoded by hand
-// (authenticationResult): the generated outcome_details cannot tell an absent field
-// from an empty one.
+// fulfillment_groups, quote_id, affiliate_attribution (create and complete), and on
+// complete risk_signals and marketing_consents. Attribution and consents come with the
+// commerce depth work; until then they change nothing, which each field allows.
+// discounts and coupons are the discount extension (discount.go). authentication_result
+// is decoded by hand (authenticationResult): the generated outcome_details cannot tell
+// an absent field from an empty one.
 
 // buyer is the 2026-04-17 Buyer: only the email address is required. The account,
 // company, loyalty and tax-exemption details are accepted and not kept.
@@ -113,8 +113,8 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 type capabilities struct {
 	Payment       *Payment                  `json:"payment"`
 	Interventions *InterventionCapabilities `json:"interventions"`
-	// Extensions are identifiers in a request; [] is accepted (checklist I-14). No
-	// extension is active yet, so none is answered.
+	// Extensions are identifiers in a request; [] is accepted (checklist I-14). Only
+	// the discount extension is known; others are ignored (EXT-RFC).
 	Extensions *[]string `json:"extensions"`
 }
 
@@ -202,8 +202,8 @@ func checkOrderNotes(notes *string) error {
 	return nil
 }
 
-// cartFields are the fields create and update share and this server does not act on
-// yet (see the top of this file).
+// cartFields are the fields create and update share: the discount codes and what this
+// server does not act on yet (see the top of this file).
 type cartFields struct {
 	OrderNotes        *string             `json:"order_notes"`
 	Discounts         *DiscountsRequest   `json:"discounts"`
@@ -255,6 +255,8 @@ func (c *createBody) domain() (checkout.Changes, error) {
 		FulfillmentAddress: addr, FulfillmentContact: contact,
 		Locale: c.Locale, Timezone: c.Timezone, Metadata: c.Metadata,
 		AgentInterventions: c.Capabilities.interventions(),
+		DiscountExtension:  c.Capabilities.declares(discountExtension),
+		DiscountCodes:      c.codes(),
 	}, nil
 }
 
@@ -296,7 +298,7 @@ func (u *updateBody) domain(nulls map[string]bool) (checkout.Changes, error) {
 		return checkout.Changes{}, err
 	}
 	ch := checkout.Changes{
-		Items: items, Buyer: b, FulfillmentOptionID: option,
+		Items: items, Buyer: b, FulfillmentOptionID: option, DiscountCodes: u.codes(),
 		Clear: checkout.Clear{
 			Buyer:              nulls["buyer"],
 			FulfillmentDetails: nulls["fulfillment_details"],
