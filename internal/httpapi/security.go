@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -395,17 +396,23 @@ func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now tim
 	if skew := now.Sub(at); skew > signatureWindow || skew < -signatureWindow {
 		return unauthorized("timestamp_out_of_window", "Timestamp is more than 300 seconds away from the server's clock.")
 	}
-	got, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sig, "="))
-	if err != nil {
-		return unauthorized("malformed_signature", "Signature must be base64url.")
-	}
 	body, err := s.rawBody(w, r)
 	if err != nil {
 		return err
 	}
+	return s.checkSignature(r.Context(), sig, ts, at, body)
+}
+
+// checkSignature accepts sig when it signs ts and body with one of the secrets and was
+// not seen before; REST signs the raw body, MCP the raw payload (mcp.go).
+func (s *Server) checkSignature(ctx context.Context, sig, ts string, at time.Time, body []byte) error {
+	got, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sig, "="))
+	if err != nil {
+		return unauthorized("malformed_signature", "Signature must be base64url.")
+	}
 	for _, secret := range s.cfg.SigningSecrets {
 		if hmac.Equal(got, Sign(secret, ts, body)) {
-			return s.rememberSignature(r.Context(), got, at)
+			return s.rememberSignature(ctx, got, at)
 		}
 	}
 	return unauthorized("invalid_signature", "Signature does not match the request.")
