@@ -279,7 +279,7 @@ var cardSecrets = []string{"number", "cvc", "cryptogram"}
 // clear (PCI DSS 3.5).
 func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	if r.URL.Path != delegatePaymentPath {
-		return s.keyedHash(idempotency.Hash(body)), true
+		return s.bodyHash(body), true
 	}
 	v, ok := idempotency.Decode(body)
 	if !ok {
@@ -289,6 +289,10 @@ func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	h, err := idempotency.HashValue(v)
 	return s.keyedHash(h), err == nil
 }
+
+// bodyHash is the request hash of a checkout body (REST) or payload (MCP): the same
+// for both, so a retry over the other transport is recognised.
+func (s *Server) bodyHash(body []byte) string { return s.keyedHash(idempotency.Hash(body)) }
 
 // keyedHash keys a canonical body hash. The prefix keeps these values apart from the
 // card fingerprints made with the same key.

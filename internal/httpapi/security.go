@@ -382,7 +382,14 @@ func (s *Server) withSignature() Middleware {
 }
 
 func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now time.Time) error {
-	sig, ts := r.Header.Get("Signature"), r.Header.Get("Timestamp")
+	return s.verifySigned(r.Context(), r.Header.Get("Signature"), r.Header.Get("Timestamp"), now,
+		func() ([]byte, error) { return s.rawBody(w, r) })
+}
+
+// verifySigned checks a signature and its timestamp over the body of a request, for
+// every transport: REST's headers and raw body, MCP's meta.signature, meta.timestamp
+// and payload. The body is only read once the header fields pass.
+func (s *Server) verifySigned(ctx context.Context, sig, ts string, now time.Time, body func() ([]byte, error)) error {
 	if sig == "" {
 		return unauthorized("missing_signature", "A Signature header is required.")
 	}
@@ -396,11 +403,11 @@ func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now tim
 	if skew := now.Sub(at); skew > signatureWindow || skew < -signatureWindow {
 		return unauthorized("timestamp_out_of_window", "Timestamp is more than 300 seconds away from the server's clock.")
 	}
-	body, err := s.rawBody(w, r)
+	raw, err := body()
 	if err != nil {
 		return err
 	}
-	return s.checkSignature(r.Context(), sig, ts, at, body)
+	return s.checkSignature(ctx, sig, ts, at, raw)
 }
 
 // checkSignature accepts sig when it signs ts and body with one of the secrets and was

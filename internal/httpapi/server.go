@@ -154,6 +154,12 @@ func New(cfg Config, d Deps) *Server {
 		}
 	}
 
+	// The MCP binding: authenticated like the ACP routes (on the connection, the binding
+	// says), its version and idempotency key read from each call's meta (mcp.go). It
+	// is inside the same outer chain, so rate limits, the timeout, logs and metrics are
+	// those of REST.
+	root.Handle(mcpPath, withRequireAuth()(s.newMCPHandler())).Methods(http.MethodPost)
+
 	acp := root.NewRoute().Subrouter()
 	// Fixed order: may they (who is calling and how often was settled before routing),
 	// which version, is the body theirs (signature), has it run before (idempotency).
