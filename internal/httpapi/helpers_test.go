@@ -202,6 +202,17 @@ func (e *testEnv) mustSession(r response, status int) map[string]any {
 	return r.json(e.t)
 }
 
+// mustCompleted expects a 200 complete response that is a valid CheckoutSession with
+// its order in e's version (testkit's SessionWithOrder, checklist I-03) and returns it.
+func (e *testEnv) mustCompleted(r response) map[string]any {
+	e.t.Helper()
+	if r.status != http.StatusOK {
+		e.t.Fatalf("complete: status = %d, want 200; body: %s", r.status, r.body)
+	}
+	e.schemas.SessionWithOrder(r.body)
+	return r.json(e.t)
+}
+
 // mustError expects status and a flat ACP Error with code and (when not "") param that
 // is valid against the Error schema of its route in e's version: delegate_payment's for
 // requests to delegatePath, checkout's for the others.

@@ -124,7 +124,7 @@ func TestFlow0417(t *testing.T) {
 		map[string]any{"payment_data": map[string]any{"purchase_order_number": "PO-1"}}, "Idempotency-Key", "flow-complete-3"),
 		http.StatusBadRequest, "unsupported", "$.payment_data.purchase_order_number")
 
-	s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", complete("card_tokenized", token), "Idempotency-Key", "flow-complete"), http.StatusOK)
+	s = e.mustCompleted(e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", complete("card_tokenized", token), "Idempotency-Key", "flow-complete"))
 	if s["status"] != "completed" {
 		t.Errorf("status %v", s["status"])
 	}

@@ -244,8 +244,14 @@ func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.De
 		m, y := int16(t.CardExpMonth), int16(t.CardExpYear)
 		p.CardExpMonth, p.CardExpYear = &m, &y
 	}
+	// No risk signals (2026-04-17 allows []) are stored as [], not null: the column is
+	// an array.
+	signals := t.RiskSignals
+	if signals == nil {
+		signals = []payment.RiskSignal{}
+	}
 	var err error
-	if p.RiskSignals, err = json.Marshal(t.RiskSignals); err != nil {
+	if p.RiskSignals, err = json.Marshal(signals); err != nil {
 		return t, fmt.Errorf("encode risk signals: %w", err)
 	}
 	if p.Metadata, err = json.Marshal(orEmpty(t.Metadata)); err != nil {

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
 // What a 2026-04-17 agent tells about a session (contact, locale, time zone, metadata,
@@ -169,5 +172,38 @@ func TestCompleteChecksTheHandlerAndListsTheLines(t *testing.T) {
 	}
 	if len(v.Handlers) != 0 {
 		t.Errorf("a completed session offers handlers: %v", v.Handlers)
+	}
+}
+
+// A 2026-04-17 delegation may carry no risk signals (checklist I-11): the token is
+// stored with [] and pays like any other. It used to fail the column's array check with
+// a 500.
+func TestVaultTokenWithoutRiskSignalsPays(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	sid := e.readySession()
+	v := postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("sessions-test-fingerprint-key-0123456789")))
+	tok, err := v.Delegate(ctx, "", &payment.Delegation{
+		Card: payment.Card{
+			Type: "card", NumberType: "fpan", Number: "4242424242424242", ExpMonth: "12", ExpYear: "2040",
+			FundingType: "credit", Last4: "4242", Metadata: map[string]string{},
+		},
+		Allowance: payment.Allowance{
+			Reason: "one_time", MaxAmount: 100000, Currency: "usd", CheckoutSessionID: sid,
+			MerchantID: "merchant", ExpiresAt: time.Now().Add(time.Hour),
+		},
+		Metadata: map[string]string{},
+		Rules:    payment.Rules{EmptyRiskSignals: true, MaxIINDigits: 8},
+	})
+	if err != nil {
+		t.Fatalf("delegate without risk signals: %v", err)
+	}
+	var stored string
+	if err := e.pool.QueryRow(ctx, `SELECT risk_signals::text FROM vault_tokens WHERE id = $1`, tok.ID).Scan(&stored); err != nil || stored != "[]" {
+		t.Errorf("stored risk signals = %q, %v", stored, err)
+	}
+	if _, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{HandlerID: checkout.HandlerVaultCard, Token: tok.ID}); err != nil {
+		t.Fatalf("complete with the token: %v", err)
 	}
 }
