@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
@@ -212,10 +214,32 @@ func TestMCPFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
+	outputs := map[string]*jsonschema.Schema{}
 	for _, tool := range list.Tools {
 		names = append(names, tool.Name)
 		if tool.InputSchema == nil || tool.OutputSchema == nil {
-			t.Errorf("%s: input schema %v, output schema %v", tool.Name, tool.InputSchema != nil, tool.OutputSchema != nil)
+			t.Fatalf("%s: input schema %v, output schema %v", tool.Name, tool.InputSchema != nil, tool.OutputSchema != nil)
+		}
+		// The output schema as a client gets it: self-contained, compiled on its own.
+		raw, _ := json.Marshal(tool.OutputSchema)
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := jsonschema.NewCompiler()
+		if err := c.AddResource("urn:"+tool.Name, doc); err != nil {
+			t.Fatal(err)
+		}
+		if outputs[tool.Name], err = c.Compile("urn:" + tool.Name); err != nil {
+			t.Fatalf("%s: output schema: %v", tool.Name, err)
+		}
+	}
+	conforms := func(tool string, c toolCall) {
+		t.Helper()
+		raw, _ := json.Marshal(c.result.StructuredContent)
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
+		if err := outputs[tool].Validate(v); err != nil {
+			t.Errorf("%s: the result does not match the tool's output schema: %v", tool, err)
 		}
 	}
 	slices.Sort(names)
@@ -223,7 +247,9 @@ func TestMCPFlow(t *testing.T) {
 		t.Errorf("tools = %v", names)
 	}
 
-	created := call(t, cs, "create_checkout_session", map[string]any{"meta": meta("flow-create"), "payload": mcpCreate}).mustSession(e, "CheckoutSession")
+	createCall := call(t, cs, "create_checkout_session", map[string]any{"meta": meta("flow-create"), "payload": mcpCreate})
+	created := createCall.mustSession(e, "CheckoutSession")
+	conforms("create_checkout_session", createCall)
 	id := created["id"].(string)
 	if created["protocol"].(map[string]any)["version"] != "2026-04-17" {
 		t.Errorf("created: status %v protocol %v", created["status"], created["protocol"])
@@ -237,8 +263,9 @@ func TestMCPFlow(t *testing.T) {
 		t.Errorf("get = %v", got)
 	}
 
-	done := call(t, cs, "complete_checkout_session", map[string]any{"meta": meta("flow-complete"), "id": id, "payload": mcpComplete("tok_visa")}).
-		mustSession(e, "CheckoutSessionWithOrder")
+	completeCall := call(t, cs, "complete_checkout_session", map[string]any{"meta": meta("flow-complete"), "id": id, "payload": mcpComplete("tok_visa")})
+	done := completeCall.mustSession(e, "CheckoutSessionWithOrder")
+	conforms("complete_checkout_session", completeCall)
 	if done["status"] != "completed" || done["order"].(map[string]any)["checkout_session_id"] != id {
 		t.Fatalf("completed = %v", done)
 	}
@@ -469,8 +496,10 @@ func TestMCPExamples(t *testing.T) {
 	if err := json.Unmarshal(acpspec.ReadFile(t, "2026-04-17/examples.mcp.agentic_checkout.json"), &examples); err != nil {
 		t.Fatal(err)
 	}
+	sent := map[string]bool{}
 	post := func(name string, replace ...string) map[string]any {
 		t.Helper()
+		sent[name] = true
 		body := string(examples[name])
 		for i := 0; i+1 < len(replace); i += 2 {
 			if !strings.Contains(body, replace[i]) {
@@ -524,7 +553,9 @@ func TestMCPExamples(t *testing.T) {
 		"update_checkout_session_request": "CheckoutSessionUpdateRequest", "complete_checkout_session_request": "CheckoutSessionCompleteRequest",
 	} {
 		var req struct {
-			Params struct{ Arguments struct{ Payload json.RawMessage } }
+			Params struct {
+				Arguments struct{ Payload json.RawMessage }
+			}
 		}
 		_ = json.Unmarshal(examples[name], &req)
 		if e.schemas.Checkout.Validate(def, req.Params.Arguments.Payload) == nil {
@@ -582,4 +613,46 @@ func TestMCPExamples(t *testing.T) {
 			t.Errorf("%s: got %v, the example has %v", name, got, example.Error)
 		}
 	}
+	// A new example request fails this test until it is sent.
+	for name := range examples {
+		if strings.HasSuffix(name, "_request") && !sent[name] {
+			t.Errorf("example %s is not sent", name)
+		}
+	}
+}
+
+// TestMCPSignatures: with SIGNING_SECRET set, every call is signed as REST requests
+// are, meta.signature and meta.timestamp standing for the headers and the payload for
+// the body; a signature is spent by its first use.
+func TestMCPSignatures(t *testing.T) {
+	t.Parallel()
+	secret := []byte("mcp-signing-secret")
+	e := mcpEnv(t, func(c *httpapi.Config) { c.SigningSecrets = [][]byte{secret} })
+	cs := e.mustMCP(mcpKeyA)
+	signed := func(key string, payload any) map[string]any {
+		raw, err := json.Marshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := time.Now().UTC().Format(time.RFC3339)
+		m := meta(key)
+		m["timestamp"] = ts
+		m["signature"] = base64.RawURLEncoding.EncodeToString(httpapi.Sign(secret, ts, raw))
+		return m
+	}
+	call(t, cs, "create_checkout_session", map[string]any{"meta": meta("sig-unsigned"), "payload": mcpCreate}).mustError(e, "missing_signature", "")
+	m := signed("sig-create", mcpCreate)
+	s := call(t, cs, "create_checkout_session", map[string]any{"meta": m, "payload": mcpCreate}).mustSession(e, "CheckoutSession")
+	// The same signature again, even under another key, is a replay.
+	m["idempotency_key"] = "sig-create-2"
+	call(t, cs, "create_checkout_session", map[string]any{"meta": m, "payload": mcpCreate}).mustError(e, "signature_replayed", "")
+	// A signature over another payload does not match.
+	call(t, cs, "create_checkout_session", map[string]any{"meta": signed("sig-other", map[string]any{"currency": "eur"}), "payload": mcpCreate}).
+		mustError(e, "invalid_signature", "")
+	// A call without payload signs the empty body.
+	call(t, cs, "get_checkout_session", map[string]any{"meta": signed("", nil), "id": s["id"]}).mustError(e, "invalid_signature", "")
+	ts := time.Now().UTC().Format(time.RFC3339)
+	get := meta("")
+	get["timestamp"], get["signature"] = ts, base64.RawURLEncoding.EncodeToString(httpapi.Sign(secret, ts, nil))
+	call(t, cs, "get_checkout_session", map[string]any{"meta": get, "id": s["id"]}).mustSession(e, "CheckoutSession")
 }

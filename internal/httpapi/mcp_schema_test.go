@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
+)
+
+// compileToolSchema compiles a schema the server gives MCP clients, as a client would:
+// on its own, every $ref inside it.
+func compileToolSchema(t *testing.T, name string, schema any) *jsonschema.Schema {
+	t.Helper()
+	raw, err := json.Marshal(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	url := "urn:tool:" + name
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	sch, err := c.Compile(url)
+	if err != nil {
+		t.Fatalf("%s: the schema does not compile on its own: %v", name, err)
+	}
+	return sch
+}
+
+func TestMCPToolSchemas(t *testing.T) {
+	tools, err := mcpTools("2026-04-17")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var examples map[string]struct {
+		Params struct {
+			Name      string
+			Arguments json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(acpspec.ReadFile(t, "2026-04-17/examples.mcp.agentic_checkout.json"), &examples); err != nil {
+		t.Fatal(err)
+	}
+	// The examples whose arguments pass their schema, the others failing it (I-39: the
+	// update example nests its option under "shipping", the complete example's
+	// instrument has a bare token).
+	valid := map[string]bool{
+		"create_checkout_session": true, "get_checkout_session": true, "cancel_checkout_session": true,
+		"update_checkout_session": false, "complete_checkout_session": false,
+	}
+	required := map[string][]string{
+		"create_checkout_session": {"meta", "payload"}, "get_checkout_session": {"id", "meta"},
+		"update_checkout_session": {"id", "meta", "payload"}, "complete_checkout_session": {"id", "meta", "payload"},
+		"cancel_checkout_session": {"id", "meta"},
+	}
+	var names []string
+	for _, tool := range tools {
+		name := tool.tool.Name
+		names = append(names, name)
+		in := compileToolSchema(t, name+"/input", tool.tool.InputSchema)
+		compileToolSchema(t, name+"/output", tool.tool.OutputSchema)
+
+		got := slices.Clone(tool.tool.InputSchema.(map[string]any)["required"].([]string))
+		slices.Sort(got)
+		if !slices.Equal(got, required[name]) {
+			t.Errorf("%s: required %v, want %v", name, got, required[name])
+		}
+		ex, ok := examples[name+"_request"]
+		if !ok || ex.Params.Name != name {
+			t.Fatalf("no example request of %s", name)
+		}
+		args, err := jsonschema.UnmarshalJSON(strings.NewReader(string(ex.Params.Arguments)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Validate(args); (err == nil) != valid[name] {
+			t.Errorf("%s: the example's arguments validate: %v, want %v (%v)", name, err == nil, valid[name], err)
+		}
+		// Arguments the tool does not take are refused, as the server refuses them.
+		if err := in.Validate(map[string]any{"meta": map[string]any{"api_version": "2026-04-17"}, "id": "cs_1", "extra": true}); err == nil {
+			t.Errorf("%s: an unknown argument validates", name)
+		}
+		// Each tool carries the definitions it reaches, not the whole bundle.
+		out := tool.tool.OutputSchema.(map[string]any)
+		defs := out["$defs"].(map[string]any)
+		result := strings.TrimPrefix(out["$ref"].(string), "#/$defs/")
+		if _, ok := defs[result]; !ok || len(defs) > 70 {
+			t.Errorf("%s: output $defs has %d definitions (%s: %v)", name, len(defs), result, ok)
+		}
+		for _, s := range []any{tool.tool.InputSchema, tool.tool.OutputSchema} {
+			if raw, _ := json.Marshal(s); strings.Contains(string(raw), "../json-schema") || strings.Contains(string(raw), "#/components/") {
+				t.Errorf("%s: an unresolved $ref is left: %.200s", name, fmt.Sprint(s))
+			}
+		}
+	}
+	slices.Sort(names)
+	if len(names) != len(mcpOperations) {
+		t.Errorf("tools %v, operations %d", names, len(mcpOperations))
+	}
+}
