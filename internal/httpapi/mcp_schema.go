@@ -150,6 +150,8 @@ func mcpTools(version string) ([]mcpTool, error) {
 		if err := withDefs(output, bundle.Defs); err != nil {
 			return nil, err
 		}
+		stripExamples(input, false)
+		stripExamples(output, false)
 		tools = append(tools, mcpTool{
 			tool: &mcp.Tool{
 				Name: m.Name, Title: m.Summary, Description: m.Description,
@@ -210,6 +212,27 @@ func withDefs(schema map[string]any, defs map[string]any) error {
 		schema["$defs"] = reached
 	}
 	return nil
+}
+
+// stripExamples removes the example annotations from a schema. They validate nothing,
+// a tool's schemas are read by the model on every turn, and many of the bundle's
+// examples fail their own schema (checklist I-39): an agent should not copy them.
+// names says that the keys of v are names (of properties or definitions), not keywords.
+func stripExamples(v any, names bool) {
+	switch n := v.(type) {
+	case map[string]any:
+		for k, c := range n {
+			if !names && (k == "example" || k == "examples") {
+				delete(n, k)
+				continue
+			}
+			stripExamples(c, !names && (k == "properties" || k == "$defs" || k == "patternProperties" || k == "dependentSchemas"))
+		}
+	case []any:
+		for _, c := range n {
+			stripExamples(c, false)
+		}
+	}
 }
 
 // readSpecJSON decodes one vendored spec file.

@@ -98,13 +98,35 @@ func TestMCPToolSchemas(t *testing.T) {
 			t.Errorf("%s: output $defs has %d definitions (%s: %v)", name, len(defs), result, ok)
 		}
 		for _, s := range []any{tool.tool.InputSchema, tool.tool.OutputSchema} {
-			if raw, _ := json.Marshal(s); strings.Contains(string(raw), "../json-schema") || strings.Contains(string(raw), "#/components/") {
+			raw, _ := json.Marshal(s)
+			if strings.Contains(string(raw), "../json-schema") || strings.Contains(string(raw), "#/components/") {
 				t.Errorf("%s: an unresolved $ref is left: %.200s", name, fmt.Sprint(s))
+			}
+			if strings.Contains(string(raw), `"example":`) || strings.Contains(string(raw), `"examples":`) {
+				t.Errorf("%s: an example annotation is left", name)
 			}
 		}
 	}
 	slices.Sort(names)
 	if len(names) != len(mcpOperations) {
 		t.Errorf("tools %v, operations %d", names, len(mcpOperations))
+	}
+}
+
+// TestStripExamples: the example keywords go, a property named "example" stays.
+func TestStripExamples(t *testing.T) {
+	schema := map[string]any{
+		"example": map[string]any{"id": "x"},
+		"properties": map[string]any{
+			"example":  map[string]any{"type": "string", "examples": []any{"a"}},
+			"examples": map[string]any{"type": "array", "items": map[string]any{"example": "b"}},
+		},
+		"$defs": map[string]any{"example": map[string]any{"type": "object"}},
+	}
+	stripExamples(schema, false)
+	got, _ := json.Marshal(schema)
+	want := `{"$defs":{"example":{"type":"object"}},"properties":{"example":{"type":"string"},"examples":{"items":{},"type":"array"}}}`
+	if string(got) != want {
+		t.Errorf("got %s\nwant %s", got, want)
 	}
 }
