@@ -56,12 +56,21 @@ test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog pa
 	done
 
 # make bench BENCH_C=16 BENCH_D=30s BENCH_ARGS='-json -pool-max-conns 8'
+# make bench BENCH_PGBOUNCER=1: the server reaches PostgreSQL through pgbouncer in
+# transaction pooling; compare its throughput ratio with a direct run's.
 BENCH_C    ?= 8
 BENCH_D    ?= 20s
 BENCH_ARGS ?=
+BENCH_PGBOUNCER ?=
 .PHONY: bench
 bench: build ## Benchmark against the pgbench ceiling on a throwaway PostgreSQL (docs/PERFORMANCE.md)
-	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(BENCH_ARGS)
+	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(if $(BENCH_PGBOUNCER),-pgbouncer) $(BENCH_ARGS)
+
+# The checkout suites (HTTP and storage) through pgbouncer in transaction pooling, with
+# the query exec mode docs/operations.md recommends (internal/pgtest, TEST_PGBOUNCER).
+.PHONY: test-pgbouncer
+test-pgbouncer: ## The HTTP and storage test suites through pgbouncer in transaction pooling
+	TEST_PGBOUNCER=1 $(GO_TEST) ./internal/httpapi/ ./internal/postgres/
 
 verify: ## Fail on stale generated code, gofmt/vet/staticcheck findings or a reachable vulnerability
 	go tool sqlc diff

@@ -29,6 +29,42 @@ type CheckoutSession struct {
 	CancelIntentTrace   []byte
 }
 
+type Fulfillment struct {
+	ID               string
+	OrderID          string
+	Type             string
+	Status           string
+	Carrier          *string
+	TrackingNumber   *string
+	TrackingUrl      *string
+	Description      *string
+	Destination      []byte
+	DeliveryEarliest *time.Time
+	DeliveryLatest   *time.Time
+	AccessUrl        *string
+	LicenseKey       *string
+	AccessExpiresAt  *time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+type FulfillmentEvent struct {
+	ID            string
+	FulfillmentID string
+	Type          string
+	OccurredAt    time.Time
+	Description   *string
+	Location      *string
+	Seq           *int64
+}
+
+type FulfillmentLine struct {
+	FulfillmentID string
+	LineItemID    string
+	Position      int32
+	Quantity      int32
+}
+
 type FulfillmentOption struct {
 	ID              string
 	Type            string
@@ -83,6 +119,25 @@ type Order struct {
 	UpdatedAt         time.Time
 }
 
+type OrderAmount struct {
+	OrderID     string
+	Subtotal    int64
+	Discount    int64
+	Fulfillment int64
+	Tax         int64
+}
+
+type OrderCancellation struct {
+	ID          string
+	OrderID     string
+	LineItemID  string
+	Position    int32
+	Quantity    int32
+	Description *string
+	Reason      *string
+	CreatedAt   time.Time
+}
+
 type OrderEvent struct {
 	ID            int64
 	OrderID       string
@@ -97,6 +152,14 @@ type OrderEvent struct {
 	PayloadFormat string
 }
 
+type OrderLine struct {
+	OrderID         string
+	LineItemID      string
+	QuantityCurrent int32
+	Subtotal        *int64
+	Tax             *int64
+}
+
 type Product struct {
 	ID        string
 	Title     string
@@ -105,11 +168,20 @@ type Product struct {
 }
 
 type Refund struct {
-	ID        string
-	OrderID   string
-	Type      string
-	Amount    int64
-	CreatedAt time.Time
+	ID          string
+	OrderID     string
+	Type        string
+	Amount      int64
+	CreatedAt   time.Time
+	Description *string
+	Reason      *string
+}
+
+type RefundLine struct {
+	RefundID   string
+	LineItemID string
+	Position   int32
+	Quantity   int32
 }
 
 type SignatureReplay struct {

@@ -232,9 +232,14 @@ type Order struct {
 	Refunds           []Refund
 	// Lines are what was bought, as the session held it at completion (empty when an
 	// order was read without them, e.g. in a listing).
-	Lines     []OrderLine
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Lines []OrderLine
+	// Fulfillments, Cancellations and Amounts are the order after payment (ORD-RFC;
+	// fulfillment.go). Amounts is nil for orders completed before it was kept.
+	Fulfillments  []Fulfillment
+	Cancellations []Cancellation
+	Amounts       *OrderAmounts
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Completion is a request to pay for a session. HandlerID names the payment handler

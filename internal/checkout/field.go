@@ -76,6 +76,15 @@ const (
 	FieldRefundType FieldName = "RefundType"
 	// FieldRefundAmount is the amount of a refund.
 	FieldRefundAmount FieldName = "RefundAmount"
+	// FieldOrderLines is the list of order lines (with quantities) a fulfilment,
+	// cancellation or refund names.
+	FieldOrderLines FieldName = "OrderLines"
+	// FieldFulfillmentType and FieldFulfillmentStatus are a fulfilment's type and status.
+	FieldFulfillmentType   FieldName = "FulfillmentType"
+	FieldFulfillmentStatus FieldName = "FulfillmentStatus"
+	// FieldEventType and FieldOccurredAt are a fulfilment event's type and time.
+	FieldEventType  FieldName = "EventType"
+	FieldOccurredAt FieldName = "OccurredAt"
 )
 
 // maxFieldDepth is the deepest field named so far (a completion's payment, its billing

@@ -68,11 +68,16 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		order := &checkout.Order{
 			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
 			Amount: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
+			Amounts: &checkout.OrderAmounts{
+				Subtotal: quote.Totals.Subtotal, Discount: quote.Totals.ItemsDiscount,
+				Fulfillment: quote.Totals.Fulfillment, Tax: quote.Totals.Tax,
+			},
 		}
 		order.PermalinkURL = s.orderURL + order.ID
 		for _, l := range quote.Lines {
 			order.Lines = append(order.Lines, checkout.OrderLine{
-				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, UnitAmount: l.UnitAmount,
+				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, Current: l.Quantity,
+				UnitAmount: l.UnitAmount, Subtotal: l.Subtotal, Tax: l.Tax, Priced: true,
 			})
 		}
 		if vaultToken != nil && vaultToken.ManualReview {
@@ -109,6 +114,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		if err := q.InsertOrder(ctx, params); err != nil {
 			return checkout.View{}, orderError(err)
+		}
+		if err := insertOrderDetails(ctx, q, order); err != nil {
+			return checkout.View{}, err
 		}
 		if vaultToken != nil {
 			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})

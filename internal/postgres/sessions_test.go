@@ -164,8 +164,8 @@ func TestCompleteChecksTheHandlerAndListsTheLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []checkout.OrderLine{
-		{ID: v.Session.Lines[0].ID, ItemID: "item_123", Title: "Tee", Quantity: 2, UnitAmount: 1500},
-		{ID: v.Session.Lines[1].ID, ItemID: "item_456", Title: "Hoodie", Quantity: 1, UnitAmount: 3000},
+		{ID: v.Session.Lines[0].ID, ItemID: "item_123", Title: "Tee", Quantity: 2, Current: 2, UnitAmount: 1500, Subtotal: 3000, Tax: 218, Priced: true},
+		{ID: v.Session.Lines[1].ID, ItemID: "item_456", Title: "Hoodie", Quantity: 1, Current: 1, UnitAmount: 3000, Subtotal: 3000, Tax: 218, Priced: true},
 	}
 	if !reflect.DeepEqual(v.Order.Lines, want) {
 		t.Errorf("order lines = %+v, want %+v", v.Order.Lines, want)

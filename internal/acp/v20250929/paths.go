@@ -41,6 +41,11 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:        "status",
 	checkout.FieldRefundType:         "type",
 	checkout.FieldRefundAmount:       "amount",
+	checkout.FieldOrderLines:         "line_items",
+	checkout.FieldFulfillmentType:    "type",
+	checkout.FieldFulfillmentStatus:  "status",
+	checkout.FieldEventType:          "type",
+	checkout.FieldOccurredAt:         "occurred_at",
 }, wire.DelegateNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the

@@ -253,7 +253,9 @@ func views(t *testing.T) map[string]checkout.View {
 	order := &checkout.Order{
 		ID: "ord_1", CheckoutSessionID: "cs_test", PermalinkURL: "https://shop.example/orders/ord_1",
 		Status: checkout.OrderFulfilled, Amount: 3718, Currency: "usd",
-		Lines: []checkout.OrderLine{{ID: "li_1", ItemID: "tee", Title: "Tee", Quantity: 2, UnitAmount: 1500}},
+		Lines: []checkout.OrderLine{{ID: "li_1", ItemID: "tee", Title: "Tee", Quantity: 2, Current: 2, UnitAmount: 1500}},
+		Fulfillments: []checkout.Fulfillment{{ID: "ful_1", Type: checkout.FulfillmentShipping, Status: checkout.FulfillmentDelivered,
+			Lines: []checkout.LineQuantity{{LineID: "li_1", Quantity: 2}}}},
 		Refunds: []checkout.Refund{{ID: "rf_1", Type: checkout.RefundOriginalPayment, Amount: 500, CreatedAt: now},
 			{ID: "rf_2", Type: checkout.RefundStoreCredit, Amount: 100, CreatedAt: now}},
 	}
@@ -350,17 +352,30 @@ func TestEncodeSessionValidates(t *testing.T) {
 	}
 }
 
-// TestEncodeOrderStatuses: a canceled order's lines are removed, an open one's
-// processing, a shipped one's fulfilled (dispatched); fulfilled is completed.
+// TestEncodeOrderStatuses: the domain's moves give a canceled order removed lines, an
+// open one processing lines, a shipped one fulfilled (dispatched) lines; fulfilled is
+// completed.
 func TestEncodeOrderStatuses(t *testing.T) {
 	t.Parallel()
-	lines := []checkout.OrderLine{{ID: "li", ItemID: "tee", Title: "Tee", Quantity: 1, UnitAmount: 100}}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	for status, want := range map[checkout.OrderStatus][2]string{
 		checkout.OrderCreated: {"created", "processing"}, checkout.OrderCanceled: {"canceled", "removed"},
 		checkout.OrderConfirmed: {"confirmed", "processing"},
 		checkout.OrderShipped:   {"shipped", "fulfilled"}, checkout.OrderFulfilled: {"completed", "fulfilled"},
 	} {
-		o := EncodeOrder(&checkout.Order{ID: "o", Status: status, Lines: lines})
+		ord := &checkout.Order{ID: "o", Status: checkout.OrderCreated,
+			Lines: []checkout.OrderLine{{ID: "li", ItemID: "tee", Title: "Tee", Quantity: 1, Current: 1, UnitAmount: 100}}}
+		path := map[checkout.OrderStatus][]checkout.OrderStatus{
+			checkout.OrderCanceled: {checkout.OrderCanceled}, checkout.OrderConfirmed: {checkout.OrderConfirmed},
+			checkout.OrderShipped:   {checkout.OrderConfirmed, checkout.OrderShipped},
+			checkout.OrderFulfilled: {checkout.OrderConfirmed, checkout.OrderShipped, checkout.OrderFulfilled},
+		}[status]
+		for _, to := range path {
+			if err := ord.MoveTo(to, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o := EncodeOrder(ord)
 		l := (*o.LineItems)[0]
 		if *o.Status != want[0] || *l.Status != want[1] || *l.ProductId != "tee" {
 			t.Errorf("%s: order %s, line %s %v", status, *o.Status, *l.Status, *l.ProductId)
