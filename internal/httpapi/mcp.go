@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 	"unicode"
@@ -122,18 +124,26 @@ type mcpMeta struct {
 // mcpToolHandler answers calls of one tool: the session as the result (structured and
 // as text), or the ACP Error as a JSON-RPC error.
 func (s *Server) mcpToolHandler(t mcpTool) mcp.ToolHandler {
-	op := mcpOperations[t.tool.Name]
+	name := t.tool.Name
+	op := mcpOperations[name]
 	run := op.op(s)
-	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	return func(ctx context.Context, req *mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
 		start := time.Now()
+		api := versions[mcpVersions[0]] // the Error shape until the call's version is known
+		defer func() {
+			if v := recover(); v != nil {
+				// The SDK runs tools outside the HTTP handler's goroutine, where REST's
+				// withRecovery cannot catch a panic: without this, one ends the process.
+				res, err = nil, s.toolRefusal(ctx, name, start, api,
+					s.acpError(ctx, api, fmt.Errorf("panic: %v\n%s", v, debug.Stack())))
+			}
+		}()
 		info, ok := ctx.Value(ctxRequestInfo).(*requestInfo)
 		if !ok {
 			// Cannot happen behind New's middleware; without it there is no caller, and
 			// serving the call as nobody's would expose the sessions of an open server.
-			return nil, s.toolError(t.tool.Name, start, nil, acp.NewError(http.StatusInternalServerError,
-				acp.TypeProcessingError, "internal_error", "The server could not process the request.", ""))
+			return nil, s.toolRefusal(ctx, name, start, api, s.acpError(ctx, api, errors.New("mcp: no request info in the tool's context")))
 		}
-		info.tool = t.tool.Name
 		if s.cfg.RequestTimeout > 0 {
 			// The SDK detaches the handler's context from the HTTP request's deadline
 			// (keeping its values): REQUEST_TIMEOUT is applied again here.
@@ -141,29 +151,51 @@ func (s *Server) mcpToolHandler(t mcpTool) mcp.ToolHandler {
 			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
 			defer cancel()
 		}
-		api, status, body, replayed, err := s.callTool(ctx, info.caller, t, op, run, req.Params.Arguments)
+		callAPI, status, body, replayed, err := s.callTool(ctx, info.caller, t, op, run, req.Params.Arguments)
+		if callAPI != nil {
+			api = callAPI
+		}
 		if err != nil {
-			if api == nil {
-				api = versions[mcpVersions[0]]
-			}
-			return nil, s.toolError(t.tool.Name, start, info, s.acpError(ctx, api, err))
+			return nil, s.toolRefusal(ctx, name, start, api, s.acpError(ctx, api, err))
 		}
 		if status >= http.StatusBadRequest {
 			e, data := mcpErrorData(body)
-			info.errCode = e.Code
-			s.metrics.ToolCall(t.tool.Name, toolResult(status), time.Since(start))
+			s.observeTool(ctx, name, start, toolResult(status), e.Code)
 			return nil, &jsonrpc.Error{Code: mcpErrorCode, Message: e.Message, Data: data}
 		}
 		result := metrics.ToolOK
 		if replayed {
 			result = metrics.ToolReplayed
 		}
-		s.metrics.ToolCall(t.tool.Name, result, time.Since(start))
+		s.observeTool(ctx, name, start, result, "")
 		return &mcp.CallToolResult{
 			Content:           []mcp.Content{&mcp.TextContent{Text: string(bytes.TrimSpace(body))}},
 			StructuredContent: json.RawMessage(body),
 		}, nil
 	}
+}
+
+// observeTool counts and logs one tool call. The HTTP access log has its own line for
+// the request; the tool's outcome is told here, not written into the request's info,
+// which the access log may already be reading when a timed-out call ends.
+func (s *Server) observeTool(ctx context.Context, tool string, start time.Time, result, code string) {
+	elapsed := time.Since(start)
+	s.metrics.ToolCall(tool, result, elapsed)
+	attrs := []slog.Attr{
+		slog.String("request_id", requestID(ctx)),
+		slog.String("tool", tool),
+		slog.String("result", result),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+	}
+	if code != "" {
+		s.metrics.Refusal(code)
+		attrs = append(attrs, slog.String("error_code", code))
+	}
+	level := slog.LevelInfo
+	if result == metrics.ToolFailed {
+		level = slog.LevelError
+	}
+	s.logger.LogAttrs(ctx, level, "mcp tool call", attrs...)
 }
 
 // callTool runs one call as the REST request it stands for and returns that request's
@@ -289,7 +321,7 @@ func mcpSessionID(api API, t mcpTool, raw json.RawMessage) (string, error) {
 	if _, takes := t.params["id"]; !takes {
 		return "", nil
 	}
-	if raw == nil {
+	if raw == nil || isJSONNull(raw) {
 		return "", acp.InvalidRequest("missing_required_field", "id is required.", "$.id")
 	}
 	var id string
@@ -302,14 +334,10 @@ func mcpSessionID(api API, t mcpTool, raw json.RawMessage) (string, error) {
 	return id, nil
 }
 
-// toolError counts and logs a refusal made outside the REST request's cycle and
-// renders it as the binding's JSON-RPC error.
-func (s *Server) toolError(tool string, start time.Time, info *requestInfo, e *acp.Error) *jsonrpc.Error {
-	if info != nil {
-		info.errCode = e.Code
-	}
-	s.metrics.ToolCall(tool, toolResult(e.Status), time.Since(start))
-	api := versions[mcpVersions[0]]
+// toolRefusal counts and logs a refusal made outside the REST request's cycle (the
+// envelope, the idempotency claim) and renders it as the binding's JSON-RPC error.
+func (s *Server) toolRefusal(ctx context.Context, tool string, start time.Time, api API, e *acp.Error) *jsonrpc.Error {
+	s.observeTool(ctx, tool, start, toolResult(e.Status), e.Code)
 	body, err := encodeJSON(api.EncodeError(e))
 	if err != nil {
 		return &jsonrpc.Error{Code: mcpErrorCode, Message: e.Message}

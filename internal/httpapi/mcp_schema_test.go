@@ -1,15 +1,22 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 )
 
 // compileToolSchema compiles a schema the server gives MCP clients, as a client would:
@@ -130,3 +137,56 @@ func TestStripExamples(t *testing.T) {
 		t.Errorf("got %s\nwant %s", got, want)
 	}
 }
+
+// panickingSessions is a session service whose GetSession panics: a bug below the tool.
+type panickingSessions struct{ checkout.SessionService }
+
+func (panickingSessions) GetSession(context.Context, string, string) (checkout.View, error) {
+	panic("bug below the tool")
+}
+
+// TestMCPToolPanic: the SDK runs tools outside the HTTP handler's goroutine, so a panic
+// there must be caught by the tool handler: the call is a logged processing_error and
+// the server keeps serving.
+func TestMCPToolPanic(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	srv := httptest.NewServer(New(Config{MaxBodyBytes: 1 << 20}, Deps{Sessions: panickingSessions{}, Logger: logger}))
+	t.Cleanup(srv.Close)
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+mcpPath, strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_checkout_session","arguments":{"meta":{"api_version":"2026-04-17"},"id":"cs_1"}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msg struct {
+			Error struct {
+				Code int
+				Data struct{ Type, Code string }
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&msg)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || msg.Error.Code != mcpErrorCode ||
+			msg.Error.Data.Type != acp.TypeProcessingError || msg.Error.Data.Code != "internal_error" {
+			t.Fatalf("status %d, %+v, %v", resp.StatusCode, msg, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "bug below the tool") || !strings.Contains(logs.String(), `"msg":"mcp tool call"`) {
+		t.Errorf("the panic is not logged:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -435,6 +435,8 @@ func TestMCPEnvelope(t *testing.T) {
 	call(t, cs, "get_checkout_session", map[string]any{"meta": map[string]any{"api_version": 20260417}, "id": id}).
 		mustError(e, "invalid_type", "$.meta.api_version")
 	call(t, cs, "get_checkout_session", map[string]any{"meta": meta("")}).mustError(e, "missing_required_field", "$.id")
+	call(t, cs, "get_checkout_session", map[string]any{"meta": meta(""), "id": nil}).mustError(e, "missing_required_field", "$.id")
+	call(t, cs, "get_checkout_session", map[string]any{"meta": nil, "id": id}).mustError(e, "invalid_type", "$.meta")
 	call(t, cs, "get_checkout_session", map[string]any{"meta": meta(""), "id": 7}).mustError(e, "invalid_type", "$.id")
 	call(t, cs, "get_checkout_session", map[string]any{"meta": meta(""), "id": id, "payload": map[string]any{}}).mustError(e, "unknown_field", "$.payload")
 	call(t, cs, "get_checkout_session", map[string]any{"meta": meta(""), "id": id, "extra": true}).mustError(e, "unknown_field", "$.extra")

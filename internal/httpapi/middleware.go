@@ -50,8 +50,6 @@ type requestInfo struct {
 	version  string
 	// errCode is the ACP error code of a refused request, for the log and metrics.
 	errCode string
-	// tool is the MCP tool called (MCP requests only), for the log.
-	tool string
 }
 
 // infoOf returns the request's info; requests that did not pass withRequestHeaders
@@ -150,9 +148,6 @@ func (s *Server) withAccessLog() Middleware {
 			if info.errCode != "" {
 				s.metrics.Refusal(info.errCode)
 				attrs = append(attrs, slog.String("error_code", info.errCode))
-			}
-			if info.tool != "" {
-				attrs = append(attrs, slog.String("mcp_tool", info.tool))
 			}
 			if info.caller != "" {
 				attrs = append(attrs, slog.String("caller", info.caller))
