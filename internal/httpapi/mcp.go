@@ -41,6 +41,10 @@ const mcpServerName = "agentic-commerce-server"
 // call's own version is known.
 var mcpVersions = []string{v20260417.Version}
 
+// mcpAnswerMargin bounds the time a tool keeps before the request's deadline to answer
+// in (a tenth of REQUEST_TIMEOUT, at most this).
+const mcpAnswerMargin = 500 * time.Millisecond
+
 // mcpErrorCode is the JSON-RPC error code of every ACP refusal (the binding's "Error
 // Handling"); the ACP Error is its data.
 const mcpErrorCode = -32000
@@ -144,11 +148,13 @@ func (s *Server) mcpToolHandler(t mcpTool) mcp.ToolHandler {
 			// serving the call as nobody's would expose the sessions of an open server.
 			return nil, s.toolRefusal(ctx, name, start, api, s.acpError(ctx, api, errors.New("mcp: no request info in the tool's context")))
 		}
-		if s.cfg.RequestTimeout > 0 {
-			// The SDK detaches the handler's context from the HTTP request's deadline
-			// (keeping its values): REQUEST_TIMEOUT is applied again here.
+		if !info.deadline.IsZero() {
+			// The SDK detaches the handler's context from the HTTP request (keeping its
+			// values): without this a stuck database holds the call for good. It ends a
+			// little before the request's own deadline, so the tool's 503 is written
+			// while the request still stands, as REST's is.
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			ctx, cancel = context.WithDeadline(ctx, info.deadline.Add(-min(s.cfg.RequestTimeout/10, mcpAnswerMargin)))
 			defer cancel()
 		}
 		callAPI, status, body, replayed, err := s.callTool(ctx, info.caller, t, op, run, req.Params.Arguments)

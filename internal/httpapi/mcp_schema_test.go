@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -184,6 +185,49 @@ func TestMCPToolPanic(t *testing.T) {
 	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "bug below the tool") || !strings.Contains(logs.String(), `"msg":"mcp tool call"`) {
 		t.Errorf("the panic is not logged:\n%s", logs.String())
+	}
+}
+
+// slowSessions is a session service whose GetSession waits for its context to end, as
+// a query on a stuck database does.
+type slowSessions struct{ checkout.SessionService }
+
+func (slowSessions) GetSession(ctx context.Context, _, _ string) (checkout.View, error) {
+	<-ctx.Done()
+	return checkout.View{}, ctx.Err()
+}
+
+// TestMCPToolTimeout: REQUEST_TIMEOUT ends a tool call with the binding's error for a
+// timeout, answered before the HTTP request's own deadline (after which the SDK no
+// longer waits for the tool).
+func TestMCPToolTimeout(t *testing.T) {
+	srv := httptest.NewServer(New(Config{MaxBodyBytes: 1 << 20, RequestTimeout: 300 * time.Millisecond},
+		Deps{Sessions: slowSessions{}, Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+mcpPath, strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_checkout_session","arguments":{"meta":{"api_version":"2026-04-17"},"id":"cs_1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	client := srv.Client()
+	client.Timeout = 10 * time.Second // without the tool's own deadline the call never ends
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var msg struct {
+		Error struct {
+			Code int
+			Data struct{ Type, Code string }
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&msg); err != nil || msg.Error.Code != mcpErrorCode ||
+		msg.Error.Data.Type != acp.TypeServiceUnavailable || msg.Error.Data.Code != codeTimeout {
+		t.Fatalf("status %d, %+v, %v", resp.StatusCode, msg, err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("answered after %v", elapsed)
 	}
 }
 
