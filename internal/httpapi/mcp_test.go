@@ -615,11 +615,18 @@ func TestMCPExamples(t *testing.T) {
 			t.Errorf("%s: got %v, the example has %v", name, got, example.Error)
 		}
 	}
-	// A new example request fails this test until it is sent.
-	for name := range examples {
-		if strings.HasSuffix(name, "_request") && !sent[name] {
+	// A new example request (an entry with a method) fails this test until it is sent.
+	for name, raw := range examples {
+		var msg struct{ Method string }
+		if err := json.Unmarshal(raw, &msg); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if msg.Method != "" && !sent[name] {
 			t.Errorf("example %s is not sent", name)
 		}
+	}
+	if len(sent) != 5 {
+		t.Errorf("sent %d example requests, want the 5 of the binding", len(sent))
 	}
 }
 
