@@ -84,7 +84,7 @@ type toolCall struct {
 }
 
 // call calls tool with args; a failure other than a JSON-RPC error fails the test.
-func call(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) toolCall {
+func call(t *testing.T, cs *mcp.ClientSession, tool string, args any) toolCall {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -430,6 +430,8 @@ func TestMCPEnvelope(t *testing.T) {
 		t.Errorf("supported_versions = %v", data["supported_versions"])
 	}
 	call(t, cs, "get_checkout_session", map[string]any{"id": id}).mustError(e, "missing_api_version", "$.meta")
+	call(t, cs, "get_checkout_session", nil).mustError(e, "missing_api_version", "$.meta") // the SDK sends {}
+	call(t, cs, "get_checkout_session", []any{meta(""), id}).mustError(e, "invalid_type", "")
 	call(t, cs, "get_checkout_session", map[string]any{"meta": map[string]any{"api_version": "2025-09-29"}, "id": id}).
 		mustError(e, "unsupported_api_version", "$.meta.api_version")
 	call(t, cs, "get_checkout_session", map[string]any{"meta": map[string]any{"api_version": 20260417}, "id": id}).
