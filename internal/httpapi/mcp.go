@@ -239,21 +239,23 @@ func (s *Server) callTool(ctx context.Context, caller string, t mcpTool, op mcpO
 			return api, 0, nil, false, err
 		}
 	}
+	// exec is the REST request's response: the session (as recorded in the transaction
+	// of its side effect, when it was) or the Error, in the call's version.
 	exec := func(ctx context.Context) (int, []byte) {
 		view, err := run(ctx, api, caller, id, payload)
 		if err == nil {
-			var st int
-			st, body, err = recordedOr(ctx, op.status, api.EncodeSession(view, s.cfg.Links))
-			if err == nil {
-				return st, body
+			st, session, encErr := recordedOr(ctx, op.status, api.EncodeSession(view, s.cfg.Links))
+			if encErr == nil {
+				return st, session
 			}
+			err = encErr
 		}
 		e := s.acpError(ctx, api, err)
-		body, encErr := encodeJSON(api.EncodeError(e))
+		refusal, encErr := encodeJSON(api.EncodeError(e))
 		if encErr != nil {
-			return http.StatusInternalServerError, nil
+			return http.StatusInternalServerError, nil // cannot happen: an Error always encodes
 		}
-		return e.Status, body
+		return e.Status, refusal
 	}
 	if op.method != http.MethodPost {
 		status, body = exec(ctx)
