@@ -9,24 +9,25 @@ import (
 )
 
 type CheckoutSession struct {
-	ID                  string
-	State               string
-	Currency            string
-	Buyer               []byte
-	FulfillmentAddress  []byte
-	FulfillmentOptionID *string
-	PaymentError        *string
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
-	ExpiresAt           time.Time
-	Owner               string
-	CancelReason        *string
-	FulfillmentContact  []byte
-	Locale              *string
-	Timezone            *string
-	Metadata            []byte
-	AgentInterventions  []string
-	CancelIntentTrace   []byte
+	ID                            string
+	State                         string
+	Currency                      string
+	Buyer                         []byte
+	FulfillmentAddress            []byte
+	FulfillmentOptionID           *string
+	PaymentError                  *string
+	CreatedAt                     time.Time
+	UpdatedAt                     time.Time
+	ExpiresAt                     time.Time
+	Owner                         string
+	CancelReason                  *string
+	FulfillmentContact            []byte
+	Locale                        *string
+	Timezone                      *string
+	Metadata                      []byte
+	AgentInterventions            []string
+	CancelIntentTrace             []byte
+	AuthenticationDirectoryServer *string
 }
 
 type Fulfillment struct {
@@ -106,17 +107,21 @@ type LineItem struct {
 }
 
 type Order struct {
-	ID                string
-	CheckoutSessionID string
-	Status            string
-	Amount            int64
-	Currency          string
-	PermalinkUrl      string
-	PaymentMethod     string
-	PaymentReference  string
-	BillingAddress    []byte
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	ID                          string
+	CheckoutSessionID           string
+	Status                      string
+	Amount                      int64
+	Currency                    string
+	PermalinkUrl                string
+	PaymentMethod               string
+	PaymentReference            string
+	BillingAddress              []byte
+	CreatedAt                   time.Time
+	UpdatedAt                   time.Time
+	AuthenticationOutcome       *string
+	AuthenticationEci           *string
+	AuthenticationVersion       *string
+	AuthenticationTransactionID *string
 }
 
 type OrderAmount struct {
@@ -209,27 +214,28 @@ type Variant struct {
 }
 
 type VaultToken struct {
-	ID                string
-	CheckoutSessionID string
-	MerchantID        string
-	MaxAmount         int64
-	Currency          string
-	ExpiresAt         time.Time
-	UsedAt            *time.Time
-	OrderID           *string
-	CardBrand         string
-	CardFundingType   string
-	CardLast4         string
-	CardExpMonth      *int16
-	CardExpYear       *int16
-	CardNumberType    string
-	CardFingerprint   *string
-	CardVirtual       bool
-	CardWalletType    *string
-	BillingAddress    []byte
-	RiskSignals       []byte
-	ManualReview      bool
-	Metadata          []byte
-	CreatedAt         time.Time
-	Owner             string
+	ID                            string
+	CheckoutSessionID             string
+	MerchantID                    string
+	MaxAmount                     int64
+	Currency                      string
+	ExpiresAt                     time.Time
+	UsedAt                        *time.Time
+	OrderID                       *string
+	CardBrand                     string
+	CardFundingType               string
+	CardLast4                     string
+	CardExpMonth                  *int16
+	CardExpYear                   *int16
+	CardNumberType                string
+	CardFingerprint               *string
+	CardVirtual                   bool
+	CardWalletType                *string
+	BillingAddress                []byte
+	RiskSignals                   []byte
+	ManualReview                  bool
+	Metadata                      []byte
+	CreatedAt                     time.Time
+	Owner                         string
+	AuthenticationDirectoryServer *string
 }

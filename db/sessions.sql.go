@@ -94,7 +94,7 @@ func (q *Queries) ExpireSessions(ctx context.Context, arg ExpireSessionsParams) 
 }
 
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace FROM checkout_sessions WHERE id = $1 AND owner = $2
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server FROM checkout_sessions WHERE id = $1 AND owner = $2
 `
 
 type GetSessionParams struct {
@@ -125,12 +125,13 @@ func (q *Queries) GetSession(ctx context.Context, arg GetSessionParams) (Checkou
 		&i.Metadata,
 		&i.AgentInterventions,
 		&i.CancelIntentTrace,
+		&i.AuthenticationDirectoryServer,
 	)
 	return i, err
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
 type GetSessionForUpdateParams struct {
@@ -164,6 +165,7 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 		&i.Metadata,
 		&i.AgentInterventions,
 		&i.CancelIntentTrace,
+		&i.AuthenticationDirectoryServer,
 	)
 	return i, err
 }
@@ -219,6 +221,28 @@ func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) er
 	return err
 }
 
+const latestSessionTokenAuthentication = `-- name: LatestSessionTokenAuthentication :one
+SELECT authentication_directory_server FROM vault_tokens
+WHERE checkout_session_id = $1 AND owner = $2 AND used_at IS NULL AND expires_at > $3
+ORDER BY created_at DESC, id DESC
+LIMIT 1
+`
+
+type LatestSessionTokenAuthenticationParams struct {
+	CheckoutSessionID string
+	Owner             string
+	Now               time.Time
+}
+
+// The 3-D Secure directory server of the session's latest unused, unexpired vault token
+// (NULL: that card needs no authentication). No row: the session has no such token.
+func (q *Queries) LatestSessionTokenAuthentication(ctx context.Context, arg LatestSessionTokenAuthenticationParams) (*string, error) {
+	row := q.db.QueryRow(ctx, latestSessionTokenAuthentication, arg.CheckoutSessionID, arg.Owner, arg.Now)
+	var authentication_directory_server *string
+	err := row.Scan(&authentication_directory_server)
+	return authentication_directory_server, err
+}
+
 const listLineItems = `-- name: ListLineItems :many
 SELECT id, checkout_session_id, position, variant_id, quantity, unit_amount FROM line_items WHERE checkout_session_id = $1 ORDER BY position
 `
@@ -263,6 +287,24 @@ type SetPaymentErrorParams struct {
 // Recorded after a declined payment rolled back; only an open session takes it.
 func (q *Queries) SetPaymentError(ctx context.Context, arg SetPaymentErrorParams) error {
 	_, err := q.db.Exec(ctx, setPaymentError, arg.PaymentError, arg.ID, arg.Owner)
+	return err
+}
+
+const setSessionAuthentication = `-- name: SetSessionAuthentication :exec
+UPDATE checkout_sessions SET authentication_directory_server = $1
+WHERE id = $2 AND owner = $3 AND state = 'open'
+`
+
+type SetSessionAuthenticationParams struct {
+	DirectoryServer *string
+	ID              string
+	Owner           string
+}
+
+// Recorded after a completion the PSP refused for want of 3-D Secure rolled back; only
+// an open session takes it.
+func (q *Queries) SetSessionAuthentication(ctx context.Context, arg SetSessionAuthenticationParams) error {
+	_, err := q.db.Exec(ctx, setSessionAuthentication, arg.DirectoryServer, arg.ID, arg.Owner)
 	return err
 }
 

@@ -47,6 +47,20 @@ SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER 
 -- Recorded after a declined payment rolled back; only an open session takes it.
 UPDATE checkout_sessions SET payment_error = @payment_error WHERE id = @id AND owner = @owner AND state = 'open';
 
+-- name: LatestSessionTokenAuthentication :one
+-- The 3-D Secure directory server of the session's latest unused, unexpired vault token
+-- (NULL: that card needs no authentication). No row: the session has no such token.
+SELECT authentication_directory_server FROM vault_tokens
+WHERE checkout_session_id = @checkout_session_id AND owner = @owner AND used_at IS NULL AND expires_at > @now
+ORDER BY created_at DESC, id DESC
+LIMIT 1;
+
+-- name: SetSessionAuthentication :exec
+-- Recorded after a completion the PSP refused for want of 3-D Secure rolled back; only
+-- an open session takes it.
+UPDATE checkout_sessions SET authentication_directory_server = @directory_server
+WHERE id = @id AND owner = @owner AND state = 'open';
+
 -- name: ExpireSessions :execrows
 -- The sweeper: open sessions past their expiry become canceled. Safe on several
 -- instances at once: a session is expired by whichever gets its row first.

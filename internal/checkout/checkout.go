@@ -30,6 +30,10 @@ const (
 	// StatusExpired is a session canceled because it outlived its TTL. Versions without
 	// the status (2025-09-29) show it as canceled.
 	StatusExpired Status = "expired"
+	// StatusAuthenticationRequired is an open session whose cart is ready and whose
+	// payment needs 3-D Secure first (Session.Authentication). Versions without the
+	// status (2025-09-29) show it as not_ready_for_payment.
+	StatusAuthenticationRequired Status = "authentication_required"
 )
 
 // CancelReason says why a session was canceled.
@@ -129,6 +133,11 @@ type Session struct {
 	AgentInterventions []string
 	// PaymentError is why the last payment attempt was declined ("" when none).
 	PaymentError string
+	// Authentication is the 3-D Secure the session's payment needs (nil: none). The
+	// store derives it from the credentials given for the session (a delegated card that
+	// requires authentication, or a PSP's answer at an earlier completion); at
+	// completion the completion's own credential decides.
+	Authentication *Authentication
 	// CancelReason says who canceled the session ("" unless canceled), CancelTrace why
 	// the agent did (nil: not said). The trace is the merchant's, never shown to agents.
 	CancelReason CancelReason
@@ -250,6 +259,10 @@ type Completion struct {
 	Provider       string
 	BillingAddress *Address
 	Buyer          *Buyer
+	// Authentication is the 3-D Secure result the agent reports (nil: none).
+	// CarriesAuthentication says whether the API version can carry one at all.
+	Authentication        *AuthenticationResult
+	CarriesAuthentication bool
 }
 
 // IntentTrace is why the agent's buyer left a session, given with a cancel. It is

@@ -186,6 +186,12 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 	}
 
 	q.Status = deriveStatus(s, q.Messages)
+	if q.Status == StatusReadyForPayment && s.Authentication != nil {
+		var m *Message
+		if q.Status, m = s.authenticationStatus(s.Authentication); m != nil {
+			q.Messages = append(q.Messages, *m)
+		}
+	}
 	if s.State != StateOpen {
 		// What a finished session lacks no longer matters to anyone.
 		q.Messages = nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
@@ -149,8 +150,8 @@ func TestOfficialExampleRequests0417(t *testing.T) {
 		if fd["name"] != "John Doe" || fd["email"] != "johndoe@example.com" || obj(t, fd, "address")["postal_code"] != "94131" {
 			t.Errorf("create: fulfillment_details = %v", fd)
 		}
-		// The agent supports 3ds and address_verification; the merchant runs neither yet.
-		if iv := obj(t, obj(t, s, "capabilities"), "interventions"); len(iv["supported"].([]any)) != 0 {
+		// The agent supports 3ds and address_verification; the merchant runs 3ds only.
+		if iv := obj(t, obj(t, s, "capabilities"), "interventions"); fmt.Sprint(iv["supported"]) != "[3ds]" {
 			t.Errorf("create: interventions = %v", iv)
 		}
 		if strings.Contains(string(must(json.Marshal(s))), "Leave at front door") {
@@ -253,10 +254,18 @@ func TestOfficialExampleRequests0417(t *testing.T) {
 	if s := complete("complete_checkout_session_request_with_last_touch_attribution"); strings.Contains(string(must(json.Marshal(s))), "atp_01J8Z3WXYZ9ABC") {
 		t.Error("the complete response shows the affiliate token")
 	}
-	// No session asked for 3-D Secure, so an authentication result is not acted on yet,
-	// whatever its outcome (checklist I-05).
+	// A successful authentication result pays; a denied one is refused before anything
+	// is charged, whether or not the card asked for 3-D Secure (docs/decisions.md).
 	complete("complete_session_with_authentication_result_request")
-	complete("complete_session_with_denied_authentication_request")
+	id, total = ready()
+	denied := x.request(checkoutEx, "complete_session_with_denied_authentication_request")
+	obj(t, obj(t, obj(t, denied, "payment_data"), "instrument"), "credential")["token"] = vaultToken(id, total)
+	charges = e.gateway.Charges()
+	e.mustError(post("/checkout_sessions/"+id+"/complete", denied),
+		http.StatusBadRequest, "authentication_failed", "$.authentication_result.outcome")
+	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 0 || e.gateway.Charges() != charges {
+		t.Errorf("the denied authentication made %d orders or charged", n)
+	}
 
 	// create_checkout_session_request_with_first_touch_attribution: no address yet.
 	first := e.mustSession(post("/checkout_sessions", x.request(checkoutEx, "create_checkout_session_request_with_first_touch_attribution")), http.StatusCreated)

@@ -13,7 +13,7 @@ import (
 
 // TestLostConnectionsFailOneQueryNotOneEach kills every server session of a warm pool, as
 // a crash or a failover does, and checks that one query fails, not one per pooled
-// connection: the first loss resets the pool.
+// connection: the first loss resets the pool (without the reset, 4 fail).
 func TestLostConnectionsFailOneQueryNotOneEach(t *testing.T) {
 	if pgtest.ThroughPgBouncer() {
 		t.Skip("through pgbouncer, ending server sessions leaves the pool's client connections open")
@@ -59,8 +59,10 @@ func TestLostConnectionsFailOneQueryNotOneEach(t *testing.T) {
 			failed++
 		}
 	}
-	if failed != 1 {
-		t.Errorf("%d of 8 queries failed after the server ended the pool's 4 sessions, want 1", failed)
+	// One, or none: pgxpool pings a connection idle for over a second before handing it
+	// out, so on a loaded machine the dead ones may all be found that way first.
+	if failed > 1 {
+		t.Errorf("%d of 8 queries failed after the server ended the pool's 4 sessions, want at most 1", failed)
 	}
 }
 

@@ -90,7 +90,7 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 			}
 			if err := q.InsertFulfillmentEvent(ctx, db.InsertFulfillmentEventParams{
 				ID: ev.ID, FulfillmentID: f.ID, Type: string(ev.Type), OccurredAt: ev.OccurredAt,
-				Description: optional(ev.Description), Location: optional(ev.Location),
+				Description: nonEmpty(ev.Description), Location: nonEmpty(ev.Location),
 			}); err != nil {
 				return fmt.Errorf("insert fulfillment event: %w", err)
 			}
@@ -105,7 +105,7 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 		for i, l := range c.Lines {
 			if err := q.InsertCancellation(ctx, db.InsertCancellationParams{
 				ID: c.ID, OrderID: ord.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity),
-				Description: optional(c.Description), Reason: optional(c.Reason), CreatedAt: c.CreatedAt,
+				Description: nonEmpty(c.Description), Reason: nonEmpty(c.Reason), CreatedAt: c.CreatedAt,
 			}); err != nil {
 				return fmt.Errorf("insert cancellation: %w", err)
 			}
@@ -117,7 +117,7 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 	for _, r := range ord.Refunds[len(before.Refunds):] {
 		if err := q.InsertRefund(ctx, db.InsertRefundParams{
 			ID: r.ID, OrderID: ord.ID, Type: string(r.Type), Amount: r.Amount,
-			Description: optional(r.Description), Reason: optional(r.Reason), CreatedAt: r.CreatedAt,
+			Description: nonEmpty(r.Description), Reason: nonEmpty(r.Reason), CreatedAt: r.CreatedAt,
 		}); err != nil {
 			return fmt.Errorf("insert refund: %w", err)
 		}
@@ -164,8 +164,8 @@ func saveLineQuantities(ctx context.Context, q *db.Queries, before, ord *checkou
 func insertFulfillment(ctx context.Context, q *db.Queries, orderID string, f *checkout.Fulfillment) error {
 	p := db.InsertFulfillmentParams{
 		ID: f.ID, OrderID: orderID, Type: string(f.Type), Status: string(f.Status),
-		Carrier: optional(f.Carrier), TrackingNumber: optional(f.TrackingNumber), TrackingUrl: optional(f.TrackingURL),
-		Description: optional(f.Description), DeliveryEarliest: f.EarliestDelivery, DeliveryLatest: f.LatestDelivery,
+		Carrier: nonEmpty(f.Carrier), TrackingNumber: nonEmpty(f.TrackingNumber), TrackingUrl: nonEmpty(f.TrackingURL),
+		Description: nonEmpty(f.Description), DeliveryEarliest: f.EarliestDelivery, DeliveryLatest: f.LatestDelivery,
 		Now: f.CreatedAt,
 	}
 	if f.Destination != nil {
@@ -175,7 +175,7 @@ func insertFulfillment(ctx context.Context, q *db.Queries, orderID string, f *ch
 		}
 	}
 	if d := f.Digital; d != nil {
-		p.AccessUrl, p.LicenseKey, p.AccessExpiresAt = optional(d.AccessURL), optional(d.LicenseKey), d.ExpiresAt
+		p.AccessUrl, p.LicenseKey, p.AccessExpiresAt = nonEmpty(d.AccessURL), nonEmpty(d.LicenseKey), d.ExpiresAt
 	}
 	if err := q.InsertFulfillment(ctx, p); err != nil {
 		return fmt.Errorf("insert fulfillment: %w", err)
@@ -298,13 +298,7 @@ func cloneOrder(o *checkout.Order) *checkout.Order {
 	return &c
 }
 
-func optional(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
+// deref is *s, or "" for NULL.
 func deref(s *string) string {
 	if s == nil {
 		return ""

@@ -31,6 +31,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if err := c.CheckHandler(s.handlers); err != nil {
 		return checkout.View{}, err
 	}
+	// pspAuthentication is the directory server a PSP asked to authenticate with, when
+	// it refused the charge for want of 3-D Secure.
+	var pspAuthentication string
 	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
@@ -42,6 +45,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if c.Buyer != nil && sess.State == checkout.StateOpen {
 			sess.Buyer = c.Buyer
 		}
+		// The cart is judged here, the 3-D Secure its credential needs below: the
+		// completion's own credential decides that, not the one the session shows.
+		sess.Authentication = nil
 		cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
 		if err != nil {
 			return checkout.View{}, err
@@ -60,6 +66,11 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
 				return checkout.View{}, err
 			}
+		}
+		// A vault token knows whether its card needs 3-D Secure; for a PSP token only
+		// the PSP does, at the charge below. A failed authentication refuses either way.
+		if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
+			return checkout.View{}, err
 		}
 		if err := takeStock(ctx, q, sess.Lines); err != nil {
 			return checkout.View{}, err
@@ -99,6 +110,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		} else {
 			params.PaymentMethod = "psp_token"
 		}
+		if a := c.Authentication; a != nil {
+			// What may be kept of the authentication; the cryptogram only goes to the
+			// charge.
+			outcome := string(a.Outcome)
+			params.AuthenticationOutcome, params.AuthenticationEci = &outcome, nonEmpty(a.ECI)
+			params.AuthenticationVersion, params.AuthenticationTransactionID = nonEmpty(a.Version), nonEmpty(a.TransactionID)
+		}
 
 		// The charge is the last step before the writes that cannot fail on a business
 		// rule: every local check has passed, so a real PSP is only asked once the order
@@ -106,7 +124,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if vaultToken == nil {
 			receipt, err := s.gateway.Charge(ctx, payment.Charge{
 				Token: c.Token, Amount: total, Currency: currency, SessionID: sess.ID, IdempotencyKey: sess.ID,
+				Authentication: c.Authentication,
 			})
+			if ar, ok := errors.AsType[*payment.AuthenticationRequiredError](err); ok {
+				pspAuthentication = ar.DirectoryServer
+				return checkout.View{}, checkout.CheckAuthentication(
+					&checkout.Authentication{DirectoryServer: ar.DirectoryServer}, nil, c.CarriesAuthentication)
+			}
 			if err != nil {
 				return checkout.View{}, err
 			}
@@ -137,14 +161,33 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		return s.view(sess, cat, now, order), nil
 	})
-	if de, ok := checkout.AsError(err); ok && de.Kind == checkout.KindDeclined {
-		// The transaction rolled back; the decline is recorded on its own so that the
-		// session shows it, and nothing else changes.
+	de, ok := checkout.AsError(err)
+	switch {
+	case ok && (de.Kind == checkout.KindDeclined || de.Code == checkout.CodeAuthenticationFailed):
+		// The transaction rolled back; the decline (or failed authentication) is
+		// recorded on its own so that the session shows it, and nothing else changes.
 		if werr := db.New(s.pool).SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, Owner: owner, PaymentError: &de.Message}); werr != nil {
 			return view, errors.Join(err, fmt.Errorf("record decline: %w", werr))
 		}
+	case ok && de.Code == checkout.CodeRequires3DS && pspAuthentication != "":
+		// Only the charge told that this PSP token's card needs 3-D Secure: the session
+		// keeps it, so that it shows the agent what to authenticate with.
+		if werr := db.New(s.pool).SetSessionAuthentication(ctx, db.SetSessionAuthenticationParams{
+			ID: id, Owner: owner, DirectoryServer: &pspAuthentication,
+		}); werr != nil {
+			return view, errors.Join(err, fmt.Errorf("record authentication: %w", werr))
+		}
 	}
 	return view, err
+}
+
+// tokenAuthentication is the 3-D Secure a vault token's card needs (nil: none, or no
+// vault token).
+func (s *Store) tokenAuthentication(t *payment.Token) *checkout.Authentication {
+	if t == nil || t.AuthenticationDirectoryServer == "" {
+		return nil
+	}
+	return s.authentication(t.AuthenticationDirectoryServer)
 }
 
 // takeStock decrements the stock of every line, in variant id order so that concurrent
@@ -193,8 +236,9 @@ func lockVaultToken(ctx context.Context, q *db.Queries, owner, id string) (*paym
 			Reason: "one_time", MaxAmount: row.MaxAmount, Currency: row.Currency,
 			CheckoutSessionID: row.CheckoutSessionID, MerchantID: row.MerchantID, ExpiresAt: row.ExpiresAt,
 		},
-		UsedAt:       row.UsedAt,
-		ManualReview: row.ManualReview,
+		UsedAt:                        row.UsedAt,
+		ManualReview:                  row.ManualReview,
+		AuthenticationDirectoryServer: deref(row.AuthenticationDirectoryServer),
 	}, nil
 }
 
@@ -247,6 +291,7 @@ func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.De
 		CardBrand: t.CardBrand, CardFundingType: t.CardFunding, CardLast4: t.CardLast4, CardNumberType: t.CardType,
 		CardVirtual: t.Virtual, ManualReview: t.ManualReview, CreatedAt: t.Created,
 		CardFingerprint: nonEmpty(t.Fingerprint), CardWalletType: nonEmpty(t.WalletType),
+		AuthenticationDirectoryServer: nonEmpty(t.AuthenticationDirectoryServer),
 	}
 	if t.CardExpMonth != 0 {
 		m, y := int16(t.CardExpMonth), int16(t.CardExpYear)

@@ -27,6 +27,8 @@ type Store struct {
 	events   bool
 	// handlers are the payment handlers every open session offers.
 	handlers []checkout.PaymentHandler
+	// acquirer is the merchant's acquirer, shown to agents that must run 3-D Secure.
+	acquirer checkout.Acquirer
 }
 
 // StoreConfig configures a Store.
@@ -51,7 +53,38 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 		pool: pool, ttl: cfg.TTL, now: time.Now, gateway: cfg.Gateway, events: cfg.OrderEvents,
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
 		handlers: checkout.PaymentHandlers(cfg.MerchantID),
+		acquirer: checkout.MockAcquirer(cfg.MerchantID),
 	}
+}
+
+// authentication is the 3-D Secure requirement of a card of directory server ds, through
+// the merchant's acquirer. The merchant prefers a challenge: the issuer may still waive
+// it.
+func (s *Store) authentication(ds string) *checkout.Authentication {
+	return &checkout.Authentication{DirectoryServer: ds, Acquirer: s.acquirer, PreferChallenge: true}
+}
+
+// loadAuthentication sets the 3-D Secure an open session's payment needs at now: that
+// of its latest unused, unexpired vault token when it has one (a later card replaces an
+// earlier one), otherwise the one a PSP asked for at an earlier completion (stored).
+func (s *Store) loadAuthentication(ctx context.Context, q *db.Queries, sess *checkout.Session, stored *string, now time.Time) error {
+	sess.Authentication = nil
+	if sess.State != checkout.StateOpen {
+		return nil
+	}
+	ds, err := q.LatestSessionTokenAuthentication(ctx, db.LatestSessionTokenAuthenticationParams{
+		CheckoutSessionID: sess.ID, Owner: sess.Owner, Now: now,
+	})
+	switch {
+	case isNoRows(err):
+		ds = stored
+	case err != nil:
+		return fmt.Errorf("load session authentication: %w", err)
+	}
+	if ds != nil {
+		sess.Authentication = s.authentication(*ds)
+	}
+	return nil
 }
 
 // view is what a response shows of sess: its quote from cat, the order a completion
@@ -108,7 +141,7 @@ func (s *Store) write(ctx context.Context, fn func(q *db.Queries, now time.Time)
 // GetSession returns owner's session id with a quote from the current catalog.
 func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View, error) {
 	q := db.New(s.pool)
-	sess, err := loadSession(ctx, q, owner, id, false)
+	sess, err := s.loadSession(ctx, q, owner, id, false, s.now())
 	if err != nil {
 		return checkout.View{}, err
 	}
@@ -118,7 +151,7 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 		if err := s.expire(ctx, owner, id); err != nil {
 			return checkout.View{}, err
 		}
-		if sess, err = loadSession(ctx, q, owner, id, false); err != nil {
+		if sess, err = s.loadSession(ctx, q, owner, id, false, s.now()); err != nil {
 			return checkout.View{}, err
 		}
 	}
@@ -184,7 +217,7 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 // canceled as expired right there (lazy expiry), and expired says so: the change about
 // to be refused must still commit that.
 func (s *Store) lockSession(ctx context.Context, q *db.Queries, owner, id string, now time.Time) (sess *checkout.Session, expired bool, err error) {
-	if sess, err = loadSession(ctx, q, owner, id, true); err != nil {
+	if sess, err = s.loadSession(ctx, q, owner, id, true, now); err != nil {
 		return nil, false, err
 	}
 	if !sess.Expired(now) {
@@ -239,9 +272,9 @@ func (s *Store) applyChanges(ctx context.Context, q *db.Queries, sess *checkout.
 	return cat, err
 }
 
-// loadSession reads owner's session id with its lines; forUpdate locks the row until the
-// transaction ends.
-func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool) (*checkout.Session, error) {
+// loadSession reads owner's session id with its lines and, at now, the 3-D Secure its
+// payment needs; forUpdate locks the row until the transaction ends.
+func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool, now time.Time) (*checkout.Session, error) {
 	var row db.CheckoutSession
 	var err error
 	if forUpdate {
@@ -292,7 +325,7 @@ func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate
 	for i, l := range lines {
 		sess.Lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
 	}
-	return sess, nil
+	return sess, s.loadAuthentication(ctx, q, sess, row.AuthenticationDirectoryServer, now)
 }
 
 // loadCatalog reads the variants named by ids, the active fulfillment options and, when

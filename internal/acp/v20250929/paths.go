@@ -46,6 +46,8 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldFulfillmentStatus:  "status",
 	checkout.FieldEventType:          "type",
 	checkout.FieldOccurredAt:         "occurred_at",
+	// checkout.FieldAuthentication and FieldOutcome have no name here: 2025-09-29 has
+	// no authentication result, so its requires_3ds refusal names no param.
 }, wire.DelegateNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the

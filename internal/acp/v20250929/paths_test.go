@@ -47,6 +47,8 @@ func TestPathOf(t *testing.T) {
 		{at(checkout.FieldFulfillmentContact).Child(checkout.FieldFullName), ""},
 		{at(checkout.FieldPayment).Child(checkout.FieldHandler), ""},
 		{at(checkout.FieldLocale), ""},
+		// 2025-09-29 has no authentication result: its requires_3ds names no param.
+		{at(checkout.FieldAuthentication), ""},
 		{at("NoSuchField"), ""},
 	} {
 		if got := pathOf(tc.f); got != tc.want {
@@ -65,6 +67,8 @@ var notIn0929 = map[checkout.FieldName]string{
 	checkout.FieldLocale:             "2025-09-29 requests carry no locale",
 	checkout.FieldTimezone:           "2025-09-29 requests carry no timezone",
 	checkout.FieldHandler:            "2025-09-29 payment_data names a provider, not a payment handler",
+	checkout.FieldAuthentication:     "2025-09-29 has no authentication result: its requires_3ds names no param",
+	checkout.FieldOutcome:            "2025-09-29 has no authentication result",
 	// checkout.FieldCurrency, the currency a 2026-04-17 create expects, is not here: it
 	// is the same name as payment.FieldCurrency, which 2025-09-29 spells currency
 	// (allowance.currency, wire.DelegateNames), so it renders as $.currency, the

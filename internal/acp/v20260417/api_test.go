@@ -302,8 +302,10 @@ func TestEncodeSessionValidates(t *testing.T) {
 		got["canceled"]["status"] != "canceled" || got["completed"]["status"] != "completed" || got["digital"]["status"] != "ready_for_payment" {
 		t.Errorf("statuses: %v %v %v %v", got["open"]["status"], got["expired"]["status"], got["canceled"]["status"], got["completed"]["status"])
 	}
-	// The merchant runs no intervention yet: the intersection is empty.
-	if iv := got["open"]["capabilities"].(map[string]any)["interventions"].(map[string]any); len(iv["supported"].([]any)) != 0 || iv["enforcement"] != "conditional" {
+	// The merchant runs 3-D Secure: the intersection with the agent's is ["3ds"], and
+	// nothing is required while no card needs it.
+	if iv := got["open"]["capabilities"].(map[string]any)["interventions"].(map[string]any); !slices.Equal(iv["supported"].([]any), []any{"3ds"}) ||
+		len(iv["required"].([]any)) != 0 || iv["enforcement"] != "conditional" {
 		t.Errorf("interventions = %v", iv)
 	}
 	h := got["ready"]["capabilities"].(map[string]any)["payment"].(map[string]any)["handlers"].([]any)

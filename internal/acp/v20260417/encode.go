@@ -29,7 +29,7 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 			Payment: &Payment{Handlers: encodeHandlers(v.Handlers)},
 			Interventions: &InterventionCapabilities{
 				Supported:   ptr(interventions(s.Interventions())),
-				Required:    &[]InterventionCapabilitiesRequired{},
+				Required:    ptr(requiredInterventions(v)),
 				Enforcement: ptr(Conditional),
 			},
 		},
@@ -50,6 +50,9 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 	}
 	if s.Metadata != nil {
 		out.Metadata = &s.Metadata
+	}
+	if q.Status == checkout.StatusAuthenticationRequired && s.Authentication != nil {
+		out.AuthenticationMetadata = encodeAuthentication(s.Authentication)
 	}
 	itemIDs := make([]string, len(q.Lines))
 	for i, l := range q.Lines {
@@ -89,6 +92,32 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 		out.Order = &o
 	}
 	return out
+}
+
+// requiredInterventions are the interventions the session's payment needs: 3ds while
+// its card needs authentication. Enforcement stays conditional: the merchant asks for
+// 3-D Secure when the card (its issuer, or the PSP) does, not for every payment.
+func requiredInterventions(v checkout.View) []InterventionCapabilitiesRequired {
+	if v.Session.State == checkout.StateOpen && v.Session.Authentication != nil {
+		return []InterventionCapabilitiesRequired{InterventionCapabilitiesRequiredN3ds}
+	}
+	return []InterventionCapabilitiesRequired{}
+}
+
+// encodeAuthentication renders what an agent needs to run 3-D Secure for the session.
+func encodeAuthentication(a *checkout.Authentication) *AuthenticationMetadata {
+	m := &AuthenticationMetadata{DirectoryServer: AuthenticationMetadataDirectoryServer(a.DirectoryServer)}
+	m.AcquirerDetails.AcquirerBin = a.Acquirer.BIN
+	m.AcquirerDetails.AcquirerCountry = a.Acquirer.Country
+	m.AcquirerDetails.AcquirerMerchantId = a.Acquirer.MerchantID
+	m.AcquirerDetails.MerchantName = a.Acquirer.MerchantName
+	m.AcquirerDetails.RequestorId = nonEmpty(a.Acquirer.RequestorID)
+	if a.PreferChallenge {
+		fp := alloc(&m.FlowPreference)
+		fp.Type = Challenge
+		alloc(&fp.Challenge).Type = ptr(Preferred)
+	}
+	return m
 }
 
 func encodeHandlers(hs []checkout.PaymentHandler) []PaymentHandler {
@@ -212,6 +241,8 @@ var messageKinds = map[checkout.MessageCode]struct {
 	checkout.CodeInvalid:         {MessageErrorSeverityHigh, MessageErrorResolutionRequiresBuyerInput},
 	checkout.CodeOutOfStock:      {MessageErrorSeverityHigh, MessageErrorResolutionRequiresBuyerReview},
 	checkout.CodePaymentDeclined: {MessageErrorSeverityMedium, MessageErrorResolutionRecoverable},
+	// The buyer must choose another card: this agent cannot run 3-D Secure.
+	checkout.CodeInterventionRequired: {MessageErrorSeverityHigh, MessageErrorResolutionRequiresBuyerInput},
 }
 
 func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
@@ -236,6 +267,13 @@ func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// alloc sets *p to a new zero value and returns it: the generated authentication
+// metadata nests anonymous structs, whose types cannot be named here.
+func alloc[T any](p **T) *T {
+	*p = new(T)
+	return *p
+}
 
 func nonEmpty(s string) *string {
 	if s == "" {

@@ -54,6 +54,8 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldFulfillmentStatus: "status",
 	checkout.FieldEventType:         "type",
 	checkout.FieldOccurredAt:        "occurred_at",
+	checkout.FieldAuthentication:    "authentication_result",
+	checkout.FieldOutcome:           "outcome",
 }, wire.DelegateNames)
 
 // parentNames are the keys that depend on the parent: a buyer's full name is full_name

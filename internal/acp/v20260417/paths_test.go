@@ -37,6 +37,7 @@ func TestPathOf(t *testing.T) {
 		{at(checkout.FieldCurrency), "$.currency"},
 		{at(checkout.FieldLocale), "$.locale"},
 		{at(checkout.FieldTimezone), "$.timezone"},
+		{at(checkout.FieldAuthentication).Child(checkout.FieldOutcome), "$.authentication_result.outcome"},
 		{at(payment.FieldCard).Child(payment.FieldLast4), "$.payment_method.display_last4"},
 		{at(payment.FieldAllowance).Child(payment.FieldCurrency), "$.allowance.currency"},
 		{at(payment.FieldRiskSignals).Index(3).Child(payment.FieldRiskAction), "$.risk_signals[3].action"},

@@ -21,9 +21,11 @@ import (
 //
 // Several fields are accepted, shape-checked and not acted on yet: order_notes,
 // discounts, coupons, fulfillment_groups, quote_id, affiliate_attribution (create and
-// complete), and on complete authentication_result, risk_signals and
-// marketing_consents. Discounts, attribution, consents and 3-D Secure come with the
-// commerce depth work; until then they change nothing, which each field allows.
+// complete), and on complete risk_signals and marketing_consents. Discounts,
+// attribution and consents come with the commerce depth work; until then they change
+// nothing, which each field allows. authentication_result is decoded by hand
+// (authenticationResult): the generated outcome_details cannot tell an absent field
+// from an empty one.
 
 // buyer is the 2026-04-17 Buyer: only the email address is required. The account,
 // company, loyalty and tax-exemption details are accepted and not kept.
@@ -386,7 +388,7 @@ type paymentData struct {
 type completeBody struct {
 	PaymentData          *paymentData          `json:"payment_data"`
 	Buyer                *buyer                `json:"buyer"`
-	AuthenticationResult *AuthenticationResult `json:"authentication_result"`
+	AuthenticationResult *authenticationResult `json:"authentication_result"`
 	RiskSignals          *RiskSignals          `json:"risk_signals"`
 	MarketingConsents    *[]MarketingConsent   `json:"marketing_consents"`
 	AffiliateAttribution *affiliateAttribution `json:"affiliate_attribution"`
@@ -421,8 +423,9 @@ func (c *completeBody) domain() (checkout.Completion, error) {
 	); err != nil {
 		return checkout.Completion{}, err
 	}
-	if a := c.AuthenticationResult; a != nil && !a.Outcome.Valid() {
-		return checkout.Completion{}, acp.InvalidRequest("invalid", "authentication_result.outcome is not a known outcome.", "$.authentication_result.outcome")
+	auth, err := c.AuthenticationResult.domain("$.authentication_result")
+	if err != nil {
+		return checkout.Completion{}, err
 	}
 	if err := c.AffiliateAttribution.check("$.affiliate_attribution"); err != nil {
 		return checkout.Completion{}, err
@@ -434,7 +437,83 @@ func (c *completeBody) domain() (checkout.Completion, error) {
 	return checkout.Completion{
 		HandlerID: *pd.HandlerID, Token: *in.Credential.Token,
 		BillingAddress: domainAddress(pd.BillingAddress), Buyer: b,
+		Authentication: auth, CarriesAuthentication: true,
 	}, err
+}
+
+// authenticationResult is the 3-D Secure result of a completion.
+type authenticationResult struct {
+	Outcome        *AuthenticationResultOutcome `json:"outcome"`
+	OutcomeDetails *outcomeDetails              `json:"outcome_details"`
+}
+
+type outcomeDetails struct {
+	ThreeDSCryptogram           *string `json:"three_ds_cryptogram"`
+	ElectronicCommerceIndicator *string `json:"electronic_commerce_indicator"`
+	TransactionID               *string `json:"transaction_id"`
+	Version                     *string `json:"version"`
+}
+
+// Bounds of the outcome details, which the schema leaves open: a cryptogram is 28
+// base64 characters, a directory server transaction id a UUID, a version "2.2.0".
+const (
+	maxCryptogram    = 256
+	maxTransactionID = 256
+	maxVersion       = 16
+)
+
+// domain checks the result at path at. The outcomes the payment proceeds on
+// (authenticated, attempt_acknowledged, informational) need outcome_details with all
+// four fields, as the schema says. A failed outcome needs none, and its details may be
+// partial: the official authentication_result_denied_example carries only
+// transaction_id and version (docs/decisions.md); what is given is still checked.
+func (a *authenticationResult) domain(at string) (*checkout.AuthenticationResult, error) {
+	if a == nil {
+		return nil, nil
+	}
+	if a.Outcome == nil {
+		return nil, acp.InvalidRequest("missing", "authentication_result.outcome is required.", at+".outcome")
+	}
+	if !a.Outcome.Valid() {
+		return nil, acp.InvalidRequest("invalid", "authentication_result.outcome is not a known outcome.", at+".outcome")
+	}
+	out := &checkout.AuthenticationResult{Outcome: checkout.AuthenticationOutcome(*a.Outcome)}
+	d := a.OutcomeDetails
+	if d == nil {
+		if out.Outcome.Succeeded() {
+			return nil, acp.InvalidRequest("missing",
+				fmt.Sprintf("authentication_result.outcome_details is required when the outcome is %s.", out.Outcome), at+".outcome_details")
+		}
+		return out, nil
+	}
+	at += ".outcome_details"
+	for _, f := range []struct {
+		name  string
+		value *string
+		limit int
+		into  *string
+	}{
+		{"three_ds_cryptogram", d.ThreeDSCryptogram, maxCryptogram, &out.Cryptogram},
+		{"electronic_commerce_indicator", d.ElectronicCommerceIndicator, 2, &out.ECI},
+		{"transaction_id", d.TransactionID, maxTransactionID, &out.TransactionID},
+		{"version", d.Version, maxVersion, &out.Version},
+	} {
+		if f.value == nil {
+			if out.Outcome.Succeeded() {
+				return nil, acp.InvalidRequest("missing", fmt.Sprintf("outcome_details.%s is required.", f.name), at+"."+f.name)
+			}
+			continue
+		}
+		if *f.value == "" || utf8.RuneCountInString(*f.value) > f.limit {
+			return nil, acp.InvalidRequest("invalid", fmt.Sprintf("outcome_details.%s must be 1 to %d characters.", f.name, f.limit), at+"."+f.name)
+		}
+		*f.into = *f.value
+	}
+	if out.ECI != "" && !AuthenticationResultOutcomeDetailsElectronicCommerceIndicator(out.ECI).Valid() {
+		return nil, acp.InvalidRequest("invalid", "outcome_details.electronic_commerce_indicator must be 01, 02, 05, 06 or 07.",
+			at+".electronic_commerce_indicator")
+	}
+	return out, nil
 }
 
 // intentTrace is why the buyer left, sent with a cancel. Its reason codes are an open
