@@ -234,7 +234,7 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 // expectAdminOrder tells the order store how this request's result is rendered, so an
 // Idempotency-Key's response is recorded in the transaction of the change itself.
 func expectAdminOrder(r *http.Request, status int) {
-	setEncoder(r, func(o *checkout.Order) (int, []byte, error) {
+	setEncoder(r.Context(), func(o *checkout.Order) (int, []byte, error) {
 		body, err := encodeJSON(toAdminOrder(o))
 		return status, body, err
 	})

@@ -77,7 +77,7 @@ func (s *Server) disableDiscount(w http.ResponseWriter, r *http.Request) {
 // expectAdminDiscount tells the discount store how this request's result is rendered,
 // so an Idempotency-Key's response is recorded in the transaction of the change.
 func expectAdminDiscount(r *http.Request, status int) {
-	setEncoder(r, func(d checkout.Discount) (int, []byte, error) {
+	setEncoder(r.Context(), func(d checkout.Discount) (int, []byte, error) {
 		body, err := encodeJSON(catalog.NewDiscountDoc(d))
 		return status, body, err
 	})

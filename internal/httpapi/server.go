@@ -157,6 +157,12 @@ func New(cfg Config, d Deps) *Server {
 		}
 	}
 
+	// The MCP binding: authenticated like the ACP routes (on the connection, the binding
+	// says), its version and idempotency key read from each call's meta (mcp.go). It
+	// is inside the same outer chain, so rate limits, the timeout, logs and metrics are
+	// those of REST.
+	root.Handle(mcpPath, withRequireAuth()(s.newMCPHandler())).Methods(http.MethodPost)
+
 	acp := root.NewRoute().Subrouter()
 	// Fixed order: may they (who is calling and how often was settled before routing),
 	// which version, is the body theirs (signature), has it run before (idempotency).
@@ -198,72 +204,40 @@ func New(cfg Config, d Deps) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// The REST handlers: read the body, run the transport-independent operation
+// (operations.go), answer in the request's version.
+
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeCreate)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusCreated)
-	view, err := s.sessions.CreateSession(r.Context(), infoOf(r).caller, ch)
-	s.count(err, metrics.SessionCreated)
-	s.respond(w, r, http.StatusCreated, view, err)
+	s.restOperation(w, r, bodyRequired, http.StatusCreated, s.createOp)
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	view, err := s.sessions.GetSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
+	view, err := s.getOp(r.Context(), versionOf(r), infoOf(r).caller, mux.Vars(r)["id"], nil)
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
 func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeUpdate)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.UpdateSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], ch)
-	s.respond(w, r, http.StatusOK, view, err)
-}
-
-// expectView tells the storage layer how this request's session result is rendered,
-// for recording it with an Idempotency-Key.
-func (s *Server) expectView(r *http.Request, status int) {
-	setEncoder(r, func(view checkout.View) (int, []byte, error) {
-		body, err := encodeJSON(s.encodeView(r, view))
-		return status, body, err
-	})
+	s.restOperation(w, r, bodyRequired, http.StatusOK, s.updateOp)
 }
 
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyOptional)
-	var trace *checkout.IntentTrace
-	if err == nil {
-		trace, err = versionOf(r).DecodeCancel(body)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], trace)
-	s.count(err, metrics.SessionCanceled)
-	s.respond(w, r, http.StatusOK, view, err)
+	s.restOperation(w, r, bodyOptional, http.StatusOK, s.cancelOp)
 }
 
 func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
-	c, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeComplete)
+	s.restOperation(w, r, bodyRequired, http.StatusOK, s.completeOp)
+}
+
+// restOperation serves a POST on a session: the body under rule, then op, answered
+// with status.
+func (s *Server) restOperation(w http.ResponseWriter, r *http.Request, rule bodyRule, status int, op operation) {
+	body, err := s.readBody(w, r, rule)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CompleteSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], c)
-	s.count(err, metrics.SessionCompleted)
-	if payment.IsVaultToken(c.Token) {
-		s.count(err, metrics.TokenConsumed)
-	}
-	s.respond(w, r, http.StatusOK, view, err)
+	view, err := op(r.Context(), versionOf(r), infoOf(r).caller, mux.Vars(r)["id"], body)
+	s.respond(w, r, status, view, err)
 }
 
 func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
@@ -274,7 +248,7 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	setEncoder(r, func(token payment.Token) (int, []byte, error) {
+	setEncoder(r.Context(), func(token payment.Token) (int, []byte, error) {
 		body, err := encodeJSON(api.EncodeToken(token, key))
 		return http.StatusCreated, body, err
 	})
