@@ -109,3 +109,17 @@ func PriceCart(c *Cart, cat Catalog) CartView {
 	}
 	return v
 }
+
+// TotalEntries lists the cart's estimated totals as every version shows them: a
+// session's entries without tax, which a cart cannot know (it has no address; CART-RFC
+// §9 lets it be omitted, and a 0 would read as tax-free) and without fulfillment, which
+// a cart never has.
+func (v CartView) TotalEntries() []TotalEntry {
+	out := []TotalEntry{}
+	for _, e := range v.Totals.Entries() {
+		if e.Type != "tax" {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -57,19 +57,7 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 	itemIDs := make([]string, len(q.Lines))
 	for i, l := range q.Lines {
 		itemIDs[i] = l.VariantID
-		out.LineItems[i] = LineItem{
-			Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
-			Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
-			// The discount entry is always there, as in the official examples, so that an
-			// agent finds the same entries on every line.
-			Totals: []Total{
-				{Type: TotalTypeItemsBaseAmount, DisplayText: "Base amount", Amount: int(l.BaseAmount)},
-				{Type: TotalTypeDiscount, DisplayText: "Discount", Amount: int(l.Discount)},
-				{Type: TotalTypeSubtotal, DisplayText: "Subtotal", Amount: int(l.Subtotal)},
-				{Type: TotalTypeTax, DisplayText: "Tax", Amount: int(l.Tax)},
-				{Type: TotalTypeTotal, DisplayText: "Total", Amount: int(l.Total)},
-			},
-		}
+		out.LineItems[i] = encodeLine(l)
 	}
 	for _, o := range q.Options {
 		item, ok := encodeOption(o)
@@ -92,6 +80,23 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 		out.Order = &o
 	}
 	return out
+}
+
+// encodeLine renders a priced line of a session or a cart.
+func encodeLine(l checkout.PricedLine) LineItem {
+	return LineItem{
+		Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
+		Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
+		// The discount entry is always there, as in the official examples, so that an
+		// agent finds the same entries on every line.
+		Totals: []Total{
+			{Type: TotalTypeItemsBaseAmount, DisplayText: "Base amount", Amount: int(l.BaseAmount)},
+			{Type: TotalTypeDiscount, DisplayText: "Discount", Amount: int(l.Discount)},
+			{Type: TotalTypeSubtotal, DisplayText: "Subtotal", Amount: int(l.Subtotal)},
+			{Type: TotalTypeTax, DisplayText: "Tax", Amount: int(l.Tax)},
+			{Type: TotalTypeTotal, DisplayText: "Total", Amount: int(l.Total)},
+		},
+	}
 }
 
 // requiredInterventions are the interventions the session's payment needs: 3ds while
