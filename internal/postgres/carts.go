@@ -14,13 +14,17 @@ import (
 // after its last change. Each write is one transaction holding the cart's row lock, and
 // records the response of an Idempotency-Key in that transaction, as session writes do.
 
+// cartClock is the time of a cart write, at PostgreSQL's precision, so that the
+// response of a write shows the times a later read of the cart does.
+func (s *Store) cartClock() time.Time { return s.now().Truncate(time.Microsecond) }
+
 // CreateCart validates ch, prices it against the catalog and stores a new cart owned by
 // owner.
 func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartChanges) (checkout.CartView, error) {
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
+	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
 		c := &checkout.Cart{ID: checkout.NewID("cart_"), Owner: owner}
 		cat, err := s.replaceCart(ctx, q, c, ch, now)
 		if err != nil {
@@ -62,7 +66,7 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
+	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
 		c, err := loadCart(ctx, q, owner, id, true, now)
 		if err != nil {
 			return checkout.CartView{}, err
@@ -92,7 +96,7 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 
 // CancelCart deletes owner's cart id and returns the state it had (CART-RFC §4.5).
 func (s *Store) CancelCart(ctx context.Context, owner, id string) (checkout.CartView, error) {
-	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
+	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
 		c, err := loadCart(ctx, q, owner, id, true, now)
 		if err != nil {
 			return checkout.CartView{}, err
