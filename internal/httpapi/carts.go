@@ -52,8 +52,9 @@ func cartAPI(w http.ResponseWriter, r *http.Request) (CartAPI, bool) {
 		return api, true
 	}
 	w.Header().Set("API-Supported-Versions", strings.Join(cartVersions, ", "))
-	e := acp.InvalidRequest("unsupported_api_version",
-		"API-Version "+infoOf(r).version+" has no carts; send API-Version "+strings.Join(cartVersions, " or ")+".", "")
+	// The versions that have carts go with the refusal: in the Error where the version's
+	// has supported_versions, otherwise appended to its message.
+	e := acp.InvalidRequest("unsupported_api_version", "API-Version "+infoOf(r).version+" has no carts.", "")
 	e.SupportedVersions = slices.Clone(cartVersions)
 	refuse(w, r, e)
 	return nil, false
