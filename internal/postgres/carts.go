@@ -26,24 +26,12 @@ func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartCh
 	}
 	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
 		c := &checkout.Cart{ID: checkout.NewID("cart_"), Owner: owner}
-		cat, err := s.replaceCart(ctx, q, c, ch, now)
-		if err != nil {
-			return checkout.CartView{}, err
-		}
-		buyer, err := cartBuyer(c)
-		if err != nil {
-			return checkout.CartView{}, err
-		}
-		if err := q.InsertCart(ctx, db.InsertCartParams{
-			ID: c.ID, Owner: owner, Currency: c.Currency, Buyer: buyer, Locale: nonEmpty(c.Locale),
-			Now: now, ExpiresAt: c.ExpiresAt,
-		}); err != nil {
-			return checkout.CartView{}, fmt.Errorf("insert cart: %w", err)
-		}
-		if err := insertCartLines(ctx, q, c); err != nil {
-			return checkout.CartView{}, err
-		}
-		return checkout.PriceCart(c, cat), nil
+		return s.saveCart(ctx, q, c, ch, now, func(buyer []byte) error {
+			return q.InsertCart(ctx, db.InsertCartParams{
+				ID: c.ID, Owner: owner, Currency: c.Currency, Buyer: buyer, Locale: nonEmpty(c.Locale),
+				Now: now, ExpiresAt: c.ExpiresAt,
+			})
+		})
 	})
 }
 
@@ -71,26 +59,14 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 		if err != nil {
 			return checkout.CartView{}, err
 		}
-		cat, err := s.replaceCart(ctx, q, c, ch, now)
-		if err != nil {
-			return checkout.CartView{}, err
-		}
-		buyer, err := cartBuyer(c)
-		if err != nil {
-			return checkout.CartView{}, err
-		}
-		if err := q.UpdateCart(ctx, db.UpdateCartParams{
-			ID: c.ID, Currency: c.Currency, Buyer: buyer, Locale: nonEmpty(c.Locale), Now: now, ExpiresAt: c.ExpiresAt,
-		}); err != nil {
-			return checkout.CartView{}, fmt.Errorf("update cart: %w", err)
-		}
-		if err := q.DeleteCartItems(ctx, c.ID); err != nil {
-			return checkout.CartView{}, fmt.Errorf("delete cart items: %w", err)
-		}
-		if err := insertCartLines(ctx, q, c); err != nil {
-			return checkout.CartView{}, err
-		}
-		return checkout.PriceCart(c, cat), nil
+		return s.saveCart(ctx, q, c, ch, now, func(buyer []byte) error {
+			if err := q.UpdateCart(ctx, db.UpdateCartParams{
+				ID: c.ID, Currency: c.Currency, Buyer: buyer, Locale: nonEmpty(c.Locale), Now: now, ExpiresAt: c.ExpiresAt,
+			}); err != nil {
+				return err
+			}
+			return q.DeleteCartItems(ctx, c.ID)
+		})
 	})
 }
 
@@ -112,13 +88,30 @@ func (s *Store) CancelCart(ctx context.Context, owner, id string) (checkout.Cart
 	})
 }
 
-// replaceCart loads the variants the cart and ch name and applies ch to c.
-func (s *Store) replaceCart(ctx context.Context, q *db.Queries, c *checkout.Cart, ch checkout.CartChanges, now time.Time) (checkout.Catalog, error) {
+// saveCart applies ch to c against the variants they name, writes the cart row with
+// write (given the buyer column; it leaves the cart without items) and then its items,
+// and returns the cart priced.
+func (s *Store) saveCart(ctx context.Context, q *db.Queries, c *checkout.Cart, ch checkout.CartChanges, now time.Time,
+	write func(buyer []byte) error,
+) (checkout.CartView, error) {
 	cat, err := loadCatalog(ctx, q, nil, cartVariantIDs(c, ch.Items))
 	if err != nil {
-		return cat, err
+		return checkout.CartView{}, err
 	}
-	return cat, c.Replace(ch, cat, now, s.ttl)
+	if err := c.Replace(ch, cat, now, s.ttl); err != nil {
+		return checkout.CartView{}, err
+	}
+	buyer, err := cartBuyer(c)
+	if err != nil {
+		return checkout.CartView{}, err
+	}
+	if err := write(buyer); err != nil {
+		return checkout.CartView{}, fmt.Errorf("write cart: %w", err)
+	}
+	if err := insertCartLines(ctx, q, c); err != nil {
+		return checkout.CartView{}, err
+	}
+	return checkout.PriceCart(c, cat), nil
 }
 
 // cartVariantIDs lists the variants of c's lines and of the requested items.
