@@ -286,3 +286,38 @@ func TestCartsAreNotIn20250929(t *testing.T) {
 		t.Errorf("carts stored = %d (%v)", n, err)
 	}
 }
+
+// TestConcurrentCartReplacementsSerialise: replacements of one cart at once all succeed
+// (none collides with another's delete and re-insert of the same line ids: each
+// transaction holds the cart's row from its read to its commit), and the cart ends with
+// one row per item, as each of them wrote it.
+func TestConcurrentCartReplacementsSerialise(t *testing.T) {
+	e, schema := cartEnv(t)
+	id := mustCart(t, schema, e.do(http.MethodPost, "/carts", map[string]any{"line_items": items("item_123", 1, "item_456", 1)}), http.StatusCreated)["id"].(string)
+	const n = 8
+	statuses := make(chan int, n)
+	for i := range n {
+		go func() {
+			r, err := e.client().Do(http.MethodPut, "/carts/"+id, map[string]any{"line_items": items("item_123", i+1, "item_456", 1)},
+				"Idempotency-Key", newKey())
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			statuses <- r.Status
+		}()
+	}
+	for range n {
+		if st := <-statuses; st != http.StatusOK {
+			t.Errorf("a concurrent replacement answered %d", st)
+		}
+	}
+	final := mustCart(t, schema, e.do(http.MethodGet, "/carts/"+id, nil), http.StatusOK)
+	if lines := final["line_items"].([]any); len(lines) != 2 {
+		t.Errorf("final cart has %d lines: %v", len(lines), lines)
+	}
+	var rows int
+	if err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM cart_items WHERE cart_id = $1", id).Scan(&rows); err != nil || rows != 2 {
+		t.Errorf("cart_items rows = %d (%v), want 2", rows, err)
+	}
+}
