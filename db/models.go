@@ -8,6 +8,26 @@ import (
 	"time"
 )
 
+type Cart struct {
+	ID        string
+	Owner     string
+	Currency  string
+	Buyer     []byte
+	Locale    *string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
+}
+
+type CartItem struct {
+	ID         string
+	CartID     string
+	Position   int32
+	VariantID  string
+	Quantity   int32
+	UnitAmount int64
+}
+
 type CheckoutSession struct {
 	ID                            string
 	State                         string

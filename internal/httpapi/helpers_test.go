@@ -121,10 +121,13 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		o(&cfg)
 	}
 	pool := e.pool
+	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
+	store := postgres.NewStore(pool, postgres.StoreConfig{
+		TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
+	})
 	api := httpapi.New(cfg, httpapi.Deps{
-		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
-		}),
+		Sessions:    store,
+		Carts:       store,
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Replays:     postgres.NewSignatureReplays(pool),

@@ -43,12 +43,14 @@ func (s *Server) withIdempotency() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key := r.Header.Get("Idempotency-Key")
-			if r.Method == http.MethodPost && key == "" && infoOf(r).version != "" && versionOf(r).RequiresIdempotencyKey() {
+			// PUT (a cart replacement) is keyed like POST: the cart OAS requires the key on it.
+			keyed := r.Method == http.MethodPost || r.Method == http.MethodPut
+			if keyed && key == "" && infoOf(r).version != "" && versionOf(r).RequiresIdempotencyKey() {
 				refuse(w, r, acp.InvalidRequest(acp.CodeIdempotencyKeyRequired,
-					"Idempotency-Key is required on every POST in API version "+infoOf(r).version+".", ""))
+					"Idempotency-Key is required on every "+r.Method+" in API version "+infoOf(r).version+".", ""))
 				return
 			}
-			if r.Method != http.MethodPost || key == "" || s.idempotency == nil {
+			if !keyed || key == "" || s.idempotency == nil {
 				next.ServeHTTP(w, r)
 				return
 			}

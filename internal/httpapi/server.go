@@ -28,7 +28,10 @@ import (
 
 // Deps are the server's collaborators.
 type Deps struct {
-	Sessions    checkout.SessionService
+	Sessions checkout.SessionService
+	// Carts serves the cart API of the versions that have one (nil: no carts, and the
+	// discovery document does not name them).
+	Carts       checkout.CartService
 	Vault       payment.VaultService
 	Idempotency idempotency.Store
 	// Replays remembers accepted request signatures in storage shared by every instance,
@@ -91,6 +94,7 @@ type Config struct {
 type Server struct {
 	cfg         Config
 	sessions    checkout.SessionService
+	carts       checkout.CartService
 	vault       payment.VaultService
 	idempotency idempotency.Store
 	replays     SignatureReplays
@@ -122,7 +126,7 @@ func New(cfg Config, d Deps) *Server {
 		cfg.Links = []Link{}
 	}
 	s := &Server{
-		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
+		cfg: cfg, sessions: d.Sessions, carts: d.Carts, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
 		orders: d.Orders, discounts: d.Discounts, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable:   d.Unavailable,
 		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
@@ -140,7 +144,7 @@ func New(cfg Config, d Deps) *Server {
 	root.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
 	if cfg.PublicBaseURL != "" {
-		root.HandleFunc(discoveryPath, discovery(newDiscovery(strings.TrimRight(cfg.PublicBaseURL, "/")))).Methods(http.MethodGet)
+		root.HandleFunc(discoveryPath, discovery(newDiscovery(strings.TrimRight(cfg.PublicBaseURL, "/"), d.Carts != nil))).Methods(http.MethodGet)
 	}
 	if d.Metrics != nil {
 		root.Handle("/metrics", s.withMetricsAuth()(d.Metrics.Handler())).Methods(http.MethodGet)
@@ -182,6 +186,9 @@ func New(cfg Config, d Deps) *Server {
 	acp.HandleFunc("/checkout_sessions/{id}/cancel", s.cancelSession).Methods(http.MethodPost)
 	acp.HandleFunc("/checkout_sessions/{id}/complete", s.completeSession).Methods(http.MethodPost)
 	acp.HandleFunc(delegatePaymentPath, s.delegatePayment).Methods(http.MethodPost)
+	if d.Carts != nil {
+		s.cartRoutes(acp)
+	}
 
 	// Fixed order, outermost first: every response, a panic's included, carries the
 	// request headers and is logged; CORS preflights are answered before routing; who is

@@ -59,11 +59,7 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 	itemIDs := make([]string, len(q.Lines))
 	for i, l := range q.Lines {
 		itemIDs[i] = l.VariantID
-		out.LineItems[i] = LineItem{
-			Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
-			Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
-			Totals: lineTotals(l),
-		}
+		out.LineItems[i] = encodeLine(l)
 	}
 	for _, o := range q.Options {
 		item, ok := encodeOption(o)
@@ -86,6 +82,15 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 		out.Order = &o
 	}
 	return out
+}
+
+// encodeLine renders a priced line of a session or a cart.
+func encodeLine(l checkout.PricedLine) LineItem {
+	return LineItem{
+		Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
+		Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
+		Totals: lineTotals(l),
+	}
 }
 
 // lineTotals are a line's totals. The items_discount entry (what item-level discounts
