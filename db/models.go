@@ -8,6 +8,16 @@ import (
 	"time"
 )
 
+type AffiliateAttribution struct {
+	CheckoutSessionID string
+	Touch             string
+	OrderID           *string
+	Provider          string
+	PublisherID       *string
+	Attribution       []byte
+	CreatedAt         time.Time
+}
+
 type CheckoutSession struct {
 	ID                            string
 	State                         string
@@ -28,6 +38,7 @@ type CheckoutSession struct {
 	AgentInterventions            []string
 	CancelIntentTrace             []byte
 	AuthenticationDirectoryServer *string
+	OrderNotes                    *string
 }
 
 type Fulfillment struct {
@@ -106,6 +117,15 @@ type LineItem struct {
 	UnitAmount        int64
 }
 
+type MarketingConsent struct {
+	Channel           string
+	Contact           string
+	OptedIn           bool
+	CheckoutSessionID string
+	OrderID           string
+	UpdatedAt         time.Time
+}
+
 type Order struct {
 	ID                          string
 	CheckoutSessionID           string
@@ -122,6 +142,7 @@ type Order struct {
 	AuthenticationEci           *string
 	AuthenticationVersion       *string
 	AuthenticationTransactionID *string
+	OrderNotes                  *string
 }
 
 type OrderAmount struct {

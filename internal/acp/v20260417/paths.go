@@ -56,6 +56,10 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOccurredAt:        "occurred_at",
 	checkout.FieldAuthentication:    "authentication_result",
 	checkout.FieldOutcome:           "outcome",
+	checkout.FieldConsents:          "marketing_consents",
+	checkout.FieldChannel:           "channel",
+	checkout.FieldOrderNotes:        "order_notes",
+	checkout.FieldAttribution:       "affiliate_attribution",
 }, wire.DelegateNames)
 
 // parentNames are the keys that depend on the parent: a buyer's full name is full_name
