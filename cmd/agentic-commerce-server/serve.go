@@ -88,11 +88,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
 			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
 			OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
+			ConsentOptions: cfg.MarketingConsentOptions,
 		}),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
+		Consents:    postgres.NewConsents(pool),
 		Metrics:     m,
 		Unavailable: postgres.IsUnavailable,
 		Ready:       ready,

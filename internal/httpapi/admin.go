@@ -30,6 +30,9 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	r.HandleFunc("/orders/{id}/fulfillments", s.addFulfillment).Methods(http.MethodPost)
 	r.HandleFunc("/orders/{id}/fulfillments/{fid}/events", s.addFulfillmentEvent).Methods(http.MethodPost)
 	r.HandleFunc("/orders/{id}/cancellations", s.cancelLines).Methods(http.MethodPost)
+	if s.consents != nil {
+		r.HandleFunc("/consents", s.listConsents).Methods(http.MethodGet)
+	}
 }
 
 // withAdminAuth asks for one of the admin keys; every admin key is the one caller

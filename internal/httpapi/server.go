@@ -36,6 +36,9 @@ type Deps struct {
 	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
 	Orders checkout.OrderService
+	// Consents serves the merchant's stored marketing decisions on the admin API (nil:
+	// not served).
+	Consents checkout.ConsentReader
 	// Metrics, when not nil, is served on /metrics and fed by every request.
 	Metrics *metrics.Metrics
 	// Unavailable classifies storage errors that mean "the database cannot be reached"
@@ -95,6 +98,7 @@ type Server struct {
 	ready       func(context.Context) error
 	logger      *slog.Logger
 	orders      checkout.OrderService
+	consents    checkout.ConsentReader
 	metrics     *metrics.Metrics
 	keys        keyring
 	adminKeys   keyring
@@ -120,7 +124,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
-		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
+		orders: d.Orders, consents: d.Consents, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable:   d.Unavailable,
 		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
 		adminKeys:     newNamedKeyring("admin", cfg.AdminAPIKeys),
