@@ -58,6 +58,8 @@ type adminOrder struct {
 	LineItems     []adminLine         `json:"line_items,omitempty"`
 	Fulfillments  []adminFulfillment  `json:"fulfillments,omitempty"`
 	Cancellations []adminCancellation `json:"cancellations,omitempty"`
+	// OrderNotes are the buyer's notes for the order (absent: none).
+	OrderNotes string `json:"order_notes,omitempty"`
 }
 
 type adminRefund struct {
@@ -74,7 +76,7 @@ func toAdminOrder(o *checkout.Order) adminOrder {
 	out := adminOrder{
 		ID: o.ID, CheckoutSessionID: o.CheckoutSessionID, Status: string(o.Status), Amount: o.Amount,
 		Currency: o.Currency, Refunded: o.Refunded(), Refunds: make([]adminRefund, len(o.Refunds)),
-		PermalinkURL: o.PermalinkURL, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		PermalinkURL: o.PermalinkURL, OrderNotes: o.Notes, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 	for i, r := range o.Refunds {
 		out.Refunds[i] = adminRefund{ID: r.ID, Type: string(r.Type), Amount: r.Amount, LineItems: adminLineQtys(r.Lines),

@@ -310,6 +310,10 @@ func TestOrderNotes0417(t *testing.T) {
 	if n := dbText(e, `SELECT payload->'order'->>'notes' FROM order_events WHERE order_id = $1`, order["id"]); n != "new" {
 		t.Errorf("order event notes = %q", n)
 	}
+	r := e.do(http.MethodGet, "/admin/orders/"+order["id"].(string), nil, "Authorization", "Bearer "+consentAdminKey, "API-Version", "")
+	if r.status != http.StatusOK || r.json(t)["order_notes"] != "new" {
+		t.Errorf("admin order: %d %s", r.status, r.body)
+	}
 	// An order without notes has no confirmation to show.
 	_, completed = buy0417(e, buyer, nil, nil, nil)
 	if c, ok := completed["order"].(map[string]any)["confirmation"]; ok {
