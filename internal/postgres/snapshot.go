@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
@@ -230,7 +231,7 @@ func decodeSnapshot(raw []byte) (eventType string, ord *checkout.Order, at time.
 	o := s.Order
 	v3Fields := o.Fulfillments != nil || o.Cancellations != nil || o.Amounts != nil
 	switch {
-	case s.SnapshotVersion < snapshotV1 || s.SnapshotVersion > snapshotV4:
+	case !slices.Contains([]int{snapshotV1, snapshotV2, snapshotV3, snapshotV4}, s.SnapshotVersion):
 		return "", nil, time.Time{}, fmt.Errorf("order event snapshot version %d is not known to this release", s.SnapshotVersion)
 	case s.SnapshotVersion == snapshotV1 && o.Lines != nil:
 		return "", nil, time.Time{}, errors.New("order event snapshot version 1 has lines, which only version 2 has")
