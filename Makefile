@@ -14,6 +14,7 @@ VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
 
 BIN          := bin/agentic-commerce-server
 DEMO_CATALOG := internal/catalog/demo/products.jsonl
+DEMO_DISCOUNTS := internal/catalog/demo/discounts.json
 GO_TEST      ?= go test -race -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help
@@ -22,7 +23,7 @@ GO_TEST      ?= go test -race -count=1 -timeout 15m
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and serve on :8080
+run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and discounts, serve on :8080
 	@set -e; \
 	DATABASE_URL="$${DATABASE_URL:-$$(go run ./cmd/devdb up)}"; export DATABASE_URL; \
 	if [ -z "$${CARD_FINGERPRINT_KEY:-}" ]; then \
@@ -31,6 +32,7 @@ run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and s
 	fi; \
 	./$(BIN) migrate up; \
 	./$(BIN) catalog import $(DEMO_CATALOG); \
+	./$(BIN) discounts import $(DEMO_DISCOUNTS); \
 	DRAIN_DELAY=$${DRAIN_DELAY:-0s} exec ./$(BIN) serve
 
 build: ## Build the server binary into bin/

@@ -41,6 +41,40 @@ type CheckoutSession struct {
 	OrderNotes                    *string
 }
 
+type CheckoutSessionDiscount struct {
+	CheckoutSessionID string
+	Codes             []string
+}
+
+type Discount struct {
+	ID            string
+	Code          *string
+	Title         string
+	PercentBps    *int32
+	AmountOff     *int64
+	Currency      *string
+	Scope         string
+	ItemIds       []string
+	MinSubtotal   int64
+	StartsAt      *time.Time
+	EndsAt        *time.Time
+	UsageLimit    *int32
+	PerBuyerLimit *int32
+	Stackable     bool
+	Priority      int32
+	DisabledAt    *time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+type DiscountRedemption struct {
+	DiscountID string
+	OrderID    string
+	BuyerEmail string
+	Amount     int64
+	CreatedAt  time.Time
+}
+
 type Fulfillment struct {
 	ID               string
 	OrderID          string

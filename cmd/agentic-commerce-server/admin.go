@@ -71,14 +71,9 @@ func catalogCmd(ctx context.Context, cfg config.Config, args []string, stdout io
 	}
 	switch {
 	case args[0] == "import" && len(args) == 2:
-		f, err := os.Open(args[1])
+		products, err := parseFile(args[1], "\n", catalog.Parse)
 		if err != nil {
 			return err
-		}
-		defer f.Close()
-		products, err := catalog.Parse(f)
-		if err != nil {
-			return fmt.Errorf("%s: nothing imported:\n%w", args[1], err)
 		}
 		pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
 		if err != nil {
@@ -113,6 +108,22 @@ func catalogCmd(ctx context.Context, cfg config.Config, args []string, stdout io
 		return nil
 	}
 	return fmt.Errorf("%w: catalog takes import FILE or stock ID QTY", errUsage)
+}
+
+// parseFile opens path and parses it; a refusal says nothing was imported, before the
+// parser's message (after sep).
+func parseFile[T any](path, sep string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	v, err := parse(f)
+	if err != nil {
+		return v, fmt.Errorf("%s: nothing imported:%s%w", path, sep, err)
+	}
+	return v, nil
 }
 
 func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {

@@ -95,6 +95,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
 		Consents:    postgres.NewConsents(pool),
+		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     m,
 		Unavailable: postgres.IsUnavailable,
 		Ready:       ready,

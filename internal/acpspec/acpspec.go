@@ -5,7 +5,6 @@ package acpspec
 
 import (
 	"bytes"
-	"embed"
 	"fmt"
 	"io/fs"
 	"path"
@@ -13,22 +12,13 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec/spec"
 )
 
-// The upstream files, unchanged; spec/SOURCE names the commit they come from.
-//
-//go:embed spec/LICENSE spec/NOTICE spec/SOURCE spec/2025-09-29 spec/2026-04-17
-var files embed.FS
-
-// FS returns the vendored spec, rooted at the folder holding the version directories
-// (e.g. "2025-09-29/json-schema/schema.agentic_checkout.json").
-func FS() fs.FS {
-	sub, err := fs.Sub(files, "spec")
-	if err != nil {
-		panic(err) // "spec" is a valid constant path; fs.Sub cannot fail on it
-	}
-	return sub
-}
+// FS returns the vendored spec (package spec embeds it), rooted at the folder holding
+// the version directories (e.g. "2025-09-29/json-schema/schema.agentic_checkout.json").
+func FS() fs.FS { return spec.FS() }
 
 // ReadFile returns one vendored file, by its path below spec/ (e.g.
 // "2026-04-17/openapi/openapi.agentic_checkout_webhook.yaml"), failing the test when

@@ -131,6 +131,11 @@ type Session struct {
 	// when it created the session; the session offers their intersection with the
 	// merchant's (Interventions).
 	AgentInterventions []string
+	// DiscountsActive says the agent declared the discount extension on create: only
+	// then are DiscountCodes taken and the applied and rejected discounts shown.
+	// DiscountCodes are the codes as the agent last sent them (in its order and case).
+	DiscountsActive bool
+	DiscountCodes   []string
 	// PaymentError is why the last payment attempt was declined ("" when none).
 	PaymentError string
 	// Authentication is the 3-D Secure the session's payment needs (nil: none). The
@@ -210,6 +215,10 @@ type Changes struct {
 	Metadata map[string]any
 	// AgentInterventions are the interventions the agent supports (create only).
 	AgentInterventions []string
+	// DiscountExtension says the agent declared the discount extension (create only).
+	DiscountExtension bool
+	// DiscountCodes replace the session's codes when not nil ([] clears them).
+	DiscountCodes *[]string
 	// OrderNotes replaces the session's notes when not nil.
 	OrderNotes *string
 	// Attribution is the affiliate attribution given at creation (first touch; nil:

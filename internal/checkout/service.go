@@ -33,3 +33,11 @@ type OrderService interface {
 	CancelLines(ctx context.Context, id string, c Cancellation) (*Order, error)
 	Page(ctx context.Context, id string) (*OrderPage, error)
 }
+
+// DiscountService manages the merchant's discounts (the admin API).
+type DiscountService interface {
+	Create(ctx context.Context, d Discount) (Discount, error)
+	List(ctx context.Context) ([]Discount, error)
+	Get(ctx context.Context, id string) (Discount, error)
+	Disable(ctx context.Context, id string) (Discount, error)
+}

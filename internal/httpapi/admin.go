@@ -33,6 +33,9 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	if s.consents != nil {
 		r.HandleFunc("/consents", s.listConsents).Methods(http.MethodGet)
 	}
+	if s.discounts != nil {
+		s.discountRoutes(r)
+	}
 }
 
 // withAdminAuth asks for one of the admin keys; every admin key is the one caller
@@ -236,7 +239,7 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 // expectAdminOrder tells the order store how this request's result is rendered, so an
 // Idempotency-Key's response is recorded in the transaction of the change itself.
 func expectAdminOrder(r *http.Request, status int) {
-	setEncoder(r, func(o *checkout.Order) (int, []byte, error) {
+	setEncoder(r.Context(), func(o *checkout.Order) (int, []byte, error) {
 		body, err := encodeJSON(toAdminOrder(o))
 		return status, body, err
 	})

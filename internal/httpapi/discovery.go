@@ -41,7 +41,8 @@ func newDiscovery(baseURL string) []byte {
 			Name: "acp", Version: oldestFirst[len(oldestFirst)-1], SupportedVersions: oldestFirst,
 		},
 		APIBaseURL: baseURL,
-		Transports: []string{"rest"},
+		// Both bindings of the checkout API are served: REST and MCP at /mcp.
+		Transports: []string{"rest", "mcp"},
 		// Orders are told to agents inside sessions and webhooks, not by an API of theirs
 		// here; carts are not served (docs/decisions.md).
 		Capabilities: discoveryCapabilities{Services: []string{"checkout", "delegate_payment"}},

@@ -75,7 +75,7 @@ func TestDiscoveryDocumentIsOpenCacheableAndValid(t *testing.T) {
 		if doc.APIBaseURL != "https://shop.example" {
 			t.Errorf("api_base_url = %q", doc.APIBaseURL)
 		}
-		if !slices.Equal(doc.Transports, []string{"rest"}) {
+		if !slices.Equal(doc.Transports, []string{"rest", "mcp"}) {
 			t.Errorf("transports = %v", doc.Transports)
 		}
 		if !slices.Equal(doc.Capabilities.Services, []string{"checkout", "delegate_payment"}) {

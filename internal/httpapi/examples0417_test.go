@@ -47,7 +47,7 @@ var exampleFiles0417 = []string{
 // not serve, with why; their requests cannot be sent.
 var exampleFilesElsewhere0417 = map[string]string{
 	"examples.delegate_authentication.json": "delegate_authentication is the PSP's API, not the merchant's",
-	"examples.mcp.agentic_checkout.json":    "the MCP binding is a later issue (checklist I-17)",
+	"examples.mcp.agentic_checkout.json":    "the MCP binding's JSON-RPC requests, sent to /mcp by TestMCPExamples",
 	"examples.feed.json":                    "the product feed is pushed to the agent, not served here",
 }
 

@@ -134,6 +134,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true),
+		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
 		Unavailable: postgres.IsUnavailable,
 		Ready:       func(ctx context.Context) error { return pool.Ping(ctx) },

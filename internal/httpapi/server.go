@@ -39,6 +39,8 @@ type Deps struct {
 	// Consents serves the merchant's stored marketing decisions on the admin API (nil:
 	// not served).
 	Consents checkout.ConsentReader
+	// Discounts serves the merchant's discount API under /admin/discounts (nil: none).
+	Discounts checkout.DiscountService
 	// Metrics, when not nil, is served on /metrics and fed by every request.
 	Metrics *metrics.Metrics
 	// Unavailable classifies storage errors that mean "the database cannot be reached"
@@ -99,6 +101,7 @@ type Server struct {
 	logger      *slog.Logger
 	orders      checkout.OrderService
 	consents    checkout.ConsentReader
+	discounts   checkout.DiscountService
 	metrics     *metrics.Metrics
 	keys        keyring
 	adminKeys   keyring
@@ -124,7 +127,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
-		orders: d.Orders, consents: d.Consents, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
+		orders: d.Orders, consents: d.Consents, discounts: d.Discounts, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable:   d.Unavailable,
 		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
 		adminKeys:     newNamedKeyring("admin", cfg.AdminAPIKeys),
@@ -157,6 +160,12 @@ func New(cfg Config, d Deps) *Server {
 			root.PathPrefix("/admin").Handler(s.withAdminAuth()(admin))
 		}
 	}
+
+	// The MCP binding: authenticated like the ACP routes (on the connection, the binding
+	// says), its version and idempotency key read from each call's meta (mcp.go). It
+	// is inside the same outer chain, so rate limits, the timeout, logs and metrics are
+	// those of REST.
+	root.Handle(mcpPath, withRequireAuth()(s.newMCPHandler())).Methods(http.MethodPost)
 
 	acp := root.NewRoute().Subrouter()
 	// Fixed order: may they (who is calling and how often was settled before routing),
@@ -199,72 +208,40 @@ func New(cfg Config, d Deps) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// The REST handlers: read the body, run the transport-independent operation
+// (operations.go), answer in the request's version.
+
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeCreate)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusCreated)
-	view, err := s.sessions.CreateSession(r.Context(), infoOf(r).caller, ch)
-	s.count(err, metrics.SessionCreated)
-	s.respond(w, r, http.StatusCreated, view, err)
+	s.restOperation(w, r, bodyRequired, http.StatusCreated, s.createOp)
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	view, err := s.sessions.GetSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
+	view, err := s.getOp(r.Context(), versionOf(r), infoOf(r).caller, mux.Vars(r)["id"], nil)
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
 func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeUpdate)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.UpdateSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], ch)
-	s.respond(w, r, http.StatusOK, view, err)
-}
-
-// expectView tells the storage layer how this request's session result is rendered,
-// for recording it with an Idempotency-Key.
-func (s *Server) expectView(r *http.Request, status int) {
-	setEncoder(r, func(view checkout.View) (int, []byte, error) {
-		body, err := encodeJSON(s.encodeView(r, view))
-		return status, body, err
-	})
+	s.restOperation(w, r, bodyRequired, http.StatusOK, s.updateOp)
 }
 
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyOptional)
-	var trace *checkout.IntentTrace
-	if err == nil {
-		trace, err = versionOf(r).DecodeCancel(body)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], trace)
-	s.count(err, metrics.SessionCanceled)
-	s.respond(w, r, http.StatusOK, view, err)
+	s.restOperation(w, r, bodyOptional, http.StatusOK, s.cancelOp)
 }
 
 func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
-	c, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeComplete)
+	s.restOperation(w, r, bodyRequired, http.StatusOK, s.completeOp)
+}
+
+// restOperation serves a POST on a session: the body under rule, then op, answered
+// with status.
+func (s *Server) restOperation(w http.ResponseWriter, r *http.Request, rule bodyRule, status int, op operation) {
+	body, err := s.readBody(w, r, rule)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CompleteSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], c)
-	s.count(err, metrics.SessionCompleted)
-	if payment.IsVaultToken(c.Token) {
-		s.count(err, metrics.TokenConsumed)
-	}
-	s.respond(w, r, http.StatusOK, view, err)
+	view, err := op(r.Context(), versionOf(r), infoOf(r).caller, mux.Vars(r)["id"], body)
+	s.respond(w, r, status, view, err)
 }
 
 func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
@@ -275,7 +252,7 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	setEncoder(r, func(token payment.Token) (int, []byte, error) {
+	setEncoder(r.Context(), func(token payment.Token) (int, []byte, error) {
 		body, err := encodeJSON(api.EncodeToken(token, key))
 		return http.StatusCreated, body, err
 	})

@@ -19,10 +19,10 @@ import (
 )
 
 // CompleteSession pays for session id and creates its order, in one transaction that
-// locks the session row, then the vault token row, then the variants whose stock it
-// takes (always in that order, so concurrent completions cannot deadlock). Either the
-// order, the consumed token, the stock and the completed session all commit, or
-// nothing does. A declined payment leaves the session as it was, with a
+// locks the session row, then the usage-limited discounts it redeems, then the vault
+// token row, then the variants whose stock it takes (always in that order, so
+// concurrent completions cannot deadlock). Either the order, the redemptions, the
+// consumed token, the stock and the completed session all commit, or nothing does. A declined payment leaves the session as it was, with a
 // payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
@@ -61,6 +61,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if err := sess.CheckCompletable(quote); err != nil {
 			return checkout.View{}, err
 		}
+		if quote, err = redeemDiscounts(ctx, q, sess, &cat, quote, now); err != nil {
+			return checkout.View{}, err
+		}
 		total, currency := quote.Totals.Total, sess.Currency
 
 		var vaultToken *payment.Token
@@ -85,7 +88,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
 			Amount: total, Currency: currency, Notes: sess.OrderNotes, CreatedAt: now, UpdatedAt: now,
 			Amounts: &checkout.OrderAmounts{
-				Subtotal: quote.Totals.Subtotal, Discount: quote.Totals.ItemsDiscount,
+				// Subtotal is net of item-level discounts; Discount is the order-level
+				// ones, so that subtotal - discount + fulfillment + tax is the amount.
+				Subtotal: quote.Totals.Subtotal, Discount: quote.Totals.Discount,
 				Fulfillment: quote.Totals.Fulfillment, Tax: quote.Totals.Tax,
 			},
 		}
@@ -93,7 +98,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		for _, l := range quote.Lines {
 			order.Lines = append(order.Lines, checkout.OrderLine{
 				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, Current: l.Quantity,
-				UnitAmount: l.UnitAmount, Subtotal: l.Subtotal, Tax: l.Tax, Priced: true,
+				// What the line cost before tax, after its discounts (its share of the
+				// order-level ones included): a refund by units gives back what was paid.
+				UnitAmount: l.UnitAmount, Subtotal: l.Subtotal - l.OrderDiscount, Tax: l.Tax, Priced: true,
 			})
 		}
 		if vaultToken != nil && vaultToken.ManualReview {
@@ -145,6 +152,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			return checkout.View{}, orderError(err)
 		}
 		if err := insertOrderDetails(ctx, q, order); err != nil {
+			return checkout.View{}, err
+		}
+		if err := recordRedemptions(ctx, q, sess, &cat, quote, order.ID, now); err != nil {
 			return checkout.View{}, err
 		}
 		if vaultToken != nil {

@@ -137,6 +137,9 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		if err := insertLines(ctx, q, sess); err != nil {
 			return checkout.View{}, err
 		}
+		if err := saveSessionCodes(ctx, q, sess); err != nil {
+			return checkout.View{}, err
+		}
 		if err := insertAttribution(ctx, q, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
 			return checkout.View{}, err
 		}
@@ -267,7 +270,7 @@ func updateSession(ctx context.Context, q *db.Queries, sess *checkout.Session, n
 	if err := q.UpdateSession(ctx, row); err != nil {
 		return fmt.Errorf("update session: %w", err)
 	}
-	return nil
+	return saveSessionCodes(ctx, q, sess)
 }
 
 // applyChanges loads the catalog the changes need, applies them and returns the catalog
@@ -278,6 +281,9 @@ func (s *Store) applyChanges(ctx context.Context, q *db.Queries, sess *checkout.
 		return cat, err
 	}
 	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
+		return cat, err
+	}
+	if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
 		return cat, err
 	}
 	cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
@@ -338,11 +344,14 @@ func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string
 	for i, l := range lines {
 		sess.Lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
 	}
+	if err := loadSessionCodes(ctx, q, sess); err != nil {
+		return nil, err
+	}
 	return sess, s.loadAuthentication(ctx, q, sess, row.AuthenticationDirectoryServer, now)
 }
 
 // loadCatalog reads the variants named by ids, the active fulfillment options and, when
-// sess is given, the tax rate of its address.
+// sess is given, the tax rate of its address and its discounts.
 func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids []string) (checkout.Catalog, error) {
 	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(ids))}
 	rows, err := q.ListVariantsByID(ctx, ids)
@@ -365,6 +374,9 @@ func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids
 		}
 	}
 	if sess != nil {
+		if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
+			return cat, err
+		}
 		cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
 	}
 	return cat, err

@@ -291,9 +291,13 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 		Links:              acp.LinksOfTypes(links, linkTypes...),
 	}
 	for i, l := range q.Lines {
+		// This version's line has one discount: the item-level discounts and the line's
+		// share of order-level ones, so that subtotal = base_amount - discount and
+		// total = subtotal + tax hold on every line.
+		discount := l.Discount + l.OrderDiscount
 		out.LineItems[i] = lineItem{
 			ID: l.ID, Item: lineItemRef{ID: l.VariantID, Quantity: l.Quantity},
-			BaseAmount: l.BaseAmount, Discount: l.Discount, Subtotal: l.Subtotal, Tax: l.Tax, Total: l.Total,
+			BaseAmount: l.BaseAmount, Discount: discount, Subtotal: l.BaseAmount - discount, Tax: l.Tax, Total: l.Total,
 		}
 	}
 	for i, o := range q.Options {
@@ -314,6 +318,11 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 	}
 	for i, m := range q.Messages {
 		out.Messages[i] = message{Type: m.Type, Code: m.Code, Param: pathOf(m.Field), ContentType: "plain", Content: m.Content}
+		if m.Type == checkout.MessageWarning {
+			// No warnings in this version (nor codes to point at): a rejected discount
+			// code of a session made in a later version is shown as information.
+			out.Messages[i] = message{Type: checkout.MessageInfo, ContentType: "plain", Content: m.Content}
+		}
 		if m.Code == checkout.CodeInterventionRequired {
 			out.Messages[i].Code, out.Messages[i].Content = requires3DS, cannotAuthenticate
 		}

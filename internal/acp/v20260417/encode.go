@@ -32,7 +32,9 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 				Required:    ptr(requiredInterventions(v)),
 				Enforcement: ptr(Conditional),
 			},
+			Extensions: encodeExtensions(q.Discounts),
 		},
+		Discounts:          encodeDiscounts(q.Discounts),
 		Status:             CheckoutSessionBaseStatus(q.Status),
 		Currency:           s.Currency,
 		Buyer:              encodeBuyer(s.Buyer),
@@ -60,15 +62,7 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 		out.LineItems[i] = LineItem{
 			Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
 			Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
-			// The discount entry is always there, as in the official examples, so that an
-			// agent finds the same entries on every line.
-			Totals: []Total{
-				{Type: TotalTypeItemsBaseAmount, DisplayText: "Base amount", Amount: int(l.BaseAmount)},
-				{Type: TotalTypeDiscount, DisplayText: "Discount", Amount: int(l.Discount)},
-				{Type: TotalTypeSubtotal, DisplayText: "Subtotal", Amount: int(l.Subtotal)},
-				{Type: TotalTypeTax, DisplayText: "Tax", Amount: int(l.Tax)},
-				{Type: TotalTypeTotal, DisplayText: "Total", Amount: int(l.Total)},
-			},
+			Totals: lineTotals(l),
 		}
 	}
 	for _, o := range q.Options {
@@ -109,6 +103,24 @@ func encodeConsentOptions(opts []checkout.OfferedConsent) *[]MarketingConsentOpt
 		}
 	}
 	return &out
+}
+
+// lineTotals are a line's totals. The items_discount entry (what item-level discounts
+// take off the line, DISC-RFC §8.2) is always there, as in the official examples, so
+// that an agent finds the same entries on every line; the line's share of order-level
+// discounts shows as discount, between subtotal and tax, when there is one.
+func lineTotals(l checkout.PricedLine) []Total {
+	out := []Total{
+		{Type: TotalTypeItemsBaseAmount, DisplayText: "Base amount", Amount: int(l.BaseAmount)},
+		{Type: TotalTypeItemsDiscount, DisplayText: "Discount", Amount: int(l.Discount)},
+		{Type: TotalTypeSubtotal, DisplayText: "Subtotal", Amount: int(l.Subtotal)},
+	}
+	if l.OrderDiscount != 0 {
+		out = append(out, Total{Type: TotalTypeDiscount, DisplayText: "Order discount", Amount: int(l.OrderDiscount)})
+	}
+	return append(out,
+		Total{Type: TotalTypeTax, DisplayText: "Tax", Amount: int(l.Tax)},
+		Total{Type: TotalTypeTotal, DisplayText: "Total", Amount: int(l.Total)})
 }
 
 // requiredInterventions are the interventions the session's payment needs: 3ds while
@@ -269,6 +281,14 @@ func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
 		_ = item.FromMessageInfo(MessageInfo{
 			Type: MessageInfoTypeInfo, Severity: ptr(MessageInfoSeverityInfo), Param: param,
 			ContentType: MessageInfoContentTypePlain, Content: m.Content,
+		})
+		return item
+	}
+	if m.Type == checkout.MessageWarning {
+		// A rejected discount code: the session can still be paid, without the discount.
+		_ = item.FromMessageWarning(MessageWarning{
+			Type: Warning, Code: MessageWarningCode(m.Code), Resolution: ptr(MessageWarningResolutionRecoverable),
+			Param: param, ContentType: MessageWarningContentTypePlain, Content: m.Content,
 		})
 		return item
 	}

@@ -60,7 +60,10 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldChannel:           "channel",
 	checkout.FieldOrderNotes:        "order_notes",
 	checkout.FieldAttribution:       "affiliate_attribution",
-}, wire.DelegateNames)
+	checkout.FieldDiscountCodes:     "discounts.codes",
+	// The discount extension's path of a shipping allocation (DISC-RFC §5.3).
+	checkout.FieldFulfillmentCost: "totals.fulfillment",
+}, wire.DelegateNames, wire.DiscountNames)
 
 // parentNames are the keys that depend on the parent: a buyer's full name is full_name
 // where an address's or a contact's is name.

@@ -19,13 +19,13 @@ import (
 // (PaymentData, AffiliateAttribution, Capabilities.extensions); the nested objects with
 // no such problem are the generated types. Every body is decoded by acp.DecodeStrict.
 //
-// Several fields are accepted, shape-checked and not acted on yet: discounts, coupons,
-// fulfillment_groups, quote_id, and on complete risk_signals; they change nothing,
-// which each field allows. order_notes, affiliate_attribution (create: first touch,
-// complete: last touch) and marketing_consents go to the domain, which keeps them.
-// authentication_result is decoded by hand
-// (authenticationResult): the generated outcome_details cannot tell an absent field
-// from an empty one.
+// Several fields are accepted, shape-checked and not acted on yet: fulfillment_groups,
+// quote_id, and on complete risk_signals; they change nothing, which each field
+// allows. order_notes, affiliate_attribution (create: first touch, complete: last
+// touch) and marketing_consents go to the domain, which keeps them. discounts and
+// coupons are the discount extension (discount.go). authentication_result is decoded
+// by hand (authenticationResult): the generated outcome_details cannot tell an absent
+// field from an empty one.
 
 // buyer is the 2026-04-17 Buyer: only the email address is required. The account,
 // company, loyalty and tax-exemption details are accepted and not kept.
@@ -113,8 +113,8 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 type capabilities struct {
 	Payment       *Payment                  `json:"payment"`
 	Interventions *InterventionCapabilities `json:"interventions"`
-	// Extensions are identifiers in a request; [] is accepted (checklist I-14). No
-	// extension is active yet, so none is answered.
+	// Extensions are identifiers in a request; [] is accepted (checklist I-14). Only
+	// the discount extension is known; others are ignored (EXT-RFC).
 	Extensions *[]string `json:"extensions"`
 }
 
@@ -238,9 +238,9 @@ func flatMetadata(md map[string]any, at string) error {
 	return nil
 }
 
-// cartFields are the fields create and update share besides the cart: order_notes,
-// kept by the domain (which bounds it, as the JSON Schema does: checklist I-08), and
-// the ones this server does not act on (see the top of this file).
+// cartFields are the fields create and update share besides the cart: the discount
+// codes, order_notes, kept by the domain (which bounds it, as the JSON Schema does:
+// checklist I-08), and what this server does not act on (see the top of this file).
 type cartFields struct {
 	OrderNotes        *string             `json:"order_notes"`
 	Discounts         *DiscountsRequest   `json:"discounts"`
@@ -290,6 +290,8 @@ func (c *createBody) domain() (checkout.Changes, error) {
 		FulfillmentAddress: addr, FulfillmentContact: contact,
 		Locale: c.Locale, Timezone: c.Timezone, Metadata: c.Metadata,
 		AgentInterventions: c.Capabilities.interventions(),
+		DiscountExtension:  c.Capabilities.declares(discountExtension),
+		DiscountCodes:      c.codes(),
 		OrderNotes:         c.OrderNotes, Attribution: attribution,
 	}, nil
 }
@@ -329,7 +331,7 @@ func (u *updateBody) domain(nulls map[string]bool) (checkout.Changes, error) {
 		return checkout.Changes{}, err
 	}
 	ch := checkout.Changes{
-		Items: items, Buyer: b, FulfillmentOptionID: option, OrderNotes: u.OrderNotes,
+		Items: items, Buyer: b, FulfillmentOptionID: option, DiscountCodes: u.codes(), OrderNotes: u.OrderNotes,
 		Clear: checkout.Clear{
 			Buyer:              nulls["buyer"],
 			FulfillmentDetails: nulls["fulfillment_details"],
