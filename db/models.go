@@ -8,6 +8,16 @@ import (
 	"time"
 )
 
+type AffiliateAttribution struct {
+	CheckoutSessionID string
+	Touch             string
+	OrderID           *string
+	Provider          string
+	PublisherID       *string
+	Attribution       []byte
+	CreatedAt         time.Time
+}
+
 type Cart struct {
 	ID        string
 	Owner     string
@@ -48,6 +58,7 @@ type CheckoutSession struct {
 	AgentInterventions            []string
 	CancelIntentTrace             []byte
 	AuthenticationDirectoryServer *string
+	OrderNotes                    *string
 }
 
 type CheckoutSessionDiscount struct {
@@ -160,6 +171,15 @@ type LineItem struct {
 	UnitAmount        int64
 }
 
+type MarketingConsent struct {
+	Channel           string
+	Contact           string
+	OptedIn           bool
+	CheckoutSessionID string
+	OrderID           string
+	UpdatedAt         time.Time
+}
+
 type Order struct {
 	ID                          string
 	CheckoutSessionID           string
@@ -176,6 +196,7 @@ type Order struct {
 	AuthenticationEci           *string
 	AuthenticationVersion       *string
 	AuthenticationTransactionID *string
+	OrderNotes                  *string
 }
 
 type OrderAmount struct {

@@ -114,7 +114,7 @@ func (q *Queries) DeleteFinishedOrderEvents(ctx context.Context, arg DeleteFinis
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id FROM orders WHERE id = $1
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id string) (Order, error) {
@@ -136,6 +136,7 @@ func (q *Queries) GetOrder(ctx context.Context, id string) (Order, error) {
 		&i.AuthenticationEci,
 		&i.AuthenticationVersion,
 		&i.AuthenticationTransactionID,
+		&i.OrderNotes,
 	)
 	return i, err
 }
@@ -175,7 +176,7 @@ func (q *Queries) GetOrderCard(ctx context.Context, orderID *string) (GetOrderCa
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, error) {
@@ -197,6 +198,7 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, erro
 		&i.AuthenticationEci,
 		&i.AuthenticationVersion,
 		&i.AuthenticationTransactionID,
+		&i.OrderNotes,
 	)
 	return i, err
 }
@@ -648,7 +650,7 @@ func (q *Queries) ListOrderLineStates(ctx context.Context, orderID string) ([]Li
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id FROM orders
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders
 WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::text))
   AND ($3::text IS NULL OR status = $3::text)
 ORDER BY created_at DESC, id DESC
@@ -693,6 +695,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.AuthenticationEci,
 			&i.AuthenticationVersion,
 			&i.AuthenticationTransactionID,
+			&i.OrderNotes,
 		); err != nil {
 			return nil, err
 		}

@@ -82,10 +82,10 @@ func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, arg GetVaultTokenF
 
 const insertOrder = `-- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
-    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, created_at, updated_at)
+    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
     $10, $11, $12,
-    $13, $14, $14)
+    $13, $14, $15, $15)
 `
 
 type InsertOrderParams struct {
@@ -102,6 +102,7 @@ type InsertOrderParams struct {
 	AuthenticationEci           *string
 	AuthenticationVersion       *string
 	AuthenticationTransactionID *string
+	OrderNotes                  *string
 	Now                         time.Time
 }
 
@@ -120,6 +121,7 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error 
 		arg.AuthenticationEci,
 		arg.AuthenticationVersion,
 		arg.AuthenticationTransactionID,
+		arg.OrderNotes,
 		arg.Now,
 	)
 	return err

@@ -94,7 +94,7 @@ func (q *Queries) ExpireSessions(ctx context.Context, arg ExpireSessionsParams) 
 }
 
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server FROM checkout_sessions WHERE id = $1 AND owner = $2
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server, order_notes FROM checkout_sessions WHERE id = $1 AND owner = $2
 `
 
 type GetSessionParams struct {
@@ -126,12 +126,13 @@ func (q *Queries) GetSession(ctx context.Context, arg GetSessionParams) (Checkou
 		&i.AgentInterventions,
 		&i.CancelIntentTrace,
 		&i.AuthenticationDirectoryServer,
+		&i.OrderNotes,
 	)
 	return i, err
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server, order_notes FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
 type GetSessionForUpdateParams struct {
@@ -166,6 +167,7 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 		&i.AgentInterventions,
 		&i.CancelIntentTrace,
 		&i.AuthenticationDirectoryServer,
+		&i.OrderNotes,
 	)
 	return i, err
 }
@@ -181,9 +183,9 @@ type InsertLineItemsParams struct {
 
 const insertSession = `-- name: InsertSession :exec
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
-    locale, timezone, metadata, agent_interventions, created_at, updated_at, expires_at)
+    locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7,
-    $8, $9, $10, $11, $12, $12, $13)
+    $8, $9, $10, $11, $12, $13, $13, $14)
 `
 
 type InsertSessionParams struct {
@@ -198,6 +200,7 @@ type InsertSessionParams struct {
 	Timezone            *string
 	Metadata            []byte
 	AgentInterventions  []string
+	OrderNotes          *string
 	Now                 time.Time
 	ExpiresAt           time.Time
 }
@@ -215,6 +218,7 @@ func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) er
 		arg.Timezone,
 		arg.Metadata,
 		arg.AgentInterventions,
+		arg.OrderNotes,
 		arg.Now,
 		arg.ExpiresAt,
 	)
@@ -322,9 +326,10 @@ SET currency = $1,
     payment_error = $10,
     cancel_reason = $11,
     cancel_intent_trace = $12,
-    updated_at = $13,
-    expires_at = $14
-WHERE id = $15
+    order_notes = $13,
+    updated_at = $14,
+    expires_at = $15
+WHERE id = $16
 `
 
 type UpdateSessionParams struct {
@@ -340,6 +345,7 @@ type UpdateSessionParams struct {
 	PaymentError        *string
 	CancelReason        *string
 	CancelIntentTrace   []byte
+	OrderNotes          *string
 	Now                 time.Time
 	ExpiresAt           time.Time
 	ID                  string
@@ -359,6 +365,7 @@ func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) er
 		arg.PaymentError,
 		arg.CancelReason,
 		arg.CancelIntentTrace,
+		arg.OrderNotes,
 		arg.Now,
 		arg.ExpiresAt,
 		arg.ID,

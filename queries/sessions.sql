@@ -1,8 +1,8 @@
 -- name: InsertSession :exec
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
-    locale, timezone, metadata, agent_interventions, created_at, updated_at, expires_at)
+    locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
 VALUES (@id, @owner, @currency, @buyer, @fulfillment_address, @fulfillment_contact, @fulfillment_option_id,
-    sqlc.narg(locale), sqlc.narg(timezone), @metadata, @agent_interventions, @now, @now, @expires_at);
+    sqlc.narg(locale), sqlc.narg(timezone), @metadata, @agent_interventions, sqlc.narg(order_notes), @now, @now, @expires_at);
 
 -- name: GetSession :one
 -- A session of another owner is not found, so one platform cannot probe another's ids.
@@ -29,6 +29,7 @@ SET currency = @currency,
     payment_error = sqlc.narg(payment_error),
     cancel_reason = sqlc.narg(cancel_reason),
     cancel_intent_trace = @cancel_intent_trace,
+    order_notes = sqlc.narg(order_notes),
     updated_at = @now,
     expires_at = @expires_at
 WHERE id = @id;

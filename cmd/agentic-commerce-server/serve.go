@@ -81,6 +81,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	store := postgres.NewStore(pool, postgres.StoreConfig{
 		TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
 		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
+		ConsentOptions: cfg.MarketingConsentOptions,
 	})
 	api := httpapi.New(httpapi.Config{
 		MaxBodyBytes: cfg.MaxBodyBytes, Links: sessionLinks(cfg), APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
@@ -96,6 +97,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
+		Consents:    postgres.NewConsents(pool),
 		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     m,
 		Unavailable: postgres.IsUnavailable,

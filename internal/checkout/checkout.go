@@ -147,9 +147,12 @@ type Session struct {
 	// the agent did (nil: not said). The trace is the merchant's, never shown to agents.
 	CancelReason CancelReason
 	CancelTrace  *IntentTrace
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	ExpiresAt    time.Time
+	// OrderNotes are the buyer's notes for the order (delivery instructions, a gift
+	// message; "" for none), passed on to the order at completion.
+	OrderNotes string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ExpiresAt  time.Time
 }
 
 // Line is one item of a session: a catalog variant, a quantity, and the unit price quoted
@@ -216,7 +219,12 @@ type Changes struct {
 	DiscountExtension bool
 	// DiscountCodes replace the session's codes when not nil ([] clears them).
 	DiscountCodes *[]string
-	Clear         Clear
+	// OrderNotes replaces the session's notes when not nil.
+	OrderNotes *string
+	// Attribution is the affiliate attribution given at creation (first touch; nil:
+	// none). It is stored apart from the session and never shown.
+	Attribution *Attribution
+	Clear       Clear
 }
 
 // Clear names what an update removes from a session (2026-04-17's explicit null: null
@@ -228,6 +236,8 @@ type Clear struct {
 	// FulfillmentOption removes the choice; the default option is then pre-selected
 	// again, as for a new session.
 	FulfillmentOption bool
+	// OrderNotes removes the buyer's notes.
+	OrderNotes bool
 }
 
 // View is a session with its quote: everything a response shows. Order is set on the
@@ -237,6 +247,9 @@ type View struct {
 	Quote    Quote
 	Order    *Order
 	Handlers []PaymentHandler
+	// ConsentOptions are the marketing channels the merchant offers, each with the
+	// stored decision of the session's contact (none when the merchant offers none).
+	ConsentOptions []OfferedConsent
 }
 
 // Order is what a completed session produced.
@@ -256,8 +269,10 @@ type Order struct {
 	Fulfillments  []Fulfillment
 	Cancellations []Cancellation
 	Amounts       *OrderAmounts
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// Notes are the buyer's notes the session held at completion ("" for none).
+	Notes     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Completion is a request to pay for a session. HandlerID names the payment handler
@@ -272,6 +287,14 @@ type Completion struct {
 	// CarriesAuthentication says whether the API version can carry one at all.
 	Authentication        *AuthenticationResult
 	CarriesAuthentication bool
+	// Consents are the buyer's marketing decisions (nil: the agent reported none, which
+	// keeps every stored decision as it is).
+	Consents []MarketingConsent
+	// Attribution is the affiliate attribution given at completion (last touch; nil:
+	// none).
+	Attribution *Attribution
+	// OrderNotes replaces the session's notes when not nil.
+	OrderNotes *string
 }
 
 // IntentTrace is why the agent's buyer left a session, given with a cancel. It is

@@ -82,6 +82,12 @@ func (ch *Changes) Validate(creating bool) error {
 			}
 		}
 	}
+	if err := checkOrderNotes(ch.OrderNotes); err != nil {
+		return err
+	}
+	if err := ch.Attribution.check(); err != nil {
+		return err
+	}
 	if ch.DiscountCodes != nil {
 		if err := validateCodes(*ch.DiscountCodes); err != nil {
 			return err
@@ -259,6 +265,12 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 	if ch.Clear.FulfillmentOption {
 		s.FulfillmentOptionID = ""
 	}
+	if ch.Clear.OrderNotes {
+		s.OrderNotes = ""
+	}
+	if ch.OrderNotes != nil {
+		s.OrderNotes = *ch.OrderNotes
+	}
 	if ch.Buyer != nil {
 		b := *ch.Buyer
 		s.Buyer = &b
@@ -348,7 +360,13 @@ func (c *Completion) Validate() error {
 			return err
 		}
 	}
-	return nil
+	if err := checkOrderNotes(c.OrderNotes); err != nil {
+		return err
+	}
+	if err := checkConsents(c.Consents); err != nil {
+		return err
+	}
+	return c.Attribution.check()
 }
 
 // CheckCompletable refuses to take payment unless the session is open, its quote is

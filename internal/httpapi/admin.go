@@ -30,6 +30,9 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	r.HandleFunc("/orders/{id}/fulfillments", s.addFulfillment).Methods(http.MethodPost)
 	r.HandleFunc("/orders/{id}/fulfillments/{fid}/events", s.addFulfillmentEvent).Methods(http.MethodPost)
 	r.HandleFunc("/orders/{id}/cancellations", s.cancelLines).Methods(http.MethodPost)
+	if s.consents != nil {
+		r.HandleFunc("/consents", s.listConsents).Methods(http.MethodGet)
+	}
 	if s.discounts != nil {
 		s.discountRoutes(r)
 	}
@@ -58,6 +61,8 @@ type adminOrder struct {
 	LineItems     []adminLine         `json:"line_items,omitempty"`
 	Fulfillments  []adminFulfillment  `json:"fulfillments,omitempty"`
 	Cancellations []adminCancellation `json:"cancellations,omitempty"`
+	// OrderNotes are the buyer's notes for the order (absent: none).
+	OrderNotes string `json:"order_notes,omitempty"`
 }
 
 type adminRefund struct {
@@ -74,7 +79,7 @@ func toAdminOrder(o *checkout.Order) adminOrder {
 	out := adminOrder{
 		ID: o.ID, CheckoutSessionID: o.CheckoutSessionID, Status: string(o.Status), Amount: o.Amount,
 		Currency: o.Currency, Refunded: o.Refunded(), Refunds: make([]adminRefund, len(o.Refunds)),
-		PermalinkURL: o.PermalinkURL, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		PermalinkURL: o.PermalinkURL, OrderNotes: o.Notes, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 	for i, r := range o.Refunds {
 		out.Refunds[i] = adminRefund{ID: r.ID, Type: string(r.Type), Amount: r.Amount, LineItems: adminLineQtys(r.Lines),

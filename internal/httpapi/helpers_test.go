@@ -61,6 +61,8 @@ type testEnv struct {
 	// gateway is the PSP of every server instance of e: the mock, counting the charges
 	// it lets through, so a test can assert how often a session was charged.
 	gateway *payment.CountingGateway
+	// storeOpts configure the session store of the instances e starts from then on.
+	storeOpts []func(*postgres.StoreConfig)
 }
 
 // mustEnv starts a server on a new database holding testCatalog.
@@ -122,12 +124,15 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	}
 	pool := e.pool
 	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
-	store := postgres.NewStore(pool, postgres.StoreConfig{
-		TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
-	})
+	sc := postgres.StoreConfig{TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true}
+	for _, o := range e.storeOpts {
+		o(&sc)
+	}
+	store := postgres.NewStore(pool, sc)
 	api := httpapi.New(cfg, httpapi.Deps{
 		Sessions:    store,
 		Carts:       store,
+		Consents:    postgres.NewConsents(pool),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Replays:     postgres.NewSignatureReplays(pool),

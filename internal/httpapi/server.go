@@ -39,6 +39,9 @@ type Deps struct {
 	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
 	Orders checkout.OrderService
+	// Consents serves the merchant's stored marketing decisions on the admin API (nil:
+	// not served).
+	Consents checkout.ConsentReader
 	// Discounts serves the merchant's discount API under /admin/discounts (nil: none).
 	Discounts checkout.DiscountService
 	// Metrics, when not nil, is served on /metrics and fed by every request.
@@ -101,6 +104,7 @@ type Server struct {
 	ready       func(context.Context) error
 	logger      *slog.Logger
 	orders      checkout.OrderService
+	consents    checkout.ConsentReader
 	discounts   checkout.DiscountService
 	metrics     *metrics.Metrics
 	keys        keyring
@@ -127,7 +131,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{
 		cfg: cfg, sessions: d.Sessions, carts: d.Carts, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
-		orders: d.Orders, discounts: d.Discounts, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
+		orders: d.Orders, consents: d.Consents, discounts: d.Discounts, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable:   d.Unavailable,
 		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
 		adminKeys:     newNamedKeyring("admin", cfg.AdminAPIKeys),

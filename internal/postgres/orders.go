@@ -137,7 +137,7 @@ func withRefunds(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Or
 	ord := &checkout.Order{
 		ID: row.ID, CheckoutSessionID: row.CheckoutSessionID, PermalinkURL: row.PermalinkUrl,
 		Status: checkout.OrderStatus(row.Status), Amount: row.Amount, Currency: row.Currency,
-		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		Notes: deref(row.OrderNotes), CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 	}
 	refunds, err := q.ListRefunds(ctx, row.ID)
 	if err != nil {

@@ -42,8 +42,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if expired {
 			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 		}
-		if c.Buyer != nil && sess.State == checkout.StateOpen {
-			sess.Buyer = c.Buyer
+		if sess.State == checkout.StateOpen {
+			if c.Buyer != nil {
+				sess.Buyer = c.Buyer
+			}
+			if c.OrderNotes != nil {
+				sess.OrderNotes = *c.OrderNotes
+			}
 		}
 		// The cart is judged here, the 3-D Secure its credential needs below: the
 		// completion's own credential decides that, not the one the session shows.
@@ -81,7 +86,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 
 		order := &checkout.Order{
 			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
-			Amount: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
+			Amount: total, Currency: currency, Notes: sess.OrderNotes, CreatedAt: now, UpdatedAt: now,
 			Amounts: &checkout.OrderAmounts{
 				// Subtotal is net of item-level discounts; Discount is the order-level
 				// ones, so that subtotal - discount + fulfillment + tax is the amount.
@@ -105,7 +110,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		params := db.InsertOrderParams{
 			ID: order.ID, CheckoutSessionID: sess.ID, Status: string(order.Status), Amount: total, Currency: currency,
-			PermalinkUrl: order.PermalinkURL, Now: now,
+			PermalinkUrl: order.PermalinkURL, OrderNotes: nonEmpty(order.Notes), Now: now,
 		}
 		if c.BillingAddress != nil {
 			if params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
@@ -169,7 +174,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if err := updateSession(ctx, q, sess, now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.view(sess, cat, now, order), nil
+		if err := s.storeConsents(ctx, q, sess, c, order.ID, now); err != nil {
+			return checkout.View{}, err
+		}
+		if err := insertAttribution(ctx, q, sess.ID, checkout.LastTouch, c.Attribution, order.ID, now); err != nil {
+			return checkout.View{}, err
+		}
+		return s.view(ctx, q, sess, cat, now, order)
 	})
 	de, ok := checkout.AsError(err)
 	switch {

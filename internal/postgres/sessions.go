@@ -29,6 +29,8 @@ type Store struct {
 	handlers []checkout.PaymentHandler
 	// acquirer is the merchant's acquirer, shown to agents that must run 3-D Secure.
 	acquirer checkout.Acquirer
+	// consents are the marketing channels every session offers.
+	consents []checkout.ConsentOption
 }
 
 // StoreConfig configures a Store.
@@ -45,6 +47,9 @@ type StoreConfig struct {
 	// configuration of every payment handler (the merchant_id agents copy into a
 	// delegated allowance).
 	MerchantID string
+	// ConsentOptions are the marketing channels every session offers (none: no
+	// marketing consent is asked for).
+	ConsentOptions []checkout.ConsentOption
 }
 
 // NewStore returns a Store on pool.
@@ -54,6 +59,7 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
 		handlers: checkout.PaymentHandlers(cfg.MerchantID),
 		acquirer: checkout.MockAcquirer(cfg.MerchantID),
+		consents: cfg.ConsentOptions,
 	}
 }
 
@@ -88,13 +94,16 @@ func (s *Store) loadAuthentication(ctx context.Context, q *db.Queries, sess *che
 }
 
 // view is what a response shows of sess: its quote from cat, the order a completion
-// made (nil otherwise) and, while it can still be paid, the payment handlers it offers.
-func (s *Store) view(sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order) checkout.View {
+// made (nil otherwise), the marketing channels offered with the stored decisions of its
+// contact, and, while it can still be paid, the payment handlers it offers.
+func (s *Store) view(ctx context.Context, q *db.Queries, sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order) (checkout.View, error) {
 	v := checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
 	if sess.State == checkout.StateOpen {
 		v.Handlers = s.handlers
 	}
-	return v
+	var err error
+	v.ConsentOptions, err = s.offeredConsents(ctx, q, sess)
+	return v, err
 }
 
 // CreateSession validates ch, quotes it against the catalog and stores a new session
@@ -121,7 +130,7 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
 			FulfillmentContact: row.FulfillmentContact, FulfillmentOptionID: row.FulfillmentOptionID,
 			Locale: row.Locale, Timezone: row.Timezone, Metadata: row.Metadata, AgentInterventions: interventions,
-			Now: now, ExpiresAt: row.ExpiresAt,
+			OrderNotes: row.OrderNotes, Now: now, ExpiresAt: row.ExpiresAt,
 		}); err != nil {
 			return checkout.View{}, fmt.Errorf("insert session: %w", err)
 		}
@@ -131,7 +140,10 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		if err := saveSessionCodes(ctx, q, sess); err != nil {
 			return checkout.View{}, err
 		}
-		return s.view(sess, cat, now, nil), nil
+		if err := insertAttribution(ctx, q, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
+			return checkout.View{}, err
+		}
+		return s.view(ctx, q, sess, cat, now, nil)
 	})
 }
 
@@ -162,7 +174,7 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 	if err != nil {
 		return checkout.View{}, err
 	}
-	return s.view(sess, cat, s.now(), nil), nil
+	return s.view(ctx, q, sess, cat, s.now(), nil)
 }
 
 // UpdateSession validates ch and applies it to the locked session.
@@ -212,7 +224,7 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 				return checkout.View{}, err
 			}
 		}
-		return s.view(sess, cat, now, nil), nil
+		return s.view(ctx, q, sess, cat, now, nil)
 	})
 }
 
@@ -314,6 +326,7 @@ func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string
 	if row.CancelReason != nil {
 		sess.CancelReason = checkout.CancelReason(*row.CancelReason)
 	}
+	sess.OrderNotes = deref(row.OrderNotes)
 	if err := decodeColumns(id,
 		jsonColumn(row.Buyer, &sess.Buyer, "buyer"),
 		jsonColumn(row.FulfillmentAddress, &sess.FulfillmentAddress, "address"),
@@ -412,6 +425,7 @@ func sessionParams(sess *checkout.Session) (db.UpdateSessionParams, error) {
 	if sess.Timezone != "" {
 		p.Timezone = &sess.Timezone
 	}
+	p.OrderNotes = nonEmpty(sess.OrderNotes)
 	var err error
 	for _, c := range []struct {
 		into  *[]byte

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
@@ -35,8 +36,11 @@ const (
 	// and reasons, and the order's amounts. A release that only knows version 2 refuses
 	// such rows (unknown fields), so they wait for it to be upgraded.
 	snapshotV3 = 3
+	// snapshotV4 adds the buyer's order notes (2026-04-17 echoes them in the order's
+	// confirmation). A release that only knows version 3 refuses such rows.
+	snapshotV4 = 4
 	// snapshotVersion is what encodeSnapshot writes.
-	snapshotVersion = snapshotV3
+	snapshotVersion = snapshotV4
 )
 
 // eventSnapshot is the versionless record of an order event kept in the outbox: the
@@ -67,6 +71,8 @@ type orderSnapshot struct {
 	Fulfillments  *[]fulfillmentSnapshot  `json:"fulfillments,omitempty"`
 	Cancellations *[]cancellationSnapshot `json:"cancellations,omitempty"`
 	Amounts       *amountsSnapshot        `json:"amounts,omitempty"`
+	// Notes are written from version 4 on, when the order has them.
+	Notes string `json:"notes,omitempty"`
 }
 
 type amountsSnapshot struct {
@@ -173,7 +179,7 @@ func encodeSnapshot(eventType string, ord *checkout.Order, at time.Time) ([]byte
 		ID: ord.ID, CheckoutSessionID: ord.CheckoutSessionID, PermalinkURL: ord.PermalinkURL,
 		Status: string(ord.Status), Amount: ord.Amount, Currency: ord.Currency,
 		CreatedAt: ts(ord.CreatedAt), UpdatedAt: ts(ord.UpdatedAt), Refunds: make([]refundSnapshot, len(ord.Refunds)),
-		Lines: &lines,
+		Lines: &lines, Notes: ord.Notes,
 	}}
 	for i, r := range ord.Refunds {
 		s.Order.Refunds[i] = refundSnapshot{ID: r.ID, Type: string(r.Type), Amount: r.Amount, Lines: lineQtysOut(r.Lines),
@@ -225,7 +231,7 @@ func decodeSnapshot(raw []byte) (eventType string, ord *checkout.Order, at time.
 	o := s.Order
 	v3Fields := o.Fulfillments != nil || o.Cancellations != nil || o.Amounts != nil
 	switch {
-	case s.SnapshotVersion != snapshotV1 && s.SnapshotVersion != snapshotV2 && s.SnapshotVersion != snapshotV3:
+	case !slices.Contains([]int{snapshotV1, snapshotV2, snapshotV3, snapshotV4}, s.SnapshotVersion):
 		return "", nil, time.Time{}, fmt.Errorf("order event snapshot version %d is not known to this release", s.SnapshotVersion)
 	case s.SnapshotVersion == snapshotV1 && o.Lines != nil:
 		return "", nil, time.Time{}, errors.New("order event snapshot version 1 has lines, which only version 2 has")
@@ -233,13 +239,15 @@ func decodeSnapshot(raw []byte) (eventType string, ord *checkout.Order, at time.
 		return "", nil, time.Time{}, fmt.Errorf("order event snapshot version %d has no lines", s.SnapshotVersion)
 	case s.SnapshotVersion < snapshotV3 && v3Fields:
 		return "", nil, time.Time{}, fmt.Errorf("order event snapshot version %d has fulfillments, which only version 3 has", s.SnapshotVersion)
-	case s.SnapshotVersion == snapshotV3 && (o.Fulfillments == nil || o.Cancellations == nil):
-		return "", nil, time.Time{}, errors.New("order event snapshot version 3 has no fulfillments")
+	case s.SnapshotVersion >= snapshotV3 && (o.Fulfillments == nil || o.Cancellations == nil):
+		return "", nil, time.Time{}, fmt.Errorf("order event snapshot version %d has no fulfillments", s.SnapshotVersion)
+	case s.SnapshotVersion < snapshotV4 && o.Notes != "":
+		return "", nil, time.Time{}, fmt.Errorf("order event snapshot version %d has order notes, which only version 4 has", s.SnapshotVersion)
 	}
 	ord = &checkout.Order{
 		ID: o.ID, CheckoutSessionID: o.CheckoutSessionID, PermalinkURL: o.PermalinkURL,
 		Status: checkout.OrderStatus(o.Status), Amount: o.Amount, Currency: o.Currency,
-		CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		Notes: o.Notes, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 	for _, r := range o.Refunds {
 		ord.Refunds = append(ord.Refunds, checkout.Refund{ID: r.ID, Type: checkout.RefundType(r.Type), Amount: r.Amount,

@@ -73,7 +73,7 @@ func TestOutboxStoresASnapshotEncodedAtSendTime(t *testing.T) {
 	if err := json.Unmarshal(evs[1].Stored, &snap); err != nil {
 		t.Fatalf("snapshot: %v\n%s", err, evs[1].Stored)
 	}
-	if snap.SnapshotVersion != 3 || snap.Type != "order_update" || !snap.OccurredAt.Equal(evs[1].CreatedAt) ||
+	if snap.SnapshotVersion != 4 || snap.Type != "order_update" || !snap.OccurredAt.Equal(evs[1].CreatedAt) ||
 		snap.Order.ID != ord.ID || snap.Order.Currency != "usd" || snap.Order.Amount != ord.Amount ||
 		len(snap.Order.Refunds) != 1 || snap.Order.Refunds[0].Amount != 100 || snap.Order.Refunds[0].ID == "" {
 		t.Errorf("snapshot = %+v\n%s", snap, evs[1].Stored)
@@ -165,7 +165,7 @@ func TestOutboxUnreadableSnapshotIsRetriedNotSent(t *testing.T) {
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 	ord := e.mustOrder()
-	e.exec(`UPDATE order_events SET payload = '{"snapshot_version":3,"type":"order_create"}'`)
+	e.exec(`UPDATE order_events SET payload = '{"snapshot_version":4,"type":"order_create"}'`)
 	rcv := newOutboxReceiver(t, func(string, int) int { return http.StatusOK })
 	if n, err := outboxWorkerIn(e.outbox, rcv.URL, "2025-09-29").DeliverDue(ctx); n != 1 || err != nil {
 		t.Fatalf("DeliverDue = %d, %v", n, err)
@@ -179,7 +179,7 @@ func TestOutboxUnreadableSnapshotIsRetriedNotSent(t *testing.T) {
 		Scan(&status, &attempts, &lastError); err != nil {
 		t.Fatal(err)
 	}
-	if status != "pending" || attempts != 1 || !strings.Contains(lastError, "snapshot version 3") {
+	if status != "pending" || attempts != 1 || !strings.Contains(lastError, "snapshot version 4") {
 		t.Errorf("row: %s, %d attempts, %q", status, attempts, lastError)
 	}
 }

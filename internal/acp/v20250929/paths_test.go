@@ -69,6 +69,10 @@ var notIn0929 = map[checkout.FieldName]string{
 	checkout.FieldHandler:            "2025-09-29 payment_data names a provider, not a payment handler",
 	checkout.FieldAuthentication:     "2025-09-29 has no authentication result: its requires_3ds names no param",
 	checkout.FieldOutcome:            "2025-09-29 has no authentication result",
+	checkout.FieldConsents:           "2025-09-29 has no marketing consent",
+	checkout.FieldChannel:            "2025-09-29 has no marketing consent",
+	checkout.FieldOrderNotes:         "2025-09-29 has no order notes",
+	checkout.FieldAttribution:        "2025-09-29 has no affiliate attribution",
 	checkout.FieldDiscountCodes:      "2025-09-29 has no discount codes: its warnings about them show as info without param",
 	checkout.FieldFulfillmentCost:    "2025-09-29 shows no discount allocations",
 	// checkout.FieldCurrency, the currency a 2026-04-17 create expects, is not here: it

@@ -81,6 +81,7 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 		o := EncodeOrder(v.Order)
 		out.Order = &o
 	}
+	out.MarketingConsentOptions = encodeConsentOptions(v.ConsentOptions)
 	return out
 }
 
@@ -91,6 +92,22 @@ func encodeLine(l checkout.PricedLine) LineItem {
 		Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
 		Totals: lineTotals(l),
 	}
+}
+
+// encodeConsentOptions renders the offered marketing channels, or nil (no field) when
+// none is offered. is_subscribed is always given, so that an agent never has to
+// assume the default.
+func encodeConsentOptions(opts []checkout.OfferedConsent) *[]MarketingConsentOption {
+	if len(opts) == 0 {
+		return nil
+	}
+	out := make([]MarketingConsentOption, len(opts))
+	for i, o := range opts {
+		out[i] = MarketingConsentOption{
+			Channel: o.Channel, DisplayText: o.DisplayText, PrivacyPolicyUrl: o.PrivacyPolicyURL, IsSubscribed: ptr(o.Subscribed),
+		}
+	}
+	return &out
 }
 
 // lineTotals are a line's totals. The items_discount entry (what item-level discounts

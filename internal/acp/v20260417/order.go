@@ -30,6 +30,10 @@ func EncodeOrder(o *checkout.Order) Order {
 		Type: ptr(OrderTypeOrder), Id: o.ID, CheckoutSessionId: o.CheckoutSessionID,
 		PermalinkUrl: o.PermalinkURL, Status: nonEmpty(orderStatus(o.Status)),
 	}
+	if o.Notes != "" {
+		// The buyer's own notes, echoed where the JSON Schema has them (checklist I-08).
+		out.Confirmation = &OrderConfirmation{OrderNotes: &o.Notes}
+	}
 	if len(o.Lines) > 0 {
 		lines := make([]OrderLineItem, len(o.Lines))
 		for i, l := range o.Lines {

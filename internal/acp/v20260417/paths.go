@@ -56,6 +56,10 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOccurredAt:        "occurred_at",
 	checkout.FieldAuthentication:    "authentication_result",
 	checkout.FieldOutcome:           "outcome",
+	checkout.FieldConsents:          "marketing_consents",
+	checkout.FieldChannel:           "channel",
+	checkout.FieldOrderNotes:        "order_notes",
+	checkout.FieldAttribution:       "affiliate_attribution",
 	checkout.FieldDiscountCodes:     "discounts.codes",
 	// The discount extension's path of a shipping allocation (DISC-RFC §5.3).
 	checkout.FieldFulfillmentCost: "totals.fulfillment",
