@@ -14,6 +14,7 @@ VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
 
 BIN          := bin/agentic-commerce-server
 DEMO_CATALOG := internal/catalog/demo/products.jsonl
+DEMO_DISCOUNTS := internal/catalog/demo/discounts.json
 GO_TEST      ?= go test -race -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help
@@ -22,7 +23,7 @@ GO_TEST      ?= go test -race -count=1 -timeout 15m
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and serve on :8080
+run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and discounts, serve on :8080
 	@set -e; \
 	DATABASE_URL="$${DATABASE_URL:-$$(go run ./cmd/devdb up)}"; export DATABASE_URL; \
 	if [ -z "$${CARD_FINGERPRINT_KEY:-}" ]; then \
@@ -31,6 +32,7 @@ run: build ## Start PostgreSQL if needed, migrate, import the demo catalog and s
 	fi; \
 	./$(BIN) migrate up; \
 	./$(BIN) catalog import $(DEMO_CATALOG); \
+	./$(BIN) discounts import $(DEMO_DISCOUNTS); \
 	DRAIN_DELAY=$${DRAIN_DELAY:-0s} exec ./$(BIN) serve
 
 build: ## Build the server binary into bin/
@@ -56,12 +58,21 @@ test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog pa
 	done
 
 # make bench BENCH_C=16 BENCH_D=30s BENCH_ARGS='-json -pool-max-conns 8'
+# make bench BENCH_PGBOUNCER=1: the server reaches PostgreSQL through pgbouncer in
+# transaction pooling; compare its throughput ratio with a direct run's.
 BENCH_C    ?= 8
 BENCH_D    ?= 20s
 BENCH_ARGS ?=
+BENCH_PGBOUNCER ?=
 .PHONY: bench
 bench: build ## Benchmark against the pgbench ceiling on a throwaway PostgreSQL (docs/PERFORMANCE.md)
-	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(BENCH_ARGS)
+	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(if $(BENCH_PGBOUNCER),-pgbouncer) $(BENCH_ARGS)
+
+# The checkout suites (HTTP and storage) through pgbouncer in transaction pooling, with
+# the query exec mode docs/operations.md recommends (internal/pgtest, TEST_PGBOUNCER).
+.PHONY: test-pgbouncer
+test-pgbouncer: ## The HTTP and storage test suites through pgbouncer in transaction pooling
+	TEST_PGBOUNCER=1 $(GO_TEST) ./internal/httpapi/ ./internal/postgres/
 
 verify: ## Fail on stale generated code, gofmt/vet/staticcheck findings or a reachable vulnerability
 	go tool sqlc diff

@@ -8,25 +8,127 @@ import (
 	"time"
 )
 
+type AffiliateAttribution struct {
+	CheckoutSessionID string
+	Touch             string
+	OrderID           *string
+	Provider          string
+	PublisherID       *string
+	Attribution       []byte
+	CreatedAt         time.Time
+}
+
+type Cart struct {
+	ID        string
+	Owner     string
+	Currency  string
+	Buyer     []byte
+	Locale    *string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
+}
+
+type CartItem struct {
+	ID         string
+	CartID     string
+	Position   int32
+	VariantID  string
+	Quantity   int32
+	UnitAmount int64
+}
+
 type CheckoutSession struct {
-	ID                  string
-	State               string
-	Currency            string
-	Buyer               []byte
-	FulfillmentAddress  []byte
-	FulfillmentOptionID *string
-	PaymentError        *string
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
-	ExpiresAt           time.Time
-	Owner               string
-	CancelReason        *string
-	FulfillmentContact  []byte
-	Locale              *string
-	Timezone            *string
-	Metadata            []byte
-	AgentInterventions  []string
-	CancelIntentTrace   []byte
+	ID                            string
+	State                         string
+	Currency                      string
+	Buyer                         []byte
+	FulfillmentAddress            []byte
+	FulfillmentOptionID           *string
+	PaymentError                  *string
+	CreatedAt                     time.Time
+	UpdatedAt                     time.Time
+	ExpiresAt                     time.Time
+	Owner                         string
+	CancelReason                  *string
+	FulfillmentContact            []byte
+	Locale                        *string
+	Timezone                      *string
+	Metadata                      []byte
+	AgentInterventions            []string
+	CancelIntentTrace             []byte
+	AuthenticationDirectoryServer *string
+	OrderNotes                    *string
+}
+
+type CheckoutSessionDiscount struct {
+	CheckoutSessionID string
+	Codes             []string
+}
+
+type Discount struct {
+	ID            string
+	Code          *string
+	Title         string
+	PercentBps    *int32
+	AmountOff     *int64
+	Currency      *string
+	Scope         string
+	ItemIds       []string
+	MinSubtotal   int64
+	StartsAt      *time.Time
+	EndsAt        *time.Time
+	UsageLimit    *int32
+	PerBuyerLimit *int32
+	Stackable     bool
+	Priority      int32
+	DisabledAt    *time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+type DiscountRedemption struct {
+	DiscountID string
+	OrderID    string
+	BuyerEmail string
+	Amount     int64
+	CreatedAt  time.Time
+}
+
+type Fulfillment struct {
+	ID               string
+	OrderID          string
+	Type             string
+	Status           string
+	Carrier          *string
+	TrackingNumber   *string
+	TrackingUrl      *string
+	Description      *string
+	Destination      []byte
+	DeliveryEarliest *time.Time
+	DeliveryLatest   *time.Time
+	AccessUrl        *string
+	LicenseKey       *string
+	AccessExpiresAt  *time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+type FulfillmentEvent struct {
+	ID            string
+	FulfillmentID string
+	Type          string
+	OccurredAt    time.Time
+	Description   *string
+	Location      *string
+	Seq           *int64
+}
+
+type FulfillmentLine struct {
+	FulfillmentID string
+	LineItemID    string
+	Position      int32
+	Quantity      int32
 }
 
 type FulfillmentOption struct {
@@ -69,18 +171,51 @@ type LineItem struct {
 	UnitAmount        int64
 }
 
-type Order struct {
-	ID                string
+type MarketingConsent struct {
+	Channel           string
+	Contact           string
+	OptedIn           bool
 	CheckoutSessionID string
-	Status            string
-	Amount            int64
-	Currency          string
-	PermalinkUrl      string
-	PaymentMethod     string
-	PaymentReference  string
-	BillingAddress    []byte
-	CreatedAt         time.Time
+	OrderID           string
 	UpdatedAt         time.Time
+}
+
+type Order struct {
+	ID                          string
+	CheckoutSessionID           string
+	Status                      string
+	Amount                      int64
+	Currency                    string
+	PermalinkUrl                string
+	PaymentMethod               string
+	PaymentReference            string
+	BillingAddress              []byte
+	CreatedAt                   time.Time
+	UpdatedAt                   time.Time
+	AuthenticationOutcome       *string
+	AuthenticationEci           *string
+	AuthenticationVersion       *string
+	AuthenticationTransactionID *string
+	OrderNotes                  *string
+}
+
+type OrderAmount struct {
+	OrderID     string
+	Subtotal    int64
+	Discount    int64
+	Fulfillment int64
+	Tax         int64
+}
+
+type OrderCancellation struct {
+	ID          string
+	OrderID     string
+	LineItemID  string
+	Position    int32
+	Quantity    int32
+	Description *string
+	Reason      *string
+	CreatedAt   time.Time
 }
 
 type OrderEvent struct {
@@ -97,6 +232,14 @@ type OrderEvent struct {
 	PayloadFormat string
 }
 
+type OrderLine struct {
+	OrderID         string
+	LineItemID      string
+	QuantityCurrent int32
+	Subtotal        *int64
+	Tax             *int64
+}
+
 type Product struct {
 	ID        string
 	Title     string
@@ -105,11 +248,20 @@ type Product struct {
 }
 
 type Refund struct {
-	ID        string
-	OrderID   string
-	Type      string
-	Amount    int64
-	CreatedAt time.Time
+	ID          string
+	OrderID     string
+	Type        string
+	Amount      int64
+	CreatedAt   time.Time
+	Description *string
+	Reason      *string
+}
+
+type RefundLine struct {
+	RefundID   string
+	LineItemID string
+	Position   int32
+	Quantity   int32
 }
 
 type SignatureReplay struct {
@@ -137,27 +289,28 @@ type Variant struct {
 }
 
 type VaultToken struct {
-	ID                string
-	CheckoutSessionID string
-	MerchantID        string
-	MaxAmount         int64
-	Currency          string
-	ExpiresAt         time.Time
-	UsedAt            *time.Time
-	OrderID           *string
-	CardBrand         string
-	CardFundingType   string
-	CardLast4         string
-	CardExpMonth      *int16
-	CardExpYear       *int16
-	CardNumberType    string
-	CardFingerprint   *string
-	CardVirtual       bool
-	CardWalletType    *string
-	BillingAddress    []byte
-	RiskSignals       []byte
-	ManualReview      bool
-	Metadata          []byte
-	CreatedAt         time.Time
-	Owner             string
+	ID                            string
+	CheckoutSessionID             string
+	MerchantID                    string
+	MaxAmount                     int64
+	Currency                      string
+	ExpiresAt                     time.Time
+	UsedAt                        *time.Time
+	OrderID                       *string
+	CardBrand                     string
+	CardFundingType               string
+	CardLast4                     string
+	CardExpMonth                  *int16
+	CardExpYear                   *int16
+	CardNumberType                string
+	CardFingerprint               *string
+	CardVirtual                   bool
+	CardWalletType                *string
+	BillingAddress                []byte
+	RiskSignals                   []byte
+	ManualReview                  bool
+	Metadata                      []byte
+	CreatedAt                     time.Time
+	Owner                         string
+	AuthenticationDirectoryServer *string
 }

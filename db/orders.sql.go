@@ -114,7 +114,7 @@ func (q *Queries) DeleteFinishedOrderEvents(ctx context.Context, arg DeleteFinis
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at FROM orders WHERE id = $1
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id string) (Order, error) {
@@ -132,6 +132,28 @@ func (q *Queries) GetOrder(ctx context.Context, id string) (Order, error) {
 		&i.BillingAddress,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.AuthenticationOutcome,
+		&i.AuthenticationEci,
+		&i.AuthenticationVersion,
+		&i.AuthenticationTransactionID,
+		&i.OrderNotes,
+	)
+	return i, err
+}
+
+const getOrderAmounts = `-- name: GetOrderAmounts :one
+SELECT order_id, subtotal, discount, fulfillment, tax FROM order_amounts WHERE order_id = $1
+`
+
+func (q *Queries) GetOrderAmounts(ctx context.Context, orderID string) (OrderAmount, error) {
+	row := q.db.QueryRow(ctx, getOrderAmounts, orderID)
+	var i OrderAmount
+	err := row.Scan(
+		&i.OrderID,
+		&i.Subtotal,
+		&i.Discount,
+		&i.Fulfillment,
+		&i.Tax,
 	)
 	return i, err
 }
@@ -154,7 +176,7 @@ func (q *Queries) GetOrderCard(ctx context.Context, orderID *string) (GetOrderCa
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, error) {
@@ -172,8 +194,161 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, erro
 		&i.BillingAddress,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.AuthenticationOutcome,
+		&i.AuthenticationEci,
+		&i.AuthenticationVersion,
+		&i.AuthenticationTransactionID,
+		&i.OrderNotes,
 	)
 	return i, err
+}
+
+const insertCancellation = `-- name: InsertCancellation :exec
+INSERT INTO order_cancellations (id, order_id, line_item_id, position, quantity, description, reason, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+`
+
+type InsertCancellationParams struct {
+	ID          string
+	OrderID     string
+	LineItemID  string
+	Position    int32
+	Quantity    int32
+	Description *string
+	Reason      *string
+	CreatedAt   time.Time
+}
+
+func (q *Queries) InsertCancellation(ctx context.Context, arg InsertCancellationParams) error {
+	_, err := q.db.Exec(ctx, insertCancellation,
+		arg.ID,
+		arg.OrderID,
+		arg.LineItemID,
+		arg.Position,
+		arg.Quantity,
+		arg.Description,
+		arg.Reason,
+		arg.CreatedAt,
+	)
+	return err
+}
+
+const insertFulfillment = `-- name: InsertFulfillment :exec
+INSERT INTO fulfillments (id, order_id, type, status, carrier, tracking_number, tracking_url, description, destination,
+    delivery_earliest, delivery_latest, access_url, license_key, access_expires_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+    $10, $11, $12, $13, $14, $15, $15)
+`
+
+type InsertFulfillmentParams struct {
+	ID               string
+	OrderID          string
+	Type             string
+	Status           string
+	Carrier          *string
+	TrackingNumber   *string
+	TrackingUrl      *string
+	Description      *string
+	Destination      []byte
+	DeliveryEarliest *time.Time
+	DeliveryLatest   *time.Time
+	AccessUrl        *string
+	LicenseKey       *string
+	AccessExpiresAt  *time.Time
+	Now              time.Time
+}
+
+func (q *Queries) InsertFulfillment(ctx context.Context, arg InsertFulfillmentParams) error {
+	_, err := q.db.Exec(ctx, insertFulfillment,
+		arg.ID,
+		arg.OrderID,
+		arg.Type,
+		arg.Status,
+		arg.Carrier,
+		arg.TrackingNumber,
+		arg.TrackingUrl,
+		arg.Description,
+		arg.Destination,
+		arg.DeliveryEarliest,
+		arg.DeliveryLatest,
+		arg.AccessUrl,
+		arg.LicenseKey,
+		arg.AccessExpiresAt,
+		arg.Now,
+	)
+	return err
+}
+
+const insertFulfillmentEvent = `-- name: InsertFulfillmentEvent :exec
+INSERT INTO fulfillment_events (id, fulfillment_id, type, occurred_at, description, location)
+VALUES ($1, $2, $3, $4, $5, $6)
+`
+
+type InsertFulfillmentEventParams struct {
+	ID            string
+	FulfillmentID string
+	Type          string
+	OccurredAt    time.Time
+	Description   *string
+	Location      *string
+}
+
+func (q *Queries) InsertFulfillmentEvent(ctx context.Context, arg InsertFulfillmentEventParams) error {
+	_, err := q.db.Exec(ctx, insertFulfillmentEvent,
+		arg.ID,
+		arg.FulfillmentID,
+		arg.Type,
+		arg.OccurredAt,
+		arg.Description,
+		arg.Location,
+	)
+	return err
+}
+
+const insertFulfillmentLine = `-- name: InsertFulfillmentLine :exec
+INSERT INTO fulfillment_lines (fulfillment_id, line_item_id, position, quantity)
+VALUES ($1, $2, $3, $4)
+`
+
+type InsertFulfillmentLineParams struct {
+	FulfillmentID string
+	LineItemID    string
+	Position      int32
+	Quantity      int32
+}
+
+func (q *Queries) InsertFulfillmentLine(ctx context.Context, arg InsertFulfillmentLineParams) error {
+	_, err := q.db.Exec(ctx, insertFulfillmentLine,
+		arg.FulfillmentID,
+		arg.LineItemID,
+		arg.Position,
+		arg.Quantity,
+	)
+	return err
+}
+
+const insertOrderAmounts = `-- name: InsertOrderAmounts :exec
+INSERT INTO order_amounts (order_id, subtotal, discount, fulfillment, tax)
+VALUES ($1, $2, $3, $4, $5)
+`
+
+type InsertOrderAmountsParams struct {
+	OrderID     string
+	Subtotal    int64
+	Discount    int64
+	Fulfillment int64
+	Tax         int64
+}
+
+func (q *Queries) InsertOrderAmounts(ctx context.Context, arg InsertOrderAmountsParams) error {
+	_, err := q.db.Exec(ctx, insertOrderAmounts,
+		arg.OrderID,
+		arg.Subtotal,
+		arg.Discount,
+		arg.Fulfillment,
+		arg.Tax,
+	)
+	return err
 }
 
 const insertOrderEvent = `-- name: InsertOrderEvent :exec
@@ -200,16 +375,43 @@ func (q *Queries) InsertOrderEvent(ctx context.Context, arg InsertOrderEventPara
 	return err
 }
 
+const insertOrderLine = `-- name: InsertOrderLine :exec
+INSERT INTO order_lines (order_id, line_item_id, quantity_current, subtotal, tax)
+VALUES ($1, $2, $3, $4, $5)
+`
+
+type InsertOrderLineParams struct {
+	OrderID         string
+	LineItemID      string
+	QuantityCurrent int32
+	Subtotal        *int64
+	Tax             *int64
+}
+
+func (q *Queries) InsertOrderLine(ctx context.Context, arg InsertOrderLineParams) error {
+	_, err := q.db.Exec(ctx, insertOrderLine,
+		arg.OrderID,
+		arg.LineItemID,
+		arg.QuantityCurrent,
+		arg.Subtotal,
+		arg.Tax,
+	)
+	return err
+}
+
 const insertRefund = `-- name: InsertRefund :exec
-INSERT INTO refunds (id, order_id, type, amount, created_at) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO refunds (id, order_id, type, amount, description, reason, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 `
 
 type InsertRefundParams struct {
-	ID        string
-	OrderID   string
-	Type      string
-	Amount    int64
-	CreatedAt time.Time
+	ID          string
+	OrderID     string
+	Type        string
+	Amount      int64
+	Description *string
+	Reason      *string
+	CreatedAt   time.Time
 }
 
 func (q *Queries) InsertRefund(ctx context.Context, arg InsertRefundParams) error {
@@ -218,43 +420,224 @@ func (q *Queries) InsertRefund(ctx context.Context, arg InsertRefundParams) erro
 		arg.OrderID,
 		arg.Type,
 		arg.Amount,
+		arg.Description,
+		arg.Reason,
 		arg.CreatedAt,
 	)
 	return err
 }
 
-const listOrderLines = `-- name: ListOrderLines :many
-SELECT li.id, li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
-FROM line_items li LEFT JOIN variants v ON v.id = li.variant_id
-WHERE li.checkout_session_id = $1
-ORDER BY li.position
+const insertRefundLine = `-- name: InsertRefundLine :exec
+INSERT INTO refund_lines (refund_id, line_item_id, position, quantity)
+VALUES ($1, $2, $3, $4)
 `
 
-type ListOrderLinesRow struct {
-	ID         string
-	VariantID  string
+type InsertRefundLineParams struct {
+	RefundID   string
+	LineItemID string
+	Position   int32
 	Quantity   int32
-	UnitAmount int64
-	Title      string
 }
 
-// What an order bought: its session's lines in their order. The title is the variant's
-// (its id when the variant has since been removed from the catalog).
-func (q *Queries) ListOrderLines(ctx context.Context, checkoutSessionID string) ([]ListOrderLinesRow, error) {
-	rows, err := q.db.Query(ctx, listOrderLines, checkoutSessionID)
+func (q *Queries) InsertRefundLine(ctx context.Context, arg InsertRefundLineParams) error {
+	_, err := q.db.Exec(ctx, insertRefundLine,
+		arg.RefundID,
+		arg.LineItemID,
+		arg.Position,
+		arg.Quantity,
+	)
+	return err
+}
+
+const listCancellations = `-- name: ListCancellations :many
+SELECT id, order_id, line_item_id, position, quantity, description, reason, created_at FROM order_cancellations WHERE order_id = $1 ORDER BY created_at, id, position
+`
+
+func (q *Queries) ListCancellations(ctx context.Context, orderID string) ([]OrderCancellation, error) {
+	rows, err := q.db.Query(ctx, listCancellations, orderID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	items := []ListOrderLinesRow{}
+	items := []OrderCancellation{}
 	for rows.Next() {
-		var i ListOrderLinesRow
+		var i OrderCancellation
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrderID,
+			&i.LineItemID,
+			&i.Position,
+			&i.Quantity,
+			&i.Description,
+			&i.Reason,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listFulfillmentEvents = `-- name: ListFulfillmentEvents :many
+SELECT e.id, e.fulfillment_id, e.type, e.occurred_at, e.description, e.location
+FROM fulfillment_events e JOIN fulfillments f ON f.id = e.fulfillment_id
+WHERE f.order_id = $1 ORDER BY e.fulfillment_id, e.occurred_at, e.seq
+`
+
+type ListFulfillmentEventsRow struct {
+	ID            string
+	FulfillmentID string
+	Type          string
+	OccurredAt    time.Time
+	Description   *string
+	Location      *string
+}
+
+func (q *Queries) ListFulfillmentEvents(ctx context.Context, orderID string) ([]ListFulfillmentEventsRow, error) {
+	rows, err := q.db.Query(ctx, listFulfillmentEvents, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListFulfillmentEventsRow{}
+	for rows.Next() {
+		var i ListFulfillmentEventsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.FulfillmentID,
+			&i.Type,
+			&i.OccurredAt,
+			&i.Description,
+			&i.Location,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listFulfillmentLines = `-- name: ListFulfillmentLines :many
+SELECT fl.fulfillment_id, fl.line_item_id, fl.position, fl.quantity FROM fulfillment_lines fl JOIN fulfillments f ON f.id = fl.fulfillment_id
+WHERE f.order_id = $1 ORDER BY fl.fulfillment_id, fl.position
+`
+
+func (q *Queries) ListFulfillmentLines(ctx context.Context, orderID string) ([]FulfillmentLine, error) {
+	rows, err := q.db.Query(ctx, listFulfillmentLines, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FulfillmentLine{}
+	for rows.Next() {
+		var i FulfillmentLine
+		if err := rows.Scan(
+			&i.FulfillmentID,
+			&i.LineItemID,
+			&i.Position,
+			&i.Quantity,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listFulfillments = `-- name: ListFulfillments :many
+SELECT id, order_id, type, status, carrier, tracking_number, tracking_url, description, destination, delivery_earliest, delivery_latest, access_url, license_key, access_expires_at, created_at, updated_at FROM fulfillments WHERE order_id = $1 ORDER BY created_at, id
+`
+
+func (q *Queries) ListFulfillments(ctx context.Context, orderID string) ([]Fulfillment, error) {
+	rows, err := q.db.Query(ctx, listFulfillments, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Fulfillment{}
+	for rows.Next() {
+		var i Fulfillment
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrderID,
+			&i.Type,
+			&i.Status,
+			&i.Carrier,
+			&i.TrackingNumber,
+			&i.TrackingUrl,
+			&i.Description,
+			&i.Destination,
+			&i.DeliveryEarliest,
+			&i.DeliveryLatest,
+			&i.AccessUrl,
+			&i.LicenseKey,
+			&i.AccessExpiresAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listOrderLineStates = `-- name: ListOrderLineStates :many
+SELECT li.id, li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title,
+       coalesce(ol.quantity_current, li.quantity)::integer AS quantity_current, ol.subtotal, ol.tax
+FROM orders o
+JOIN line_items li ON li.checkout_session_id = o.checkout_session_id
+LEFT JOIN order_lines ol ON ol.order_id = o.id AND ol.line_item_id = li.id
+LEFT JOIN variants v ON v.id = li.variant_id
+WHERE o.id = $1
+ORDER BY li.position
+`
+
+type ListOrderLineStatesRow struct {
+	ID              string
+	VariantID       string
+	Quantity        int32
+	UnitAmount      int64
+	Title           string
+	QuantityCurrent int32
+	Subtotal        *int64
+	Tax             *int64
+}
+
+// The lines of an order with what is still on it and what they cost at completion:
+// ORD-RFC's quantity.ordered is the line item's quantity, quantity.current the order
+// line's. The title is the variant's (its id when the variant has since been removed).
+func (q *Queries) ListOrderLineStates(ctx context.Context, orderID string) ([]ListOrderLineStatesRow, error) {
+	rows, err := q.db.Query(ctx, listOrderLineStates, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListOrderLineStatesRow{}
+	for rows.Next() {
+		var i ListOrderLineStatesRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.VariantID,
 			&i.Quantity,
 			&i.UnitAmount,
 			&i.Title,
+			&i.QuantityCurrent,
+			&i.Subtotal,
+			&i.Tax,
 		); err != nil {
 			return nil, err
 		}
@@ -267,7 +650,7 @@ func (q *Queries) ListOrderLines(ctx context.Context, checkoutSessionID string) 
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at FROM orders
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders
 WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::text))
   AND ($3::text IS NULL OR status = $3::text)
 ORDER BY created_at DESC, id DESC
@@ -308,6 +691,41 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.BillingAddress,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.AuthenticationOutcome,
+			&i.AuthenticationEci,
+			&i.AuthenticationVersion,
+			&i.AuthenticationTransactionID,
+			&i.OrderNotes,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listRefundLines = `-- name: ListRefundLines :many
+SELECT rl.refund_id, rl.line_item_id, rl.position, rl.quantity FROM refund_lines rl JOIN refunds r ON r.id = rl.refund_id
+WHERE r.order_id = $1 ORDER BY rl.refund_id, rl.position
+`
+
+func (q *Queries) ListRefundLines(ctx context.Context, orderID string) ([]RefundLine, error) {
+	rows, err := q.db.Query(ctx, listRefundLines, orderID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RefundLine{}
+	for rows.Next() {
+		var i RefundLine
+		if err := rows.Scan(
+			&i.RefundID,
+			&i.LineItemID,
+			&i.Position,
+			&i.Quantity,
 		); err != nil {
 			return nil, err
 		}
@@ -320,7 +738,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 }
 
 const listRefunds = `-- name: ListRefunds :many
-SELECT id, order_id, type, amount, created_at FROM refunds WHERE order_id = $1 ORDER BY created_at, id
+SELECT id, order_id, type, amount, created_at, description, reason FROM refunds WHERE order_id = $1 ORDER BY created_at, id
 `
 
 func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, error) {
@@ -338,6 +756,8 @@ func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, er
 			&i.Type,
 			&i.Amount,
 			&i.CreatedAt,
+			&i.Description,
+			&i.Reason,
 		); err != nil {
 			return nil, err
 		}
@@ -397,24 +817,53 @@ func (q *Queries) MarkOrderEventFailed(ctx context.Context, arg MarkOrderEventFa
 	return result.RowsAffected(), nil
 }
 
-const restockSession = `-- name: RestockSession :exec
-WITH locked AS (
-    SELECT v.id FROM variants v
-    WHERE v.id IN (SELECT variant_id FROM line_items WHERE checkout_session_id = $1)
-      AND v.stock_quantity IS NOT NULL
-    ORDER BY v.id
-    FOR UPDATE
-)
-UPDATE variants v SET stock_quantity = v.stock_quantity + li.quantity, updated_at = now()
-FROM line_items li, locked
-WHERE li.checkout_session_id = $1 AND li.variant_id = v.id AND v.id = locked.id
+const restockVariant = `-- name: RestockVariant :exec
+UPDATE variants SET stock_quantity = stock_quantity + $1::integer, updated_at = now()
+WHERE id = $2 AND stock_quantity IS NOT NULL
 `
 
-// Puts a canceled order's items back; variants without tracked stock stay unlimited.
-// The rows are locked in id order first, the order completions take stock in, so a
-// cancel and a checkout of the same items cannot deadlock.
-func (q *Queries) RestockSession(ctx context.Context, checkoutSessionID string) error {
-	_, err := q.db.Exec(ctx, restockSession, checkoutSessionID)
+type RestockVariantParams struct {
+	Quantity int32
+	ID       string
+}
+
+// Puts quantity units of a canceled line back; a variant without tracked stock stays
+// unlimited.
+func (q *Queries) RestockVariant(ctx context.Context, arg RestockVariantParams) error {
+	_, err := q.db.Exec(ctx, restockVariant, arg.Quantity, arg.ID)
+	return err
+}
+
+const setFulfillmentStatus = `-- name: SetFulfillmentStatus :exec
+UPDATE fulfillments SET status = $1, updated_at = $2 WHERE id = $3
+`
+
+type SetFulfillmentStatusParams struct {
+	Status string
+	Now    time.Time
+	ID     string
+}
+
+func (q *Queries) SetFulfillmentStatus(ctx context.Context, arg SetFulfillmentStatusParams) error {
+	_, err := q.db.Exec(ctx, setFulfillmentStatus, arg.Status, arg.Now, arg.ID)
+	return err
+}
+
+const setOrderLineCurrent = `-- name: SetOrderLineCurrent :exec
+INSERT INTO order_lines (order_id, line_item_id, quantity_current)
+VALUES ($1, $2, $3)
+ON CONFLICT (order_id, line_item_id) DO UPDATE SET quantity_current = EXCLUDED.quantity_current
+`
+
+type SetOrderLineCurrentParams struct {
+	OrderID         string
+	LineItemID      string
+	QuantityCurrent int32
+}
+
+// Upsert: an order from before the order_lines table may lack the row.
+func (q *Queries) SetOrderLineCurrent(ctx context.Context, arg SetOrderLineCurrentParams) error {
+	_, err := q.db.Exec(ctx, setOrderLineCurrent, arg.OrderID, arg.LineItemID, arg.QuantityCurrent)
 	return err
 }
 

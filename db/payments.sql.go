@@ -31,7 +31,7 @@ func (q *Queries) DecrementStock(ctx context.Context, arg DecrementStockParams) 
 }
 
 const getVaultTokenForUpdate = `-- name: GetVaultTokenForUpdate :one
-SELECT id, checkout_session_id, merchant_id, max_amount, currency, expires_at, used_at, order_id, card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type, card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review, metadata, created_at, owner FROM vault_tokens WHERE id = $1 AND owner = $2 FOR UPDATE
+SELECT id, checkout_session_id, merchant_id, max_amount, currency, expires_at, used_at, order_id, card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type, card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review, metadata, created_at, owner, authentication_directory_server FROM vault_tokens WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
 type GetVaultTokenForUpdateParams struct {
@@ -75,26 +75,35 @@ func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, arg GetVaultTokenF
 		&i.Metadata,
 		&i.CreatedAt,
 		&i.Owner,
+		&i.AuthenticationDirectoryServer,
 	)
 	return i, err
 }
 
 const insertOrder = `-- name: InsertOrder :exec
-INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
+    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+    $10, $11, $12,
+    $13, $14, $15, $15)
 `
 
 type InsertOrderParams struct {
-	ID                string
-	CheckoutSessionID string
-	Status            string
-	Amount            int64
-	Currency          string
-	PermalinkUrl      string
-	PaymentMethod     string
-	PaymentReference  string
-	BillingAddress    []byte
-	Now               time.Time
+	ID                          string
+	CheckoutSessionID           string
+	Status                      string
+	Amount                      int64
+	Currency                    string
+	PermalinkUrl                string
+	PaymentMethod               string
+	PaymentReference            string
+	BillingAddress              []byte
+	AuthenticationOutcome       *string
+	AuthenticationEci           *string
+	AuthenticationVersion       *string
+	AuthenticationTransactionID *string
+	OrderNotes                  *string
+	Now                         time.Time
 }
 
 func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error {
@@ -108,6 +117,11 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error 
 		arg.PaymentMethod,
 		arg.PaymentReference,
 		arg.BillingAddress,
+		arg.AuthenticationOutcome,
+		arg.AuthenticationEci,
+		arg.AuthenticationVersion,
+		arg.AuthenticationTransactionID,
+		arg.OrderNotes,
 		arg.Now,
 	)
 	return err
@@ -118,37 +132,38 @@ INSERT INTO vault_tokens (
     id, owner, checkout_session_id, merchant_id, max_amount, currency, expires_at,
     card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type,
     card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review,
-    metadata, created_at
+    metadata, created_at, authentication_directory_server
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7,
     $8, $9, $10, $11, $12, $13,
     $14, $15, $16, $17, $18, $19,
-    $20, $21
+    $20, $21, $22
 )
 `
 
 type InsertVaultTokenParams struct {
-	ID                string
-	Owner             string
-	CheckoutSessionID string
-	MerchantID        string
-	MaxAmount         int64
-	Currency          string
-	ExpiresAt         time.Time
-	CardBrand         string
-	CardFundingType   string
-	CardLast4         string
-	CardExpMonth      *int16
-	CardExpYear       *int16
-	CardNumberType    string
-	CardFingerprint   *string
-	CardVirtual       bool
-	CardWalletType    *string
-	BillingAddress    []byte
-	RiskSignals       []byte
-	ManualReview      bool
-	Metadata          []byte
-	CreatedAt         time.Time
+	ID                            string
+	Owner                         string
+	CheckoutSessionID             string
+	MerchantID                    string
+	MaxAmount                     int64
+	Currency                      string
+	ExpiresAt                     time.Time
+	CardBrand                     string
+	CardFundingType               string
+	CardLast4                     string
+	CardExpMonth                  *int16
+	CardExpYear                   *int16
+	CardNumberType                string
+	CardFingerprint               *string
+	CardVirtual                   bool
+	CardWalletType                *string
+	BillingAddress                []byte
+	RiskSignals                   []byte
+	ManualReview                  bool
+	Metadata                      []byte
+	CreatedAt                     time.Time
+	AuthenticationDirectoryServer *string
 }
 
 func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenParams) error {
@@ -174,6 +189,7 @@ func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenPara
 		arg.ManualReview,
 		arg.Metadata,
 		arg.CreatedAt,
+		arg.AuthenticationDirectoryServer,
 	)
 	return err
 }

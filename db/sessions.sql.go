@@ -94,7 +94,7 @@ func (q *Queries) ExpireSessions(ctx context.Context, arg ExpireSessionsParams) 
 }
 
 const getSession = `-- name: GetSession :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace FROM checkout_sessions WHERE id = $1 AND owner = $2
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server, order_notes FROM checkout_sessions WHERE id = $1 AND owner = $2
 `
 
 type GetSessionParams struct {
@@ -125,12 +125,14 @@ func (q *Queries) GetSession(ctx context.Context, arg GetSessionParams) (Checkou
 		&i.Metadata,
 		&i.AgentInterventions,
 		&i.CancelIntentTrace,
+		&i.AuthenticationDirectoryServer,
+		&i.OrderNotes,
 	)
 	return i, err
 }
 
 const getSessionForUpdate = `-- name: GetSessionForUpdate :one
-SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, payment_error, created_at, updated_at, expires_at, owner, cancel_reason, fulfillment_contact, locale, timezone, metadata, agent_interventions, cancel_intent_trace, authentication_directory_server, order_notes FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
 `
 
 type GetSessionForUpdateParams struct {
@@ -164,6 +166,8 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 		&i.Metadata,
 		&i.AgentInterventions,
 		&i.CancelIntentTrace,
+		&i.AuthenticationDirectoryServer,
+		&i.OrderNotes,
 	)
 	return i, err
 }
@@ -179,9 +183,9 @@ type InsertLineItemsParams struct {
 
 const insertSession = `-- name: InsertSession :exec
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
-    locale, timezone, metadata, agent_interventions, created_at, updated_at, expires_at)
+    locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7,
-    $8, $9, $10, $11, $12, $12, $13)
+    $8, $9, $10, $11, $12, $13, $13, $14)
 `
 
 type InsertSessionParams struct {
@@ -196,6 +200,7 @@ type InsertSessionParams struct {
 	Timezone            *string
 	Metadata            []byte
 	AgentInterventions  []string
+	OrderNotes          *string
 	Now                 time.Time
 	ExpiresAt           time.Time
 }
@@ -213,10 +218,33 @@ func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) er
 		arg.Timezone,
 		arg.Metadata,
 		arg.AgentInterventions,
+		arg.OrderNotes,
 		arg.Now,
 		arg.ExpiresAt,
 	)
 	return err
+}
+
+const latestSessionTokenAuthentication = `-- name: LatestSessionTokenAuthentication :one
+SELECT authentication_directory_server FROM vault_tokens
+WHERE checkout_session_id = $1 AND owner = $2 AND used_at IS NULL AND expires_at > $3
+ORDER BY created_at DESC, id DESC
+LIMIT 1
+`
+
+type LatestSessionTokenAuthenticationParams struct {
+	CheckoutSessionID string
+	Owner             string
+	Now               time.Time
+}
+
+// The 3-D Secure directory server of the session's latest unused, unexpired vault token
+// (NULL: that card needs no authentication). No row: the session has no such token.
+func (q *Queries) LatestSessionTokenAuthentication(ctx context.Context, arg LatestSessionTokenAuthenticationParams) (*string, error) {
+	row := q.db.QueryRow(ctx, latestSessionTokenAuthentication, arg.CheckoutSessionID, arg.Owner, arg.Now)
+	var authentication_directory_server *string
+	err := row.Scan(&authentication_directory_server)
+	return authentication_directory_server, err
 }
 
 const listLineItems = `-- name: ListLineItems :many
@@ -266,6 +294,24 @@ func (q *Queries) SetPaymentError(ctx context.Context, arg SetPaymentErrorParams
 	return err
 }
 
+const setSessionAuthentication = `-- name: SetSessionAuthentication :exec
+UPDATE checkout_sessions SET authentication_directory_server = $1
+WHERE id = $2 AND owner = $3 AND state = 'open'
+`
+
+type SetSessionAuthenticationParams struct {
+	DirectoryServer *string
+	ID              string
+	Owner           string
+}
+
+// Recorded after a completion the PSP refused for want of 3-D Secure rolled back; only
+// an open session takes it.
+func (q *Queries) SetSessionAuthentication(ctx context.Context, arg SetSessionAuthenticationParams) error {
+	_, err := q.db.Exec(ctx, setSessionAuthentication, arg.DirectoryServer, arg.ID, arg.Owner)
+	return err
+}
+
 const updateSession = `-- name: UpdateSession :exec
 UPDATE checkout_sessions
 SET currency = $1,
@@ -280,9 +326,10 @@ SET currency = $1,
     payment_error = $10,
     cancel_reason = $11,
     cancel_intent_trace = $12,
-    updated_at = $13,
-    expires_at = $14
-WHERE id = $15
+    order_notes = $13,
+    updated_at = $14,
+    expires_at = $15
+WHERE id = $16
 `
 
 type UpdateSessionParams struct {
@@ -298,6 +345,7 @@ type UpdateSessionParams struct {
 	PaymentError        *string
 	CancelReason        *string
 	CancelIntentTrace   []byte
+	OrderNotes          *string
 	Now                 time.Time
 	ExpiresAt           time.Time
 	ID                  string
@@ -317,6 +365,7 @@ func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) er
 		arg.PaymentError,
 		arg.CancelReason,
 		arg.CancelIntentTrace,
+		arg.OrderNotes,
 		arg.Now,
 		arg.ExpiresAt,
 		arg.ID,

@@ -16,33 +16,11 @@ LIMIT @max_rows;
 UPDATE orders SET status = @status, updated_at = @now WHERE id = @id;
 
 -- name: InsertRefund :exec
-INSERT INTO refunds (id, order_id, type, amount, created_at) VALUES (@id, @order_id, @type, @amount, @created_at);
+INSERT INTO refunds (id, order_id, type, amount, description, reason, created_at)
+VALUES (@id, @order_id, @type, @amount, @description, @reason, @created_at);
 
 -- name: ListRefunds :many
 SELECT * FROM refunds WHERE order_id = @order_id ORDER BY created_at, id;
-
--- name: RestockSession :exec
--- Puts a canceled order's items back; variants without tracked stock stay unlimited.
--- The rows are locked in id order first, the order completions take stock in, so a
--- cancel and a checkout of the same items cannot deadlock.
-WITH locked AS (
-    SELECT v.id FROM variants v
-    WHERE v.id IN (SELECT variant_id FROM line_items WHERE checkout_session_id = @checkout_session_id)
-      AND v.stock_quantity IS NOT NULL
-    ORDER BY v.id
-    FOR UPDATE
-)
-UPDATE variants v SET stock_quantity = v.stock_quantity + li.quantity, updated_at = now()
-FROM line_items li, locked
-WHERE li.checkout_session_id = @checkout_session_id AND li.variant_id = v.id AND v.id = locked.id;
-
--- name: ListOrderLines :many
--- What an order bought: its session's lines in their order. The title is the variant's
--- (its id when the variant has since been removed from the catalog).
-SELECT li.id, li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title
-FROM line_items li LEFT JOIN variants v ON v.id = li.variant_id
-WHERE li.checkout_session_id = @checkout_session_id
-ORDER BY li.position;
 
 -- name: GetOrderCard :one
 -- What the order page may show of the card: brand and last 4, nothing else.
@@ -103,3 +81,83 @@ WHERE id IN (
     LIMIT @max_rows
     FOR UPDATE SKIP LOCKED
 );
+
+-- name: ListOrderLineStates :many
+-- The lines of an order with what is still on it and what they cost at completion:
+-- ORD-RFC's quantity.ordered is the line item's quantity, quantity.current the order
+-- line's. The title is the variant's (its id when the variant has since been removed).
+SELECT li.id, li.variant_id, li.quantity, li.unit_amount, coalesce(v.title, li.variant_id)::text AS title,
+       coalesce(ol.quantity_current, li.quantity)::integer AS quantity_current, ol.subtotal, ol.tax
+FROM orders o
+JOIN line_items li ON li.checkout_session_id = o.checkout_session_id
+LEFT JOIN order_lines ol ON ol.order_id = o.id AND ol.line_item_id = li.id
+LEFT JOIN variants v ON v.id = li.variant_id
+WHERE o.id = @order_id
+ORDER BY li.position;
+
+-- name: InsertOrderLine :exec
+INSERT INTO order_lines (order_id, line_item_id, quantity_current, subtotal, tax)
+VALUES (@order_id, @line_item_id, @quantity_current, @subtotal, @tax);
+
+-- name: SetOrderLineCurrent :exec
+-- Upsert: an order from before the order_lines table may lack the row.
+INSERT INTO order_lines (order_id, line_item_id, quantity_current)
+VALUES (@order_id, @line_item_id, @quantity_current)
+ON CONFLICT (order_id, line_item_id) DO UPDATE SET quantity_current = EXCLUDED.quantity_current;
+
+-- name: InsertOrderAmounts :exec
+INSERT INTO order_amounts (order_id, subtotal, discount, fulfillment, tax)
+VALUES (@order_id, @subtotal, @discount, @fulfillment, @tax);
+
+-- name: GetOrderAmounts :one
+SELECT * FROM order_amounts WHERE order_id = @order_id;
+
+-- name: RestockVariant :exec
+-- Puts quantity units of a canceled line back; a variant without tracked stock stays
+-- unlimited.
+UPDATE variants SET stock_quantity = stock_quantity + @quantity::integer, updated_at = now()
+WHERE id = @id AND stock_quantity IS NOT NULL;
+
+-- name: ListFulfillments :many
+SELECT * FROM fulfillments WHERE order_id = @order_id ORDER BY created_at, id;
+
+-- name: ListFulfillmentLines :many
+SELECT fl.* FROM fulfillment_lines fl JOIN fulfillments f ON f.id = fl.fulfillment_id
+WHERE f.order_id = @order_id ORDER BY fl.fulfillment_id, fl.position;
+
+-- name: ListFulfillmentEvents :many
+SELECT e.id, e.fulfillment_id, e.type, e.occurred_at, e.description, e.location
+FROM fulfillment_events e JOIN fulfillments f ON f.id = e.fulfillment_id
+WHERE f.order_id = @order_id ORDER BY e.fulfillment_id, e.occurred_at, e.seq;
+
+-- name: InsertFulfillment :exec
+INSERT INTO fulfillments (id, order_id, type, status, carrier, tracking_number, tracking_url, description, destination,
+    delivery_earliest, delivery_latest, access_url, license_key, access_expires_at, created_at, updated_at)
+VALUES (@id, @order_id, @type, @status, @carrier, @tracking_number, @tracking_url, @description, @destination,
+    @delivery_earliest, @delivery_latest, @access_url, @license_key, @access_expires_at, @now, @now);
+
+-- name: InsertFulfillmentLine :exec
+INSERT INTO fulfillment_lines (fulfillment_id, line_item_id, position, quantity)
+VALUES (@fulfillment_id, @line_item_id, @position, @quantity);
+
+-- name: SetFulfillmentStatus :exec
+UPDATE fulfillments SET status = @status, updated_at = @now WHERE id = @id;
+
+-- name: InsertFulfillmentEvent :exec
+INSERT INTO fulfillment_events (id, fulfillment_id, type, occurred_at, description, location)
+VALUES (@id, @fulfillment_id, @type, @occurred_at, @description, @location);
+
+-- name: InsertRefundLine :exec
+INSERT INTO refund_lines (refund_id, line_item_id, position, quantity)
+VALUES (@refund_id, @line_item_id, @position, @quantity);
+
+-- name: ListRefundLines :many
+SELECT rl.* FROM refund_lines rl JOIN refunds r ON r.id = rl.refund_id
+WHERE r.order_id = @order_id ORDER BY rl.refund_id, rl.position;
+
+-- name: InsertCancellation :exec
+INSERT INTO order_cancellations (id, order_id, line_item_id, position, quantity, description, reason, created_at)
+VALUES (@id, @order_id, @line_item_id, @position, @quantity, @description, @reason, @created_at);
+
+-- name: ListCancellations :many
+SELECT * FROM order_cancellations WHERE order_id = @order_id ORDER BY created_at, id, position;

@@ -3,12 +3,12 @@ INSERT INTO vault_tokens (
     id, owner, checkout_session_id, merchant_id, max_amount, currency, expires_at,
     card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type,
     card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review,
-    metadata, created_at
+    metadata, created_at, authentication_directory_server
 ) VALUES (
     @id, @owner, @checkout_session_id, @merchant_id, @max_amount, @currency, @expires_at,
     @card_brand, @card_funding_type, @card_last4, sqlc.narg(card_exp_month), sqlc.narg(card_exp_year), @card_number_type,
     sqlc.narg(card_fingerprint), @card_virtual, sqlc.narg(card_wallet_type), @billing_address, @risk_signals, @manual_review,
-    @metadata, @created_at
+    @metadata, @created_at, sqlc.narg(authentication_directory_server)
 );
 
 -- name: GetVaultTokenForUpdate :one
@@ -33,5 +33,8 @@ SET stock_quantity = stock_quantity - @quantity::integer
 WHERE id = @id AND (stock_quantity IS NULL OR stock_quantity >= @quantity::integer);
 
 -- name: InsertOrder :exec
-INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at)
-VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address, @now, @now);
+INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
+    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, created_at, updated_at)
+VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address,
+    sqlc.narg(authentication_outcome), sqlc.narg(authentication_eci), sqlc.narg(authentication_version),
+    sqlc.narg(authentication_transaction_id), sqlc.narg(order_notes), @now, @now);

@@ -1,8 +1,8 @@
 -- name: InsertSession :exec
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
-    locale, timezone, metadata, agent_interventions, created_at, updated_at, expires_at)
+    locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
 VALUES (@id, @owner, @currency, @buyer, @fulfillment_address, @fulfillment_contact, @fulfillment_option_id,
-    sqlc.narg(locale), sqlc.narg(timezone), @metadata, @agent_interventions, @now, @now, @expires_at);
+    sqlc.narg(locale), sqlc.narg(timezone), @metadata, @agent_interventions, sqlc.narg(order_notes), @now, @now, @expires_at);
 
 -- name: GetSession :one
 -- A session of another owner is not found, so one platform cannot probe another's ids.
@@ -29,6 +29,7 @@ SET currency = @currency,
     payment_error = sqlc.narg(payment_error),
     cancel_reason = sqlc.narg(cancel_reason),
     cancel_intent_trace = @cancel_intent_trace,
+    order_notes = sqlc.narg(order_notes),
     updated_at = @now,
     expires_at = @expires_at
 WHERE id = @id;
@@ -46,6 +47,20 @@ SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER 
 -- name: SetPaymentError :exec
 -- Recorded after a declined payment rolled back; only an open session takes it.
 UPDATE checkout_sessions SET payment_error = @payment_error WHERE id = @id AND owner = @owner AND state = 'open';
+
+-- name: LatestSessionTokenAuthentication :one
+-- The 3-D Secure directory server of the session's latest unused, unexpired vault token
+-- (NULL: that card needs no authentication). No row: the session has no such token.
+SELECT authentication_directory_server FROM vault_tokens
+WHERE checkout_session_id = @checkout_session_id AND owner = @owner AND used_at IS NULL AND expires_at > @now
+ORDER BY created_at DESC, id DESC
+LIMIT 1;
+
+-- name: SetSessionAuthentication :exec
+-- Recorded after a completion the PSP refused for want of 3-D Secure rolled back; only
+-- an open session takes it.
+UPDATE checkout_sessions SET authentication_directory_server = @directory_server
+WHERE id = @id AND owner = @owner AND state = 'open';
 
 -- name: ExpireSessions :execrows
 -- The sweeper: open sessions past their expiry become canceled. Safe on several

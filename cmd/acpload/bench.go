@@ -33,10 +33,13 @@ type benchConfig struct {
 	warmup      time.Duration
 	// poolMaxConns, when above zero, is added to the server's DATABASE_URL.
 	poolMaxConns int
-	logLevel     string
-	serverEnv    []string
-	gzip         bool
-	json         bool
+	// pgbouncer puts pgbouncer (transaction pooling) between the server and PostgreSQL;
+	// the server's DATABASE_URL then asks for default_query_exec_mode=cache_describe.
+	pgbouncer bool
+	logLevel  string
+	serverEnv []string
+	gzip      bool
+	json      bool
 	// check makes a missed target (or a failed request) an error.
 	check bool
 }
@@ -52,12 +55,16 @@ const (
 
 // Machine describes where the bench ran.
 type Machine struct {
-	Cores           int    `json:"cores"`
-	CPUModel        string `json:"cpu_model"`
-	MemoryMiB       int64  `json:"memory_mib"`
-	GoVersion       string `json:"go_version"`
-	Postgres        string `json:"postgres"`
-	PostgresKind    string `json:"postgres_kind"`
+	Cores        int    `json:"cores"`
+	CPUModel     string `json:"cpu_model"`
+	MemoryMiB    int64  `json:"memory_mib"`
+	GoVersion    string `json:"go_version"`
+	Postgres     string `json:"postgres"`
+	PostgresKind string `json:"postgres_kind"`
+	// DatabasePath is how the server reached PostgreSQL: "direct", or through pgbouncer
+	// (-pgbouncer). The pgbench ceiling is always measured direct, so the throughput
+	// ratio through pgbouncer compares with the direct run's.
+	DatabasePath    string `json:"database_path"`
 	LoadAvgAtStart  string `json:"load_average_at_start"`
 	LoadAvgAtEnd    string `json:"load_average_at_end"`
 	ServerBinary    string `json:"server_binary"`
@@ -208,6 +215,19 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 	serverURL, err := withPoolSize(databaseURL, cfg.poolMaxConns)
 	if err != nil {
 		return err
+	}
+	rep.Machine.DatabasePath = "direct"
+	if cfg.pgbouncer {
+		progress("starting pgbouncer (transaction pooling) in front of PostgreSQL")
+		b, startErr := pgserver.StartPgBouncer(ctx, pgserver.PgBouncerOptions{Upstream: pg.URL})
+		if startErr != nil {
+			return startErr
+		}
+		defer func() { err = errors.Join(err, b.Stop(context.Background())) }()
+		if serverURL, err = throughPgBouncer(serverURL, b.Port); err != nil {
+			return err
+		}
+		rep.Machine.DatabasePath = b.Version + ", pool_mode=transaction, default_query_exec_mode=cache_describe"
 	}
 	progress("starting %s", cfg.server)
 	srv, err := startServer(ctx, serverConfig{binary: cfg.server, databaseURL: serverURL, logLevel: cfg.logLevel, env: cfg.serverEnv})
@@ -387,6 +407,20 @@ func withPoolSize(databaseURL string, n int) (string, error) {
 	}
 	q := u.Query()
 	q.Set("pool_max_conns", strconv.Itoa(n))
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// throughPgBouncer points a URL-form DATABASE_URL at pgbouncer's port, with the query
+// exec mode transaction pooling needs (docs/operations.md, "PgBouncer").
+func throughPgBouncer(databaseURL string, port int) (string, error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("-pgbouncer needs a postgres:// URL, got %q", databaseURL)
+	}
+	u.Host = "127.0.0.1:" + strconv.Itoa(port)
+	q := u.Query()
+	q.Set("default_query_exec_mode", "cache_describe")
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
@@ -589,6 +623,7 @@ func (r BenchReport) writeText(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "\n== acpload -bench: %d agents, %gs per phase (+%gs warm-up)\n", r.Concurrency, r.DurationSeconds, r.WarmupSeconds)
 	fmt.Fprintf(w, "machine: %d cores (%s), %d MiB; %s; PostgreSQL %s (%s)\n", m.Cores, m.CPUModel, m.MemoryMiB, m.GoVersion, m.Postgres, m.PostgresKind)
+	fmt.Fprintf(w, "database path: %s\n", m.DatabasePath)
 	fmt.Fprintf(w, "load average: %s at start, %s at end\n", m.LoadAvgAtStart, m.LoadAvgAtEnd)
 	if !m.PgStatStatements {
 		fmt.Fprintln(w, "per-statement figures: off (give TEST_DATABASE_URL a server with shared_preload_libraries = 'pg_stat_statements')")

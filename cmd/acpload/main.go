@@ -81,6 +81,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		catalogFile  = fs.String("catalog", "internal/catalog/demo/products.jsonl", "-bench: the product feed to import")
 		pgbench      = fs.String("pgbench", "", "-bench: pgbench binary (default: PATH, else the newest /usr/lib/postgresql/*/bin)")
 		poolMaxConns = fs.Int("pool-max-conns", 0, "-bench: pool_max_conns for the server's DATABASE_URL (0: the server's default)")
+		pgbouncer    = fs.Bool("pgbouncer", false, "-bench: put pgbouncer (transaction pooling) between the server and PostgreSQL")
 		logLevel     = fs.String("server-log-level", "info", "-bench: the server's LOG_LEVEL (info logs every request, as in production)")
 		check        = fs.Bool("check", false, "-bench: exit 1 when a target is missed or a request fails")
 		serverEnv    envList
@@ -127,7 +128,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBench(ctx, benchConfig{
 			server: *server, catalog: *catalogFile, pgbench: *pgbench,
 			concurrency: *concurrency, duration: *duration, warmup: *warmup,
-			poolMaxConns: *poolMaxConns, logLevel: *logLevel, serverEnv: serverEnv,
+			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, logLevel: *logLevel, serverEnv: serverEnv,
 			gzip: *gzip, json: *jsonOut, check: *check,
 		}, stdout, stderr)
 	}

@@ -71,14 +71,9 @@ func catalogCmd(ctx context.Context, cfg config.Config, args []string, stdout io
 	}
 	switch {
 	case args[0] == "import" && len(args) == 2:
-		f, err := os.Open(args[1])
+		products, err := parseFile(args[1], "\n", catalog.Parse)
 		if err != nil {
 			return err
-		}
-		defer f.Close()
-		products, err := catalog.Parse(f)
-		if err != nil {
-			return fmt.Errorf("%s: nothing imported:\n%w", args[1], err)
 		}
 		pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
 		if err != nil {
@@ -115,9 +110,25 @@ func catalogCmd(ctx context.Context, cfg config.Config, args []string, stdout io
 	return fmt.Errorf("%w: catalog takes import FILE or stock ID QTY", errUsage)
 }
 
+// parseFile opens path and parses it; a refusal says nothing was imported, before the
+// parser's message (after sep).
+func parseFile[T any](path, sep string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	v, err := parse(f)
+	if err != nil {
+		return v, fmt.Errorf("%s: nothing imported:%s%w", path, sep, err)
+	}
+	return v, nil
+}
+
 func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: orders takes list, show, status or refund", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, ordersUsage)
 	}
 	pool, err := postgres.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -148,14 +159,19 @@ func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.
 		ord, err = orders.Get(ctx, args[1])
 	case args[0] == "status" && len(args) == 3:
 		ord, err = orders.SetStatus(ctx, args[1], checkout.OrderStatus(args[2]))
-	case args[0] == "refund" && len(args) == 4:
-		amount, perr := strconv.ParseInt(args[3], 10, 64)
-		if perr != nil {
-			return fmt.Errorf("%w: AMOUNT must be a whole number of minor units, got %q", errUsage, args[3])
+	case args[0] == "refund" && len(args) >= 4:
+		ord, err = refundCmd(ctx, orders, args[1:])
+	case args[0] == "fulfil" && len(args) >= 4:
+		ord, err = fulfilCmd(ctx, orders, args[1:])
+	case args[0] == "event" && len(args) >= 4:
+		ord, err = eventCmd(ctx, orders, args[1:])
+	case args[0] == "cancel" && len(args) >= 3:
+		var lines []checkout.LineQuantity
+		if lines, err = parseLineArgs(args[2:]); err == nil {
+			ord, err = orders.CancelLines(ctx, args[1], checkout.Cancellation{Lines: lines})
 		}
-		ord, err = orders.Refund(ctx, args[1], checkout.RefundType(args[2]), amount)
 	default:
-		return fmt.Errorf("%w: orders takes list [STATUS], show ID, status ID STATUS or refund ID TYPE AMOUNT", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, ordersUsage)
 	}
 	if err != nil {
 		return err

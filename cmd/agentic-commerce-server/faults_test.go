@@ -118,18 +118,22 @@ func faultReadySession(t *testing.T, c *faultClient, item string) string {
 // faultDelegate issues a vt_ token for 4242... bound to sessionID.
 func faultDelegate(t *testing.T, c *faultClient, sessionID string) string {
 	t.Helper()
-	body := fmt.Sprintf(`{
+	id, _ := c.must(t, http.MethodPost, "/agentic_commerce/delegate_payment", faultDelegateBody(sessionID), "", http.StatusCreated)["id"].(string)
+	if !strings.HasPrefix(id, "vt_") {
+		t.Fatalf("delegate: id %q", id)
+	}
+	return id
+}
+
+// faultDelegateBody is a delegate_payment request for 4242... bound to sessionID.
+func faultDelegateBody(sessionID string) string {
+	return fmt.Sprintf(`{
 		"payment_method":{"type":"card","card_number_type":"fpan","number":"4242424242424242","exp_month":"12",
 			"exp_year":"%d","cvc":"123","display_card_funding_type":"credit","display_last4":"4242","metadata":{}},
 		"allowance":{"reason":"one_time","max_amount":100000,"currency":"usd","checkout_session_id":%q,
 			"merchant_id":"merchant_123","expires_at":%q},
 		"risk_signals":[{"type":"card_testing","score":1,"action":"authorized"}],
 		"metadata":{}}`, time.Now().Year()+3, sessionID, time.Now().Add(30*24*time.Hour).UTC().Format(time.RFC3339))
-	id, _ := c.must(t, http.MethodPost, "/agentic_commerce/delegate_payment", body, "", http.StatusCreated)["id"].(string)
-	if !strings.HasPrefix(id, "vt_") {
-		t.Fatalf("delegate: id %q", id)
-	}
-	return id
 }
 
 // faultOrderID returns the order id of a complete response.

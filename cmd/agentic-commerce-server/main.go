@@ -8,6 +8,7 @@
 //	agentic-commerce-server catalog import FILE     upsert products from an ACP feed file
 //	agentic-commerce-server catalog stock ID QTY    set a variant's stock (QTY or "unlimited")
 //	agentic-commerce-server orders list|show|status|refund  the merchant's order lifecycle
+//	agentic-commerce-server discounts create|list|disable|import  the merchant's discounts
 //	agentic-commerce-server healthcheck             probe the local /health (container health checks)
 package main
 
@@ -35,6 +36,13 @@ const usage = `usage:
   agentic-commerce-server orders show ID          print an order as JSON
   agentic-commerce-server orders status ID STATUS move an order (confirmed, shipped, fulfilled, canceled, manual_review)
   agentic-commerce-server orders refund ID TYPE AMOUNT  record a refund (store_credit or original_payment, minor units)
+  agentic-commerce-server discounts create -title T (-percent-bps N | -amount-off N -currency C) [-code CODE]
+        [-scope order|items|fulfillment] [-items ID,…] [-min-subtotal N] [-starts T] [-ends T]
+        [-usage-limit N] [-per-buyer-limit N] [-exclusive] [-priority N]
+                                                  create a discount (no -code: an automatic one)
+  agentic-commerce-server discounts list          list discounts with their redemptions
+  agentic-commerce-server discounts disable ID    stop a discount from applying
+  agentic-commerce-server discounts import FILE   create or replace discounts from a JSON file (all or none)
   agentic-commerce-server healthcheck             exit 0 when the local server answers /health (for containers)
 
 Configuration comes from the environment; see README.md.`
@@ -86,6 +94,8 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		return catalogCmd(ctx, cfg, args, stdout)
 	case "orders":
 		return ordersCmd(ctx, cfg, args, stdout)
+	case "discounts":
+		return discountsCmd(ctx, cfg, args, stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }

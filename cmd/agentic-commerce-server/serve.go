@@ -77,6 +77,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsEnabled {
 		m = metrics.New(pool, outbox.Backlog)
 	}
+	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
+	store := postgres.NewStore(pool, postgres.StoreConfig{
+		TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
+		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
+		ConsentOptions: cfg.MarketingConsentOptions,
+	})
 	api := httpapi.New(httpapi.Config{
 		MaxBodyBytes: cfg.MaxBodyBytes, Links: sessionLinks(cfg), APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
@@ -85,14 +91,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		TrustedProxies: cfg.TrustedProxies, MetricsAPIKeys: cfg.MetricsAPIKeys,
 		PublicBaseURL: cfg.PublicBaseURL,
 	}, httpapi.Deps{
-		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
-			OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
-		}),
+		Sessions:    store,
+		Carts:       store,
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
+		Consents:    postgres.NewConsents(pool),
+		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     m,
 		Unavailable: postgres.IsUnavailable,
 		Ready:       ready,
@@ -325,7 +331,7 @@ func sweep(ctx context.Context, s *postgres.Sweeper, every time.Duration, r post
 		}
 		if p != (postgres.Purged{}) {
 			logger.Info("retention sweep", slog.Int64("sessions", p.Sessions), slog.Int64("order_events", p.OrderEvents),
-				slog.Int64("vault_tokens", p.Tokens), slog.Int64("signatures", p.Signatures))
+				slog.Int64("vault_tokens", p.Tokens), slog.Int64("signatures", p.Signatures), slog.Int64("carts", p.Carts))
 		}
 		select {
 		case <-ctx.Done():

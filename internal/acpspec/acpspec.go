@@ -5,30 +5,21 @@ package acpspec
 
 import (
 	"bytes"
-	"embed"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"path"
 	"sync"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec/spec"
 )
 
-// The upstream files, unchanged; spec/SOURCE names the commit they come from.
-//
-//go:embed spec/LICENSE spec/NOTICE spec/SOURCE spec/2025-09-29 spec/2026-04-17
-var files embed.FS
-
-// FS returns the vendored spec, rooted at the folder holding the version directories
-// (e.g. "2025-09-29/json-schema/schema.agentic_checkout.json").
-func FS() fs.FS {
-	sub, err := fs.Sub(files, "spec")
-	if err != nil {
-		panic(err) // "spec" is a valid constant path; fs.Sub cannot fail on it
-	}
-	return sub
-}
+// FS returns the vendored spec (package spec embeds it), rooted at the folder holding
+// the version directories (e.g. "2025-09-29/json-schema/schema.agentic_checkout.json").
+func FS() fs.FS { return spec.FS() }
 
 // ReadFile returns one vendored file, by its path below spec/ (e.g.
 // "2026-04-17/openapi/openapi.agentic_checkout_webhook.yaml"), failing the test when
@@ -51,23 +42,49 @@ type Validator struct {
 }
 
 // MustLoad loads version's bundle file (e.g. "2025-09-29", "schema.agentic_checkout.json"),
-// failing the test when it cannot be read or compiled.
-func MustLoad(tb testing.TB, version, file string) *Validator {
+// failing the test when it cannot be read or compiled. refs are the bundles of the same
+// version that file's $refs name by file name (e.g. "schema.agentic_checkout.json" for
+// the cart bundle): each is registered under the URL such a $ref resolves to against
+// file's $id, a URL no bundle declares as its own (checklist I-37).
+func MustLoad(tb testing.TB, version, file string, refs ...string) *Validator {
 	tb.Helper()
-	raw := ReadFile(tb, path.Join(version, "json-schema", file))
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		tb.Fatalf("parse schema: %v", err)
-	}
-	patchDraft4(doc)
-	root, _ := doc.(map[string]any)
-	id, _ := root["$id"].(string)
+	doc, id := loadBundle(tb, version, file)
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	if err := c.AddResource(id, doc); err != nil {
 		tb.Fatalf("add schema: %v", err)
 	}
+	for _, ref := range refs {
+		base, err := url.Parse(id)
+		if err != nil {
+			tb.Fatalf("schema %s: $id %q: %v", file, id, err)
+		}
+		refDoc, _ := loadBundle(tb, version, ref)
+		// The bundle keeps its own $id, which would make it a second resource at that
+		// URL; as a $ref target it is only known by the URL resolved from file's $id.
+		delete(refDoc.(map[string]any), "$id")
+		if err := c.AddResource(base.ResolveReference(&url.URL{Path: ref}).String(), refDoc); err != nil {
+			tb.Fatalf("add schema %s: %v", ref, err)
+		}
+	}
 	return &Validator{compiler: c, id: id, cache: map[string]*jsonschema.Schema{}}
+}
+
+// loadBundle reads and parses version's bundle file, patched for 2020-12, with its $id.
+func loadBundle(tb testing.TB, version, file string) (any, string) {
+	tb.Helper()
+	raw := ReadFile(tb, path.Join(version, "json-schema", file))
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		tb.Fatalf("parse schema %s: %v", file, err)
+	}
+	patchDraft4(doc)
+	root, ok := doc.(map[string]any)
+	if !ok {
+		tb.Fatalf("schema %s is not a JSON object", file)
+	}
+	id, _ := root["$id"].(string)
+	return doc, id
 }
 
 // Validate checks body against the definition def (e.g. "CheckoutSession").

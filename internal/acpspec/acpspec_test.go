@@ -41,3 +41,21 @@ func TestVendoredSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestCartBundleCompilesWithTheCheckoutBundle: the cart bundle's $refs into the checkout
+// bundle resolve once it is registered where they point (checklist I-37), and the cart
+// schema then holds: the RFC's example cart (whose totals lack display_text) fails, a
+// complete one passes.
+func TestCartBundleCompilesWithTheCheckoutBundle(t *testing.T) {
+	v := MustLoad(t, "2026-04-17", "schema.cart.json", "schema.agentic_checkout.json")
+	good := `{"id":"cart_1","currency":"usd","line_items":[{"id":"li_1","item":{"id":"item_123"},"quantity":2,
+		"totals":[{"type":"subtotal","display_text":"Subtotal","amount":24000}]}],
+		"totals":[{"type":"total","display_text":"Total","amount":24000}]}`
+	if err := v.Validate("Cart", []byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	bad := `{"id":"cart_1","currency":"usd","line_items":[],"totals":[{"type":"total","amount":24000}]}`
+	if err := v.Validate("Cart", []byte(bad)); err == nil {
+		t.Error("a Total without display_text validates")
+	}
+}

@@ -30,6 +30,10 @@ const (
 	// StatusExpired is a session canceled because it outlived its TTL. Versions without
 	// the status (2025-09-29) show it as canceled.
 	StatusExpired Status = "expired"
+	// StatusAuthenticationRequired is an open session whose cart is ready and whose
+	// payment needs 3-D Secure first (Session.Authentication). Versions without the
+	// status (2025-09-29) show it as not_ready_for_payment.
+	StatusAuthenticationRequired Status = "authentication_required"
 )
 
 // CancelReason says why a session was canceled.
@@ -127,15 +131,28 @@ type Session struct {
 	// when it created the session; the session offers their intersection with the
 	// merchant's (Interventions).
 	AgentInterventions []string
+	// DiscountsActive says the agent declared the discount extension on create: only
+	// then are DiscountCodes taken and the applied and rejected discounts shown.
+	// DiscountCodes are the codes as the agent last sent them (in its order and case).
+	DiscountsActive bool
+	DiscountCodes   []string
 	// PaymentError is why the last payment attempt was declined ("" when none).
 	PaymentError string
+	// Authentication is the 3-D Secure the session's payment needs (nil: none). The
+	// store derives it from the credentials given for the session (a delegated card that
+	// requires authentication, or a PSP's answer at an earlier completion); at
+	// completion the completion's own credential decides.
+	Authentication *Authentication
 	// CancelReason says who canceled the session ("" unless canceled), CancelTrace why
 	// the agent did (nil: not said). The trace is the merchant's, never shown to agents.
 	CancelReason CancelReason
 	CancelTrace  *IntentTrace
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	ExpiresAt    time.Time
+	// OrderNotes are the buyer's notes for the order (delivery instructions, a gift
+	// message; "" for none), passed on to the order at completion.
+	OrderNotes string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ExpiresAt  time.Time
 }
 
 // Line is one item of a session: a catalog variant, a quantity, and the unit price quoted
@@ -198,7 +215,16 @@ type Changes struct {
 	Metadata map[string]any
 	// AgentInterventions are the interventions the agent supports (create only).
 	AgentInterventions []string
-	Clear              Clear
+	// DiscountExtension says the agent declared the discount extension (create only).
+	DiscountExtension bool
+	// DiscountCodes replace the session's codes when not nil ([] clears them).
+	DiscountCodes *[]string
+	// OrderNotes replaces the session's notes when not nil.
+	OrderNotes *string
+	// Attribution is the affiliate attribution given at creation (first touch; nil:
+	// none). It is stored apart from the session and never shown.
+	Attribution *Attribution
+	Clear       Clear
 }
 
 // Clear names what an update removes from a session (2026-04-17's explicit null: null
@@ -210,6 +236,8 @@ type Clear struct {
 	// FulfillmentOption removes the choice; the default option is then pre-selected
 	// again, as for a new session.
 	FulfillmentOption bool
+	// OrderNotes removes the buyer's notes.
+	OrderNotes bool
 }
 
 // View is a session with its quote: everything a response shows. Order is set on the
@@ -219,6 +247,9 @@ type View struct {
 	Quote    Quote
 	Order    *Order
 	Handlers []PaymentHandler
+	// ConsentOptions are the marketing channels the merchant offers, each with the
+	// stored decision of the session's contact (none when the merchant offers none).
+	ConsentOptions []OfferedConsent
 }
 
 // Order is what a completed session produced.
@@ -232,7 +263,14 @@ type Order struct {
 	Refunds           []Refund
 	// Lines are what was bought, as the session held it at completion (empty when an
 	// order was read without them, e.g. in a listing).
-	Lines     []OrderLine
+	Lines []OrderLine
+	// Fulfillments, Cancellations and Amounts are the order after payment (ORD-RFC;
+	// fulfillment.go). Amounts is nil for orders completed before it was kept.
+	Fulfillments  []Fulfillment
+	Cancellations []Cancellation
+	Amounts       *OrderAmounts
+	// Notes are the buyer's notes the session held at completion ("" for none).
+	Notes     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -245,6 +283,18 @@ type Completion struct {
 	Provider       string
 	BillingAddress *Address
 	Buyer          *Buyer
+	// Authentication is the 3-D Secure result the agent reports (nil: none).
+	// CarriesAuthentication says whether the API version can carry one at all.
+	Authentication        *AuthenticationResult
+	CarriesAuthentication bool
+	// Consents are the buyer's marketing decisions (nil: the agent reported none, which
+	// keeps every stored decision as it is).
+	Consents []MarketingConsent
+	// Attribution is the affiliate attribution given at completion (last touch; nil:
+	// none).
+	Attribution *Attribution
+	// OrderNotes replaces the session's notes when not nil.
+	OrderNotes *string
 }
 
 // IntentTrace is why the agent's buyer left a session, given with a cancel. It is

@@ -76,6 +76,30 @@ const (
 	FieldRefundType FieldName = "RefundType"
 	// FieldRefundAmount is the amount of a refund.
 	FieldRefundAmount FieldName = "RefundAmount"
+	// FieldOrderLines is the list of order lines (with quantities) a fulfilment,
+	// cancellation or refund names.
+	FieldOrderLines FieldName = "OrderLines"
+	// FieldFulfillmentType and FieldFulfillmentStatus are a fulfilment's type and status.
+	FieldFulfillmentType   FieldName = "FulfillmentType"
+	FieldFulfillmentStatus FieldName = "FulfillmentStatus"
+	// FieldEventType and FieldOccurredAt are a fulfilment event's type and time.
+	FieldEventType  FieldName = "EventType"
+	FieldOccurredAt FieldName = "OccurredAt"
+	// FieldDiscountCodes is the discount codes a session holds, FieldFulfillmentCost
+	// the cost of its selected fulfillment option (a discount's allocation target).
+	FieldDiscountCodes   FieldName = "DiscountCodes"
+	FieldFulfillmentCost FieldName = "FulfillmentCost"
+	// The fields of a discount definition (the merchant's, in the admin API and CLI).
+	FieldDiscountCode       FieldName = "DiscountCode"
+	FieldDiscountTitle      FieldName = "DiscountTitle"
+	FieldDiscountValue      FieldName = "DiscountValue"
+	FieldDiscountScope      FieldName = "DiscountScope"
+	FieldDiscountItems      FieldName = "DiscountItems"
+	FieldDiscountMinimum    FieldName = "DiscountMinimum"
+	FieldDiscountEnd        FieldName = "DiscountEnd"
+	FieldDiscountUsageLimit FieldName = "DiscountUsageLimit"
+	FieldDiscountBuyerLimit FieldName = "DiscountBuyerLimit"
+	FieldDiscountPriority   FieldName = "DiscountPriority"
 )
 
 // maxFieldDepth is the deepest field named so far (a completion's payment, its billing

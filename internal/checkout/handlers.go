@@ -68,8 +68,8 @@ func (c *Completion) CheckHandler(offered []PaymentHandler) error {
 }
 
 // merchantInterventions are the interventions (3ds, biometric, address_verification)
-// the merchant can run. None yet: 3-D Secure comes with the commerce depth work.
-var merchantInterventions []string
+// the merchant can run: 3-D Secure, whose result the agent brings to the completion.
+var merchantInterventions = []string{Intervention3DS}
 
 // Interventions is the intersection of what the agent supports and what the merchant
 // can run, in the agent's order: what a session may ask of the agent.

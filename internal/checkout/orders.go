@@ -13,18 +13,24 @@ const (
 	OrderCreated      OrderStatus = "created"
 	OrderManualReview OrderStatus = "manual_review"
 	OrderConfirmed    OrderStatus = "confirmed"
-	OrderShipped      OrderStatus = "shipped"
-	OrderFulfilled    OrderStatus = "fulfilled"
-	OrderCanceled     OrderStatus = "canceled"
+	// OrderProcessing is derived, never set: some units are being prepared or are on
+	// their way, not all (ORD-RFC §4.1; 2025-09-29 has no such status).
+	OrderProcessing OrderStatus = "processing"
+	OrderShipped    OrderStatus = "shipped"
+	OrderFulfilled  OrderStatus = "fulfilled"
+	OrderCanceled   OrderStatus = "canceled"
 )
 
 // orderTransitions lists, for each status, the statuses a merchant may move an order
 // to: created → confirmed → shipped → fulfilled, with manual_review before
-// confirmation and cancellation until the goods have shipped.
+// confirmation and cancellation until the goods have shipped. Shipped and fulfilled
+// are kept consistent with the fulfilments (shipping moves every unit into one
+// shipment, fulfilled delivers them); processing is only ever derived from fulfilments.
 var orderTransitions = map[OrderStatus][]OrderStatus{
 	OrderCreated:      {OrderConfirmed, OrderManualReview, OrderCanceled},
 	OrderManualReview: {OrderConfirmed, OrderCanceled},
 	OrderConfirmed:    {OrderShipped, OrderCanceled},
+	OrderProcessing:   nil,
 	OrderShipped:      {OrderFulfilled},
 	OrderFulfilled:    nil,
 	OrderCanceled:     nil,
@@ -45,12 +51,16 @@ const (
 	RefundOriginalPayment RefundType = "original_payment"
 )
 
-// Refund is money given back on an order, in the order's currency.
+// Refund is money given back on an order, in the order's currency, tax included.
 type Refund struct {
-	ID        string
-	Type      RefundType
-	Amount    int64
-	CreatedAt time.Time
+	ID     string
+	Type   RefundType
+	Amount int64
+	// Lines are the units the refund is for, when the merchant named them.
+	Lines       []LineQuantity
+	Description string
+	Reason      string
+	CreatedAt   time.Time
 }
 
 // MoveTo changes the order's status, refusing transitions the lifecycle does not allow.
@@ -63,25 +73,25 @@ func (o *Order) MoveTo(to OrderStatus, now time.Time) error {
 	}
 	o.Status = to
 	o.UpdatedAt = now
+	switch to {
+	case OrderShipped:
+		o.shipRest(now)
+	case OrderFulfilled:
+		o.deliverAll(now)
+	case OrderCanceled:
+		o.cancelRest(now)
+	}
+	o.derive(now)
 	return nil
 }
 
-// AddRefund records a refund; the refunds of an order never add up to more than was paid.
+// AddRefund records a refund of amount; the refunds of an order never add up to more
+// than was paid.
 func (o *Order) AddRefund(t RefundType, amount int64, now time.Time) (Refund, error) {
-	if t != RefundStoreCredit && t != RefundOriginalPayment {
-		return Refund{}, Errorf(KindInvalid, "invalid", At(FieldRefundType), "Refund type must be store_credit or original_payment.")
-	}
 	if amount <= 0 {
 		return Refund{}, Errorf(KindInvalid, "invalid", At(FieldRefundAmount), "Refund amount must be a positive integer in minor units.")
 	}
-	if refunded := o.Refunded(); amount > o.Amount-refunded {
-		return Refund{}, Errorf(KindConflict, "refund_exceeds_payment", At(FieldRefundAmount),
-			"Refunds would total %d, more than the %d paid.", refunded+amount, o.Amount)
-	}
-	r := Refund{ID: NewID("rf_"), Type: t, Amount: amount, CreatedAt: now}
-	o.Refunds = append(o.Refunds, r)
-	o.UpdatedAt = now
-	return r, nil
+	return o.AddRefundRequest(RefundRequest{Type: t, Amount: amount}, now)
 }
 
 // Refunded is the sum of the order's refunds.
@@ -106,9 +116,16 @@ type OrderPage struct {
 // OrderLine is one item of an order: the session's line it came from, the catalog
 // variant (ItemID) and its title, quantity and unit price at completion.
 type OrderLine struct {
-	ID         string
-	ItemID     string
-	Title      string
+	ID     string
+	ItemID string
+	Title  string
+	// Quantity is what was ordered; Current what is still on the order (ORD-RFC §3.2).
 	Quantity   int
+	Current    int
 	UnitAmount int64
+	// Subtotal and Tax are what the line cost at completion, when Priced (orders from
+	// before they were kept are not).
+	Subtotal int64
+	Tax      int64
+	Priced   bool
 }

@@ -1,6 +1,7 @@
 package checkout
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -154,7 +155,7 @@ func TestOrdersRefundTypesAndAmounts(t *testing.T) {
 		if r.Type != typ || r.Amount != 100 || !r.CreatedAt.Equal(now) || len(r.ID) < 4 || r.ID[:3] != "rf_" {
 			t.Errorf("refund = %+v", r)
 		}
-		if len(o.Refunds) != 1 || o.Refunds[0] != r || o.Refunded() != 100 || !o.UpdatedAt.Equal(now) {
+		if len(o.Refunds) != 1 || !reflect.DeepEqual(o.Refunds[0], r) || o.Refunded() != 100 || !o.UpdatedAt.Equal(now) {
 			t.Errorf("order after refund: %+v", o)
 		}
 	}

@@ -14,18 +14,25 @@ type Catalog struct {
 	// TaxRateBps is the rate for the session's fulfillment address in basis points; it is
 	// only applied once the address is known.
 	TaxRateBps int
+	// Discounts are the definitions the session's codes name (whatever their state) and
+	// the enabled automatic discounts, with their redemption counts.
+	Discounts []Discount
 }
 
 // PricedLine is a line with its amounts, all in minor units of the session currency,
-// and the catalog title of its variant ("" when it is no longer sold).
+// and the catalog title of its variant ("" when it is no longer sold). Discount is what
+// item-level discounts take off the line, Subtotal = BaseAmount - Discount;
+// OrderDiscount is the line's share of the order-level discounts, taken off before tax:
+// Tax is computed on Subtotal - OrderDiscount, and Total = Subtotal - OrderDiscount + Tax.
 type PricedLine struct {
 	Line
-	Title      string
-	BaseAmount int64
-	Discount   int64
-	Subtotal   int64
-	Tax        int64
-	Total      int64
+	Title         string
+	BaseAmount    int64
+	Discount      int64
+	Subtotal      int64
+	OrderDiscount int64
+	Tax           int64
+	Total         int64
 }
 
 // OfferedOption is a fulfillment option priced for one session.
@@ -38,11 +45,14 @@ type OfferedOption struct {
 	LatestDelivery   *time.Time
 }
 
-// Totals are the session-level sums. Total = Subtotal + Fulfillment + Tax.
+// Totals are the session-level sums. Total = Subtotal - Discount + Fulfillment + Tax,
+// where ItemsDiscount (taken off the lines, already out of Subtotal) and Discount (the
+// order-level and fulfillment discounts) are what the applied discounts sum to.
 type Totals struct {
 	ItemsBaseAmount int64
 	ItemsDiscount   int64
 	Subtotal        int64
+	Discount        int64
 	Fulfillment     int64
 	// FulfillmentSelected says whether Fulfillment is a real quote or nothing was chosen yet.
 	FulfillmentSelected bool
@@ -50,13 +60,15 @@ type Totals struct {
 	Total               int64
 }
 
-// MessageType is info or error.
+// MessageType is info, warning or error.
 type MessageType string
 
-// The message types of ACP.
+// The message types of ACP. A warning (a rejected discount code) does not keep the
+// session from payment; versions without warnings show it as info.
 const (
-	MessageInfo  MessageType = "info"
-	MessageError MessageType = "error"
+	MessageInfo    MessageType = "info"
+	MessageWarning MessageType = "warning"
+	MessageError   MessageType = "error"
 )
 
 // MessageCode is the ACP MessageError code.
@@ -85,20 +97,24 @@ type Message struct {
 // Quote is everything derived from a session and the catalog: the status, the priced
 // lines, the totals, the options on offer and the messages.
 type Quote struct {
-	Status   Status
-	Lines    []PricedLine
-	Totals   Totals
-	Options  []OfferedOption
-	Messages []Message
+	Status    Status
+	Lines     []PricedLine
+	Totals    Totals
+	Options   []OfferedOption
+	Messages  []Message
+	Discounts DiscountQuote
 }
 
-// Price derives the quote of s from the catalog. It is pure: the same session and
-// catalog always give the same quote. now is only used for a session that has never
-// been stored (no UpdatedAt).
+// Price derives the quote of s from the catalog. It is pure: the same session, catalog
+// and now always give the same quote. now is the moment discounts' start and end are
+// judged at; delivery windows are quoted from the session's last change (now only for
+// a session that has never been stored).
 //
-// Tax is computed per line on the line subtotal, rounded half up to the minor unit:
-// tax = (subtotal * rate_bps + 5000) / 10000. A taxable fulfillment option is taxed the
-// same way. No tax is charged until the fulfillment address is known.
+// Discounts come off before tax (evaluateDiscounts). Tax is computed per line on what
+// the buyer pays for it (subtotal less its share of order-level discounts), rounded
+// half up to the minor unit: tax = (amount * rate_bps + 5000) / 10000. A taxable
+// fulfillment option is taxed the same way on its cost less its discount. No tax is
+// charged until the fulfillment address is known.
 func Price(s *Session, c Catalog, now time.Time) Quote {
 	var q Quote
 	taxRate := 0
@@ -114,16 +130,7 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 			needsShipping = true
 		}
 		base := l.UnitAmount * int64(l.Quantity)
-		pl := PricedLine{Line: l, Title: v.Title, BaseAmount: base, Subtotal: base}
-		pl.Tax = applyRate(pl.Subtotal, taxRate)
-		pl.Total = pl.Subtotal + pl.Tax
-		q.Lines[i] = pl
-
-		q.Totals.ItemsBaseAmount += pl.BaseAmount
-		q.Totals.ItemsDiscount += pl.Discount
-		q.Totals.Subtotal += pl.Subtotal
-		q.Totals.Tax += pl.Tax
-		q.Totals.Total += pl.Total
+		q.Lines[i] = PricedLine{Line: l, Title: v.Title, BaseAmount: base}
 
 		line := At(FieldLines).Index(i)
 		switch {
@@ -163,12 +170,32 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeMissing, Field: At(FieldFulfillmentAddress),
 			Content: "A shipping address is required."})
 	}
-	switch selected, ok := findOffered(q.Options, s.FulfillmentOptionID); {
-	case ok:
+	selected, selectedOK := findOffered(q.Options, s.FulfillmentOptionID)
+	var fulfillmentOff int64
+	q.Discounts, fulfillmentOff = evaluateDiscounts(s, c, now, q.Lines, selected.Subtotal, selectedOK)
+	for i := range q.Lines {
+		pl := &q.Lines[i]
+		pl.Subtotal = pl.BaseAmount - pl.Discount
+		pl.Tax = applyRate(pl.Subtotal-pl.OrderDiscount, taxRate)
+		pl.Total = pl.Subtotal - pl.OrderDiscount + pl.Tax
+		q.Totals.ItemsBaseAmount += pl.BaseAmount
+		q.Totals.ItemsDiscount += pl.Discount
+		q.Totals.Subtotal += pl.Subtotal
+		q.Totals.Discount += pl.OrderDiscount
+		q.Totals.Tax += pl.Tax
+		q.Totals.Total += pl.Total
+	}
+	switch {
+	case selectedOK:
 		q.Totals.Fulfillment = selected.Subtotal
 		q.Totals.FulfillmentSelected = true
-		q.Totals.Tax += selected.Tax
-		q.Totals.Total += selected.Total
+		q.Totals.Discount += fulfillmentOff
+		tax := int64(0)
+		if selected.Taxable {
+			tax = applyRate(selected.Subtotal-fulfillmentOff, taxRate)
+		}
+		q.Totals.Tax += tax
+		q.Totals.Total += selected.Subtotal - fulfillmentOff + tax
 	case len(q.Options) == 0:
 		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodeInvalid, Field: At(FieldFulfillmentOption),
 			Content: "No fulfillment option can deliver this cart."})
@@ -184,8 +211,20 @@ func Price(s *Session, c Catalog, now time.Time) Quote {
 		q.Messages = append(q.Messages, Message{Type: MessageError, Code: CodePaymentDeclined, Field: At(FieldPayment),
 			Content: s.PaymentError})
 	}
+	// A rejected code is a warning (DISC-RFC §7): the buyer expects a discount they
+	// will not get, but the session can still be paid.
+	for _, r := range q.Discounts.Rejected {
+		q.Messages = append(q.Messages, Message{Type: MessageWarning, Code: MessageCode(r.Reason),
+			Field: At(FieldDiscountCodes).Index(r.Index), Content: r.Message})
+	}
 
 	q.Status = deriveStatus(s, q.Messages)
+	if q.Status == StatusReadyForPayment && s.Authentication != nil {
+		var m *Message
+		if q.Status, m = s.authenticationStatus(s.Authentication); m != nil {
+			q.Messages = append(q.Messages, *m)
+		}
+	}
 	if s.State != StateOpen {
 		// What a finished session lacks no longer matters to anyone.
 		q.Messages = nil

@@ -24,5 +24,20 @@ type OrderService interface {
 	List(ctx context.Context, status string, beforeCreated *time.Time, beforeID string, limit int) ([]*Order, error)
 	SetStatus(ctx context.Context, id string, status OrderStatus) (*Order, error)
 	Refund(ctx context.Context, id string, t RefundType, amount int64) (*Order, error)
+	// RefundLines records a refund of named units and/or an amount (ORD-RFC adjustments).
+	RefundLines(ctx context.Context, id string, req RefundRequest) (*Order, error)
+	// AddFulfillment, AddFulfillmentEvent and CancelLines change the units of an order
+	// (fulfillment.go); each sends the full order in an order_update event.
+	AddFulfillment(ctx context.Context, id string, f Fulfillment) (*Order, error)
+	AddFulfillmentEvent(ctx context.Context, id, fulfillmentID string, ev FulfillmentEvent) (*Order, error)
+	CancelLines(ctx context.Context, id string, c Cancellation) (*Order, error)
 	Page(ctx context.Context, id string) (*OrderPage, error)
+}
+
+// DiscountService manages the merchant's discounts (the admin API).
+type DiscountService interface {
+	Create(ctx context.Context, d Discount) (Discount, error)
+	List(ctx context.Context) ([]Discount, error)
+	Get(ctx context.Context, id string) (Discount, error)
+	Disable(ctx context.Context, id string) (Discount, error)
 }

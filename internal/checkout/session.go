@@ -82,6 +82,17 @@ func (ch *Changes) Validate(creating bool) error {
 			}
 		}
 	}
+	if err := checkOrderNotes(ch.OrderNotes); err != nil {
+		return err
+	}
+	if err := ch.Attribution.check(); err != nil {
+		return err
+	}
+	if ch.DiscountCodes != nil {
+		if err := validateCodes(*ch.DiscountCodes); err != nil {
+			return err
+		}
+	}
 	option := At(FieldFulfillmentOption)
 	if ch.FulfillmentOptionID != nil && *ch.FulfillmentOptionID == "" {
 		return Errorf(KindInvalid, "invalid", option, "fulfillment_option_id must not be empty.")
@@ -254,6 +265,12 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 	if ch.Clear.FulfillmentOption {
 		s.FulfillmentOptionID = ""
 	}
+	if ch.Clear.OrderNotes {
+		s.OrderNotes = ""
+	}
+	if ch.OrderNotes != nil {
+		s.OrderNotes = *ch.OrderNotes
+	}
 	if ch.Buyer != nil {
 		b := *ch.Buyer
 		s.Buyer = &b
@@ -279,6 +296,17 @@ func (s *Session) Apply(ch Changes, c Catalog, now time.Time, ttl time.Duration)
 	}
 	if ch.AgentInterventions != nil {
 		s.AgentInterventions = ch.AgentInterventions
+	}
+	if ch.DiscountExtension {
+		s.DiscountsActive = true
+	}
+	// Codes from an agent that did not declare the extension are not taken: it could
+	// not read what became of them (docs/decisions.md).
+	if ch.DiscountCodes != nil && s.DiscountsActive {
+		s.DiscountCodes = make([]string, len(*ch.DiscountCodes))
+		for i, c := range *ch.DiscountCodes {
+			s.DiscountCodes[i] = strings.TrimSpace(c)
+		}
 	}
 	if ch.FulfillmentOptionID != nil {
 		if !IsOffered(s, c, *ch.FulfillmentOptionID) {
@@ -332,7 +360,13 @@ func (c *Completion) Validate() error {
 			return err
 		}
 	}
-	return nil
+	if err := checkOrderNotes(c.OrderNotes); err != nil {
+		return err
+	}
+	if err := checkConsents(c.Consents); err != nil {
+		return err
+	}
+	return c.Attribution.check()
 }
 
 // CheckCompletable refuses to take payment unless the session is open, its quote is

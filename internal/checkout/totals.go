@@ -10,7 +10,8 @@ type TotalEntry struct {
 }
 
 // Entries lists t the way every ACP version so far shows session totals, in order:
-// items_base_amount, items_discount when there is a discount, subtotal, fulfillment once
+// items_base_amount, items_discount when there is a discount on the lines, subtotal,
+// discount when there is an order-level discount (DISC-RFC §8), fulfillment once
 // an option is selected (an unselected option costs nothing yet, and showing 0 would
 // read as free shipping), tax and total. Each version renders the entries in its own
 // Total shape.
@@ -20,6 +21,9 @@ func (t Totals) Entries() []TotalEntry {
 		out = append(out, TotalEntry{"items_discount", "Discount", t.ItemsDiscount})
 	}
 	out = append(out, TotalEntry{"subtotal", "Subtotal", t.Subtotal})
+	if t.Discount != 0 {
+		out = append(out, TotalEntry{"discount", "Discount", t.Discount})
+	}
 	if t.FulfillmentSelected {
 		out = append(out, TotalEntry{"fulfillment", "Fulfillment", t.Fulfillment})
 	}

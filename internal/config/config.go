@@ -3,6 +3,7 @@ package config
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
@@ -58,6 +60,10 @@ type Config struct {
 	// service provider: 2026-04-17 sessions show it in every payment handler's config,
 	// and agents copy it into the allowance of delegate_payment.
 	MerchantID string
+	// MarketingConsentOptions (MARKETING_CONSENT_OPTIONS: a JSON array of {channel,
+	// display_text, privacy_policy_url}, channel email, sms or whatsapp; default none)
+	// are the marketing channels 2026-04-17 sessions offer the buyer (MC-RFC).
+	MarketingConsentOptions []checkout.ConsentOption
 	// CardFingerprintKey keys the HMAC fingerprint of delegated cards
 	// (CARD_FINGERPRINT_KEY, at least 32 bytes; unset: no fingerprints are stored).
 	CardFingerprintKey []byte
@@ -215,6 +221,12 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.MerchantID = get("MERCHANT_ID", "merchant")
 	if len(cfg.MerchantID) > 256 {
 		errs = append(errs, fmt.Errorf("MERCHANT_ID must be at most 256 characters (the allowance's merchant_id limit), got %d", len(cfg.MerchantID)))
+	}
+
+	if raw := get("MARKETING_CONSENT_OPTIONS", ""); raw != "" {
+		if err := decodeConsentOptions(raw, &cfg.MarketingConsentOptions); err != nil {
+			errs = append(errs, fmt.Errorf("MARKETING_CONSENT_OPTIONS: %w", err))
+		}
 	}
 
 	cfg.TLSCertFile, cfg.TLSKeyFile = get("TLS_CERT_FILE", ""), get("TLS_KEY_FILE", "")
@@ -528,4 +540,19 @@ func isIdentifier(s string) bool {
 		}
 	}
 	return true
+}
+
+// decodeConsentOptions reads MARKETING_CONSENT_OPTIONS strictly: JSON, since display
+// texts hold commas and other separators; an unknown key is a typo to report, not to
+// drop.
+func decodeConsentOptions(raw string, into *[]checkout.ConsentOption) error {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		return fmt.Errorf("must be a JSON array of {\"channel\", \"display_text\", \"privacy_policy_url\"}: %w", err)
+	}
+	if dec.More() {
+		return errors.New("must be one JSON array")
+	}
+	return checkout.CheckConsentOptions(*into)
 }

@@ -4,10 +4,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
@@ -309,5 +311,40 @@ func TestTLS(t *testing.T) {
 	}
 	if cert, err := cfg.TLSCertificate(); err != nil || cert != nil {
 		t.Errorf("TLSCertificate without TLS = %v, %v", cert, err)
+	}
+}
+
+// TestMarketingConsentOptions: none by default; a valid JSON list is read as given;
+// what an agent could not be shown (or a typo) stops the start with a reason.
+func TestMarketingConsentOptions(t *testing.T) {
+	t.Parallel()
+	load := func(v string) ([]checkout.ConsentOption, error) {
+		cfg, err := Load(env(map[string]string{"DATABASE_URL": "postgres://db/acp", "MARKETING_CONSENT_OPTIONS": v}))
+		return cfg.MarketingConsentOptions, err
+	}
+	if opts, err := load(""); err != nil || opts != nil {
+		t.Errorf("default: %v, %v; want none", opts, err)
+	}
+	opts, err := load(`[{"channel":"email","display_text":"News, offers","privacy_policy_url":"https://shop.example/privacy"},
+		{"channel":"sms","display_text":"Deals by text","privacy_policy_url":"https://shop.example/privacy"}]`)
+	want := []checkout.ConsentOption{
+		{Channel: "email", DisplayText: "News, offers", PrivacyPolicyURL: "https://shop.example/privacy"},
+		{Channel: "sms", DisplayText: "Deals by text", PrivacyPolicyURL: "https://shop.example/privacy"},
+	}
+	if err != nil || !slices.Equal(opts, want) {
+		t.Errorf("options = %+v, %v; want %+v", opts, err, want)
+	}
+	for _, bad := range []struct{ value, reason string }{
+		{`email|News|https://shop.example/privacy`, "JSON array"},
+		{`[{"channel":"push","display_text":"x","privacy_policy_url":"https://shop.example/p"}]`, "email, sms or whatsapp"},
+		{`[{"channel":"email","display_text":"x","privacy_policy_url":"https://shop.example/p"},{"channel":"email","display_text":"y","privacy_policy_url":"https://shop.example/p"}]`, "offered twice"},
+		{`[{"channel":"email","display_text":" ","privacy_policy_url":"https://shop.example/p"}]`, "display_text"},
+		{`[{"channel":"email","display_text":"x","privacy_policy_url":"/privacy"}]`, "absolute http(s) URL"},
+		{`[{"channel":"email","display_text":"x","privacy_url":"https://shop.example/p"}]`, "unknown field"},
+		{`[] []`, "one JSON array"},
+	} {
+		if _, err := load(bad.value); err == nil || !strings.Contains(err.Error(), "MARKETING_CONSENT_OPTIONS") || !strings.Contains(err.Error(), bad.reason) {
+			t.Errorf("%s: err = %v, want one saying %q", bad.value, err, bad.reason)
+		}
 	}
 }

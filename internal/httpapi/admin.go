@@ -27,6 +27,15 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	r.HandleFunc("/orders/{id}", s.getOrder).Methods(http.MethodGet)
 	r.HandleFunc("/orders/{id}/status", s.setOrderStatus).Methods(http.MethodPost)
 	r.HandleFunc("/orders/{id}/refunds", s.refundOrder).Methods(http.MethodPost)
+	r.HandleFunc("/orders/{id}/fulfillments", s.addFulfillment).Methods(http.MethodPost)
+	r.HandleFunc("/orders/{id}/fulfillments/{fid}/events", s.addFulfillmentEvent).Methods(http.MethodPost)
+	r.HandleFunc("/orders/{id}/cancellations", s.cancelLines).Methods(http.MethodPost)
+	if s.consents != nil {
+		r.HandleFunc("/consents", s.listConsents).Methods(http.MethodGet)
+	}
+	if s.discounts != nil {
+		s.discountRoutes(r)
+	}
 }
 
 // withAdminAuth asks for one of the admin keys; every admin key is the one caller
@@ -47,24 +56,36 @@ type adminOrder struct {
 	PermalinkURL      string        `json:"permalink_url"`
 	CreatedAt         time.Time     `json:"created_at"`
 	UpdatedAt         time.Time     `json:"updated_at"`
+	// The order's units (admin_fulfillments.go): shown when one order is read or
+	// changed, not in listings.
+	LineItems     []adminLine         `json:"line_items,omitempty"`
+	Fulfillments  []adminFulfillment  `json:"fulfillments,omitempty"`
+	Cancellations []adminCancellation `json:"cancellations,omitempty"`
+	// OrderNotes are the buyer's notes for the order (absent: none).
+	OrderNotes string `json:"order_notes,omitempty"`
 }
 
 type adminRefund struct {
-	ID        string    `json:"id"`
-	Type      string    `json:"type"`
-	Amount    int64     `json:"amount"`
-	CreatedAt time.Time `json:"created_at"`
+	ID          string         `json:"id"`
+	Type        string         `json:"type"`
+	Amount      int64          `json:"amount"`
+	LineItems   []adminLineQty `json:"line_items,omitempty"`
+	Description string         `json:"description,omitempty"`
+	Reason      string         `json:"reason,omitempty"`
+	CreatedAt   time.Time      `json:"created_at"`
 }
 
 func toAdminOrder(o *checkout.Order) adminOrder {
 	out := adminOrder{
 		ID: o.ID, CheckoutSessionID: o.CheckoutSessionID, Status: string(o.Status), Amount: o.Amount,
 		Currency: o.Currency, Refunded: o.Refunded(), Refunds: make([]adminRefund, len(o.Refunds)),
-		PermalinkURL: o.PermalinkURL, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+		PermalinkURL: o.PermalinkURL, OrderNotes: o.Notes, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 	for i, r := range o.Refunds {
-		out.Refunds[i] = adminRefund{ID: r.ID, Type: string(r.Type), Amount: r.Amount, CreatedAt: r.CreatedAt}
+		out.Refunds[i] = adminRefund{ID: r.ID, Type: string(r.Type), Amount: r.Amount, LineItems: adminLineQtys(r.Lines),
+			Description: r.Description, Reason: r.Reason, CreatedAt: r.CreatedAt}
 	}
+	addAdminDetails(&out, o)
 	return out
 }
 
@@ -147,9 +168,14 @@ type statusRequest struct {
 	Status *string `json:"status"`
 }
 
+// refundRequest is a refund: of an amount, of named units (priced tax-inclusive from
+// what they cost when amount is absent), or of an amount for named units.
 type refundRequest struct {
-	Type   *string `json:"type"`
-	Amount *int64  `json:"amount"`
+	Type        *string          `json:"type"`
+	Amount      *int64           `json:"amount"`
+	LineItems   []lineQtyRequest `json:"line_items"`
+	Description *string          `json:"description"`
+	Reason      *string          `json:"reason"`
 }
 
 func (s *Server) setOrderStatus(w http.ResponseWriter, r *http.Request) {
@@ -177,12 +203,32 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := acp.RequireFields(acp.Required{Path: "$.type", Present: req.Type != nil}, acp.Required{Path: "$.amount", Present: req.Amount != nil}); err != nil {
+	if err := acp.RequireFields(acp.Required{Path: "$.type", Present: req.Type != nil},
+		acp.Required{Path: "$.amount", Present: req.Amount != nil || len(req.LineItems) > 0}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Amount != nil && *req.Amount <= 0 {
+		s.writeError(w, r, acp.InvalidRequest("invalid", "Refund amount must be a positive integer in minor units.", "$.amount"))
+		return
+	}
+	rr := checkout.RefundRequest{Type: checkout.RefundType(*req.Type)}
+	if req.Amount != nil {
+		rr.Amount = *req.Amount
+	}
+	var err error
+	if rr.Lines, err = lineQtys(req.LineItems); err == nil {
+		err = texts(
+			textField{req.Description, "$.description", &rr.Description, false},
+			textField{req.Reason, "$.reason", &rr.Reason, false},
+		)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	expectAdminOrder(r, http.StatusCreated)
-	o, err := s.orders.Refund(r.Context(), mux.Vars(r)["id"], checkout.RefundType(*req.Type), *req.Amount)
+	o, err := s.orders.RefundLines(r.Context(), mux.Vars(r)["id"], rr)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -193,7 +239,7 @@ func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request) {
 // expectAdminOrder tells the order store how this request's result is rendered, so an
 // Idempotency-Key's response is recorded in the transaction of the change itself.
 func expectAdminOrder(r *http.Request, status int) {
-	setEncoder(r, func(o *checkout.Order) (int, []byte, error) {
+	setEncoder(r.Context(), func(o *checkout.Order) (int, []byte, error) {
 		body, err := encodeJSON(toAdminOrder(o))
 		return status, body, err
 	})
@@ -233,7 +279,8 @@ td.n,th.n{text-align:right}.muted{color:#656d76;font-size:.9rem}
 
 var statusLabels = map[checkout.OrderStatus]string{
 	checkout.OrderCreated: "Received", checkout.OrderManualReview: "Under review", checkout.OrderConfirmed: "Confirmed",
-	checkout.OrderShipped: "Shipped", checkout.OrderFulfilled: "Delivered", checkout.OrderCanceled: "Canceled",
+	checkout.OrderProcessing: "Processing",
+	checkout.OrderShipped:    "Shipped", checkout.OrderFulfilled: "Delivered", checkout.OrderCanceled: "Canceled",
 }
 
 // orderPage serves the order's permalink_url.

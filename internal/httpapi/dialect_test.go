@@ -178,7 +178,8 @@ func (e *testEnv) lineAmounts(l map[string]any) [5]float64 {
 		return [5]float64{l["base_amount"].(float64), l["discount"].(float64), l["subtotal"].(float64), l["tax"].(float64), l["total"].(float64)}
 	}
 	t := totalsOf(l["totals"])
-	return [5]float64{t["items_base_amount"], t["discount"], t["subtotal"], t["tax"], t["total"]}
+	// 2025-09-29's one line discount is 2026-04-17's items_discount and discount.
+	return [5]float64{t["items_base_amount"], t["items_discount"] + t["discount"], t["subtotal"] - t["discount"], t["tax"], t["total"]}
 }
 
 // optionTotal is what a fulfillment option costs in all.

@@ -32,8 +32,13 @@ type discoveryCapabilities struct {
 
 // newDiscovery renders the discovery document once: it lists the version table (oldest
 // first, as the document asks, unlike the Error's supported_versions) and the services
-// served on every instance, and changes only with a new build or PUBLIC_BASE_URL.
-func newDiscovery(baseURL string) []byte {
+// served on every instance (carts when the server has them), and changes only with a
+// new build or PUBLIC_BASE_URL.
+func newDiscovery(baseURL string, carts bool) []byte {
+	services := []string{"checkout", "delegate_payment"}
+	if carts {
+		services = append(services, "carts")
+	}
 	oldestFirst := slices.Clone(supportedVersions)
 	slices.Reverse(oldestFirst)
 	body, err := encodeJSON(discoveryDocument{
@@ -41,10 +46,11 @@ func newDiscovery(baseURL string) []byte {
 			Name: "acp", Version: oldestFirst[len(oldestFirst)-1], SupportedVersions: oldestFirst,
 		},
 		APIBaseURL: baseURL,
-		Transports: []string{"rest"},
+		// Both bindings of the checkout API are served: REST and MCP at /mcp.
+		Transports: []string{"rest", "mcp"},
 		// Orders are told to agents inside sessions and webhooks, not by an API of theirs
-		// here; carts are not served (docs/decisions.md).
-		Capabilities: discoveryCapabilities{Services: []string{"checkout", "delegate_payment"}},
+		// here (docs/decisions.md).
+		Capabilities: discoveryCapabilities{Services: services},
 	})
 	if err != nil {
 		panic(err) // strings and slices of strings always encode

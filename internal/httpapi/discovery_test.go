@@ -75,7 +75,7 @@ func TestDiscoveryDocumentIsOpenCacheableAndValid(t *testing.T) {
 		if doc.APIBaseURL != "https://shop.example" {
 			t.Errorf("api_base_url = %q", doc.APIBaseURL)
 		}
-		if !slices.Equal(doc.Transports, []string{"rest"}) {
+		if !slices.Equal(doc.Transports, []string{"rest", "mcp"}) {
 			t.Errorf("transports = %v", doc.Transports)
 		}
 		if !slices.Equal(doc.Capabilities.Services, []string{"checkout", "delegate_payment"}) {
@@ -113,5 +113,19 @@ func TestDiscoveryNeedsABaseURL(t *testing.T) {
 	srv := discoveryServer(t, Config{})
 	if resp, body := discoveryRequest(t, srv, http.MethodGet); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("status = %d, want 404 without PUBLIC_BASE_URL; body: %s", resp.StatusCode, body)
+	}
+}
+
+// TestDiscoveryNamesCartsWhenServed: a server with carts advertises them (CART-RFC §6),
+// and the document still validates.
+func TestDiscoveryNamesCartsWhenServed(t *testing.T) {
+	body := newDiscovery("https://shop.example", true)
+	acpspec.MustLoad(t, "2026-04-17", "schema.agentic_checkout.json").MustValidate(t, "DiscoveryResponse", body)
+	var doc discoveryDocument
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(doc.Capabilities.Services, []string{"checkout", "delegate_payment", "carts"}) {
+		t.Errorf("services = %v", doc.Capabilities.Services)
 	}
 }

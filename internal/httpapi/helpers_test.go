@@ -61,6 +61,8 @@ type testEnv struct {
 	// gateway is the PSP of every server instance of e: the mock, counting the charges
 	// it lets through, so a test can assert how often a session was charged.
 	gateway *payment.CountingGateway
+	// storeOpts configure the session store of the instances e starts from then on.
+	storeOpts []func(*postgres.StoreConfig)
 }
 
 // mustEnv starts a server on a new database holding testCatalog.
@@ -121,14 +123,21 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		o(&cfg)
 	}
 	pool := e.pool
+	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
+	sc := postgres.StoreConfig{TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true}
+	for _, o := range e.storeOpts {
+		o(&sc)
+	}
+	store := postgres.NewStore(pool, sc)
 	api := httpapi.New(cfg, httpapi.Deps{
-		Sessions: postgres.NewStore(pool, postgres.StoreConfig{
-			TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
-		}),
+		Sessions:    store,
+		Carts:       store,
+		Consents:    postgres.NewConsents(pool),
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true),
+		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
 		Unavailable: postgres.IsUnavailable,
 		Ready:       func(ctx context.Context) error { return pool.Ping(ctx) },
@@ -199,6 +208,17 @@ func (e *testEnv) mustSession(r response, status int) map[string]any {
 		e.t.Fatalf("status = %d, want %d; body: %s", r.status, status, r.body)
 	}
 	e.schemas.Session(r.body)
+	return r.json(e.t)
+}
+
+// mustCompleted expects a 200 complete response that is a valid CheckoutSession with
+// its order in e's version (testkit's SessionWithOrder, checklist I-03) and returns it.
+func (e *testEnv) mustCompleted(r response) map[string]any {
+	e.t.Helper()
+	if r.status != http.StatusOK {
+		e.t.Fatalf("complete: status = %d, want 200; body: %s", r.status, r.body)
+	}
+	e.schemas.SessionWithOrder(r.body)
 	return r.json(e.t)
 }
 

@@ -43,18 +43,19 @@ func (s *Server) withIdempotency() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key := r.Header.Get("Idempotency-Key")
-			if r.Method == http.MethodPost && key == "" && infoOf(r).version != "" && versionOf(r).RequiresIdempotencyKey() {
+			// PUT (a cart replacement) is keyed like POST: the cart OAS requires the key on it.
+			keyed := r.Method == http.MethodPost || r.Method == http.MethodPut
+			if keyed && key == "" && infoOf(r).version != "" && versionOf(r).RequiresIdempotencyKey() {
 				refuse(w, r, acp.InvalidRequest(acp.CodeIdempotencyKeyRequired,
-					"Idempotency-Key is required on every POST in API version "+infoOf(r).version+".", ""))
+					"Idempotency-Key is required on every "+r.Method+" in API version "+infoOf(r).version+".", ""))
 				return
 			}
-			if r.Method != http.MethodPost || key == "" || s.idempotency == nil {
+			if !keyed || key == "" || s.idempotency == nil {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if len(key) > maxIdempotencyKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
-				refuse(w, r, acp.InvalidRequest("invalid_idempotency_key",
-					"Idempotency-Key must be at most 255 bytes of printable UTF-8.", ""))
+			if err := checkIdempotencyKey(key, "Idempotency-Key"); err != nil {
+				refuse(w, r, err)
 				return
 			}
 			if len(r.URL.Path) > maxIdempotentPathLength {
@@ -77,46 +78,72 @@ func (s *Server) withIdempotency() Middleware {
 			info := infoOf(r)
 			// The version is set by withAPIVersion, which runs before this on the ACP
 			// routes (an unsupported version is refused there, before any record); the
-			// /admin API has none, and its records have "".
+			// /admin API has none, and its records have "" (and the default version's
+			// conflict status).
 			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key, APIVersion: info.version}
-			out, err := s.idempotency.Claim(r.Context(), k, hash)
-			if err != nil {
+			rec := &bufferedResponse{header: http.Header{}}
+			status, stored, replayed, err := s.runOnce(r.Context(), versionOf(r), k, hash, func(ctx context.Context) (int, []byte) {
+				next.ServeHTTP(rec, r.WithContext(ctx))
+				return rec.statusOrOK(), rec.body.Bytes()
+			})
+			switch {
+			case err != nil:
 				s.writeError(w, r, err)
-				return
-			}
-			switch out.Kind {
-			case idempotency.Replay:
+			case replayed:
 				w.Header().Set("Content-Type", "application/json")
 				w.Header().Set("Idempotent-Replayed", "true")
-				w.WriteHeader(out.Status)
-				_, _ = w.Write(out.Body)
-				return
-			case idempotency.Conflict:
-				// The status is the version's (409, 422 from 2026-04-17); the admin API's
-				// is the default version's.
-				refuse(w, r, acp.NewError(versionOf(r).IdempotencyConflictStatus(), acp.TypeInvalidRequest, acp.CodeIdempotencyConflict,
-					"This Idempotency-Key was used with a different request body.", ""))
-				return
-			case idempotency.InFlight:
-				w.Header().Set("Retry-After", "1")
-				refuse(w, r, acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, acp.CodeIdempotencyInFlight,
-					"A request with this Idempotency-Key is still being processed; retry shortly.", ""))
-				return
+				w.WriteHeader(status)
+				_, _ = w.Write(stored)
+			default:
+				rec.flushTo(w)
 			}
-
-			claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
-			rec := &bufferedResponse{header: http.Header{}}
-			next.ServeHTTP(rec, r.WithContext(idempotency.NewContext(r.Context(), claim)))
-			s.settleClaim(r, claim, rec)
-			rec.flushTo(w)
 		})
 	}
+}
+
+// checkIdempotencyKey refuses a key the idempotency records cannot hold; name is how
+// the transport calls it (the Idempotency-Key header, MCP's meta.idempotency_key).
+func checkIdempotencyKey(key, name string) *acp.Error {
+	if len(key) > maxIdempotencyKeyLength || !utf8.ValidString(key) || strings.ContainsFunc(key, unicode.IsControl) {
+		return acp.InvalidRequest("invalid_idempotency_key", name+" must be at most 255 bytes of printable UTF-8.", "")
+	}
+	return nil
+}
+
+// runOnce is the idempotency rule of every transport (REST's withIdempotency and MCP's
+// tools alike): run executes at most once per key k and request hash. A repeat with the
+// same hash gets the stored response (replayed), another hash is a conflict (the status
+// is api's: 409, 422 from 2026-04-17), and a repeat while the first is running is
+// refused at once as in flight. run gets the context carrying the claim, so the storage
+// layer can record the response in the transaction of the side effect; its response is
+// recorded (or, a server error, released) before runOnce returns, so a client never
+// sees a response the server did not record.
+func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash string,
+	run func(ctx context.Context) (status int, body []byte)) (status int, body []byte, replayed bool, err error) {
+	out, err := s.idempotency.Claim(ctx, k, hash)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	switch out.Kind {
+	case idempotency.Replay:
+		return out.Status, out.Body, true, nil
+	case idempotency.Conflict:
+		return 0, nil, false, acp.NewError(api.IdempotencyConflictStatus(), acp.TypeInvalidRequest, acp.CodeIdempotencyConflict,
+			"This Idempotency-Key was used with a different request body.", "")
+	case idempotency.InFlight:
+		return 0, nil, false, acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, acp.CodeIdempotencyInFlight,
+			"A request with this Idempotency-Key is still being processed; retry shortly.", "")
+	}
+	claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
+	status, body = run(idempotency.NewContext(ctx, claim))
+	s.settleClaim(ctx, claim, status, body)
+	return status, body, false, nil
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already
 // did, or releases the claim after a server error, before the response goes out: the
 // client must never see a response the server did not record.
-func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *bufferedResponse) {
+func (s *Server) settleClaim(ctx context.Context, claim *idempotency.Claim, status int, body []byte) {
 	if _, _, ok := claim.Recorded(); ok {
 		return
 	}
@@ -128,18 +155,18 @@ func (s *Server) settleClaim(r *http.Request, claim *idempotency.Claim, rec *buf
 	// once waited another settleTimeout). The release still runs before the response,
 	// so that a connection the failure left dead is found and dropped by this request,
 	// not by the client's retry.
-	release := rec.status >= http.StatusInternalServerError
+	release := status >= http.StatusInternalServerError
 	timeout := settleTimeout
 	if release {
 		timeout = releaseTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	var err error
 	if release {
 		err = s.idempotency.Release(ctx, claim)
 	} else {
-		err = s.idempotency.Complete(ctx, claim, rec.status, rec.body.Bytes())
+		err = s.idempotency.Complete(ctx, claim, status, body)
 	}
 	if err != nil {
 		// The response still goes out; the claim recovers after IDEMPOTENCY_RECOVER_AFTER.
@@ -171,14 +198,19 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
+// statusOrOK is the status written, 200 when the handler wrote none.
+func (b *bufferedResponse) statusOrOK() int {
+	if b.status == 0 {
+		return http.StatusOK
+	}
+	return b.status
+}
+
 func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
 	for k, v := range b.header {
 		w.Header()[k] = v
 	}
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	w.WriteHeader(b.status)
+	w.WriteHeader(b.statusOrOK())
 	_, _ = w.Write(b.body.Bytes())
 }
 
@@ -186,21 +218,32 @@ func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
 // request's idempotency key, so that the first answer and every replay are the same
 // bytes; without one it encodes v.
 func recordedOrEncode(w http.ResponseWriter, r *http.Request, status int, v any) {
-	if claim := idempotency.FromContext(r.Context()); claim != nil {
-		if st, body, ok := claim.Recorded(); ok {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(st)
-			_, _ = w.Write(body)
-			return
-		}
+	status, body, err := recordedOr(r.Context(), status, v)
+	if err != nil {
+		writeJSON(w, status, v) // cannot happen: v always encodes
+		return
 	}
-	writeJSON(w, status, v)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
-// setEncoder tells the storage layer how to render the result of this request, so it
-// can record the response in the transaction of the side effect.
-func setEncoder[T any](r *http.Request, encode func(result T) (int, []byte, error)) {
-	if claim := idempotency.FromContext(r.Context()); claim != nil {
+// recordedOr is the response a committed transaction recorded for the idempotency key
+// of ctx, or else v encoded with status: what every transport answers.
+func recordedOr(ctx context.Context, status int, v any) (int, []byte, error) {
+	if claim := idempotency.FromContext(ctx); claim != nil {
+		if st, body, ok := claim.Recorded(); ok {
+			return st, body, nil
+		}
+	}
+	body, err := encodeJSON(v)
+	return status, body, err
+}
+
+// setEncoder tells the storage layer how to render the result of the request of ctx,
+// so it can record the response in the transaction of the side effect.
+func setEncoder[T any](ctx context.Context, encode func(result T) (int, []byte, error)) {
+	if claim := idempotency.FromContext(ctx); claim != nil {
 		idempotency.SetEncoder(claim, encode)
 	}
 }
@@ -238,7 +281,7 @@ var cardSecrets = []string{"number", "cvc", "cryptogram"}
 // clear (PCI DSS 3.5).
 func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	if r.URL.Path != delegatePaymentPath {
-		return s.keyedHash(idempotency.Hash(body)), true
+		return s.bodyHash(body), true
 	}
 	v, ok := idempotency.Decode(body)
 	if !ok {
@@ -248,6 +291,10 @@ func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	h, err := idempotency.HashValue(v)
 	return s.keyedHash(h), err == nil
 }
+
+// bodyHash is the request hash of a checkout body (REST) or payload (MCP): the same
+// for both, so a retry over the other transport is recognised.
+func (s *Server) bodyHash(body []byte) string { return s.keyedHash(idempotency.Hash(body)) }
 
 // keyedHash keys a canonical body hash. The prefix keeps these values apart from the
 // card fingerprints made with the same key.

@@ -20,7 +20,7 @@ func TestIdempotencyIsScopedByAPIVersion(t *testing.T) {
 	e.mustSession(first, http.StatusCreated)
 	safetyMustNotReplay(t, first)
 	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "v"), first)
-	if n := safetyCount(e, `SELECT count(*) FROM idempotency_keys WHERE key = 'v' AND api_version = '2025-09-29'`); n != 1 {
+	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE key = 'v' AND api_version = '2025-09-29'`); n != 1 {
 		t.Errorf("records of key v under 2025-09-29 = %d, want 1", n)
 	}
 
@@ -50,11 +50,11 @@ func TestIdempotencyIsScopedByAPIVersion(t *testing.T) {
 			e.mustSession(r, http.StatusCreated)
 			safetyMustNotReplay(t, r)
 		}
-		if n := safetyCount(e, `SELECT count(*) FROM idempotency_keys WHERE key = $1`, key); n != 2 {
+		if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE key = $1`, key); n != 2 {
 			t.Errorf("records of %s = %d, want 2 (one per version)", key, n)
 		}
 	}
-	if n := safetyCount(e, `SELECT count(*) FROM checkout_sessions`); n != 3 {
+	if n := dbInt(e, `SELECT count(*) FROM checkout_sessions`); n != 3 {
 		t.Errorf("checkout_sessions = %d, want 3", n)
 	}
 }
@@ -66,7 +66,7 @@ func TestUnsupportedAPIVersionRecordsNoIdempotencyKey(t *testing.T) {
 	e := mustEnv(t)
 	e.mustError(e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "u", "API-Version", "2099-01-01"),
 		http.StatusBadRequest, "unsupported_api_version", "")
-	if n := safetyCount(e, `SELECT count(*) FROM idempotency_keys`); n != 0 {
+	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys`); n != 0 {
 		t.Fatalf("idempotency_keys = %d after a refused version, want 0", n)
 	}
 	r := e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "u", "API-Version", "2025-09-29")

@@ -50,6 +50,9 @@ type requestInfo struct {
 	version  string
 	// errCode is the ACP error code of a refused request, for the log and metrics.
 	errCode string
+	// deadline is when REQUEST_TIMEOUT ends the request (zero: never), for the MCP
+	// tools, whose context the SDK detaches from the request's (mcp.go).
+	deadline time.Time
 }
 
 // infoOf returns the request's info; requests that did not pass withRequestHeaders
@@ -235,6 +238,7 @@ func withTimeout(d time.Duration) Middleware {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), d)
 			defer cancel()
+			infoOf(r).deadline, _ = ctx.Deadline()
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}

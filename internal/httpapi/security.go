@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -381,7 +382,14 @@ func (s *Server) withSignature() Middleware {
 }
 
 func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now time.Time) error {
-	sig, ts := r.Header.Get("Signature"), r.Header.Get("Timestamp")
+	return s.verifySigned(r.Context(), r.Header.Get("Signature"), r.Header.Get("Timestamp"), now,
+		func() ([]byte, error) { return s.rawBody(w, r) })
+}
+
+// verifySigned checks a signature and its timestamp over the body of a request, for
+// every transport: REST's headers and raw body, MCP's meta.signature, meta.timestamp
+// and payload. The body is only read once the header fields pass.
+func (s *Server) verifySigned(ctx context.Context, sig, ts string, now time.Time, body func() ([]byte, error)) error {
 	if sig == "" {
 		return unauthorized("missing_signature", "A Signature header is required.")
 	}
@@ -395,17 +403,23 @@ func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, now tim
 	if skew := now.Sub(at); skew > signatureWindow || skew < -signatureWindow {
 		return unauthorized("timestamp_out_of_window", "Timestamp is more than 300 seconds away from the server's clock.")
 	}
+	raw, err := body()
+	if err != nil {
+		return err
+	}
+	return s.checkSignature(ctx, sig, ts, at, raw)
+}
+
+// checkSignature accepts sig when it signs ts and body with one of the secrets and was
+// not seen before; REST signs the raw body, MCP the raw payload (mcp.go).
+func (s *Server) checkSignature(ctx context.Context, sig, ts string, at time.Time, body []byte) error {
 	got, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sig, "="))
 	if err != nil {
 		return unauthorized("malformed_signature", "Signature must be base64url.")
 	}
-	body, err := s.rawBody(w, r)
-	if err != nil {
-		return err
-	}
 	for _, secret := range s.cfg.SigningSecrets {
 		if hmac.Equal(got, Sign(secret, ts, body)) {
-			return s.rememberSignature(r.Context(), got, at)
+			return s.rememberSignature(ctx, got, at)
 		}
 	}
 	return unauthorized("invalid_signature", "Signature does not match the request.")

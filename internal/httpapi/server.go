@@ -28,7 +28,10 @@ import (
 
 // Deps are the server's collaborators.
 type Deps struct {
-	Sessions    checkout.SessionService
+	Sessions checkout.SessionService
+	// Carts serves the cart API of the versions that have one (nil: no carts, and the
+	// discovery document does not name them).
+	Carts       checkout.CartService
 	Vault       payment.VaultService
 	Idempotency idempotency.Store
 	// Replays remembers accepted request signatures in storage shared by every instance,
@@ -36,6 +39,11 @@ type Deps struct {
 	Replays SignatureReplays
 	// Orders serves the merchant's order API and the order pages (nil: neither).
 	Orders checkout.OrderService
+	// Consents serves the merchant's stored marketing decisions on the admin API (nil:
+	// not served).
+	Consents checkout.ConsentReader
+	// Discounts serves the merchant's discount API under /admin/discounts (nil: none).
+	Discounts checkout.DiscountService
 	// Metrics, when not nil, is served on /metrics and fed by every request.
 	Metrics *metrics.Metrics
 	// Unavailable classifies storage errors that mean "the database cannot be reached"
@@ -89,12 +97,15 @@ type Config struct {
 type Server struct {
 	cfg         Config
 	sessions    checkout.SessionService
+	carts       checkout.CartService
 	vault       payment.VaultService
 	idempotency idempotency.Store
 	replays     SignatureReplays
 	ready       func(context.Context) error
 	logger      *slog.Logger
 	orders      checkout.OrderService
+	consents    checkout.ConsentReader
+	discounts   checkout.DiscountService
 	metrics     *metrics.Metrics
 	keys        keyring
 	adminKeys   keyring
@@ -119,8 +130,8 @@ func New(cfg Config, d Deps) *Server {
 		cfg.Links = []Link{}
 	}
 	s := &Server{
-		cfg: cfg, sessions: d.Sessions, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
-		orders: d.Orders, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
+		cfg: cfg, sessions: d.Sessions, carts: d.Carts, vault: d.Vault, idempotency: d.Idempotency, ready: d.Ready, logger: d.Logger,
+		orders: d.Orders, consents: d.Consents, discounts: d.Discounts, metrics: d.Metrics, fingerprint: idempotencyFingerprinter(cfg.CardFingerprintKey),
 		unavailable:   d.Unavailable,
 		keys:          newKeyring(cfg.APIKeys, cfg.CardFingerprintKey),
 		adminKeys:     newNamedKeyring("admin", cfg.AdminAPIKeys),
@@ -137,7 +148,7 @@ func New(cfg Config, d Deps) *Server {
 	root.HandleFunc("/health", s.health).Methods(http.MethodGet, http.MethodHead)
 	root.HandleFunc("/ready", s.readiness).Methods(http.MethodGet, http.MethodHead)
 	if cfg.PublicBaseURL != "" {
-		root.HandleFunc(discoveryPath, discovery(newDiscovery(strings.TrimRight(cfg.PublicBaseURL, "/")))).Methods(http.MethodGet)
+		root.HandleFunc(discoveryPath, discovery(newDiscovery(strings.TrimRight(cfg.PublicBaseURL, "/"), d.Carts != nil))).Methods(http.MethodGet)
 	}
 	if d.Metrics != nil {
 		root.Handle("/metrics", s.withMetricsAuth()(d.Metrics.Handler())).Methods(http.MethodGet)
@@ -153,6 +164,12 @@ func New(cfg Config, d Deps) *Server {
 			root.PathPrefix("/admin").Handler(s.withAdminAuth()(admin))
 		}
 	}
+
+	// The MCP binding: authenticated like the ACP routes (on the connection, the binding
+	// says), its version and idempotency key read from each call's meta (mcp.go). It
+	// is inside the same outer chain, so rate limits, the timeout, logs and metrics are
+	// those of REST.
+	root.Handle(mcpPath, withRequireAuth()(s.newMCPHandler())).Methods(http.MethodPost)
 
 	acp := root.NewRoute().Subrouter()
 	// Fixed order: may they (who is calling and how often was settled before routing),
@@ -173,6 +190,9 @@ func New(cfg Config, d Deps) *Server {
 	acp.HandleFunc("/checkout_sessions/{id}/cancel", s.cancelSession).Methods(http.MethodPost)
 	acp.HandleFunc("/checkout_sessions/{id}/complete", s.completeSession).Methods(http.MethodPost)
 	acp.HandleFunc(delegatePaymentPath, s.delegatePayment).Methods(http.MethodPost)
+	if d.Carts != nil {
+		s.cartRoutes(acp)
+	}
 
 	// Fixed order, outermost first: every response, a panic's included, carries the
 	// request headers and is logged; CORS preflights are answered before routing; who is
@@ -195,72 +215,40 @@ func New(cfg Config, d Deps) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// The REST handlers: read the body, run the transport-independent operation
+// (operations.go), answer in the request's version.
+
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeCreate)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusCreated)
-	view, err := s.sessions.CreateSession(r.Context(), infoOf(r).caller, ch)
-	s.count(err, metrics.SessionCreated)
-	s.respond(w, r, http.StatusCreated, view, err)
+	s.restOperation(w, r, bodyRequired, http.StatusCreated, s.createOp)
 }
 
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request) {
-	view, err := s.sessions.GetSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"])
+	view, err := s.getOp(r.Context(), versionOf(r), infoOf(r).caller, mux.Vars(r)["id"], nil)
 	s.respond(w, r, http.StatusOK, view, err)
 }
 
 func (s *Server) updateSession(w http.ResponseWriter, r *http.Request) {
-	ch, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeUpdate)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.UpdateSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], ch)
-	s.respond(w, r, http.StatusOK, view, err)
-}
-
-// expectView tells the storage layer how this request's session result is rendered,
-// for recording it with an Idempotency-Key.
-func (s *Server) expectView(r *http.Request, status int) {
-	setEncoder(r, func(view checkout.View) (int, []byte, error) {
-		body, err := encodeJSON(s.encodeView(r, view))
-		return status, body, err
-	})
+	s.restOperation(w, r, bodyRequired, http.StatusOK, s.updateOp)
 }
 
 func (s *Server) cancelSession(w http.ResponseWriter, r *http.Request) {
-	body, err := s.readBody(w, r, bodyOptional)
-	var trace *checkout.IntentTrace
-	if err == nil {
-		trace, err = versionOf(r).DecodeCancel(body)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CancelSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], trace)
-	s.count(err, metrics.SessionCanceled)
-	s.respond(w, r, http.StatusOK, view, err)
+	s.restOperation(w, r, bodyOptional, http.StatusOK, s.cancelOp)
 }
 
 func (s *Server) completeSession(w http.ResponseWriter, r *http.Request) {
-	c, err := decodeBody(s, w, r, bodyRequired, versionOf(r).DecodeComplete)
+	s.restOperation(w, r, bodyRequired, http.StatusOK, s.completeOp)
+}
+
+// restOperation serves a POST on a session: the body under rule, then op, answered
+// with status.
+func (s *Server) restOperation(w http.ResponseWriter, r *http.Request, rule bodyRule, status int, op operation) {
+	body, err := s.readBody(w, r, rule)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.expectView(r, http.StatusOK)
-	view, err := s.sessions.CompleteSession(r.Context(), infoOf(r).caller, mux.Vars(r)["id"], c)
-	s.count(err, metrics.SessionCompleted)
-	if payment.IsVaultToken(c.Token) {
-		s.count(err, metrics.TokenConsumed)
-	}
-	s.respond(w, r, http.StatusOK, view, err)
+	view, err := op(r.Context(), versionOf(r), infoOf(r).caller, mux.Vars(r)["id"], body)
+	s.respond(w, r, status, view, err)
 }
 
 func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
@@ -271,7 +259,7 @@ func (s *Server) delegatePayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	setEncoder(r, func(token payment.Token) (int, []byte, error) {
+	setEncoder(r.Context(), func(token payment.Token) (int, []byte, error) {
 		body, err := encodeJSON(api.EncodeToken(token, key))
 		return http.StatusCreated, body, err
 	})

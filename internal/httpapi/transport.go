@@ -10,8 +10,9 @@ import (
 	"sync"
 )
 
-// corsAllowHeaders are the request headers an ACP client sends.
-const corsAllowHeaders = "Authorization, Content-Type, API-Version, Idempotency-Key, Request-Id, " +
+// corsAllowHeaders are the request headers an ACP client sends (an MCP client adds
+// MCP-Protocol-Version to every call after initialize).
+const corsAllowHeaders = "Authorization, Content-Type, API-Version, Idempotency-Key, Request-Id, MCP-Protocol-Version, " +
 	"Signature, Timestamp, Accept-Language, User-Agent"
 
 // corsExposeHeaders are the response headers a browser client may read.

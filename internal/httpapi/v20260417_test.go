@@ -55,9 +55,9 @@ func TestFlow0417(t *testing.T) {
 		t.Errorf("line = %v", l)
 	}
 	caps := s["capabilities"].(map[string]any)
-	// The merchant runs no intervention yet, so the intersection is empty; extensions
+	// The merchant runs 3-D Secure only, so the intersection is ["3ds"]; extensions
 	// are never sent (an empty list is invalid, checklist I-14).
-	if iv := caps["interventions"].(map[string]any); len(iv["supported"].([]any)) != 0 || caps["extensions"] != nil {
+	if iv := caps["interventions"].(map[string]any); !slices.Equal(iv["supported"].([]any), []any{"3ds"}) || caps["extensions"] != nil {
 		t.Errorf("capabilities = %v", caps)
 	}
 	e.checkPayment(t, s)
@@ -124,7 +124,7 @@ func TestFlow0417(t *testing.T) {
 		map[string]any{"payment_data": map[string]any{"purchase_order_number": "PO-1"}}, "Idempotency-Key", "flow-complete-3"),
 		http.StatusBadRequest, "unsupported", "$.payment_data.purchase_order_number")
 
-	s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", complete("card_tokenized", token), "Idempotency-Key", "flow-complete"), http.StatusOK)
+	s = e.mustCompleted(e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", complete("card_tokenized", token), "Idempotency-Key", "flow-complete"))
 	if s["status"] != "completed" {
 		t.Errorf("status %v", s["status"])
 	}

@@ -23,6 +23,8 @@ type Metrics struct {
 	outcomes   *prometheus.CounterVec
 	refusals   *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
+	toolCalls  *prometheus.CounterVec
+	toolTime   *prometheus.HistogramVec
 }
 
 // Checkout outcomes counted by Outcome.
@@ -56,8 +58,17 @@ func New(pool *pgxpool.Pool, backlog func(context.Context) (int64, error)) *Metr
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "acp_webhook_delivery_attempts_total", Help: "Order event delivery attempts by result (delivered, retry, dead).",
 		}, []string{"result"}),
+		// All MCP calls are one HTTP route (/mcp): these say which tool was called and
+		// how it ended, what the route, method and status of REST say.
+		toolCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "acp_mcp_tool_calls_total", Help: "MCP tool calls by tool and result (ok, replayed, refused, failed).",
+		}, []string{"tool", "result"}),
+		toolTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "acp_mcp_tool_call_duration_seconds", Help: "MCP tool call latency by tool and result.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"tool", "result"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.outcomes, m.refusals, m.deliveries,
+	reg.MustRegister(m.requests, m.latency, m.outcomes, m.refusals, m.deliveries, m.toolCalls, m.toolTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if backlog != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -116,6 +127,24 @@ func MethodLabel(method string) string {
 		return method
 	}
 	return "other"
+}
+
+// Results of an MCP tool call counted by ToolCall.
+const (
+	ToolOK       = "ok"       // answered with a session
+	ToolReplayed = "replayed" // answered with the stored result of its idempotency key
+	ToolRefused  = "refused"  // answered with an ACP Error the caller can act on (4xx)
+	ToolFailed   = "failed"   // answered with a server-side ACP Error (5xx)
+)
+
+// ToolCall counts one MCP tool call. tool must come from a bounded set (the served
+// tools' names, or "unknown").
+func (m *Metrics) ToolCall(tool, result string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.toolCalls.WithLabelValues(tool, result).Inc()
+	m.toolTime.WithLabelValues(tool, result).Observe(d.Seconds())
 }
 
 // Outcome counts one checkout outcome.

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -374,5 +375,46 @@ func TestCountingGatewayCountsSuccessfulChargesPerSession(t *testing.T) {
 	if g.Charges() != 40 || g.ChargesFor("cs_0") != 20 || g.ChargesFor("cs_1") != 20 || g.ChargesFor("cs_9") != 0 || g.Attempts() != 42 {
 		t.Errorf("charges = %d (cs_0 %d, cs_1 %d, cs_9 %d), attempts = %d; want 40 (20, 20, 0), 42",
 			g.Charges(), g.ChargesFor("cs_0"), g.ChargesFor("cs_1"), g.ChargesFor("cs_9"), g.Attempts())
+	}
+}
+
+func TestThreeDSTestCards(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for number, want := range map[string]string{
+		"4000000000003220": checkout.DirectoryVisa, "4000002760003184": checkout.DirectoryVisa, "4242424242424242": "",
+	} {
+		d := validDelegation()
+		d.Card.Number, d.Card.IIN, d.Card.Last4 = number, number[:6], number[12:]
+		// The agent's display_brand decides nothing: the number's network does.
+		d.Card.Brand = "Mastercard"
+		if err := d.Validate(now); err != nil {
+			t.Fatalf("%s: %v", number, err)
+		}
+		if got := NewToken(d, Fingerprinter{}, now).AuthenticationDirectoryServer; got != want {
+			t.Errorf("%s: directory server %q, want %q", number, got, want)
+		}
+	}
+}
+
+func TestMockGatewayThreeDS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	charge := Charge{Token: "tok_threeDSecure2Required", Amount: 100, Currency: "usd", SessionID: "cs_1"}
+	for _, a := range []*checkout.AuthenticationResult{nil, {Outcome: checkout.OutcomeDenied}} {
+		charge.Authentication = a
+		_, err := MockGateway{}.Charge(ctx, charge)
+		if ar, ok := errors.AsType[*AuthenticationRequiredError](err); !ok || ar.DirectoryServer != checkout.DirectoryVisa {
+			t.Errorf("%+v: %v, want authentication required (visa)", a, err)
+		}
+	}
+	charge.Authentication = &checkout.AuthenticationResult{Outcome: checkout.OutcomeAuthenticated, Cryptogram: "c", ECI: "05"}
+	if r, err := (MockGateway{}).Charge(ctx, charge); err != nil || !strings.HasPrefix(r.Reference, "ch_") {
+		t.Errorf("authenticated: %+v, %v", r, err)
+	}
+	// A card without 3-D Secure takes a result it did not need.
+	charge.Token = "tok_visa"
+	if _, err := (MockGateway{}).Charge(ctx, charge); err != nil {
+		t.Errorf("tok_visa with a result: %v", err)
 	}
 }

@@ -35,6 +35,17 @@ type Token struct {
 	Metadata     map[string]string
 	Created      time.Time
 	UsedAt       *time.Time
+	// AuthenticationDirectoryServer is the 3-D Secure directory server of a card that
+	// requires authentication before it can pay ("" when it requires none).
+	AuthenticationDirectoryServer string
+}
+
+// authenticationCards are the test card numbers whose issuer requires 3-D Secure, as
+// Stripe's: 4000 0000 0000 3220 (3DS2 required) and 4000 0027 6000 3184 (authenticate
+// unless set up). A real PSP learns it from the issuer; the mock vault from this list.
+var authenticationCards = map[string]bool{
+	"4000000000003220": true,
+	"4000002760003184": true,
 }
 
 // NewToken turns a validated delegation into the token to store, dropping the card
@@ -60,6 +71,11 @@ func NewToken(d *Delegation, fp Fingerprinter, now time.Time) Token {
 		ManualReview: d.ManualReview(),
 		Metadata:     d.Metadata,
 		Created:      now.UTC(),
+	}
+	if authenticationCards[c.Number] {
+		// The network's directory server, from the number: display_brand is the
+		// agent's label and decides nothing.
+		t.AuthenticationDirectoryServer = checkout.DirectoryServer(brandOf(c.Number))
 	}
 	if c.ExpMonth != "" {
 		t.CardExpMonth, t.CardExpYear = atoi(c.ExpMonth), atoi(c.ExpYear)
@@ -121,6 +137,19 @@ type Charge struct {
 	SessionID string
 	// IdempotencyKey lets a real PSP refuse to charge one session twice.
 	IdempotencyKey string
+	// Authentication is the 3-D Secure result to authorize with (nil: none): the
+	// cryptogram and ECI go to the issuer with the authorization.
+	Authentication *checkout.AuthenticationResult
+}
+
+// AuthenticationRequiredError is a gateway's refusal of a charge whose card needs 3-D
+// Secure first, with the directory server to authenticate with.
+type AuthenticationRequiredError struct {
+	DirectoryServer string
+}
+
+func (e *AuthenticationRequiredError) Error() string {
+	return "the card requires 3-D Secure authentication (" + e.DirectoryServer + ")"
 }
 
 // Receipt is a successful charge.
@@ -135,8 +164,10 @@ type Gateway interface {
 }
 
 // MockGateway is a stand-in PSP honouring Stripe's test tokens: tok_visa and the other
-// success tokens succeed, tok_chargeDeclined and its variants decline, anything else is
-// unknown. It charges nothing and keeps nothing.
+// success tokens succeed, tok_chargeDeclined and its variants decline,
+// tok_threeDSecure2Required (a Visa) succeeds only with a successful 3-D Secure result
+// and otherwise asks for authentication, anything else is unknown. It charges nothing
+// and keeps nothing.
 type MockGateway struct{}
 
 var mockSuccess = map[string]bool{
@@ -159,8 +190,20 @@ func DeclinedError(message string) *checkout.Error {
 	return checkout.Errorf(checkout.KindDeclined, CodePaymentDeclined, tokenField, "%s", message)
 }
 
+// mockAuthentication are the test tokens whose card requires 3-D Secure, with their
+// directory server.
+var mockAuthentication = map[string]string{
+	"tok_threeDSecure2Required": checkout.DirectoryVisa,
+}
+
 // Charge implements Gateway.
 func (MockGateway) Charge(_ context.Context, c Charge) (Receipt, error) {
+	if ds, ok := mockAuthentication[c.Token]; ok {
+		if c.Authentication == nil || !c.Authentication.Outcome.Succeeded() {
+			return Receipt{}, &AuthenticationRequiredError{DirectoryServer: ds}
+		}
+		return Receipt{Reference: checkout.NewID("ch_")}, nil
+	}
 	if mockSuccess[c.Token] {
 		return Receipt{Reference: checkout.NewID("ch_")}, nil
 	}

@@ -266,19 +266,22 @@ const ownerFile = "pgserver.owner"
 
 // startLocalThrowaway initialises a cluster in a new temporary directory and runs its
 // postmaster as a child process, on a free port of 127.0.0.1.
-func startLocalThrowaway(ctx context.Context) (_ *Server, err error) {
-	bins, err := findBinaries(0)
+func startLocalThrowaway(ctx context.Context) (*Server, error) {
+	c, err := StartCluster(ctx, ClusterOptions{})
 	if err != nil {
 		return nil, err
 	}
-	owner, err := clusterOwner()
-	if err != nil {
-		return nil, err
-	}
+	return &Server{URL: c.URL, Kind: KindLocal, stop: c.Stop}, nil
+}
+
+// newClusterDir makes the temporary base directory of one cluster, marked with this
+// process as owner (see sweepStaleThrowaways) and handed to the cluster's OS user, and
+// an empty data directory in it.
+func newClusterDir(owner *runAs) (base, dataDir string, err error) {
 	sweepStaleThrowaways()
-	base, err := os.MkdirTemp("", "pgserver-*")
+	base, err = os.MkdirTemp("", "pgserver-*")
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	defer func() {
 		if err != nil {
@@ -286,45 +289,34 @@ func startLocalThrowaway(ctx context.Context) (_ *Server, err error) {
 		}
 	}()
 	if err := os.WriteFile(filepath.Join(base, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	if err := owner.checkReachable(base); err != nil {
-		return nil, fmt.Errorf("%w; point TMPDIR at a directory it can reach", err)
+		return "", "", fmt.Errorf("%w; point TMPDIR at a directory it can reach", err)
 	}
 	if err := owner.chown(base); err != nil {
-		return nil, err
+		return "", "", err
 	}
-	dataDir := filepath.Join(base, "data")
+	dataDir = filepath.Join(base, "data")
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	if err := owner.chown(dataDir); err != nil {
-		return nil, err
+		return "", "", err
 	}
-	if err := initdb(ctx, bins, owner, dataDir, throwawayConf); err != nil {
-		return nil, err
-	}
+	return base, dataDir, nil
+}
 
-	// A free port can be taken between choosing and binding it (other test processes do
-	// the same), so a bind failure is retried with a new port.
-	var pm *postmaster
+// startPostmasterRetry runs startPostmaster, retrying a bind failure with a new port:
+// a free port can be taken between choosing and binding it (other test processes do
+// the same).
+func startPostmasterRetry(ctx context.Context, bins binaries, owner *runAs, dataDir, logPath string) (pm *postmaster, err error) {
 	for attempt := 1; ; attempt++ {
-		pm, err = startPostmaster(ctx, bins, owner, dataDir, filepath.Join(base, "postgres.log"))
+		pm, err = startPostmaster(ctx, bins, owner, dataDir, logPath)
 		if err == nil || !errors.Is(err, errPortInUse) || attempt == 3 {
-			break
+			return pm, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &Server{
-		URL:  pm.url,
-		Kind: KindLocal,
-		stop: func(ctx context.Context) error {
-			err := pm.stop(ctx)
-			return errors.Join(err, os.RemoveAll(base))
-		},
-	}, nil
 }
 
 var errPortInUse = errors.New("port already in use")
@@ -332,6 +324,7 @@ var errPortInUse = errors.New("port already in use")
 // postmaster is a server process started by this process.
 type postmaster struct {
 	url    string
+	port   int
 	proc   *os.Process
 	exited chan struct{}
 }
@@ -356,27 +349,13 @@ func startPostmaster(ctx context.Context, bins binaries, owner *runAs, dataDir, 
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = procAttr(owner, true)
 
-	// The parent-death signal is tied to the OS thread that forked the child, so the
-	// thread is pinned until the child exits; otherwise Go could retire the thread and
-	// take the server down with it.
-	started := make(chan error, 1)
 	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
+	if err := startChild(cmd, exited); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	pm := &postmaster{
 		url:    fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		port:   port,
 		proc:   cmd.Process,
 		exited: exited,
 	}
@@ -391,6 +370,26 @@ func startPostmaster(ctx context.Context, bins binaries, owner *runAs, dataDir, 
 		return nil, fmt.Errorf("postgres on 127.0.0.1:%d: %w; server log: %s", port, err, lastLines(log, 15))
 	}
 	return pm, nil
+}
+
+// startChild starts cmd, whose SysProcAttr asks for a parent-death signal, and closes
+// exited when it ends. The signal is tied to the OS thread that forked the child, so
+// the thread is pinned until the child exits; otherwise Go could retire the thread and
+// take the child down with it.
+func startChild(cmd *exec.Cmd, exited chan<- struct{}) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	return <-started
 }
 
 // stop asks for a fast shutdown (SIGINT: disconnect clients, no waiting) and waits for

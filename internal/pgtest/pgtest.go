@@ -9,6 +9,13 @@
 //
 // When no server can be had, tests that need one are skipped with the reason, except
 // under CI=true, where they fail: a CI run must not pass by skipping its database tests.
+//
+// With TEST_PGBOUNCER=1 the harness also starts pgbouncer (transaction pooling) in front
+// of the server, and the URLs NewDatabase and MustPool give go through it, with the query
+// exec mode of TEST_PGBOUNCER_EXEC_MODE (default cache_describe, the mode
+// docs/operations.md recommends behind PgBouncer). Creating and dropping databases and
+// migrating the template still go straight to the server. `make test-pgbouncer` runs the
+// checkout suites this way.
 package pgtest
 
 import (
@@ -17,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -48,6 +56,10 @@ type harness struct {
 	srv      *pgserver.Server
 	admin    *pgxpool.Pool // to the server's maintenance database, never to the template
 	template string
+	// bouncer, when TEST_PGBOUNCER is set, is the pgbouncer the tests' URLs go through,
+	// with execMode as their default_query_exec_mode.
+	bouncer  *pgserver.PgBouncer
+	execMode string
 }
 
 var h harness
@@ -94,11 +106,40 @@ func NewDatabase(tb testing.TB) string {
 			tb.Errorf("pgtest: drop database %s: %v", name, err)
 		}
 	})
-	u, err := pgserver.DatabaseURL(h.srv.URL, name)
+	u, err := h.databaseURL(name)
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)
 	}
 	return u
+}
+
+// databaseURL is the URL the tests use for database name: straight to the server, or
+// through pgbouncer.
+func (h *harness) databaseURL(name string) (string, error) {
+	if h.bouncer == nil {
+		return pgserver.DatabaseURL(h.srv.URL, name)
+	}
+	s, err := h.bouncer.URL(name)
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("default_query_exec_mode", h.execMode)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// ThroughPgBouncer reports whether the tests' databases are reached through pgbouncer
+// (TEST_PGBOUNCER), for the few tests that must say why they do not apply there.
+func ThroughPgBouncer() bool { return pgbouncerWanted() }
+
+func pgbouncerWanted() bool {
+	on, _ := strconv.ParseBool(os.Getenv("TEST_PGBOUNCER"))
+	return on
 }
 
 // MustPool returns a pool on a new database from NewDatabase, closed when tb ends
@@ -187,6 +228,19 @@ func (h *harness) startServer(ctx context.Context) error {
 	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident(tpl)+" WITH ALLOW_CONNECTIONS false"); err != nil {
 		return fmt.Errorf("lock template database: %w", err)
 	}
+	if pgbouncerWanted() {
+		h.execMode = os.Getenv("TEST_PGBOUNCER_EXEC_MODE")
+		if h.execMode == "" {
+			h.execMode = "cache_describe"
+		}
+		b, err := pgserver.StartPgBouncer(ctx, pgserver.PgBouncerOptions{Upstream: srv.URL})
+		if err != nil {
+			return fmt.Errorf("TEST_PGBOUNCER is set: %w", err)
+		}
+		h.bouncer = b
+		fmt.Fprintf(os.Stderr, "pgtest: through %s on 127.0.0.1:%d (pool_mode=transaction, default_query_exec_mode=%s)\n",
+			b.Version, b.Port, h.execMode)
+	}
 	return nil
 }
 
@@ -195,6 +249,13 @@ func (h *harness) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	var errs []error
+	if h.bouncer != nil {
+		// First, so that no server connection of pgbouncer holds a database being dropped.
+		if err := h.bouncer.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop pgbouncer: %w", err))
+		}
+		h.bouncer = nil
+	}
 	if h.admin != nil {
 		if h.template != "" {
 			if _, err := h.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+ident(h.template)+" WITH (FORCE)"); err != nil {

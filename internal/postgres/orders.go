@@ -65,35 +65,20 @@ func (o *Orders) List(ctx context.Context, status string, beforeCreated *time.Ti
 	return out, nil
 }
 
-// SetStatus moves an order to status. Canceling an order puts its items back in stock.
+// SetStatus moves an order to status. Shipping puts every unit left into one shipment,
+// fulfilling delivers the shipments, and canceling takes the units off the order and
+// puts them back in stock.
 func (o *Orders) SetStatus(ctx context.Context, id string, status checkout.OrderStatus) (*checkout.Order, error) {
-	return o.change(ctx, id, func(q *db.Queries, ord *checkout.Order, now time.Time) error {
-		if err := ord.MoveTo(status, now); err != nil {
-			return err
-		}
-		if err := q.SetOrderStatus(ctx, db.SetOrderStatusParams{ID: ord.ID, Status: string(status), Now: now}); err != nil {
-			return fmt.Errorf("set order status: %w", err)
-		}
-		if status == checkout.OrderCanceled {
-			if err := q.RestockSession(ctx, ord.CheckoutSessionID); err != nil {
-				return fmt.Errorf("restock: %w", err)
-			}
-		}
-		return nil
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		return ord.MoveTo(status, now)
 	})
 }
 
 // Refund records a refund of amount; refunds never exceed what was paid.
 func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, amount int64) (*checkout.Order, error) {
-	return o.change(ctx, id, func(q *db.Queries, ord *checkout.Order, now time.Time) error {
-		r, err := ord.AddRefund(t, amount, now)
-		if err != nil {
-			return err
-		}
-		if err := q.InsertRefund(ctx, db.InsertRefundParams{ID: r.ID, OrderID: ord.ID, Type: string(r.Type), Amount: r.Amount, CreatedAt: now}); err != nil {
-			return fmt.Errorf("insert refund: %w", err)
-		}
-		return q.SetOrderStatus(ctx, db.SetOrderStatusParams{ID: ord.ID, Status: string(ord.Status), Now: now})
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		_, err := ord.AddRefund(t, amount, now)
+		return err
 	})
 }
 
@@ -114,7 +99,11 @@ func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, o
 		if err != nil {
 			return nil, err
 		}
+		before := cloneOrder(ord)
 		if err := fn(q, ord, now); err != nil {
+			return nil, err
+		}
+		if err := saveOrderChanges(ctx, q, before, ord, now); err != nil {
 			return nil, err
 		}
 		return ord, o.emit(ctx, q, webhook.OrderUpdate, ord, now)
@@ -148,34 +137,29 @@ func withRefunds(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Or
 	ord := &checkout.Order{
 		ID: row.ID, CheckoutSessionID: row.CheckoutSessionID, PermalinkURL: row.PermalinkUrl,
 		Status: checkout.OrderStatus(row.Status), Amount: row.Amount, Currency: row.Currency,
-		CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		Notes: deref(row.OrderNotes), CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 	}
 	refunds, err := q.ListRefunds(ctx, row.ID)
 	if err != nil {
 		return nil, fmt.Errorf("load refunds: %w", err)
 	}
 	for _, r := range refunds {
-		ord.Refunds = append(ord.Refunds, checkout.Refund{ID: r.ID, Type: checkout.RefundType(r.Type), Amount: r.Amount, CreatedAt: r.CreatedAt})
+		ord.Refunds = append(ord.Refunds, checkout.Refund{
+			ID: r.ID, Type: checkout.RefundType(r.Type), Amount: r.Amount,
+			Description: deref(r.Description), Reason: deref(r.Reason), CreatedAt: r.CreatedAt,
+		})
 	}
 	return ord, nil
 }
 
-// fullOrder is the order of row with its refunds and its lines: what an order event
-// carries and what Get returns.
+// fullOrder is the order of row with its refunds, lines, fulfilments, cancellations and
+// amounts: what an order event carries and what Get returns.
 func fullOrder(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Order, error) {
 	ord, err := withRefunds(ctx, q, row)
 	if err != nil {
 		return nil, err
 	}
-	lines, err := q.ListOrderLines(ctx, ord.CheckoutSessionID)
-	if err != nil {
-		return nil, fmt.Errorf("load order lines: %w", err)
-	}
-	ord.Lines = make([]checkout.OrderLine, len(lines))
-	for i, l := range lines {
-		ord.Lines[i] = checkout.OrderLine{ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
-	}
-	return ord, nil
+	return ord, loadOrderDetails(ctx, q, ord)
 }
 
 // Page reads what the order page of id shows.

@@ -19,10 +19,10 @@ import (
 )
 
 // CompleteSession pays for session id and creates its order, in one transaction that
-// locks the session row, then the vault token row, then the variants whose stock it
-// takes (always in that order, so concurrent completions cannot deadlock). Either the
-// order, the consumed token, the stock and the completed session all commit, or
-// nothing does. A declined payment leaves the session as it was, with a
+// locks the session row, then the usage-limited discounts it redeems, then the vault
+// token row, then the variants whose stock it takes (always in that order, so
+// concurrent completions cannot deadlock). Either the order, the redemptions, the
+// consumed token, the stock and the completed session all commit, or nothing does. A declined payment leaves the session as it was, with a
 // payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
@@ -31,6 +31,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if err := c.CheckHandler(s.handlers); err != nil {
 		return checkout.View{}, err
 	}
+	// pspAuthentication is the directory server a PSP asked to authenticate with, when
+	// it refused the charge for want of 3-D Secure.
+	var pspAuthentication string
 	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
@@ -39,15 +42,26 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if expired {
 			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 		}
-		if c.Buyer != nil && sess.State == checkout.StateOpen {
-			sess.Buyer = c.Buyer
+		if sess.State == checkout.StateOpen {
+			if c.Buyer != nil {
+				sess.Buyer = c.Buyer
+			}
+			if c.OrderNotes != nil {
+				sess.OrderNotes = *c.OrderNotes
+			}
 		}
+		// The cart is judged here, the 3-D Secure its credential needs below: the
+		// completion's own credential decides that, not the one the session shows.
+		sess.Authentication = nil
 		cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
 		if err != nil {
 			return checkout.View{}, err
 		}
 		quote := checkout.Price(sess, cat, now)
 		if err := sess.CheckCompletable(quote); err != nil {
+			return checkout.View{}, err
+		}
+		if quote, err = redeemDiscounts(ctx, q, sess, &cat, quote, now); err != nil {
 			return checkout.View{}, err
 		}
 		total, currency := quote.Totals.Total, sess.Currency
@@ -61,18 +75,32 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 				return checkout.View{}, err
 			}
 		}
+		// A vault token knows whether its card needs 3-D Secure; for a PSP token only
+		// the PSP does, at the charge below. A failed authentication refuses either way.
+		if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
+			return checkout.View{}, err
+		}
 		if err := takeStock(ctx, q, sess.Lines); err != nil {
 			return checkout.View{}, err
 		}
 
 		order := &checkout.Order{
 			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
-			Amount: total, Currency: currency, CreatedAt: now, UpdatedAt: now,
+			Amount: total, Currency: currency, Notes: sess.OrderNotes, CreatedAt: now, UpdatedAt: now,
+			Amounts: &checkout.OrderAmounts{
+				// Subtotal is net of item-level discounts; Discount is the order-level
+				// ones, so that subtotal - discount + fulfillment + tax is the amount.
+				Subtotal: quote.Totals.Subtotal, Discount: quote.Totals.Discount,
+				Fulfillment: quote.Totals.Fulfillment, Tax: quote.Totals.Tax,
+			},
 		}
 		order.PermalinkURL = s.orderURL + order.ID
 		for _, l := range quote.Lines {
 			order.Lines = append(order.Lines, checkout.OrderLine{
-				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, UnitAmount: l.UnitAmount,
+				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, Current: l.Quantity,
+				// What the line cost before tax, after its discounts (its share of the
+				// order-level ones included): a refund by units gives back what was paid.
+				UnitAmount: l.UnitAmount, Subtotal: l.Subtotal - l.OrderDiscount, Tax: l.Tax, Priced: true,
 			})
 		}
 		if vaultToken != nil && vaultToken.ManualReview {
@@ -82,7 +110,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		params := db.InsertOrderParams{
 			ID: order.ID, CheckoutSessionID: sess.ID, Status: string(order.Status), Amount: total, Currency: currency,
-			PermalinkUrl: order.PermalinkURL, Now: now,
+			PermalinkUrl: order.PermalinkURL, OrderNotes: nonEmpty(order.Notes), Now: now,
 		}
 		if c.BillingAddress != nil {
 			if params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
@@ -94,6 +122,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		} else {
 			params.PaymentMethod = "psp_token"
 		}
+		if a := c.Authentication; a != nil {
+			// What may be kept of the authentication; the cryptogram only goes to the
+			// charge.
+			outcome := string(a.Outcome)
+			params.AuthenticationOutcome, params.AuthenticationEci = &outcome, nonEmpty(a.ECI)
+			params.AuthenticationVersion, params.AuthenticationTransactionID = nonEmpty(a.Version), nonEmpty(a.TransactionID)
+		}
 
 		// The charge is the last step before the writes that cannot fail on a business
 		// rule: every local check has passed, so a real PSP is only asked once the order
@@ -101,7 +136,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if vaultToken == nil {
 			receipt, err := s.gateway.Charge(ctx, payment.Charge{
 				Token: c.Token, Amount: total, Currency: currency, SessionID: sess.ID, IdempotencyKey: sess.ID,
+				Authentication: c.Authentication,
 			})
+			if ar, ok := errors.AsType[*payment.AuthenticationRequiredError](err); ok {
+				pspAuthentication = ar.DirectoryServer
+				return checkout.View{}, checkout.CheckAuthentication(
+					&checkout.Authentication{DirectoryServer: ar.DirectoryServer}, nil, c.CarriesAuthentication)
+			}
 			if err != nil {
 				return checkout.View{}, err
 			}
@@ -109,6 +150,12 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		}
 		if err := q.InsertOrder(ctx, params); err != nil {
 			return checkout.View{}, orderError(err)
+		}
+		if err := insertOrderDetails(ctx, q, order); err != nil {
+			return checkout.View{}, err
+		}
+		if err := recordRedemptions(ctx, q, sess, &cat, quote, order.ID, now); err != nil {
+			return checkout.View{}, err
 		}
 		if vaultToken != nil {
 			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
@@ -127,16 +174,41 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if err := updateSession(ctx, q, sess, now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.view(sess, cat, now, order), nil
+		if err := s.storeConsents(ctx, q, sess, c, order.ID, now); err != nil {
+			return checkout.View{}, err
+		}
+		if err := insertAttribution(ctx, q, sess.ID, checkout.LastTouch, c.Attribution, order.ID, now); err != nil {
+			return checkout.View{}, err
+		}
+		return s.view(ctx, q, sess, cat, now, order)
 	})
-	if de, ok := checkout.AsError(err); ok && de.Kind == checkout.KindDeclined {
-		// The transaction rolled back; the decline is recorded on its own so that the
-		// session shows it, and nothing else changes.
+	de, ok := checkout.AsError(err)
+	switch {
+	case ok && (de.Kind == checkout.KindDeclined || de.Code == checkout.CodeAuthenticationFailed):
+		// The transaction rolled back; the decline (or failed authentication) is
+		// recorded on its own so that the session shows it, and nothing else changes.
 		if werr := db.New(s.pool).SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, Owner: owner, PaymentError: &de.Message}); werr != nil {
 			return view, errors.Join(err, fmt.Errorf("record decline: %w", werr))
 		}
+	case ok && de.Code == checkout.CodeRequires3DS && pspAuthentication != "":
+		// Only the charge told that this PSP token's card needs 3-D Secure: the session
+		// keeps it, so that it shows the agent what to authenticate with.
+		if werr := db.New(s.pool).SetSessionAuthentication(ctx, db.SetSessionAuthenticationParams{
+			ID: id, Owner: owner, DirectoryServer: &pspAuthentication,
+		}); werr != nil {
+			return view, errors.Join(err, fmt.Errorf("record authentication: %w", werr))
+		}
 	}
 	return view, err
+}
+
+// tokenAuthentication is the 3-D Secure a vault token's card needs (nil: none, or no
+// vault token).
+func (s *Store) tokenAuthentication(t *payment.Token) *checkout.Authentication {
+	if t == nil || t.AuthenticationDirectoryServer == "" {
+		return nil
+	}
+	return s.authentication(t.AuthenticationDirectoryServer)
 }
 
 // takeStock decrements the stock of every line, in variant id order so that concurrent
@@ -185,8 +257,9 @@ func lockVaultToken(ctx context.Context, q *db.Queries, owner, id string) (*paym
 			Reason: "one_time", MaxAmount: row.MaxAmount, Currency: row.Currency,
 			CheckoutSessionID: row.CheckoutSessionID, MerchantID: row.MerchantID, ExpiresAt: row.ExpiresAt,
 		},
-		UsedAt:       row.UsedAt,
-		ManualReview: row.ManualReview,
+		UsedAt:                        row.UsedAt,
+		ManualReview:                  row.ManualReview,
+		AuthenticationDirectoryServer: deref(row.AuthenticationDirectoryServer),
 	}, nil
 }
 
@@ -239,13 +312,20 @@ func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.De
 		CardBrand: t.CardBrand, CardFundingType: t.CardFunding, CardLast4: t.CardLast4, CardNumberType: t.CardType,
 		CardVirtual: t.Virtual, ManualReview: t.ManualReview, CreatedAt: t.Created,
 		CardFingerprint: nonEmpty(t.Fingerprint), CardWalletType: nonEmpty(t.WalletType),
+		AuthenticationDirectoryServer: nonEmpty(t.AuthenticationDirectoryServer),
 	}
 	if t.CardExpMonth != 0 {
 		m, y := int16(t.CardExpMonth), int16(t.CardExpYear)
 		p.CardExpMonth, p.CardExpYear = &m, &y
 	}
+	// No risk signals (2026-04-17 allows []) are stored as [], not null: the column is
+	// an array.
+	signals := t.RiskSignals
+	if signals == nil {
+		signals = []payment.RiskSignal{}
+	}
 	var err error
-	if p.RiskSignals, err = json.Marshal(t.RiskSignals); err != nil {
+	if p.RiskSignals, err = json.Marshal(signals); err != nil {
 		return t, fmt.Errorf("encode risk signals: %w", err)
 	}
 	if p.Metadata, err = json.Marshal(orEmpty(t.Metadata)); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,20 +31,66 @@ var (
 )
 
 // Connect opens a pool to databaseURL and checks that the database answers.
+//
+// The URL may carry pgx's options: behind PgBouncer in transaction pooling it needs
+// default_query_exec_mode=cache_describe (docs/operations.md, "PgBouncer"); with
+// several hosts and target_session_attrs=read-write the pool follows a promoted standby
+// (docs/operations.md, "Failover").
 func Connect(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
+	tracer := &connLossTracer{}
+	if cfg.ConnConfig.Tracer == nil {
+		cfg.ConnConfig.Tracer = tracer
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
 	}
+	tracer.pool.Store(pool)
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	return pool, nil
+}
+
+// connLossResetEvery is the least time between two pool resets: every connection that
+// died with the server reports it, and one reset is enough for all of them.
+const connLossResetEvery = time.Second
+
+// connLossTracer resets the pool when a connection is lost with the server (a crash, a
+// failover, a cut link). The pool's other connections went with it, but the pool only
+// pings one that has been idle for a second, so under traffic each dead connection would
+// fail one more request; after a reset the next requests connect afresh, and with
+// target_session_attrs=read-write they reach the promoted standby at once.
+type connLossTracer struct {
+	pool      atomic.Pointer[pgxpool.Pool]
+	lastReset atomic.Int64 // unix nanoseconds
+}
+
+// TraceQueryStart is part of pgx.QueryTracer; only the end of a query matters here.
+func (t *connLossTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+// TraceQueryEnd resets the pool when the query's connection is closed by a failure that
+// is not the caller's own deadline or cancellation (pgx closes a connection whose query
+// was canceled, which says nothing about the others).
+func (t *connLossTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
+	if data.Err == nil || !conn.IsClosed() || ctx.Err() != nil || pgconn.Timeout(data.Err) || !IsUnavailable(data.Err) {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := t.lastReset.Load()
+	if now-last < int64(connLossResetEvery) || !t.lastReset.CompareAndSwap(last, now) {
+		return
+	}
+	if pool := t.pool.Load(); pool != nil {
+		pool.Reset()
+	}
 }
 
 // rollbackTimeout bounds the rollback of a transaction that did not commit.

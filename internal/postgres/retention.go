@@ -26,6 +26,8 @@ type Retention struct {
 // Purged counts what one retention pass deleted.
 type Purged struct {
 	Sessions, OrderEvents, Tokens, Signatures int64
+	// Carts are the expired carts deleted (already not found since they expired).
+	Carts int64
 }
 
 // Purge deletes what Retention no longer keeps, in bounded batches. Every statement is
@@ -50,6 +52,11 @@ func (s *Sweeper) Purge(ctx context.Context, r Retention) (Purged, error) {
 	}
 	if p.Signatures, err = q.DeleteExpiredSignatures(ctx, now); err != nil {
 		return p, fmt.Errorf("delete expired signatures: %w", err)
+	}
+	if p.Carts, err = batched(func() (int64, error) {
+		return q.DeleteExpiredCarts(ctx, db.DeleteExpiredCartsParams{Now: now, MaxRows: sweepBatch})
+	}); err != nil {
+		return p, fmt.Errorf("delete expired carts: %w", err)
 	}
 	return p, nil
 }

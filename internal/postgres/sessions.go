@@ -27,6 +27,10 @@ type Store struct {
 	events   bool
 	// handlers are the payment handlers every open session offers.
 	handlers []checkout.PaymentHandler
+	// acquirer is the merchant's acquirer, shown to agents that must run 3-D Secure.
+	acquirer checkout.Acquirer
+	// consents are the marketing channels every session offers.
+	consents []checkout.ConsentOption
 }
 
 // StoreConfig configures a Store.
@@ -43,6 +47,9 @@ type StoreConfig struct {
 	// configuration of every payment handler (the merchant_id agents copy into a
 	// delegated allowance).
 	MerchantID string
+	// ConsentOptions are the marketing channels every session offers (none: no
+	// marketing consent is asked for).
+	ConsentOptions []checkout.ConsentOption
 }
 
 // NewStore returns a Store on pool.
@@ -51,17 +58,52 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 		pool: pool, ttl: cfg.TTL, now: time.Now, gateway: cfg.Gateway, events: cfg.OrderEvents,
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
 		handlers: checkout.PaymentHandlers(cfg.MerchantID),
+		acquirer: checkout.MockAcquirer(cfg.MerchantID),
+		consents: cfg.ConsentOptions,
 	}
 }
 
+// authentication is the 3-D Secure requirement of a card of directory server ds, through
+// the merchant's acquirer. The merchant prefers a challenge: the issuer may still waive
+// it.
+func (s *Store) authentication(ds string) *checkout.Authentication {
+	return &checkout.Authentication{DirectoryServer: ds, Acquirer: s.acquirer, PreferChallenge: true}
+}
+
+// loadAuthentication sets the 3-D Secure an open session's payment needs at now: that
+// of its latest unused, unexpired vault token when it has one (a later card replaces an
+// earlier one), otherwise the one a PSP asked for at an earlier completion (stored).
+func (s *Store) loadAuthentication(ctx context.Context, q *db.Queries, sess *checkout.Session, stored *string, now time.Time) error {
+	sess.Authentication = nil
+	if sess.State != checkout.StateOpen {
+		return nil
+	}
+	ds, err := q.LatestSessionTokenAuthentication(ctx, db.LatestSessionTokenAuthenticationParams{
+		CheckoutSessionID: sess.ID, Owner: sess.Owner, Now: now,
+	})
+	switch {
+	case isNoRows(err):
+		ds = stored
+	case err != nil:
+		return fmt.Errorf("load session authentication: %w", err)
+	}
+	if ds != nil {
+		sess.Authentication = s.authentication(*ds)
+	}
+	return nil
+}
+
 // view is what a response shows of sess: its quote from cat, the order a completion
-// made (nil otherwise) and, while it can still be paid, the payment handlers it offers.
-func (s *Store) view(sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order) checkout.View {
+// made (nil otherwise), the marketing channels offered with the stored decisions of its
+// contact, and, while it can still be paid, the payment handlers it offers.
+func (s *Store) view(ctx context.Context, q *db.Queries, sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order) (checkout.View, error) {
 	v := checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
 	if sess.State == checkout.StateOpen {
 		v.Handlers = s.handlers
 	}
-	return v
+	var err error
+	v.ConsentOptions, err = s.offeredConsents(ctx, q, sess)
+	return v, err
 }
 
 // CreateSession validates ch, quotes it against the catalog and stores a new session
@@ -88,14 +130,20 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
 			FulfillmentContact: row.FulfillmentContact, FulfillmentOptionID: row.FulfillmentOptionID,
 			Locale: row.Locale, Timezone: row.Timezone, Metadata: row.Metadata, AgentInterventions: interventions,
-			Now: now, ExpiresAt: row.ExpiresAt,
+			OrderNotes: row.OrderNotes, Now: now, ExpiresAt: row.ExpiresAt,
 		}); err != nil {
 			return checkout.View{}, fmt.Errorf("insert session: %w", err)
 		}
 		if err := insertLines(ctx, q, sess); err != nil {
 			return checkout.View{}, err
 		}
-		return s.view(sess, cat, now, nil), nil
+		if err := saveSessionCodes(ctx, q, sess); err != nil {
+			return checkout.View{}, err
+		}
+		if err := insertAttribution(ctx, q, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
+			return checkout.View{}, err
+		}
+		return s.view(ctx, q, sess, cat, now, nil)
 	})
 }
 
@@ -108,7 +156,7 @@ func (s *Store) write(ctx context.Context, fn func(q *db.Queries, now time.Time)
 // GetSession returns owner's session id with a quote from the current catalog.
 func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View, error) {
 	q := db.New(s.pool)
-	sess, err := loadSession(ctx, q, owner, id, false)
+	sess, err := s.loadSession(ctx, q, owner, id, false, s.now())
 	if err != nil {
 		return checkout.View{}, err
 	}
@@ -118,7 +166,7 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 		if err := s.expire(ctx, owner, id); err != nil {
 			return checkout.View{}, err
 		}
-		if sess, err = loadSession(ctx, q, owner, id, false); err != nil {
+		if sess, err = s.loadSession(ctx, q, owner, id, false, s.now()); err != nil {
 			return checkout.View{}, err
 		}
 	}
@@ -126,7 +174,7 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 	if err != nil {
 		return checkout.View{}, err
 	}
-	return s.view(sess, cat, s.now(), nil), nil
+	return s.view(ctx, q, sess, cat, s.now(), nil)
 }
 
 // UpdateSession validates ch and applies it to the locked session.
@@ -176,7 +224,7 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 				return checkout.View{}, err
 			}
 		}
-		return s.view(sess, cat, now, nil), nil
+		return s.view(ctx, q, sess, cat, now, nil)
 	})
 }
 
@@ -184,7 +232,7 @@ func (s *Store) modify(ctx context.Context, owner, id string,
 // canceled as expired right there (lazy expiry), and expired says so: the change about
 // to be refused must still commit that.
 func (s *Store) lockSession(ctx context.Context, q *db.Queries, owner, id string, now time.Time) (sess *checkout.Session, expired bool, err error) {
-	if sess, err = loadSession(ctx, q, owner, id, true); err != nil {
+	if sess, err = s.loadSession(ctx, q, owner, id, true, now); err != nil {
 		return nil, false, err
 	}
 	if !sess.Expired(now) {
@@ -222,7 +270,7 @@ func updateSession(ctx context.Context, q *db.Queries, sess *checkout.Session, n
 	if err := q.UpdateSession(ctx, row); err != nil {
 		return fmt.Errorf("update session: %w", err)
 	}
-	return nil
+	return saveSessionCodes(ctx, q, sess)
 }
 
 // applyChanges loads the catalog the changes need, applies them and returns the catalog
@@ -235,13 +283,16 @@ func (s *Store) applyChanges(ctx context.Context, q *db.Queries, sess *checkout.
 	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
 		return cat, err
 	}
+	if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
+		return cat, err
+	}
 	cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
 	return cat, err
 }
 
-// loadSession reads owner's session id with its lines; forUpdate locks the row until the
-// transaction ends.
-func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool) (*checkout.Session, error) {
+// loadSession reads owner's session id with its lines and, at now, the 3-D Secure its
+// payment needs; forUpdate locks the row until the transaction ends.
+func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool, now time.Time) (*checkout.Session, error) {
 	var row db.CheckoutSession
 	var err error
 	if forUpdate {
@@ -275,6 +326,7 @@ func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate
 	if row.CancelReason != nil {
 		sess.CancelReason = checkout.CancelReason(*row.CancelReason)
 	}
+	sess.OrderNotes = deref(row.OrderNotes)
 	if err := decodeColumns(id,
 		jsonColumn(row.Buyer, &sess.Buyer, "buyer"),
 		jsonColumn(row.FulfillmentAddress, &sess.FulfillmentAddress, "address"),
@@ -292,11 +344,14 @@ func loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate
 	for i, l := range lines {
 		sess.Lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
 	}
-	return sess, nil
+	if err := loadSessionCodes(ctx, q, sess); err != nil {
+		return nil, err
+	}
+	return sess, s.loadAuthentication(ctx, q, sess, row.AuthenticationDirectoryServer, now)
 }
 
 // loadCatalog reads the variants named by ids, the active fulfillment options and, when
-// sess is given, the tax rate of its address.
+// sess is given, the tax rate of its address and its discounts.
 func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids []string) (checkout.Catalog, error) {
 	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(ids))}
 	rows, err := q.ListVariantsByID(ctx, ids)
@@ -319,6 +374,9 @@ func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids
 		}
 	}
 	if sess != nil {
+		if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
+			return cat, err
+		}
 		cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
 	}
 	return cat, err
@@ -367,6 +425,7 @@ func sessionParams(sess *checkout.Session) (db.UpdateSessionParams, error) {
 	if sess.Timezone != "" {
 		p.Timezone = &sess.Timezone
 	}
+	p.OrderNotes = nonEmpty(sess.OrderNotes)
 	var err error
 	for _, c := range []struct {
 		into  *[]byte

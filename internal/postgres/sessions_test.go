@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
 // What a 2026-04-17 agent tells about a session (contact, locale, time zone, metadata,
@@ -161,13 +164,46 @@ func TestCompleteChecksTheHandlerAndListsTheLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []checkout.OrderLine{
-		{ID: v.Session.Lines[0].ID, ItemID: "item_123", Title: "Tee", Quantity: 2, UnitAmount: 1500},
-		{ID: v.Session.Lines[1].ID, ItemID: "item_456", Title: "Hoodie", Quantity: 1, UnitAmount: 3000},
+		{ID: v.Session.Lines[0].ID, ItemID: "item_123", Title: "Tee", Quantity: 2, Current: 2, UnitAmount: 1500, Subtotal: 3000, Tax: 218, Priced: true},
+		{ID: v.Session.Lines[1].ID, ItemID: "item_456", Title: "Hoodie", Quantity: 1, Current: 1, UnitAmount: 3000, Subtotal: 3000, Tax: 218, Priced: true},
 	}
 	if !reflect.DeepEqual(v.Order.Lines, want) {
 		t.Errorf("order lines = %+v, want %+v", v.Order.Lines, want)
 	}
 	if len(v.Handlers) != 0 {
 		t.Errorf("a completed session offers handlers: %v", v.Handlers)
+	}
+}
+
+// A 2026-04-17 delegation may carry no risk signals (checklist I-11): the token is
+// stored with [] and pays like any other. It used to fail the column's array check with
+// a 500.
+func TestVaultTokenWithoutRiskSignalsPays(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	sid := e.readySession()
+	v := postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("sessions-test-fingerprint-key-0123456789")))
+	tok, err := v.Delegate(ctx, "", &payment.Delegation{
+		Card: payment.Card{
+			Type: "card", NumberType: "fpan", Number: "4242424242424242", ExpMonth: "12", ExpYear: "2040",
+			FundingType: "credit", Last4: "4242", Metadata: map[string]string{},
+		},
+		Allowance: payment.Allowance{
+			Reason: "one_time", MaxAmount: 100000, Currency: "usd", CheckoutSessionID: sid,
+			MerchantID: "merchant", ExpiresAt: time.Now().Add(time.Hour),
+		},
+		Metadata: map[string]string{},
+		Rules:    payment.Rules{EmptyRiskSignals: true, MaxIINDigits: 8},
+	})
+	if err != nil {
+		t.Fatalf("delegate without risk signals: %v", err)
+	}
+	var stored string
+	if err := e.pool.QueryRow(ctx, `SELECT risk_signals::text FROM vault_tokens WHERE id = $1`, tok.ID).Scan(&stored); err != nil || stored != "[]" {
+		t.Errorf("stored risk signals = %q, %v", stored, err)
+	}
+	if _, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{HandlerID: checkout.HandlerVaultCard, Token: tok.ID}); err != nil {
+		t.Fatalf("complete with the token: %v", err)
 	}
 }

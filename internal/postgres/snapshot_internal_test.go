@@ -15,8 +15,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 4, 17, 10, 30, 0, 123456789, time.FixedZone("CEST", 2*3600))
 	lines := []checkout.OrderLine{
-		{ID: "li_1", ItemID: "item_123", Title: "Tee", Quantity: 2, UnitAmount: 1000},
-		{ID: "li_2", ItemID: "item_456", Title: "Hoodie", Quantity: 1, UnitAmount: 500},
+		{ID: "li_1", ItemID: "item_123", Title: "Tee", Quantity: 2, Current: 2, UnitAmount: 1000},
+		{ID: "li_2", ItemID: "item_456", Title: "Hoodie", Quantity: 1, Current: 1, UnitAmount: 500},
 	}
 	for i, refunds := range [][]checkout.Refund{nil, {
 		{ID: "rf_1", Type: checkout.RefundStoreCredit, Amount: 100, CreatedAt: at},
@@ -25,7 +25,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		ord := &checkout.Order{ID: "ord_1", CheckoutSessionID: "cs_1", PermalinkURL: "https://shop.example/orders/ord_1",
 			Status: checkout.OrderShipped, Amount: 2500, Currency: "usd", Refunds: refunds, CreatedAt: at, UpdatedAt: at}
 		if i == 1 {
-			ord.Lines = lines
+			ord.Lines, ord.Notes = lines, "Leave at the back door"
 		}
 		raw, err := encodeSnapshot("order_update", ord, at)
 		if err != nil {
@@ -52,18 +52,22 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		if err != nil || !bytes.Equal(again, raw) {
 			t.Errorf("re-encoded %s, want %s", again, raw)
 		}
-		// Version 2, with the lines always present (an order read without lines gives
-		// an empty array, not a version 1 row).
+		// Version 4, with the lines always present (an order read without lines gives
+		// an empty array, not a version 1 row) and their current quantities.
 		wantLines := `"lines":[]`
 		if ord.Lines != nil {
-			wantLines = `"lines":[{"id":"li_1","item_id":"item_123","title":"Tee","quantity":2,"unit_amount":1000},`
+			wantLines = `"lines":[{"id":"li_1","item_id":"item_123","title":"Tee","quantity":2,"unit_amount":1000,"current":2},`
 		}
-		if !bytes.HasPrefix(raw, []byte(`{"snapshot_version":2,`)) || !bytes.Contains(raw, []byte(wantLines)) {
-			t.Errorf("snapshot %s, want version 2 with %s", raw, wantLines)
+		if !bytes.HasPrefix(raw, []byte(`{"snapshot_version":4,`)) || !bytes.Contains(raw, []byte(wantLines)) ||
+			!bytes.Contains(raw, []byte(`"fulfillments":[],"cancellations":[]`)) ||
+			bytes.Contains(raw, []byte(`"notes"`)) != (ord.Notes != "") {
+			t.Errorf("snapshot %s, want version 4 with %s and notes %q", raw, wantLines, ord.Notes)
 		}
 	}
 	for _, bad := range []string{
-		`{"snapshot_version":3}`, `{"snapshot_version":1,"extra":true}`, `[]`,
+		`{"snapshot_version":5}`, `{"snapshot_version":1,"extra":true}`, `[]`,
+		// Notes belong to version 4.
+		`{"snapshot_version":3,"type":"order_update","occurred_at":"2026-04-17T08:30:00Z","order":{"id":"ord_1","checkout_session_id":"cs_1","permalink_url":"https://shop.example/o","status":"created","amount":1,"currency":"usd","created_at":"2026-04-17T08:30:00Z","updated_at":"2026-04-17T08:30:00Z","refunds":[],"lines":[],"fulfillments":[],"cancellations":[],"notes":"x"}}`,
 		// Lines belong to version 2 only, and version 2 always has them.
 		`{"snapshot_version":1,"type":"order_update","occurred_at":"2026-04-17T08:30:00Z","order":{"id":"ord_1","checkout_session_id":"cs_1","permalink_url":"https://shop.example/o","status":"created","amount":1,"currency":"usd","created_at":"2026-04-17T08:30:00Z","updated_at":"2026-04-17T08:30:00Z","refunds":[],"lines":[]}}`,
 		`{"snapshot_version":2,"type":"order_update","occurred_at":"2026-04-17T08:30:00Z","order":{"id":"ord_1","checkout_session_id":"cs_1","permalink_url":"https://shop.example/o","status":"created","amount":1,"currency":"usd","created_at":"2026-04-17T08:30:00Z","updated_at":"2026-04-17T08:30:00Z","refunds":[]}}`,

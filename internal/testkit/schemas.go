@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -34,6 +35,38 @@ func Schemas(tb testing.TB, version string) *SchemaSet {
 func (s *SchemaSet) Session(body []byte) {
 	s.tb.Helper()
 	s.Checkout.MustValidate(s.tb, "CheckoutSession", body)
+}
+
+// SessionWithOrder fails the test unless body is a valid complete response: a
+// CheckoutSession that carries its order. 2025-09-29's CheckoutSessionWithOrder admits
+// no body at all (its CheckoutSession forbids the order its allOf requires, checklist
+// I-03), so there the session without order is validated against CheckoutSession and
+// the order against Order; later versions put order on the session and are validated
+// whole against CheckoutSessionWithOrder, which requires it.
+func (s *SchemaSet) SessionWithOrder(body []byte) {
+	s.tb.Helper()
+	if s.Version != "2025-09-29" {
+		s.Checkout.MustValidate(s.tb, "CheckoutSessionWithOrder", body)
+		return
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		s.tb.Errorf("a complete response is not a JSON object: %v\nbody: %s", err, body)
+		return
+	}
+	order, ok := m["order"]
+	if !ok {
+		s.tb.Errorf("a complete response has no order\nbody: %s", body)
+		return
+	}
+	delete(m, "order")
+	session, err := json.Marshal(m)
+	if err != nil {
+		s.tb.Errorf("re-encode the session: %v", err)
+		return
+	}
+	s.Checkout.MustValidate(s.tb, "CheckoutSession", session)
+	s.Checkout.MustValidate(s.tb, "Order", order)
 }
 
 // Error fails the test unless body is a valid Error of route: delegate_payment's for

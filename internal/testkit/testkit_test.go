@@ -1,11 +1,13 @@
 package testkit_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acpspec"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -111,6 +113,53 @@ func TestWebhookEventSchemas(t *testing.T) {
 		err := testkit.Schemas(t, c.version).ValidateWebhookEvent([]byte(c.body))
 		if (err == nil) != c.valid {
 			t.Errorf("%s: valid = %v, want %v (%v)\n%s", c.version, err == nil, c.valid, err, c.body)
+		}
+	}
+}
+
+// failures is a testing.TB that records the failures a validation reports instead of
+// failing the test, so that a test can show that a broken body does fail.
+type failures struct {
+	testing.TB
+	n int
+}
+
+func (f *failures) Helper()                   {}
+func (f *failures) Error(...any)              { f.n++ }
+func (f *failures) Errorf(string, ...any)     { f.n++ }
+func (f *failures) Fatal(args ...any)         { f.TB.Fatal(args...) }
+func (f *failures) Fatalf(s string, a ...any) { f.TB.Fatalf(s, a...) }
+
+// SessionWithOrder accepts the official 2026-04-17 complete response and refuses a
+// complete response without its order, or with an order that is no Order, in both
+// versions: it is not vacuous, whichever way a version is validated.
+func TestSessionWithOrder(t *testing.T) {
+	t.Parallel()
+	var examples map[string]json.RawMessage
+	if err := json.Unmarshal(acpspec.ReadFile(t, "2026-04-17/examples.agentic_checkout.json"), &examples); err != nil {
+		t.Fatal(err)
+	}
+	official := examples["complete_checkout_session_response"]
+	f := &failures{TB: t}
+	testkit.Schemas(f, "2026-04-17").SessionWithOrder(official)
+	if f.n != 0 {
+		t.Fatalf("the official complete response fails %d time(s)", f.n)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(official, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "order")
+	noOrder, _ := json.Marshal(m)
+	m["order"] = map[string]any{"type": "order"}
+	badOrder, _ := json.Marshal(m)
+	for _, v := range []string{"2025-09-29", "2026-04-17"} {
+		for name, body := range map[string][]byte{"no order": noOrder, "bad order": badOrder} {
+			f := &failures{TB: t}
+			testkit.Schemas(f, v).SessionWithOrder(body)
+			if f.n == 0 {
+				t.Errorf("%s: a complete response with %s validates", v, name)
+			}
 		}
 	}
 }

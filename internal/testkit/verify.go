@@ -1,30 +1,38 @@
 package testkit
 
 import (
-	"crypto/subtle"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
 // Verify is what a webhook receiver does with a Merchant-Signature header
-// ("t=<unix>,v1=<hex>"): it takes the signing time t and compares the header, in
-// constant time, with the production webhook.Signature of body at t. It returns t and
-// whether the signature is valid; callers check how fresh t must be.
+// ("t=<unix>,v1=<hex>"): it takes the signing time t and compares v1, in constant time,
+// with HMAC-SHA256(secret, t + "." + body) as the 2026-04-17 webhook spec defines it. It
+// is written from the spec, not with the server's webhook.Signature, so a wrong
+// signature in production fails the tests (and testkit imports nothing of the server:
+// the version packages' own tests use it). It returns t and whether the signature is
+// valid; callers check how fresh t must be.
 func Verify(secret []byte, header string, body []byte) (time.Time, bool) {
-	ts, _, ok := strings.Cut(header, ",")
-	if !ok || !strings.HasPrefix(ts, "t=") {
+	ts, sig, ok := strings.Cut(header, ",")
+	if !ok || !strings.HasPrefix(ts, "t=") || !strings.HasPrefix(sig, "v1=") {
 		return time.Time{}, false
 	}
 	sec, err := strconv.ParseInt(strings.TrimPrefix(ts, "t="), 10, 64)
 	if err != nil {
 		return time.Time{}, false
 	}
-	at := time.Unix(sec, 0)
-	want := webhook.Signature(secret, at, body)
-	return at, subtle.ConstantTimeCompare([]byte(header), []byte(want)) == 1
+	got, err := hex.DecodeString(strings.TrimPrefix(sig, "v1="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(strings.TrimPrefix(ts, "t=") + "."))
+	m.Write(body)
+	return time.Unix(sec, 0), hmac.Equal(got, m.Sum(nil))
 }
 
 // VerifyFresh is Verify that also wants the signature made within skew of now.

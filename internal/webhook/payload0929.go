@@ -46,10 +46,21 @@ func encode0929(e Event) ([]byte, error) {
 func Payload(eventType string, o *checkout.Order) ([]byte, error) {
 	ev := event0929{Type: eventType, Data: data0929{
 		Type: "order", CheckoutSessionID: o.CheckoutSessionID, PermalinkURL: o.PermalinkURL,
-		Status: string(o.Status), Refunds: make([]refund0929, len(o.Refunds)),
+		Status: status0929(o.Status), Refunds: make([]refund0929, len(o.Refunds)),
 	}}
 	for i, r := range o.Refunds {
 		ev.Data.Refunds[i] = refund0929{Type: string(r.Type), Amount: r.Amount}
 	}
 	return json.Marshal(ev)
+}
+
+// status0929 is the order status in 2025-09-29, which has no processing: an order with
+// some units on their way but not all is still only confirmed there (shipped would tell
+// the buyer everything has left). Its line quantities and fulfilments have no field in
+// that version; shipped and fulfilled say when every unit has left and arrived.
+func status0929(s checkout.OrderStatus) string {
+	if s == checkout.OrderProcessing {
+		return string(checkout.OrderConfirmed)
+	}
+	return string(s)
 }

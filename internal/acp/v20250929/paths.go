@@ -41,7 +41,16 @@ var wireNames = wire.Names(map[checkout.FieldName]string{
 	checkout.FieldOrderStatus:        "status",
 	checkout.FieldRefundType:         "type",
 	checkout.FieldRefundAmount:       "amount",
-}, wire.DelegateNames)
+	checkout.FieldOrderLines:         "line_items",
+	checkout.FieldFulfillmentType:    "type",
+	checkout.FieldFulfillmentStatus:  "status",
+	checkout.FieldEventType:          "type",
+	checkout.FieldOccurredAt:         "occurred_at",
+	// checkout.FieldAuthentication and FieldOutcome have no name here: 2025-09-29 has
+	// no authentication result, so its requires_3ds refusal names no param.
+	// FieldConsents, FieldChannel, FieldOrderNotes and FieldAttribution neither:
+	// 2025-09-29 has no marketing consent, order notes or affiliate attribution.
+}, wire.DelegateNames, wire.DiscountNames)
 
 // pathOf renders f as an RFC 9535 JSONPath into a 2025-09-29 body, or "" for the
 // zero Field. A name missing from the table also gives "": no param is better than a

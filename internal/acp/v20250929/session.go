@@ -253,13 +253,27 @@ type message struct {
 var linkTypes = []string{"terms_of_use", "privacy_policy", "seller_shop_policies"}
 
 // status shows a domain status in this version, which has no expired: an expired
-// session is canceled (its message says why).
+// session is canceled (its message says why). Nor has it authentication_required:
+// a session whose payment needs 3-D Secure, which this version cannot carry, is not
+// ready for payment (a requires_3ds message says why).
 func status(s checkout.Status) checkout.Status {
-	if s == checkout.StatusExpired {
+	switch s {
+	case checkout.StatusExpired:
 		return checkout.StatusCanceled
+	case checkout.StatusAuthenticationRequired:
+		return checkout.StatusNotReadyForPayment
 	}
 	return s
 }
+
+// requires3DS is the 2025-09-29 MessageError code of a payment that needs 3-D Secure;
+// the version has no intervention_required.
+const requires3DS checkout.MessageCode = "requires_3ds"
+
+// cannotAuthenticate is the message of a session whose card needs 3-D Secure, shown in
+// this version, which has no authentication flow.
+const cannotAuthenticate = "This card requires 3-D Secure authentication, which API version 2025-09-29 cannot carry. " +
+	"Pay with a card that does not require it, or continue with API version 2026-04-17."
 
 // encodeSession renders v as a 2025-09-29 CheckoutSession.
 func encodeSession(v checkout.View, links []acp.Link) session {
@@ -277,9 +291,13 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 		Links:              acp.LinksOfTypes(links, linkTypes...),
 	}
 	for i, l := range q.Lines {
+		// This version's line has one discount: the item-level discounts and the line's
+		// share of order-level ones, so that subtotal = base_amount - discount and
+		// total = subtotal + tax hold on every line.
+		discount := l.Discount + l.OrderDiscount
 		out.LineItems[i] = lineItem{
 			ID: l.ID, Item: lineItemRef{ID: l.VariantID, Quantity: l.Quantity},
-			BaseAmount: l.BaseAmount, Discount: l.Discount, Subtotal: l.Subtotal, Tax: l.Tax, Total: l.Total,
+			BaseAmount: l.BaseAmount, Discount: discount, Subtotal: l.BaseAmount - discount, Tax: l.Tax, Total: l.Total,
 		}
 	}
 	for i, o := range q.Options {
@@ -300,6 +318,19 @@ func encodeSession(v checkout.View, links []acp.Link) session {
 	}
 	for i, m := range q.Messages {
 		out.Messages[i] = message{Type: m.Type, Code: m.Code, Param: pathOf(m.Field), ContentType: "plain", Content: m.Content}
+		if m.Type == checkout.MessageWarning {
+			// No warnings in this version (nor codes to point at): a rejected discount
+			// code of a session made in a later version is shown as information.
+			out.Messages[i] = message{Type: checkout.MessageInfo, ContentType: "plain", Content: m.Content}
+		}
+		if m.Code == checkout.CodeInterventionRequired {
+			out.Messages[i].Code, out.Messages[i].Content = requires3DS, cannotAuthenticate
+		}
+	}
+	if q.Status == checkout.StatusAuthenticationRequired {
+		// A session of a 2026-04-17 agent that runs 3-D Secure, read here.
+		out.Messages = append(out.Messages, message{Type: checkout.MessageError, Code: requires3DS,
+			Param: pathOf(checkout.At(checkout.FieldPayment)), ContentType: "plain", Content: cannotAuthenticate})
 	}
 	if v.Order != nil {
 		out.Order = &order{ID: v.Order.ID, CheckoutSessionID: v.Order.CheckoutSessionID, PermalinkURL: v.Order.PermalinkURL}

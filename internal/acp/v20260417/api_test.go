@@ -124,7 +124,6 @@ func TestDecodeRefusesBadRequests(t *testing.T) {
 		{"buyer without email", `{"currency":"usd","line_items":[{"id":"a"}],` + caps + `,"buyer":{"first_name":"A"}}`, "missing", "$.buyer.email"},
 		{"attribution without provider", `{"currency":"usd","line_items":[{"id":"a"}],` + caps + `,"affiliate_attribution":{"token":"t"}}`, "missing", "$.affiliate_attribution.provider"},
 		{"nested attribution metadata", `{"currency":"usd","line_items":[{"id":"a"}],` + caps + `,"affiliate_attribution":{"provider":"p","token":"t","metadata":{"a":{"b":1}}}}`, "invalid", "$.affiliate_attribution.metadata"},
-		{"long order notes", `{"currency":"usd","line_items":[{"id":"a"}],` + caps + `,"order_notes":"` + strings.Repeat("n", MaxOrderNotes+1) + `"}`, "invalid", "$.order_notes"},
 	} {
 		_, err := API{}.DecodeCreate([]byte(tc.body))
 		mustRefuse(t, "create "+tc.name, err, tc.code, tc.param)
@@ -153,6 +152,9 @@ func TestDecodeRefusesBadRequests(t *testing.T) {
 		{"purchase order", `{"payment_data":{"purchase_order_number":"PO-1"}}`, "unsupported", "$.payment_data.purchase_order_number"},
 		{"2025-09-29 payment data", `{"payment_data":{"token":"vt_1","provider":"stripe"}}`, "unknown_field", "$.payment_data.token"},
 		{"unknown outcome", `{"payment_data":{"handler_id":"h",` + card + `},"authentication_result":{"outcome":"great"}}`, "invalid", "$.authentication_result.outcome"},
+		{"consent without opted_in", `{"payment_data":{"handler_id":"h",` + card + `},"marketing_consents":[{"channel":"email"}]}`, "missing", "$.marketing_consents[0].opted_in"},
+		{"consent without channel", `{"payment_data":{"handler_id":"h",` + card + `},"marketing_consents":[{"opted_in":true}]}`, "missing", "$.marketing_consents[0].channel"},
+		{"consent with unknown field", `{"payment_data":{"handler_id":"h",` + card + `},"marketing_consents":[{"channel":"email","opted_in":true,"when":1}]}`, "unknown_field", "$.marketing_consents[0].when"},
 	} {
 		_, err := API{}.DecodeComplete([]byte(tc.body))
 		mustRefuse(t, "complete "+tc.name, err, tc.code, tc.param)
@@ -253,7 +255,9 @@ func views(t *testing.T) map[string]checkout.View {
 	order := &checkout.Order{
 		ID: "ord_1", CheckoutSessionID: "cs_test", PermalinkURL: "https://shop.example/orders/ord_1",
 		Status: checkout.OrderFulfilled, Amount: 3718, Currency: "usd",
-		Lines: []checkout.OrderLine{{ID: "li_1", ItemID: "tee", Title: "Tee", Quantity: 2, UnitAmount: 1500}},
+		Lines: []checkout.OrderLine{{ID: "li_1", ItemID: "tee", Title: "Tee", Quantity: 2, Current: 2, UnitAmount: 1500}},
+		Fulfillments: []checkout.Fulfillment{{ID: "ful_1", Type: checkout.FulfillmentShipping, Status: checkout.FulfillmentDelivered,
+			Lines: []checkout.LineQuantity{{LineID: "li_1", Quantity: 2}}}},
 		Refunds: []checkout.Refund{{ID: "rf_1", Type: checkout.RefundOriginalPayment, Amount: 500, CreatedAt: now},
 			{ID: "rf_2", Type: checkout.RefundStoreCredit, Amount: 100, CreatedAt: now}},
 	}
@@ -300,8 +304,10 @@ func TestEncodeSessionValidates(t *testing.T) {
 		got["canceled"]["status"] != "canceled" || got["completed"]["status"] != "completed" || got["digital"]["status"] != "ready_for_payment" {
 		t.Errorf("statuses: %v %v %v %v", got["open"]["status"], got["expired"]["status"], got["canceled"]["status"], got["completed"]["status"])
 	}
-	// The merchant runs no intervention yet: the intersection is empty.
-	if iv := got["open"]["capabilities"].(map[string]any)["interventions"].(map[string]any); len(iv["supported"].([]any)) != 0 || iv["enforcement"] != "conditional" {
+	// The merchant runs 3-D Secure: the intersection with the agent's is ["3ds"], and
+	// nothing is required while no card needs it.
+	if iv := got["open"]["capabilities"].(map[string]any)["interventions"].(map[string]any); !slices.Equal(iv["supported"].([]any), []any{"3ds"}) ||
+		len(iv["required"].([]any)) != 0 || iv["enforcement"] != "conditional" {
 		t.Errorf("interventions = %v", iv)
 	}
 	h := got["ready"]["capabilities"].(map[string]any)["payment"].(map[string]any)["handlers"].([]any)
@@ -350,17 +356,30 @@ func TestEncodeSessionValidates(t *testing.T) {
 	}
 }
 
-// TestEncodeOrderStatuses: a canceled order's lines are removed, an open one's
-// processing, a shipped one's fulfilled (dispatched); fulfilled is completed.
+// TestEncodeOrderStatuses: the domain's moves give a canceled order removed lines, an
+// open one processing lines, a shipped one fulfilled (dispatched) lines; fulfilled is
+// completed.
 func TestEncodeOrderStatuses(t *testing.T) {
 	t.Parallel()
-	lines := []checkout.OrderLine{{ID: "li", ItemID: "tee", Title: "Tee", Quantity: 1, UnitAmount: 100}}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	for status, want := range map[checkout.OrderStatus][2]string{
 		checkout.OrderCreated: {"created", "processing"}, checkout.OrderCanceled: {"canceled", "removed"},
 		checkout.OrderConfirmed: {"confirmed", "processing"},
 		checkout.OrderShipped:   {"shipped", "fulfilled"}, checkout.OrderFulfilled: {"completed", "fulfilled"},
 	} {
-		o := EncodeOrder(&checkout.Order{ID: "o", Status: status, Lines: lines})
+		ord := &checkout.Order{ID: "o", Status: checkout.OrderCreated,
+			Lines: []checkout.OrderLine{{ID: "li", ItemID: "tee", Title: "Tee", Quantity: 1, Current: 1, UnitAmount: 100}}}
+		path := map[checkout.OrderStatus][]checkout.OrderStatus{
+			checkout.OrderCanceled: {checkout.OrderCanceled}, checkout.OrderConfirmed: {checkout.OrderConfirmed},
+			checkout.OrderShipped:   {checkout.OrderConfirmed, checkout.OrderShipped},
+			checkout.OrderFulfilled: {checkout.OrderConfirmed, checkout.OrderShipped, checkout.OrderFulfilled},
+		}[status]
+		for _, to := range path {
+			if err := ord.MoveTo(to, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		o := EncodeOrder(ord)
 		l := (*o.LineItems)[0]
 		if *o.Status != want[0] || *l.Status != want[1] || *l.ProductId != "tee" {
 			t.Errorf("%s: order %s, line %s %v", status, *o.Status, *l.Status, *l.ProductId)

@@ -29,10 +29,12 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 			Payment: &Payment{Handlers: encodeHandlers(v.Handlers)},
 			Interventions: &InterventionCapabilities{
 				Supported:   ptr(interventions(s.Interventions())),
-				Required:    &[]InterventionCapabilitiesRequired{},
+				Required:    ptr(requiredInterventions(v)),
 				Enforcement: ptr(Conditional),
 			},
+			Extensions: encodeExtensions(q.Discounts),
 		},
+		Discounts:          encodeDiscounts(q.Discounts),
 		Status:             CheckoutSessionBaseStatus(q.Status),
 		Currency:           s.Currency,
 		Buyer:              encodeBuyer(s.Buyer),
@@ -51,22 +53,13 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 	if s.Metadata != nil {
 		out.Metadata = &s.Metadata
 	}
+	if q.Status == checkout.StatusAuthenticationRequired && s.Authentication != nil {
+		out.AuthenticationMetadata = encodeAuthentication(s.Authentication)
+	}
 	itemIDs := make([]string, len(q.Lines))
 	for i, l := range q.Lines {
 		itemIDs[i] = l.VariantID
-		out.LineItems[i] = LineItem{
-			Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
-			Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
-			// The discount entry is always there, as in the official examples, so that an
-			// agent finds the same entries on every line.
-			Totals: []Total{
-				{Type: TotalTypeItemsBaseAmount, DisplayText: "Base amount", Amount: int(l.BaseAmount)},
-				{Type: TotalTypeDiscount, DisplayText: "Discount", Amount: int(l.Discount)},
-				{Type: TotalTypeSubtotal, DisplayText: "Subtotal", Amount: int(l.Subtotal)},
-				{Type: TotalTypeTax, DisplayText: "Tax", Amount: int(l.Tax)},
-				{Type: TotalTypeTotal, DisplayText: "Total", Amount: int(l.Total)},
-			},
-		}
+		out.LineItems[i] = encodeLine(l)
 	}
 	for _, o := range q.Options {
 		item, ok := encodeOption(o)
@@ -88,7 +81,77 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 		o := EncodeOrder(v.Order)
 		out.Order = &o
 	}
+	out.MarketingConsentOptions = encodeConsentOptions(v.ConsentOptions)
 	return out
+}
+
+// encodeLine renders a priced line of a session or a cart.
+func encodeLine(l checkout.PricedLine) LineItem {
+	return LineItem{
+		Id: l.ID, Item: Item{Id: l.VariantID}, Quantity: l.Quantity,
+		Name: nonEmpty(l.Title), UnitAmount: ptr(int(l.UnitAmount)),
+		Totals: lineTotals(l),
+	}
+}
+
+// encodeConsentOptions renders the offered marketing channels, or nil (no field) when
+// none is offered. is_subscribed is always given, so that an agent never has to
+// assume the default.
+func encodeConsentOptions(opts []checkout.OfferedConsent) *[]MarketingConsentOption {
+	if len(opts) == 0 {
+		return nil
+	}
+	out := make([]MarketingConsentOption, len(opts))
+	for i, o := range opts {
+		out[i] = MarketingConsentOption{
+			Channel: o.Channel, DisplayText: o.DisplayText, PrivacyPolicyUrl: o.PrivacyPolicyURL, IsSubscribed: ptr(o.Subscribed),
+		}
+	}
+	return &out
+}
+
+// lineTotals are a line's totals. The items_discount entry (what item-level discounts
+// take off the line, DISC-RFC §8.2) is always there, as in the official examples, so
+// that an agent finds the same entries on every line; the line's share of order-level
+// discounts shows as discount, between subtotal and tax, when there is one.
+func lineTotals(l checkout.PricedLine) []Total {
+	out := []Total{
+		{Type: TotalTypeItemsBaseAmount, DisplayText: "Base amount", Amount: int(l.BaseAmount)},
+		{Type: TotalTypeItemsDiscount, DisplayText: "Discount", Amount: int(l.Discount)},
+		{Type: TotalTypeSubtotal, DisplayText: "Subtotal", Amount: int(l.Subtotal)},
+	}
+	if l.OrderDiscount != 0 {
+		out = append(out, Total{Type: TotalTypeDiscount, DisplayText: "Order discount", Amount: int(l.OrderDiscount)})
+	}
+	return append(out,
+		Total{Type: TotalTypeTax, DisplayText: "Tax", Amount: int(l.Tax)},
+		Total{Type: TotalTypeTotal, DisplayText: "Total", Amount: int(l.Total)})
+}
+
+// requiredInterventions are the interventions the session's payment needs: 3ds while
+// its card needs authentication. Enforcement stays conditional: the merchant asks for
+// 3-D Secure when the card (its issuer, or the PSP) does, not for every payment.
+func requiredInterventions(v checkout.View) []InterventionCapabilitiesRequired {
+	if v.Session.State == checkout.StateOpen && v.Session.Authentication != nil {
+		return []InterventionCapabilitiesRequired{InterventionCapabilitiesRequiredN3ds}
+	}
+	return []InterventionCapabilitiesRequired{}
+}
+
+// encodeAuthentication renders what an agent needs to run 3-D Secure for the session.
+func encodeAuthentication(a *checkout.Authentication) *AuthenticationMetadata {
+	m := &AuthenticationMetadata{DirectoryServer: AuthenticationMetadataDirectoryServer(a.DirectoryServer)}
+	m.AcquirerDetails.AcquirerBin = a.Acquirer.BIN
+	m.AcquirerDetails.AcquirerCountry = a.Acquirer.Country
+	m.AcquirerDetails.AcquirerMerchantId = a.Acquirer.MerchantID
+	m.AcquirerDetails.MerchantName = a.Acquirer.MerchantName
+	m.AcquirerDetails.RequestorId = nonEmpty(a.Acquirer.RequestorID)
+	if a.PreferChallenge {
+		fp := alloc(&m.FlowPreference)
+		fp.Type = Challenge
+		alloc(&fp.Challenge).Type = ptr(Preferred)
+	}
+	return m
 }
 
 func encodeHandlers(hs []checkout.PaymentHandler) []PaymentHandler {
@@ -212,6 +275,8 @@ var messageKinds = map[checkout.MessageCode]struct {
 	checkout.CodeInvalid:         {MessageErrorSeverityHigh, MessageErrorResolutionRequiresBuyerInput},
 	checkout.CodeOutOfStock:      {MessageErrorSeverityHigh, MessageErrorResolutionRequiresBuyerReview},
 	checkout.CodePaymentDeclined: {MessageErrorSeverityMedium, MessageErrorResolutionRecoverable},
+	// The buyer must choose another card: this agent cannot run 3-D Secure.
+	checkout.CodeInterventionRequired: {MessageErrorSeverityHigh, MessageErrorResolutionRequiresBuyerInput},
 }
 
 func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
@@ -221,6 +286,14 @@ func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
 		_ = item.FromMessageInfo(MessageInfo{
 			Type: MessageInfoTypeInfo, Severity: ptr(MessageInfoSeverityInfo), Param: param,
 			ContentType: MessageInfoContentTypePlain, Content: m.Content,
+		})
+		return item
+	}
+	if m.Type == checkout.MessageWarning {
+		// A rejected discount code: the session can still be paid, without the discount.
+		_ = item.FromMessageWarning(MessageWarning{
+			Type: Warning, Code: MessageWarningCode(m.Code), Resolution: ptr(MessageWarningResolutionRecoverable),
+			Param: param, ContentType: MessageWarningContentTypePlain, Content: m.Content,
 		})
 		return item
 	}
@@ -236,6 +309,13 @@ func encodeMessage(m checkout.Message) CheckoutSessionBase_Messages_Item {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// alloc sets *p to a new zero value and returns it: the generated authentication
+// metadata nests anonymous structs, whose types cannot be named here.
+func alloc[T any](p **T) *T {
+	*p = new(T)
+	return *p
+}
 
 func nonEmpty(s string) *string {
 	if s == "" {

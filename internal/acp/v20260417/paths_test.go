@@ -1,8 +1,10 @@
 package v20260417
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/acp/internal/wiretest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
@@ -35,6 +37,7 @@ func TestPathOf(t *testing.T) {
 		{at(checkout.FieldCurrency), "$.currency"},
 		{at(checkout.FieldLocale), "$.locale"},
 		{at(checkout.FieldTimezone), "$.timezone"},
+		{at(checkout.FieldAuthentication).Child(checkout.FieldOutcome), "$.authentication_result.outcome"},
 		{at(payment.FieldCard).Child(payment.FieldLast4), "$.payment_method.display_last4"},
 		{at(payment.FieldAllowance).Child(payment.FieldCurrency), "$.allowance.currency"},
 		{at(payment.FieldRiskSignals).Index(3).Child(payment.FieldRiskAction), "$.risk_signals[3].action"},
@@ -48,29 +51,19 @@ func TestPathOf(t *testing.T) {
 }
 
 // TestWireNamesKnowEveryName fails when the domain names a field this version cannot
-// render: its errors would lose their param.
+// render: its errors would lose their param. The domain's names are read from its
+// source (wiretest.FieldNames), not from a list here that could forget one.
 func TestWireNamesKnowEveryName(t *testing.T) {
 	t.Parallel()
-	for _, name := range []checkout.FieldName{
-		checkout.FieldItems, checkout.FieldID, checkout.FieldQuantity, checkout.FieldLines,
-		checkout.FieldBuyer, checkout.FieldFirstName, checkout.FieldLastName, checkout.FieldEmail, checkout.FieldPhone,
-		checkout.FieldFulfillmentAddress, checkout.FieldFulfillmentOption,
-		checkout.FieldPayment, checkout.FieldToken, checkout.FieldProvider, checkout.FieldBillingAddress,
-		checkout.FieldFullName, checkout.FieldLineOne, checkout.FieldLineTwo, checkout.FieldCity,
-		checkout.FieldState, checkout.FieldCountry, checkout.FieldPostalCode,
-		checkout.FieldCompany, checkout.FieldFulfillmentContact, checkout.FieldCurrency,
-		checkout.FieldLocale, checkout.FieldTimezone, checkout.FieldHandler,
-		checkout.FieldOrderStatus, checkout.FieldRefundType, checkout.FieldRefundAmount,
-		payment.FieldCard, payment.FieldCardType, payment.FieldNumberType, payment.FieldNumber,
-		payment.FieldFundingType, payment.FieldExpMonth, payment.FieldExpYear, payment.FieldCVC,
-		payment.FieldECI, payment.FieldChecksPerformed, payment.FieldIIN, payment.FieldLast4,
-		payment.FieldCryptogram, payment.FieldBrand, payment.FieldWalletType, payment.FieldMetadata,
-		payment.FieldAllowance, payment.FieldReason, payment.FieldMaxAmount, payment.FieldCurrency,
-		payment.FieldCheckoutSessionID, payment.FieldMerchantID, payment.FieldExpiresAt,
-		payment.FieldRiskSignals, payment.FieldRiskType, payment.FieldRiskAction,
-	} {
+	names := wiretest.FieldNames(t)
+	for _, name := range names {
 		if _, ok := wireNames[name]; !ok {
 			t.Errorf("2026-04-17 has no name for %s", name)
+		}
+	}
+	for name := range wireNames {
+		if !slices.Contains(names, name) {
+			t.Errorf("wireNames names %s, which the domain no longer declares", name)
 		}
 	}
 }

@@ -19,11 +19,13 @@ import (
 // (PaymentData, AffiliateAttribution, Capabilities.extensions); the nested objects with
 // no such problem are the generated types. Every body is decoded by acp.DecodeStrict.
 //
-// Several fields are accepted, shape-checked and not acted on yet: order_notes,
-// discounts, coupons, fulfillment_groups, quote_id, affiliate_attribution (create and
-// complete), and on complete authentication_result, risk_signals and
-// marketing_consents. Discounts, attribution, consents and 3-D Secure come with the
-// commerce depth work; until then they change nothing, which each field allows.
+// Several fields are accepted, shape-checked and not acted on yet: fulfillment_groups,
+// quote_id, and on complete risk_signals; they change nothing, which each field
+// allows. order_notes, affiliate_attribution (create: first touch, complete: last
+// touch) and marketing_consents go to the domain, which keeps them. discounts and
+// coupons are the discount extension (discount.go). authentication_result is decoded
+// by hand (authenticationResult): the generated outcome_details cannot tell an absent
+// field from an empty one.
 
 // buyer is the 2026-04-17 Buyer: only the email address is required. The account,
 // company, loyalty and tax-exemption details are accepted and not kept.
@@ -111,8 +113,8 @@ func decodeItems(in *[]item) ([]checkout.ItemRequest, error) {
 type capabilities struct {
 	Payment       *Payment                  `json:"payment"`
 	Interventions *InterventionCapabilities `json:"interventions"`
-	// Extensions are identifiers in a request; [] is accepted (checklist I-14). No
-	// extension is active yet, so none is answered.
+	// Extensions are identifiers in a request; [] is accepted (checklist I-14). Only
+	// the discount extension is known; others are ignored (EXT-RFC).
 	Extensions *[]string `json:"extensions"`
 }
 
@@ -143,7 +145,7 @@ func fulfillmentDetails(fd *FulfillmentDetails) (*checkout.Address, *checkout.Fu
 }
 
 // affiliateAttribution is checked for the shape AA-RFC asks (provider, and a token or a
-// publisher id; flat metadata) and not kept yet.
+// publisher id; flat metadata) and kept as the domain's Attribution, never echoed.
 type affiliateAttribution struct {
 	Provider    *string                         `json:"provider"`
 	Token       *string                         `json:"token"`
@@ -177,6 +179,52 @@ func (a *affiliateAttribution) check(at string) error {
 	return flatMetadata(a.Metadata, at+".metadata")
 }
 
+// domain checks a (nil: none) at path at and converts it.
+func (a *affiliateAttribution) domain(at string) (*checkout.Attribution, error) {
+	if err := a.check(at); err != nil || a == nil {
+		return nil, err
+	}
+	out := &checkout.Attribution{
+		Provider: *a.Provider, Token: deref(a.Token), PublisherID: deref(a.PublisherID),
+		CampaignID: deref(a.CampaignID), CreativeID: deref(a.CreativeID), SubID: deref(a.SubID),
+		IssuedAt: deref(a.IssuedAt), ExpiresAt: deref(a.ExpiresAt), Metadata: a.Metadata,
+	}
+	if a.Touchpoint != nil {
+		out.Claimed = checkout.Touchpoint(*a.Touchpoint)
+	}
+	if a.Source != nil {
+		out.SourceType, out.SourceURL = string(a.Source.Type), deref(a.Source.Url)
+	}
+	return out, nil
+}
+
+// marketingConsent is one decision of marketing_consents; both fields are required,
+// and an absent opted_in must not read as an opt-out.
+type marketingConsent struct {
+	Channel *string `json:"channel"`
+	OptedIn *bool   `json:"opted_in"`
+}
+
+// consents converts marketing_consents (absent: nil, which keeps every stored
+// decision; [] reports none either).
+func consents(in *[]marketingConsent) ([]checkout.MarketingConsent, error) {
+	if in == nil {
+		return nil, nil
+	}
+	out := make([]checkout.MarketingConsent, len(*in))
+	for i, c := range *in {
+		p := fmt.Sprintf("$.marketing_consents[%d]", i)
+		if err := acp.RequireFields(
+			acp.Required{Path: p + ".channel", Present: c.Channel != nil},
+			acp.Required{Path: p + ".opted_in", Present: c.OptedIn != nil},
+		); err != nil {
+			return nil, err
+		}
+		out[i] = checkout.MarketingConsent{Channel: *c.Channel, OptedIn: *c.OptedIn}
+	}
+	return out, nil
+}
+
 // flatMetadata refuses a metadata object whose values are not strings, numbers or
 // booleans (intent traces and affiliate attribution allow no nesting).
 func flatMetadata(md map[string]any, at string) error {
@@ -190,18 +238,9 @@ func flatMetadata(md map[string]any, at string) error {
 	return nil
 }
 
-// MaxOrderNotes bounds order_notes, as the JSON Schema does (checklist I-08).
-const MaxOrderNotes = 5000
-
-func checkOrderNotes(notes *string) error {
-	if notes != nil && utf8.RuneCountInString(*notes) > MaxOrderNotes {
-		return acp.InvalidRequest("invalid", fmt.Sprintf("order_notes is at most %d characters.", MaxOrderNotes), "$.order_notes")
-	}
-	return nil
-}
-
-// cartFields are the fields create and update share and this server does not act on
-// yet (see the top of this file).
+// cartFields are the fields create and update share besides the cart: the discount
+// codes, order_notes, kept by the domain (which bounds it, as the JSON Schema does:
+// checklist I-08), and what this server does not act on (see the top of this file).
 type cartFields struct {
 	OrderNotes        *string             `json:"order_notes"`
 	Discounts         *DiscountsRequest   `json:"discounts"`
@@ -233,10 +272,8 @@ func (c *createBody) domain() (checkout.Changes, error) {
 	); err != nil {
 		return checkout.Changes{}, err
 	}
-	if err := c.AffiliateAttribution.check("$.affiliate_attribution"); err != nil {
-		return checkout.Changes{}, err
-	}
-	if err := checkOrderNotes(c.OrderNotes); err != nil {
+	attribution, err := c.AffiliateAttribution.domain("$.affiliate_attribution")
+	if err != nil {
 		return checkout.Changes{}, err
 	}
 	items, err := decodeItems(c.LineItems)
@@ -253,6 +290,9 @@ func (c *createBody) domain() (checkout.Changes, error) {
 		FulfillmentAddress: addr, FulfillmentContact: contact,
 		Locale: c.Locale, Timezone: c.Timezone, Metadata: c.Metadata,
 		AgentInterventions: c.Capabilities.interventions(),
+		DiscountExtension:  c.Capabilities.declares(discountExtension),
+		DiscountCodes:      c.codes(),
+		OrderNotes:         c.OrderNotes, Attribution: attribution,
 	}, nil
 }
 
@@ -278,9 +318,6 @@ func (u *updateBody) domain(nulls map[string]bool) (checkout.Changes, error) {
 	if nulls["line_items"] {
 		return checkout.Changes{}, acp.InvalidRequest("invalid", "line_items cannot be cleared; send the items the session should hold.", "$.line_items")
 	}
-	if err := checkOrderNotes(u.OrderNotes); err != nil {
-		return checkout.Changes{}, err
-	}
 	items, err := decodeItems(u.LineItems)
 	if err != nil {
 		return checkout.Changes{}, err
@@ -294,11 +331,12 @@ func (u *updateBody) domain(nulls map[string]bool) (checkout.Changes, error) {
 		return checkout.Changes{}, err
 	}
 	ch := checkout.Changes{
-		Items: items, Buyer: b, FulfillmentOptionID: option,
+		Items: items, Buyer: b, FulfillmentOptionID: option, DiscountCodes: u.codes(), OrderNotes: u.OrderNotes,
 		Clear: checkout.Clear{
 			Buyer:              nulls["buyer"],
 			FulfillmentDetails: nulls["fulfillment_details"],
 			FulfillmentOption:  nulls["selected_fulfillment_options"],
+			OrderNotes:         nulls["order_notes"],
 		},
 	}
 	if u.FulfillmentDetails != nil {
@@ -386,9 +424,9 @@ type paymentData struct {
 type completeBody struct {
 	PaymentData          *paymentData          `json:"payment_data"`
 	Buyer                *buyer                `json:"buyer"`
-	AuthenticationResult *AuthenticationResult `json:"authentication_result"`
+	AuthenticationResult *authenticationResult `json:"authentication_result"`
 	RiskSignals          *RiskSignals          `json:"risk_signals"`
-	MarketingConsents    *[]MarketingConsent   `json:"marketing_consents"`
+	MarketingConsents    *[]marketingConsent   `json:"marketing_consents"`
 	AffiliateAttribution *affiliateAttribution `json:"affiliate_attribution"`
 	OrderNotes           *string               `json:"order_notes"`
 }
@@ -421,20 +459,100 @@ func (c *completeBody) domain() (checkout.Completion, error) {
 	); err != nil {
 		return checkout.Completion{}, err
 	}
-	if a := c.AuthenticationResult; a != nil && !a.Outcome.Valid() {
-		return checkout.Completion{}, acp.InvalidRequest("invalid", "authentication_result.outcome is not a known outcome.", "$.authentication_result.outcome")
-	}
-	if err := c.AffiliateAttribution.check("$.affiliate_attribution"); err != nil {
+	auth, err := c.AuthenticationResult.domain("$.authentication_result")
+	if err != nil {
 		return checkout.Completion{}, err
 	}
-	if err := checkOrderNotes(c.OrderNotes); err != nil {
+	attribution, err := c.AffiliateAttribution.domain("$.affiliate_attribution")
+	if err != nil {
+		return checkout.Completion{}, err
+	}
+	mc, err := consents(c.MarketingConsents)
+	if err != nil {
 		return checkout.Completion{}, err
 	}
 	b, err := c.Buyer.domain("$.buyer")
 	return checkout.Completion{
 		HandlerID: *pd.HandlerID, Token: *in.Credential.Token,
 		BillingAddress: domainAddress(pd.BillingAddress), Buyer: b,
+		Authentication: auth, CarriesAuthentication: true,
+		Consents: mc, Attribution: attribution, OrderNotes: c.OrderNotes,
 	}, err
+}
+
+// authenticationResult is the 3-D Secure result of a completion.
+type authenticationResult struct {
+	Outcome        *AuthenticationResultOutcome `json:"outcome"`
+	OutcomeDetails *outcomeDetails              `json:"outcome_details"`
+}
+
+type outcomeDetails struct {
+	ThreeDSCryptogram           *string `json:"three_ds_cryptogram"`
+	ElectronicCommerceIndicator *string `json:"electronic_commerce_indicator"`
+	TransactionID               *string `json:"transaction_id"`
+	Version                     *string `json:"version"`
+}
+
+// Bounds of the outcome details, which the schema leaves open: a cryptogram is 28
+// base64 characters, a directory server transaction id a UUID, a version "2.2.0".
+const (
+	maxCryptogram    = 256
+	maxTransactionID = 256
+	maxVersion       = 16
+)
+
+// domain checks the result at path at. The outcomes the payment proceeds on
+// (authenticated, attempt_acknowledged, informational) need outcome_details with all
+// four fields, as the schema says. A failed outcome needs none, and its details may be
+// partial: the official authentication_result_denied_example carries only
+// transaction_id and version (docs/decisions.md); what is given is still checked.
+func (a *authenticationResult) domain(at string) (*checkout.AuthenticationResult, error) {
+	if a == nil {
+		return nil, nil
+	}
+	if a.Outcome == nil {
+		return nil, acp.InvalidRequest("missing", "authentication_result.outcome is required.", at+".outcome")
+	}
+	if !a.Outcome.Valid() {
+		return nil, acp.InvalidRequest("invalid", "authentication_result.outcome is not a known outcome.", at+".outcome")
+	}
+	out := &checkout.AuthenticationResult{Outcome: checkout.AuthenticationOutcome(*a.Outcome)}
+	d := a.OutcomeDetails
+	if d == nil {
+		if out.Outcome.Succeeded() {
+			return nil, acp.InvalidRequest("missing",
+				fmt.Sprintf("authentication_result.outcome_details is required when the outcome is %s.", out.Outcome), at+".outcome_details")
+		}
+		return out, nil
+	}
+	at += ".outcome_details"
+	for _, f := range []struct {
+		name  string
+		value *string
+		limit int
+		into  *string
+	}{
+		{"three_ds_cryptogram", d.ThreeDSCryptogram, maxCryptogram, &out.Cryptogram},
+		{"electronic_commerce_indicator", d.ElectronicCommerceIndicator, 2, &out.ECI},
+		{"transaction_id", d.TransactionID, maxTransactionID, &out.TransactionID},
+		{"version", d.Version, maxVersion, &out.Version},
+	} {
+		if f.value == nil {
+			if out.Outcome.Succeeded() {
+				return nil, acp.InvalidRequest("missing", fmt.Sprintf("outcome_details.%s is required.", f.name), at+"."+f.name)
+			}
+			continue
+		}
+		if *f.value == "" || utf8.RuneCountInString(*f.value) > f.limit {
+			return nil, acp.InvalidRequest("invalid", fmt.Sprintf("outcome_details.%s must be 1 to %d characters.", f.name, f.limit), at+"."+f.name)
+		}
+		*f.into = *f.value
+	}
+	if out.ECI != "" && !AuthenticationResultOutcomeDetailsElectronicCommerceIndicator(out.ECI).Valid() {
+		return nil, acp.InvalidRequest("invalid", "outcome_details.electronic_commerce_indicator must be 01, 02, 05, 06 or 07.",
+			at+".electronic_commerce_indicator")
+	}
+	return out, nil
 }
 
 // intentTrace is why the buyer left, sent with a cancel. Its reason codes are an open

@@ -74,6 +74,22 @@ var DelegateNames = map[checkout.FieldName]string{
 	payment.FieldRiskAction:        "action",
 }
 
+// DiscountNames are the JSON keys of a discount definition in the admin API, which is
+// not versioned: every version's table renders them alike.
+var DiscountNames = map[checkout.FieldName]string{
+	checkout.FieldDiscountCode:       "code",
+	checkout.FieldDiscountTitle:      "title",
+	checkout.FieldDiscountValue:      "percent_bps",
+	checkout.FieldDiscountScope:      "scope",
+	checkout.FieldDiscountItems:      "item_ids",
+	checkout.FieldDiscountMinimum:    "min_subtotal",
+	checkout.FieldDiscountEnd:        "ends_at",
+	checkout.FieldDiscountUsageLimit: "usage_limit",
+	checkout.FieldDiscountBuyerLimit: "per_buyer_limit",
+	checkout.FieldDiscountPriority:   "priority",
+	checkout.FieldCurrency:           "currency",
+}
+
 // Names merges tables of field names into one; a later table wins.
 func Names(tables ...map[checkout.FieldName]string) map[checkout.FieldName]string {
 	out := map[checkout.FieldName]string{}

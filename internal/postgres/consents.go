@@ -1,0 +1,114 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// offeredConsents are the merchant's marketing channels as sess shows them, each with
+// the stored decision of the contact the channel reaches for sess (none known: not
+// subscribed). Nil when the merchant offers none.
+func (s *Store) offeredConsents(ctx context.Context, q *db.Queries, sess *checkout.Session) ([]checkout.OfferedConsent, error) {
+	if len(s.consents) == 0 {
+		return nil, nil
+	}
+	out := make([]checkout.OfferedConsent, len(s.consents))
+	contacts := make([]string, 0, len(s.consents))
+	for i, o := range s.consents {
+		out[i] = checkout.OfferedConsent{ConsentOption: o}
+		if c := checkout.ConsentContact(o.Channel, sess.Buyer, sess.FulfillmentContact); c != "" {
+			contacts = append(contacts, c)
+		}
+	}
+	if len(contacts) == 0 {
+		return out, nil
+	}
+	rows, err := q.ListMarketingConsents(ctx, contacts)
+	if err != nil {
+		return nil, fmt.Errorf("load marketing consents: %w", err)
+	}
+	for i, o := range out {
+		contact := checkout.ConsentContact(o.Channel, sess.Buyer, sess.FulfillmentContact)
+		for _, r := range rows {
+			if r.Channel == o.Channel && r.Contact == contact {
+				out[i].Subscribed = r.OptedIn
+			}
+		}
+	}
+	return out, nil
+}
+
+// storeConsents records the decisions of c that count (checkout.Session.ConsentRecords)
+// for the order, in the completion's transaction: they commit with the order or not
+// at all.
+func (s *Store) storeConsents(ctx context.Context, q *db.Queries, sess *checkout.Session, c checkout.Completion, orderID string, now time.Time) error {
+	for _, r := range sess.ConsentRecords(s.consents, c.Consents) {
+		if err := q.UpsertMarketingConsent(ctx, db.UpsertMarketingConsentParams{
+			Channel: r.Channel, Contact: r.Contact, OptedIn: r.OptedIn,
+			CheckoutSessionID: sess.ID, OrderID: orderID, Now: now,
+		}); err != nil {
+			return fmt.Errorf("store marketing consent: %w", err)
+		}
+	}
+	return nil
+}
+
+// insertAttribution stores a (nil: no) affiliate attribution of session id as touch,
+// crediting orderID for the last touch. A second claim for the same touch is ignored,
+// never refused: attribution never blocks a checkout (AA-RFC §4.3.3).
+func insertAttribution(ctx context.Context, q *db.Queries, id string, touch checkout.Touchpoint, a *checkout.Attribution, orderID string, now time.Time) error {
+	if a == nil {
+		return nil
+	}
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode attribution: %w", err)
+	}
+	if err := q.InsertAffiliateAttribution(ctx, db.InsertAffiliateAttributionParams{
+		CheckoutSessionID: id, Touch: string(touch), OrderID: nonEmpty(orderID),
+		Provider: a.Provider, PublisherID: nonEmpty(a.PublisherID), Attribution: raw, Now: now,
+	}); err != nil {
+		return fmt.Errorf("store attribution: %w", err)
+	}
+	return nil
+}
+
+// Consents reads the merchant's stored marketing decisions.
+type Consents struct {
+	pool *pgxpool.Pool
+}
+
+// NewConsents returns the consent reader on pool.
+func NewConsents(pool *pgxpool.Pool) *Consents {
+	return &Consents{pool: pool}
+}
+
+// ForContact returns the stored decisions of contact (an email address, compared
+// without case, or a phone number) on every channel.
+func (c *Consents) ForContact(ctx context.Context, contact string) ([]checkout.StoredConsent, error) {
+	contact = strings.TrimSpace(contact)
+	rows, err := db.New(c.pool).ListMarketingConsents(ctx, []string{contact, strings.ToLower(contact)})
+	if err != nil {
+		return nil, fmt.Errorf("load marketing consents: %w", err)
+	}
+	out := make([]checkout.StoredConsent, 0, len(rows))
+	for _, r := range rows {
+		// A phone number is matched as given; the lower-cased form is only an email's.
+		if r.Channel != checkout.ChannelEmail && r.Contact != contact {
+			continue
+		}
+		out = append(out, checkout.StoredConsent{
+			ConsentRecord:     checkout.ConsentRecord{Channel: r.Channel, Contact: r.Contact, OptedIn: r.OptedIn},
+			CheckoutSessionID: r.CheckoutSessionID, OrderID: r.OrderID, UpdatedAt: r.UpdatedAt,
+		})
+	}
+	return out, nil
+}

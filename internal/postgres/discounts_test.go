@@ -1,0 +1,152 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+// discountSession creates a ready session of one tee for buyer email, using the
+// discount extension with codes.
+func (e *outboxEnv) discountSession(email string, codes ...string) string {
+	e.t.Helper()
+	v, err := e.store.CreateSession(context.Background(), "", checkout.Changes{
+		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}},
+		Buyer: &checkout.Buyer{FirstName: "Ada", LastName: "Lovelace", Email: email},
+		FulfillmentAddress: &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "San Francisco", State: "CA",
+			Country: "US", PostalCode: "94131"},
+		DiscountExtension: true, DiscountCodes: &codes,
+	})
+	if err != nil {
+		e.t.Fatalf("create session: %v", err)
+	}
+	if v.Quote.Status != checkout.StatusReadyForPayment || len(v.Quote.Discounts.Applied) != len(codes) {
+		e.t.Fatalf("session: status %s, discounts %+v", v.Quote.Status, v.Quote.Discounts)
+	}
+	return v.Session.ID
+}
+
+// 200 concurrent completions of 200 sessions holding a code limited to 100 orders
+// redeem it exactly 100 times: the other 100 are refused with a 409 naming the code's
+// usage limit, charge nothing and leave their session open.
+func TestDiscountUsageLimitUnderConcurrentCompletions(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	limit := 100
+	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+		ID: "limited", Code: "LIMIT100", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.discountSession(fmt.Sprintf("buyer%d@example.com", i), "limit100")
+	}
+	charged := e.gateway.Charges()
+	errs := make([]error, n)
+	totals := make([]int64, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range ids {
+		wg.Go(func() {
+			<-start
+			v, err := e.store.CompleteSession(ctx, "", ids[i], checkout.Completion{Token: "tok_visa", Provider: "stripe"})
+			errs[i] = err
+			if err == nil {
+				totals[i] = v.Order.Amount
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		if err == nil {
+			ok++
+			// 1500 + 500 shipping - 100, tax 7.25% on 1400: 102.
+			if totals[i] != 1500-100+500+102 {
+				t.Errorf("order %d charged %d", i, totals[i])
+			}
+			continue
+		}
+		de, isDomain := checkout.AsError(err)
+		if !isDomain || de.Kind != checkout.KindConflict || de.Code != "discount_code_usage_limit_reached" ||
+			de.Field != checkout.At(checkout.FieldDiscountCodes).Index(0) {
+			t.Errorf("completion %d: %v", i, err)
+		}
+	}
+	if ok != limit {
+		t.Errorf("%d completions succeeded, want %d", ok, limit)
+	}
+	if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
+		t.Errorf("%d redemptions, want %d", got, limit)
+	}
+	if got := e.gateway.Charges() - charged; got != limit {
+		t.Errorf("%d charges, want %d", got, limit)
+	}
+	if got := e.count(`SELECT count(*) FROM checkout_sessions WHERE state = 'open'`); got != n-limit {
+		t.Errorf("%d sessions still open, want %d", got, n-limit)
+	}
+	d, err := postgres.NewDiscounts(e.pool).Get(ctx, "limited")
+	if err != nil || d.Redeemed != limit {
+		t.Errorf("discount = %+v, %v", d, err)
+	}
+	// A completed session still shows the discount it was paid with, though the code is
+	// used up now; an open one shows it rejected.
+	for i, err := range errs {
+		v, gerr := e.store.GetSession(ctx, "", ids[i])
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		dq := v.Quote.Discounts
+		if err == nil && (len(dq.Applied) != 1 || len(dq.Rejected) != 0) {
+			t.Errorf("completed session %d: %+v", i, dq)
+		}
+		if err != nil && (len(dq.Applied) != 0 || len(dq.Rejected) != 1 || dq.Rejected[0].Reason != checkout.ReasonUsageLimitReached) {
+			t.Errorf("refused session %d: %+v", i, dq)
+		}
+	}
+}
+
+// A per-buyer limit counts orders by email address, case-insensitively; the buyer's
+// second session is refused at completion.
+func TestDiscountPerBuyerLimit(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	one := 1
+	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+		ID: "welcome", Code: "WELCOME", Title: "Welcome", PercentBps: 1000, PerBuyerLimit: &one, Stackable: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	first := e.discountSession("ada@example.com", "WELCOME")
+	second := e.discountSession("Ada@Example.com", "welcome")
+	other := e.discountSession("bob@example.com", "WELCOME")
+	for _, id := range []string{first, other} {
+		if _, err := e.store.CompleteSession(ctx, "", id, checkout.Completion{Token: "tok_visa", Provider: "stripe"}); err != nil {
+			t.Fatalf("complete %s: %v", id, err)
+		}
+	}
+	_, err := e.store.CompleteSession(ctx, "", second, checkout.Completion{Token: "tok_visa", Provider: "stripe"})
+	if de, ok := checkout.AsError(err); !ok || de.Code != "discount_code_usage_limit_reached" {
+		t.Fatalf("second order of one buyer: %v", err)
+	}
+	v, err := e.store.GetSession(ctx, "", second)
+	if err != nil || len(v.Quote.Discounts.Rejected) != 1 || v.Session.State != checkout.StateOpen {
+		t.Fatalf("second session: %+v, %v", v.Quote.Discounts, err)
+	}
+	// Removing the code lets the buyer pay without it.
+	if _, err := e.store.UpdateSession(ctx, "", second, checkout.Changes{DiscountCodes: &[]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.CompleteSession(ctx, "", second, checkout.Completion{Token: "tok_visa", Provider: "stripe"}); err != nil {
+		t.Fatalf("complete without the code: %v", err)
+	}
+}

@@ -1,0 +1,307 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// AddFulfillment records a fulfilment of some units of order id (ORD-RFC §4.3). The
+// units are checked under the order's row lock: concurrent fulfilments of one line
+// never add up to more than is on the order.
+func (o *Orders) AddFulfillment(ctx context.Context, id string, f checkout.Fulfillment) (*checkout.Order, error) {
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		_, err := ord.AddFulfillment(f, now)
+		return err
+	})
+}
+
+// AddFulfillmentEvent appends an event to fulfilment fid of order id.
+func (o *Orders) AddFulfillmentEvent(ctx context.Context, id, fid string, ev checkout.FulfillmentEvent) (*checkout.Order, error) {
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		_, err := ord.AddFulfillmentEvent(fid, ev, now)
+		return err
+	})
+}
+
+// CancelLines takes units off order id and puts them back in stock.
+func (o *Orders) CancelLines(ctx context.Context, id string, c checkout.Cancellation) (*checkout.Order, error) {
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		_, err := ord.CancelLines(c, now)
+		return err
+	})
+}
+
+// RefundLines records a refund (of named units, of an amount, or both); refunds never
+// exceed what was paid.
+func (o *Orders) RefundLines(ctx context.Context, id string, req checkout.RefundRequest) (*checkout.Order, error) {
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		_, err := ord.AddRefundRequest(req, now)
+		return err
+	})
+}
+
+// insertOrderDetails stores what a new order's lines and totals cost, in the completion's
+// transaction: what refunds of named units are priced from and what the Order shows.
+func insertOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) error {
+	for _, l := range ord.Lines {
+		if err := q.InsertOrderLine(ctx, db.InsertOrderLineParams{
+			OrderID: ord.ID, LineItemID: l.ID, QuantityCurrent: int32(l.Current), Subtotal: &l.Subtotal, Tax: &l.Tax,
+		}); err != nil {
+			return fmt.Errorf("insert order line: %w", err)
+		}
+	}
+	if a := ord.Amounts; a != nil {
+		if err := q.InsertOrderAmounts(ctx, db.InsertOrderAmountsParams{
+			OrderID: ord.ID, Subtotal: a.Subtotal, Discount: a.Discount, Fulfillment: a.Fulfillment, Tax: a.Tax,
+		}); err != nil {
+			return fmt.Errorf("insert order amounts: %w", err)
+		}
+	}
+	return nil
+}
+
+// saveOrderChanges writes what a domain change added to ord since before: new
+// fulfilments, events and fulfilment statuses, cancellations (with the lines' current
+// quantities and the stock they free), refunds, and the status. The domain only ever
+// appends, so the difference is found by id.
+func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.Order, now time.Time) error {
+	old := map[string]*checkout.Fulfillment{}
+	for i := range before.Fulfillments {
+		old[before.Fulfillments[i].ID] = &before.Fulfillments[i]
+	}
+	for i := range ord.Fulfillments {
+		f := &ord.Fulfillments[i]
+		prev, known := old[f.ID]
+		if !known {
+			if err := insertFulfillment(ctx, q, ord.ID, f); err != nil {
+				return err
+			}
+		}
+		for _, ev := range f.Events {
+			if known && slices.ContainsFunc(prev.Events, func(p checkout.FulfillmentEvent) bool { return p.ID == ev.ID }) {
+				continue
+			}
+			if err := q.InsertFulfillmentEvent(ctx, db.InsertFulfillmentEventParams{
+				ID: ev.ID, FulfillmentID: f.ID, Type: string(ev.Type), OccurredAt: ev.OccurredAt,
+				Description: nonEmpty(ev.Description), Location: nonEmpty(ev.Location),
+			}); err != nil {
+				return fmt.Errorf("insert fulfillment event: %w", err)
+			}
+		}
+		if known && prev.Status != f.Status {
+			if err := q.SetFulfillmentStatus(ctx, db.SetFulfillmentStatusParams{ID: f.ID, Status: string(f.Status), Now: now}); err != nil {
+				return fmt.Errorf("set fulfillment status: %w", err)
+			}
+		}
+	}
+	for _, c := range ord.Cancellations[len(before.Cancellations):] {
+		for i, l := range c.Lines {
+			if err := q.InsertCancellation(ctx, db.InsertCancellationParams{
+				ID: c.ID, OrderID: ord.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity),
+				Description: nonEmpty(c.Description), Reason: nonEmpty(c.Reason), CreatedAt: c.CreatedAt,
+			}); err != nil {
+				return fmt.Errorf("insert cancellation: %w", err)
+			}
+		}
+	}
+	if err := saveLineQuantities(ctx, q, before, ord); err != nil {
+		return err
+	}
+	for _, r := range ord.Refunds[len(before.Refunds):] {
+		if err := q.InsertRefund(ctx, db.InsertRefundParams{
+			ID: r.ID, OrderID: ord.ID, Type: string(r.Type), Amount: r.Amount,
+			Description: nonEmpty(r.Description), Reason: nonEmpty(r.Reason), CreatedAt: r.CreatedAt,
+		}); err != nil {
+			return fmt.Errorf("insert refund: %w", err)
+		}
+		for i, l := range r.Lines {
+			if err := q.InsertRefundLine(ctx, db.InsertRefundLineParams{RefundID: r.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity)}); err != nil {
+				return fmt.Errorf("insert refund line: %w", err)
+			}
+		}
+	}
+	if err := q.SetOrderStatus(ctx, db.SetOrderStatusParams{ID: ord.ID, Status: string(ord.Status), Now: ord.UpdatedAt}); err != nil {
+		return fmt.Errorf("set order status: %w", err)
+	}
+	return nil
+}
+
+// saveLineQuantities stores the lines whose current quantity dropped and puts the units
+// back in stock, locking the variants in id order as completions take stock, so that a
+// cancellation and a checkout of the same items cannot deadlock.
+func saveLineQuantities(ctx context.Context, q *db.Queries, before, ord *checkout.Order) error {
+	type freed struct {
+		line  checkout.OrderLine
+		units int
+	}
+	var changed []freed
+	for i, l := range ord.Lines {
+		if d := before.Lines[i].Current - l.Current; d != 0 {
+			changed = append(changed, freed{l, d})
+		}
+	}
+	slices.SortFunc(changed, func(a, b freed) int { return cmp.Compare(a.line.ItemID, b.line.ItemID) })
+	for _, c := range changed {
+		if err := q.SetOrderLineCurrent(ctx, db.SetOrderLineCurrentParams{OrderID: ord.ID, LineItemID: c.line.ID, QuantityCurrent: int32(c.line.Current)}); err != nil {
+			return fmt.Errorf("set line quantity: %w", err)
+		}
+		if c.units > 0 {
+			if err := q.RestockVariant(ctx, db.RestockVariantParams{ID: c.line.ItemID, Quantity: int32(c.units)}); err != nil {
+				return fmt.Errorf("restock: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func insertFulfillment(ctx context.Context, q *db.Queries, orderID string, f *checkout.Fulfillment) error {
+	p := db.InsertFulfillmentParams{
+		ID: f.ID, OrderID: orderID, Type: string(f.Type), Status: string(f.Status),
+		Carrier: nonEmpty(f.Carrier), TrackingNumber: nonEmpty(f.TrackingNumber), TrackingUrl: nonEmpty(f.TrackingURL),
+		Description: nonEmpty(f.Description), DeliveryEarliest: f.EarliestDelivery, DeliveryLatest: f.LatestDelivery,
+		Now: f.CreatedAt,
+	}
+	if f.Destination != nil {
+		var err error
+		if p.Destination, err = json.Marshal(f.Destination); err != nil {
+			return fmt.Errorf("encode destination: %w", err)
+		}
+	}
+	if d := f.Digital; d != nil {
+		p.AccessUrl, p.LicenseKey, p.AccessExpiresAt = nonEmpty(d.AccessURL), nonEmpty(d.LicenseKey), d.ExpiresAt
+	}
+	if err := q.InsertFulfillment(ctx, p); err != nil {
+		return fmt.Errorf("insert fulfillment: %w", err)
+	}
+	for i, l := range f.Lines {
+		if err := q.InsertFulfillmentLine(ctx, db.InsertFulfillmentLineParams{
+			FulfillmentID: f.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity),
+		}); err != nil {
+			return fmt.Errorf("insert fulfillment line: %w", err)
+		}
+	}
+	return nil
+}
+
+// loadOrderDetails reads an order's lines, fulfilments, cancellations, refund lines and
+// amounts into ord (whose refunds are loaded).
+func loadOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) error {
+	lines, err := q.ListOrderLineStates(ctx, ord.ID)
+	if err != nil {
+		return fmt.Errorf("load order lines: %w", err)
+	}
+	ord.Lines = make([]checkout.OrderLine, len(lines))
+	for i, l := range lines {
+		ol := checkout.OrderLine{ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: int(l.Quantity),
+			Current: int(l.QuantityCurrent), UnitAmount: l.UnitAmount}
+		if l.Subtotal != nil && l.Tax != nil {
+			ol.Subtotal, ol.Tax, ol.Priced = *l.Subtotal, *l.Tax, true
+		}
+		ord.Lines[i] = ol
+	}
+	fs, err := q.ListFulfillments(ctx, ord.ID)
+	if err != nil {
+		return fmt.Errorf("load fulfillments: %w", err)
+	}
+	flines, err := q.ListFulfillmentLines(ctx, ord.ID)
+	if err != nil {
+		return fmt.Errorf("load fulfillment lines: %w", err)
+	}
+	events, err := q.ListFulfillmentEvents(ctx, ord.ID)
+	if err != nil {
+		return fmt.Errorf("load fulfillment events: %w", err)
+	}
+	ord.Fulfillments = make([]checkout.Fulfillment, len(fs))
+	byID := map[string]*checkout.Fulfillment{}
+	for i, r := range fs {
+		f := checkout.Fulfillment{
+			ID: r.ID, Type: checkout.FulfillmentType(r.Type), Status: checkout.FulfillmentStatus(r.Status),
+			Carrier: deref(r.Carrier), TrackingNumber: deref(r.TrackingNumber), TrackingURL: deref(r.TrackingUrl),
+			Description: deref(r.Description), EarliestDelivery: r.DeliveryEarliest, LatestDelivery: r.DeliveryLatest,
+			CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		}
+		if r.Destination != nil {
+			f.Destination = &checkout.Address{}
+			if err := json.Unmarshal(r.Destination, f.Destination); err != nil {
+				return fmt.Errorf("read fulfillment destination: %w", err)
+			}
+		}
+		if r.AccessUrl != nil || r.LicenseKey != nil || r.AccessExpiresAt != nil {
+			f.Digital = &checkout.DigitalDelivery{AccessURL: deref(r.AccessUrl), LicenseKey: deref(r.LicenseKey), ExpiresAt: r.AccessExpiresAt}
+		}
+		ord.Fulfillments[i] = f
+		byID[f.ID] = &ord.Fulfillments[i]
+	}
+	for _, l := range flines {
+		f := byID[l.FulfillmentID]
+		f.Lines = append(f.Lines, checkout.LineQuantity{LineID: l.LineItemID, Quantity: int(l.Quantity)})
+	}
+	for _, e := range events {
+		f := byID[e.FulfillmentID]
+		f.Events = append(f.Events, checkout.FulfillmentEvent{
+			ID: e.ID, Type: checkout.FulfillmentEventType(e.Type), OccurredAt: e.OccurredAt,
+			Description: deref(e.Description), Location: deref(e.Location),
+		})
+	}
+	cs, err := q.ListCancellations(ctx, ord.ID)
+	if err != nil {
+		return fmt.Errorf("load cancellations: %w", err)
+	}
+	for _, c := range cs {
+		if n := len(ord.Cancellations); n == 0 || ord.Cancellations[n-1].ID != c.ID {
+			ord.Cancellations = append(ord.Cancellations, checkout.Cancellation{
+				ID: c.ID, Description: deref(c.Description), Reason: deref(c.Reason), CreatedAt: c.CreatedAt,
+			})
+		}
+		last := &ord.Cancellations[len(ord.Cancellations)-1]
+		last.Lines = append(last.Lines, checkout.LineQuantity{LineID: c.LineItemID, Quantity: int(c.Quantity)})
+	}
+	rlines, err := q.ListRefundLines(ctx, ord.ID)
+	if err != nil {
+		return fmt.Errorf("load refund lines: %w", err)
+	}
+	for _, l := range rlines {
+		for i := range ord.Refunds {
+			if r := &ord.Refunds[i]; r.ID == l.RefundID {
+				r.Lines = append(r.Lines, checkout.LineQuantity{LineID: l.LineItemID, Quantity: int(l.Quantity)})
+			}
+		}
+	}
+	a, err := q.GetOrderAmounts(ctx, ord.ID)
+	switch {
+	case err == nil:
+		ord.Amounts = &checkout.OrderAmounts{Subtotal: a.Subtotal, Discount: a.Discount, Fulfillment: a.Fulfillment, Tax: a.Tax}
+	case !isNoRows(err):
+		return fmt.Errorf("load order amounts: %w", err)
+	}
+	return nil
+}
+
+// cloneOrder copies what saveOrderChanges compares: the slices a domain change appends
+// to or changes in place.
+func cloneOrder(o *checkout.Order) *checkout.Order {
+	c := *o
+	c.Lines = slices.Clone(o.Lines)
+	c.Refunds = slices.Clone(o.Refunds)
+	c.Cancellations = slices.Clone(o.Cancellations)
+	c.Fulfillments = slices.Clone(o.Fulfillments)
+	for i := range c.Fulfillments {
+		c.Fulfillments[i].Events = slices.Clone(o.Fulfillments[i].Events)
+	}
+	return &c
+}
+
+// deref is *s, or "" for NULL.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

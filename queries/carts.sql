@@ -1,0 +1,44 @@
+-- name: InsertCart :exec
+INSERT INTO carts (id, owner, currency, buyer, locale, created_at, updated_at, expires_at)
+VALUES (@id, @owner, @currency, @buyer, sqlc.narg(locale), @now, @now, @expires_at);
+
+-- name: GetCartForUpdate :one
+-- A cart of another owner, or one past its expiry, is not found (CART-RFC §4.3: 404 for
+-- expired carts). The lock serialises replacements and cancels of one cart.
+SELECT * FROM carts WHERE id = @id AND owner = @owner AND expires_at > @now FOR UPDATE;
+
+-- name: GetCart :one
+SELECT * FROM carts WHERE id = @id AND owner = @owner AND expires_at > @now;
+
+-- name: UpdateCart :exec
+UPDATE carts
+SET currency = @currency,
+    buyer = @buyer,
+    locale = sqlc.narg(locale),
+    updated_at = @now,
+    expires_at = @expires_at
+WHERE id = @id;
+
+-- name: DeleteCart :exec
+-- Cancel: the cart and its items (ON DELETE CASCADE) go at once.
+DELETE FROM carts WHERE id = @id;
+
+-- name: DeleteCartItems :exec
+DELETE FROM cart_items WHERE cart_id = @cart_id;
+
+-- name: InsertCartItems :copyfrom
+INSERT INTO cart_items (id, cart_id, position, variant_id, quantity, unit_amount)
+VALUES (@id, @cart_id, @position, @variant_id, @quantity, @unit_amount);
+
+-- name: ListCartItems :many
+SELECT * FROM cart_items WHERE cart_id = @cart_id ORDER BY position;
+
+-- name: DeleteExpiredCarts :execrows
+-- Retention: expired carts are already not found; the sweeper deletes them in batches.
+DELETE FROM carts
+WHERE id IN (
+    SELECT c.id FROM carts c WHERE c.expires_at <= @now
+    ORDER BY c.expires_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+);

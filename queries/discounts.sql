@@ -1,0 +1,69 @@
+-- name: InsertDiscount :exec
+INSERT INTO discounts (id, code, title, percent_bps, amount_off, currency, scope, item_ids, min_subtotal,
+    starts_at, ends_at, usage_limit, per_buyer_limit, stackable, priority, created_at, updated_at)
+VALUES (@id, sqlc.narg(code), @title, sqlc.narg(percent_bps), sqlc.narg(amount_off), sqlc.narg(currency), @scope,
+    @item_ids, @min_subtotal, sqlc.narg(starts_at), sqlc.narg(ends_at), sqlc.narg(usage_limit),
+    sqlc.narg(per_buyer_limit), @stackable, @priority, @now, @now);
+
+-- name: ListDiscounts :many
+-- The merchant's view, newest first, with how often each was redeemed.
+SELECT sqlc.embed(d), (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed
+FROM discounts d
+ORDER BY d.created_at DESC, d.id;
+
+-- name: GetDiscount :one
+SELECT sqlc.embed(d), (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed
+FROM discounts d WHERE d.id = @id;
+
+-- name: DisableDiscount :execrows
+UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @now WHERE id = @id;
+
+-- name: ListSessionDiscounts :many
+-- What prices a session: the discounts its codes name, in any state (so a disabled or
+-- expired code is rejected with its reason), the enabled automatic discounts, and
+-- those the session's order used (so a completed session shows what it was paid with).
+-- redeemed counts all orders, buyer_redeemed those of @buyer_email.
+SELECT sqlc.embed(d),
+    (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed,
+    (SELECT count(*) FROM discount_redemptions r
+        WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)::integer AS buyer_redeemed,
+    EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+        WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text) AS used_by_session
+FROM discounts d
+WHERE d.code = ANY(@codes::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
+    OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+        WHERE o.checkout_session_id = @checkout_session_id::text)
+ORDER BY d.id;
+
+-- name: LockDiscounts :many
+-- Taken in the completion's transaction, after the session row and before the vault
+-- token, on the discounts with a usage limit that the order uses, in id order (so
+-- concurrent completions cannot deadlock): the redemptions are then counted and
+-- written while no other completion can, and a limit of N redeems exactly N.
+SELECT id FROM discounts WHERE id = ANY(@ids::text[]) ORDER BY id FOR UPDATE;
+
+-- name: InsertRedemption :exec
+INSERT INTO discount_redemptions (discount_id, order_id, buyer_email, amount, created_at)
+VALUES (@discount_id, @order_id, @buyer_email, @amount, @now);
+
+-- name: GetSessionDiscountCodes :one
+SELECT codes FROM checkout_session_discounts WHERE checkout_session_id = @checkout_session_id;
+
+-- name: UpsertSessionDiscountCodes :exec
+INSERT INTO checkout_session_discounts (checkout_session_id, codes) VALUES (@checkout_session_id, @codes)
+ON CONFLICT (checkout_session_id) DO UPDATE SET codes = EXCLUDED.codes;
+
+-- name: UpsertDiscount :exec
+-- An import replaces the definition of a discount it names by id; whether it is
+-- disabled, and its redemptions, stay.
+INSERT INTO discounts (id, code, title, percent_bps, amount_off, currency, scope, item_ids, min_subtotal,
+    starts_at, ends_at, usage_limit, per_buyer_limit, stackable, priority, created_at, updated_at)
+VALUES (@id, sqlc.narg(code), @title, sqlc.narg(percent_bps), sqlc.narg(amount_off), sqlc.narg(currency), @scope,
+    @item_ids, @min_subtotal, sqlc.narg(starts_at), sqlc.narg(ends_at), sqlc.narg(usage_limit),
+    sqlc.narg(per_buyer_limit), @stackable, @priority, @now, @now)
+ON CONFLICT (id) DO UPDATE SET
+    code = EXCLUDED.code, title = EXCLUDED.title, percent_bps = EXCLUDED.percent_bps,
+    amount_off = EXCLUDED.amount_off, currency = EXCLUDED.currency, scope = EXCLUDED.scope,
+    item_ids = EXCLUDED.item_ids, min_subtotal = EXCLUDED.min_subtotal, starts_at = EXCLUDED.starts_at,
+    ends_at = EXCLUDED.ends_at, usage_limit = EXCLUDED.usage_limit, per_buyer_limit = EXCLUDED.per_buyer_limit,
+    stackable = EXCLUDED.stackable, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at;
