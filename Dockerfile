@@ -26,7 +26,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/agentic-commerce-s
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/agentic-commerce-server /agentic-commerce-server
-COPY internal/catalog/demo/products.jsonl /demo/products.jsonl
+COPY internal/catalog/demo/products.jsonl internal/catalog/demo/discounts.json /demo/
 # distroless's nonroot user, by number: a runtime base without that name in /etc/passwd
 # (a minimal Debian) runs the server as the same unprivileged user.
 USER 65532:65532
