@@ -19,8 +19,9 @@ FROM ${GO_IMAGE} AS build
 # (CI passes the host's `go env GOPROXY`); unset, Go's default applies.
 ARG GOPROXY
 WORKDIR /src
-COPY go.mod go.sum ./
-RUN go mod download
+# No separate `go mod download` layer: go.mod also lists the development tools (sqlc,
+# staticcheck, govulncheck, oapi-codegen), whose modules are most of the download and
+# never reach the binary; `go build` fetches only the modules the server imports.
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/agentic-commerce-server ./cmd/agentic-commerce-server
 
