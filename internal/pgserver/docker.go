@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
+	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // dockerPingTimeout bounds the Docker probe: on machines without an engine the fallback
@@ -58,29 +62,49 @@ func probeDocker(ctx context.Context) error {
 	}
 }
 
-// startContainer runs ThrowawayImage with the same durability trade-offs as the local
-// throwaway cluster: data on tmpfs and no fsync, since it is discarded after the run.
+// startContainer runs throwawayImage() with the same durability trade-offs as the local
+// throwaway cluster: data on tmpfs and no fsync, since it is discarded after the run. Its
+// port is published on 127.0.0.1 only, and the URL names that address: a test database
+// has a known password and must not be reachable from the network, and "localhost" may
+// resolve to ::1 first, where nothing is published.
 func startContainer(ctx context.Context) (*Server, error) {
-	ctr, err := tcpostgres.Run(ctx, ThrowawayImage,
+	image := throwawayImage()
+	ctr, err := tcpostgres.Run(ctx, image,
 		tcpostgres.WithUsername("postgres"),
 		tcpostgres.WithPassword("postgres"),
 		tcpostgres.WithDatabase("postgres"),
 		testcontainers.WithTmpfs(map[string]string{"/var/lib/postgresql/data": "rw"}),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.PortBindings = network.PortMap{
+				containerPort: {{HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: "0"}},
+			}
+		}),
 		testcontainers.WithCmdArgs(
 			"-c", "synchronous_commit=off",
 			"-c", "full_page_writes=off",
 			"-c", fmt.Sprintf("max_connections=%d", throwawayMaxConnections),
 		),
-		tcpostgres.BasicWaitStrategies(),
+		// The official image logs "ready" twice: once for the temporary server that
+		// initialises the data directory, once for the real one. The port is then checked
+		// by waitReady on 127.0.0.1 below, not by testcontainers' port wait, which dials
+		// the host it infers for the engine: inside a container (a /.dockerenv, as on CI
+		// machines here) that is the bridge gateway, where nothing is published.
+		testcontainers.WithWaitStrategy(wait.ForLog("database system is ready to accept connections").
+			WithOccurrence(2).WithStartupTimeout(containerStartTimeout)),
 	)
 	if err != nil {
 		_ = testcontainers.TerminateContainer(ctr)
-		return nil, fmt.Errorf("start %s: %w", ThrowawayImage, err)
+		return nil, fmt.Errorf("start %s: %w", image, err)
 	}
-	connURL, err := ctr.ConnectionString(ctx, "sslmode=disable")
+	port, err := ctr.MappedPort(ctx, containerPort.String())
 	if err != nil {
 		_ = testcontainers.TerminateContainer(ctr)
-		return nil, fmt.Errorf("container connection string: %w", err)
+		return nil, fmt.Errorf("container port: %w", err)
+	}
+	connURL := fmt.Sprintf("postgres://postgres:postgres@127.0.0.1:%d/postgres?sslmode=disable", port.Num())
+	if err := waitReady(ctx, connURL, nil, containerStartTimeout); err != nil {
+		_ = testcontainers.TerminateContainer(ctr)
+		return nil, fmt.Errorf("%s on 127.0.0.1:%d: %w", image, port.Num(), err)
 	}
 	return &Server{
 		URL:  connURL,
@@ -91,8 +115,22 @@ func startContainer(ctx context.Context) (*Server, error) {
 	}, nil
 }
 
-// composeURL is the connection URL of the `postgres` service in docker-compose.yml.
-const composeURL = "postgres://acp:acp@127.0.0.1:5432/acp?sslmode=disable"
+// containerStartTimeout bounds each wait for a started container; the image is already
+// there (pulled or built) by then, so this is the server's own start.
+const containerStartTimeout = time.Minute
+
+// containerPort is PostgreSQL's port inside the container.
+var containerPort = network.MustParsePort("5432/tcp")
+
+// composeURL is the connection URL of the `postgres` service in docker-compose.yml, on
+// the host port that file publishes it on (ACP_POSTGRES_PORT, default 5432).
+func composeURL() string {
+	port := strings.TrimSpace(os.Getenv("ACP_POSTGRES_PORT"))
+	if port == "" {
+		port = "5432"
+	}
+	return "postgres://acp:acp@127.0.0.1:" + port + "/acp?sslmode=disable"
+}
 
 // composeUp starts the compose `postgres` service and waits for its healthcheck, so that
 // the URL it returns is usable at once.
@@ -110,7 +148,7 @@ func composeUp(ctx context.Context) (*Server, error) {
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("docker compose up -d --wait postgres (in %s): %w: %s", root, err, strings.TrimSpace(out.String()))
 	}
-	return &Server{URL: composeURL, Kind: KindDocker}, nil
+	return &Server{URL: composeURL(), Kind: KindDocker}, nil
 }
 
 // composeRoot finds the directory holding docker-compose.yml by walking up from the

@@ -32,9 +32,40 @@ const (
 	KindLocal = "local"
 )
 
-// ThrowawayImage is the image for test containers; it matches docker-compose.yml so that
-// tests and the dev stack run the same major version.
+// ThrowawayImage is the default image for test containers (PGTEST_IMAGE overrides it); it
+// matches docker-compose.yml's default so that tests and the dev stack run the same major
+// version.
 const ThrowawayImage = "postgres:16-alpine"
+
+// Backends StartThrowaway can be limited to with PGTEST_BACKEND. The default, auto, tries
+// each in turn; naming one makes a run prove that path (CI forces testcontainers) instead
+// of passing quietly on another.
+const (
+	BackendAuto           = "auto"
+	BackendTestcontainers = "testcontainers"
+	BackendLocal          = "local"
+)
+
+// throwawayBackend reads PGTEST_BACKEND.
+func throwawayBackend() (string, error) {
+	switch b := strings.ToLower(strings.TrimSpace(os.Getenv("PGTEST_BACKEND"))); b {
+	case "", BackendAuto:
+		return BackendAuto, nil
+	case BackendTestcontainers, BackendLocal:
+		return b, nil
+	default:
+		return "", fmt.Errorf("pgserver: PGTEST_BACKEND=%q: want %s, %s or %s", b, BackendAuto, BackendTestcontainers, BackendLocal)
+	}
+}
+
+// throwawayImage is PGTEST_IMAGE, or ThrowawayImage: a machine that cannot pull the
+// official image runs one built locally (scripts/local-images.sh) with the same contract.
+func throwawayImage() string {
+	if img := strings.TrimSpace(os.Getenv("PGTEST_IMAGE")); img != "" {
+		return img
+	}
+	return ThrowawayImage
+}
 
 // Server is a running PostgreSQL the caller may connect to as a superuser (or as the
 // owner of the database named in URL, for servers given through the environment).
@@ -73,8 +104,20 @@ const envPingTimeout = 10 * time.Second
 // StartThrowaway returns a PostgreSQL server for one test process. It tries, in order,
 // TEST_DATABASE_URL, a testcontainers-go container (only when a Docker engine answers),
 // and a temporary cluster from the local PostgreSQL binaries; the error lists why each
-// path failed so that a developer knows what to install or set.
+// path failed so that a developer knows what to install or set. PGTEST_BACKEND=
+// testcontainers or local takes that path only, and fails when it fails.
 func StartThrowaway(ctx context.Context) (*Server, error) {
+	backend, err := throwawayBackend()
+	if err != nil {
+		return nil, err
+	}
+	if backend != BackendAuto {
+		// A forced path that TEST_DATABASE_URL silently overrode would prove nothing.
+		if os.Getenv("TEST_DATABASE_URL") != "" {
+			return nil, fmt.Errorf("pgserver: PGTEST_BACKEND=%s and TEST_DATABASE_URL are both set; unset one", backend)
+		}
+		return startForced(ctx, backend)
+	}
 	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
 		if err := ping(ctx, u, envPingTimeout); err != nil {
 			return nil, fmt.Errorf("pgserver: TEST_DATABASE_URL is set but its server does not answer: %w", err)
@@ -106,6 +149,27 @@ func StartThrowaway(ctx context.Context) (*Server, error) {
 	failures = append(failures, fmt.Sprintf("local binaries: %v", err))
 	return nil, fmt.Errorf("pgserver: no PostgreSQL server for tests; set TEST_DATABASE_URL, start Docker, or install PostgreSQL server binaries (initdb, postgres). Tried: %s",
 		strings.Join(failures, "; "))
+}
+
+// startForced runs the one path PGTEST_BACKEND names.
+func startForced(ctx context.Context, backend string) (*Server, error) {
+	switch backend {
+	case BackendTestcontainers:
+		if err := dockerAvailable(ctx); err != nil {
+			return nil, fmt.Errorf("pgserver: PGTEST_BACKEND=testcontainers but no Docker engine answered: %w", err)
+		}
+		srv, err := startContainer(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pgserver: PGTEST_BACKEND=testcontainers: %w", err)
+		}
+		return srv, nil
+	default:
+		srv, err := startLocalThrowaway(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("pgserver: PGTEST_BACKEND=local: %w", err)
+		}
+		return srv, nil
+	}
 }
 
 // DatabaseURL returns serverURL pointed at database name, keeping user, host and options.

@@ -145,6 +145,7 @@ func TestStartLocalThrowawayTwice(t *testing.T) {
 }
 
 func TestStartThrowawayPrefersTestDatabaseURL(t *testing.T) {
+	t.Setenv("PGTEST_BACKEND", "") // the default order is what is tested here
 	requireLocalBinaries(t)
 	ctx := testContext(t)
 	backing, err := startLocalThrowaway(ctx)
@@ -170,6 +171,7 @@ func TestStartThrowawayPrefersTestDatabaseURL(t *testing.T) {
 }
 
 func TestStartThrowawayBadTestDatabaseURL(t *testing.T) {
+	t.Setenv("PGTEST_BACKEND", "")
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -182,10 +184,17 @@ func TestStartThrowawayBadTestDatabaseURL(t *testing.T) {
 }
 
 // TestStartThrowaway goes through the public entry point; here that is the local path
-// unless Docker answers.
+// unless Docker answers, or the path PGTEST_BACKEND forces (CI forces testcontainers, on
+// an image it builds: PGTEST_IMAGE).
 func TestStartThrowaway(t *testing.T) {
 	t.Setenv("TEST_DATABASE_URL", "")
-	requireLocalBinaries(t)
+	backend, err := throwawayBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if backend != BackendTestcontainers {
+		requireLocalBinaries(t)
+	}
 	ctx := testContext(t)
 	start := time.Now()
 	srv, err := StartThrowaway(ctx)
@@ -193,6 +202,20 @@ func TestStartThrowaway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("StartThrowaway: kind %s in %s", srv.Kind, time.Since(start).Round(time.Millisecond))
+	if backend != BackendAuto && srv.Kind != backend {
+		t.Errorf("PGTEST_BACKEND=%s gave a server of kind %s", backend, srv.Kind)
+	}
+	if srv.Kind == KindTestcontainers {
+		// Published on the loopback address only, and reached through it.
+		u, err := url.Parse(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Hostname() != "127.0.0.1" {
+			t.Errorf("container URL host = %q, want 127.0.0.1", u.Hostname())
+		}
+		t.Logf("container image %s: %s", throwawayImage(), queryString(t, ctx, srv.URL, "SELECT version()"))
+	}
 	defer func() {
 		if err := srv.Stop(ctx); err != nil {
 			t.Error(err)
@@ -200,6 +223,39 @@ func TestStartThrowaway(t *testing.T) {
 	}()
 	if got := queryString(t, ctx, srv.URL, "SELECT current_database()"); got != "postgres" {
 		t.Errorf("current_database() = %q", got)
+	}
+}
+
+func TestThrowawayBackendSetting(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{
+		{"", BackendAuto}, {"auto", BackendAuto}, {" Testcontainers ", BackendTestcontainers}, {"local", BackendLocal},
+	} {
+		t.Setenv("PGTEST_BACKEND", tc.env)
+		got, err := throwawayBackend()
+		if err != nil || got != tc.want {
+			t.Errorf("PGTEST_BACKEND=%q: got %q, %v; want %q", tc.env, got, err, tc.want)
+		}
+	}
+	t.Setenv("PGTEST_BACKEND", "docker")
+	if _, err := StartThrowaway(t.Context()); err == nil || !strings.Contains(err.Error(), "PGTEST_BACKEND") {
+		t.Errorf("PGTEST_BACKEND=docker: err = %v, want one naming the setting", err)
+	}
+	// A forced path must not be replaced by a server named in the environment.
+	t.Setenv("PGTEST_BACKEND", "local")
+	t.Setenv("TEST_DATABASE_URL", "postgres://127.0.0.1:1/postgres")
+	if _, err := StartThrowaway(t.Context()); err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Errorf("PGTEST_BACKEND with TEST_DATABASE_URL: err = %v, want a refusal", err)
+	}
+}
+
+func TestThrowawayImageSetting(t *testing.T) {
+	t.Setenv("PGTEST_IMAGE", "")
+	if got := throwawayImage(); got != ThrowawayImage {
+		t.Errorf("default image = %q, want %q", got, ThrowawayImage)
+	}
+	t.Setenv("PGTEST_IMAGE", "acp-local/postgres:bookworm")
+	if got := throwawayImage(); got != "acp-local/postgres:bookworm" {
+		t.Errorf("PGTEST_IMAGE not honoured: %q", got)
 	}
 }
 
