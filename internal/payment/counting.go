@@ -17,12 +17,24 @@ type CountingGateway struct {
 	bySession map[string]int
 }
 
+// Name implements Gateway: the wrapped gateway's name.
+func (g *CountingGateway) Name() string { return g.inner().Name() }
+
+// Refund implements Gateway: it forwards r uncounted.
+func (g *CountingGateway) Refund(ctx context.Context, r Refund) (RefundReceipt, error) {
+	return g.inner().Refund(ctx, r)
+}
+
+func (g *CountingGateway) inner() Gateway {
+	if g.Gateway == nil {
+		return MockGateway{}
+	}
+	return g.Gateway
+}
+
 // Charge implements Gateway: it forwards c and counts it when it succeeds.
 func (g *CountingGateway) Charge(ctx context.Context, c Charge) (Receipt, error) {
-	inner := g.Gateway
-	if inner == nil {
-		inner = MockGateway{}
-	}
+	inner := g.inner()
 	g.mu.Lock()
 	g.attempts++
 	g.mu.Unlock()

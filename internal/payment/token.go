@@ -2,6 +2,10 @@ package payment
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -135,7 +139,12 @@ type Charge struct {
 	Amount    int64
 	Currency  string
 	SessionID string
-	// IdempotencyKey lets a real PSP refuse to charge one session twice.
+	// OrderID is the order the charge pays for, chosen before the charge so that the
+	// PSP's record can name it (metadata) and a recovery can write that same order.
+	OrderID string
+	// IdempotencyKey lets a real PSP refuse to charge one payment attempt twice: the
+	// same key asked again answers with the first attempt's outcome, never a second
+	// charge. A recovery asks with the key of the attempt it finishes.
 	IdempotencyKey string
 	// Authentication is the 3-D Secure result to authorize with (nil: none): the
 	// cryptogram and ECI go to the issuer with the authorization.
@@ -157,10 +166,38 @@ type Receipt struct {
 	Reference string // the PSP's charge id
 }
 
-// Gateway charges PSP tokens (anything that is not a vault token). A real PSP adapter
-// implements it; Declined errors must be *checkout.Error with code payment_declined.
+// Refund asks a gateway to give back part or all of a charge.
+type Refund struct {
+	// Reference is the charge's Receipt.Reference.
+	Reference string
+	Amount    int64
+	Currency  string
+	OrderID   string
+	// IdempotencyKey makes a repeated refund request (a retry, a recovery) refund once.
+	IdempotencyKey string
+}
+
+// RefundReceipt is a successful refund.
+type RefundReceipt struct {
+	Reference string // the PSP's refund id
+}
+
+// ErrUnavailable wraps a gateway error whose outcome is unknown: a timeout, a refused
+// connection, a 5xx from the PSP. The charge may or may not have been taken; only asking
+// again with the same idempotency key tells. Gateways wrap such errors with
+// fmt.Errorf("...: %w", ErrUnavailable) (or errors.Join).
+var ErrUnavailable = errors.New("payment service provider unavailable")
+
+// Gateway charges PSP tokens (anything that is not a vault token) and refunds those
+// charges. A real PSP adapter implements it. Errors: a decline is a *checkout.Error
+// with code payment_declined (DeclinedError), a card needing 3-D Secure an
+// *AuthenticationRequiredError, an unknown token ErrTokenNotFound, and an outcome in
+// doubt wraps ErrUnavailable.
 type Gateway interface {
+	// Name identifies the PSP ("mock", "stripe"): what payments record as their gateway.
+	Name() string
 	Charge(ctx context.Context, c Charge) (Receipt, error)
+	Refund(ctx context.Context, r Refund) (RefundReceipt, error)
 }
 
 // MockGateway is a stand-in PSP honouring Stripe's test tokens: tok_visa and the other
@@ -196,19 +233,40 @@ var mockAuthentication = map[string]string{
 	"tok_threeDSecure2Required": checkout.DirectoryVisa,
 }
 
-// Charge implements Gateway.
+// Name implements Gateway.
+func (MockGateway) Name() string { return "mock" }
+
+// Charge implements Gateway. The charge id derives from the idempotency key, as a real
+// PSP answers a repeated key with the first charge.
 func (MockGateway) Charge(_ context.Context, c Charge) (Receipt, error) {
 	if ds, ok := mockAuthentication[c.Token]; ok {
 		if c.Authentication == nil || !c.Authentication.Outcome.Succeeded() {
 			return Receipt{}, &AuthenticationRequiredError{DirectoryServer: ds}
 		}
-		return Receipt{Reference: checkout.NewID("ch_")}, nil
+		return Receipt{Reference: mockReference("ch_", c.IdempotencyKey)}, nil
 	}
 	if mockSuccess[c.Token] {
-		return Receipt{Reference: checkout.NewID("ch_")}, nil
+		return Receipt{Reference: mockReference("ch_", c.IdempotencyKey)}, nil
 	}
 	if msg, ok := mockDeclines[c.Token]; ok {
 		return Receipt{}, DeclinedError(msg)
 	}
 	return Receipt{}, ErrTokenNotFound
+}
+
+// Refund implements Gateway: every refund of a mock charge succeeds.
+func (MockGateway) Refund(_ context.Context, r Refund) (RefundReceipt, error) {
+	if r.Amount <= 0 {
+		return RefundReceipt{}, fmt.Errorf("refund amount %d is not positive", r.Amount)
+	}
+	return RefundReceipt{Reference: mockReference("re_", r.IdempotencyKey)}, nil
+}
+
+// mockReference is prefix followed by a digest of key, or a fresh id without a key.
+func mockReference(prefix, key string) string {
+	if key == "" {
+		return checkout.NewID(prefix)
+	}
+	sum := sha256.Sum256([]byte(key))
+	return prefix + hex.EncodeToString(sum[:12])
 }
