@@ -34,11 +34,13 @@ type fakePSP struct {
 	mu sync.Mutex
 	// byKey holds the response to every Idempotency-Key, with the request it answered.
 	byKey map[string]pspResponse
-	// intents are the PaymentIntents created, by id (their amount bounds a refund).
+	// intents are the PaymentIntents created, by id (their amount bounds a refund);
+	// methods the PaymentMethods.
 	intents map[string]pspObject
+	methods map[string]*pspObject
 	seq     atomic.Int64
 
-	intentsCreated, refundsCreated, replays, refused atomic.Int64
+	methodsCreated, intentsCreated, refundsCreated, replays, refused atomic.Int64
 }
 
 // pspResponse is a stored answer: the request it answered (path and form digest), the
@@ -49,18 +51,30 @@ type pspResponse struct {
 	body    []byte
 }
 
-// pspObject is a PaymentIntent or a Refund as the API returns it.
+// pspObject is a PaymentMethod, PaymentIntent or Refund as the API returns it.
 type pspObject struct {
 	ID            string            `json:"id"`
 	Object        string            `json:"object"`
-	Status        string            `json:"status"`
-	Amount        int64             `json:"amount"`
-	Currency      string            `json:"currency"`
+	Type          string            `json:"type,omitempty"`
+	Card          *pspCard          `json:"card,omitempty"`
+	Status        string            `json:"status,omitempty"`
+	Amount        int64             `json:"amount,omitempty"`
+	Currency      string            `json:"currency,omitempty"`
+	PaymentMethod *pspObject        `json:"payment_method,omitempty"`
 	LatestCharge  string            `json:"latest_charge,omitempty"`
 	PaymentIntent string            `json:"payment_intent,omitempty"`
 	Metadata      map[string]string `json:"metadata"`
 	Created       int64             `json:"created"`
 	Livemode      bool              `json:"livemode"`
+}
+
+// pspCard is a PaymentMethod's card: what the test token stands for.
+type pspCard struct {
+	Brand    string `json:"brand"`
+	Last4    string `json:"last4"`
+	ExpMonth int    `json:"exp_month"`
+	ExpYear  int    `json:"exp_year"`
+	Funding  string `json:"funding"`
 }
 
 // startFakePSP listens on a free port of 127.0.0.1 and serves until Close.
@@ -77,7 +91,7 @@ func startFakePSP(delay time.Duration) (*fakePSP, error) {
 }
 
 func newFakePSP(delay time.Duration) *fakePSP {
-	return &fakePSP{delay: delay, byKey: map[string]pspResponse{}, intents: map[string]pspObject{}}
+	return &fakePSP{delay: delay, byKey: map[string]pspResponse{}, intents: map[string]pspObject{}, methods: map[string]*pspObject{}}
 }
 
 // URL is the API base to give the server (STRIPE_API_BASE).
@@ -88,6 +102,7 @@ func (p *fakePSP) Close() { _ = p.srv.Close() }
 
 // PSPCounts is what the fake PSP served.
 type PSPCounts struct {
+	PaymentMethods int64 `json:"payment_methods"`
 	PaymentIntents int64 `json:"payment_intents"`
 	Refunds        int64 `json:"refunds"`
 	Replays        int64 `json:"idempotent_replays"`
@@ -97,7 +112,7 @@ type PSPCounts struct {
 // counts returns the counters and zeroes them, so that each build is counted apart.
 func (p *fakePSP) counts() PSPCounts {
 	return PSPCounts{
-		PaymentIntents: p.intentsCreated.Swap(0), Refunds: p.refundsCreated.Swap(0),
+		PaymentMethods: p.methodsCreated.Swap(0), PaymentIntents: p.intentsCreated.Swap(0), Refunds: p.refundsCreated.Swap(0),
 		Replays: p.replays.Swap(0), Refused: p.refused.Swap(0),
 	}
 }
@@ -148,6 +163,8 @@ func (p *fakePSP) answer(r *http.Request) (status int, body []byte, replayed boo
 		}
 	}
 	switch r.URL.Path {
+	case "/v1/payment_methods":
+		status, body, _ = p.createMethod(r.PostForm)
 	case "/v1/payment_intents":
 		status, body, _ = p.createIntent(r.PostForm)
 	case "/v1/refunds":
@@ -173,15 +190,39 @@ func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
 	if len(currency) != 3 {
 		return stripeError(http.StatusBadRequest, "invalid_request_error", "currency", "Missing or invalid currency: want a three-letter ISO code.")
 	}
+	var method *pspObject
+	if id := form.Get("payment_method"); id != "" {
+		if method = p.methods[id]; method == nil {
+			return stripeError(http.StatusBadRequest, "invalid_request_error", "payment_method", "No such PaymentMethod: '"+id+"'")
+		}
+	}
 	n := p.seq.Add(1)
 	pi := pspObject{
 		ID: fmt.Sprintf("pi_bench%016d", n), Object: "payment_intent", Status: "succeeded",
-		Amount: amount, Currency: currency, LatestCharge: fmt.Sprintf("ch_bench%016d", n),
+		Amount: amount, Currency: currency, PaymentMethod: method, LatestCharge: fmt.Sprintf("ch_bench%016d", n),
 		Metadata: formMetadata(form), Created: time.Now().Unix(),
 	}
 	p.intents[pi.ID] = pi
 	p.intentsCreated.Add(1)
 	body, _ := json.Marshal(pi)
+	return http.StatusOK, body, false
+}
+
+// createMethod makes a card PaymentMethod from a test card token (the caller holds mu).
+func (p *fakePSP) createMethod(form url.Values) (int, []byte, bool) {
+	token := form.Get("card[token]")
+	if form.Get("type") != "card" || !strings.HasPrefix(token, "tok_") {
+		return stripeError(http.StatusBadRequest, "invalid_request_error", "card[token]", "Want type=card and card[token]=tok_….")
+	}
+	n := p.seq.Add(1)
+	pm := &pspObject{
+		ID: fmt.Sprintf("pm_bench%016d", n), Object: "payment_method", Type: "card",
+		Card:     &pspCard{Brand: "visa", Last4: "4242", ExpMonth: 12, ExpYear: time.Now().Year() + 5, Funding: "credit"},
+		Metadata: formMetadata(form), Created: time.Now().Unix(),
+	}
+	p.methods[pm.ID] = pm
+	p.methodsCreated.Add(1)
+	body, _ := json.Marshal(pm)
 	return http.StatusOK, body, false
 }
 

@@ -82,6 +82,30 @@ func TestFakePSPPaymentIntentFromTheForm(t *testing.T) {
 	}
 }
 
+func TestFakePSPPaymentMethodFromACardToken(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	status, pm, _ := pspPost(t, p, "/v1/payment_methods", testAuth, "k/payment_method", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})
+	if status != http.StatusOK || !strings.HasPrefix(pm.ID, "pm_") || pm.Object != "payment_method" || pm.Card == nil || pm.Card.Brand != "visa" {
+		t.Fatalf("payment method: status %d, %+v", status, pm)
+	}
+	form := url.Values{"amount": {"100"}, "currency": {"usd"}, "payment_method": {pm.ID}, "confirm": {"true"}, "expand[0]": {"payment_method"}}
+	status, pi, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "k", form)
+	if status != http.StatusOK || pi.PaymentMethod == nil || pi.PaymentMethod.ID != pm.ID || pi.Status != "succeeded" {
+		t.Errorf("payment intent with the method: status %d, %+v", status, pi)
+	}
+	form.Set("payment_method", "pm_unknown")
+	if status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", form); status != http.StatusBadRequest {
+		t.Errorf("an unknown payment method: status %d, want 400", status)
+	}
+	if status, _, _ := pspPost(t, p, "/v1/payment_methods", testAuth, "", url.Values{"type": {"card"}, "card[token]": {"vt_1"}}); status != http.StatusBadRequest {
+		t.Errorf("not a card token: status %d, want 400", status)
+	}
+	if c := p.counts(); c.PaymentMethods != 1 || c.PaymentIntents != 1 {
+		t.Errorf("counts = %+v", c)
+	}
+}
+
 func TestFakePSPWantsATestSecretKey(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)

@@ -326,8 +326,8 @@ func (p PSPRun) writeText(w io.Writer) {
 		fmt.Fprintf(w, "  %s\n", p.Note)
 		return
 	}
-	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served %d payment intents, %d refunds, %d replays, refused %d\n",
-		p.CompletionsPerSecond, fmtMs(p.P50Ms), fmtMs(p.P99Ms), p.PSP.PaymentIntents, p.PSP.Refunds, p.PSP.Replays, p.PSP.Refused)
+	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served %d payment methods, %d payment intents, %d refunds, %d replays, refused %d\n",
+		p.CompletionsPerSecond, fmtMs(p.P50Ms), fmtMs(p.P99Ms), p.PSP.PaymentMethods, p.PSP.PaymentIntents, p.PSP.Refunds, p.PSP.Replays, p.PSP.Refused)
 	if p.Pool != nil {
 		fmt.Fprintf(w, "  database pool: %.2fs waiting for a connection, %.0f acquires found the pool empty (max %.0f connections)\n",
 			p.Pool.AcquireWaitSeconds, p.Pool.EmptyAcquires, p.Pool.MaxConns)
