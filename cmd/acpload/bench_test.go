@@ -377,3 +377,24 @@ func TestStartFailureKeepsTheServersReason(t *testing.T) {
 		t.Errorf("startFailure = %q", got)
 	}
 }
+
+func TestASkippedBaselineSaysWhyOnce(t *testing.T) {
+	t.Parallel()
+	base := buildRun("baseline", 100, 0, 0, 500, 0.5, 1, 50)
+	base.CompleteOnly, base.ReplayOnly = Phase{}, Phase{}
+	base.Skipped = "complete only and replay only not measured: seed sessions 1-2000: no column x"
+	var buf bytes.Buffer
+	writeBuildRun(&buf, base)
+	if n := strings.Count(buf.String(), "not measured"); n != 1 {
+		t.Errorf("the reason is printed %d times:\n%s", n, buf.String())
+	}
+	if strings.Contains(buf.String(), "complete only:") {
+		t.Errorf("an empty phase was printed:\n%s", buf.String())
+	}
+	rows := compareBuilds(buildRun("current", 300, 900, 5000, 1000, 0.25, 0.5, 40), base)
+	for _, r := range rows {
+		if strings.HasPrefix(r.Figure, "complete only") && r.Ratio != 0 {
+			t.Errorf("%s: ratio %.2f against a phase that did not run", r.Figure, r.Ratio)
+		}
+	}
+}

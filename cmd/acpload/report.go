@@ -262,10 +262,16 @@ func writeBuildRun(w io.Writer, r BuildRun) {
 		{"complete only (pre-seeded ready sessions, the pgbench script's work through the server)", r.CompleteOnly, "completion"},
 		{"replay only (the completions above, same key and body)", r.ReplayOnly, "replay"},
 	} {
+		if p.phase.Report.Name == "" {
+			continue // skipped: said below
+		}
 		fmt.Fprintf(w, "\n-- %s build: %s\n", r.Build, p.title)
 		p.phase.Report.writeText(w)
 		fmt.Fprintf(w, "  %s\n", p.phase.CPU.String(p.phase.Report.Flows, p.unit))
 		p.phase.Statements.writeText(w, p.unit)
+	}
+	if r.Skipped != "" {
+		fmt.Fprintf(w, "\n-- %s build: %s\n", r.Build, r.Skipped)
 	}
 	s := r.Server
 	fmt.Fprintf(w, "\n-- %s build's server: ready in %.0f ms; peak RSS %.1f MiB (max sampled %.1f MiB over %d samples)\n",
