@@ -43,7 +43,8 @@ func pspPost(t *testing.T, p *fakePSP, path, auth, key string, form url.Values) 
 	return resp.StatusCode, obj, resp.Header.Get("Idempotent-Replayed") == "true"
 }
 
-const testAuth = "Bearer sk_test_bench"
+// testAuth is what the server sends the fake PSP.
+const testAuth = "Bearer " + benchStripeKey
 
 func startTestPSP(t *testing.T, delay time.Duration) *fakePSP {
 	t.Helper()

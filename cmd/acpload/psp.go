@@ -49,9 +49,14 @@ const (
 	metricMaxConns      = "acp_db_pool_connections_max"
 )
 
+// benchStripeKey is the server's STRIPE_SECRET_KEY against the fake PSP: a test key in
+// the form the server's configuration checks (sk_test_ and 16 or more letters or
+// digits), which the fake PSP accepts.
+const benchStripeKey = "sk_test_acploadBench0000000000"
+
 // pspEnv is the server's payment settings for the fake PSP.
 func pspEnv(p *fakePSP) []string {
-	return []string{"PAYMENT_GATEWAY=stripe", "STRIPE_SECRET_KEY=sk_test_bench", "STRIPE_API_BASE=" + p.URL()}
+	return []string{"PAYMENT_GATEWAY=stripe", "STRIPE_SECRET_KEY=" + benchStripeKey, "STRIPE_API_BASE=" + p.URL()}
 }
 
 // pspCompleteBody pays with the PSP test token.
