@@ -182,7 +182,8 @@ func fmtSeconds(v float64) string {
 // writeText prints the bench report.
 func (r BenchReport) writeText(w io.Writer) {
 	m := r.Machine
-	fmt.Fprintf(w, "\n== acpload -bench: levels %v agents, %gs per phase (+%gs warm-up)\n", r.Levels, r.DurationSeconds, r.WarmupSeconds)
+	levels := concurrencyLevels(r.Levels)
+	fmt.Fprintf(w, "\n== acpload -bench: %s agents, %gs per phase (+%gs warm-up)\n", levels.String(), r.DurationSeconds, r.WarmupSeconds)
 	fmt.Fprintf(w, "machine: %d cores (%s), %d MiB; %s; PostgreSQL %s (%s)\n", m.Cores, m.CPUModel, m.MemoryMiB, m.GoVersion, m.Postgres, m.PostgresKind)
 	fmt.Fprintf(w, "durability: %s\n", r.Durability)
 	fmt.Fprintf(w, "database path: %s\n", m.DatabasePath)
