@@ -140,7 +140,7 @@ func TestSecretStringNeverShows(t *testing.T) {
 	var logged strings.Builder
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", slog.Any("stripe_key", cfg.StripeSecretKey))
 	for _, shown := range []string{
-		fmt.Sprint(cfg), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%s", cfg.StripeSecretKey), logged.String(),
+		fmt.Sprint(cfg), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%s %q", cfg.StripeSecretKey, cfg.StripeSecretKey), logged.String(),
 	} {
 		if strings.Contains(shown, testStripeKey) || !strings.Contains(shown, "[redacted]") {
 			t.Errorf("the key shows, or its placeholder does not: %s", shown)
