@@ -110,9 +110,8 @@ func (*Gateway) Name() string { return Name }
 
 // Charge implements payment.Gateway: it creates and confirms a PaymentIntent for c.
 func (g *Gateway) Charge(ctx context.Context, c payment.Charge) (payment.Receipt, error) {
-	if c.IdempotencyKey == "" {
-		// Without a key a retry (ours or the SDK's) could charge twice.
-		return payment.Receipt{}, errors.New("stripe: a charge needs an idempotency key")
+	if err := checkIdempotencyKey(c.IdempotencyKey); err != nil {
+		return payment.Receipt{}, fmt.Errorf("stripe: charge: %w", err)
 	}
 	params := &stripe.PaymentIntentCreateParams{
 		Amount:   stripe.Int64(c.Amount),
@@ -179,8 +178,8 @@ func (g *Gateway) paymentMethodFromCardToken(ctx context.Context, c payment.Char
 // Refund implements payment.Gateway: it refunds r.Amount of the PaymentIntent
 // r.Reference, in the PaymentIntent's currency (Stripe takes no currency for it).
 func (g *Gateway) Refund(ctx context.Context, r payment.Refund) (payment.RefundReceipt, error) {
-	if r.IdempotencyKey == "" {
-		return payment.RefundReceipt{}, errors.New("stripe: a refund needs an idempotency key")
+	if err := checkIdempotencyKey(r.IdempotencyKey); err != nil {
+		return payment.RefundReceipt{}, fmt.Errorf("stripe: refund: %w", err)
 	}
 	if r.Amount <= 0 {
 		return payment.RefundReceipt{}, fmt.Errorf("stripe: refund amount %d is not positive", r.Amount)
@@ -203,6 +202,22 @@ func (g *Gateway) Refund(ctx context.Context, r payment.Refund) (payment.RefundR
 	}
 	return payment.RefundReceipt{}, fmt.Errorf("stripe: refund %s of payment intent %s is %s (%s)",
 		refund.ID, r.Reference, refund.Status, refund.FailureReason)
+}
+
+// maxIdempotencyKey is the longest Idempotency-Key Stripe takes.
+const maxIdempotencyKey = 255
+
+// checkIdempotencyKey refuses, before anything is sent, a key Stripe cannot take: none
+// (a retry, ours or the client's, could then charge twice) or one too long (the client
+// would refuse it with an error that reads like a network failure, an outcome in doubt).
+func checkIdempotencyKey(key string) error {
+	switch {
+	case key == "":
+		return errors.New("an idempotency key is required")
+	case len(key) > maxIdempotencyKey:
+		return fmt.Errorf("the idempotency key is %d bytes, Stripe takes at most %d", len(key), maxIdempotencyKey)
+	}
+	return nil
 }
 
 // metadata names the checkout session and the order on Stripe's record, leaving out
