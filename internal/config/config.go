@@ -420,10 +420,14 @@ var stripeSettings = []string{"STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_TI
 // without money. No message shows the key.
 func (c *Config) loadStripe(get func(string, string) string) []error {
 	if c.PaymentGateway != GatewayStripe {
+		gateway := fmt.Sprintf("PAYMENT_GATEWAY is %q", c.PaymentGateway)
+		if c.PaymentGateway == "" {
+			gateway = "PAYMENT_GATEWAY is unset"
+		}
 		var errs []error
 		for _, name := range stripeSettings {
 			if get(name, "") != "" {
-				errs = append(errs, fmt.Errorf("%s is set but PAYMENT_GATEWAY is %q: set PAYMENT_GATEWAY=stripe to charge through Stripe, or remove the STRIPE_* settings", name, c.PaymentGateway))
+				errs = append(errs, fmt.Errorf("%s is set but %s: set PAYMENT_GATEWAY=stripe to charge through Stripe, or remove the STRIPE_* settings", name, gateway))
 			}
 		}
 		return errs

@@ -73,7 +73,8 @@ func TestLoadRefusesStripeMistakes(t *testing.T) {
 		{"short timeout", map[string]string{"PAYMENT_GATEWAY": "stripe", "STRIPE_SECRET_KEY": testStripeKey, "STRIPE_TIMEOUT": "10ms"}, "STRIPE_TIMEOUT must be a duration of at least 1s"},
 		{"key beside the mock", map[string]string{"PAYMENT_GATEWAY": "mock", "STRIPE_SECRET_KEY": testStripeKey}, `STRIPE_SECRET_KEY is set but PAYMENT_GATEWAY is "mock"`},
 		{"key without a gateway", map[string]string{"STRIPE_SECRET_KEY": testStripeKey}, "set PAYMENT_GATEWAY=stripe"},
-		{"base beside the mock", map[string]string{"STRIPE_API_BASE": "http://127.0.0.1:12111"}, "STRIPE_API_BASE is set but PAYMENT_GATEWAY"},
+		{"base beside the mock", map[string]string{"STRIPE_API_BASE": "http://127.0.0.1:12111"}, `STRIPE_API_BASE is set but PAYMENT_GATEWAY is "mock"`},
+		{"key in production without a gateway", map[string]string{"ENVIRONMENT": "production", "STRIPE_SECRET_KEY": testStripeKey}, "STRIPE_SECRET_KEY is set but PAYMENT_GATEWAY is unset"},
 	} {
 		_, err := Load(base(c.env))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
