@@ -325,6 +325,11 @@ func chargeError(op, token string, err error) error {
 		return &payment.AuthenticationRequiredError{DirectoryServer: directoryServer(errorPaymentMethod(se))}
 	case se.Type == stripe.ErrorTypeCard:
 		return payment.DeclinedError(declineMessage(se))
+	case se.Type == stripe.ErrorTypeIdempotency:
+		// The caller's key scheme is wrong, not the buyer's card: Stripe answers a
+		// repeated key with its first answer only when the parameters are the same.
+		return fmt.Errorf("stripe: %s: the idempotency key was used before with other parameters; each payment attempt needs its own key: %s",
+			op, describe(se, token))
 	case se.Code == stripe.ErrorCodeResourceMissing:
 		// The only objects a charge names are the token and what derives from it.
 		return payment.ErrTokenNotFound

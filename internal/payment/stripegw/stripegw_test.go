@@ -198,6 +198,14 @@ func TestChargeOutcomes(t *testing.T) {
 			"message": "Invalid integer: ` + sharedPaymentToken + `"}}`}, wantBug},
 		{"wrong key", answer{401, `{"error": {"type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****UTuv"}}`}, wantBug},
 		{"requires_capture", answer{200, captureIntent}, wantBug},
+		{"key reused with other parameters", answer{400, `{"error": {"type": "idempotency_error",
+			"message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}}`},
+			func(t *testing.T, r payment.Receipt, err error) {
+				wantBug(t, r, err)
+				if err == nil || !strings.Contains(err.Error(), "each payment attempt needs its own key") {
+					t.Errorf("err = %v, want it to say the key was reused", err)
+				}
+			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
