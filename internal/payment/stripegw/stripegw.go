@@ -110,7 +110,8 @@ func (*Gateway) Name() string { return Name }
 
 // Charge implements payment.Gateway: it creates and confirms a PaymentIntent for c.
 func (g *Gateway) Charge(ctx context.Context, c payment.Charge) (payment.Receipt, error) {
-	if err := checkIdempotencyKey(c.IdempotencyKey); err != nil {
+	// The key leaves room for the suffix of the PaymentMethod a card token becomes.
+	if err := checkIdempotencyKey(c.IdempotencyKey, maxIdempotencyKey-len(paymentMethodKeySuffix)); err != nil {
 		return payment.Receipt{}, fmt.Errorf("stripe: charge: %w", err)
 	}
 	params := &stripe.PaymentIntentCreateParams{
@@ -167,7 +168,7 @@ func (g *Gateway) paymentMethodFromCardToken(ctx context.Context, c payment.Char
 		Type: stripe.String(string(stripe.PaymentMethodTypeCard)),
 		Card: &stripe.PaymentMethodCreateCardParams{Token: stripe.String(c.Token)},
 	}
-	params.SetIdempotencyKey(c.IdempotencyKey + "/payment_method")
+	params.SetIdempotencyKey(c.IdempotencyKey + paymentMethodKeySuffix)
 	pm, err := g.client.V1PaymentMethods.Create(ctx, params)
 	if err != nil {
 		return "", chargeError("create payment method", c.Token, err)
@@ -178,7 +179,7 @@ func (g *Gateway) paymentMethodFromCardToken(ctx context.Context, c payment.Char
 // Refund implements payment.Gateway: it refunds r.Amount of the PaymentIntent
 // r.Reference, in the PaymentIntent's currency (Stripe takes no currency for it).
 func (g *Gateway) Refund(ctx context.Context, r payment.Refund) (payment.RefundReceipt, error) {
-	if err := checkIdempotencyKey(r.IdempotencyKey); err != nil {
+	if err := checkIdempotencyKey(r.IdempotencyKey, maxIdempotencyKey); err != nil {
 		return payment.RefundReceipt{}, fmt.Errorf("stripe: refund: %w", err)
 	}
 	if r.Amount <= 0 {
@@ -207,15 +208,20 @@ func (g *Gateway) Refund(ctx context.Context, r payment.Refund) (payment.RefundR
 // maxIdempotencyKey is the longest Idempotency-Key Stripe takes.
 const maxIdempotencyKey = 255
 
+// paymentMethodKeySuffix follows the charge's idempotency key in that of the
+// PaymentMethod made from a card token.
+const paymentMethodKeySuffix = "/payment_method"
+
 // checkIdempotencyKey refuses, before anything is sent, a key Stripe cannot take: none
-// (a retry, ours or the client's, could then charge twice) or one too long (the client
-// would refuse it with an error that reads like a network failure, an outcome in doubt).
-func checkIdempotencyKey(key string) error {
+// (a retry, ours or the client's, could then charge twice) or one longer than limit bytes
+// (the client would refuse it with an error that reads like a network failure, an
+// outcome in doubt).
+func checkIdempotencyKey(key string, limit int) error {
 	switch {
 	case key == "":
 		return errors.New("an idempotency key is required")
-	case len(key) > maxIdempotencyKey:
-		return fmt.Errorf("the idempotency key is %d bytes, Stripe takes at most %d", len(key), maxIdempotencyKey)
+	case len(key) > limit:
+		return fmt.Errorf("the idempotency key is %d bytes, at most %d are taken", len(key), limit)
 	}
 	return nil
 }
