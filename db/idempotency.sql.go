@@ -26,24 +26,24 @@ WHERE k.caller = $1 AND k.method = $2 AND k.path = $3 AND k.key = $4 AND k.api_v
 `
 
 type ClaimIdempotencyKeyParams struct {
-	Caller      string
-	Method      string
-	Path        string
-	Key         string
-	ApiVersion  string
-	RequestHash string
-	ClaimID     string
-	Now         time.Time
+	Caller      string    `json:"caller"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Key         string    `json:"key"`
+	ApiVersion  string    `json:"api_version"`
+	RequestHash string    `json:"request_hash"`
+	ClaimID     string    `json:"claim_id"`
+	Now         time.Time `json:"now"`
 }
 
 type ClaimIdempotencyKeyRow struct {
-	Inserted       bool
-	RequestHash    string
-	ClaimID        string
-	State          string
-	ResponseStatus *int32
-	ResponseBody   []byte
-	ClaimedAt      time.Time
+	Inserted       bool      `json:"inserted"`
+	RequestHash    string    `json:"request_hash"`
+	ClaimID        string    `json:"claim_id"`
+	State          string    `json:"state"`
+	ResponseStatus *int32    `json:"response_status"`
+	ResponseBody   []byte    `json:"response_body"`
+	ClaimedAt      time.Time `json:"claimed_at"`
 }
 
 // Claims a key for a new request (inserted = true), or returns the key's record when it
@@ -83,15 +83,15 @@ WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $
 `
 
 type CompleteIdempotencyKeyParams struct {
-	ResponseStatus *int32
-	ResponseBody   []byte
-	Now            *time.Time
-	Caller         string
-	Method         string
-	Path           string
-	Key            string
-	ApiVersion     string
-	ClaimID        string
+	ResponseStatus *int32     `json:"response_status"`
+	ResponseBody   []byte     `json:"response_body"`
+	Now            *time.Time `json:"now"`
+	Caller         string     `json:"caller"`
+	Method         string     `json:"method"`
+	Path           string     `json:"path"`
+	Key            string     `json:"key"`
+	ApiVersion     string     `json:"api_version"`
+	ClaimID        string     `json:"claim_id"`
 }
 
 func (q *Queries) CompleteIdempotencyKey(ctx context.Context, arg CompleteIdempotencyKeyParams) (int64, error) {
@@ -131,15 +131,15 @@ WHERE caller = $3 AND method = $4 AND path = $5 AND key = $6 AND api_version = $
 `
 
 type RecoverIdempotencyKeyParams struct {
-	NewClaimID  string
-	Now         time.Time
-	Caller      string
-	Method      string
-	Path        string
-	Key         string
-	ApiVersion  string
-	OldClaimID  string
-	StaleBefore time.Time
+	NewClaimID  string    `json:"new_claim_id"`
+	Now         time.Time `json:"now"`
+	Caller      string    `json:"caller"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Key         string    `json:"key"`
+	ApiVersion  string    `json:"api_version"`
+	OldClaimID  string    `json:"old_claim_id"`
+	StaleBefore time.Time `json:"stale_before"`
 }
 
 // Takes over a claim whose request died (claimed before @stale_before and never
@@ -169,12 +169,12 @@ WHERE caller = $1 AND method = $2 AND path = $3 AND key = $4 AND api_version = $
 `
 
 type ReleaseIdempotencyKeyParams struct {
-	Caller     string
-	Method     string
-	Path       string
-	Key        string
-	ApiVersion string
-	ClaimID    string
+	Caller     string `json:"caller"`
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Key        string `json:"key"`
+	ApiVersion string `json:"api_version"`
+	ClaimID    string `json:"claim_id"`
 }
 
 func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error {

@@ -1,7 +1,11 @@
 package postgres
 
 import (
+	"context"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -9,4 +13,27 @@ import (
 // OutboxEvent is the webhook.Event the outbox hands a worker for an order_events row.
 func OutboxEvent(id int64, orderID, eventType, format string, payload []byte, attempts int, createdAt time.Time) webhook.Event {
 	return outboxEvent(id, orderID, eventType, format, payload, attempts, createdAt)
+}
+
+// GetSessionByParts is GetSession as it was before GetSessionView, without the lazy
+// expiry: the session, its catalog and its consents each read by their own queries.
+// TestGetSessionViewIsTheViewOfItsParts holds the one statement to it.
+func (s *Store) GetSessionByParts(ctx context.Context, owner, id string) (checkout.View, error) {
+	q := db.New(s.pool)
+	now := s.now()
+	sess, err := s.loadSession(ctx, q, owner, id, false, now)
+	if err != nil {
+		return checkout.View{}, err
+	}
+	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	if err != nil {
+		return checkout.View{}, err
+	}
+	return s.view(ctx, q, sess, cat, now, nil)
+}
+
+// WithClock makes now the clock of s and returns s.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	s.now = now
+	return s
 }
