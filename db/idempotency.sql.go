@@ -124,6 +124,47 @@ func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, before time.T
 	return result.RowsAffected(), nil
 }
 
+const recordIdempotentResponse = `-- name: RecordIdempotentResponse :exec
+WITH recorded AS (
+    UPDATE idempotency_keys
+    SET state = 'completed', response_status = $1, response_body = $2, completed_at = $3
+    WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $8
+      AND claim_id = $9 AND state = 'in_flight'
+    RETURNING 1
+)
+SELECT raise_idempotency_claim_lost() WHERE NOT EXISTS (SELECT 1 FROM recorded)
+`
+
+type RecordIdempotentResponseParams struct {
+	ResponseStatus *int32     `json:"response_status"`
+	ResponseBody   []byte     `json:"response_body"`
+	Now            *time.Time `json:"now"`
+	Caller         string     `json:"caller"`
+	Method         string     `json:"method"`
+	Path           string     `json:"path"`
+	Key            string     `json:"key"`
+	ApiVersion     string     `json:"api_version"`
+	ClaimID        string     `json:"claim_id"`
+}
+
+// CompleteIdempotencyKey for a pipelined transaction, whose COMMIT is sent with it: when
+// the claim is no longer this request's, it fails (SQLSTATE AC409) rather than
+// reporting no row, so the transaction aborts and the COMMIT after it does not apply.
+func (q *Queries) RecordIdempotentResponse(ctx context.Context, arg RecordIdempotentResponseParams) error {
+	_, err := q.db.Exec(ctx, recordIdempotentResponse,
+		arg.ResponseStatus,
+		arg.ResponseBody,
+		arg.Now,
+		arg.Caller,
+		arg.Method,
+		arg.Path,
+		arg.Key,
+		arg.ApiVersion,
+		arg.ClaimID,
+	)
+	return err
+}
+
 const recoverIdempotencyKey = `-- name: RecoverIdempotencyKey :execrows
 UPDATE idempotency_keys SET claim_id = $1, claimed_at = $2
 WHERE caller = $3 AND method = $4 AND path = $5 AND key = $6 AND api_version = $7

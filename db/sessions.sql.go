@@ -172,6 +172,36 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 	return i, err
 }
 
+const insertLineItemRows = `-- name: InsertLineItemRows :exec
+INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
+SELECT unnest($1::text[]), $2::text, unnest($3::integer[]), unnest($4::text[]),
+    unnest($5::integer[]), unnest($6::bigint[])
+`
+
+type InsertLineItemRowsParams struct {
+	Ids               []string `json:"ids"`
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	Positions         []int32  `json:"positions"`
+	VariantIds        []string `json:"variant_ids"`
+	Quantities        []int32  `json:"quantities"`
+	UnitAmounts       []int64  `json:"unit_amounts"`
+}
+
+// InsertLineItems as one statement, which a pipeline can carry (a COPY cannot).
+// The arrays are the lines' columns, one element per line (unnest in the select list
+// zips arrays of one length).
+func (q *Queries) InsertLineItemRows(ctx context.Context, arg InsertLineItemRowsParams) error {
+	_, err := q.db.Exec(ctx, insertLineItemRows,
+		arg.Ids,
+		arg.CheckoutSessionID,
+		arg.Positions,
+		arg.VariantIds,
+		arg.Quantities,
+		arg.UnitAmounts,
+	)
+	return err
+}
+
 type InsertLineItemsParams struct {
 	ID                string `json:"id"`
 	CheckoutSessionID string `json:"checkout_session_id"`
@@ -276,6 +306,23 @@ func (q *Queries) ListLineItems(ctx context.Context, checkoutSessionID string) (
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockSession = `-- name: LockSession :exec
+SELECT 1 FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+`
+
+type LockSessionParams struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+}
+
+// GetSessionForUpdate's lock without its row, for a pipelined transaction: sent in the
+// round trip of the statement that reads the session (GetSessionView), which then
+// reads it locked.
+func (q *Queries) LockSession(ctx context.Context, arg LockSessionParams) error {
+	_, err := q.db.Exec(ctx, lockSession, arg.ID, arg.Owner)
+	return err
 }
 
 const setPaymentError = `-- name: SetPaymentError :exec
