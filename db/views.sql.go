@@ -10,6 +10,76 @@ import (
 	"time"
 )
 
+const getCatalogFor = `-- name: GetCatalogFor :one
+SELECT
+    (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb) FROM variants v
+        WHERE v.id = ANY($1::text[]))::jsonb AS variants,
+    (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.sort_order, o.id), '[]'::jsonb)
+        FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'discount', to_jsonb(d),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id),
+            'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
+                WHERE r.discount_id = d.id AND r.buyer_email = $2::text),
+            'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE r.discount_id = d.id AND o.checkout_session_id = $3::text)
+        ) ORDER BY d.id), '[]'::jsonb)
+        FROM discounts d
+        WHERE d.code = ANY($4::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
+            OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE o.checkout_session_id = $3::text))::jsonb AS discounts,
+    coalesce((SELECT r.rate_bps FROM tax_rates r
+        WHERE r.country = $5::text AND r.region IN ($6::text, '')
+        ORDER BY r.region DESC
+        LIMIT 1), 0)::integer AS tax_rate_bps,
+    (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
+        FROM marketing_consents m WHERE m.contact = ANY($7::text[]))::jsonb AS marketing_consents
+`
+
+type GetCatalogForParams struct {
+	VariantIds        []string `json:"variant_ids"`
+	BuyerEmail        string   `json:"buyer_email"`
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	Codes             []string `json:"codes"`
+	TaxCountry        string   `json:"tax_country"`
+	TaxRegion         string   `json:"tax_region"`
+	Contacts          []string `json:"contacts"`
+}
+
+type GetCatalogForRow struct {
+	Variants           []byte `json:"variants"`
+	FulfillmentOptions []byte `json:"fulfillment_options"`
+	Discounts          []byte `json:"discounts"`
+	TaxRateBps         int32  `json:"tax_rate_bps"`
+	MarketingConsents  []byte `json:"marketing_consents"`
+}
+
+// The catalog a create or an update quotes against, in one statement, with the stored
+// marketing decisions of the contacts it will show: the parts of ListVariantsByID,
+// ListActiveFulfillmentOptions, ListSessionDiscounts, GetTaxRate and
+// ListMarketingConsents, as GetSessionView reads them for a stored session. Without an
+// address, @tax_country is ” and no rate is found (0).
+func (q *Queries) GetCatalogFor(ctx context.Context, arg GetCatalogForParams) (GetCatalogForRow, error) {
+	row := q.db.QueryRow(ctx, getCatalogFor,
+		arg.VariantIds,
+		arg.BuyerEmail,
+		arg.CheckoutSessionID,
+		arg.Codes,
+		arg.TaxCountry,
+		arg.TaxRegion,
+		arg.Contacts,
+	)
+	var i GetCatalogForRow
+	err := row.Scan(
+		&i.Variants,
+		&i.FulfillmentOptions,
+		&i.Discounts,
+		&i.TaxRateBps,
+		&i.MarketingConsents,
+	)
+	return i, err
+}
+
 const getSessionView = `-- name: GetSessionView :one
 SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_option_id, s.payment_error, s.created_at, s.updated_at, s.expires_at, s.owner, s.cancel_reason, s.fulfillment_contact, s.locale, s.timezone, s.metadata, s.agent_interventions, s.cancel_intent_trace, s.authentication_directory_server, s.order_notes,
     (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.position), '[]'::jsonb)

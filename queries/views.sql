@@ -63,3 +63,33 @@ CROSS JOIN LATERAL (SELECT
     ], NULL) AS consent_contacts
 ) p
 WHERE s.id = @id AND s.owner = @owner;
+
+-- name: GetCatalogFor :one
+-- The catalog a create or an update quotes against, in one statement, with the stored
+-- marketing decisions of the contacts it will show: the parts of ListVariantsByID,
+-- ListActiveFulfillmentOptions, ListSessionDiscounts, GetTaxRate and
+-- ListMarketingConsents, as GetSessionView reads them for a stored session. Without an
+-- address, @tax_country is '' and no rate is found (0).
+SELECT
+    (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb) FROM variants v
+        WHERE v.id = ANY(@variant_ids::text[]))::jsonb AS variants,
+    (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.sort_order, o.id), '[]'::jsonb)
+        FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'discount', to_jsonb(d),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id),
+            'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
+                WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text),
+            'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text)
+        ) ORDER BY d.id), '[]'::jsonb)
+        FROM discounts d
+        WHERE d.code = ANY(@codes::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
+            OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE o.checkout_session_id = @checkout_session_id::text))::jsonb AS discounts,
+    coalesce((SELECT r.rate_bps FROM tax_rates r
+        WHERE r.country = @tax_country::text AND r.region IN (@tax_region::text, '')
+        ORDER BY r.region DESC
+        LIMIT 1), 0)::integer AS tax_rate_bps,
+    (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
+        FROM marketing_consents m WHERE m.contact = ANY(@contacts::text[]))::jsonb AS marketing_consents;

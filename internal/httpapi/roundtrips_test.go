@@ -18,9 +18,9 @@ var roundTripCeilings = []struct {
 	// pending says why the ceiling is the count measured today, not the target.
 	pending string
 }{
-	{op: "create", ceiling: 11},
+	{op: "create", ceiling: 3},
 	{op: "get", ceiling: 1},
-	{op: "update", ceiling: 16},
+	{op: "update", ceiling: 4},
 	{op: "delegate_payment", ceiling: 2},
 	{op: "complete", ceiling: 21, pending: "target 3: the completion is being split into phases (issue 12)"},
 	{op: "replay", ceiling: 1},

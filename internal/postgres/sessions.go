@@ -125,9 +125,9 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 	if err := ch.Validate(true); err != nil {
 		return checkout.View{}, err
 	}
-	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
+	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
 		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
-		cat, err := s.applyChanges(ctx, q, sess, ch, now)
+		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
@@ -139,7 +139,7 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		if interventions == nil {
 			interventions = []string{}
 		}
-		if err := q.InsertSession(ctx, db.InsertSessionParams{
+		if err := deferred.InsertSession(ctx, db.InsertSessionParams{
 			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
 			FulfillmentContact: row.FulfillmentContact, FulfillmentOptionID: row.FulfillmentOptionID,
 			Locale: row.Locale, Timezone: row.Timezone, Metadata: row.Metadata, AgentInterventions: interventions,
@@ -147,17 +147,23 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		}); err != nil {
 			return checkout.View{}, fmt.Errorf("insert session: %w", err)
 		}
-		if err := insertLines(ctx, q, sess); err != nil {
+		if err := insertLineRows(ctx, deferred, sess); err != nil {
 			return checkout.View{}, err
 		}
-		if err := saveSessionCodes(ctx, q, sess); err != nil {
+		if err := saveSessionCodes(ctx, deferred, sess); err != nil {
 			return checkout.View{}, err
 		}
-		if err := insertAttribution(ctx, q, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
+		if err := insertAttribution(ctx, deferred, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.view(ctx, q, sess, cat, now, nil)
+		return s.viewWith(sess, cat, now, nil, consents), nil
 	})
+}
+
+// writeAhead is write in a pipelinedTx: fn reads through q and writes through deferred,
+// so that its writes go out with the record of the response and the COMMIT.
+func (s *Store) writeAhead(ctx context.Context, fn func(q, deferred *db.Queries, now time.Time) (checkout.View, error)) (checkout.View, error) {
+	return withPipelinedRecordedTxV(ctx, s.pool, s.now, fn)
 }
 
 // write runs fn in one transaction and, when the request holds an Idempotency-Key,
@@ -196,9 +202,48 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
-	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
-		return s.applyChanges(ctx, q, sess, ch, now)
-	}, ch.Items != nil)
+	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+		sess, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now)
+		if err != nil {
+			return checkout.View{}, refuseAfterExpiry(err, expired)
+		}
+		if err := updateSession(ctx, deferred, sess, now); err != nil {
+			return checkout.View{}, err
+		}
+		if ch.Items != nil {
+			if err := deferred.DeleteLineItems(ctx, sess.ID); err != nil {
+				return checkout.View{}, fmt.Errorf("delete line items: %w", err)
+			}
+			if err := insertLineRows(ctx, deferred, sess); err != nil {
+				return checkout.View{}, err
+			}
+		}
+		return s.viewWith(sess, cat, now, nil, consents), nil
+	})
+}
+
+// lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out
+// with the statement that reads the session (GetSessionView), and the lazy expiry is
+// deferred.
+func (s *Store) lockSessionAhead(ctx context.Context, q, deferred *db.Queries, owner, id string, now time.Time) (sess *checkout.Session, expired bool, err error) {
+	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
+		return nil, false, fmt.Errorf("lock session: %w", err)
+	}
+	sv, err := s.loadSessionView(ctx, q, owner, id, now)
+	if err != nil {
+		return nil, false, err
+	}
+	if !sv.session.Expired(now) {
+		return sv.session, false, nil
+	}
+	if err := sv.session.Cancel(checkout.CanceledExpired, nil, now); err != nil {
+		return nil, false, err
+	}
+	return sv.session, true, updateSession(ctx, deferred, sv.session, now)
 }
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a
@@ -519,6 +564,24 @@ func insertLines(ctx context.Context, q *db.Queries, sess *checkout.Session) err
 		}
 	}
 	if _, err := q.InsertLineItems(ctx, rows); err != nil {
+		return fmt.Errorf("insert line items: %w", err)
+	}
+	return nil
+}
+
+// insertLineRows is insertLines as one statement, which can be deferred in a pipeline.
+func insertLineRows(ctx context.Context, q *db.Queries, sess *checkout.Session) error {
+	p := db.InsertLineItemRowsParams{
+		CheckoutSessionID: sess.ID,
+		Ids:               make([]string, len(sess.Lines)), Positions: make([]int32, len(sess.Lines)),
+		VariantIds: make([]string, len(sess.Lines)), Quantities: make([]int32, len(sess.Lines)),
+		UnitAmounts: make([]int64, len(sess.Lines)),
+	}
+	for i, l := range sess.Lines {
+		p.Ids[i], p.Positions[i], p.VariantIds[i] = l.ID, int32(i), l.VariantID
+		p.Quantities[i], p.UnitAmounts[i] = int32(l.Quantity), l.UnitAmount
+	}
+	if err := q.InsertLineItemRows(ctx, p); err != nil {
 		return fmt.Errorf("insert line items: %w", err)
 	}
 	return nil

@@ -68,33 +68,127 @@ func (s *Store) loadSessionView(ctx context.Context, q *db.Queries, owner, id st
 		}
 	}
 
-	sv := sessionView{session: sess, catalog: checkout.Catalog{
-		Variants: make(map[string]checkout.Variant, len(variants)), Options: optionsFromRows(options),
-	}}
-	for _, v := range variants {
-		sv.catalog.Variants[v.ID] = variantFromRow(v)
-	}
-	if slices.Equal(row.NormalizedCodes, normalizedCodes(sess)) && row.BuyerEmail == buyerKey(sess.Buyer) {
-		for i := range discounts {
-			inLocalTime(&discounts[i].Discount)
-		}
-		sv.catalog.Discounts = sessionDiscountsFromRows(discounts)
-	} else if sv.catalog.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
-		return sessionView{}, err
-	}
-	if addr := sess.FulfillmentAddress; addr != nil {
-		if country, region := addr.TaxRegion(); country == row.TaxCountry && region == row.TaxRegion {
-			sv.catalog.TaxRateBps = int(row.TaxRateBps)
-		} else if sv.catalog.TaxRateBps, err = taxRate(ctx, q, addr); err != nil {
-			return sessionView{}, err
-		}
-	}
-	if contacts := s.consentContacts(sess); containsAll(row.ConsentContacts, contacts) {
-		sv.consents = s.offeredConsentsFrom(sess, consents)
-	} else if sv.consents, err = s.offeredConsents(ctx, q, sess); err != nil {
+	sv := sessionView{session: sess, catalog: catalogOf(variants, options)}
+	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, loadedParts{
+		codes: row.NormalizedCodes, buyerEmail: row.BuyerEmail, discounts: discounts,
+		taxCountry: row.TaxCountry, taxRegion: row.TaxRegion, taxRateBps: row.TaxRateBps,
+		contacts: row.ConsentContacts, consents: consents,
+	})
+	if err != nil {
 		return sessionView{}, err
 	}
 	return sv, nil
+}
+
+// catalogOf is the catalog of variants and options, without discounts and tax rate.
+func catalogOf(variants []db.Variant, options []db.FulfillmentOption) checkout.Catalog {
+	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(variants)), Options: optionsFromRows(options)}
+	for _, v := range variants {
+		cat.Variants[v.ID] = variantFromRow(v)
+	}
+	return cat
+}
+
+// loadedParts are the parts of a quote read ahead of knowing the session they are for
+// (GetSessionView, GetCatalogFor), with the parameters they were read with.
+type loadedParts struct {
+	// codes (normalised) and buyerEmail chose discounts.
+	codes      []string
+	buyerEmail string
+	discounts  []db.ListSessionDiscountsRow
+	// taxCountry and taxRegion chose taxRateBps.
+	taxCountry, taxRegion string
+	taxRateBps            int32
+	// consents are the stored decisions of contacts.
+	contacts []string
+	consents []db.MarketingConsent
+}
+
+// quoteParts sets the discounts and the tax rate of cat for sess, and returns the
+// marketing channels its view offers, from the parts loaded ahead where they were read
+// with sess's own parameters; a part read with others is loaded again by its own query.
+func (s *Store) quoteParts(ctx context.Context, q *db.Queries, sess *checkout.Session, cat *checkout.Catalog, p loadedParts) ([]checkout.OfferedConsent, error) {
+	var err error
+	if slices.Equal(p.codes, normalizedCodes(sess)) && p.buyerEmail == buyerKey(sess.Buyer) {
+		for i := range p.discounts {
+			inLocalTime(&p.discounts[i].Discount)
+		}
+		cat.Discounts = sessionDiscountsFromRows(p.discounts)
+	} else if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
+		return nil, err
+	}
+	cat.TaxRateBps = 0
+	if addr := sess.FulfillmentAddress; addr != nil {
+		if country, region := addr.TaxRegion(); country == p.taxCountry && region == p.taxRegion {
+			cat.TaxRateBps = int(p.taxRateBps)
+		} else if cat.TaxRateBps, err = taxRate(ctx, q, addr); err != nil {
+			return nil, err
+		}
+	}
+	if containsAll(p.contacts, s.consentContacts(sess)) {
+		return s.offeredConsentsFrom(sess, p.consents), nil
+	}
+	return s.offeredConsents(ctx, q, sess)
+}
+
+// applyChangesAhead is applyChanges reading the catalog in one statement
+// (GetCatalogFor) before the changes are applied: its discounts, tax rate and consents
+// are read for the session as ch is expected to leave it, and quoteParts loads again
+// what the changes left otherwise. It returns the catalog and the marketing channels
+// the view offers.
+func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time) (checkout.Catalog, []checkout.OfferedConsent, error) {
+	expected := expectedAfter(sess, ch)
+	p := loadedParts{codes: normalizedCodes(expected), buyerEmail: buyerKey(expected.Buyer), contacts: s.consentContacts(expected)}
+	if addr := expected.FulfillmentAddress; addr != nil {
+		p.taxCountry, p.taxRegion = addr.TaxRegion()
+	}
+	row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
+		VariantIds: checkout.VariantIDs(sess, ch), BuyerEmail: p.buyerEmail, CheckoutSessionID: sess.ID, Codes: p.codes,
+		TaxCountry: p.taxCountry, TaxRegion: p.taxRegion, Contacts: p.contacts,
+	})
+	if err != nil {
+		return checkout.Catalog{}, nil, fmt.Errorf("load catalog: %w", err)
+	}
+	p.taxRateBps = row.TaxRateBps
+	var variants []db.Variant
+	var options []db.FulfillmentOption
+	if err := decodeColumns(sess.ID,
+		jsonColumn(row.Variants, &variants, "variants"),
+		jsonColumn(row.FulfillmentOptions, &options, "fulfillment options"),
+		jsonColumn(row.Discounts, &p.discounts, "discounts"),
+		jsonColumn(row.MarketingConsents, &p.consents, "marketing consents"),
+	); err != nil {
+		return checkout.Catalog{}, nil, err
+	}
+	cat := catalogOf(variants, options)
+	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
+		return cat, nil, err
+	}
+	consents, err := s.quoteParts(ctx, q, sess, &cat, p)
+	return cat, consents, err
+}
+
+// expectedAfter is sess with what ch sets of the parameters of its quote's parts (its
+// codes, buyer, address and contact): what Apply will most likely leave. It is a
+// guess, checked by quoteParts.
+func expectedAfter(sess *checkout.Session, ch checkout.Changes) *checkout.Session {
+	after := &checkout.Session{
+		ID: sess.ID, DiscountCodes: sess.DiscountCodes, Buyer: sess.Buyer,
+		FulfillmentAddress: sess.FulfillmentAddress, FulfillmentContact: sess.FulfillmentContact,
+	}
+	if ch.DiscountCodes != nil {
+		after.DiscountCodes = *ch.DiscountCodes
+	}
+	if ch.Buyer != nil {
+		after.Buyer = ch.Buyer
+	}
+	if ch.FulfillmentAddress != nil {
+		after.FulfillmentAddress = ch.FulfillmentAddress
+	}
+	if ch.FulfillmentContact != nil {
+		after.FulfillmentContact = ch.FulfillmentContact
+	}
+	return after
 }
 
 // containsAll reports whether every element of want is in have.
