@@ -127,7 +127,7 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 	}
 	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
 		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
-		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now)
+		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, nil)
 		if err != nil {
 			return checkout.View{}, err
 		}
@@ -203,11 +203,12 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 		return checkout.View{}, err
 	}
 	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
-		sess, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+		sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now)
+		sess := sv.session
+		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, &sv.read)
 		if err != nil {
 			return checkout.View{}, refuseAfterExpiry(err, expired)
 		}
@@ -228,22 +229,21 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 
 // lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out
 // with the statement that reads the session (GetSessionView), and the lazy expiry is
-// deferred.
-func (s *Store) lockSessionAhead(ctx context.Context, q, deferred *db.Queries, owner, id string, now time.Time) (sess *checkout.Session, expired bool, err error) {
+// deferred. It returns the session's view, whose catalog the change may reuse.
+func (s *Store) lockSessionAhead(ctx context.Context, q, deferred *db.Queries, owner, id string, now time.Time) (sv sessionView, expired bool, err error) {
 	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
-		return nil, false, fmt.Errorf("lock session: %w", err)
+		return sv, false, fmt.Errorf("lock session: %w", err)
 	}
-	sv, err := s.loadSessionView(ctx, q, owner, id, now)
-	if err != nil {
-		return nil, false, err
+	if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
+		return sv, false, err
 	}
 	if !sv.session.Expired(now) {
-		return sv.session, false, nil
+		return sv, false, nil
 	}
 	if err := sv.session.Cancel(checkout.CanceledExpired, nil, now); err != nil {
-		return nil, false, err
+		return sv, false, err
 	}
-	return sv.session, true, updateSession(ctx, deferred, sv.session, now)
+	return sv, true, updateSession(ctx, deferred, sv.session, now)
 }
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a

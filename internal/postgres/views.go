@@ -17,6 +17,17 @@ type sessionView struct {
 	session  *checkout.Session
 	catalog  checkout.Catalog
 	consents []checkout.OfferedConsent
+	// read is what the catalog and the consents were made of, which an update reuses
+	// when its changes leave the parameters of the parts as they are.
+	read catalogRead
+}
+
+// catalogRead is a catalog and the consents of a view as read, before they are checked
+// against the session they are for.
+type catalogRead struct {
+	variants []db.Variant
+	options  []db.FulfillmentOption
+	parts    loadedParts
 }
 
 // loadSessionView reads owner's session id with everything its view needs at now in one
@@ -68,12 +79,14 @@ func (s *Store) loadSessionView(ctx context.Context, q *db.Queries, owner, id st
 		}
 	}
 
-	sv := sessionView{session: sess, catalog: catalogOf(variants, options)}
-	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, loadedParts{
-		codes: row.NormalizedCodes, buyerEmail: row.BuyerEmail, discounts: discounts,
-		taxCountry: row.TaxCountry, taxRegion: row.TaxRegion, taxRateBps: row.TaxRateBps,
-		contacts: row.ConsentContacts, consents: consents,
-	})
+	sv := sessionView{session: sess, catalog: catalogOf(variants, options), read: catalogRead{
+		variants: variants, options: options, parts: loadedParts{
+			codes: row.NormalizedCodes, buyerEmail: row.BuyerEmail, discounts: discounts,
+			taxCountry: row.TaxCountry, taxRegion: row.TaxRegion, taxRateBps: row.TaxRateBps,
+			contacts: row.ConsentContacts, consents: consents,
+		},
+	}}
+	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, sv.read.parts)
 	if err != nil {
 		return sessionView{}, err
 	}
@@ -132,40 +145,66 @@ func (s *Store) quoteParts(ctx context.Context, q *db.Queries, sess *checkout.Se
 }
 
 // applyChangesAhead is applyChanges reading the catalog in one statement
-// (GetCatalogFor) before the changes are applied: its discounts, tax rate and consents
-// are read for the session as ch is expected to leave it, and quoteParts loads again
-// what the changes left otherwise. It returns the catalog and the marketing channels
-// the view offers.
-func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time) (checkout.Catalog, []checkout.OfferedConsent, error) {
+// (GetCatalogFor) before the changes are applied, or none when read, the catalog of the
+// session's view (nil: none), already holds what the changes need: the variants of
+// their items, and discounts, a tax rate and consents read with the parameters the
+// changes are expected to leave. quoteParts loads again what the changes left
+// otherwise. It returns the catalog and the marketing channels the view offers.
+func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time, read *catalogRead) (checkout.Catalog, []checkout.OfferedConsent, error) {
 	expected := expectedAfter(sess, ch)
-	p := loadedParts{codes: normalizedCodes(expected), buyerEmail: buyerKey(expected.Buyer), contacts: s.consentContacts(expected)}
+	want := loadedParts{codes: normalizedCodes(expected), buyerEmail: buyerKey(expected.Buyer), contacts: s.consentContacts(expected)}
 	if addr := expected.FulfillmentAddress; addr != nil {
-		p.taxCountry, p.taxRegion = addr.TaxRegion()
+		want.taxCountry, want.taxRegion = addr.TaxRegion()
 	}
-	row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
-		VariantIds: checkout.VariantIDs(sess, ch), BuyerEmail: p.buyerEmail, CheckoutSessionID: sess.ID, Codes: p.codes,
-		TaxCountry: p.taxCountry, TaxRegion: p.taxRegion, Contacts: p.contacts,
-	})
-	if err != nil {
-		return checkout.Catalog{}, nil, fmt.Errorf("load catalog: %w", err)
+	ids := checkout.VariantIDs(sess, ch)
+	if read == nil || !read.serves(ids, want) {
+		var err error
+		if read, err = readCatalogFor(ctx, q, sess.ID, ids, want); err != nil {
+			return checkout.Catalog{}, nil, err
+		}
 	}
-	p.taxRateBps = row.TaxRateBps
-	var variants []db.Variant
-	var options []db.FulfillmentOption
-	if err := decodeColumns(sess.ID,
-		jsonColumn(row.Variants, &variants, "variants"),
-		jsonColumn(row.FulfillmentOptions, &options, "fulfillment options"),
-		jsonColumn(row.Discounts, &p.discounts, "discounts"),
-		jsonColumn(row.MarketingConsents, &p.consents, "marketing consents"),
-	); err != nil {
-		return checkout.Catalog{}, nil, err
-	}
-	cat := catalogOf(variants, options)
+	cat := catalogOf(read.variants, read.options)
 	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
 		return cat, nil, err
 	}
-	consents, err := s.quoteParts(ctx, q, sess, &cat, p)
+	consents, err := s.quoteParts(ctx, q, sess, &cat, read.parts)
 	return cat, consents, err
+}
+
+// serves reports whether r holds the variants ids and parts read with the parameters
+// of want.
+func (r *catalogRead) serves(ids []string, want loadedParts) bool {
+	for _, id := range ids {
+		if !slices.ContainsFunc(r.variants, func(v db.Variant) bool { return v.ID == id }) {
+			return false
+		}
+	}
+	p := r.parts
+	return slices.Equal(p.codes, want.codes) && p.buyerEmail == want.buyerEmail &&
+		p.taxCountry == want.taxCountry && p.taxRegion == want.taxRegion && containsAll(p.contacts, want.contacts)
+}
+
+// readCatalogFor reads the variants ids and the parts with the parameters of want
+// (GetCatalogFor) for session id.
+func readCatalogFor(ctx context.Context, q *db.Queries, id string, ids []string, want loadedParts) (*catalogRead, error) {
+	row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
+		VariantIds: ids, BuyerEmail: want.buyerEmail, CheckoutSessionID: id, Codes: want.codes,
+		TaxCountry: want.taxCountry, TaxRegion: want.taxRegion, Contacts: want.contacts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load catalog: %w", err)
+	}
+	read := &catalogRead{parts: want}
+	read.parts.taxRateBps = row.TaxRateBps
+	if err := decodeColumns(id,
+		jsonColumn(row.Variants, &read.variants, "variants"),
+		jsonColumn(row.FulfillmentOptions, &read.options, "fulfillment options"),
+		jsonColumn(row.Discounts, &read.parts.discounts, "discounts"),
+		jsonColumn(row.MarketingConsents, &read.parts.consents, "marketing consents"),
+	); err != nil {
+		return nil, err
+	}
+	return read, nil
 }
 
 // expectedAfter is sess with what ch sets of the parameters of its quote's parts (its

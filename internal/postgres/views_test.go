@@ -111,3 +111,81 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// A create and an update read their catalog ahead of applying the changes (GetCatalogFor,
+// or the view an update locks): the discounts, tax rate and consents are read for the
+// session as the changes are expected to leave it. Whatever the changes, the view they
+// return must be the one the per-part queries give for the stored result.
+func TestChangesQuoteTheViewOfTheirParts(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Microsecond)
+	store := postgres.NewStore(e.pool, postgres.StoreConfig{
+		TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example",
+		ConsentOptions: []checkout.ConsentOption{
+			{Channel: checkout.ChannelEmail, DisplayText: "News by email", PrivacyPolicyURL: "https://shop.example/privacy"},
+		},
+	}).WithClock(func() time.Time { return now })
+	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+		ID: "sale10", Code: "SALE10", Title: "10% off", PercentBps: 1000, Stackable: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+		ID: "auto1", Title: "$1 off", AmountOff: 100, Currency: "usd", Stackable: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sale := []string{"sale10"}
+	longS := []string{"ſale10", "nope"}
+	none := []string{}
+	ny := &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "New York", State: "ny", Country: "US", PostalCode: "10001"}
+	ca := &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "San Francisco", State: "CA", Country: "US", PostalCode: "94131"}
+	created, err := store.CreateSession(ctx, "", checkout.Changes{
+		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, FulfillmentAddress: ca,
+		Buyer:             &checkout.Buyer{FirstName: "Ada", LastName: "Lovelace", Email: "Ada@Example.com"},
+		DiscountExtension: true, DiscountCodes: &sale,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Session.ID
+	check := func(name string, got checkout.View) {
+		t.Helper()
+		want, err := store.GetSessionByParts(ctx, "", id)
+		if err != nil {
+			t.Fatalf("%s: by parts: %v", name, err)
+		}
+		// The session returned is the one in memory, which differs from the one read back
+		// in ways that are not the quote's (nil and empty lists); the quote and the
+		// consents are what the catalog read ahead makes.
+		quoted := func(v checkout.View) string {
+			return mustJSON(t, []any{v.Quote, v.ConsentOptions, v.Handlers})
+		}
+		if g, w := quoted(got), quoted(want); g != w {
+			t.Errorf("%s: the quote returned differs from the quote of its parts\n got: %s\nwant: %s", name, g, w)
+		}
+	}
+	check("create", created)
+	for _, u := range []struct {
+		name string
+		ch   checkout.Changes
+	}{
+		{"another address", checkout.Changes{FulfillmentAddress: ny}},
+		{"another buyer", checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com"}}},
+		{"codes Go and SQL may fold apart", checkout.Changes{DiscountExtension: true, DiscountCodes: &longS}},
+		{"no codes", checkout.Changes{DiscountExtension: true, DiscountCodes: &none}},
+		{"a new item", checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}, {ID: "item_456", Quantity: 2}}}},
+		{"a contact", checkout.Changes{FulfillmentContact: &checkout.FulfillmentContact{Email: "ops@example.com"}}},
+		{"an option", checkout.Changes{FulfillmentOptionID: new("standard_shipping")}},
+		{"no buyer", checkout.Changes{Clear: checkout.Clear{Buyer: true}}},
+		{"no address", checkout.Changes{Clear: checkout.Clear{FulfillmentDetails: true}}},
+	} {
+		got, err := store.UpdateSession(ctx, "", id, u.ch)
+		if err != nil {
+			t.Fatalf("%s: %v", u.name, err)
+		}
+		check(u.name, got)
+	}
+}
