@@ -87,12 +87,18 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int) (pgx.BatchR
 	return br, nil
 }
 
-// Exec runs sql now, with BEGIN and the queued statements before it.
-func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+// sendNow sends sql with BEGIN (unless sent) and the queued statements before it, and
+// returns the results with sql's next.
+func (t *pipelinedTx) sendNow(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
 	b := t.pending()
 	n := b.Len()
 	b.Queue(sql, args...)
-	br, err := t.send(ctx, b, n)
+	return t.send(ctx, b, n)
+}
+
+// Exec runs sql now, with BEGIN and the queued statements before it.
+func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	br, err := t.sendNow(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -105,10 +111,7 @@ func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn
 
 // Query runs sql now, with BEGIN and the queued statements before it.
 func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	b := t.pending()
-	n := b.Len()
-	b.Queue(sql, args...)
-	br, err := t.send(ctx, b, n)
+	br, err := t.sendNow(ctx, sql, args)
 	if err != nil {
 		return nil, err
 	}
