@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 
@@ -36,4 +38,13 @@ func (s *Store) GetSessionByParts(ctx context.Context, owner, id string) (checko
 func (s *Store) WithClock(now func() time.Time) *Store {
 	s.now = now
 	return s
+}
+
+// WithPipelinedTx runs fn in a pipelinedTx (as the session writes do, without an
+// idempotency claim): q runs statements now, deferred queues them for the COMMIT.
+func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferred *db.Queries) error) error {
+	_, err := withPipelinedRecordedTxV(ctx, pool, time.Now, func(q, deferred *db.Queries, _ time.Time) (struct{}, error) {
+		return struct{}{}, fn(q, deferred)
+	})
+	return err
 }

@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
@@ -78,5 +82,70 @@ func TestPipelinedRecordOfALostClaimStoresNothing(t *testing.T) {
 	if n := count(`SELECT count(*) FROM vault_tokens t JOIN idempotency_keys k
 		ON k.key = 'held' AND k.state = 'completed' AND k.response_body = convert_to('{"id":"' || t.id || '"}', 'UTF8')`); n != 1 {
 		t.Errorf("%d tokens recorded as the response of their claim, want 1", n)
+	}
+}
+
+// A pipelined transaction writes all or nothing: a deferred write that fails at the
+// COMMIT's round trip undoes the writes sent before it, whether they went out earlier
+// or in the same pipeline, and the connection goes back to the pool out of the
+// transaction (the same backend answers next, so it was not closed either).
+func TestPipelinedTxWritesAllOrNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.MustPool(t)
+	var before int32
+	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	stock := func() *int32 {
+		t.Helper()
+		var n *int32
+		if err := pool.QueryRow(ctx, `SELECT stock_quantity FROM variants WHERE id = 'item_123'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := postgres.ImportCatalog(ctx, pool, []catalog.Product{{ID: "prod_tee", Title: "Tee", Variants: []catalog.Variant{
+		{ID: "item_123", Title: "Tee", PriceAmount: 1500, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	err := postgres.WithPipelinedTx(ctx, pool, func(q, deferred *db.Queries) error {
+		// Sent now, with BEGIN.
+		if _, err := q.SetVariantStock(ctx, db.SetVariantStockParams{ID: "item_123", StockQuantity: new(int32(5))}); err != nil {
+			return err
+		}
+		// Queued for the COMMIT: a stock change, then a line of a session that does not
+		// exist (a foreign key violation).
+		if _, err := deferred.SetVariantStock(ctx, db.SetVariantStockParams{ID: "item_123", StockQuantity: new(int32(7))}); err != nil {
+			return err
+		}
+		return deferred.InsertLineItemRows(ctx, db.InsertLineItemRowsParams{
+			Ids: []string{"li_1"}, CheckoutSessionID: "cs_missing", Positions: []int32{0}, VariantIds: []string{"item_123"},
+			Quantities: []int32{1}, UnitAmounts: []int64{1500},
+		})
+	})
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "23503" {
+		t.Fatalf("commit = %v, want the foreign key violation", err)
+	}
+	if n := stock(); n != nil {
+		t.Errorf("stock = %d after the failed transaction, want it unchanged (unlimited)", *n)
+	}
+	var after int32
+	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("backend %d after the rollback, want %d: the connection was closed", after, before)
+	}
+
+	if err := postgres.WithPipelinedTx(ctx, pool, func(q, deferred *db.Queries) error {
+		_, err := deferred.SetVariantStock(ctx, db.SetVariantStockParams{ID: "item_123", StockQuantity: new(int32(7))})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := stock(); n == nil || *n != 7 {
+		t.Errorf("stock = %v after the committed transaction, want 7", n)
 	}
 }
