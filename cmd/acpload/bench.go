@@ -51,8 +51,9 @@ type benchConfig struct {
 	baseline string
 	// durable runs PostgreSQL with fsync and synchronous_commit on.
 	durable bool
-	// flashStock, when above zero, adds the flash-sale phase: flashAgents agents buy
-	// one unit each of an item with this much stock until it sells out.
+	// flashStock, when above zero, adds the flash-sale phase: flashAgents agents
+	// complete sessions prepared for one unit each of an item with this much stock
+	// until it sells out.
 	flashStock  int
 	flashAgents int
 	// pspDelay, when above zero, adds the slow-PSP phase against a fake Stripe API

@@ -241,7 +241,7 @@ func completeBody(token string) string {
 // Idempotent-Replayed with the very same body.
 func (a *agent) flow(ctx context.Context) error {
 	a.seq++
-	path, token, err := a.readyToPay(ctx, createBody, nil)
+	path, token, err := a.readyToPay(ctx, createBody)
 	if err != nil {
 		return err
 	}
@@ -262,29 +262,24 @@ func (a *agent) flow(ctx context.Context) error {
 }
 
 // readySession creates a session from body and makes it ready for payment (buyer,
-// standard shipping), and returns its id. check, when set, sees each response before it
-// is judged and may end the unit with an error of its own (the flash sale's sold-out).
-func (a *agent) readySession(ctx context.Context, body string, check func(response) error) (string, error) {
-	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), body)
+// standard shipping), and returns its id.
+func (a *agent) readySession(ctx context.Context, body string) (string, error) {
+	return a.readySessionFrom(ctx, body, updateBody)
+}
+
+// readySessionFrom creates a session from create, updates it with update, which must
+// make it ready for payment, and returns its id.
+func (a *agent) readySessionFrom(ctx context.Context, create, update string) (string, error) {
+	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), create)
 	if err != nil {
 		return "", err
-	}
-	if check != nil {
-		if err := check(resp); err != nil {
-			return "", err
-		}
 	}
 	sess, err := a.expect(epCreate, resp, http.StatusCreated, "")
 	if err != nil {
 		return "", err
 	}
-	if resp, err = a.post(ctx, epUpdate, "/checkout_sessions/"+sess.ID, a.key("update"), updateBody); err != nil {
+	if resp, err = a.post(ctx, epUpdate, "/checkout_sessions/"+sess.ID, a.key("update"), update); err != nil {
 		return "", err
-	}
-	if check != nil {
-		if err := check(resp); err != nil {
-			return "", err
-		}
 	}
 	if _, err := a.expect(epUpdate, resp, http.StatusOK, "ready_for_payment"); err != nil {
 		return "", err
@@ -294,8 +289,8 @@ func (a *agent) readySession(ctx context.Context, body string, check func(respon
 
 // readyToPay is readySession, then a card delegated for the session: it returns the
 // session's path and the vault token to complete it with.
-func (a *agent) readyToPay(ctx context.Context, body string, check func(response) error) (path, token string, err error) {
-	id, err := a.readySession(ctx, body, check)
+func (a *agent) readyToPay(ctx context.Context, body string) (path, token string, err error) {
+	id, err := a.readySession(ctx, body)
 	if err != nil {
 		return "", "", err
 	}

@@ -66,7 +66,7 @@ const pspCompleteBody = `{"payment_data":{"token":"` + pspToken + `","provider":
 // PSP token: the server charges through the gateway.
 func pspFlow(ctx context.Context, a *agent) error {
 	a.seq++
-	id, err := a.readySession(ctx, createBody, nil)
+	id, err := a.readySession(ctx, createBody)
 	if err != nil {
 		return err
 	}
