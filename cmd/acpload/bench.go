@@ -461,6 +461,8 @@ type benchServer struct {
 	rss    *rssSampler
 	client *http.Client
 	agents int
+	// apiVersion is the ACP version of the requests measure sends ("": apiVersion).
+	apiVersion string
 }
 
 // startBenchServer starts the target's server with extra environment and the meters
@@ -499,7 +501,7 @@ func (s *benchServer) stop() ServerStats {
 // measured part only (they start when the warm-up ends, as does atStart if given).
 func (s *benchServer) measure(ctx context.Context, name string, d time.Duration, unit func(context.Context, *agent) error, atStart func()) (loadResult, CPUUsage, stmtCounts, error) {
 	cfg := s.env.cfg
-	lc := loadConfig{name: name, baseURL: s.srv.base, concurrency: s.agents, duration: d, warmup: cfg.warmup}
+	lc := loadConfig{name: name, baseURL: s.srv.base, concurrency: s.agents, duration: d, warmup: cfg.warmup, apiVersion: s.apiVersion}
 	snap := make(chan cpuSnapshot, 1)
 	timer := time.AfterFunc(cfg.warmup, func() {
 		_ = s.target.stmts.reset(ctx)

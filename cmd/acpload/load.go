@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// apiVersion is the ACP version every request asks for.
+// apiVersion is the ACP version requests ask for unless their run says otherwise
+// (loadConfig.apiVersion).
 const apiVersion = "2025-09-29"
 
 // The fixed parts of the flow's request bodies. The cart is one tee (item_123) shipped
@@ -56,6 +57,8 @@ type loadConfig struct {
 	// units, when above zero, is the number of measured units to run instead.
 	units  int
 	warmup time.Duration
+	// apiVersion is the API-Version header of every request ("": apiVersion).
+	apiVersion string
 }
 
 // newClient returns the one HTTP client of a run: keep-alive connections, enough idle
@@ -90,6 +93,9 @@ type agent struct {
 	body bytes.Buffer
 }
 
+// apiVersion is the ACP version the agent's requests ask for.
+func (a *agent) apiVersion() string { return cmp.Or(a.cfg.apiVersion, apiVersion) }
+
 // response is what one request got back. body is only valid until the agent's next
 // request.
 type response struct {
@@ -108,7 +114,7 @@ func (a *agent) post(ctx context.Context, ep endpoint, path, key, body string) (
 	}
 	h := req.Header
 	h["Content-Type"] = []string{"application/json"}
-	h["Api-Version"] = []string{apiVersion}
+	h["Api-Version"] = []string{a.apiVersion()}
 	h["Idempotency-Key"] = []string{key}
 	if a.cfg.apiKey != "" {
 		h["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
@@ -143,7 +149,7 @@ func (a *agent) get(ctx context.Context, path string) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	req.Header["Api-Version"] = []string{apiVersion}
+	req.Header["Api-Version"] = []string{a.apiVersion()}
 	if a.cfg.apiKey != "" {
 		req.Header["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
 	}

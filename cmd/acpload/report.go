@@ -333,14 +333,16 @@ func (fs FlashSale) writeText(w io.Writer) {
 
 // writeText prints a slow-PSP phase.
 func (p PSPRun) writeText(w io.Writer) {
-	fmt.Fprintf(w, "\n-- %s build: slow PSP, %d agents completing with %s through a fake Stripe API answering after %s\n",
-		p.Build, p.Agents, pspToken, fmtMs(p.DelayMs))
+	fmt.Fprintf(w, "\n-- %s build: slow PSP, %d agents completing through a fake Stripe API answering after %s\n",
+		p.Build, p.Agents, fmtMs(p.DelayMs))
 	if !p.Supported {
 		fmt.Fprintf(w, "  %s\n", p.Note)
 		return
 	}
-	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served %d payment methods, %d payment intents, %d refunds, %d replays, refused %d\n",
-		p.CompletionsPerSecond, fmtMs(p.P50Ms), fmtMs(p.P99Ms), p.PSP.PaymentMethods, p.PSP.PaymentIntents, p.PSP.Refunds, p.PSP.Replays, p.PSP.Refused)
+	fmt.Fprintf(w, "  paid with %s\n", p.Payment)
+	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served %d payment methods, %d payment intents (%d with an SPT), %d refunds, %d replays, refused %d\n",
+		p.CompletionsPerSecond, fmtMs(p.P50Ms), fmtMs(p.P99Ms), p.PSP.PaymentMethods, p.PSP.PaymentIntents, p.PSP.SharedPaymentTokens,
+		p.PSP.Refunds, p.PSP.Replays, p.PSP.Refused)
 	if p.Pool != nil {
 		fmt.Fprintf(w, "  database pool: %.2fs waiting for a connection, %.0f acquires found the pool empty (max %.0f connections)\n",
 			p.Pool.AcquireWaitSeconds, p.Pool.EmptyAcquires, p.Pool.MaxConns)
