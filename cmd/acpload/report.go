@@ -340,7 +340,7 @@ func (p PSPRun) writeText(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "  paid with %s\n", p.Payment)
-	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served %d payment methods, %d payment intents (%d with an SPT), %d refunds, %d replays, refused %d\n",
+	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served (flows begun in the warm-up included) %d payment methods, %d payment intents (%d with an SPT), %d refunds, %d replays, refused %d\n",
 		p.CompletionsPerSecond, fmtMs(p.P50Ms), fmtMs(p.P99Ms), p.PSP.PaymentMethods, p.PSP.PaymentIntents, p.PSP.SharedPaymentTokens,
 		p.PSP.Refunds, p.PSP.Replays, p.PSP.Refused)
 	if p.Pool != nil {
