@@ -202,9 +202,14 @@ func (q *Queries) ListDiscounts(ctx context.Context) ([]ListDiscountsRow, error)
 
 const listSessionDiscounts = `-- name: ListSessionDiscounts :many
 SELECT d.id, d.code, d.title, d.percent_bps, d.amount_off, d.currency, d.scope, d.item_ids, d.min_subtotal, d.starts_at, d.ends_at, d.usage_limit, d.per_buyer_limit, d.stackable, d.priority, d.disabled_at, d.created_at, d.updated_at,
-    (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed,
-    (SELECT count(*) FROM discount_redemptions r
-        WHERE r.discount_id = d.id AND r.buyer_email = $1::text)::integer AS buyer_redeemed,
+    ((SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+            WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')))::integer AS redeemed,
+    ((SELECT count(*) FROM discount_redemptions r
+        WHERE r.discount_id = d.id AND r.buyer_email = $1::text)
+        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+            WHERE pd.discount_id = d.id AND pd.buyer_email = $1::text
+              AND a.status IN ('pending', 'in_doubt')))::integer AS buyer_redeemed,
     EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
         WHERE r.discount_id = d.id AND o.checkout_session_id = $2::text) AS used_by_session
 FROM discounts d
@@ -230,7 +235,9 @@ type ListSessionDiscountsRow struct {
 // What prices a session: the discounts its codes name, in any state (so a disabled or
 // expired code is rejected with its reason), the enabled automatic discounts, and
 // those the session's order used (so a completed session shows what it was paid with).
-// redeemed counts all orders, buyer_redeemed those of @buyer_email.
+// redeemed counts all orders, buyer_redeemed those of @buyer_email, each with the
+// redemptions reserved by payment attempts still in flight (pending or in doubt), which
+// become redemptions when their order is written.
 func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDiscountsParams) ([]ListSessionDiscountsRow, error) {
 	rows, err := q.db.Query(ctx, listSessionDiscounts, arg.BuyerEmail, arg.CheckoutSessionID, arg.Codes)
 	if err != nil {

@@ -197,6 +197,7 @@ type Order struct {
 	AuthenticationVersion       *string
 	AuthenticationTransactionID *string
 	OrderNotes                  *string
+	PaymentGateway              *string
 }
 
 type OrderAmount struct {
@@ -240,6 +241,35 @@ type OrderLine struct {
 	Tax             *int64
 }
 
+type PaymentAttempt struct {
+	ID                string
+	CheckoutSessionID string
+	Owner             string
+	Number            int32
+	OrderID           string
+	Gateway           string
+	IdempotencyKey    string
+	RequestKey        *string
+	Token             string
+	Amount            int64
+	Currency          string
+	Authentication    []byte
+	Plan              []byte
+	Status            string
+	PspReference      *string
+	LastError         *string
+	Tries             int32
+	CreatedAt         time.Time
+	AttemptedAt       time.Time
+	UpdatedAt         time.Time
+}
+
+type PaymentAttemptDiscount struct {
+	AttemptID  string
+	DiscountID string
+	BuyerEmail string
+}
+
 type Product struct {
 	ID        string
 	Title     string
@@ -248,13 +278,16 @@ type Product struct {
 }
 
 type Refund struct {
-	ID          string
-	OrderID     string
-	Type        string
-	Amount      int64
-	CreatedAt   time.Time
-	Description *string
-	Reason      *string
+	ID           string
+	OrderID      string
+	Type         string
+	Amount       int64
+	CreatedAt    time.Time
+	Description  *string
+	Reason       *string
+	Status       string
+	PspReference *string
+	RequestKey   *string
 }
 
 type RefundLine struct {
