@@ -532,9 +532,9 @@ type PaymentAttempt struct {
 }
 
 // PaymentAttempts lists up to limit payment attempts, newest first, of status ("":
-// any).
-func (s *Store) PaymentAttempts(ctx context.Context, status string, limit int) ([]PaymentAttempt, error) {
-	rows, err := db.New(s.pool).ListPaymentAttempts(ctx, db.ListPaymentAttemptsParams{Status: status, MaxRows: int32(limit)})
+// any): what the operator checks at the PSP when an attempt is in_doubt.
+func (o *Orders) PaymentAttempts(ctx context.Context, status string, limit int) ([]PaymentAttempt, error) {
+	rows, err := db.New(o.pool).ListPaymentAttempts(ctx, db.ListPaymentAttemptsParams{Status: status, MaxRows: int32(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("list payment attempts: %w", err)
 	}
@@ -623,3 +623,7 @@ func (s *Store) recoverAttempt(ctx context.Context, a db.PaymentAttempt, inDoubt
 	}
 	return r
 }
+
+// Gateway is the gateway the store charges PSP tokens through: refunds of its charges
+// go back through it (Orders.WithGateway).
+func (s *Store) Gateway() payment.Gateway { return s.gateway }
