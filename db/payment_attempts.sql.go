@@ -459,24 +459,19 @@ func (q *Queries) SetRefundPending(ctx context.Context, arg SetRefundPendingPara
 }
 
 const setSessionState = `-- name: SetSessionState :execrows
-UPDATE checkout_sessions SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4
+UPDATE checkout_sessions SET state = $1 WHERE id = $2 AND state = $3
 `
 
 type SetSessionStateParams struct {
 	State     string
-	Now       time.Time
 	ID        string
 	FromState string
 }
 
-// Moves a session between open and complete_in_progress, under its row lock.
+// Moves a session between open and complete_in_progress, under its row lock. Its
+// updated_at stays: a refused charge gives the session back exactly as it was.
 func (q *Queries) SetSessionState(ctx context.Context, arg SetSessionStateParams) (int64, error) {
-	result, err := q.db.Exec(ctx, setSessionState,
-		arg.State,
-		arg.Now,
-		arg.ID,
-		arg.FromState,
-	)
+	result, err := q.db.Exec(ctx, setSessionState, arg.State, arg.ID, arg.FromState)
 	if err != nil {
 		return 0, err
 	}

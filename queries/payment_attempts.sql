@@ -61,8 +61,9 @@ ORDER BY created_at DESC, id
 LIMIT @max_rows;
 
 -- name: SetSessionState :execrows
--- Moves a session between open and complete_in_progress, under its row lock.
-UPDATE checkout_sessions SET state = @state, updated_at = @now WHERE id = @id AND state = @from_state;
+-- Moves a session between open and complete_in_progress, under its row lock. Its
+-- updated_at stays: a refused charge gives the session back exactly as it was.
+UPDATE checkout_sessions SET state = @state WHERE id = @id AND state = @from_state;
 
 -- name: ReleaseSessionCompletion :execrows
 -- Gives an in-progress session back to the agent as it was before the completion.

@@ -168,7 +168,7 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 			return attemptStart{}, err
 		}
 		n, err := q.SetSessionState(ctx, db.SetSessionStateParams{
-			ID: id, State: string(checkout.StateCompleteInProgress), FromState: string(checkout.StateOpen), Now: now,
+			ID: id, State: string(checkout.StateCompleteInProgress), FromState: string(checkout.StateOpen),
 		})
 		if err != nil {
 			return attemptStart{}, fmt.Errorf("mark session complete_in_progress: %w", err)

@@ -55,16 +55,27 @@ func newOutboxEnv(t *testing.T) *outboxEnv {
 
 func outboxEnvOn(t *testing.T, pool *pgxpool.Pool, events bool) *outboxEnv {
 	t.Helper()
+	return outboxEnvWith(t, pool, events, nil)
+}
+
+// outboxEnvWith is outboxEnvOn with psp as the gateway behind the counting one (nil:
+// the mock); the order API refunds through it too.
+func outboxEnvWith(t *testing.T, pool *pgxpool.Pool, events bool, psp payment.Gateway) *outboxEnv {
+	t.Helper()
 	if _, err := postgres.ImportCatalog(context.Background(), pool, outboxCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
-	gateway := &payment.CountingGateway{}
+	gateway := &payment.CountingGateway{Gateway: psp}
+	orders := postgres.NewOrders(pool, events)
+	if psp != nil {
+		orders = orders.WithGateway(gateway)
+	}
 	return &outboxEnv{
 		t: t, pool: pool,
 		store: postgres.NewStore(pool, postgres.StoreConfig{
 			TTL: time.Hour, Gateway: gateway, PublicBaseURL: "https://shop.example", OrderEvents: events,
 		}),
-		orders:  postgres.NewOrders(pool, events),
+		orders:  orders,
 		outbox:  postgres.NewOutbox(pool, time.Minute),
 		gateway: gateway,
 	}
