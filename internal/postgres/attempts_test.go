@@ -22,98 +22,6 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
-// errLostAnswer, from a testPSP's decide, charges and then loses the answer: the call
-// returns an error wrapping payment.ErrUnavailable, as a timeout after the PSP charged.
-var errLostAnswer = errors.New("the PSP charged, then the connection broke")
-
-// testPSP is a PSP the test controls. Like a real one it keeps each idempotency key's
-// first successful outcome and answers the key again with it, never a second charge.
-type testPSP struct {
-	// decide answers the n-th charge call (from 1): nil charges (or replays the key's
-	// charge), errLostAnswer charges and reports ErrUnavailable, any other error
-	// refuses without charging. nil decide: every call charges.
-	decide func(n int, c payment.Charge) error
-	// decideRefund is decide for refunds.
-	decideRefund func(n int, r payment.Refund) error
-	// inCharge runs inside every charge call, before it answers.
-	inCharge func(c payment.Charge)
-
-	mu          sync.Mutex
-	calls       int
-	refundCalls int
-	charged     map[string]payment.Receipt
-	refunded    map[string]payment.RefundReceipt
-}
-
-func (p *testPSP) Name() string { return "testpsp" }
-
-func (p *testPSP) Charge(_ context.Context, c payment.Charge) (payment.Receipt, error) {
-	if p.inCharge != nil {
-		p.inCharge(c)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.calls++
-	var verdict error
-	if p.decide != nil {
-		verdict = p.decide(p.calls, c)
-	}
-	if verdict != nil && !errors.Is(verdict, errLostAnswer) {
-		return payment.Receipt{}, verdict
-	}
-	if p.charged == nil {
-		p.charged = map[string]payment.Receipt{}
-	}
-	r, ok := p.charged[c.IdempotencyKey]
-	if !ok {
-		r = payment.Receipt{Reference: "ch_" + c.IdempotencyKey}
-		p.charged[c.IdempotencyKey] = r
-	}
-	if verdict != nil {
-		return payment.Receipt{}, fmt.Errorf("%w: %w", payment.ErrUnavailable, verdict)
-	}
-	return r, nil
-}
-
-func (p *testPSP) Refund(_ context.Context, r payment.Refund) (payment.RefundReceipt, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refundCalls++
-	var verdict error
-	if p.decideRefund != nil {
-		verdict = p.decideRefund(p.refundCalls, r)
-	}
-	if verdict != nil && !errors.Is(verdict, errLostAnswer) {
-		return payment.RefundReceipt{}, verdict
-	}
-	if p.refunded == nil {
-		p.refunded = map[string]payment.RefundReceipt{}
-	}
-	rr, ok := p.refunded[r.IdempotencyKey]
-	if !ok {
-		rr = payment.RefundReceipt{Reference: "re_" + r.IdempotencyKey}
-		p.refunded[r.IdempotencyKey] = rr
-	}
-	if verdict != nil {
-		return payment.RefundReceipt{}, fmt.Errorf("%w: %w", payment.ErrUnavailable, verdict)
-	}
-	return rr, nil
-}
-
-// charges is how many payments the PSP took (one per idempotency key).
-func (p *testPSP) charges() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.charged)
-}
-
-// refunds is how many refunds the PSP made (one per idempotency key).
-func (p *testPSP) refunds() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.refunded)
-}
-
 // withKey is ctx carrying a claim of the agent's Idempotency-Key key, as the HTTP layer
 // gives a completion (without an encoder: nothing is recorded).
 func withKey(ctx context.Context, key string) context.Context {
@@ -143,14 +51,14 @@ func (e *outboxEnv) staleAttempts() {
 // pre-allocated id, the attempt succeeded and the cryptogram-bearing column emptied.
 func TestCompletionInPhases(t *testing.T) {
 	t.Parallel()
-	psp := &testPSP{}
+	psp := &payment.ScriptedGateway{}
 	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
 	ctx := context.Background()
 	e.exec(`UPDATE variants SET stock_quantity = 5 WHERE id = 'item_123'`)
 	sid := e.readySession("item_123", 2)
 	var getErr error
 	var during []error
-	psp.inCharge = func(payment.Charge) {
+	psp.InCharge = func(payment.Charge) {
 		v, err := e.store.GetSession(ctx, "", sid)
 		if err != nil || v.Quote.Status != checkout.StatusCompleteInProgress {
 			getErr = fmt.Errorf("GET during the charge: %v, %v", v.Quote.Status, err)
@@ -185,8 +93,9 @@ func TestCompletionInPhases(t *testing.T) {
 	if got := e.text(`SELECT order_id FROM payment_attempts WHERE checkout_session_id = $1 AND status = 'succeeded'`, sid); got != v.Order.ID {
 		t.Errorf("attempt's order = %s, want %s", got, v.Order.ID)
 	}
-	if got := e.text(`SELECT payment_reference || ' ' || payment_gateway FROM orders WHERE id = $1`, v.Order.ID); got != "ch_"+sid+" testpsp" {
-		t.Errorf("order's payment = %q, want the first attempt's key (the session id) through testpsp", got)
+	if got := e.text(`SELECT a.idempotency_key || ' ' || o.payment_gateway FROM orders o
+		JOIN payment_attempts a ON a.order_id = o.id AND a.psp_reference = o.payment_reference WHERE o.id = $1`, v.Order.ID); got != sid+" scripted" {
+		t.Errorf("order's payment = %q, want the first attempt's key (the session id) through the scripted gateway", got)
 	}
 	if n := e.count(`SELECT count(*) FROM payment_attempts WHERE authentication IS NOT NULL`); n != 0 {
 		t.Errorf("%d settled attempts keep their authentication", n)
@@ -194,8 +103,8 @@ func TestCompletionInPhases(t *testing.T) {
 	if n := e.count(`SELECT stock_quantity FROM variants WHERE id = 'item_123'`); n != 3 {
 		t.Errorf("stock = %d, want 3", n)
 	}
-	if psp.charges() != 1 || e.gateway.ChargesFor(sid) != 1 {
-		t.Errorf("charges = %d (counted %d), want 1", psp.charges(), e.gateway.ChargesFor(sid))
+	if psp.Charged() != 1 || e.gateway.ChargesFor(sid) != 1 {
+		t.Errorf("charges = %d (counted %d), want 1", psp.Charged(), e.gateway.ChargesFor(sid))
 	}
 }
 
@@ -214,7 +123,7 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 	} {
 		t.Run(tc.token, func(t *testing.T) {
 			t.Parallel()
-			psp := &testPSP{decide: func(_ int, c payment.Charge) error {
+			psp := &payment.ScriptedGateway{Decide: func(_ int, c payment.Charge) error {
 				_, err := payment.MockGateway{}.Charge(context.Background(), c)
 				return err
 			}}
@@ -267,8 +176,8 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 			if key := e.text(`SELECT idempotency_key FROM payment_attempts WHERE checkout_session_id = $1 AND status = 'succeeded'`, sid); key != sid+":2" {
 				t.Errorf("the second attempt's key = %s, want %s:2", key, sid)
 			}
-			if psp.charges() != 2 {
-				t.Errorf("PSP charges = %d, want 2 (the other buyer's and the retry)", psp.charges())
+			if psp.Charged() != 2 {
+				t.Errorf("PSP charges = %d, want 2 (the other buyer's and the retry)", psp.Charged())
 			}
 		})
 	}
@@ -279,9 +188,9 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 // key asks the PSP again with the same idempotency key and writes the order: one charge.
 func TestChargeInDoubtThenRetryWithTheSameKey(t *testing.T) {
 	t.Parallel()
-	psp := &testPSP{decide: func(n int, _ payment.Charge) error {
+	psp := &payment.ScriptedGateway{Decide: func(n int, _ payment.Charge) error {
 		if n == 1 {
-			return errLostAnswer
+			return payment.ErrLostAnswer
 		}
 		return nil
 	}}
@@ -317,8 +226,8 @@ func TestChargeInDoubtThenRetryWithTheSameKey(t *testing.T) {
 	if v.Order == nil {
 		t.Fatal("no order")
 	}
-	if psp.charges() != 1 || e.gateway.ChargesFor(sid) != 1 || e.count(`SELECT count(*) FROM orders`) != 1 {
-		t.Errorf("PSP charges %d, counted %d, orders %d; want 1 each", psp.charges(), e.gateway.ChargesFor(sid), e.count(`SELECT count(*) FROM orders`))
+	if psp.Charged() != 1 || e.gateway.ChargesFor(sid) != 1 || e.count(`SELECT count(*) FROM orders`) != 1 {
+		t.Errorf("PSP charges %d, counted %d, orders %d; want 1 each", psp.Charged(), e.gateway.ChargesFor(sid), e.count(`SELECT count(*) FROM orders`))
 	}
 	// Asked again once the order is written, the same key answers with it.
 	again, err := e.store.CompleteSession(withKey(ctx, "k1"), "", sid, visa)
@@ -353,7 +262,7 @@ func TestSlowPSPHoldsNoConnection(t *testing.T) {
 	inside, most := 0, 0
 	acquiredWhenAllInside := int32(-1)
 	all := make(chan struct{})
-	psp := &testPSP{inCharge: func(payment.Charge) {
+	psp := &payment.ScriptedGateway{InCharge: func(payment.Charge) {
 		mu.Lock()
 		inside++
 		most = max(most, inside)
@@ -394,8 +303,8 @@ func TestSlowPSPHoldsNoConnection(t *testing.T) {
 	if acquiredWhenAllInside != 0 {
 		t.Errorf("%d connections acquired while every completion was in the PSP, want 0", acquiredWhenAllInside)
 	}
-	if got := e.count(`SELECT count(*) FROM orders`); got != n || psp.charges() != n {
-		t.Errorf("orders %d, charges %d; want %d", got, psp.charges(), n)
+	if got := e.count(`SELECT count(*) FROM orders`); got != n || psp.Charged() != n {
+		t.Errorf("orders %d, charges %d; want %d", got, psp.Charged(), n)
 	}
 }
 
@@ -404,9 +313,9 @@ func TestSlowPSPHoldsNoConnection(t *testing.T) {
 // order once; a second run finds nothing; the agent's retry gets the order.
 func TestRecoveryFinishesAChargedAttempt(t *testing.T) {
 	t.Parallel()
-	psp := &testPSP{decide: func(n int, _ payment.Charge) error {
+	psp := &payment.ScriptedGateway{Decide: func(n int, _ payment.Charge) error {
 		if n == 1 {
-			return errLostAnswer
+			return payment.ErrLostAnswer
 		}
 		return nil
 	}}
@@ -432,8 +341,8 @@ func TestRecoveryFinishesAChargedAttempt(t *testing.T) {
 	if got := e.count(`SELECT count(*) FROM orders WHERE checkout_session_id = $1 AND id = $2`, sid, res[0].OrderID); got != 1 {
 		t.Errorf("orders with the attempt's id = %d, want 1", got)
 	}
-	if psp.charges() != 1 || e.gateway.ChargesFor(sid) != 1 {
-		t.Errorf("charges = %d (counted %d), want 1", psp.charges(), e.gateway.ChargesFor(sid))
+	if psp.Charged() != 1 || e.gateway.ChargesFor(sid) != 1 {
+		t.Errorf("charges = %d (counted %d), want 1", psp.Charged(), e.gateway.ChargesFor(sid))
 	}
 	if n := e.count(`SELECT stock_quantity FROM variants WHERE id = 'item_123'`); n != 3 {
 		t.Errorf("stock = %d, want 3", n)
@@ -451,10 +360,10 @@ func TestRecoveryFinishesAChargedAttempt(t *testing.T) {
 // charged once and its order written once.
 func TestConcurrentRecoveryRunsFinishEachAttemptOnce(t *testing.T) {
 	t.Parallel()
-	psp := &testPSP{}
-	psp.decide = func(n int, _ payment.Charge) error {
+	psp := &payment.ScriptedGateway{}
+	psp.Decide = func(n int, _ payment.Charge) error {
 		if n <= 6 {
-			return errLostAnswer
+			return payment.ErrLostAnswer
 		}
 		return nil
 	}
@@ -493,8 +402,8 @@ func TestConcurrentRecoveryRunsFinishEachAttemptOnce(t *testing.T) {
 			t.Errorf("attempt %s worked by %d runs", id, n)
 		}
 	}
-	if got := e.count(`SELECT count(*) FROM orders`); got != 6 || psp.charges() != 6 || e.gateway.Charges() != 6 {
-		t.Errorf("orders %d, PSP charges %d, counted %d; want 6", got, psp.charges(), e.gateway.Charges())
+	if got := e.count(`SELECT count(*) FROM orders`); got != 6 || psp.Charged() != 6 || e.gateway.Charges() != 6 {
+		t.Errorf("orders %d, PSP charges %d, counted %d; want 6", got, psp.Charged(), e.gateway.Charges())
 	}
 }
 
@@ -503,7 +412,7 @@ func TestConcurrentRecoveryRunsFinishEachAttemptOnce(t *testing.T) {
 // decides.
 func TestRecoveryLeavesAnUnansweredAttemptInDoubt(t *testing.T) {
 	t.Parallel()
-	psp := &testPSP{decide: func(int, payment.Charge) error {
+	psp := &payment.ScriptedGateway{Decide: func(int, payment.Charge) error {
 		return fmt.Errorf("connect: %w", payment.ErrUnavailable)
 	}}
 	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
@@ -546,10 +455,10 @@ func TestRecoveryLeavesAnUnansweredAttemptInDoubt(t *testing.T) {
 // retry with the same Idempotency-Key refunds once, and a refusal records nothing.
 func TestRefundThroughTheGatewayOncePerRefund(t *testing.T) {
 	t.Parallel()
-	psp := &testPSP{decideRefund: func(n int, r payment.Refund) error {
+	psp := &payment.ScriptedGateway{DecideRefund: func(n int, r payment.Refund) error {
 		switch {
 		case n == 1:
-			return errLostAnswer
+			return payment.ErrLostAnswer
 		case r.Amount == 999:
 			return payment.DeclinedError("The charge was disputed.")
 		}
@@ -572,8 +481,8 @@ func TestRefundThroughTheGatewayOncePerRefund(t *testing.T) {
 	if err != nil || got.Refunded() != 500 {
 		t.Fatalf("retry = %+v, %v", got, err)
 	}
-	if psp.refunds() != 1 || e.count(`SELECT count(*) FROM refunds WHERE order_id = $1 AND status = 'succeeded' AND psp_reference IS NOT NULL`, ord.ID) != 1 {
-		t.Errorf("PSP refunds = %d, refunds rows: want 1 succeeded", psp.refunds())
+	if psp.Refunded() != 1 || e.count(`SELECT count(*) FROM refunds WHERE order_id = $1 AND status = 'succeeded' AND psp_reference IS NOT NULL`, ord.ID) != 1 {
+		t.Errorf("PSP refunds = %d, refunds rows: want 1 succeeded", psp.Refunded())
 	}
 	_, err = e.orders.RefundLines(ctx, ord.ID, checkout.RefundRequest{Type: checkout.RefundOriginalPayment, Amount: 999})
 	mustCode(t, err, payment.CodePaymentDeclined)
@@ -584,7 +493,7 @@ func TestRefundThroughTheGatewayOncePerRefund(t *testing.T) {
 	if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundStoreCredit, 100); err != nil {
 		t.Fatal(err)
 	}
-	if psp.refunds() != 1 {
-		t.Errorf("PSP refunds = %d after store credit, want 1", psp.refunds())
+	if psp.Refunded() != 1 {
+		t.Errorf("PSP refunds = %d after store credit, want 1", psp.Refunded())
 	}
 }
