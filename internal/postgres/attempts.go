@@ -458,7 +458,7 @@ func (s *Store) releaseAttempt(ctx context.Context, a db.PaymentAttempt, cause e
 	}
 	err = WithTx(ctx, s.pool, func(q *db.Queries) error {
 		now := s.now()
-		released, err := s.giveBack(ctx, q, a, plan, AttemptFailed, cause.Error(), now)
+		released, err := giveBack(ctx, q, a, plan, AttemptFailed, cause.Error(), now)
 		if err != nil || !released {
 			return err
 		}
@@ -474,7 +474,7 @@ func (s *Store) releaseAttempt(ctx context.Context, a db.PaymentAttempt, cause e
 // transaction: it locks the session, then the attempt, then the variants (the lock
 // order of every completion), puts the stock back and opens the session again. It
 // reports false, changing nothing, when the attempt was no longer open.
-func (s *Store) giveBack(ctx context.Context, q *db.Queries, a db.PaymentAttempt, plan completionPlan, status, reason string, now time.Time) (bool, error) {
+func giveBack(ctx context.Context, q *db.Queries, a db.PaymentAttempt, plan completionPlan, status, reason string, now time.Time) (bool, error) {
 	if _, err := q.GetSessionForUpdate(ctx, db.GetSessionForUpdateParams{ID: a.CheckoutSessionID, Owner: a.Owner}); err != nil {
 		return false, fmt.Errorf("lock session: %w", err)
 	}
@@ -627,3 +627,35 @@ func (s *Store) recoverAttempt(ctx context.Context, a db.PaymentAttempt, inDoubt
 // Gateway is the gateway the store charges PSP tokens through: refunds of its charges
 // go back through it (Orders.WithGateway).
 func (s *Store) Gateway() payment.Gateway { return s.gateway }
+
+// errNotInDoubt refuses to release an attempt the operator may not release.
+var errNotInDoubt = checkout.Errorf(checkout.KindConflict, "payment_attempt_not_in_doubt", checkout.Field{},
+	"Only an in_doubt payment attempt can be released: a pending one is still being settled.")
+
+// ReleaseAttempt gives back what in_doubt payment attempt id holds — the stock, the
+// reserved redemptions, the session open again — once the operator has checked at the
+// PSP that its charge was not taken. The attempt becomes released.
+func (o *Orders) ReleaseAttempt(ctx context.Context, id string) error {
+	q := db.New(o.pool)
+	a, err := q.GetPaymentAttempt(ctx, id)
+	if isNoRows(err) {
+		return checkout.Errorf(checkout.KindNotFound, "not_found", checkout.Field{}, "No payment attempt with id %q.", id)
+	}
+	if err != nil {
+		return fmt.Errorf("load payment attempt: %w", err)
+	}
+	if a.Status != AttemptInDoubt {
+		return errNotInDoubt
+	}
+	var plan completionPlan
+	if err := json.Unmarshal(a.Plan, &plan); err != nil {
+		return fmt.Errorf("decode plan of payment attempt %s: %w", a.ID, err)
+	}
+	return WithTx(ctx, o.pool, func(q *db.Queries) error {
+		released, err := giveBack(ctx, q, a, plan, AttemptReleased, "released by the operator", o.now())
+		if err == nil && !released {
+			return errNotInDoubt
+		}
+		return err
+	})
+}

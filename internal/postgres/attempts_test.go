@@ -446,8 +446,19 @@ func TestRecoveryLeavesAnUnansweredAttemptInDoubt(t *testing.T) {
 	mustCode(t, err, checkout.CodeCompleteInProgress)
 	list, err := e.orders.PaymentAttempts(ctx, postgres.AttemptInDoubt, 10)
 	if err != nil || len(list) != 1 || list[0].SessionID != sid || list[0].IdempotencyKey != sid || list[0].LastError == "" {
-		t.Errorf("operator's listing = %+v, %v", list, err)
+		t.Fatalf("operator's listing = %+v, %v", list, err)
 	}
+	// The operator finds no charge at the PSP and releases the attempt.
+	if err := e.orders.ReleaseAttempt(ctx, list[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT stock_quantity FROM variants WHERE id = 'item_123'`); n != 5 {
+		t.Errorf("stock after the release = %d, want 5", n)
+	}
+	if st := e.text(`SELECT s.state || ' ' || a.status FROM checkout_sessions s JOIN payment_attempts a ON a.checkout_session_id = s.id WHERE s.id = $1`, sid); st != "open released" {
+		t.Errorf("session and attempt after the release = %s, want open released", st)
+	}
+	mustCode(t, e.orders.ReleaseAttempt(ctx, list[0].ID), "payment_attempt_not_in_doubt")
 }
 
 // A refund of a PSP-charged order goes through the gateway with the refund's id as
