@@ -17,12 +17,7 @@ func TestCompletionInDoubtRetriesWithTheSameKey(t *testing.T) {
 	t.Parallel()
 	forEachVersion(t, func(t *testing.T, e *testEnv) {
 		t.Parallel()
-		psp := &payment.ScriptedGateway{Decide: func(n int, _ payment.Charge) error {
-			if n == 1 {
-				return payment.ErrLostAnswer
-			}
-			return nil
-		}}
+		psp := &payment.ScriptedGateway{Decide: payment.LoseAnswers(1)}
 		e.gateway = &payment.CountingGateway{Gateway: psp}
 		e.server = e.startServer(time.Minute)
 		sid := e.mustCreate(e.createBody(fields{items: items("item_123", 1), buyer: buyer, address: address}))["id"].(string)

@@ -49,21 +49,7 @@ func (g *ScriptedGateway) Charge(_ context.Context, c Charge) (Receipt, error) {
 	if g.Decide != nil {
 		verdict = g.Decide(g.calls, c)
 	}
-	if verdict != nil && !errors.Is(verdict, ErrLostAnswer) {
-		return Receipt{}, verdict
-	}
-	if g.charged == nil {
-		g.charged = map[string]Receipt{}
-	}
-	r, ok := g.charged[c.IdempotencyKey]
-	if !ok {
-		r = Receipt{Reference: mockReference("ch_", c.IdempotencyKey)}
-		g.charged[c.IdempotencyKey] = r
-	}
-	if verdict != nil {
-		return Receipt{}, fmt.Errorf("%w: %w", ErrUnavailable, verdict)
-	}
-	return r, nil
+	return act(&g.charged, c.IdempotencyKey, "ch_", verdict, func(ref string) Receipt { return Receipt{Reference: ref} })
 }
 
 // Refund implements Gateway.
@@ -75,21 +61,39 @@ func (g *ScriptedGateway) Refund(_ context.Context, r Refund) (RefundReceipt, er
 	if g.DecideRefund != nil {
 		verdict = g.DecideRefund(g.refundCalls, r)
 	}
+	return act(&g.refunded, r.IdempotencyKey, "re_", verdict, func(ref string) RefundReceipt { return RefundReceipt{Reference: ref} })
+}
+
+// act answers a call with idempotency key and the script's verdict: a refusal as is;
+// otherwise the key's first outcome in done (made now, with a reference of prefix,
+// when the key is new), lost behind ErrUnavailable when the verdict is ErrLostAnswer.
+func act[R any](done *map[string]R, key, prefix string, verdict error, receipt func(ref string) R) (R, error) {
+	var zero R
 	if verdict != nil && !errors.Is(verdict, ErrLostAnswer) {
-		return RefundReceipt{}, verdict
+		return zero, verdict
 	}
-	if g.refunded == nil {
-		g.refunded = map[string]RefundReceipt{}
+	if *done == nil {
+		*done = map[string]R{}
 	}
-	rr, ok := g.refunded[r.IdempotencyKey]
+	r, ok := (*done)[key]
 	if !ok {
-		rr = RefundReceipt{Reference: mockReference("re_", r.IdempotencyKey)}
-		g.refunded[r.IdempotencyKey] = rr
+		r = receipt(mockReference(prefix, key))
+		(*done)[key] = r
 	}
 	if verdict != nil {
-		return RefundReceipt{}, fmt.Errorf("%w: %w", ErrUnavailable, verdict)
+		return zero, fmt.Errorf("%w: %w", ErrUnavailable, verdict)
 	}
-	return rr, nil
+	return r, nil
+}
+
+// LoseAnswers is a Decide that charges every call and loses the answer of the first n.
+func LoseAnswers(n int) func(int, Charge) error {
+	return func(call int, _ Charge) error {
+		if call <= n {
+			return ErrLostAnswer
+		}
+		return nil
+	}
 }
 
 // Charged is how many payments the gateway took: one per idempotency key.

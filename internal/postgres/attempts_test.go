@@ -39,6 +39,20 @@ func (e *outboxEnv) text(sql string, args ...any) string {
 	return s
 }
 
+// chargeInDoubt completes a session of quantity tees (5 in stock) with the Idempotency-Key
+// k1 through a PSP that charges and loses the answer of the first call, and returns the
+// env, the PSP, the session and the completion's error (payment_pending, checked).
+func chargeInDoubt(t *testing.T, quantity int) (*outboxEnv, *payment.ScriptedGateway, string, error) {
+	t.Helper()
+	psp := &payment.ScriptedGateway{Decide: payment.LoseAnswers(1)}
+	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
+	e.exec(`UPDATE variants SET stock_quantity = 5 WHERE id = 'item_123'`)
+	sid := e.readySession("item_123", quantity)
+	_, err := e.store.CompleteSession(withKey(context.Background(), "k1"), "", sid, visa)
+	mustCode(t, err, checkout.CodePaymentPending)
+	return e, psp, sid, err
+}
+
 // staleAttempts makes every pending attempt look abandoned (its PSP call began long
 // ago), as after a crash.
 func (e *outboxEnv) staleAttempts() {
@@ -188,19 +202,8 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 // key asks the PSP again with the same idempotency key and writes the order: one charge.
 func TestChargeInDoubtThenRetryWithTheSameKey(t *testing.T) {
 	t.Parallel()
-	psp := &payment.ScriptedGateway{Decide: func(n int, _ payment.Charge) error {
-		if n == 1 {
-			return payment.ErrLostAnswer
-		}
-		return nil
-	}}
-	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
+	e, psp, sid, err := chargeInDoubt(t, 1)
 	ctx := context.Background()
-	e.exec(`UPDATE variants SET stock_quantity = 5 WHERE id = 'item_123'`)
-	sid := e.readySession("item_123", 1)
-
-	_, err := e.store.CompleteSession(withKey(ctx, "k1"), "", sid, visa)
-	mustCode(t, err, checkout.CodePaymentPending)
 	if de, _ := checkout.AsError(err); de == nil || de.Kind != checkout.KindUnavailable {
 		t.Errorf("in doubt = %v, want KindUnavailable (503, released idempotency claim)", err)
 	}
@@ -313,18 +316,8 @@ func TestSlowPSPHoldsNoConnection(t *testing.T) {
 // order once; a second run finds nothing; the agent's retry gets the order.
 func TestRecoveryFinishesAChargedAttempt(t *testing.T) {
 	t.Parallel()
-	psp := &payment.ScriptedGateway{Decide: func(n int, _ payment.Charge) error {
-		if n == 1 {
-			return payment.ErrLostAnswer
-		}
-		return nil
-	}}
-	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
+	e, psp, sid, _ := chargeInDoubt(t, 2)
 	ctx := context.Background()
-	e.exec(`UPDATE variants SET stock_quantity = 5 WHERE id = 'item_123'`)
-	sid := e.readySession("item_123", 2)
-	_, err := e.store.CompleteSession(withKey(ctx, "k1"), "", sid, visa)
-	mustCode(t, err, checkout.CodePaymentPending)
 
 	// A fresh attempt is not the job's: its completion may still be running.
 	if res, err := e.store.RecoverPayments(ctx, 24*time.Hour); err != nil || len(res) != 0 {
@@ -360,13 +353,7 @@ func TestRecoveryFinishesAChargedAttempt(t *testing.T) {
 // charged once and its order written once.
 func TestConcurrentRecoveryRunsFinishEachAttemptOnce(t *testing.T) {
 	t.Parallel()
-	psp := &payment.ScriptedGateway{}
-	psp.Decide = func(n int, _ payment.Charge) error {
-		if n <= 6 {
-			return payment.ErrLostAnswer
-		}
-		return nil
-	}
+	psp := &payment.ScriptedGateway{Decide: payment.LoseAnswers(6)}
 	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
 	ctx := context.Background()
 	for range 6 {
