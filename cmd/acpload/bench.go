@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,19 +21,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgserver"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
 // benchConfig is one `acpload -bench` run.
 type benchConfig struct {
-	server      string
-	catalog     string
-	pgbench     string
-	concurrency int
-	duration    time.Duration
-	warmup      time.Duration
+	server  string
+	catalog string
+	pgbench string
+	// levels are the concurrency levels, each run in turn (ceiling, phases, RSS).
+	levels   []int
+	duration time.Duration
+	warmup   time.Duration
 	// poolMaxConns, when above zero, is added to the server's DATABASE_URL.
 	poolMaxConns int
 	// pgbouncer puts pgbouncer (transaction pooling) between the server and PostgreSQL;
@@ -42,15 +45,35 @@ type benchConfig struct {
 	json      bool
 	// check makes a missed target (or a failed request) an error.
 	check bool
+
+	// baseline, when set, is a git revision whose server is built and measured beside
+	// the current one.
+	baseline string
+	// durable runs PostgreSQL with fsync and synchronous_commit on.
+	durable bool
+	// flashStock, when above zero, adds the flash-sale phase: flashAgents agents buy
+	// one unit each of an item with this much stock until it sells out.
+	flashStock  int
+	flashAgents int
+	// pspDelay, when above zero, adds the slow-PSP phase against a fake Stripe API
+	// answering after this delay.
+	pspDelay time.Duration
 }
 
-// The targets the bench holds the server to.
+// The targets the bench holds the server to (issue 12).
 const (
-	targetThroughputRatio = 0.5 // complete throughput / pgbench ceiling, at least
-	targetLatencyRatio    = 2.0 // complete p99 / pgbench p99, at most
-	targetReplayRatio     = 5.0 // replay rate / completion rate, at least
-	targetRSSMiB          = 64  // peak RSS, below
-	targetReady           = time.Second
+	targetThroughputRatio  = 0.85 // complete throughput / pgbench ceiling, at least
+	targetLatencyRatio     = 2.0  // complete p99 / pgbench p99, at most
+	targetReplayRatio      = 5.0  // replay rate / completion rate, at least
+	targetRSSMiB           = 64   // peak RSS, below
+	targetRSSAgents        = 32   // the concurrency at which the RSS target applies
+	targetReady            = time.Second
+	targetServerCPUMs      = 0.3 // server CPU per request of the full flow, at most
+	targetPostgresCPUMs    = 0.6 // PostgreSQL CPU per request of the full flow, at most
+	targetBaselineSpeedup  = 2.5 // full-flow flows/s over the baseline's, at least
+	targetFlashSaleRatio   = 0.8 // flash-sale completions/s / hot-row pgbench ceiling, at least
+	flashSaleTimeout       = 5 * time.Minute
+	defaultFlashSaleAgents = 32
 )
 
 // Machine describes where the bench ran.
@@ -64,20 +87,19 @@ type Machine struct {
 	// DatabasePath is how the server reached PostgreSQL: "direct", or through pgbouncer
 	// (-pgbouncer). The pgbench ceiling is always measured direct, so the throughput
 	// ratio through pgbouncer compares with the direct run's.
-	DatabasePath    string `json:"database_path"`
-	LoadAvgAtStart  string `json:"load_average_at_start"`
-	LoadAvgAtEnd    string `json:"load_average_at_end"`
-	ServerBinary    string `json:"server_binary"`
-	ServerLogLevel  string `json:"server_log_level"`
-	PoolMaxConns    string `json:"pool_max_conns"`
-	GzipResponses   bool   `json:"gzip_responses"`
-	ServerExtraEnv  string `json:"server_extra_env,omitempty"`
-	ServerExitState string `json:"server_exit,omitempty"`
+	DatabasePath   string `json:"database_path"`
+	LoadAvgAtStart string `json:"load_average_at_start"`
+	LoadAvgAtEnd   string `json:"load_average_at_end"`
+	ServerBinary   string `json:"server_binary"`
+	ServerLogLevel string `json:"server_log_level"`
+	PoolMaxConns   string `json:"pool_max_conns"`
+	GzipResponses  bool   `json:"gzip_responses"`
+	ServerExtraEnv string `json:"server_extra_env,omitempty"`
 	// PgStatStatements says whether per-statement figures were collected.
 	PgStatStatements bool `json:"pg_stat_statements"`
 }
 
-// ServerStats are the server process's figures.
+// ServerStats are the server process's figures over one start.
 type ServerStats struct {
 	ReadyMs float64 `json:"time_to_ready_ms"`
 	// PeakRSSMiB is the larger of the kernel's high-water mark (VmHWM) and the largest
@@ -85,6 +107,8 @@ type ServerStats struct {
 	PeakRSSMiB       float64 `json:"peak_rss_mib"`
 	MaxSampledRSSMiB float64 `json:"max_sampled_rss_mib"`
 	RSSSamples       int     `json:"rss_samples"`
+	// ExitState is set when the server did not stop cleanly.
+	ExitState string `json:"server_exit,omitempty"`
 }
 
 // Verdict is one target: the measured value, the target and whether it is met.
@@ -94,7 +118,7 @@ type Verdict struct {
 	Shown  string  `json:"shown"`
 	Target string  `json:"target"`
 	Pass   bool    `json:"pass"`
-	// Note gives the same ratio measured in the full ACP flow, for reference.
+	// Note gives context: the same ratio in the full ACP flow, how it was read.
 	Note string `json:"note,omitempty"`
 }
 
@@ -106,19 +130,54 @@ type Phase struct {
 	Statements *StatementSummary `json:"statements,omitempty"`
 }
 
+// Build is one server binary under test: the current one, or the baseline built from
+// a git revision.
+type Build struct {
+	Name   string `json:"name"`
+	Binary string `json:"binary"`
+	// Revision and Commit are set for a baseline: what was asked and what it resolved to.
+	Revision string `json:"revision,omitempty"`
+	Commit   string `json:"commit,omitempty"`
+}
+
+// BuildRun is one build's phases at one concurrency level, on one server start.
+type BuildRun struct {
+	Build        string      `json:"build"`
+	Server       ServerStats `json:"server"`
+	Flow         Phase       `json:"flow"`
+	CompleteOnly Phase       `json:"complete_only"`
+	ReplayOnly   Phase       `json:"replay_only"`
+	// Skipped says why the complete-only and replay phases did not run (a baseline
+	// whose schema the bench cannot seed).
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// LevelRun is everything measured at one concurrency level.
+type LevelRun struct {
+	Concurrency int       `json:"concurrency"`
+	Ceiling     Ceiling   `json:"ceiling"`
+	Current     BuildRun  `json:"current"`
+	Baseline    *BuildRun `json:"baseline,omitempty"`
+	// Comparison is each figure of the current build beside the baseline's.
+	Comparison []Comparison `json:"comparison,omitempty"`
+}
+
 // BenchReport is everything `acpload -bench` measured.
 type BenchReport struct {
-	Machine         Machine     `json:"machine"`
-	Concurrency     int         `json:"concurrency"`
-	DurationSeconds float64     `json:"duration_seconds"`
-	WarmupSeconds   float64     `json:"warmup_seconds"`
-	Ceiling         Ceiling     `json:"ceiling"`
-	Server          ServerStats `json:"server"`
-	Flow            Phase       `json:"flow"`
-	CompleteOnly    Phase       `json:"complete_only"`
-	ReplayOnly      Phase       `json:"replay_only"`
-	Verdicts        []Verdict   `json:"verdicts"`
-	Pass            bool        `json:"pass"`
+	Machine         Machine    `json:"machine"`
+	Durability      Durability `json:"durability"`
+	Current         Build      `json:"current"`
+	Baseline        *Build     `json:"baseline,omitempty"`
+	Levels          []int      `json:"levels"`
+	DurationSeconds float64    `json:"duration_seconds"`
+	WarmupSeconds   float64    `json:"warmup_seconds"`
+	Runs            []LevelRun `json:"runs"`
+	// FlashSale is set with -flash-sale: the current build's, then the baseline's.
+	FlashSale []FlashSale `json:"flash_sale,omitempty"`
+	// PSP is set with -psp-delay: the current build's, then the baseline's.
+	PSP      []PSPRun  `json:"slow_psp,omitempty"`
+	Verdicts []Verdict `json:"verdicts"`
+	Pass     bool      `json:"pass"`
 	// Speed is the CPU speed probe taken before each phase, and SpeedSpread how far
 	// the slowest fell below the fastest (0.1 = 10%).
 	Speed       []PhaseSpeed `json:"cpu_speed"`
@@ -150,18 +209,48 @@ func speedSpread(sp []PhaseSpeed) float64 {
 	return (hi - lo) / hi
 }
 
-// runBench starts a throwaway PostgreSQL, measures the database ceiling of a completion
-// with pgbench, starts the server on the same database and drives it through three
-// phases (the full ACP flow, completions only, replays only), then prints the figures
-// against the targets. Everything it starts is stopped before it returns, also when
-// ctx is canceled.
+// benchEnv is what every part of one bench run shares: the database server, the
+// progress log, the CPU meter's PostgreSQL side and the speed probes.
+type benchEnv struct {
+	cfg        benchConfig
+	pg         *pgserver.Server
+	tmp        string
+	progress   func(format string, args ...any)
+	postmaster int
+	rep        *BenchReport
+	// bouncerPort is pgbouncer's port with -pgbouncer, else 0.
+	bouncerPort int
+}
+
+func (e *benchEnv) speed(phase string) {
+	e.rep.Speed = append(e.rep.Speed, PhaseSpeed{Phase: phase, MBps: cpuSpeed()})
+}
+
+// benchTarget is one build with its own database, migrated and stocked by its own
+// binary: schemas may differ between revisions.
+type benchTarget struct {
+	build       Build
+	databaseURL string
+	// serverURL is the server's DATABASE_URL: pool size and pgbouncer applied.
+	serverURL string
+	pool      *pgxpool.Pool
+	stmts     *stmtStats
+	supply    *sessionSupply
+}
+
+// runBench starts a throwaway PostgreSQL and, at each concurrency level, measures the
+// database ceiling of a completion with pgbench and drives the server (and the
+// baseline's, with -baseline) through three phases: the full ACP flow, completions
+// only, replays only. The flash-sale and slow-PSP phases follow when asked for. It
+// prints the figures against the targets. Everything it starts is stopped before it
+// returns, also when ctx is canceled.
 func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (err error) {
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "acpload: "+format+"\n", args...)
 	}
-	rep := BenchReport{
-		Concurrency: cfg.concurrency, DurationSeconds: cfg.duration.Seconds(), WarmupSeconds: cfg.warmup.Seconds(),
-		Machine: machineInfo(cfg),
+	rep := &BenchReport{
+		Levels: cfg.levels, DurationSeconds: cfg.duration.Seconds(), WarmupSeconds: cfg.warmup.Seconds(),
+		Machine: machineInfo(cfg), Current: Build{Name: "current", Binary: cfg.server},
 	}
 	progress("load average at start: %s (%d cores)", rep.Machine.LoadAvgAtStart, rep.Machine.Cores)
 
@@ -170,169 +259,123 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	env := &benchEnv{cfg: cfg, tmp: tmp, progress: progress, rep: rep}
+
+	if cfg.baseline != "" {
+		b, err := buildBaseline(ctx, cfg.baseline, tmp, progress)
+		if err != nil {
+			return err
+		}
+		rep.Baseline = &b
+	}
 
 	progress("starting a throwaway PostgreSQL")
-	pg, err := pgserver.StartThrowaway(ctx)
-	if err != nil {
+	if env.pg, err = pgserver.StartThrowaway(ctx); err != nil {
 		return err
 	}
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err = errors.Join(err, pg.Stop(stopCtx))
+		err = errors.Join(err, env.pg.Stop(stopCtx))
 	}()
-	databaseURL, dropDB, err := createDatabase(ctx, pg)
-	if err != nil {
+	if rep.Durability, err = applyDurability(ctx, env.pg, cfg.durable); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, dropDB()) }()
+	progress("durability: %s", rep.Durability)
 
-	if err := postgres.MigrateUp(ctx, databaseURL); err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, databaseURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := importCatalog(ctx, pool, cfg.catalog); err != nil {
-		return err
-	}
-	meter := cpuMeter{}
-	rep.Machine.Postgres, rep.Machine.PostgresKind = postgresVersion(ctx, pool), pg.Kind
-	meter.postmaster = postmasterPID(ctx, pool)
-	stmts := newStmtStats(ctx, pool)
-	rep.Machine.PgStatStatements = stmts.ok
-
-	seed := &seeder{pool: pool}
-	speed := func(phase string) { rep.Speed = append(rep.Speed, PhaseSpeed{Phase: phase, MBps: cpuSpeed()}) }
-	speed("calibration")
-	ceiling, err := newCeiling(ctx, cfg, pool, seed, databaseURL, tmp, meter, stmts, progress)
-	if err != nil {
-		return err
-	}
-
-	serverURL, err := withPoolSize(databaseURL, cfg.poolMaxConns)
-	if err != nil {
-		return err
-	}
 	rep.Machine.DatabasePath = "direct"
 	if cfg.pgbouncer {
 		progress("starting pgbouncer (transaction pooling) in front of PostgreSQL")
-		b, startErr := pgserver.StartPgBouncer(ctx, pgserver.PgBouncerOptions{Upstream: pg.URL})
+		b, startErr := pgserver.StartPgBouncer(ctx, pgserver.PgBouncerOptions{Upstream: env.pg.URL})
 		if startErr != nil {
 			return startErr
 		}
 		defer func() { err = errors.Join(err, b.Stop(context.Background())) }()
-		if serverURL, err = throughPgBouncer(serverURL, b.Port); err != nil {
-			return err
-		}
+		env.bouncerPort = b.Port
 		rep.Machine.DatabasePath = b.Version + ", pool_mode=transaction, default_query_exec_mode=cache_describe"
 	}
-	progress("starting %s", cfg.server)
-	srv, err := startServer(ctx, serverConfig{binary: cfg.server, databaseURL: serverURL, logLevel: cfg.logLevel, env: cfg.serverEnv})
+
+	current, cleanup, err := env.newTarget(ctx, rep.Current)
+	defer func() { err = errors.Join(err, cleanup()) }()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if stopErr := srv.stop(); stopErr != nil {
-			rep.Machine.ServerExitState = stopErr.Error()
-			progress("server exit: %v\n%s", stopErr, srv.logs)
-		}
-	}()
-	rep.Server.ReadyMs = ms(srv.ready)
-	meter.server = srv.pid()
-	ceiling.meter = meter
-	rss := sampleRSS(srv.pid(), 50*time.Millisecond)
-	defer rss.Stop()
-
-	client := newClient(cfg.concurrency, cfg.gzip)
-	defer client.CloseIdleConnections()
-	// phase runs one load phase of duration d; its CPU split and statements cover the
-	// measured part only (they start when the warm-up ends).
-	phase := func(name string, d time.Duration, unit func(context.Context, *agent) error) (loadResult, CPUUsage, stmtCounts, error) {
-		progress("%s: %d agents, %s (+%s warm-up)", name, cfg.concurrency, d, cfg.warmup)
-		lc := loadConfig{name: name, baseURL: srv.base, concurrency: cfg.concurrency, duration: d, warmup: cfg.warmup}
-		snap := make(chan cpuSnapshot, 1)
-		timer := time.AfterFunc(cfg.warmup, func() {
-			_ = stmts.reset(ctx)
-			snap <- meter.snapshot()
-		})
-		res, err := runAgents(ctx, lc, client, unit)
-		after := meter.snapshot()
-		if timer.Stop() {
-			return res, CPUUsage{}, nil, err
-		}
-		return res, usage(<-snap, after, 0), stmts.read(ctx), err
-	}
-	finish := func(name string, res loadResult, cpu CPUUsage, counts stmtCounts) Phase {
-		lc := loadConfig{name: name, baseURL: srv.base, concurrency: cfg.concurrency, warmup: cfg.warmup}
-		r := res.report(lc)
-		return Phase{Report: r, CPU: cpu, Statements: counts.summary(r.Flows)}
-	}
-
-	speed("full flow")
-	res, cpu, counts, err := phase("full ACP flow", cfg.duration, func(ctx context.Context, a *agent) error { return a.flow(ctx) })
-	if err != nil {
-		return err
-	}
-	rep.Flow = finish("full ACP flow", res, cpu, counts)
-
-	// The ceiling and the complete-only phase do the same database work, one through
-	// pgbench and one through the server. They alternate in rounds, so that a machine
-	// whose speed drifts during the run (a busy VM host) slows both alike.
-	const rounds = 2
-	half := (cfg.duration + rounds - 1) / rounds
-	work := &seededWork{done: make([][]completedSession, cfg.concurrency)}
-	var completeRes loadResult
-	var completeCPU CPUUsage
-	var completeCounts stmtCounts
-	for i := range rounds {
-		speed(fmt.Sprintf("pgbench round %d", i+1))
-		if err := ceiling.round(ctx, half, progress); err != nil {
-			return err
-		}
-		first, last, err := ceiling.reserve(ctx, half+cfg.warmup, cfg.concurrency)
+	rep.Machine.Postgres, rep.Machine.PostgresKind = postgresVersion(ctx, current.pool), env.pg.Kind
+	env.postmaster = postmasterPID(ctx, current.pool)
+	rep.Machine.PgStatStatements = current.stmts.ok
+	var baseline *benchTarget
+	if rep.Baseline != nil {
+		var cleanupBaseline func() error
+		baseline, cleanupBaseline, err = env.newTarget(ctx, *rep.Baseline)
+		defer func() { err = errors.Join(err, cleanupBaseline()) }()
 		if err != nil {
 			return err
 		}
-		if err := vacuum(ctx, pool); err != nil {
-			return err
-		}
-		work.next.Store(first - 1)
-		work.last = last
-		speed(fmt.Sprintf("complete round %d", i+1))
-		res, cpu, counts, err := phase(fmt.Sprintf("complete only, round %d", i+1), half, work.complete)
+	}
+
+	env.speed("calibration")
+	for _, c := range cfg.levels {
+		lr := LevelRun{Concurrency: c}
+		ceiling, err := newCeiling(ctx, env, current, completeScript, "complete.pgbench", c)
 		if err != nil {
 			return err
 		}
-		completeRes, completeCPU, completeCounts = completeRes.add(res), completeCPU.add(cpu), completeCounts.merge(counts)
-		ceiling.cursor = min(work.next.Load(), work.last)
-		if res.elapsed > 0 {
-			ceiling.rate = max(ceiling.rate, float64(res.rec.flows)/res.elapsed.Seconds())
+		if lr.Current, err = env.runBuild(ctx, current, c, ceiling); err != nil {
+			return err
+		}
+		lr.Ceiling = ceiling.result()
+		if baseline != nil {
+			// The baseline is seeded at the rate the current build's database sustains.
+			baseline.supply.rate = max(baseline.supply.rate, current.supply.rate)
+			b, err := env.runBuild(ctx, baseline, c, nil)
+			if err != nil {
+				return err
+			}
+			lr.Baseline = &b
+			lr.Comparison = compareBuilds(lr.Current, b)
+		}
+		rep.Runs = append(rep.Runs, lr)
+	}
+
+	if cfg.flashStock > 0 {
+		hot, err := env.hotRowCeiling(ctx, current)
+		if err != nil {
+			return err
+		}
+		for _, t := range []*benchTarget{current, baseline} {
+			if t == nil {
+				continue
+			}
+			fs, err := env.runFlashSale(ctx, t, hot)
+			if err != nil {
+				return err
+			}
+			rep.FlashSale = append(rep.FlashSale, fs)
 		}
 	}
-	rep.Ceiling = ceiling.result()
-	rep.CompleteOnly = finish("complete only", completeRes, completeCPU, completeCounts)
 
-	work.collect()
-	if len(work.all) == 0 {
-		return errors.New("complete-only phase: no completion succeeded, nothing to replay")
+	if cfg.pspDelay > 0 {
+		psp, err := startFakePSP(cfg.pspDelay)
+		if err != nil {
+			return err
+		}
+		defer psp.Close()
+		for _, t := range []*benchTarget{current, baseline} {
+			if t == nil {
+				continue
+			}
+			run, err := env.runPSP(ctx, t, psp, slices.Max(cfg.levels))
+			if err != nil {
+				return err
+			}
+			rep.PSP = append(rep.PSP, run)
+		}
 	}
-	speed("replay")
-	if res, cpu, counts, err = phase("replay only", cfg.duration, work.replay); err != nil {
-		return err
-	}
-	rep.ReplayOnly = finish("replay only", res, cpu, counts)
-	speed("end")
+	env.speed("end")
 
-	maxRSS, hwm, samples := rss.Stop()
-	rep.Server.MaxSampledRSSMiB = mib(maxRSS)
-	rep.Server.PeakRSSMiB = mib(max(maxRSS, hwm))
-	rep.Server.RSSSamples = samples
 	rep.Machine.LoadAvgAtEnd = loadAverage()
 	rep.SpeedSpread = speedSpread(rep.Speed)
-	rep.Verdicts, rep.Pass = verdicts(rep)
+	rep.Verdicts, rep.Pass = verdicts(*rep)
 
 	if cfg.json {
 		err = writeJSON(stdout, rep)
@@ -345,13 +388,224 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 	return err
 }
 
+// newTarget creates the build's database, migrates it and imports the catalog with the
+// build's own binary, and connects to it. cleanup closes and drops what was made, also
+// after an error.
+func (e *benchEnv) newTarget(ctx context.Context, b Build) (t *benchTarget, cleanup func() error, err error) {
+	var undo []func() error
+	cleanup = func() error {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			errs = append(errs, undo[i]())
+		}
+		return errors.Join(errs...)
+	}
+	t = &benchTarget{build: b}
+	databaseURL, dropDB, err := createDatabase(ctx, e.pg, b.Name)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	undo = append(undo, dropDB)
+	t.databaseURL = databaseURL
+	e.progress("%s build: migrating and importing the catalog with %s", b.Name, b.Binary)
+	steps := [][]string{{"migrate", "up"}, {"catalog", "import", e.cfg.catalog}}
+	if e.cfg.flashStock > 0 {
+		feed := filepath.Join(e.tmp, "flash-sale.jsonl")
+		if err := os.WriteFile(feed, []byte(flashSaleFeed), 0o644); err != nil {
+			return nil, cleanup, err
+		}
+		steps = append(steps, []string{"catalog", "import", feed})
+	}
+	for _, args := range steps {
+		if err := runAdmin(ctx, b.Binary, databaseURL, args...); err != nil {
+			return nil, cleanup, err
+		}
+	}
+	if t.pool, err = postgres.Connect(ctx, databaseURL); err != nil {
+		return nil, cleanup, err
+	}
+	undo = append(undo, func() error { t.pool.Close(); return nil })
+	t.stmts = newStmtStats(ctx, t.pool)
+	t.supply = &sessionSupply{seed: &seeder{pool: t.pool}}
+
+	if t.serverURL, err = withPoolSize(databaseURL, e.cfg.poolMaxConns); err != nil {
+		return nil, cleanup, err
+	}
+	if e.bouncerPort != 0 {
+		if t.serverURL, err = throughPgBouncer(t.serverURL, e.bouncerPort); err != nil {
+			return nil, cleanup, err
+		}
+	}
+	return t, cleanup, nil
+}
+
+// runAdmin runs one of the server binary's admin commands (migrate, catalog) against
+// databaseURL, with the environment the server is started with.
+func runAdmin(ctx context.Context, binary, databaseURL string, args ...string) error {
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = serverEnv(serverConfig{databaseURL: databaseURL, logLevel: "warn"}, 0)
+	cmd.SysProcAttr = childProcAttr()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", binary, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// benchServer is one start of a build's server with what measures it.
+type benchServer struct {
+	env    *benchEnv
+	target *benchTarget
+	srv    *serverProcess
+	meter  cpuMeter
+	rss    *rssSampler
+	client *http.Client
+	agents int
+}
+
+// startBenchServer starts the target's server with extra environment and the meters
+// around it.
+func (e *benchEnv) startBenchServer(ctx context.Context, t *benchTarget, agents int, extraEnv ...string) (*benchServer, error) {
+	e.progress("starting %s (%s build, %d agents)", t.build.Binary, t.build.Name, agents)
+	srv, err := startServer(ctx, serverConfig{
+		binary: t.build.Binary, databaseURL: t.serverURL, logLevel: e.cfg.logLevel,
+		env: append(append([]string{}, e.cfg.serverEnv...), extraEnv...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &benchServer{
+		env: e, target: t, srv: srv, agents: agents,
+		meter:  cpuMeter{postmaster: e.postmaster, server: srv.pid()},
+		rss:    sampleRSS(srv.pid(), 50*time.Millisecond),
+		client: newClient(agents, e.cfg.gzip),
+	}, nil
+}
+
+// stop stops the server and returns its figures.
+func (s *benchServer) stop() ServerStats {
+	s.client.CloseIdleConnections()
+	st := ServerStats{ReadyMs: ms(s.srv.ready)}
+	if err := s.srv.stop(); err != nil {
+		st.ExitState = err.Error()
+		s.env.progress("server exit: %v\n%s", err, s.srv.logs)
+	}
+	maxRSS, hwm, samples := s.rss.Stop()
+	st.MaxSampledRSSMiB, st.PeakRSSMiB, st.RSSSamples = mib(maxRSS), mib(max(maxRSS, hwm)), samples
+	return st
+}
+
+// measure runs one load phase of duration d; its CPU split and statements cover the
+// measured part only (they start when the warm-up ends, as does atStart if given).
+func (s *benchServer) measure(ctx context.Context, name string, d time.Duration, unit func(context.Context, *agent) error, atStart func()) (loadResult, CPUUsage, stmtCounts, error) {
+	cfg := s.env.cfg
+	lc := loadConfig{name: name, baseURL: s.srv.base, concurrency: s.agents, duration: d, warmup: cfg.warmup}
+	snap := make(chan cpuSnapshot, 1)
+	timer := time.AfterFunc(cfg.warmup, func() {
+		_ = s.target.stmts.reset(ctx)
+		if atStart != nil {
+			atStart()
+		}
+		snap <- s.meter.snapshot()
+	})
+	res, err := runAgents(ctx, lc, s.client, unit)
+	after := s.meter.snapshot()
+	if timer.Stop() {
+		return res, CPUUsage{}, nil, err
+	}
+	return res, usage(<-snap, after, 0), s.target.stmts.read(ctx), err
+}
+
+// finish summarises a phase's result.
+func (s *benchServer) finish(name string, res loadResult, cpu CPUUsage, counts stmtCounts) Phase {
+	lc := loadConfig{name: name, baseURL: s.srv.base, concurrency: s.agents, warmup: s.env.cfg.warmup}
+	r := res.report(lc)
+	return Phase{Report: r, CPU: cpu, Statements: counts.summary(r.Flows)}
+}
+
+// runBuild starts the target's server and runs the full flow, completions only and
+// replays only at c agents. With a ceiling (the current build) the complete-only
+// phase alternates in rounds with pgbench, so that a machine whose speed drifts during
+// the run (a busy VM host) slows both alike.
+func (e *benchEnv) runBuild(ctx context.Context, t *benchTarget, c int, ceiling *ceilingRunner) (run BuildRun, err error) {
+	cfg := e.cfg
+	s, err := e.startBenchServer(ctx, t, c)
+	if err != nil {
+		return run, err
+	}
+	run.Build = t.build.Name
+	defer func() { run.Server = s.stop() }()
+	if ceiling != nil {
+		ceiling.meter = s.meter
+	}
+	label := fmt.Sprintf("%s, %d agents", t.build.Name, c)
+
+	e.speed("full flow, " + label)
+	res, cpu, counts, err := s.measure(ctx, "full ACP flow", cfg.duration, func(ctx context.Context, a *agent) error { return a.flow(ctx) }, nil)
+	if err != nil {
+		return run, err
+	}
+	run.Flow = s.finish("full ACP flow", res, cpu, counts)
+
+	const rounds = 2
+	half := (cfg.duration + rounds - 1) / rounds
+	work := &seededWork{done: make([][]completedSession, c)}
+	var completeRes loadResult
+	var completeCPU CPUUsage
+	var completeCounts stmtCounts
+	for i := range rounds {
+		if ceiling != nil {
+			e.speed(fmt.Sprintf("pgbench round %d, %d agents", i+1, c))
+			if err := ceiling.round(ctx, half, e.progress); err != nil {
+				return run, err
+			}
+		}
+		first, last, err := t.supply.reserve(ctx, half+cfg.warmup, c)
+		if err != nil && ceiling == nil {
+			// The seeding writes the current schema's tables; a baseline's may differ.
+			run.Skipped = "complete only and replay only not measured: " + err.Error()
+			e.progress("%s: %s", label, run.Skipped)
+			return run, nil
+		}
+		if err != nil {
+			return run, err
+		}
+		if err := vacuum(ctx, t.pool); err != nil {
+			return run, err
+		}
+		work.next.Store(first - 1)
+		work.last = last
+		e.speed(fmt.Sprintf("complete round %d, %s", i+1, label))
+		res, cpu, counts, err := s.measure(ctx, fmt.Sprintf("complete only, round %d", i+1), half, work.complete, nil)
+		if err != nil {
+			return run, err
+		}
+		completeRes, completeCPU, completeCounts = completeRes.add(res), completeCPU.add(cpu), completeCounts.merge(counts)
+		t.supply.cursor = min(work.next.Load(), work.last)
+		if res.elapsed > 0 {
+			t.supply.rate = max(t.supply.rate, float64(res.rec.flows)/res.elapsed.Seconds())
+		}
+	}
+	run.CompleteOnly = s.finish("complete only", completeRes, completeCPU, completeCounts)
+
+	work.collect()
+	if len(work.all) == 0 {
+		return run, fmt.Errorf("%s: complete-only phase: no completion succeeded, nothing to replay", label)
+	}
+	e.speed("replay, " + label)
+	if res, cpu, counts, err = s.measure(ctx, "replay only", cfg.duration, work.replay, nil); err != nil {
+		return run, err
+	}
+	run.ReplayOnly = s.finish("replay only", res, cpu, counts)
+	return run, nil
+}
+
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-// createDatabase creates a fresh database on pg and returns its URL and a function that
+// createDatabase creates a fresh database for the build on pg and returns its URL and a function that
 // drops it. The drop matters only on a server the bench does not own (TEST_DATABASE_URL);
 // a throwaway server is deleted whole.
-func createDatabase(ctx context.Context, pg *pgserver.Server) (string, func() error, error) {
-	name := fmt.Sprintf("acpload_%d_%d", os.Getpid(), time.Now().Unix())
+func createDatabase(ctx context.Context, pg *pgserver.Server, build string) (string, func() error, error) {
+	name := fmt.Sprintf("acpload_%s_%d_%d", build, os.Getpid(), time.Now().Unix())
 	conn, err := pgx.Connect(ctx, pg.URL)
 	if err != nil {
 		return "", nil, err
@@ -379,21 +633,6 @@ func createDatabase(ctx context.Context, pg *pgserver.Server) (string, func() er
 		return err
 	}
 	return u, drop, nil
-}
-
-// importCatalog upserts the products of the feed file path.
-func importCatalog(ctx context.Context, pool *pgxpool.Pool, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	defer f.Close()
-	products, err := catalog.Parse(f)
-	if err != nil {
-		return fmt.Errorf("catalog %s: %w", path, err)
-	}
-	_, err = postgres.ImportCatalog(ctx, pool, products)
-	return err
 }
 
 // withPoolSize adds pool_max_conns to a URL-form DATABASE_URL.
@@ -553,135 +792,4 @@ func (w *seededWork) replay(ctx context.Context, a *agent) error {
 		return errFlowFailed
 	}
 	return nil
-}
-
-// verdicts holds the measurements against the targets. The throughput and latency
-// ratios compare like with like: the complete-only phase does exactly the pgbench
-// script's database work, through HTTP and the server. The same ratios in the full
-// flow are given as notes.
-func verdicts(r BenchReport) ([]Verdict, bool) {
-	ratio := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
-		}
-		return a / b
-	}
-	complete := r.CompleteOnly.Report.Endpoint("complete")
-	replay := r.ReplayOnly.Report.Endpoint("complete_replay")
-	flowComplete := r.Flow.Report.Endpoint("complete")
-	flowReplay := r.Flow.Report.Endpoint("complete_replay")
-
-	tput := ratio(complete.PerSecond, r.Ceiling.TPS)
-	lat := ratio(complete.P99Ms, r.Ceiling.P99Ms)
-	rep := ratio(replay.PerSecond, complete.PerSecond)
-	v := []Verdict{
-		{
-			Name: "complete throughput / pgbench ceiling", Value: tput, Target: fmt.Sprintf(">= %.1f", targetThroughputRatio),
-			Shown: fmt.Sprintf("%.2f (%.0f / %.0f per s)", tput, complete.PerSecond, r.Ceiling.TPS),
-			Pass:  tput >= targetThroughputRatio,
-			Note: fmt.Sprintf("full flow: %.2f (%.0f completions/s among %.0f req/s)",
-				ratio(flowComplete.PerSecond, r.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond),
-		},
-		{
-			Name: "complete p99 / pgbench p99", Value: lat, Target: fmt.Sprintf("<= %.0f", targetLatencyRatio),
-			Shown: fmt.Sprintf("%.2f (%s / %s)", lat, fmtMs(complete.P99Ms), fmtMs(r.Ceiling.P99Ms)),
-			Pass:  lat > 0 && lat <= targetLatencyRatio,
-			Note:  fmt.Sprintf("full flow: %.2f (%s)", ratio(flowComplete.P99Ms, r.Ceiling.P99Ms), fmtMs(flowComplete.P99Ms)),
-		},
-		{
-			Name: "replay rate / completion rate", Value: rep, Target: fmt.Sprintf(">= %.0f", targetReplayRatio),
-			Shown: fmt.Sprintf("%.2f (%.0f / %.0f per s)", rep, replay.PerSecond, complete.PerSecond),
-			Pass:  rep >= targetReplayRatio,
-			Note: fmt.Sprintf("full flow, mean latency complete/replay: %.2f (%s / %s)",
-				ratio(flowComplete.MeanMs, flowReplay.MeanMs), fmtMs(flowComplete.MeanMs), fmtMs(flowReplay.MeanMs)),
-		},
-		{
-			Name: "peak RSS", Value: r.Server.PeakRSSMiB, Target: fmt.Sprintf("< %d MiB", targetRSSMiB),
-			Shown: fmt.Sprintf("%.1f MiB", r.Server.PeakRSSMiB),
-			Pass:  r.Server.RSSSamples > 0 && r.Server.PeakRSSMiB < targetRSSMiB,
-			Note:  fmt.Sprintf("VmHWM over the whole run; %d samples", r.Server.RSSSamples),
-		},
-		{
-			Name: "time to ready", Value: r.Server.ReadyMs / 1000, Target: fmt.Sprintf("< %s", targetReady),
-			Shown: fmt.Sprintf("%.0f ms", r.Server.ReadyMs),
-			Pass:  r.Server.ReadyMs < ms(targetReady),
-			Note:  "exec to the first 200 on /ready, schema current",
-		},
-	}
-	pass := true
-	for _, x := range v {
-		pass = pass && x.Pass
-	}
-	for _, p := range []Phase{r.Flow, r.CompleteOnly, r.ReplayOnly} {
-		pass = pass && len(p.Report.Failures) == 0 && p.Report.Stopped == ""
-	}
-	return v, pass
-}
-
-// writeText prints the bench report.
-func (r BenchReport) writeText(w io.Writer) {
-	m := r.Machine
-	fmt.Fprintf(w, "\n== acpload -bench: %d agents, %gs per phase (+%gs warm-up)\n", r.Concurrency, r.DurationSeconds, r.WarmupSeconds)
-	fmt.Fprintf(w, "machine: %d cores (%s), %d MiB; %s; PostgreSQL %s (%s)\n", m.Cores, m.CPUModel, m.MemoryMiB, m.GoVersion, m.Postgres, m.PostgresKind)
-	fmt.Fprintf(w, "database path: %s\n", m.DatabasePath)
-	fmt.Fprintf(w, "load average: %s at start, %s at end\n", m.LoadAvgAtStart, m.LoadAvgAtEnd)
-	if !m.PgStatStatements {
-		fmt.Fprintln(w, "per-statement figures: off (give TEST_DATABASE_URL a server with shared_preload_libraries = 'pg_stat_statements')")
-	}
-	fmt.Fprintf(w, "server: %s, LOG_LEVEL=%s, pool_max_conns %s, gzip %v %s\n", m.ServerBinary, m.ServerLogLevel, m.PoolMaxConns, m.GzipResponses, m.ServerExtraEnv)
-
-	c := r.Ceiling
-	fmt.Fprintf(w, "\n-- database ceiling, in rounds alternating with the complete-only phase: %s\n", c.Command)
-	fmt.Fprintf(w, "  %d transactions, %.1f tps; latency mean %s, p50 %s, p95 %s, p99 %s, max %s\n",
-		c.Transactions, c.TPS, fmtMs(c.MeanMs), fmtMs(c.P50Ms), fmtMs(c.P95Ms), fmtMs(c.P99Ms), fmtMs(c.MaxMs))
-	fmt.Fprintf(w, "  %s\n", c.CPU.String(c.Transactions, "tx"))
-	c.Statements.writeText(w, "tx")
-
-	for _, p := range []struct {
-		title string
-		phase Phase
-		unit  string
-	}{
-		{"full ACP flow (create, update, delegate_payment, complete, replay)", r.Flow, "flow"},
-		{"complete only (pre-seeded ready sessions, the pgbench script's work through the server; rounds alternating with pgbench)", r.CompleteOnly, "completion"},
-		{"replay only (the completions above, same key and body)", r.ReplayOnly, "replay"},
-	} {
-		fmt.Fprintf(w, "\n-- %s\n", p.title)
-		p.phase.Report.writeText(w)
-		fmt.Fprintf(w, "  %s\n", p.phase.CPU.String(p.phase.Report.Flows, p.unit))
-		p.phase.Statements.writeText(w, p.unit)
-	}
-
-	fmt.Fprint(w, "\n-- CPU speed probe before each phase (MB/s of SHA-256, one core):")
-	for _, p := range r.Speed {
-		fmt.Fprintf(w, " %s %.0f;", p.Phase, p.MBps)
-	}
-	fmt.Fprintf(w, " spread %.0f%%\n", 100*r.SpeedSpread)
-
-	s := r.Server
-	fmt.Fprintf(w, "\n-- server: ready in %.0f ms; peak RSS %.1f MiB (max sampled %.1f MiB over %d samples)\n",
-		s.ReadyMs, s.PeakRSSMiB, s.MaxSampledRSSMiB, s.RSSSamples)
-	if m.ServerExitState != "" {
-		fmt.Fprintf(w, "  server exit: %s\n", m.ServerExitState)
-	}
-
-	fmt.Fprintf(w, "\n%-38s %-28s %-10s %s\n", "target", "measured", "wanted", "result")
-	for _, v := range r.Verdicts {
-		res := "PASS"
-		if !v.Pass {
-			res = "FAIL"
-		}
-		fmt.Fprintf(w, "%-38s %-28s %-10s %s\n", v.Name, v.Shown, v.Target, res)
-		if v.Note != "" {
-			fmt.Fprintf(w, "%-38s   %s\n", "", v.Note)
-		}
-	}
-	for _, p := range []Phase{r.Flow, r.CompleteOnly, r.ReplayOnly} {
-		if n := len(p.Report.Failures); n > 0 || p.Report.Stopped != "" {
-			fmt.Fprintf(w, "WARNING: %s had failed requests or stopped early; see its table above\n", p.Report.Name)
-		}
-	}
-	if r.SpeedSpread > maxSpeedSpread {
-		fmt.Fprintf(w, "WARNING: the CPU speed probe changed by %.0f%% during the run (a busy VM host shows up this way, with no steal time): the phases ran on different machines, in effect; rerun\n", 100*r.SpeedSpread)
-	}
 }

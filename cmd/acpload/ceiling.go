@@ -267,20 +267,33 @@ func parsePgbenchLog(sc *bufio.Scanner, lat []time.Duration) ([]time.Duration, e
 	return lat, sc.Err()
 }
 
-// ceilingRunner runs the pgbench script in rounds on seeded sessions. pgbench takes
-// sessions from the sequence; the bench's own complete-only rounds take the ones after
-// them, so cursor (the highest session number used by anyone) moves forward and the
-// sequence is set to it before every pgbench round.
-type ceilingRunner struct {
-	run    pgbenchRun
-	pool   *pgxpool.Pool
+// sessionSupply hands out ranges of the pre-seeded sessions of one database. pgbench
+// takes sessions from the sequence; the bench's own complete-only rounds take the ones
+// after them, so cursor (the highest session number used by anyone) only moves forward.
+type sessionSupply struct {
 	seed   *seeder
-	meter  cpuMeter
-	stmts  *stmtStats
-	tmp    string
 	cursor int64
 	// rate is the highest completion rate seen so far, to size the seeding.
 	rate float64
+}
+
+// reserve seeds enough sessions after the cursor for a run of d at the highest rate seen
+// (with a wide margin) and returns the first and last session number of the range.
+func (s *sessionSupply) reserve(ctx context.Context, d time.Duration, concurrency int) (first, last int64, err error) {
+	first = s.cursor + 1
+	last = s.cursor + int64(s.rate*d.Seconds()*2) + int64(200*concurrency)
+	return first, last, s.seed.ensure(ctx, last)
+}
+
+// ceilingRunner runs a pgbench script in rounds on the seeded sessions of the current
+// build's database; the sequence is set to the supply's cursor before every round.
+type ceilingRunner struct {
+	run    pgbenchRun
+	pool   *pgxpool.Pool
+	supply *sessionSupply
+	meter  cpuMeter
+	stmts  *stmtStats
+	tmp    string
 
 	rounds  int
 	lat     []time.Duration
@@ -289,47 +302,44 @@ type ceilingRunner struct {
 	counts  stmtCounts
 }
 
-// newCeiling writes the script, seeds sessions and runs a calibration, which also warms
-// PostgreSQL's cache and gives the rate that sizes later seeding.
-func newCeiling(ctx context.Context, cfg benchConfig, pool *pgxpool.Pool, seed *seeder, databaseURL, tmp string,
-	meter cpuMeter, stmts *stmtStats, progress func(string, ...any)) (*ceilingRunner, error) {
-	scriptPath := filepath.Join(tmp, "complete.pgbench")
-	if err := os.WriteFile(scriptPath, []byte(completeScript), 0o644); err != nil {
+// newCeiling writes the script (under name), seeds sessions and runs a calibration at
+// the concurrency, which also warms PostgreSQL's cache and gives the rate that sizes
+// later seeding.
+func newCeiling(ctx context.Context, env *benchEnv, t *benchTarget, script, name string, concurrency int) (*ceilingRunner, error) {
+	scriptPath := filepath.Join(env.tmp, name)
+	if err := os.WriteFile(scriptPath, []byte(script), 0o644); err != nil {
 		return nil, err
 	}
 	c := &ceilingRunner{
-		run:  pgbenchRun{pgbench: cfg.pgbench, databaseURL: databaseURL, script: scriptPath, concurrency: cfg.concurrency},
-		pool: pool, seed: seed, meter: meter, stmts: stmts, tmp: tmp,
+		run:  pgbenchRun{pgbench: env.cfg.pgbench, databaseURL: t.databaseURL, script: scriptPath, concurrency: concurrency},
+		pool: t.pool, supply: t.supply, meter: cpuMeter{postmaster: env.postmaster}, stmts: t.stmts, tmp: env.tmp,
 	}
-	if err := seed.ensure(ctx, 20000); err != nil {
+	if err := t.supply.seed.ensure(ctx, max(t.supply.cursor+20000, 20000)); err != nil {
 		return nil, err
 	}
-	calibration := max(cfg.warmup, 2*time.Second)
-	progress("pgbench calibration and warm-up (%s)", calibration)
+	if _, err := c.pool.Exec(ctx, `SELECT setval('acpload_bench_seq', $1, $2)`, max(t.supply.cursor, 1), t.supply.cursor > 0); err != nil {
+		return nil, fmt.Errorf("set sequence: %w", err)
+	}
+	calibration := max(env.cfg.warmup, 2*time.Second)
+	env.progress("pgbench calibration and warm-up (%s, %d clients)", calibration, concurrency)
 	c.run.duration = calibration
 	out, _, err := c.run.run(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if c.rate, err = parsePgbenchOutput(out); err != nil {
+	rate, err := parsePgbenchOutput(out)
+	if err != nil {
 		return nil, err
 	}
-	c.cursor, err = sequenceValue(ctx, pool)
+	t.supply.rate = max(t.supply.rate, rate)
+	t.supply.cursor, err = sequenceValue(ctx, c.pool)
 	return c, err
-}
-
-// reserve seeds enough sessions after the cursor for a run of d at the highest rate seen
-// (with a wide margin) and returns the first and last session number of the range.
-func (c *ceilingRunner) reserve(ctx context.Context, d time.Duration, concurrency int) (first, last int64, err error) {
-	first = c.cursor + 1
-	last = c.cursor + int64(c.rate*d.Seconds()*2) + int64(200*concurrency)
-	return first, last, c.seed.ensure(ctx, last)
 }
 
 // round runs pgbench for d with per-transaction logs and checks that every transaction
 // created its order.
 func (c *ceilingRunner) round(ctx context.Context, d time.Duration, progress func(string, ...any)) error {
-	first, _, err := c.reserve(ctx, d, c.run.concurrency)
+	first, _, err := c.supply.reserve(ctx, d, c.run.concurrency)
 	if err != nil {
 		return err
 	}
@@ -340,8 +350,10 @@ func (c *ceilingRunner) round(ctx context.Context, d time.Duration, progress fun
 		return err
 	}
 	c.rounds++
-	logDir := filepath.Join(c.tmp, fmt.Sprintf("pgbench-logs-%d", c.rounds))
-	if err := os.Mkdir(logDir, 0o755); err != nil {
+	// Every runner (one per level, and the hot row's) has rounds of its own: a new
+	// directory each time, never one a previous runner wrote.
+	logDir, err := os.MkdirTemp(c.tmp, fmt.Sprintf("pgbench-logs-%d-", c.rounds))
+	if err != nil {
 		return err
 	}
 	c.run.duration, c.run.logDir = d, logDir
@@ -370,8 +382,8 @@ func (c *ceilingRunner) round(ctx context.Context, d time.Duration, progress fun
 	if err != nil {
 		return err
 	}
-	if last > c.seed.seeded {
-		return fmt.Errorf("pgbench used sessions up to %d but only %d were seeded", last, c.seed.seeded)
+	if last > c.supply.seed.seeded {
+		return fmt.Errorf("pgbench used sessions up to %d but only %d were seeded", last, c.supply.seed.seeded)
 	}
 	var orders int64
 	err = c.pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE checkout_session_id IN
@@ -383,8 +395,8 @@ func (c *ceilingRunner) round(ctx context.Context, d time.Duration, progress fun
 		return fmt.Errorf("pgbench logged %d transactions and used %d sessions, which got %d orders: the script is not doing the server's work",
 			len(lat), ran, orders)
 	}
-	c.cursor = last
-	c.rate = max(c.rate, tps)
+	c.supply.cursor = last
+	c.supply.rate = max(c.supply.rate, tps)
 	c.lat = append(c.lat, lat...)
 	c.seconds += float64(len(lat)) / tps
 	c.cpu = c.cpu.add(usage(before, after, pgbenchCPU))

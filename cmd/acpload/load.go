@@ -37,9 +37,13 @@ const (
 // response is already counted as a failure.
 var errFlowFailed = errors.New("flow failed")
 
-// errExhausted says a unit of work has nothing left to work on (the bench ran out of
-// pre-seeded sessions); the agent stops.
-var errExhausted = errors.New("no work left")
+// errExhausted and errSoldOut say a unit of work has nothing left to work on: the
+// bench ran out of pre-seeded sessions, or the flash sale's item sold out. The agent
+// stops, and the error's text says why the run ended early.
+var (
+	errExhausted = errors.New("ran out of pre-seeded sessions")
+	errSoldOut   = errors.New("the flash-sale item sold out")
+)
 
 // loadConfig is one load run.
 type loadConfig struct {
@@ -132,6 +136,27 @@ func (a *agent) post(ctx context.Context, ep endpoint, path, key, body string) (
 	}, nil
 }
 
+// get sends a GET with the ACP headers and reads the whole response. It is not timed:
+// the flows measure their POSTs; a GET only explains an answer.
+func (a *agent) get(ctx context.Context, path string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.baseURL+path, nil)
+	if err != nil {
+		return response{}, err
+	}
+	req.Header["Api-Version"] = []string{apiVersion}
+	if a.cfg.apiKey != "" {
+		req.Header["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	a.body.Reset()
+	_, err = a.body.ReadFrom(resp.Body)
+	_ = resp.Body.Close()
+	return response{status: resp.StatusCode, body: a.body.Bytes()}, err
+}
+
 // shortError keeps the cause of a transport error and drops the URL, so that errors of
 // different sessions are counted together.
 func shortError(err error) string {
@@ -203,6 +228,9 @@ func delegateBody(session string, expYear int) string {
 		`"risk_signals":[{"type":"card_testing","score":5,"action":"authorized"}],"metadata":{"source":"acpload"}}`
 }
 
+// expiryYear is the expiry year of the delegated test card: five years ahead.
+func expiryYear() int { return time.Now().Year() + 5 }
+
 // completeBody pays with token.
 func completeBody(token string) string {
 	return `{"payment_data":{"token":"` + token + `","provider":"stripe"}}`
@@ -213,35 +241,13 @@ func completeBody(token string) string {
 // Idempotent-Replayed with the very same body.
 func (a *agent) flow(ctx context.Context) error {
 	a.seq++
-	expYear := time.Now().Year() + 5
-
-	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), createBody)
+	path, token, err := a.readyToPay(ctx, createBody, nil)
 	if err != nil {
 		return err
 	}
-	sess, err := a.expect(epCreate, resp, http.StatusCreated, "")
+	completeKey, body := a.key("complete"), completeBody(token)
+	resp, err := a.post(ctx, epComplete, path+"/complete", completeKey, body)
 	if err != nil {
-		return err
-	}
-	path := "/checkout_sessions/" + sess.ID
-
-	if resp, err = a.post(ctx, epUpdate, path, a.key("update"), updateBody); err != nil {
-		return err
-	}
-	if _, err := a.expect(epUpdate, resp, http.StatusOK, "ready_for_payment"); err != nil {
-		return err
-	}
-
-	if resp, err = a.post(ctx, epDelegate, "/agentic_commerce/delegate_payment", a.key("delegate"), delegateBody(sess.ID, expYear)); err != nil {
-		return err
-	}
-	token, err := a.expect(epDelegate, resp, http.StatusCreated, "")
-	if err != nil {
-		return err
-	}
-
-	completeKey, body := a.key("complete"), completeBody(token.ID)
-	if resp, err = a.post(ctx, epComplete, path+"/complete", completeKey, body); err != nil {
 		return err
 	}
 	if _, err := a.expect(epComplete, resp, http.StatusOK, "completed"); err != nil {
@@ -253,6 +259,58 @@ func (a *agent) flow(ctx context.Context) error {
 		return err
 	}
 	return a.checkReplay(resp, first)
+}
+
+// readySession creates a session from body and makes it ready for payment (buyer,
+// standard shipping), and returns its id. check, when set, sees each response before it
+// is judged and may end the unit with an error of its own (the flash sale's sold-out).
+func (a *agent) readySession(ctx context.Context, body string, check func(response) error) (string, error) {
+	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), body)
+	if err != nil {
+		return "", err
+	}
+	if check != nil {
+		if err := check(resp); err != nil {
+			return "", err
+		}
+	}
+	sess, err := a.expect(epCreate, resp, http.StatusCreated, "")
+	if err != nil {
+		return "", err
+	}
+	if resp, err = a.post(ctx, epUpdate, "/checkout_sessions/"+sess.ID, a.key("update"), updateBody); err != nil {
+		return "", err
+	}
+	if check != nil {
+		if err := check(resp); err != nil {
+			return "", err
+		}
+	}
+	if _, err := a.expect(epUpdate, resp, http.StatusOK, "ready_for_payment"); err != nil {
+		return "", err
+	}
+	return sess.ID, nil
+}
+
+// readyToPay is readySession, then a card delegated for the session: it returns the
+// session's path and the vault token to complete it with.
+func (a *agent) readyToPay(ctx context.Context, body string, check func(response) error) (path, token string, err error) {
+	id, err := a.readySession(ctx, body, check)
+	if err != nil {
+		return "", "", err
+	}
+	token, err = a.delegate(ctx, id)
+	return "/checkout_sessions/" + id, token, err
+}
+
+// delegate delegates the test card for the session and returns the vault token.
+func (a *agent) delegate(ctx context.Context, sessionID string) (string, error) {
+	resp, err := a.post(ctx, epDelegate, "/agentic_commerce/delegate_payment", a.key("delegate"), delegateBody(sessionID, expiryYear()))
+	if err != nil {
+		return "", err
+	}
+	token, err := a.expect(epDelegate, resp, http.StatusCreated, "")
+	return token.ID, err
 }
 
 // checkReplay checks that resp is the stored answer of a completion whose first
@@ -352,8 +410,8 @@ func runAgents(ctx context.Context, cfg loadConfig, client *http.Client, unit fu
 					if a.recording {
 						a.rec.flows++
 					}
-				case errors.Is(err, errExhausted):
-					reason := "ran out of pre-seeded sessions"
+				case errors.Is(err, errExhausted) || errors.Is(err, errSoldOut):
+					reason := err.Error()
 					stopped.CompareAndSwap(nil, &reason)
 					return
 				case ctx.Err() != nil:

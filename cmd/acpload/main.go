@@ -12,13 +12,19 @@
 //	acpload -url http://127.0.0.1:8080 -c 8 -d 20s
 //
 // With -bench it measures the server against its database (`make bench`): it starts a
-// throwaway PostgreSQL, migrates it and imports the demo catalog, measures the ceiling
-// of one completion with pgbench (complete.pgbench: the server's statements), starts
-// the server binary, times it to ready, runs the full flow, then completions only and
-// replays only, samples the server's RSS, and prints each figure against its target.
-// See docs/PERFORMANCE.md.
+// throwaway PostgreSQL, has the server binary migrate a database and import the demo
+// catalog, and at each concurrency level of -c (8 or 8,16,32) measures the ceiling of
+// one completion with pgbench (complete.pgbench: the server's statements), starts the
+// server, times it to ready, runs the full flow, then completions only and replays
+// only, samples the server's RSS, and prints each figure against its target. The
+// durability settings PostgreSQL ran with are always reported; -durable turns fsync and
+// synchronous_commit on. -baseline REV builds the server at a git revision and measures
+// it beside the current one, on its own database, figure by figure. -flash-sale N adds
+// a flash sale (32 agents buying one item with stock N until it sells out, checked
+// against the database and a hot-row pgbench ceiling); -psp-delay D adds completions
+// paid through a fake Stripe API that answers after D. See docs/PERFORMANCE.md.
 //
-//	acpload -bench -server ./bin/agentic-commerce-server -c 8 -d 20s
+//	acpload -bench -server ./bin/agentic-commerce-server -c 8,32 -d 20s -baseline main
 package main
 
 import (
@@ -29,6 +35,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -63,18 +71,48 @@ func (e *envList) Set(v string) error {
 	return nil
 }
 
+// concurrencyLevels is -c: one level, or a comma-separated list of distinct levels
+// ("8,16,32"), each at least 1, run in the order given.
+type concurrencyLevels []int
+
+func (l *concurrencyLevels) String() string {
+	parts := make([]string, len(*l))
+	for i, n := range *l {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *concurrencyLevels) Set(v string) error {
+	var out concurrencyLevels
+	for part := range strings.SplitSeq(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		switch {
+		case err != nil:
+			return fmt.Errorf("want a number or a comma-separated list such as 8,16,32, got %q", v)
+		case n < 1:
+			return fmt.Errorf("every level must be at least 1, got %d", n)
+		case slices.Contains(out, n):
+			return fmt.Errorf("level %d is given twice", n)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
+}
+
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("acpload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		baseURL     = fs.String("url", "http://127.0.0.1:8080", "base URL of the running server")
-		concurrency = fs.Int("c", 8, "concurrent agents (each sends one request at a time)")
-		duration    = fs.Duration("d", 20*time.Second, "measured duration (of each phase with -bench)")
-		flows       = fs.Int("n", 0, "run this many measured flows instead of -d")
-		apiKey      = fs.String("api-key", "", "API key sent as Authorization: Bearer (the server's API_KEYS)")
-		jsonOut     = fs.Bool("json", false, "print JSON instead of tables")
-		warmup      = fs.Duration("warmup", 2*time.Second, "warm-up before measuring (not counted)")
-		gzip        = fs.Bool("gzip", true, "accept gzip-compressed responses, as agent platforms do")
+		baseURL  = fs.String("url", "http://127.0.0.1:8080", "base URL of the running server")
+		levels   = concurrencyLevels{8}
+		duration = fs.Duration("d", 20*time.Second, "measured duration (of each phase with -bench)")
+		flows    = fs.Int("n", 0, "run this many measured flows instead of -d")
+		apiKey   = fs.String("api-key", "", "API key sent as Authorization: Bearer (the server's API_KEYS)")
+		jsonOut  = fs.Bool("json", false, "print JSON instead of tables")
+		warmup   = fs.Duration("warmup", 2*time.Second, "warm-up before measuring (not counted)")
+		gzip     = fs.Bool("gzip", true, "accept gzip-compressed responses, as agent platforms do")
 
 		bench        = fs.Bool("bench", false, "run the benchmark: throwaway PostgreSQL, pgbench ceiling, server, load phases, targets")
 		server       = fs.String("server", "./bin/agentic-commerce-server", "-bench: the server binary to start")
@@ -84,8 +122,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pgbouncer    = fs.Bool("pgbouncer", false, "-bench: put pgbouncer (transaction pooling) between the server and PostgreSQL")
 		logLevel     = fs.String("server-log-level", "info", "-bench: the server's LOG_LEVEL (info logs every request, as in production)")
 		check        = fs.Bool("check", false, "-bench: exit 1 when a target is missed or a request fails")
+		baseline     = fs.String("baseline", "", "-bench: also build the server at this git revision and measure it beside the current one")
+		durable      = fs.Bool("durable", false, "-bench: run PostgreSQL with fsync=on and synchronous_commit=on (default: off, for speed)")
+		flashStock   = fs.Int("flash-sale", 0, "-bench: add the flash-sale phase: one item with this much stock, sold to -flash-agents agents (0: off)")
+		flashAgents  = fs.Int("flash-agents", defaultFlashSaleAgents, "-bench: agents of the flash-sale phase")
+		pspDelay     = fs.Duration("psp-delay", 0, "-bench: add the slow-PSP phase: the server pays through a fake Stripe API answering after this delay (0: off)")
 		serverEnv    envList
 	)
+	fs.Var(&levels, "c", "concurrent agents (each sends one request at a time); with -bench a comma-separated list of levels, e.g. 8,16,32")
 	fs.Var(&serverEnv, "server-env", "-bench: extra KEY=VALUE for the server's environment (repeatable), e.g. GOGC=200")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,8 +141,6 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	switch {
-	case *concurrency < 1:
-		return errors.New("-c must be at least 1")
 	case *flows < 0:
 		return errors.New("-n must not be negative")
 	case *flows == 0 && *duration <= 0:
@@ -108,6 +150,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	if *bench {
+		switch {
+		case *flashStock < 0:
+			return errors.New("-flash-sale must not be negative")
+		case *flashAgents < 1:
+			return errors.New("-flash-agents must be at least 1")
+		case *pspDelay < 0:
+			return errors.New("-psp-delay must not be negative")
+		}
 		for _, name := range []string{"url", "n", "api-key"} {
 			if set[name] {
 				return fmt.Errorf("-%s does not apply to -bench (it starts its own server and runs for -d)", name)
@@ -127,20 +177,25 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return runBench(ctx, benchConfig{
 			server: *server, catalog: *catalogFile, pgbench: *pgbench,
-			concurrency: *concurrency, duration: *duration, warmup: *warmup,
+			levels: levels, duration: *duration, warmup: *warmup,
 			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, logLevel: *logLevel, serverEnv: serverEnv,
 			gzip: *gzip, json: *jsonOut, check: *check,
+			baseline: *baseline, durable: *durable, flashStock: *flashStock, flashAgents: *flashAgents, pspDelay: *pspDelay,
 		}, stdout, stderr)
 	}
 
-	for _, name := range []string{"server", "catalog", "pgbench", "pool-max-conns", "server-log-level", "server-env", "check"} {
+	for _, name := range []string{"server", "catalog", "pgbench", "pool-max-conns", "server-log-level", "server-env", "check",
+		"baseline", "durable", "flash-sale", "flash-agents", "psp-delay"} {
 		if set[name] {
 			return fmt.Errorf("-%s only applies to -bench", name)
 		}
 	}
+	if len(levels) != 1 {
+		return errors.New("-c takes one level without -bench (a list of levels is a -bench feature)")
+	}
 	cfg := loadConfig{
 		name: "acpload", baseURL: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey,
-		concurrency: *concurrency, duration: *duration, units: *flows, warmup: *warmup,
+		concurrency: levels[0], duration: *duration, units: *flows, warmup: *warmup,
 	}
 	if *flows > 0 {
 		cfg.duration = 0

@@ -137,7 +137,11 @@ func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.
 	defer pool.Close()
 	// Changes made here notify the agent platform like those made over the admin API,
 	// and refunds of PSP charges go through the configured gateway, as there.
-	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(gateway(cfg))
+	psp, err := gateway(cfg)
+	if err != nil {
+		return fmt.Errorf("payment gateway: %w", err)
+	}
+	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(psp)
 
 	var ord *checkout.Order
 	switch {

@@ -18,7 +18,7 @@ func TestProductionRefusesToStartOpen(t *testing.T) {
 	if code == 0 {
 		t.Fatalf("production started without API keys:\n%s", errOut)
 	}
-	for _, want := range []string{"API_KEYS is required", "ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY is required", "PUBLIC_BASE_URL must be an https URL"} {
+	for _, want := range []string{"API_KEYS is required", "PAYMENT_GATEWAY is required", "ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY is required", "PUBLIC_BASE_URL must be an https URL"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr does not say %q:\n%s", want, errOut)
 		}
@@ -32,7 +32,7 @@ func TestProductionServesWhenToldAndSaysSo(t *testing.T) {
 	t.Parallel()
 	const agentKey, metricsKey = "cmd-agent-key-0123456789", "cmd-metrics-key-0123456789"
 	srv := startServer(t, "DATABASE_URL="+pgtest.NewDatabase(t), "ENVIRONMENT=production", "API_KEYS=platform:"+agentKey,
-		"ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY="+metricsKey, "PUBLIC_BASE_URL=https://shop.example")
+		"PAYMENT_GATEWAY=mock", "ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY="+metricsKey, "PUBLIC_BASE_URL=https://shop.example")
 	logs := srv.logs.String()
 	for _, want := range []string{`"msg":"security posture"`, `"environment":"production"`, `"authentication":"1 API key(s)"`,
 		`"metrics":"METRICS_API_KEY"`, `"payment_gateway":"mock"`} {
@@ -76,4 +76,39 @@ func TestDevelopmentServesOpenAndWarns(t *testing.T) {
 		}
 	}
 	srv.stop(t)
+}
+
+// TestProductionServesStripeAndSaysWhichKey starts production on Stripe (a test key, an
+// API base on loopback that is never asked: start-up sends Stripe nothing) and reads in
+// the log that Stripe charges, with a test key, and never the key itself.
+func TestProductionServesStripeAndSaysWhichKey(t *testing.T) {
+	t.Parallel()
+	const stripeKey = "sk_test_cmdTest0123456789abcdef"
+	srv := startServer(t, "DATABASE_URL="+pgtest.NewDatabase(t), "ENVIRONMENT=production", "API_KEYS=platform:cmd-agent-key-0123456789",
+		"METRICS_ENABLED=false", "PUBLIC_BASE_URL=https://shop.example",
+		"PAYMENT_GATEWAY=stripe", "STRIPE_SECRET_KEY="+stripeKey, "STRIPE_API_BASE=http://127.0.0.1:1")
+	logs := srv.logs.String()
+	for _, want := range []string{`"payment_gateway":"stripe"`, `"stripe_key_mode":"test"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("start-up log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, stripeKey) {
+		t.Errorf("the Stripe key is in the log")
+	}
+}
+
+// TestProductionRefusesALiveKeyElsewhere: a live key goes to Stripe's API only.
+func TestProductionRefusesALiveKeyElsewhere(t *testing.T) {
+	t.Parallel()
+	const liveKey = "sk_live_cmdTest0123456789abcdef"
+	_, errOut, code := run(t, []string{"ENVIRONMENT=production", "DATABASE_URL=postgres://127.0.0.1:1/none", "PORT=0",
+		"API_KEYS=platform:cmd-agent-key-0123456789", "METRICS_ENABLED=false", "PUBLIC_BASE_URL=https://shop.example", securityFingerprintKey,
+		"PAYMENT_GATEWAY=stripe", "STRIPE_SECRET_KEY=" + liveKey, "STRIPE_API_BASE=https://stripe.example"}, "serve")
+	if code == 0 || !strings.Contains(errOut, "a live key goes to https://api.stripe.com only") {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut)
+	}
+	if strings.Contains(errOut, liveKey) {
+		t.Errorf("the refusal shows the key:\n%s", errOut)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -77,9 +78,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsEnabled {
 		m = metrics.New(pool, outbox.Backlog)
 	}
+	psp, err := gateway(cfg)
+	if err != nil {
+		return fmt.Errorf("payment gateway: %w", err)
+	}
 	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
 	store := postgres.NewStore(pool, postgres.StoreConfig{
-		TTL: cfg.SessionTTL, Gateway: gateway(cfg), PublicBaseURL: cfg.PublicBaseURL,
+		TTL: cfg.SessionTTL, Gateway: psp, PublicBaseURL: cfg.PublicBaseURL,
 		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
 		ConsentOptions: cfg.MarketingConsentOptions, PaymentAttemptTimeout: cfg.PaymentAttemptTimeout,
 	})
@@ -218,6 +223,8 @@ func logPosture(cfg config.Config, logger *slog.Logger) {
 		slog.Bool("admin_api", len(cfg.AdminAPIKeys) > 0),
 		slog.String("metrics", metricsAccess),
 		slog.String("payment_gateway", cfg.PaymentGateway),
+		// What may be said of the Stripe key: test or live ("" with another gateway).
+		slog.String("stripe_key_mode", cfg.StripeKeyMode()),
 		slog.Float64("rate_limit_rps", cfg.RateLimit),
 		slog.Any("trusted_proxies", proxies),
 	)
@@ -252,9 +259,17 @@ func sessionLinks(cfg config.Config) []httpapi.Link {
 	return links
 }
 
-// gateway is the payment gateway PAYMENT_GATEWAY names; config.Load accepts only the
-// mock so far.
-func gateway(config.Config) payment.Gateway { return payment.MockGateway{} }
+// gateway is the payment gateway PAYMENT_GATEWAY names: Stripe, or the mock.
+// config.Load has checked the Stripe settings, and CheckServe that production chose.
+func gateway(cfg config.Config) (payment.Gateway, error) {
+	if cfg.PaymentGateway != config.GatewayStripe {
+		return payment.MockGateway{}, nil
+	}
+	return stripegw.New(stripegw.Config{
+		SecretKey: string(cfg.StripeSecretKey), APIBase: cfg.StripeAPIBase,
+		Timeout: cfg.StripeTimeout, NetworkRetries: stripegw.DefaultNetworkRetries,
+	})
+}
 
 // connectWithRetry opens the pool, retrying with backoff until connectTimeout.
 func connectWithRetry(ctx context.Context, databaseURL string, logger *slog.Logger) (*pgxpool.Pool, error) {

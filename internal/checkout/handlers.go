@@ -29,23 +29,42 @@ type PaymentHandler struct {
 const (
 	// HandlerVaultCard takes the vault tokens (vt_...) of this server's delegate_payment.
 	HandlerVaultCard = "card_tokenized"
-	// HandlerPSPTestCard takes the payment service provider's test tokens (tok_visa, ...).
+	// HandlerPSPTestCard takes the payment service provider's card tokens (tok_visa,
+	// ...): Stripe's test tokens, with the mock or a Stripe test key.
 	HandlerPSPTestCard = "card_psp_test"
+	// HandlerStripeSPT takes Stripe Shared Payment Tokens (spt_...), the credential of
+	// type spt an agent obtains from Stripe for this merchant. Offered only when Stripe
+	// is the gateway: no other PSP can charge them.
+	HandlerStripeSPT = "card_stripe_spt"
 )
 
+// PSPStripe is the gateway name of Stripe, whose tokens HandlerStripeSPT takes.
+const PSPStripe = "stripe"
+
 // PaymentHandlers are the handlers every session offers: cards delegated to this
-// server's vault, and the PSP's test tokens. merchantID is the merchant's id at the PSP.
-func PaymentHandlers(merchantID string) []PaymentHandler {
-	return []PaymentHandler{
+// server's vault, the PSP's card tokens and, when the PSP is Stripe, Stripe's Shared
+// Payment Tokens. merchantID is the merchant's id at the PSP; psp names the gateway
+// that charges PSP tokens ("mock", "stripe").
+func PaymentHandlers(merchantID, psp string) []PaymentHandler {
+	handlers := []PaymentHandler{
 		{
 			ID: HandlerVaultCard, Name: "dev.acp.tokenized.card", DisplayName: "Card",
 			PSP: "acs_vault", MerchantID: merchantID, RequiresDelegatePayment: true, TokenPrefix: "vt_",
 		},
 		{
 			ID: HandlerPSPTestCard, Name: "dev.acp.tokenized.card", DisplayName: "Card (PSP test token)",
-			PSP: "mock", MerchantID: merchantID, TokenPrefix: "tok_",
+			PSP: psp, MerchantID: merchantID, TokenPrefix: "tok_",
 		},
 	}
+	if psp == PSPStripe {
+		// The agent delegates the card to Stripe (Stripe's delegate_payment, with the
+		// merchant_id above: the merchant's Stripe account) and brings the SPT.
+		handlers = append(handlers, PaymentHandler{
+			ID: HandlerStripeSPT, Name: "dev.acp.tokenized.card", DisplayName: "Card (Stripe Shared Payment Token)",
+			PSP: psp, MerchantID: merchantID, RequiresDelegatePayment: true, TokenPrefix: "spt_",
+		})
+	}
+	return handlers
 }
 
 // CheckHandler refuses a completion whose handler the session does not offer, or whose

@@ -126,9 +126,21 @@ type Config struct {
 	// TrustedProxies (TRUSTED_PROXIES, comma-separated IPs or CIDRs) are the peers whose
 	// X-Forwarded-For is believed for the client address; unset, it is ignored.
 	TrustedProxies []netip.Prefix
-	// PaymentGateway (PAYMENT_GATEWAY, default mock, the only one so far) authorizes
-	// payments.
+	// PaymentGateway (PAYMENT_GATEWAY: mock or stripe) charges PSP tokens. Development
+	// defaults to mock; production has no default ("" when unset) and CheckServe
+	// refuses to serve until the operator chooses.
 	PaymentGateway string
+	// StripeSecretKey (STRIPE_SECRET_KEY: sk_test_, sk_live_, rk_test_ or rk_live_;
+	// required with PAYMENT_GATEWAY=stripe) is the merchant's Stripe API key. It is
+	// never logged; StripeKeyMode says what may be.
+	StripeSecretKey SecretString
+	// StripeAPIBase (STRIPE_API_BASE, default https://api.stripe.com) is where Stripe
+	// requests go: stripe-mock or a test server in development. Production requires
+	// https unless the host is a loopback address, and Stripe's own API for a live key.
+	StripeAPIBase string
+	// StripeTimeout (STRIPE_TIMEOUT, default 30s, at least 1s) bounds each HTTP attempt
+	// of a Stripe request; the request's own deadline (REQUEST_TIMEOUT) bounds the call.
+	StripeTimeout time.Duration
 	// AllowMockGateway (ALLOW_MOCK_GATEWAY, default false) lets production serve with
 	// the mock gateway, which accepts test tokens and moves no money.
 	AllowMockGateway bool
@@ -150,6 +162,24 @@ type Config struct {
 	// server stops accepting connections, so load balancers take it out first.
 	DrainDelay time.Duration
 }
+
+// SecretString is a secret setting: it prints, formats and logs as [redacted], so that
+// no log line or error showing the configuration shows it. string(s) is the secret.
+type SecretString string
+
+// String implements fmt.Stringer.
+func (s SecretString) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString implements fmt.GoStringer, for %#v.
+func (s SecretString) GoString() string { return `"` + s.String() + `"` }
+
+// LogValue implements slog.LogValuer.
+func (s SecretString) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // APIKey is one configured bearer key and the caller identity it stands for.
 type APIKey struct {
@@ -358,10 +388,19 @@ func Load(getenv func(string) string) (Config, error) {
 	if cfg.Environment != Development && cfg.Environment != Production {
 		errs = append(errs, fmt.Errorf("ENVIRONMENT must be %s or %s, got %q", Development, Production, cfg.Environment))
 	}
-	cfg.PaymentGateway = get("PAYMENT_GATEWAY", GatewayMock)
-	if cfg.PaymentGateway != GatewayMock {
-		errs = append(errs, fmt.Errorf("PAYMENT_GATEWAY must be %s (the only gateway so far), got %q", GatewayMock, cfg.PaymentGateway))
+	// Production has no default gateway: whether money moves is the operator's choice
+	// (CheckServe refuses an unset one); development defaults to the mock.
+	defaultGateway := GatewayMock
+	if cfg.Environment == Production {
+		defaultGateway = ""
 	}
+	cfg.PaymentGateway = get("PAYMENT_GATEWAY", defaultGateway)
+	switch cfg.PaymentGateway {
+	case "", GatewayMock, GatewayStripe:
+	default:
+		errs = append(errs, fmt.Errorf("PAYMENT_GATEWAY must be %s or %s, got %q", GatewayMock, GatewayStripe, cfg.PaymentGateway))
+	}
+	errs = append(errs, cfg.loadStripe(get)...)
 	allowMock, err := strconv.ParseBool(get("ALLOW_MOCK_GATEWAY", "false"))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("ALLOW_MOCK_GATEWAY must be true or false, got %q", getenv("ALLOW_MOCK_GATEWAY")))
@@ -377,7 +416,100 @@ const (
 	Development = "development"
 	Production  = "production"
 	GatewayMock = "mock"
+	// GatewayStripe charges through Stripe (STRIPE_SECRET_KEY).
+	GatewayStripe = "stripe"
 )
+
+// DefaultStripeAPIBase is Stripe's API, where STRIPE_API_BASE points by default.
+const DefaultStripeAPIBase = "https://api.stripe.com"
+
+// stripeKey is the form of a Stripe secret (sk_) or restricted (rk_) key, test or live.
+var stripeKey = regexp.MustCompile(`^(sk|rk)_(test|live)_[0-9A-Za-z]{16,}$`)
+
+// stripeSettings are the variables that only mean something with PAYMENT_GATEWAY=stripe.
+var stripeSettings = []string{"STRIPE_SECRET_KEY", "STRIPE_API_BASE", "STRIPE_TIMEOUT"}
+
+// loadStripe reads the STRIPE_* variables. They are refused unless PAYMENT_GATEWAY is
+// stripe: a key set beside another gateway (or none) is a forgotten PAYMENT_GATEWAY,
+// and serving the mock while the operator believes Stripe charges would take orders
+// without money. No message shows the key.
+func (c *Config) loadStripe(get func(string, string) string) []error {
+	if c.PaymentGateway != GatewayStripe {
+		gateway := fmt.Sprintf("PAYMENT_GATEWAY is %q", c.PaymentGateway)
+		if c.PaymentGateway == "" {
+			gateway = "PAYMENT_GATEWAY is unset"
+		}
+		var errs []error
+		for _, name := range stripeSettings {
+			if get(name, "") != "" {
+				errs = append(errs, fmt.Errorf("%s is set but %s: set PAYMENT_GATEWAY=stripe to charge through Stripe, or remove the STRIPE_* settings", name, gateway))
+			}
+		}
+		return errs
+	}
+	var errs []error
+	c.StripeSecretKey = SecretString(get("STRIPE_SECRET_KEY", ""))
+	switch {
+	case c.StripeSecretKey == "":
+		errs = append(errs, errors.New("STRIPE_SECRET_KEY is required with PAYMENT_GATEWAY=stripe (the secret key of the Stripe account, sk_live_... or sk_test_...)"))
+	case !stripeKey.MatchString(string(c.StripeSecretKey)):
+		errs = append(errs, errors.New("STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_test_, sk_live_, rk_test_ or rk_live_ followed by the key); the value set is not (not shown)"))
+	}
+	c.StripeAPIBase = strings.TrimRight(get("STRIPE_API_BASE", DefaultStripeAPIBase), "/")
+	if u, err := url.Parse(c.StripeAPIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		errs = append(errs, fmt.Errorf("STRIPE_API_BASE must be an absolute http(s) URL without credentials, got %q", c.StripeAPIBase))
+	}
+	c.StripeTimeout = duration(get, "STRIPE_TIMEOUT", "30s", time.Second, &errs)
+	return errs
+}
+
+// StripeKeyMode is the mode of the Stripe key, what may be logged of it: "live", "test",
+// or "" without a key.
+func (c Config) StripeKeyMode() string {
+	switch k := string(c.StripeSecretKey); {
+	case strings.HasPrefix(k, "sk_live_"), strings.HasPrefix(k, "rk_live_"):
+		return "live"
+	case k != "":
+		return "test"
+	}
+	return ""
+}
+
+// stripeRisks are the Stripe settings production refuses: a key sent to an API base
+// that is not Stripe's, over plain HTTP to another machine, or (live key) anywhere
+// but Stripe.
+func (c Config) stripeRisks() []risk {
+	if c.PaymentGateway != GatewayStripe {
+		return nil
+	}
+	u, err := url.Parse(c.StripeAPIBase)
+	if err != nil {
+		return nil // reported by Load
+	}
+	var out []risk
+	if u.Scheme != "https" && !isLoopback(u.Hostname()) {
+		out = append(out, risk{
+			fmt.Sprintf("STRIPE_API_BASE must be https (or a loopback address), got %q: the secret key would cross the network in clear", c.StripeAPIBase),
+			fmt.Sprintf("STRIPE_API_BASE %q is plain HTTP to another machine: the Stripe key crosses the network in clear", c.StripeAPIBase),
+		})
+	}
+	if c.StripeKeyMode() == "live" && c.StripeAPIBase != DefaultStripeAPIBase {
+		out = append(out, risk{
+			fmt.Sprintf("STRIPE_SECRET_KEY is a live key but STRIPE_API_BASE is %q: a live key goes to %s only", c.StripeAPIBase, DefaultStripeAPIBase),
+			fmt.Sprintf("STRIPE_SECRET_KEY is a live key sent to %q, not to Stripe", c.StripeAPIBase),
+		})
+	}
+	return out
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
 
 // derivedIdentity is the form of the identity the server derives for a key given without
 // a name (httpapi.CallerIdentity). A name of that form could pass for another key's
@@ -424,9 +556,9 @@ func (c Config) contradictions() []error {
 }
 
 // CheckServe reports what forbids serving with c. In production that includes every
-// setting that would leave the server open or fake: no API keys, the mock payment
-// gateway unless ALLOW_MOCK_GATEWAY=true, metrics without a key, a public URL that is
-// not https. In development those are only warned about at start (see Warnings). In
+// setting that would leave the server open or fake: no API keys, no PAYMENT_GATEWAY,
+// the mock payment gateway unless ALLOW_MOCK_GATEWAY=true, a Stripe key sent anywhere
+// but Stripe's API over https, metrics without a key, a public URL that is not https. In development those are only warned about at start (see Warnings). In
 // every environment it needs CARD_FINGERPRINT_KEY and, when set, a loadable
 // TLS_CERT_FILE/TLS_KEY_FILE pair; TLS itself is not required in production, since it
 // may be terminated by a proxy in front.
@@ -490,6 +622,13 @@ func (c Config) risks() []risk {
 			"API_KEYS is not set: the ACP endpoints are open to anyone who can reach this server, and every caller shares one identity (one caller's Idempotency-Key replays, sessions and tokens are every caller's)",
 		})
 	}
+	if c.PaymentGateway == "" {
+		out = append(out, risk{
+			"PAYMENT_GATEWAY is required: set PAYMENT_GATEWAY=stripe with STRIPE_SECRET_KEY to take payments, or PAYMENT_GATEWAY=mock with ALLOW_MOCK_GATEWAY=true to serve simulated payments",
+			"", // development defaults to mock, so the gateway is never unset there
+		})
+	}
+	out = append(out, c.stripeRisks()...)
 	if c.PaymentGateway == GatewayMock && !c.AllowMockGateway {
 		out = append(out, risk{
 			"PAYMENT_GATEWAY=mock moves no money; set ALLOW_MOCK_GATEWAY=true if that is intended",

@@ -136,7 +136,7 @@ func TestLoadRefusesContradictions(t *testing.T) {
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "proxy.local"}, "TRUSTED_PROXIES must list"},
 		{"short metrics key", map[string]string{"METRICS_API_KEY": "short"}, "METRICS_API_KEY: every key must be at least 16"},
 		{"unknown environment", map[string]string{"ENVIRONMENT": "prod"}, "ENVIRONMENT must be development or production"},
-		{"unknown gateway", map[string]string{"PAYMENT_GATEWAY": "stripe"}, "PAYMENT_GATEWAY must be mock"},
+		{"unknown gateway", map[string]string{"PAYMENT_GATEWAY": "adyen"}, "PAYMENT_GATEWAY must be mock or stripe"},
 		{"not a boolean", map[string]string{"ALLOW_MOCK_GATEWAY": "yes please"}, "ALLOW_MOCK_GATEWAY must be true or false"},
 	} {
 		_, err := Load(base(c.env))
@@ -181,7 +181,7 @@ func TestProductionRefusesToServeOpen(t *testing.T) {
 	if err == nil {
 		t.Fatal("production serves open")
 	}
-	for _, want := range []string{"API_KEYS is required", "ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY is required", "PUBLIC_BASE_URL must be an https URL"} {
+	for _, want := range []string{"API_KEYS is required", "PAYMENT_GATEWAY is required", "ALLOW_MOCK_GATEWAY=true", "METRICS_API_KEY is required", "PUBLIC_BASE_URL must be an https URL"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}
@@ -190,7 +190,7 @@ func TestProductionRefusesToServeOpen(t *testing.T) {
 	// Told otherwise, with keys, it serves.
 	cfg, err = Load(base(map[string]string{
 		"ENVIRONMENT": "production", "CARD_FINGERPRINT_KEY": fingerprint, "API_KEYS": "platform:agent-key-0123456789",
-		"ALLOW_MOCK_GATEWAY": "true", "METRICS_API_KEY": "metrics-key-0123456789", "PUBLIC_BASE_URL": "https://shop.example",
+		"PAYMENT_GATEWAY": "mock", "ALLOW_MOCK_GATEWAY": "true", "METRICS_API_KEY": "metrics-key-0123456789", "PUBLIC_BASE_URL": "https://shop.example",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func TestTLS(t *testing.T) {
 	}
 	cfg, err = Load(base(map[string]string{
 		"ENVIRONMENT": "production", "CARD_FINGERPRINT_KEY": fingerprint, "API_KEYS": "platform:agent-key-0123456789",
-		"ALLOW_MOCK_GATEWAY": "true", "METRICS_API_KEY": "metrics-key-0123456789", "PUBLIC_BASE_URL": "https://shop.example",
+		"PAYMENT_GATEWAY": "mock", "ALLOW_MOCK_GATEWAY": "true", "METRICS_API_KEY": "metrics-key-0123456789", "PUBLIC_BASE_URL": "https://shop.example",
 	}))
 	if err != nil {
 		t.Fatal(err)

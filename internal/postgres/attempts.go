@@ -595,7 +595,12 @@ func (s *Store) RecoverPayments(ctx context.Context, inDoubtAfter time.Duration)
 // recoverAttempt asks the gateway again for leased attempt a and settles it.
 func (s *Store) recoverAttempt(ctx context.Context, a db.PaymentAttempt, inDoubtAfter time.Duration) RecoveryResult {
 	r := RecoveryResult{AttemptID: a.ID, SessionID: a.CheckoutSessionID, OrderID: a.OrderID}
-	receipt, cerr := s.charge(ctx, a)
+	// The lease lasts attemptTimeout: a call still running past it could meet another
+	// instance's call on the same attempt (harmless with one idempotency key, but not
+	// the plan).
+	cctx, cancel := context.WithTimeout(ctx, s.attemptTimeout)
+	receipt, cerr := s.charge(cctx, a)
+	cancel()
 	switch outcomeOf(cerr) {
 	case charged:
 		r.Outcome = RecoveredCompleted

@@ -65,10 +65,19 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 	return &Store{
 		pool: pool, ttl: cfg.TTL, now: time.Now, gateway: cfg.Gateway, events: cfg.OrderEvents,
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
-		handlers: checkout.PaymentHandlers(cfg.MerchantID),
+		handlers: checkout.PaymentHandlers(cfg.MerchantID, gatewayName(cfg.Gateway)),
 		acquirer: checkout.MockAcquirer(cfg.MerchantID),
 		consents: cfg.ConsentOptions, attemptTimeout: cmp.Or(cfg.PaymentAttemptTimeout, DefaultPaymentAttemptTimeout),
 	}
+}
+
+// gatewayName is the name of the gateway g, that of the mock when there is none (stores
+// that never charge a PSP token).
+func gatewayName(g payment.Gateway) string {
+	if g == nil {
+		return payment.MockGateway{}.Name()
+	}
+	return g.Name()
 }
 
 // authentication is the 3-D Secure requirement of a card of directory server ds, through

@@ -261,7 +261,7 @@ func views(t *testing.T) map[string]checkout.View {
 		Refunds: []checkout.Refund{{ID: "rf_1", Type: checkout.RefundOriginalPayment, Amount: 500, CreatedAt: now},
 			{ID: "rf_2", Type: checkout.RefundStoreCredit, Amount: 100, CreatedAt: now}},
 	}
-	handlers := checkout.PaymentHandlers("acct_1")
+	handlers := checkout.PaymentHandlers("acct_1", "mock")
 	view := func(s *checkout.Session, o *checkout.Order) checkout.View {
 		return checkout.View{Session: s, Quote: checkout.Price(s, cat, now), Order: o, Handlers: handlers}
 	}
@@ -269,6 +269,8 @@ func views(t *testing.T) map[string]checkout.View {
 		"open": view(open, nil), "ready": view(ready, nil), "digital": view(digital, nil),
 		"canceled": view(canceled, nil), "expired": view(expired, nil), "completed": view(completed, order),
 		"no handlers": {Session: digital, Quote: checkout.Price(digital, cat, now)},
+		// Stripe as the gateway adds the Shared Payment Token handler.
+		"stripe handlers": {Session: ready, Quote: checkout.Price(ready, cat, now), Handlers: checkout.PaymentHandlers("acct_1", "stripe")},
 	}
 }
 

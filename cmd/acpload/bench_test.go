@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
+)
+
+func TestConcurrencyLevels(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want []int
+		err  string
+	}{
+		{"8", []int{8}, ""},
+		{"8,16,32", []int{8, 16, 32}, ""},
+		{" 32 , 8 ", []int{32, 8}, ""},
+		{"8,,16", nil, "comma-separated"},
+		{"x", nil, "comma-separated"},
+		{"0", nil, "at least 1"},
+		{"8,-1", nil, "at least 1"},
+		{"8,16,8", nil, "twice"},
+	} {
+		var l concurrencyLevels
+		err := l.Set(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Set(%q) = %v, want an error with %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(l, tc.want) {
+			t.Errorf("Set(%q) = %v, %v; want %v", tc.in, l, err, tc.want)
+		}
+		if tc.in == "8,16,32" && l.String() != "8,16,32" {
+			t.Errorf("String() = %q", l.String())
+		}
+	}
+}
+
+func TestBenchFlagsAreCheckedBeforeAnythingStarts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-c", "8,16"}, "without -bench"},
+		{[]string{"-durable"}, "-durable only applies to -bench"},
+		{[]string{"-baseline", "main"}, "-baseline only applies to -bench"},
+		{[]string{"-psp-delay", "300ms"}, "-psp-delay only applies to -bench"},
+		{[]string{"-flash-sale", "10"}, "-flash-sale only applies to -bench"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-flash-sale", "-1"}, "-flash-sale must not be negative"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-psp-delay", "-1s"}, "-psp-delay must not be negative"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-flash-agents", "0"}, "-flash-agents must be at least 1"},
+		{[]string{"-c", "0"}, "at least 1"},
+	} {
+		err := realMain(context.Background(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestFlashSaleCatalogAndRequests(t *testing.T) {
+	t.Parallel()
+	products, err := catalog.Parse(strings.NewReader(flashSaleFeed))
+	if err != nil {
+		t.Fatalf("the flash-sale feed does not parse: %v", err)
+	}
+	if len(products) != 1 || len(products[0].Variants) != 1 || products[0].Variants[0].ID != flashVariant {
+		t.Errorf("flash-sale feed = %+v, want one product with the one variant %s", products, flashVariant)
+	}
+	if !strings.Contains(flashCreateBody, `"id":"`+flashVariant+`"`) || strings.Contains(flashCreateBody, "item_123") {
+		t.Errorf("flash-sale create body %s", flashCreateBody)
+	}
+	script := hotRowScript()
+	for _, want := range []string{"'{" + flashVariant + "}' AS variant_ids", "'" + flashVariant + "' AS variant_id", "UPDATE variants"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("hot-row script lacks %q", want)
+		}
+	}
+	if strings.Contains(script, "'item_123'") || strings.Contains(script, "{item_123}") {
+		t.Error("hot-row script still takes the stock of item_123: complete.pgbench changed, update hotRowScript")
+	}
+}
+
+func TestIsOutOfStock(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]bool{
+		`{"type":"invalid_request","code":"out_of_stock","message":"sold out"}`:                              true,
+		`{"id":"cs_1","status":"not_ready_for_payment","messages":[{"type":"error","code":"out_of_stock"}]}`: true,
+		`{"id":"cs_1","status":"ready_for_payment","messages":[{"type":"info","code":"promo"}]}`:             false,
+		`{"type":"invalid_request","code":"missing"}`:                                                        false,
+		`not json`: false,
+	} {
+		if got := isOutOfStock([]byte(body)); got != want {
+			t.Errorf("isOutOfStock(%s) = %v, want %v", body, got, want)
+		}
+	}
+}
+
+func TestFlashSaleAccountSettles(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		acc            flashSaleAccount
+		stock          int64
+		oversold, lost int64
+	}{
+		{flashSaleAccount{remaining: 0, orders: 100, units: 100}, 100, 0, 0},
+		{flashSaleAccount{remaining: 0, orders: 103, units: 103}, 100, 3, 0},
+		{flashSaleAccount{remaining: -2, orders: 102, units: 102}, 100, 2, 0},
+		{flashSaleAccount{remaining: 0, orders: 98, units: 98}, 100, 0, 2},
+		{flashSaleAccount{remaining: 5, orders: 95, units: 95}, 100, 0, 0},
+	} {
+		oversold, lost := tc.acc.settle(tc.stock)
+		if oversold != tc.oversold || lost != tc.lost {
+			t.Errorf("%+v of %d: oversold %d, lost %d; want %d, %d", tc.acc, tc.stock, oversold, lost, tc.oversold, tc.lost)
+		}
+	}
+}
+
+// fakeShop sells stock units of one item through the ACP flow and answers out_of_stock
+// at completion once they are gone.
+func fakeShop(t *testing.T, stock int) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch p := r.URL.Path; {
+		case p == "/checkout_sessions":
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"not_ready_for_payment"}`))
+		case p == "/checkout_sessions/cs_1" && r.Method == http.MethodGet:
+			mu.Lock()
+			left := stock > 0
+			mu.Unlock()
+			if left {
+				_, _ = w.Write([]byte(`{"id":"cs_1","status":"ready_for_payment"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"not_ready_for_payment","messages":[{"type":"error","code":"out_of_stock"}]}`))
+		case p == "/checkout_sessions/cs_1":
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"ready_for_payment"}`))
+		case p == "/agentic_commerce/delegate_payment":
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"vt_1"}`))
+		case strings.HasSuffix(p, "/complete"):
+			mu.Lock()
+			left := stock > 0
+			if left {
+				stock--
+			}
+			mu.Unlock()
+			if !left {
+				// As the server does: the re-priced session is not ready, and says why.
+				w.WriteHeader(http.StatusConflict)
+				_, _ = w.Write([]byte(`{"type":"invalid_request","code":"not_ready_for_payment","message":"not ready"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"completed"}`))
+		}
+	}))
+}
+
+func TestFlashSaleSellsOutAndStops(t *testing.T) {
+	t.Parallel()
+	srv := fakeShop(t, 25)
+	defer srv.Close()
+	sale := &flashSale{}
+	cfg := loadConfig{name: "flash sale", baseURL: srv.URL, concurrency: 4, duration: time.Minute}
+	rep, err := runLoad(context.Background(), cfg, newClient(4, false), sale.unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sale.sold.Load() != 25 || rep.Flows != 25 || sale.refusals.Load() < 1 || !sale.soldOut.Load() {
+		t.Errorf("sold %d (%d flows), refusals %d, sold out %v; want 25 sold and at least one refusal",
+			sale.sold.Load(), rep.Flows, sale.refusals.Load(), sale.soldOut.Load())
+	}
+	if rep.Stopped != errSoldOut.Error() || len(rep.Failures) != 0 {
+		t.Errorf("stopped %q, failures %+v: a refusal ends the sale and is not a failure", rep.Stopped, rep.Failures)
+	}
+	if rep.ElapsedSeconds > 30 {
+		t.Errorf("the sale ran %.0fs: the agents did not stop when it sold out", rep.ElapsedSeconds)
+	}
+}
+
+// buildRun is a BuildRun with the figures the verdicts and comparisons read.
+func buildRun(name string, flowsPerSecond, completions, replays float64, requests int, serverCPU, postgresCPU, rss float64) BuildRun {
+	return BuildRun{
+		Build:  name,
+		Server: ServerStats{ReadyMs: 100, PeakRSSMiB: rss, RSSSamples: 10},
+		Flow: Phase{
+			Report: Report{Name: "full ACP flow", FlowsPerSecond: flowsPerSecond, Requests: requests,
+				Endpoints: []EndpointStats{{Endpoint: "complete", PerSecond: flowsPerSecond, P99Ms: 10}}},
+			CPU: CPUUsage{Server: serverCPU, Postgres: postgresCPU},
+		},
+		CompleteOnly: Phase{Report: Report{Name: "complete only", Requests: int(completions),
+			Endpoints: []EndpointStats{{Endpoint: "complete", PerSecond: completions, P99Ms: 8}}}},
+		ReplayOnly: Phase{Report: Report{Name: "replay only",
+			Endpoints: []EndpointStats{{Endpoint: "complete_replay", PerSecond: replays, P99Ms: 2}}}},
+	}
+}
+
+func TestCompareBuilds(t *testing.T) {
+	t.Parallel()
+	cur := buildRun("current", 300, 900, 5000, 1000, 0.25, 0.5, 40)
+	base := buildRun("baseline", 100, 450, 2500, 1000, 0.5, -1, 50)
+	rows := compareBuilds(cur, base)
+	get := func(name string) Comparison {
+		for _, r := range rows {
+			if r.Figure == name {
+				return r
+			}
+		}
+		t.Fatalf("no figure %q in %+v", name, rows)
+		return Comparison{}
+	}
+	if c := get("full flow: flows/s"); c.Current != 300 || c.Baseline != 100 || c.Ratio != 3 || !c.HigherIsBetter {
+		t.Errorf("flows/s = %+v", c)
+	}
+	if c := get("full flow: server CPU per request"); c.Current != 0.25 || c.Baseline != 0.5 || c.Ratio != 0.5 || c.HigherIsBetter {
+		t.Errorf("server CPU = %+v", c)
+	}
+	if c := get("full flow: postgres CPU per request"); c.Baseline != -1 || c.Ratio != 0 {
+		t.Errorf("an unknown baseline figure must give no ratio: %+v", c)
+	}
+	if c := get("complete only: completions/s"); c.Ratio != 2 {
+		t.Errorf("completions/s = %+v", c)
+	}
+}
+
+func TestVerdictsPerLevelAndBaseline(t *testing.T) {
+	t.Parallel()
+	good := buildRun("current", 300, 900, 5000, 1000, 0.25, 0.5, 40)
+	rep := BenchReport{
+		Current: Build{Name: "current"},
+		Runs: []LevelRun{
+			{Concurrency: 8, Ceiling: Ceiling{TPS: 1000, P99Ms: 5}, Current: good},
+			// At 32 agents the server reaches only 0.8 of the ceiling and its RSS is over.
+			{Concurrency: 32, Ceiling: Ceiling{TPS: 1000, P99Ms: 5}, Current: buildRun("current", 300, 800, 5000, 1000, 0.25, 0.5, 70)},
+		},
+	}
+	v, pass := verdicts(rep)
+	if pass {
+		t.Error("a missed target at 32 agents passed the run")
+	}
+	failed := map[string]bool{}
+	for _, x := range v {
+		if !x.Pass {
+			failed[x.Name] = true
+		}
+	}
+	want := map[string]bool{"32 agents: complete throughput / pgbench ceiling": true, "32 agents: peak RSS": true}
+	if len(failed) != len(want) || !failed["32 agents: complete throughput / pgbench ceiling"] || !failed["32 agents: peak RSS"] {
+		t.Errorf("failed verdicts %v, want %v", failed, want)
+	}
+	for _, x := range v {
+		if strings.Contains(x.Name, "baseline") {
+			t.Errorf("a baseline verdict without a baseline: %s", x.Name)
+		}
+	}
+
+	base := buildRun("baseline", 100, 450, 2500, 1000, 0.5, 1, 50)
+	rep.Runs = rep.Runs[:1]
+	rep.Runs[0].Baseline = &base
+	v, pass = verdicts(rep)
+	if !pass {
+		t.Errorf("3x the baseline's flows/s and every target met, yet the run failed: %+v", v)
+	}
+	slower := buildRun("baseline", 200, 450, 2500, 1000, 0.5, 1, 50)
+	rep.Runs[0].Baseline = &slower
+	if v, pass = verdicts(rep); pass {
+		t.Errorf("1.5x the baseline passed the 2.5x target: %+v", v[len(v)-1])
+	}
+
+	// A failed request of the current build fails the run.
+	rep.Runs[0].Baseline = nil
+	rep.Runs[0].Current.ReplayOnly.Report.Failures = []Failure{{Endpoint: "complete_replay", Status: 500, Count: 1}}
+	if _, pass = verdicts(rep); pass {
+		t.Error("a failed request passed the run")
+	}
+}
+
+func TestFlashSaleVerdicts(t *testing.T) {
+	t.Parallel()
+	fs := FlashSale{Build: "current", Stock: 100, Sold: 100, Orders: 100, Refusals: 3, SoldOut: true,
+		CompletionsPerSecond: 90, Ceiling: Ceiling{TPS: 100}, CeilingRatio: 0.9}
+	rep := BenchReport{Current: Build{Name: "current"}, FlashSale: []FlashSale{fs}}
+	if v, pass := verdicts(rep); !pass || len(v) != 4 {
+		t.Errorf("a clean sale: pass %v, %+v", pass, v)
+	}
+	oversold := fs
+	oversold.Oversold, oversold.Orders = 2, 102
+	rep.FlashSale = []FlashSale{oversold}
+	if _, pass := verdicts(rep); pass {
+		t.Error("an oversold sale passed")
+	}
+	// The baseline's sale is shown, not judged.
+	baseline := oversold
+	baseline.Build = "baseline"
+	rep.FlashSale = []FlashSale{fs, baseline}
+	if _, pass := verdicts(rep); !pass {
+		t.Error("the baseline's oversold sale failed the run")
+	}
+}
+
+func TestDurabilityIsAlwaysStated(t *testing.T) {
+	t.Parallel()
+	fast := Durability{Fsync: "off", SynchronousCommit: "off", FullPageWrites: "off"}
+	durable := Durability{Requested: true, Fsync: "on", SynchronousCommit: "on", FullPageWrites: "on"}
+	if fast.Durable() || !durable.Durable() {
+		t.Error("Durable() is wrong")
+	}
+	if s := fast.String(); !strings.Contains(s, "fsync=off synchronous_commit=off") || !strings.Contains(s, "not crash-safe") {
+		t.Errorf("fast: %q", s)
+	}
+	if s := durable.String(); !strings.Contains(s, "fsync=on synchronous_commit=on") || !strings.Contains(s, "-durable") {
+		t.Errorf("durable: %q", s)
+	}
+	var buf bytes.Buffer
+	BenchReport{Durability: fast}.writeText(&buf)
+	if !strings.Contains(buf.String(), "durability: fsync=off") || !strings.Contains(buf.String(), "BENCH_DURABLE=1") {
+		t.Errorf("the text report does not state the durability:\n%s", buf.String())
+	}
+}
+
+func TestReportShowsEveryPart(t *testing.T) {
+	t.Parallel()
+	cur := buildRun("current", 300, 900, 5000, 1000, 0.25, 0.5, 40)
+	base := buildRun("baseline", 100, 450, 2500, 1000, 0.5, 1, 50)
+	rep := BenchReport{
+		Current:  Build{Name: "current", Binary: "bin/x"},
+		Baseline: &Build{Name: "baseline", Revision: "main", Commit: "0123456789abcdef0123", Binary: "/tmp/y"},
+		Levels:   []int{8},
+		Runs: []LevelRun{{Concurrency: 8, Ceiling: Ceiling{TPS: 1000, P99Ms: 5}, Current: cur, Baseline: &base,
+			Comparison: compareBuilds(cur, base)}},
+		FlashSale: []FlashSale{{Build: "current", Stock: 10, Sold: 10, Orders: 10, SoldOut: true}},
+		PSP: []PSPRun{
+			{Build: "current", Agents: 8, DelayMs: 300, Note: "not supported by this build: server exited before listening: PAYMENT_GATEWAY must be mock"},
+		},
+	}
+	rep.Verdicts, rep.Pass = verdicts(rep)
+	var buf bytes.Buffer
+	rep.writeText(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		"baseline: main = 0123456789ab",
+		"-- current vs baseline, 8 agents",
+		"full flow: flows/s",
+		"3.00x",
+		"flash sale, 32 agents"[:10],
+		"sold 10, out-of-stock refusals 0, oversold 0, lost 0",
+		"not supported by this build",
+		"8 agents: full flow flows/s / baseline",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestStartFailureKeepsTheServersReason(t *testing.T) {
+	t.Parallel()
+	err := errors.New("server exited before listening: exit status 1\n{\"level\":\"ERROR\",\"msg\":\"config\"}\nPAYMENT_GATEWAY must be mock, got \"stripe\"")
+	if got := startFailure(err); !strings.HasPrefix(got, "server exited before listening") || !strings.HasSuffix(got, `got "stripe"`) {
+		t.Errorf("startFailure = %q", got)
+	}
+}
+
+func TestASkippedBaselineSaysWhyOnce(t *testing.T) {
+	t.Parallel()
+	base := buildRun("baseline", 100, 0, 0, 500, 0.5, 1, 50)
+	base.CompleteOnly, base.ReplayOnly = Phase{}, Phase{}
+	base.Skipped = "complete only and replay only not measured: seed sessions 1-2000: no column x"
+	var buf bytes.Buffer
+	writeBuildRun(&buf, base)
+	if n := strings.Count(buf.String(), "not measured"); n != 1 {
+		t.Errorf("the reason is printed %d times:\n%s", n, buf.String())
+	}
+	if strings.Contains(buf.String(), "complete only:") {
+		t.Errorf("an empty phase was printed:\n%s", buf.String())
+	}
+	rows := compareBuilds(buildRun("current", 300, 900, 5000, 1000, 0.25, 0.5, 40), base)
+	for _, r := range rows {
+		if strings.HasPrefix(r.Figure, "complete only") && r.Ratio != 0 {
+			t.Errorf("%s: ratio %.2f against a phase that did not run", r.Figure, r.Ratio)
+		}
+	}
+}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fakePSP is a stand-in for the Stripe API on 127.0.0.1, slow on purpose: every
+// request is answered after delay, as a real PSP answers after a network round trip
+// and its own work. It serves what a payment gateway calls, form-encoded with
+// `Authorization: Bearer sk_test_…`:
+//
+//	POST /v1/payment_intents   amount, currency (required): a succeeded PaymentIntent
+//	POST /v1/refunds           payment_intent (required), amount: a succeeded Refund
+//
+// A repeated Idempotency-Key gets the first response again (Idempotent-Replayed: true),
+// as Stripe does; reused with other parameters it is refused with an idempotency_error.
+type fakePSP struct {
+	delay time.Duration
+	srv   *http.Server
+	url   string
+
+	mu sync.Mutex
+	// byKey holds the response to every Idempotency-Key, with the request it answered.
+	byKey map[string]pspResponse
+	// intents are the PaymentIntents created, by id (their amount bounds a refund);
+	// methods the PaymentMethods.
+	intents map[string]pspObject
+	methods map[string]*pspObject
+	seq     atomic.Int64
+
+	methodsCreated, intentsCreated, refundsCreated, replays, refused atomic.Int64
+}
+
+// pspResponse is a stored answer: the request it answered (path and form digest), the
+// status and the body.
+type pspResponse struct {
+	request [sha256.Size]byte
+	status  int
+	body    []byte
+}
+
+// pspObject is a PaymentMethod, PaymentIntent or Refund as the API returns it.
+type pspObject struct {
+	ID            string            `json:"id"`
+	Object        string            `json:"object"`
+	Type          string            `json:"type,omitempty"`
+	Card          *pspCard          `json:"card,omitempty"`
+	Status        string            `json:"status,omitempty"`
+	Amount        int64             `json:"amount,omitempty"`
+	Currency      string            `json:"currency,omitempty"`
+	PaymentMethod *pspObject        `json:"payment_method,omitempty"`
+	LatestCharge  string            `json:"latest_charge,omitempty"`
+	PaymentIntent string            `json:"payment_intent,omitempty"`
+	Metadata      map[string]string `json:"metadata"`
+	Created       int64             `json:"created"`
+	Livemode      bool              `json:"livemode"`
+}
+
+// pspCard is a PaymentMethod's card: what the test token stands for.
+type pspCard struct {
+	Brand    string `json:"brand"`
+	Last4    string `json:"last4"`
+	ExpMonth int    `json:"exp_month"`
+	ExpYear  int    `json:"exp_year"`
+	Funding  string `json:"funding"`
+}
+
+// startFakePSP listens on a free port of 127.0.0.1 and serves until Close.
+func startFakePSP(delay time.Duration) (*fakePSP, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("fake PSP: %w", err)
+	}
+	p := newFakePSP(delay)
+	p.url = "http://" + l.Addr().String()
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+func newFakePSP(delay time.Duration) *fakePSP {
+	return &fakePSP{delay: delay, byKey: map[string]pspResponse{}, intents: map[string]pspObject{}, methods: map[string]*pspObject{}}
+}
+
+// URL is the API base to give the server (STRIPE_API_BASE).
+func (p *fakePSP) URL() string { return p.url }
+
+// Close stops serving.
+func (p *fakePSP) Close() { _ = p.srv.Close() }
+
+// PSPCounts is what the fake PSP served.
+type PSPCounts struct {
+	PaymentMethods int64 `json:"payment_methods"`
+	PaymentIntents int64 `json:"payment_intents"`
+	Refunds        int64 `json:"refunds"`
+	Replays        int64 `json:"idempotent_replays"`
+	Refused        int64 `json:"refused"`
+}
+
+// counts returns the counters and zeroes them, so that each build is counted apart.
+func (p *fakePSP) counts() PSPCounts {
+	return PSPCounts{
+		PaymentMethods: p.methodsCreated.Swap(0), PaymentIntents: p.intentsCreated.Swap(0), Refunds: p.refundsCreated.Swap(0),
+		Replays: p.replays.Swap(0), Refused: p.refused.Swap(0),
+	}
+}
+
+// ServeHTTP answers one API request after the delay.
+func (p *fakePSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-time.After(p.delay):
+	case <-r.Context().Done():
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	status, body, replayed := p.answer(r)
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if status >= 400 {
+		p.refused.Add(1)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// answer works out the response to r: a stored one for a known Idempotency-Key, else
+// a new object.
+func (p *fakePSP) answer(r *http.Request) (status int, body []byte, replayed bool) {
+	if r.Method != http.MethodPost {
+		return stripeError(http.StatusMethodNotAllowed, "invalid_request_error", "", "Only POST is served by the fake PSP.")
+	}
+	if key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok || !strings.HasPrefix(key, "sk_test_") {
+		return stripeError(http.StatusUnauthorized, "invalid_request_error", "", "Invalid API Key provided: want Bearer sk_test_…")
+	}
+	if err := r.ParseForm(); err != nil {
+		return stripeError(http.StatusBadRequest, "invalid_request_error", "", "Unreadable form body: "+err.Error())
+	}
+	digest := formDigest(r.URL.Path, r.PostForm)
+	key := r.Header.Get("Idempotency-Key")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if key != "" {
+		if prev, ok := p.byKey[key]; ok {
+			if prev.request != digest {
+				return stripeError(http.StatusBadRequest, "idempotency_error", "",
+					"Keys for idempotent requests can only be used with the same parameters they were first used with.")
+			}
+			p.replays.Add(1)
+			return prev.status, prev.body, true
+		}
+	}
+	switch r.URL.Path {
+	case "/v1/payment_methods":
+		status, body, _ = p.createMethod(r.PostForm)
+	case "/v1/payment_intents":
+		status, body, _ = p.createIntent(r.PostForm)
+	case "/v1/refunds":
+		status, body, _ = p.createRefund(r.PostForm)
+	default:
+		return stripeError(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL (POST: "+r.URL.Path+").")
+	}
+	// Stripe stores the result of a request that was processed, errors included, but
+	// not one refused before processing (auth, unknown URL).
+	if key != "" {
+		p.byKey[key] = pspResponse{request: digest, status: status, body: body}
+	}
+	return status, body, false
+}
+
+// createIntent makes a succeeded PaymentIntent (the caller holds mu).
+func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
+	amount, err := strconv.ParseInt(form.Get("amount"), 10, 64)
+	if err != nil || amount <= 0 {
+		return stripeError(http.StatusBadRequest, "invalid_request_error", "amount", "Missing or invalid amount: want a positive integer in minor units.")
+	}
+	currency := strings.ToLower(form.Get("currency"))
+	if len(currency) != 3 {
+		return stripeError(http.StatusBadRequest, "invalid_request_error", "currency", "Missing or invalid currency: want a three-letter ISO code.")
+	}
+	var method *pspObject
+	if id := form.Get("payment_method"); id != "" {
+		if method = p.methods[id]; method == nil {
+			return stripeError(http.StatusBadRequest, "invalid_request_error", "payment_method", "No such PaymentMethod: '"+id+"'")
+		}
+	}
+	n := p.seq.Add(1)
+	pi := pspObject{
+		ID: fmt.Sprintf("pi_bench%016d", n), Object: "payment_intent", Status: "succeeded",
+		Amount: amount, Currency: currency, PaymentMethod: method, LatestCharge: fmt.Sprintf("ch_bench%016d", n),
+		Metadata: formMetadata(form), Created: time.Now().Unix(),
+	}
+	p.intents[pi.ID] = pi
+	p.intentsCreated.Add(1)
+	body, _ := json.Marshal(pi)
+	return http.StatusOK, body, false
+}
+
+// createMethod makes a card PaymentMethod from a test card token (the caller holds mu).
+func (p *fakePSP) createMethod(form url.Values) (int, []byte, bool) {
+	token := form.Get("card[token]")
+	if form.Get("type") != "card" || !strings.HasPrefix(token, "tok_") {
+		return stripeError(http.StatusBadRequest, "invalid_request_error", "card[token]", "Want type=card and card[token]=tok_….")
+	}
+	n := p.seq.Add(1)
+	pm := &pspObject{
+		ID: fmt.Sprintf("pm_bench%016d", n), Object: "payment_method", Type: "card",
+		Card:     &pspCard{Brand: "visa", Last4: "4242", ExpMonth: 12, ExpYear: time.Now().Year() + 5, Funding: "credit"},
+		Metadata: formMetadata(form), Created: time.Now().Unix(),
+	}
+	p.methods[pm.ID] = pm
+	p.methodsCreated.Add(1)
+	body, _ := json.Marshal(pm)
+	return http.StatusOK, body, false
+}
+
+// createRefund makes a succeeded Refund of a known PaymentIntent (the caller holds mu).
+func (p *fakePSP) createRefund(form url.Values) (int, []byte, bool) {
+	pi, ok := p.intents[form.Get("payment_intent")]
+	if !ok {
+		return stripeError(http.StatusBadRequest, "invalid_request_error", "payment_intent", "No such payment_intent: '"+form.Get("payment_intent")+"'")
+	}
+	amount := pi.Amount
+	if s := form.Get("amount"); s != "" {
+		a, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || a <= 0 || a > pi.Amount {
+			return stripeError(http.StatusBadRequest, "invalid_request_error", "amount", "Invalid amount: want a positive integer up to the PaymentIntent's amount.")
+		}
+		amount = a
+	}
+	n := p.seq.Add(1)
+	re := pspObject{
+		ID: fmt.Sprintf("re_bench%016d", n), Object: "refund", Status: "succeeded",
+		Amount: amount, Currency: pi.Currency, PaymentIntent: pi.ID,
+		Metadata: formMetadata(form), Created: time.Now().Unix(),
+	}
+	p.refundsCreated.Add(1)
+	body, _ := json.Marshal(re)
+	return http.StatusOK, body, false
+}
+
+// formMetadata collects Stripe's metadata[key]=value form fields.
+func formMetadata(form url.Values) map[string]string {
+	md := map[string]string{}
+	for k, v := range form {
+		if name, ok := strings.CutPrefix(k, "metadata["); ok && strings.HasSuffix(name, "]") && len(v) > 0 {
+			md[strings.TrimSuffix(name, "]")] = v[0]
+		}
+	}
+	return md
+}
+
+// formDigest identifies a request's parameters whatever their order.
+func formDigest(path string, form url.Values) [sha256.Size]byte {
+	keys := make([]string, 0, len(form))
+	for k := range form {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString(path)
+	for _, k := range keys {
+		for _, v := range form[k] {
+			b.WriteString("\x00" + k + "=" + v)
+		}
+	}
+	return sha256.Sum256([]byte(b.String()))
+}
+
+// stripeError is an error response in Stripe's shape.
+func stripeError(status int, typ, param, message string) (int, []byte, bool) {
+	body, err := json.Marshal(map[string]any{"error": map[string]string{"type": typ, "param": param, "message": message}})
+	if err != nil {
+		panic(errors.Join(errors.New("fake PSP: marshal an error"), err))
+	}
+	return status, body, false
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pspPost sends a form to the fake PSP and returns the status, the decoded object and
+// whether it was marked as a replay.
+func pspPost(t *testing.T, p *fakePSP, path, auth, key string, form url.Values) (int, pspObject, bool) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.URL()+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj pspObject
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &obj); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, body)
+		}
+	}
+	return resp.StatusCode, obj, resp.Header.Get("Idempotent-Replayed") == "true"
+}
+
+// testAuth is what the server sends the fake PSP.
+const testAuth = "Bearer " + benchStripeKey
+
+func startTestPSP(t *testing.T, delay time.Duration) *fakePSP {
+	t.Helper()
+	p, err := startFakePSP(delay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestFakePSPPaymentIntentFromTheForm(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	form := url.Values{"amount": {"2109"}, "currency": {"USD"}, "confirm": {"true"},
+		"payment_method_data[type]": {"card"}, "metadata[order_id]": {"ord_1"}}
+	status, pi, replayed := pspPost(t, p, "/v1/payment_intents", testAuth, "k1", form)
+	if status != http.StatusOK || replayed {
+		t.Fatalf("status %d, replayed %v", status, replayed)
+	}
+	if !strings.HasPrefix(pi.ID, "pi_") || pi.Object != "payment_intent" || pi.Status != "succeeded" ||
+		pi.Amount != 2109 || pi.Currency != "usd" || !strings.HasPrefix(pi.LatestCharge, "ch_") || pi.Metadata["order_id"] != "ord_1" {
+		t.Errorf("payment intent = %+v", pi)
+	}
+	for _, bad := range []url.Values{
+		{"currency": {"usd"}},                   // no amount
+		{"amount": {"-5"}, "currency": {"usd"}}, // not positive
+		{"amount": {"100"}},                     // no currency
+	} {
+		if status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", bad); status != http.StatusBadRequest {
+			t.Errorf("form %v: status %d, want 400", bad, status)
+		}
+	}
+	if c := p.counts(); c.PaymentIntents != 1 || c.Refused != 3 {
+		t.Errorf("counts = %+v, want 1 payment intent, 3 refused", c)
+	}
+}
+
+func TestFakePSPPaymentMethodFromACardToken(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	status, pm, _ := pspPost(t, p, "/v1/payment_methods", testAuth, "k/payment_method", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})
+	if status != http.StatusOK || !strings.HasPrefix(pm.ID, "pm_") || pm.Object != "payment_method" || pm.Card == nil || pm.Card.Brand != "visa" {
+		t.Fatalf("payment method: status %d, %+v", status, pm)
+	}
+	form := url.Values{"amount": {"100"}, "currency": {"usd"}, "payment_method": {pm.ID}, "confirm": {"true"}, "expand[0]": {"payment_method"}}
+	status, pi, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "k", form)
+	if status != http.StatusOK || pi.PaymentMethod == nil || pi.PaymentMethod.ID != pm.ID || pi.Status != "succeeded" {
+		t.Errorf("payment intent with the method: status %d, %+v", status, pi)
+	}
+	form.Set("payment_method", "pm_unknown")
+	if status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", form); status != http.StatusBadRequest {
+		t.Errorf("an unknown payment method: status %d, want 400", status)
+	}
+	if status, _, _ := pspPost(t, p, "/v1/payment_methods", testAuth, "", url.Values{"type": {"card"}, "card[token]": {"vt_1"}}); status != http.StatusBadRequest {
+		t.Errorf("not a card token: status %d, want 400", status)
+	}
+	if c := p.counts(); c.PaymentMethods != 1 || c.PaymentIntents != 1 {
+		t.Errorf("counts = %+v", c)
+	}
+}
+
+func TestFakePSPWantsATestSecretKey(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	form := url.Values{"amount": {"100"}, "currency": {"usd"}}
+	for _, auth := range []string{"", "Bearer sk_live_x", "Basic sk_test_x"} {
+		if status, _, _ := pspPost(t, p, "/v1/payment_intents", auth, "", form); status != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: status %d, want 401", auth, status)
+		}
+	}
+}
+
+func TestFakePSPIdempotency(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	form := url.Values{"amount": {"100"}, "currency": {"usd"}}
+	_, first, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "same", form)
+	status, again, replayed := pspPost(t, p, "/v1/payment_intents", testAuth, "same", form)
+	if status != http.StatusOK || !replayed || again.ID != first.ID {
+		t.Errorf("repeated key: status %d, replayed %v, id %s, want the first %s", status, replayed, again.ID, first.ID)
+	}
+	if _, other, replayed := pspPost(t, p, "/v1/payment_intents", testAuth, "other", form); replayed || other.ID == first.ID {
+		t.Errorf("another key got %s (replayed %v), want a new payment intent", other.ID, replayed)
+	}
+	changed := url.Values{"amount": {"200"}, "currency": {"usd"}}
+	if status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "same", changed); status != http.StatusBadRequest {
+		t.Errorf("key reused with other parameters: status %d, want 400", status)
+	}
+	if c := p.counts(); c.PaymentIntents != 2 || c.Replays != 1 {
+		t.Errorf("counts = %+v, want 2 payment intents and 1 replay", c)
+	}
+}
+
+func TestFakePSPRefunds(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	_, pi, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", url.Values{"amount": {"500"}, "currency": {"eur"}})
+	status, re, _ := pspPost(t, p, "/v1/refunds", testAuth, "r1", url.Values{"payment_intent": {pi.ID}})
+	if status != http.StatusOK || !strings.HasPrefix(re.ID, "re_") || re.Object != "refund" || re.Amount != 500 ||
+		re.Currency != "eur" || re.PaymentIntent != pi.ID || re.Status != "succeeded" {
+		t.Errorf("full refund: status %d, %+v", status, re)
+	}
+	if _, again, replayed := pspPost(t, p, "/v1/refunds", testAuth, "r1", url.Values{"payment_intent": {pi.ID}}); !replayed || again.ID != re.ID {
+		t.Errorf("repeated refund key: %s (replayed %v), want %s", again.ID, replayed, re.ID)
+	}
+	if _, part, _ := pspPost(t, p, "/v1/refunds", testAuth, "", url.Values{"payment_intent": {pi.ID}, "amount": {"200"}}); part.Amount != 200 {
+		t.Errorf("partial refund amount %d, want 200", part.Amount)
+	}
+	for _, bad := range []url.Values{{"payment_intent": {"pi_unknown"}}, {"payment_intent": {pi.ID}, "amount": {"501"}}} {
+		if status, _, _ := pspPost(t, p, "/v1/refunds", testAuth, "", bad); status != http.StatusBadRequest {
+			t.Errorf("refund %v: status %d, want 400", bad, status)
+		}
+	}
+}
+
+func TestFakePSPAnswersAfterTheDelay(t *testing.T) {
+	t.Parallel()
+	const delay = 150 * time.Millisecond
+	p := startTestPSP(t, delay)
+	start := time.Now()
+	status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", url.Values{"amount": {"100"}, "currency": {"usd"}})
+	if took := time.Since(start); status != http.StatusOK || took < delay {
+		t.Errorf("status %d after %s, want 200 after at least %s", status, took, delay)
+	}
+	// Requests wait side by side, not one after the other: a slow PSP is slow per
+	// request, not a queue.
+	start = time.Now()
+	done := make(chan int, 4)
+	for range 4 {
+		go func() {
+			status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", url.Values{"amount": {"100"}, "currency": {"usd"}})
+			done <- status
+		}()
+	}
+	for range 4 {
+		if s := <-done; s != http.StatusOK {
+			t.Errorf("status %d", s)
+		}
+	}
+	if took := time.Since(start); took > 3*delay {
+		t.Errorf("4 concurrent requests took %s; the delay must not serialise them", took)
+	}
+}

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// levelVerdicts holds one level's measurements against the targets. The throughput
+// and latency ratios compare like with like: the complete-only phase does exactly the
+// pgbench script's database work, through HTTP and the server, at the same
+// concurrency. The same ratios in the full flow are given as notes.
+func levelVerdicts(lr LevelRun) []Verdict {
+	r := lr.Current
+	prefix := fmt.Sprintf("%d agents: ", lr.Concurrency)
+	complete := r.CompleteOnly.Report.Endpoint("complete")
+	replay := r.ReplayOnly.Report.Endpoint("complete_replay")
+	flowComplete := r.Flow.Report.Endpoint("complete")
+	flowReplay := r.Flow.Report.Endpoint("complete_replay")
+
+	tput := ratio(complete.PerSecond, lr.Ceiling.TPS)
+	lat := ratio(complete.P99Ms, lr.Ceiling.P99Ms)
+	rep := ratio(replay.PerSecond, complete.PerSecond)
+	serverCPU := perRequestMs(r.Flow.CPU.Server, r.Flow.Report.Requests)
+	postgresCPU := perRequestMs(r.Flow.CPU.Postgres, r.Flow.Report.Requests)
+	rssNote := fmt.Sprintf("VmHWM over the level's server start; %d samples", r.Server.RSSSamples)
+	if lr.Concurrency != targetRSSAgents {
+		rssNote += fmt.Sprintf("; issue 12 sets the target at %d agents", targetRSSAgents)
+	}
+	v := []Verdict{
+		{
+			Name: prefix + "complete throughput / pgbench ceiling", Value: tput, Target: fmt.Sprintf(">= %.2f", targetThroughputRatio),
+			Shown: fmt.Sprintf("%.2f (%.0f / %.0f per s)", tput, complete.PerSecond, lr.Ceiling.TPS),
+			Pass:  tput >= targetThroughputRatio,
+			Note: fmt.Sprintf("full flow: %.2f (%.0f completions/s among %.0f req/s)",
+				ratio(flowComplete.PerSecond, lr.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond),
+		},
+		{
+			Name: prefix + "complete p99 / pgbench p99", Value: lat, Target: fmt.Sprintf("<= %.0f", targetLatencyRatio),
+			Shown: fmt.Sprintf("%.2f (%s / %s)", lat, fmtMs(complete.P99Ms), fmtMs(lr.Ceiling.P99Ms)),
+			Pass:  lat > 0 && lat <= targetLatencyRatio,
+			Note:  fmt.Sprintf("full flow: %.2f (%s)", ratio(flowComplete.P99Ms, lr.Ceiling.P99Ms), fmtMs(flowComplete.P99Ms)),
+		},
+		{
+			Name: prefix + "replay rate / completion rate", Value: rep, Target: fmt.Sprintf(">= %.0f", targetReplayRatio),
+			Shown: fmt.Sprintf("%.2f (%.0f / %.0f per s)", rep, replay.PerSecond, complete.PerSecond),
+			Pass:  rep >= targetReplayRatio,
+			Note: fmt.Sprintf("full flow, mean latency complete/replay: %.2f (%s / %s)",
+				ratio(flowComplete.MeanMs, flowReplay.MeanMs), fmtMs(flowComplete.MeanMs), fmtMs(flowReplay.MeanMs)),
+		},
+		{
+			Name: prefix + "full flow server CPU per request", Value: serverCPU, Target: fmt.Sprintf("<= %.1f ms", targetServerCPUMs),
+			Shown: fmtCPU(serverCPU), Pass: serverCPU >= 0 && serverCPU <= targetServerCPUMs,
+			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Server), r.Flow.Report.Requests),
+		},
+		{
+			Name: prefix + "full flow postgres CPU per request", Value: postgresCPU, Target: fmt.Sprintf("<= %.1f ms", targetPostgresCPUMs),
+			Shown: fmtCPU(postgresCPU), Pass: postgresCPU >= 0 && postgresCPU <= targetPostgresCPUMs,
+			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Postgres), r.Flow.Report.Requests),
+		},
+		{
+			Name: prefix + "peak RSS", Value: r.Server.PeakRSSMiB, Target: fmt.Sprintf("< %d MiB", targetRSSMiB),
+			Shown: fmt.Sprintf("%.1f MiB", r.Server.PeakRSSMiB),
+			Pass:  r.Server.RSSSamples > 0 && r.Server.PeakRSSMiB < targetRSSMiB,
+			Note:  rssNote,
+		},
+		{
+			Name: prefix + "time to ready", Value: r.Server.ReadyMs / 1000, Target: fmt.Sprintf("< %s", targetReady),
+			Shown: fmt.Sprintf("%.0f ms", r.Server.ReadyMs),
+			Pass:  r.Server.ReadyMs < ms(targetReady),
+			Note:  "exec to the first 200 on /ready, schema current",
+		},
+	}
+	if b := lr.Baseline; b != nil {
+		speedup := ratio(r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond)
+		v = append(v, Verdict{
+			Name: prefix + "full flow flows/s / baseline", Value: speedup, Target: fmt.Sprintf(">= %.1f", targetBaselineSpeedup),
+			Shown: fmt.Sprintf("%.2f (%.1f / %.1f per s)", speedup, r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond),
+			Pass:  speedup >= targetBaselineSpeedup,
+			Note:  "both builds in this run, one after the other, each on its own database",
+		})
+	}
+	return v
+}
+
+// flashSaleVerdicts holds the current build's flash sale to its targets: nothing
+// oversold or lost, the stock sold out, and a completion rate near the hot row's
+// database ceiling.
+func flashSaleVerdicts(fs FlashSale) []Verdict {
+	return []Verdict{
+		{
+			Name: "flash sale: oversold", Value: float64(fs.Oversold), Target: "= 0",
+			Shown: fmt.Sprintf("%d", fs.Oversold), Pass: fs.Oversold == 0,
+			Note: fmt.Sprintf("database: %d orders for %d stock, %d left", fs.Orders, fs.Stock, fs.StockRemaining),
+		},
+		{
+			Name: "flash sale: lost", Value: float64(fs.Lost), Target: "= 0",
+			Shown: fmt.Sprintf("%d", fs.Lost), Pass: fs.Lost == 0,
+			Note: "units taken from the stock without an order",
+		},
+		{
+			Name: "flash sale: sold out", Value: float64(fs.Sold), Target: fmt.Sprintf("= %d", fs.Stock),
+			Shown: fmt.Sprintf("%d sold, %d refused", fs.Sold, fs.Refusals), Pass: fs.SoldOut && fs.Sold == int64(fs.Stock) && fs.Orders == fs.Sold,
+			Note: fmt.Sprintf("%d answered completed, %d orders in the database", fs.Sold, fs.Orders),
+		},
+		{
+			Name: "flash sale: completions/s / hot-row ceiling", Value: fs.CeilingRatio, Target: fmt.Sprintf(">= %.1f", targetFlashSaleRatio),
+			Shown: fmt.Sprintf("%.2f (%.0f / %.0f per s)", fs.CeilingRatio, fs.CompletionsPerSecond, fs.Ceiling.TPS),
+			Pass:  fs.CeilingRatio >= targetFlashSaleRatio,
+			Note:  "each sale completion is a whole flow (create, update, delegate_payment, complete)",
+		},
+	}
+}
+
+// verdicts holds the whole run against the targets. The run passes when every target
+// is met and no request of the current build failed; the baseline's figures are for
+// comparison only.
+func verdicts(r BenchReport) ([]Verdict, bool) {
+	var v []Verdict
+	for _, lr := range r.Runs {
+		v = append(v, levelVerdicts(lr)...)
+	}
+	for _, fs := range r.FlashSale {
+		if fs.Build == r.Current.Name {
+			v = append(v, flashSaleVerdicts(fs)...)
+		}
+	}
+	pass := true
+	for _, x := range v {
+		pass = pass && x.Pass
+	}
+	for _, p := range r.currentReports() {
+		pass = pass && len(p.Failures) == 0 && p.Stopped == ""
+	}
+	return v, pass
+}
+
+// currentReports are the current build's load reports that must run clean: every
+// phase's, the flash sale's (which stops when sold out) and the PSP phase's.
+func (r BenchReport) currentReports() []Report {
+	var out []Report
+	for _, lr := range r.Runs {
+		out = append(out, lr.Current.Flow.Report, lr.Current.CompleteOnly.Report, lr.Current.ReplayOnly.Report)
+	}
+	for _, fs := range r.FlashSale {
+		if fs.Build == r.Current.Name {
+			rep := fs.Report
+			if fs.SoldOut {
+				rep.Stopped = ""
+			}
+			out = append(out, rep)
+		}
+	}
+	for _, p := range r.PSP {
+		if p.Build == r.Current.Name && p.Report != nil {
+			out = append(out, *p.Report)
+		}
+	}
+	return out
+}
+
+func fmtCPU(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f ms", v)
+}
+
+func fmtSeconds(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1fs CPU", v)
+}
+
+// writeText prints the bench report.
+func (r BenchReport) writeText(w io.Writer) {
+	m := r.Machine
+	levels := concurrencyLevels(r.Levels)
+	fmt.Fprintf(w, "\n== acpload -bench: %s agents, %gs per phase (+%gs warm-up)\n", levels.String(), r.DurationSeconds, r.WarmupSeconds)
+	fmt.Fprintf(w, "machine: %d cores (%s), %d MiB; %s; PostgreSQL %s (%s)\n", m.Cores, m.CPUModel, m.MemoryMiB, m.GoVersion, m.Postgres, m.PostgresKind)
+	fmt.Fprintf(w, "durability: %s\n", r.Durability)
+	fmt.Fprintf(w, "database path: %s\n", m.DatabasePath)
+	fmt.Fprintf(w, "load average: %s at start, %s at end\n", m.LoadAvgAtStart, m.LoadAvgAtEnd)
+	if !m.PgStatStatements {
+		fmt.Fprintln(w, "per-statement figures: off (give TEST_DATABASE_URL a server with shared_preload_libraries = 'pg_stat_statements')")
+	}
+	fmt.Fprintf(w, "server: %s, LOG_LEVEL=%s, pool_max_conns %s, gzip %v %s\n", m.ServerBinary, m.ServerLogLevel, m.PoolMaxConns, m.GzipResponses, m.ServerExtraEnv)
+	if b := r.Baseline; b != nil {
+		fmt.Fprintf(w, "baseline: %s = %s, built into %s; each build has its own database, migrated by its own binary\n", b.Revision, shortCommit(b.Commit), b.Binary)
+	}
+
+	for _, lr := range r.Runs {
+		c := lr.Ceiling
+		fmt.Fprintf(w, "\n==== %d agents\n", lr.Concurrency)
+		fmt.Fprintf(w, "\n-- database ceiling, in rounds alternating with the complete-only phase: %s\n", c.Command)
+		c.writeText(w)
+		writeBuildRun(w, lr.Current)
+		if lr.Baseline != nil {
+			writeBuildRun(w, *lr.Baseline)
+			writeComparison(w, lr)
+		}
+	}
+	for _, fs := range r.FlashSale {
+		fs.writeText(w)
+	}
+	for _, p := range r.PSP {
+		p.writeText(w)
+	}
+
+	fmt.Fprint(w, "\n-- CPU speed probe before each phase (MB/s of SHA-256, one core):")
+	for _, p := range r.Speed {
+		fmt.Fprintf(w, " %s %.0f;", p.Phase, p.MBps)
+	}
+	fmt.Fprintf(w, " spread %.0f%%\n", 100*r.SpeedSpread)
+
+	fmt.Fprintf(w, "\n%-52s %-30s %-11s %s\n", "target", "measured", "wanted", "result")
+	for _, v := range r.Verdicts {
+		res := "PASS"
+		if !v.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(w, "%-52s %-30s %-11s %s\n", v.Name, v.Shown, v.Target, res)
+		if v.Note != "" {
+			fmt.Fprintf(w, "%-52s   %s\n", "", v.Note)
+		}
+	}
+	for _, p := range r.currentReports() {
+		if n := len(p.Failures); n > 0 || p.Stopped != "" {
+			fmt.Fprintf(w, "WARNING: %s (%d agents) had failed requests or stopped early; see its table above\n", p.Name, p.Concurrency)
+		}
+	}
+	if !r.Durability.Durable() {
+		fmt.Fprintln(w, "NOTE: PostgreSQL ran without durable commits; BENCH_DURABLE=1 (-durable) measures with fsync and synchronous_commit on")
+	}
+	if r.SpeedSpread > maxSpeedSpread {
+		fmt.Fprintf(w, "WARNING: the CPU speed probe changed by %.0f%% during the run (a busy VM host shows up this way, with no steal time): the phases ran on different machines, in effect; rerun\n", 100*r.SpeedSpread)
+	}
+}
+
+// writeText prints a pgbench ceiling's figures.
+func (c Ceiling) writeText(w io.Writer) {
+	fmt.Fprintf(w, "  %d transactions, %.1f tps; latency mean %s, p50 %s, p95 %s, p99 %s, max %s\n",
+		c.Transactions, c.TPS, fmtMs(c.MeanMs), fmtMs(c.P50Ms), fmtMs(c.P95Ms), fmtMs(c.P99Ms), fmtMs(c.MaxMs))
+	fmt.Fprintf(w, "  %s\n", c.CPU.String(c.Transactions, "tx"))
+	c.Statements.writeText(w, "tx")
+}
+
+// writeBuildRun prints one build's phases at one level.
+func writeBuildRun(w io.Writer, r BuildRun) {
+	for _, p := range []struct {
+		title string
+		phase Phase
+		unit  string
+	}{
+		{"full ACP flow (create, update, delegate_payment, complete, replay)", r.Flow, "flow"},
+		{"complete only (pre-seeded ready sessions, the pgbench script's work through the server)", r.CompleteOnly, "completion"},
+		{"replay only (the completions above, same key and body)", r.ReplayOnly, "replay"},
+	} {
+		if p.phase.Report.Name == "" {
+			continue // skipped: said below
+		}
+		fmt.Fprintf(w, "\n-- %s build: %s\n", r.Build, p.title)
+		p.phase.Report.writeText(w)
+		fmt.Fprintf(w, "  %s\n", p.phase.CPU.String(p.phase.Report.Flows, p.unit))
+		p.phase.Statements.writeText(w, p.unit)
+	}
+	if r.Skipped != "" {
+		fmt.Fprintf(w, "\n-- %s build: %s\n", r.Build, r.Skipped)
+	}
+	s := r.Server
+	fmt.Fprintf(w, "\n-- %s build's server: ready in %.0f ms; peak RSS %.1f MiB (max sampled %.1f MiB over %d samples)\n",
+		r.Build, s.ReadyMs, s.PeakRSSMiB, s.MaxSampledRSSMiB, s.RSSSamples)
+	if s.ExitState != "" {
+		fmt.Fprintf(w, "  server exit: %s\n", s.ExitState)
+	}
+}
+
+// writeComparison prints the level's figures side by side.
+func writeComparison(w io.Writer, lr LevelRun) {
+	fmt.Fprintf(w, "\n-- current vs baseline, %d agents (ratio = current / baseline)\n", lr.Concurrency)
+	fmt.Fprintf(w, "  %-44s %12s %12s %8s\n", "figure", "current", "baseline", "ratio")
+	for _, c := range lr.Comparison {
+		better := "lower is better"
+		if c.HigherIsBetter {
+			better = "higher is better"
+		}
+		fmt.Fprintf(w, "  %-44s %12s %12s %8s  %s\n", c.Figure, fmtFigure(c.Current, c.Unit), fmtFigure(c.Baseline, c.Unit), fmtRatio(c.Ratio), better)
+	}
+}
+
+func fmtFigure(v float64, unit string) string {
+	switch {
+	case v < 0:
+		return "n/a"
+	case unit == "ms" && v < 10:
+		return fmt.Sprintf("%.3f %s", v, unit)
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
+}
+
+func fmtRatio(v float64) string {
+	if v == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", v)
+}
+
+// writeText prints a flash sale.
+func (fs FlashSale) writeText(w io.Writer) {
+	fmt.Fprintf(w, "\n-- %s build: flash sale, %d agents buying 1 unit each of %s (stock %d) until sold out\n", fs.Build, fs.Agents, flashVariant, fs.Stock)
+	fmt.Fprintf(w, "  sold %d, out-of-stock refusals %d, oversold %d, lost %d; database: %d orders, stock left %d\n",
+		fs.Sold, fs.Refusals, fs.Oversold, fs.Lost, fs.Orders, fs.StockRemaining)
+	fmt.Fprintf(w, "  %.1f completions/s over %.1fs; hot-row pgbench ceiling %.1f tps (p99 %s): ratio %.2f\n",
+		fs.CompletionsPerSecond, fs.Report.ElapsedSeconds, fs.Ceiling.TPS, fmtMs(fs.Ceiling.P99Ms), fs.CeilingRatio)
+	fmt.Fprintf(w, "  hot-row ceiling: %s\n", fs.Ceiling.Command)
+	fs.Report.writeText(w)
+	fmt.Fprintf(w, "  %s\n", fs.CPU.String(int(fs.Sold), "sale"))
+	fmt.Fprintf(w, "  server: ready in %.0f ms; peak RSS %.1f MiB\n", fs.Server.ReadyMs, fs.Server.PeakRSSMiB)
+}
+
+// writeText prints a slow-PSP phase.
+func (p PSPRun) writeText(w io.Writer) {
+	fmt.Fprintf(w, "\n-- %s build: slow PSP, %d agents completing with %s through a fake Stripe API answering after %s\n",
+		p.Build, p.Agents, pspToken, fmtMs(p.DelayMs))
+	if !p.Supported {
+		fmt.Fprintf(w, "  %s\n", p.Note)
+		return
+	}
+	fmt.Fprintf(w, "  %.1f completions/s; complete p50 %s, p99 %s; PSP served %d payment methods, %d payment intents, %d refunds, %d replays, refused %d\n",
+		p.CompletionsPerSecond, fmtMs(p.P50Ms), fmtMs(p.P99Ms), p.PSP.PaymentMethods, p.PSP.PaymentIntents, p.PSP.Refunds, p.PSP.Replays, p.PSP.Refused)
+	if p.Pool != nil {
+		fmt.Fprintf(w, "  database pool: %.2fs waiting for a connection, %.0f acquires found the pool empty (max %.0f connections)\n",
+			p.Pool.AcquireWaitSeconds, p.Pool.EmptyAcquires, p.Pool.MaxConns)
+	} else if p.Note != "" {
+		fmt.Fprintf(w, "  %s\n", p.Note)
+	}
+	if p.Report != nil {
+		p.Report.writeText(w)
+	}
+}
