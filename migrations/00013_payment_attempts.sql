@@ -19,7 +19,9 @@ ALTER TABLE checkout_sessions ADD CONSTRAINT checkout_sessions_state_check
 -- keeps idempotency keys: the operator decides, and its stock stays taken.
 CREATE TABLE payment_attempts (
     id                   text PRIMARY KEY CHECK (id <> ''),
-    checkout_session_id  text NOT NULL REFERENCES checkout_sessions (id),
+    -- Only a failed or released attempt can outlive its session's completion: a
+    -- canceled session is deleted with them (retention).
+    checkout_session_id  text NOT NULL REFERENCES checkout_sessions (id) ON DELETE CASCADE,
     owner                text NOT NULL,
     -- 1 for a session's first attempt; each attempt after a refusal counts on.
     number               integer NOT NULL CHECK (number > 0),
@@ -55,7 +57,7 @@ CREATE TABLE payment_attempts (
     updated_at           timestamptz NOT NULL,
     UNIQUE (checkout_session_id, number),
     CHECK (status <> 'succeeded' OR psp_reference IS NOT NULL),
-    CHECK (status IN ('pending') OR authentication IS NULL)
+    CHECK (status = 'pending' OR authentication IS NULL)
 );
 -- At most one attempt of a session holds its stock.
 CREATE UNIQUE INDEX payment_attempts_open_key ON payment_attempts (checkout_session_id)
@@ -67,7 +69,7 @@ CREATE INDEX payment_attempts_pending_idx ON payment_attempts (attempted_at) WHE
 -- redemptions while the attempt is pending or in_doubt, so that a limit of N still
 -- redeems exactly N while charges are in flight.
 CREATE TABLE payment_attempt_discounts (
-    attempt_id   text NOT NULL REFERENCES payment_attempts (id),
+    attempt_id   text NOT NULL REFERENCES payment_attempts (id) ON DELETE CASCADE,
     discount_id  text NOT NULL REFERENCES discounts (id),
     buyer_email  text NOT NULL,
     PRIMARY KEY (attempt_id, discount_id)

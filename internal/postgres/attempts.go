@@ -144,7 +144,7 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 	key := requestKey(ctx)
 	return withTxV(ctx, s.pool, func(q *db.Queries) (attemptStart, error) {
 		now := s.now()
-		sess, err := s.loadSession(ctx, q, owner, id, true, now)
+		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
 			return attemptStart{}, err
 		}
@@ -153,7 +153,7 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 				return start, err
 			}
 		}
-		d, err := s.draftCompletion(ctx, q, owner, id, c, now)
+		d, err := s.draftCompletion(ctx, q, sess, expired, c, now)
 		var expiry *commitThen
 		if errors.As(err, &expiry) {
 			// The session expired on the way (lazy expiry): that commits, the

@@ -495,3 +495,27 @@ func TestRefundThroughTheGatewayOncePerRefund(t *testing.T) {
 		t.Errorf("PSP refunds = %d after store credit, want 1", psp.Refunded())
 	}
 }
+
+// A session whose charge was refused keeps its failed attempt; once the session is
+// canceled and past its retention, the sweeper deletes both.
+func TestRetentionDeletesTheAttemptsOfCanceledSessions(t *testing.T) {
+	t.Parallel()
+	e := outboxEnvWith(t, pgtest.MustPool(t), true, &payment.ScriptedGateway{Decide: func(int, payment.Charge) error {
+		return payment.DeclinedError("Your card was declined.")
+	}})
+	ctx := context.Background()
+	sid := e.readySession()
+	_, err := e.store.CompleteSession(ctx, "", sid, visa)
+	mustCode(t, err, payment.CodePaymentDeclined)
+	if _, err := e.store.CancelSession(ctx, "", sid, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`UPDATE checkout_sessions SET created_at = now() - interval '801 hours', updated_at = now() - interval '800 hours' WHERE id = $1`, sid)
+	p, err := postgres.NewSweeper(e.pool).Purge(ctx, postgres.Retention{CanceledSessions: 720 * time.Hour, OrderEvents: 720 * time.Hour})
+	if err != nil || p.Sessions != 1 {
+		t.Fatalf("purge = %+v, %v; want the canceled session deleted", p, err)
+	}
+	if n := e.count(`SELECT count(*) FROM payment_attempts`); n != 0 {
+		t.Errorf("attempts left = %d, want 0", n)
+	}
+}

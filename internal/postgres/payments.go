@@ -41,7 +41,11 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		return s.completeInPhases(ctx, owner, id, c)
 	}
 	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
-		d, err := s.draftCompletion(ctx, q, owner, id, c, now)
+		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		d, err := s.draftCompletion(ctx, q, sess, expired, c, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
@@ -76,15 +80,12 @@ type plannedRedemption struct {
 	Limited bool `json:"limited"`
 }
 
-// draftCompletion locks session id and runs every check of completion c at now: the
-// session is completable, its discounts are still within their limits (locked), its
-// vault token may pay (locked), its 3-D Secure is satisfied; then it takes the stock.
-// Nothing is written but the stock (and a lazy expiry, which commits with the refusal).
-func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, owner, id string, c checkout.Completion, now time.Time) (*completionDraft, error) {
-	sess, expired, err := s.lockSession(ctx, q, owner, id, now)
-	if err != nil {
-		return nil, err
-	}
+// draftCompletion runs every check of completion c of sess at now, sess being locked
+// (lockSession; expired says it expired there): the session is completable, its
+// discounts are still within their limits (locked), its vault token may pay (locked),
+// its 3-D Secure is satisfied; then it takes the stock. Nothing is written but the
+// stock (and a lazy expiry, which commits with the refusal).
+func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checkout.Session, expired bool, c checkout.Completion, now time.Time) (*completionDraft, error) {
 	if expired {
 		return nil, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 	}
@@ -114,7 +115,7 @@ func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, owner, id st
 
 	var vaultToken *payment.Token
 	if payment.IsVaultToken(c.Token) {
-		if vaultToken, err = lockVaultToken(ctx, q, owner, c.Token); err != nil {
+		if vaultToken, err = lockVaultToken(ctx, q, sess.Owner, c.Token); err != nil {
 			return nil, err
 		}
 		if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
