@@ -88,7 +88,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
 		ConsentOptions: cfg.MarketingConsentOptions, PaymentAttemptTimeout: cfg.PaymentAttemptTimeout,
 	})
-	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(store.Gateway())
+	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(psp)
 	api := httpapi.New(httpapi.Config{
 		MaxBodyBytes: cfg.MaxBodyBytes, Links: sessionLinks(cfg), APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,

@@ -353,9 +353,15 @@ func (s *Store) settleAttempt(ctx context.Context, a db.PaymentAttempt, receipt 
 	if nerr := db.New(s.pool).NotePaymentAttemptError(sctx, db.NotePaymentAttemptErrorParams{
 		ID: a.ID, LastError: nonEmpty(err.Error()), Now: s.now(),
 	}); nerr != nil {
-		return checkout.View{}, errors.Join(checkout.ErrPaymentPending, fmt.Errorf("note payment attempt %s: %w", a.ID, nerr))
+		err = errors.Join(err, fmt.Errorf("note payment attempt %s: %w", a.ID, nerr))
 	}
-	return checkout.View{}, fmt.Errorf("%w (%w)", checkout.ErrPaymentPending, err)
+	if errors.Is(err, payment.ErrUnavailable) || ctx.Err() != nil {
+		return checkout.View{}, fmt.Errorf("%w (%w)", checkout.ErrPaymentPending, err)
+	}
+	// An error the gateway did not classify (a parameter, a key, the account): a bug or
+	// a configuration to fix, answered 500 and logged. The attempt stays pending all
+	// the same: nothing says the PSP did not charge.
+	return checkout.View{}, fmt.Errorf("charge of payment attempt %s, left pending: %w", a.ID, err)
 }
 
 // finishAttempt writes the order of attempt a, charged as reference, and completes its
@@ -628,10 +634,6 @@ func (s *Store) recoverAttempt(ctx context.Context, a db.PaymentAttempt, inDoubt
 	}
 	return r
 }
-
-// Gateway is the gateway the store charges PSP tokens through: refunds of its charges
-// go back through it (Orders.WithGateway).
-func (s *Store) Gateway() payment.Gateway { return s.gateway }
 
 // errNotInDoubt refuses to release an attempt the operator may not release.
 var errNotInDoubt = checkout.Errorf(checkout.KindConflict, "payment_attempt_not_in_doubt", checkout.Field{},

@@ -519,3 +519,25 @@ func TestRetentionDeletesTheAttemptsOfCanceledSessions(t *testing.T) {
 		t.Errorf("attempts left = %d, want 0", n)
 	}
 }
+
+// An error the gateway did not classify (a bad key, a parameter) is the operator's to
+// fix: the completion fails as an internal error (500, logged), and the attempt stays
+// pending with its stock, since nothing says the PSP did not charge.
+func TestUnclassifiedGatewayErrorLeavesTheAttemptPending(t *testing.T) {
+	t.Parallel()
+	e := outboxEnvWith(t, pgtest.MustPool(t), true, &payment.ScriptedGateway{Decide: func(int, payment.Charge) error {
+		return errors.New("stripe: invalid API key")
+	}})
+	sid := e.readySession()
+	_, err := e.store.CompleteSession(context.Background(), "", sid, visa)
+	if err == nil {
+		t.Fatal("the completion succeeded")
+	}
+	if de, ok := checkout.AsError(err); ok {
+		t.Errorf("error = %v (%s), want an internal error", err, de.Code)
+	}
+	if st := e.text(`SELECT a.status || ' ' || s.state || ' ' || coalesce(a.last_error, '') FROM payment_attempts a
+		JOIN checkout_sessions s ON s.id = a.checkout_session_id WHERE s.id = $1`, sid); st != "pending complete_in_progress stripe: invalid API key" {
+		t.Errorf("attempt and session = %q", st)
+	}
+}
