@@ -66,7 +66,7 @@ const (
 func retryable(e *acp.Error) bool {
 	switch e.Code {
 	case codeTimeout, codeDatabaseUnavailable, acp.CodeIdempotencyInFlight, checkout.CodePaymentPending,
-		checkout.CodeCompleteInProgress:
+		checkout.CodeCompleteInProgress, checkout.CodeRefundPending, checkout.CodeRefundInProgress:
 		return true
 	}
 	return false

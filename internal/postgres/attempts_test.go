@@ -468,12 +468,12 @@ func TestRefundThroughTheGatewayOncePerRefund(t *testing.T) {
 	req := checkout.RefundRequest{Type: checkout.RefundOriginalPayment, Amount: 500}
 
 	_, err := e.orders.RefundLines(withKey(ctx, "r1"), ord.ID, req)
-	mustCode(t, err, postgres.CodeRefundPending)
+	mustCode(t, err, checkout.CodeRefundPending)
 	if st := e.text(`SELECT status FROM refunds WHERE order_id = $1`, ord.ID); st != "pending" {
 		t.Errorf("refund = %s, want pending", st)
 	}
 	_, err = e.orders.RefundLines(withKey(ctx, "r2"), ord.ID, req)
-	mustCode(t, err, postgres.CodeRefundInProgress)
+	mustCode(t, err, checkout.CodeRefundInProgress)
 
 	got, err := e.orders.RefundLines(withKey(ctx, "r1"), ord.ID, req)
 	if err != nil || got.Refunded() != 500 {

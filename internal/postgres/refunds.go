@@ -13,20 +13,10 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
-// Codes of a refund the payment service provider did not make.
-const (
-	// CodeRefundPending: the PSP did not answer; retry with the same Idempotency-Key.
-	CodeRefundPending = "refund_pending"
-	// CodeRefundInProgress: another refund of the order is waiting for the PSP.
-	CodeRefundInProgress = "refund_in_progress"
-	// CodeRefundRefused: the PSP refused the refund; nothing was recorded.
-	CodeRefundRefused = "refund_refused"
-)
-
 var (
-	errRefundPending = checkout.Errorf(checkout.KindUnavailable, CodeRefundPending, checkout.Field{},
+	errRefundPending = checkout.Errorf(checkout.KindUnavailable, checkout.CodeRefundPending, checkout.Field{},
 		"The payment service provider has not confirmed the refund yet. Nothing more will be refunded: retry with the same Idempotency-Key to finish it.")
-	errRefundInProgress = checkout.Errorf(checkout.KindConflict, CodeRefundInProgress, checkout.Field{},
+	errRefundInProgress = checkout.Errorf(checkout.KindConflict, checkout.CodeRefundInProgress, checkout.Field{},
 		"Another refund of this order is waiting for the payment service provider; retry once it is settled.")
 )
 
@@ -65,7 +55,7 @@ func (o *Orders) refund(ctx context.Context, id string, req checkout.RefundReque
 		return o.recordRefund(ctx, id, req)
 	}
 	if charged := cmp.Or(deref(pay.PaymentGateway), mockGatewayName); charged != o.gateway.Name() {
-		return nil, checkout.Errorf(checkout.KindConflict, CodeRefundRefused, checkout.Field{},
+		return nil, checkout.Errorf(checkout.KindConflict, checkout.CodeRefundRefused, checkout.Field{},
 			"Order %s was charged through the %s gateway; this server refunds through %s. Refund it at %s.",
 			id, charged, o.gateway.Name(), charged)
 	}
@@ -174,7 +164,7 @@ func (o *Orders) settleRefund(ctx context.Context, p pendingRefund, receipt paym
 	if de, ok := checkout.AsError(err); ok && de.Kind != checkout.KindInternal {
 		return nil, de
 	}
-	return nil, checkout.Errorf(checkout.KindConflict, CodeRefundRefused, checkout.Field{},
+	return nil, checkout.Errorf(checkout.KindConflict, checkout.CodeRefundRefused, checkout.Field{},
 		"The payment service provider refused the refund: %v. Nothing was recorded.", err)
 }
 
