@@ -154,8 +154,16 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 			const sessionRow = `SELECT row_to_json(s)::text FROM (SELECT state, buyer, order_notes, expires_at, updated_at FROM checkout_sessions WHERE id = $1) s`
 			before := e.text(sessionRow, sid)
 
+			// While its charge is in flight, the session shows the discount it pays with:
+			// its own reservation of the code's last use does not count against it.
+			var during checkout.View
+			psp.InCharge = func(payment.Charge) { during, _ = e.store.GetSession(ctx, "", sid) }
 			_, err := e.store.CompleteSession(withKey(ctx, "k1"), "", sid, checkout.Completion{Token: tc.token, Provider: "stripe", CarriesAuthentication: true})
 			mustCode(t, err, tc.code)
+			psp.InCharge = nil
+			if d := during.Quote.Discounts; len(d.Applied) != 1 || len(d.Rejected) != 0 {
+				t.Errorf("discounts shown during the charge = %+v, want the code applied", d)
+			}
 
 			if n := e.count(`SELECT stock_quantity FROM variants WHERE id = 'item_123'`); n != 5 {
 				t.Errorf("stock = %d, want 5", n)
