@@ -285,6 +285,12 @@ func (s *Store) insertAttempt(ctx context.Context, q *db.Queries, d *completionD
 // idempotency key and the parameters it was recorded with, holding no lock and no
 // connection.
 func (s *Store) charge(ctx context.Context, a db.PaymentAttempt) (payment.Receipt, error) {
+	if name := s.gateway.Name(); a.Gateway != name {
+		// PAYMENT_GATEWAY changed while the attempt was pending: only the PSP that
+		// was asked can tell what became of it. The attempt stays pending, then in
+		// doubt, for the operator.
+		return payment.Receipt{}, fmt.Errorf("payment attempt %s was sent to the %s gateway; this server charges through %s", a.ID, a.Gateway, name)
+	}
 	c := payment.Charge{
 		Token: a.Token, Amount: a.Amount, Currency: a.Currency, SessionID: a.CheckoutSessionID,
 		OrderID: a.OrderID, IdempotencyKey: a.IdempotencyKey,
