@@ -549,3 +549,23 @@ func TestUnclassifiedGatewayErrorLeavesTheAttemptPending(t *testing.T) {
 		t.Errorf("attempt and session = %q", st)
 	}
 }
+
+// An attempt sent to another gateway (PAYMENT_GATEWAY changed meanwhile) is never asked
+// of this one: it stays pending for the operator.
+func TestRecoveryAsksOnlyTheGatewayOfTheAttempt(t *testing.T) {
+	t.Parallel()
+	e, _, sid, _ := chargeInDoubt(t, 1)
+	asked := e.gateway.Attempts()
+	e.exec(`UPDATE payment_attempts SET gateway = 'another_psp'`)
+	e.staleAttempts()
+	res, err := e.store.RecoverPayments(context.Background(), 24*time.Hour)
+	if err != nil || len(res) != 1 || res[0].Outcome != postgres.RecoveredPending || res[0].Err == nil {
+		t.Fatalf("recovery = %+v, %v", res, err)
+	}
+	if e.gateway.Attempts() != asked {
+		t.Errorf("this server's gateway was asked about another gateway's attempt")
+	}
+	if st := e.text(`SELECT status FROM payment_attempts WHERE checkout_session_id = $1`, sid); st != postgres.AttemptPending {
+		t.Errorf("attempt = %s, want pending", st)
+	}
+}
