@@ -29,9 +29,9 @@ type UpsertProductsBatchResults struct {
 }
 
 type UpsertProductsParams struct {
-	ID    string
-	Title string
-	Url   *string
+	ID    string  `json:"id"`
+	Title string  `json:"title"`
+	Url   *string `json:"url"`
 }
 
 func (q *Queries) UpsertProducts(ctx context.Context, arg []UpsertProductsParams) *UpsertProductsBatchResults {
@@ -90,14 +90,14 @@ type UpsertVariantsBatchResults struct {
 }
 
 type UpsertVariantsParams struct {
-	ID                 string
-	ProductID          string
-	Title              string
-	PriceAmount        int64
-	Currency           string
-	Available          bool
-	AvailabilityStatus string
-	FulfillmentType    string
+	ID                 string `json:"id"`
+	ProductID          string `json:"product_id"`
+	Title              string `json:"title"`
+	PriceAmount        int64  `json:"price_amount"`
+	Currency           string `json:"currency"`
+	Available          bool   `json:"available"`
+	AvailabilityStatus string `json:"availability_status"`
+	FulfillmentType    string `json:"fulfillment_type"`
 }
 
 // Stock is not part of a feed: an import leaves stock_quantity as it was.

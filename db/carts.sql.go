@@ -40,8 +40,8 @@ WHERE id IN (
 `
 
 type DeleteExpiredCartsParams struct {
-	Now     time.Time
-	MaxRows int32
+	Now     time.Time `json:"now"`
+	MaxRows int32     `json:"max_rows"`
 }
 
 // Retention: expired carts are already not found; the sweeper deletes them in batches.
@@ -58,9 +58,9 @@ SELECT id, owner, currency, buyer, locale, created_at, updated_at, expires_at FR
 `
 
 type GetCartParams struct {
-	ID    string
-	Owner string
-	Now   time.Time
+	ID    string    `json:"id"`
+	Owner string    `json:"owner"`
+	Now   time.Time `json:"now"`
 }
 
 func (q *Queries) GetCart(ctx context.Context, arg GetCartParams) (Cart, error) {
@@ -84,9 +84,9 @@ SELECT id, owner, currency, buyer, locale, created_at, updated_at, expires_at FR
 `
 
 type GetCartForUpdateParams struct {
-	ID    string
-	Owner string
-	Now   time.Time
+	ID    string    `json:"id"`
+	Owner string    `json:"owner"`
+	Now   time.Time `json:"now"`
 }
 
 // A cart of another owner, or one past its expiry, is not found (CART-RFC §4.3: 404 for
@@ -113,13 +113,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
 `
 
 type InsertCartParams struct {
-	ID        string
-	Owner     string
-	Currency  string
-	Buyer     []byte
-	Locale    *string
-	Now       time.Time
-	ExpiresAt time.Time
+	ID        string    `json:"id"`
+	Owner     string    `json:"owner"`
+	Currency  string    `json:"currency"`
+	Buyer     []byte    `json:"buyer"`
+	Locale    *string   `json:"locale"`
+	Now       time.Time `json:"now"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 func (q *Queries) InsertCart(ctx context.Context, arg InsertCartParams) error {
@@ -136,12 +136,12 @@ func (q *Queries) InsertCart(ctx context.Context, arg InsertCartParams) error {
 }
 
 type InsertCartItemsParams struct {
-	ID         string
-	CartID     string
-	Position   int32
-	VariantID  string
-	Quantity   int32
-	UnitAmount int64
+	ID         string `json:"id"`
+	CartID     string `json:"cart_id"`
+	Position   int32  `json:"position"`
+	VariantID  string `json:"variant_id"`
+	Quantity   int32  `json:"quantity"`
+	UnitAmount int64  `json:"unit_amount"`
 }
 
 const listCartItems = `-- name: ListCartItems :many
@@ -186,12 +186,12 @@ WHERE id = $6
 `
 
 type UpdateCartParams struct {
-	Currency  string
-	Buyer     []byte
-	Locale    *string
-	Now       time.Time
-	ExpiresAt time.Time
-	ID        string
+	Currency  string    `json:"currency"`
+	Buyer     []byte    `json:"buyer"`
+	Locale    *string   `json:"locale"`
+	Now       time.Time `json:"now"`
+	ExpiresAt time.Time `json:"expires_at"`
+	ID        string    `json:"id"`
 }
 
 func (q *Queries) UpdateCart(ctx context.Context, arg UpdateCartParams) error {

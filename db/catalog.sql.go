@@ -17,8 +17,8 @@ LIMIT 1
 `
 
 type GetTaxRateParams struct {
-	Country string
-	Region  string
+	Country string `json:"country"`
+	Region  string `json:"region"`
 }
 
 // The region's own rate wins over the country-wide one (region ”).
@@ -106,8 +106,8 @@ UPDATE variants SET stock_quantity = $1, updated_at = now() WHERE id = $2
 `
 
 type SetVariantStockParams struct {
-	StockQuantity *int32
-	ID            string
+	StockQuantity *int32 `json:"stock_quantity"`
+	ID            string `json:"id"`
 }
 
 func (q *Queries) SetVariantStock(ctx context.Context, arg SetVariantStockParams) (int64, error) {

@@ -15,8 +15,8 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, $1), updated_at = $1 WH
 `
 
 type DisableDiscountParams struct {
-	Now time.Time
-	ID  string
+	Now time.Time `json:"now"`
+	ID  string    `json:"id"`
 }
 
 func (q *Queries) DisableDiscount(ctx context.Context, arg DisableDiscountParams) (int64, error) {
@@ -33,8 +33,8 @@ FROM discounts d WHERE d.id = $1
 `
 
 type GetDiscountRow struct {
-	Discount Discount
-	Redeemed int32
+	Discount Discount `json:"discount"`
+	Redeemed int32    `json:"redeemed"`
 }
 
 func (q *Queries) GetDiscount(ctx context.Context, id string) (GetDiscountRow, error) {
@@ -84,22 +84,22 @@ VALUES ($1, $2, $3, $4, $5, $6, $7,
 `
 
 type InsertDiscountParams struct {
-	ID            string
-	Code          *string
-	Title         string
-	PercentBps    *int32
-	AmountOff     *int64
-	Currency      *string
-	Scope         string
-	ItemIds       []string
-	MinSubtotal   int64
-	StartsAt      *time.Time
-	EndsAt        *time.Time
-	UsageLimit    *int32
-	PerBuyerLimit *int32
-	Stackable     bool
-	Priority      int32
-	Now           time.Time
+	ID            string     `json:"id"`
+	Code          *string    `json:"code"`
+	Title         string     `json:"title"`
+	PercentBps    *int32     `json:"percent_bps"`
+	AmountOff     *int64     `json:"amount_off"`
+	Currency      *string    `json:"currency"`
+	Scope         string     `json:"scope"`
+	ItemIds       []string   `json:"item_ids"`
+	MinSubtotal   int64      `json:"min_subtotal"`
+	StartsAt      *time.Time `json:"starts_at"`
+	EndsAt        *time.Time `json:"ends_at"`
+	UsageLimit    *int32     `json:"usage_limit"`
+	PerBuyerLimit *int32     `json:"per_buyer_limit"`
+	Stackable     bool       `json:"stackable"`
+	Priority      int32      `json:"priority"`
+	Now           time.Time  `json:"now"`
 }
 
 func (q *Queries) InsertDiscount(ctx context.Context, arg InsertDiscountParams) error {
@@ -130,11 +130,11 @@ VALUES ($1, $2, $3, $4, $5)
 `
 
 type InsertRedemptionParams struct {
-	DiscountID string
-	OrderID    string
-	BuyerEmail string
-	Amount     int64
-	Now        time.Time
+	DiscountID string    `json:"discount_id"`
+	OrderID    string    `json:"order_id"`
+	BuyerEmail string    `json:"buyer_email"`
+	Amount     int64     `json:"amount"`
+	Now        time.Time `json:"now"`
 }
 
 func (q *Queries) InsertRedemption(ctx context.Context, arg InsertRedemptionParams) error {
@@ -155,8 +155,8 @@ ORDER BY d.created_at DESC, d.id
 `
 
 type ListDiscountsRow struct {
-	Discount Discount
-	Redeemed int32
+	Discount Discount `json:"discount"`
+	Redeemed int32    `json:"redeemed"`
 }
 
 // The merchant's view, newest first, with how often each was redeemed.
@@ -221,16 +221,16 @@ ORDER BY d.id
 `
 
 type ListSessionDiscountsParams struct {
-	CheckoutSessionID string
-	BuyerEmail        string
-	Codes             []string
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	BuyerEmail        string   `json:"buyer_email"`
+	Codes             []string `json:"codes"`
 }
 
 type ListSessionDiscountsRow struct {
-	Discount      Discount
-	Redeemed      int32
-	BuyerRedeemed int32
-	UsedBySession bool
+	Discount      Discount `json:"discount"`
+	Redeemed      int32    `json:"redeemed"`
+	BuyerRedeemed int32    `json:"buyer_redeemed"`
+	UsedBySession bool     `json:"used_by_session"`
 }
 
 // What prices a session: the discounts its codes name, in any state (so a disabled or
@@ -326,22 +326,22 @@ ON CONFLICT (id) DO UPDATE SET
 `
 
 type UpsertDiscountParams struct {
-	ID            string
-	Code          *string
-	Title         string
-	PercentBps    *int32
-	AmountOff     *int64
-	Currency      *string
-	Scope         string
-	ItemIds       []string
-	MinSubtotal   int64
-	StartsAt      *time.Time
-	EndsAt        *time.Time
-	UsageLimit    *int32
-	PerBuyerLimit *int32
-	Stackable     bool
-	Priority      int32
-	Now           time.Time
+	ID            string     `json:"id"`
+	Code          *string    `json:"code"`
+	Title         string     `json:"title"`
+	PercentBps    *int32     `json:"percent_bps"`
+	AmountOff     *int64     `json:"amount_off"`
+	Currency      *string    `json:"currency"`
+	Scope         string     `json:"scope"`
+	ItemIds       []string   `json:"item_ids"`
+	MinSubtotal   int64      `json:"min_subtotal"`
+	StartsAt      *time.Time `json:"starts_at"`
+	EndsAt        *time.Time `json:"ends_at"`
+	UsageLimit    *int32     `json:"usage_limit"`
+	PerBuyerLimit *int32     `json:"per_buyer_limit"`
+	Stackable     bool       `json:"stackable"`
+	Priority      int32      `json:"priority"`
+	Now           time.Time  `json:"now"`
 }
 
 // An import replaces the definition of a discount it names by id; whether it is
@@ -374,8 +374,8 @@ ON CONFLICT (checkout_session_id) DO UPDATE SET codes = EXCLUDED.codes
 `
 
 type UpsertSessionDiscountCodesParams struct {
-	CheckoutSessionID string
-	Codes             []string
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	Codes             []string `json:"codes"`
 }
 
 func (q *Queries) UpsertSessionDiscountCodes(ctx context.Context, arg UpsertSessionDiscountCodesParams) error {

@@ -26,24 +26,24 @@ WHERE k.caller = $1 AND k.method = $2 AND k.path = $3 AND k.key = $4 AND k.api_v
 `
 
 type ClaimIdempotencyKeyParams struct {
-	Caller      string
-	Method      string
-	Path        string
-	Key         string
-	ApiVersion  string
-	RequestHash string
-	ClaimID     string
-	Now         time.Time
+	Caller      string    `json:"caller"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Key         string    `json:"key"`
+	ApiVersion  string    `json:"api_version"`
+	RequestHash string    `json:"request_hash"`
+	ClaimID     string    `json:"claim_id"`
+	Now         time.Time `json:"now"`
 }
 
 type ClaimIdempotencyKeyRow struct {
-	Inserted       bool
-	RequestHash    string
-	ClaimID        string
-	State          string
-	ResponseStatus *int32
-	ResponseBody   []byte
-	ClaimedAt      time.Time
+	Inserted       bool      `json:"inserted"`
+	RequestHash    string    `json:"request_hash"`
+	ClaimID        string    `json:"claim_id"`
+	State          string    `json:"state"`
+	ResponseStatus *int32    `json:"response_status"`
+	ResponseBody   []byte    `json:"response_body"`
+	ClaimedAt      time.Time `json:"claimed_at"`
 }
 
 // Claims a key for a new request (inserted = true), or returns the key's record when it
@@ -83,15 +83,15 @@ WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $
 `
 
 type CompleteIdempotencyKeyParams struct {
-	ResponseStatus *int32
-	ResponseBody   []byte
-	Now            *time.Time
-	Caller         string
-	Method         string
-	Path           string
-	Key            string
-	ApiVersion     string
-	ClaimID        string
+	ResponseStatus *int32     `json:"response_status"`
+	ResponseBody   []byte     `json:"response_body"`
+	Now            *time.Time `json:"now"`
+	Caller         string     `json:"caller"`
+	Method         string     `json:"method"`
+	Path           string     `json:"path"`
+	Key            string     `json:"key"`
+	ApiVersion     string     `json:"api_version"`
+	ClaimID        string     `json:"claim_id"`
 }
 
 func (q *Queries) CompleteIdempotencyKey(ctx context.Context, arg CompleteIdempotencyKeyParams) (int64, error) {
@@ -124,6 +124,47 @@ func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, before time.T
 	return result.RowsAffected(), nil
 }
 
+const recordIdempotentResponse = `-- name: RecordIdempotentResponse :exec
+WITH recorded AS (
+    UPDATE idempotency_keys
+    SET state = 'completed', response_status = $1, response_body = $2, completed_at = $3
+    WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $8
+      AND claim_id = $9 AND state = 'in_flight'
+    RETURNING 1
+)
+SELECT raise_idempotency_claim_lost() WHERE NOT EXISTS (SELECT 1 FROM recorded)
+`
+
+type RecordIdempotentResponseParams struct {
+	ResponseStatus *int32     `json:"response_status"`
+	ResponseBody   []byte     `json:"response_body"`
+	Now            *time.Time `json:"now"`
+	Caller         string     `json:"caller"`
+	Method         string     `json:"method"`
+	Path           string     `json:"path"`
+	Key            string     `json:"key"`
+	ApiVersion     string     `json:"api_version"`
+	ClaimID        string     `json:"claim_id"`
+}
+
+// CompleteIdempotencyKey for a pipelined transaction, whose COMMIT is sent with it: when
+// the claim is no longer this request's, it fails (SQLSTATE AC409) rather than
+// reporting no row, so the transaction aborts and the COMMIT after it does not apply.
+func (q *Queries) RecordIdempotentResponse(ctx context.Context, arg RecordIdempotentResponseParams) error {
+	_, err := q.db.Exec(ctx, recordIdempotentResponse,
+		arg.ResponseStatus,
+		arg.ResponseBody,
+		arg.Now,
+		arg.Caller,
+		arg.Method,
+		arg.Path,
+		arg.Key,
+		arg.ApiVersion,
+		arg.ClaimID,
+	)
+	return err
+}
+
 const recoverIdempotencyKey = `-- name: RecoverIdempotencyKey :execrows
 UPDATE idempotency_keys SET claim_id = $1, claimed_at = $2
 WHERE caller = $3 AND method = $4 AND path = $5 AND key = $6 AND api_version = $7
@@ -131,15 +172,15 @@ WHERE caller = $3 AND method = $4 AND path = $5 AND key = $6 AND api_version = $
 `
 
 type RecoverIdempotencyKeyParams struct {
-	NewClaimID  string
-	Now         time.Time
-	Caller      string
-	Method      string
-	Path        string
-	Key         string
-	ApiVersion  string
-	OldClaimID  string
-	StaleBefore time.Time
+	NewClaimID  string    `json:"new_claim_id"`
+	Now         time.Time `json:"now"`
+	Caller      string    `json:"caller"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Key         string    `json:"key"`
+	ApiVersion  string    `json:"api_version"`
+	OldClaimID  string    `json:"old_claim_id"`
+	StaleBefore time.Time `json:"stale_before"`
 }
 
 // Takes over a claim whose request died (claimed before @stale_before and never
@@ -169,12 +210,12 @@ WHERE caller = $1 AND method = $2 AND path = $3 AND key = $4 AND api_version = $
 `
 
 type ReleaseIdempotencyKeyParams struct {
-	Caller     string
-	Method     string
-	Path       string
-	Key        string
-	ApiVersion string
-	ClaimID    string
+	Caller     string `json:"caller"`
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Key        string `json:"key"`
+	ApiVersion string `json:"api_version"`
+	ClaimID    string `json:"claim_id"`
 }
 
 func (q *Queries) ReleaseIdempotencyKey(ctx context.Context, arg ReleaseIdempotencyKeyParams) error {

@@ -17,13 +17,13 @@ ON CONFLICT (checkout_session_id, touch) DO NOTHING
 `
 
 type InsertAffiliateAttributionParams struct {
-	CheckoutSessionID string
-	Touch             string
-	OrderID           *string
-	Provider          string
-	PublisherID       *string
-	Attribution       []byte
-	Now               time.Time
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	Touch             string    `json:"touch"`
+	OrderID           *string   `json:"order_id"`
+	Provider          string    `json:"provider"`
+	PublisherID       *string   `json:"publisher_id"`
+	Attribution       []byte    `json:"attribution"`
+	Now               time.Time `json:"now"`
 }
 
 // One attribution per session and touch: a later claim for the same touch is ignored
@@ -82,12 +82,12 @@ SET opted_in = EXCLUDED.opted_in, checkout_session_id = EXCLUDED.checkout_sessio
 `
 
 type UpsertMarketingConsentParams struct {
-	Channel           string
-	Contact           string
-	OptedIn           bool
-	CheckoutSessionID string
-	OrderID           string
-	Now               time.Time
+	Channel           string    `json:"channel"`
+	Contact           string    `json:"contact"`
+	OptedIn           bool      `json:"opted_in"`
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	OrderID           string    `json:"order_id"`
+	Now               time.Time `json:"now"`
 }
 
 // A completion's decision replaces the contact's earlier one on that channel.

@@ -9,341 +9,341 @@ import (
 )
 
 type AffiliateAttribution struct {
-	CheckoutSessionID string
-	Touch             string
-	OrderID           *string
-	Provider          string
-	PublisherID       *string
-	Attribution       []byte
-	CreatedAt         time.Time
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	Touch             string    `json:"touch"`
+	OrderID           *string   `json:"order_id"`
+	Provider          string    `json:"provider"`
+	PublisherID       *string   `json:"publisher_id"`
+	Attribution       []byte    `json:"attribution"`
+	CreatedAt         time.Time `json:"created_at"`
 }
 
 type Cart struct {
-	ID        string
-	Owner     string
-	Currency  string
-	Buyer     []byte
-	Locale    *string
-	CreatedAt time.Time
-	UpdatedAt time.Time
-	ExpiresAt time.Time
+	ID        string    `json:"id"`
+	Owner     string    `json:"owner"`
+	Currency  string    `json:"currency"`
+	Buyer     []byte    `json:"buyer"`
+	Locale    *string   `json:"locale"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 type CartItem struct {
-	ID         string
-	CartID     string
-	Position   int32
-	VariantID  string
-	Quantity   int32
-	UnitAmount int64
+	ID         string `json:"id"`
+	CartID     string `json:"cart_id"`
+	Position   int32  `json:"position"`
+	VariantID  string `json:"variant_id"`
+	Quantity   int32  `json:"quantity"`
+	UnitAmount int64  `json:"unit_amount"`
 }
 
 type CheckoutSession struct {
-	ID                            string
-	State                         string
-	Currency                      string
-	Buyer                         []byte
-	FulfillmentAddress            []byte
-	FulfillmentOptionID           *string
-	PaymentError                  *string
-	CreatedAt                     time.Time
-	UpdatedAt                     time.Time
-	ExpiresAt                     time.Time
-	Owner                         string
-	CancelReason                  *string
-	FulfillmentContact            []byte
-	Locale                        *string
-	Timezone                      *string
-	Metadata                      []byte
-	AgentInterventions            []string
-	CancelIntentTrace             []byte
-	AuthenticationDirectoryServer *string
-	OrderNotes                    *string
+	ID                            string    `json:"id"`
+	State                         string    `json:"state"`
+	Currency                      string    `json:"currency"`
+	Buyer                         []byte    `json:"buyer"`
+	FulfillmentAddress            []byte    `json:"fulfillment_address"`
+	FulfillmentOptionID           *string   `json:"fulfillment_option_id"`
+	PaymentError                  *string   `json:"payment_error"`
+	CreatedAt                     time.Time `json:"created_at"`
+	UpdatedAt                     time.Time `json:"updated_at"`
+	ExpiresAt                     time.Time `json:"expires_at"`
+	Owner                         string    `json:"owner"`
+	CancelReason                  *string   `json:"cancel_reason"`
+	FulfillmentContact            []byte    `json:"fulfillment_contact"`
+	Locale                        *string   `json:"locale"`
+	Timezone                      *string   `json:"timezone"`
+	Metadata                      []byte    `json:"metadata"`
+	AgentInterventions            []string  `json:"agent_interventions"`
+	CancelIntentTrace             []byte    `json:"cancel_intent_trace"`
+	AuthenticationDirectoryServer *string   `json:"authentication_directory_server"`
+	OrderNotes                    *string   `json:"order_notes"`
 }
 
 type CheckoutSessionDiscount struct {
-	CheckoutSessionID string
-	Codes             []string
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	Codes             []string `json:"codes"`
 }
 
 type Discount struct {
-	ID            string
-	Code          *string
-	Title         string
-	PercentBps    *int32
-	AmountOff     *int64
-	Currency      *string
-	Scope         string
-	ItemIds       []string
-	MinSubtotal   int64
-	StartsAt      *time.Time
-	EndsAt        *time.Time
-	UsageLimit    *int32
-	PerBuyerLimit *int32
-	Stackable     bool
-	Priority      int32
-	DisabledAt    *time.Time
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	ID            string     `json:"id"`
+	Code          *string    `json:"code"`
+	Title         string     `json:"title"`
+	PercentBps    *int32     `json:"percent_bps"`
+	AmountOff     *int64     `json:"amount_off"`
+	Currency      *string    `json:"currency"`
+	Scope         string     `json:"scope"`
+	ItemIds       []string   `json:"item_ids"`
+	MinSubtotal   int64      `json:"min_subtotal"`
+	StartsAt      *time.Time `json:"starts_at"`
+	EndsAt        *time.Time `json:"ends_at"`
+	UsageLimit    *int32     `json:"usage_limit"`
+	PerBuyerLimit *int32     `json:"per_buyer_limit"`
+	Stackable     bool       `json:"stackable"`
+	Priority      int32      `json:"priority"`
+	DisabledAt    *time.Time `json:"disabled_at"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
 type DiscountRedemption struct {
-	DiscountID string
-	OrderID    string
-	BuyerEmail string
-	Amount     int64
-	CreatedAt  time.Time
+	DiscountID string    `json:"discount_id"`
+	OrderID    string    `json:"order_id"`
+	BuyerEmail string    `json:"buyer_email"`
+	Amount     int64     `json:"amount"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 type Fulfillment struct {
-	ID               string
-	OrderID          string
-	Type             string
-	Status           string
-	Carrier          *string
-	TrackingNumber   *string
-	TrackingUrl      *string
-	Description      *string
-	Destination      []byte
-	DeliveryEarliest *time.Time
-	DeliveryLatest   *time.Time
-	AccessUrl        *string
-	LicenseKey       *string
-	AccessExpiresAt  *time.Time
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	ID               string     `json:"id"`
+	OrderID          string     `json:"order_id"`
+	Type             string     `json:"type"`
+	Status           string     `json:"status"`
+	Carrier          *string    `json:"carrier"`
+	TrackingNumber   *string    `json:"tracking_number"`
+	TrackingUrl      *string    `json:"tracking_url"`
+	Description      *string    `json:"description"`
+	Destination      []byte     `json:"destination"`
+	DeliveryEarliest *time.Time `json:"delivery_earliest"`
+	DeliveryLatest   *time.Time `json:"delivery_latest"`
+	AccessUrl        *string    `json:"access_url"`
+	LicenseKey       *string    `json:"license_key"`
+	AccessExpiresAt  *time.Time `json:"access_expires_at"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
 }
 
 type FulfillmentEvent struct {
-	ID            string
-	FulfillmentID string
-	Type          string
-	OccurredAt    time.Time
-	Description   *string
-	Location      *string
-	Seq           *int64
+	ID            string    `json:"id"`
+	FulfillmentID string    `json:"fulfillment_id"`
+	Type          string    `json:"type"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	Description   *string   `json:"description"`
+	Location      *string   `json:"location"`
+	Seq           *int64    `json:"seq"`
 }
 
 type FulfillmentLine struct {
-	FulfillmentID string
-	LineItemID    string
-	Position      int32
-	Quantity      int32
+	FulfillmentID string `json:"fulfillment_id"`
+	LineItemID    string `json:"line_item_id"`
+	Position      int32  `json:"position"`
+	Quantity      int32  `json:"quantity"`
 }
 
 type FulfillmentOption struct {
-	ID              string
-	Type            string
-	Title           string
-	Subtitle        string
-	Carrier         string
-	Amount          int64
-	Currency        string
-	MinDeliveryDays *int32
-	MaxDeliveryDays *int32
-	Taxable         bool
-	Active          bool
-	SortOrder       int32
+	ID              string `json:"id"`
+	Type            string `json:"type"`
+	Title           string `json:"title"`
+	Subtitle        string `json:"subtitle"`
+	Carrier         string `json:"carrier"`
+	Amount          int64  `json:"amount"`
+	Currency        string `json:"currency"`
+	MinDeliveryDays *int32 `json:"min_delivery_days"`
+	MaxDeliveryDays *int32 `json:"max_delivery_days"`
+	Taxable         bool   `json:"taxable"`
+	Active          bool   `json:"active"`
+	SortOrder       int32  `json:"sort_order"`
 }
 
 type IdempotencyKey struct {
-	Caller         string
-	Method         string
-	Path           string
-	Key            string
-	RequestHash    string
-	ClaimID        string
-	State          string
-	ResponseStatus *int32
-	ResponseBody   []byte
-	ClaimedAt      time.Time
-	CreatedAt      time.Time
-	CompletedAt    *time.Time
-	ApiVersion     string
+	Caller         string     `json:"caller"`
+	Method         string     `json:"method"`
+	Path           string     `json:"path"`
+	Key            string     `json:"key"`
+	RequestHash    string     `json:"request_hash"`
+	ClaimID        string     `json:"claim_id"`
+	State          string     `json:"state"`
+	ResponseStatus *int32     `json:"response_status"`
+	ResponseBody   []byte     `json:"response_body"`
+	ClaimedAt      time.Time  `json:"claimed_at"`
+	CreatedAt      time.Time  `json:"created_at"`
+	CompletedAt    *time.Time `json:"completed_at"`
+	ApiVersion     string     `json:"api_version"`
 }
 
 type LineItem struct {
-	ID                string
-	CheckoutSessionID string
-	Position          int32
-	VariantID         string
-	Quantity          int32
-	UnitAmount        int64
+	ID                string `json:"id"`
+	CheckoutSessionID string `json:"checkout_session_id"`
+	Position          int32  `json:"position"`
+	VariantID         string `json:"variant_id"`
+	Quantity          int32  `json:"quantity"`
+	UnitAmount        int64  `json:"unit_amount"`
 }
 
 type MarketingConsent struct {
-	Channel           string
-	Contact           string
-	OptedIn           bool
-	CheckoutSessionID string
-	OrderID           string
-	UpdatedAt         time.Time
+	Channel           string    `json:"channel"`
+	Contact           string    `json:"contact"`
+	OptedIn           bool      `json:"opted_in"`
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	OrderID           string    `json:"order_id"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 type Order struct {
-	ID                          string
-	CheckoutSessionID           string
-	Status                      string
-	Amount                      int64
-	Currency                    string
-	PermalinkUrl                string
-	PaymentMethod               string
-	PaymentReference            string
-	BillingAddress              []byte
-	CreatedAt                   time.Time
-	UpdatedAt                   time.Time
-	AuthenticationOutcome       *string
-	AuthenticationEci           *string
-	AuthenticationVersion       *string
-	AuthenticationTransactionID *string
-	OrderNotes                  *string
-	PaymentGateway              *string
+	ID                          string    `json:"id"`
+	CheckoutSessionID           string    `json:"checkout_session_id"`
+	Status                      string    `json:"status"`
+	Amount                      int64     `json:"amount"`
+	Currency                    string    `json:"currency"`
+	PermalinkUrl                string    `json:"permalink_url"`
+	PaymentMethod               string    `json:"payment_method"`
+	PaymentReference            string    `json:"payment_reference"`
+	BillingAddress              []byte    `json:"billing_address"`
+	CreatedAt                   time.Time `json:"created_at"`
+	UpdatedAt                   time.Time `json:"updated_at"`
+	AuthenticationOutcome       *string   `json:"authentication_outcome"`
+	AuthenticationEci           *string   `json:"authentication_eci"`
+	AuthenticationVersion       *string   `json:"authentication_version"`
+	AuthenticationTransactionID *string   `json:"authentication_transaction_id"`
+	OrderNotes                  *string   `json:"order_notes"`
+	PaymentGateway              *string   `json:"payment_gateway"`
 }
 
 type OrderAmount struct {
-	OrderID     string
-	Subtotal    int64
-	Discount    int64
-	Fulfillment int64
-	Tax         int64
+	OrderID     string `json:"order_id"`
+	Subtotal    int64  `json:"subtotal"`
+	Discount    int64  `json:"discount"`
+	Fulfillment int64  `json:"fulfillment"`
+	Tax         int64  `json:"tax"`
 }
 
 type OrderCancellation struct {
-	ID          string
-	OrderID     string
-	LineItemID  string
-	Position    int32
-	Quantity    int32
-	Description *string
-	Reason      *string
-	CreatedAt   time.Time
+	ID          string    `json:"id"`
+	OrderID     string    `json:"order_id"`
+	LineItemID  string    `json:"line_item_id"`
+	Position    int32     `json:"position"`
+	Quantity    int32     `json:"quantity"`
+	Description *string   `json:"description"`
+	Reason      *string   `json:"reason"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 type OrderEvent struct {
-	ID            int64
-	OrderID       string
-	Type          string
-	Payload       []byte
-	Status        string
-	Attempts      int32
-	NextAttemptAt time.Time
-	LastError     *string
-	CreatedAt     time.Time
-	DeliveredAt   *time.Time
-	PayloadFormat string
+	ID            int64      `json:"id"`
+	OrderID       string     `json:"order_id"`
+	Type          string     `json:"type"`
+	Payload       []byte     `json:"payload"`
+	Status        string     `json:"status"`
+	Attempts      int32      `json:"attempts"`
+	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	LastError     *string    `json:"last_error"`
+	CreatedAt     time.Time  `json:"created_at"`
+	DeliveredAt   *time.Time `json:"delivered_at"`
+	PayloadFormat string     `json:"payload_format"`
 }
 
 type OrderLine struct {
-	OrderID         string
-	LineItemID      string
-	QuantityCurrent int32
-	Subtotal        *int64
-	Tax             *int64
+	OrderID         string `json:"order_id"`
+	LineItemID      string `json:"line_item_id"`
+	QuantityCurrent int32  `json:"quantity_current"`
+	Subtotal        *int64 `json:"subtotal"`
+	Tax             *int64 `json:"tax"`
 }
 
 type PaymentAttempt struct {
-	ID                string
-	CheckoutSessionID string
-	Owner             string
-	Number            int32
-	OrderID           string
-	Gateway           string
-	IdempotencyKey    string
-	RequestKey        *string
-	Token             string
-	Amount            int64
-	Currency          string
-	Authentication    []byte
-	Plan              []byte
-	Status            string
-	PspReference      *string
-	LastError         *string
-	Tries             int32
-	CreatedAt         time.Time
-	AttemptedAt       time.Time
-	UpdatedAt         time.Time
+	ID                string    `json:"id"`
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	Owner             string    `json:"owner"`
+	Number            int32     `json:"number"`
+	OrderID           string    `json:"order_id"`
+	Gateway           string    `json:"gateway"`
+	IdempotencyKey    string    `json:"idempotency_key"`
+	RequestKey        *string   `json:"request_key"`
+	Token             string    `json:"token"`
+	Amount            int64     `json:"amount"`
+	Currency          string    `json:"currency"`
+	Authentication    []byte    `json:"authentication"`
+	Plan              []byte    `json:"plan"`
+	Status            string    `json:"status"`
+	PspReference      *string   `json:"psp_reference"`
+	LastError         *string   `json:"last_error"`
+	Tries             int32     `json:"tries"`
+	CreatedAt         time.Time `json:"created_at"`
+	AttemptedAt       time.Time `json:"attempted_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 type PaymentAttemptDiscount struct {
-	AttemptID  string
-	DiscountID string
-	BuyerEmail string
+	AttemptID  string `json:"attempt_id"`
+	DiscountID string `json:"discount_id"`
+	BuyerEmail string `json:"buyer_email"`
 }
 
 type Product struct {
-	ID        string
-	Title     string
-	Url       *string
-	UpdatedAt time.Time
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	Url       *string   `json:"url"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 type Refund struct {
-	ID           string
-	OrderID      string
-	Type         string
-	Amount       int64
-	CreatedAt    time.Time
-	Description  *string
-	Reason       *string
-	Status       string
-	PspReference *string
-	RequestKey   *string
+	ID           string    `json:"id"`
+	OrderID      string    `json:"order_id"`
+	Type         string    `json:"type"`
+	Amount       int64     `json:"amount"`
+	CreatedAt    time.Time `json:"created_at"`
+	Description  *string   `json:"description"`
+	Reason       *string   `json:"reason"`
+	Status       string    `json:"status"`
+	PspReference *string   `json:"psp_reference"`
+	RequestKey   *string   `json:"request_key"`
 }
 
 type RefundLine struct {
-	RefundID   string
-	LineItemID string
-	Position   int32
-	Quantity   int32
+	RefundID   string `json:"refund_id"`
+	LineItemID string `json:"line_item_id"`
+	Position   int32  `json:"position"`
+	Quantity   int32  `json:"quantity"`
 }
 
 type SignatureReplay struct {
-	Digest    []byte
-	ExpiresAt time.Time
+	Digest    []byte    `json:"digest"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 type TaxRate struct {
-	Country string
-	Region  string
-	RateBps int32
+	Country string `json:"country"`
+	Region  string `json:"region"`
+	RateBps int32  `json:"rate_bps"`
 }
 
 type Variant struct {
-	ID                 string
-	ProductID          string
-	Title              string
-	PriceAmount        int64
-	Currency           string
-	Available          bool
-	AvailabilityStatus string
-	FulfillmentType    string
-	StockQuantity      *int32
-	UpdatedAt          time.Time
+	ID                 string    `json:"id"`
+	ProductID          string    `json:"product_id"`
+	Title              string    `json:"title"`
+	PriceAmount        int64     `json:"price_amount"`
+	Currency           string    `json:"currency"`
+	Available          bool      `json:"available"`
+	AvailabilityStatus string    `json:"availability_status"`
+	FulfillmentType    string    `json:"fulfillment_type"`
+	StockQuantity      *int32    `json:"stock_quantity"`
+	UpdatedAt          time.Time `json:"updated_at"`
 }
 
 type VaultToken struct {
-	ID                            string
-	CheckoutSessionID             string
-	MerchantID                    string
-	MaxAmount                     int64
-	Currency                      string
-	ExpiresAt                     time.Time
-	UsedAt                        *time.Time
-	OrderID                       *string
-	CardBrand                     string
-	CardFundingType               string
-	CardLast4                     string
-	CardExpMonth                  *int16
-	CardExpYear                   *int16
-	CardNumberType                string
-	CardFingerprint               *string
-	CardVirtual                   bool
-	CardWalletType                *string
-	BillingAddress                []byte
-	RiskSignals                   []byte
-	ManualReview                  bool
-	Metadata                      []byte
-	CreatedAt                     time.Time
-	Owner                         string
-	AuthenticationDirectoryServer *string
+	ID                            string     `json:"id"`
+	CheckoutSessionID             string     `json:"checkout_session_id"`
+	MerchantID                    string     `json:"merchant_id"`
+	MaxAmount                     int64      `json:"max_amount"`
+	Currency                      string     `json:"currency"`
+	ExpiresAt                     time.Time  `json:"expires_at"`
+	UsedAt                        *time.Time `json:"used_at"`
+	OrderID                       *string    `json:"order_id"`
+	CardBrand                     string     `json:"card_brand"`
+	CardFundingType               string     `json:"card_funding_type"`
+	CardLast4                     string     `json:"card_last4"`
+	CardExpMonth                  *int16     `json:"card_exp_month"`
+	CardExpYear                   *int16     `json:"card_exp_year"`
+	CardNumberType                string     `json:"card_number_type"`
+	CardFingerprint               *string    `json:"card_fingerprint"`
+	CardVirtual                   bool       `json:"card_virtual"`
+	CardWalletType                *string    `json:"card_wallet_type"`
+	BillingAddress                []byte     `json:"billing_address"`
+	RiskSignals                   []byte     `json:"risk_signals"`
+	ManualReview                  bool       `json:"manual_review"`
+	Metadata                      []byte     `json:"metadata"`
+	CreatedAt                     time.Time  `json:"created_at"`
+	Owner                         string     `json:"owner"`
+	AuthenticationDirectoryServer *string    `json:"authentication_directory_server"`
 }

@@ -28,8 +28,8 @@ RETURNING e.id, e.order_id, e.type, e.payload, e.status, e.attempts, e.next_atte
 `
 
 type ClaimOrderEventParams struct {
-	LeaseUntil time.Time
-	Now        time.Time
+	LeaseUntil time.Time `json:"lease_until"`
+	Now        time.Time `json:"now"`
 }
 
 // Leases the next due event: its next_attempt_at moves to @lease_until, so no other
@@ -73,8 +73,8 @@ WHERE used_at IS NULL AND (expires_at < $1 OR created_at < $2)
 `
 
 type DeleteExpiredVaultTokensParams struct {
-	ExpiredBefore time.Time
-	CreatedBefore time.Time
+	ExpiredBefore time.Time `json:"expired_before"`
+	CreatedBefore time.Time `json:"created_before"`
 }
 
 // Unused tokens past their allowance (or, for tokens stored before the lifetime cap,
@@ -100,8 +100,8 @@ WHERE id IN (
 `
 
 type DeleteFinishedOrderEventsParams struct {
-	Before  time.Time
-	MaxRows int32
+	Before  time.Time `json:"before"`
+	MaxRows int32     `json:"max_rows"`
 }
 
 // Retention: delivered and dead events created before @before. Pending ones always stay.
@@ -164,8 +164,8 @@ SELECT card_brand, card_last4 FROM vault_tokens WHERE order_id = $1
 `
 
 type GetOrderCardRow struct {
-	CardBrand string
-	CardLast4 string
+	CardBrand string `json:"card_brand"`
+	CardLast4 string `json:"card_last4"`
 }
 
 // What the order page may show of the card: brand and last 4, nothing else.
@@ -211,14 +211,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 `
 
 type InsertCancellationParams struct {
-	ID          string
-	OrderID     string
-	LineItemID  string
-	Position    int32
-	Quantity    int32
-	Description *string
-	Reason      *string
-	CreatedAt   time.Time
+	ID          string    `json:"id"`
+	OrderID     string    `json:"order_id"`
+	LineItemID  string    `json:"line_item_id"`
+	Position    int32     `json:"position"`
+	Quantity    int32     `json:"quantity"`
+	Description *string   `json:"description"`
+	Reason      *string   `json:"reason"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 func (q *Queries) InsertCancellation(ctx context.Context, arg InsertCancellationParams) error {
@@ -243,21 +243,21 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 `
 
 type InsertFulfillmentParams struct {
-	ID               string
-	OrderID          string
-	Type             string
-	Status           string
-	Carrier          *string
-	TrackingNumber   *string
-	TrackingUrl      *string
-	Description      *string
-	Destination      []byte
-	DeliveryEarliest *time.Time
-	DeliveryLatest   *time.Time
-	AccessUrl        *string
-	LicenseKey       *string
-	AccessExpiresAt  *time.Time
-	Now              time.Time
+	ID               string     `json:"id"`
+	OrderID          string     `json:"order_id"`
+	Type             string     `json:"type"`
+	Status           string     `json:"status"`
+	Carrier          *string    `json:"carrier"`
+	TrackingNumber   *string    `json:"tracking_number"`
+	TrackingUrl      *string    `json:"tracking_url"`
+	Description      *string    `json:"description"`
+	Destination      []byte     `json:"destination"`
+	DeliveryEarliest *time.Time `json:"delivery_earliest"`
+	DeliveryLatest   *time.Time `json:"delivery_latest"`
+	AccessUrl        *string    `json:"access_url"`
+	LicenseKey       *string    `json:"license_key"`
+	AccessExpiresAt  *time.Time `json:"access_expires_at"`
+	Now              time.Time  `json:"now"`
 }
 
 func (q *Queries) InsertFulfillment(ctx context.Context, arg InsertFulfillmentParams) error {
@@ -287,12 +287,12 @@ VALUES ($1, $2, $3, $4, $5, $6)
 `
 
 type InsertFulfillmentEventParams struct {
-	ID            string
-	FulfillmentID string
-	Type          string
-	OccurredAt    time.Time
-	Description   *string
-	Location      *string
+	ID            string    `json:"id"`
+	FulfillmentID string    `json:"fulfillment_id"`
+	Type          string    `json:"type"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	Description   *string   `json:"description"`
+	Location      *string   `json:"location"`
 }
 
 func (q *Queries) InsertFulfillmentEvent(ctx context.Context, arg InsertFulfillmentEventParams) error {
@@ -313,10 +313,10 @@ VALUES ($1, $2, $3, $4)
 `
 
 type InsertFulfillmentLineParams struct {
-	FulfillmentID string
-	LineItemID    string
-	Position      int32
-	Quantity      int32
+	FulfillmentID string `json:"fulfillment_id"`
+	LineItemID    string `json:"line_item_id"`
+	Position      int32  `json:"position"`
+	Quantity      int32  `json:"quantity"`
 }
 
 func (q *Queries) InsertFulfillmentLine(ctx context.Context, arg InsertFulfillmentLineParams) error {
@@ -335,11 +335,11 @@ VALUES ($1, $2, $3, $4, $5)
 `
 
 type InsertOrderAmountsParams struct {
-	OrderID     string
-	Subtotal    int64
-	Discount    int64
-	Fulfillment int64
-	Tax         int64
+	OrderID     string `json:"order_id"`
+	Subtotal    int64  `json:"subtotal"`
+	Discount    int64  `json:"discount"`
+	Fulfillment int64  `json:"fulfillment"`
+	Tax         int64  `json:"tax"`
 }
 
 func (q *Queries) InsertOrderAmounts(ctx context.Context, arg InsertOrderAmountsParams) error {
@@ -359,11 +359,11 @@ VALUES ($1, $2, $3, $4, $5, $5)
 `
 
 type InsertOrderEventParams struct {
-	OrderID       string
-	Type          string
-	Payload       []byte
-	PayloadFormat string
-	Now           time.Time
+	OrderID       string    `json:"order_id"`
+	Type          string    `json:"type"`
+	Payload       []byte    `json:"payload"`
+	PayloadFormat string    `json:"payload_format"`
+	Now           time.Time `json:"now"`
 }
 
 func (q *Queries) InsertOrderEvent(ctx context.Context, arg InsertOrderEventParams) error {
@@ -383,11 +383,11 @@ VALUES ($1, $2, $3, $4, $5)
 `
 
 type InsertOrderLineParams struct {
-	OrderID         string
-	LineItemID      string
-	QuantityCurrent int32
-	Subtotal        *int64
-	Tax             *int64
+	OrderID         string `json:"order_id"`
+	LineItemID      string `json:"line_item_id"`
+	QuantityCurrent int32  `json:"quantity_current"`
+	Subtotal        *int64 `json:"subtotal"`
+	Tax             *int64 `json:"tax"`
 }
 
 func (q *Queries) InsertOrderLine(ctx context.Context, arg InsertOrderLineParams) error {
@@ -407,13 +407,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 `
 
 type InsertRefundParams struct {
-	ID          string
-	OrderID     string
-	Type        string
-	Amount      int64
-	Description *string
-	Reason      *string
-	CreatedAt   time.Time
+	ID          string    `json:"id"`
+	OrderID     string    `json:"order_id"`
+	Type        string    `json:"type"`
+	Amount      int64     `json:"amount"`
+	Description *string   `json:"description"`
+	Reason      *string   `json:"reason"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 func (q *Queries) InsertRefund(ctx context.Context, arg InsertRefundParams) error {
@@ -435,10 +435,10 @@ VALUES ($1, $2, $3, $4)
 `
 
 type InsertRefundLineParams struct {
-	RefundID   string
-	LineItemID string
-	Position   int32
-	Quantity   int32
+	RefundID   string `json:"refund_id"`
+	LineItemID string `json:"line_item_id"`
+	Position   int32  `json:"position"`
+	Quantity   int32  `json:"quantity"`
 }
 
 func (q *Queries) InsertRefundLine(ctx context.Context, arg InsertRefundLineParams) error {
@@ -491,12 +491,12 @@ WHERE f.order_id = $1 ORDER BY e.fulfillment_id, e.occurred_at, e.seq
 `
 
 type ListFulfillmentEventsRow struct {
-	ID            string
-	FulfillmentID string
-	Type          string
-	OccurredAt    time.Time
-	Description   *string
-	Location      *string
+	ID            string    `json:"id"`
+	FulfillmentID string    `json:"fulfillment_id"`
+	Type          string    `json:"type"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	Description   *string   `json:"description"`
+	Location      *string   `json:"location"`
 }
 
 func (q *Queries) ListFulfillmentEvents(ctx context.Context, orderID string) ([]ListFulfillmentEventsRow, error) {
@@ -609,14 +609,14 @@ ORDER BY li.position
 `
 
 type ListOrderLineStatesRow struct {
-	ID              string
-	VariantID       string
-	Quantity        int32
-	UnitAmount      int64
-	Title           string
-	QuantityCurrent int32
-	Subtotal        *int64
-	Tax             *int64
+	ID              string `json:"id"`
+	VariantID       string `json:"variant_id"`
+	Quantity        int32  `json:"quantity"`
+	UnitAmount      int64  `json:"unit_amount"`
+	Title           string `json:"title"`
+	QuantityCurrent int32  `json:"quantity_current"`
+	Subtotal        *int64 `json:"subtotal"`
+	Tax             *int64 `json:"tax"`
 }
 
 // The lines of an order with what is still on it and what they cost at completion:
@@ -660,10 +660,10 @@ LIMIT $4
 `
 
 type ListOrdersParams struct {
-	BeforeCreated *time.Time
-	BeforeID      string
-	Status        *string
-	MaxRows       int32
+	BeforeCreated *time.Time `json:"before_created"`
+	BeforeID      string     `json:"before_id"`
+	Status        *string    `json:"status"`
+	MaxRows       int32      `json:"max_rows"`
 }
 
 // Newest first, keyset-paginated by (created_at, id).
@@ -781,9 +781,9 @@ WHERE id = $2 AND attempts = $3 AND status = 'pending'
 `
 
 type MarkOrderEventDeliveredParams struct {
-	Now      *time.Time
-	ID       int64
-	Attempts int32
+	Now      *time.Time `json:"now"`
+	ID       int64      `json:"id"`
+	Attempts int32      `json:"attempts"`
 }
 
 // Only the lease holder records (attempts unchanged since the claim).
@@ -802,11 +802,11 @@ WHERE id = $4 AND attempts = $5 AND status = 'pending'
 `
 
 type MarkOrderEventFailedParams struct {
-	LastError     *string
-	NextAttemptAt time.Time
-	Dead          bool
-	ID            int64
-	Attempts      int32
+	LastError     *string   `json:"last_error"`
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	Dead          bool      `json:"dead"`
+	ID            int64     `json:"id"`
+	Attempts      int32     `json:"attempts"`
 }
 
 func (q *Queries) MarkOrderEventFailed(ctx context.Context, arg MarkOrderEventFailedParams) (int64, error) {
@@ -829,8 +829,8 @@ WHERE id = $2 AND stock_quantity IS NOT NULL
 `
 
 type RestockVariantParams struct {
-	Quantity int32
-	ID       string
+	Quantity int32  `json:"quantity"`
+	ID       string `json:"id"`
 }
 
 // Puts quantity units of a canceled line back; a variant without tracked stock stays
@@ -845,9 +845,9 @@ UPDATE fulfillments SET status = $1, updated_at = $2 WHERE id = $3
 `
 
 type SetFulfillmentStatusParams struct {
-	Status string
-	Now    time.Time
-	ID     string
+	Status string    `json:"status"`
+	Now    time.Time `json:"now"`
+	ID     string    `json:"id"`
 }
 
 func (q *Queries) SetFulfillmentStatus(ctx context.Context, arg SetFulfillmentStatusParams) error {
@@ -862,9 +862,9 @@ ON CONFLICT (order_id, line_item_id) DO UPDATE SET quantity_current = EXCLUDED.q
 `
 
 type SetOrderLineCurrentParams struct {
-	OrderID         string
-	LineItemID      string
-	QuantityCurrent int32
+	OrderID         string `json:"order_id"`
+	LineItemID      string `json:"line_item_id"`
+	QuantityCurrent int32  `json:"quantity_current"`
 }
 
 // Upsert: an order from before the order_lines table may lack the row.
@@ -878,9 +878,9 @@ UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3
 `
 
 type SetOrderStatusParams struct {
-	Status string
-	Now    time.Time
-	ID     string
+	Status string    `json:"status"`
+	Now    time.Time `json:"now"`
+	ID     string    `json:"id"`
 }
 
 func (q *Queries) SetOrderStatus(ctx context.Context, arg SetOrderStatusParams) error {

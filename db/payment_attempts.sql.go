@@ -23,9 +23,9 @@ RETURNING id, checkout_session_id, owner, number, order_id, gateway, idempotency
 `
 
 type ClaimStalePaymentAttemptsParams struct {
-	Now         time.Time
-	StaleBefore time.Time
-	MaxRows     int32
+	Now         time.Time `json:"now"`
+	StaleBefore time.Time `json:"stale_before"`
+	MaxRows     int32     `json:"max_rows"`
 }
 
 // The recovery job: pending attempts whose last PSP call began before @stale_before,
@@ -131,11 +131,11 @@ SELECT id, currency, payment_method, payment_reference, payment_gateway FROM ord
 `
 
 type GetOrderPaymentRow struct {
-	ID               string
-	Currency         string
-	PaymentMethod    string
-	PaymentReference string
-	PaymentGateway   *string
+	ID               string  `json:"id"`
+	Currency         string  `json:"currency"`
+	PaymentMethod    string  `json:"payment_method"`
+	PaymentReference string  `json:"payment_reference"`
+	PaymentGateway   *string `json:"payment_gateway"`
 }
 
 func (q *Queries) GetOrderPayment(ctx context.Context, id string) (GetOrderPaymentRow, error) {
@@ -214,20 +214,20 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
 `
 
 type InsertPaymentAttemptParams struct {
-	ID                string
-	CheckoutSessionID string
-	Owner             string
-	Number            int32
-	OrderID           string
-	Gateway           string
-	IdempotencyKey    string
-	RequestKey        *string
-	Token             string
-	Amount            int64
-	Currency          string
-	Authentication    []byte
-	Plan              []byte
-	Now               time.Time
+	ID                string    `json:"id"`
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	Owner             string    `json:"owner"`
+	Number            int32     `json:"number"`
+	OrderID           string    `json:"order_id"`
+	Gateway           string    `json:"gateway"`
+	IdempotencyKey    string    `json:"idempotency_key"`
+	RequestKey        *string   `json:"request_key"`
+	Token             string    `json:"token"`
+	Amount            int64     `json:"amount"`
+	Currency          string    `json:"currency"`
+	Authentication    []byte    `json:"authentication"`
+	Plan              []byte    `json:"plan"`
+	Now               time.Time `json:"now"`
 }
 
 func (q *Queries) InsertPaymentAttempt(ctx context.Context, arg InsertPaymentAttemptParams) error {
@@ -255,9 +255,9 @@ INSERT INTO payment_attempt_discounts (attempt_id, discount_id, buyer_email) VAL
 `
 
 type InsertPaymentAttemptDiscountParams struct {
-	AttemptID  string
-	DiscountID string
-	BuyerEmail string
+	AttemptID  string `json:"attempt_id"`
+	DiscountID string `json:"discount_id"`
+	BuyerEmail string `json:"buyer_email"`
 }
 
 func (q *Queries) InsertPaymentAttemptDiscount(ctx context.Context, arg InsertPaymentAttemptDiscountParams) error {
@@ -285,10 +285,10 @@ WHERE id = $2 AND status = 'pending'
 `
 
 type LeasePaymentAttemptParams struct {
-	Now         time.Time
-	ID          string
-	StaleBefore time.Time
-	RequestKey  *string
+	Now         time.Time `json:"now"`
+	ID          string    `json:"id"`
+	StaleBefore time.Time `json:"stale_before"`
+	RequestKey  *string   `json:"request_key"`
 }
 
 // Takes a pending attempt for one more PSP call: when it is stale (its last call began
@@ -316,8 +316,8 @@ LIMIT $2
 `
 
 type ListPaymentAttemptsParams struct {
-	Status  string
-	MaxRows int32
+	Status  string `json:"status"`
+	MaxRows int32  `json:"max_rows"`
 }
 
 // The operator's listing, newest first; @status ” lists every status.
@@ -368,13 +368,13 @@ ORDER BY created_at LIMIT $2
 `
 
 type ListStalePendingRefundsParams struct {
-	StaleBefore time.Time
-	MaxRows     int32
+	StaleBefore time.Time `json:"stale_before"`
+	MaxRows     int32     `json:"max_rows"`
 }
 
 type ListStalePendingRefundsRow struct {
-	OrderID string
-	ID      string
+	OrderID string `json:"order_id"`
+	ID      string `json:"id"`
 }
 
 // The recovery job: refunds still pending since before @stale_before.
@@ -403,8 +403,8 @@ UPDATE refunds SET status = 'succeeded', psp_reference = $1 WHERE id = $2 AND st
 `
 
 type MarkRefundSucceededParams struct {
-	PspReference *string
-	ID           string
+	PspReference *string `json:"psp_reference"`
+	ID           string  `json:"id"`
 }
 
 func (q *Queries) MarkRefundSucceeded(ctx context.Context, arg MarkRefundSucceededParams) (int64, error) {
@@ -420,9 +420,9 @@ UPDATE payment_attempts SET last_error = $1, updated_at = $2 WHERE id = $3 AND s
 `
 
 type NotePaymentAttemptErrorParams struct {
-	LastError *string
-	Now       time.Time
-	ID        string
+	LastError *string   `json:"last_error"`
+	Now       time.Time `json:"now"`
+	ID        string    `json:"id"`
 }
 
 // A PSP call that settled nothing (the outcome is still in doubt).
@@ -449,8 +449,8 @@ UPDATE refunds SET status = 'pending', request_key = $1 WHERE id = $2
 `
 
 type SetRefundPendingParams struct {
-	RequestKey *string
-	ID         string
+	RequestKey *string `json:"request_key"`
+	ID         string  `json:"id"`
 }
 
 func (q *Queries) SetRefundPending(ctx context.Context, arg SetRefundPendingParams) error {
@@ -463,9 +463,9 @@ UPDATE checkout_sessions SET state = $1 WHERE id = $2 AND state = $3
 `
 
 type SetSessionStateParams struct {
-	State     string
-	ID        string
-	FromState string
+	State     string `json:"state"`
+	ID        string `json:"id"`
+	FromState string `json:"from_state"`
 }
 
 // Moves a session between open and complete_in_progress, under its row lock. Its
@@ -486,11 +486,11 @@ WHERE id = $5 AND status IN ('pending', 'in_doubt')
 `
 
 type SettlePaymentAttemptParams struct {
-	Status       string
-	PspReference *string
-	LastError    *string
-	Now          time.Time
-	ID           string
+	Status       string    `json:"status"`
+	PspReference *string   `json:"psp_reference"`
+	LastError    *string   `json:"last_error"`
+	Now          time.Time `json:"now"`
+	ID           string    `json:"id"`
 }
 
 // Ends an open attempt: the authentication it carried goes with it.

@@ -17,8 +17,8 @@ WHERE id = $2 AND (stock_quantity IS NULL OR stock_quantity >= $1::integer)
 `
 
 type DecrementStockParams struct {
-	Quantity int32
-	ID       string
+	Quantity int32  `json:"quantity"`
+	ID       string `json:"id"`
 }
 
 // Never below zero: no row is updated when the stock is short. NULL stock is unlimited.
@@ -35,8 +35,8 @@ SELECT id, checkout_session_id, merchant_id, max_amount, currency, expires_at, u
 `
 
 type GetVaultTokenForUpdateParams struct {
-	ID    string
-	Owner string
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
 }
 
 // Locked after the session row (always session first, then token), inside the
@@ -90,22 +90,22 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 `
 
 type InsertOrderParams struct {
-	ID                          string
-	CheckoutSessionID           string
-	Status                      string
-	Amount                      int64
-	Currency                    string
-	PermalinkUrl                string
-	PaymentMethod               string
-	PaymentReference            string
-	BillingAddress              []byte
-	AuthenticationOutcome       *string
-	AuthenticationEci           *string
-	AuthenticationVersion       *string
-	AuthenticationTransactionID *string
-	OrderNotes                  *string
-	PaymentGateway              *string
-	Now                         time.Time
+	ID                          string    `json:"id"`
+	CheckoutSessionID           string    `json:"checkout_session_id"`
+	Status                      string    `json:"status"`
+	Amount                      int64     `json:"amount"`
+	Currency                    string    `json:"currency"`
+	PermalinkUrl                string    `json:"permalink_url"`
+	PaymentMethod               string    `json:"payment_method"`
+	PaymentReference            string    `json:"payment_reference"`
+	BillingAddress              []byte    `json:"billing_address"`
+	AuthenticationOutcome       *string   `json:"authentication_outcome"`
+	AuthenticationEci           *string   `json:"authentication_eci"`
+	AuthenticationVersion       *string   `json:"authentication_version"`
+	AuthenticationTransactionID *string   `json:"authentication_transaction_id"`
+	OrderNotes                  *string   `json:"order_notes"`
+	PaymentGateway              *string   `json:"payment_gateway"`
+	Now                         time.Time `json:"now"`
 }
 
 func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error {
@@ -145,28 +145,28 @@ INSERT INTO vault_tokens (
 `
 
 type InsertVaultTokenParams struct {
-	ID                            string
-	Owner                         string
-	CheckoutSessionID             string
-	MerchantID                    string
-	MaxAmount                     int64
-	Currency                      string
-	ExpiresAt                     time.Time
-	CardBrand                     string
-	CardFundingType               string
-	CardLast4                     string
-	CardExpMonth                  *int16
-	CardExpYear                   *int16
-	CardNumberType                string
-	CardFingerprint               *string
-	CardVirtual                   bool
-	CardWalletType                *string
-	BillingAddress                []byte
-	RiskSignals                   []byte
-	ManualReview                  bool
-	Metadata                      []byte
-	CreatedAt                     time.Time
-	AuthenticationDirectoryServer *string
+	ID                            string    `json:"id"`
+	Owner                         string    `json:"owner"`
+	CheckoutSessionID             string    `json:"checkout_session_id"`
+	MerchantID                    string    `json:"merchant_id"`
+	MaxAmount                     int64     `json:"max_amount"`
+	Currency                      string    `json:"currency"`
+	ExpiresAt                     time.Time `json:"expires_at"`
+	CardBrand                     string    `json:"card_brand"`
+	CardFundingType               string    `json:"card_funding_type"`
+	CardLast4                     string    `json:"card_last4"`
+	CardExpMonth                  *int16    `json:"card_exp_month"`
+	CardExpYear                   *int16    `json:"card_exp_year"`
+	CardNumberType                string    `json:"card_number_type"`
+	CardFingerprint               *string   `json:"card_fingerprint"`
+	CardVirtual                   bool      `json:"card_virtual"`
+	CardWalletType                *string   `json:"card_wallet_type"`
+	BillingAddress                []byte    `json:"billing_address"`
+	RiskSignals                   []byte    `json:"risk_signals"`
+	ManualReview                  bool      `json:"manual_review"`
+	Metadata                      []byte    `json:"metadata"`
+	CreatedAt                     time.Time `json:"created_at"`
+	AuthenticationDirectoryServer *string   `json:"authentication_directory_server"`
 }
 
 func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenParams) error {
@@ -202,9 +202,9 @@ UPDATE vault_tokens SET used_at = $1, order_id = $2 WHERE id = $3 AND used_at IS
 `
 
 type MarkVaultTokenUsedParams struct {
-	UsedAt  *time.Time
-	OrderID *string
-	ID      string
+	UsedAt  *time.Time `json:"used_at"`
+	OrderID *string    `json:"order_id"`
+	ID      string     `json:"id"`
 }
 
 func (q *Queries) MarkVaultTokenUsed(ctx context.Context, arg MarkVaultTokenUsedParams) (int64, error) {

@@ -28,8 +28,8 @@ ON CONFLICT DO NOTHING
 `
 
 type RememberSignatureParams struct {
-	Digest    []byte
-	ExpiresAt time.Time
+	Digest    []byte    `json:"digest"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // One statement per signed request: 1 row when the signature is new, 0 when an

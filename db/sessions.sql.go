@@ -23,8 +23,8 @@ WHERE id IN (
 `
 
 type DeleteCanceledSessionsParams struct {
-	Before  time.Time
-	MaxRows int32
+	Before  time.Time `json:"before"`
+	MaxRows int32     `json:"max_rows"`
 }
 
 // Retention: canceled sessions (by the agent or by expiry) unchanged since @before go,
@@ -53,9 +53,9 @@ WHERE id = $2 AND owner = $3 AND state = 'open' AND expires_at <= $1
 `
 
 type ExpireSessionParams struct {
-	Now   time.Time
-	ID    string
-	Owner string
+	Now   time.Time `json:"now"`
+	ID    string    `json:"id"`
+	Owner string    `json:"owner"`
 }
 
 // Lazy expiry on access: one session, if it is open and past its expiry.
@@ -79,8 +79,8 @@ WHERE id IN (
 `
 
 type ExpireSessionsParams struct {
-	Now     time.Time
-	MaxRows int32
+	Now     time.Time `json:"now"`
+	MaxRows int32     `json:"max_rows"`
 }
 
 // The sweeper: open sessions past their expiry become canceled. Safe on several
@@ -98,8 +98,8 @@ SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, p
 `
 
 type GetSessionParams struct {
-	ID    string
-	Owner string
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
 }
 
 // A session of another owner is not found, so one platform cannot probe another's ids.
@@ -136,8 +136,8 @@ SELECT id, state, currency, buyer, fulfillment_address, fulfillment_option_id, p
 `
 
 type GetSessionForUpdateParams struct {
-	ID    string
-	Owner string
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
 }
 
 // Taken inside the transaction that writes the session, so concurrent updates serialise.
@@ -172,13 +172,43 @@ func (q *Queries) GetSessionForUpdate(ctx context.Context, arg GetSessionForUpda
 	return i, err
 }
 
+const insertLineItemRows = `-- name: InsertLineItemRows :exec
+INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
+SELECT unnest($1::text[]), $2::text, unnest($3::integer[]), unnest($4::text[]),
+    unnest($5::integer[]), unnest($6::bigint[])
+`
+
+type InsertLineItemRowsParams struct {
+	Ids               []string `json:"ids"`
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	Positions         []int32  `json:"positions"`
+	VariantIds        []string `json:"variant_ids"`
+	Quantities        []int32  `json:"quantities"`
+	UnitAmounts       []int64  `json:"unit_amounts"`
+}
+
+// InsertLineItems as one statement, which a pipeline can carry (a COPY cannot).
+// The arrays are the lines' columns, one element per line (unnest in the select list
+// zips arrays of one length).
+func (q *Queries) InsertLineItemRows(ctx context.Context, arg InsertLineItemRowsParams) error {
+	_, err := q.db.Exec(ctx, insertLineItemRows,
+		arg.Ids,
+		arg.CheckoutSessionID,
+		arg.Positions,
+		arg.VariantIds,
+		arg.Quantities,
+		arg.UnitAmounts,
+	)
+	return err
+}
+
 type InsertLineItemsParams struct {
-	ID                string
-	CheckoutSessionID string
-	Position          int32
-	VariantID         string
-	Quantity          int32
-	UnitAmount        int64
+	ID                string `json:"id"`
+	CheckoutSessionID string `json:"checkout_session_id"`
+	Position          int32  `json:"position"`
+	VariantID         string `json:"variant_id"`
+	Quantity          int32  `json:"quantity"`
+	UnitAmount        int64  `json:"unit_amount"`
 }
 
 const insertSession = `-- name: InsertSession :exec
@@ -189,20 +219,20 @@ VALUES ($1, $2, $3, $4, $5, $6, $7,
 `
 
 type InsertSessionParams struct {
-	ID                  string
-	Owner               string
-	Currency            string
-	Buyer               []byte
-	FulfillmentAddress  []byte
-	FulfillmentContact  []byte
-	FulfillmentOptionID *string
-	Locale              *string
-	Timezone            *string
-	Metadata            []byte
-	AgentInterventions  []string
-	OrderNotes          *string
-	Now                 time.Time
-	ExpiresAt           time.Time
+	ID                  string    `json:"id"`
+	Owner               string    `json:"owner"`
+	Currency            string    `json:"currency"`
+	Buyer               []byte    `json:"buyer"`
+	FulfillmentAddress  []byte    `json:"fulfillment_address"`
+	FulfillmentContact  []byte    `json:"fulfillment_contact"`
+	FulfillmentOptionID *string   `json:"fulfillment_option_id"`
+	Locale              *string   `json:"locale"`
+	Timezone            *string   `json:"timezone"`
+	Metadata            []byte    `json:"metadata"`
+	AgentInterventions  []string  `json:"agent_interventions"`
+	OrderNotes          *string   `json:"order_notes"`
+	Now                 time.Time `json:"now"`
+	ExpiresAt           time.Time `json:"expires_at"`
 }
 
 func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) error {
@@ -233,9 +263,9 @@ LIMIT 1
 `
 
 type LatestSessionTokenAuthenticationParams struct {
-	CheckoutSessionID string
-	Owner             string
-	Now               time.Time
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	Owner             string    `json:"owner"`
+	Now               time.Time `json:"now"`
 }
 
 // The 3-D Secure directory server of the session's latest unused, unexpired vault token
@@ -278,14 +308,31 @@ func (q *Queries) ListLineItems(ctx context.Context, checkoutSessionID string) (
 	return items, nil
 }
 
+const lockSession = `-- name: LockSession :exec
+SELECT 1 FROM checkout_sessions WHERE id = $1 AND owner = $2 FOR UPDATE
+`
+
+type LockSessionParams struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+}
+
+// GetSessionForUpdate's lock without its row, for a pipelined transaction: sent in the
+// round trip of the statement that reads the session (GetSessionView), which then
+// reads it locked.
+func (q *Queries) LockSession(ctx context.Context, arg LockSessionParams) error {
+	_, err := q.db.Exec(ctx, lockSession, arg.ID, arg.Owner)
+	return err
+}
+
 const setPaymentError = `-- name: SetPaymentError :exec
 UPDATE checkout_sessions SET payment_error = $1 WHERE id = $2 AND owner = $3 AND state = 'open'
 `
 
 type SetPaymentErrorParams struct {
-	PaymentError *string
-	ID           string
-	Owner        string
+	PaymentError *string `json:"payment_error"`
+	ID           string  `json:"id"`
+	Owner        string  `json:"owner"`
 }
 
 // Recorded after a declined payment rolled back; only an open session takes it.
@@ -300,9 +347,9 @@ WHERE id = $2 AND owner = $3 AND state = 'open'
 `
 
 type SetSessionAuthenticationParams struct {
-	DirectoryServer *string
-	ID              string
-	Owner           string
+	DirectoryServer *string `json:"directory_server"`
+	ID              string  `json:"id"`
+	Owner           string  `json:"owner"`
 }
 
 // Recorded after a completion the PSP refused for want of 3-D Secure rolled back; only
@@ -333,22 +380,22 @@ WHERE id = $16
 `
 
 type UpdateSessionParams struct {
-	Currency            string
-	Buyer               []byte
-	FulfillmentAddress  []byte
-	FulfillmentContact  []byte
-	FulfillmentOptionID *string
-	Locale              *string
-	Timezone            *string
-	Metadata            []byte
-	State               string
-	PaymentError        *string
-	CancelReason        *string
-	CancelIntentTrace   []byte
-	OrderNotes          *string
-	Now                 time.Time
-	ExpiresAt           time.Time
-	ID                  string
+	Currency            string    `json:"currency"`
+	Buyer               []byte    `json:"buyer"`
+	FulfillmentAddress  []byte    `json:"fulfillment_address"`
+	FulfillmentContact  []byte    `json:"fulfillment_contact"`
+	FulfillmentOptionID *string   `json:"fulfillment_option_id"`
+	Locale              *string   `json:"locale"`
+	Timezone            *string   `json:"timezone"`
+	Metadata            []byte    `json:"metadata"`
+	State               string    `json:"state"`
+	PaymentError        *string   `json:"payment_error"`
+	CancelReason        *string   `json:"cancel_reason"`
+	CancelIntentTrace   []byte    `json:"cancel_intent_trace"`
+	OrderNotes          *string   `json:"order_notes"`
+	Now                 time.Time `json:"now"`
+	ExpiresAt           time.Time `json:"expires_at"`
+	ID                  string    `json:"id"`
 }
 
 func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) error {

@@ -37,3 +37,16 @@ WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND 
 
 -- name: DeleteIdempotencyKeysBefore :execrows
 DELETE FROM idempotency_keys WHERE created_at < @before;
+
+-- name: RecordIdempotentResponse :exec
+-- CompleteIdempotencyKey for a pipelined transaction, whose COMMIT is sent with it: when
+-- the claim is no longer this request's, it fails (SQLSTATE AC409) rather than
+-- reporting no row, so the transaction aborts and the COMMIT after it does not apply.
+WITH recorded AS (
+    UPDATE idempotency_keys
+    SET state = 'completed', response_status = @response_status, response_body = @response_body, completed_at = @now
+    WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version
+      AND claim_id = @claim_id AND state = 'in_flight'
+    RETURNING 1
+)
+SELECT raise_idempotency_claim_lost() WHERE NOT EXISTS (SELECT 1 FROM recorded);

@@ -92,3 +92,17 @@ WHERE id IN (
     LIMIT @max_rows
     FOR UPDATE SKIP LOCKED
 );
+
+-- name: LockSession :exec
+-- GetSessionForUpdate's lock without its row, for a pipelined transaction: sent in the
+-- round trip of the statement that reads the session (GetSessionView), which then
+-- reads it locked.
+SELECT 1 FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
+
+-- name: InsertLineItemRows :exec
+-- InsertLineItems as one statement, which a pipeline can carry (a COPY cannot).
+INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
+-- The arrays are the lines' columns, one element per line (unnest in the select list
+-- zips arrays of one length).
+SELECT unnest(@ids::text[]), @checkout_session_id::text, unnest(@positions::integer[]), unnest(@variant_ids::text[]),
+    unnest(@quantities::integer[]), unnest(@unit_amounts::bigint[]);

@@ -51,8 +51,9 @@ type benchConfig struct {
 	baseline string
 	// durable runs PostgreSQL with fsync and synchronous_commit on.
 	durable bool
-	// flashStock, when above zero, adds the flash-sale phase: flashAgents agents buy
-	// one unit each of an item with this much stock until it sells out.
+	// flashStock, when above zero, adds the flash-sale phase: flashAgents agents
+	// complete sessions prepared for one unit each of an item with this much stock
+	// until it sells out.
 	flashStock  int
 	flashAgents int
 	// pspDelay, when above zero, adds the slow-PSP phase against a fake Stripe API
@@ -460,6 +461,8 @@ type benchServer struct {
 	rss    *rssSampler
 	client *http.Client
 	agents int
+	// apiVersion is the ACP version of the requests measure sends ("": apiVersion).
+	apiVersion string
 }
 
 // startBenchServer starts the target's server with extra environment and the meters
@@ -498,7 +501,7 @@ func (s *benchServer) stop() ServerStats {
 // measured part only (they start when the warm-up ends, as does atStart if given).
 func (s *benchServer) measure(ctx context.Context, name string, d time.Duration, unit func(context.Context, *agent) error, atStart func()) (loadResult, CPUUsage, stmtCounts, error) {
 	cfg := s.env.cfg
-	lc := loadConfig{name: name, baseURL: s.srv.base, concurrency: s.agents, duration: d, warmup: cfg.warmup}
+	lc := loadConfig{name: name, baseURL: s.srv.base, concurrency: s.agents, duration: d, warmup: cfg.warmup, apiVersion: s.apiVersion}
 	snap := make(chan cpuSnapshot, 1)
 	timer := time.AfterFunc(cfg.warmup, func() {
 		_ = s.target.stmts.reset(ctx)

@@ -173,13 +173,30 @@ func fakeShop(t *testing.T, stock int) *httptest.Server {
 	}))
 }
 
+// prepareSale prepares n sessions on srv for a sale by agents agents.
+func prepareSale(t *testing.T, srv *httptest.Server, agents, n int) *flashSale {
+	t.Helper()
+	sale := newFlashSale(agents)
+	cfg := loadConfig{name: "flash sale preparation", baseURL: srv.URL, concurrency: agents, units: n}
+	rep, err := runLoad(context.Background(), cfg, newClient(agents, false), sale.prepare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sale.collect()
+	if len(sale.sessions) != n || len(rep.Failures) != 0 {
+		t.Fatalf("prepared %d sessions, want %d; failures %+v", len(sale.sessions), n, rep.Failures)
+	}
+	return sale
+}
+
 func TestFlashSaleSellsOutAndStops(t *testing.T) {
 	t.Parallel()
 	srv := fakeShop(t, 25)
 	defer srv.Close()
-	sale := &flashSale{}
+	sale := prepareSale(t, srv, 4, 25+flashSaleSpare*4)
 	cfg := loadConfig{name: "flash sale", baseURL: srv.URL, concurrency: 4, duration: time.Minute}
-	rep, err := runLoad(context.Background(), cfg, newClient(4, false), sale.unit)
+	sale.start = time.Now()
+	rep, err := runLoad(context.Background(), cfg, newClient(4, false), sale.buy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +207,35 @@ func TestFlashSaleSellsOutAndStops(t *testing.T) {
 	if rep.Stopped != errSoldOut.Error() || len(rep.Failures) != 0 {
 		t.Errorf("stopped %q, failures %+v: a refusal ends the sale and is not a failure", rep.Stopped, rep.Failures)
 	}
+	// Only completions are measured: the sessions were prepared before.
+	for _, ep := range rep.Endpoints {
+		if ep.Endpoint != "complete" && ep.Count > 0 {
+			t.Errorf("the sale sent %d %s requests, want completions only", ep.Count, ep.Endpoint)
+		}
+	}
+	selling := time.Duration(sale.lastSold.Load())
+	if selling <= 0 || selling > time.Since(sale.start) {
+		t.Errorf("selling window %v: want the time to the last sale, within the sale", selling)
+	}
 	if rep.ElapsedSeconds > 30 {
 		t.Errorf("the sale ran %.0fs: the agents did not stop when it sold out", rep.ElapsedSeconds)
+	}
+}
+
+func TestFlashSaleStopsWhenThePreparedSessionsRunOut(t *testing.T) {
+	t.Parallel()
+	srv := fakeShop(t, 25)
+	defer srv.Close()
+	sale := prepareSale(t, srv, 4, 10)
+	cfg := loadConfig{name: "flash sale", baseURL: srv.URL, concurrency: 4, duration: time.Minute}
+	sale.start = time.Now()
+	rep, err := runLoad(context.Background(), cfg, newClient(4, false), sale.buy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sale.sold.Load() != 10 || sale.soldOut.Load() || rep.Stopped != errExhausted.Error() {
+		t.Errorf("sold %d, sold out %v, stopped %q; want 10 sold, not sold out, stopped for want of sessions",
+			sale.sold.Load(), sale.soldOut.Load(), rep.Stopped)
 	}
 }
 

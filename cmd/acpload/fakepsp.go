@@ -21,8 +21,14 @@ import (
 // and its own work. It serves what a payment gateway calls, form-encoded with
 // `Authorization: Bearer sk_test_…`:
 //
-//	POST /v1/payment_intents   amount, currency (required): a succeeded PaymentIntent
+//	POST /v1/payment_methods   type=card, card[token]=tok_…: a card PaymentMethod
+//	POST /v1/payment_intents   amount, currency (required), and payment_method=pm_… or
+//	                           payment_method_data[shared_payment_granted_token]=spt_…:
+//	                           a succeeded PaymentIntent, its card PaymentMethod expanded
 //	POST /v1/refunds           payment_intent (required), amount: a succeeded Refund
+//
+// A Shared Payment Token is single use, as the bench's agents use them: a second
+// PaymentIntent with the same one is refused.
 //
 // A repeated Idempotency-Key gets the first response again (Idempotent-Replayed: true),
 // as Stripe does; reused with other parameters it is refused with an idempotency_error.
@@ -38,9 +44,11 @@ type fakePSP struct {
 	// methods the PaymentMethods.
 	intents map[string]pspObject
 	methods map[string]*pspObject
-	seq     atomic.Int64
+	// sptSpent maps each Shared Payment Token charged to its PaymentIntent.
+	sptSpent map[string]string
+	seq      atomic.Int64
 
-	methodsCreated, intentsCreated, refundsCreated, replays, refused atomic.Int64
+	methodsCreated, intentsCreated, sptIntents, refundsCreated, replays, refused atomic.Int64
 }
 
 // pspResponse is a stored answer: the request it answered (path and form digest), the
@@ -91,7 +99,10 @@ func startFakePSP(delay time.Duration) (*fakePSP, error) {
 }
 
 func newFakePSP(delay time.Duration) *fakePSP {
-	return &fakePSP{delay: delay, byKey: map[string]pspResponse{}, intents: map[string]pspObject{}, methods: map[string]*pspObject{}}
+	return &fakePSP{
+		delay: delay, byKey: map[string]pspResponse{}, intents: map[string]pspObject{},
+		methods: map[string]*pspObject{}, sptSpent: map[string]string{},
+	}
 }
 
 // URL is the API base to give the server (STRIPE_API_BASE).
@@ -104,15 +115,18 @@ func (p *fakePSP) Close() { _ = p.srv.Close() }
 type PSPCounts struct {
 	PaymentMethods int64 `json:"payment_methods"`
 	PaymentIntents int64 `json:"payment_intents"`
-	Refunds        int64 `json:"refunds"`
-	Replays        int64 `json:"idempotent_replays"`
-	Refused        int64 `json:"refused"`
+	// SharedPaymentTokens counts the PaymentIntents paid with an SPT.
+	SharedPaymentTokens int64 `json:"shared_payment_tokens"`
+	Refunds             int64 `json:"refunds"`
+	Replays             int64 `json:"idempotent_replays"`
+	Refused             int64 `json:"refused"`
 }
 
 // counts returns the counters and zeroes them, so that each build is counted apart.
 func (p *fakePSP) counts() PSPCounts {
 	return PSPCounts{
-		PaymentMethods: p.methodsCreated.Swap(0), PaymentIntents: p.intentsCreated.Swap(0), Refunds: p.refundsCreated.Swap(0),
+		PaymentMethods: p.methodsCreated.Swap(0), PaymentIntents: p.intentsCreated.Swap(0),
+		SharedPaymentTokens: p.sptIntents.Swap(0), Refunds: p.refundsCreated.Swap(0),
 		Replays: p.replays.Swap(0), Refused: p.refused.Swap(0),
 	}
 }
@@ -180,6 +194,9 @@ func (p *fakePSP) answer(r *http.Request) (status int, body []byte, replayed boo
 	return status, body, false
 }
 
+// sptParam is the PaymentIntent parameter that carries a Shared Payment Token.
+const sptParam = "payment_method_data[shared_payment_granted_token]"
+
 // createIntent makes a succeeded PaymentIntent (the caller holds mu).
 func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
 	amount, err := strconv.ParseInt(form.Get("amount"), 10, 64)
@@ -191,7 +208,21 @@ func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
 		return stripeError(http.StatusBadRequest, "invalid_request_error", "currency", "Missing or invalid currency: want a three-letter ISO code.")
 	}
 	var method *pspObject
-	if id := form.Get("payment_method"); id != "" {
+	spt := form.Get(sptParam)
+	switch id := form.Get("payment_method"); {
+	case spt != "" && id != "":
+		return stripeError(http.StatusBadRequest, "invalid_request_error", sptParam, "You cannot pass both payment_method and "+sptParam+".")
+	case spt != "":
+		if !strings.HasPrefix(spt, "spt_") {
+			return stripeError(http.StatusBadRequest, "invalid_request_error", sptParam, "No such shared payment granted token: '"+spt+"'")
+		}
+		if pi, spent := p.sptSpent[spt]; spent {
+			return stripeError(http.StatusBadRequest, "invalid_request_error", sptParam,
+				"The shared payment granted token '"+spt+"' was already used by "+pi+".")
+		}
+		// Stripe makes the card PaymentMethod from the token the agent was granted.
+		method = p.newCardMethod(nil)
+	case id != "":
 		if method = p.methods[id]; method == nil {
 			return stripeError(http.StatusBadRequest, "invalid_request_error", "payment_method", "No such PaymentMethod: '"+id+"'")
 		}
@@ -204,6 +235,10 @@ func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
 	}
 	p.intents[pi.ID] = pi
 	p.intentsCreated.Add(1)
+	if spt != "" {
+		p.sptSpent[spt] = pi.ID
+		p.sptIntents.Add(1)
+	}
 	body, _ := json.Marshal(pi)
 	return http.StatusOK, body, false
 }
@@ -214,16 +249,26 @@ func (p *fakePSP) createMethod(form url.Values) (int, []byte, bool) {
 	if form.Get("type") != "card" || !strings.HasPrefix(token, "tok_") {
 		return stripeError(http.StatusBadRequest, "invalid_request_error", "card[token]", "Want type=card and card[token]=tok_….")
 	}
+	pm := p.newCardMethod(formMetadata(form))
+	p.methodsCreated.Add(1)
+	body, _ := json.Marshal(pm)
+	return http.StatusOK, body, false
+}
+
+// newCardMethod stores a new Visa card PaymentMethod, the card every test token and SPT
+// stands for (the caller holds mu).
+func (p *fakePSP) newCardMethod(metadata map[string]string) *pspObject {
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
 	n := p.seq.Add(1)
 	pm := &pspObject{
 		ID: fmt.Sprintf("pm_bench%016d", n), Object: "payment_method", Type: "card",
 		Card:     &pspCard{Brand: "visa", Last4: "4242", ExpMonth: 12, ExpYear: time.Now().Year() + 5, Funding: "credit"},
-		Metadata: formMetadata(form), Created: time.Now().Unix(),
+		Metadata: metadata, Created: time.Now().Unix(),
 	}
 	p.methods[pm.ID] = pm
-	p.methodsCreated.Add(1)
-	body, _ := json.Marshal(pm)
-	return http.StatusOK, body, false
+	return pm
 }
 
 // createRefund makes a succeeded Refund of a known PaymentIntent (the caller holds mu).

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw"
 )
 
 // pspPost sends a form to the fake PSP and returns the status, the decoded object and
@@ -187,5 +190,70 @@ func TestFakePSPAnswersAfterTheDelay(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*delay {
 		t.Errorf("4 concurrent requests took %s; the delay must not serialise them", took)
+	}
+}
+
+// sptForm is a PaymentIntent paid with a Shared Payment Token, as the Stripe gateway
+// sends it.
+func sptForm(spt string) url.Values {
+	return url.Values{"amount": {"2109"}, "currency": {"usd"}, "confirm": {"true"}, "capture_method": {"automatic"},
+		"payment_method_types[0]": {"card"}, "expand[0]": {"payment_method"}, sptParam: {spt}}
+}
+
+func TestFakePSPPaymentIntentFromASharedPaymentToken(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	const spt = "spt_1RgaZcFfrsXiS9Fab3PsUTwX"
+	status, pi, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "cs_1", sptForm(spt))
+	if status != http.StatusOK || !strings.HasPrefix(pi.ID, "pi_") || pi.Status != "succeeded" || pi.Amount != 2109 {
+		t.Fatalf("payment intent from an SPT: status %d, %+v", status, pi)
+	}
+	// The gateway reads the card's brand from the expanded PaymentMethod.
+	if pm := pi.PaymentMethod; pm == nil || !strings.HasPrefix(pm.ID, "pm_") || pm.Card == nil || pm.Card.Brand != "visa" {
+		t.Errorf("payment method of the SPT's payment intent = %+v, want a Visa card PaymentMethod", pi.PaymentMethod)
+	}
+	// A retry with the key is answered with the first PaymentIntent, not refused as spent.
+	if status, again, replayed := pspPost(t, p, "/v1/payment_intents", testAuth, "cs_1", sptForm(spt)); status != http.StatusOK || !replayed || again.ID != pi.ID {
+		t.Errorf("retried SPT charge: status %d, replayed %v, %s; want the first %s", status, replayed, again.ID, pi.ID)
+	}
+	both := sptForm("spt_other")
+	both.Set("payment_method", pi.PaymentMethod.ID)
+	for name, form := range map[string]url.Values{
+		"the same SPT under another key": sptForm(spt),
+		"not an SPT":                     sptForm("tok_visa"),
+		"an SPT and a payment method":    both,
+	} {
+		if status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "other "+name, form); status != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", name, status)
+		}
+	}
+	if c := p.counts(); c.PaymentIntents != 1 || c.SharedPaymentTokens != 1 || c.PaymentMethods != 0 || c.Replays != 1 || c.Refused != 3 {
+		t.Errorf("counts = %+v, want 1 payment intent paid with an SPT, no payment method call, 1 replay, 3 refused", c)
+	}
+}
+
+// TestFakePSPChargesThroughTheStripeGateway pays through the server's Stripe gateway
+// against the fake: an SPT in one request, a card token in two.
+func TestFakePSPChargesThroughTheStripeGateway(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	gw, err := stripegw.New(stripegw.Config{SecretKey: benchStripeKey, APIBase: p.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charge := payment.Charge{Token: "spt_acploadTest1", Amount: 2109, Currency: "USD", SessionID: "cs_1", IdempotencyKey: "cs_1"}
+	receipt, err := gw.Charge(t.Context(), charge)
+	if err != nil || !strings.HasPrefix(receipt.Reference, "pi_") {
+		t.Fatalf("SPT charge: %+v, %v", receipt, err)
+	}
+	if c := p.counts(); c.PaymentIntents != 1 || c.SharedPaymentTokens != 1 || c.PaymentMethods != 0 || c.Refused != 0 {
+		t.Errorf("SPT charge: counts = %+v, want one PaymentIntent paid with the SPT", c)
+	}
+	charge.Token, charge.IdempotencyKey = pspToken, "cs_2"
+	if receipt, err := gw.Charge(t.Context(), charge); err != nil || !strings.HasPrefix(receipt.Reference, "pi_") {
+		t.Fatalf("card token charge: %+v, %v", receipt, err)
+	}
+	if c := p.counts(); c.PaymentIntents != 1 || c.PaymentMethods != 1 || c.SharedPaymentTokens != 0 {
+		t.Errorf("card token charge: counts = %+v, want a PaymentMethod, then a PaymentIntent", c)
 	}
 }

@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// apiVersion is the ACP version every request asks for.
+// apiVersion is the ACP version requests ask for unless their run says otherwise
+// (loadConfig.apiVersion).
 const apiVersion = "2025-09-29"
 
 // The fixed parts of the flow's request bodies. The cart is one tee (item_123) shipped
@@ -56,6 +57,8 @@ type loadConfig struct {
 	// units, when above zero, is the number of measured units to run instead.
 	units  int
 	warmup time.Duration
+	// apiVersion is the API-Version header of every request ("": apiVersion).
+	apiVersion string
 }
 
 // newClient returns the one HTTP client of a run: keep-alive connections, enough idle
@@ -90,6 +93,9 @@ type agent struct {
 	body bytes.Buffer
 }
 
+// apiVersion is the ACP version the agent's requests ask for.
+func (a *agent) apiVersion() string { return cmp.Or(a.cfg.apiVersion, apiVersion) }
+
 // response is what one request got back. body is only valid until the agent's next
 // request.
 type response struct {
@@ -108,7 +114,7 @@ func (a *agent) post(ctx context.Context, ep endpoint, path, key, body string) (
 	}
 	h := req.Header
 	h["Content-Type"] = []string{"application/json"}
-	h["Api-Version"] = []string{apiVersion}
+	h["Api-Version"] = []string{a.apiVersion()}
 	h["Idempotency-Key"] = []string{key}
 	if a.cfg.apiKey != "" {
 		h["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
@@ -143,7 +149,7 @@ func (a *agent) get(ctx context.Context, path string) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	req.Header["Api-Version"] = []string{apiVersion}
+	req.Header["Api-Version"] = []string{a.apiVersion()}
 	if a.cfg.apiKey != "" {
 		req.Header["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
 	}
@@ -241,7 +247,7 @@ func completeBody(token string) string {
 // Idempotent-Replayed with the very same body.
 func (a *agent) flow(ctx context.Context) error {
 	a.seq++
-	path, token, err := a.readyToPay(ctx, createBody, nil)
+	path, token, err := a.readyToPay(ctx, createBody)
 	if err != nil {
 		return err
 	}
@@ -262,29 +268,24 @@ func (a *agent) flow(ctx context.Context) error {
 }
 
 // readySession creates a session from body and makes it ready for payment (buyer,
-// standard shipping), and returns its id. check, when set, sees each response before it
-// is judged and may end the unit with an error of its own (the flash sale's sold-out).
-func (a *agent) readySession(ctx context.Context, body string, check func(response) error) (string, error) {
-	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), body)
+// standard shipping), and returns its id.
+func (a *agent) readySession(ctx context.Context, body string) (string, error) {
+	return a.readySessionFrom(ctx, body, updateBody)
+}
+
+// readySessionFrom creates a session from create, updates it with update, which must
+// make it ready for payment, and returns its id.
+func (a *agent) readySessionFrom(ctx context.Context, create, update string) (string, error) {
+	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), create)
 	if err != nil {
 		return "", err
-	}
-	if check != nil {
-		if err := check(resp); err != nil {
-			return "", err
-		}
 	}
 	sess, err := a.expect(epCreate, resp, http.StatusCreated, "")
 	if err != nil {
 		return "", err
 	}
-	if resp, err = a.post(ctx, epUpdate, "/checkout_sessions/"+sess.ID, a.key("update"), updateBody); err != nil {
+	if resp, err = a.post(ctx, epUpdate, "/checkout_sessions/"+sess.ID, a.key("update"), update); err != nil {
 		return "", err
-	}
-	if check != nil {
-		if err := check(resp); err != nil {
-			return "", err
-		}
 	}
 	if _, err := a.expect(epUpdate, resp, http.StatusOK, "ready_for_payment"); err != nil {
 		return "", err
@@ -294,8 +295,8 @@ func (a *agent) readySession(ctx context.Context, body string, check func(respon
 
 // readyToPay is readySession, then a card delegated for the session: it returns the
 // session's path and the vault token to complete it with.
-func (a *agent) readyToPay(ctx context.Context, body string, check func(response) error) (path, token string, err error) {
-	id, err := a.readySession(ctx, body, check)
+func (a *agent) readyToPay(ctx context.Context, body string) (path, token string, err error) {
+	id, err := a.readySession(ctx, body)
 	if err != nil {
 		return "", "", err
 	}

@@ -20,9 +20,10 @@
 // durability settings PostgreSQL ran with are always reported; -durable turns fsync and
 // synchronous_commit on. -baseline REV builds the server at a git revision and measures
 // it beside the current one, on its own database, figure by figure. -flash-sale N adds
-// a flash sale (32 agents buying one item with stock N until it sells out, checked
-// against the database and a hot-row pgbench ceiling); -psp-delay D adds completions
-// paid through a fake Stripe API that answers after D. See docs/PERFORMANCE.md.
+// a flash sale (32 agents completing sessions prepared for one item with stock N until
+// it sells out, checked against the database and a hot-row pgbench ceiling);
+// -psp-delay D adds completions paid with Stripe Shared Payment Tokens through a fake
+// Stripe API that answers after D. See docs/PERFORMANCE.md.
 //
 //	acpload -bench -server ./bin/agentic-commerce-server -c 8,32 -d 20s -baseline main
 package main

@@ -2,18 +2,75 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// pspToken is the PSP test token the slow-PSP phase pays with: in 2025-09-29 the
-// completion's payment_data names the token and the provider, which must be stripe.
-const pspToken = "tok_visa"
+// The slow-PSP phase pays as an agent does, with a Stripe Shared Payment Token: in
+// 2026-04-17 the completion names the session's SPT handler and carries the token as an
+// spt credential, and the Stripe gateway charges it in one PaymentIntent. A build that
+// does not offer the handler (an older baseline) is paid the 2025-09-29 way instead,
+// with Stripe's test card token, which the gateway first turns into a PaymentMethod.
+const (
+	sptAPIVersion = "2026-04-17"
+	sptHandler    = "card_stripe_spt"
+	// pspToken is the fallback's test token: 2025-09-29's payment_data names it and the
+	// provider, which must be stripe.
+	pspToken = "tok_visa"
+)
+
+// The 2026-04-17 shapes of the flow's create and update: the same cart, address and
+// buyer as createBody and updateBody. A 2026-04-17 create also names the currency and
+// the agent's capabilities (none), and the update selects the shipping option for the
+// item.
+const (
+	sptCreateBody = `{"line_items":[{"id":"item_123","quantity":1}],"currency":"usd","capabilities":{},` +
+		`"fulfillment_details":{"address":{"name":"John Doe","line_one":"1234 Chat Road","city":"San Francisco",` +
+		`"state":"CA","country":"US","postal_code":"94131"}}}`
+	sptUpdateBody = `{"buyer":{"first_name":"Ada","last_name":"Lovelace","email":"ada@example.com"},` +
+		`"selected_fulfillment_options":[{"type":"shipping","option_id":"standard_shipping","item_ids":["item_123"]}]}`
+)
+
+// sptCompleteBody pays with a Shared Payment Token through the SPT handler.
+func sptCompleteBody(token string) string {
+	return `{"payment_data":{"handler_id":"` + sptHandler + `","instrument":{"type":"card",` +
+		`"credential":{"type":"spt","token":"` + token + `"}}}}`
+}
+
+// sharedPaymentToken is a fresh SPT for the agent's current flow: Stripe's are single
+// use, and the fake PSP refuses one spent already.
+func (a *agent) sharedPaymentToken() string {
+	return "spt_acpload" + a.run + "x" + strconv.Itoa(a.id) + "x" + strconv.FormatUint(a.seq, 10)
+}
+
+// pspPayment is how the slow-PSP phase pays a build.
+type pspPayment struct {
+	// apiVersion is the ACP version of every request.
+	apiVersion string
+	// flow is one measured unit: create, update, complete.
+	flow func(context.Context, *agent) error
+	// describe says how the phase paid, for the report.
+	describe string
+}
+
+var (
+	sptPayment = pspPayment{
+		apiVersion: sptAPIVersion, flow: sptFlow,
+		describe: "Shared Payment Tokens (" + sptHandler + ", spt credential) in " + sptAPIVersion + ": the Stripe gateway makes one PaymentIntent per completion",
+	}
+	cardTokenPayment = pspPayment{
+		apiVersion: apiVersion, flow: cardTokenFlow,
+		describe: pspToken + " in " + apiVersion + ": the Stripe gateway makes a PaymentMethod, then a PaymentIntent per completion",
+	}
+)
 
 // PSPRun is one build's slow-PSP phase: completions paid through a fake Stripe API that
 // answers after -psp-delay.
@@ -23,8 +80,10 @@ type PSPRun struct {
 	Agents  int     `json:"agents"`
 	// Supported is false when the build refused to start with PAYMENT_GATEWAY=stripe;
 	// Note then says why.
-	Supported            bool        `json:"supported"`
-	Note                 string      `json:"note,omitempty"`
+	Supported bool   `json:"supported"`
+	Note      string `json:"note,omitempty"`
+	// Payment says how the completions paid: with SPTs, or with tok_visa and why.
+	Payment              string      `json:"payment,omitempty"`
 	Report               *Report     `json:"report,omitempty"`
 	CompletionsPerSecond float64     `json:"completions_per_second"`
 	P50Ms                float64     `json:"complete_p50_ms"`
@@ -62,20 +121,91 @@ func pspEnv(p *fakePSP) []string {
 // pspCompleteBody pays with the PSP test token.
 const pspCompleteBody = `{"payment_data":{"token":"` + pspToken + `","provider":"stripe"}}`
 
-// pspFlow creates a session, makes it ready (buyer, shipping) and completes it with the
-// PSP token: the server charges through the gateway.
-func pspFlow(ctx context.Context, a *agent) error {
+// sptFlow creates a 2026-04-17 session, makes it ready (buyer, shipping) and completes
+// it with a fresh Shared Payment Token: the server charges it through the gateway.
+func sptFlow(ctx context.Context, a *agent) error {
 	a.seq++
-	id, err := a.readySession(ctx, createBody, nil)
+	id, err := a.readySessionFrom(ctx, sptCreateBody, sptUpdateBody)
 	if err != nil {
 		return err
 	}
-	resp, err := a.post(ctx, epComplete, "/checkout_sessions/"+id+"/complete", a.key("complete"), pspCompleteBody)
+	return a.completeWith(ctx, id, sptCompleteBody(a.sharedPaymentToken()))
+}
+
+// cardTokenFlow is sptFlow in 2025-09-29, paid with the PSP test card token.
+func cardTokenFlow(ctx context.Context, a *agent) error {
+	a.seq++
+	id, err := a.readySession(ctx, createBody)
+	if err != nil {
+		return err
+	}
+	return a.completeWith(ctx, id, pspCompleteBody)
+}
+
+// completeWith completes the session id with body and expects it completed.
+func (a *agent) completeWith(ctx context.Context, id, body string) error {
+	resp, err := a.post(ctx, epComplete, "/checkout_sessions/"+id+"/complete", a.key("complete"), body)
 	if err != nil {
 		return err
 	}
 	_, err = a.expect(epComplete, resp, http.StatusOK, "completed")
 	return err
+}
+
+// choosePSPPayment asks the server, with a 2026-04-17 session, whether it offers the SPT
+// handler: SPTs if it does, else the card token fallback and why.
+func choosePSPPayment(ctx context.Context, client *http.Client, base string) (pspPayment, string) {
+	handlers, err := offeredHandlers(ctx, client, base)
+	switch {
+	case err != nil:
+		return cardTokenPayment, "this build takes no " + sptAPIVersion + " session (" + err.Error() + ")"
+	case !slices.Contains(handlers, sptHandler):
+		return cardTokenPayment, fmt.Sprintf("this build offers no %s (handlers %v)", sptHandler, handlers)
+	}
+	return sptPayment, ""
+}
+
+// offeredHandlers creates a 2026-04-17 session and returns the ids of the payment
+// handlers it offers.
+func offeredHandlers(ctx context.Context, client *http.Client, base string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/checkout_sessions", strings.NewReader(sptCreateBody))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("API-Version", sptAPIVersion)
+	req.Header.Set("Idempotency-Key", "acpload-spt-probe-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return nil, fmt.Errorf("create answered %d %s", resp.StatusCode, cmp.Or(errorCode(body), "(no ACP error code)"))
+	}
+	var session struct {
+		Capabilities struct {
+			Payment struct {
+				Handlers []struct {
+					ID string `json:"id"`
+				} `json:"handlers"`
+			} `json:"payment"`
+		} `json:"capabilities"`
+	}
+	if err := json.Unmarshal(body, &session); err != nil {
+		return nil, fmt.Errorf("create's answer: %w", err)
+	}
+	ids := []string{}
+	for _, h := range session.Capabilities.Payment.Handlers {
+		ids = append(ids, h.ID)
+	}
+	return ids, nil
 }
 
 // runPSP starts the build's server against the fake PSP and runs the PSP flow at the
@@ -93,10 +223,19 @@ func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *fakePSP, age
 		return run, nil
 	}
 	run.Supported = true
-	_ = psp.counts()
+	payment, why := choosePSPPayment(ctx, s.client, s.srv.base)
+	run.Payment = payment.describe
+	if why != "" {
+		run.Payment += "; not SPTs: " + why
+	}
+	e.progress("slow PSP (%s build): paying with %s", t.build.Name, run.Payment)
+	s.apiVersion = payment.apiVersion
 	var before map[string]float64
 	e.speed("slow PSP, " + t.build.Name)
-	res, _, _, err := s.measure(ctx, "slow PSP completions", e.cfg.duration, pspFlow, func() {
+	res, _, _, err := s.measure(ctx, "slow PSP completions", e.cfg.duration, payment.flow, func() {
+		// What the PSP served is counted over the measured part, as the pool's waits
+		// are: the warm-up's charges would double the PSP calls per completion.
+		_ = psp.counts()
 		before, _ = scrapeMetrics(ctx, s.srv.base)
 	})
 	after, afterErr := scrapeMetrics(ctx, s.srv.base)
@@ -110,6 +249,11 @@ func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *fakePSP, age
 	complete := r.Endpoint("complete")
 	run.CompletionsPerSecond, run.P50Ms, run.P99Ms = complete.PerSecond, complete.P50Ms, complete.P99Ms
 	run.Pool, run.Note = poolWaits(before, after, afterErr)
+	if r.Flows > 0 && run.PSP.PaymentIntents == 0 {
+		// A build that starts with PAYMENT_GATEWAY=stripe but charges elsewhere (one
+		// from before the gateway was wired into serve) would otherwise look fast.
+		run.Payment += "; WARNING: the fake PSP charged nothing, this build did not pay through it"
+	}
 	return run, nil
 }
 

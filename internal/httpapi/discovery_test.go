@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -25,23 +24,7 @@ func discoveryServer(t *testing.T, cfg Config) *httptest.Server {
 
 func discoveryRequest(t *testing.T, srv *httptest.Server, method string, headers ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+discoveryPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return roundTrip(t, srv, method, discoveryPath, headers...)
 }
 
 func TestDiscoveryDocumentIsOpenCacheableAndValid(t *testing.T) {

@@ -63,6 +63,8 @@ type testEnv struct {
 	gateway *payment.CountingGateway
 	// storeOpts configure the session store of the instances e starts from then on.
 	storeOpts []func(*postgres.StoreConfig)
+	// roundTrips counts the round trips of pool (TestRoundTrips).
+	roundTrips *pgtest.RoundTrips
 }
 
 // mustEnv starts a server on a new database holding testCatalog.
@@ -96,13 +98,14 @@ func mustEnvVersion(t *testing.T, version string, recoverAfter time.Duration, op
 	if schemaVersion == "" {
 		schemaVersion = httpapi.DefaultVersion
 	}
-	pool := pgtest.MustPool(t)
+	roundTrips := &pgtest.RoundTrips{}
+	pool := pgtest.MustPoolTraced(t, roundTrips)
 	if _, err := postgres.ImportCatalog(context.Background(), pool, testCatalog); err != nil {
 		t.Fatalf("import catalog: %v", err)
 	}
 	e := &testEnv{
 		t: t, pool: pool, logs: &bytes.Buffer{}, gateway: &payment.CountingGateway{},
-		version: version, schemas: testkit.Schemas(t, schemaVersion),
+		version: version, schemas: testkit.Schemas(t, schemaVersion), roundTrips: roundTrips,
 	}
 	e.server = e.startServer(recoverAfter, opts...)
 	return e

@@ -1,13 +1,11 @@
 package httpapi
 
 import (
-	"compress/gzip"
-	"io"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
+
+	"github.com/klauspost/compress/gzhttp"
+	"github.com/klauspost/compress/gzip"
 )
 
 // corsAllowHeaders are the request headers an ACP client sends (an MCP client adds
@@ -52,81 +50,51 @@ func withCORS(origins []string) Middleware {
 	}
 }
 
-var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(io.Discard) }}
+// compressionMinSize is the smallest body worth compressing. An ACP error is 80–250
+// bytes, of which gzip saves at most 75, and the discovery document is ~770: either
+// fits in one TCP segment with its headers as it is, so compressing it costs CPU and
+// saves no packet. A session (~1.45 KB here, up to 4.4 KB in the specification's
+// examples) takes two segments as it is and one gzipped, to under half. 1 KiB sits
+// between the two (docs/PERFORMANCE.md, "Compression").
+const compressionMinSize = 1024
 
-// withCompression gzips responses for clients that accept it. Sessions are repetitive
-// JSON and shrink several times over.
+// compressionLevel is klauspost's BestSpeed. On a 2 KB session it costs about half the
+// CPU of the compress/gzip writer it replaced, whose every Reset also cleared ~0.8 MB of
+// tables, for a body 54 bytes larger (818 against 764). Levels 2–5 (gzhttp's default is
+// 5) cost 5–10% more CPU to save at most 49 of those bytes, level 6 a third more; the
+// session fits in one TCP segment at any of them, so the cheapest wins
+// (docs/PERFORMANCE.md, "Compression").
+const compressionLevel = gzip.BestSpeed
+
+// compressedContentTypes are the textual bodies the server writes: JSON (sessions,
+// carts, errors, MCP answers), the order pages and the Prometheus exposition. Everything
+// else passes through, notably MCP's text/event-stream, whose events must reach the
+// client as they are flushed rather than wait in a compressor.
+var compressedContentTypes = []string{"application/json", "text/html", "text/plain"}
+
+// withCompression gzips the responses that pay for it, for clients that accept gzip:
+// sessions are repetitive JSON and shrink to 40%. A response with a Content-Encoding of
+// its own, one under compressionMinSize, one without a body (204, 304) and one of
+// another content type is sent as it is, and so is every answer to HEAD. Every response
+// carries Vary: Accept-Encoding.
+//
+// gzhttp takes a pooled compressor only once a body has reached compressionMinSize,
+// after the handler's database work, and gives it back when the response ends, so the
+// compressors in use follow the responses being written, not the requests in flight.
 func withCompression() Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Add("Vary", "Accept-Encoding")
-			if !acceptsGzip(r.Header.Get("Accept-Encoding")) || r.Method == http.MethodHead {
-				next.ServeHTTP(w, r)
-				return
-			}
-			gz := gzipWriters.Get().(*gzip.Writer)
-			gz.Reset(w)
-			gw := &gzipResponse{ResponseWriter: w, gz: gz}
-			defer func() {
-				if gw.started {
-					_ = gz.Close()
-				}
-				gzipWriters.Put(gz)
-			}()
-			next.ServeHTTP(gw, r)
-		})
+	wrap, err := gzhttp.NewWrapper(
+		gzhttp.MinSize(compressionMinSize),
+		gzhttp.CompressionLevel(compressionLevel),
+		gzhttp.ContentTypes(compressedContentTypes),
+		// Agents ask for gzip; zstd's encoder holds a window of its own per response,
+		// and would need measuring against the memory budget before it is offered.
+		gzhttp.EnableZstd(false),
+		// Request bodies are read as sent: signatures are over those bytes, and
+		// MaxBodyBytes bounds them.
+		gzhttp.AllowCompressedRequests(false),
+	)
+	if err != nil {
+		panic("httpapi: gzhttp configuration: " + err.Error()) // constants above: a programming error
 	}
+	return func(next http.Handler) http.Handler { return wrap(next) }
 }
-
-// acceptsGzip reads Accept-Encoding: gzip is accepted unless its quality is 0.
-func acceptsGzip(header string) bool {
-	for _, part := range strings.Split(header, ",") {
-		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
-			continue
-		}
-		for _, p := range strings.Split(params, ";") {
-			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "q") {
-				if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
-					return false
-				}
-			}
-		}
-		return true
-	}
-	return false
-}
-
-// gzipResponse compresses the body once a status is written.
-type gzipResponse struct {
-	http.ResponseWriter
-	gz          *gzip.Writer
-	started     bool
-	passthrough bool
-}
-
-func (g *gzipResponse) WriteHeader(code int) {
-	if !g.started && !g.passthrough {
-		if g.Header().Get("Content-Encoding") != "" {
-			// The handler encoded the body itself.
-			g.passthrough = true
-		} else {
-			g.started = true
-			g.Header().Del("Content-Length")
-			g.Header().Set("Content-Encoding", "gzip")
-		}
-	}
-	g.ResponseWriter.WriteHeader(code)
-}
-
-func (g *gzipResponse) Write(p []byte) (int, error) {
-	if !g.started && !g.passthrough {
-		g.WriteHeader(http.StatusOK)
-	}
-	if g.passthrough {
-		return g.ResponseWriter.Write(p)
-	}
-	return g.gz.Write(p)
-}
-
-func (g *gzipResponse) Unwrap() http.ResponseWriter { return g.ResponseWriter }

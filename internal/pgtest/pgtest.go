@@ -146,15 +146,7 @@ func pgbouncerWanted() bool {
 // (before the database is dropped).
 func MustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	u := NewDatabase(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	pool, err := postgres.Connect(ctx, u)
-	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	tb.Cleanup(pool.Close)
-	return pool
+	return MustPoolTraced(tb, nil)
 }
 
 // ServerURL returns the server's superuser URL (to its maintenance database), for tests

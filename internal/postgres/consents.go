@@ -17,33 +17,48 @@ import (
 // the stored decision of the contact the channel reaches for sess (none known: not
 // subscribed). Nil when the merchant offers none.
 func (s *Store) offeredConsents(ctx context.Context, q *db.Queries, sess *checkout.Session) ([]checkout.OfferedConsent, error) {
-	if len(s.consents) == 0 {
-		return nil, nil
-	}
-	out := make([]checkout.OfferedConsent, len(s.consents))
-	contacts := make([]string, 0, len(s.consents))
-	for i, o := range s.consents {
-		out[i] = checkout.OfferedConsent{ConsentOption: o}
-		if c := checkout.ConsentContact(o.Channel, sess.Buyer, sess.FulfillmentContact); c != "" {
-			contacts = append(contacts, c)
-		}
-	}
+	contacts := s.consentContacts(sess)
 	if len(contacts) == 0 {
-		return out, nil
+		return s.offeredConsentsFrom(sess, nil), nil
 	}
 	rows, err := q.ListMarketingConsents(ctx, contacts)
 	if err != nil {
 		return nil, fmt.Errorf("load marketing consents: %w", err)
 	}
-	for i, o := range out {
+	return s.offeredConsentsFrom(sess, rows), nil
+}
+
+// consentContacts are the contacts the merchant's marketing channels reach for sess.
+func (s *Store) consentContacts(sess *checkout.Session) []string {
+	contacts := make([]string, 0, len(s.consents))
+	for _, o := range s.consents {
+		if c := checkout.ConsentContact(o.Channel, sess.Buyer, sess.FulfillmentContact); c != "" {
+			contacts = append(contacts, c)
+		}
+	}
+	return contacts
+}
+
+// offeredConsentsFrom is offeredConsents with the stored decisions of rows, which hold
+// those of every contact of consentContacts (and may hold others).
+func (s *Store) offeredConsentsFrom(sess *checkout.Session, rows []db.MarketingConsent) []checkout.OfferedConsent {
+	if len(s.consents) == 0 {
+		return nil
+	}
+	out := make([]checkout.OfferedConsent, len(s.consents))
+	for i, o := range s.consents {
+		out[i] = checkout.OfferedConsent{ConsentOption: o}
 		contact := checkout.ConsentContact(o.Channel, sess.Buyer, sess.FulfillmentContact)
+		if contact == "" {
+			continue
+		}
 		for _, r := range rows {
 			if r.Channel == o.Channel && r.Contact == contact {
 				out[i].Subscribed = r.OptedIn
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // storeConsents records the decisions of c that count (checkout.Session.ConsentRecords)

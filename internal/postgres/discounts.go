@@ -183,22 +183,32 @@ func discountFromRow(r db.Discount, redeemed, buyerRedeemed int32) checkout.Disc
 // sessionDiscounts loads what prices the discounts of sess: the definitions its codes
 // name and the enabled automatic ones, counted for its buyer.
 func sessionDiscounts(ctx context.Context, q *db.Queries, sess *checkout.Session) ([]checkout.Discount, error) {
-	codes := make([]string, len(sess.DiscountCodes))
-	for i, c := range sess.DiscountCodes {
-		codes[i] = checkout.NormalizeCode(c)
-	}
 	rows, err := q.ListSessionDiscounts(ctx, db.ListSessionDiscountsParams{
-		Codes: codes, BuyerEmail: buyerKey(sess.Buyer), CheckoutSessionID: sess.ID,
+		Codes: normalizedCodes(sess), BuyerEmail: buyerKey(sess.Buyer), CheckoutSessionID: sess.ID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load discounts: %w", err)
 	}
+	return sessionDiscountsFromRows(rows), nil
+}
+
+// normalizedCodes are the discount codes of sess as discounts store theirs.
+func normalizedCodes(sess *checkout.Session) []string {
+	codes := make([]string, len(sess.DiscountCodes))
+	for i, c := range sess.DiscountCodes {
+		codes[i] = checkout.NormalizeCode(c)
+	}
+	return codes
+}
+
+// sessionDiscountsFromRows are the discounts of a session's rows of ListSessionDiscounts.
+func sessionDiscountsFromRows(rows []db.ListSessionDiscountsRow) []checkout.Discount {
 	out := make([]checkout.Discount, len(rows))
 	for i, r := range rows {
 		out[i] = discountFromRow(r.Discount, r.Redeemed, r.BuyerRedeemed)
 		out[i].UsedBySession = r.UsedBySession
 	}
-	return out, nil
+	return out
 }
 
 // buyerKey is the form a buyer's email is counted under for per-buyer limits ("" for

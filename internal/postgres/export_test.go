@@ -1,7 +1,13 @@
 package postgres
 
 import (
+	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -9,4 +15,36 @@ import (
 // OutboxEvent is the webhook.Event the outbox hands a worker for an order_events row.
 func OutboxEvent(id int64, orderID, eventType, format string, payload []byte, attempts int, createdAt time.Time) webhook.Event {
 	return outboxEvent(id, orderID, eventType, format, payload, attempts, createdAt)
+}
+
+// GetSessionByParts is GetSession as it was before GetSessionView, without the lazy
+// expiry: the session, its catalog and its consents each read by their own queries.
+// TestGetSessionViewIsTheViewOfItsParts holds the one statement to it.
+func (s *Store) GetSessionByParts(ctx context.Context, owner, id string) (checkout.View, error) {
+	q := db.New(s.pool)
+	now := s.now()
+	sess, err := s.loadSession(ctx, q, owner, id, false, now)
+	if err != nil {
+		return checkout.View{}, err
+	}
+	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	if err != nil {
+		return checkout.View{}, err
+	}
+	return s.view(ctx, q, sess, cat, now, nil)
+}
+
+// WithClock makes now the clock of s and returns s.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	s.now = now
+	return s
+}
+
+// WithPipelinedTx runs fn in a pipelinedTx (as the session writes do, without an
+// idempotency claim): q runs statements now, deferred queues them for the COMMIT.
+func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferred *db.Queries) error) error {
+	_, err := withPipelinedRecordedTxV(ctx, pool, time.Now, func(q, deferred *db.Queries, _ time.Time) (struct{}, error) {
+		return struct{}{}, fn(q, deferred)
+	})
+	return err
 }

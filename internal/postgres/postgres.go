@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -37,19 +38,27 @@ var (
 // several hosts and target_session_attrs=read-write the pool follows a promoted standby
 // (docs/operations.md, "Failover").
 func Connect(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	return ConnectTraced(ctx, databaseURL, nil)
+}
+
+// ConnectTraced is Connect with tracer (nil: none) tracing the pool's connections beside
+// the tracer that resets the pool when the server is lost. Tests count the round trips of
+// an operation this way (pgtest.RoundTrips).
+func ConnectTraced(ctx context.Context, databaseURL string, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
-	tracer := &connLossTracer{}
-	if cfg.ConnConfig.Tracer == nil {
-		cfg.ConnConfig.Tracer = tracer
+	lossTracer := &connLossTracer{}
+	cfg.ConnConfig.Tracer = lossTracer
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = multitracer.New(lossTracer, tracer)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
 	}
-	tracer.pool.Store(pool)
+	lossTracer.pool.Store(pool)
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)

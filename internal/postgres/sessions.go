@@ -114,13 +114,17 @@ func (s *Store) loadAuthentication(ctx context.Context, q *db.Queries, sess *che
 // made (nil otherwise), the marketing channels offered with the stored decisions of its
 // contact, and, while it can still be paid, the payment handlers it offers.
 func (s *Store) view(ctx context.Context, q *db.Queries, sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order) (checkout.View, error) {
-	v := checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order}
+	consents, err := s.offeredConsents(ctx, q, sess)
+	return s.viewWith(sess, cat, now, order, consents), err
+}
+
+// viewWith is view with the marketing channels offered already loaded.
+func (s *Store) viewWith(sess *checkout.Session, cat checkout.Catalog, now time.Time, order *checkout.Order, consents []checkout.OfferedConsent) checkout.View {
+	v := checkout.View{Session: sess, Quote: checkout.Price(sess, cat, now), Order: order, ConsentOptions: consents}
 	if sess.State == checkout.StateOpen {
 		v.Handlers = s.handlers
 	}
-	var err error
-	v.ConsentOptions, err = s.offeredConsents(ctx, q, sess)
-	return v, err
+	return v
 }
 
 // CreateSession validates ch, quotes it against the catalog and stores a new session
@@ -129,9 +133,9 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 	if err := ch.Validate(true); err != nil {
 		return checkout.View{}, err
 	}
-	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
+	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
 		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
-		cat, err := s.applyChanges(ctx, q, sess, ch, now)
+		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, nil)
 		if err != nil {
 			return checkout.View{}, err
 		}
@@ -143,7 +147,7 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		if interventions == nil {
 			interventions = []string{}
 		}
-		if err := q.InsertSession(ctx, db.InsertSessionParams{
+		if err := deferred.InsertSession(ctx, db.InsertSessionParams{
 			ID: row.ID, Owner: owner, Currency: row.Currency, Buyer: row.Buyer, FulfillmentAddress: row.FulfillmentAddress,
 			FulfillmentContact: row.FulfillmentContact, FulfillmentOptionID: row.FulfillmentOptionID,
 			Locale: row.Locale, Timezone: row.Timezone, Metadata: row.Metadata, AgentInterventions: interventions,
@@ -151,17 +155,23 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		}); err != nil {
 			return checkout.View{}, fmt.Errorf("insert session: %w", err)
 		}
-		if err := insertLines(ctx, q, sess); err != nil {
+		if err := insertLineRows(ctx, deferred, sess); err != nil {
 			return checkout.View{}, err
 		}
-		if err := saveSessionCodes(ctx, q, sess); err != nil {
+		if err := saveSessionCodes(ctx, deferred, sess); err != nil {
 			return checkout.View{}, err
 		}
-		if err := insertAttribution(ctx, q, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
+		if err := insertAttribution(ctx, deferred, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.view(ctx, q, sess, cat, now, nil)
+		return s.viewWith(sess, cat, now, nil, consents), nil
 	})
+}
+
+// writeAhead is write in a pipelinedTx: fn reads through q and writes through deferred,
+// so that its writes go out with the record of the response and the COMMIT.
+func (s *Store) writeAhead(ctx context.Context, fn func(q, deferred *db.Queries, now time.Time) (checkout.View, error)) (checkout.View, error) {
+	return withPipelinedRecordedTxV(ctx, s.pool, s.now, fn)
 }
 
 // write runs fn in one transaction and, when the request holds an Idempotency-Key,
@@ -171,27 +181,28 @@ func (s *Store) write(ctx context.Context, fn func(q *db.Queries, now time.Time)
 }
 
 // GetSession returns owner's session id with a quote from the current catalog.
+//
+// It is one statement (GetSessionView), so one round trip, unless the session has just
+// expired: the expiry is written before the session is read again.
 func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View, error) {
 	q := db.New(s.pool)
-	sess, err := s.loadSession(ctx, q, owner, id, false, s.now())
+	now := s.now()
+	sv, err := s.loadSessionView(ctx, q, owner, id, now)
 	if err != nil {
 		return checkout.View{}, err
 	}
-	if sess.Expired(s.now()) {
+	if sv.session.Expired(now) {
 		// Lazy expiry: the sweeper may not have passed yet; the reader must not see an
 		// open session that can no longer be paid.
 		if err := s.expire(ctx, owner, id); err != nil {
 			return checkout.View{}, err
 		}
-		if sess, err = s.loadSession(ctx, q, owner, id, false, s.now()); err != nil {
+		now = s.now()
+		if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
 			return checkout.View{}, err
 		}
 	}
-	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
-	if err != nil {
-		return checkout.View{}, err
-	}
-	return s.view(ctx, q, sess, cat, s.now(), nil)
+	return s.viewWith(sv.session, sv.catalog, now, nil, sv.consents), nil
 }
 
 // UpdateSession validates ch and applies it to the locked session.
@@ -199,9 +210,48 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
-	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
-		return s.applyChanges(ctx, q, sess, ch, now)
-	}, ch.Items != nil)
+	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+		sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		sess := sv.session
+		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, &sv.read)
+		if err != nil {
+			return checkout.View{}, refuseAfterExpiry(err, expired)
+		}
+		if err := updateSession(ctx, deferred, sess, now); err != nil {
+			return checkout.View{}, err
+		}
+		if ch.Items != nil {
+			if err := deferred.DeleteLineItems(ctx, sess.ID); err != nil {
+				return checkout.View{}, fmt.Errorf("delete line items: %w", err)
+			}
+			if err := insertLineRows(ctx, deferred, sess); err != nil {
+				return checkout.View{}, err
+			}
+		}
+		return s.viewWith(sess, cat, now, nil, consents), nil
+	})
+}
+
+// lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out
+// with the statement that reads the session (GetSessionView), and the lazy expiry is
+// deferred. It returns the session's view, whose catalog the change may reuse.
+func (s *Store) lockSessionAhead(ctx context.Context, q, deferred *db.Queries, owner, id string, now time.Time) (sv sessionView, expired bool, err error) {
+	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
+		return sv, false, fmt.Errorf("lock session: %w", err)
+	}
+	if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
+		return sv, false, err
+	}
+	if !sv.session.Expired(now) {
+		return sv, false, nil
+	}
+	if err := sv.session.Cancel(checkout.CanceledExpired, nil, now); err != nil {
+		return sv, false, err
+	}
+	return sv, true, updateSession(ctx, deferred, sv.session, now)
 }
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a
@@ -323,6 +373,23 @@ func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string
 	if err != nil {
 		return nil, fmt.Errorf("load session: %w", err)
 	}
+	sess, err := sessionFromRow(row)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := q.ListLineItems(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("load line items: %w", err)
+	}
+	sess.Lines = linesFromRows(lines)
+	if err := loadSessionCodes(ctx, q, sess); err != nil {
+		return nil, err
+	}
+	return sess, s.loadAuthentication(ctx, q, sess, row.AuthenticationDirectoryServer, now)
+}
+
+// sessionFromRow is the session of row, without its lines, discount codes and 3-D Secure.
+func sessionFromRow(row db.CheckoutSession) (*checkout.Session, error) {
 	sess := &checkout.Session{
 		ID: row.ID, Owner: row.Owner, State: checkout.State(row.State), Currency: row.Currency,
 		AgentInterventions: row.AgentInterventions,
@@ -344,7 +411,7 @@ func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string
 		sess.CancelReason = checkout.CancelReason(*row.CancelReason)
 	}
 	sess.OrderNotes = deref(row.OrderNotes)
-	if err := decodeColumns(id,
+	if err := decodeColumns(row.ID,
 		jsonColumn(row.Buyer, &sess.Buyer, "buyer"),
 		jsonColumn(row.FulfillmentAddress, &sess.FulfillmentAddress, "address"),
 		jsonColumn(row.FulfillmentContact, &sess.FulfillmentContact, "fulfillment contact"),
@@ -353,18 +420,16 @@ func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string
 	); err != nil {
 		return nil, err
 	}
-	lines, err := q.ListLineItems(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("load line items: %w", err)
+	return sess, nil
+}
+
+// linesFromRows are the session lines of rows, in their order.
+func linesFromRows(rows []db.LineItem) []checkout.Line {
+	lines := make([]checkout.Line, len(rows))
+	for i, l := range rows {
+		lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
 	}
-	sess.Lines = make([]checkout.Line, len(lines))
-	for i, l := range lines {
-		sess.Lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
-	}
-	if err := loadSessionCodes(ctx, q, sess); err != nil {
-		return nil, err
-	}
-	return sess, s.loadAuthentication(ctx, q, sess, row.AuthenticationDirectoryServer, now)
+	return lines
 }
 
 // loadCatalog reads the variants named by ids, the active fulfillment options and, when
@@ -382,14 +447,7 @@ func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids
 	if err != nil {
 		return cat, fmt.Errorf("load fulfillment options: %w", err)
 	}
-	cat.Options = make([]checkout.FulfillmentOption, len(opts))
-	for i, o := range opts {
-		cat.Options[i] = checkout.FulfillmentOption{
-			ID: o.ID, Type: checkout.FulfillmentType(o.Type), Title: o.Title, Subtitle: o.Subtitle,
-			Carrier: o.Carrier, Amount: o.Amount, Currency: o.Currency, Taxable: o.Taxable,
-			MinDeliveryDays: intPtr(o.MinDeliveryDays), MaxDeliveryDays: intPtr(o.MaxDeliveryDays),
-		}
-	}
+	cat.Options = optionsFromRows(opts)
 	if sess != nil {
 		if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
 			return cat, err
@@ -397,6 +455,19 @@ func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids
 		cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
 	}
 	return cat, err
+}
+
+// optionsFromRows are the fulfillment options of rows, in their order.
+func optionsFromRows(rows []db.FulfillmentOption) []checkout.FulfillmentOption {
+	opts := make([]checkout.FulfillmentOption, len(rows))
+	for i, o := range rows {
+		opts[i] = checkout.FulfillmentOption{
+			ID: o.ID, Type: checkout.FulfillmentType(o.Type), Title: o.Title, Subtitle: o.Subtitle,
+			Carrier: o.Carrier, Amount: o.Amount, Currency: o.Currency, Taxable: o.Taxable,
+			MinDeliveryDays: intPtr(o.MinDeliveryDays), MaxDeliveryDays: intPtr(o.MaxDeliveryDays),
+		}
+	}
+	return opts
 }
 
 func taxRate(ctx context.Context, q *db.Queries, addr *checkout.Address) (int, error) {
@@ -501,6 +572,24 @@ func insertLines(ctx context.Context, q *db.Queries, sess *checkout.Session) err
 		}
 	}
 	if _, err := q.InsertLineItems(ctx, rows); err != nil {
+		return fmt.Errorf("insert line items: %w", err)
+	}
+	return nil
+}
+
+// insertLineRows is insertLines as one statement, which can be deferred in a pipeline.
+func insertLineRows(ctx context.Context, q *db.Queries, sess *checkout.Session) error {
+	p := db.InsertLineItemRowsParams{
+		CheckoutSessionID: sess.ID,
+		Ids:               make([]string, len(sess.Lines)), Positions: make([]int32, len(sess.Lines)),
+		VariantIds: make([]string, len(sess.Lines)), Quantities: make([]int32, len(sess.Lines)),
+		UnitAmounts: make([]int64, len(sess.Lines)),
+	}
+	for i, l := range sess.Lines {
+		p.Ids[i], p.Positions[i], p.VariantIds[i] = l.ID, int32(i), l.VariantID
+		p.Quantities[i], p.UnitAmounts[i] = int32(l.Quantity), l.UnitAmount
+	}
+	if err := q.InsertLineItemRows(ctx, p); err != nil {
 		return fmt.Errorf("insert line items: %w", err)
 	}
 	return nil

@@ -1,0 +1,112 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+// roundTripCeilings are the most round trips to PostgreSQL each operation may make
+// (docs/PERFORMANCE.md, "Round trips"): the CPU of the server goes mostly to round
+// trips, so a change that adds one must show up here, not in production.
+var roundTripCeilings = []struct {
+	op      string
+	ceiling int
+	// pending says why the ceiling is the count measured today, not the target.
+	pending string
+}{
+	{op: "create", ceiling: 3},
+	{op: "get", ceiling: 1},
+	{op: "update", ceiling: 3},
+	{op: "delegate_payment", ceiling: 2},
+	{op: "complete", ceiling: 21, pending: "target 3: the completion is being split into phases (issue 12)"},
+	{op: "replay", ceiling: 1},
+}
+
+// TestRoundTrips runs each checkout operation through the API, in both versions, and
+// holds its round trips to PostgreSQL to its ceiling. Every POST carries an
+// Idempotency-Key, as agents send them: the key's claim and record are part of the cost.
+// The sessions offer marketing consents and have a buyer and an address, so a view needs
+// everything a view can need (tax, discounts, consents).
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"2025-09-29", v0417} {
+		t.Run(v, func(t *testing.T) {
+			e := mustEnvVersion(t, v, time.Minute)
+			e.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.ConsentOptions = consentOptions }}
+			e.server = e.startServer(time.Minute)
+
+			counts := map[string]int{}
+			measure := func(op string, send func() response, want int) response {
+				t.Helper()
+				var r response
+				n, sent := e.roundTrips.Measure(func() { r = send() })
+				if r.status != want {
+					t.Fatalf("%s: status = %d, want %d; body: %s", op, r.status, want, r.body)
+				}
+				counts[op] = n
+				t.Logf("%s: %d round trips\n\t%s", op, n, strings.Join(sent, "\n\t"))
+				return r
+			}
+
+			createKey := newKey()
+			createBody := e.createBody(fields{items: items("item_123", 2), buyer: buyer, address: address})
+			created := measure("create", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions", createBody, "Idempotency-Key", createKey)
+			}, http.StatusCreated)
+			id := created.json(t)["id"].(string)
+
+			measure("get", func() response { return e.do(http.MethodGet, "/checkout_sessions/"+id, nil) }, http.StatusOK)
+
+			updated := measure("update", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{items: items("item_123", 2), option: "standard_shipping"}),
+					"Idempotency-Key", newKey())
+			}, http.StatusOK)
+			s := e.mustSession(updated, http.StatusOK)
+			if s["status"] != "ready_for_payment" {
+				t.Fatalf("session %s is %v, messages %v", id, s["status"], messages(s))
+			}
+
+			delegated := measure("delegate_payment", func() response {
+				return e.do(http.MethodPost, delegatePath, delegateBody(id, totals(t, s)["total"], "usd", "4242424242424242", "123"),
+					"Idempotency-Key", newKey())
+			}, http.StatusCreated)
+			token := delegated.json(t)["id"].(string)
+
+			measure("complete", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", e.completeBody(token), "Idempotency-Key", newKey())
+			}, http.StatusOK)
+
+			replayed := measure("replay", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions", createBody, "Idempotency-Key", createKey)
+			}, http.StatusCreated)
+			if replayed.header.Get("Idempotent-Replayed") != "true" || string(replayed.body) != string(created.body) {
+				t.Fatalf("the repeated create was not replayed: %s", replayed.body)
+			}
+
+			for _, c := range roundTripCeilings {
+				note := ""
+				if c.pending != "" {
+					note = " (" + c.pending + ")"
+				}
+				if counts[c.op] > c.ceiling {
+					t.Errorf("%s: %d round trips, the ceiling is %d%s", c.op, counts[c.op], c.ceiling, note)
+				}
+			}
+		})
+	}
+}
+
+// completeBody pays with vault token in e's version.
+func (e *testEnv) completeBody(token string) map[string]any {
+	if !e.is0417() {
+		return paymentData(token)
+	}
+	return map[string]any{"payment_data": map[string]any{
+		"handler_id": "card_tokenized",
+		"instrument": map[string]any{"type": "card", "credential": map[string]any{"type": "spt", "token": token}},
+	}}
+}

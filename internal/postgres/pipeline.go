@@ -1,0 +1,332 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+)
+
+// pipelinedTx is a transaction that takes as few round trips to the server as its
+// statements allow (docs/PERFORMANCE.md, "Round trips"). A pgx.Tx spends one on BEGIN,
+// one per statement and one on COMMIT; here
+//   - BEGIN goes out with the first statement;
+//   - a statement whose only result is its error (an INSERT, an UPDATE of sqlc's :exec)
+//     can be deferred: queued through the Queries of deferred, it goes out with the
+//     next statement that needs its result, or with the COMMIT;
+//   - the COMMIT goes out with the deferred statements.
+//
+// A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
+// the first that fails aborts the transaction, so nothing after it applies (the COMMIT
+// included) and rollback ends it. Nothing here is session state: behind PgBouncer in
+// transaction pooling the server connection is the transaction's from BEGIN to COMMIT,
+// as with a pgx.Tx.
+type pipelinedTx struct {
+	conn *pgxpool.Conn
+	// begun says BEGIN was sent; committed that COMMIT succeeded.
+	begun, committed bool
+	// queued are the deferred statements not sent yet, in their order.
+	queued []queuedStatement
+}
+
+// queuedStatement is a deferred statement.
+type queuedStatement struct {
+	sql  string
+	args []any
+}
+
+var _ db.DBTX = (*pipelinedTx)(nil)
+
+// beginPipelinedTx acquires a connection of pool for a transaction; nothing is sent yet.
+// The caller must end it with commit or rollback.
+func beginPipelinedTx(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return &pipelinedTx{conn: conn}, nil
+}
+
+// deferred returns the Queries whose statements are queued (see pipelinedTx). Only
+// statements that return nothing but their error may run through it: one that returns
+// rows or a row count fails.
+func (t *pipelinedTx) deferred() *db.Queries { return db.New(deferredDBTX{t}) }
+
+// pending is a batch of BEGIN (unless sent) and the queued statements, which the
+// statement about to be sent follows; it empties the queue.
+func (t *pipelinedTx) pending() *pgx.Batch {
+	b := &pgx.Batch{}
+	if !t.begun {
+		b.Queue("begin")
+		t.begun = true
+	}
+	for _, s := range t.queued {
+		b.Queue(s.sql, s.args...)
+	}
+	t.queued = nil
+	return b
+}
+
+// send sends b, whose first n statements are those of pending, and reads their
+// results: an error of one of them is that of the round trip.
+func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int) (pgx.BatchResults, error) {
+	br := t.conn.SendBatch(ctx, b)
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
+// sendNow sends sql with BEGIN (unless sent) and the queued statements before it, and
+// returns the results with sql's next.
+func (t *pipelinedTx) sendNow(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	b := t.pending()
+	n := b.Len()
+	b.Queue(sql, args...)
+	return t.send(ctx, b, n)
+}
+
+// Exec runs sql now, with BEGIN and the queued statements before it.
+func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	br, err := t.sendNow(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// Query runs sql now, with BEGIN and the queued statements before it.
+func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	br, err := t.sendNow(ctx, sql, args)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return &batchRows{Rows: rows, results: br}, nil
+}
+
+// QueryRow runs sql now, with BEGIN and the queued statements before it.
+func (t *pipelinedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	rows, err := t.Query(ctx, sql, args...)
+	if err != nil {
+		return errRow{err}
+	}
+	return rowOf{rows}
+}
+
+// CopyFrom sends BEGIN and the queued statements, then the COPY: a COPY cannot ride in
+// a pipeline.
+func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.flush(ctx); err != nil {
+		return 0, err
+	}
+	return t.conn.CopyFrom(ctx, table, columns, src)
+}
+
+// SendBatch sends BEGIN and the queued statements, then b.
+func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if err := t.flush(ctx); err != nil {
+		return errBatchResults{err}
+	}
+	return t.conn.SendBatch(ctx, b)
+}
+
+// flush sends what is pending on its own.
+func (t *pipelinedTx) flush(ctx context.Context) error {
+	b := t.pending()
+	br, err := t.send(ctx, b, b.Len())
+	if err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// commit sends the queued statements and COMMIT in one round trip.
+func (t *pipelinedTx) commit(ctx context.Context) error {
+	if !t.begun && len(t.queued) == 0 {
+		t.committed = true // nothing was sent: there is nothing to commit
+		return nil
+	}
+	b := t.pending()
+	b.Queue("commit")
+	br, err := t.send(ctx, b, b.Len())
+	if err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+	t.committed = true
+	return nil
+}
+
+// rollback ends the transaction unless it committed, and releases the connection (see
+// the package's rollback for the context). A connection whose rollback failed is
+// closed by the pool on release, as it is left in a transaction.
+func (t *pipelinedTx) rollback(ctx context.Context) {
+	defer t.conn.Release()
+	if t.committed || !t.begun {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	_, _ = t.conn.Exec(ctx, "rollback")
+}
+
+// deferredDBTX queues the statements of a pipelinedTx's deferred Queries.
+type deferredDBTX struct{ t *pipelinedTx }
+
+// errNotDeferrable is the error of a statement that returns more than its error run
+// through deferred Queries: a bug of the caller.
+var errNotDeferrable = errors.New("postgres: a statement whose result is read cannot be deferred")
+
+// Exec queues sql; its error, if any, is that of the round trip that sends it. The
+// command tag is empty: a caller that needs the row count must not defer the statement.
+func (d deferredDBTX) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	d.t.queued = append(d.t.queued, queuedStatement{sql: sql, args: args})
+	return pgconn.CommandTag{}, nil
+}
+
+func (d deferredDBTX) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, errNotDeferrable
+}
+
+func (d deferredDBTX) QueryRow(context.Context, string, ...any) pgx.Row {
+	return errRow{errNotDeferrable}
+}
+
+func (d deferredDBTX) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, errNotDeferrable
+}
+
+func (d deferredDBTX) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
+	return errBatchResults{errNotDeferrable}
+}
+
+// batchRows are the rows of the last statement of a batch; closing them reads the
+// batch to its end.
+type batchRows struct {
+	pgx.Rows
+	results pgx.BatchResults
+	closed  bool
+	err     error
+}
+
+func (r *batchRows) Close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.Rows.Close()
+	r.err = r.results.Close()
+}
+
+func (r *batchRows) Err() error {
+	if err := r.Rows.Err(); err != nil {
+		return err
+	}
+	return r.err
+}
+
+// rowOf is the first row of rows, as pgx.Conn.QueryRow gives it.
+type rowOf struct{ rows pgx.Rows }
+
+func (r rowOf) Scan(dest ...any) error {
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		r.rows.Close()
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	r.rows.Close()
+	return r.rows.Err()
+}
+
+// errRow is a row that could not be read.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// errBatchResults are the results of a batch that could not be sent.
+type errBatchResults struct{ err error }
+
+func (r errBatchResults) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, r.err }
+func (r errBatchResults) Query() (pgx.Rows, error)         { return nil, r.err }
+func (r errBatchResults) QueryRow() pgx.Row                { return errRow{r.err} }
+func (r errBatchResults) Close() error                     { return r.err }
+func (r errBatchResults) Tx() pgx.Tx                       { return nil }
+
+// claimLostCode is the SQLSTATE of raise_idempotency_claim_lost (migration 00014).
+const claimLostCode = "AC409"
+
+// withPipelinedRecordedTxV is withRecordedTxV in a pipelinedTx: fn gets the Queries of
+// statements run now (q) and of statements deferred to the next round trip (deferred),
+// and the record of the response goes out with the COMMIT (RecordIdempotentResponse),
+// so a write whose reads are one round trip commits in the next.
+func withPipelinedRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
+	fn func(q, deferred *db.Queries, now time.Time) (T, error),
+) (T, error) {
+	var zero T
+	claim := idempotency.FromContext(ctx)
+	tx, err := beginPipelinedTx(ctx, pool)
+	if err != nil {
+		return zero, err
+	}
+	defer tx.rollback(ctx)
+	now := clock()
+	result, err := fn(db.New(tx), tx.deferred(), now)
+	var refusal *commitThen
+	if errors.As(err, &refusal) {
+		if err := tx.commit(ctx); err != nil {
+			return zero, fmt.Errorf("commit: %w", err)
+		}
+		return zero, refusal.err
+	}
+	if err != nil {
+		return zero, err
+	}
+	var status int
+	var body []byte
+	if claim != nil && claim.Encode != nil {
+		if status, body, err = claim.Encode(result); err != nil {
+			return zero, fmt.Errorf("encode response: %w", err)
+		}
+		if err := tx.deferred().RecordIdempotentResponse(ctx, db.RecordIdempotentResponseParams(completeKeyParams(claim, status, body, now))); err != nil {
+			return zero, fmt.Errorf("record idempotent response: %w", err)
+		}
+	}
+	if err := tx.commit(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == claimLostCode {
+			return zero, errClaimLost
+		}
+		return zero, fmt.Errorf("commit: %w", err)
+	}
+	if body != nil {
+		claim.Committed(status, body)
+	}
+	return result, nil
+}

@@ -1,0 +1,252 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+)
+
+// sessionView is what a response shows of a session, read in one statement: the
+// session as loadSession reads it, the catalog as loadCatalog reads it for the session,
+// and the marketing channels offered as offeredConsents reads them.
+type sessionView struct {
+	session  *checkout.Session
+	catalog  checkout.Catalog
+	consents []checkout.OfferedConsent
+	// read is what the catalog and the consents were made of, which an update reuses
+	// when its changes leave the parameters of the parts as they are.
+	read catalogRead
+}
+
+// catalogRead is a catalog and the consents of a view as read, before they are checked
+// against the session they are for.
+type catalogRead struct {
+	variants []db.Variant
+	options  []db.FulfillmentOption
+	parts    loadedParts
+}
+
+// loadSessionView reads owner's session id with everything its view needs at now in one
+// round trip (GetSessionView), where loadSession, loadCatalog and offeredConsents take
+// nine. The statement derives in SQL what those take from the session in Go (the
+// normalised discount codes, the buyer's email, the tax region, the consent contacts);
+// each is checked against the Go derivation here, and the part is loaded again in its
+// own query where they differ (an address or a code with characters SQL's upper and
+// Go's strings.ToUpper fold apart), so the view is always the one those would give.
+func (s *Store) loadSessionView(ctx context.Context, q *db.Queries, owner, id string, now time.Time) (sessionView, error) {
+	row, err := q.GetSessionView(ctx, db.GetSessionViewParams{ID: id, Owner: owner, Now: now})
+	if isNoRows(err) {
+		return sessionView{}, checkout.ErrNotFound
+	}
+	if err != nil {
+		return sessionView{}, fmt.Errorf("load session view: %w", err)
+	}
+	sess, err := sessionFromRow(row.CheckoutSession)
+	if err != nil {
+		return sessionView{}, err
+	}
+	var lines []db.LineItem
+	var variants []db.Variant
+	var options []db.FulfillmentOption
+	var discounts []db.ListSessionDiscountsRow
+	var consents []db.MarketingConsent
+	if err := decodeColumns(id,
+		jsonColumn(row.Lines, &lines, "line items"),
+		jsonColumn(row.Variants, &variants, "variants"),
+		jsonColumn(row.FulfillmentOptions, &options, "fulfillment options"),
+		jsonColumn(row.Discounts, &discounts, "discounts"),
+		jsonColumn(row.MarketingConsents, &consents, "marketing consents"),
+	); err != nil {
+		return sessionView{}, err
+	}
+	sess.Lines = linesFromRows(lines)
+	if row.DiscountsActive {
+		sess.DiscountsActive, sess.DiscountCodes = true, row.DiscountCodes
+	}
+	// As loadAuthentication: the latest usable vault token's card, else what a PSP
+	// asked for at an earlier completion.
+	if sess.State == checkout.StateOpen {
+		ds := row.CheckoutSession.AuthenticationDirectoryServer
+		if row.HasUsableToken {
+			ds = row.UsableTokenDirectoryServer
+		}
+		if ds != nil {
+			sess.Authentication = s.authentication(*ds)
+		}
+	}
+
+	sv := sessionView{session: sess, catalog: catalogOf(variants, options), read: catalogRead{
+		variants: variants, options: options, parts: loadedParts{
+			codes: row.NormalizedCodes, buyerEmail: row.BuyerEmail, discounts: discounts,
+			taxCountry: row.TaxCountry, taxRegion: row.TaxRegion, taxRateBps: row.TaxRateBps,
+			contacts: row.ConsentContacts, consents: consents,
+		},
+	}}
+	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, sv.read.parts)
+	if err != nil {
+		return sessionView{}, err
+	}
+	return sv, nil
+}
+
+// catalogOf is the catalog of variants and options, without discounts and tax rate.
+func catalogOf(variants []db.Variant, options []db.FulfillmentOption) checkout.Catalog {
+	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(variants)), Options: optionsFromRows(options)}
+	for _, v := range variants {
+		cat.Variants[v.ID] = variantFromRow(v)
+	}
+	return cat
+}
+
+// loadedParts are the parts of a quote read ahead of knowing the session they are for
+// (GetSessionView, GetCatalogFor), with the parameters they were read with.
+type loadedParts struct {
+	// codes (normalised) and buyerEmail chose discounts.
+	codes      []string
+	buyerEmail string
+	discounts  []db.ListSessionDiscountsRow
+	// taxCountry and taxRegion chose taxRateBps.
+	taxCountry, taxRegion string
+	taxRateBps            int32
+	// consents are the stored decisions of contacts.
+	contacts []string
+	consents []db.MarketingConsent
+}
+
+// quoteParts sets the discounts and the tax rate of cat for sess, and returns the
+// marketing channels its view offers, from the parts loaded ahead where they were read
+// with sess's own parameters; a part read with others is loaded again by its own query.
+func (s *Store) quoteParts(ctx context.Context, q *db.Queries, sess *checkout.Session, cat *checkout.Catalog, p loadedParts) ([]checkout.OfferedConsent, error) {
+	var err error
+	if slices.Equal(p.codes, normalizedCodes(sess)) && p.buyerEmail == buyerKey(sess.Buyer) {
+		for i := range p.discounts {
+			inLocalTime(&p.discounts[i].Discount)
+		}
+		cat.Discounts = sessionDiscountsFromRows(p.discounts)
+	} else if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
+		return nil, err
+	}
+	cat.TaxRateBps = 0
+	if addr := sess.FulfillmentAddress; addr != nil {
+		if country, region := addr.TaxRegion(); country == p.taxCountry && region == p.taxRegion {
+			cat.TaxRateBps = int(p.taxRateBps)
+		} else if cat.TaxRateBps, err = taxRate(ctx, q, addr); err != nil {
+			return nil, err
+		}
+	}
+	if containsAll(p.contacts, s.consentContacts(sess)) {
+		return s.offeredConsentsFrom(sess, p.consents), nil
+	}
+	return s.offeredConsents(ctx, q, sess)
+}
+
+// applyChangesAhead is applyChanges reading the catalog in one statement
+// (GetCatalogFor) before the changes are applied, or none when read, the catalog of the
+// session's view (nil: none), already holds what the changes need: the variants of
+// their items, and discounts, a tax rate and consents read with the parameters the
+// changes are expected to leave. quoteParts loads again what the changes left
+// otherwise. It returns the catalog and the marketing channels the view offers.
+func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time, read *catalogRead) (checkout.Catalog, []checkout.OfferedConsent, error) {
+	expected := expectedAfter(sess, ch)
+	want := loadedParts{codes: normalizedCodes(expected), buyerEmail: buyerKey(expected.Buyer), contacts: s.consentContacts(expected)}
+	if addr := expected.FulfillmentAddress; addr != nil {
+		want.taxCountry, want.taxRegion = addr.TaxRegion()
+	}
+	ids := checkout.VariantIDs(sess, ch)
+	if read == nil || !read.serves(ids, want) {
+		var err error
+		if read, err = readCatalogFor(ctx, q, sess.ID, ids, want); err != nil {
+			return checkout.Catalog{}, nil, err
+		}
+	}
+	cat := catalogOf(read.variants, read.options)
+	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
+		return cat, nil, err
+	}
+	consents, err := s.quoteParts(ctx, q, sess, &cat, read.parts)
+	return cat, consents, err
+}
+
+// serves reports whether r holds the variants ids and parts read with the parameters
+// of want.
+func (r *catalogRead) serves(ids []string, want loadedParts) bool {
+	for _, id := range ids {
+		if !slices.ContainsFunc(r.variants, func(v db.Variant) bool { return v.ID == id }) {
+			return false
+		}
+	}
+	p := r.parts
+	return slices.Equal(p.codes, want.codes) && p.buyerEmail == want.buyerEmail &&
+		p.taxCountry == want.taxCountry && p.taxRegion == want.taxRegion && containsAll(p.contacts, want.contacts)
+}
+
+// readCatalogFor reads the variants ids and the parts with the parameters of want
+// (GetCatalogFor) for session id.
+func readCatalogFor(ctx context.Context, q *db.Queries, id string, ids []string, want loadedParts) (*catalogRead, error) {
+	row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
+		VariantIds: ids, BuyerEmail: want.buyerEmail, CheckoutSessionID: id, Codes: want.codes,
+		TaxCountry: want.taxCountry, TaxRegion: want.taxRegion, Contacts: want.contacts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load catalog: %w", err)
+	}
+	read := &catalogRead{parts: want}
+	read.parts.taxRateBps = row.TaxRateBps
+	if err := decodeColumns(id,
+		jsonColumn(row.Variants, &read.variants, "variants"),
+		jsonColumn(row.FulfillmentOptions, &read.options, "fulfillment options"),
+		jsonColumn(row.Discounts, &read.parts.discounts, "discounts"),
+		jsonColumn(row.MarketingConsents, &read.parts.consents, "marketing consents"),
+	); err != nil {
+		return nil, err
+	}
+	return read, nil
+}
+
+// expectedAfter is sess with what ch sets of the parameters of its quote's parts (its
+// codes, buyer, address and contact): what Apply will most likely leave. It is a
+// guess, checked by quoteParts.
+func expectedAfter(sess *checkout.Session, ch checkout.Changes) *checkout.Session {
+	after := &checkout.Session{
+		ID: sess.ID, DiscountCodes: sess.DiscountCodes, Buyer: sess.Buyer,
+		FulfillmentAddress: sess.FulfillmentAddress, FulfillmentContact: sess.FulfillmentContact,
+	}
+	if ch.DiscountCodes != nil {
+		after.DiscountCodes = *ch.DiscountCodes
+	}
+	if ch.Buyer != nil {
+		after.Buyer = ch.Buyer
+	}
+	if ch.FulfillmentAddress != nil {
+		after.FulfillmentAddress = ch.FulfillmentAddress
+	}
+	if ch.FulfillmentContact != nil {
+		after.FulfillmentContact = ch.FulfillmentContact
+	}
+	return after
+}
+
+// containsAll reports whether every element of want is in have.
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// inLocalTime moves the times of d, decoded from JSON in the database session's time
+// zone, to the process's, where pgx puts the times it scans: a response shows the
+// discount's start and end as they are, zone included.
+func inLocalTime(d *db.Discount) {
+	for _, t := range []*time.Time{d.StartsAt, d.EndsAt, d.DisabledAt, &d.CreatedAt, &d.UpdatedAt} {
+		if t != nil {
+			*t = t.Local()
+		}
+	}
+}

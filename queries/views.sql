@@ -1,0 +1,106 @@
+-- name: GetSessionView :one
+-- Everything a response shows of a session, in one statement, so that a GET is one
+-- round trip (docs/PERFORMANCE.md, "Round trips"): the row, its lines and discount
+-- codes, the 3-D Secure directory server of its latest unused, unexpired vault token,
+-- and the catalog that quotes it (its variants, the active fulfillment options, the
+-- discounts that may apply, the tax rate of its address), with the stored marketing
+-- decisions of its contacts. The parts are those of GetSession, ListLineItems,
+-- GetSessionDiscountCodes, LatestSessionTokenAuthentication, ListVariantsByID,
+-- ListActiveFulfillmentOptions, ListSessionDiscounts, GetTaxRate and
+-- ListMarketingConsents, and must stay in step with them. The parameters those take from
+-- the session in Go (normalised codes, the buyer's email, the tax region, the consent
+-- contacts) are derived here from the row and returned, so the caller can check them
+-- against the Go derivation and load a part again on the odd session where they differ.
+SELECT sqlc.embed(s),
+    (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.position), '[]'::jsonb)
+        FROM line_items l WHERE l.checkout_session_id = s.id)::jsonb AS lines,
+    (dc.checkout_session_id IS NOT NULL)::boolean AS discounts_active,
+    coalesce(dc.codes, '{}'::text[])::text[] AS discount_codes,
+    EXISTS (SELECT 1 FROM vault_tokens t
+        WHERE t.checkout_session_id = s.id AND t.owner = s.owner AND t.used_at IS NULL AND t.expires_at > @now
+    ) AS has_usable_token,
+    (SELECT t.authentication_directory_server FROM vault_tokens t
+        WHERE t.checkout_session_id = s.id AND t.owner = s.owner AND t.used_at IS NULL AND t.expires_at > @now
+        ORDER BY t.created_at DESC, t.id DESC
+        LIMIT 1) AS usable_token_directory_server,
+    (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb) FROM variants v
+        WHERE v.id IN (SELECT l.variant_id FROM line_items l WHERE l.checkout_session_id = s.id))::jsonb AS variants,
+    (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.sort_order, o.id), '[]'::jsonb)
+        FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
+    p.normalized_codes::text[] AS normalized_codes,
+    p.buyer_email::text AS buyer_email,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'discount', to_jsonb(d),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id),
+            'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
+                WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = p.buyer_email
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id),
+            'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE r.discount_id = d.id AND o.checkout_session_id = s.id)
+        ) ORDER BY d.id), '[]'::jsonb)
+        FROM discounts d
+        WHERE d.code = ANY(p.normalized_codes) OR (d.code IS NULL AND d.disabled_at IS NULL)
+            OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE o.checkout_session_id = s.id))::jsonb AS discounts,
+    p.tax_country::text AS tax_country,
+    p.tax_region::text AS tax_region,
+    coalesce((SELECT r.rate_bps FROM tax_rates r
+        WHERE r.country = p.tax_country AND r.region IN (p.tax_region, '')
+        ORDER BY r.region DESC
+        LIMIT 1), 0)::integer AS tax_rate_bps,
+    p.consent_contacts::text[] AS consent_contacts,
+    (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
+        FROM marketing_consents m WHERE m.contact = ANY(p.consent_contacts))::jsonb AS marketing_consents
+FROM checkout_sessions s
+LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
+CROSS JOIN LATERAL (SELECT
+    ARRAY(SELECT upper(btrim(c)) FROM unnest(coalesce(dc.codes, '{}'::text[])) WITH ORDINALITY AS u(c, n) ORDER BY n) AS normalized_codes,
+    lower(btrim(coalesce(s.buyer->>'email', ''))) AS buyer_email,
+    coalesce(s.fulfillment_address->>'country', '') AS tax_country,
+    upper(coalesce(s.fulfillment_address->>'state', '')) AS tax_region,
+    array_remove(ARRAY[
+        lower(btrim(s.buyer->>'email')), btrim(s.buyer->>'phone_number'),
+        lower(btrim(s.fulfillment_contact->>'email')), btrim(s.fulfillment_contact->>'phone_number')
+    ], NULL) AS consent_contacts
+) p
+WHERE s.id = @id AND s.owner = @owner;
+
+-- name: GetCatalogFor :one
+-- The catalog a create or an update quotes against, in one statement, with the stored
+-- marketing decisions of the contacts it will show: the parts of ListVariantsByID,
+-- ListActiveFulfillmentOptions, ListSessionDiscounts, GetTaxRate and
+-- ListMarketingConsents, as GetSessionView reads them for a stored session. Without an
+-- address, @tax_country is '' and no rate is found (0).
+SELECT
+    (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb) FROM variants v
+        WHERE v.id = ANY(@variant_ids::text[]))::jsonb AS variants,
+    (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.sort_order, o.id), '[]'::jsonb)
+        FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'discount', to_jsonb(d),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
+                      AND a.checkout_session_id <> @checkout_session_id::text),
+            'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
+                WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = @buyer_email::text
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text),
+            'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text)
+        ) ORDER BY d.id), '[]'::jsonb)
+        FROM discounts d
+        WHERE d.code = ANY(@codes::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
+            OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+                WHERE o.checkout_session_id = @checkout_session_id::text))::jsonb AS discounts,
+    coalesce((SELECT r.rate_bps FROM tax_rates r
+        WHERE r.country = @tax_country::text AND r.region IN (@tax_region::text, '')
+        ORDER BY r.region DESC
+        LIMIT 1), 0)::integer AS tax_rate_bps,
+    (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
+        FROM marketing_consents m WHERE m.contact = ANY(@contacts::text[]))::jsonb AS marketing_consents;
