@@ -154,15 +154,23 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 			const sessionRow = `SELECT row_to_json(s)::text FROM (SELECT state, buyer, order_notes, expires_at, updated_at FROM checkout_sessions WHERE id = $1) s`
 			before := e.text(sessionRow, sid)
 
+			other := e.discountSession("grace@example.com", "once")
 			// While its charge is in flight, the session shows the discount it pays with:
-			// its own reservation of the code's last use does not count against it.
-			var during checkout.View
-			psp.InCharge = func(payment.Charge) { during, _ = e.store.GetSession(ctx, "", sid) }
+			// its own reservation of the code's last use does not count against it; it
+			// does against another buyer's session.
+			var during, otherDuring checkout.View
+			psp.InCharge = func(payment.Charge) {
+				during, _ = e.store.GetSession(ctx, "", sid)
+				otherDuring, _ = e.store.GetSession(ctx, "", other)
+			}
 			_, err := e.store.CompleteSession(withKey(ctx, "k1"), "", sid, checkout.Completion{Token: tc.token, Provider: "stripe", CarriesAuthentication: true})
 			mustCode(t, err, tc.code)
 			psp.InCharge = nil
 			if d := during.Quote.Discounts; len(d.Applied) != 1 || len(d.Rejected) != 0 {
 				t.Errorf("discounts shown during the charge = %+v, want the code applied", d)
+			}
+			if d := otherDuring.Quote.Discounts; len(d.Applied) != 0 || len(d.Rejected) != 1 || d.Rejected[0].Reason != checkout.ReasonUsageLimitReached {
+				t.Errorf("another session's discounts during the charge = %+v, want the code's last use taken", d)
 			}
 
 			if n := e.count(`SELECT stock_quantity FROM variants WHERE id = 'item_123'`); n != 5 {
@@ -181,7 +189,6 @@ func TestRefusedChargeReleasesEverything(t *testing.T) {
 				t.Error("the session does not show the 3-D Secure the PSP asked for")
 			}
 			// The redemption went back: another buyer redeems the one use left.
-			other := e.discountSession("grace@example.com", "once")
 			if _, err := e.store.CompleteSession(ctx, "", other, visa); err != nil {
 				t.Errorf("another buyer's completion with the released code: %v", err)
 			}
