@@ -202,21 +202,27 @@ func (q *Queries) ListDiscounts(ctx context.Context) ([]ListDiscountsRow, error)
 
 const listSessionDiscounts = `-- name: ListSessionDiscounts :many
 SELECT d.id, d.code, d.title, d.percent_bps, d.amount_off, d.currency, d.scope, d.item_ids, d.min_subtotal, d.starts_at, d.ends_at, d.usage_limit, d.per_buyer_limit, d.stackable, d.priority, d.disabled_at, d.created_at, d.updated_at,
-    (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed,
-    (SELECT count(*) FROM discount_redemptions r
-        WHERE r.discount_id = d.id AND r.buyer_email = $1::text)::integer AS buyer_redeemed,
+    ((SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+            WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
+              AND a.checkout_session_id <> $1::text))::integer AS redeemed,
+    ((SELECT count(*) FROM discount_redemptions r
+        WHERE r.discount_id = d.id AND r.buyer_email = $2::text)
+        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+            WHERE pd.discount_id = d.id AND pd.buyer_email = $2::text
+              AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> $1::text))::integer AS buyer_redeemed,
     EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-        WHERE r.discount_id = d.id AND o.checkout_session_id = $2::text) AS used_by_session
+        WHERE r.discount_id = d.id AND o.checkout_session_id = $1::text) AS used_by_session
 FROM discounts d
 WHERE d.code = ANY($3::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
     OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-        WHERE o.checkout_session_id = $2::text)
+        WHERE o.checkout_session_id = $1::text)
 ORDER BY d.id
 `
 
 type ListSessionDiscountsParams struct {
-	BuyerEmail        string   `json:"buyer_email"`
 	CheckoutSessionID string   `json:"checkout_session_id"`
+	BuyerEmail        string   `json:"buyer_email"`
 	Codes             []string `json:"codes"`
 }
 
@@ -230,9 +236,13 @@ type ListSessionDiscountsRow struct {
 // What prices a session: the discounts its codes name, in any state (so a disabled or
 // expired code is rejected with its reason), the enabled automatic discounts, and
 // those the session's order used (so a completed session shows what it was paid with).
-// redeemed counts all orders, buyer_redeemed those of @buyer_email.
+// redeemed counts all orders, buyer_redeemed those of @buyer_email, each with the
+// redemptions reserved by other sessions' payment attempts still in flight (pending or
+// in doubt), which become redemptions when their order is written. A session's own
+// reservation does not count against it: while its charge is in flight it shows the
+// discounts it is paying with.
 func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDiscountsParams) ([]ListSessionDiscountsRow, error) {
-	rows, err := q.db.Query(ctx, listSessionDiscounts, arg.BuyerEmail, arg.CheckoutSessionID, arg.Codes)
+	rows, err := q.db.Query(ctx, listSessionDiscounts, arg.CheckoutSessionID, arg.BuyerEmail, arg.Codes)
 	if err != nil {
 		return nil, err
 	}

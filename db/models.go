@@ -197,6 +197,7 @@ type Order struct {
 	AuthenticationVersion       *string   `json:"authentication_version"`
 	AuthenticationTransactionID *string   `json:"authentication_transaction_id"`
 	OrderNotes                  *string   `json:"order_notes"`
+	PaymentGateway              *string   `json:"payment_gateway"`
 }
 
 type OrderAmount struct {
@@ -240,6 +241,35 @@ type OrderLine struct {
 	Tax             *int64 `json:"tax"`
 }
 
+type PaymentAttempt struct {
+	ID                string    `json:"id"`
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	Owner             string    `json:"owner"`
+	Number            int32     `json:"number"`
+	OrderID           string    `json:"order_id"`
+	Gateway           string    `json:"gateway"`
+	IdempotencyKey    string    `json:"idempotency_key"`
+	RequestKey        *string   `json:"request_key"`
+	Token             string    `json:"token"`
+	Amount            int64     `json:"amount"`
+	Currency          string    `json:"currency"`
+	Authentication    []byte    `json:"authentication"`
+	Plan              []byte    `json:"plan"`
+	Status            string    `json:"status"`
+	PspReference      *string   `json:"psp_reference"`
+	LastError         *string   `json:"last_error"`
+	Tries             int32     `json:"tries"`
+	CreatedAt         time.Time `json:"created_at"`
+	AttemptedAt       time.Time `json:"attempted_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
+}
+
+type PaymentAttemptDiscount struct {
+	AttemptID  string `json:"attempt_id"`
+	DiscountID string `json:"discount_id"`
+	BuyerEmail string `json:"buyer_email"`
+}
+
 type Product struct {
 	ID        string    `json:"id"`
 	Title     string    `json:"title"`
@@ -248,13 +278,16 @@ type Product struct {
 }
 
 type Refund struct {
-	ID          string    `json:"id"`
-	OrderID     string    `json:"order_id"`
-	Type        string    `json:"type"`
-	Amount      int64     `json:"amount"`
-	CreatedAt   time.Time `json:"created_at"`
-	Description *string   `json:"description"`
-	Reason      *string   `json:"reason"`
+	ID           string    `json:"id"`
+	OrderID      string    `json:"order_id"`
+	Type         string    `json:"type"`
+	Amount       int64     `json:"amount"`
+	CreatedAt    time.Time `json:"created_at"`
+	Description  *string   `json:"description"`
+	Reason       *string   `json:"reason"`
+	Status       string    `json:"status"`
+	PspReference *string   `json:"psp_reference"`
+	RequestKey   *string   `json:"request_key"`
 }
 
 type RefundLine struct {

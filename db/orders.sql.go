@@ -114,7 +114,7 @@ func (q *Queries) DeleteFinishedOrderEvents(ctx context.Context, arg DeleteFinis
 }
 
 const getOrder = `-- name: GetOrder :one
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders WHERE id = $1
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, payment_gateway FROM orders WHERE id = $1
 `
 
 func (q *Queries) GetOrder(ctx context.Context, id string) (Order, error) {
@@ -137,6 +137,7 @@ func (q *Queries) GetOrder(ctx context.Context, id string) (Order, error) {
 		&i.AuthenticationVersion,
 		&i.AuthenticationTransactionID,
 		&i.OrderNotes,
+		&i.PaymentGateway,
 	)
 	return i, err
 }
@@ -176,7 +177,7 @@ func (q *Queries) GetOrderCard(ctx context.Context, orderID *string) (GetOrderCa
 }
 
 const getOrderForUpdate = `-- name: GetOrderForUpdate :one
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders WHERE id = $1 FOR UPDATE
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, payment_gateway FROM orders WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, error) {
@@ -199,6 +200,7 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, erro
 		&i.AuthenticationVersion,
 		&i.AuthenticationTransactionID,
 		&i.OrderNotes,
+		&i.PaymentGateway,
 	)
 	return i, err
 }
@@ -650,7 +652,7 @@ func (q *Queries) ListOrderLineStates(ctx context.Context, orderID string) ([]Li
 }
 
 const listOrders = `-- name: ListOrders :many
-SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes FROM orders
+SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, payment_gateway FROM orders
 WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::text))
   AND ($3::text IS NULL OR status = $3::text)
 ORDER BY created_at DESC, id DESC
@@ -696,6 +698,7 @@ func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order
 			&i.AuthenticationVersion,
 			&i.AuthenticationTransactionID,
 			&i.OrderNotes,
+			&i.PaymentGateway,
 		); err != nil {
 			return nil, err
 		}
@@ -738,7 +741,7 @@ func (q *Queries) ListRefundLines(ctx context.Context, orderID string) ([]Refund
 }
 
 const listRefunds = `-- name: ListRefunds :many
-SELECT id, order_id, type, amount, created_at, description, reason FROM refunds WHERE order_id = $1 ORDER BY created_at, id
+SELECT id, order_id, type, amount, created_at, description, reason, status, psp_reference, request_key FROM refunds WHERE order_id = $1 ORDER BY created_at, id
 `
 
 func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, error) {
@@ -758,6 +761,9 @@ func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, er
 			&i.CreatedAt,
 			&i.Description,
 			&i.Reason,
+			&i.Status,
+			&i.PspReference,
+			&i.RequestKey,
 		); err != nil {
 			return nil, err
 		}

@@ -82,10 +82,11 @@ func (q *Queries) GetVaultTokenForUpdate(ctx context.Context, arg GetVaultTokenF
 
 const insertOrder = `-- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
-    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, created_at, updated_at)
+    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes,
+    payment_gateway, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
     $10, $11, $12,
-    $13, $14, $15, $15)
+    $13, $14, $15, $16, $16)
 `
 
 type InsertOrderParams struct {
@@ -103,6 +104,7 @@ type InsertOrderParams struct {
 	AuthenticationVersion       *string   `json:"authentication_version"`
 	AuthenticationTransactionID *string   `json:"authentication_transaction_id"`
 	OrderNotes                  *string   `json:"order_notes"`
+	PaymentGateway              *string   `json:"payment_gateway"`
 	Now                         time.Time `json:"now"`
 }
 
@@ -122,6 +124,7 @@ func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error 
 		arg.AuthenticationVersion,
 		arg.AuthenticationTransactionID,
 		arg.OrderNotes,
+		arg.PaymentGateway,
 		arg.Now,
 	)
 	return err

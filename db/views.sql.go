@@ -18,16 +18,22 @@ SELECT
         FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
     (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'discount', to_jsonb(d),
-            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
+                      AND a.checkout_session_id <> $2::text),
             'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
-                WHERE r.discount_id = d.id AND r.buyer_email = $2::text),
+                WHERE r.discount_id = d.id AND r.buyer_email = $3::text)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = $3::text
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> $2::text),
             'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE r.discount_id = d.id AND o.checkout_session_id = $3::text)
+                WHERE r.discount_id = d.id AND o.checkout_session_id = $2::text)
         ) ORDER BY d.id), '[]'::jsonb)
         FROM discounts d
         WHERE d.code = ANY($4::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
             OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE o.checkout_session_id = $3::text))::jsonb AS discounts,
+                WHERE o.checkout_session_id = $2::text))::jsonb AS discounts,
     coalesce((SELECT r.rate_bps FROM tax_rates r
         WHERE r.country = $5::text AND r.region IN ($6::text, '')
         ORDER BY r.region DESC
@@ -38,8 +44,8 @@ SELECT
 
 type GetCatalogForParams struct {
 	VariantIds        []string `json:"variant_ids"`
-	BuyerEmail        string   `json:"buyer_email"`
 	CheckoutSessionID string   `json:"checkout_session_id"`
+	BuyerEmail        string   `json:"buyer_email"`
 	Codes             []string `json:"codes"`
 	TaxCountry        string   `json:"tax_country"`
 	TaxRegion         string   `json:"tax_region"`
@@ -62,8 +68,8 @@ type GetCatalogForRow struct {
 func (q *Queries) GetCatalogFor(ctx context.Context, arg GetCatalogForParams) (GetCatalogForRow, error) {
 	row := q.db.QueryRow(ctx, getCatalogFor,
 		arg.VariantIds,
-		arg.BuyerEmail,
 		arg.CheckoutSessionID,
+		arg.BuyerEmail,
 		arg.Codes,
 		arg.TaxCountry,
 		arg.TaxRegion,
@@ -101,9 +107,14 @@ SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_
     p.buyer_email::text AS buyer_email,
     (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'discount', to_jsonb(d),
-            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id),
             'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
-                WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email),
+                WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = p.buyer_email
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id),
             'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
                 WHERE r.discount_id = d.id AND o.checkout_session_id = s.id)
         ) ORDER BY d.id), '[]'::jsonb)

@@ -22,11 +22,21 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- What prices a session: the discounts its codes name, in any state (so a disabled or
 -- expired code is rejected with its reason), the enabled automatic discounts, and
 -- those the session's order used (so a completed session shows what it was paid with).
--- redeemed counts all orders, buyer_redeemed those of @buyer_email.
+-- redeemed counts all orders, buyer_redeemed those of @buyer_email, each with the
+-- redemptions reserved by other sessions' payment attempts still in flight (pending or
+-- in doubt), which become redemptions when their order is written. A session's own
+-- reservation does not count against it: while its charge is in flight it shows the
+-- discounts it is paying with.
 SELECT sqlc.embed(d),
-    (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed,
-    (SELECT count(*) FROM discount_redemptions r
-        WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)::integer AS buyer_redeemed,
+    ((SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+            WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
+              AND a.checkout_session_id <> @checkout_session_id::text))::integer AS redeemed,
+    ((SELECT count(*) FROM discount_redemptions r
+        WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
+        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+            WHERE pd.discount_id = d.id AND pd.buyer_email = @buyer_email::text
+              AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text))::integer AS buyer_redeemed,
     EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
         WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text) AS used_by_session
 FROM discounts d

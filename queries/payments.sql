@@ -34,7 +34,8 @@ WHERE id = @id AND (stock_quantity IS NULL OR stock_quantity >= @quantity::integ
 
 -- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
-    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, created_at, updated_at)
+    authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes,
+    payment_gateway, created_at, updated_at)
 VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address,
     sqlc.narg(authentication_outcome), sqlc.narg(authentication_eci), sqlc.narg(authentication_version),
-    sqlc.narg(authentication_transaction_id), sqlc.narg(order_notes), @now, @now);
+    sqlc.narg(authentication_transaction_id), sqlc.narg(order_notes), sqlc.narg(payment_gateway), @now, @now);

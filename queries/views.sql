@@ -31,9 +31,14 @@ SELECT sqlc.embed(s),
     p.buyer_email::text AS buyer_email,
     (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'discount', to_jsonb(d),
-            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id),
             'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
-                WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email),
+                WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = p.buyer_email
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id),
             'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
                 WHERE r.discount_id = d.id AND o.checkout_session_id = s.id)
         ) ORDER BY d.id), '[]'::jsonb)
@@ -77,9 +82,15 @@ SELECT
         FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
     (SELECT coalesce(jsonb_agg(jsonb_build_object(
             'discount', to_jsonb(d),
-            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id),
+            'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
+                      AND a.checkout_session_id <> @checkout_session_id::text),
             'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
-                WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text),
+                WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
+                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = @buyer_email::text
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text),
             'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
                 WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text)
         ) ORDER BY d.id), '[]'::jsonb)

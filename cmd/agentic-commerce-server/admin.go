@@ -135,8 +135,13 @@ func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.
 		return err
 	}
 	defer pool.Close()
-	// Changes made here notify the agent platform like those made over the admin API.
-	orders := postgres.NewOrders(pool, cfg.WebhookURL != "")
+	// Changes made here notify the agent platform like those made over the admin API,
+	// and refunds of PSP charges go through the configured gateway, as there.
+	psp, err := gateway(cfg)
+	if err != nil {
+		return fmt.Errorf("payment gateway: %w", err)
+	}
+	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(psp)
 
 	var ord *checkout.Order
 	switch {
@@ -155,6 +160,14 @@ func ordersCmd(ctx context.Context, cfg config.Config, args []string, stdout io.
 			fmt.Fprintf(tw, "%s\t%s\t%d %s\t%d\t%s\n", o.ID, o.Status, o.Amount, o.Currency, o.Refunded(), o.CreatedAt.UTC().Format(time.RFC3339))
 		}
 		return tw.Flush()
+	case args[0] == "attempts" && len(args) == 3 && args[1] == "release":
+		if err := orders.ReleaseAttempt(ctx, args[2]); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "released %s: its stock and discounts are back, its session open\n", args[2])
+		return err
+	case args[0] == "attempts" && len(args) <= 2:
+		return listAttempts(ctx, orders, args[1:], stdout)
 	case args[0] == "show" && len(args) == 2:
 		ord, err = orders.Get(ctx, args[1])
 	case args[0] == "status" && len(args) == 3:

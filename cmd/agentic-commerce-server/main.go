@@ -36,6 +36,8 @@ const usage = `usage:
   agentic-commerce-server orders show ID          print an order as JSON
   agentic-commerce-server orders status ID STATUS move an order (confirmed, shipped, fulfilled, canceled, manual_review)
   agentic-commerce-server orders refund ID TYPE AMOUNT  record a refund (store_credit or original_payment, minor units)
+  agentic-commerce-server orders attempts [STATUS]  list the newest payment attempts of PSP charges (e.g. in_doubt)
+  agentic-commerce-server orders attempts release ATTEMPT  give back an in_doubt attempt's stock (the PSP shows no charge)
   agentic-commerce-server discounts create -title T (-percent-bps N | -amount-off N -currency C) [-code CODE]
         [-scope order|items|fulfillment] [-items ID,…] [-min-subtotal N] [-starts T] [-ends T]
         [-usage-limit N] [-per-buyer-limit N] [-exclusive] [-priority N]

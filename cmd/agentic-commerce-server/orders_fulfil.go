@@ -22,7 +22,9 @@ const ordersUsage = `orders takes
   fulfil ID TYPE LINE=QTY... [-status S] [-carrier C] [-tracking-number N] [-tracking-url U]
                              [-access-url U] [-license-key K] [-description D]
   event ID FULFILLMENT TYPE [-at RFC3339] [-description D] [-location L]
-  cancel ID LINE=QTY...`
+  cancel ID LINE=QTY...
+  attempts [STATUS]   payment attempts of PSP charges (pending, succeeded, failed, released, in_doubt)
+  attempts release ATTEMPT   give back an in_doubt attempt's stock once the PSP shows no charge`
 
 // parseLineArgs reads LINE=QTY arguments (line item id = units).
 func parseLineArgs(args []string) ([]checkout.LineQuantity, error) {

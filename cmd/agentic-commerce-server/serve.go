@@ -86,8 +86,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	store := postgres.NewStore(pool, postgres.StoreConfig{
 		TTL: cfg.SessionTTL, Gateway: psp, PublicBaseURL: cfg.PublicBaseURL,
 		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
-		ConsentOptions: cfg.MarketingConsentOptions,
+		ConsentOptions: cfg.MarketingConsentOptions, PaymentAttemptTimeout: cfg.PaymentAttemptTimeout,
 	})
+	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(psp)
 	api := httpapi.New(httpapi.Config{
 		MaxBodyBytes: cfg.MaxBodyBytes, Links: sessionLinks(cfg), APIKeys: keys, SigningSecrets: cfg.SigningSecrets,
 		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
@@ -101,7 +102,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
-		Orders:      postgres.NewOrders(pool, cfg.WebhookURL != ""),
+		Orders:      orders,
 		Consents:    postgres.NewConsents(pool),
 		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     m,
@@ -120,6 +121,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		ExpiredTokenGrace: expiredTokenGrace, TokenLifetime: cfg.VaultTokenMaxLifetime,
 	}
 	jobs.Go(func() { sweep(jobsCtx, postgres.NewSweeper(pool), cfg.SweepInterval, retention, logger) })
+	jobs.Go(func() { recoverPayments(jobsCtx, store, orders, cfg, logger) })
 	if cfg.WebhookURL != "" {
 		worker := webhook.NewWorker(webhook.Config{
 			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Timeout: cfg.WebhookTimeout,

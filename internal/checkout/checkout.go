@@ -13,9 +13,13 @@ type State string
 
 // The lifecycle states a session can be in.
 const (
-	StateOpen      State = "open"
-	StateCompleted State = "completed"
-	StateCanceled  State = "canceled"
+	StateOpen State = "open"
+	// StateCompleteInProgress is a session whose payment is with the payment service
+	// provider: its stock is taken and its order is being written (or the PSP's answer
+	// is awaited). It cannot be updated, canceled or expired until the completion ends.
+	StateCompleteInProgress State = "complete_in_progress"
+	StateCompleted          State = "completed"
+	StateCanceled           State = "canceled"
 )
 
 // Status is the ACP checkout status reported to agents.
@@ -34,6 +38,9 @@ const (
 	// payment needs 3-D Secure first (Session.Authentication). Versions without the
 	// status (2025-09-29) show it as not_ready_for_payment.
 	StatusAuthenticationRequired Status = "authentication_required"
+	// StatusCompleteInProgress is a session whose completion is waiting for the payment
+	// service provider (StateCompleteInProgress). Each version names it its own way.
+	StatusCompleteInProgress Status = "complete_in_progress"
 )
 
 // CancelReason says why a session was canceled.

@@ -94,6 +94,17 @@ func (o *Order) AddRefund(t RefundType, amount int64, now time.Time) (Refund, er
 	return o.AddRefundRequest(RefundRequest{Type: t, Amount: amount}, now)
 }
 
+// Codes of a refund to the original payment that the payment service provider did not
+// make (yet).
+const (
+	// CodeRefundPending: the PSP did not answer; retry with the same Idempotency-Key.
+	CodeRefundPending = "refund_pending"
+	// CodeRefundInProgress: another refund of the order is waiting for the PSP.
+	CodeRefundInProgress = "refund_in_progress"
+	// CodeRefundRefused: the PSP refused the refund; nothing was recorded.
+	CodeRefundRefused = "refund_refused"
+)
+
 // Refunded is the sum of the order's refunds.
 func (o *Order) Refunded() int64 {
 	var sum int64

@@ -249,6 +249,8 @@ func deriveStatus(s *Session, msgs []Message) Status {
 	switch {
 	case s.State == StateCompleted:
 		return StatusCompleted
+	case s.State == StateCompleteInProgress:
+		return StatusCompleteInProgress
 	case s.State == StateCanceled && s.CancelReason == CanceledExpired:
 		return StatusExpired
 	case s.State == StateCanceled:

@@ -432,6 +432,8 @@ func (s *Session) ensureOpen(action string) error {
 	switch s.State {
 	case StateCompleted:
 		return Errorf(KindNotAllowed, "checkout_session_completed", Field{}, "Cannot %s: the checkout session is already completed.", action)
+	case StateCompleteInProgress:
+		return ErrCompleteInProgress(action)
 	case StateCanceled:
 		if s.CancelReason == CanceledExpired {
 			return Errorf(KindNotAllowed, "checkout_session_expired", Field{}, "Cannot %s: the checkout session expired.", action)
@@ -440,6 +442,28 @@ func (s *Session) ensureOpen(action string) error {
 	}
 	return nil
 }
+
+// CodeCompleteInProgress refuses a change of a session whose payment is with the
+// payment service provider.
+const CodeCompleteInProgress = "checkout_session_complete_in_progress"
+
+// ErrCompleteInProgress refuses action on a session whose completion is waiting for the
+// payment service provider: a conflict that ends by itself, so retrying later may work.
+func ErrCompleteInProgress(action string) *Error {
+	return Errorf(KindConflict, CodeCompleteInProgress, Field{},
+		"Cannot %s: the checkout session's payment is being processed; retry once it is completed or back to ready_for_payment.", action)
+}
+
+// CodePaymentPending refuses, for now, a completion whose charge the payment service
+// provider has not confirmed nor refused (a timeout, an outage).
+const CodePaymentPending = "payment_pending"
+
+// ErrPaymentPending is the answer to a completion whose charge is in doubt: the
+// session stays complete_in_progress, and a retry with the same Idempotency-Key asks
+// the payment service provider again with the same key, never charging twice.
+var ErrPaymentPending = Errorf(KindUnavailable, CodePaymentPending, Field{},
+	"The payment service provider has not confirmed the charge yet. Nothing more will be charged: "+
+		"retry with the same Idempotency-Key to finish the checkout.")
 
 // VariantIDs lists the variant ids a session with these changes applied can refer to:
 // the current lines and the requested items.

@@ -146,6 +146,18 @@ type Config struct {
 	AllowMockGateway bool
 	// RequestTimeout (REQUEST_TIMEOUT, default 10s) bounds the work of one request.
 	RequestTimeout time.Duration
+	// PaymentAttemptTimeout (PAYMENT_ATTEMPT_TIMEOUT, default 60s, not shorter than
+	// REQUEST_TIMEOUT) is how long a PSP charge may run before its payment attempt is
+	// stale: another completion or the recovery job may then ask the PSP again with
+	// the same idempotency key.
+	PaymentAttemptTimeout time.Duration
+	// PaymentRecoveryInterval (PAYMENT_RECOVERY_INTERVAL, default 30s) is how often the
+	// recovery job looks for stale payment attempts and refunds.
+	PaymentRecoveryInterval time.Duration
+	// PaymentInDoubtAfter (PAYMENT_IN_DOUBT_AFTER, default 24h, Stripe's idempotency
+	// key retention) is how long the recovery job asks the PSP again about a charge
+	// before it marks the attempt in_doubt for the operator.
+	PaymentInDoubtAfter time.Duration
 	// DrainDelay (DRAIN_DELAY, default 5s) is how long /ready answers 503 before the
 	// server stops accepting connections, so load balancers take it out first.
 	DrainDelay time.Duration
@@ -344,6 +356,9 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.VaultTokenMaxLifetime = duration(get, "VAULT_TOKEN_MAX_LIFETIME", "168h", 5*time.Minute, &errs)
 	cfg.DrainDelay = duration(get, "DRAIN_DELAY", "5s", 0, &errs)
 	cfg.RequestTimeout = duration(get, "REQUEST_TIMEOUT", "10s", 100*time.Millisecond, &errs)
+	cfg.PaymentAttemptTimeout = duration(get, "PAYMENT_ATTEMPT_TIMEOUT", "60s", time.Second, &errs)
+	cfg.PaymentRecoveryInterval = duration(get, "PAYMENT_RECOVERY_INTERVAL", "30s", time.Second, &errs)
+	cfg.PaymentInDoubtAfter = duration(get, "PAYMENT_IN_DOUBT_AFTER", "24h", time.Minute, &errs)
 	metrics, err := strconv.ParseBool(get("METRICS_ENABLED", "true"))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("METRICS_ENABLED must be true or false, got %q", getenv("METRICS_ENABLED")))
@@ -532,6 +547,10 @@ func (c Config) contradictions() []error {
 	if c.IdempotencyRecoverAfter > 0 && c.RequestTimeout > 0 && c.IdempotencyRecoverAfter < c.RequestTimeout {
 		errs = append(errs, fmt.Errorf("IDEMPOTENCY_RECOVER_AFTER (%s) must not be shorter than REQUEST_TIMEOUT (%s): a retry would take over the key of a request that may still be running, and run it twice",
 			c.IdempotencyRecoverAfter, c.RequestTimeout))
+	}
+	if c.PaymentAttemptTimeout > 0 && c.RequestTimeout > 0 && c.PaymentAttemptTimeout < c.RequestTimeout {
+		errs = append(errs, fmt.Errorf("PAYMENT_ATTEMPT_TIMEOUT (%s) must not be shorter than REQUEST_TIMEOUT (%s): another completion would ask the PSP again while the first may still be waiting for it",
+			c.PaymentAttemptTimeout, c.RequestTimeout))
 	}
 	return errs
 }

@@ -26,7 +26,8 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.Addr() != "0.0.0.0:8080" || cfg.LogLevel != slog.LevelInfo || cfg.MaxBodyBytes != 1<<20 ||
 		cfg.SessionTTL != time.Hour || !cfg.MigrateOnStart || cfg.PublicBaseURL != "http://localhost:8080" ||
 		cfg.TermsOfUseURL != "" || cfg.PrivacyPolicyURL != "" || cfg.ShopPoliciesURL != "" ||
-		cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.PaymentAttemptTimeout != time.Minute ||
+		cfg.PaymentRecoveryInterval != 30*time.Second || cfg.PaymentInDoubtAfter != 24*time.Hour {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	// No link points at a page nobody serves; the missing terms are warned about.
@@ -130,6 +131,7 @@ func TestLoadRefusesContradictions(t *testing.T) {
 		{"name posing as a derived identity", map[string]string{"API_KEYS": "key_0123456789abcdef0123456789abcdef:" + key}, "form of a derived key identity"},
 		{"recovery before the request timeout", map[string]string{"IDEMPOTENCY_RECOVER_AFTER": "5s", "REQUEST_TIMEOUT": "10s"}, "IDEMPOTENCY_RECOVER_AFTER (5s) must not be shorter than REQUEST_TIMEOUT (10s)"},
 		{"default timeout, short recovery", map[string]string{"IDEMPOTENCY_RECOVER_AFTER": "1s"}, "REQUEST_TIMEOUT"},
+		{"payment attempt stale before the request timeout", map[string]string{"PAYMENT_ATTEMPT_TIMEOUT": "5s", "REQUEST_TIMEOUT": "10s"}, "PAYMENT_ATTEMPT_TIMEOUT (5s) must not be shorter than REQUEST_TIMEOUT (10s)"},
 		{"trust everyone", map[string]string{"TRUSTED_PROXIES": "10.0.0.1, 0.0.0.0/0"}, "would believe every client"},
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "proxy.local"}, "TRUSTED_PROXIES must list"},
 		{"short metrics key", map[string]string{"METRICS_API_KEY": "short"}, "METRICS_API_KEY: every key must be at least 16"},

@@ -65,7 +65,8 @@ const (
 // Retry-After, MCP with the same code in the Error.
 func retryable(e *acp.Error) bool {
 	switch e.Code {
-	case codeTimeout, codeDatabaseUnavailable, acp.CodeIdempotencyInFlight:
+	case codeTimeout, codeDatabaseUnavailable, acp.CodeIdempotencyInFlight, checkout.CodePaymentPending,
+		checkout.CodeCompleteInProgress, checkout.CodeRefundPending, checkout.CodeRefundInProgress:
 		return true
 	}
 	return false

@@ -283,15 +283,15 @@ func redeemDiscounts(ctx context.Context, q *db.Queries, sess *checkout.Session,
 
 // recordRedemptions writes one redemption per discount the order used, and marks them
 // used by the session in cat, so that the completed session's view shows them.
-func recordRedemptions(ctx context.Context, q *db.Queries, sess *checkout.Session, cat *checkout.Catalog, quote checkout.Quote, orderID string, now time.Time) error {
+func recordRedemptions(ctx context.Context, q *db.Queries, sess *checkout.Session, cat *checkout.Catalog, redemptions []plannedRedemption, orderID string, now time.Time) error {
 	for i := range cat.Discounts {
-		cat.Discounts[i].UsedBySession = slices.ContainsFunc(quote.Discounts.Applied, func(a checkout.AppliedDiscount) bool {
-			return a.Discount.ID == cat.Discounts[i].ID
+		cat.Discounts[i].UsedBySession = slices.ContainsFunc(redemptions, func(r plannedRedemption) bool {
+			return r.DiscountID == cat.Discounts[i].ID
 		})
 	}
-	for _, a := range quote.Discounts.Applied {
+	for _, r := range redemptions {
 		if err := q.InsertRedemption(ctx, db.InsertRedemptionParams{
-			DiscountID: a.Discount.ID, OrderID: orderID, BuyerEmail: buyerKey(sess.Buyer), Amount: a.Amount, Now: now,
+			DiscountID: r.DiscountID, OrderID: orderID, BuyerEmail: buyerKey(sess.Buyer), Amount: r.Amount, Now: now,
 		}); err != nil {
 			return fmt.Errorf("record discount redemption: %w", err)
 		}

@@ -39,12 +39,10 @@ func (o *Orders) CancelLines(ctx context.Context, id string, c checkout.Cancella
 }
 
 // RefundLines records a refund (of named units, of an amount, or both); refunds never
-// exceed what was paid.
+// exceed what was paid. A refund to the original payment of an order paid with a PSP
+// token goes through the gateway (WithGateway).
 func (o *Orders) RefundLines(ctx context.Context, id string, req checkout.RefundRequest) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
-		_, err := ord.AddRefundRequest(req, now)
-		return err
-	})
+	return o.refund(ctx, id, req)
 }
 
 // insertOrderDetails stores what a new order's lines and totals cost, in the completion's

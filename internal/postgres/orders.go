@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
@@ -18,6 +19,8 @@ type Orders struct {
 	pool   *pgxpool.Pool
 	events bool
 	now    func() time.Time
+	// gateway refunds orders paid with a PSP token (nil: refunds are only recorded).
+	gateway payment.Gateway
 }
 
 // NewOrders returns the order store; events says whether order events are written to
@@ -74,12 +77,11 @@ func (o *Orders) SetStatus(ctx context.Context, id string, status checkout.Order
 	})
 }
 
-// Refund records a refund of amount; refunds never exceed what was paid.
+// Refund records a refund of amount; refunds never exceed what was paid. A refund to
+// the original payment of an order paid with a PSP token goes through the gateway
+// (WithGateway).
 func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, amount int64) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
-		_, err := ord.AddRefund(t, amount, now)
-		return err
-	})
+	return o.refund(ctx, id, checkout.RefundRequest{Type: t, Amount: amount})
 }
 
 // change locks the order, applies fn and writes the order_update event, in one

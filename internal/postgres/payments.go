@@ -18,12 +18,18 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
 
-// CompleteSession pays for session id and creates its order, in one transaction that
-// locks the session row, then the usage-limited discounts it redeems, then the vault
-// token row, then the variants whose stock it takes (always in that order, so
-// concurrent completions cannot deadlock). Either the order, the redemptions, the
-// consumed token, the stock and the completed session all commit, or nothing does. A declined payment leaves the session as it was, with a
-// payment_declined message.
+// CompleteSession pays for session id and creates its order.
+//
+// A vault token (our own mock PSP: no network call) pays in one transaction that locks
+// the session row, then the usage-limited discounts it redeems, then the vault token
+// row, then the variants whose stock it takes (always in that order, so concurrent
+// completions cannot deadlock): either the order, the redemptions, the consumed token,
+// the stock and the completed session all commit, or nothing does.
+//
+// A PSP token is charged in phases (completeInPhases, attempts.go), so that no lock and
+// no connection is held while the PSP answers.
+//
+// A declined payment leaves the session as it was, with a payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
 		return checkout.View{}, err
@@ -31,175 +37,222 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if err := c.CheckHandler(s.handlers); err != nil {
 		return checkout.View{}, err
 	}
-	// pspAuthentication is the directory server a PSP asked to authenticate with, when
-	// it refused the charge for want of 3-D Secure.
-	var pspAuthentication string
+	if !payment.IsVaultToken(c.Token) {
+		return s.completeInPhases(ctx, owner, id, c)
+	}
 	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		if expired {
-			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
-		}
-		if sess.State == checkout.StateOpen {
-			if c.Buyer != nil {
-				sess.Buyer = c.Buyer
-			}
-			if c.OrderNotes != nil {
-				sess.OrderNotes = *c.OrderNotes
-			}
-		}
-		// The cart is judged here, the 3-D Secure its credential needs below: the
-		// completion's own credential decides that, not the one the session shows.
-		sess.Authentication = nil
-		cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+		d, err := s.draftCompletion(ctx, q, sess, expired, c, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		quote := checkout.Price(sess, cat, now)
-		if err := sess.CheckCompletable(quote); err != nil {
-			return checkout.View{}, err
-		}
-		if quote, err = redeemDiscounts(ctx, q, sess, &cat, quote, now); err != nil {
-			return checkout.View{}, err
-		}
-		total, currency := quote.Totals.Total, sess.Currency
-
-		var vaultToken *payment.Token
-		if payment.IsVaultToken(c.Token) {
-			if vaultToken, err = lockVaultToken(ctx, q, owner, c.Token); err != nil {
-				return checkout.View{}, err
-			}
-			if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
-				return checkout.View{}, err
-			}
-		}
-		// A vault token knows whether its card needs 3-D Secure; for a PSP token only
-		// the PSP does, at the charge below. A failed authentication refuses either way.
-		if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
-			return checkout.View{}, err
-		}
-		if err := takeStock(ctx, q, sess.Lines); err != nil {
-			return checkout.View{}, err
-		}
-
-		order := &checkout.Order{
-			ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
-			Amount: total, Currency: currency, Notes: sess.OrderNotes, CreatedAt: now, UpdatedAt: now,
-			Amounts: &checkout.OrderAmounts{
-				// Subtotal is net of item-level discounts; Discount is the order-level
-				// ones, so that subtotal - discount + fulfillment + tax is the amount.
-				Subtotal: quote.Totals.Subtotal, Discount: quote.Totals.Discount,
-				Fulfillment: quote.Totals.Fulfillment, Tax: quote.Totals.Tax,
-			},
-		}
-		order.PermalinkURL = s.orderURL + order.ID
-		for _, l := range quote.Lines {
-			order.Lines = append(order.Lines, checkout.OrderLine{
-				ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, Current: l.Quantity,
-				// What the line cost before tax, after its discounts (its share of the
-				// order-level ones included): a refund by units gives back what was paid.
-				UnitAmount: l.UnitAmount, Subtotal: l.Subtotal - l.OrderDiscount, Tax: l.Tax, Priced: true,
-			})
-		}
-		if vaultToken != nil && vaultToken.ManualReview {
-			// The agent platform's risk signal asked for a review: the order waits for
-			// the merchant instead of going straight to fulfilment.
-			order.Status = checkout.OrderManualReview
-		}
-		params := db.InsertOrderParams{
-			ID: order.ID, CheckoutSessionID: sess.ID, Status: string(order.Status), Amount: total, Currency: currency,
-			PermalinkUrl: order.PermalinkURL, OrderNotes: nonEmpty(order.Notes), Now: now,
-		}
-		if c.BillingAddress != nil {
-			if params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
-				return checkout.View{}, fmt.Errorf("encode billing address: %w", err)
-			}
-		}
-		if vaultToken != nil {
-			params.PaymentMethod, params.PaymentReference = "vault_token", vaultToken.ID
-		} else {
-			params.PaymentMethod = "psp_token"
-		}
-		if a := c.Authentication; a != nil {
-			// What may be kept of the authentication; the cryptogram only goes to the
-			// charge.
-			outcome := string(a.Outcome)
-			params.AuthenticationOutcome, params.AuthenticationEci = &outcome, nonEmpty(a.ECI)
-			params.AuthenticationVersion, params.AuthenticationTransactionID = nonEmpty(a.Version), nonEmpty(a.TransactionID)
-		}
-
-		// The charge is the last step before the writes that cannot fail on a business
-		// rule: every local check has passed, so a real PSP is only asked once the order
-		// is certain. Its idempotency key is the session id: one charge per session.
-		if vaultToken == nil {
-			receipt, err := s.gateway.Charge(ctx, payment.Charge{
-				Token: c.Token, Amount: total, Currency: currency, SessionID: sess.ID, IdempotencyKey: sess.ID,
-				Authentication: c.Authentication,
-			})
-			if ar, ok := errors.AsType[*payment.AuthenticationRequiredError](err); ok {
-				pspAuthentication = ar.DirectoryServer
-				return checkout.View{}, checkout.CheckAuthentication(
-					&checkout.Authentication{DirectoryServer: ar.DirectoryServer}, nil, c.CarriesAuthentication)
-			}
-			if err != nil {
-				return checkout.View{}, err
-			}
-			params.PaymentReference = receipt.Reference
-		}
-		if err := q.InsertOrder(ctx, params); err != nil {
-			return checkout.View{}, orderError(err)
-		}
-		if err := insertOrderDetails(ctx, q, order); err != nil {
-			return checkout.View{}, err
-		}
-		if err := recordRedemptions(ctx, q, sess, &cat, quote, order.ID, now); err != nil {
-			return checkout.View{}, err
-		}
-		if vaultToken != nil {
-			n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
-			if err != nil {
-				return checkout.View{}, fmt.Errorf("mark token used: %w", err)
-			}
-			if n != 1 {
-				return checkout.View{}, errors.New("vault token changed under its row lock")
-			}
-		}
-
-		if err := emitEvent(ctx, q, s.events, webhook.OrderCreate, order, now); err != nil {
-			return checkout.View{}, err
-		}
-		sess.Complete(now)
-		if err := updateSession(ctx, q, sess, now); err != nil {
-			return checkout.View{}, err
-		}
-		if err := s.storeConsents(ctx, q, sess, c, order.ID, now); err != nil {
-			return checkout.View{}, err
-		}
-		if err := insertAttribution(ctx, q, sess.ID, checkout.LastTouch, c.Attribution, order.ID, now); err != nil {
-			return checkout.View{}, err
-		}
-		return s.view(ctx, q, sess, cat, now, order)
+		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
+		return s.writeOrder(ctx, q, d, now)
 	})
-	de, ok := checkout.AsError(err)
-	switch {
-	case ok && (de.Kind == checkout.KindDeclined || de.Code == checkout.CodeAuthenticationFailed):
-		// The transaction rolled back; the decline (or failed authentication) is
-		// recorded on its own so that the session shows it, and nothing else changes.
-		if werr := db.New(s.pool).SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, Owner: owner, PaymentError: &de.Message}); werr != nil {
-			return view, errors.Join(err, fmt.Errorf("record decline: %w", werr))
+	return view, s.recordRefusal(ctx, owner, id, err, "")
+}
+
+// completionDraft is what a completion's checks decided under the session's row lock:
+// the session with the completion's buyer and notes, the catalog it was priced with, the
+// order to write and how it is paid.
+type completionDraft struct {
+	sess        *checkout.Session
+	cat         checkout.Catalog
+	order       *checkout.Order
+	params      db.InsertOrderParams
+	redemptions []plannedRedemption
+	// vaultToken pays the order (nil: a PSP token).
+	vaultToken *payment.Token
+	// consents and attribution are the completion's, stored with the order.
+	consents    []checkout.MarketingConsent
+	attribution *checkout.Attribution
+}
+
+// plannedRedemption is one discount the order redeems, for amount.
+type plannedRedemption struct {
+	DiscountID string `json:"discount_id"`
+	Amount     int64  `json:"amount"`
+	// Limited says whether the discount has a usage limit: only those are reserved
+	// while a payment attempt is in flight.
+	Limited bool `json:"limited"`
+}
+
+// draftCompletion runs every check of completion c of sess at now, sess being locked
+// (lockSession; expired says it expired there): the session is completable, its
+// discounts are still within their limits (locked), its vault token may pay (locked),
+// its 3-D Secure is satisfied; then it takes the stock. Nothing is written but the
+// stock (and a lazy expiry, which commits with the refusal).
+func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checkout.Session, expired bool, c checkout.Completion, now time.Time) (*completionDraft, error) {
+	if expired {
+		return nil, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
+	}
+	if sess.State == checkout.StateOpen {
+		if c.Buyer != nil {
+			sess.Buyer = c.Buyer
 		}
-	case ok && de.Code == checkout.CodeRequires3DS && pspAuthentication != "":
-		// Only the charge told that this PSP token's card needs 3-D Secure: the session
-		// keeps it, so that it shows the agent what to authenticate with.
-		if werr := db.New(s.pool).SetSessionAuthentication(ctx, db.SetSessionAuthenticationParams{
-			ID: id, Owner: owner, DirectoryServer: &pspAuthentication,
-		}); werr != nil {
-			return view, errors.Join(err, fmt.Errorf("record authentication: %w", werr))
+		if c.OrderNotes != nil {
+			sess.OrderNotes = *c.OrderNotes
 		}
 	}
-	return view, err
+	// The cart is judged here, the 3-D Secure its credential needs below: the
+	// completion's own credential decides that, not the one the session shows.
+	sess.Authentication = nil
+	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	if err != nil {
+		return nil, err
+	}
+	quote := checkout.Price(sess, cat, now)
+	if err := sess.CheckCompletable(quote); err != nil {
+		return nil, err
+	}
+	if quote, err = redeemDiscounts(ctx, q, sess, &cat, quote, now); err != nil {
+		return nil, err
+	}
+	total, currency := quote.Totals.Total, sess.Currency
+
+	var vaultToken *payment.Token
+	if payment.IsVaultToken(c.Token) {
+		if vaultToken, err = lockVaultToken(ctx, q, sess.Owner, c.Token); err != nil {
+			return nil, err
+		}
+		if err := vaultToken.CheckUse(sess.ID, total, currency, now); err != nil {
+			return nil, err
+		}
+	}
+	// A vault token knows whether its card needs 3-D Secure; for a PSP token only
+	// the PSP does, at the charge. A failed authentication refuses either way.
+	if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
+		return nil, err
+	}
+	if err := takeStock(ctx, q, sess.Lines); err != nil {
+		return nil, err
+	}
+
+	order := &checkout.Order{
+		ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
+		Amount: total, Currency: currency, Notes: sess.OrderNotes, CreatedAt: now, UpdatedAt: now,
+		Amounts: &checkout.OrderAmounts{
+			// Subtotal is net of item-level discounts; Discount is the order-level
+			// ones, so that subtotal - discount + fulfillment + tax is the amount.
+			Subtotal: quote.Totals.Subtotal, Discount: quote.Totals.Discount,
+			Fulfillment: quote.Totals.Fulfillment, Tax: quote.Totals.Tax,
+		},
+	}
+	order.PermalinkURL = s.orderURL + order.ID
+	for _, l := range quote.Lines {
+		order.Lines = append(order.Lines, checkout.OrderLine{
+			ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: l.Quantity, Current: l.Quantity,
+			// What the line cost before tax, after its discounts (its share of the
+			// order-level ones included): a refund by units gives back what was paid.
+			UnitAmount: l.UnitAmount, Subtotal: l.Subtotal - l.OrderDiscount, Tax: l.Tax, Priced: true,
+		})
+	}
+	if vaultToken != nil && vaultToken.ManualReview {
+		// The agent platform's risk signal asked for a review: the order waits for
+		// the merchant instead of going straight to fulfilment.
+		order.Status = checkout.OrderManualReview
+	}
+	d := &completionDraft{
+		sess: sess, cat: cat, order: order, vaultToken: vaultToken, consents: c.Consents, attribution: c.Attribution,
+		params: db.InsertOrderParams{
+			ID: order.ID, CheckoutSessionID: sess.ID, Status: string(order.Status), Amount: total, Currency: currency,
+			PermalinkUrl: order.PermalinkURL, OrderNotes: nonEmpty(order.Notes), Now: now,
+		},
+	}
+	for _, a := range quote.Discounts.Applied {
+		d.redemptions = append(d.redemptions, plannedRedemption{
+			DiscountID: a.Discount.ID, Amount: a.Amount,
+			Limited: a.Discount.UsageLimit != nil || a.Discount.PerBuyerLimit != nil,
+		})
+	}
+	if c.BillingAddress != nil {
+		if d.params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
+			return nil, fmt.Errorf("encode billing address: %w", err)
+		}
+	}
+	if a := c.Authentication; a != nil {
+		// What may be kept of the authentication; the cryptogram only goes to the
+		// charge.
+		outcome := string(a.Outcome)
+		d.params.AuthenticationOutcome, d.params.AuthenticationEci = &outcome, nonEmpty(a.ECI)
+		d.params.AuthenticationVersion, d.params.AuthenticationTransactionID = nonEmpty(a.Version), nonEmpty(a.TransactionID)
+	}
+	return d, nil
+}
+
+// writeOrder writes the paid order of d and completes its session, in the caller's
+// transaction: the order with its lines and amounts, the redemptions, the consumed
+// vault token, the order_create event, the completed session, the consents and the
+// attribution. It returns the completed session's view.
+func (s *Store) writeOrder(ctx context.Context, q *db.Queries, d *completionDraft, now time.Time) (checkout.View, error) {
+	sess, order := d.sess, d.order
+	if err := q.InsertOrder(ctx, d.params); err != nil {
+		return checkout.View{}, orderError(err)
+	}
+	if err := insertOrderDetails(ctx, q, order); err != nil {
+		return checkout.View{}, err
+	}
+	if err := recordRedemptions(ctx, q, sess, &d.cat, d.redemptions, order.ID, now); err != nil {
+		return checkout.View{}, err
+	}
+	if d.vaultToken != nil {
+		n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: d.vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
+		if err != nil {
+			return checkout.View{}, fmt.Errorf("mark token used: %w", err)
+		}
+		if n != 1 {
+			return checkout.View{}, errors.New("vault token changed under its row lock")
+		}
+	}
+
+	if err := emitEvent(ctx, q, s.events, webhook.OrderCreate, order, now); err != nil {
+		return checkout.View{}, err
+	}
+	sess.Complete(now)
+	if err := updateSession(ctx, q, sess, now); err != nil {
+		return checkout.View{}, err
+	}
+	completion := checkout.Completion{Consents: d.consents}
+	if err := s.storeConsents(ctx, q, sess, completion, order.ID, now); err != nil {
+		return checkout.View{}, err
+	}
+	if err := insertAttribution(ctx, q, sess.ID, checkout.LastTouch, d.attribution, order.ID, now); err != nil {
+		return checkout.View{}, err
+	}
+	return s.view(ctx, q, sess, d.cat, now, order)
+}
+
+// recordRefusal records on session id what a refused completion must leave visible,
+// once its transaction rolled back (noteRefusal), and returns err.
+func (s *Store) recordRefusal(ctx context.Context, owner, id string, err error, pspAuthentication string) error {
+	if werr := noteRefusal(ctx, db.New(s.pool), owner, id, err, pspAuthentication); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
+}
+
+// noteRefusal records refusal on open session id: a decline (or a failed
+// authentication) as the session's payment error, and the 3-D Secure a PSP asked for
+// (pspAuthentication, "" for none) as the session's authentication, so that it shows
+// the agent what to authenticate with. Any other refusal leaves the session as it is.
+func noteRefusal(ctx context.Context, q *db.Queries, owner, id string, refusal error, pspAuthentication string) error {
+	de, ok := checkout.AsError(refusal)
+	switch {
+	case ok && (de.Kind == checkout.KindDeclined || de.Code == checkout.CodeAuthenticationFailed):
+		if err := q.SetPaymentError(ctx, db.SetPaymentErrorParams{ID: id, Owner: owner, PaymentError: &de.Message}); err != nil {
+			return fmt.Errorf("record decline: %w", err)
+		}
+	case ok && de.Code == checkout.CodeRequires3DS && pspAuthentication != "":
+		if err := q.SetSessionAuthentication(ctx, db.SetSessionAuthenticationParams{
+			ID: id, Owner: owner, DirectoryServer: &pspAuthentication,
+		}); err != nil {
+			return fmt.Errorf("record authentication: %w", err)
+		}
+	}
+	return nil
 }
 
 // tokenAuthentication is the 3-D Secure a vault token's card needs (nil: none, or no

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,9 @@ type Store struct {
 	acquirer checkout.Acquirer
 	// consents are the marketing channels every session offers.
 	consents []checkout.ConsentOption
+	// attemptTimeout is how long a payment attempt's PSP call may run before the
+	// attempt is stale and may be taken over.
+	attemptTimeout time.Duration
 }
 
 // StoreConfig configures a Store.
@@ -50,6 +54,10 @@ type StoreConfig struct {
 	// ConsentOptions are the marketing channels every session offers (none: no
 	// marketing consent is asked for).
 	ConsentOptions []checkout.ConsentOption
+	// PaymentAttemptTimeout is how long a PSP call may run before its payment attempt
+	// is stale: another completion or the recovery job may then ask the PSP again with
+	// the same idempotency key (0: DefaultPaymentAttemptTimeout).
+	PaymentAttemptTimeout time.Duration
 }
 
 // NewStore returns a Store on pool.
@@ -59,7 +67,7 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
 		handlers: checkout.PaymentHandlers(cfg.MerchantID, gatewayName(cfg.Gateway)),
 		acquirer: checkout.MockAcquirer(cfg.MerchantID),
-		consents: cfg.ConsentOptions,
+		consents: cfg.ConsentOptions, attemptTimeout: cmp.Or(cfg.PaymentAttemptTimeout, DefaultPaymentAttemptTimeout),
 	}
 }
 

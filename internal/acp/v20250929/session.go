@@ -255,16 +255,22 @@ var linkTypes = []string{"terms_of_use", "privacy_policy", "seller_shop_policies
 // status shows a domain status in this version, which has no expired: an expired
 // session is canceled (its message says why). Nor has it authentication_required:
 // a session whose payment needs 3-D Secure, which this version cannot carry, is not
-// ready for payment (a requires_3ds message says why).
+// ready for payment (a requires_3ds message says why). A completion waiting on the
+// payment service provider is this version's in_progress.
 func status(s checkout.Status) checkout.Status {
 	switch s {
 	case checkout.StatusExpired:
 		return checkout.StatusCanceled
 	case checkout.StatusAuthenticationRequired:
 		return checkout.StatusNotReadyForPayment
+	case checkout.StatusCompleteInProgress:
+		return statusInProgress
 	}
 	return s
 }
+
+// statusInProgress is this version's name for checkout.StatusCompleteInProgress.
+const statusInProgress checkout.Status = "in_progress"
 
 // requires3DS is the 2025-09-29 MessageError code of a payment that needs 3-D Secure;
 // the version has no intervention_required.

@@ -35,7 +35,7 @@ func encodeSession(v checkout.View, links []acp.Link) CheckoutSession {
 			Extensions: encodeExtensions(q.Discounts),
 		},
 		Discounts:          encodeDiscounts(q.Discounts),
-		Status:             CheckoutSessionBaseStatus(q.Status),
+		Status:             sessionStatus(q.Status),
 		Currency:           s.Currency,
 		Buyer:              encodeBuyer(s.Buyer),
 		FulfillmentDetails: encodeDetails(s.FulfillmentAddress, s.FulfillmentContact),
@@ -322,4 +322,14 @@ func nonEmpty(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// sessionStatus names a domain status in this version, whose enum has a name of its own
+// for a completion waiting on the payment service provider (the version's in_progress
+// is the older name, which 2025-09-29 uses).
+func sessionStatus(s checkout.Status) CheckoutSessionBaseStatus {
+	if s == checkout.StatusCompleteInProgress {
+		return CheckoutSessionBaseStatusCompleteInProgress
+	}
+	return CheckoutSessionBaseStatus(s)
 }

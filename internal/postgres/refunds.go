@@ -1,0 +1,222 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
+)
+
+var (
+	errRefundPending = checkout.Errorf(checkout.KindUnavailable, checkout.CodeRefundPending, checkout.Field{},
+		"The payment service provider has not confirmed the refund yet. Nothing more will be refunded: retry with the same Idempotency-Key to finish it.")
+	errRefundInProgress = checkout.Errorf(checkout.KindConflict, checkout.CodeRefundInProgress, checkout.Field{},
+		"Another refund of this order is waiting for the payment service provider; retry once it is settled.")
+)
+
+// mockGatewayName is the gateway of PSP-token orders from before payment_gateway was
+// recorded: the mock was the only gateway then.
+const mockGatewayName = "mock"
+
+// WithGateway makes refunds to the original payment of orders paid with a PSP token go
+// through g, the gateway that charged them, and returns o. Without it (and for orders
+// paid with a vault token, our mock PSP, and store credit) refunds are only recorded.
+func (o *Orders) WithGateway(g payment.Gateway) *Orders {
+	o.gateway = g
+	return o
+}
+
+// pendingRefund is a refund recorded pending, to be sent to the PSP.
+type pendingRefund struct {
+	id, orderID, reference, currency string
+	amount                           int64
+}
+
+// refund records req on order id: through the gateway when the order was paid with a
+// PSP token to its original payment, otherwise in one transaction.
+func (o *Orders) refund(ctx context.Context, id string, req checkout.RefundRequest) (*checkout.Order, error) {
+	if o.gateway == nil || req.Type != checkout.RefundOriginalPayment {
+		return o.recordRefund(ctx, id, req)
+	}
+	pay, err := db.New(o.pool).GetOrderPayment(ctx, id)
+	if isNoRows(err) {
+		return nil, ErrOrderNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load order payment: %w", err)
+	}
+	if pay.PaymentMethod != "psp_token" {
+		return o.recordRefund(ctx, id, req)
+	}
+	if charged := cmp.Or(deref(pay.PaymentGateway), mockGatewayName); charged != o.gateway.Name() {
+		return nil, checkout.Errorf(checkout.KindConflict, checkout.CodeRefundRefused, checkout.Field{},
+			"Order %s was charged through the %s gateway; this server refunds through %s. Refund it at %s.",
+			id, charged, o.gateway.Name(), charged)
+	}
+	p, err := o.beginRefund(ctx, id, req)
+	if err != nil {
+		return nil, err
+	}
+	receipt, err := o.gateway.Refund(ctx, payment.Refund{
+		Reference: p.reference, Amount: p.amount, Currency: p.currency, OrderID: p.orderID, IdempotencyKey: p.id,
+	})
+	return o.settleRefund(ctx, p, receipt, err)
+}
+
+// recordRefund records req on order id in one transaction, with its order_update event.
+func (o *Orders) recordRefund(ctx context.Context, id string, req checkout.RefundRequest) (*checkout.Order, error) {
+	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+		_, err := ord.AddRefundRequest(req, now)
+		return err
+	})
+}
+
+// beginRefund records req pending on order id, under the order's row lock (refunds
+// never exceed what was paid, pending ones included), and returns what to send to the
+// PSP. A retry with the Idempotency-Key of a pending refund resumes it; any other
+// refund waits until the pending one is settled.
+func (o *Orders) beginRefund(ctx context.Context, id string, req checkout.RefundRequest) (pendingRefund, error) {
+	key := requestKey(ctx)
+	return withTxV(ctx, o.pool, func(q *db.Queries) (pendingRefund, error) {
+		now := o.now()
+		row, err := q.GetOrderForUpdate(ctx, id)
+		if isNoRows(err) {
+			return pendingRefund{}, ErrOrderNotFound
+		}
+		if err != nil {
+			return pendingRefund{}, fmt.Errorf("lock order: %w", err)
+		}
+		p := pendingRefund{orderID: row.ID, reference: row.PaymentReference, currency: row.Currency}
+		pending, err := q.GetPendingRefund(ctx, id)
+		switch {
+		case err == nil && key != "" && deref(pending.RequestKey) == key:
+			p.id, p.amount = pending.ID, pending.Amount
+			return p, nil
+		case err == nil:
+			return pendingRefund{}, errRefundInProgress
+		case !isNoRows(err):
+			return pendingRefund{}, fmt.Errorf("load pending refund: %w", err)
+		}
+		ord, err := fullOrder(ctx, q, row)
+		if err != nil {
+			return pendingRefund{}, err
+		}
+		before := cloneOrder(ord)
+		r, err := ord.AddRefundRequest(req, now)
+		if err != nil {
+			return pendingRefund{}, err
+		}
+		if err := saveOrderChanges(ctx, q, before, ord, now); err != nil {
+			return pendingRefund{}, err
+		}
+		if err := q.SetRefundPending(ctx, db.SetRefundPendingParams{ID: r.ID, RequestKey: nonEmpty(key)}); err != nil {
+			return pendingRefund{}, fmt.Errorf("mark refund pending: %w", err)
+		}
+		p.id, p.amount = r.ID, r.Amount
+		return p, nil
+	})
+}
+
+// settleRefund records the gateway's answer (receipt, err) to pending refund p: marked
+// succeeded with its order_update event (and the request's idempotent response), or
+// removed when the PSP refused it, or left pending when the answer is in doubt.
+func (o *Orders) settleRefund(ctx context.Context, p pendingRefund, receipt payment.RefundReceipt, err error) (*checkout.Order, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	switch {
+	case err == nil:
+		return withRecordedTxV(sctx, o.pool, o.now, func(q *db.Queries, now time.Time) (*checkout.Order, error) {
+			row, err := q.GetOrderForUpdate(sctx, p.orderID)
+			if err != nil {
+				return nil, fmt.Errorf("lock order: %w", err)
+			}
+			n, err := q.MarkRefundSucceeded(sctx, db.MarkRefundSucceededParams{ID: p.id, PspReference: &receipt.Reference})
+			if err != nil {
+				return nil, fmt.Errorf("mark refund succeeded: %w", err)
+			}
+			ord, err := fullOrder(sctx, q, row)
+			if err != nil || n == 0 {
+				return ord, err // settled by another caller, who sent the event
+			}
+			return ord, o.emit(sctx, q, webhook.OrderUpdate, ord, now)
+		})
+	case errors.Is(err, payment.ErrUnavailable) || ctx.Err() != nil:
+		return nil, fmt.Errorf("%w (%w)", errRefundPending, err)
+	}
+	if derr := WithTx(sctx, o.pool, func(q *db.Queries) error {
+		if _, err := q.GetOrderForUpdate(sctx, p.orderID); err != nil {
+			return fmt.Errorf("lock order: %w", err)
+		}
+		if err := q.DeleteRefundLines(sctx, p.id); err != nil {
+			return fmt.Errorf("delete refund lines: %w", err)
+		}
+		_, err := q.DeletePendingRefund(sctx, p.id)
+		return err
+	}); derr != nil {
+		return nil, fmt.Errorf("remove refused refund %s: %w", p.id, derr)
+	}
+	if de, ok := checkout.AsError(err); ok && de.Kind != checkout.KindInternal {
+		return nil, de
+	}
+	return nil, checkout.Errorf(checkout.KindConflict, checkout.CodeRefundRefused, checkout.Field{},
+		"The payment service provider refused the refund: %v. Nothing was recorded.", err)
+}
+
+// RecoverRefunds settles the refunds still pending since before now-staleAfter (their
+// request ended without the PSP's answer): each is sent to the gateway again with its
+// id as idempotency key, so a refund the PSP made is not made twice. It returns how many
+// it settled and the errors of those it could not.
+func (o *Orders) RecoverRefunds(ctx context.Context, staleAfter time.Duration) (int, error) {
+	if o.gateway == nil {
+		return 0, nil
+	}
+	rows, err := db.New(o.pool).ListStalePendingRefunds(ctx, db.ListStalePendingRefundsParams{
+		StaleBefore: o.now().Add(-staleAfter), MaxRows: recoveryBatch,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list pending refunds: %w", err)
+	}
+	var settled int
+	var errs []error
+	for _, r := range rows {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := o.recoverRefund(ctx, r.OrderID, r.ID); err != nil {
+			errs = append(errs, fmt.Errorf("refund %s of order %s: %w", r.ID, r.OrderID, err))
+			continue
+		}
+		settled++
+	}
+	return settled, errors.Join(errs...)
+}
+
+// recoverRefund sends pending refund id of order orderID to the gateway again.
+func (o *Orders) recoverRefund(ctx context.Context, orderID, id string) error {
+	q := db.New(o.pool)
+	pay, err := q.GetOrderPayment(ctx, orderID)
+	if err != nil {
+		return fmt.Errorf("load order payment: %w", err)
+	}
+	refunds, err := q.ListRefunds(ctx, orderID)
+	if err != nil {
+		return fmt.Errorf("load refunds: %w", err)
+	}
+	p := pendingRefund{id: id, orderID: orderID, reference: pay.PaymentReference, currency: pay.Currency}
+	for _, r := range refunds {
+		if r.ID == id {
+			p.amount = r.Amount
+		}
+	}
+	receipt, err := o.gateway.Refund(ctx, payment.Refund{
+		Reference: p.reference, Amount: p.amount, Currency: p.currency, OrderID: orderID, IdempotencyKey: id,
+	})
+	_, err = o.settleRefund(ctx, p, receipt, err)
+	return err
+}
