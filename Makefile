@@ -85,12 +85,14 @@ bench: build ## Benchmark against the pgbench ceiling (BENCH_C=8,16,32 BASELINE=
 test-pgbouncer: ## The HTTP and storage test suites through pgbouncer in transaction pooling
 	TEST_PGBOUNCER=1 $(GO_TEST) ./internal/httpapi/ ./internal/postgres/
 
-verify: ## Fail on stale generated code, gofmt/vet/staticcheck findings or a reachable vulnerability
+verify: ## Fail on stale generated code, gofmt/vet/staticcheck findings, merge conflict markers or a reachable vulnerability
 	go tool sqlc diff
 	@$(MAKE) --no-print-directory oapi-diff
 	go mod tidy -diff
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@# A merge's conflict markers in a document compile fine and render as text: refuse them.
+	@if git grep -n -E '^(<<<<<<<|>>>>>>>) ' -- . ; then echo "conflict markers left by a merge (above)"; exit 1; fi
 	go vet ./...
 	@$(MAKE) --no-print-directory staticcheck vulncheck
 
