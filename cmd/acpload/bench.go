@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw/stripefake"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgserver"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
@@ -356,7 +357,7 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 	}
 
 	if cfg.pspDelay > 0 {
-		psp, err := startFakePSP(cfg.pspDelay)
+		psp, err := stripefake.Start(stripefake.Options{Delay: cfg.pspDelay})
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw/stripefake"
 )
 
 // The slow-PSP phase pays as an agent does, with a Stripe Shared Payment Token: in
@@ -83,14 +85,14 @@ type PSPRun struct {
 	Supported bool   `json:"supported"`
 	Note      string `json:"note,omitempty"`
 	// Payment says how the completions paid: with SPTs, or with tok_visa and why.
-	Payment              string      `json:"payment,omitempty"`
-	Report               *Report     `json:"report,omitempty"`
-	CompletionsPerSecond float64     `json:"completions_per_second"`
-	P50Ms                float64     `json:"complete_p50_ms"`
-	P99Ms                float64     `json:"complete_p99_ms"`
-	PSP                  PSPCounts   `json:"psp"`
-	Pool                 *PoolWaits  `json:"pool,omitempty"`
-	Server               ServerStats `json:"server"`
+	Payment              string            `json:"payment,omitempty"`
+	Report               *Report           `json:"report,omitempty"`
+	CompletionsPerSecond float64           `json:"completions_per_second"`
+	P50Ms                float64           `json:"complete_p50_ms"`
+	P99Ms                float64           `json:"complete_p99_ms"`
+	PSP                  stripefake.Counts `json:"psp"`
+	Pool                 *PoolWaits        `json:"pool,omitempty"`
+	Server               ServerStats       `json:"server"`
 }
 
 // PoolWaits is how long requests waited for a database connection during the measured
@@ -114,7 +116,7 @@ const (
 const benchStripeKey = "sk_test_acploadBench0000000000"
 
 // pspEnv is the server's payment settings for the fake PSP.
-func pspEnv(p *fakePSP) []string {
+func pspEnv(p *stripefake.Server) []string {
 	return []string{"PAYMENT_GATEWAY=stripe", "STRIPE_SECRET_KEY=" + benchStripeKey, "STRIPE_API_BASE=" + p.URL()}
 }
 
@@ -211,7 +213,7 @@ func offeredHandlers(ctx context.Context, client *http.Client, base string) ([]s
 // runPSP starts the build's server against the fake PSP and runs the PSP flow at the
 // given agents. A build that refuses to start with PAYMENT_GATEWAY=stripe is reported
 // as not supporting it, not as a failed bench.
-func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *fakePSP, agents int) (PSPRun, error) {
+func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *stripefake.Server, agents int) (PSPRun, error) {
 	run := PSPRun{Build: t.build.Name, DelayMs: ms(e.cfg.pspDelay), Agents: agents}
 	s, err := e.startBenchServer(ctx, t, agents, pspEnv(psp)...)
 	if err != nil {
@@ -235,7 +237,7 @@ func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *fakePSP, age
 	res, _, _, err := s.measure(ctx, "slow PSP completions", e.cfg.duration, payment.flow, func() {
 		// What the PSP served is counted over the measured part, as the pool's waits
 		// are: the warm-up's charges would double the PSP calls per completion.
-		_ = psp.counts()
+		_ = psp.TakeCounts()
 		before, _ = scrapeMetrics(ctx, s.srv.base)
 	})
 	after, afterErr := scrapeMetrics(ctx, s.srv.base)
@@ -243,7 +245,7 @@ func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *fakePSP, age
 	if err != nil {
 		return run, err
 	}
-	run.PSP = psp.counts()
+	run.PSP = psp.TakeCounts()
 	r := res.report(loadConfig{name: "slow PSP completions", baseURL: s.srv.base, concurrency: agents, warmup: e.cfg.warmup})
 	run.Report = &r
 	complete := r.Endpoint("complete")

@@ -6,91 +6,29 @@ package main
 // order once.
 
 import (
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw/stripefake"
 )
-
-// fakeStripe is a Stripe API that takes payments: POST /v1/payment_intents answers a
-// succeeded PaymentIntent, and the same Idempotency-Key again answers the same one
-// without a second charge, as Stripe does. While held, it keeps the first charge's
-// response back (the charge is taken), so a test can kill the server meanwhile.
-type fakeStripe struct {
-	*httptest.Server
-	charged chan struct{} // closed when the first charge is taken
-	release chan struct{} // closed to let held responses go
-
-	mu       sync.Mutex
-	requests int
-	byKey    map[string]string // idempotency key -> PaymentIntent id
-}
-
-func newFakeStripe(t *testing.T) *fakeStripe {
-	t.Helper()
-	f := &fakeStripe{charged: make(chan struct{}), release: make(chan struct{}), byKey: map[string]string{}}
-	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(func() {
-		f.letGo()
-		f.Close()
-	})
-	return f
-}
-
-func (f *fakeStripe) letGo() {
-	select {
-	case <-f.release:
-	default:
-		close(f.release)
-	}
-}
-
-func (f *fakeStripe) serve(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.ReadAll(r.Body)
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/payment_intents" {
-		http.Error(w, `{"error":{"type":"invalid_request_error","message":"not faked"}}`, http.StatusNotFound)
-		return
-	}
-	key := r.Header.Get("Idempotency-Key")
-	f.mu.Lock()
-	f.requests++
-	id, seen := f.byKey[key]
-	first := len(f.byKey) == 0
-	if !seen {
-		id = fmt.Sprintf("pi_fake_%d", len(f.byKey)+1)
-		f.byKey[key] = id
-	}
-	f.mu.Unlock()
-	if first && !seen {
-		close(f.charged)
-		<-f.release // the server is killed while this response waits
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = fmt.Fprintf(w, `{"id": %q, "object": "payment_intent", "status": "succeeded", "amount": 3718, "currency": "usd"}`, id)
-}
-
-// charges is how many payments the fake took (one per idempotency key), and requests
-// how many charge requests it answered or held.
-func (f *fakeStripe) counts() (charges, requests int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.byKey), f.requests
-}
 
 func TestKilledBetweenTheChargeAndTheOrder(t *testing.T) {
 	t.Parallel()
-	stripe := newFakeStripe(t)
+	// The fake takes the first charge and holds its answer while the server is killed.
+	stripe, err := stripefake.Start(stripefake.Options{HoldFirstCharge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stripe.Close)
 	dbURL := emptyDatabase(t)
 	mustRun(t, []string{"DATABASE_URL=" + dbURL}, "migrate", "up")
 	mustRun(t, []string{"DATABASE_URL=" + dbURL}, "catalog", "import", faultCatalog)
 	mustRun(t, []string{"DATABASE_URL=" + dbURL}, "catalog", "stock", "item_123", "10")
 	env := []string{
 		"DATABASE_URL=" + dbURL, "PAYMENT_GATEWAY=stripe", "STRIPE_SECRET_KEY=sk_test_51KillTestKey0123456789",
-		"STRIPE_API_BASE=" + stripe.URL, "REQUEST_TIMEOUT=2s", "IDEMPOTENCY_RECOVER_AFTER=2s",
+		"STRIPE_API_BASE=" + stripe.URL(), "REQUEST_TIMEOUT=2s", "IDEMPOTENCY_RECOVER_AFTER=2s",
 		"PAYMENT_ATTEMPT_TIMEOUT=2s", "PAYMENT_RECOVERY_INTERVAL=1s", "RATE_LIMIT_RPS=0",
 	}
 	srv := startServer(t, env...)
@@ -104,7 +42,7 @@ func TestKilledBetweenTheChargeAndTheOrder(t *testing.T) {
 		cut <- err
 	}()
 	select {
-	case <-stripe.charged:
+	case <-stripe.Held():
 	case <-time.After(30 * time.Second):
 		t.Fatalf("Stripe was never asked to charge:\n%s", srv.logs.String())
 	}
@@ -115,7 +53,7 @@ func TestKilledBetweenTheChargeAndTheOrder(t *testing.T) {
 	if err := <-cut; err == nil {
 		t.Fatal("the completion was answered although its server was killed mid-charge")
 	}
-	stripe.letGo()
+	stripe.Release()
 
 	conn := faultConn(t, dbURL)
 	if n := faultInt(t, conn, `SELECT count(*) FROM payment_attempts WHERE checkout_session_id = $1 AND status = 'pending'`, sid); n != 1 {
@@ -136,12 +74,16 @@ func TestKilledBetweenTheChargeAndTheOrder(t *testing.T) {
 	}
 	// The job and a retry may both be at it: give them a moment, then count.
 	time.Sleep(1500 * time.Millisecond)
-	charges, requests := stripe.counts()
-	if charges != 1 || requests < 2 {
-		t.Errorf("Stripe took %d charges from %d requests, want 1 charge asked again under its key", charges, requests)
+	intents := stripe.PaymentIntentsByKey()
+	if c := stripe.TakeCounts(); len(intents) != 1 || c.PaymentIntents != 1 || c.Replays < 1 {
+		t.Errorf("Stripe made payment intents %v (counts %+v), want 1 charge asked again under its key", intents, c)
+	}
+	var firstIntent string
+	for _, id := range intents {
+		firstIntent = id
 	}
 	if n := faultInt(t, conn, `SELECT count(*) FROM orders o JOIN payment_attempts a ON a.order_id = o.id
-		WHERE o.checkout_session_id = $1 AND a.status = 'succeeded' AND o.payment_reference = 'pi_fake_1' AND o.payment_gateway = 'stripe'`, sid); n != 1 {
+		WHERE o.checkout_session_id = $1 AND a.status = 'succeeded' AND o.payment_reference = $2 AND o.payment_gateway = 'stripe'`, sid, firstIntent); n != 1 {
 		t.Errorf("orders paid by the first PaymentIntent through stripe = %d, want 1", n)
 	}
 	if n := faultInt(t, conn, `SELECT stock_quantity FROM variants WHERE id = 'item_123'`); n != 9 {
@@ -155,8 +97,8 @@ func TestKilledBetweenTheChargeAndTheOrder(t *testing.T) {
 	if err != nil || r.status != http.StatusOK || faultOrderID(r.body) == "" {
 		t.Errorf("retry after recovery = %v, %v", r, err)
 	}
-	if charges, _ := stripe.counts(); charges != 1 {
-		t.Errorf("Stripe took %d charges after the retry, want 1", charges)
+	if intents := stripe.PaymentIntentsByKey(); len(intents) != 1 {
+		t.Errorf("Stripe made payment intents %v after the retry, want the 1", intents)
 	}
 	faultCheckInvariants(t, conn, false)
 	srv.stop(t)

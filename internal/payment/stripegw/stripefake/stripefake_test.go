@@ -1,7 +1,8 @@
-package main
+package stripefake
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,7 +16,7 @@ import (
 
 // pspPost sends a form to the fake PSP and returns the status, the decoded object and
 // whether it was marked as a replay.
-func pspPost(t *testing.T, p *fakePSP, path, auth, key string, form url.Values) (int, pspObject, bool) {
+func pspPost(t *testing.T, p *Server, path, auth, key string, form url.Values) (int, pspObject, bool) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, p.URL()+path, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -47,11 +48,14 @@ func pspPost(t *testing.T, p *fakePSP, path, auth, key string, form url.Values) 
 }
 
 // testAuth is what the server sends the fake PSP.
-const testAuth = "Bearer " + benchStripeKey
+const testAuth = "Bearer " + testKey
 
-func startTestPSP(t *testing.T, delay time.Duration) *fakePSP {
+// testKey is a Stripe test secret key of the form stripegw accepts.
+const testKey = "sk_test_stripefakeTest0000000000"
+
+func startTestPSP(t *testing.T, delay time.Duration) *Server {
 	t.Helper()
-	p, err := startFakePSP(delay)
+	p, err := Start(Options{Delay: delay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +63,7 @@ func startTestPSP(t *testing.T, delay time.Duration) *fakePSP {
 	return p
 }
 
-func TestFakePSPPaymentIntentFromTheForm(t *testing.T) {
+func TestFakeStripePaymentIntentFromTheForm(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
 	form := url.Values{"amount": {"2109"}, "currency": {"USD"}, "confirm": {"true"},
@@ -81,12 +85,12 @@ func TestFakePSPPaymentIntentFromTheForm(t *testing.T) {
 			t.Errorf("form %v: status %d, want 400", bad, status)
 		}
 	}
-	if c := p.counts(); c.PaymentIntents != 1 || c.Refused != 3 {
+	if c := p.TakeCounts(); c.PaymentIntents != 1 || c.Refused != 3 {
 		t.Errorf("counts = %+v, want 1 payment intent, 3 refused", c)
 	}
 }
 
-func TestFakePSPPaymentMethodFromACardToken(t *testing.T) {
+func TestFakeStripePaymentMethodFromACardToken(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
 	status, pm, _ := pspPost(t, p, "/v1/payment_methods", testAuth, "k/payment_method", url.Values{"type": {"card"}, "card[token]": {"tok_visa"}})
@@ -105,12 +109,12 @@ func TestFakePSPPaymentMethodFromACardToken(t *testing.T) {
 	if status, _, _ := pspPost(t, p, "/v1/payment_methods", testAuth, "", url.Values{"type": {"card"}, "card[token]": {"vt_1"}}); status != http.StatusBadRequest {
 		t.Errorf("not a card token: status %d, want 400", status)
 	}
-	if c := p.counts(); c.PaymentMethods != 1 || c.PaymentIntents != 1 {
+	if c := p.TakeCounts(); c.PaymentMethods != 1 || c.PaymentIntents != 1 {
 		t.Errorf("counts = %+v", c)
 	}
 }
 
-func TestFakePSPWantsATestSecretKey(t *testing.T) {
+func TestFakeStripeWantsATestSecretKey(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
 	form := url.Values{"amount": {"100"}, "currency": {"usd"}}
@@ -121,7 +125,7 @@ func TestFakePSPWantsATestSecretKey(t *testing.T) {
 	}
 }
 
-func TestFakePSPIdempotency(t *testing.T) {
+func TestFakeStripeIdempotency(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
 	form := url.Values{"amount": {"100"}, "currency": {"usd"}}
@@ -137,12 +141,12 @@ func TestFakePSPIdempotency(t *testing.T) {
 	if status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "same", changed); status != http.StatusBadRequest {
 		t.Errorf("key reused with other parameters: status %d, want 400", status)
 	}
-	if c := p.counts(); c.PaymentIntents != 2 || c.Replays != 1 {
+	if c := p.TakeCounts(); c.PaymentIntents != 2 || c.Replays != 1 {
 		t.Errorf("counts = %+v, want 2 payment intents and 1 replay", c)
 	}
 }
 
-func TestFakePSPRefunds(t *testing.T) {
+func TestFakeStripeRefunds(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
 	_, pi, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "", url.Values{"amount": {"500"}, "currency": {"eur"}})
@@ -164,7 +168,7 @@ func TestFakePSPRefunds(t *testing.T) {
 	}
 }
 
-func TestFakePSPAnswersAfterTheDelay(t *testing.T) {
+func TestFakeStripeAnswersAfterTheDelay(t *testing.T) {
 	t.Parallel()
 	const delay = 150 * time.Millisecond
 	p := startTestPSP(t, delay)
@@ -200,7 +204,7 @@ func sptForm(spt string) url.Values {
 		"payment_method_types[0]": {"card"}, "expand[0]": {"payment_method"}, sptParam: {spt}}
 }
 
-func TestFakePSPPaymentIntentFromASharedPaymentToken(t *testing.T) {
+func TestFakeStripePaymentIntentFromASharedPaymentToken(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
 	const spt = "spt_1RgaZcFfrsXiS9Fab3PsUTwX"
@@ -227,33 +231,106 @@ func TestFakePSPPaymentIntentFromASharedPaymentToken(t *testing.T) {
 			t.Errorf("%s: status %d, want 400", name, status)
 		}
 	}
-	if c := p.counts(); c.PaymentIntents != 1 || c.SharedPaymentTokens != 1 || c.PaymentMethods != 0 || c.Replays != 1 || c.Refused != 3 {
+	if c := p.TakeCounts(); c.PaymentIntents != 1 || c.SharedPaymentTokens != 1 || c.PaymentMethods != 0 || c.Replays != 1 || c.Refused != 3 {
 		t.Errorf("counts = %+v, want 1 payment intent paid with an SPT, no payment method call, 1 replay, 3 refused", c)
 	}
 }
 
-// TestFakePSPChargesThroughTheStripeGateway pays through the server's Stripe gateway
+// TestFakeStripeChargesThroughTheStripeGateway pays through the server's Stripe gateway
 // against the fake: an SPT in one request, a card token in two.
-func TestFakePSPChargesThroughTheStripeGateway(t *testing.T) {
+func TestFakeStripeChargesThroughTheStripeGateway(t *testing.T) {
 	t.Parallel()
 	p := startTestPSP(t, 0)
-	gw, err := stripegw.New(stripegw.Config{SecretKey: benchStripeKey, APIBase: p.URL()})
+	gw, err := stripegw.New(stripegw.Config{SecretKey: testKey, APIBase: p.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	charge := payment.Charge{Token: "spt_acploadTest1", Amount: 2109, Currency: "USD", SessionID: "cs_1", IdempotencyKey: "cs_1"}
+	charge := payment.Charge{Token: "spt_stripefakeTest1", Amount: 2109, Currency: "USD", SessionID: "cs_1", IdempotencyKey: "cs_1"}
 	receipt, err := gw.Charge(t.Context(), charge)
 	if err != nil || !strings.HasPrefix(receipt.Reference, "pi_") {
 		t.Fatalf("SPT charge: %+v, %v", receipt, err)
 	}
-	if c := p.counts(); c.PaymentIntents != 1 || c.SharedPaymentTokens != 1 || c.PaymentMethods != 0 || c.Refused != 0 {
+	if c := p.TakeCounts(); c.PaymentIntents != 1 || c.SharedPaymentTokens != 1 || c.PaymentMethods != 0 || c.Refused != 0 {
 		t.Errorf("SPT charge: counts = %+v, want one PaymentIntent paid with the SPT", c)
 	}
-	charge.Token, charge.IdempotencyKey = pspToken, "cs_2"
+	charge.Token, charge.IdempotencyKey = "tok_visa", "cs_2"
 	if receipt, err := gw.Charge(t.Context(), charge); err != nil || !strings.HasPrefix(receipt.Reference, "pi_") {
 		t.Fatalf("card token charge: %+v, %v", receipt, err)
 	}
-	if c := p.counts(); c.PaymentIntents != 1 || c.PaymentMethods != 1 || c.SharedPaymentTokens != 0 {
+	if c := p.TakeCounts(); c.PaymentIntents != 1 || c.PaymentMethods != 1 || c.SharedPaymentTokens != 0 {
 		t.Errorf("card token charge: counts = %+v, want a PaymentMethod, then a PaymentIntent", c)
+	}
+}
+
+// Hang charges and never answers: the caller times out in doubt, and asking again with
+// the same key in Normal mode gets that charge, not a second one.
+func TestFakeStripeHangChargesWithoutAnswering(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	p.SetMode(Hang)
+	gw, err := stripegw.New(stripegw.Config{SecretKey: testKey, APIBase: p.URL(), Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charge := payment.Charge{Token: "spt_hang", Amount: 500, Currency: "usd", SessionID: "cs_h", IdempotencyKey: "cs_h"}
+	if _, err := gw.Charge(t.Context(), charge); !errors.Is(err, payment.ErrUnavailable) {
+		t.Fatalf("charge against a hanging PSP: %v, want in doubt (ErrUnavailable)", err)
+	}
+	p.SetMode(Normal)
+	receipt, err := gw.Charge(t.Context(), charge)
+	if err != nil {
+		t.Fatalf("asked again: %v", err)
+	}
+	if byKey := p.PaymentIntentsByKey(); len(byKey) != 1 || byKey["cs_h"] != receipt.Reference {
+		t.Errorf("payment intents by key = %v, want the one first charge %s", byKey, receipt.Reference)
+	}
+	if c := p.TakeCounts(); c.PaymentIntents != 1 || c.Unanswered < 1 {
+		t.Errorf("counts = %+v, want 1 payment intent and the unanswered request(s)", c)
+	}
+}
+
+// Fail answers 500 without charging: in doubt for the caller, nothing for the PSP.
+func TestFakeStripeFailChargesNothing(t *testing.T) {
+	t.Parallel()
+	p := startTestPSP(t, 0)
+	p.SetMode(Fail)
+	gw, err := stripegw.New(stripegw.Config{SecretKey: testKey, APIBase: p.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charge := payment.Charge{Token: "spt_fail", Amount: 500, Currency: "usd", SessionID: "cs_f", IdempotencyKey: "cs_f"}
+	if _, err := gw.Charge(t.Context(), charge); !errors.Is(err, payment.ErrUnavailable) {
+		t.Fatalf("charge against a failing PSP: %v, want in doubt (ErrUnavailable)", err)
+	}
+	if byKey := p.PaymentIntentsByKey(); len(byKey) != 0 {
+		t.Errorf("payment intents = %v, want none", byKey)
+	}
+}
+
+// HoldFirstCharge takes the first charge and keeps its answer until Release.
+func TestFakeStripeHoldsTheFirstChargesAnswer(t *testing.T) {
+	t.Parallel()
+	p, err := Start(Options{HoldFirstCharge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	answered := make(chan int, 1)
+	go func() {
+		status, _, _ := pspPost(t, p, "/v1/payment_intents", testAuth, "k", url.Values{"amount": {"100"}, "currency": {"usd"}})
+		answered <- status
+	}()
+	<-p.Held()
+	select {
+	case s := <-answered:
+		t.Fatalf("answered %d while held", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if len(p.PaymentIntentsByKey()) != 1 {
+		t.Error("the held charge was not taken")
+	}
+	p.Release()
+	if s := <-answered; s != http.StatusOK {
+		t.Errorf("released answer: %d", s)
 	}
 }

@@ -1,4 +1,11 @@
-package main
+// Package stripefake is a local stand-in for the part of Stripe's API the Stripe gateway
+// (internal/payment/stripegw) calls: PaymentMethods from card tokens, PaymentIntents
+// from PaymentMethods or Shared Payment Tokens, and Refunds, with Stripe's idempotency.
+// It can be slow, hold the first charge's answer, charge and never answer, or fail with
+// 500s, so that the tests and the bench (cmd/acpload) can put a completion through each
+// thing a real PSP does. It is not Stripe's API mock: stripe-mock checks the requests
+// against Stripe's OpenAPI (stripegw's tests); this one keeps state.
+package stripefake
 
 import (
 	"crypto/sha256"
@@ -16,9 +23,9 @@ import (
 	"time"
 )
 
-// fakePSP is a stand-in for the Stripe API on 127.0.0.1, slow on purpose: every
-// request is answered after delay, as a real PSP answers after a network round trip
-// and its own work. It serves what a payment gateway calls, form-encoded with
+// Server is a stand-in for the Stripe API on 127.0.0.1, slow on purpose when asked:
+// every request is answered after Delay, as a real PSP answers after a network round
+// trip and its own work. It serves what a payment gateway calls, form-encoded with
 // `Authorization: Bearer sk_test_…`:
 //
 //	POST /v1/payment_methods   type=card, card[token]=tok_…: a card PaymentMethod
@@ -27,15 +34,27 @@ import (
 //	                           a succeeded PaymentIntent, its card PaymentMethod expanded
 //	POST /v1/refunds           payment_intent (required), amount: a succeeded Refund
 //
-// A Shared Payment Token is single use, as the bench's agents use them: a second
+// A Shared Payment Token is single use, as an agent's is: a second
 // PaymentIntent with the same one is refused.
 //
 // A repeated Idempotency-Key gets the first response again (Idempotent-Replayed: true),
 // as Stripe does; reused with other parameters it is refused with an idempotency_error.
-type fakePSP struct {
+//
+// SetMode makes it misbehave as a PSP does in an outage (Hang, Fail), and HoldFirstCharge
+// keeps one answer back while a test kills the server that asked.
+type Server struct {
 	delay time.Duration
 	srv   *http.Server
 	url   string
+
+	// mode is a Mode; onCharge is called as each PaymentIntent request arrives.
+	mode     atomic.Int32
+	onCharge func()
+	// held is closed when the first PaymentIntent is taken while hold is set; release
+	// lets the held answer go.
+	hold          bool
+	held, release chan struct{}
+	releaseOnce   sync.Once
 
 	mu sync.Mutex
 	// byKey holds the response to every Idempotency-Key, with the request it answered.
@@ -48,7 +67,35 @@ type fakePSP struct {
 	sptSpent map[string]string
 	seq      atomic.Int64
 
-	methodsCreated, intentsCreated, sptIntents, refundsCreated, replays, refused atomic.Int64
+	methodsCreated, intentsCreated, sptIntents, refundsCreated, replays, refused, unanswered atomic.Int64
+}
+
+// Mode is how the server answers.
+type Mode int32
+
+// The modes.
+const (
+	// Normal answers every request after the delay.
+	Normal Mode = iota
+	// Hang processes a request (a PaymentIntent is created and stored under its key)
+	// and never answers it: the caller's timeout ends it, in doubt, as when a PSP's
+	// answer is lost after the charge.
+	Hang
+	// Fail answers every request with a 500 api_error without processing it: an outage
+	// in which nothing is charged, whose outcome the caller cannot know.
+	Fail
+)
+
+// Options configure a Server.
+type Options struct {
+	// Delay is how long every answer waits.
+	Delay time.Duration
+	// OnCharge, when set, is called as each POST /v1/payment_intents arrives, before
+	// the delay: a test samples what the caller holds while it waits on the PSP.
+	OnCharge func()
+	// HoldFirstCharge keeps the answer of the first PaymentIntent created back (the
+	// charge is taken) until Release: a test kills the caller meanwhile.
+	HoldFirstCharge bool
 }
 
 // pspResponse is a stored answer: the request it answered (path and form digest), the
@@ -57,6 +104,8 @@ type pspResponse struct {
 	request [sha256.Size]byte
 	status  int
 	body    []byte
+	// intent is the PaymentIntent created, when this answered one.
+	intent string
 }
 
 // pspObject is a PaymentMethod, PaymentIntent or Refund as the API returns it.
@@ -85,34 +134,52 @@ type pspCard struct {
 	Funding  string `json:"funding"`
 }
 
-// startFakePSP listens on a free port of 127.0.0.1 and serves until Close.
-func startFakePSP(delay time.Duration) (*fakePSP, error) {
+// Start listens on a free port of 127.0.0.1 and serves until Close.
+func Start(opts Options) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("fake PSP: %w", err)
+		return nil, fmt.Errorf("fake Stripe: %w", err)
 	}
-	p := newFakePSP(delay)
+	p := New(opts)
 	p.url = "http://" + l.Addr().String()
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(l) }()
 	return p, nil
 }
 
-func newFakePSP(delay time.Duration) *fakePSP {
-	return &fakePSP{
-		delay: delay, byKey: map[string]pspResponse{}, intents: map[string]pspObject{},
+// New returns a Server that is not listening: an http.Handler to mount elsewhere.
+func New(opts Options) *Server {
+	return &Server{
+		delay: opts.Delay, onCharge: opts.OnCharge, hold: opts.HoldFirstCharge,
+		held: make(chan struct{}), release: make(chan struct{}),
+		byKey: map[string]pspResponse{}, intents: map[string]pspObject{},
 		methods: map[string]*pspObject{}, sptSpent: map[string]string{},
 	}
 }
 
 // URL is the API base to give the server (STRIPE_API_BASE).
-func (p *fakePSP) URL() string { return p.url }
+func (p *Server) URL() string { return p.url }
 
-// Close stops serving.
-func (p *fakePSP) Close() { _ = p.srv.Close() }
+// Close lets held answers go and stops serving.
+func (p *Server) Close() {
+	p.Release()
+	if p.srv != nil {
+		_ = p.srv.Close()
+	}
+}
 
-// PSPCounts is what the fake PSP served.
-type PSPCounts struct {
+// SetMode changes how the server answers from the next request on.
+func (p *Server) SetMode(m Mode) { p.mode.Store(int32(m)) }
+
+// Held is closed once the first PaymentIntent is taken and its answer held
+// (Options.HoldFirstCharge).
+func (p *Server) Held() <-chan struct{} { return p.held }
+
+// Release lets held answers go.
+func (p *Server) Release() { p.releaseOnce.Do(func() { close(p.release) }) }
+
+// Counts is what the fake Stripe served.
+type Counts struct {
 	PaymentMethods int64 `json:"payment_methods"`
 	PaymentIntents int64 `json:"payment_intents"`
 	// SharedPaymentTokens counts the PaymentIntents paid with an SPT.
@@ -120,26 +187,68 @@ type PSPCounts struct {
 	Refunds             int64 `json:"refunds"`
 	Replays             int64 `json:"idempotent_replays"`
 	Refused             int64 `json:"refused"`
+	// Unanswered counts the requests processed and never answered (Hang, or a held
+	// answer whose caller went away).
+	Unanswered int64 `json:"unanswered"`
 }
 
-// counts returns the counters and zeroes them, so that each build is counted apart.
-func (p *fakePSP) counts() PSPCounts {
-	return PSPCounts{
+// TakeCounts returns the counters and zeroes them, so that each run is counted apart.
+func (p *Server) TakeCounts() Counts {
+	return Counts{
 		PaymentMethods: p.methodsCreated.Swap(0), PaymentIntents: p.intentsCreated.Swap(0),
 		SharedPaymentTokens: p.sptIntents.Swap(0), Refunds: p.refundsCreated.Swap(0),
-		Replays: p.replays.Swap(0), Refused: p.refused.Swap(0),
+		Replays: p.replays.Swap(0), Refused: p.refused.Swap(0), Unanswered: p.unanswered.Swap(0),
 	}
 }
 
+// PaymentIntentsByKey is how many distinct PaymentIntents were created (not replayed)
+// under each Idempotency-Key: a caller that charged an attempt twice shows 2 nowhere,
+// since Stripe answers a repeated key with the first one; a second key for one payment
+// shows up as another entry.
+func (p *Server) PaymentIntentsByKey() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]string{}
+	for key, r := range p.byKey {
+		if r.intent != "" {
+			out[key] = r.intent
+		}
+	}
+	return out
+}
+
 // ServeHTTP answers one API request after the delay.
-func (p *fakePSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/payment_intents" && p.onCharge != nil {
+		p.onCharge()
+	}
 	select {
 	case <-time.After(p.delay):
 	case <-r.Context().Done():
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	mode := Mode(p.mode.Load())
+	if mode == Fail {
+		p.refused.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+		_, body, _ := stripeError(http.StatusInternalServerError, "api_error", "", "An unknown error occurred (the fake Stripe is failing on purpose).")
+		_, _ = w.Write(body)
+		return
+	}
 	status, body, replayed := p.answer(r)
+	if mode == Hang || p.holding(r, status, replayed) {
+		// The request was processed; its answer is lost, as far as the caller knows.
+		p.unanswered.Add(1)
+		select {
+		case <-r.Context().Done():
+			return
+		case <-p.release:
+			if mode == Hang {
+				return
+			}
+		}
+	}
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
@@ -150,11 +259,28 @@ func (p *fakePSP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
+// holding reports whether r's answer is the first charge's, to be held back
+// (Options.HoldFirstCharge), and says so on Held.
+func (p *Server) holding(r *http.Request, status int, replayed bool) bool {
+	if !p.hold || replayed || status != http.StatusOK || r.URL.Path != "/v1/payment_intents" {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.held:
+		return false // only the first
+	default:
+		close(p.held)
+		return true
+	}
+}
+
 // answer works out the response to r: a stored one for a known Idempotency-Key, else
 // a new object.
-func (p *fakePSP) answer(r *http.Request) (status int, body []byte, replayed bool) {
+func (p *Server) answer(r *http.Request) (status int, body []byte, replayed bool) {
 	if r.Method != http.MethodPost {
-		return stripeError(http.StatusMethodNotAllowed, "invalid_request_error", "", "Only POST is served by the fake PSP.")
+		return stripeError(http.StatusMethodNotAllowed, "invalid_request_error", "", "Only POST is served by the fake Stripe.")
 	}
 	if key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok || !strings.HasPrefix(key, "sk_test_") {
 		return stripeError(http.StatusUnauthorized, "invalid_request_error", "", "Invalid API Key provided: want Bearer sk_test_…")
@@ -189,7 +315,13 @@ func (p *fakePSP) answer(r *http.Request) (status int, body []byte, replayed boo
 	// Stripe stores the result of a request that was processed, errors included, but
 	// not one refused before processing (auth, unknown URL).
 	if key != "" {
-		p.byKey[key] = pspResponse{request: digest, status: status, body: body}
+		stored := pspResponse{request: digest, status: status, body: body}
+		if r.URL.Path == "/v1/payment_intents" && status == http.StatusOK {
+			var pi struct{ ID string }
+			_ = json.Unmarshal(body, &pi)
+			stored.intent = pi.ID
+		}
+		p.byKey[key] = stored
 	}
 	return status, body, false
 }
@@ -198,7 +330,7 @@ func (p *fakePSP) answer(r *http.Request) (status int, body []byte, replayed boo
 const sptParam = "payment_method_data[shared_payment_granted_token]"
 
 // createIntent makes a succeeded PaymentIntent (the caller holds mu).
-func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
+func (p *Server) createIntent(form url.Values) (int, []byte, bool) {
 	amount, err := strconv.ParseInt(form.Get("amount"), 10, 64)
 	if err != nil || amount <= 0 {
 		return stripeError(http.StatusBadRequest, "invalid_request_error", "amount", "Missing or invalid amount: want a positive integer in minor units.")
@@ -229,8 +361,8 @@ func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
 	}
 	n := p.seq.Add(1)
 	pi := pspObject{
-		ID: fmt.Sprintf("pi_bench%016d", n), Object: "payment_intent", Status: "succeeded",
-		Amount: amount, Currency: currency, PaymentMethod: method, LatestCharge: fmt.Sprintf("ch_bench%016d", n),
+		ID: fmt.Sprintf("pi_fake%016d", n), Object: "payment_intent", Status: "succeeded",
+		Amount: amount, Currency: currency, PaymentMethod: method, LatestCharge: fmt.Sprintf("ch_fake%016d", n),
 		Metadata: formMetadata(form), Created: time.Now().Unix(),
 	}
 	p.intents[pi.ID] = pi
@@ -244,7 +376,7 @@ func (p *fakePSP) createIntent(form url.Values) (int, []byte, bool) {
 }
 
 // createMethod makes a card PaymentMethod from a test card token (the caller holds mu).
-func (p *fakePSP) createMethod(form url.Values) (int, []byte, bool) {
+func (p *Server) createMethod(form url.Values) (int, []byte, bool) {
 	token := form.Get("card[token]")
 	if form.Get("type") != "card" || !strings.HasPrefix(token, "tok_") {
 		return stripeError(http.StatusBadRequest, "invalid_request_error", "card[token]", "Want type=card and card[token]=tok_….")
@@ -257,13 +389,13 @@ func (p *fakePSP) createMethod(form url.Values) (int, []byte, bool) {
 
 // newCardMethod stores a new Visa card PaymentMethod, the card every test token and SPT
 // stands for (the caller holds mu).
-func (p *fakePSP) newCardMethod(metadata map[string]string) *pspObject {
+func (p *Server) newCardMethod(metadata map[string]string) *pspObject {
 	if metadata == nil {
 		metadata = map[string]string{}
 	}
 	n := p.seq.Add(1)
 	pm := &pspObject{
-		ID: fmt.Sprintf("pm_bench%016d", n), Object: "payment_method", Type: "card",
+		ID: fmt.Sprintf("pm_fake%016d", n), Object: "payment_method", Type: "card",
 		Card:     &pspCard{Brand: "visa", Last4: "4242", ExpMonth: 12, ExpYear: time.Now().Year() + 5, Funding: "credit"},
 		Metadata: metadata, Created: time.Now().Unix(),
 	}
@@ -272,7 +404,7 @@ func (p *fakePSP) newCardMethod(metadata map[string]string) *pspObject {
 }
 
 // createRefund makes a succeeded Refund of a known PaymentIntent (the caller holds mu).
-func (p *fakePSP) createRefund(form url.Values) (int, []byte, bool) {
+func (p *Server) createRefund(form url.Values) (int, []byte, bool) {
 	pi, ok := p.intents[form.Get("payment_intent")]
 	if !ok {
 		return stripeError(http.StatusBadRequest, "invalid_request_error", "payment_intent", "No such payment_intent: '"+form.Get("payment_intent")+"'")
@@ -287,7 +419,7 @@ func (p *fakePSP) createRefund(form url.Values) (int, []byte, bool) {
 	}
 	n := p.seq.Add(1)
 	re := pspObject{
-		ID: fmt.Sprintf("re_bench%016d", n), Object: "refund", Status: "succeeded",
+		ID: fmt.Sprintf("re_fake%016d", n), Object: "refund", Status: "succeeded",
 		Amount: amount, Currency: pi.Currency, PaymentIntent: pi.ID,
 		Metadata: formMetadata(form), Created: time.Now().Unix(),
 	}
@@ -328,7 +460,7 @@ func formDigest(path string, form url.Values) [sha256.Size]byte {
 func stripeError(status int, typ, param, message string) (int, []byte, bool) {
 	body, err := json.Marshal(map[string]any{"error": map[string]string{"type": typ, "param": param, "message": message}})
 	if err != nil {
-		panic(errors.Join(errors.New("fake PSP: marshal an error"), err))
+		panic(errors.Join(errors.New("fake Stripe: marshal an error"), err))
 	}
 	return status, body, false
 }
