@@ -256,6 +256,24 @@ func TestChargeInDoubtThenRetryWithTheSameKey(t *testing.T) {
 	mustCode(t, err, "checkout_session_completed")
 }
 
+// smallPool is a pool of at most conns connections on a new test database.
+func smallPool(t *testing.T, conns int) *pgxpool.Pool {
+	t.Helper()
+	u, err := url.Parse(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", fmt.Sprint(conns))
+	u.RawQuery = q.Encode()
+	pool, err := pgxpool.New(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // With a PSP that takes 300 ms and a pool of 4 connections, 16 completions are all
 // inside the PSP at once, and while they are, no connection is acquired: the charge
 // holds no lock and no connection. Were the charge inside the transaction, at most 4
@@ -263,18 +281,7 @@ func TestChargeInDoubtThenRetryWithTheSameKey(t *testing.T) {
 func TestSlowPSPHoldsNoConnection(t *testing.T) {
 	t.Parallel()
 	const n = 16
-	u, err := url.Parse(pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("pool_max_conns", "4")
-	u.RawQuery = q.Encode()
-	pool, err := pgxpool.New(context.Background(), u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := smallPool(t, 4)
 
 	var mu sync.Mutex
 	inside, most := 0, 0
