@@ -1208,8 +1208,11 @@ func TestOutOfStockAtPaymentRefusesAndChargesNothing(t *testing.T) {
 				status, body, err := postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(token))
 				done <- result{status, body, err}
 			}()
-			if q := pgtest.WaitForLockWait(t, e.pool, 30*time.Second); !strings.Contains(q, "UPDATE variants") {
-				t.Errorf("the completion waits in %q, want the stock decrement", q)
+			// A PSP token's first phase decrements the stock (DecrementStock); a vault
+			// token's pipelined completion takes it last, in take_stock (TakeStock).
+			wantWait := map[bool]string{true: "UPDATE variants", false: "take_stock("}[psp]
+			if q := pgtest.WaitForLockWait(t, e.pool, 30*time.Second); !strings.Contains(q, wantWait) {
+				t.Errorf("the completion waits in %q, want the stock decrement (%s)", q, wantWait)
 			}
 			if err := holder.Commit(context.Background()); err != nil {
 				t.Fatal(err)

@@ -22,7 +22,7 @@ var roundTripCeilings = []struct {
 	{op: "get", ceiling: 1},
 	{op: "update", ceiling: 3},
 	{op: "delegate_payment", ceiling: 2},
-	{op: "complete", ceiling: 21, pending: "target 3: the completion is being split into phases (issue 12)"},
+	{op: "complete", ceiling: 3},
 	{op: "replay", ceiling: 1},
 }
 
