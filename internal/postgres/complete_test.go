@@ -57,7 +57,7 @@ func TestPipelinedCompletionAnswersAsBefore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var answers [2]string
 			for i, complete := range []func(context.Context, string, string, checkout.Completion) (checkout.View, error){
-				store.CompleteSession, store.CompleteOneStatementAtATime,
+				store.CompleteSession, store.CompleteStatementByStatement,
 			} {
 				v, err := store.CreateSession(ctx, "", checkout.Changes{
 					Items:              []checkout.ItemRequest{{ID: "item_456", Quantity: 1}, {ID: "item_123", Quantity: 2}},
@@ -82,7 +82,7 @@ func TestPipelinedCompletionAnswersAsBefore(t *testing.T) {
 				answers[i] = twinsApart.ReplaceAllString(mustJSON(t, completed), "${1}${2}…")
 			}
 			if answers[0] != answers[1] {
-				t.Errorf("the pipelined completion answers\n%s\nwhere the completion one statement at a time answers\n%s", answers[0], answers[1])
+				t.Errorf("the pipelined completion answers\n%s\nwhere the completion statement by statement answers\n%s", answers[0], answers[1])
 			}
 		})
 	}

@@ -49,11 +49,11 @@ func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferre
 	return err
 }
 
-// CompleteOneStatementAtATime is CompleteSession for a vault token as it was before the
+// CompleteStatementByStatement is CompleteSession for a vault token as it was before the
 // pipelined completion (completeWithVaultToken): each statement sent and checked on its
 // own, the stock taken before the order is written. TestPipelinedCompletionAnswersAsBefore
 // holds the pipelined completion to it.
-func (s *Store) CompleteOneStatementAtATime(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
-	view, err := s.completeInOneStatementAtATime(ctx, owner, id, c)
+func (s *Store) CompleteStatementByStatement(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+	view, err := s.completeStatementByStatement(ctx, owner, id, c)
 	return view, s.recordRefusal(ctx, owner, id, err, "")
 }

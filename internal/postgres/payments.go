@@ -44,7 +44,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	}
 	view, err := s.completeWithVaultToken(ctx, owner, id, c)
 	if errors.Is(err, errLockedTooFew) {
-		view, err = s.completeInOneStatementAtATime(ctx, owner, id, c)
+		view, err = s.completeStatementByStatement(ctx, owner, id, c)
 	}
 	return view, s.recordRefusal(ctx, owner, id, err, "")
 }
@@ -68,8 +68,8 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // The stock is taken last, so the variant rows every completion of a popular item
 // waits for are held from that statement to the COMMIT right behind it. A short stock
 // or a token used meanwhile cannot be seen in Go before the COMMIT: their statements
-// raise (AC410, AC411), the transaction aborts, and stockError maps the error back to
-// the refusal the completion gave when it checked each row count.
+// raise (AC410, AC411), the transaction aborts, and pipelinedCompletionError maps the
+// error back to the refusal the completion gave when it checked each row count.
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	var lines []checkout.Line
 	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
@@ -126,7 +126,7 @@ func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c 
 		offered = withDecisions(offered, sess, sess.ConsentRecords(s.consents, d.consents))
 		return s.viewWith(sess, d.cat, now, d.order, offered), nil
 	})
-	return view, stockError(err, lines)
+	return view, pipelinedCompletionError(err, lines)
 }
 
 // lockForCompletion is lockSessionAhead for a completion paid with vault token token:
@@ -161,10 +161,10 @@ func withDecisions(offered []checkout.OfferedConsent, sess *checkout.Session, re
 	return offered
 }
 
-// completeInOneStatementAtATime is the vault-token completion of CompleteSession one
-// statement at a time, each checked as it returns: for the session whose lock set the
-// pipelined completion cannot be sure of (errLockedTooFew).
-func (s *Store) completeInOneStatementAtATime(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+// completeStatementByStatement is the vault-token completion of CompleteSession sent
+// statement by statement, each checked as it returns: for the session whose lock set
+// the pipelined completion cannot be sure of (errLockedTooFew).
+func (s *Store) completeStatementByStatement(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
@@ -435,7 +435,7 @@ func outOfStock(lines []checkout.Line, i int) error {
 
 // takeStockLast is takeStock in one statement (TakeStock) queued on w, a pipelinedTx's
 // beforeCommit Queries: a short stock fails the COMMIT's round trip with SQLSTATE
-// AC410, which stockError maps to takeStock's refusal for lines.
+// AC410, which pipelinedCompletionError maps to takeStock's refusal for lines.
 func takeStockLast(ctx context.Context, w *db.Queries, lines []checkout.Line) error {
 	p := db.TakeStockParams{VariantIds: make([]string, len(lines)), Quantities: make([]int32, len(lines))}
 	for n, i := range stockOrder(lines) {
@@ -453,10 +453,11 @@ const (
 	tokenChangedCode = "AC411" // raise_vault_token_changed
 )
 
-// stockError maps the errors the deferred statements of completeWithVaultToken raise
-// for lines (the session's) to the errors the completion returned when it checked each
-// statement's row count, and returns any other err as it is.
-func stockError(err error, lines []checkout.Line) error {
+// pipelinedCompletionError maps the errors the deferred statements of
+// completeWithVaultToken raise for lines (the session's) to the errors the completion
+// returned when it checked each statement's row count, and returns any other err as it
+// is.
+func pipelinedCompletionError(err error, lines []checkout.Line) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err
