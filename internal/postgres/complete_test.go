@@ -125,3 +125,37 @@ func delegateVisa(t *testing.T, v *postgres.Vault, id string, expiresAt time.Tim
 	}
 	return token
 }
+
+// A pipelined completion takes the stock of its lines in variant id order in one
+// statement (take_stock) that raises at the first short one; the refusal must name
+// that line by its index in the session, as the completion that checked each decrement
+// did, and nothing of the stock taken before it may stay.
+func TestTakeStockNamesTheLineThatSoldOut(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `UPDATE variants SET stock_quantity = CASE id WHEN 'item_123' THEN 10 ELSE 5 END
+		WHERE id IN ('item_123', 'item_456')`); err != nil {
+		t.Fatal(err)
+	}
+	// item_123 sorts first and has enough; item_456, the session's line 0, is short.
+	lines := []checkout.Line{{ID: "li_0", VariantID: "item_456", Quantity: 6}, {ID: "li_1", VariantID: "item_123", Quantity: 1}}
+	want := checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(0),
+		"Item item_456 sold out before the payment went through; nothing was charged.")
+	if err := postgres.TakeStockBeforeCommit(ctx, e.pool, lines); err == nil || err.Error() != want.Error() {
+		t.Errorf("take stock = %v, want %v", err, want)
+	}
+	var tee, hoodie int
+	if err := e.pool.QueryRow(ctx, `SELECT
+		(SELECT stock_quantity FROM variants WHERE id = 'item_123'), (SELECT stock_quantity FROM variants WHERE id = 'item_456')`,
+	).Scan(&tee, &hoodie); err != nil {
+		t.Fatal(err)
+	}
+	if tee != 10 || hoodie != 5 {
+		t.Errorf("stock after the refusal: item_123 %d, item_456 %d; want 10 and 5", tee, hoodie)
+	}
+	lines[0].Quantity = 5
+	if err := postgres.TakeStockBeforeCommit(ctx, e.pool, lines); err != nil {
+		t.Errorf("take stock within the stock: %v", err)
+	}
+}

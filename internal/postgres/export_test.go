@@ -57,3 +57,13 @@ func (s *Store) CompleteStatementByStatement(ctx context.Context, owner, id stri
 	view, err := s.completeStatementByStatement(ctx, owner, id, c)
 	return view, s.recordRefusal(ctx, owner, id, err, "")
 }
+
+// TakeStockBeforeCommit takes the stock of lines as a pipelined completion does: in the
+// last statement before the COMMIT (takeStockLast), its failure mapped back to the
+// refusal of the statement-by-statement completion (pipelinedCompletionError).
+func TakeStockBeforeCommit(ctx context.Context, pool *pgxpool.Pool, lines []checkout.Line) error {
+	_, err := withPipelinedRecordedTx(ctx, pool, time.Now, func(tx *pipelinedTx, _ time.Time) (struct{}, error) {
+		return struct{}{}, takeStockLast(ctx, tx.beforeCommit(), lines)
+	})
+	return pipelinedCompletionError(err, lines)
+}
