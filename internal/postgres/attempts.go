@@ -116,8 +116,8 @@ type attemptStart struct {
 // completeInPhases pays for session id with a PSP token in three steps, so that no row
 // lock and no pooled connection is held while the PSP answers:
 //
-//  1. beginAttempt, one short transaction: the checks, the stock, the reserved
-//     redemptions, a pending payment attempt, the session complete_in_progress;
+//  1. beginAttempt, one short transaction: the checks, the reserved redemptions, a
+//     pending payment attempt, the session complete_in_progress, the stock (last);
 //  2. the charge, with the attempt's idempotency key, holding nothing;
 //  3. settleAttempt: the order (finishAttempt) or the reservation given back
 //     (releaseAttempt), one short transaction; or, when the PSP's answer is in doubt,
@@ -175,6 +175,11 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 		}
 		if n != 1 {
 			return attemptStart{}, errors.New("session changed under its row lock")
+		}
+		// The stock last: the variant rows stay locked from here to the COMMIT only. A
+		// short stock rolls the attempt back with the rest.
+		if err := takeStock(ctx, q, d.sess.Lines); err != nil {
+			return attemptStart{}, err
 		}
 		return attemptStart{attempt: a}, nil
 	})

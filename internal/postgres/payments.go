@@ -174,6 +174,9 @@ func (s *Store) completeStatementByStatement(ctx context.Context, owner, id stri
 		if err != nil {
 			return checkout.View{}, err
 		}
+		if err := takeStock(ctx, q, sess.Lines); err != nil {
+			return checkout.View{}, err
+		}
 		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
 		return s.writeOrder(ctx, q, d, now)
 	})
@@ -207,8 +210,10 @@ type plannedRedemption struct {
 // draftCompletion runs every check of completion c of sess at now, sess being locked
 // (lockSession; expired says it expired there): the session is completable, its
 // discounts are still within their limits (locked), its vault token may pay (locked),
-// its 3-D Secure is satisfied; then it takes the stock. Nothing is written but the
-// stock (and a lazy expiry, which commits with the refusal).
+// its 3-D Secure is satisfied. Nothing is written but a lazy expiry, which commits with
+// the refusal; the caller takes the stock (takeStock), as late in its transaction as it
+// can, since the variant rows of a popular item are what concurrent completions wait
+// for.
 func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checkout.Session, expired bool, c checkout.Completion, now time.Time) (*completionDraft, error) {
 	if expired {
 		return nil, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
@@ -239,9 +244,6 @@ func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checko
 	// A vault token knows whether its card needs 3-D Secure; for a PSP token only
 	// the PSP does, at the charge. A failed authentication refuses either way.
 	if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
-		return nil, err
-	}
-	if err := takeStock(ctx, q, sess.Lines); err != nil {
 		return nil, err
 	}
 	return s.newCompletionDraft(sess, cat, quote, vaultToken, c, now)
