@@ -415,6 +415,28 @@ func (q *Queries) MarkRefundSucceeded(ctx context.Context, arg MarkRefundSucceed
 	return result.RowsAffected(), nil
 }
 
+const moveSessionState = `-- name: MoveSessionState :exec
+WITH moved AS (
+    UPDATE checkout_sessions SET state = $1 WHERE id = $2 AND state = $3
+    RETURNING 1
+)
+SELECT raise_session_changed() WHERE NOT EXISTS (SELECT 1 FROM moved)
+`
+
+type MoveSessionStateParams struct {
+	State     string `json:"state"`
+	ID        string `json:"id"`
+	FromState string `json:"from_state"`
+}
+
+// SetSessionState for a pipelined transaction, whose COMMIT is sent with it: a session
+// not in @from_state fails (SQLSTATE AC412) rather than reporting no row, so the
+// transaction aborts and the COMMIT after it does not apply.
+func (q *Queries) MoveSessionState(ctx context.Context, arg MoveSessionStateParams) error {
+	_, err := q.db.Exec(ctx, moveSessionState, arg.State, arg.ID, arg.FromState)
+	return err
+}
+
 const notePaymentAttemptError = `-- name: NotePaymentAttemptError :exec
 UPDATE payment_attempts SET last_error = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'
 `

@@ -135,7 +135,8 @@ SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_
             'checkout_session_id', t.checkout_session_id, 'merchant_id', t.merchant_id, 'expires_at', t.expires_at,
             'used_at', t.used_at, 'manual_review', t.manual_review,
             'authentication_directory_server', t.authentication_directory_server)
-        FROM vault_tokens t WHERE t.id = $2::text AND t.owner = s.owner)::jsonb AS vault_token
+        FROM vault_tokens t WHERE t.id = $2::text AND t.owner = s.owner)::jsonb AS vault_token,
+    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT
@@ -176,6 +177,7 @@ type GetSessionViewRow struct {
 	ConsentContacts            []string        `json:"consent_contacts"`
 	MarketingConsents          []byte          `json:"marketing_consents"`
 	VaultToken                 []byte          `json:"vault_token"`
+	LastAttemptNumber          int32           `json:"last_attempt_number"`
 }
 
 // Everything a response shows of a session, in one statement, so that a GET is one
@@ -192,7 +194,8 @@ type GetSessionViewRow struct {
 // against the Go derivation and load a part again on the odd session where they differ.
 // A completion names its vault token (@token_id; NULL for none), locked just before in
 // its transaction: vault_token is that token's row as a completion checks it (NULL
-// when the owner has no such token).
+// when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
+// which a PSP completion numbers its payment attempt after.
 func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) (GetSessionViewRow, error) {
 	row := q.db.QueryRow(ctx, getSessionView,
 		arg.Now,
@@ -238,6 +241,7 @@ func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) 
 		&i.ConsentContacts,
 		&i.MarketingConsents,
 		&i.VaultToken,
+		&i.LastAttemptNumber,
 	)
 	return i, err
 }

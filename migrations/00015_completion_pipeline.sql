@@ -39,6 +39,18 @@ END
 $$;
 -- +goose StatementEnd
 
+-- raise_session_changed is the failure of MoveSessionState: the session was not in the
+-- state its row lock, taken earlier in the same transaction, showed.
+-- +goose StatementBegin
+CREATE FUNCTION raise_session_changed() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'session changed under its row lock' USING ERRCODE = 'AC412';
+END
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+DROP FUNCTION raise_session_changed();
 DROP FUNCTION raise_vault_token_changed();
 DROP FUNCTION take_stock(text[], integer[]);

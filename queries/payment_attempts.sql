@@ -92,3 +92,13 @@ DELETE FROM refunds WHERE id = @id AND status = 'pending';
 -- The recovery job: refunds still pending since before @stale_before.
 SELECT order_id, id FROM refunds WHERE status = 'pending' AND created_at < @stale_before
 ORDER BY created_at LIMIT @max_rows;
+
+-- name: MoveSessionState :exec
+-- SetSessionState for a pipelined transaction, whose COMMIT is sent with it: a session
+-- not in @from_state fails (SQLSTATE AC412) rather than reporting no row, so the
+-- transaction aborts and the COMMIT after it does not apply.
+WITH moved AS (
+    UPDATE checkout_sessions SET state = @state WHERE id = @id AND state = @from_state
+    RETURNING 1
+)
+SELECT raise_session_changed() WHERE NOT EXISTS (SELECT 1 FROM moved);

@@ -140,7 +140,65 @@ func (s *Store) completeInPhases(ctx context.Context, owner, id string, c checko
 // beginAttempt is the first phase. A session already complete_in_progress is resumed
 // when its attempt is this request's (a retry with the same Idempotency-Key) or stale;
 // a session this request's attempt completed answers with its order.
+//
+// It is a pipelinedTx of two round trips, as completeWithVaultToken: BEGIN, the locks
+// and the session's view (with the number of its latest attempt); then the attempt, its
+// reserved redemptions, the session complete_in_progress (MoveSessionState), the stock
+// (TakeStock, last) and COMMIT. A session being resumed reads its attempt on its own.
 func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.Completion) (attemptStart, error) {
+	key := requestKey(ctx)
+	var lines []checkout.Line
+	start, err := withPipelinedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (attemptStart, error) {
+		q, deferred := db.New(tx), tx.deferred()
+		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, nil, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		sess := sv.session
+		expired, err := expireAhead(ctx, deferred, sess, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		if sess.State == checkout.StateCompleteInProgress || sess.State == checkout.StateCompleted {
+			if start, ok, err := s.resumeAttempt(ctx, q, sess, key, now); ok || err != nil {
+				return start, err
+			}
+		}
+		if expired {
+			// The session expired on the way (lazy expiry): that commits, the
+			// completion is refused.
+			return attemptStart{refusal: sess.CheckCompletable(checkout.Quote{})}, nil
+		}
+		d, _, err := s.draftFromView(ctx, q, sv, c, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		a, err := s.insertAttempt(ctx, deferred, d, c, key, sv.lastAttempt, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		if err := deferred.MoveSessionState(ctx, db.MoveSessionStateParams{
+			ID: id, State: string(checkout.StateCompleteInProgress), FromState: string(checkout.StateOpen),
+		}); err != nil {
+			return attemptStart{}, fmt.Errorf("mark session complete_in_progress: %w", err)
+		}
+		// The stock last: the variant rows stay locked from here to the COMMIT only. A
+		// short stock rolls the attempt back with the rest.
+		lines = sess.Lines
+		if err := takeStockLast(ctx, tx.beforeCommit(), lines); err != nil {
+			return attemptStart{}, err
+		}
+		return attemptStart{attempt: a}, nil
+	})
+	if errors.Is(err, errLockedTooFew) {
+		return s.beginAttemptStatementByStatement(ctx, owner, id, c)
+	}
+	return start, pipelinedCompletionError(err, lines)
+}
+
+// beginAttemptStatementByStatement is beginAttempt sent statement by statement: for
+// the session whose lock set the pipelined one cannot be sure of (errLockedTooFew).
+func (s *Store) beginAttemptStatementByStatement(ctx context.Context, owner, id string, c checkout.Completion) (attemptStart, error) {
 	key := requestKey(ctx)
 	return withTxV(ctx, s.pool, func(q *db.Queries) (attemptStart, error) {
 		now := s.now()
@@ -163,7 +221,11 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 		if err != nil {
 			return attemptStart{}, err
 		}
-		a, err := s.insertAttempt(ctx, q, d, c, key, now)
+		last, err := q.LastPaymentAttemptNumber(ctx, d.sess.ID)
+		if err != nil {
+			return attemptStart{}, fmt.Errorf("count payment attempts: %w", err)
+		}
+		a, err := s.insertAttempt(ctx, q, d, c, key, last, now)
 		if err != nil {
 			return attemptStart{}, err
 		}
@@ -226,13 +288,11 @@ func (s *Store) resumeAttempt(ctx context.Context, q *db.Queries, sess *checkout
 	return attemptStart{attempt: a}, true, nil
 }
 
-// insertAttempt records the pending payment attempt of draft d, with its reserved
-// usage-limited redemptions, and returns it.
-func (s *Store) insertAttempt(ctx context.Context, q *db.Queries, d *completionDraft, c checkout.Completion, key string, now time.Time) (db.PaymentAttempt, error) {
-	last, err := q.LastPaymentAttemptNumber(ctx, d.sess.ID)
-	if err != nil {
-		return db.PaymentAttempt{}, fmt.Errorf("count payment attempts: %w", err)
-	}
+// insertAttempt records the pending payment attempt of draft d, numbered after the
+// session's latest (last, read under its row lock), with its reserved usage-limited
+// redemptions, and returns it. Its statements return only their errors: q may be a
+// pipelinedTx's deferred Queries.
+func (s *Store) insertAttempt(ctx context.Context, q *db.Queries, d *completionDraft, c checkout.Completion, key string, last int32, now time.Time) (db.PaymentAttempt, error) {
 	orderSnapshot, err := encodeSnapshot("order_create", d.order, now)
 	if err != nil {
 		return db.PaymentAttempt{}, fmt.Errorf("encode planned order: %w", err)

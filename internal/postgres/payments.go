@@ -74,7 +74,7 @@ func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c 
 	var lines []checkout.Line
 	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 		q, deferred := db.New(tx), tx.deferred()
-		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, c.Token, now)
+		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, &c.Token, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
@@ -86,36 +86,11 @@ func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c 
 		if expired {
 			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 		}
-		if !slices.Equal(sv.read.parts.codes, normalizedCodes(sess)) {
-			return checkout.View{}, errLockedTooFew
-		}
-		applyCompletion(sess, c)
-		cat := catalogOf(sv.read.variants, sv.read.options)
-		offered, err := s.quoteParts(ctx, q, sess, &cat, sv.read.parts)
+		d, offered, err := s.draftFromView(ctx, q, sv, c, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		quote := checkout.Price(sess, cat, now)
-		if err := sess.CheckCompletable(quote); err != nil {
-			return checkout.View{}, err
-		}
-		if err := refuseUsageLimitReached(quote); err != nil {
-			return checkout.View{}, err
-		}
-		if sv.token == nil {
-			return checkout.View{}, payment.ErrTokenNotFound
-		}
-		if err := sv.token.CheckUse(sess.ID, quote.Totals.Total, sess.Currency, now); err != nil {
-			return checkout.View{}, err
-		}
-		if err := checkout.CheckAuthentication(s.tokenAuthentication(sv.token), c.Authentication, c.CarriesAuthentication); err != nil {
-			return checkout.View{}, err
-		}
-		d, err := s.newCompletionDraft(sess, cat, quote, sv.token, c, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
-		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", sv.token.ID
+		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
 		if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
 			return checkout.View{}, err
 		}
@@ -129,21 +104,62 @@ func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c 
 	return view, pipelinedCompletionError(err, lines)
 }
 
-// lockForCompletion is lockSessionAhead for a completion paid with vault token token:
-// after the session, the usage-limited discounts that may apply to it and the token are
-// locked (the lock order of every completion), and the view holds the token, read
-// locked.
-func (s *Store) lockForCompletion(ctx context.Context, q, deferred *db.Queries, owner, id, token string, now time.Time) (sessionView, error) {
+// lockForCompletion is lockSessionAhead for a completion: after the session, the
+// usage-limited discounts that may apply to it and the vault token (nil: a PSP token,
+// nothing to lock) are locked (the lock order of every completion), and the view holds
+// the token, read locked.
+func (s *Store) lockForCompletion(ctx context.Context, q, deferred *db.Queries, owner, id string, token *string, now time.Time) (sessionView, error) {
 	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
 		return sessionView{}, fmt.Errorf("lock session: %w", err)
 	}
 	if err := deferred.LockCompletionDiscounts(ctx, id); err != nil {
 		return sessionView{}, fmt.Errorf("lock discounts: %w", err)
 	}
-	if err := deferred.LockVaultToken(ctx, db.LockVaultTokenParams{ID: token, Owner: owner}); err != nil {
-		return sessionView{}, fmt.Errorf("lock vault token: %w", err)
+	if token != nil {
+		if err := deferred.LockVaultToken(ctx, db.LockVaultTokenParams{ID: *token, Owner: owner}); err != nil {
+			return sessionView{}, fmt.Errorf("lock vault token: %w", err)
+		}
 	}
-	return s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &token, Now: now})
+	return s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: token, Now: now})
+}
+
+// draftFromView is draftCompletion on the view of a session read under every lock of
+// its completion (lockForCompletion), without its statements: the discounts' counts are
+// the view's, the token is the view's. It returns the draft with the marketing channels
+// the session offers, and errLockedTooFew when the view's discount codes are not those
+// the completion prices with (the locks may have missed a discount).
+func (s *Store) draftFromView(ctx context.Context, q *db.Queries, sv sessionView, c checkout.Completion, now time.Time) (*completionDraft, []checkout.OfferedConsent, error) {
+	sess := sv.session
+	if !slices.Equal(sv.read.parts.codes, normalizedCodes(sess)) {
+		return nil, nil, errLockedTooFew
+	}
+	applyCompletion(sess, c)
+	cat := catalogOf(sv.read.variants, sv.read.options)
+	offered, err := s.quoteParts(ctx, q, sess, &cat, sv.read.parts)
+	if err != nil {
+		return nil, nil, err
+	}
+	quote := checkout.Price(sess, cat, now)
+	if err := sess.CheckCompletable(quote); err != nil {
+		return nil, nil, err
+	}
+	if err := refuseUsageLimitReached(quote); err != nil {
+		return nil, nil, err
+	}
+	var vaultToken *payment.Token
+	if payment.IsVaultToken(c.Token) {
+		if vaultToken = sv.token; vaultToken == nil {
+			return nil, nil, payment.ErrTokenNotFound
+		}
+		if err := vaultToken.CheckUse(sess.ID, quote.Totals.Total, sess.Currency, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
+		return nil, nil, err
+	}
+	d, err := s.newCompletionDraft(sess, cat, quote, vaultToken, c, now)
+	return d, offered, err
 }
 
 // withDecisions is offered, the marketing channels a session offers with its contacts'
@@ -452,13 +468,14 @@ func takeStockLast(ctx context.Context, w *db.Queries, lines []checkout.Line) er
 // The SQLSTATEs of migration 00015's functions.
 const (
 	stockShortCode   = "AC410" // take_stock
-	tokenChangedCode = "AC411" // raise_vault_token_changed
+	tokenChangedCode   = "AC411" // raise_vault_token_changed
+	sessionChangedCode = "AC412" // raise_session_changed
 )
 
-// pipelinedCompletionError maps the errors the deferred statements of
-// completeWithVaultToken raise for lines (the session's) to the errors the completion
-// returned when it checked each statement's row count, and returns any other err as it
-// is.
+// pipelinedCompletionError maps the errors the deferred statements of a pipelined
+// completion (completeWithVaultToken, beginAttempt) raise for lines (the session's) to
+// the errors the completion returned when it checked each statement's row count, and
+// returns any other err as it is.
 func pipelinedCompletionError(err error, lines []checkout.Line) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
@@ -474,6 +491,8 @@ func pipelinedCompletionError(err error, lines []checkout.Line) error {
 		return outOfStock(lines, order[n-1])
 	case pgErr.Code == tokenChangedCode:
 		return tokenError(err)
+	case pgErr.Code == sessionChangedCode:
+		return fmt.Errorf("session changed under its row lock: %w", err)
 	case pgErr.Code == "23505" && pgErr.TableName == "orders":
 		return orderError(err)
 	}

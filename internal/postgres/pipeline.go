@@ -317,8 +317,23 @@ func withPipelinedRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, cl
 func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(tx *pipelinedTx, now time.Time) (T, error),
 ) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), fn)
+}
+
+// withPipelinedTx is withPipelinedRecordedTx for a transaction whose result is not the
+// request's response (a PSP completion's first phase): nothing is recorded with it.
+func withPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, nil, fn)
+}
+
+// runPipelinedTx runs fn in a pipelinedTx and commits, recording the response under
+// claim (nil: none).
+func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
 	var zero T
-	claim := idempotency.FromContext(ctx)
 	tx, err := beginPipelinedTx(ctx, pool)
 	if err != nil {
 		return zero, err

@@ -24,6 +24,8 @@ type sessionView struct {
 	// token is the vault token the view was read for (readSessionView with a token
 	// id): nil when none was asked for or the owner has no such token.
 	token *payment.Token
+	// lastAttempt is the number of the session's latest payment attempt (0: none).
+	lastAttempt int32
 }
 
 // catalogRead is a catalog and the consents of a view as read, before they are checked
@@ -102,6 +104,7 @@ func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSess
 	if token != nil {
 		sv.token = tokenFromRow(*token)
 	}
+	sv.lastAttempt = row.LastAttemptNumber
 	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, sv.read.parts)
 	if err != nil {
 		return sessionView{}, err
