@@ -467,7 +467,7 @@ func takeStockLast(ctx context.Context, w *db.Queries, lines []checkout.Line) er
 
 // The SQLSTATEs of migration 00015's functions.
 const (
-	stockShortCode   = "AC410" // take_stock
+	stockShortCode     = "AC410" // take_stock
 	tokenChangedCode   = "AC411" // raise_vault_token_changed
 	sessionChangedCode = "AC412" // raise_session_changed
 )
