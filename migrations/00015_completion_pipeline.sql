@@ -50,7 +50,20 @@ END
 $$;
 -- +goose StatementEnd
 
+-- raise_payment_attempt_settled is the failure of SettleOpenPaymentAttempt: the attempt
+-- was no longer open, which its row lock, taken earlier in the same transaction, rules
+-- out.
+-- +goose StatementBegin
+CREATE FUNCTION raise_payment_attempt_settled() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'payment attempt settled under its row lock' USING ERRCODE = 'AC413';
+END
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+DROP FUNCTION raise_payment_attempt_settled();
 DROP FUNCTION raise_session_changed();
 DROP FUNCTION raise_vault_token_changed();
 DROP FUNCTION take_stock(text[], integer[]);

@@ -23,7 +23,7 @@ var roundTripCeilings = []struct {
 	{op: "update", ceiling: 3},
 	{op: "delegate_payment", ceiling: 2},
 	{op: "complete", ceiling: 3},
-	{op: "complete_psp", ceiling: 21, pending: "target 5: its third phase is not pipelined yet (issue 12)"},
+	{op: "complete_psp", ceiling: 6, pending: "target 5: the third phase reads the attempt and the view in two round trips"},
 	{op: "replay", ceiling: 1},
 }
 

@@ -438,49 +438,71 @@ func (s *Store) settleAttempt(ctx context.Context, a db.PaymentAttempt, receipt 
 // finishAttempt writes the order of attempt a, charged as reference, and completes its
 // session, in one transaction that records the request's idempotent response. An
 // attempt another caller finished meanwhile answers with that order: it is written once.
+//
+// It is a pipelinedTx of three round trips: BEGIN, the session's row lock
+// (LockSession) and the attempt, locked; the session's view; the settled attempt, the
+// order and everything written with it, the record of the response and COMMIT.
 func (s *Store) finishAttempt(ctx context.Context, a db.PaymentAttempt, reference string) (checkout.View, error) {
-	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
-		sess, err := s.loadSession(ctx, q, a.Owner, a.CheckoutSessionID, true, now)
-		if err != nil {
-			return checkout.View{}, err
+	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+		q, deferred := db.New(tx), tx.deferred()
+		if err := deferred.LockSession(ctx, db.LockSessionParams{ID: a.CheckoutSessionID, Owner: a.Owner}); err != nil {
+			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		current, err := q.GetLatestPaymentAttempt(ctx, sess.ID)
+		current, err := q.GetLatestPaymentAttempt(ctx, a.CheckoutSessionID)
 		if err != nil {
 			return checkout.View{}, fmt.Errorf("lock payment attempt: %w", err)
 		}
+		sv, err := s.loadSessionView(ctx, q, a.Owner, a.CheckoutSessionID, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		sess := sv.session
 		if current.ID == a.ID && current.Status == AttemptSucceeded {
 			return s.completedView(ctx, q, sess, a.OrderID, now)
 		}
 		if current.ID != a.ID || (current.Status != AttemptPending && current.Status != AttemptInDoubt) {
 			return checkout.View{}, fmt.Errorf("payment attempt %s was charged (%s) but is %s", a.ID, reference, current.Status)
 		}
-		d, err := s.draftFromPlan(ctx, q, sess, current, now)
+		d, offered, err := s.draftFromPlan(ctx, q, sv, current, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
 		d.params.PaymentMethod, d.params.PaymentReference, d.params.PaymentGateway = "psp_token", reference, &a.Gateway
-		if err := settle(ctx, q, a.ID, AttemptSucceeded, &reference, nil, now); err != nil {
+		if err := deferred.SettleOpenPaymentAttempt(ctx, db.SettleOpenPaymentAttemptParams{
+			ID: a.ID, Status: AttemptSucceeded, PspReference: &reference, Now: now,
+		}); err != nil {
+			return checkout.View{}, fmt.Errorf("settle payment attempt: %w", err)
+		}
+		if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.writeOrder(ctx, q, d, now)
+		offered = withDecisions(offered, d.sess, d.sess.ConsentRecords(s.consents, d.consents))
+		return s.viewWith(d.sess, d.cat, now, d.order, offered), nil
 	})
+	return view, pipelinedCompletionError(err, nil)
 }
 
-// draftFromPlan rebuilds the draft an attempt was recorded with, on the locked session.
-func (s *Store) draftFromPlan(ctx context.Context, q *db.Queries, sess *checkout.Session, a db.PaymentAttempt, now time.Time) (*completionDraft, error) {
+// draftFromPlan rebuilds the draft attempt a was recorded with, on the session of sv,
+// read under its row lock. It returns the draft with the marketing channels the
+// session offers.
+func (s *Store) draftFromPlan(ctx context.Context, q *db.Queries, sv sessionView, a db.PaymentAttempt, now time.Time) (*completionDraft, []checkout.OfferedConsent, error) {
 	var plan completionPlan
 	if err := json.Unmarshal(a.Plan, &plan); err != nil {
-		return nil, fmt.Errorf("decode plan of payment attempt %s: %w", a.ID, err)
+		return nil, nil, fmt.Errorf("decode plan of payment attempt %s: %w", a.ID, err)
 	}
 	_, order, _, err := decodeSnapshot(plan.Order)
 	if err != nil {
-		return nil, fmt.Errorf("decode order of payment attempt %s: %w", a.ID, err)
+		return nil, nil, fmt.Errorf("decode order of payment attempt %s: %w", a.ID, err)
 	}
 	order.CreatedAt, order.UpdatedAt = now, now
+	sess := sv.session
 	sess.Buyer, sess.OrderNotes = plan.Buyer, plan.OrderNotes
-	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	// The catalog prices the completed session's view: the order is the plan's, priced
+	// when its stock was taken.
+	cat := catalogOf(sv.read.variants, sv.read.options)
+	offered, err := s.quoteParts(ctx, q, sess, &cat, sv.read.parts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := &completionDraft{
 		sess: sess, cat: cat, order: order, redemptions: plan.Redemptions, attribution: plan.Attribution,
@@ -498,7 +520,7 @@ func (s *Store) draftFromPlan(ctx context.Context, q *db.Queries, sess *checkout
 			d.consents[i] = checkout.MarketingConsent{Channel: m.Channel, OptedIn: m.OptedIn}
 		}
 	}
-	return d, nil
+	return d, offered, nil
 }
 
 // completedView is the view of completed session sess with its order orderID.

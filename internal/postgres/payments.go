@@ -470,10 +470,11 @@ const (
 	stockShortCode     = "AC410" // take_stock
 	tokenChangedCode   = "AC411" // raise_vault_token_changed
 	sessionChangedCode = "AC412" // raise_session_changed
+	attemptSettledCode = "AC413" // raise_payment_attempt_settled
 )
 
 // pipelinedCompletionError maps the errors the deferred statements of a pipelined
-// completion (completeWithVaultToken, beginAttempt) raise for lines (the session's) to
+// completion (completeWithVaultToken, beginAttempt, finishAttempt) raise for lines (the session's) to
 // the errors the completion returned when it checked each statement's row count, and
 // returns any other err as it is.
 func pipelinedCompletionError(err error, lines []checkout.Line) error {
@@ -493,6 +494,8 @@ func pipelinedCompletionError(err error, lines []checkout.Line) error {
 		return tokenError(err)
 	case pgErr.Code == sessionChangedCode:
 		return fmt.Errorf("session changed under its row lock: %w", err)
+	case pgErr.Code == attemptSettledCode:
+		return fmt.Errorf("payment attempt settled under its row lock: %w", err)
 	case pgErr.Code == "23505" && pgErr.TableName == "orders":
 		return orderError(err)
 	}
