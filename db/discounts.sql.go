@@ -283,6 +283,26 @@ func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDisco
 	return items, nil
 }
 
+const lockCompletionDiscounts = `-- name: LockCompletionDiscounts :exec
+SELECT d.id FROM discounts d
+WHERE (d.usage_limit IS NOT NULL OR d.per_buyer_limit IS NOT NULL)
+    AND (d.code = ANY(ARRAY(SELECT upper(btrim(c)) FROM checkout_session_discounts dc, unnest(dc.codes) AS c
+            WHERE dc.checkout_session_id = $1))
+        OR (d.code IS NULL AND d.disabled_at IS NULL))
+ORDER BY d.id
+FOR UPDATE OF d
+`
+
+// LockDiscounts for a completion that reads its session and locks in one round trip,
+// before the quote says which discounts apply: it locks, in id order, every discount
+// with a usage limit that could apply to session @checkout_session_id, locked just
+// before (the ones its codes name, as GetSessionView normalises them, and the enabled
+// automatic ones). The discounts a quote applies are among those.
+func (q *Queries) LockCompletionDiscounts(ctx context.Context, checkoutSessionID string) error {
+	_, err := q.db.Exec(ctx, lockCompletionDiscounts, checkoutSessionID)
+	return err
+}
+
 const lockDiscounts = `-- name: LockDiscounts :many
 SELECT id FROM discounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 `

@@ -415,6 +415,28 @@ func (q *Queries) MarkRefundSucceeded(ctx context.Context, arg MarkRefundSucceed
 	return result.RowsAffected(), nil
 }
 
+const moveSessionState = `-- name: MoveSessionState :exec
+WITH moved AS (
+    UPDATE checkout_sessions SET state = $1 WHERE id = $2 AND state = $3
+    RETURNING 1
+)
+SELECT raise_session_changed() WHERE NOT EXISTS (SELECT 1 FROM moved)
+`
+
+type MoveSessionStateParams struct {
+	State     string `json:"state"`
+	ID        string `json:"id"`
+	FromState string `json:"from_state"`
+}
+
+// SetSessionState for a pipelined transaction, whose COMMIT is sent with it: a session
+// not in @from_state fails (SQLSTATE AC412) rather than reporting no row, so the
+// transaction aborts and the COMMIT after it does not apply.
+func (q *Queries) MoveSessionState(ctx context.Context, arg MoveSessionStateParams) error {
+	_, err := q.db.Exec(ctx, moveSessionState, arg.State, arg.ID, arg.FromState)
+	return err
+}
+
 const notePaymentAttemptError = `-- name: NotePaymentAttemptError :exec
 UPDATE payment_attempts SET last_error = $1, updated_at = $2 WHERE id = $3 AND status = 'pending'
 `
@@ -476,6 +498,39 @@ func (q *Queries) SetSessionState(ctx context.Context, arg SetSessionStateParams
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const settleOpenPaymentAttempt = `-- name: SettleOpenPaymentAttempt :exec
+WITH settled AS (
+    UPDATE payment_attempts
+    SET status = $1, psp_reference = $2, last_error = $3,
+        authentication = NULL, updated_at = $4
+    WHERE id = $5 AND status IN ('pending', 'in_doubt')
+    RETURNING 1
+)
+SELECT raise_payment_attempt_settled() WHERE NOT EXISTS (SELECT 1 FROM settled)
+`
+
+type SettleOpenPaymentAttemptParams struct {
+	Status       string    `json:"status"`
+	PspReference *string   `json:"psp_reference"`
+	LastError    *string   `json:"last_error"`
+	Now          time.Time `json:"now"`
+	ID           string    `json:"id"`
+}
+
+// SettlePaymentAttempt for a pipelined transaction, whose COMMIT is sent with it: an
+// attempt no longer open fails (SQLSTATE AC413) rather than reporting no row, so the
+// transaction aborts and the COMMIT after it does not apply.
+func (q *Queries) SettleOpenPaymentAttempt(ctx context.Context, arg SettleOpenPaymentAttemptParams) error {
+	_, err := q.db.Exec(ctx, settleOpenPaymentAttempt,
+		arg.Status,
+		arg.PspReference,
+		arg.LastError,
+		arg.Now,
+		arg.ID,
+	)
+	return err
 }
 
 const settlePaymentAttempt = `-- name: SettlePaymentAttempt :execrows

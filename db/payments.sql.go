@@ -10,6 +10,28 @@ import (
 	"time"
 )
 
+const consumeVaultToken = `-- name: ConsumeVaultToken :exec
+WITH used AS (
+    UPDATE vault_tokens SET used_at = $1, order_id = $2 WHERE id = $3 AND used_at IS NULL
+    RETURNING 1
+)
+SELECT raise_vault_token_changed() WHERE NOT EXISTS (SELECT 1 FROM used)
+`
+
+type ConsumeVaultTokenParams struct {
+	UsedAt  *time.Time `json:"used_at"`
+	OrderID *string    `json:"order_id"`
+	ID      string     `json:"id"`
+}
+
+// MarkVaultTokenUsed for a pipelined completion, whose COMMIT is sent with it: a token
+// already used fails (SQLSTATE AC411) rather than reporting no row, so the transaction
+// aborts and the COMMIT after it does not apply.
+func (q *Queries) ConsumeVaultToken(ctx context.Context, arg ConsumeVaultTokenParams) error {
+	_, err := q.db.Exec(ctx, consumeVaultToken, arg.UsedAt, arg.OrderID, arg.ID)
+	return err
+}
+
 const decrementStock = `-- name: DecrementStock :execrows
 UPDATE variants
 SET stock_quantity = stock_quantity - $1::integer
@@ -197,6 +219,23 @@ func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenPara
 	return err
 }
 
+const lockVaultToken = `-- name: LockVaultToken :exec
+SELECT 1 FROM vault_tokens WHERE id = $1 AND owner = $2 FOR UPDATE
+`
+
+type LockVaultTokenParams struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+}
+
+// GetVaultTokenForUpdate's lock without its row, for a pipelined completion: sent in
+// the round trip of the statement that reads the token (GetSessionView), which then
+// reads it locked.
+func (q *Queries) LockVaultToken(ctx context.Context, arg LockVaultTokenParams) error {
+	_, err := q.db.Exec(ctx, lockVaultToken, arg.ID, arg.Owner)
+	return err
+}
+
 const markVaultTokenUsed = `-- name: MarkVaultTokenUsed :execrows
 UPDATE vault_tokens SET used_at = $1, order_id = $2 WHERE id = $3 AND used_at IS NULL
 `
@@ -213,4 +252,21 @@ func (q *Queries) MarkVaultTokenUsed(ctx context.Context, arg MarkVaultTokenUsed
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const takeStock = `-- name: TakeStock :exec
+SELECT take_stock($1::text[], $2::integer[])
+`
+
+type TakeStockParams struct {
+	VariantIds []string `json:"variant_ids"`
+	Quantities []int32  `json:"quantities"`
+}
+
+// DecrementStock of every line in one statement, for a pipelined completion: the first
+// line short of stock fails (SQLSTATE AC410, its position in the arrays as the detail),
+// so the transaction aborts. @variant_ids must be sorted (the lock order of variants).
+func (q *Queries) TakeStock(ctx context.Context, arg TakeStockParams) error {
+	_, err := q.db.Exec(ctx, takeStock, arg.VariantIds, arg.Quantities)
+	return err
 }

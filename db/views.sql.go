@@ -130,7 +130,13 @@ SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_
         LIMIT 1), 0)::integer AS tax_rate_bps,
     p.consent_contacts::text[] AS consent_contacts,
     (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
-        FROM marketing_consents m WHERE m.contact = ANY(p.consent_contacts))::jsonb AS marketing_consents
+        FROM marketing_consents m WHERE m.contact = ANY(p.consent_contacts))::jsonb AS marketing_consents,
+    (SELECT jsonb_build_object('id', t.id, 'max_amount', t.max_amount, 'currency', t.currency,
+            'checkout_session_id', t.checkout_session_id, 'merchant_id', t.merchant_id, 'expires_at', t.expires_at,
+            'used_at', t.used_at, 'manual_review', t.manual_review,
+            'authentication_directory_server', t.authentication_directory_server)
+        FROM vault_tokens t WHERE t.id = $2::text AND t.owner = s.owner)::jsonb AS vault_token,
+    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT
@@ -143,13 +149,14 @@ CROSS JOIN LATERAL (SELECT
         lower(btrim(s.fulfillment_contact->>'email')), btrim(s.fulfillment_contact->>'phone_number')
     ], NULL) AS consent_contacts
 ) p
-WHERE s.id = $2 AND s.owner = $3
+WHERE s.id = $3 AND s.owner = $4
 `
 
 type GetSessionViewParams struct {
-	Now   time.Time `json:"now"`
-	ID    string    `json:"id"`
-	Owner string    `json:"owner"`
+	Now     time.Time `json:"now"`
+	TokenID *string   `json:"token_id"`
+	ID      string    `json:"id"`
+	Owner   string    `json:"owner"`
 }
 
 type GetSessionViewRow struct {
@@ -169,6 +176,8 @@ type GetSessionViewRow struct {
 	TaxRateBps                 int32           `json:"tax_rate_bps"`
 	ConsentContacts            []string        `json:"consent_contacts"`
 	MarketingConsents          []byte          `json:"marketing_consents"`
+	VaultToken                 []byte          `json:"vault_token"`
+	LastAttemptNumber          int32           `json:"last_attempt_number"`
 }
 
 // Everything a response shows of a session, in one statement, so that a GET is one
@@ -183,8 +192,17 @@ type GetSessionViewRow struct {
 // the session in Go (normalised codes, the buyer's email, the tax region, the consent
 // contacts) are derived here from the row and returned, so the caller can check them
 // against the Go derivation and load a part again on the odd session where they differ.
+// A completion names its vault token (@token_id; NULL for none), locked just before in
+// its transaction: vault_token is that token's row as a completion checks it (NULL
+// when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
+// which a PSP completion numbers its payment attempt after.
 func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) (GetSessionViewRow, error) {
-	row := q.db.QueryRow(ctx, getSessionView, arg.Now, arg.ID, arg.Owner)
+	row := q.db.QueryRow(ctx, getSessionView,
+		arg.Now,
+		arg.TokenID,
+		arg.ID,
+		arg.Owner,
+	)
 	var i GetSessionViewRow
 	err := row.Scan(
 		&i.CheckoutSession.ID,
@@ -222,6 +240,8 @@ func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) 
 		&i.TaxRateBps,
 		&i.ConsentContacts,
 		&i.MarketingConsents,
+		&i.VaultToken,
+		&i.LastAttemptNumber,
 	)
 	return i, err
 }

@@ -77,3 +77,17 @@ ON CONFLICT (id) DO UPDATE SET
     item_ids = EXCLUDED.item_ids, min_subtotal = EXCLUDED.min_subtotal, starts_at = EXCLUDED.starts_at,
     ends_at = EXCLUDED.ends_at, usage_limit = EXCLUDED.usage_limit, per_buyer_limit = EXCLUDED.per_buyer_limit,
     stackable = EXCLUDED.stackable, priority = EXCLUDED.priority, updated_at = EXCLUDED.updated_at;
+
+-- name: LockCompletionDiscounts :exec
+-- LockDiscounts for a completion that reads its session and locks in one round trip,
+-- before the quote says which discounts apply: it locks, in id order, every discount
+-- with a usage limit that could apply to session @checkout_session_id, locked just
+-- before (the ones its codes name, as GetSessionView normalises them, and the enabled
+-- automatic ones). The discounts a quote applies are among those.
+SELECT d.id FROM discounts d
+WHERE (d.usage_limit IS NOT NULL OR d.per_buyer_limit IS NOT NULL)
+    AND (d.code = ANY(ARRAY(SELECT upper(btrim(c)) FROM checkout_session_discounts dc, unnest(dc.codes) AS c
+            WHERE dc.checkout_session_id = @checkout_session_id))
+        OR (d.code IS NULL AND d.disabled_at IS NULL))
+ORDER BY d.id
+FOR UPDATE OF d;

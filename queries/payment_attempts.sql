@@ -92,3 +92,26 @@ DELETE FROM refunds WHERE id = @id AND status = 'pending';
 -- The recovery job: refunds still pending since before @stale_before.
 SELECT order_id, id FROM refunds WHERE status = 'pending' AND created_at < @stale_before
 ORDER BY created_at LIMIT @max_rows;
+
+-- name: MoveSessionState :exec
+-- SetSessionState for a pipelined transaction, whose COMMIT is sent with it: a session
+-- not in @from_state fails (SQLSTATE AC412) rather than reporting no row, so the
+-- transaction aborts and the COMMIT after it does not apply.
+WITH moved AS (
+    UPDATE checkout_sessions SET state = @state WHERE id = @id AND state = @from_state
+    RETURNING 1
+)
+SELECT raise_session_changed() WHERE NOT EXISTS (SELECT 1 FROM moved);
+
+-- name: SettleOpenPaymentAttempt :exec
+-- SettlePaymentAttempt for a pipelined transaction, whose COMMIT is sent with it: an
+-- attempt no longer open fails (SQLSTATE AC413) rather than reporting no row, so the
+-- transaction aborts and the COMMIT after it does not apply.
+WITH settled AS (
+    UPDATE payment_attempts
+    SET status = @status, psp_reference = sqlc.narg(psp_reference), last_error = sqlc.narg(last_error),
+        authentication = NULL, updated_at = @now
+    WHERE id = @id AND status IN ('pending', 'in_doubt')
+    RETURNING 1
+)
+SELECT raise_payment_attempt_settled() WHERE NOT EXISTS (SELECT 1 FROM settled);

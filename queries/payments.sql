@@ -39,3 +39,25 @@ INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink
 VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address,
     sqlc.narg(authentication_outcome), sqlc.narg(authentication_eci), sqlc.narg(authentication_version),
     sqlc.narg(authentication_transaction_id), sqlc.narg(order_notes), sqlc.narg(payment_gateway), @now, @now);
+
+-- name: ConsumeVaultToken :exec
+-- MarkVaultTokenUsed for a pipelined completion, whose COMMIT is sent with it: a token
+-- already used fails (SQLSTATE AC411) rather than reporting no row, so the transaction
+-- aborts and the COMMIT after it does not apply.
+WITH used AS (
+    UPDATE vault_tokens SET used_at = @used_at, order_id = @order_id WHERE id = @id AND used_at IS NULL
+    RETURNING 1
+)
+SELECT raise_vault_token_changed() WHERE NOT EXISTS (SELECT 1 FROM used);
+
+-- name: TakeStock :exec
+-- DecrementStock of every line in one statement, for a pipelined completion: the first
+-- line short of stock fails (SQLSTATE AC410, its position in the arrays as the detail),
+-- so the transaction aborts. @variant_ids must be sorted (the lock order of variants).
+SELECT take_stock(@variant_ids::text[], @quantities::integer[]);
+
+-- name: LockVaultToken :exec
+-- GetVaultTokenForUpdate's lock without its row, for a pipelined completion: sent in
+-- the round trip of the statement that reads the token (GetSessionView), which then
+-- reads it locked.
+SELECT 1 FROM vault_tokens WHERE id = @id AND owner = @owner FOR UPDATE;

@@ -11,6 +11,10 @@
 -- the session in Go (normalised codes, the buyer's email, the tax region, the consent
 -- contacts) are derived here from the row and returned, so the caller can check them
 -- against the Go derivation and load a part again on the odd session where they differ.
+-- A completion names its vault token (@token_id; NULL for none), locked just before in
+-- its transaction: vault_token is that token's row as a completion checks it (NULL
+-- when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
+-- which a PSP completion numbers its payment attempt after.
 SELECT sqlc.embed(s),
     (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.position), '[]'::jsonb)
         FROM line_items l WHERE l.checkout_session_id = s.id)::jsonb AS lines,
@@ -54,7 +58,13 @@ SELECT sqlc.embed(s),
         LIMIT 1), 0)::integer AS tax_rate_bps,
     p.consent_contacts::text[] AS consent_contacts,
     (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
-        FROM marketing_consents m WHERE m.contact = ANY(p.consent_contacts))::jsonb AS marketing_consents
+        FROM marketing_consents m WHERE m.contact = ANY(p.consent_contacts))::jsonb AS marketing_consents,
+    (SELECT jsonb_build_object('id', t.id, 'max_amount', t.max_amount, 'currency', t.currency,
+            'checkout_session_id', t.checkout_session_id, 'merchant_id', t.merchant_id, 'expires_at', t.expires_at,
+            'used_at', t.used_at, 'manual_review', t.manual_review,
+            'authentication_directory_server', t.authentication_directory_server)
+        FROM vault_tokens t WHERE t.id = sqlc.narg(token_id)::text AND t.owner = s.owner)::jsonb AS vault_token,
+    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT

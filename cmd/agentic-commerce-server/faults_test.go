@@ -7,6 +7,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -504,6 +506,24 @@ const faultSlowDelay = 2 * faultRequestTimeout
 // faultCommitMessage is the simple-protocol Query message pgx sends for tx.Commit.
 var faultCommitMessage = []byte("Q\x00\x00\x00\x0bcommit\x00")
 
+// faultPipelinedCommits are what a COMMIT sent in a pipeline (a pgx.Batch: the server's
+// pipelinedTx) looks like in the extended protocol: the statement's text after a Parse
+// message's statement name, and the name pgx's statement cache gives it
+// (stmtcache.StatementName: "stmtcache_" and the hex of the first 24 bytes of its
+// SHA-256), which a Bind of the cached statement carries instead of the text.
+var faultPipelinedCommits = func() [][]byte {
+	digest := sha256.Sum256([]byte("commit"))
+	return [][]byte{[]byte("\x00commit\x00"), []byte("stmtcache_" + hex.EncodeToString(digest[:24]) + "\x00")}
+}()
+
+// isCommit reports whether chunk, sent to PostgreSQL, holds a COMMIT.
+func isCommit(chunk []byte) bool {
+	if bytes.Contains(chunk, faultCommitMessage) {
+		return true
+	}
+	return slices.ContainsFunc(faultPipelinedCommits, func(m []byte) bool { return bytes.Contains(chunk, m) })
+}
+
 func startFaultProxy(t *testing.T, dbURL string) *pgProxy {
 	t.Helper()
 	cfg, err := pgconn.ParseConfig(dbURL)
@@ -621,10 +641,10 @@ func (p *pgProxy) pass(pair *proxyPair, chunk []byte, upstream bool) bool {
 			p.spring()
 			return false
 		}
-	case trap == cutBeforeCommit && upstream && bytes.Contains(chunk, faultCommitMessage):
+	case trap == cutBeforeCommit && upstream && isCommit(chunk):
 		p.spring()
 		return false
-	case trap == cutAfterCommit && upstream && bytes.Contains(chunk, faultCommitMessage):
+	case trap == cutAfterCommit && upstream && isCommit(chunk):
 		pair.commitSent.Store(true)
 	case trap == cutAfterCommit && !upstream && pair.commitSent.Load():
 		p.spring()

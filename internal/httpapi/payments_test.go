@@ -1208,8 +1208,9 @@ func TestOutOfStockAtPaymentRefusesAndChargesNothing(t *testing.T) {
 				status, body, err := postFromGoroutine(e, "/checkout_sessions/"+sid+"/complete", paymentData(token))
 				done <- result{status, body, err}
 			}()
-			if q := pgtest.WaitForLockWait(t, e.pool, 30*time.Second); !strings.Contains(q, "UPDATE variants") {
-				t.Errorf("the completion waits in %q, want the stock decrement", q)
+			// Both completions are pipelined: the stock is taken last, in take_stock.
+			if q := pgtest.WaitForLockWait(t, e.pool, 30*time.Second); !strings.Contains(q, "take_stock(") {
+				t.Errorf("the completion waits in %q, want the stock decrement (take_stock)", q)
 			}
 			if err := holder.Commit(context.Background()); err != nil {
 				t.Fatal(err)

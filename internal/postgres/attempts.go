@@ -116,8 +116,8 @@ type attemptStart struct {
 // completeInPhases pays for session id with a PSP token in three steps, so that no row
 // lock and no pooled connection is held while the PSP answers:
 //
-//  1. beginAttempt, one short transaction: the checks, the stock, the reserved
-//     redemptions, a pending payment attempt, the session complete_in_progress;
+//  1. beginAttempt, one short transaction: the checks, the reserved redemptions, a
+//     pending payment attempt, the session complete_in_progress, the stock (last);
 //  2. the charge, with the attempt's idempotency key, holding nothing;
 //  3. settleAttempt: the order (finishAttempt) or the reservation given back
 //     (releaseAttempt), one short transaction; or, when the PSP's answer is in doubt,
@@ -140,7 +140,65 @@ func (s *Store) completeInPhases(ctx context.Context, owner, id string, c checko
 // beginAttempt is the first phase. A session already complete_in_progress is resumed
 // when its attempt is this request's (a retry with the same Idempotency-Key) or stale;
 // a session this request's attempt completed answers with its order.
+//
+// It is a pipelinedTx of two round trips, as completeWithVaultToken: BEGIN, the locks
+// and the session's view (with the number of its latest attempt); then the attempt, its
+// reserved redemptions, the session complete_in_progress (MoveSessionState), the stock
+// (TakeStock, last) and COMMIT. A session being resumed reads its attempt on its own.
 func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.Completion) (attemptStart, error) {
+	key := requestKey(ctx)
+	var lines []checkout.Line
+	start, err := withPipelinedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (attemptStart, error) {
+		q, deferred := db.New(tx), tx.deferred()
+		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, nil, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		sess := sv.session
+		expired, err := expireAhead(ctx, deferred, sess, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		if sess.State == checkout.StateCompleteInProgress || sess.State == checkout.StateCompleted {
+			if start, ok, err := s.resumeAttempt(ctx, q, sess, key, now); ok || err != nil {
+				return start, err
+			}
+		}
+		if expired {
+			// The session expired on the way (lazy expiry): that commits, the
+			// completion is refused.
+			return attemptStart{refusal: sess.CheckCompletable(checkout.Quote{})}, nil
+		}
+		d, _, err := s.draftFromView(ctx, q, sv, c, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		a, err := s.insertAttempt(ctx, deferred, d, c, key, sv.lastAttempt, now)
+		if err != nil {
+			return attemptStart{}, err
+		}
+		if err := deferred.MoveSessionState(ctx, db.MoveSessionStateParams{
+			ID: id, State: string(checkout.StateCompleteInProgress), FromState: string(checkout.StateOpen),
+		}); err != nil {
+			return attemptStart{}, fmt.Errorf("mark session complete_in_progress: %w", err)
+		}
+		// The stock last: the variant rows stay locked from here to the COMMIT only. A
+		// short stock rolls the attempt back with the rest.
+		lines = sess.Lines
+		if err := takeStockLast(ctx, tx.beforeCommit(), lines); err != nil {
+			return attemptStart{}, err
+		}
+		return attemptStart{attempt: a}, nil
+	})
+	if errors.Is(err, errLockedTooFew) {
+		return s.beginAttemptStatementByStatement(ctx, owner, id, c)
+	}
+	return start, pipelinedCompletionError(err, lines)
+}
+
+// beginAttemptStatementByStatement is beginAttempt sent statement by statement: for
+// the session whose lock set the pipelined one cannot be sure of (errLockedTooFew).
+func (s *Store) beginAttemptStatementByStatement(ctx context.Context, owner, id string, c checkout.Completion) (attemptStart, error) {
 	key := requestKey(ctx)
 	return withTxV(ctx, s.pool, func(q *db.Queries) (attemptStart, error) {
 		now := s.now()
@@ -163,7 +221,11 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 		if err != nil {
 			return attemptStart{}, err
 		}
-		a, err := s.insertAttempt(ctx, q, d, c, key, now)
+		last, err := q.LastPaymentAttemptNumber(ctx, d.sess.ID)
+		if err != nil {
+			return attemptStart{}, fmt.Errorf("count payment attempts: %w", err)
+		}
+		a, err := s.insertAttempt(ctx, q, d, c, key, last, now)
 		if err != nil {
 			return attemptStart{}, err
 		}
@@ -175,6 +237,11 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 		}
 		if n != 1 {
 			return attemptStart{}, errors.New("session changed under its row lock")
+		}
+		// The stock last: the variant rows stay locked from here to the COMMIT only. A
+		// short stock rolls the attempt back with the rest.
+		if err := takeStock(ctx, q, d.sess.Lines); err != nil {
+			return attemptStart{}, err
 		}
 		return attemptStart{attempt: a}, nil
 	})
@@ -221,13 +288,11 @@ func (s *Store) resumeAttempt(ctx context.Context, q *db.Queries, sess *checkout
 	return attemptStart{attempt: a}, true, nil
 }
 
-// insertAttempt records the pending payment attempt of draft d, with its reserved
-// usage-limited redemptions, and returns it.
-func (s *Store) insertAttempt(ctx context.Context, q *db.Queries, d *completionDraft, c checkout.Completion, key string, now time.Time) (db.PaymentAttempt, error) {
-	last, err := q.LastPaymentAttemptNumber(ctx, d.sess.ID)
-	if err != nil {
-		return db.PaymentAttempt{}, fmt.Errorf("count payment attempts: %w", err)
-	}
+// insertAttempt records the pending payment attempt of draft d, numbered after the
+// session's latest (last, read under its row lock), with its reserved usage-limited
+// redemptions, and returns it. Its statements return only their errors: q may be a
+// pipelinedTx's deferred Queries.
+func (s *Store) insertAttempt(ctx context.Context, q *db.Queries, d *completionDraft, c checkout.Completion, key string, last int32, now time.Time) (db.PaymentAttempt, error) {
 	orderSnapshot, err := encodeSnapshot("order_create", d.order, now)
 	if err != nil {
 		return db.PaymentAttempt{}, fmt.Errorf("encode planned order: %w", err)
@@ -373,49 +438,71 @@ func (s *Store) settleAttempt(ctx context.Context, a db.PaymentAttempt, receipt 
 // finishAttempt writes the order of attempt a, charged as reference, and completes its
 // session, in one transaction that records the request's idempotent response. An
 // attempt another caller finished meanwhile answers with that order: it is written once.
+//
+// It is a pipelinedTx of three round trips: BEGIN, the session's row lock
+// (LockSession) and the attempt, locked; the session's view; the settled attempt, the
+// order and everything written with it, the record of the response and COMMIT.
 func (s *Store) finishAttempt(ctx context.Context, a db.PaymentAttempt, reference string) (checkout.View, error) {
-	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
-		sess, err := s.loadSession(ctx, q, a.Owner, a.CheckoutSessionID, true, now)
-		if err != nil {
-			return checkout.View{}, err
+	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+		q, deferred := db.New(tx), tx.deferred()
+		if err := deferred.LockSession(ctx, db.LockSessionParams{ID: a.CheckoutSessionID, Owner: a.Owner}); err != nil {
+			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		current, err := q.GetLatestPaymentAttempt(ctx, sess.ID)
+		current, err := q.GetLatestPaymentAttempt(ctx, a.CheckoutSessionID)
 		if err != nil {
 			return checkout.View{}, fmt.Errorf("lock payment attempt: %w", err)
 		}
+		sv, err := s.loadSessionView(ctx, q, a.Owner, a.CheckoutSessionID, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		sess := sv.session
 		if current.ID == a.ID && current.Status == AttemptSucceeded {
 			return s.completedView(ctx, q, sess, a.OrderID, now)
 		}
 		if current.ID != a.ID || (current.Status != AttemptPending && current.Status != AttemptInDoubt) {
 			return checkout.View{}, fmt.Errorf("payment attempt %s was charged (%s) but is %s", a.ID, reference, current.Status)
 		}
-		d, err := s.draftFromPlan(ctx, q, sess, current, now)
+		d, offered, err := s.draftFromPlan(ctx, q, sv, current, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
 		d.params.PaymentMethod, d.params.PaymentReference, d.params.PaymentGateway = "psp_token", reference, &a.Gateway
-		if err := settle(ctx, q, a.ID, AttemptSucceeded, &reference, nil, now); err != nil {
+		if err := deferred.SettleOpenPaymentAttempt(ctx, db.SettleOpenPaymentAttemptParams{
+			ID: a.ID, Status: AttemptSucceeded, PspReference: &reference, Now: now,
+		}); err != nil {
+			return checkout.View{}, fmt.Errorf("settle payment attempt: %w", err)
+		}
+		if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.writeOrder(ctx, q, d, now)
+		offered = withDecisions(offered, d.sess, d.sess.ConsentRecords(s.consents, d.consents))
+		return s.viewWith(d.sess, d.cat, now, d.order, offered), nil
 	})
+	return view, pipelinedCompletionError(err, nil)
 }
 
-// draftFromPlan rebuilds the draft an attempt was recorded with, on the locked session.
-func (s *Store) draftFromPlan(ctx context.Context, q *db.Queries, sess *checkout.Session, a db.PaymentAttempt, now time.Time) (*completionDraft, error) {
+// draftFromPlan rebuilds the draft attempt a was recorded with, on the session of sv,
+// read under its row lock. It returns the draft with the marketing channels the
+// session offers.
+func (s *Store) draftFromPlan(ctx context.Context, q *db.Queries, sv sessionView, a db.PaymentAttempt, now time.Time) (*completionDraft, []checkout.OfferedConsent, error) {
 	var plan completionPlan
 	if err := json.Unmarshal(a.Plan, &plan); err != nil {
-		return nil, fmt.Errorf("decode plan of payment attempt %s: %w", a.ID, err)
+		return nil, nil, fmt.Errorf("decode plan of payment attempt %s: %w", a.ID, err)
 	}
 	_, order, _, err := decodeSnapshot(plan.Order)
 	if err != nil {
-		return nil, fmt.Errorf("decode order of payment attempt %s: %w", a.ID, err)
+		return nil, nil, fmt.Errorf("decode order of payment attempt %s: %w", a.ID, err)
 	}
 	order.CreatedAt, order.UpdatedAt = now, now
+	sess := sv.session
 	sess.Buyer, sess.OrderNotes = plan.Buyer, plan.OrderNotes
-	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
+	// The catalog prices the completed session's view: the order is the plan's, priced
+	// when its stock was taken.
+	cat := catalogOf(sv.read.variants, sv.read.options)
+	offered, err := s.quoteParts(ctx, q, sess, &cat, sv.read.parts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := &completionDraft{
 		sess: sess, cat: cat, order: order, redemptions: plan.Redemptions, attribution: plan.Attribution,
@@ -433,7 +520,7 @@ func (s *Store) draftFromPlan(ctx context.Context, q *db.Queries, sess *checkout
 			d.consents[i] = checkout.MarketingConsent{Channel: m.Channel, OptedIn: m.OptedIn}
 		}
 	}
-	return d, nil
+	return d, offered, nil
 }
 
 // completedView is the view of completed session sess with its order orderID.

@@ -272,13 +272,19 @@ func redeemDiscounts(ctx context.Context, q *db.Queries, sess *checkout.Session,
 		}
 		quote = checkout.Price(sess, *cat, now)
 	}
+	return quote, refuseUsageLimitReached(quote)
+}
+
+// refuseUsageLimitReached refuses a completion priced by quote when a code of its
+// session is rejected for its usage limit (priced with the discounts locked).
+func refuseUsageLimitReached(quote checkout.Quote) error {
 	for _, r := range quote.Discounts.Rejected {
 		if r.Reason == checkout.ReasonUsageLimitReached {
-			return quote, checkout.Errorf(checkout.KindConflict, string(r.Reason), checkout.At(checkout.FieldDiscountCodes).Index(r.Index),
+			return checkout.Errorf(checkout.KindConflict, string(r.Reason), checkout.At(checkout.FieldDiscountCodes).Index(r.Index),
 				"%s Nothing was charged: remove the code to pay without it.", r.Message)
 		}
 	}
-	return quote, nil
+	return nil
 }
 
 // recordRedemptions writes one redemption per discount the order used, and marks them

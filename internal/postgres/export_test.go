@@ -48,3 +48,22 @@ func WithPipelinedTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferre
 	})
 	return err
 }
+
+// CompleteStatementByStatement is CompleteSession for a vault token as it was before the
+// pipelined completion (completeWithVaultToken): each statement sent and checked on its
+// own, the stock taken before the order is written. TestPipelinedCompletionAnswersAsBefore
+// holds the pipelined completion to it.
+func (s *Store) CompleteStatementByStatement(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+	view, err := s.completeStatementByStatement(ctx, owner, id, c)
+	return view, s.recordRefusal(ctx, owner, id, err, "")
+}
+
+// TakeStockBeforeCommit takes the stock of lines as a pipelined completion does: in the
+// last statement before the COMMIT (takeStockLast), its failure mapped back to the
+// refusal of the statement-by-statement completion (pipelinedCompletionError).
+func TakeStockBeforeCommit(ctx context.Context, pool *pgxpool.Pool, lines []checkout.Line) error {
+	_, err := withPipelinedRecordedTx(ctx, pool, time.Now, func(tx *pipelinedTx, _ time.Time) (struct{}, error) {
+		return struct{}{}, takeStockLast(ctx, tx.beforeCommit(), lines)
+	})
+	return pipelinedCompletionError(err, lines)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 // the session row, then the usage-limited discounts it redeems, then the vault token
 // row, then the variants whose stock it takes (always in that order, so concurrent
 // completions cannot deadlock): either the order, the redemptions, the consumed token,
-// the stock and the completed session all commit, or nothing does.
+// the stock and the completed session all commit, or nothing does. That transaction is
+// pipelined (completeWithVaultToken): the stock is taken last, just before the COMMIT.
 //
 // A PSP token is charged in phases (completeInPhases, attempts.go), so that no lock and
 // no connection is held while the PSP answers.
@@ -40,7 +42,146 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 	if !payment.IsVaultToken(c.Token) {
 		return s.completeInPhases(ctx, owner, id, c)
 	}
-	view, err := s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
+	view, err := s.completeWithVaultToken(ctx, owner, id, c)
+	if errors.Is(err, errLockedTooFew) {
+		view, err = s.completeStatementByStatement(ctx, owner, id, c)
+	}
+	return view, s.recordRefusal(ctx, owner, id, err, "")
+}
+
+// errLockedTooFew says a pipelined completion could not be sure that it locked the
+// discounts its order redeems: it rolls back, and the completion runs again one
+// statement at a time.
+var errLockedTooFew = errors.New("postgres: the discount codes of the session normalise differently in SQL and Go")
+
+// completeWithVaultToken is the vault-token completion in a pipelinedTx, in two round
+// trips after the idempotency claim (docs/PERFORMANCE.md, "Round trips"):
+//
+//  1. BEGIN; the session's row lock (LockSession); the locks of the usage-limited
+//     discounts that may apply to it (LockCompletionDiscounts), and of the vault token
+//     (LockVaultToken); the session's view with the token (GetSessionView), read
+//     under those locks, so the discounts are counted with every redemption that
+//     committed before them;
+//  2. the order and everything written with it, the record of the response, the stock
+//     (TakeStock, beforeCommit) and COMMIT.
+//
+// The stock is taken last, so the variant rows every completion of a popular item
+// waits for are held from that statement to the COMMIT right behind it. A short stock
+// or a token used meanwhile cannot be seen in Go before the COMMIT: their statements
+// raise (AC410, AC411), the transaction aborts, and pipelinedCompletionError maps the
+// error back to the refusal the completion gave when it checked each row count.
+func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+	var lines []checkout.Line
+	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+		q, deferred := db.New(tx), tx.deferred()
+		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, &c.Token, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		sess := sv.session
+		expired, err := expireAhead(ctx, deferred, sess, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		if expired {
+			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
+		}
+		d, offered, err := s.draftFromView(ctx, q, sv, c, now)
+		if err != nil {
+			return checkout.View{}, err
+		}
+		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
+		if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
+			return checkout.View{}, err
+		}
+		lines = sess.Lines
+		if err := takeStockLast(ctx, tx.beforeCommit(), lines); err != nil {
+			return checkout.View{}, err
+		}
+		offered = withDecisions(offered, sess, sess.ConsentRecords(s.consents, d.consents))
+		return s.viewWith(sess, d.cat, now, d.order, offered), nil
+	})
+	return view, pipelinedCompletionError(err, lines)
+}
+
+// lockForCompletion is lockSessionAhead for a completion: after the session, the
+// usage-limited discounts that may apply to it and the vault token (nil: a PSP token,
+// nothing to lock) are locked (the lock order of every completion), and the view holds
+// the token, read locked.
+func (s *Store) lockForCompletion(ctx context.Context, q, deferred *db.Queries, owner, id string, token *string, now time.Time) (sessionView, error) {
+	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
+		return sessionView{}, fmt.Errorf("lock session: %w", err)
+	}
+	if err := deferred.LockCompletionDiscounts(ctx, id); err != nil {
+		return sessionView{}, fmt.Errorf("lock discounts: %w", err)
+	}
+	if token != nil {
+		if err := deferred.LockVaultToken(ctx, db.LockVaultTokenParams{ID: *token, Owner: owner}); err != nil {
+			return sessionView{}, fmt.Errorf("lock vault token: %w", err)
+		}
+	}
+	return s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: token, Now: now})
+}
+
+// draftFromView is draftCompletion on the view of a session read under every lock of
+// its completion (lockForCompletion), without its statements: the discounts' counts are
+// the view's, the token is the view's. It returns the draft with the marketing channels
+// the session offers, and errLockedTooFew when the view's discount codes are not those
+// the completion prices with (the locks may have missed a discount).
+func (s *Store) draftFromView(ctx context.Context, q *db.Queries, sv sessionView, c checkout.Completion, now time.Time) (*completionDraft, []checkout.OfferedConsent, error) {
+	sess := sv.session
+	if !slices.Equal(sv.read.parts.codes, normalizedCodes(sess)) {
+		return nil, nil, errLockedTooFew
+	}
+	applyCompletion(sess, c)
+	cat := catalogOf(sv.read.variants, sv.read.options)
+	offered, err := s.quoteParts(ctx, q, sess, &cat, sv.read.parts)
+	if err != nil {
+		return nil, nil, err
+	}
+	quote := checkout.Price(sess, cat, now)
+	if err := sess.CheckCompletable(quote); err != nil {
+		return nil, nil, err
+	}
+	if err := refuseUsageLimitReached(quote); err != nil {
+		return nil, nil, err
+	}
+	var vaultToken *payment.Token
+	if payment.IsVaultToken(c.Token) {
+		if vaultToken = sv.token; vaultToken == nil {
+			return nil, nil, payment.ErrTokenNotFound
+		}
+		if err := vaultToken.CheckUse(sess.ID, quote.Totals.Total, sess.Currency, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
+		return nil, nil, err
+	}
+	d, err := s.newCompletionDraft(sess, cat, quote, vaultToken, c, now)
+	return d, offered, err
+}
+
+// withDecisions is offered, the marketing channels a session offers with its contacts'
+// stored decisions, with the decisions records just made: as a read after they were
+// stored would show it.
+func withDecisions(offered []checkout.OfferedConsent, sess *checkout.Session, records []checkout.ConsentRecord) []checkout.OfferedConsent {
+	for i, o := range offered {
+		contact := checkout.ConsentContact(o.Channel, sess.Buyer, sess.FulfillmentContact)
+		for _, r := range records {
+			if contact != "" && r.Channel == o.Channel && r.Contact == contact {
+				offered[i].Subscribed = r.OptedIn
+			}
+		}
+	}
+	return offered
+}
+
+// completeStatementByStatement is the vault-token completion of CompleteSession sent
+// statement by statement, each checked as it returns: for the session whose lock set
+// the pipelined completion cannot be sure of (errLockedTooFew).
+func (s *Store) completeStatementByStatement(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
 		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
 		if err != nil {
 			return checkout.View{}, err
@@ -49,10 +190,12 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		if err != nil {
 			return checkout.View{}, err
 		}
+		if err := takeStock(ctx, q, sess.Lines); err != nil {
+			return checkout.View{}, err
+		}
 		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
 		return s.writeOrder(ctx, q, d, now)
 	})
-	return view, s.recordRefusal(ctx, owner, id, err, "")
 }
 
 // completionDraft is what a completion's checks decided under the session's row lock:
@@ -83,23 +226,15 @@ type plannedRedemption struct {
 // draftCompletion runs every check of completion c of sess at now, sess being locked
 // (lockSession; expired says it expired there): the session is completable, its
 // discounts are still within their limits (locked), its vault token may pay (locked),
-// its 3-D Secure is satisfied; then it takes the stock. Nothing is written but the
-// stock (and a lazy expiry, which commits with the refusal).
+// its 3-D Secure is satisfied. Nothing is written but a lazy expiry, which commits with
+// the refusal; the caller takes the stock (takeStock), as late in its transaction as it
+// can, since the variant rows of a popular item are what concurrent completions wait
+// for.
 func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checkout.Session, expired bool, c checkout.Completion, now time.Time) (*completionDraft, error) {
 	if expired {
 		return nil, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
 	}
-	if sess.State == checkout.StateOpen {
-		if c.Buyer != nil {
-			sess.Buyer = c.Buyer
-		}
-		if c.OrderNotes != nil {
-			sess.OrderNotes = *c.OrderNotes
-		}
-	}
-	// The cart is judged here, the 3-D Secure its credential needs below: the
-	// completion's own credential decides that, not the one the session shows.
-	sess.Authentication = nil
+	applyCompletion(sess, c)
 	cat, err := loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
 	if err != nil {
 		return nil, err
@@ -127,10 +262,28 @@ func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checko
 	if err := checkout.CheckAuthentication(s.tokenAuthentication(vaultToken), c.Authentication, c.CarriesAuthentication); err != nil {
 		return nil, err
 	}
-	if err := takeStock(ctx, q, sess.Lines); err != nil {
-		return nil, err
-	}
+	return s.newCompletionDraft(sess, cat, quote, vaultToken, c, now)
+}
 
+// applyCompletion sets on open session sess the buyer and the order notes completion c
+// brings, and drops the 3-D Secure it shows: the cart is judged first, then the 3-D
+// Secure of the completion's own credential, not the one the session shows.
+func applyCompletion(sess *checkout.Session, c checkout.Completion) {
+	if sess.State == checkout.StateOpen {
+		if c.Buyer != nil {
+			sess.Buyer = c.Buyer
+		}
+		if c.OrderNotes != nil {
+			sess.OrderNotes = *c.OrderNotes
+		}
+	}
+	sess.Authentication = nil
+}
+
+// newCompletionDraft is the draft of the order completion c of sess makes, checked at
+// now: priced by quote from cat, paid with vaultToken (nil: a PSP token).
+func (s *Store) newCompletionDraft(sess *checkout.Session, cat checkout.Catalog, quote checkout.Quote, vaultToken *payment.Token, c checkout.Completion, now time.Time) (*completionDraft, error) {
+	total, currency := quote.Totals.Total, sess.Currency
 	order := &checkout.Order{
 		ID: checkout.NewID("ord_"), CheckoutSessionID: sess.ID, Status: checkout.OrderCreated,
 		Amount: total, Currency: currency, Notes: sess.OrderNotes, CreatedAt: now, UpdatedAt: now,
@@ -169,6 +322,7 @@ func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checko
 		})
 	}
 	if c.BillingAddress != nil {
+		var err error
 		if d.params.BillingAddress, err = json.Marshal(c.BillingAddress); err != nil {
 			return nil, fmt.Errorf("encode billing address: %w", err)
 		}
@@ -188,41 +342,42 @@ func (s *Store) draftCompletion(ctx context.Context, q *db.Queries, sess *checko
 // vault token, the order_create event, the completed session, the consents and the
 // attribution. It returns the completed session's view.
 func (s *Store) writeOrder(ctx context.Context, q *db.Queries, d *completionDraft, now time.Time) (checkout.View, error) {
+	if err := s.writeOrderRows(ctx, q, d, now); err != nil {
+		return checkout.View{}, err
+	}
+	return s.view(ctx, q, d.sess, d.cat, now, d.order)
+}
+
+// writeOrderRows is writeOrder's writes, each a statement whose only result is its
+// error: they may be deferred in a pipelinedTx (w its deferred Queries).
+func (s *Store) writeOrderRows(ctx context.Context, w *db.Queries, d *completionDraft, now time.Time) error {
 	sess, order := d.sess, d.order
-	if err := q.InsertOrder(ctx, d.params); err != nil {
-		return checkout.View{}, orderError(err)
+	if err := w.InsertOrder(ctx, d.params); err != nil {
+		return orderError(err)
 	}
-	if err := insertOrderDetails(ctx, q, order); err != nil {
-		return checkout.View{}, err
+	if err := insertOrderDetails(ctx, w, order); err != nil {
+		return err
 	}
-	if err := recordRedemptions(ctx, q, sess, &d.cat, d.redemptions, order.ID, now); err != nil {
-		return checkout.View{}, err
+	if err := recordRedemptions(ctx, w, sess, &d.cat, d.redemptions, order.ID, now); err != nil {
+		return err
 	}
 	if d.vaultToken != nil {
-		n, err := q.MarkVaultTokenUsed(ctx, db.MarkVaultTokenUsedParams{ID: d.vaultToken.ID, UsedAt: &now, OrderID: &order.ID})
-		if err != nil {
-			return checkout.View{}, fmt.Errorf("mark token used: %w", err)
-		}
-		if n != 1 {
-			return checkout.View{}, errors.New("vault token changed under its row lock")
+		if err := w.ConsumeVaultToken(ctx, db.ConsumeVaultTokenParams{ID: d.vaultToken.ID, UsedAt: &now, OrderID: &order.ID}); err != nil {
+			return tokenError(err)
 		}
 	}
-
-	if err := emitEvent(ctx, q, s.events, webhook.OrderCreate, order, now); err != nil {
-		return checkout.View{}, err
+	if err := emitEvent(ctx, w, s.events, webhook.OrderCreate, order, now); err != nil {
+		return err
 	}
 	sess.Complete(now)
-	if err := updateSession(ctx, q, sess, now); err != nil {
-		return checkout.View{}, err
+	if err := updateSession(ctx, w, sess, now); err != nil {
+		return err
 	}
 	completion := checkout.Completion{Consents: d.consents}
-	if err := s.storeConsents(ctx, q, sess, completion, order.ID, now); err != nil {
-		return checkout.View{}, err
+	if err := s.storeConsents(ctx, w, sess, completion, order.ID, now); err != nil {
+		return err
 	}
-	if err := insertAttribution(ctx, q, sess.ID, checkout.LastTouch, d.attribution, order.ID, now); err != nil {
-		return checkout.View{}, err
-	}
-	return s.view(ctx, q, sess, d.cat, now, order)
+	return insertAttribution(ctx, w, sess.ID, checkout.LastTouch, d.attribution, order.ID, now)
 }
 
 // recordRefusal records on session id what a refused completion must leave visible,
@@ -267,22 +422,89 @@ func (s *Store) tokenAuthentication(t *payment.Token) *checkout.Authentication {
 // takeStock decrements the stock of every line, in variant id order so that concurrent
 // completions lock variant rows in one order. A short stock refuses the completion.
 func takeStock(ctx context.Context, q *db.Queries, lines []checkout.Line) error {
-	order := make([]int, len(lines))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(lines[a].VariantID, lines[b].VariantID) })
-	for _, i := range order {
+	for _, i := range stockOrder(lines) {
 		n, err := q.DecrementStock(ctx, db.DecrementStockParams{ID: lines[i].VariantID, Quantity: int32(lines[i].Quantity)})
 		if err != nil {
 			return fmt.Errorf("take stock: %w", err)
 		}
 		if n == 0 {
-			return checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(i),
-				"Item %s sold out before the payment went through; nothing was charged.", lines[i].VariantID)
+			return outOfStock(lines, i)
 		}
 	}
 	return nil
+}
+
+// stockOrder is the order in which the stock of lines is taken: the indexes of lines
+// by variant id, so that concurrent completions lock variant rows in one order.
+func stockOrder(lines []checkout.Line) []int {
+	order := make([]int, len(lines))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(lines[a].VariantID, lines[b].VariantID) })
+	return order
+}
+
+// outOfStock refuses a completion whose line i sold out.
+func outOfStock(lines []checkout.Line, i int) error {
+	return checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(i),
+		"Item %s sold out before the payment went through; nothing was charged.", lines[i].VariantID)
+}
+
+// takeStockLast is takeStock in one statement (TakeStock) queued on w, a pipelinedTx's
+// beforeCommit Queries: a short stock fails the COMMIT's round trip with SQLSTATE
+// AC410, which pipelinedCompletionError maps to takeStock's refusal for lines.
+func takeStockLast(ctx context.Context, w *db.Queries, lines []checkout.Line) error {
+	p := db.TakeStockParams{VariantIds: make([]string, len(lines)), Quantities: make([]int32, len(lines))}
+	for n, i := range stockOrder(lines) {
+		p.VariantIds[n], p.Quantities[n] = lines[i].VariantID, int32(lines[i].Quantity)
+	}
+	if err := w.TakeStock(ctx, p); err != nil {
+		return fmt.Errorf("take stock: %w", err)
+	}
+	return nil
+}
+
+// The SQLSTATEs of migration 00015's functions.
+const (
+	stockShortCode     = "AC410" // take_stock
+	tokenChangedCode   = "AC411" // raise_vault_token_changed
+	sessionChangedCode = "AC412" // raise_session_changed
+	attemptSettledCode = "AC413" // raise_payment_attempt_settled
+)
+
+// pipelinedCompletionError maps the errors the deferred statements of a pipelined
+// completion (completeWithVaultToken, beginAttempt, finishAttempt) raise for lines (the session's) to
+// the errors the completion returned when it checked each statement's row count, and
+// returns any other err as it is.
+func pipelinedCompletionError(err error, lines []checkout.Line) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == stockShortCode:
+		n, convErr := strconv.Atoi(pgErr.Detail)
+		order := stockOrder(lines)
+		if convErr != nil || n < 1 || n > len(order) {
+			return fmt.Errorf("take stock: unexpected detail %q: %w", pgErr.Detail, err)
+		}
+		return outOfStock(lines, order[n-1])
+	case pgErr.Code == tokenChangedCode:
+		return tokenError(err)
+	case pgErr.Code == sessionChangedCode:
+		return fmt.Errorf("session changed under its row lock: %w", err)
+	case pgErr.Code == attemptSettledCode:
+		return fmt.Errorf("payment attempt settled under its row lock: %w", err)
+	case pgErr.Code == "23505" && pgErr.TableName == "orders":
+		return orderError(err)
+	}
+	return err
+}
+
+// tokenError is the error of a vault token found used under its row lock.
+func tokenError(err error) error {
+	return fmt.Errorf("vault token changed under its row lock: %w", err)
 }
 
 // orderError maps a unique violation on orders to "already completed": the constraint
@@ -304,6 +526,11 @@ func lockVaultToken(ctx context.Context, q *db.Queries, owner, id string) (*paym
 	if err != nil {
 		return nil, fmt.Errorf("load vault token: %w", err)
 	}
+	return tokenFromRow(row), nil
+}
+
+// tokenFromRow is the vault token of row, as a completion checks it.
+func tokenFromRow(row db.VaultToken) *payment.Token {
 	return &payment.Token{
 		ID: row.ID,
 		Allowance: payment.Allowance{
@@ -313,7 +540,7 @@ func lockVaultToken(ctx context.Context, q *db.Queries, owner, id string) (*paym
 		UsedAt:                        row.UsedAt,
 		ManualReview:                  row.ManualReview,
 		AuthenticationDirectoryServer: deref(row.AuthenticationDirectoryServer),
-	}, nil
+	}
 }
 
 // Vault stores delegated payment tokens: the mock PSP side of Delegate Payment.

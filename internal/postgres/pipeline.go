@@ -21,7 +21,10 @@ import (
 //   - a statement whose only result is its error (an INSERT, an UPDATE of sqlc's :exec)
 //     can be deferred: queued through the Queries of deferred, it goes out with the
 //     next statement that needs its result, or with the COMMIT;
-//   - the COMMIT goes out with the deferred statements.
+//   - the COMMIT goes out with the deferred statements;
+//   - a statement queued through the Queries of beforeCommit goes out after every
+//     statement deferred with it: what locks hot rows (the stock a completion takes)
+//     holds them from the last statement before the COMMIT to the COMMIT.
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
@@ -32,8 +35,9 @@ type pipelinedTx struct {
 	conn *pgxpool.Conn
 	// begun says BEGIN was sent; committed that COMMIT succeeded.
 	begun, committed bool
-	// queued are the deferred statements not sent yet, in their order.
-	queued []queuedStatement
+	// queued are the deferred statements not sent yet, in their order; queuedLast
+	// those of beforeCommit, sent after them.
+	queued, queuedLast []queuedStatement
 }
 
 // queuedStatement is a deferred statement.
@@ -57,7 +61,11 @@ func beginPipelinedTx(ctx context.Context, pool *pgxpool.Pool) (*pipelinedTx, er
 // deferred returns the Queries whose statements are queued (see pipelinedTx). Only
 // statements that return nothing but their error may run through it: one that returns
 // rows or a row count fails.
-func (t *pipelinedTx) deferred() *db.Queries { return db.New(deferredDBTX{t}) }
+func (t *pipelinedTx) deferred() *db.Queries { return db.New(deferredDBTX{t: t}) }
+
+// beforeCommit returns the Queries whose statements are deferred as those of deferred
+// are, but sent after every other deferred statement of their round trip.
+func (t *pipelinedTx) beforeCommit() *db.Queries { return db.New(deferredDBTX{t: t, last: true}) }
 
 // pending is a batch of BEGIN (unless sent) and the queued statements, which the
 // statement about to be sent follows; it empties the queue.
@@ -67,10 +75,10 @@ func (t *pipelinedTx) pending() *pgx.Batch {
 		b.Queue("begin")
 		t.begun = true
 	}
-	for _, s := range t.queued {
+	for _, s := range append(t.queued, t.queuedLast...) {
 		b.Queue(s.sql, s.args...)
 	}
-	t.queued = nil
+	t.queued, t.queuedLast = nil, nil
 	return b
 }
 
@@ -161,7 +169,7 @@ func (t *pipelinedTx) flush(ctx context.Context) error {
 
 // commit sends the queued statements and COMMIT in one round trip.
 func (t *pipelinedTx) commit(ctx context.Context) error {
-	if !t.begun && len(t.queued) == 0 {
+	if !t.begun && len(t.queued) == 0 && len(t.queuedLast) == 0 {
 		t.committed = true // nothing was sent: there is nothing to commit
 		return nil
 	}
@@ -191,8 +199,12 @@ func (t *pipelinedTx) rollback(ctx context.Context) {
 	_, _ = t.conn.Exec(ctx, "rollback")
 }
 
-// deferredDBTX queues the statements of a pipelinedTx's deferred Queries.
-type deferredDBTX struct{ t *pipelinedTx }
+// deferredDBTX queues the statements of a pipelinedTx's deferred Queries (last: those
+// of its beforeCommit Queries).
+type deferredDBTX struct {
+	t    *pipelinedTx
+	last bool
+}
 
 // errNotDeferrable is the error of a statement that returns more than its error run
 // through deferred Queries: a bug of the caller.
@@ -201,7 +213,12 @@ var errNotDeferrable = errors.New("postgres: a statement whose result is read ca
 // Exec queues sql; its error, if any, is that of the round trip that sends it. The
 // command tag is empty: a caller that needs the row count must not defer the statement.
 func (d deferredDBTX) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	d.t.queued = append(d.t.queued, queuedStatement{sql: sql, args: args})
+	s := queuedStatement{sql: sql, args: args}
+	if d.last {
+		d.t.queuedLast = append(d.t.queuedLast, s)
+	} else {
+		d.t.queued = append(d.t.queued, s)
+	}
 	return pgconn.CommandTag{}, nil
 }
 
@@ -289,15 +306,41 @@ const claimLostCode = "AC409"
 func withPipelinedRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(q, deferred *db.Queries, now time.Time) (T, error),
 ) (T, error) {
+	return withPipelinedRecordedTx(ctx, pool, clock, func(tx *pipelinedTx, now time.Time) (T, error) {
+		return fn(db.New(tx), tx.deferred(), now)
+	})
+}
+
+// withPipelinedRecordedTx is withPipelinedRecordedTxV for a fn that needs more of the
+// transaction than its Queries of now and deferred statements (beforeCommit). An error
+// of a deferred statement is returned wrapped, as that of the COMMIT.
+func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), fn)
+}
+
+// withPipelinedTx is withPipelinedRecordedTx for a transaction whose result is not the
+// request's response (a PSP completion's first phase): nothing is recorded with it.
+func withPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, nil, fn)
+}
+
+// runPipelinedTx runs fn in a pipelinedTx and commits, recording the response under
+// claim (nil: none).
+func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
 	var zero T
-	claim := idempotency.FromContext(ctx)
 	tx, err := beginPipelinedTx(ctx, pool)
 	if err != nil {
 		return zero, err
 	}
 	defer tx.rollback(ctx)
 	now := clock()
-	result, err := fn(db.New(tx), tx.deferred(), now)
+	result, err := fn(tx, now)
 	var refusal *commitThen
 	if errors.As(err, &refusal) {
 		if err := tx.commit(ctx); err != nil {

@@ -245,13 +245,20 @@ func (s *Store) lockSessionAhead(ctx context.Context, q, deferred *db.Queries, o
 	if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
 		return sv, false, err
 	}
-	if !sv.session.Expired(now) {
-		return sv, false, nil
+	expired, err = expireAhead(ctx, deferred, sv.session, now)
+	return sv, expired, err
+}
+
+// expireAhead is lockSession's lazy expiry in a pipelinedTx: a session sess found past
+// its expiry at now is canceled as expired, its write deferred, and expired says so.
+func expireAhead(ctx context.Context, deferred *db.Queries, sess *checkout.Session, now time.Time) (expired bool, err error) {
+	if !sess.Expired(now) {
+		return false, nil
 	}
-	if err := sv.session.Cancel(checkout.CanceledExpired, nil, now); err != nil {
-		return sv, false, err
+	if err := sess.Cancel(checkout.CanceledExpired, nil, now); err != nil {
+		return false, err
 	}
-	return sv, true, updateSession(ctx, deferred, sv.session, now)
+	return true, updateSession(ctx, deferred, sess, now)
 }
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a

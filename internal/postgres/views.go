@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
 // sessionView is what a response shows of a session, read in one statement: the
@@ -20,6 +21,11 @@ type sessionView struct {
 	// read is what the catalog and the consents were made of, which an update reuses
 	// when its changes leave the parameters of the parts as they are.
 	read catalogRead
+	// token is the vault token the view was read for (readSessionView with a token
+	// id): nil when none was asked for or the owner has no such token.
+	token *payment.Token
+	// lastAttempt is the number of the session's latest payment attempt (0: none).
+	lastAttempt int32
 }
 
 // catalogRead is a catalog and the consents of a view as read, before they are checked
@@ -38,7 +44,14 @@ type catalogRead struct {
 // own query where they differ (an address or a code with characters SQL's upper and
 // Go's strings.ToUpper fold apart), so the view is always the one those would give.
 func (s *Store) loadSessionView(ctx context.Context, q *db.Queries, owner, id string, now time.Time) (sessionView, error) {
-	row, err := q.GetSessionView(ctx, db.GetSessionViewParams{ID: id, Owner: owner, Now: now})
+	return s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, Now: now})
+}
+
+// readSessionView is loadSessionView for the parameters p, which may name a vault token
+// to read with the view (a completion's).
+func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSessionViewParams) (sessionView, error) {
+	id := p.ID
+	row, err := q.GetSessionView(ctx, p)
 	if isNoRows(err) {
 		return sessionView{}, checkout.ErrNotFound
 	}
@@ -54,7 +67,9 @@ func (s *Store) loadSessionView(ctx context.Context, q *db.Queries, owner, id st
 	var options []db.FulfillmentOption
 	var discounts []db.ListSessionDiscountsRow
 	var consents []db.MarketingConsent
+	var token *db.VaultToken
 	if err := decodeColumns(id,
+		jsonColumn(row.VaultToken, &token, "vault token"),
 		jsonColumn(row.Lines, &lines, "line items"),
 		jsonColumn(row.Variants, &variants, "variants"),
 		jsonColumn(row.FulfillmentOptions, &options, "fulfillment options"),
@@ -86,6 +101,10 @@ func (s *Store) loadSessionView(ctx context.Context, q *db.Queries, owner, id st
 			contacts: row.ConsentContacts, consents: consents,
 		},
 	}}
+	if token != nil {
+		sv.token = tokenFromRow(*token)
+	}
+	sv.lastAttempt = row.LastAttemptNumber
 	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, sv.read.parts)
 	if err != nil {
 		return sessionView{}, err

@@ -21,13 +21,7 @@ func TestGetSessionViewIsTheViewOfItsParts(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	store := postgres.NewStore(e.pool, postgres.StoreConfig{
-		TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
-		ConsentOptions: []checkout.ConsentOption{
-			{Channel: checkout.ChannelEmail, DisplayText: "News by email", PrivacyPolicyURL: "https://shop.example/privacy"},
-			{Channel: checkout.ChannelSMS, DisplayText: "Deals by text", PrivacyPolicyURL: "https://shop.example/privacy"},
-		},
-	})
+	store := storeWithConsents(e)
 	discounts := postgres.NewDiscounts(e.pool)
 	limit := 10
 	for _, d := range []checkout.Discount{
@@ -60,20 +54,7 @@ func TestGetSessionViewIsTheViewOfItsParts(t *testing.T) {
 	paid := create([]string{"SALE10"}, "CA")
 
 	v := postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("views-test-fingerprint-key-0123456789")))
-	if _, err := v.Delegate(ctx, "", &payment.Delegation{
-		Card: payment.Card{
-			Type: "card", NumberType: "fpan", Number: "4242424242424242", ExpMonth: "12", ExpYear: "2040",
-			FundingType: "credit", Last4: "4242", Metadata: map[string]string{},
-		},
-		Allowance: payment.Allowance{
-			Reason: "one_time", MaxAmount: 100000, Currency: "usd", CheckoutSessionID: coded,
-			MerchantID: "merchant", ExpiresAt: time.Now().Add(time.Hour),
-		},
-		Metadata: map[string]string{},
-		Rules:    payment.Rules{EmptyRiskSignals: true, MaxIINDigits: 8},
-	}); err != nil {
-		t.Fatalf("delegate: %v", err)
-	}
+	delegateVisa(t, v, coded, time.Now().Add(time.Hour))
 	if _, err := store.CompleteSession(ctx, "", paid, checkout.Completion{Token: "tok_visa", Provider: "stripe"}); err != nil {
 		t.Fatalf("complete: %v", err)
 	}
