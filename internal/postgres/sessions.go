@@ -347,23 +347,6 @@ func updateSession(ctx context.Context, q *db.Queries, sess *checkout.Session, n
 	return saveSessionCodes(ctx, q, sess)
 }
 
-// applyChanges loads the catalog the changes need, applies them and returns the catalog
-// with the tax rate of the resulting address.
-func (s *Store) applyChanges(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time) (checkout.Catalog, error) {
-	cat, err := loadCatalog(ctx, q, nil, checkout.VariantIDs(sess, ch))
-	if err != nil {
-		return cat, err
-	}
-	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
-		return cat, err
-	}
-	if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
-		return cat, err
-	}
-	cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
-	return cat, err
-}
-
 // loadSession reads owner's session id with its lines and, at now, the 3-D Secure its
 // payment needs; forUpdate locks the row until the transaction ends.
 func (s *Store) loadSession(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool, now time.Time) (*checkout.Session, error) {
