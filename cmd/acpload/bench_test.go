@@ -85,7 +85,7 @@ func TestFlashSaleCatalogAndRequests(t *testing.T) {
 		t.Errorf("flash-sale create body %s", flashCreateBody)
 	}
 	script := hotRowScript()
-	for _, want := range []string{"'{" + flashVariant + "}' AS variant_ids", "'" + flashVariant + "' AS variant_id", "UPDATE variants"} {
+	for _, want := range []string{"'{" + flashVariant + "}' AS variant_ids", "take_stock(:variant_ids::text[]"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("hot-row script lacks %q", want)
 		}

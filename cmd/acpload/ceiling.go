@@ -25,7 +25,8 @@ import (
 var completeScript string
 
 // seedSQL creates ready sessions bench_<n> for n in [$1, $2], each with one tee
-// (item_123 at its catalog price), the walk-through's address and buyer, standard
+// (line li_bench_<n>, which complete.pgbench's order line refers to: item_123 at its
+// catalog price), the walk-through's address and buyer, standard
 // shipping, and an unused vault token vt_bench_<n> bound to it with a 1000.00 USD
 // allowance: exactly what a session looks like after create, update and
 // delegate_payment. The rows are owned by "" (the caller on a server without
@@ -163,7 +164,8 @@ type pgbenchRun struct {
 }
 
 // args is pgbench's command line. -M prepared matches pgx, which prepares and caches
-// every statement; -n skips pgbench's own vacuum of its standard tables.
+// every statement (and the script's pipelines need the extended protocol); -n skips
+// pgbench's own vacuum of its standard tables.
 func (r pgbenchRun) args() []string {
 	secs := int(math.Ceil(r.duration.Seconds()))
 	a := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(r.concurrency), "-j", strconv.Itoa(min(2, r.concurrency)),
