@@ -453,19 +453,6 @@ func (q *Queries) NotePaymentAttemptError(ctx context.Context, arg NotePaymentAt
 	return err
 }
 
-const releaseSessionCompletion = `-- name: ReleaseSessionCompletion :execrows
-UPDATE checkout_sessions SET state = 'open' WHERE id = $1 AND state = 'complete_in_progress'
-`
-
-// Gives an in-progress session back to the agent as it was before the completion.
-func (q *Queries) ReleaseSessionCompletion(ctx context.Context, id string) (int64, error) {
-	result, err := q.db.Exec(ctx, releaseSessionCompletion, id)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const setRefundPending = `-- name: SetRefundPending :exec
 UPDATE refunds SET status = 'pending', request_key = $1 WHERE id = $2
 `

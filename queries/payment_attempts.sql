@@ -65,10 +65,6 @@ LIMIT @max_rows;
 -- updated_at stays: a refused charge gives the session back exactly as it was.
 UPDATE checkout_sessions SET state = @state WHERE id = @id AND state = @from_state;
 
--- name: ReleaseSessionCompletion :execrows
--- Gives an in-progress session back to the agent as it was before the completion.
-UPDATE checkout_sessions SET state = 'open' WHERE id = @id AND state = 'complete_in_progress';
-
 -- name: GetOrderPayment :one
 SELECT id, currency, payment_method, payment_reference, payment_gateway FROM orders WHERE id = @id;
 

@@ -596,7 +596,11 @@ func giveBack(ctx context.Context, q *db.Queries, a db.PaymentAttempt, plan comp
 			return false, fmt.Errorf("put stock back: %w", err)
 		}
 	}
-	if _, err := q.ReleaseSessionCompletion(ctx, a.CheckoutSessionID); err != nil {
+	// The session goes back to the agent as it was before the completion (a session no
+	// longer in progress is left as it is).
+	if _, err := q.SetSessionState(ctx, db.SetSessionStateParams{
+		ID: a.CheckoutSessionID, State: string(checkout.StateOpen), FromState: string(checkout.StateCompleteInProgress),
+	}); err != nil {
 		return false, fmt.Errorf("reopen session: %w", err)
 	}
 	return true, nil
