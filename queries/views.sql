@@ -14,7 +14,8 @@
 -- A completion names its vault token (@token_id; NULL for none), locked just before in
 -- its transaction: vault_token is that token's row as a completion checks it (NULL
 -- when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
--- which a PSP completion numbers its payment attempt after.
+-- which a PSP completion numbers its payment attempt after. row_version is the row's
+-- xmin, which LockUnchangedSession checks.
 SELECT sqlc.embed(s),
     (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.position), '[]'::jsonb)
         FROM line_items l WHERE l.checkout_session_id = s.id)::jsonb AS lines,
@@ -64,7 +65,8 @@ SELECT sqlc.embed(s),
             'used_at', t.used_at, 'manual_review', t.manual_review,
             'authentication_directory_server', t.authentication_directory_server)
         FROM vault_tokens t WHERE t.id = sqlc.narg(token_id)::text AND t.owner = s.owner)::jsonb AS vault_token,
-    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number
+    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number,
+    (s.xmin::text)::bigint AS row_version
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT
