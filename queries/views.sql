@@ -85,9 +85,16 @@ WHERE s.id = @id AND s.owner = @owner;
 -- ListActiveFulfillmentOptions, ListSessionDiscounts, GetTaxRate and
 -- ListMarketingConsents, as GetSessionView reads them for a stored session. Without an
 -- address, @tax_country is '' and no rate is found (0).
+-- The parameters are read through the subquery p, which OFFSET 0 keeps from being
+-- flattened into the statement, so the planner sees no parameter's value: the plan is
+-- the same for every call, and PostgreSQL's plan cache keeps the generic one (planned
+-- once per connection). With the values in sight, the plan of a call with no codes or
+-- contacts was cheaper than the generic one and the statement was planned again on
+-- every call, which cost about twice its execution (docs/PERFORMANCE.md, "Planning
+-- GetCatalogFor").
 SELECT
     (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb) FROM variants v
-        WHERE v.id = ANY(@variant_ids::text[]))::jsonb AS variants,
+        WHERE v.id = ANY(p.variant_ids))::jsonb AS variants,
     (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.sort_order, o.id), '[]'::jsonb)
         FROM fulfillment_options o WHERE o.active)::jsonb AS fulfillment_options,
     (SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -95,22 +102,26 @@ SELECT
             'redeemed', (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
                 + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
                     WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
-                      AND a.checkout_session_id <> @checkout_session_id::text),
+                      AND a.checkout_session_id <> p.checkout_session_id),
             'buyer_redeemed', (SELECT count(*) FROM discount_redemptions r
-                WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
+                WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
                 + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-                    WHERE pd.discount_id = d.id AND pd.buyer_email = @buyer_email::text
-                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text),
+                    WHERE pd.discount_id = d.id AND pd.buyer_email = p.buyer_email
+                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> p.checkout_session_id),
             'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text)
+                WHERE r.discount_id = d.id AND o.checkout_session_id = p.checkout_session_id)
         ) ORDER BY d.id), '[]'::jsonb)
         FROM discounts d
-        WHERE d.code = ANY(@codes::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
+        WHERE d.code = ANY(p.codes) OR (d.code IS NULL AND d.disabled_at IS NULL)
             OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE o.checkout_session_id = @checkout_session_id::text))::jsonb AS discounts,
+                WHERE o.checkout_session_id = p.checkout_session_id))::jsonb AS discounts,
     coalesce((SELECT r.rate_bps FROM tax_rates r
-        WHERE r.country = @tax_country::text AND r.region IN (@tax_region::text, '')
+        WHERE r.country = p.tax_country AND r.region IN (p.tax_region, '')
         ORDER BY r.region DESC
         LIMIT 1), 0)::integer AS tax_rate_bps,
     (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.contact, m.channel), '[]'::jsonb)
-        FROM marketing_consents m WHERE m.contact = ANY(@contacts::text[]))::jsonb AS marketing_consents;
+        FROM marketing_consents m WHERE m.contact = ANY(p.contacts))::jsonb AS marketing_consents
+FROM (SELECT @variant_ids::text[] AS variant_ids, @checkout_session_id::text AS checkout_session_id,
+    @buyer_email::text AS buyer_email, @codes::text[] AS codes, @tax_country::text AS tax_country,
+    @tax_region::text AS tax_region, @contacts::text[] AS contacts
+    OFFSET 0) p;
