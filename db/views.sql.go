@@ -74,9 +74,9 @@ type GetCatalogForRow struct {
 // flattened into the statement, so the planner sees no parameter's value: the plan is
 // the same for every call, and PostgreSQL's plan cache keeps the generic one (planned
 // once per connection). With the values in sight, the plan of a call with no codes or
-// contacts was cheaper than the generic one and the statement was planned again on
-// every call, which cost about twice its execution (docs/PERFORMANCE.md, "Planning
-// GetCatalogFor").
+// contacts was cheaper than the generic one, and the statement was planned again on
+// every call at about three times the cost of executing it (docs/PERFORMANCE.md,
+// "The views' SQL").
 func (q *Queries) GetCatalogFor(ctx context.Context, arg GetCatalogForParams) (GetCatalogForRow, error) {
 	row := q.db.QueryRow(ctx, getCatalogFor,
 		arg.VariantIds,

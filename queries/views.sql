@@ -93,9 +93,9 @@ WHERE s.id = @id AND s.owner = @owner;
 -- flattened into the statement, so the planner sees no parameter's value: the plan is
 -- the same for every call, and PostgreSQL's plan cache keeps the generic one (planned
 -- once per connection). With the values in sight, the plan of a call with no codes or
--- contacts was cheaper than the generic one and the statement was planned again on
--- every call, which cost about twice its execution (docs/PERFORMANCE.md, "Planning
--- GetCatalogFor").
+-- contacts was cheaper than the generic one, and the statement was planned again on
+-- every call at about three times the cost of executing it (docs/PERFORMANCE.md,
+-- "The views' SQL").
 SELECT
     (SELECT coalesce(json_agg(to_json(v)), '[]'::json) FROM variants v
         WHERE v.id = ANY(p.variant_ids))::json AS variants,
