@@ -325,6 +325,31 @@ func (q *Queries) LockSession(ctx context.Context, arg LockSessionParams) error 
 	return err
 }
 
+const lockUnchangedSession = `-- name: LockUnchangedSession :exec
+WITH locked AS (
+    SELECT 1 FROM checkout_sessions
+    WHERE id = $1 AND owner = $2 AND (xmin::text)::bigint = $3::bigint
+    FOR UPDATE
+)
+SELECT raise_session_moved() WHERE NOT EXISTS (SELECT 1 FROM locked)
+`
+
+type LockUnchangedSessionParams struct {
+	ID         string `json:"id"`
+	Owner      string `json:"owner"`
+	RowVersion int64  `json:"row_version"`
+}
+
+// LockSession for a session read before the transaction (GetSessionView's row_version,
+// its xmin): the row is locked only if no transaction changed it since that read.
+// Otherwise the statement fails (SQLSTATE AC414), the transaction aborts and the COMMIT
+// after it does not apply. A row changed while this waited for its lock is checked in
+// its new version (READ COMMITTED rechecks the condition), so it fails too.
+func (q *Queries) LockUnchangedSession(ctx context.Context, arg LockUnchangedSessionParams) error {
+	_, err := q.db.Exec(ctx, lockUnchangedSession, arg.ID, arg.Owner, arg.RowVersion)
+	return err
+}
+
 const setPaymentError = `-- name: SetPaymentError :exec
 UPDATE checkout_sessions SET payment_error = $1 WHERE id = $2 AND owner = $3 AND state = 'open'
 `

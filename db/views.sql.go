@@ -148,7 +148,8 @@ SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_
             'used_at', t.used_at, 'manual_review', t.manual_review,
             'authentication_directory_server', t.authentication_directory_server)
         FROM vault_tokens t WHERE t.id = $2::text AND t.owner = s.owner)::jsonb AS vault_token,
-    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number
+    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number,
+    (s.xmin::text)::bigint AS row_version
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT
@@ -190,6 +191,7 @@ type GetSessionViewRow struct {
 	MarketingConsents          []byte          `json:"marketing_consents"`
 	VaultToken                 []byte          `json:"vault_token"`
 	LastAttemptNumber          int32           `json:"last_attempt_number"`
+	RowVersion                 int64           `json:"row_version"`
 }
 
 // Everything a response shows of a session, in one statement, so that a GET is one
@@ -207,7 +209,8 @@ type GetSessionViewRow struct {
 // A completion names its vault token (@token_id; NULL for none), locked just before in
 // its transaction: vault_token is that token's row as a completion checks it (NULL
 // when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
-// which a PSP completion numbers its payment attempt after.
+// which a PSP completion numbers its payment attempt after. row_version is the row's
+// xmin, which LockUnchangedSession checks.
 // The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 // queries, and json_agg and to_json write that text directly where the jsonb functions
 // build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").
@@ -257,6 +260,7 @@ func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) 
 		&i.MarketingConsents,
 		&i.VaultToken,
 		&i.LastAttemptNumber,
+		&i.RowVersion,
 	)
 	return i, err
 }

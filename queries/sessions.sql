@@ -99,6 +99,19 @@ WHERE id IN (
 -- reads it locked.
 SELECT 1 FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 
+-- name: LockUnchangedSession :exec
+-- LockSession for a session read before the transaction (GetSessionView's row_version,
+-- its xmin): the row is locked only if no transaction changed it since that read.
+-- Otherwise the statement fails (SQLSTATE AC414), the transaction aborts and the COMMIT
+-- after it does not apply. A row changed while this waited for its lock is checked in
+-- its new version (READ COMMITTED rechecks the condition), so it fails too.
+WITH locked AS (
+    SELECT 1 FROM checkout_sessions
+    WHERE id = @id AND owner = @owner AND (xmin::text)::bigint = @row_version::bigint
+    FOR UPDATE
+)
+SELECT raise_session_moved() WHERE NOT EXISTS (SELECT 1 FROM locked);
+
 -- name: InsertLineItemRows :exec
 -- InsertLineItems as one statement, which a pipeline can carry (a COPY cannot).
 INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)

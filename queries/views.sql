@@ -14,7 +14,8 @@
 -- A completion names its vault token (@token_id; NULL for none), locked just before in
 -- its transaction: vault_token is that token's row as a completion checks it (NULL
 -- when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
--- which a PSP completion numbers its payment attempt after.
+-- which a PSP completion numbers its payment attempt after. row_version is the row's
+-- xmin, which LockUnchangedSession checks.
 -- The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 -- queries, and json_agg and to_json write that text directly where the jsonb functions
 -- build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").
@@ -67,7 +68,8 @@ SELECT sqlc.embed(s),
             'used_at', t.used_at, 'manual_review', t.manual_review,
             'authentication_directory_server', t.authentication_directory_server)
         FROM vault_tokens t WHERE t.id = sqlc.narg(token_id)::text AND t.owner = s.owner)::jsonb AS vault_token,
-    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number
+    (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number,
+    (s.xmin::text)::bigint AS row_version
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 )
 
 // writeError answers err as an ACP Error of the request's version (see acpError), with
@@ -34,6 +35,11 @@ func (s *Server) acpError(ctx context.Context, api API, err error) *acp.Error {
 	}
 	if de, ok := checkout.AsError(err); ok && de.Kind != checkout.KindInternal {
 		return api.DomainError(de)
+	}
+	if errors.Is(err, idempotency.ErrNotClaimed) {
+		// The work stopped because its deferred claim found the key taken; runOnce
+		// answers with what the claim found instead of this.
+		return inFlightError()
 	}
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):

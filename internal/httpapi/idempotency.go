@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/gorilla/mux"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/acp"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
@@ -82,7 +85,11 @@ func (s *Server) withIdempotency() Middleware {
 			// conflict status).
 			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key, APIVersion: info.version}
 			rec := &bufferedResponse{header: http.Header{}}
-			status, stored, replayed, err := s.runOnce(r.Context(), versionOf(r), k, hash, func(ctx context.Context) (int, []byte) {
+			ride := false
+			if tpl, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
+				ride = claimRides(r.Method, tpl)
+			}
+			status, stored, replayed, err := s.runOnce(r.Context(), versionOf(r), k, hash, ride, func(ctx context.Context) (int, []byte) {
 				next.ServeHTTP(rec, r.WithContext(ctx))
 				return rec.statusOrOK(), rec.body.Bytes()
 			})
@@ -118,26 +125,69 @@ func checkIdempotencyKey(key, name string) *acp.Error {
 // layer can record the response in the transaction of the side effect; its response is
 // recorded (or, a server error, released) before runOnce returns, so a client never
 // sees a response the server did not record.
-func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash string,
+//
+// With ride (an operation whose storage takes the claim in its first round trip:
+// claimRides), the claim is deferred: run starts before the key is claimed, the storage
+// layer claims it with its first read and stops before writing anything when the key
+// is not the request's, and runOnce then answers with what the claim found, not with
+// run's response. A run that never reached the storage layer's writes (a request
+// refused on its body) is claimed here, after it ran and before its answer is
+// recorded, as any other.
+func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash string, ride bool,
 	run func(ctx context.Context) (status int, body []byte)) (status int, body []byte, replayed bool, err error) {
-	out, err := s.idempotency.Claim(ctx, k, hash)
-	if err != nil {
-		return 0, nil, false, err
+	var claim *idempotency.Claim
+	if ride {
+		claim = idempotency.NewDeferred(k, hash, func(ctx context.Context) (idempotency.Outcome, error) {
+			return s.idempotency.Claim(ctx, k, hash)
+		})
+		status, body = run(idempotency.NewContext(ctx, claim))
+		if err := claim.Take(ctx); err != nil && !errors.Is(err, idempotency.ErrNotClaimed) {
+			return 0, nil, false, err
+		}
+		if out, refused := claim.Refused(); refused {
+			return claimAnswer(api, out)
+		}
+	} else {
+		out, err := s.idempotency.Claim(ctx, k, hash)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		if out.Kind != idempotency.Claimed {
+			return claimAnswer(api, out)
+		}
+		claim = &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
+		status, body = run(idempotency.NewContext(ctx, claim))
 	}
+	s.settleClaim(ctx, claim, status, body)
+	return status, body, false, nil
+}
+
+// claimAnswer is runOnce's answer when the key is not the request's (out): the stored
+// response to replay, or the refusal of a conflict or of a request still in flight.
+func claimAnswer(api API, out idempotency.Outcome) (status int, body []byte, replayed bool, err error) {
 	switch out.Kind {
 	case idempotency.Replay:
 		return out.Status, out.Body, true, nil
 	case idempotency.Conflict:
 		return 0, nil, false, acp.NewError(api.IdempotencyConflictStatus(), acp.TypeInvalidRequest, acp.CodeIdempotencyConflict,
 			"This Idempotency-Key was used with a different request body.", "")
-	case idempotency.InFlight:
-		return 0, nil, false, acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, acp.CodeIdempotencyInFlight,
-			"A request with this Idempotency-Key is still being processed; retry shortly.", "")
+	default:
+		return 0, nil, false, inFlightError()
 	}
-	claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
-	status, body = run(idempotency.NewContext(ctx, claim))
-	s.settleClaim(ctx, claim, status, body)
-	return status, body, false, nil
+}
+
+// inFlightError refuses a request whose key's first request is still running.
+func inFlightError() *acp.Error {
+	return acp.NewError(http.StatusConflict, acp.TypeInvalidRequest, acp.CodeIdempotencyInFlight,
+		"A request with this Idempotency-Key is still being processed; retry shortly.", "")
+}
+
+// claimRides reports whether the operation at the route template tpl takes its
+// deferred idempotency claim in its first round trip to the database (see runOnce):
+// creating and updating a session, whose first round trip is a read
+// (docs/PERFORMANCE.md, "Round trips"). Every other operation claims first.
+func claimRides(method, tpl string) bool {
+	return method == http.MethodPost && (tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}")
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already

@@ -283,7 +283,11 @@ func (s *Server) callTool(ctx context.Context, caller string, t mcpTool, op mcpO
 		path += id + op.suffix
 	}
 	k := idempotency.Key{Caller: caller, Method: op.method, Path: path, Key: meta.IdempotencyKey, APIVersion: meta.APIVersion}
-	status, body, replayed, err = s.runOnce(ctx, api, k, s.bodyHash(payload), exec)
+	tpl := op.path
+	if strings.HasSuffix(tpl, "/") {
+		tpl += "{id}" + op.suffix
+	}
+	status, body, replayed, err = s.runOnce(ctx, api, k, s.bodyHash(payload), claimRides(op.method, tpl), exec)
 	return api, status, body, replayed, err
 }
 

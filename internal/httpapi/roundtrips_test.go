@@ -21,9 +21,9 @@ var roundTripCeilings = []struct {
 	// pending says why the ceiling is the count measured today, not the target.
 	pending string
 }{
-	{op: "create", ceiling: 3},
+	{op: "create", ceiling: 2},
 	{op: "get", ceiling: 1},
-	{op: "update", ceiling: 3},
+	{op: "update", ceiling: 2},
 	{op: "delegate_payment", ceiling: 2},
 	{op: "complete", ceiling: 3},
 	{op: "complete_psp", ceiling: 6, pending: "target 5: the third phase reads the attempt and the view in two round trips"},

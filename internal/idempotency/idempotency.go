@@ -31,17 +31,86 @@ type Key struct {
 // Claim is a key this request holds (in flight). Encode renders the result of the
 // request as the response the client will get; the storage layer calls Record inside
 // its transaction and Committed after the commit.
+//
+// A claim made by NewDeferred is not taken yet: the storage layer takes it in the first
+// round trip of the request's work (Hash is what it claims the key with) and tells the
+// claim what it found (Resolve), or takes it on its own first (Take). A request that
+// never reaches the storage layer's writes leaves it pending, and the transport takes
+// it before answering.
 type Claim struct {
 	Key     Key
 	ClaimID string
 	// Encode turns a result (a checkout.View, a payment.Token, ...) into the response;
 	// SetEncoder sets it for results of one type.
 	Encode func(result any) (status int, body []byte, err error)
+	// Hash is the request's hash, which a deferred claim is taken with.
+	Hash string
+
+	// take claims the key on its own (a deferred claim's; nil: the claim was taken
+	// before the request ran).
+	take func(ctx context.Context) (Outcome, error)
 
 	mu       sync.Mutex
 	status   int
 	body     []byte
 	recorded bool
+	// resolved says a deferred claim was taken; outcome is what that found.
+	resolved bool
+	outcome  Outcome
+}
+
+// ErrNotClaimed is the error of work that stopped because its deferred claim found the
+// key taken (a replay, a conflict or a request in flight): the transport answers with
+// what the claim found (Refused), not with this error.
+var ErrNotClaimed = errors.New("idempotency: the key is not this request's")
+
+// NewDeferred returns the claim of key k for a request that hashes to hash, to be taken
+// by the storage layer in its first round trip; take claims it on its own.
+func NewDeferred(k Key, hash string, take func(ctx context.Context) (Outcome, error)) *Claim {
+	return &Claim{Key: k, Hash: hash, take: take}
+}
+
+// Pending reports whether c is a deferred claim not taken yet.
+func (c *Claim) Pending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.take != nil && !c.resolved
+}
+
+// Resolve records what taking the deferred claim found. A key that is not the
+// request's (any outcome but Claimed) returns ErrNotClaimed: the work must stop.
+func (c *Claim) Resolve(out Outcome) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resolved, c.outcome = true, out
+	if out.Kind != Claimed {
+		return ErrNotClaimed
+	}
+	c.ClaimID = out.ClaimID
+	return nil
+}
+
+// Take takes a pending claim on its own (nothing to do for one taken already); like
+// Resolve, it returns ErrNotClaimed when the key is not the request's.
+func (c *Claim) Take(ctx context.Context) error {
+	if !c.Pending() {
+		if _, refused := c.Refused(); refused {
+			return ErrNotClaimed
+		}
+		return nil
+	}
+	out, err := c.take(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Resolve(out)
+}
+
+// Refused returns what taking a deferred claim found when the key is not the request's.
+func (c *Claim) Refused() (Outcome, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outcome, c.resolved && c.outcome.Kind != Claimed
 }
 
 type ctxKey struct{}

@@ -32,6 +32,14 @@ func (c *commitThen) Unwrap() error { return c.err }
 // succeeded. A *commitThen from fn commits and returns its error with the zero T.
 func withRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, fn func(q *db.Queries, now time.Time) (T, error)) (T, error) {
 	claim := idempotency.FromContext(ctx)
+	if claim != nil {
+		// A deferred claim rides only in a pipelinedTx's first round trip; here it is
+		// taken before anything is written.
+		if err := claim.Take(ctx); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
 	var status int
 	var body []byte
 	var refusal error
@@ -101,39 +109,55 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 	q := db.New(i.pool)
 	for range 3 {
 		now := i.now()
-		claimID := checkout.NewID("clm_")
-		row, err := q.ClaimIdempotencyKey(ctx, db.ClaimIdempotencyKeyParams{
-			Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
-			RequestHash: hash, ClaimID: claimID, Now: now,
-		})
+		p := claimKeyParams(k, hash, now)
+		row, err := q.ClaimIdempotencyKey(ctx, p)
 		if isNoRows(err) {
 			continue // recorded by a transaction newer than the statement's snapshot
 		}
 		if err != nil {
 			return idempotency.Outcome{}, fmt.Errorf("claim idempotency key: %w", err)
 		}
-		switch {
-		case row.Inserted:
-			return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}, nil
-		case row.RequestHash != hash:
-			return idempotency.Outcome{Kind: idempotency.Conflict}, nil
-		case row.State == "completed" && row.ResponseStatus != nil:
-			return idempotency.Outcome{Kind: idempotency.Replay, Status: int(*row.ResponseStatus), Body: row.ResponseBody}, nil
-		case row.ClaimedAt.Before(now.Add(-i.recoverAfter)):
+		if out, ok := settledOutcome(row, p); ok {
+			return out, nil
+		}
+		if row.ClaimedAt.Before(now.Add(-i.recoverAfter)) {
 			n, err := q.RecoverIdempotencyKey(ctx, db.RecoverIdempotencyKeyParams{
 				Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
-				NewClaimID: claimID, OldClaimID: row.ClaimID, Now: now, StaleBefore: now.Add(-i.recoverAfter),
+				NewClaimID: p.ClaimID, OldClaimID: row.ClaimID, Now: now, StaleBefore: now.Add(-i.recoverAfter),
 			})
 			if err != nil {
 				return idempotency.Outcome{}, fmt.Errorf("recover idempotency key: %w", err)
 			}
 			if n == 1 {
-				return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}, nil
+				return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: p.ClaimID}, nil
 			}
 		}
 		return idempotency.Outcome{Kind: idempotency.InFlight}, nil
 	}
 	return idempotency.Outcome{}, errors.New("idempotency key kept changing under its claim")
+}
+
+// claimKeyParams claims k for a request hashing to hash at now, under a new claim id.
+func claimKeyParams(k idempotency.Key, hash string, now time.Time) db.ClaimIdempotencyKeyParams {
+	return db.ClaimIdempotencyKeyParams{
+		Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
+		RequestHash: hash, ClaimID: checkout.NewID("clm_"), Now: now,
+	}
+}
+
+// settledOutcome is what the row of a claim made with p says without another statement:
+// the key is the request's (inserted), was used with another body, or has a response to
+// replay. A key in flight (maybe a dead request's, to recover) is not settled.
+func settledOutcome(row db.ClaimIdempotencyKeyRow, p db.ClaimIdempotencyKeyParams) (idempotency.Outcome, bool) {
+	switch {
+	case row.Inserted:
+		return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: p.ClaimID}, true
+	case row.RequestHash != p.RequestHash:
+		return idempotency.Outcome{Kind: idempotency.Conflict}, true
+	case row.State == "completed" && row.ResponseStatus != nil:
+		return idempotency.Outcome{Kind: idempotency.Replay, Status: int(*row.ResponseStatus), Body: row.ResponseBody}, true
+	}
+	return idempotency.Outcome{}, false
 }
 
 // Complete stores the response of a claimed request (one that wrote nothing, or whose

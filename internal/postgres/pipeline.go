@@ -26,6 +26,11 @@ import (
 //     statement deferred with it: what locks hot rows (the stock a completion takes)
 //     holds them from the last statement before the COMMIT to the COMMIT.
 //
+// A request whose idempotency claim is deferred (idempotency.NewDeferred) may take it in
+// the first round trip (rideClaim): the claim goes out ahead of that round trip's read,
+// outside the transaction, and commits with it, so a concurrent duplicate sees it a
+// read's time later and the claim costs no round trip of its own.
+//
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
 // included) and rollback ends it. Nothing here is session state: behind PgBouncer in
@@ -38,7 +43,17 @@ type pipelinedTx struct {
 	// queued are the deferred statements not sent yet, in their order; queuedLast
 	// those of beforeCommit, sent after them.
 	queued, queuedLast []queuedStatement
+	// ride is a deferred claim to take in the first round trip (rideClaim), with
+	// rideParams; nil once sent or when there is none.
+	ride       *idempotency.Claim
+	rideParams db.ClaimIdempotencyKeyParams
 }
+
+// errRideMissed says a deferred claim could not be settled in the first round trip: a
+// statement that writes went first, or the key's row needs the claim's own statements
+// (a request in flight, maybe dead). runPipelinedTx then takes the claim on its own and
+// runs the transaction again.
+var errRideMissed = errors.New("postgres: the deferred idempotency claim did not ride the first round trip")
 
 // queuedStatement is a deferred statement.
 type queuedStatement struct {
@@ -67,10 +82,27 @@ func (t *pipelinedTx) deferred() *db.Queries { return db.New(deferredDBTX{t: t})
 // are, but sent after every other deferred statement of their round trip.
 func (t *pipelinedTx) beforeCommit() *db.Queries { return db.New(deferredDBTX{t: t, last: true}) }
 
+// rideClaim makes claim, a deferred one not taken yet, go out in the first round trip,
+// which must be a read (Query): it is sent outside the transaction, with the claim.
+func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
+	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now)
+}
+
 // pending is a batch of BEGIN (unless sent) and the queued statements, which the
-// statement about to be sent follows; it empties the queue.
-func (t *pipelinedTx) pending() *pgx.Batch {
-	b := &pgx.Batch{}
+// statement about to be sent follows; it empties the queue. With read, the statement is
+// a read that the deferred claim may ride: the batch is then the claim alone, and rides
+// says so. A claim that cannot ride (a write goes first) is errRideMissed.
+func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
+	b = &pgx.Batch{}
+	if t.ride != nil {
+		if !read || t.begun || len(t.queued)+len(t.queuedLast) > 0 {
+			return nil, false, errRideMissed
+		}
+		var c capturedStatement
+		_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), t.rideParams)
+		b.Queue(c.sql, c.args...)
+		return b, true, nil
+	}
 	if !t.begun {
 		b.Queue("begin")
 		t.begun = true
@@ -79,13 +111,36 @@ func (t *pipelinedTx) pending() *pgx.Batch {
 		b.Queue(s.sql, s.args...)
 	}
 	t.queued, t.queuedLast = nil, nil
-	return b
+	return b, false, nil
 }
 
 // send sends b, whose first n statements are those of pending, and reads their
-// results: an error of one of them is that of the round trip.
-func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int) (pgx.BatchResults, error) {
+// results: an error of one of them is that of the round trip. When the deferred claim
+// rides, its row is read first and settles the claim: a key that is not the request's
+// stops the work with idempotency.ErrNotClaimed.
+func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool) (pgx.BatchResults, error) {
 	br := t.conn.SendBatch(ctx, b)
+	if rides {
+		claim, p := t.ride, t.rideParams
+		t.ride = nil
+		row, err := db.New(batchResultsDBTX{br}).ClaimIdempotencyKey(ctx, p)
+		switch {
+		case isNoRows(err):
+			err = errRideMissed // recorded by a transaction newer than the statement's snapshot
+		case err != nil:
+			err = fmt.Errorf("claim idempotency key: %w", err)
+		default:
+			if out, ok := settledOutcome(row, p); ok {
+				err = claim.Resolve(out)
+			} else {
+				err = errRideMissed
+			}
+		}
+		if err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
 	for range n {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
@@ -96,17 +151,23 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int) (pgx.BatchR
 }
 
 // sendNow sends sql with BEGIN (unless sent) and the queued statements before it, and
-// returns the results with sql's next.
-func (t *pipelinedTx) sendNow(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	b := t.pending()
+// returns the results with sql's next. read says sql only reads (see pending).
+func (t *pipelinedTx) sendNow(ctx context.Context, sql string, args []any, read bool) (pgx.BatchResults, error) {
+	b, rides, err := t.pending(read)
+	if err != nil {
+		return nil, err
+	}
 	n := b.Len()
+	if rides {
+		n = 0
+	}
 	b.Queue(sql, args...)
-	return t.send(ctx, b, n)
+	return t.send(ctx, b, n, rides)
 }
 
 // Exec runs sql now, with BEGIN and the queued statements before it.
 func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	br, err := t.sendNow(ctx, sql, args)
+	br, err := t.sendNow(ctx, sql, args, false)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -117,9 +178,10 @@ func (t *pipelinedTx) Exec(ctx context.Context, sql string, args ...any) (pgconn
 	return tag, err
 }
 
-// Query runs sql now, with BEGIN and the queued statements before it.
+// Query runs sql now, with BEGIN and the queued statements before it. A query is taken
+// for a read: a deferred claim may ride with it (rideClaim's callers read first).
 func (t *pipelinedTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	br, err := t.sendNow(ctx, sql, args)
+	br, err := t.sendNow(ctx, sql, args, true)
 	if err != nil {
 		return nil, err
 	}
@@ -159,8 +221,11 @@ func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResu
 
 // flush sends what is pending on its own.
 func (t *pipelinedTx) flush(ctx context.Context) error {
-	b := t.pending()
-	br, err := t.send(ctx, b, b.Len())
+	b, _, err := t.pending(false)
+	if err != nil {
+		return err
+	}
+	br, err := t.send(ctx, b, b.Len(), false)
 	if err != nil {
 		return err
 	}
@@ -169,13 +234,16 @@ func (t *pipelinedTx) flush(ctx context.Context) error {
 
 // commit sends the queued statements and COMMIT in one round trip.
 func (t *pipelinedTx) commit(ctx context.Context) error {
-	if !t.begun && len(t.queued) == 0 && len(t.queuedLast) == 0 {
+	if t.ride == nil && !t.begun && len(t.queued) == 0 && len(t.queuedLast) == 0 {
 		t.committed = true // nothing was sent: there is nothing to commit
 		return nil
 	}
-	b := t.pending()
+	b, _, err := t.pending(false)
+	if err != nil {
+		return err
+	}
 	b.Queue("commit")
-	br, err := t.send(ctx, b, b.Len())
+	br, err := t.send(ctx, b, b.Len(), false)
 	if err != nil {
 		return err
 	}
@@ -235,6 +303,62 @@ func (d deferredDBTX) CopyFrom(context.Context, pgx.Identifier, []string, pgx.Co
 }
 
 func (d deferredDBTX) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
+	return errBatchResults{errNotDeferrable}
+}
+
+// capturedStatement is a db.DBTX that keeps the statement a Queries method would send,
+// and sends nothing: sqlc stays the source of a statement queued in a pgx.Batch.
+type capturedStatement struct {
+	sql  string
+	args []any
+}
+
+// errCaptured is what a captured statement's method returns; its result is unused.
+var errCaptured = errors.New("postgres: statement captured, not sent")
+
+func (c *capturedStatement) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.sql, c.args = sql, args
+	return pgconn.CommandTag{}, errCaptured
+}
+
+func (c *capturedStatement) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.sql, c.args = sql, args
+	return nil, errCaptured
+}
+
+func (c *capturedStatement) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	c.sql, c.args = sql, args
+	return errRow{errCaptured}
+}
+
+func (c *capturedStatement) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, errCaptured
+}
+
+func (c *capturedStatement) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
+	return errBatchResults{errCaptured}
+}
+
+// batchResultsDBTX is a db.DBTX that reads the next result of a batch already sent:
+// the Queries method that captured a statement reads its result, so the row is scanned
+// by the code sqlc generated for it.
+type batchResultsDBTX struct{ br pgx.BatchResults }
+
+func (d batchResultsDBTX) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return d.br.Exec()
+}
+
+func (d batchResultsDBTX) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return d.br.Query()
+}
+
+func (d batchResultsDBTX) QueryRow(context.Context, string, ...any) pgx.Row { return d.br.QueryRow() }
+
+func (d batchResultsDBTX) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
+	return 0, errNotDeferrable
+}
+
+func (d batchResultsDBTX) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
 	return errBatchResults{errNotDeferrable}
 }
 
@@ -317,7 +441,18 @@ func withPipelinedRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, cl
 func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(tx *pipelinedTx, now time.Time) (T, error),
 ) (T, error) {
-	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), fn)
+	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), false, fn)
+}
+
+// withRiddenRecordedTxV is withPipelinedRecordedTxV for a fn whose first round trip is
+// a read (a Query through q, nothing deferred before it): a deferred idempotency claim
+// rides in it (pipelinedTx.rideClaim), so the claim costs no round trip of its own.
+func withRiddenRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
+	fn func(q, deferred *db.Queries, now time.Time) (T, error),
+) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), true, func(tx *pipelinedTx, now time.Time) (T, error) {
+		return fn(db.New(tx), tx.deferred(), now)
+	})
 }
 
 // withPipelinedTx is withPipelinedRecordedTx for a transaction whose result is not the
@@ -325,12 +460,34 @@ func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clo
 func withPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(tx *pipelinedTx, now time.Time) (T, error),
 ) (T, error) {
-	return runPipelinedTx(ctx, pool, clock, nil, fn)
+	return runPipelinedTx(ctx, pool, clock, nil, false, fn)
 }
 
 // runPipelinedTx runs fn in a pipelinedTx and commits, recording the response under
-// claim (nil: none).
-func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim,
+// claim (nil: none). A deferred claim not taken yet rides in fn's first round trip when
+// ride says it may; otherwise, or when it could not settle there, it is taken on its own
+// first and fn runs in a new transaction.
+func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim, ride bool,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
+	if claim != nil && !(ride && claim.Pending()) {
+		if err := claim.Take(ctx); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
+	result, err := runPipelinedTxOnce(ctx, pool, clock, claim, fn)
+	if errors.Is(err, errRideMissed) {
+		if err := claim.Take(ctx); err != nil {
+			return result, err
+		}
+		return runPipelinedTxOnce(ctx, pool, clock, claim, fn)
+	}
+	return result, err
+}
+
+// runPipelinedTxOnce is one run of runPipelinedTx's transaction.
+func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim,
 	fn func(tx *pipelinedTx, now time.Time) (T, error),
 ) (T, error) {
 	var zero T
@@ -340,6 +497,9 @@ func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func()
 	}
 	defer tx.rollback(ctx)
 	now := clock()
+	if claim != nil && claim.Pending() {
+		tx.rideClaim(claim, now)
+	}
 	result, err := fn(tx, now)
 	var refusal *commitThen
 	if errors.As(err, &refusal) {
@@ -353,6 +513,9 @@ func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func()
 	}
 	var status int
 	var body []byte
+	if claim != nil && claim.Pending() {
+		return zero, errRideMissed // fn sent nothing: the claim is taken on its own
+	}
 	if claim != nil && claim.Encode != nil {
 		if status, body, err = claim.Encode(result); err != nil {
 			return zero, fmt.Errorf("encode response: %w", err)

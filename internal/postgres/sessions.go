@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
@@ -133,7 +135,9 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 	if err := ch.Validate(true); err != nil {
 		return checkout.View{}, err
 	}
-	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+	// The catalog is the first round trip's read: the request's idempotency claim rides
+	// in it, outside the transaction, which the writes begin in the second.
+	return withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
 		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
 		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, nil)
 		if err != nil {
@@ -206,33 +210,72 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 }
 
 // UpdateSession validates ch and applies it to the locked session.
+//
+// It reads the session first, with the request's idempotency claim and outside the
+// transaction, and locks it in the transaction of the writes only if nothing changed it
+// in between (LockUnchangedSession): two round trips. When something did, the update
+// runs again with the session read under its lock, as before that read-ahead.
 func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout.Changes) (checkout.View, error) {
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
-	return s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
-		sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+	view, err := withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+		sv, err := s.loadSessionView(ctx, q, owner, id, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		sess := sv.session
-		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, &sv.read)
-		if err != nil {
-			return checkout.View{}, refuseAfterExpiry(err, expired)
+		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
+			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		if err := updateSession(ctx, deferred, sess, now); err != nil {
+		expired, err := expireAhead(ctx, deferred, sv.session, now)
+		if err != nil {
 			return checkout.View{}, err
 		}
-		if ch.Items != nil {
-			if err := deferred.DeleteLineItems(ctx, sess.ID); err != nil {
-				return checkout.View{}, fmt.Errorf("delete line items: %w", err)
-			}
-			if err := insertLineRows(ctx, deferred, sess); err != nil {
+		return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
+	})
+	if isSessionMoved(err) {
+		view, err = s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+			sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+			if err != nil {
 				return checkout.View{}, err
 			}
+			return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
+		})
+	}
+	return view, err
+}
+
+// sessionMovedCode is the SQLSTATE of raise_session_moved (migration 00016).
+const sessionMovedCode = "AC414"
+
+// isSessionMoved reports whether err is LockUnchangedSession's: the session changed
+// after it was read.
+func isSessionMoved(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == sessionMovedCode
+}
+
+// applyUpdate applies ch to the session of sv, read under its lock or locked unchanged
+// by a statement deferred before these writes (expired: found past its expiry, its
+// cancellation deferred), and defers the writes.
+func (s *Store) applyUpdate(ctx context.Context, q, deferred *db.Queries, sv sessionView, expired bool, ch checkout.Changes, now time.Time) (checkout.View, error) {
+	sess := sv.session
+	cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, &sv.read)
+	if err != nil {
+		return checkout.View{}, refuseAfterExpiry(err, expired)
+	}
+	if err := updateSession(ctx, deferred, sess, now); err != nil {
+		return checkout.View{}, err
+	}
+	if ch.Items != nil {
+		if err := deferred.DeleteLineItems(ctx, sess.ID); err != nil {
+			return checkout.View{}, fmt.Errorf("delete line items: %w", err)
 		}
-		return s.viewWith(sess, cat, now, nil, consents), nil
-	})
+		if err := insertLineRows(ctx, deferred, sess); err != nil {
+			return checkout.View{}, err
+		}
+	}
+	return s.viewWith(sess, cat, now, nil, consents), nil
 }
 
 // lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out

@@ -26,6 +26,9 @@ type sessionView struct {
 	token *payment.Token
 	// lastAttempt is the number of the session's latest payment attempt (0: none).
 	lastAttempt int32
+	// version is the version of the session row read (its xmin), which
+	// LockUnchangedSession checks.
+	version int64
 }
 
 // catalogRead is a catalog and the consents of a view as read, before they are checked
@@ -104,7 +107,7 @@ func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSess
 	if token != nil {
 		sv.token = tokenFromRow(*token)
 	}
-	sv.lastAttempt = row.LastAttemptNumber
+	sv.lastAttempt, sv.version = row.LastAttemptNumber, row.RowVersion
 	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, sv.read.parts)
 	if err != nil {
 		return sessionView{}, err

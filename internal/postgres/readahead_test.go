@@ -1,0 +1,152 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+)
+
+// withDeferredKey is ctx carrying a deferred claim of key (as the HTTP layer gives a
+// create or an update), whose encoder calls between before encoding: it runs after the
+// work's first round trip and before the one that commits.
+func (e *outboxEnv) withDeferredKey(ctx context.Context, key string, between func()) (context.Context, *idempotency.Claim) {
+	k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions/x", Key: key}
+	claim := idempotency.NewDeferred(k, "hash-"+key, func(context.Context) (idempotency.Outcome, error) {
+		e.t.Error("the deferred claim was taken on its own; it must ride the first round trip")
+		return idempotency.Outcome{}, errors.New("not expected")
+	})
+	idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
+		between()
+		return 200, []byte(`{"id":"` + v.Session.ID + `"}`), nil
+	})
+	return idempotency.NewContext(ctx, claim), claim
+}
+
+// An update reads its session before its transaction, with its idempotency claim, and
+// locks it only if nothing changed it since (LockUnchangedSession). A change committed
+// in between, or one that holds the row while the update waits for it, makes the update
+// run again on the session as changed: nothing the other transaction wrote is lost.
+func TestUpdateReadAheadKeepsAConcurrentChange(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// change changes the session's buyer behind the update's back; it returns
+		// once the change is committed or, held, once it is certain to commit. It
+		// runs inside the update (its encoder), so it reports with Error, not Fatal.
+		change func(e *outboxEnv, id string) (wait func())
+	}{
+		{"committed between the read and the lock", func(e *outboxEnv, id string) func() {
+			if _, err := e.pool.Exec(context.Background(),
+				`UPDATE checkout_sessions SET buyer = '{"email":"grace@example.com","first_name":"Grace","last_name":"Hopper"}' WHERE id = $1`, id); err != nil {
+				e.t.Error(err)
+			}
+			return func() {}
+		}},
+		{"holding the row while the update waits for its lock", func(e *outboxEnv, id string) func() {
+			ctx := context.Background()
+			tx, err := e.pool.Begin(ctx)
+			if err != nil {
+				e.t.Error(err)
+				return func() {}
+			}
+			if _, err := tx.Exec(ctx,
+				`UPDATE checkout_sessions SET buyer = '{"email":"grace@example.com","first_name":"Grace","last_name":"Hopper"}' WHERE id = $1`, id); err != nil {
+				e.t.Error(err)
+			}
+			done := inBackground(func() error {
+				time.Sleep(200 * time.Millisecond) // the update is waiting for the row by now
+				return tx.Commit(ctx)
+			})
+			return func() {
+				if err := <-done; err != nil {
+					e.t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newOutboxEnv(t)
+			ctx := context.Background()
+			created, err := e.store.CreateSession(ctx, "", checkout.Changes{
+				Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD",
+				Buyer: &checkout.Buyer{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := created.Session.ID
+			changed, encoded := false, 0
+			var wait func()
+			ctx, claim := e.withDeferredKey(ctx, "k", func() {
+				encoded++
+				if !changed {
+					changed = true
+					wait = tc.change(e, id)
+				}
+			})
+			// Metadata alone: the update needs no catalog read, so its second round trip
+			// is the one that commits, after the encoder.
+			view, err := e.store.UpdateSession(ctx, "", id, checkout.Changes{Metadata: map[string]any{"note": "gift"}})
+			if wait != nil {
+				wait()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if encoded != 2 {
+				t.Errorf("the update's response was encoded %d times, want 2: the update must run again", encoded)
+			}
+			if b := view.Session.Buyer; b == nil || b.FirstName != "Grace" {
+				t.Errorf("the update answered buyer %+v: the concurrent change is lost", b)
+			}
+			stored, err := e.store.GetSession(context.Background(), "", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := stored.Session.Buyer; b == nil || b.FirstName != "Grace" {
+				t.Errorf("stored buyer %+v: the concurrent change is lost", b)
+			}
+			if m := stored.Session.Metadata; m["note"] != "gift" {
+				t.Errorf("stored metadata %v: the update is lost", m)
+			}
+			if _, _, ok := claim.Recorded(); !ok || claim.ClaimID == "" {
+				t.Errorf("the claim rode the first round trip but its response was not recorded")
+			}
+			if n := e.text(`SELECT state FROM idempotency_keys WHERE key = 'k'`); n != "completed" {
+				t.Errorf("idempotency key state = %s, want completed", n)
+			}
+		})
+	}
+}
+
+// A create and an update whose deferred claim finds the key used before stop before
+// writing anything: the claim says what it found, and the request's work is not done
+// again.
+func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	create := func(key string) (checkout.View, *idempotency.Claim, error) {
+		ctx, claim := e.withDeferredKey(ctx, key, func() {})
+		v, err := e.store.CreateSession(ctx, "", checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD"})
+		return v, claim, err
+	}
+	if _, _, err := create("used"); err != nil {
+		t.Fatal(err)
+	}
+	_, claim, err := create("used")
+	if !errors.Is(err, idempotency.ErrNotClaimed) {
+		t.Fatalf("a create with a used key: %v, want ErrNotClaimed", err)
+	}
+	if out, refused := claim.Refused(); !refused || out.Kind != idempotency.Replay || out.Status != 200 {
+		t.Errorf("the claim found %+v, %v; want the replay of the first response", out, refused)
+	}
+	if n := e.text(`SELECT count(*)::text FROM checkout_sessions`); n != "1" {
+		t.Errorf("%s sessions stored, want 1", n)
+	}
+}
