@@ -137,11 +137,13 @@ func TestUpdateWaitsForTheSessionLock(t *testing.T) {
 	}
 }
 
-// TestCompleteWaitsForTheVaultTokenLock: a completion reads its vault token under FOR
-// UPDATE, so a transaction deleting the token (as the sweeper does with expired ones)
-// makes it wait and then refuse cleanly with payment_token_not_found; without the lock
-// it would read the token, take stock, insert the order and only then find the token gone
-// ("vault token changed under its row lock", a 500 for the agent).
+// TestCompleteWaitsForTheVaultTokenLock: a transaction deleting a completion's vault
+// token (as the sweeper does with expired ones) makes the completion wait on the token's
+// row and then refuse cleanly with payment_token_not_found. The completion reads ahead
+// of its locks (completeReadAhead), so it waits in the token's use (ConsumeVaultToken),
+// which raises when the token is gone; it then runs again under its locks, reads the
+// token under FOR UPDATE and finds it deleted. Without that it would answer "vault token
+// changed under its row lock", a 500 for the agent.
 func TestCompleteWaitsForTheVaultTokenLock(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
@@ -153,7 +155,9 @@ func TestCompleteWaitsForTheVaultTokenLock(t *testing.T) {
 		_, err := e.store.CompleteSession(context.Background(), "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
 		return err
 	})
-	mustWaitInRowLock(t, e, "vault_tokens", "completion")
+	if q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout); !strings.Contains(q, "UPDATE vault_tokens") && !strings.Contains(q, "FROM vault_tokens") {
+		t.Errorf("the completion waits in %q, want the token's row", q)
+	}
 	mustStillWait(t, done, "CompleteSession")
 
 	if err := holder.Commit(context.Background()); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -40,6 +41,13 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		return checkout.View{}, err
 	}
 	if !payment.IsVaultToken(c.Token) {
+		// The phases record the response with the last; a deferred idempotency claim
+		// is taken before the first writes anything.
+		if claim := idempotency.FromContext(ctx); claim != nil {
+			if err := claim.Take(ctx); err != nil {
+				return checkout.View{}, err
+			}
+		}
 		return s.completeInPhases(ctx, owner, id, c)
 	}
 	view, err := s.completeWithVaultToken(ctx, owner, id, c)
@@ -54,8 +62,81 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 // statement at a time.
 var errLockedTooFew = errors.New("postgres: the discount codes of the session normalise differently in SQL and Go")
 
-// completeWithVaultToken is the vault-token completion in a pipelinedTx, in two round
-// trips after the idempotency claim (docs/PERFORMANCE.md, "Round trips"):
+// completeWithVaultToken is the vault-token completion in a pipelinedTx. Most take two
+// round trips, the idempotency claim riding the first (completeReadAhead); a session to
+// which a usage-limited discount may apply, or whose session or token changed between
+// the two, takes the claim's round trip and two more (completeUnderLocks).
+func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+	view, err := s.completeReadAhead(ctx, owner, id, c)
+	if errors.Is(err, errReadUnderLocks) || isSessionMoved(err) || isTokenChanged(err) {
+		view, err = s.completeUnderLocks(ctx, owner, id, c)
+	}
+	return view, err
+}
+
+// isTokenChanged reports whether err is ConsumeVaultToken's: the token was used or
+// deleted (the sweeper deletes expired ones) after it was read.
+func isTokenChanged(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == tokenChangedCode
+}
+
+// errReadUnderLocks says a completion read ahead of its locks found a usage-limited
+// discount that may apply: its redemptions must be counted under the discount's lock
+// (completeUnderLocks).
+var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply; the completion reads under its locks")
+
+// completeReadAhead is the vault-token completion in two round trips (docs/PERFORMANCE.md,
+// "Round trips"):
+//
+//  1. the idempotency claim and the session's view with the token (GetSessionView),
+//     outside the transaction;
+//  2. BEGIN; the session's row lock, taken only if no transaction changed the row since
+//     that read (LockUnchangedSession, else AC414); the order and everything written
+//     with it, the record of the response, the stock (TakeStock, beforeCommit) and
+//     COMMIT.
+//
+// The session row's version stands for what the completion decides on: every write to
+// a session, its token's use and its payment attempts included, changes the row. Three
+// things do not, and each sends the completion under its locks: the discounts'
+// redemption counts (a view in which a usage-limited discount may apply is not used:
+// errReadUnderLocks, the counts are read under the discounts' locks); the token, which
+// the sweeper may delete once expired (its use, ConsumeVaultToken, raises AC411 when it
+// is gone or used); and the session itself (AC414). The token is not locked ahead: its
+// use locks it, after the session and before the stock, the lock order of every
+// completion. A transaction that raised wrote nothing, so running again under the locks
+// gives the answer the locked read gives.
+func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+	var lines []checkout.Line
+	view, err := withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+		q, deferred := db.New(tx), tx.deferred()
+		sv, err := s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &c.Token, Now: now})
+		if err != nil {
+			return checkout.View{}, err
+		}
+		if mayApplyLimited(sv.read.parts.discounts) {
+			return checkout.View{}, errReadUnderLocks
+		}
+		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
+			return checkout.View{}, fmt.Errorf("lock session: %w", err)
+		}
+		view, err := s.completeFromView(ctx, tx, sv, c, now)
+		lines = sv.session.Lines
+		return view, err
+	})
+	return view, pipelinedCompletionError(err, lines)
+}
+
+// mayApplyLimited reports whether one of the discounts a view read may apply has a
+// usage limit (total or per buyer).
+func mayApplyLimited(discounts []db.ListSessionDiscountsRow) bool {
+	return slices.ContainsFunc(discounts, func(d db.ListSessionDiscountsRow) bool {
+		return d.Discount.UsageLimit != nil || d.Discount.PerBuyerLimit != nil
+	})
+}
+
+// completeUnderLocks is the vault-token completion in two round trips after the
+// idempotency claim:
 //
 //  1. BEGIN; the session's row lock (LockSession); the locks of the usage-limited
 //     discounts that may apply to it (LockCompletionDiscounts), and of the vault token
@@ -70,38 +151,46 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // or a token used meanwhile cannot be seen in Go before the COMMIT: their statements
 // raise (AC410, AC411), the transaction aborts, and pipelinedCompletionError maps the
 // error back to the refusal the completion gave when it checked each row count.
-func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+func (s *Store) completeUnderLocks(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	var lines []checkout.Line
 	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
-		q, deferred := db.New(tx), tx.deferred()
-		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, &c.Token, now)
+		sv, err := s.lockForCompletion(ctx, db.New(tx), tx.deferred(), owner, id, &c.Token, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		sess := sv.session
-		expired, err := expireAhead(ctx, deferred, sess, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
-		if expired {
-			return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
-		}
-		d, offered, err := s.draftFromView(ctx, q, sv, c, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
-		d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
-		if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
-			return checkout.View{}, err
-		}
-		lines = sess.Lines
-		if err := takeStockLast(ctx, tx.beforeCommit(), lines); err != nil {
-			return checkout.View{}, err
-		}
-		offered = withDecisions(offered, sess, sess.ConsentRecords(s.consents, d.consents))
-		return s.viewWith(sess, d.cat, now, d.order, offered), nil
+		view, err := s.completeFromView(ctx, tx, sv, c, now)
+		lines = sv.session.Lines
+		return view, err
 	})
 	return view, pipelinedCompletionError(err, lines)
+}
+
+// completeFromView completes the session of sv, read under the completion's locks or
+// locked unchanged by a statement deferred before these writes: the lazy expiry, the
+// draft, the order rows (deferred) and the stock (last before the COMMIT).
+func (s *Store) completeFromView(ctx context.Context, tx *pipelinedTx, sv sessionView, c checkout.Completion, now time.Time) (checkout.View, error) {
+	q, deferred := db.New(tx), tx.deferred()
+	sess := sv.session
+	expired, err := expireAhead(ctx, deferred, sess, now)
+	if err != nil {
+		return checkout.View{}, err
+	}
+	if expired {
+		return checkout.View{}, refuseAfterExpiry(sess.CheckCompletable(checkout.Quote{}), true)
+	}
+	d, offered, err := s.draftFromView(ctx, q, sv, c, now)
+	if err != nil {
+		return checkout.View{}, err
+	}
+	d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
+	if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
+		return checkout.View{}, err
+	}
+	if err := takeStockLast(ctx, tx.beforeCommit(), sess.Lines); err != nil {
+		return checkout.View{}, err
+	}
+	offered = withDecisions(offered, sess, sess.ConsentRecords(s.consents, d.consents))
+	return s.viewWith(sess, d.cat, now, d.order, offered), nil
 }
 
 // lockForCompletion is lockSessionAhead for a completion: after the session, the

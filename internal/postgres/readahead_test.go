@@ -150,3 +150,44 @@ func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
 		t.Errorf("%s sessions stored, want 1", n)
 	}
 }
+
+// A vault-token completion reads its session and token ahead of its locks, with its
+// idempotency claim. A change to the session committed before it locks the row makes
+// it run again under its locks: the order is that of the session as changed, and the
+// response is recorded once.
+func TestCompleteReadAheadRunsAgainOnAChangedSession(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	sid := e.readySession()
+	tok := e.vaultToken(sid)
+	changed, encoded := false, 0
+	ctx, claim := e.withDeferredKey(context.Background(), "complete", func() {
+		encoded++
+		if !changed {
+			changed = true
+			if _, err := e.pool.Exec(context.Background(),
+				`UPDATE checkout_sessions SET buyer = '{"email":"grace@example.com","first_name":"Grace","last_name":"Hopper"}' WHERE id = $1`, sid); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	view, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if encoded != 2 {
+		t.Errorf("the completion's response was encoded %d times, want 2: it must run again under its locks", encoded)
+	}
+	if view.Order == nil || view.Session.Buyer == nil || view.Session.Buyer.FirstName != "Grace" {
+		t.Errorf("completion answered order %v, buyer %+v: want an order for the changed session", view.Order, view.Session.Buyer)
+	}
+	if n := e.text(`SELECT count(*)::text FROM orders WHERE checkout_session_id = $1`, sid); n != "1" {
+		t.Errorf("%s orders, want 1", n)
+	}
+	if n := e.text(`SELECT buyer->>'first_name' FROM checkout_sessions WHERE id = $1`, sid); n != "Grace" {
+		t.Errorf("stored buyer %s: the concurrent change is lost", n)
+	}
+	if _, _, ok := claim.Recorded(); !ok {
+		t.Error("the completion's response was not recorded with its key")
+	}
+}
