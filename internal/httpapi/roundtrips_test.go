@@ -26,7 +26,7 @@ var roundTripCeilings = []struct {
 	{op: "update", ceiling: 2},
 	{op: "delegate_payment", ceiling: 2},
 	{op: "complete", ceiling: 2},
-	{op: "complete_psp", ceiling: 6, pending: "target 5: the third phase reads the attempt and the view in two round trips"},
+	{op: "complete_psp", ceiling: 5},
 	{op: "replay", ceiling: 1},
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
@@ -439,22 +441,32 @@ func (s *Store) settleAttempt(ctx context.Context, a db.PaymentAttempt, receipt 
 // session, in one transaction that records the request's idempotent response. An
 // attempt another caller finished meanwhile answers with that order: it is written once.
 //
-// It is a pipelinedTx of three round trips: BEGIN, the session's row lock
-// (LockSession) and the attempt, locked; the session's view; the settled attempt, the
-// order and everything written with it, the record of the response and COMMIT.
+// It is a pipelinedTx of two round trips: BEGIN, the session's row lock
+// (LockSession), the attempt, locked (read along), and the session's view; the settled
+// attempt, the order and everything written with it, the record of the response and
+// COMMIT. The view of an attempt already succeeded goes unused.
 func (s *Store) finishAttempt(ctx context.Context, a db.PaymentAttempt, reference string) (checkout.View, error) {
 	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 		q, deferred := db.New(tx), tx.deferred()
 		if err := deferred.LockSession(ctx, db.LockSessionParams{ID: a.CheckoutSessionID, Owner: a.Owner}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		current, err := q.GetLatestPaymentAttempt(ctx, a.CheckoutSessionID)
-		if err != nil {
+		var current db.PaymentAttempt
+		if err := tx.readAlong(func(q *db.Queries) (err error) {
+			current, err = q.GetLatestPaymentAttempt(ctx, a.CheckoutSessionID)
+			if err != nil && !isNoRows(err) {
+				return fmt.Errorf("lock payment attempt: %w", err)
+			}
+			return nil // no attempt: current stays empty, answered after the view
+		}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock payment attempt: %w", err)
 		}
 		sv, err := s.loadSessionView(ctx, q, a.Owner, a.CheckoutSessionID, now)
 		if err != nil {
 			return checkout.View{}, err
+		}
+		if current.ID == "" {
+			return checkout.View{}, fmt.Errorf("lock payment attempt: %w", pgx.ErrNoRows)
 		}
 		sess := sv.session
 		if current.ID == a.ID && current.Status == AttemptSucceeded {

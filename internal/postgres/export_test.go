@@ -67,3 +67,14 @@ func TakeStockBeforeCommit(ctx context.Context, pool *pgxpool.Pool, lines []chec
 	})
 	return pipelinedCompletionError(err, lines)
 }
+
+// WithPipelinedReads is WithPipelinedTx whose fn may also queue reads along
+// (pipelinedTx.readAlong) through readAlong.
+func WithPipelinedReads(ctx context.Context, pool *pgxpool.Pool,
+	fn func(q, deferred *db.Queries, readAlong func(read func(q *db.Queries) error) error) error,
+) error {
+	_, err := withPipelinedRecordedTx(ctx, pool, time.Now, func(tx *pipelinedTx, _ time.Time) (struct{}, error) {
+		return struct{}{}, fn(db.New(tx), tx.deferred(), tx.readAlong)
+	})
+	return err
+}

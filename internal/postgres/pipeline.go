@@ -24,7 +24,10 @@ import (
 //   - the COMMIT goes out with the deferred statements;
 //   - a statement queued through the Queries of beforeCommit goes out after every
 //     statement deferred with it: what locks hot rows (the stock a completion takes)
-//     holds them from the last statement before the COMMIT to the COMMIT.
+//     holds them from the last statement before the COMMIT to the COMMIT;
+//   - a read can go along (readAlong): queued in order as a deferred statement, its
+//     result is read in the round trip that sends it, so two reads take one round
+//     trip when the second needs nothing of the first's result.
 //
 // A request whose idempotency claim is deferred (idempotency.NewDeferred) may take it in
 // the first round trip (rideClaim): the claim goes out ahead of that round trip's read,
@@ -47,6 +50,9 @@ type pipelinedTx struct {
 	// rideParams; nil once sent or when there is none.
 	ride       *idempotency.Claim
 	rideParams db.ClaimIdempotencyKeyParams
+	// reads are the reads along (readAlong) of the batch pending made last, by
+	// their position in it: nil for a statement whose only result is its error.
+	reads []func(q *db.Queries) error
 }
 
 // errRideMissed says a deferred claim could not be settled in the first round trip: a
@@ -59,6 +65,8 @@ var errRideMissed = errors.New("postgres: the deferred idempotency claim did not
 type queuedStatement struct {
 	sql  string
 	args []any
+	// read reads its result, for a read along (readAlong); nil for the others.
+	read func(q *db.Queries) error
 }
 
 var _ db.DBTX = (*pipelinedTx)(nil)
@@ -82,6 +90,29 @@ func (t *pipelinedTx) deferred() *db.Queries { return db.New(deferredDBTX{t: t})
 // are, but sent after every other deferred statement of their round trip.
 func (t *pipelinedTx) beforeCommit() *db.Queries { return db.New(deferredDBTX{t: t, last: true}) }
 
+// errReadAlong is the error of a read along that does not run exactly one statement
+// (Exec, Query or QueryRow): a bug of the caller.
+var errReadAlong = errors.New("postgres: a read along must run exactly one statement")
+
+// readAlong queues a read as a deferred statement, in order, so that it goes out with
+// the next round trip: read calls exactly one method of q, which returns a result
+// (:one, :many), and keeps it in a variable of the caller. It is called twice: now,
+// with Queries that capture its statement (its result is then an error to ignore), and
+// once the round trip is sent, with Queries that read its result, in order, before the
+// result of the statement that sends the round trip is returned. An error it returns
+// then is that of the round trip (the batch is closed, the transaction aborts); an
+// error that must not stop the round trip (pgx.ErrNoRows, say) read keeps for its
+// caller and returns nil. Nothing of the read is known before the round trip returns.
+func (t *pipelinedTx) readAlong(read func(q *db.Queries) error) error {
+	var c capturedRead
+	_ = read(db.New(&c))
+	if c.n != 1 || c.sql == "" {
+		return errReadAlong
+	}
+	t.queued = append(t.queued, queuedStatement{sql: c.sql, args: c.args, read: read})
+	return nil
+}
+
 // rideClaim makes claim, a deferred one not taken yet, go out in the first round trip,
 // which must be a read (Query): it is sent outside the transaction, with the claim.
 func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
@@ -103,21 +134,24 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		b.Queue(c.sql, c.args...)
 		return b, true, nil
 	}
+	t.reads = t.reads[:0]
 	if !t.begun {
 		b.Queue("begin")
+		t.reads = append(t.reads, nil)
 		t.begun = true
 	}
 	for _, s := range append(t.queued, t.queuedLast...) {
 		b.Queue(s.sql, s.args...)
+		t.reads = append(t.reads, s.read)
 	}
 	t.queued, t.queuedLast = nil, nil
 	return b, false, nil
 }
 
 // send sends b, whose first n statements are those of pending, and reads their
-// results: an error of one of them is that of the round trip. When the deferred claim
-// rides, its row is read first and settles the claim: a key that is not the request's
-// stops the work with idempotency.ErrNotClaimed.
+// results (a read along's with its read): an error of one of them is that of the
+// round trip. When the deferred claim rides, its row is read first and settles the
+// claim: a key that is not the request's stops the work with idempotency.ErrNotClaimed.
 func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool) (pgx.BatchResults, error) {
 	br := t.conn.SendBatch(ctx, b)
 	if rides {
@@ -141,8 +175,14 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool)
 			return nil, err
 		}
 	}
-	for range n {
-		if _, err := br.Exec(); err != nil {
+	for i := range n {
+		var err error
+		if i < len(t.reads) && t.reads[i] != nil {
+			err = t.reads[i](db.New(batchResultsDBTX{br}))
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			_ = br.Close()
 			return nil, err
 		}
@@ -337,6 +377,28 @@ func (c *capturedStatement) CopyFrom(context.Context, pgx.Identifier, []string, 
 
 func (c *capturedStatement) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
 	return errBatchResults{errCaptured}
+}
+
+// capturedRead is a capturedStatement that counts the statements captured
+// (readAlong's read must run one).
+type capturedRead struct {
+	capturedStatement
+	n int
+}
+
+func (c *capturedRead) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.n++
+	return c.capturedStatement.Exec(ctx, sql, args...)
+}
+
+func (c *capturedRead) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.n++
+	return c.capturedStatement.Query(ctx, sql, args...)
+}
+
+func (c *capturedRead) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	c.n++
+	return c.capturedStatement.QueryRow(ctx, sql, args...)
 }
 
 // batchResultsDBTX is a db.DBTX that reads the next result of a batch already sent:

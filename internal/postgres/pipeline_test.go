@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +149,144 @@ func TestPipelinedTxWritesAllOrNothing(t *testing.T) {
 	}
 	if n := stock(); n == nil || *n != 7 {
 		t.Errorf("stock = %v after the committed transaction, want 7", n)
+	}
+}
+
+// Reads along go out in order with the deferred statements of their round trip, which
+// the statement that needs its result sends: two reads and a final query take one round
+// trip, each read sees the writes queued before it, and each read's result is the one
+// of its own statement. An error of a read (the server's, or one the read returns) is
+// that of the round trip: the final query returns it instead of its rows, and the
+// transaction writes nothing.
+func TestPipelinedReadsAlong(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var trips pgtest.RoundTrips
+	pool := pgtest.MustPoolTraced(t, &trips)
+	if _, err := postgres.ImportCatalog(ctx, pool, []catalog.Product{{ID: "prod_tee", Title: "Tee", Variants: []catalog.Variant{
+		{ID: "item_a", Title: "Tee A", PriceAmount: 1500, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+		{ID: "item_b", Title: "Tee B", PriceAmount: 1600, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	stocks := func(vs []db.Variant) map[string]int32 {
+		m := map[string]int32{}
+		for _, v := range vs {
+			if v.StockQuantity != nil {
+				m[v.ID] = *v.StockQuantity
+			}
+		}
+		return m
+	}
+	setStock := func(deferred *db.Queries, id string, n int32) error {
+		_, err := deferred.SetVariantStock(ctx, db.SetVariantStockParams{ID: id, StockQuantity: new(n)})
+		return err
+	}
+
+	var a, b, final []db.Variant
+	var attempts []db.PaymentAttempt
+	n, sent := trips.Measure(func() {
+		err := postgres.WithPipelinedReads(ctx, pool, func(q, deferred *db.Queries, readAlong func(func(*db.Queries) error) error) error {
+			if err := setStock(deferred, "item_a", 5); err != nil {
+				return err
+			}
+			if err := readAlong(func(q *db.Queries) (err error) {
+				a, err = q.ListVariantsByID(ctx, []string{"item_a", "item_b"})
+				return err
+			}); err != nil {
+				return err
+			}
+			if err := setStock(deferred, "item_b", 6); err != nil {
+				return err
+			}
+			if err := readAlong(func(q *db.Queries) (err error) {
+				attempts, err = q.ListPaymentAttempts(ctx, db.ListPaymentAttemptsParams{MaxRows: 10})
+				return err
+			}); err != nil {
+				return err
+			}
+			if err := readAlong(func(q *db.Queries) (err error) {
+				b, err = q.ListVariantsByID(ctx, []string{"item_b"})
+				return err
+			}); err != nil {
+				return err
+			}
+			var err error
+			final, err = q.ListVariantsByID(ctx, []string{"item_a", "item_b"})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 2 {
+		t.Errorf("%d round trips, want 2 (the reads with the final query, then the COMMIT):\n%s", n, strings.Join(sent, "\n"))
+	}
+	if got, want := stocks(a), map[string]int32{"item_a": 5}; !maps.Equal(got, want) {
+		t.Errorf("first read: stocks %v, want %v (the write queued before it, not the one after)", got, want)
+	}
+	if attempts == nil || len(attempts) != 0 {
+		t.Errorf("second read: %v, want no attempts (an empty list)", attempts)
+	}
+	if got, want := stocks(b), map[string]int32{"item_b": 6}; len(b) != 1 || !maps.Equal(got, want) {
+		t.Errorf("third read: %d variants with stocks %v, want item_b alone with %v", len(b), got, want)
+	}
+	if got, want := stocks(final), map[string]int32{"item_a": 5, "item_b": 6}; len(final) != 2 || !maps.Equal(got, want) {
+		t.Errorf("final query: %d variants with stocks %v, want 2 with %v", len(final), got, want)
+	}
+
+	errRefused := errors.New("refused by the read")
+	for _, tc := range []struct {
+		name  string
+		read  func(q *db.Queries) error
+		isErr func(error) bool
+	}{
+		{"the server's", func(q *db.Queries) error {
+			_, err := q.ListPaymentAttempts(ctx, db.ListPaymentAttemptsParams{MaxRows: -1}) // LIMIT must not be negative
+			return err
+		}, func(err error) bool {
+			pgErr, ok := errors.AsType[*pgconn.PgError](err)
+			return ok && pgErr.Code == "2201W"
+		}},
+		{"the read's own", func(q *db.Queries) error {
+			if _, err := q.ListVariantsByID(ctx, []string{"item_a"}); err != nil {
+				return err
+			}
+			return errRefused
+		}, func(err error) bool { return errors.Is(err, errRefused) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rows []db.Variant
+			var queryErr error
+			err := postgres.WithPipelinedReads(ctx, pool, func(q, deferred *db.Queries, readAlong func(func(*db.Queries) error) error) error {
+				if err := setStock(deferred, "item_a", 9); err != nil {
+					return err
+				}
+				if err := readAlong(tc.read); err != nil {
+					return err
+				}
+				rows, queryErr = q.ListVariantsByID(ctx, []string{"item_a"})
+				return queryErr
+			})
+			if !tc.isErr(queryErr) || !tc.isErr(err) {
+				t.Errorf("final query: %v; transaction: %v; want the read's error", queryErr, err)
+			}
+			if rows != nil {
+				t.Errorf("final query returned %d rows with the read's error", len(rows))
+			}
+			var stock int32
+			if err := pool.QueryRow(ctx, `SELECT stock_quantity FROM variants WHERE id = 'item_a'`).Scan(&stock); err != nil {
+				t.Fatal(err)
+			}
+			if stock != 5 {
+				t.Errorf("stock = %d, want 5: the transaction of a failed read wrote", stock)
+			}
+		})
+	}
+
+	if err := postgres.WithPipelinedReads(ctx, pool, func(_, _ *db.Queries, readAlong func(func(*db.Queries) error) error) error {
+		return readAlong(func(*db.Queries) error { return nil })
+	}); err == nil {
+		t.Error("a read along that runs no statement was queued")
 	}
 }
