@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
 // withDeferredKey is ctx carrying a deferred claim of key (as the HTTP layer gives a
@@ -151,8 +152,7 @@ func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
 	}
 }
 
-// A vault-token completion reads its session and token ahead of its locks, with its
-// idempotency claim. A change to the session committed before it locks the row makes
+// A vault-token completion reads its session and token ahead of its locks. A change to the session committed before it locks the row makes
 // it run again under its locks: the order is that of the session as changed, and the
 // response is recorded once.
 func TestCompleteReadAheadRunsAgainOnAChangedSession(t *testing.T) {
@@ -161,7 +161,14 @@ func TestCompleteReadAheadRunsAgainOnAChangedSession(t *testing.T) {
 	sid := e.readySession()
 	tok := e.vaultToken(sid)
 	changed, encoded := false, 0
-	ctx, claim := e.withDeferredKey(context.Background(), "complete", func() {
+	k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions/" + sid + "/complete", Key: "complete"}
+	out, err := postgres.NewIdempotency(e.pool, time.Hour).Claim(context.Background(), k, "hash")
+	if err != nil || out.Kind != idempotency.Claimed {
+		t.Fatalf("claim: %+v, %v", out, err)
+	}
+	claim := &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
+	ctx := idempotency.NewContext(context.Background(), claim)
+	idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
 		encoded++
 		if !changed {
 			changed = true
@@ -170,6 +177,7 @@ func TestCompleteReadAheadRunsAgainOnAChangedSession(t *testing.T) {
 				t.Error(err)
 			}
 		}
+		return 200, []byte(`{"id":"` + v.Session.ID + `"}`), nil
 	})
 	view, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
 	if err != nil {
