@@ -163,22 +163,13 @@ CROSS JOIN LATERAL (SELECT
     ], NULL) AS consent_contacts
 ) p
 WHERE s.id = $3 AND s.owner = $4
-    AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys k
-        WHERE k.caller = $6 AND k.method = $7 AND k.path = $8
-          AND k.key = $9 AND k.api_version = $10 AND k.claim_id = $5))
 `
 
 type GetSessionViewParams struct {
-	Now             time.Time `json:"now"`
-	TokenID         *string   `json:"token_id"`
-	ID              string    `json:"id"`
-	Owner           string    `json:"owner"`
-	ClaimID         *string   `json:"claim_id"`
-	ClaimCaller     string    `json:"claim_caller"`
-	ClaimMethod     string    `json:"claim_method"`
-	ClaimPath       string    `json:"claim_path"`
-	ClaimKey        string    `json:"claim_key"`
-	ClaimApiVersion string    `json:"claim_api_version"`
+	Now     time.Time `json:"now"`
+	TokenID *string   `json:"token_id"`
+	ID      string    `json:"id"`
+	Owner   string    `json:"owner"`
 }
 
 type GetSessionViewRow struct {
@@ -219,10 +210,7 @@ type GetSessionViewRow struct {
 // its transaction: vault_token is that token's row as a completion checks it (NULL
 // when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
 // which a PSP completion numbers its payment attempt after. row_version is the row's
-// xmin, which LockUnchangedSession checks. A read that rides its request's idempotency
-// claim (the claim's statement just before it in one pipeline, @claim_id set) finds the
-// session only if that claim inserted the key: a replay, a conflict or a request in
-// flight skips the view (postgres.pipelinedTx.guardView).
+// xmin, which LockUnchangedSession checks.
 // The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 // queries, and json_agg and to_json write that text directly where the jsonb functions
 // build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").
@@ -232,12 +220,6 @@ func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) 
 		arg.TokenID,
 		arg.ID,
 		arg.Owner,
-		arg.ClaimID,
-		arg.ClaimCaller,
-		arg.ClaimMethod,
-		arg.ClaimPath,
-		arg.ClaimKey,
-		arg.ClaimApiVersion,
 	)
 	var i GetSessionViewRow
 	err := row.Scan(

@@ -15,10 +15,7 @@
 -- its transaction: vault_token is that token's row as a completion checks it (NULL
 -- when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
 -- which a PSP completion numbers its payment attempt after. row_version is the row's
--- xmin, which LockUnchangedSession checks. A read that rides its request's idempotency
--- claim (the claim's statement just before it in one pipeline, @claim_id set) finds the
--- session only if that claim inserted the key: a replay, a conflict or a request in
--- flight skips the view (postgres.pipelinedTx.guardView).
+-- xmin, which LockUnchangedSession checks.
 -- The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 -- queries, and json_agg and to_json write that text directly where the jsonb functions
 -- build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").
@@ -85,10 +82,7 @@ CROSS JOIN LATERAL (SELECT
         lower(btrim(s.fulfillment_contact->>'email')), btrim(s.fulfillment_contact->>'phone_number')
     ], NULL) AS consent_contacts
 ) p
-WHERE s.id = @id AND s.owner = @owner
-    AND (sqlc.narg(claim_id)::text IS NULL OR EXISTS (SELECT 1 FROM idempotency_keys k
-        WHERE k.caller = @claim_caller AND k.method = @claim_method AND k.path = @claim_path
-          AND k.key = @claim_key AND k.api_version = @claim_api_version AND k.claim_id = sqlc.narg(claim_id)));
+WHERE s.id = @id AND s.owner = @owner;
 
 -- name: GetCatalogFor :one
 -- The catalog a create or an update quotes against, in one statement, with the stored

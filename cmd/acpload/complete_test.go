@@ -112,8 +112,8 @@ func TestCompleteScriptIsTheServersSQL(t *testing.T) {
 	}
 
 	trips := parseScript(t, completeScript)
-	if len(trips) != 2 {
-		t.Errorf("complete.pgbench makes %d round trips after drawing its session; the server's completion makes 2", len(trips))
+	if len(trips) != 3 {
+		t.Errorf("complete.pgbench makes %d round trips after drawing its session; the server's completion makes 3", len(trips))
 	}
 	for _, trip := range trips {
 		for _, s := range trip {

@@ -25,7 +25,7 @@ var roundTripCeilings = []struct {
 	{op: "get", ceiling: 1},
 	{op: "update", ceiling: 2},
 	{op: "delegate_payment", ceiling: 2},
-	{op: "complete", ceiling: 2},
+	{op: "complete", ceiling: 3},
 	{op: "complete_psp", ceiling: 5},
 	{op: "replay", ceiling: 1},
 }

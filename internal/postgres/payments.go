@@ -62,11 +62,10 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 // statement at a time.
 var errLockedTooFew = errors.New("postgres: the discount codes of the session normalise differently in SQL and Go")
 
-// completeWithVaultToken is the vault-token completion in a pipelinedTx: two round
-// trips, its idempotency claim riding the first, reading ahead of its locks
-// (completeReadAhead), or, for a session to which a usage-limited discount may apply or
-// whose session or token changed between the two, two more under its locks
-// (completeUnderLocks).
+// completeWithVaultToken is the vault-token completion in a pipelinedTx: two round trips
+// after the idempotency claim, reading ahead of its locks (completeReadAhead), or, for a
+// session to which a usage-limited discount may apply or whose session or token changed
+// between the two, two more under its locks (completeUnderLocks).
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	view, err := s.completeReadAhead(ctx, owner, id, c)
 	if errors.Is(err, errReadUnderLocks) || isSessionMoved(err) || isTokenChanged(err) {
@@ -87,19 +86,14 @@ func isTokenChanged(err error) bool {
 // (completeUnderLocks).
 var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply; the completion reads under its locks")
 
-// completeReadAhead is the vault-token completion in two round trips
-// (docs/PERFORMANCE.md, "Round trips"):
+// completeReadAhead is the vault-token completion in two round trips after the
+// idempotency claim (docs/PERFORMANCE.md, "Round trips"):
 //
-//  1. the idempotency claim and the session's view with the token (GetSessionView),
-//     read ahead of the completion's locks, outside the transaction; the view is read
-//     only if the claim inserted the key (guardView), so a replay costs the claim;
-//  2. BEGIN; the session's row lock, taken only if no transaction changed the row since
-//     that read (LockUnchangedSession, else AC414); the order and everything written
-//     with it, the record of the response, the stock (TakeStock, beforeCommit) and
-//     COMMIT.
-//
-// Without a deferred claim (it was taken first), the first round trip is BEGIN and the
-// view.
+//  1. BEGIN and the session's view with the token (GetSessionView), read ahead of the
+//     completion's locks;
+//  2. the session's row lock, taken only if no transaction changed the row since that
+//     read (LockUnchangedSession, else AC414); the order and everything written with
+//     it, the record of the response, the stock (TakeStock, beforeCommit) and COMMIT.
 //
 // The session row's version stands for what the completion decides on: every write to
 // a session, its token's use and its payment attempts included, changes the row. Three
@@ -113,11 +107,9 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 // gives the answer the locked read gives.
 func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	var lines []checkout.Line
-	view, err := withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 		q, deferred := db.New(tx), tx.deferred()
-		p := db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &c.Token, Now: now}
-		tx.guardView(&p)
-		sv, err := s.readSessionView(ctx, q, p)
+		sv, err := s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &c.Token, Now: now})
 		if err != nil {
 			return checkout.View{}, err
 		}

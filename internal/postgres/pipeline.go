@@ -119,18 +119,6 @@ func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
 	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now)
 }
 
-// guardView makes p, the view about to be read, the read the deferred claim rides (if
-// one is about to): GetSessionView then reads the session only if the claim inserted
-// the key, so a replay does not pay for the view it would drop.
-func (t *pipelinedTx) guardView(p *db.GetSessionViewParams) {
-	if t.ride == nil {
-		return
-	}
-	r := t.rideParams
-	p.ClaimID = &r.ClaimID
-	p.ClaimCaller, p.ClaimMethod, p.ClaimPath, p.ClaimKey, p.ClaimApiVersion = r.Caller, r.Method, r.Path, r.Key, r.ApiVersion
-}
-
 // pending is a batch of BEGIN (unless sent) and the queued statements, which the
 // statement about to be sent follows; it empties the queue. With read, the statement is
 // a read that the deferred claim may ride: the batch is then the claim alone, and rides

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
@@ -200,49 +197,5 @@ func TestCompleteReadAheadRunsAgainOnAChangedSession(t *testing.T) {
 	}
 	if _, _, ok := claim.Recorded(); !ok {
 		t.Error("the completion's response was not recorded with its key")
-	}
-}
-
-// A completion's deferred claim rides its read of the session's view, and the view is
-// read only if the claim inserted the key: a replay of a completion is the claim's one
-// statement, not the view it would drop (GetSessionView's claim guard).
-func TestCompletionReplayRidesWithoutTheView(t *testing.T) {
-	t.Parallel()
-	e := newOutboxEnv(t)
-	sid := e.readySession()
-	tok := e.vaultToken(sid)
-	complete := func() (*idempotency.Claim, error) {
-		ctx, claim := e.withDeferredKey(context.Background(), "pay", func() {})
-		_, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
-		return claim, err
-	}
-	if _, err := complete(); err != nil {
-		t.Fatal(err)
-	}
-	claim, err := complete()
-	if !errors.Is(err, idempotency.ErrNotClaimed) {
-		t.Fatalf("a completion with a used key: %v, want ErrNotClaimed", err)
-	}
-	if out, refused := claim.Refused(); !refused || out.Kind != idempotency.Replay {
-		t.Errorf("the claim found %+v, %v; want the replay", out, refused)
-	}
-
-	// The guard itself: the view of a key this claim did not insert is no row.
-	q := db.New(e.pool)
-	k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions/x", Key: "pay"}
-	p := db.GetSessionViewParams{ID: sid, Now: time.Now(), ClaimCaller: k.Caller, ClaimMethod: k.Method,
-		ClaimPath: k.Path, ClaimKey: k.Key, ClaimApiVersion: k.APIVersion}
-	if _, err := q.GetSessionView(context.Background(), p); err != nil {
-		t.Fatalf("the view without a claim guard: %v", err)
-	}
-	other := "clm_other"
-	p.ClaimID = &other
-	if _, err := q.GetSessionView(context.Background(), p); !errors.Is(err, pgx.ErrNoRows) {
-		t.Errorf("the view guarded by a claim that did not insert the key: %v, want no row", err)
-	}
-	ours := e.text(`SELECT claim_id FROM idempotency_keys WHERE key = 'pay'`)
-	p.ClaimID = &ours
-	if _, err := q.GetSessionView(context.Background(), p); err != nil {
-		t.Errorf("the view guarded by the claim that inserted the key: %v", err)
 	}
 }

@@ -219,11 +219,8 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
-	view, err := withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
-		q, deferred := db.New(tx), tx.deferred()
-		p := db.GetSessionViewParams{ID: id, Owner: owner, Now: now}
-		tx.guardView(&p)
-		sv, err := s.readSessionView(ctx, q, p)
+	view, err := withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+		sv, err := s.loadSessionView(ctx, q, owner, id, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
