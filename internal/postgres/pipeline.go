@@ -512,17 +512,9 @@ func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clo
 func withRiddenRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(q, deferred *db.Queries, now time.Time) (T, error),
 ) (T, error) {
-	return withRiddenRecordedTx(ctx, pool, clock, func(tx *pipelinedTx, now time.Time) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), true, func(tx *pipelinedTx, now time.Time) (T, error) {
 		return fn(db.New(tx), tx.deferred(), now)
 	})
-}
-
-// withRiddenRecordedTx is withRiddenRecordedTxV for a fn that needs more of the
-// transaction (beforeCommit).
-func withRiddenRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
-	fn func(tx *pipelinedTx, now time.Time) (T, error),
-) (T, error) {
-	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), true, fn)
 }
 
 // withPipelinedTx is withPipelinedRecordedTx for a transaction whose result is not the
