@@ -47,7 +47,8 @@ FUZZTIME     ?= 20s
 FUZZMINTIME  ?= 2s
 FUZZ_TARGETS := ./internal/acp/v20250929:FuzzCreateRequest ./internal/acp/v20250929:FuzzUpdateRequest \
                 ./internal/acp/v20250929:FuzzCompleteRequest ./internal/acp/v20250929:FuzzDelegateRequest \
-                ./internal/acp/v20250929:FuzzIdempotencyHash ./internal/catalog:FuzzParse
+                ./internal/acp/v20250929:FuzzIdempotencyHash ./internal/idempotency:FuzzCanonicalIsMarshal \
+                ./internal/catalog:FuzzParse
 
 .PHONY: test-fuzz
 test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog parser (FUZZTIME=20s each)

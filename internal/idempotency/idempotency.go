@@ -144,6 +144,9 @@ func (c *Claim) Recorded() (status int, body []byte, ok bool) {
 // keys, so key order and spacing do not matter, while null and an absent field differ.
 // A body that is not exactly one JSON value is hashed as it is.
 func Hash(body []byte) string {
+	if sum, ok := canonicalSum(body); ok {
+		return hex.EncodeToString(sum[:])
+	}
 	if v, ok := Decode(body); ok {
 		if h, err := HashValue(v); err == nil {
 			return h
