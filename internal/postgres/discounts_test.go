@@ -150,3 +150,40 @@ func TestDiscountPerBuyerLimit(t *testing.T) {
 		t.Fatalf("complete without the code: %v", err)
 	}
 }
+
+// An update that sets the buyer of a session holding a discount with a per-buyer limit
+// prices it with that buyer's redemptions. The discounts the session's view read were
+// counted for no buyer; an update that sets the buyer reuses them only when no discount
+// among them has a per-buyer limit (loadedParts.discountsServe).
+func TestDiscountPerBuyerLimitWhenAnUpdateSetsTheBuyer(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	one := 1
+	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+		ID: "welcome", Code: "WELCOME", Title: "Welcome", PercentBps: 1000, PerBuyerLimit: &one, Stackable: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	first := e.discountSession("ada@example.com", "WELCOME")
+	if _, err := e.store.CompleteSession(ctx, "", first, checkout.Completion{Token: "tok_visa", Provider: "stripe"}); err != nil {
+		t.Fatal(err)
+	}
+	codes := []string{"WELCOME"}
+	anonymous, err := e.store.CreateSession(ctx, "", checkout.Changes{
+		Items:             []checkout.ItemRequest{{ID: "item_123", Quantity: 1}},
+		DiscountExtension: true, DiscountCodes: &codes,
+	})
+	if err != nil || len(anonymous.Quote.Discounts.Applied) != 1 {
+		t.Fatalf("a session without a buyer: %+v, %v", anonymous.Quote.Discounts, err)
+	}
+	v, err := e.store.UpdateSession(ctx, "", anonymous.Session.ID, checkout.Changes{
+		Buyer: &checkout.Buyer{FirstName: "Ada", LastName: "Lovelace", Email: "ADA@example.com"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dq := v.Quote.Discounts; len(dq.Applied) != 0 || len(dq.Rejected) != 1 || dq.Rejected[0].Reason != checkout.ReasonUsageLimitReached {
+		t.Errorf("the code after the buyer who used it up was set: %+v", dq)
+	}
+}

@@ -144,9 +144,12 @@ type loadedParts struct {
 // with sess's own parameters; a part read with others is loaded again by its own query.
 func (s *Store) quoteParts(ctx context.Context, q *db.Queries, sess *checkout.Session, cat *checkout.Catalog, p loadedParts) ([]checkout.OfferedConsent, error) {
 	var err error
-	if slices.Equal(p.codes, normalizedCodes(sess)) && p.buyerEmail == buyerKey(sess.Buyer) {
+	if email := buyerKey(sess.Buyer); p.discountsServe(normalizedCodes(sess), email) {
 		for i := range p.discounts {
 			inLocalTime(&p.discounts[i].Discount)
+			if p.buyerEmail != email {
+				p.discounts[i].BuyerRedeemed = 0 // another buyer's count; unused (discountsServe)
+			}
 		}
 		cat.Discounts = sessionDiscountsFromRows(p.discounts)
 	} else if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
@@ -202,8 +205,22 @@ func (r *catalogRead) serves(ids []string, want loadedParts) bool {
 		}
 	}
 	p := r.parts
-	return slices.Equal(p.codes, want.codes) && p.buyerEmail == want.buyerEmail &&
+	return p.discountsServe(want.codes, want.buyerEmail) &&
 		p.taxCountry == want.taxCountry && p.taxRegion == want.taxRegion && containsAll(p.contacts, want.contacts)
+}
+
+// discountsServe reports whether p's discounts, read for p's codes and buyer, are those
+// of a session with codes and the buyer's email. The buyer only counts through the
+// redemptions of a discount with a per-buyer limit: without one among them, discounts
+// read for one buyer serve another, so an update that sets the buyer (the usual second
+// step of a checkout) does not read the catalog again (docs/PERFORMANCE.md, "Round
+// trips"). The other buyer's counts are then not the session's: quoteParts zeroes them.
+func (p *loadedParts) discountsServe(codes []string, buyerEmail string) bool {
+	if !slices.Equal(p.codes, codes) {
+		return false
+	}
+	return p.buyerEmail == buyerEmail ||
+		!slices.ContainsFunc(p.discounts, func(d db.ListSessionDiscountsRow) bool { return d.Discount.PerBuyerLimit != nil })
 }
 
 // readCatalogFor reads the variants ids and the parts with the parameters of want
