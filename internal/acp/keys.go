@@ -182,6 +182,14 @@ func (f *frame) repeats(key string) bool {
 // (which then wins, as the struct decode would report it), and nil otherwise.
 func checkKeys(body []byte, t reflect.Type) error {
 	root := shapeFor(t)
+	if keysClean(body, root) {
+		return nil
+	}
+	return walkKeys(body, root)
+}
+
+// walkKeys is checkKeys token by token: it finds and names every problem.
+func walkKeys(body []byte, root *shape) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber() // numbers are not looked at; this skips parsing them
 	var stack []frame
