@@ -48,7 +48,7 @@ FUZZMINTIME  ?= 2s
 FUZZ_TARGETS := ./internal/acp/v20250929:FuzzCreateRequest ./internal/acp/v20250929:FuzzUpdateRequest \
                 ./internal/acp/v20250929:FuzzCompleteRequest ./internal/acp/v20250929:FuzzDelegateRequest \
                 ./internal/acp/v20250929:FuzzIdempotencyHash ./internal/idempotency:FuzzCanonicalIsMarshal \
-                ./internal/acp:FuzzKeysCleanAgrees \
+                ./internal/acp:FuzzKeysCleanAgrees ./internal/httpapi:FuzzDelegateRequestHash \
                 ./internal/catalog:FuzzParse
 
 .PHONY: test-fuzz

@@ -321,7 +321,8 @@ func idempotencyFingerprinter(key []byte) payment.Fingerprinter {
 	return payment.NewFingerprinter(key)
 }
 
-// Card fields whose values must not reach the idempotency hash in the clear.
+// Card fields whose values must not reach the idempotency hash in the clear. The fast
+// path (idempotency.RedactedSum) and redactCard replace the same fields alike.
 var cardSecrets = []string{"number", "cvc", "cryptogram"}
 
 // requestHash hashes the body for the idempotency record. The hash is keyed (an HMAC
@@ -335,6 +336,12 @@ var cardSecrets = []string{"number", "cvc", "cryptogram"}
 func (s *Server) requestHash(r *http.Request, body []byte) (string, bool) {
 	if r.URL.Path != delegatePaymentPath {
 		return s.bodyHash(body), true
+	}
+	if h, ok := idempotency.RedactedSum(body, idempotency.Redaction{
+		Parent: "payment_method", Fields: cardSecrets,
+		Replace: func(secret string) string { return "fp:" + s.fingerprint.Fingerprint(secret) },
+	}); ok {
+		return s.keyedHash(h), true
 	}
 	v, ok := idempotency.Decode(body)
 	if !ok {

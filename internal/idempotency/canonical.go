@@ -3,6 +3,7 @@ package idempotency
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"sync"
 	"unicode/utf8"
@@ -37,6 +38,35 @@ type canonicalWriter struct {
 	out     []byte
 	scratch []byte
 	members []member
+	redact  *Redaction // nil: none
+}
+
+// Redaction replaces secrets in a body before it is hashed: in each member of the
+// top-level object whose name is Parent (ignoring case) and whose value is an object,
+// the value of each member named in Fields (ignoring case) becomes the JSON string
+// Replace returns for it (given the value's string, or "" when it is not a string).
+type Redaction struct {
+	Parent  string
+	Fields  []string
+	Replace func(value string) string
+}
+
+// RedactedSum is the SHA-256, in hex, of body's canonical form with r's secrets
+// replaced, when the fast path can write it (see above); ok is false otherwise, and
+// the caller decodes the body, replaces them in the value and hashes it (HashValue),
+// which gives the same digest.
+func RedactedSum(body []byte, r Redaction) (sum string, ok bool) {
+	w := canonicalBuffers.Get().(*canonicalWriter)
+	w.out, w.members, w.redact = w.out[:0], w.members[:0], &r
+	if ok = appendCanonical(w, body); ok {
+		digest := sha256.Sum256(w.out)
+		sum = hex.EncodeToString(digest[:])
+	}
+	w.redact = nil
+	if cap(w.out)+cap(w.scratch) <= maxPooledCanonical {
+		canonicalBuffers.Put(w)
+	}
+	return sum, ok
 }
 
 // member is one object member being sorted: its key (raw, without quotes, ASCII) and
@@ -68,7 +98,7 @@ const maxPooledCanonical = 64 << 10
 func appendCanonical(w *canonicalWriter, body []byte) (ok bool) {
 	p := canonicalParser{w: w, in: body}
 	p.skipSpace()
-	if !p.value(0) {
+	if !p.value(0, redactNone) {
 		return false
 	}
 	p.skipSpace()
@@ -94,14 +124,22 @@ func (p *canonicalParser) skipSpace() {
 	}
 }
 
+// redactRole is what a value is to the writer's Redaction.
+type redactRole int
+
+const (
+	redactNone   redactRole = iota
+	redactParent            // the object whose Fields are replaced
+)
+
 // value reads one value at p.pos and appends its canonical form to p.w.out.
-func (p *canonicalParser) value(depth int) bool {
+func (p *canonicalParser) value(depth int, role redactRole) bool {
 	if p.pos >= len(p.in) {
 		return false
 	}
 	switch c := p.in[p.pos]; {
 	case c == '{':
-		return depth < maxCanonicalDepth && p.object(depth+1)
+		return depth < maxCanonicalDepth && p.object(depth+1, role)
 	case c == '[':
 		return depth < maxCanonicalDepth && p.array(depth+1)
 	case c == '"':
@@ -198,7 +236,7 @@ func (p *canonicalParser) array(depth int) bool {
 		return true
 	}
 	for {
-		if !p.value(depth) {
+		if !p.value(depth, redactNone) {
 			return false
 		}
 		p.skipSpace()
@@ -223,7 +261,7 @@ func (p *canonicalParser) array(depth int) bool {
 // object reads an object and writes its members sorted by key. The members' values are
 // written in place as they come; when the keys were not in order already, the values
 // are moved through the scratch buffer into sorted order.
-func (p *canonicalParser) object(depth int) bool {
+func (p *canonicalParser) object(depth int, role redactRole) bool {
 	p.pos++ // '{'
 	w := p.w
 	open := len(w.out)
@@ -267,7 +305,7 @@ func (p *canonicalParser) object(depth int) bool {
 		w.out = append(w.out, '"')
 		w.out = append(w.out, key...)
 		w.out = append(w.out, '"', ':')
-		if !p.value(depth) {
+		if !p.member(depth, role, key) {
 			return false
 		}
 		w.members = append(w.members, member{key: key, start: keyStart, end: len(w.out)})
@@ -307,5 +345,62 @@ func (p *canonicalParser) object(depth int) bool {
 		}
 	}
 	w.out = append(w.out, '}')
+	return true
+}
+
+// member reads the value of the member key of an object that is role to the
+// redaction, and writes it, or what replaces it.
+func (p *canonicalParser) member(depth int, role redactRole, key []byte) bool {
+	r := p.w.redact
+	switch {
+	case r == nil:
+		return p.value(depth, redactNone)
+	case depth == 1 && asciiEqualFold(key, r.Parent):
+		if p.pos < len(p.in) && p.in[p.pos] == '{' {
+			return p.value(depth, redactParent)
+		}
+		return p.value(depth, redactNone)
+	case role == redactParent && slices.ContainsFunc(r.Fields, func(f string) bool { return asciiEqualFold(key, f) }):
+		start, isString := len(p.w.out), p.pos < len(p.in) && p.in[p.pos] == '"'
+		if !p.value(depth, redactNone) {
+			return false
+		}
+		var secret string
+		if isString {
+			secret = string(p.w.out[start+1 : len(p.w.out)-1]) // no escapes: the bytes are the string
+		}
+		replaced := r.Replace(secret)
+		p.w.out = p.w.out[:start]
+		for i := 0; i < len(replaced); i++ {
+			if c := replaced[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false // Marshal would escape it: leave it to the slow path
+			}
+		}
+		p.w.out = append(p.w.out, '"')
+		p.w.out = append(p.w.out, replaced...)
+		p.w.out = append(p.w.out, '"')
+		return true
+	default:
+		return p.value(depth, redactNone)
+	}
+}
+
+// asciiEqualFold reports whether b, which is ASCII, is s ignoring case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
 	return true
 }
