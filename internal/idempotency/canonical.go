@@ -6,7 +6,8 @@ import (
 	"encoding/hex"
 	"slices"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/jsonscan"
 )
 
 // The fast path of Hash. Decoding a body into map[string]any and marshalling it back
@@ -96,32 +97,27 @@ const maxPooledCanonical = 64 << 10
 // to w.out. ok is false when body is not a value the fast path can copy exactly (see
 // above); w.out is then to be discarded.
 func appendCanonical(w *canonicalWriter, body []byte) (ok bool) {
-	p := canonicalParser{w: w, in: body}
-	p.skipSpace()
+	p := canonicalParser{w: w, s: jsonscan.Scanner{In: body}}
+	p.s.SkipSpace()
 	if !p.value(0, redactNone) {
 		return false
 	}
-	p.skipSpace()
-	return p.pos == len(p.in)
+	p.s.SkipSpace()
+	return p.s.End()
 }
 
-// canonicalParser is a recursive-descent reader of RFC 8259 JSON that writes the
-// canonical form as it goes.
+// Strings the canonical writer copies: those Marshal writes as they are. Keys must also
+// be ASCII, so that byte order is the order Marshal sorts them in.
+var (
+	canonicalValue = jsonscan.StringRule{MarshalSafe: true}
+	canonicalKey   = jsonscan.StringRule{MarshalSafe: true, ASCII: true}
+)
+
+// canonicalParser is a recursive-descent reader of JSON that writes the canonical form
+// as it goes.
 type canonicalParser struct {
-	w   *canonicalWriter
-	in  []byte
-	pos int
-}
-
-func (p *canonicalParser) skipSpace() {
-	for p.pos < len(p.in) {
-		switch p.in[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
-	}
+	w *canonicalWriter
+	s jsonscan.Scanner
 }
 
 // redactRole is what a value is to the writer's Redaction.
@@ -132,106 +128,37 @@ const (
 	redactParent            // the object whose Fields are replaced
 )
 
-// value reads one value at p.pos and appends its canonical form to p.w.out.
+// value reads one value and appends its canonical form to p.w.out.
 func (p *canonicalParser) value(depth int, role redactRole) bool {
-	if p.pos >= len(p.in) {
+	c, ok := p.s.Peek()
+	switch {
+	case !ok:
 		return false
-	}
-	switch c := p.in[p.pos]; {
 	case c == '{':
 		return depth < maxCanonicalDepth && p.object(depth+1, role)
 	case c == '[':
 		return depth < maxCanonicalDepth && p.array(depth+1)
 	case c == '"':
-		s, ok := p.str(false)
-		p.w.out = append(p.w.out, s...)
+		str, ok := p.s.String(canonicalValue)
+		p.w.out = append(append(append(p.w.out, '"'), str...), '"')
 		return ok
 	case c == '-' || ('0' <= c && c <= '9'):
-		return p.number()
+		// Decode keeps numbers as json.Number, which Marshal writes verbatim.
+		num, ok := p.s.Number()
+		p.w.out = append(p.w.out, num...)
+		return ok
 	default:
-		for _, lit := range [...]string{"true", "false", "null"} {
-			if len(p.in)-p.pos >= len(lit) && string(p.in[p.pos:p.pos+len(lit)]) == lit {
-				p.pos += len(lit)
-				p.w.out = append(p.w.out, lit...)
-				return true
-			}
-		}
-		return false
+		lit, ok := p.s.Literal()
+		p.w.out = append(p.w.out, lit...)
+		return ok
 	}
-}
-
-// str reads a string literal and returns it as written (quotes included), when
-// Marshal would write the decoded string the same way. A key must also be ASCII.
-func (p *canonicalParser) str(key bool) ([]byte, bool) {
-	start := p.pos
-	p.pos++ // the opening quote
-	for p.pos < len(p.in) {
-		c := p.in[p.pos]
-		switch {
-		case c == '"':
-			p.pos++
-			return p.in[start:p.pos], true
-		case c < 0x20, c == '\\', c == '<', c == '>', c == '&', c == 0x7f:
-			return nil, false
-		case c < utf8.RuneSelf:
-			p.pos++
-		default:
-			r, size := utf8.DecodeRune(p.in[p.pos:])
-			if key || r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
-				return nil, false
-			}
-			p.pos += size
-		}
-	}
-	return nil, false
-}
-
-// number reads a number per RFC 8259 and copies it as written (Decode keeps numbers as
-// json.Number, which Marshal writes verbatim).
-func (p *canonicalParser) number() bool {
-	start := p.pos
-	if p.in[p.pos] == '-' {
-		p.pos++
-	}
-	switch {
-	case p.pos < len(p.in) && p.in[p.pos] == '0':
-		p.pos++
-	case p.digits() == 0:
-		return false
-	}
-	if p.pos < len(p.in) && p.in[p.pos] == '.' {
-		p.pos++
-		if p.digits() == 0 {
-			return false
-		}
-	}
-	if p.pos < len(p.in) && (p.in[p.pos] == 'e' || p.in[p.pos] == 'E') {
-		p.pos++
-		if p.pos < len(p.in) && (p.in[p.pos] == '+' || p.in[p.pos] == '-') {
-			p.pos++
-		}
-		if p.digits() == 0 {
-			return false
-		}
-	}
-	p.w.out = append(p.w.out, p.in[start:p.pos]...)
-	return true
-}
-
-func (p *canonicalParser) digits() int {
-	start := p.pos
-	for p.pos < len(p.in) && '0' <= p.in[p.pos] && p.in[p.pos] <= '9' {
-		p.pos++
-	}
-	return p.pos - start
 }
 
 func (p *canonicalParser) array(depth int) bool {
-	p.pos++ // '['
+	p.s.Next('[')
 	p.w.out = append(p.w.out, '[')
-	p.skipSpace()
-	if p.pos < len(p.in) && p.in[p.pos] == ']' {
-		p.pos++
+	p.s.SkipSpace()
+	if p.s.Next(']') {
 		p.w.out = append(p.w.out, ']')
 		return true
 	}
@@ -239,17 +166,12 @@ func (p *canonicalParser) array(depth int) bool {
 		if !p.value(depth, redactNone) {
 			return false
 		}
-		p.skipSpace()
-		if p.pos >= len(p.in) {
-			return false
-		}
-		switch p.in[p.pos] {
-		case ',':
-			p.pos++
+		p.s.SkipSpace()
+		switch {
+		case p.s.Next(','):
 			p.w.out = append(p.w.out, ',')
-			p.skipSpace()
-		case ']':
-			p.pos++
+			p.s.SkipSpace()
+		case p.s.Next(']'):
 			p.w.out = append(p.w.out, ']')
 			return true
 		default:
@@ -262,71 +184,55 @@ func (p *canonicalParser) array(depth int) bool {
 // written in place as they come; when the keys were not in order already, the values
 // are moved through the scratch buffer into sorted order.
 func (p *canonicalParser) object(depth int, role redactRole) bool {
-	p.pos++ // '{'
+	p.s.Next('{')
 	w := p.w
 	open := len(w.out)
 	w.out = append(w.out, '{')
-	p.skipSpace()
-	if p.pos < len(p.in) && p.in[p.pos] == '}' {
-		p.pos++
+	p.s.SkipSpace()
+	if p.s.Next('}') {
 		w.out = append(w.out, '}')
 		return true
 	}
 	first := len(w.members) // this object's members; nested objects' come and go after
+	defer func() { w.members = w.members[:first] }()
 	sorted := true
 	for {
-		if p.pos >= len(p.in) || p.in[p.pos] != '"' {
-			return false
-		}
-		key, ok := p.str(true)
+		key, ok := p.s.String(canonicalKey)
 		if !ok {
 			return false
 		}
-		key = key[1 : len(key)-1]
-		p.skipSpace()
-		if p.pos >= len(p.in) || p.in[p.pos] != ':' {
+		p.s.SkipSpace()
+		if !p.s.Next(':') {
 			return false
 		}
-		p.pos++
-		p.skipSpace()
+		p.s.SkipSpace()
 		if len(w.members) > first {
-			prev := w.members[len(w.members)-1].key
-			switch c := bytes.Compare(prev, key); {
+			switch c := bytes.Compare(w.members[len(w.members)-1].key, key); {
 			case c == 0:
-				return false
+				return false // a duplicate: Decode keeps the last, left to it
 			case c > 0:
 				sorted = false
 			}
-		}
-		if len(w.members) > first {
 			w.out = append(w.out, ',')
 		}
 		keyStart := len(w.out)
-		w.out = append(w.out, '"')
-		w.out = append(w.out, key...)
-		w.out = append(w.out, '"', ':')
+		w.out = append(append(append(w.out, '"'), key...), '"', ':')
 		if !p.member(depth, role, key) {
 			return false
 		}
 		w.members = append(w.members, member{key: key, start: keyStart, end: len(w.out)})
-		p.skipSpace()
-		if p.pos >= len(p.in) {
-			return false
-		}
-		if p.in[p.pos] == ',' {
-			p.pos++
-			p.skipSpace()
+		p.s.SkipSpace()
+		if p.s.Next(',') {
+			p.s.SkipSpace()
 			continue
 		}
-		if p.in[p.pos] != '}' {
+		if !p.s.Next('}') {
 			return false
 		}
-		p.pos++
 		break
 	}
-	ms := w.members[first:]
-	defer func() { w.members = w.members[:first] }()
 	if !sorted {
+		ms := w.members[first:]
 		slices.SortFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 		for i := 1; i < len(ms); i++ {
 			if bytes.Equal(ms[i-1].key, ms[i].key) {
@@ -356,12 +262,13 @@ func (p *canonicalParser) member(depth int, role redactRole, key []byte) bool {
 	case r == nil:
 		return p.value(depth, redactNone)
 	case depth == 1 && asciiEqualFold(key, r.Parent):
-		if p.pos < len(p.in) && p.in[p.pos] == '{' {
+		if c, _ := p.s.Peek(); c == '{' {
 			return p.value(depth, redactParent)
 		}
 		return p.value(depth, redactNone)
 	case role == redactParent && slices.ContainsFunc(r.Fields, func(f string) bool { return asciiEqualFold(key, f) }):
-		start, isString := len(p.w.out), p.pos < len(p.in) && p.in[p.pos] == '"'
+		c, _ := p.s.Peek()
+		start, isString := len(p.w.out), c == '"'
 		if !p.value(depth, redactNone) {
 			return false
 		}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,6 +29,17 @@ func (e *outboxEnv) discountSession(email string, codes ...string) string {
 		e.t.Fatalf("session: status %s, discounts %+v", v.Quote.Status, v.Quote.Discounts)
 	}
 	return v.Session.ID
+}
+
+// oncePerBuyerDiscount creates a 10% discount under code that each buyer may use once.
+func (e *outboxEnv) oncePerBuyerDiscount(code string) {
+	e.t.Helper()
+	one := 1
+	if _, err := postgres.NewDiscounts(e.pool).Create(context.Background(), checkout.Discount{
+		ID: strings.ToLower(code), Code: code, Title: code, PercentBps: 1000, PerBuyerLimit: &one, Stackable: true,
+	}); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // 200 concurrent completions of 200 sessions holding a code limited to 100 orders
@@ -120,12 +132,7 @@ func TestDiscountPerBuyerLimit(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	one := 1
-	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
-		ID: "welcome", Code: "WELCOME", Title: "Welcome", PercentBps: 1000, PerBuyerLimit: &one, Stackable: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.oncePerBuyerDiscount("WELCOME")
 	first := e.discountSession("ada@example.com", "WELCOME")
 	second := e.discountSession("Ada@Example.com", "welcome")
 	other := e.discountSession("bob@example.com", "WELCOME")
@@ -159,12 +166,7 @@ func TestDiscountPerBuyerLimitWhenAnUpdateSetsTheBuyer(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	one := 1
-	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
-		ID: "welcome", Code: "WELCOME", Title: "Welcome", PercentBps: 1000, PerBuyerLimit: &one, Stackable: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.oncePerBuyerDiscount("WELCOME")
 	first := e.discountSession("ada@example.com", "WELCOME")
 	if _, err := e.store.CompleteSession(ctx, "", first, checkout.Completion{Token: "tok_visa", Provider: "stripe"}); err != nil {
 		t.Fatal(err)
