@@ -516,7 +516,11 @@ func testFailover(t *testing.T, synchronous bool) {
 	faultCheckInvariants(t, conn, true)
 
 	// The outbox resumed on the new primary: every order's event reaches the receiver.
-	deadline := time.Now().Add(20 * time.Second)
+	// An event whose lease committed on the standby while the crash kept the commit's
+	// answer from the worker was never sent: it is sent when its lease runs out
+	// (WEBHOOK_TIMEOUT + 30s, serve.go), so the wait is longer than a lease.
+	const eventWait = 2*time.Second + 30*time.Second + 15*time.Second
+	deadline := time.Now().Add(eventWait)
 	for {
 		rows, err := conn.Query(ctx, `SELECT checkout_session_id FROM orders`)
 		if err != nil {
@@ -537,7 +541,7 @@ func testFailover(t *testing.T, synchronous bool) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("%d of %d orders have no event at the receiver 20s after the failover", missing, len(sids))
+			t.Errorf("%d of %d orders have no event at the receiver %s after the failover", missing, len(sids), eventWait)
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
