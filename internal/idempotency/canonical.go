@@ -57,33 +57,30 @@ type Redaction struct {
 // the caller decodes the body, replaces them in the value and hashes it (HashValue),
 // which gives the same digest.
 func RedactedSum(body []byte, r Redaction) (sum string, ok bool) {
-	w := canonicalBuffers.Get().(*canonicalWriter)
-	w.out, w.members, w.redact = w.out[:0], w.members[:0], &r
-	if ok = appendCanonical(w, body); ok {
-		digest := sha256.Sum256(w.out)
-		sum = hex.EncodeToString(digest[:])
+	digest, ok := canonicalSum(body, &r)
+	if !ok {
+		return "", false
 	}
-	w.redact = nil
-	if cap(w.out)+cap(w.scratch) <= maxPooledCanonical {
-		canonicalBuffers.Put(w)
-	}
-	return sum, ok
+	return hex.EncodeToString(digest[:]), true
 }
 
 // member is one object member being sorted: its key (raw, without quotes, ASCII) and
-// where its canonical value sits in the writer's scratch buffer.
+// where the member ("key":value) sits in the writer's output.
 type member struct {
 	key        []byte
 	start, end int
 }
 
-// canonicalSum is the SHA-256 of body's canonical form, when the fast path can write it.
-func canonicalSum(body []byte) (sum [sha256.Size]byte, ok bool) {
+// canonicalSum is the SHA-256 of body's canonical form, with redact's secrets replaced
+// (nil: none), when the fast path can write it.
+func canonicalSum(body []byte, redact *Redaction) (sum [sha256.Size]byte, ok bool) {
 	w := canonicalBuffers.Get().(*canonicalWriter)
-	w.out, w.members = w.out[:0], w.members[:0]
+	w.out, w.members, w.redact = w.out[:0], w.members[:0], redact
 	if ok = appendCanonical(w, body); ok {
 		sum = sha256.Sum256(w.out)
 	}
+	w.redact = nil
+	clear(w.members[:cap(w.members)]) // their keys point into body: the pool must not keep it
 	if cap(w.out)+cap(w.scratch) <= maxPooledCanonical {
 		canonicalBuffers.Put(w)
 	}

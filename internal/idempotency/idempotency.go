@@ -144,7 +144,7 @@ func (c *Claim) Recorded() (status int, body []byte, ok bool) {
 // keys, so key order and spacing do not matter, while null and an absent field differ.
 // A body that is not exactly one JSON value is hashed as it is.
 func Hash(body []byte) string {
-	if sum, ok := canonicalSum(body); ok {
+	if sum, ok := canonicalSum(body, nil); ok {
 		return hex.EncodeToString(sum[:])
 	}
 	if v, ok := Decode(body); ok {
