@@ -1299,3 +1299,88 @@ func TestRequireAPIVersion(t *testing.T) {
 		t.Errorf("/health without API-Version = %d", r.status)
 	}
 }
+
+// A delegation's claim rides its only round trip, in the implicit transaction of its
+// token and record (pipelinedTx.commitRidden): concurrent duplicates wait on the claim
+// and replay the one that committed, and a single token is stored.
+func TestDelegatePaymentConcurrentDuplicatesStoreOneToken(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	body := safetyDelegateBody(safetyReadySession(e))
+	const n = 8
+	responses := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			responses[i] = e.do(http.MethodPost, "/agentic_commerce/delegate_payment", body, "Idempotency-Key", "dup")
+		})
+	}
+	wg.Wait()
+	var first *response
+	replays := 0
+	for i := range responses {
+		r := &responses[i]
+		if r.status != http.StatusCreated {
+			t.Fatalf("delegation %d = %d %s", i, r.status, r.body)
+		}
+		if r.header.Get("Idempotent-Replayed") == "true" {
+			replays++
+			continue
+		}
+		if first != nil {
+			t.Fatalf("two delegations with one key were not replays:\n%s\n%s", first.body, r.body)
+		}
+		first = r
+	}
+	if first == nil || replays != n-1 {
+		t.Fatalf("%d replays of %d, first %v", replays, n, first)
+	}
+	for _, r := range responses {
+		if !bytes.Equal(r.body, first.body) {
+			t.Errorf("a replay differs:\nfirst:  %s\nreplay: %s", first.body, r.body)
+		}
+	}
+	if got := dbInt(e, `SELECT count(*) FROM vault_tokens`); got != 1 {
+		t.Errorf("vault_tokens = %d, want 1", got)
+	}
+	if rows := safetyKeyRows(e, "dup"); len(rows) != 1 || rows[0].state != "completed" {
+		t.Errorf("dup rows = %+v", rows)
+	}
+}
+
+// When the token's insert fails after the claim rode with it, the claim rolled back
+// with it and is taken before the answer: the server error releases the key, so a
+// retry after the fault runs afresh, and stores one token.
+func TestDelegatePaymentWriteFailureAfterTheRiddenClaim(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	body := safetyDelegateBody(safetyReadySession(e))
+	body["allowance"].(map[string]any)["merchant_id"] = "merchant_refused"
+	if _, err := e.pool.Exec(context.Background(),
+		`ALTER TABLE vault_tokens ADD CONSTRAINT test_refused CHECK (merchant_id <> 'merchant_refused')`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do(http.MethodPost, "/agentic_commerce/delegate_payment", body, "Idempotency-Key", "fault")
+	if r.status != http.StatusInternalServerError {
+		t.Fatalf("delegation with a failing insert = %d %s, want 500", r.status, r.body)
+	}
+	if rows := safetyKeyRows(e, "fault"); len(rows) != 0 {
+		t.Errorf("the key of a server error was kept: %+v", rows)
+	}
+	if got := dbInt(e, `SELECT count(*) FROM vault_tokens`); got != 0 {
+		t.Errorf("vault_tokens = %d after the failure, want 0", got)
+	}
+
+	if _, err := e.pool.Exec(context.Background(), `ALTER TABLE vault_tokens DROP CONSTRAINT test_refused`); err != nil {
+		t.Fatal(err)
+	}
+	retry := e.do(http.MethodPost, "/agentic_commerce/delegate_payment", body, "Idempotency-Key", "fault")
+	if retry.status != http.StatusCreated {
+		t.Fatalf("retry = %d %s", retry.status, retry.body)
+	}
+	safetyMustNotReplay(t, retry)
+	safetyMustReplay(t, e.do(http.MethodPost, "/agentic_commerce/delegate_payment", body, "Idempotency-Key", "fault"), retry)
+	if got := dbInt(e, `SELECT count(*) FROM vault_tokens`); got != 1 {
+		t.Errorf("vault_tokens = %d, want 1", got)
+	}
+}

@@ -659,12 +659,14 @@ func (v *Vault) WithTokenLifetime(d time.Duration) *Vault {
 
 // Delegate validates d and stores a new single-use token for it, owned by owner. Only
 // what PCI DSS lets a merchant keep is written: never the card number, the CVC or the
-// cryptogram. The token, the record of the response and the COMMIT are one round trip.
+// cryptogram. The request's idempotency claim, the token, the record of the response and
+// the COMMIT are one round trip.
 func (v *Vault) Delegate(ctx context.Context, owner string, d *payment.Delegation) (payment.Token, error) {
 	if err := d.Validate(v.now()); err != nil {
 		return payment.Token{}, err
 	}
-	return withPipelinedRecordedTxV(ctx, v.pool, v.now, func(_, deferred *db.Queries, now time.Time) (payment.Token, error) {
+	// Nothing is read: the deferred claim rides the COMMIT (pipelinedTx.commitRidden).
+	return withRiddenRecordedTxV(ctx, v.pool, v.now, func(_, deferred *db.Queries, now time.Time) (payment.Token, error) {
 		return insertToken(ctx, deferred, owner, d, v.fingerprint, now, v.lifetime)
 	})
 }

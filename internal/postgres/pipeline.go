@@ -32,7 +32,9 @@ import (
 // A request whose idempotency claim is deferred (idempotency.NewDeferred) may take it in
 // the first round trip (rideClaim): the claim goes out ahead of that round trip's read,
 // outside the transaction, and commits with it, so a concurrent duplicate sees it a
-// read's time later and the claim costs no round trip of its own.
+// read's time later and the claim costs no round trip of its own. A transaction that
+// reads nothing (a vault token's) takes it in its only round trip instead, inside the
+// transaction, ahead of its writes (commitRidden).
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
@@ -140,12 +142,18 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		t.reads = append(t.reads, nil)
 		t.begun = true
 	}
+	t.queue(b)
+	return b, false, nil
+}
+
+// queue moves the queued statements to b, in their order, after what b holds (whose
+// reads t.reads already notes), and notes their reads; it empties the queue.
+func (t *pipelinedTx) queue(b *pgx.Batch) {
 	for _, s := range append(t.queued, t.queuedLast...) {
 		b.Queue(s.sql, s.args...)
 		t.reads = append(t.reads, s.read)
 	}
 	t.queued, t.queuedLast = nil, nil
-	return b, false, nil
 }
 
 // send sends b, whose first n statements are those of pending, and reads their
@@ -292,6 +300,60 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 	}
 	t.committed = true
 	return nil
+}
+
+// commitRidden is commit for a transaction that sent nothing yet and whose deferred
+// claim rides with it: the claim and the queued statements go out in one round trip,
+// without BEGIN and COMMIT, as one implicit transaction (a pipeline's statements up to
+// its Sync), so the claim commits with the work or not at all. The caller must have
+// queued the record of the response (RecordIdempotentResponse, under the ride's claim
+// ID): when the key is not the request's, the record fails, the implicit transaction
+// rolls back, and the connection is idle again, with no ROLLBACK to send. The claim is
+// resolved once the round trip succeeded: when a statement after it fails, the claim
+// rolled back with the work and stays pending, and the transport takes it before it
+// answers with the error (or with the response recorded, should the round trip have
+// committed before its answer was lost). A key that is not the request's is
+// ErrNotClaimed, as for rideClaim.
+func (t *pipelinedTx) commitRidden(ctx context.Context) error {
+	if t.ride == nil || t.begun {
+		return errRideMissed
+	}
+	claim, p := t.ride, t.rideParams
+	t.ride = nil
+	var claimed *idempotency.Outcome
+	settle := func(q *db.Queries) error {
+		row, err := q.ClaimIdempotencyKey(ctx, p)
+		switch {
+		case isNoRows(err):
+			return errRideMissed // recorded by a transaction newer than the statement's snapshot
+		case err != nil:
+			return fmt.Errorf("claim idempotency key: %w", err)
+		}
+		out, ok := settledOutcome(row, p)
+		switch {
+		case !ok:
+			return errRideMissed
+		case out.Kind != idempotency.Claimed:
+			return claim.Resolve(out)
+		}
+		claimed = &out
+		return nil
+	}
+	var c capturedStatement
+	_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), p)
+	t.queued = append([]queuedStatement{{sql: c.sql, args: c.args, read: settle}}, t.queued...)
+	b := &pgx.Batch{}
+	t.reads = t.reads[:0]
+	t.queue(b)
+	br, err := t.send(ctx, b, b.Len(), false)
+	if err == nil {
+		err = br.Close()
+	}
+	if err != nil {
+		return err
+	}
+	t.committed = true
+	return claim.Resolve(*claimed)
 }
 
 // rollback ends the transaction unless it committed, and releases the connection (see
@@ -507,8 +569,10 @@ func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clo
 }
 
 // withRiddenRecordedTxV is withPipelinedRecordedTxV for a fn whose first round trip is
-// a read (a Query through q, nothing deferred before it): a deferred idempotency claim
-// rides in it (pipelinedTx.rideClaim), so the claim costs no round trip of its own.
+// a read (a Query through q, nothing deferred before it), or that sends nothing before
+// the COMMIT: a deferred idempotency claim rides in that round trip
+// (pipelinedTx.rideClaim, pipelinedTx.commitRidden), so the claim costs no round trip of
+// its own.
 func withRiddenRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(q, deferred *db.Queries, now time.Time) (T, error),
 ) (T, error) {
@@ -575,18 +639,33 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	}
 	var status int
 	var body []byte
-	if claim != nil && claim.Pending() {
-		return zero, errRideMissed // fn sent nothing: the claim is taken on its own
+	// A claim still pending rides the COMMIT: fn sent nothing. Without a response to
+	// record, nothing would stop the work when the key is not the request's, so the
+	// claim is then taken on its own.
+	ridesCommit := claim != nil && claim.Pending()
+	if ridesCommit && claim.Encode == nil {
+		return zero, errRideMissed
 	}
 	if claim != nil && claim.Encode != nil {
 		if status, body, err = claim.Encode(result); err != nil {
 			return zero, fmt.Errorf("encode response: %w", err)
 		}
-		if err := tx.deferred().RecordIdempotentResponse(ctx, db.RecordIdempotentResponseParams(completeKeyParams(claim, status, body, now))); err != nil {
+		record := completeKeyParams(claim, status, body, now)
+		if ridesCommit {
+			record.ClaimID = tx.rideParams.ClaimID
+		}
+		if err := tx.deferred().RecordIdempotentResponse(ctx, db.RecordIdempotentResponseParams(record)); err != nil {
 			return zero, fmt.Errorf("record idempotent response: %w", err)
 		}
 	}
-	if err := tx.commit(ctx); err != nil {
+	commit := tx.commit
+	if ridesCommit {
+		commit = tx.commitRidden
+	}
+	if err := commit(ctx); err != nil {
+		if errors.Is(err, errRideMissed) || errors.Is(err, idempotency.ErrNotClaimed) {
+			return zero, err
+		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == claimLostCode {
 			return zero, errClaimLost
