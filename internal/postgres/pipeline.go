@@ -17,7 +17,8 @@ import (
 // pipelinedTx is a transaction that takes as few round trips to the server as its
 // statements allow (docs/PERFORMANCE.md, "Round trips"). A pgx.Tx spends one on BEGIN,
 // one per statement and one on COMMIT; here
-//   - BEGIN goes out with the first statement;
+//   - BEGIN goes out with the first statement, unless that is in the COMMIT's round
+//     trip: a transaction of one round trip needs neither BEGIN nor COMMIT (commit);
 //   - a statement whose only result is its error (an INSERT, an UPDATE of sqlc's :exec)
 //     can be deferred: queued through the Queries of deferred, it goes out with the
 //     next statement that needs its result, or with the COMMIT;
@@ -38,7 +39,7 @@ import (
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
-// included) and rollback ends it. Nothing here is session state: behind PgBouncer in
+// included) and rollback ends it (a transaction of one round trip ends with it). Nothing here is session state: behind PgBouncer in
 // transaction pooling the server connection is the transaction's from BEGIN to COMMIT,
 // as with a pgx.Tx.
 type pipelinedTx struct {
@@ -280,17 +281,25 @@ func (t *pipelinedTx) flush(ctx context.Context) error {
 	return br.Close()
 }
 
-// commit sends the queued statements and COMMIT in one round trip.
+// commit sends the queued statements and COMMIT in one round trip. A transaction that
+// sent nothing before is that round trip alone: its statements go out without BEGIN and
+// COMMIT, as the implicit transaction of a pipeline's statements up to its Sync, which
+// commits them together or, when one fails, none of them and leaves the connection
+// idle (no ROLLBACK to send).
 func (t *pipelinedTx) commit(ctx context.Context) error {
 	if t.ride == nil && !t.begun && len(t.queued) == 0 && len(t.queuedLast) == 0 {
 		t.committed = true // nothing was sent: there is nothing to commit
 		return nil
 	}
-	b, _, err := t.pending(false)
-	if err != nil {
-		return err
+	if t.ride != nil {
+		return errRideMissed
 	}
-	b.Queue("commit")
+	b := &pgx.Batch{}
+	t.reads = t.reads[:0]
+	t.queue(b)
+	if t.begun {
+		b.Queue("commit")
+	}
 	br, err := t.send(ctx, b, b.Len(), false)
 	if err != nil {
 		return err
@@ -303,9 +312,8 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 }
 
 // commitRidden is commit for a transaction that sent nothing yet and whose deferred
-// claim rides with it: the claim and the queued statements go out in one round trip,
-// without BEGIN and COMMIT, as one implicit transaction (a pipeline's statements up to
-// its Sync), so the claim commits with the work or not at all. The caller must have
+// claim rides with it: the claim goes out first, in the implicit transaction of the
+// queued statements (see commit), so it commits with the work or not at all. The caller must have
 // queued the record of the response (RecordIdempotentResponse, under the ride's claim
 // ID): when the key is not the request's, the record fails, the implicit transaction
 // rolls back, and the connection is idle again, with no ROLLBACK to send. The claim is
@@ -342,17 +350,9 @@ func (t *pipelinedTx) commitRidden(ctx context.Context) error {
 	var c capturedStatement
 	_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), p)
 	t.queued = append([]queuedStatement{{sql: c.sql, args: c.args, read: settle}}, t.queued...)
-	b := &pgx.Batch{}
-	t.reads = t.reads[:0]
-	t.queue(b)
-	br, err := t.send(ctx, b, b.Len(), false)
-	if err == nil {
-		err = br.Close()
-	}
-	if err != nil {
+	if err := t.commit(ctx); err != nil {
 		return err
 	}
-	t.committed = true
 	return claim.Resolve(*claimed)
 }
 
