@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -32,7 +31,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	logPosture(cfg, logger)
-	applyGCDefault(os.LookupEnv, logger)
 	pool, err := connectWithRetry(ctx, cfg.DatabaseURL, logger)
 	if err != nil {
 		return err
