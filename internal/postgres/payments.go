@@ -89,11 +89,12 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 // completeReadAhead is the vault-token completion in two round trips after the
 // idempotency claim (docs/PERFORMANCE.md, "Round trips"):
 //
-//  1. BEGIN and the session's view with the token (GetSessionView), read ahead of the
-//     completion's locks;
+//  1. the session's view with the token (GetSessionView), read ahead of the
+//     completion's locks, outside the transaction (readOutside);
 //  2. the session's row lock, taken only if no transaction changed the row since that
 //     read (LockUnchangedSession, else AC414); the order and everything written with
-//     it, the record of the response, the stock (TakeStock, beforeCommit) and COMMIT.
+//     it, the record of the response and the stock (TakeStock, beforeCommit): the
+//     whole transaction, sent without BEGIN and COMMIT as the pipeline's implicit one.
 //
 // The session row's version stands for what the completion decides on: every write to
 // a session, its token's use and its payment attempts included, changes the row. Three
@@ -108,6 +109,9 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	var lines []checkout.Line
 	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+		// The view takes no lock (LockUnchangedSession does, with the writes), so it is
+		// read outside the transaction, and the writes are its only round trip.
+		tx.readOutside()
 		q, deferred := db.New(tx), tx.deferred()
 		sv, err := s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &c.Token, Now: now})
 		if err != nil {

@@ -56,6 +56,9 @@ type pipelinedTx struct {
 	// reads are the reads along (readAlong) of the batch pending made last, by
 	// their position in it: nil for a statement whose only result is its error.
 	reads []func(q *db.Queries) error
+	// readFirst says reads sent before any write go outside the transaction
+	// (readOutside), which BEGIN then opens with the writes.
+	readFirst bool
 }
 
 // errRideMissed says a deferred claim could not be settled in the first round trip: a
@@ -116,6 +119,14 @@ func (t *pipelinedTx) readAlong(read func(q *db.Queries) error) error {
 	return nil
 }
 
+// readOutside makes the reads t sends before any write go outside the transaction, as
+// a claim that rides does: BEGIN goes out with the first write, so a transaction whose
+// writes are one round trip needs neither BEGIN nor COMMIT (commit). Only for reads
+// that take no lock: under READ COMMITTED each statement reads its own snapshot, so a
+// read inside the transaction sees nothing a read outside would not, but a lock taken
+// outside (FOR UPDATE) ends with its statement.
+func (t *pipelinedTx) readOutside() { t.readFirst = true }
+
 // rideClaim makes claim, a deferred one not taken yet, go out in the first round trip,
 // which must be a read (Query): it is sent outside the transaction, with the claim.
 func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
@@ -138,7 +149,8 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		return b, true, nil
 	}
 	t.reads = t.reads[:0]
-	if !t.begun {
+	readsFirst := read && t.readFirst && len(t.queued)+len(t.queuedLast) == 0
+	if !t.begun && !readsFirst {
 		b.Queue("begin")
 		t.reads = append(t.reads, nil)
 		t.begun = true
