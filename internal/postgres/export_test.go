@@ -78,3 +78,13 @@ func WithPipelinedReads(ctx context.Context, pool *pgxpool.Pool,
 	})
 	return err
 }
+
+// WithReadOutside is WithPipelinedTx for a transaction whose reads before its first
+// write go outside it (pipelinedTx.readOutside), as the read-ahead completion's view.
+func WithReadOutside(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferred *db.Queries) error) error {
+	_, err := withPipelinedRecordedTx(ctx, pool, time.Now, func(tx *pipelinedTx, _ time.Time) (struct{}, error) {
+		tx.readOutside()
+		return struct{}{}, fn(db.New(tx), tx.deferred())
+	})
+	return err
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,5 +289,68 @@ func TestPipelinedReadsAlong(t *testing.T) {
 		return readAlong(func(*db.Queries) error { return nil })
 	}); err == nil {
 		t.Error("a read along that runs no statement was queued")
+	}
+}
+
+// A read sent before any write of a transaction that reads outside it goes without
+// BEGIN, and the writes, its only round trip, go as the pipeline's implicit transaction,
+// without BEGIN and COMMIT; a read sent after a write is queued goes inside, with BEGIN,
+// and sees the write.
+func TestPipelinedReadOutsideBeginsWithTheWrites(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var trips pgtest.RoundTrips
+	pool := pgtest.MustPoolTraced(t, &trips)
+	if _, err := postgres.ImportCatalog(ctx, pool, []catalog.Product{{ID: "prod_tee", Title: "Tee", Variants: []catalog.Variant{
+		{ID: "item_a", Title: "Tee A", PriceAmount: 1500, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	stockOf := func(vs []db.Variant) int32 {
+		if len(vs) != 1 || vs[0].StockQuantity == nil {
+			return -1
+		}
+		return *vs[0].StockQuantity
+	}
+	setStock := func(deferred *db.Queries, n int32) error {
+		_, err := deferred.SetVariantStock(ctx, db.SetVariantStockParams{ID: "item_a", StockQuantity: new(n)})
+		return err
+	}
+
+	var before []db.Variant
+	n, sent := trips.Measure(func() {
+		if err := postgres.WithReadOutside(ctx, pool, func(q, deferred *db.Queries) (err error) {
+			if before, err = q.ListVariantsByID(ctx, []string{"item_a"}); err != nil {
+				return err
+			}
+			return setStock(deferred, 4)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if want := []string{"batch [ListVariantsByID :many]", "batch [SetVariantStock :execrows]"}; n != 2 || !slices.Equal(sent, want) {
+		t.Errorf("read outside, then the writes: %d round trips\n\t%s\nwant\n\t%s", n, strings.Join(sent, "\n\t"), strings.Join(want, "\n\t"))
+	}
+	if got := stockOf(before); got != -1 {
+		t.Errorf("the read outside saw stock %d, want none set", got)
+	}
+
+	var after []db.Variant
+	n, sent = trips.Measure(func() {
+		if err := postgres.WithReadOutside(ctx, pool, func(q, deferred *db.Queries) (err error) {
+			if err := setStock(deferred, 3); err != nil {
+				return err
+			}
+			after, err = q.ListVariantsByID(ctx, []string{"item_a"})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if want := []string{"batch [begin; SetVariantStock :execrows; ListVariantsByID :many]", "batch [commit]"}; n != 2 || !slices.Equal(sent, want) {
+		t.Errorf("a write queued, then a read: %d round trips\n\t%s\nwant\n\t%s", n, strings.Join(sent, "\n\t"), strings.Join(want, "\n\t"))
+	}
+	if got := stockOf(after); got != 3 {
+		t.Errorf("the read after the queued write saw stock %d, want 3", got)
 	}
 }
