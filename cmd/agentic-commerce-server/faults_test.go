@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
@@ -516,12 +517,37 @@ var faultPipelinedCommits = func() [][]byte {
 	return [][]byte{[]byte("\x00commit\x00"), []byte("stmtcache_" + hex.EncodeToString(digest[:24]) + "\x00")}
 }()
 
-// isCommit reports whether chunk, sent to PostgreSQL, holds a COMMIT.
+// faultImplicitCommits are what ends a vault-token completion's transaction, which has
+// no COMMIT: its writes are one pipeline, the implicit transaction PostgreSQL commits at
+// that pipeline's Sync, and its last statement is the stock (TakeStock). As for COMMIT,
+// the statement's text (in a Parse message) and its cached statement's name (in a Bind).
+var faultImplicitCommits = func() [][]byte {
+	var c capturedSQL
+	_ = db.New(&c).TakeStock(context.Background(), db.TakeStockParams{})
+	digest := sha256.Sum256([]byte(c.sql))
+	return [][]byte{[]byte("\x00" + c.sql + "\x00"), []byte("stmtcache_" + hex.EncodeToString(digest[:24]) + "\x00")}
+}()
+
+// capturedSQL is a db.DBTX that keeps the text of the statement an :exec method of
+// Queries sends, and sends nothing (its other methods are not there to be called).
+type capturedSQL struct {
+	db.DBTX
+	sql string
+}
+
+func (c *capturedSQL) Exec(_ context.Context, sql string, _ ...any) (pgconn.CommandTag, error) {
+	c.sql = sql
+	return pgconn.CommandTag{}, nil
+}
+
+// isCommit reports whether chunk, sent to PostgreSQL, commits a transaction: it holds a
+// COMMIT, or ends a completion's implicit transaction (faultImplicitCommits).
 func isCommit(chunk []byte) bool {
 	if bytes.Contains(chunk, faultCommitMessage) {
 		return true
 	}
-	return slices.ContainsFunc(faultPipelinedCommits, func(m []byte) bool { return bytes.Contains(chunk, m) })
+	contains := func(m []byte) bool { return bytes.Contains(chunk, m) }
+	return slices.ContainsFunc(faultPipelinedCommits, contains) || slices.ContainsFunc(faultImplicitCommits, contains)
 }
 
 func startFaultProxy(t *testing.T, dbURL string) *pgProxy {
@@ -823,8 +849,9 @@ func TestDatabaseFaults(t *testing.T) {
 		faultRecovers(t, c, "create after the slowdown", http.MethodPost, "/checkout_sessions", faultCreateBody("item_123"), http.StatusCreated)
 	})
 
-	// A complete whose transaction is cut at its COMMIT, before PostgreSQL sees it:
-	// nothing is written, and the retry with the same key completes it once.
+	// A complete whose transaction is cut where it commits (the pipeline of its writes,
+	// whose Sync commits them), before PostgreSQL sees it: nothing is written, and the
+	// retry with the same key completes it once.
 	t.Run("cut before commit", func(t *testing.T) {
 		defer proxy.restore()
 		id := faultReadySession(t, c, "item_123")
@@ -850,8 +877,8 @@ func TestDatabaseFaults(t *testing.T) {
 		}
 	})
 
-	// A complete whose COMMIT succeeds but whose answer is lost with the connection: the
-	// client gets a 503, the order is whole, and the retry replays it.
+	// A complete whose transaction commits but whose answer is lost with the connection:
+	// the client gets a 503, the order is whole, and the retry replays it.
 	t.Run("answer to commit lost", func(t *testing.T) {
 		defer proxy.restore()
 		id := faultReadySession(t, c, "item_123")
