@@ -39,9 +39,10 @@ import (
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
-// included) and rollback ends it (a transaction of one round trip ends with it). Nothing here is session state: behind PgBouncer in
-// transaction pooling the server connection is the transaction's from BEGIN to COMMIT,
-// as with a pgx.Tx.
+// included) and rollback ends it (a transaction of one round trip ends with it).
+// Nothing here is session state: behind PgBouncer in transaction pooling the server
+// connection is the transaction's from BEGIN to COMMIT (or to a pipeline's Sync), as
+// with a pgx.Tx.
 type pipelinedTx struct {
 	conn *pgxpool.Conn
 	// begun says BEGIN was sent; committed that COMMIT succeeded.
@@ -325,15 +326,15 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 
 // commitRidden is commit for a transaction that sent nothing yet and whose deferred
 // claim rides with it: the claim goes out first, in the implicit transaction of the
-// queued statements (see commit), so it commits with the work or not at all. The caller must have
-// queued the record of the response (RecordIdempotentResponse, under the ride's claim
-// ID): when the key is not the request's, the record fails, the implicit transaction
-// rolls back, and the connection is idle again, with no ROLLBACK to send. The claim is
-// resolved once the round trip succeeded: when a statement after it fails, the claim
-// rolled back with the work and stays pending, and the transport takes it before it
-// answers with the error (or with the response recorded, should the round trip have
-// committed before its answer was lost). A key that is not the request's is
-// ErrNotClaimed, as for rideClaim.
+// queued statements (see commit), so it commits with the work or not at all. The
+// caller must have queued the record of the response (RecordIdempotentResponse, under
+// the ride's claim ID): when the key is not the request's, the record fails, the
+// implicit transaction rolls back, and the connection is idle again, with no ROLLBACK
+// to send. The claim is resolved once the round trip succeeded: when a statement after
+// it fails, the claim rolled back with the work and stays pending, and the transport
+// takes it before it answers with the error (or with the response recorded, should the
+// round trip have committed before its answer was lost). A key that is not the
+// request's is ErrNotClaimed, as for rideClaim.
 func (t *pipelinedTx) commitRidden(ctx context.Context) error {
 	if t.ride == nil || t.begun {
 		return errRideMissed
