@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
@@ -163,13 +164,7 @@ func TestPipelinedReadsAlong(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	var trips pgtest.RoundTrips
-	pool := pgtest.MustPoolTraced(t, &trips)
-	if _, err := postgres.ImportCatalog(ctx, pool, []catalog.Product{{ID: "prod_tee", Title: "Tee", Variants: []catalog.Variant{
-		{ID: "item_a", Title: "Tee A", PriceAmount: 1500, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
-		{ID: "item_b", Title: "Tee B", PriceAmount: 1600, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	pool := tracedTeePool(t, &trips, "item_a", "item_b")
 	stocks := func(vs []db.Variant) map[string]int32 {
 		m := map[string]int32{}
 		for _, v := range vs {
@@ -300,12 +295,7 @@ func TestPipelinedReadOutsideBeginsWithTheWrites(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	var trips pgtest.RoundTrips
-	pool := pgtest.MustPoolTraced(t, &trips)
-	if _, err := postgres.ImportCatalog(ctx, pool, []catalog.Product{{ID: "prod_tee", Title: "Tee", Variants: []catalog.Variant{
-		{ID: "item_a", Title: "Tee A", PriceAmount: 1500, Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	pool := tracedTeePool(t, &trips, "item_a")
 	stockOf := func(vs []db.Variant) int32 {
 		if len(vs) != 1 || vs[0].StockQuantity == nil {
 			return -1
@@ -353,4 +343,20 @@ func TestPipelinedReadOutsideBeginsWithTheWrites(t *testing.T) {
 	if got := stockOf(after); got != 3 {
 		t.Errorf("the read after the queued write saw stock %d, want 3", got)
 	}
+}
+
+// tracedTeePool is a pool traced by trips whose catalog is one product, prod_tee, with a
+// variant in stock (stock not counted) for each of ids.
+func tracedTeePool(t *testing.T, trips *pgtest.RoundTrips, ids ...string) *pgxpool.Pool {
+	t.Helper()
+	pool := pgtest.MustPoolTraced(t, trips)
+	tee := catalog.Product{ID: "prod_tee", Title: "Tee"}
+	for i, id := range ids {
+		tee.Variants = append(tee.Variants, catalog.Variant{ID: id, Title: "Tee " + id, PriceAmount: 1500 + 100*int64(i),
+			Currency: "usd", Available: true, AvailabilityStatus: "in_stock", Fulfillment: checkout.FulfillmentShipping})
+	}
+	if _, err := postgres.ImportCatalog(context.Background(), pool, []catalog.Product{tee}); err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
