@@ -508,24 +508,26 @@ const faultSlowDelay = 2 * faultRequestTimeout
 var faultCommitMessage = []byte("Q\x00\x00\x00\x0bcommit\x00")
 
 // faultPipelinedCommits are what a COMMIT sent in a pipeline (a pgx.Batch: the server's
-// pipelinedTx) looks like in the extended protocol: the statement's text after a Parse
-// message's statement name, and the name pgx's statement cache gives it
-// (stmtcache.StatementName: "stmtcache_" and the hex of the first 24 bytes of its
-// SHA-256), which a Bind of the cached statement carries instead of the text.
-var faultPipelinedCommits = func() [][]byte {
-	digest := sha256.Sum256([]byte("commit"))
-	return [][]byte{[]byte("\x00commit\x00"), []byte("stmtcache_" + hex.EncodeToString(digest[:24]) + "\x00")}
-}()
+// pipelinedTx) looks like.
+var faultPipelinedCommits = pipelinedStatement("commit")
+
+// pipelinedStatement is what a statement sent in a pipeline looks like in the extended
+// protocol: its text after a Parse message's statement name, or the name pgx's
+// statement cache gives it (stmtcache.StatementName: "stmtcache_" and the hex of the
+// first 24 bytes of its SHA-256), which a Bind of the cached statement carries instead
+// of the text.
+func pipelinedStatement(sql string) [][]byte {
+	digest := sha256.Sum256([]byte(sql))
+	return [][]byte{[]byte("\x00" + sql + "\x00"), []byte("stmtcache_" + hex.EncodeToString(digest[:24]) + "\x00")}
+}
 
 // faultImplicitCommits are what ends a vault-token completion's transaction, which has
 // no COMMIT: its writes are one pipeline, the implicit transaction PostgreSQL commits at
-// that pipeline's Sync, and its last statement is the stock (TakeStock). As for COMMIT,
-// the statement's text (in a Parse message) and its cached statement's name (in a Bind).
+// that pipeline's Sync, and its last statement is the stock (TakeStock).
 var faultImplicitCommits = func() [][]byte {
 	var c capturedSQL
 	_ = db.New(&c).TakeStock(context.Background(), db.TakeStockParams{})
-	digest := sha256.Sum256([]byte(c.sql))
-	return [][]byte{[]byte("\x00" + c.sql + "\x00"), []byte("stmtcache_" + hex.EncodeToString(digest[:24]) + "\x00")}
+	return pipelinedStatement(c.sql)
 }()
 
 // capturedSQL is a db.DBTX that keeps the text of the statement an :exec method of

@@ -676,9 +676,6 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 		commit = tx.commitRidden
 	}
 	if err := commit(ctx); err != nil {
-		if errors.Is(err, errRideMissed) || errors.Is(err, idempotency.ErrNotClaimed) {
-			return zero, err
-		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == claimLostCode {
 			return zero, errClaimLost
