@@ -32,24 +32,22 @@ func (q *Queries) ConsumeVaultToken(ctx context.Context, arg ConsumeVaultTokenPa
 	return err
 }
 
-const decrementStock = `-- name: DecrementStock :execrows
-UPDATE variants
-SET stock_quantity = stock_quantity - $1::integer
-WHERE id = $2 AND (stock_quantity IS NULL OR stock_quantity >= $1::integer)
+const decrementStock = `-- name: DecrementStock :one
+SELECT take_variant_stock($1::text, $2::integer)::boolean AS taken
 `
 
 type DecrementStockParams struct {
-	Quantity int32  `json:"quantity"`
 	ID       string `json:"id"`
+	Quantity int32  `json:"quantity"`
 }
 
-// Never below zero: no row is updated when the stock is short. NULL stock is unlimited.
-func (q *Queries) DecrementStock(ctx context.Context, arg DecrementStockParams) (int64, error) {
-	result, err := q.db.Exec(ctx, decrementStock, arg.Quantity, arg.ID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// Never below zero: false when the stock is short (or there is no such variant). NULL
+// stock is unlimited: true, and the row is neither written nor locked (migration 00018).
+func (q *Queries) DecrementStock(ctx context.Context, arg DecrementStockParams) (bool, error) {
+	row := q.db.QueryRow(ctx, decrementStock, arg.ID, arg.Quantity)
+	var taken bool
+	err := row.Scan(&taken)
+	return taken, err
 }
 
 const getVaultTokenForUpdate = `-- name: GetVaultTokenForUpdate :one

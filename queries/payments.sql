@@ -26,11 +26,10 @@ SELECT * FROM vault_tokens WHERE id = @id AND owner = @owner FOR UPDATE;
 -- name: MarkVaultTokenUsed :execrows
 UPDATE vault_tokens SET used_at = @used_at, order_id = @order_id WHERE id = @id AND used_at IS NULL;
 
--- name: DecrementStock :execrows
--- Never below zero: no row is updated when the stock is short. NULL stock is unlimited.
-UPDATE variants
-SET stock_quantity = stock_quantity - @quantity::integer
-WHERE id = @id AND (stock_quantity IS NULL OR stock_quantity >= @quantity::integer);
+-- name: DecrementStock :one
+-- Never below zero: false when the stock is short (or there is no such variant). NULL
+-- stock is unlimited: true, and the row is neither written nor locked (migration 00018).
+SELECT take_variant_stock(@id::text, @quantity::integer)::boolean AS taken;
 
 -- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,

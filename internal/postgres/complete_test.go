@@ -171,3 +171,71 @@ func TestTakeStockNamesTheLineThatSoldOut(t *testing.T) {
 		t.Errorf("take stock within the stock: %v", err)
 	}
 }
+
+// Unlimited stock is not taken (migration 00018): a completion of a best seller whose
+// stock is not counted may neither lock nor rewrite its variant's row, or every
+// completion of it queues on that row. Both ways of taking stock (the pipelined
+// completion's take_stock, a PSP completion's DecrementStock per line) must go through
+// while another transaction holds the row locked, leave it untouched (same xmin), still
+// take counted stock, and refuse a variant that does not exist.
+func TestTakeStockLeavesUnlimitedRowsUnlocked(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	ways := []struct {
+		name string
+		take func(context.Context, []checkout.Line) error
+	}{
+		{"pipelined", func(ctx context.Context, lines []checkout.Line) error {
+			return postgres.TakeStockBeforeCommit(ctx, e.pool, lines)
+		}},
+		{"line_by_line", func(ctx context.Context, lines []checkout.Line) error {
+			return postgres.TakeStockLineByLine(ctx, e.pool, lines)
+		}},
+	}
+	for _, way := range ways {
+		t.Run(way.name, func(t *testing.T) {
+			if _, err := e.pool.Exec(ctx, `UPDATE variants SET stock_quantity = CASE id WHEN 'item_456' THEN 5 END
+				WHERE id IN ('item_123', 'item_456')`); err != nil {
+				t.Fatal(err)
+			}
+			holder, err := e.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Rollback(ctx)
+			var before string
+			if err := holder.QueryRow(ctx, `SELECT xmin::text FROM variants WHERE id = 'item_123' FOR UPDATE`).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+
+			wait, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			lines := []checkout.Line{{ID: "li_0", VariantID: "item_123", Quantity: 3}, {ID: "li_1", VariantID: "item_456", Quantity: 2}}
+			if err := way.take(wait, lines); err != nil {
+				t.Fatalf("take stock with the unlimited row locked elsewhere: %v", err)
+			}
+			var after string
+			var unlimited *int32
+			var counted int
+			if err := e.pool.QueryRow(ctx, `SELECT
+				(SELECT xmin::text FROM variants WHERE id = 'item_123'), (SELECT stock_quantity FROM variants WHERE id = 'item_123'),
+				(SELECT stock_quantity FROM variants WHERE id = 'item_456')`).Scan(&after, &unlimited, &counted); err != nil {
+				t.Fatal(err)
+			}
+			if after != before || unlimited != nil {
+				t.Errorf("unlimited variant after the completion: xmin %s (was %s), stock %v; want it untouched", after, before, unlimited)
+			}
+			if counted != 3 {
+				t.Errorf("counted stock after taking 2 of 5 = %d, want 3", counted)
+			}
+
+			missing := []checkout.Line{{ID: "li_0", VariantID: "item_gone", Quantity: 1}}
+			want := checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(0),
+				"Item item_gone sold out before the payment went through; nothing was charged.")
+			if err := way.take(ctx, missing); err == nil || err.Error() != want.Error() {
+				t.Errorf("take stock of a variant that does not exist = %v, want %v", err, want)
+			}
+		})
+	}
+}

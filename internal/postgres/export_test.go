@@ -68,6 +68,12 @@ func TakeStockBeforeCommit(ctx context.Context, pool *pgxpool.Pool, lines []chec
 	return pipelinedCompletionError(err, lines)
 }
 
+// TakeStockLineByLine takes the stock of lines as a PSP completion's first phase does:
+// one DecrementStock per line in its own transaction (takeStock).
+func TakeStockLineByLine(ctx context.Context, pool *pgxpool.Pool, lines []checkout.Line) error {
+	return WithTx(ctx, pool, func(q *db.Queries) error { return takeStock(ctx, q, lines) })
+}
+
 // WithPipelinedReads is WithPipelinedTx whose fn may also queue reads along
 // (pipelinedTx.readAlong) through readAlong.
 func WithPipelinedReads(ctx context.Context, pool *pgxpool.Pool,

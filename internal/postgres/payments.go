@@ -512,14 +512,15 @@ func (s *Store) tokenAuthentication(t *payment.Token) *checkout.Authentication {
 }
 
 // takeStock decrements the stock of every line, in variant id order so that concurrent
-// completions lock variant rows in one order. A short stock refuses the completion.
+// completions lock variant rows in one order; an unlimited variant's row is not locked
+// (take_variant_stock). A short stock refuses the completion.
 func takeStock(ctx context.Context, q *db.Queries, lines []checkout.Line) error {
 	for _, i := range stockOrder(lines) {
-		n, err := q.DecrementStock(ctx, db.DecrementStockParams{ID: lines[i].VariantID, Quantity: int32(lines[i].Quantity)})
+		taken, err := q.DecrementStock(ctx, db.DecrementStockParams{ID: lines[i].VariantID, Quantity: int32(lines[i].Quantity)})
 		if err != nil {
 			return fmt.Errorf("take stock: %w", err)
 		}
-		if n == 0 {
+		if !taken {
 			return outOfStock(lines, i)
 		}
 	}
