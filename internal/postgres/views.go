@@ -74,8 +74,8 @@ func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSess
 	if err := decodeColumns(id,
 		jsonColumn(row.VaultToken, &token, "vault token"),
 		jsonColumn(row.Lines, &lines, "line items"),
-		jsonColumn(row.Variants, &variants, "variants"),
-		jsonColumn(row.FulfillmentOptions, &options, "fulfillment options"),
+		variantsDecoded.column(row.Variants, &variants, "variants"),
+		optionsDecoded.column(row.FulfillmentOptions, &options, "fulfillment options"),
 		jsonColumn(row.Discounts, &discounts, "discounts"),
 		jsonColumn(row.MarketingConsents, &consents, "marketing consents"),
 	); err != nil {
@@ -236,8 +236,8 @@ func readCatalogFor(ctx context.Context, q *db.Queries, id string, ids []string,
 	read := &catalogRead{parts: want}
 	read.parts.taxRateBps = row.TaxRateBps
 	if err := decodeColumns(id,
-		jsonColumn(row.Variants, &read.variants, "variants"),
-		jsonColumn(row.FulfillmentOptions, &read.options, "fulfillment options"),
+		variantsDecoded.column(row.Variants, &read.variants, "variants"),
+		optionsDecoded.column(row.FulfillmentOptions, &read.options, "fulfillment options"),
 		jsonColumn(row.Discounts, &read.parts.discounts, "discounts"),
 		jsonColumn(row.MarketingConsents, &read.parts.consents, "marketing consents"),
 	); err != nil {
