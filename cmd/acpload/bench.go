@@ -317,24 +317,9 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 
 	env.speed("calibration")
 	for _, c := range cfg.levels {
-		lr := LevelRun{Concurrency: c}
-		ceiling, err := newCeiling(ctx, env, current, completeScript, "complete.pgbench", c)
+		lr, err := env.runLevel(ctx, current, baseline, c)
 		if err != nil {
 			return err
-		}
-		if lr.Current, err = env.runBuild(ctx, current, c, ceiling); err != nil {
-			return err
-		}
-		lr.Ceiling = ceiling.result()
-		if baseline != nil {
-			// The baseline is seeded at the rate the current build's database sustains.
-			baseline.supply.rate = max(baseline.supply.rate, current.supply.rate)
-			b, err := env.runBuild(ctx, baseline, c, nil)
-			if err != nil {
-				return err
-			}
-			lr.Baseline = &b
-			lr.Comparison = compareBuilds(lr.Current, b)
 		}
 		rep.Runs = append(rep.Runs, lr)
 	}
@@ -526,81 +511,211 @@ func (s *benchServer) finish(name string, res loadResult, cpu CPUUsage, counts s
 	return Phase{Report: r, CPU: cpu, Statements: counts.summary(r.Flows)}
 }
 
-// runBuild starts the target's server and runs the full flow, completions only and
-// replays only at c agents. With a ceiling (the current build) the complete-only
-// phase alternates in rounds with pgbench, so that a machine whose speed drifts during
-// the run (a busy VM host) slows both alike.
-func (e *benchEnv) runBuild(ctx context.Context, t *benchTarget, c int, ceiling *ceilingRunner) (run BuildRun, err error) {
-	cfg := e.cfg
-	s, err := e.startBenchServer(ctx, t, c)
+// runLevel measures the builds at c agents: the current build against the database
+// ceiling, and the baseline beside it when there is one. Both servers run through the
+// level and every phase alternates between them in rounds (the complete-only rounds
+// with pgbench's too): a machine whose speed drifts during the run (a busy VM host)
+// then slows every build and the ceiling alike, and a ratio compares the builds rather
+// than the minutes they ran in.
+func (e *benchEnv) runLevel(ctx context.Context, current, baseline *benchTarget, c int) (lr LevelRun, err error) {
+	lr.Concurrency = c
+	ceiling, err := newCeiling(ctx, e, current, completeScript, "complete.pgbench", c)
 	if err != nil {
-		return run, err
+		return lr, err
 	}
-	run.Build = t.build.Name
-	defer func() { run.Server = s.stop() }()
-	if ceiling != nil {
-		ceiling.meter = s.meter
+	var runners []*buildRunner
+	defer func() {
+		for _, r := range runners {
+			r.stop()
+		}
+	}()
+	for _, t := range []*benchTarget{current, baseline} {
+		if t == nil {
+			continue
+		}
+		r, err := e.startBuild(ctx, t, c)
+		if err != nil {
+			return lr, err
+		}
+		r.baseline = t == baseline
+		runners = append(runners, r)
 	}
-	label := fmt.Sprintf("%s, %d agents", t.build.Name, c)
+	ceiling.meter = runners[0].s.meter
 
-	e.speed("full flow, " + label)
-	res, cpu, counts, err := s.measure(ctx, "full ACP flow", cfg.duration, func(ctx context.Context, a *agent) error { return a.flow(ctx) }, nil)
-	if err != nil {
-		return run, err
+	flow := func(*buildRunner) func(context.Context, *agent) error {
+		return func(ctx context.Context, a *agent) error { return a.flow(ctx) }
 	}
-	run.Flow = s.finish("full ACP flow", res, cpu, counts)
+	replay := func(r *buildRunner) func(context.Context, *agent) error { return r.work.replay }
+	if err := e.alternate(ctx, runners, "full ACP flow", flow, func(r *buildRunner, p Phase) { r.run.Flow = p }); err != nil {
+		return lr, err
+	}
 
-	const rounds = 2
-	half := (cfg.duration + rounds - 1) / rounds
-	work := &seededWork{done: make([][]completedSession, c)}
-	var completeRes loadResult
-	var completeCPU CPUUsage
-	var completeCounts stmtCounts
-	for i := range rounds {
-		if ceiling != nil {
-			e.speed(fmt.Sprintf("pgbench round %d, %d agents", i+1, c))
-			if err := ceiling.round(ctx, half, e.progress); err != nil {
-				return run, err
+	const completeRounds = 2
+	half := (e.cfg.duration + completeRounds - 1) / completeRounds
+	for i := range completeRounds {
+		e.speed(fmt.Sprintf("pgbench round %d, %d agents", i+1, c))
+		if err := ceiling.round(ctx, half, e.progress); err != nil {
+			return lr, err
+		}
+		for _, r := range runners {
+			if r.baseline {
+				// The baseline is seeded at the rate the current build's database sustains.
+				r.t.supply.rate = max(r.t.supply.rate, current.supply.rate)
+			}
+			if err := r.completeRound(ctx, half, i+1); err != nil {
+				return lr, err
 			}
 		}
-		first, last, err := t.supply.reserve(ctx, half+cfg.warmup, c)
-		if err != nil && ceiling == nil {
-			// The seeding writes the current schema's tables; a baseline's may differ.
-			run.Skipped = "complete only and replay only not measured: " + err.Error()
-			e.progress("%s: %s", label, run.Skipped)
-			return run, nil
+	}
+	var replaying []*buildRunner
+	for _, r := range runners {
+		if err := r.finishComplete(); err != nil {
+			return lr, err
 		}
-		if err != nil {
-			return run, err
-		}
-		if err := vacuum(ctx, t.pool); err != nil {
-			return run, err
-		}
-		work.next.Store(first - 1)
-		work.last = last
-		e.speed(fmt.Sprintf("complete round %d, %s", i+1, label))
-		res, cpu, counts, err := s.measure(ctx, fmt.Sprintf("complete only, round %d", i+1), half, work.complete, nil)
-		if err != nil {
-			return run, err
-		}
-		completeRes, completeCPU, completeCounts = completeRes.add(res), completeCPU.add(cpu), completeCounts.merge(counts)
-		t.supply.cursor = min(work.next.Load(), work.last)
-		if res.elapsed > 0 {
-			t.supply.rate = max(t.supply.rate, float64(res.rec.flows)/res.elapsed.Seconds())
+		if r.run.Skipped == "" {
+			replaying = append(replaying, r)
 		}
 	}
-	run.CompleteOnly = s.finish("complete only", completeRes, completeCPU, completeCounts)
+	if err := e.alternate(ctx, replaying, "replay only", replay, func(r *buildRunner, p Phase) { r.run.ReplayOnly = p }); err != nil {
+		return lr, err
+	}
 
-	work.collect()
-	if len(work.all) == 0 {
-		return run, fmt.Errorf("%s: complete-only phase: no completion succeeded, nothing to replay", label)
+	lr.Current, lr.Ceiling = runners[0].stop(), ceiling.result()
+	if baseline != nil {
+		b := runners[1].stop()
+		lr.Baseline = &b
+		lr.Comparison = compareBuilds(lr.Current, b)
 	}
-	e.speed("replay, " + label)
-	if res, cpu, counts, err = s.measure(ctx, "replay only", cfg.duration, work.replay, nil); err != nil {
-		return run, err
+	return lr, nil
+}
+
+// alternate runs the phase named name on the runners in turn, in as many rounds as
+// there are runners, each of the phase's duration divided by that (so each runner is
+// measured for the whole duration), and hands each runner its rounds added up.
+func (e *benchEnv) alternate(ctx context.Context, runners []*buildRunner, name string,
+	unit func(*buildRunner) func(context.Context, *agent) error, done func(*buildRunner, Phase),
+) error {
+	rounds := len(runners)
+	if rounds == 0 {
+		return nil
 	}
-	run.ReplayOnly = s.finish("replay only", res, cpu, counts)
-	return run, nil
+	d := (e.cfg.duration + time.Duration(rounds) - 1) / time.Duration(rounds)
+	sums := make([]phaseSum, len(runners))
+	for i := range rounds {
+		for n, r := range runners {
+			label, measured := name+", "+r.label, name
+			if rounds > 1 {
+				label, measured = fmt.Sprintf("%s round %d, %s", name, i+1, r.label), fmt.Sprintf("%s, round %d", name, i+1)
+			}
+			e.speed(label)
+			res, cpu, counts, err := r.s.measure(ctx, measured, d, unit(r), nil)
+			if err != nil {
+				return err
+			}
+			sums[n].add(res, cpu, counts)
+		}
+	}
+	for n, r := range runners {
+		done(r, r.s.finish(name, sums[n].res, sums[n].cpu, sums[n].counts))
+	}
+	return nil
+}
+
+// phaseSum adds up the rounds of a phase.
+type phaseSum struct {
+	res    loadResult
+	cpu    CPUUsage
+	counts stmtCounts
+}
+
+func (p *phaseSum) add(res loadResult, cpu CPUUsage, counts stmtCounts) {
+	p.res, p.cpu, p.counts = p.res.add(res), p.cpu.add(cpu), p.counts.merge(counts)
+}
+
+// buildRunner is one build's server at one level and what was measured of it so far.
+type buildRunner struct {
+	env   *benchEnv
+	t     *benchTarget
+	s     *benchServer
+	label string
+	run   BuildRun
+	// baseline is set for the baseline build, which is measured beside the current one.
+	baseline bool
+	// work is the seeded sessions the complete-only rounds complete and the replays
+	// replay; complete adds up those rounds.
+	work     *seededWork
+	complete phaseSum
+	stopped  bool
+}
+
+// startBuild starts the target's server for c agents.
+func (e *benchEnv) startBuild(ctx context.Context, t *benchTarget, c int) (*buildRunner, error) {
+	s, err := e.startBenchServer(ctx, t, c)
+	if err != nil {
+		return nil, err
+	}
+	return &buildRunner{
+		env: e, t: t, s: s, label: fmt.Sprintf("%s, %d agents", t.build.Name, c), run: BuildRun{Build: t.build.Name},
+		work: &seededWork{done: make([][]completedSession, c)},
+	}, nil
+}
+
+// completeRound runs one round of completions only, for d, on sessions seeded for it.
+// A baseline whose schema the seeding cannot write is skipped, and says why.
+func (r *buildRunner) completeRound(ctx context.Context, d time.Duration, round int) error {
+	if r.run.Skipped != "" {
+		return nil
+	}
+	e, t, cfg := r.env, r.t, r.env.cfg
+	first, last, err := t.supply.reserve(ctx, d+cfg.warmup, r.s.agents)
+	if err != nil && r.baseline {
+		// The seeding writes the current schema's tables; a baseline's may differ.
+		r.run.Skipped = "complete only and replay only not measured: " + err.Error()
+		e.progress("%s: %s", r.label, r.run.Skipped)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := vacuum(ctx, t.pool); err != nil {
+		return err
+	}
+	r.work.next.Store(first - 1)
+	r.work.last = last
+	e.speed(fmt.Sprintf("complete round %d, %s", round, r.label))
+	res, cpu, counts, err := r.s.measure(ctx, fmt.Sprintf("complete only, round %d", round), d, r.work.complete, nil)
+	if err != nil {
+		return err
+	}
+	r.complete.add(res, cpu, counts)
+	t.supply.cursor = min(r.work.next.Load(), r.work.last)
+	if res.elapsed > 0 {
+		t.supply.rate = max(t.supply.rate, float64(res.rec.flows)/res.elapsed.Seconds())
+	}
+	return nil
+}
+
+// finishComplete sums the complete-only rounds up and collects their sessions for
+// the replays.
+func (r *buildRunner) finishComplete() error {
+	if r.run.Skipped != "" {
+		return nil
+	}
+	r.run.CompleteOnly = r.s.finish("complete only", r.complete.res, r.complete.cpu, r.complete.counts)
+	r.work.collect()
+	if len(r.work.all) == 0 {
+		return fmt.Errorf("%s: complete-only phase: no completion succeeded, nothing to replay", r.label)
+	}
+	return nil
+}
+
+// stop stops the server (once) and returns the build's figures.
+func (r *buildRunner) stop() BuildRun {
+	if !r.stopped {
+		r.stopped = true
+		r.run.Server = r.s.stop()
+	}
+	return r.run
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -442,3 +442,24 @@ func TestASkippedBaselineSaysWhyOnce(t *testing.T) {
 		}
 	}
 }
+
+// A ratio is shown on the side of its target that decides its verdict.
+func TestFmtAgainstNeverRoundsOntoTheTarget(t *testing.T) {
+	for _, c := range []struct {
+		v, target float64
+		want      string
+	}{
+		{0.8493, 0.85, "0.849"},
+		{0.84999, 0.85, "0.84999"},
+		{0.8512, 0.85, "0.85"},
+		{0.85, 0.85, "0.85"},
+		{0.6712, 0.85, "0.67"},
+		{2.4961, 2.5, "2.496"},
+		{5.41, 5, "5.41"},
+		{4.999, 5, "4.999"},
+	} {
+		if got := fmtAgainst(c.v, c.target); got != c.want {
+			t.Errorf("fmtAgainst(%v, %v) = %s, want %s", c.v, c.target, got, c.want)
+		}
+	}
+}
