@@ -84,7 +84,7 @@ func levelVerdicts(lr LevelRun) []Verdict {
 			Name: prefix + "full flow flows/s / baseline", Value: speedup, Target: fmt.Sprintf(">= %.1f", targetBaselineSpeedup),
 			Shown: fmt.Sprintf("%s (%.1f / %.1f per s)", fmtAgainst(speedup, targetBaselineSpeedup), r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond),
 			Pass:  speedup >= targetBaselineSpeedup,
-			Note:  "both builds in this run, each on its own database, their full flows in alternating rounds",
+			Note:  "both builds in this run, each on its own database, every phase in alternating rounds",
 		})
 	}
 	return v
