@@ -443,23 +443,28 @@ func TestASkippedBaselineSaysWhyOnce(t *testing.T) {
 	}
 }
 
-// A ratio is shown on the side of its target that decides its verdict.
-func TestFmtAgainstNeverRoundsOntoTheTarget(t *testing.T) {
+// A figure is shown on the side of its target that decides its verdict, for targets
+// held from below and from above.
+func TestFmtHeldNeverRoundsOntoTheTarget(t *testing.T) {
 	for _, c := range []struct {
-		v, target float64
-		want      string
+		v     float64
+		holds func(float64) bool
+		want  string
 	}{
-		{0.8493, 0.85, "0.849"},
-		{0.84999, 0.85, "0.84999"},
-		{0.8512, 0.85, "0.85"},
-		{0.85, 0.85, "0.85"},
-		{0.6712, 0.85, "0.67"},
-		{2.4961, 2.5, "2.496"},
-		{5.41, 5, "5.41"},
-		{4.999, 5, "4.999"},
+		{0.8493, atLeast(0.85), "0.849"},
+		{0.84999, atLeast(0.85), "0.84999"},
+		{0.8512, atLeast(0.85), "0.85"},
+		{0.85, atLeast(0.85), "0.85"},
+		{0.6712, atLeast(0.85), "0.67"},
+		{2.4961, atLeast(2.5), "2.496"},
+		{5.41, atLeast(5), "5.41"},
+		{4.999, atLeast(5), "4.999"},
+		{2.003, atMost(2), "2.003"},
+		{1.997, atMost(2), "2.00"},
+		{1.37, atMost(2), "1.37"},
 	} {
-		if got := fmtAgainst(c.v, c.target); got != c.want {
-			t.Errorf("fmtAgainst(%v, %v) = %s, want %s", c.v, c.target, got, c.want)
+		if got := fmtHeld(c.v, c.holds); got != c.want {
+			t.Errorf("fmtHeld(%v) = %s, want %s", c.v, got, c.want)
 		}
 	}
 }

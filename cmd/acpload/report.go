@@ -37,20 +37,20 @@ func levelVerdicts(lr LevelRun) []Verdict {
 	v := []Verdict{
 		{
 			Name: prefix + "complete throughput / pgbench ceiling", Value: tput, Target: fmt.Sprintf(">= %.2f", targetThroughputRatio),
-			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtAgainst(tput, targetThroughputRatio), complete.PerSecond, lr.Ceiling.TPS),
+			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtHeld(tput, atLeast(targetThroughputRatio)), complete.PerSecond, lr.Ceiling.TPS),
 			Pass:  tput >= targetThroughputRatio,
 			Note: fmt.Sprintf("full flow: %.2f (%.0f completions/s among %.0f req/s)",
 				ratio(flowComplete.PerSecond, lr.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond),
 		},
 		{
 			Name: prefix + "complete p99 / pgbench p99", Value: lat, Target: fmt.Sprintf("<= %.0f", targetLatencyRatio),
-			Shown: fmt.Sprintf("%.2f (%s / %s)", lat, fmtMs(complete.P99Ms), fmtMs(lr.Ceiling.P99Ms)),
+			Shown: fmt.Sprintf("%s (%s / %s)", fmtHeld(lat, atMost(targetLatencyRatio)), fmtMs(complete.P99Ms), fmtMs(lr.Ceiling.P99Ms)),
 			Pass:  lat > 0 && lat <= targetLatencyRatio,
 			Note:  fmt.Sprintf("full flow: %.2f (%s)", ratio(flowComplete.P99Ms, lr.Ceiling.P99Ms), fmtMs(flowComplete.P99Ms)),
 		},
 		{
 			Name: prefix + "replay rate / completion rate", Value: rep, Target: fmt.Sprintf(">= %.0f", targetReplayRatio),
-			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtAgainst(rep, targetReplayRatio), replay.PerSecond, complete.PerSecond),
+			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtHeld(rep, atLeast(targetReplayRatio)), replay.PerSecond, complete.PerSecond),
 			Pass:  rep >= targetReplayRatio,
 			Note: fmt.Sprintf("full flow, mean latency complete/replay: %.2f (%s / %s)",
 				ratio(flowComplete.MeanMs, flowReplay.MeanMs), fmtMs(flowComplete.MeanMs), fmtMs(flowReplay.MeanMs)),
@@ -82,7 +82,7 @@ func levelVerdicts(lr LevelRun) []Verdict {
 		speedup := ratio(r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond)
 		v = append(v, Verdict{
 			Name: prefix + "full flow flows/s / baseline", Value: speedup, Target: fmt.Sprintf(">= %.1f", targetBaselineSpeedup),
-			Shown: fmt.Sprintf("%s (%.1f / %.1f per s)", fmtAgainst(speedup, targetBaselineSpeedup), r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond),
+			Shown: fmt.Sprintf("%s (%.1f / %.1f per s)", fmtHeld(speedup, atLeast(targetBaselineSpeedup)), r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond),
 			Pass:  speedup >= targetBaselineSpeedup,
 			Note:  "both builds in this run, each on its own database, every phase in alternating rounds",
 		})
@@ -112,7 +112,7 @@ func flashSaleVerdicts(fs FlashSale) []Verdict {
 		},
 		{
 			Name: "flash sale: completions/s / hot-row ceiling", Value: fs.CeilingRatio, Target: fmt.Sprintf(">= %.1f", targetFlashSaleRatio),
-			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtAgainst(fs.CeilingRatio, targetFlashSaleRatio), fs.CompletionsPerSecond, fs.Ceiling.TPS),
+			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtHeld(fs.CeilingRatio, atLeast(targetFlashSaleRatio)), fs.CompletionsPerSecond, fs.Ceiling.TPS),
 			Pass:  fs.CeilingRatio >= targetFlashSaleRatio,
 			Note:  flashSaleSides,
 		},
@@ -355,14 +355,19 @@ func (p PSPRun) writeText(w io.Writer) {
 	}
 }
 
-// fmtAgainst writes a ratio held to at least target with two decimals, or with as many
-// more as it takes for the figure shown to fall on the side of target the ratio does
-// (0.849 is not shown as 0.85 beside a FAIL against 0.85).
-func fmtAgainst(v, target float64) string {
+// fmtHeld writes a figure held to a target (holds) with two decimals, or with as many
+// more as it takes for the figure shown to meet the target exactly when the figure
+// does (0.849 is not shown as 0.85 beside a FAIL against >= 0.85, nor 2.003 as 2.00
+// beside a FAIL against <= 2).
+func fmtHeld(v float64, holds func(float64) bool) string {
 	for prec := 2; ; prec++ {
 		shown := strconv.FormatFloat(v, 'f', prec, 64)
-		if f, err := strconv.ParseFloat(shown, 64); prec >= 6 || err != nil || (f >= target) == (v >= target) {
+		if f, err := strconv.ParseFloat(shown, 64); prec >= 6 || err != nil || holds(f) == holds(v) {
 			return shown
 		}
 	}
 }
+
+// atLeast and atMost are the targets a figure is held to.
+func atLeast(target float64) func(float64) bool { return func(v float64) bool { return v >= target } }
+func atMost(target float64) func(float64) bool  { return func(v float64) bool { return v <= target } }
