@@ -162,6 +162,8 @@ type LevelRun struct {
 	Baseline    *BuildRun `json:"baseline,omitempty"`
 	// Comparison is each figure of the current build beside the baseline's.
 	Comparison []Comparison `json:"comparison,omitempty"`
+	// Floor is what a bare Go HTTP server and a round trip cost at this level.
+	Floor *Floor `json:"floor,omitempty"`
 }
 
 // BenchReport is everything `acpload -bench` measured.
@@ -512,7 +514,7 @@ func (s *benchServer) finish(name string, res loadResult, cpu CPUUsage, counts s
 }
 
 // runLevel measures the builds at c agents: the current build against the database
-// ceiling, and the baseline beside it when there is one. Both servers run through the
+// ceiling, and the baseline beside it when there is one, and then the floor. Both servers run through the
 // level and every phase alternates between them in rounds (the complete-only rounds
 // with pgbench's too): a machine whose speed drifts during the run (a busy VM host)
 // then slows every build and the ceiling alike, and a ratio compares the builds rather
@@ -579,6 +581,11 @@ func (e *benchEnv) runLevel(ctx context.Context, current, baseline *benchTarget,
 	if err := e.alternate(ctx, replaying, "replay only", replay, func(r *buildRunner, p Phase) { r.run.ReplayOnly = p }); err != nil {
 		return lr, err
 	}
+	floor, err := e.measureFloor(ctx, current, runners[0].s)
+	if err != nil {
+		return lr, err
+	}
+	lr.Floor = &floor
 
 	lr.Current, lr.Ceiling = runners[0].stop(), ceiling.result()
 	if baseline != nil {

@@ -16,7 +16,10 @@
 // catalog, and at each concurrency level of -c (8 or 8,16,32) measures the ceiling of
 // one completion with pgbench (complete.pgbench: the server's statements), starts the
 // server, times it to ready, runs the full flow, then completions only and replays
-// only, samples the server's RSS, and prints each figure against its target. The
+// only, samples the server's RSS, measures the floor (a bare Go HTTP server answering
+// the flow's create request with a session's bytes, then with two SELECT round trips
+// per request: what no code of the server could save), and prints each figure against
+// its target. The
 // durability settings PostgreSQL ran with are always reported; -durable turns fsync and
 // synchronous_commit on. -baseline REV builds the server at a git revision and measures
 // it beside the current one, on its own database, figure by figure. -flash-sale N adds
@@ -45,6 +48,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	runFloorServerIfAsked(ctx)
 	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	interrupted := ctx.Err() != nil
 	stop()

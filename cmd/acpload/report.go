@@ -58,12 +58,12 @@ func levelVerdicts(lr LevelRun) []Verdict {
 		{
 			Name: prefix + "full flow server CPU per request", Value: serverCPU, Target: fmt.Sprintf("<= %.1f ms", targetServerCPUMs),
 			Shown: fmtCPU(serverCPU), Pass: serverCPU >= 0 && serverCPU <= targetServerCPUMs,
-			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Server), r.Flow.Report.Requests),
+			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Server), r.Flow.Report.Requests) + lr.Floor.serverNote(),
 		},
 		{
 			Name: prefix + "full flow postgres CPU per request", Value: postgresCPU, Target: fmt.Sprintf("<= %.1f ms", targetPostgresCPUMs),
 			Shown: fmtCPU(postgresCPU), Pass: postgresCPU >= 0 && postgresCPU <= targetPostgresCPUMs,
-			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Postgres), r.Flow.Report.Requests),
+			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Postgres), r.Flow.Report.Requests) + lr.Floor.postgresNote(),
 		},
 		{
 			Name: prefix + "peak RSS", Value: r.Server.PeakRSSMiB, Target: fmt.Sprintf("< %d MiB", targetRSSMiB),
@@ -206,6 +206,9 @@ func (r BenchReport) writeText(w io.Writer) {
 		if lr.Baseline != nil {
 			writeBuildRun(w, *lr.Baseline)
 			writeComparison(w, lr)
+		}
+		if lr.Floor != nil {
+			lr.Floor.writeText(w)
 		}
 	}
 	for _, fs := range r.FlashSale {

@@ -21,6 +21,8 @@ const (
 	epDelegate
 	epComplete
 	epReplay
+	// epFloor is the bench's floor server (floor.go), not an ACP endpoint.
+	epFloor
 	numEndpoints
 )
 
@@ -37,6 +39,8 @@ func (e endpoint) String() string {
 		return "complete"
 	case epReplay:
 		return "complete_replay"
+	case epFloor:
+		return "floor"
 	}
 	return fmt.Sprintf("endpoint(%d)", int(e))
 }

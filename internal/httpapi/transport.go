@@ -72,6 +72,10 @@ const compressionLevel = gzip.BestSpeed
 // client as they are flushed rather than wait in a compressor.
 var compressedContentTypes = []string{"application/json", "text/html", "text/plain"}
 
+// Compression is the server's response compression (withCompression), for the bench's
+// floor server (cmd/acpload), which must compress what it answers as the server does.
+func Compression() Middleware { return withCompression() }
+
 // withCompression gzips the responses that pay for it, for clients that accept gzip:
 // sessions are repetitive JSON and shrink to 40%. A response with a Content-Encoding of
 // its own, one under compressionMinSize, one without a body (204, 304) and one of

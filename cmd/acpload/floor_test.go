@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+)
+
+// floorSession is a body above the compression threshold, as a session is.
+var floorSession = `{"id":"cs_1","status":"not_ready_for_payment","messages":["` + strings.Repeat("a session-sized body ", 80) + `"]}`
+
+func TestFloorHandlerMakesItsRoundTripsAndAnswersAsTheServerCompresses(t *testing.T) {
+	t.Parallel()
+	var trips pgtest.RoundTrips
+	h := floorHandler(pgtest.MustPoolTraced(t, &trips), []byte(floorSession))
+	post := func(path, body string, gzipped bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		if gzipped {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	for _, n := range []int{0, floorRoundTrips} {
+		var rec *httptest.ResponseRecorder
+		got, sent := trips.Measure(func() { rec = post(floorPath(n), createBody, true) })
+		if rec.Code != http.StatusOK || got != n {
+			t.Fatalf("%s: status %d after %d round trips %v, want 200 after %d: %s", floorPath(n), rec.Code, got, sent, n, rec.Body)
+		}
+		if enc := rec.Header().Get("Content-Encoding"); enc != "gzip" {
+			t.Fatalf("%s: Content-Encoding %q, want gzip as the server sends a session", floorPath(n), enc)
+		}
+		zr, err := gzip.NewReader(rec.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, err := io.ReadAll(zr); err != nil || string(body) != floorSession {
+			t.Fatalf("%s: body %q (%v), want the session it was given", floorPath(n), body, err)
+		}
+	}
+	if rec := post(floorPath(0), createBody, false); rec.Code != http.StatusOK || rec.Body.String() != floorSession {
+		t.Fatalf("without gzip: status %d, body %q", rec.Code, rec.Body)
+	}
+	for path, want := range map[string]int{
+		floorPath(0):  http.StatusBadRequest, // the body below is not JSON
+		floorPath(17): http.StatusNotFound,
+		"/floor/x":    http.StatusNotFound,
+	} {
+		if rec := post(path, "{not json", false); rec.Code != want {
+			t.Errorf("%s with a broken body: status %d, want %d", path, rec.Code, want)
+		}
+	}
+}
+
+// TestFloorServerStartsAsTheBenchStartsAServer runs the floor server as the bench does:
+// this test binary started again with floorServerEnv, which TestMain honours.
+func TestFloorServerStartsAsTheBenchStartsAServer(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := startServer(ctx, serverConfig{
+		binary: self, databaseURL: pgtest.NewDatabase(t), logLevel: "info",
+		env: []string{floorServerEnv + "=1", floorResponseEnv + "=" + floorSession},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{client: newClient(1, true), cfg: &loadConfig{baseURL: srv.base}, run: "t", rec: newRecorder(1)}
+	resp, err := a.post(ctx, epFloor, floorPath(floorRoundTrips), a.key("floor"), createBody)
+	if err != nil || resp.status != http.StatusOK || string(resp.body) != floorSession {
+		t.Errorf("floor request: %v, status %d, body %q", err, resp.status, resp.body)
+	}
+	if err := srv.stop(); err != nil {
+		t.Errorf("the floor server did not stop cleanly: %v\n%s", err, srv.logs)
+	}
+}
+
+func TestFloorServerRefusesABodyThatIsNotJSON(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{floorResponseEnv: "{truncated"}
+	err := serveFloor(context.Background(), func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), floorResponseEnv) {
+		t.Fatalf("serveFloor with a broken response: %v, want an error naming %s", err, floorResponseEnv)
+	}
+}
+
+func TestNewFloorDerivesThePriceOfARoundTrip(t *testing.T) {
+	t.Parallel()
+	phase := func(requests int, server, postgres float64) Phase {
+		return Phase{Report: Report{Requests: requests}, CPU: CPUUsage{Server: server, Postgres: postgres}}
+	}
+	// 0.08 ms bare; 0.18 ms with two round trips, postgres 0.08 ms: 0.05 and 0.04 each.
+	f := newFloor(phase(10000, 0.8, 0), phase(5000, 0.9, 0.4), 2)
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"server bare", f.ServerMs, 0.08},
+		{"server per round trip", f.ServerPerRoundTripMs, 0.05},
+		{"postgres per round trip", f.PostgresPerRoundTripMs, 0.04},
+	} {
+		if math.Abs(c.got-c.want) > 1e-9 {
+			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// A CPU that could not be read (-1) leaves the figures it feeds unknown.
+	f = newFloor(phase(10000, 0.8, -1), phase(5000, -1, 0.4), 2)
+	if f.ServerMs != 0.08 || f.ServerPerRoundTripMs != -1 || f.PostgresPerRoundTripMs != -1 {
+		t.Errorf("with unreadable CPU: %+v, want 0.08 bare and -1 per round trip", f)
+	}
+}
+
+func TestReportShowsTheFloorBesideTheCPUVerdicts(t *testing.T) {
+	t.Parallel()
+	floor := Floor{RoundTrips: 2, ServerMs: 0.083, ServerPerRoundTripMs: 0.048, PostgresPerRoundTripMs: 0.042,
+		Bare:           Phase{Report: Report{Name: "floor, 0 round trips", RequestsPerSecond: 10000}},
+		WithRoundTrips: Phase{Report: Report{Name: "floor, 2 round trips", RequestsPerSecond: 5000}}}
+	rep := BenchReport{Levels: []int{8}, Runs: []LevelRun{{Concurrency: 8, Ceiling: Ceiling{TPS: 1000, P99Ms: 5},
+		Current: buildRun("current", 300, 900, 5000, 1000, 0.25, 0.5, 40), Floor: &floor}}}
+	rep.Verdicts, rep.Pass = verdicts(rep)
+	var buf bytes.Buffer
+	rep.writeText(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		"-- floor: a bare Go HTTP server",
+		"floor, 2 round trips: 5000 req/s",
+		"server CPU per request: 0.083 ms bare, 0.048 ms per round trip; postgres CPU per round trip: 0.042 ms",
+		"over 1000 requests; floor: 0.083 ms bare HTTP + 0.048 ms per round trip",
+		"over 1000 requests; floor: 0.042 ms per round trip",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+}
