@@ -394,11 +394,7 @@ func TestReportShowsEveryPart(t *testing.T) {
 			{Build: "current", Agents: 8, DelayMs: 300, Note: "not supported by this build: server exited before listening: PAYMENT_GATEWAY must be mock"},
 		},
 	}
-	rep.Verdicts, rep.Pass = verdicts(rep)
-	var buf bytes.Buffer
-	rep.writeText(&buf)
-	out := buf.String()
-	for _, want := range []string{
+	requireReportText(t, rep,
 		"baseline: main = 0123456789ab",
 		"-- current vs baseline, 8 agents",
 		"full flow: flows/s",
@@ -407,9 +403,20 @@ func TestReportShowsEveryPart(t *testing.T) {
 		"sold 10, out-of-stock refusals 0, oversold 0, lost 0",
 		"not supported by this build",
 		"8 agents: full flow flows/s / baseline",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the report lacks %q:\n%s", want, out)
+	)
+}
+
+// requireReportText gives rep its verdicts, prints it as text and fails t for each of
+// want the text lacks.
+func requireReportText(t *testing.T, rep BenchReport, want ...string) {
+	t.Helper()
+	rep.Verdicts, rep.Pass = verdicts(rep)
+	var buf bytes.Buffer
+	rep.writeText(&buf)
+	out := buf.String()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("the report lacks %q:\n%s", w, out)
 		}
 	}
 }
