@@ -7,6 +7,16 @@
 -- insert is tried only without one: a replay then costs PostgreSQL an index lookup, not
 -- an insert that finds its conflict (0.069 ms against 0.099 ms a statement, pgbench, one
 -- client; docs/PERFORMANCE.md, "Third round").
+--
+-- With @commit_async, a claim that inserts sets synchronous_commit off for its own
+-- transaction, so its commit does not wait for the WAL flush (on a durable database,
+-- the disk's latency once more per request for nothing): WAL is flushed in order, and
+-- every claim's request ends with a commit that does wait, the work with its record,
+-- or the release of the key, and flushes the claim with it; a claim lost in a crash
+-- belonged to a request whose work had not committed either. Only for a claim whose
+-- transaction holds nothing else but reads: one that rides in the work's transaction
+-- (a delegate_payment's) must not, or the work would commit without waiting too.
+-- CASE decides before set_config runs (it is volatile, never folded ahead).
 WITH existing AS (
     SELECT k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
     FROM idempotency_keys k
@@ -15,6 +25,7 @@ WITH existing AS (
     INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at)
     SELECT @caller, @method, @path, @key, @api_version, @request_hash, @claim_id, 'in_flight', @now
     WHERE NOT EXISTS (SELECT 1 FROM existing)
+      AND CASE WHEN @commit_async::boolean THEN set_config('synchronous_commit', 'off', true) = 'off' ELSE true END
     ON CONFLICT DO NOTHING
     RETURNING request_hash, claim_id, state, response_status, response_body, claimed_at
 )

@@ -8,11 +8,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,43 +18,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgserver"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 // topoRequestTimeout is the servers' REQUEST_TIMEOUT here: short, so a hang shows.
 const topoRequestTimeout = 2 * time.Second
 
-// topoRequire skips t when a program the topology needs is missing, but not under
-// CI=true, where that fails the run (.ci/run installs them).
-func topoRequire(t *testing.T, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	if errors.Is(err, pgserver.ErrNoBinaries) && !ci {
-		t.Skipf("skipping: %v", err)
-	}
-	t.Fatal(err)
-}
-
 func topoContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func topoCluster(t *testing.T, ctx context.Context, conf string) *pgserver.Cluster {
-	t.Helper()
-	c, err := pgserver.StartCluster(ctx, pgserver.ClusterOptions{Conf: conf})
-	topoRequire(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log of the cluster on port %d:\n%s", c.Port, c.Log())
-		}
-		_ = c.Stop(context.Background())
-	})
-	return c
 }
 
 // topoDatabase creates database acp on c, migrates it and imports the demo catalog with
@@ -94,10 +65,10 @@ func topoDatabase(t *testing.T, ctx context.Context, c *pgserver.Cluster) string
 func TestThroughPgBouncerTransactionPooling(t *testing.T) {
 	t.Parallel()
 	ctx := topoContext(t)
-	c := topoCluster(t, ctx, "")
+	c := pgtest.StartCluster(t, ctx, "")
 	dbURL := topoDatabase(t, ctx, c)
 	b, err := pgserver.StartPgBouncer(ctx, pgserver.PgBouncerOptions{Upstream: c.URL, PoolSize: 4})
-	topoRequire(t, err)
+	pgtest.RequireBinaries(t, err)
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
 	through, err := b.URL("acp")
 	if err != nil {
@@ -246,10 +217,10 @@ func testFailover(t *testing.T, synchronous bool) {
 	if synchronous {
 		conf += "synchronous_standby_names = 's1'\n"
 	}
-	primary := topoCluster(t, ctx, conf)
+	primary := pgtest.StartCluster(t, ctx, conf)
 	// The standby first: with synchronous_standby_names, no commit returns without it.
 	standby, err := primary.StartStandby(ctx, pgserver.StandbyOptions{Name: "s1"})
-	topoRequire(t, err)
+	pgtest.RequireBinaries(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log of the standby:\n%s", standby.Log())

@@ -94,3 +94,13 @@ func WithReadOutside(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferre
 	})
 	return err
 }
+
+// WithRiddenTx runs fn as the writes of a create, an update or a delegation do
+// (withRiddenRecordedTxV): the deferred claim of ctx rides fn's first read through q,
+// with that read alone, or, when fn reads nothing, the COMMIT of its writes.
+func WithRiddenTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferred *db.Queries) error) error {
+	_, err := withRiddenRecordedTxV(ctx, pool, time.Now, func(q, deferred *db.Queries, _ time.Time) (struct{}, error) {
+		return struct{}{}, fn(q, deferred)
+	})
+	return err
+}

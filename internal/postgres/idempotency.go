@@ -109,7 +109,7 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 	q := db.New(i.pool)
 	for range 3 {
 		now := i.now()
-		p := claimKeyParams(k, hash, now)
+		p := claimKeyParams(k, hash, now, true)
 		row, err := q.ClaimIdempotencyKey(ctx, p)
 		if isNoRows(err) {
 			continue // recorded by a transaction newer than the statement's snapshot
@@ -138,10 +138,13 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 }
 
 // claimKeyParams claims k for a request hashing to hash at now, under a new claim id.
-func claimKeyParams(k idempotency.Key, hash string, now time.Time) db.ClaimIdempotencyKeyParams {
+// alone says the claim's transaction holds nothing but the claim and reads, so its
+// commit need not wait for the WAL flush (see ClaimIdempotencyKey); a claim in the
+// work's own transaction must pass false.
+func claimKeyParams(k idempotency.Key, hash string, now time.Time, alone bool) db.ClaimIdempotencyKeyParams {
 	return db.ClaimIdempotencyKeyParams{
 		Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
-		RequestHash: hash, ClaimID: checkout.NewID("clm_"), Now: now,
+		RequestHash: hash, ClaimID: checkout.NewID("clm_"), Now: now, CommitAsync: alone,
 	}
 }
 

@@ -129,9 +129,11 @@ func (t *pipelinedTx) readAlong(read func(q *db.Queries) error) error {
 func (t *pipelinedTx) readOutside() { t.readFirst = true }
 
 // rideClaim makes claim, a deferred one not taken yet, go out in the first round trip,
-// which must be a read (Query): it is sent outside the transaction, with the claim.
+// which must be a read (Query): it is sent outside the transaction, with the claim, and
+// commits with the read alone (commitRidden takes it into the work's transaction
+// instead, and makes it wait for the WAL flush as the work does).
 func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
-	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now)
+	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now, true)
 }
 
 // pending is a batch of BEGIN (unless sent) and the queued statements, which the
@@ -341,6 +343,9 @@ func (t *pipelinedTx) commitRidden(ctx context.Context) error {
 	}
 	claim, p := t.ride, t.rideParams
 	t.ride = nil
+	// The claim commits with the work: its commit must wait for the flush as the work's
+	// does (see ClaimIdempotencyKey).
+	p.CommitAsync = false
 	var claimed *idempotency.Outcome
 	settle := func(q *db.Queries) error {
 		row, err := q.ClaimIdempotencyKey(ctx, p)

@@ -1,0 +1,191 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgserver"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+// A claim whose transaction holds nothing else (taken on its own, or riding a read)
+// commits without waiting for the WAL flush; the work's commit waits, and so does a
+// claim that rides in the work's own transaction (a delegation's), which must not be
+// answered before it is durable. On this cluster every commit that waits waits
+// forever: synchronous_commit is on and a synchronous standby never connects. A
+// transaction waiting for it has committed locally but stays invisible to others, so
+// a claim seen from another connection did not wait.
+func TestOnlyAClaimAloneCommitsWithoutWaitingForTheFlush(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	pool := syncRepPool(t, ctx)
+	claimSeen := func(key string) bool {
+		t.Helper()
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE key = $1 AND state = 'in_flight'`, key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+
+	t.Run("the trap holds", func(t *testing.T) {
+		waitsForTheStandby(t, ctx, pool, func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, `CREATE TABLE trap_check (x integer)`)
+			return err
+		})
+	})
+
+	t.Run("claimed on its own", func(t *testing.T) {
+		keys := postgres.NewIdempotency(pool, time.Hour)
+		claimCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		out, err := keys.Claim(claimCtx, syncRepKey("alone"), "h")
+		if err != nil || out.Kind != idempotency.Claimed || !claimSeen("alone") {
+			t.Fatalf("claim: %+v, %v; want it claimed and seen without waiting", out, err)
+		}
+	})
+
+	t.Run("riding the first read", func(t *testing.T) {
+		read := make(chan struct{})
+		waitsForTheStandby(t, ctx, pool, func(ctx context.Context) error {
+			return postgres.WithRiddenTx(deferredClaim(t, ctx, "read"), pool, func(q, _ *db.Queries) error {
+				_, err := q.ListActiveFulfillmentOptions(ctx)
+				close(read)
+				return err // the record of the response is the write whose commit waits
+			})
+		}, func() {
+			select {
+			case <-read:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the read the claim rode did not return")
+			}
+			if !claimSeen("read") {
+				t.Error("the claim that rode the read is not seen while the work waits for the standby")
+			}
+		})
+	})
+
+	t.Run("riding the work's commit", func(t *testing.T) {
+		waitsForTheStandby(t, ctx, pool, func(ctx context.Context) error {
+			return postgres.WithRiddenTx(deferredClaim(t, ctx, "commit"), pool, func(_, _ *db.Queries) error {
+				return nil // nothing read: the claim rides the COMMIT of the record
+			})
+		}, func() {
+			if claimSeen("commit") {
+				t.Error("the claim that rides the work's commit is seen before the commit is durable")
+			}
+		})
+	})
+}
+
+// syncRepPool is a pool on a migrated database of a cluster of t's own whose
+// synchronous commits wait for a standby that never comes.
+func syncRepPool(t *testing.T, ctx context.Context) *pgxpool.Pool {
+	t.Helper()
+	c := pgtest.StartCluster(t, ctx, "synchronous_commit = on\n")
+	admin, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, `CREATE DATABASE acp`); err != nil {
+		t.Fatal(err)
+	}
+	url, err := pgserver.DatabaseURL(c.URL, "acp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.MigrateUp(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{`ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'`, `SELECT pg_reload_conf()`} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool, err := postgres.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	// The reload reaches the backends at their next command.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var names string
+		if err := pool.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&names); err != nil {
+			t.Fatal(err)
+		}
+		if names == "absent_standby" {
+			return pool
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("synchronous_standby_names is still %q after the reload", names)
+		}
+	}
+}
+
+// waitsForTheStandby runs op and fails t unless op comes to wait for the synchronous
+// standby (a backend of pool's database that was not waiting before op starts waits on
+// SyncRep: a cancelled wait whose client left can go on); while it waits, each of
+// meanwhile runs. op is then cancelled.
+func waitsForTheStandby(t *testing.T, ctx context.Context, pool *pgxpool.Pool, op func(context.Context) error, meanwhile ...func()) {
+	t.Helper()
+	const waitingSQL = `SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event = 'SyncRep'`
+	var before []int32
+	if err := pool.QueryRow(ctx, waitingSQL).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	opCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- op(opCtx) }()
+	defer func() {
+		cancel()
+		<-done // its outcome once cancelled does not matter: its commit waited
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("the operation returned (%v) without waiting for the standby", err)
+		default:
+		}
+		var waiting []int32
+		if err := pool.QueryRow(ctx, waitingSQL).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(waiting, func(pid int32) bool { return !slices.Contains(before, pid) }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the operation did not come to wait for the standby")
+		}
+	}
+	for _, f := range meanwhile {
+		f()
+	}
+}
+
+// deferredClaim is ctx carrying a deferred claim of key, as the HTTP layer gives a
+// request, which must ride the work's first round trip.
+func deferredClaim(t *testing.T, ctx context.Context, key string) context.Context {
+	claim := idempotency.NewDeferred(syncRepKey(key), "h", func(context.Context) (idempotency.Outcome, error) {
+		t.Error("the deferred claim was taken on its own; it must ride the work")
+		return idempotency.Outcome{}, errors.New("not expected")
+	})
+	idempotency.SetEncoder(claim, func(struct{}) (int, []byte, error) { return 200, []byte(`{}`), nil })
+	return idempotency.NewContext(ctx, claim)
+}
+
+func syncRepKey(key string) idempotency.Key {
+	return idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions", Key: key, APIVersion: "2026-04-17"}
+}
