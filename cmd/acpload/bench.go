@@ -514,11 +514,11 @@ func (s *benchServer) finish(name string, res loadResult, cpu CPUUsage, counts s
 }
 
 // runLevel measures the builds at c agents: the current build against the database
-// ceiling, and the baseline beside it when there is one, and then the floor. Both servers run through the
-// level and every phase alternates between them in rounds (the complete-only rounds
-// with pgbench's too): a machine whose speed drifts during the run (a busy VM host)
-// then slows every build and the ceiling alike, and a ratio compares the builds rather
-// than the minutes they ran in.
+// ceiling, the baseline beside it when there is one, and then the floor. Both servers
+// run through the level and every phase alternates between them in rounds (the
+// complete-only rounds with pgbench's too): a machine whose speed drifts during the run
+// (a busy VM host) then slows every build and the ceiling alike, and a ratio compares
+// the builds rather than the minutes they ran in.
 func (e *benchEnv) runLevel(ctx context.Context, current, baseline *benchTarget, c int) (lr LevelRun, err error) {
 	lr.Concurrency = c
 	ceiling, err := newCeiling(ctx, e, current, completeScript, "complete.pgbench", c)
