@@ -129,11 +129,9 @@ func (t *pipelinedTx) readAlong(read func(q *db.Queries) error) error {
 func (t *pipelinedTx) readOutside() { t.readFirst = true }
 
 // rideClaim makes claim, a deferred one not taken yet, go out in the first round trip,
-// which must be a read (Query): it is sent outside the transaction, with the claim, and
-// commits with the read alone (commitRidden takes it into the work's transaction
-// instead, and makes it wait for the WAL flush as the work does).
+// which must be a read (Query): it is sent outside the transaction, with the claim.
 func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
-	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now, true)
+	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now, false)
 }
 
 // pending is a batch of BEGIN (unless sent) and the queued statements, which the
@@ -146,8 +144,12 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		if !read || t.begun || len(t.queued)+len(t.queuedLast) > 0 {
 			return nil, false, errRideMissed
 		}
+		// The claim commits with the read alone, so it need not wait for the WAL flush
+		// (see ClaimIdempotencyKey); in the work's transaction (commitRidden) it waits.
+		p := t.rideParams
+		p.CommitAsync = true
 		var c capturedStatement
-		_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), t.rideParams)
+		_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), p)
 		b.Queue(c.sql, c.args...)
 		return b, true, nil
 	}
@@ -343,9 +345,6 @@ func (t *pipelinedTx) commitRidden(ctx context.Context) error {
 	}
 	claim, p := t.ride, t.rideParams
 	t.ride = nil
-	// The claim commits with the work: its commit must wait for the flush as the work's
-	// does (see ClaimIdempotencyKey).
-	p.CommitAsync = false
 	var claimed *idempotency.Outcome
 	settle := func(q *db.Queries) error {
 		row, err := q.ClaimIdempotencyKey(ctx, p)
