@@ -27,21 +27,35 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- in doubt), which become redemptions when their order is written. A session's own
 -- reservation does not count against it: while its charge is in flight it shows the
 -- discounts it is paying with.
+--
+-- Pricing only compares a count with its limit, so a count is read only where it can
+-- reach one, and no further: redeemed is 0 for a discount without a usage limit and
+-- stops at the limit (ORDER BY order_id keeps the planner on the primary key, which
+-- the limit then cuts short, where a sequential scan would read the whole table);
+-- buyer_redeemed is 0 without a per-buyer limit or a buyer. The discounts are found
+-- through their indexes, each part on its own (an OR with the order's part cannot use
+-- them, and scanned every discount). A session's view then costs the same whatever the
+-- number of codes and of orders that used them (docs/PERFORMANCE.md, "Seventh round").
+-- GetSessionView and GetCatalogFor read the discounts the same way.
 SELECT sqlc.embed(d),
-    ((SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)
+    (CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
+        (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
+            ORDER BY r.order_id LIMIT d.usage_limit) r)
         + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
             WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
-              AND a.checkout_session_id <> @checkout_session_id::text))::integer AS redeemed,
-    ((SELECT count(*) FROM discount_redemptions r
-        WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
+              AND a.checkout_session_id <> @checkout_session_id::text) END)::integer AS redeemed,
+    (CASE WHEN d.per_buyer_limit IS NULL OR @buyer_email::text = '' THEN 0 ELSE
+        (SELECT count(*) FROM discount_redemptions r
+            WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
         + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
             WHERE pd.discount_id = d.id AND pd.buyer_email = @buyer_email::text
-              AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text))::integer AS buyer_redeemed,
+              AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text) END)::integer AS buyer_redeemed,
     EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
         WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text) AS used_by_session
 FROM discounts d
-WHERE d.code = ANY(@codes::text[]) OR (d.code IS NULL AND d.disabled_at IS NULL)
-    OR d.id IN (SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+WHERE d.id IN (SELECT c.id FROM discounts c WHERE c.code = ANY(@codes::text[])
+    UNION ALL SELECT a.id FROM discounts a WHERE a.code IS NULL AND a.disabled_at IS NULL
+    UNION ALL SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
         WHERE o.checkout_session_id = @checkout_session_id::text)
 ORDER BY d.id;
 

@@ -93,7 +93,11 @@ type Discount struct {
 	Priority int
 	Disabled bool
 	// Redeemed counts the completed orders that used the discount so far, and
-	// BuyerRedeemed those of the session's buyer (loaded with the session).
+	// BuyerRedeemed those of the session's buyer (loaded with the session). Loaded to
+	// price a session, they are counted only as far as pricing compares them: Redeemed
+	// up to UsageLimit and 0 without one, BuyerRedeemed 0 without PerBuyerLimit or a
+	// buyer's email, so reading a session does not grow slower with every order. The
+	// merchant's listings count every order.
 	Redeemed      int
 	BuyerRedeemed int
 	// UsedBySession says the session being priced was completed with this discount.
