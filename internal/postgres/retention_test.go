@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
@@ -116,4 +117,49 @@ func TestRetentionPurgeDeletesOnlyWhatIsPastItsPeriod(t *testing.T) {
 	}); err != nil || p != (postgres.Purged{}) {
 		t.Errorf("second Purge = %+v, %v", p, err)
 	}
+}
+
+// The sweep of unused vault tokens past their allowance reads the unused tokens and no
+// others (migration 00019). Used tokens stay with their orders for good; before, every
+// sweep, on every instance, read all of them.
+func TestExpiredTokenSweepDoesNotReadUsedTokens(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	const columns = `(id, checkout_session_id, merchant_id, max_amount, currency, expires_at, used_at, order_id,
+		card_brand, card_funding_type, card_last4, card_number_type, risk_signals, created_at)`
+	e.pastOrders(1000)
+	e.exec(`INSERT INTO vault_tokens ` + columns + `
+		SELECT 'vt_used' || g, 'cs_past' || g, 'merchant', 1000, 'usd', now() - interval '1 day',
+			now() - interval '2 days', 'ord_past' || g, 'visa', 'credit', '4242', 'fpan', '[]', now() - interval '2 days'
+		FROM generate_series(1, 1000) g`)
+	// Five unused tokens: three expired beyond the grace, two still usable.
+	e.exec(`INSERT INTO vault_tokens ` + columns + `
+		SELECT 'vt_unused' || g, 'cs_past1', 'merchant', 1000, 'usd',
+			CASE WHEN g <= 3 THEN now() - interval '2 hours' ELSE now() + interval '1 hour' END,
+			NULL, NULL, 'visa', 'credit', '4242', 'fpan', '[]', now() - interval '3 hours'
+		FROM generate_series(1, 5) g`)
+
+	check := func(t *testing.T) {
+		tx, err := e.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) // each check deletes the same three
+		read := rowsRead(t, tx, "vault_tokens")
+		n, err := db.New(tx).DeleteExpiredVaultTokens(ctx, db.DeleteExpiredVaultTokensParams{
+			ExpiredBefore: time.Now().Add(-time.Hour), CreatedBefore: time.Now().Add(-24 * time.Hour),
+		})
+		if err != nil || n != 3 {
+			t.Fatalf("deleted %d tokens (%v), want the 3 expired", n, err)
+		}
+		// Five unused tokens, each counted once or twice by each scan that reads it.
+		if got := read()["vault_tokens"]; got > 40 {
+			t.Errorf("the sweep read %d rows of vault_tokens (table and indexes), want at most 40: there are 5 unused tokens and 1000 used ones", got)
+		}
+	}
+	// As planned before and after the table's statistics are gathered.
+	t.Run("unanalyzed", check)
+	e.exec(`ANALYZE vault_tokens`)
+	t.Run("analyzed", check)
 }
