@@ -32,18 +32,22 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- reach one, and no further: redeemed is 0 for a discount without a usage limit and
 -- stops at the limit (ORDER BY order_id keeps the planner on the primary key, which
 -- the limit then cuts short, where a sequential scan would read the whole table);
--- buyer_redeemed is 0 without a per-buyer limit or a buyer. The discounts are found
--- through their indexes, each part on its own (an OR with the order's part cannot use
--- them, and scanned every discount). A session's view then costs the same whatever the
--- number of codes and of orders that used them (docs/PERFORMANCE.md, "Seventh round").
+-- buyer_redeemed is 0 without a per-buyer limit or a buyer. The attempts in flight are
+-- counted from the open ones (payment_attempts_open_key), each asked whether it holds
+-- the discount; OFFSET 0 keeps the planner from turning that EXISTS into a join that
+-- starts from every attempt ever made with the discount, failed ones included. The
+-- discounts are found through their indexes, each part on its own (an OR with the
+-- order's part cannot use them, and scanned every discount). A session's view then
+-- costs the same whatever the number of codes, of orders and of attempts that used them
+-- (docs/PERFORMANCE.md, "Seventh round").
 -- GetSessionView and GetCatalogFor read the discounts the same way.
 SELECT sqlc.embed(d),
     (CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
         (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
             ORDER BY r.order_id LIMIT d.usage_limit) r)
-        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-            WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt')
-              AND a.checkout_session_id <> @checkout_session_id::text) END)::integer AS redeemed,
+        + (SELECT count(*) FROM payment_attempts a
+            WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text
+              AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END)::integer AS redeemed,
     (CASE WHEN d.per_buyer_limit IS NULL OR @buyer_email::text = '' THEN 0 ELSE
         (SELECT count(*) FROM discount_redemptions r
             WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)

@@ -42,8 +42,9 @@ SELECT sqlc.embed(s),
             'redeemed', CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
                 (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
                     ORDER BY r.order_id LIMIT d.usage_limit) r)
-                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id) END,
+                + (SELECT count(*) FROM payment_attempts a
+                    WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id
+                      AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END,
             'buyer_redeemed', CASE WHEN d.per_buyer_limit IS NULL OR p.buyer_email = '' THEN 0 ELSE
                 (SELECT count(*) FROM discount_redemptions r
                     WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
@@ -112,8 +113,9 @@ SELECT
             'redeemed', CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
                 (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
                     ORDER BY r.order_id LIMIT d.usage_limit) r)
-                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-                    WHERE pd.discount_id = d.id AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> p.checkout_session_id) END,
+                + (SELECT count(*) FROM payment_attempts a
+                    WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> p.checkout_session_id
+                      AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END,
             'buyer_redeemed', CASE WHEN d.per_buyer_limit IS NULL OR p.buyer_email = '' THEN 0 ELSE
                 (SELECT count(*) FROM discount_redemptions r
                     WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)

@@ -195,8 +195,9 @@ func TestDiscountPerBuyerLimitWhenAnUpdateSetsTheBuyer(t *testing.T) {
 
 // The three statements that read a session's discounts (GetSessionView, GetCatalogFor,
 // ListSessionDiscounts) read as many rows with thousands of codes and hundreds of
-// orders as with none: the discounts through their indexes, and the redemptions only of
-// a discount with a limit, no further than its limit. Before, each read scanned every
+// orders and attempts as with none: the discounts through their indexes, the
+// redemptions only of a discount with a limit, no further than its limit, and the
+// attempts from those still in flight. Before, each read scanned every
 // discount and counted every redemption of the discounts that may apply, so that every
 // request of every session grew slower with the merchant's codes and orders (1.8 s a
 // view with 20,000 codes and 150,000 redemptions; docs/PERFORMANCE.md, "Seventh round").
@@ -220,12 +221,22 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	id := e.discountSession("ada@example.com", "single7", "limited")
 	// An automatic discount without a limit, and 400 orders that used it and the limited code: more than its
 	// limit, as when a limit is set on a discount already in use. Two are the buyer's.
-	e.pastOrders(400)
+	e.pastOrders(401)
 	for _, sql := range []string{
 		`INSERT INTO discounts (id, title, percent_bps) VALUES ('auto', '5% off', 500)`,
 		`INSERT INTO discount_redemptions (discount_id, order_id, buyer_email, amount)
 			SELECT d, 'ord_past' || g, CASE WHEN g <= 2 THEN 'ada@example.com' ELSE 'buyer' || g || '@example.com' END, 100
 			FROM generate_series(1, 400) g, unnest(ARRAY['auto', 'limited']) d`,
+		// 400 PSP attempts with the limited code that failed, and one of the buyer's in
+		// flight, which counts against both limits.
+		`INSERT INTO payment_attempts (id, checkout_session_id, owner, number, order_id, gateway, idempotency_key, token,
+				amount, currency, plan, status, created_at, attempted_at, updated_at)
+			SELECT 'pa_past' || g, 'cs_past' || g, '', 1, 'ord_attempt' || g, 'stripe', 'cs_past' || g, 'tok',
+				1000, 'usd', '{}', CASE WHEN g = 1 THEN 'pending' ELSE 'failed' END, now(), now(), now()
+			FROM generate_series(1, 401) g`,
+		`INSERT INTO payment_attempt_discounts (attempt_id, discount_id, buyer_email)
+			SELECT 'pa_past' || g, 'limited', CASE WHEN g = 1 THEN 'ada@example.com' ELSE 'buyer' || g || '@example.com' END
+			FROM generate_series(1, 401) g`,
 	} {
 		if _, err := e.pool.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
@@ -239,7 +250,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 		}
 		defer tx.Rollback(ctx)
 		q := db.New(tx)
-		read := rowsRead(t, tx, "discounts", "discount_redemptions")
+		read := rowsRead(t, tx, "discounts", "discount_redemptions", "payment_attempts", "payment_attempt_discounts")
 		codes := []string{"SINGLE7", "LIMITED"}
 		for _, c := range []struct {
 			name string
@@ -267,9 +278,9 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 				t.Fatalf("%s: %v", c.name, err)
 			}
 			// A row counts once or twice (its index entry and its heap tuple): the limited
-			// code's 3 redemptions and the buyer's 2, the lookups of each discount by code,
-			// id or automatic flag, stay well under 40. There are 20,002 discounts and 800
-			// redemptions.
+			// code's 3 redemptions and the buyer's 2, the attempt in flight, the lookups of
+			// each discount by code, id or automatic flag, stay well under 40. There are
+			// 20,002 discounts, 800 redemptions and 401 attempts.
 			after := read()
 			for table, n := range after {
 				if n-before[table] > 40 {
@@ -281,7 +292,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 				got[r.Discount.ID] = [2]int32{r.Redeemed, r.BuyerRedeemed}
 			}
 			// Counted up to the limit: enough for pricing, which compares them with it.
-			want := map[string][2]int32{"auto": {0, 0}, "single7": {0, 0}, "limited": {3, 2}}
+			want := map[string][2]int32{"auto": {0, 0}, "single7": {0, 0}, "limited": {4, 3}}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("%s: discounts and their counts (redeemed, by the buyer) = %v, want %v", c.name, got, want)
 			}
@@ -289,7 +300,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	}
 	// As planned before and after the tables' statistics are gathered.
 	t.Run("unanalyzed", check)
-	if _, err := e.pool.Exec(ctx, `ANALYZE discounts, discount_redemptions, orders, checkout_sessions`); err != nil {
+	if _, err := e.pool.Exec(ctx, `ANALYZE discounts, discount_redemptions, orders, checkout_sessions, payment_attempts, payment_attempt_discounts`); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("analyzed", check)
