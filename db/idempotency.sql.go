@@ -131,11 +131,27 @@ func (q *Queries) CompleteIdempotencyKey(ctx context.Context, arg CompleteIdempo
 }
 
 const deleteIdempotencyKeysBefore = `-- name: DeleteIdempotencyKeysBefore :execrows
-DELETE FROM idempotency_keys WHERE created_at < $1
+DELETE FROM idempotency_keys k
+USING (SELECT o.caller, o.method, o.path, o.key, o.api_version FROM idempotency_keys o
+    WHERE o.created_at < $1
+    ORDER BY o.created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED) old
+WHERE (k.caller, k.method, k.path, k.key, k.api_version) = (old.caller, old.method, old.path, old.key, old.api_version)
 `
 
-func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, before time.Time) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteIdempotencyKeysBefore, before)
+type DeleteIdempotencyKeysBeforeParams struct {
+	Before  time.Time `json:"before"`
+	MaxRows int32     `json:"max_rows"`
+}
+
+// Retention: at most @max_rows keys created before @before, oldest first, skipping those
+// another instance is deleting (every instance runs the job). The caller repeats it
+// until a batch comes back short, as the sweeper's deletes, so a backlog (a first run,
+// a long outage, a shorter IDEMPOTENCY_TTL) is many short transactions, not one that
+// holds every row it deletes and writes all their WAL at once.
+func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, arg DeleteIdempotencyKeysBeforeParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteIdempotencyKeysBefore, arg.Before, arg.MaxRows)
 	if err != nil {
 		return 0, err
 	}

@@ -52,7 +52,18 @@ WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND 
   AND claim_id = @claim_id AND state = 'in_flight';
 
 -- name: DeleteIdempotencyKeysBefore :execrows
-DELETE FROM idempotency_keys WHERE created_at < @before;
+-- Retention: at most @max_rows keys created before @before, oldest first, skipping those
+-- another instance is deleting (every instance runs the job). The caller repeats it
+-- until a batch comes back short, as the sweeper's deletes, so a backlog (a first run,
+-- a long outage, a shorter IDEMPOTENCY_TTL) is many short transactions, not one that
+-- holds every row it deletes and writes all their WAL at once.
+DELETE FROM idempotency_keys k
+USING (SELECT o.caller, o.method, o.path, o.key, o.api_version FROM idempotency_keys o
+    WHERE o.created_at < @before
+    ORDER BY o.created_at
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED) old
+WHERE (k.caller, k.method, k.path, k.key, k.api_version) = (old.caller, old.method, old.path, old.key, old.api_version);
 
 -- name: RecordIdempotentResponse :exec
 -- CompleteIdempotencyKey for a pipelined transaction, whose COMMIT is sent with it: when

@@ -189,11 +189,15 @@ func (i *Idempotency) Release(ctx context.Context, c *idempotency.Claim) error {
 	return nil
 }
 
-// DeleteBefore removes keys created before t and returns how many went.
+// DeleteBefore removes keys created before t and returns how many went, in bounded
+// batches, safe on several instances at once.
 func (i *Idempotency) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	n, err := db.New(i.pool).DeleteIdempotencyKeysBefore(ctx, t)
+	q := db.New(i.pool)
+	n, err := batched(func() (int64, error) {
+		return q.DeleteIdempotencyKeysBefore(ctx, db.DeleteIdempotencyKeysBeforeParams{Before: t, MaxRows: sweepBatch})
+	})
 	if err != nil {
-		return 0, fmt.Errorf("delete old idempotency keys: %w", err)
+		return n, fmt.Errorf("delete old idempotency keys: %w", err)
 	}
 	return n, nil
 }

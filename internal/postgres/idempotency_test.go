@@ -130,3 +130,35 @@ func TestMigration00005DownAndUp(t *testing.T) {
 		t.Errorf("rows after up = %q, want %q", got, want)
 	}
 }
+
+// Retention deletes old keys in batches of at most 1,000, each a statement of its own
+// transaction, until a batch comes back short: a backlog goes whole without one long
+// transaction, and the keys within the TTL stay.
+func TestIdempotencyDeleteBeforeEmptiesABacklogInBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	roundTrips := &pgtest.RoundTrips{}
+	pool := pgtest.MustPoolTraced(t, roundTrips)
+	if _, err := pool.Exec(ctx, `INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash,
+			claim_id, state, response_status, response_body, claimed_at, completed_at, created_at)
+		SELECT 'platform_a', 'POST', '/checkout_sessions', 'K' || g, '2026-04-17', 'hash', 'claim' || g, 'completed',
+			201, '{}', now(), now(), now() - CASE WHEN g <= 2500 THEN interval '2 days' ELSE interval '1 hour' END
+		FROM generate_series(1, 2600) g`); err != nil {
+		t.Fatal(err)
+	}
+	var deleted int64
+	var err error
+	n, sent := roundTrips.Measure(func() {
+		deleted, err = postgres.NewIdempotency(pool, time.Minute).DeleteBefore(ctx, time.Now().Add(-24*time.Hour))
+	})
+	if err != nil || deleted != 2500 {
+		t.Fatalf("DeleteBefore = %d, %v; want the 2500 old keys", deleted, err)
+	}
+	if n != 3 {
+		t.Errorf("DeleteBefore made %d round trips, want 3 (1000, 1000, 500): %q", n, sent)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE created_at > now() - interval '2 hours'`).Scan(&left); err != nil || left != 100 {
+		t.Errorf("%d recent keys left (%v), want 100", left, err)
+	}
+}
