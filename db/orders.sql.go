@@ -653,7 +653,7 @@ func (q *Queries) ListOrderLineStates(ctx context.Context, orderID string) ([]Li
 
 const listOrders = `-- name: ListOrders :many
 SELECT id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address, created_at, updated_at, authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes, payment_gateway FROM orders
-WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1::timestamptz, $2::text))
+WHERE (created_at, id) < (coalesce($1::timestamptz, 'infinity'), $2::text)
   AND ($3::text IS NULL OR status = $3::text)
 ORDER BY created_at DESC, id DESC
 LIMIT $4
@@ -666,7 +666,13 @@ type ListOrdersParams struct {
 	MaxRows       int32      `json:"max_rows"`
 }
 
-// Newest first, keyset-paginated by (created_at, id).
+// Newest first, keyset-paginated by (created_at, id): read backwards through
+// orders_created_idx from the cursor, so a page reads its own rows and no others (with
+// a status, those it passes over too). The first page's cursor, without
+// @before_created, lies past every order ('infinity'): the cursor stays one row
+// comparison the index starts at in every plan. With an OR for "no cursor", the generic
+// plan a prepared statement may settle on could not start there, and a page deep in
+// the list read every newer order.
 func (q *Queries) ListOrders(ctx context.Context, arg ListOrdersParams) ([]Order, error) {
 	rows, err := q.db.Query(ctx, listOrders,
 		arg.BeforeCreated,

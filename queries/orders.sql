@@ -5,9 +5,15 @@ SELECT * FROM orders WHERE id = @id;
 SELECT * FROM orders WHERE id = @id FOR UPDATE;
 
 -- name: ListOrders :many
--- Newest first, keyset-paginated by (created_at, id).
+-- Newest first, keyset-paginated by (created_at, id): read backwards through
+-- orders_created_idx from the cursor, so a page reads its own rows and no others (with
+-- a status, those it passes over too). The first page's cursor, without
+-- @before_created, lies past every order ('infinity'): the cursor stays one row
+-- comparison the index starts at in every plan. With an OR for "no cursor", the generic
+-- plan a prepared statement may settle on could not start there, and a page deep in
+-- the list read every newer order.
 SELECT * FROM orders
-WHERE (sqlc.narg(before_created)::timestamptz IS NULL OR (created_at, id) < (sqlc.narg(before_created)::timestamptz, @before_id::text))
+WHERE (created_at, id) < (coalesce(sqlc.narg(before_created)::timestamptz, 'infinity'), @before_id::text)
   AND (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
 ORDER BY created_at DESC, id DESC
 LIMIT @max_rows;

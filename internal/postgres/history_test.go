@@ -1,0 +1,128 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+)
+
+// rowsRead returns a function that reports, for each of tables, the rows tx's
+// transaction has read so far from the table and its indexes: PostgreSQL's counts of
+// the rows its scans returned and fetched (pg_stat_xact; a row read through an index
+// counts twice, its entry and its heap tuple). A test holds a statement to the rows it
+// reads, so that its cost cannot grow with a table without the test seeing it.
+func rowsRead(t *testing.T, tx pgx.Tx, tables ...string) func() map[string]int64 {
+	t.Helper()
+	return func() map[string]int64 {
+		t.Helper()
+		rows, err := tx.Query(context.Background(), `SELECT i.tbl::text, sum(pg_stat_get_xact_tuples_returned(i.rel)
+				+ pg_stat_get_xact_tuples_fetched(i.rel))::bigint
+			FROM (SELECT t AS tbl, t AS rel FROM unnest($1::regclass[]) t
+				UNION ALL SELECT x.indrelid, x.indexrelid FROM pg_index x WHERE x.indrelid = ANY($1::regclass[])) i
+			GROUP BY i.tbl`, tables)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		var table string
+		var n int64
+		if _, err := pgx.ForEachRow(rows, []any{&table, &n}, func() error {
+			out[table] = n
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+}
+
+// pastOrders stores n completed orders of past sessions ("ord_past1" to "ord_pastN", of
+// sessions "cs_past1" to "cs_pastN", each a second older than the one before), written
+// directly: the history a merchant's tables hold after n orders, for tests that measure
+// what reading them costs.
+func (e *outboxEnv) pastOrders(n int) {
+	e.t.Helper()
+	e.exec(`INSERT INTO checkout_sessions (id, state, currency, expires_at, created_at)
+		SELECT 'cs_past' || g, 'completed', 'usd', now(), now() - g * interval '1 second'
+		FROM generate_series(1, $1::int) g`, n)
+	e.exec(`INSERT INTO orders (id, checkout_session_id, amount, currency, permalink_url, payment_method,
+			payment_reference, created_at)
+		SELECT 'ord_past' || g, 'cs_past' || g, 1000, 'usd', 'https://shop.example/o', 'vault_token', 'ref',
+			now() - g * interval '1 second'
+		FROM generate_series(1, $1::int) g`, n)
+}
+
+// A page of the order list reads its own rows, whatever the orders before and after it:
+// the first page, and one deep in the list reached by its cursor (migration 00019's
+// index, read backwards from the cursor). Before, every page sorted every order; with
+// the index but the cursor in an OR, the generic plan read every newer order.
+func TestAPageOfOrdersReadsItsOwnRows(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	// Enough orders for the planner to prefer reading a few through the index to
+	// sorting them all, as it does on a merchant's table; ord_past1 is the newest.
+	e.pastOrders(20000)
+	var cursor time.Time
+	if err := e.pool.QueryRow(ctx, `SELECT created_at FROM orders WHERE id = 'ord_past500'`).Scan(&cursor); err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, planCacheMode string) {
+		tx, err := e.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, planCacheMode); err != nil {
+			t.Fatal(err)
+		}
+		q := db.New(tx)
+		read := rowsRead(t, tx, "orders")
+		created := "created"
+		for _, c := range []struct {
+			name  string
+			p     db.ListOrdersParams
+			first int
+		}{
+			{"first page", db.ListOrdersParams{MaxRows: 10}, 1},
+			{"after ord_past500", db.ListOrdersParams{BeforeCreated: &cursor, BeforeID: "ord_past500", MaxRows: 10}, 501},
+			{"after ord_past500, created", db.ListOrdersParams{BeforeCreated: &cursor, BeforeID: "ord_past500", Status: &created, MaxRows: 10}, 501},
+		} {
+			before := read()["orders"]
+			rows, err := q.ListOrders(ctx, c.p)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			// Ten rows, each counted once or twice (its index entry and its heap tuple).
+			if got := read()["orders"] - before; got > 30 {
+				t.Errorf("%s read %d rows of orders (table and indexes), want at most 30 of 20,000", c.name, got)
+			}
+			var ids []string
+			for _, r := range rows {
+				ids = append(ids, r.ID)
+			}
+			var want []string
+			for i := c.first; i < c.first+10; i++ {
+				want = append(want, fmt.Sprintf("ord_past%d", i))
+			}
+			if !slices.Equal(ids, want) {
+				t.Errorf("%s = %v, want %v", c.name, ids, want)
+			}
+		}
+	}
+	// Planned with the table's statistics, as autovacuum keeps them for a table that
+	// grows with every order. (Without them, the planner takes a status for rare and
+	// sorts every order rather than walk the index to find ten of them.)
+	// Both with the plan of the values at hand and with the one plan for all values that
+	// PostgreSQL's plan cache may settle on for a prepared statement: that one must
+	// start at the cursor too.
+	e.exec(`ANALYZE orders`)
+	t.Run("custom plan", func(t *testing.T) { check(t, "force_custom_plan") })
+	t.Run("generic plan", func(t *testing.T) { check(t, "force_generic_plan") })
+}
