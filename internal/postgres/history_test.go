@@ -42,6 +42,24 @@ func rowsRead(t *testing.T, tx pgx.Tx, tables ...string) func() map[string]int64
 	}
 }
 
+// plannedTx begins a transaction on e's pool in which statements are planned as
+// planCacheMode says ("auto", "force_custom_plan" or "force_generic_plan": the plan of
+// the values at hand, or the one plan for all values a prepared statement may settle
+// on); it is rolled back when t ends.
+func (e *outboxEnv) plannedTx(t *testing.T, planCacheMode string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, planCacheMode); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
 // pastOrders stores n completed orders of past sessions ("ord_past1" to "ord_pastN", of
 // sessions "cs_past1" to "cs_pastN", each a second older than the one before), written
 // directly: the history a merchant's tables hold after n orders, for tests that measure
@@ -74,14 +92,7 @@ func TestAPageOfOrdersReadsItsOwnRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	check := func(t *testing.T, planCacheMode string) {
-		tx, err := e.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `SELECT set_config('plan_cache_mode', $1, true)`, planCacheMode); err != nil {
-			t.Fatal(err)
-		}
+		tx := e.plannedTx(t, planCacheMode)
 		q := db.New(tx)
 		read := rowsRead(t, tx, "orders")
 		created := "created"
