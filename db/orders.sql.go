@@ -781,6 +781,42 @@ func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, er
 	return items, nil
 }
 
+const listRefundsOfOrders = `-- name: ListRefundsOfOrders :many
+SELECT id, order_id, type, amount, created_at, description, reason, status, psp_reference, request_key FROM refunds WHERE order_id = ANY($1::text[]) ORDER BY order_id, created_at, id
+`
+
+// ListRefunds for a page of orders (ListOrders) in one round trip, not one per order.
+func (q *Queries) ListRefundsOfOrders(ctx context.Context, orderIds []string) ([]Refund, error) {
+	rows, err := q.db.Query(ctx, listRefundsOfOrders, orderIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Refund{}
+	for rows.Next() {
+		var i Refund
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrderID,
+			&i.Type,
+			&i.Amount,
+			&i.CreatedAt,
+			&i.Description,
+			&i.Reason,
+			&i.Status,
+			&i.PspReference,
+			&i.RequestKey,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const markOrderEventDelivered = `-- name: MarkOrderEventDelivered :execrows
 UPDATE order_events SET status = 'delivered', attempts = attempts + 1, delivered_at = $1, last_error = NULL
 WHERE id = $2 AND attempts = $3 AND status = 'pending'

@@ -28,6 +28,10 @@ VALUES (@id, @order_id, @type, @amount, @description, @reason, @created_at);
 -- name: ListRefunds :many
 SELECT * FROM refunds WHERE order_id = @order_id ORDER BY created_at, id;
 
+-- name: ListRefundsOfOrders :many
+-- ListRefunds for a page of orders (ListOrders) in one round trip, not one per order.
+SELECT * FROM refunds WHERE order_id = ANY(@order_ids::text[]) ORDER BY order_id, created_at, id;
+
 -- name: GetOrderCard :one
 -- What the order page may show of the card: brand and last 4, nothing else.
 SELECT card_brand, card_last4 FROM vault_tokens WHERE order_id = @order_id;

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 )
 
 // rowsRead returns a function that reports, for each of tables, the rows tx's
@@ -136,4 +138,43 @@ func TestAPageOfOrdersReadsItsOwnRows(t *testing.T) {
 	e.exec(`ANALYZE orders`)
 	t.Run("custom plan", func(t *testing.T) { check(t, "force_custom_plan") })
 	t.Run("generic plan", func(t *testing.T) { check(t, "force_generic_plan") })
+}
+
+// A page of the order list is two round trips whatever its size, the orders and their
+// refunds, each refund on its own order: before, each order's refunds were a round trip
+// of their own (51 for the default page of 50).
+func TestAPageOfOrdersIsTwoRoundTrips(t *testing.T) {
+	t.Parallel()
+	trips := &pgtest.RoundTrips{}
+	e := outboxEnvOn(t, pgtest.MustPoolTraced(t, trips), false)
+	ctx := context.Background()
+	refunded := map[string][]int64{}
+	for i := range 5 {
+		ord := e.mustOrder()
+		for j := range i % 3 { // none, one, two refunds
+			amount := int64(100 + 10*j)
+			if _, err := e.orders.Refund(ctx, ord.ID, checkout.RefundStoreCredit, amount); err != nil {
+				t.Fatal(err)
+			}
+			refunded[ord.ID] = append(refunded[ord.ID], amount)
+		}
+	}
+	var page []*checkout.Order
+	var err error
+	n, sent := trips.Measure(func() { page, err = e.orders.List(ctx, "", nil, "", 50) })
+	if err != nil || len(page) != 5 {
+		t.Fatalf("List = %d orders, %v; want 5", len(page), err)
+	}
+	if n != 2 {
+		t.Errorf("a page of 5 orders took %d round trips, want 2: %q", n, sent)
+	}
+	for _, ord := range page {
+		var got []int64
+		for _, r := range ord.Refunds {
+			got = append(got, r.Amount)
+		}
+		if !slices.Equal(got, refunded[ord.ID]) {
+			t.Errorf("order %s: refunds %v, want %v", ord.ID, got, refunded[ord.ID])
+		}
+	}
 }
