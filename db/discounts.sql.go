@@ -201,26 +201,11 @@ func (q *Queries) ListDiscounts(ctx context.Context) ([]ListDiscountsRow, error)
 }
 
 const listSessionDiscounts = `-- name: ListSessionDiscounts :many
-SELECT d.id, d.code, d.title, d.percent_bps, d.amount_off, d.currency, d.scope, d.item_ids, d.min_subtotal, d.starts_at, d.ends_at, d.usage_limit, d.per_buyer_limit, d.stackable, d.priority, d.disabled_at, d.created_at, d.updated_at,
-    (CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
-        (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
-            ORDER BY r.order_id LIMIT d.usage_limit) r)
-        + (SELECT count(*) FROM payment_attempts a
-            WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> $1::text
-              AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END)::integer AS redeemed,
-    (CASE WHEN d.per_buyer_limit IS NULL OR $2::text = '' THEN 0 ELSE
-        (SELECT count(*) FROM discount_redemptions r
-            WHERE r.discount_id = d.id AND r.buyer_email = $2::text)
-        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-            WHERE pd.discount_id = d.id AND pd.buyer_email = $2::text
-              AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> $1::text) END)::integer AS buyer_redeemed,
-    EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-        WHERE r.discount_id = d.id AND o.checkout_session_id = $1::text) AS used_by_session
+SELECT d.id, d.code, d.title, d.percent_bps, d.amount_off, d.currency, d.scope, d.item_ids, d.min_subtotal, d.starts_at, d.ends_at, d.usage_limit, d.per_buyer_limit, d.stackable, d.priority, d.disabled_at, d.created_at, d.updated_at, u.redeemed::integer AS redeemed, u.buyer_redeemed::integer AS buyer_redeemed,
+    u.used_by_session::boolean AS used_by_session
 FROM discounts d
-WHERE d.id IN (SELECT c.id FROM discounts c WHERE c.code = ANY($3::text[])
-    UNION ALL SELECT a.id FROM discounts a WHERE a.code IS NULL AND a.disabled_at IS NULL
-    UNION ALL SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-        WHERE o.checkout_session_id = $1::text)
+CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, $1::text, $2::text) u
+WHERE d.id IN (SELECT i FROM session_discount_ids($3::text[], $1::text) i)
 ORDER BY d.id
 `
 
@@ -237,28 +222,10 @@ type ListSessionDiscountsRow struct {
 	UsedBySession bool     `json:"used_by_session"`
 }
 
-// What prices a session: the discounts its codes name, in any state (so a disabled or
-// expired code is rejected with its reason), the enabled automatic discounts, and
-// those the session's order used (so a completed session shows what it was paid with).
-// redeemed counts all orders, buyer_redeemed those of @buyer_email, each with the
-// redemptions reserved by other sessions' payment attempts still in flight (pending or
-// in doubt), which become redemptions when their order is written. A session's own
-// reservation does not count against it: while its charge is in flight it shows the
-// discounts it is paying with.
-//
-// Pricing only compares a count with its limit, so a count is read only where it can
-// reach one, and no further: redeemed is 0 for a discount without a usage limit and
-// stops at the limit (ORDER BY order_id keeps the planner on the primary key, which
-// the limit then cuts short, where a sequential scan would read the whole table);
-// buyer_redeemed is 0 without a per-buyer limit or a buyer. The attempts in flight are
-// counted from the open ones (payment_attempts_open_key), each asked whether it holds
-// the discount; OFFSET 0 keeps the planner from turning that EXISTS into a join that
-// starts from every attempt ever made with the discount, failed ones included. The
-// discounts are found through their indexes, each part on its own (an OR with the
-// order's part cannot use them, and scanned every discount). A session's view then
-// costs the same whatever the number of codes, of orders and of attempts that used them
-// (docs/PERFORMANCE.md, "Seventh round").
-// GetSessionView and GetCatalogFor read the discounts the same way.
+// What prices a session: the discounts that may apply to it (session_discount_ids),
+// each with what pricing needs to know of its use (discount_usage; migration 00020,
+// which says what each count holds). GetSessionView and GetCatalogFor read the
+// discounts through the same two functions.
 func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDiscountsParams) ([]ListSessionDiscountsRow, error) {
 	rows, err := q.db.Query(ctx, listSessionDiscounts, arg.CheckoutSessionID, arg.BuyerEmail, arg.Codes)
 	if err != nil {

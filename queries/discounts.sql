@@ -19,48 +19,15 @@ FROM discounts d WHERE d.id = @id;
 UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @now WHERE id = @id;
 
 -- name: ListSessionDiscounts :many
--- What prices a session: the discounts its codes name, in any state (so a disabled or
--- expired code is rejected with its reason), the enabled automatic discounts, and
--- those the session's order used (so a completed session shows what it was paid with).
--- redeemed counts all orders, buyer_redeemed those of @buyer_email, each with the
--- redemptions reserved by other sessions' payment attempts still in flight (pending or
--- in doubt), which become redemptions when their order is written. A session's own
--- reservation does not count against it: while its charge is in flight it shows the
--- discounts it is paying with.
---
--- Pricing only compares a count with its limit, so a count is read only where it can
--- reach one, and no further: redeemed is 0 for a discount without a usage limit and
--- stops at the limit (ORDER BY order_id keeps the planner on the primary key, which
--- the limit then cuts short, where a sequential scan would read the whole table);
--- buyer_redeemed is 0 without a per-buyer limit or a buyer. The attempts in flight are
--- counted from the open ones (payment_attempts_open_key), each asked whether it holds
--- the discount; OFFSET 0 keeps the planner from turning that EXISTS into a join that
--- starts from every attempt ever made with the discount, failed ones included. The
--- discounts are found through their indexes, each part on its own (an OR with the
--- order's part cannot use them, and scanned every discount). A session's view then
--- costs the same whatever the number of codes, of orders and of attempts that used them
--- (docs/PERFORMANCE.md, "Seventh round").
--- GetSessionView and GetCatalogFor read the discounts the same way.
-SELECT sqlc.embed(d),
-    (CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
-        (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
-            ORDER BY r.order_id LIMIT d.usage_limit) r)
-        + (SELECT count(*) FROM payment_attempts a
-            WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text
-              AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END)::integer AS redeemed,
-    (CASE WHEN d.per_buyer_limit IS NULL OR @buyer_email::text = '' THEN 0 ELSE
-        (SELECT count(*) FROM discount_redemptions r
-            WHERE r.discount_id = d.id AND r.buyer_email = @buyer_email::text)
-        + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-            WHERE pd.discount_id = d.id AND pd.buyer_email = @buyer_email::text
-              AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> @checkout_session_id::text) END)::integer AS buyer_redeemed,
-    EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-        WHERE r.discount_id = d.id AND o.checkout_session_id = @checkout_session_id::text) AS used_by_session
+-- What prices a session: the discounts that may apply to it (session_discount_ids),
+-- each with what pricing needs to know of its use (discount_usage; migration 00020,
+-- which says what each count holds). GetSessionView and GetCatalogFor read the
+-- discounts through the same two functions.
+SELECT sqlc.embed(d), u.redeemed::integer AS redeemed, u.buyer_redeemed::integer AS buyer_redeemed,
+    u.used_by_session::boolean AS used_by_session
 FROM discounts d
-WHERE d.id IN (SELECT c.id FROM discounts c WHERE c.code = ANY(@codes::text[])
-    UNION ALL SELECT a.id FROM discounts a WHERE a.code IS NULL AND a.disabled_at IS NULL
-    UNION ALL SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-        WHERE o.checkout_session_id = @checkout_session_id::text)
+CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, @checkout_session_id::text, @buyer_email::text) u
+WHERE d.id IN (SELECT i FROM session_discount_ids(@codes::text[], @checkout_session_id::text) i)
 ORDER BY d.id;
 
 -- name: LockDiscounts :many

@@ -37,28 +37,11 @@ SELECT sqlc.embed(s),
         FROM fulfillment_options o WHERE o.active)::json AS fulfillment_options,
     p.normalized_codes::text[] AS normalized_codes,
     p.buyer_email::text AS buyer_email,
-    (SELECT coalesce(json_agg(json_build_object(
-            'discount', to_json(d),
-            'redeemed', CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
-                (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
-                    ORDER BY r.order_id LIMIT d.usage_limit) r)
-                + (SELECT count(*) FROM payment_attempts a
-                    WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id
-                      AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END,
-            'buyer_redeemed', CASE WHEN d.per_buyer_limit IS NULL OR p.buyer_email = '' THEN 0 ELSE
-                (SELECT count(*) FROM discount_redemptions r
-                    WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
-                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-                    WHERE pd.discount_id = d.id AND pd.buyer_email = p.buyer_email
-                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> s.id) END,
-            'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE r.discount_id = d.id AND o.checkout_session_id = s.id)
-        ) ORDER BY d.id), '[]'::json)
+    (SELECT coalesce(json_agg(json_build_object('discount', to_json(d), 'redeemed', u.redeemed,
+            'buyer_redeemed', u.buyer_redeemed, 'used_by_session', u.used_by_session) ORDER BY d.id), '[]'::json)
         FROM discounts d
-        WHERE d.id IN (SELECT c.id FROM discounts c WHERE c.code = ANY(p.normalized_codes)
-            UNION ALL SELECT a.id FROM discounts a WHERE a.code IS NULL AND a.disabled_at IS NULL
-            UNION ALL SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE o.checkout_session_id = s.id))::json AS discounts,
+        CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, s.id, p.buyer_email) u
+        WHERE d.id IN (SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), s.id) i))::json AS discounts,
     p.tax_country::text AS tax_country,
     p.tax_region::text AS tax_region,
     coalesce((SELECT r.rate_bps FROM tax_rates r
@@ -108,28 +91,11 @@ SELECT
         WHERE v.id = ANY(p.variant_ids))::json AS variants,
     (SELECT coalesce(json_agg(to_json(o) ORDER BY o.sort_order, o.id), '[]'::json)
         FROM fulfillment_options o WHERE o.active)::json AS fulfillment_options,
-    (SELECT coalesce(json_agg(json_build_object(
-            'discount', to_json(d),
-            'redeemed', CASE WHEN d.usage_limit IS NULL THEN 0 ELSE
-                (SELECT count(*) FROM (SELECT FROM discount_redemptions r WHERE r.discount_id = d.id
-                    ORDER BY r.order_id LIMIT d.usage_limit) r)
-                + (SELECT count(*) FROM payment_attempts a
-                    WHERE a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> p.checkout_session_id
-                      AND EXISTS (SELECT 1 FROM payment_attempt_discounts pd WHERE pd.attempt_id = a.id AND pd.discount_id = d.id OFFSET 0)) END,
-            'buyer_redeemed', CASE WHEN d.per_buyer_limit IS NULL OR p.buyer_email = '' THEN 0 ELSE
-                (SELECT count(*) FROM discount_redemptions r
-                    WHERE r.discount_id = d.id AND r.buyer_email = p.buyer_email)
-                + (SELECT count(*) FROM payment_attempt_discounts pd JOIN payment_attempts a ON a.id = pd.attempt_id
-                    WHERE pd.discount_id = d.id AND pd.buyer_email = p.buyer_email
-                      AND a.status IN ('pending', 'in_doubt') AND a.checkout_session_id <> p.checkout_session_id) END,
-            'used_by_session', EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE r.discount_id = d.id AND o.checkout_session_id = p.checkout_session_id)
-        ) ORDER BY d.id), '[]'::json)
+    (SELECT coalesce(json_agg(json_build_object('discount', to_json(d), 'redeemed', u.redeemed,
+            'buyer_redeemed', u.buyer_redeemed, 'used_by_session', u.used_by_session) ORDER BY d.id), '[]'::json)
         FROM discounts d
-        WHERE d.id IN (SELECT c.id FROM discounts c WHERE c.code = ANY(p.codes)
-            UNION ALL SELECT a.id FROM discounts a WHERE a.code IS NULL AND a.disabled_at IS NULL
-            UNION ALL SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
-                WHERE o.checkout_session_id = p.checkout_session_id))::json AS discounts,
+        CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, p.checkout_session_id, p.buyer_email) u
+        WHERE d.id IN (SELECT i FROM session_discount_ids(p.codes, p.checkout_session_id) i))::json AS discounts,
     coalesce((SELECT r.rate_bps FROM tax_rates r
         WHERE r.country = p.tax_country AND r.region IN (p.tax_region, '')
         ORDER BY r.region DESC
