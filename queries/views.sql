@@ -16,6 +16,10 @@
 -- when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
 -- which a PSP completion numbers its payment attempt after. row_version is the row's
 -- xmin, which LockUnchangedSession checks.
+-- The variants are looked up by their ids as an array (= ANY), each through the primary
+-- key: as a join (IN), the generic plan merged the session's lines with the whole
+-- variants index in id order, and read every variant whose id sorts before the
+-- session's (15 ms with 20,000 variants; docs/PERFORMANCE.md, "Seventh round").
 -- The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 -- queries, and json_agg and to_json write that text directly where the jsonb functions
 -- build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").
@@ -32,7 +36,7 @@ SELECT sqlc.embed(s),
         ORDER BY t.created_at DESC, t.id DESC
         LIMIT 1) AS usable_token_directory_server,
     (SELECT coalesce(json_agg(to_json(v)), '[]'::json) FROM variants v
-        WHERE v.id IN (SELECT l.variant_id FROM line_items l WHERE l.checkout_session_id = s.id))::json AS variants,
+        WHERE v.id = ANY(ARRAY(SELECT l.variant_id FROM line_items l WHERE l.checkout_session_id = s.id)))::json AS variants,
     (SELECT coalesce(json_agg(to_json(o) ORDER BY o.sort_order, o.id), '[]'::json)
         FROM fulfillment_options o WHERE o.active)::json AS fulfillment_options,
     p.normalized_codes::text[] AS normalized_codes,

@@ -63,9 +63,9 @@ func (e *outboxEnv) plannedTx(t *testing.T, planCacheMode string) pgx.Tx {
 }
 
 // pastOrders stores n completed orders of past sessions ("ord_past1" to "ord_pastN", of
-// sessions "cs_past1" to "cs_pastN", each a second older than the one before), written
-// directly: the history a merchant's tables hold after n orders, for tests that measure
-// what reading them costs.
+// sessions "cs_past1" to "cs_pastN", each a second older than the one before, each with
+// one line of item_123), written directly: the history a merchant's tables hold after n
+// orders, for tests that measure what reading them costs.
 func (e *outboxEnv) pastOrders(n int) {
 	e.t.Helper()
 	e.exec(`INSERT INTO checkout_sessions (id, state, currency, expires_at, created_at)
@@ -76,6 +76,46 @@ func (e *outboxEnv) pastOrders(n int) {
 		SELECT 'ord_past' || g, 'cs_past' || g, 1000, 'usd', 'https://shop.example/o', 'vault_token', 'ref',
 			now() - g * interval '1 second'
 		FROM generate_series(1, $1::int) g`, n)
+	e.exec(`INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
+		SELECT 'li_past' || g, 'cs_past' || g, 0, 'item_123', 1, 1500 FROM generate_series(1, $1::int) g`, n)
+}
+
+// A session's view and the catalog read for an update read the session's own variants,
+// whatever the size of the catalog: with 20,000 variants, 2,000 past sessions and the
+// session's item sorting after all of them, each reads a handful of rows of variants. As a join, the generic
+// plan of the view merged the session's lines with the whole variants index in id
+// order, and read every variant whose id sorts before the session's.
+func TestASessionsViewReadsItsOwnVariants(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	e.exec(`INSERT INTO variants (id, product_id, title, price_amount, currency)
+		SELECT 'item_big' || g, 'prod_tee', 'Tee ' || g, 1500, 'usd' FROM generate_series(1, 20000) g`)
+	e.exec(`INSERT INTO variants (id, product_id, title, price_amount, currency) VALUES ('zz_last', 'prod_tee', 'Last', 1500, 'usd')`)
+	e.pastOrders(2000)
+	e.exec(`ANALYZE variants, line_items`)
+	id := e.readySession("zz_last", 1)
+	check := func(t *testing.T, planCacheMode string) {
+		tx := e.plannedTx(t, planCacheMode)
+		q := db.New(tx)
+		read := rowsRead(t, tx, "variants")
+		before := read()["variants"]
+		if _, err := q.GetSessionView(ctx, db.GetSessionViewParams{Now: time.Now(), ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if got := read()["variants"] - before; got > 10 {
+			t.Errorf("GetSessionView read %d rows of variants (table and indexes), want at most 10 of 20,003", got)
+		}
+		before = read()["variants"]
+		if _, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{VariantIds: []string{"zz_last"}, CheckoutSessionID: id}); err != nil {
+			t.Fatal(err)
+		}
+		if got := read()["variants"] - before; got > 10 {
+			t.Errorf("GetCatalogFor read %d rows of variants (table and indexes), want at most 10 of 20,003", got)
+		}
+	}
+	t.Run("custom plan", func(t *testing.T) { check(t, "force_custom_plan") })
+	t.Run("generic plan", func(t *testing.T) { check(t, "force_generic_plan") })
 }
 
 // A page of the order list reads its own rows, whatever the orders before and after it:
