@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
@@ -140,24 +142,25 @@ func TestExpiredTokenSweepDoesNotReadUsedTokens(t *testing.T) {
 			NULL, NULL, 'visa', 'credit', '4242', 'fpan', '[]', now() - interval '3 hours'
 		FROM generate_series(1, 5) g`)
 
-	check := func(t *testing.T, planCacheMode string) {
-		tx := e.plannedTx(t, planCacheMode) // rolled back: each check deletes the same three
-		read := rowsRead(t, tx, "vault_tokens")
-		n, err := db.New(tx).DeleteExpiredVaultTokens(ctx, db.DeleteExpiredVaultTokensParams{
-			ExpiredBefore: time.Now().Add(-time.Hour), CreatedBefore: time.Now().Add(-24 * time.Hour),
+	// Each check deletes the same three: its transaction is rolled back.
+	check := func(t *testing.T, tx pgx.Tx) {
+		var n int64
+		var err error
+		read := rowsRead(t, tx, "vault_tokens")(func() {
+			n, err = db.New(tx).DeleteExpiredVaultTokens(ctx, db.DeleteExpiredVaultTokensParams{
+				ExpiredBefore: time.Now().Add(-time.Hour), CreatedBefore: time.Now().Add(-24 * time.Hour),
+			})
 		})
 		if err != nil || n != 3 {
 			t.Fatalf("deleted %d tokens (%v), want the 3 expired", n, err)
 		}
 		// Five unused tokens, each counted once or twice by each scan that reads it.
-		if got := read()["vault_tokens"]; got > 40 {
-			t.Errorf("the sweep read %d rows of vault_tokens (table and indexes), want at most 40: there are 5 unused tokens and 1000 used ones", got)
+		if read["vault_tokens"] > 40 {
+			t.Errorf("the sweep read %d rows of vault_tokens (table and indexes), want at most 40: there are 5 unused tokens and 1000 used ones", read["vault_tokens"])
 		}
 	}
-	// As planned before and after the table's statistics are gathered, with the custom
-	// plan and with the generic one a prepared statement may settle on.
-	t.Run("unanalyzed", func(t *testing.T) { check(t, "auto") })
+	// Before and after the table's statistics are gathered.
+	t.Run("unanalyzed", func(t *testing.T) { check(t, e.plannedTx(t, "auto")) })
 	e.exec(`ANALYZE vault_tokens`)
-	t.Run("custom plan", func(t *testing.T) { check(t, "force_custom_plan") })
-	t.Run("generic plan", func(t *testing.T) { check(t, "force_generic_plan") })
+	e.underEachPlan(t, check)
 }
