@@ -747,47 +747,13 @@ func (q *Queries) ListRefundLines(ctx context.Context, orderID string) ([]Refund
 }
 
 const listRefunds = `-- name: ListRefunds :many
-SELECT id, order_id, type, amount, created_at, description, reason, status, psp_reference, request_key FROM refunds WHERE order_id = $1 ORDER BY created_at, id
-`
-
-func (q *Queries) ListRefunds(ctx context.Context, orderID string) ([]Refund, error) {
-	rows, err := q.db.Query(ctx, listRefunds, orderID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []Refund{}
-	for rows.Next() {
-		var i Refund
-		if err := rows.Scan(
-			&i.ID,
-			&i.OrderID,
-			&i.Type,
-			&i.Amount,
-			&i.CreatedAt,
-			&i.Description,
-			&i.Reason,
-			&i.Status,
-			&i.PspReference,
-			&i.RequestKey,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listRefundsOfOrders = `-- name: ListRefundsOfOrders :many
 SELECT id, order_id, type, amount, created_at, description, reason, status, psp_reference, request_key FROM refunds WHERE order_id = ANY($1::text[]) ORDER BY order_id, created_at, id
 `
 
-// ListRefunds for a page of orders (ListOrders) in one round trip, not one per order.
-func (q *Queries) ListRefundsOfOrders(ctx context.Context, orderIds []string) ([]Refund, error) {
-	rows, err := q.db.Query(ctx, listRefundsOfOrders, orderIds)
+// The refunds of the orders @order_ids, each order's oldest first: of one order, or of
+// a page of ListOrders in one round trip rather than one per order.
+func (q *Queries) ListRefunds(ctx context.Context, orderIds []string) ([]Refund, error) {
+	rows, err := q.db.Query(ctx, listRefunds, orderIds)
 	if err != nil {
 		return nil, err
 	}

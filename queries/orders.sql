@@ -26,10 +26,8 @@ INSERT INTO refunds (id, order_id, type, amount, description, reason, created_at
 VALUES (@id, @order_id, @type, @amount, @description, @reason, @created_at);
 
 -- name: ListRefunds :many
-SELECT * FROM refunds WHERE order_id = @order_id ORDER BY created_at, id;
-
--- name: ListRefundsOfOrders :many
--- ListRefunds for a page of orders (ListOrders) in one round trip, not one per order.
+-- The refunds of the orders @order_ids, each order's oldest first: of one order, or of
+-- a page of ListOrders in one round trip rather than one per order.
 SELECT * FROM refunds WHERE order_id = ANY(@order_ids::text[]) ORDER BY order_id, created_at, id;
 
 -- name: GetOrderCard :one

@@ -65,7 +65,7 @@ func (o *Orders) List(ctx context.Context, status string, beforeCreated *time.Ti
 		ids[i] = r.ID
 	}
 	// The page's refunds in one round trip: a page is two, whatever its size.
-	refunds, err := q.ListRefundsOfOrders(ctx, ids)
+	refunds, err := q.ListRefunds(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load refunds: %w", err)
 	}
@@ -148,7 +148,7 @@ func emitEvent(ctx context.Context, q *db.Queries, enabled bool, eventType strin
 }
 
 func withRefunds(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Order, error) {
-	refunds, err := q.ListRefunds(ctx, row.ID)
+	refunds, err := q.ListRefunds(ctx, []string{row.ID})
 	if err != nil {
 		return nil, fmt.Errorf("load refunds: %w", err)
 	}

@@ -204,7 +204,7 @@ func (o *Orders) recoverRefund(ctx context.Context, orderID, id string) error {
 	if err != nil {
 		return fmt.Errorf("load order payment: %w", err)
 	}
-	refunds, err := q.ListRefunds(ctx, orderID)
+	refunds, err := q.ListRefunds(ctx, []string{orderID})
 	if err != nil {
 		return fmt.Errorf("load refunds: %w", err)
 	}
