@@ -17,8 +17,8 @@
 -- which a PSP completion numbers its payment attempt after. row_version is the row's
 -- xmin, which LockUnchangedSession checks.
 -- The variants are looked up by their ids as an array (= ANY), each through the primary
--- key: as a join (IN), the generic plan merged the session's lines with the whole
--- variants index in id order, and read every variant whose id sorts before the
+-- key: as a join (IN), the plans of a busy database merged the session's lines with the
+-- whole variants index in id order, and read every variant whose id sorts before the
 -- session's (15 ms with 20,000 variants; docs/PERFORMANCE.md, "Seventh round").
 -- The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 -- queries, and json_agg and to_json write that text directly where the jsonb functions
