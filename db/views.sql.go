@@ -20,7 +20,7 @@ SELECT
             'buyer_redeemed', u.buyer_redeemed, 'used_by_session', u.used_by_session) ORDER BY d.id), '[]'::json)
         FROM discounts d
         CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, p.checkout_session_id, p.buyer_email) u
-        WHERE d.id IN (SELECT i FROM session_discount_ids(p.codes, p.checkout_session_id) i))::json AS discounts,
+        WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(p.codes, p.checkout_session_id) i)))::json AS discounts,
     coalesce((SELECT r.rate_bps FROM tax_rates r
         WHERE r.country = p.tax_country AND r.region IN (p.tax_region, '')
         ORDER BY r.region DESC
@@ -108,7 +108,7 @@ SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_
             'buyer_redeemed', u.buyer_redeemed, 'used_by_session', u.used_by_session) ORDER BY d.id), '[]'::json)
         FROM discounts d
         CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, s.id, p.buyer_email) u
-        WHERE d.id IN (SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), s.id) i))::json AS discounts,
+        WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), s.id) i)))::json AS discounts,
     p.tax_country::text AS tax_country,
     p.tax_region::text AS tax_region,
     coalesce((SELECT r.rate_bps FROM tax_rates r
@@ -189,7 +189,8 @@ type GetSessionViewRow struct {
 // The variants are looked up by their ids as an array (= ANY), each through the primary
 // key: as a join (IN), the plans of a busy database merged the session's lines with the
 // whole variants index in id order, and read every variant whose id sorts before the
-// session's (15 ms with 20,000 variants; docs/PERFORMANCE.md, "Seventh round").
+// session's (15 ms with 20,000 variants; docs/PERFORMANCE.md, "Seventh round"); the
+// discounts are looked up the same way, for the reason ListSessionDiscounts gives.
 // The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 // queries, and json_agg and to_json write that text directly where the jsonb functions
 // build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").

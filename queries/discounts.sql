@@ -22,12 +22,16 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- What prices a session: the discounts that may apply to it (session_discount_ids),
 -- each with what pricing needs to know of its use (discount_usage; migration 00020,
 -- which says what each count holds). GetSessionView and GetCatalogFor read the
--- discounts through the same two functions.
+-- discounts through the same two functions. The ids are an array (= ANY), so each
+-- discount is read through the primary key: as a join (IN), the generic plan a
+-- prepared statement settles on hashed the ids and read every discount, and with
+-- thousands of them its cost crossed jit_above_cost, so every call also compiled it
+-- (0.15 s with 20,000 codes; docs/PERFORMANCE.md, "Seventh round").
 SELECT sqlc.embed(d), u.redeemed::integer AS redeemed, u.buyer_redeemed::integer AS buyer_redeemed,
     u.used_by_session::boolean AS used_by_session
 FROM discounts d
 CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, @checkout_session_id::text, @buyer_email::text) u
-WHERE d.id IN (SELECT i FROM session_discount_ids(@codes::text[], @checkout_session_id::text) i)
+WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(@codes::text[], @checkout_session_id::text) i))
 ORDER BY d.id;
 
 -- name: LockDiscounts :many
