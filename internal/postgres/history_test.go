@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -99,6 +102,28 @@ func (e *outboxEnv) pastOrders(n int) {
 		FROM generate_series(1, $1::int) g`, n)
 	e.exec(`INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
 		SELECT 'li_past' || g, 'cs_past' || g, 0, 'item_123', 1, 1500 FROM generate_series(1, $1::int) g`, n)
+	e.exec(`INSERT INTO order_lines (order_id, line_item_id, quantity_current, subtotal, tax)
+		SELECT 'ord_past' || g, 'li_past' || g, 1, 1500, 0 FROM generate_series(1, $1::int) g`, n)
+}
+
+// pastAftermath gives every tenth of pastOrders' n orders what orders gather after
+// they are taken: a refund, a fulfilment and a cancellation of its line, and the
+// buyer's marketing decision recorded with it.
+func (e *outboxEnv) pastAftermath(n int) {
+	e.t.Helper()
+	e.exec(`INSERT INTO refunds (id, order_id, type, amount) SELECT 'rf_past' || g, 'ord_past' || g, 'original_payment', 100
+		FROM generate_series(10, $1::int, 10) g`, n)
+	e.exec(`INSERT INTO refund_lines (refund_id, line_item_id, position, quantity) SELECT 'rf_past' || g, 'li_past' || g, 0, 1
+		FROM generate_series(10, $1::int, 10) g`, n)
+	e.exec(`INSERT INTO fulfillments (id, order_id, type, status) SELECT 'ful_past' || g, 'ord_past' || g, 'shipping', 'delivered'
+		FROM generate_series(10, $1::int, 10) g`, n)
+	e.exec(`INSERT INTO fulfillment_lines (fulfillment_id, line_item_id, position, quantity) SELECT 'ful_past' || g, 'li_past' || g, 0, 1
+		FROM generate_series(10, $1::int, 10) g`, n)
+	e.exec(`INSERT INTO order_cancellations (id, order_id, line_item_id, position, quantity, created_at)
+		SELECT 'can_past' || g, 'ord_past' || g, 'li_past' || g, 0, 1, now() FROM generate_series(10, $1::int, 10) g`, n)
+	e.exec(`INSERT INTO marketing_consents (channel, contact, opted_in, checkout_session_id, order_id, updated_at)
+		SELECT 'email', 'buyer' || g || '@example.com', true, 'cs_past' || g, 'ord_past' || g, now()
+		FROM generate_series(10, $1::int, 10) g`, n)
 }
 
 // A session's view and the catalog read for an update read the session's own variants,
@@ -234,5 +259,110 @@ func TestAPageOfOrdersIsTwoRoundTrips(t *testing.T) {
 		if !slices.Equal(got, refunded[ord.ID]) {
 			t.Errorf("order %s: refunds %v, want %v", ord.ID, got, refunded[ord.ID])
 		}
+	}
+}
+
+// Removing a session's lines reads none of the orders taken before: an update that sets
+// the items deletes the session's lines, and the retention sweep deletes canceled
+// sessions with their lines (ON DELETE CASCADE). PostgreSQL checks every foreign key
+// that references a deleted row; without an index on the referencing column, each line
+// deleted read every order line, refund line, fulfilment line and cancellation ever
+// written, and each session every marketing decision (migration 00021).
+func TestRemovingASessionsLinesDoesNotReadPastOrders(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	e.pastOrders(20000)
+	e.pastAftermath(20000)
+	open := e.readySession("item_123", 1, "item_456", 2)
+	canceled := e.readySession("item_123", 1)
+	if _, err := e.store.CancelSession(ctx, "", canceled, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`UPDATE checkout_sessions SET created_at = created_at - interval '90 days', updated_at = updated_at - interval '90 days' WHERE id = $1`, canceled)
+	e.exec(`ANALYZE`)
+	tables := []string{"order_lines", "refund_lines", "fulfillment_lines", "order_cancellations", "marketing_consents"}
+	e.underEachPlan(t, func(t *testing.T, tx pgx.Tx) {
+		q := db.New(tx)
+		measure := rowsRead(t, tx, tables...)
+		for _, c := range []struct {
+			name string
+			op   func() (int64, error)
+		}{
+			{"DeleteLineItems (2 lines)", func() (int64, error) { return 2, q.DeleteLineItems(ctx, open) }},
+			{"DeleteCanceledSessions (1 session, 1 line)", func() (int64, error) {
+				return q.DeleteCanceledSessions(ctx, db.DeleteCanceledSessionsParams{Before: time.Now(), MaxRows: 100})
+			}},
+		} {
+			var n int64
+			var err error
+			read := measure(func() { n, err = c.op() })
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if n == 0 {
+				t.Fatalf("%s removed nothing", c.name)
+			}
+			for _, table := range tables {
+				if read[table] > 10 {
+					t.Errorf("%s read %d rows of %s (table and indexes), want at most 10 whatever the orders before", c.name, read[table], table)
+				}
+			}
+		}
+	})
+}
+
+// Every foreign key that references a table the server deletes from has an index on its
+// referencing columns, so that deleting a row costs PostgreSQL's check of the key a
+// probe, not a read of the whole referencing table (migration 00021). The tables the
+// server deletes from are those its queries name in a DELETE (queries/*.sql), and those
+// their rows cascade to. A foreign key without such an index references rows the server
+// never deletes (an order, a variant, a fulfillment option); should a query start
+// deleting them, this test asks for the index.
+func TestEveryForeignKeyTheServerDeletesThroughIsIndexed(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../queries/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no queries found (../../queries/*.sql): %v", err)
+	}
+	deleteFrom := regexp.MustCompile(`(?i)\bDELETE\s+FROM\s+(\w+)`)
+	var deleted []string
+	for _, f := range files {
+		sql, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range deleteFrom.FindAllStringSubmatch(string(sql), -1) {
+			deleted = append(deleted, m[1])
+		}
+	}
+	if !slices.Contains(deleted, "line_items") || !slices.Contains(deleted, "checkout_sessions") {
+		t.Fatalf("DELETE statements found in queries/*.sql name %v; want line_items and checkout_sessions among them", deleted)
+	}
+	pool := pgtest.MustPool(t)
+	rows, err := pool.Query(context.Background(), `
+		WITH RECURSIVE deleted(rel) AS (
+			SELECT to_regclass(name) FROM unnest($1::text[]) name
+			UNION
+			SELECT c.conrelid FROM pg_constraint c JOIN deleted d ON c.confrelid = d.rel
+			WHERE c.contype = 'f' AND c.confdeltype = 'c'
+		)
+		SELECT c.conname::text, c.conrelid::regclass::text, c.confrelid::regclass::text
+		FROM pg_constraint c
+		WHERE c.contype = 'f' AND c.confrelid IN (SELECT rel FROM deleted)
+		  AND NOT EXISTS (SELECT 1 FROM pg_index i
+			WHERE i.indrelid = c.conrelid AND i.indisvalid AND i.indpred IS NULL
+			  AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+			  AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)
+		ORDER BY 1`, deleted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fk, from, to string
+	if _, err := pgx.ForEachRow(rows, []any{&fk, &from, &to}, func() error {
+		t.Errorf("foreign key %s of %s references %s, whose rows the server deletes, and no index leads with its columns", fk, from, to)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
