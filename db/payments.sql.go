@@ -32,24 +32,6 @@ func (q *Queries) ConsumeVaultToken(ctx context.Context, arg ConsumeVaultTokenPa
 	return err
 }
 
-const decrementStock = `-- name: DecrementStock :one
-SELECT take_variant_stock($1::text, $2::integer)::boolean AS taken
-`
-
-type DecrementStockParams struct {
-	ID       string `json:"id"`
-	Quantity int32  `json:"quantity"`
-}
-
-// Never below zero: false when the stock is short (or there is no such variant). NULL
-// stock is unlimited: true, and the row is neither written nor locked (migration 00018).
-func (q *Queries) DecrementStock(ctx context.Context, arg DecrementStockParams) (bool, error) {
-	row := q.db.QueryRow(ctx, decrementStock, arg.ID, arg.Quantity)
-	var taken bool
-	err := row.Scan(&taken)
-	return taken, err
-}
-
 const getVaultTokenForUpdate = `-- name: GetVaultTokenForUpdate :one
 SELECT id, checkout_session_id, merchant_id, max_amount, currency, expires_at, used_at, order_id, card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type, card_fingerprint, card_virtual, card_wallet_type, billing_address, risk_signals, manual_review, metadata, created_at, owner, authentication_directory_server FROM vault_tokens WHERE id = $1 AND owner = $2 FOR UPDATE
 `
@@ -261,9 +243,11 @@ type TakeStockParams struct {
 	Quantities []int32  `json:"quantities"`
 }
 
-// DecrementStock of every line in one statement, for a pipelined completion: the first
-// line short of stock fails (SQLSTATE AC410, its position in the arrays as the detail),
-// so the transaction aborts. @variant_ids must be sorted (the lock order of variants).
+// The stock of every line in one statement: never below zero; NULL stock is unlimited,
+// and its row is neither written nor locked (migration 00018). The first line short of
+// stock (or without a variant) fails (SQLSTATE AC410, its position in the arrays as the
+// detail), so the transaction aborts. @variant_ids must be sorted (the lock order of
+// variants).
 func (q *Queries) TakeStock(ctx context.Context, arg TakeStockParams) error {
 	_, err := q.db.Exec(ctx, takeStock, arg.VariantIds, arg.Quantities)
 	return err

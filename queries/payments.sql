@@ -26,11 +26,6 @@ SELECT * FROM vault_tokens WHERE id = @id AND owner = @owner FOR UPDATE;
 -- name: MarkVaultTokenUsed :execrows
 UPDATE vault_tokens SET used_at = @used_at, order_id = @order_id WHERE id = @id AND used_at IS NULL;
 
--- name: DecrementStock :one
--- Never below zero: false when the stock is short (or there is no such variant). NULL
--- stock is unlimited: true, and the row is neither written nor locked (migration 00018).
-SELECT take_variant_stock(@id::text, @quantity::integer)::boolean AS taken;
-
 -- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
     authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes,
@@ -50,9 +45,11 @@ WITH used AS (
 SELECT raise_vault_token_changed() WHERE NOT EXISTS (SELECT 1 FROM used);
 
 -- name: TakeStock :exec
--- DecrementStock of every line in one statement, for a pipelined completion: the first
--- line short of stock fails (SQLSTATE AC410, its position in the arrays as the detail),
--- so the transaction aborts. @variant_ids must be sorted (the lock order of variants).
+-- The stock of every line in one statement: never below zero; NULL stock is unlimited,
+-- and its row is neither written nor locked (migration 00018). The first line short of
+-- stock (or without a variant) fails (SQLSTATE AC410, its position in the arrays as the
+-- detail), so the transaction aborts. @variant_ids must be sorted (the lock order of
+-- variants).
 SELECT take_stock(@variant_ids::text[], @quantities::integer[]);
 
 -- name: LockVaultToken :exec

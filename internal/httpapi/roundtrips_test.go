@@ -206,3 +206,67 @@ func (e *testEnv) completeBody(token string) map[string]any {
 		"instrument": map[string]any{"type": "card", "credential": map[string]any{"type": "spt", "token": token}},
 	}}
 }
+
+// TestStatementsDoNotGrowWithTheLines runs a checkout of one line and one of three
+// lines, in both versions, and wants each operation to send the same statements in
+// the same round trips: a statement per line would make a cart's every request cost
+// more with each item in it (docs/PERFORMANCE.md, "Ninth round").
+func TestStatementsDoNotGrowWithTheLines(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"2025-09-29", v0417} {
+		t.Run(v, func(t *testing.T) {
+			e := mustEnvVersion(t, v, time.Minute)
+			checkout := func(lines []map[string]any, changed []map[string]any) map[string][]string {
+				sent := map[string][]string{}
+				measure := func(op string, send func() response, want int) response {
+					t.Helper()
+					var r response
+					_, sent[op] = e.roundTrips.Measure(func() { r = send() })
+					if r.status != want {
+						t.Fatalf("%s of %d lines: status = %d, want %d; body: %s", op, len(lines), r.status, want, r.body)
+					}
+					return r
+				}
+				created := measure("create", func() response {
+					return e.do(http.MethodPost, "/checkout_sessions", e.createBody(fields{items: lines, buyer: buyer, address: address}), "Idempotency-Key", newKey())
+				}, http.StatusCreated)
+				id := created.json(t)["id"].(string)
+				measure("get", func() response { return e.do(http.MethodGet, "/checkout_sessions/"+id, nil) }, http.StatusOK)
+				s := e.mustSession(measure("update", func() response {
+					return e.do(http.MethodPost, "/checkout_sessions/"+id, e.updateBody(fields{items: changed, option: "standard_shipping"}), "Idempotency-Key", newKey())
+				}, http.StatusOK), http.StatusOK)
+				if s["status"] != "ready_for_payment" {
+					t.Fatalf("session %s of %d lines is %v, messages %v", id, len(lines), s["status"], messages(s))
+				}
+				token := measure("delegate_payment", func() response {
+					return e.do(http.MethodPost, delegatePath, delegateBody(id, totals(t, s)["total"], "usd", "4242424242424242", "123"), "Idempotency-Key", newKey())
+				}, http.StatusCreated).json(t)["id"].(string)
+				measure("complete", func() response {
+					return e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", e.completeBody(token), "Idempotency-Key", newKey())
+				}, http.StatusOK)
+				// A PSP token is charged between two transactions (completeInPhases).
+				psp := e.mustSession(e.do(http.MethodPost, "/checkout_sessions", e.createBody(fields{items: changed, buyer: buyer, address: address}),
+					"Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+				e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+psp, e.updateBody(fields{option: "standard_shipping"}), "Idempotency-Key", newKey()), http.StatusOK)
+				measure("complete_psp", func() response {
+					return e.do(http.MethodPost, "/checkout_sessions/"+psp+"/complete", e.completeBody("tok_visa"), "Idempotency-Key", newKey())
+				}, http.StatusOK)
+				if e.is0417() {
+					cart := measure("create_cart", func() response {
+						return e.do(http.MethodPost, "/carts", map[string]any{"line_items": lines}, "Idempotency-Key", newKey())
+					}, http.StatusCreated).json(t)["id"].(string)
+					measure("get_cart", func() response { return e.do(http.MethodGet, "/carts/"+cart, nil) }, http.StatusOK)
+				}
+				return sent
+			}
+			one := checkout(items("item_123", 1), items("item_123", 2))
+			three := checkout(items("item_123", 1, "item_456", 1, "ebook_001", 1), items("item_123", 2, "item_456", 3, "ebook_001", 1))
+			for _, op := range []string{"create", "get", "update", "delegate_payment", "complete", "complete_psp", "create_cart", "get_cart"} {
+				if !slices.Equal(one[op], three[op]) {
+					t.Errorf("%s sends more for three lines than for one:\none line\n\t%s\nthree lines\n\t%s",
+						op, strings.Join(one[op], "\n\t"), strings.Join(three[op], "\n\t"))
+				}
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // A vault-token completion reads and locks in one round trip and writes in the next,
@@ -138,44 +139,55 @@ func delegateVisa(t *testing.T, v *postgres.Vault, id string, expiresAt time.Tim
 	return token
 }
 
-// A pipelined completion takes the stock of its lines in variant id order in one
-// statement (take_stock) that raises at the first short one; the refusal must name
-// that line by its index in the session, as the completion that checked each decrement
-// did, and nothing of the stock taken before it may stay.
+// A completion takes the stock of its lines in variant id order in one statement
+// (take_stock) that raises at the first short one, before the pipelined completion's
+// COMMIT or checked as it returns in a transaction; the refusal must name that line by
+// its index in the session, and nothing of the stock taken before it may stay.
 func TestTakeStockNamesTheLineThatSoldOut(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	if _, err := e.pool.Exec(ctx, `UPDATE variants SET stock_quantity = CASE id WHEN 'item_123' THEN 10 ELSE 5 END
-		WHERE id IN ('item_123', 'item_456')`); err != nil {
-		t.Fatal(err)
+	ways := []struct {
+		name string
+		take func(context.Context, *pgxpool.Pool, []checkout.Line) error
+	}{
+		{"pipelined", postgres.TakeStockBeforeCommit},
+		{"in_a_transaction", postgres.TakeStockInTransaction},
 	}
-	// item_123 sorts first and has enough; item_456, the session's line 0, is short.
-	lines := []checkout.Line{{ID: "li_0", VariantID: "item_456", Quantity: 6}, {ID: "li_1", VariantID: "item_123", Quantity: 1}}
-	want := checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(0),
-		"Item item_456 sold out before the payment went through; nothing was charged.")
-	if err := postgres.TakeStockBeforeCommit(ctx, e.pool, lines); err == nil || err.Error() != want.Error() {
-		t.Errorf("take stock = %v, want %v", err, want)
-	}
-	var tee, hoodie int
-	if err := e.pool.QueryRow(ctx, `SELECT
-		(SELECT stock_quantity FROM variants WHERE id = 'item_123'), (SELECT stock_quantity FROM variants WHERE id = 'item_456')`,
-	).Scan(&tee, &hoodie); err != nil {
-		t.Fatal(err)
-	}
-	if tee != 10 || hoodie != 5 {
-		t.Errorf("stock after the refusal: item_123 %d, item_456 %d; want 10 and 5", tee, hoodie)
-	}
-	lines[0].Quantity = 5
-	if err := postgres.TakeStockBeforeCommit(ctx, e.pool, lines); err != nil {
-		t.Errorf("take stock within the stock: %v", err)
+	for _, way := range ways {
+		t.Run(way.name, func(t *testing.T) {
+			if _, err := e.pool.Exec(ctx, `UPDATE variants SET stock_quantity = CASE id WHEN 'item_123' THEN 10 ELSE 5 END
+				WHERE id IN ('item_123', 'item_456')`); err != nil {
+				t.Fatal(err)
+			}
+			// item_123 sorts first and has enough; item_456, the session's line 0, is short.
+			lines := []checkout.Line{{ID: "li_0", VariantID: "item_456", Quantity: 6}, {ID: "li_1", VariantID: "item_123", Quantity: 1}}
+			want := checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(0),
+				"Item item_456 sold out before the payment went through; nothing was charged.")
+			if err := way.take(ctx, e.pool, lines); err == nil || err.Error() != want.Error() {
+				t.Errorf("take stock = %v, want %v", err, want)
+			}
+			var tee, hoodie int
+			if err := e.pool.QueryRow(ctx, `SELECT
+				(SELECT stock_quantity FROM variants WHERE id = 'item_123'), (SELECT stock_quantity FROM variants WHERE id = 'item_456')`,
+			).Scan(&tee, &hoodie); err != nil {
+				t.Fatal(err)
+			}
+			if tee != 10 || hoodie != 5 {
+				t.Errorf("stock after the refusal: item_123 %d, item_456 %d; want 10 and 5", tee, hoodie)
+			}
+			lines[0].Quantity = 5
+			if err := way.take(ctx, e.pool, lines); err != nil {
+				t.Errorf("take stock within the stock: %v", err)
+			}
+		})
 	}
 }
 
 // Unlimited stock is not taken (migration 00018): a completion of a best seller whose
 // stock is not counted may neither lock nor rewrite its variant's row, or every
-// completion of it queues on that row. Both ways of taking stock (the pipelined
-// completion's take_stock, a PSP completion's DecrementStock per line) must go through
+// completion of it queues on that row. Both ways of taking stock (take_stock before the
+// pipelined completion's COMMIT, or checked as it returns in a transaction) must go through
 // while another transaction holds the row locked, leave it untouched (same xmin), still
 // take counted stock, and refuse a variant that does not exist.
 func TestTakeStockLeavesUnlimitedRowsUnlocked(t *testing.T) {
@@ -189,8 +201,8 @@ func TestTakeStockLeavesUnlimitedRowsUnlocked(t *testing.T) {
 		{"pipelined", func(ctx context.Context, lines []checkout.Line) error {
 			return postgres.TakeStockBeforeCommit(ctx, e.pool, lines)
 		}},
-		{"line_by_line", func(ctx context.Context, lines []checkout.Line) error {
-			return postgres.TakeStockLineByLine(ctx, e.pool, lines)
+		{"in_a_transaction", func(ctx context.Context, lines []checkout.Line) error {
+			return postgres.TakeStockInTransaction(ctx, e.pool, lines)
 		}},
 	}
 	for _, way := range ways {

@@ -68,9 +68,10 @@ func TakeStockBeforeCommit(ctx context.Context, pool *pgxpool.Pool, lines []chec
 	return pipelinedCompletionError(err, lines)
 }
 
-// TakeStockLineByLine takes the stock of lines as a PSP completion's first phase does:
-// one DecrementStock per line in its own transaction (takeStock).
-func TakeStockLineByLine(ctx context.Context, pool *pgxpool.Pool, lines []checkout.Line) error {
+// TakeStockInTransaction takes the stock of lines as a completion sent statement by
+// statement does: TakeStock in a transaction, its failure mapped as it returns
+// (takeStock).
+func TakeStockInTransaction(ctx context.Context, pool *pgxpool.Pool, lines []checkout.Line) error {
 	return WithTx(ctx, pool, func(q *db.Queries) error { return takeStock(ctx, q, lines) })
 }
 

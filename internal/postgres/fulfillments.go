@@ -48,11 +48,19 @@ func (o *Orders) RefundLines(ctx context.Context, id string, req checkout.Refund
 // insertOrderDetails stores what a new order's lines and totals cost, in the completion's
 // transaction: what refunds of named units are priced from and what the Order shows.
 func insertOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) error {
-	for _, l := range ord.Lines {
-		if err := q.InsertOrderLine(ctx, db.InsertOrderLineParams{
-			OrderID: ord.ID, LineItemID: l.ID, QuantityCurrent: int32(l.Current), Subtotal: &l.Subtotal, Tax: &l.Tax,
-		}); err != nil {
-			return fmt.Errorf("insert order line: %w", err)
+	if len(ord.Lines) > 0 {
+		p := db.InsertOrderLinesParams{
+			OrderID:           ord.ID,
+			LineItemIds:       make([]string, len(ord.Lines)),
+			QuantitiesCurrent: make([]int32, len(ord.Lines)),
+			Subtotals:         make([]int64, len(ord.Lines)),
+			Taxes:             make([]int64, len(ord.Lines)),
+		}
+		for i, l := range ord.Lines {
+			p.LineItemIds[i], p.QuantitiesCurrent[i], p.Subtotals[i], p.Taxes[i] = l.ID, int32(l.Current), l.Subtotal, l.Tax
+		}
+		if err := q.InsertOrderLines(ctx, p); err != nil {
+			return fmt.Errorf("insert order lines: %w", err)
 		}
 	}
 	if a := ord.Amounts; a != nil {

@@ -511,20 +511,20 @@ func (s *Store) tokenAuthentication(t *payment.Token) *checkout.Authentication {
 	return s.authentication(t.AuthenticationDirectoryServer)
 }
 
-// takeStock decrements the stock of every line, in variant id order so that concurrent
-// completions lock variant rows in one order; an unlimited variant's row is not locked
-// (take_variant_stock). A short stock refuses the completion.
+// takeStock takes the stock of every line in one statement (TakeStock, sent now on q),
+// in variant id order so that concurrent completions lock variant rows in one order; an
+// unlimited variant's row is not locked (take_variant_stock). A short stock refuses the
+// completion, naming the line that sold out, and leaves q's transaction aborted.
 func takeStock(ctx context.Context, q *db.Queries, lines []checkout.Line) error {
-	for _, i := range stockOrder(lines) {
-		taken, err := q.DecrementStock(ctx, db.DecrementStockParams{ID: lines[i].VariantID, Quantity: int32(lines[i].Quantity)})
-		if err != nil {
-			return fmt.Errorf("take stock: %w", err)
-		}
-		if !taken {
-			return outOfStock(lines, i)
-		}
+	err := q.TakeStock(ctx, takeStockParams(lines))
+	if err == nil {
+		return nil
 	}
-	return nil
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == stockShortCode {
+		return pipelinedCompletionError(err, lines)
+	}
+	return fmt.Errorf("take stock: %w", err)
 }
 
 // stockOrder is the order in which the stock of lines is taken: the indexes of lines
@@ -548,14 +548,19 @@ func outOfStock(lines []checkout.Line, i int) error {
 // beforeCommit Queries: a short stock fails the COMMIT's round trip with SQLSTATE
 // AC410, which pipelinedCompletionError maps to takeStock's refusal for lines.
 func takeStockLast(ctx context.Context, w *db.Queries, lines []checkout.Line) error {
+	if err := w.TakeStock(ctx, takeStockParams(lines)); err != nil {
+		return fmt.Errorf("take stock: %w", err)
+	}
+	return nil
+}
+
+// takeStockParams are TakeStock's arrays for lines, in stockOrder.
+func takeStockParams(lines []checkout.Line) db.TakeStockParams {
 	p := db.TakeStockParams{VariantIds: make([]string, len(lines)), Quantities: make([]int32, len(lines))}
 	for n, i := range stockOrder(lines) {
 		p.VariantIds[n], p.Quantities[n] = lines[i].VariantID, int32(lines[i].Quantity)
 	}
-	if err := w.TakeStock(ctx, p); err != nil {
-		return fmt.Errorf("take stock: %w", err)
-	}
-	return nil
+	return p
 }
 
 // The SQLSTATEs of migration 00015's functions.
