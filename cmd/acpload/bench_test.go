@@ -64,6 +64,9 @@ func TestBenchFlagsAreCheckedBeforeAnythingStarts(t *testing.T) {
 		{[]string{"-bench", "-pgbench", "/bin/true", "-psp-delay", "-1s"}, "-psp-delay must not be negative"},
 		{[]string{"-bench", "-pgbench", "/bin/true", "-flash-agents", "0"}, "-flash-agents must be at least 1"},
 		{[]string{"-c", "0"}, "at least 1"},
+		{[]string{"-lines", "0"}, "-lines must be from 1 to 5"},
+		{[]string{"-lines", "6"}, "-lines must be from 1 to 5"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-lines", "2"}, "-lines does not apply to -bench"},
 	} {
 		err := realMain(context.Background(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -23,8 +23,9 @@ const apiVersion = "2025-09-29"
 // The fixed parts of the flow's request bodies. The cart is one tee (item_123) shipped
 // to California, as in the README walk-through.
 const (
-	createBody = `{"items":[{"id":"item_123","quantity":1}],` +
-		`"fulfillment_address":{"name":"John Doe","line_one":"1234 Chat Road","city":"San Francisco",` +
+	createBody = `{"items":[{"id":"item_123","quantity":1}],` + shippedToCalifornia
+	// shippedToCalifornia ends a create body: the address every flow ships to.
+	shippedToCalifornia = `"fulfillment_address":{"name":"John Doe","line_one":"1234 Chat Road","city":"San Francisco",` +
 		`"state":"CA","country":"US","postal_code":"94131"}}`
 	updateBody = `{"buyer":{"first_name":"Ada","last_name":"Lovelace","email":"ada@example.com"},` +
 		`"fulfillment_option_id":"standard_shipping"}`
@@ -33,6 +34,25 @@ const (
 	// maxAmount is the allowance of every delegated token, in minor units.
 	maxAmount = 100000
 )
+
+// cartItems are the demo catalog's items a cart of -lines draws from, in order: every
+// one is available, without counted stock, and ships (or, the e-book, comes along).
+var cartItems = []string{"item_123", "item_456", "item_567", "item_124", "ebook_001"}
+
+// createBodyOf is the flow's create body with a cart of lines distinct items, one of
+// each (1 <= lines <= len(cartItems)); one line is createBody.
+func createBodyOf(lines int) string {
+	var b strings.Builder
+	b.WriteString(`{"items":[`)
+	for i, id := range cartItems[:lines] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"id":"` + id + `","quantity":1}`)
+	}
+	b.WriteString(`],` + shippedToCalifornia)
+	return b.String()
+}
 
 // errFlowFailed says a unit of work stopped at a response it did not expect; the
 // response is already counted as a failure.
@@ -59,6 +79,8 @@ type loadConfig struct {
 	warmup time.Duration
 	// apiVersion is the API-Version header of every request ("": apiVersion).
 	apiVersion string
+	// createBody is the full flow's create request ("": createBody, one line).
+	createBody string
 }
 
 // newClient returns the one HTTP client of a run: keep-alive connections, enough idle
@@ -247,7 +269,7 @@ func completeBody(token string) string {
 // Idempotent-Replayed with the very same body.
 func (a *agent) flow(ctx context.Context) error {
 	a.seq++
-	path, token, err := a.readyToPay(ctx, createBody)
+	path, token, err := a.readyToPay(ctx, cmp.Or(a.cfg.createBody, createBody))
 	if err != nil {
 		return err
 	}

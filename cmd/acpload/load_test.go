@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 )
 
 // fakeACP answers the flow like the server does; badReplay makes replays differ.
@@ -115,5 +119,51 @@ func TestRunLoadStopsWhenWorkRunsOut(t *testing.T) {
 	rep, err := runLoad(context.Background(), cfg, newClient(2, false), func(context.Context, *agent) error { return errExhausted })
 	if err != nil || rep.Stopped == "" {
 		t.Errorf("exhausted run: err %v, stopped %q", err, rep.Stopped)
+	}
+}
+
+// The carts of -lines are bodies the server takes: distinct items the demo catalog sells
+// (available, in usd), one of each; one line is the flow's usual create body.
+func TestCartOfLinesIsOfTheDemoCatalog(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("../../internal/catalog/demo/products.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	products, err := catalog.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sells := map[string]bool{}
+	for _, p := range products {
+		for _, v := range p.Variants {
+			sells[v.ID] = v.Available && v.Currency == "usd"
+		}
+	}
+	if got := createBodyOf(1); got != createBody {
+		t.Errorf("createBodyOf(1) = %s, want createBody %s", got, createBody)
+	}
+	for n := 1; n <= len(cartItems); n++ {
+		var body struct {
+			Items []struct {
+				ID       string `json:"id"`
+				Quantity int    `json:"quantity"`
+			} `json:"items"`
+			Address map[string]string `json:"fulfillment_address"`
+		}
+		if err := json.Unmarshal([]byte(createBodyOf(n)), &body); err != nil {
+			t.Fatalf("createBodyOf(%d) is not JSON: %v", n, err)
+		}
+		seen := map[string]bool{}
+		for _, it := range body.Items {
+			if !sells[it.ID] || seen[it.ID] || it.Quantity != 1 {
+				t.Errorf("createBodyOf(%d): item %s x%d (sold: %v, repeated: %v)", n, it.ID, it.Quantity, sells[it.ID], seen[it.ID])
+			}
+			seen[it.ID] = true
+		}
+		if len(body.Items) != n || body.Address["postal_code"] != "94131" {
+			t.Errorf("createBodyOf(%d) = %d items, address %v", n, len(body.Items), body.Address)
+		}
 	}
 }

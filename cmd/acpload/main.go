@@ -1,9 +1,10 @@
 // Command acpload is the load generator and benchmark of agentic-commerce-server.
 //
 // Without -bench it plays N concurrent agents against a running server, each repeating
-// the full ACP checkout: create a session (one item_123, shipped to California), update
-// it (buyer, standard shipping), delegate a card for it (a vt_ token bound to the
-// session), complete it with the token, then replay the completion once with the same
+// the full ACP checkout: create a session (one item_123, or with -lines N a cart of N
+// distinct items of the demo catalog, shipped to California), update it (buyer,
+// standard shipping), delegate a card for it (a vt_ token bound to the session),
+// complete it with the token, then replay the completion once with the same
 // Idempotency-Key and body, which must come back marked Idempotent-Replayed with the
 // same body. Every POST carries an Idempotency-Key and API-Version: 2025-09-29. It
 // prints flows/s, requests/s and, per endpoint, the count, rate and exact latency
@@ -118,6 +119,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		jsonOut  = fs.Bool("json", false, "print JSON instead of tables")
 		warmup   = fs.Duration("warmup", 2*time.Second, "warm-up before measuring (not counted)")
 		gzip     = fs.Bool("gzip", true, "accept gzip-compressed responses, as agent platforms do")
+		lines    = fs.Int("lines", 1, fmt.Sprintf("items in each session's cart, one of each (1 to %d distinct items of the demo catalog)", len(cartItems)))
 
 		bench        = fs.Bool("bench", false, "run the benchmark: throwaway PostgreSQL, pgbench ceiling, server, load phases, targets")
 		server       = fs.String("server", "./bin/agentic-commerce-server", "-bench: the server binary to start")
@@ -152,6 +154,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("-d must be positive (or give -n)")
 	case *warmup < 0:
 		return errors.New("-warmup must not be negative")
+	case *lines < 1 || *lines > len(cartItems):
+		return fmt.Errorf("-lines must be from 1 to %d (the demo catalog's available items)", len(cartItems))
 	}
 
 	if *bench {
@@ -162,6 +166,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return errors.New("-flash-agents must be at least 1")
 		case *pspDelay < 0:
 			return errors.New("-psp-delay must not be negative")
+		}
+		if set["lines"] {
+			return errors.New("-lines does not apply to -bench (its phases complete one-line sessions, as its pgbench ceiling does)")
 		}
 		for _, name := range []string{"url", "n", "api-key"} {
 			if set[name] {
@@ -201,6 +208,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := loadConfig{
 		name: "acpload", baseURL: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey,
 		concurrency: levels[0], duration: *duration, units: *flows, warmup: *warmup,
+		createBody: createBodyOf(*lines),
 	}
 	if *flows > 0 {
 		cfg.duration = 0
