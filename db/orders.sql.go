@@ -207,27 +207,30 @@ func (q *Queries) GetOrderForUpdate(ctx context.Context, id string) (Order, erro
 
 const insertCancellation = `-- name: InsertCancellation :exec
 INSERT INTO order_cancellations (id, order_id, line_item_id, position, quantity, description, reason, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT $1::text, $2::text, unnest($3::text[]), unnest($4::integer[]), unnest($5::integer[]),
+    $6::text, $7::text, $8::timestamptz
 `
 
 type InsertCancellationParams struct {
 	ID          string    `json:"id"`
 	OrderID     string    `json:"order_id"`
-	LineItemID  string    `json:"line_item_id"`
-	Position    int32     `json:"position"`
-	Quantity    int32     `json:"quantity"`
+	LineItemIds []string  `json:"line_item_ids"`
+	Positions   []int32   `json:"positions"`
+	Quantities  []int32   `json:"quantities"`
 	Description *string   `json:"description"`
 	Reason      *string   `json:"reason"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 
+// A cancellation, one row per line, in one statement whatever their number
+// (InsertOrderLines).
 func (q *Queries) InsertCancellation(ctx context.Context, arg InsertCancellationParams) error {
 	_, err := q.db.Exec(ctx, insertCancellation,
 		arg.ID,
 		arg.OrderID,
-		arg.LineItemID,
-		arg.Position,
-		arg.Quantity,
+		arg.LineItemIds,
+		arg.Positions,
+		arg.Quantities,
 		arg.Description,
 		arg.Reason,
 		arg.CreatedAt,
@@ -307,24 +310,25 @@ func (q *Queries) InsertFulfillmentEvent(ctx context.Context, arg InsertFulfillm
 	return err
 }
 
-const insertFulfillmentLine = `-- name: InsertFulfillmentLine :exec
+const insertFulfillmentLines = `-- name: InsertFulfillmentLines :exec
 INSERT INTO fulfillment_lines (fulfillment_id, line_item_id, position, quantity)
-VALUES ($1, $2, $3, $4)
+SELECT $1::text, unnest($2::text[]), unnest($3::integer[]), unnest($4::integer[])
 `
 
-type InsertFulfillmentLineParams struct {
-	FulfillmentID string `json:"fulfillment_id"`
-	LineItemID    string `json:"line_item_id"`
-	Position      int32  `json:"position"`
-	Quantity      int32  `json:"quantity"`
+type InsertFulfillmentLinesParams struct {
+	FulfillmentID string   `json:"fulfillment_id"`
+	LineItemIds   []string `json:"line_item_ids"`
+	Positions     []int32  `json:"positions"`
+	Quantities    []int32  `json:"quantities"`
 }
 
-func (q *Queries) InsertFulfillmentLine(ctx context.Context, arg InsertFulfillmentLineParams) error {
-	_, err := q.db.Exec(ctx, insertFulfillmentLine,
+// A fulfilment's lines in one statement, whatever their number (InsertOrderLines).
+func (q *Queries) InsertFulfillmentLines(ctx context.Context, arg InsertFulfillmentLinesParams) error {
+	_, err := q.db.Exec(ctx, insertFulfillmentLines,
 		arg.FulfillmentID,
-		arg.LineItemID,
-		arg.Position,
-		arg.Quantity,
+		arg.LineItemIds,
+		arg.Positions,
+		arg.Quantities,
 	)
 	return err
 }
@@ -434,24 +438,25 @@ func (q *Queries) InsertRefund(ctx context.Context, arg InsertRefundParams) erro
 	return err
 }
 
-const insertRefundLine = `-- name: InsertRefundLine :exec
+const insertRefundLines = `-- name: InsertRefundLines :exec
 INSERT INTO refund_lines (refund_id, line_item_id, position, quantity)
-VALUES ($1, $2, $3, $4)
+SELECT $1::text, unnest($2::text[]), unnest($3::integer[]), unnest($4::integer[])
 `
 
-type InsertRefundLineParams struct {
-	RefundID   string `json:"refund_id"`
-	LineItemID string `json:"line_item_id"`
-	Position   int32  `json:"position"`
-	Quantity   int32  `json:"quantity"`
+type InsertRefundLinesParams struct {
+	RefundID    string   `json:"refund_id"`
+	LineItemIds []string `json:"line_item_ids"`
+	Positions   []int32  `json:"positions"`
+	Quantities  []int32  `json:"quantities"`
 }
 
-func (q *Queries) InsertRefundLine(ctx context.Context, arg InsertRefundLineParams) error {
-	_, err := q.db.Exec(ctx, insertRefundLine,
+// A refund's lines in one statement, whatever their number (InsertOrderLines).
+func (q *Queries) InsertRefundLines(ctx context.Context, arg InsertRefundLinesParams) error {
+	_, err := q.db.Exec(ctx, insertRefundLines,
 		arg.RefundID,
-		arg.LineItemID,
-		arg.Position,
-		arg.Quantity,
+		arg.LineItemIds,
+		arg.Positions,
+		arg.Quantities,
 	)
 	return err
 }
@@ -836,20 +841,20 @@ func (q *Queries) MarkOrderEventFailed(ctx context.Context, arg MarkOrderEventFa
 	return result.RowsAffected(), nil
 }
 
-const restockVariant = `-- name: RestockVariant :exec
-UPDATE variants SET stock_quantity = stock_quantity + $1::integer, updated_at = now()
-WHERE id = $2 AND stock_quantity IS NOT NULL
+const putBackStock = `-- name: PutBackStock :exec
+SELECT put_back_stock($1::text[], $2::integer[])
 `
 
-type RestockVariantParams struct {
-	Quantity int32  `json:"quantity"`
-	ID       string `json:"id"`
+type PutBackStockParams struct {
+	VariantIds []string `json:"variant_ids"`
+	Quantities []int32  `json:"quantities"`
 }
 
-// Puts quantity units of a canceled line back; a variant without tracked stock stays
-// unlimited.
-func (q *Queries) RestockVariant(ctx context.Context, arg RestockVariantParams) error {
-	_, err := q.db.Exec(ctx, restockVariant, arg.Quantity, arg.ID)
+// Puts quantities[i] units of variant_ids[i] back, in one statement for all lines; a
+// variant without tracked stock stays unlimited (put_back_stock, migration 00022).
+// @variant_ids must be sorted (the lock order of variants).
+func (q *Queries) PutBackStock(ctx context.Context, arg PutBackStockParams) error {
+	_, err := q.db.Exec(ctx, putBackStock, arg.VariantIds, arg.Quantities)
 	return err
 }
 
@@ -868,21 +873,22 @@ func (q *Queries) SetFulfillmentStatus(ctx context.Context, arg SetFulfillmentSt
 	return err
 }
 
-const setOrderLineCurrent = `-- name: SetOrderLineCurrent :exec
+const setOrderLinesCurrent = `-- name: SetOrderLinesCurrent :exec
 INSERT INTO order_lines (order_id, line_item_id, quantity_current)
-VALUES ($1, $2, $3)
+SELECT $1::text, unnest($2::text[]), unnest($3::integer[])
 ON CONFLICT (order_id, line_item_id) DO UPDATE SET quantity_current = EXCLUDED.quantity_current
 `
 
-type SetOrderLineCurrentParams struct {
-	OrderID         string `json:"order_id"`
-	LineItemID      string `json:"line_item_id"`
-	QuantityCurrent int32  `json:"quantity_current"`
+type SetOrderLinesCurrentParams struct {
+	OrderID           string   `json:"order_id"`
+	LineItemIds       []string `json:"line_item_ids"`
+	QuantitiesCurrent []int32  `json:"quantities_current"`
 }
 
-// Upsert: an order from before the order_lines table may lack the row.
-func (q *Queries) SetOrderLineCurrent(ctx context.Context, arg SetOrderLineCurrentParams) error {
-	_, err := q.db.Exec(ctx, setOrderLineCurrent, arg.OrderID, arg.LineItemID, arg.QuantityCurrent)
+// The current quantities of an order's lines, one statement for all (InsertOrderLines).
+// Upsert: an order from before the order_lines table may lack the rows.
+func (q *Queries) SetOrderLinesCurrent(ctx context.Context, arg SetOrderLinesCurrentParams) error {
+	_, err := q.db.Exec(ctx, setOrderLinesCurrent, arg.OrderID, arg.LineItemIds, arg.QuantitiesCurrent)
 	return err
 }
 

@@ -112,10 +112,11 @@ INSERT INTO order_lines (order_id, line_item_id, quantity_current, subtotal, tax
 SELECT @order_id::text, unnest(@line_item_ids::text[]), unnest(@quantities_current::integer[]),
     unnest(@subtotals::bigint[]), unnest(@taxes::bigint[]);
 
--- name: SetOrderLineCurrent :exec
--- Upsert: an order from before the order_lines table may lack the row.
+-- name: SetOrderLinesCurrent :exec
+-- The current quantities of an order's lines, one statement for all (InsertOrderLines).
+-- Upsert: an order from before the order_lines table may lack the rows.
 INSERT INTO order_lines (order_id, line_item_id, quantity_current)
-VALUES (@order_id, @line_item_id, @quantity_current)
+SELECT @order_id::text, unnest(@line_item_ids::text[]), unnest(@quantities_current::integer[])
 ON CONFLICT (order_id, line_item_id) DO UPDATE SET quantity_current = EXCLUDED.quantity_current;
 
 -- name: InsertOrderAmounts :exec
@@ -125,11 +126,11 @@ VALUES (@order_id, @subtotal, @discount, @fulfillment, @tax);
 -- name: GetOrderAmounts :one
 SELECT * FROM order_amounts WHERE order_id = @order_id;
 
--- name: RestockVariant :exec
--- Puts quantity units of a canceled line back; a variant without tracked stock stays
--- unlimited.
-UPDATE variants SET stock_quantity = stock_quantity + @quantity::integer, updated_at = now()
-WHERE id = @id AND stock_quantity IS NOT NULL;
+-- name: PutBackStock :exec
+-- Puts quantities[i] units of variant_ids[i] back, in one statement for all lines; a
+-- variant without tracked stock stays unlimited (put_back_stock, migration 00022).
+-- @variant_ids must be sorted (the lock order of variants).
+SELECT put_back_stock(@variant_ids::text[], @quantities::integer[]);
 
 -- name: ListFulfillments :many
 SELECT * FROM fulfillments WHERE order_id = @order_id ORDER BY created_at, id;
@@ -149,9 +150,10 @@ INSERT INTO fulfillments (id, order_id, type, status, carrier, tracking_number, 
 VALUES (@id, @order_id, @type, @status, @carrier, @tracking_number, @tracking_url, @description, @destination,
     @delivery_earliest, @delivery_latest, @access_url, @license_key, @access_expires_at, @now, @now);
 
--- name: InsertFulfillmentLine :exec
+-- name: InsertFulfillmentLines :exec
+-- A fulfilment's lines in one statement, whatever their number (InsertOrderLines).
 INSERT INTO fulfillment_lines (fulfillment_id, line_item_id, position, quantity)
-VALUES (@fulfillment_id, @line_item_id, @position, @quantity);
+SELECT @fulfillment_id::text, unnest(@line_item_ids::text[]), unnest(@positions::integer[]), unnest(@quantities::integer[]);
 
 -- name: SetFulfillmentStatus :exec
 UPDATE fulfillments SET status = @status, updated_at = @now WHERE id = @id;
@@ -160,17 +162,21 @@ UPDATE fulfillments SET status = @status, updated_at = @now WHERE id = @id;
 INSERT INTO fulfillment_events (id, fulfillment_id, type, occurred_at, description, location)
 VALUES (@id, @fulfillment_id, @type, @occurred_at, @description, @location);
 
--- name: InsertRefundLine :exec
+-- name: InsertRefundLines :exec
+-- A refund's lines in one statement, whatever their number (InsertOrderLines).
 INSERT INTO refund_lines (refund_id, line_item_id, position, quantity)
-VALUES (@refund_id, @line_item_id, @position, @quantity);
+SELECT @refund_id::text, unnest(@line_item_ids::text[]), unnest(@positions::integer[]), unnest(@quantities::integer[]);
 
 -- name: ListRefundLines :many
 SELECT rl.* FROM refund_lines rl JOIN refunds r ON r.id = rl.refund_id
 WHERE r.order_id = @order_id ORDER BY rl.refund_id, rl.position;
 
 -- name: InsertCancellation :exec
+-- A cancellation, one row per line, in one statement whatever their number
+-- (InsertOrderLines).
 INSERT INTO order_cancellations (id, order_id, line_item_id, position, quantity, description, reason, created_at)
-VALUES (@id, @order_id, @line_item_id, @position, @quantity, @description, @reason, @created_at);
+SELECT @id::text, @order_id::text, unnest(@line_item_ids::text[]), unnest(@positions::integer[]), unnest(@quantities::integer[]),
+    sqlc.narg(description)::text, sqlc.narg(reason)::text, @created_at::timestamptz;
 
 -- name: ListCancellations :many
 SELECT * FROM order_cancellations WHERE order_id = @order_id ORDER BY created_at, id, position;

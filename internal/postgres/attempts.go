@@ -1,12 +1,10 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -601,12 +599,12 @@ func giveBack(ctx context.Context, q *db.Queries, a db.PaymentAttempt, plan comp
 	if err != nil {
 		return false, fmt.Errorf("decode order of payment attempt %s: %w", a.ID, err)
 	}
-	lines := slices.Clone(order.Lines)
-	slices.SortFunc(lines, func(x, y checkout.OrderLine) int { return cmp.Compare(x.ItemID, y.ItemID) })
-	for _, l := range lines {
-		if err := q.RestockVariant(ctx, db.RestockVariantParams{ID: l.ItemID, Quantity: int32(l.Quantity)}); err != nil {
-			return false, fmt.Errorf("put stock back: %w", err)
-		}
+	back := make([]stockBack, len(order.Lines))
+	for i, l := range order.Lines {
+		back[i] = stockBack{variantID: l.ItemID, units: l.Quantity}
+	}
+	if err := putBackStock(ctx, q, back); err != nil {
+		return false, err
 	}
 	// The session goes back to the agent as it was before the completion (a session no
 	// longer in progress is left as it is).

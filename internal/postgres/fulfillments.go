@@ -16,7 +16,7 @@ import (
 // units are checked under the order's row lock: concurrent fulfilments of one line
 // never add up to more than is on the order.
 func (o *Orders) AddFulfillment(ctx context.Context, id string, f checkout.Fulfillment) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		_, err := ord.AddFulfillment(f, now)
 		return err
 	})
@@ -24,7 +24,7 @@ func (o *Orders) AddFulfillment(ctx context.Context, id string, f checkout.Fulfi
 
 // AddFulfillmentEvent appends an event to fulfilment fid of order id.
 func (o *Orders) AddFulfillmentEvent(ctx context.Context, id, fid string, ev checkout.FulfillmentEvent) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		_, err := ord.AddFulfillmentEvent(fid, ev, now)
 		return err
 	})
@@ -32,7 +32,7 @@ func (o *Orders) AddFulfillmentEvent(ctx context.Context, id, fid string, ev che
 
 // CancelLines takes units off order id and puts them back in stock.
 func (o *Orders) CancelLines(ctx context.Context, id string, c checkout.Cancellation) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		_, err := ord.CancelLines(c, now)
 		return err
 	})
@@ -108,13 +108,12 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 		}
 	}
 	for _, c := range ord.Cancellations[len(before.Cancellations):] {
-		for i, l := range c.Lines {
-			if err := q.InsertCancellation(ctx, db.InsertCancellationParams{
-				ID: c.ID, OrderID: ord.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity),
-				Description: nonEmpty(c.Description), Reason: nonEmpty(c.Reason), CreatedAt: c.CreatedAt,
-			}); err != nil {
-				return fmt.Errorf("insert cancellation: %w", err)
-			}
+		ids, positions, quantities := lineColumns(c.Lines)
+		if err := q.InsertCancellation(ctx, db.InsertCancellationParams{
+			ID: c.ID, OrderID: ord.ID, LineItemIds: ids, Positions: positions, Quantities: quantities,
+			Description: nonEmpty(c.Description), Reason: nonEmpty(c.Reason), CreatedAt: c.CreatedAt,
+		}); err != nil {
+			return fmt.Errorf("insert cancellation: %w", err)
 		}
 	}
 	if err := saveLineQuantities(ctx, q, before, ord); err != nil {
@@ -127,9 +126,12 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 		}); err != nil {
 			return fmt.Errorf("insert refund: %w", err)
 		}
-		for i, l := range r.Lines {
-			if err := q.InsertRefundLine(ctx, db.InsertRefundLineParams{RefundID: r.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity)}); err != nil {
-				return fmt.Errorf("insert refund line: %w", err)
+		if len(r.Lines) > 0 {
+			ids, positions, quantities := lineColumns(r.Lines)
+			if err := q.InsertRefundLines(ctx, db.InsertRefundLinesParams{
+				RefundID: r.ID, LineItemIds: ids, Positions: positions, Quantities: quantities,
+			}); err != nil {
+				return fmt.Errorf("insert refund lines: %w", err)
 			}
 		}
 	}
@@ -140,31 +142,64 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 }
 
 // saveLineQuantities stores the lines whose current quantity dropped and puts the units
-// back in stock, locking the variants in id order as completions take stock, so that a
-// cancellation and a checkout of the same items cannot deadlock.
+// back in stock, a statement each for all the lines (putBackStock locks the variants in
+// id order, as completions take stock, so that a cancellation and a checkout of the
+// same items cannot deadlock).
 func saveLineQuantities(ctx context.Context, q *db.Queries, before, ord *checkout.Order) error {
-	type freed struct {
-		line  checkout.OrderLine
-		units int
-	}
-	var changed []freed
+	current := db.SetOrderLinesCurrentParams{OrderID: ord.ID}
+	var back []stockBack
 	for i, l := range ord.Lines {
-		if d := before.Lines[i].Current - l.Current; d != 0 {
-			changed = append(changed, freed{l, d})
+		d := before.Lines[i].Current - l.Current
+		if d == 0 {
+			continue
+		}
+		current.LineItemIds = append(current.LineItemIds, l.ID)
+		current.QuantitiesCurrent = append(current.QuantitiesCurrent, int32(l.Current))
+		if d > 0 {
+			back = append(back, stockBack{variantID: l.ItemID, units: d})
 		}
 	}
-	slices.SortFunc(changed, func(a, b freed) int { return cmp.Compare(a.line.ItemID, b.line.ItemID) })
-	for _, c := range changed {
-		if err := q.SetOrderLineCurrent(ctx, db.SetOrderLineCurrentParams{OrderID: ord.ID, LineItemID: c.line.ID, QuantityCurrent: int32(c.line.Current)}); err != nil {
-			return fmt.Errorf("set line quantity: %w", err)
-		}
-		if c.units > 0 {
-			if err := q.RestockVariant(ctx, db.RestockVariantParams{ID: c.line.ItemID, Quantity: int32(c.units)}); err != nil {
-				return fmt.Errorf("restock: %w", err)
-			}
-		}
+	if len(current.LineItemIds) == 0 {
+		return nil
+	}
+	if err := q.SetOrderLinesCurrent(ctx, current); err != nil {
+		return fmt.Errorf("set line quantities: %w", err)
+	}
+	return putBackStock(ctx, q, back)
+}
+
+// stockBack is units of a variant to put back in stock.
+type stockBack struct {
+	variantID string
+	units     int
+}
+
+// putBackStock puts back, in one statement (PutBackStock), the units of back, in variant
+// id order: the order in which completions lock variant rows.
+func putBackStock(ctx context.Context, q *db.Queries, back []stockBack) error {
+	if len(back) == 0 {
+		return nil
+	}
+	back = slices.Clone(back)
+	slices.SortStableFunc(back, func(a, b stockBack) int { return cmp.Compare(a.variantID, b.variantID) })
+	p := db.PutBackStockParams{VariantIds: make([]string, len(back)), Quantities: make([]int32, len(back))}
+	for i, b := range back {
+		p.VariantIds[i], p.Quantities[i] = b.variantID, int32(b.units)
+	}
+	if err := q.PutBackStock(ctx, p); err != nil {
+		return fmt.Errorf("put stock back: %w", err)
 	}
 	return nil
+}
+
+// lineColumns are the columns of lines, one element per line: their ids, positions
+// (their indexes) and quantities, as the statements that insert them in one go take them.
+func lineColumns(lines []checkout.LineQuantity) (ids []string, positions, quantities []int32) {
+	ids, positions, quantities = make([]string, len(lines)), make([]int32, len(lines)), make([]int32, len(lines))
+	for i, l := range lines {
+		ids[i], positions[i], quantities[i] = l.LineID, int32(i), int32(l.Quantity)
+	}
+	return ids, positions, quantities
 }
 
 func insertFulfillment(ctx context.Context, q *db.Queries, orderID string, f *checkout.Fulfillment) error {
@@ -186,25 +221,97 @@ func insertFulfillment(ctx context.Context, q *db.Queries, orderID string, f *ch
 	if err := q.InsertFulfillment(ctx, p); err != nil {
 		return fmt.Errorf("insert fulfillment: %w", err)
 	}
-	for i, l := range f.Lines {
-		if err := q.InsertFulfillmentLine(ctx, db.InsertFulfillmentLineParams{
-			FulfillmentID: f.ID, LineItemID: l.LineID, Position: int32(i), Quantity: int32(l.Quantity),
+	if len(f.Lines) > 0 {
+		ids, positions, quantities := lineColumns(f.Lines)
+		if err := q.InsertFulfillmentLines(ctx, db.InsertFulfillmentLinesParams{
+			FulfillmentID: f.ID, LineItemIds: ids, Positions: positions, Quantities: quantities,
 		}); err != nil {
-			return fmt.Errorf("insert fulfillment line: %w", err)
+			return fmt.Errorf("insert fulfillment lines: %w", err)
 		}
 	}
 	return nil
 }
 
-// loadOrderDetails reads an order's lines, fulfilments, cancellations, refund lines and
-// amounts into ord (whose refunds are loaded).
-func loadOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) error {
-	lines, err := q.ListOrderLineStates(ctx, ord.ID)
-	if err != nil {
-		return fmt.Errorf("load order lines: %w", err)
+// orderDetails are the rows an order's details are read from: its refunds, lines,
+// fulfilments with their lines and events, cancellations, refund lines and amounts.
+type orderDetails struct {
+	refunds       []db.Refund
+	lines         []db.ListOrderLineStatesRow
+	fulfillments  []db.Fulfillment
+	flines        []db.FulfillmentLine
+	events        []db.ListFulfillmentEventsRow
+	cancellations []db.OrderCancellation
+	refundLines   []db.RefundLine
+	// amounts is nil for an order from before migration 00010.
+	amounts *db.OrderAmount
+}
+
+// orderRead is one statement reading an order: it runs one method of q and keeps the
+// result, returning only an error that must stop the reading (a read along,
+// pipelinedTx.readAlong, may be called twice, the first time with Queries that only
+// capture its statement).
+type orderRead = func(q *db.Queries) error
+
+// reads are the statements that read order id's details into d, one each, in the
+// order they are sent; none depends on another's result, so that a pipelinedTx sends
+// them in one round trip (readAll).
+func (d *orderDetails) reads(ctx context.Context, id string) []orderRead {
+	return []orderRead{
+		func(q *db.Queries) (err error) {
+			d.refunds, err = q.ListRefunds(ctx, []string{id})
+			return wrapErr(err, "load refunds")
+		},
+		func(q *db.Queries) (err error) {
+			d.lines, err = q.ListOrderLineStates(ctx, id)
+			return wrapErr(err, "load order lines")
+		},
+		func(q *db.Queries) (err error) {
+			d.fulfillments, err = q.ListFulfillments(ctx, id)
+			return wrapErr(err, "load fulfillments")
+		},
+		func(q *db.Queries) (err error) {
+			d.flines, err = q.ListFulfillmentLines(ctx, id)
+			return wrapErr(err, "load fulfillment lines")
+		},
+		func(q *db.Queries) (err error) {
+			d.events, err = q.ListFulfillmentEvents(ctx, id)
+			return wrapErr(err, "load fulfillment events")
+		},
+		func(q *db.Queries) (err error) {
+			d.cancellations, err = q.ListCancellations(ctx, id)
+			return wrapErr(err, "load cancellations")
+		},
+		func(q *db.Queries) (err error) {
+			d.refundLines, err = q.ListRefundLines(ctx, id)
+			return wrapErr(err, "load refund lines")
+		},
+		func(q *db.Queries) error {
+			d.amounts = nil
+			a, err := q.GetOrderAmounts(ctx, id)
+			switch {
+			case err == nil:
+				d.amounts = &a
+			case !isNoRows(err):
+				return fmt.Errorf("load order amounts: %w", err)
+			}
+			return nil
+		},
 	}
-	ord.Lines = make([]checkout.OrderLine, len(lines))
-	for i, l := range lines {
+}
+
+// wrapErr is err (nil stays nil) wrapped with what failed.
+func wrapErr(err error, what string) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// order is the order of row with the details of d.
+func (d *orderDetails) order(row db.Order) (*checkout.Order, error) {
+	ord := orderWithRefunds(row, d.refunds)
+	ord.Lines = make([]checkout.OrderLine, len(d.lines))
+	for i, l := range d.lines {
 		ol := checkout.OrderLine{ID: l.ID, ItemID: l.VariantID, Title: l.Title, Quantity: int(l.Quantity),
 			Current: int(l.QuantityCurrent), UnitAmount: l.UnitAmount}
 		if l.Subtotal != nil && l.Tax != nil {
@@ -212,21 +319,9 @@ func loadOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) e
 		}
 		ord.Lines[i] = ol
 	}
-	fs, err := q.ListFulfillments(ctx, ord.ID)
-	if err != nil {
-		return fmt.Errorf("load fulfillments: %w", err)
-	}
-	flines, err := q.ListFulfillmentLines(ctx, ord.ID)
-	if err != nil {
-		return fmt.Errorf("load fulfillment lines: %w", err)
-	}
-	events, err := q.ListFulfillmentEvents(ctx, ord.ID)
-	if err != nil {
-		return fmt.Errorf("load fulfillment events: %w", err)
-	}
-	ord.Fulfillments = make([]checkout.Fulfillment, len(fs))
+	ord.Fulfillments = make([]checkout.Fulfillment, len(d.fulfillments))
 	byID := map[string]*checkout.Fulfillment{}
-	for i, r := range fs {
+	for i, r := range d.fulfillments {
 		f := checkout.Fulfillment{
 			ID: r.ID, Type: checkout.FulfillmentType(r.Type), Status: checkout.FulfillmentStatus(r.Status),
 			Carrier: deref(r.Carrier), TrackingNumber: deref(r.TrackingNumber), TrackingURL: deref(r.TrackingUrl),
@@ -236,7 +331,7 @@ func loadOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) e
 		if r.Destination != nil {
 			f.Destination = &checkout.Address{}
 			if err := json.Unmarshal(r.Destination, f.Destination); err != nil {
-				return fmt.Errorf("read fulfillment destination: %w", err)
+				return nil, fmt.Errorf("read fulfillment destination: %w", err)
 			}
 		}
 		if r.AccessUrl != nil || r.LicenseKey != nil || r.AccessExpiresAt != nil {
@@ -245,22 +340,18 @@ func loadOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) e
 		ord.Fulfillments[i] = f
 		byID[f.ID] = &ord.Fulfillments[i]
 	}
-	for _, l := range flines {
+	for _, l := range d.flines {
 		f := byID[l.FulfillmentID]
 		f.Lines = append(f.Lines, checkout.LineQuantity{LineID: l.LineItemID, Quantity: int(l.Quantity)})
 	}
-	for _, e := range events {
+	for _, e := range d.events {
 		f := byID[e.FulfillmentID]
 		f.Events = append(f.Events, checkout.FulfillmentEvent{
 			ID: e.ID, Type: checkout.FulfillmentEventType(e.Type), OccurredAt: e.OccurredAt,
 			Description: deref(e.Description), Location: deref(e.Location),
 		})
 	}
-	cs, err := q.ListCancellations(ctx, ord.ID)
-	if err != nil {
-		return fmt.Errorf("load cancellations: %w", err)
-	}
-	for _, c := range cs {
+	for _, c := range d.cancellations {
 		if n := len(ord.Cancellations); n == 0 || ord.Cancellations[n-1].ID != c.ID {
 			ord.Cancellations = append(ord.Cancellations, checkout.Cancellation{
 				ID: c.ID, Description: deref(c.Description), Reason: deref(c.Reason), CreatedAt: c.CreatedAt,
@@ -269,25 +360,17 @@ func loadOrderDetails(ctx context.Context, q *db.Queries, ord *checkout.Order) e
 		last := &ord.Cancellations[len(ord.Cancellations)-1]
 		last.Lines = append(last.Lines, checkout.LineQuantity{LineID: c.LineItemID, Quantity: int(c.Quantity)})
 	}
-	rlines, err := q.ListRefundLines(ctx, ord.ID)
-	if err != nil {
-		return fmt.Errorf("load refund lines: %w", err)
-	}
-	for _, l := range rlines {
+	for _, l := range d.refundLines {
 		for i := range ord.Refunds {
 			if r := &ord.Refunds[i]; r.ID == l.RefundID {
 				r.Lines = append(r.Lines, checkout.LineQuantity{LineID: l.LineItemID, Quantity: int(l.Quantity)})
 			}
 		}
 	}
-	a, err := q.GetOrderAmounts(ctx, ord.ID)
-	switch {
-	case err == nil:
+	if a := d.amounts; a != nil {
 		ord.Amounts = &checkout.OrderAmounts{Subtotal: a.Subtotal, Discount: a.Discount, Fulfillment: a.Fulfillment, Tax: a.Tax}
-	case !isNoRows(err):
-		return fmt.Errorf("load order amounts: %w", err)
 	}
-	return nil
+	return ord, nil
 }
 
 // cloneOrder copies what saveOrderChanges compares: the slices a domain change appends

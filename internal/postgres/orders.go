@@ -34,15 +34,34 @@ var ErrOrderNotFound = &checkout.Error{Kind: checkout.KindNotFound, Code: "not_f
 
 // Get returns an order with its refunds and lines.
 func (o *Orders) Get(ctx context.Context, id string) (*checkout.Order, error) {
-	q := db.New(o.pool)
-	row, err := q.GetOrder(ctx, id)
-	if isNoRows(err) {
-		return nil, ErrOrderNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load order: %w", err)
-	}
-	return fullOrder(ctx, q, row)
+	return o.get(ctx, id)
+}
+
+// get reads order id and everything it is read from, and the reads of more, in one
+// round trip: a pipeline of reads outside any transaction, each with its own snapshot,
+// as separate statements would be.
+func (o *Orders) get(ctx context.Context, id string, more ...orderRead) (*checkout.Order, error) {
+	return withPipelinedTx(ctx, o.pool, o.now, func(tx *pipelinedTx, _ time.Time) (*checkout.Order, error) {
+		tx.readOutside()
+		var row db.Order
+		var getErr error
+		get := func(q *db.Queries) error {
+			row, getErr = q.GetOrder(ctx, id)
+			if getErr != nil && !isNoRows(getErr) {
+				return fmt.Errorf("load order: %w", getErr)
+			}
+			return nil // no such order: answered once the round trip is back
+		}
+		var d orderDetails
+		reads := append(append([]orderRead{get}, d.reads(ctx, id)...), more...)
+		if err := tx.readAll(reads); err != nil {
+			return nil, err
+		}
+		if isNoRows(getErr) {
+			return nil, ErrOrderNotFound
+		}
+		return d.order(row)
+	})
 }
 
 // List returns up to limit orders, newest first, created before the order
@@ -84,7 +103,7 @@ func (o *Orders) List(ctx context.Context, status string, beforeCreated *time.Ti
 // fulfilling delivers the shipments, and canceling takes the units off the order and
 // puts them back in stock.
 func (o *Orders) SetStatus(ctx context.Context, id string, status checkout.OrderStatus) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		return ord.MoveTo(status, now)
 	})
 }
@@ -98,29 +117,42 @@ func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, a
 
 // change locks the order, applies fn and writes the order_update event, in one
 // transaction, which also records the response of the request's Idempotency-Key.
-func (o *Orders) change(ctx context.Context, id string, fn func(q *db.Queries, ord *checkout.Order, now time.Time) error) (*checkout.Order, error) {
-	return withRecordedTxV(ctx, o.pool, o.now, func(q *db.Queries, now time.Time) (*checkout.Order, error) {
-		row, err := q.GetOrderForUpdate(ctx, id)
-		if isNoRows(err) {
+//
+// It is a pipelinedTx of two round trips: BEGIN, the order's row lock and everything
+// the order is read from (with its lines: the event is the full order, and 2026-04-17
+// sends every line in each order_update); then what fn changed, the event, the record
+// of the response and COMMIT.
+func (o *Orders) change(ctx context.Context, id string, fn func(ord *checkout.Order, now time.Time) error) (*checkout.Order, error) {
+	return withPipelinedRecordedTx(ctx, o.pool, o.now, func(tx *pipelinedTx, now time.Time) (*checkout.Order, error) {
+		var row db.Order
+		var lockErr error
+		lock := func(q *db.Queries) error {
+			row, lockErr = q.GetOrderForUpdate(ctx, id)
+			if lockErr != nil && !isNoRows(lockErr) {
+				return fmt.Errorf("lock order: %w", lockErr)
+			}
+			return nil // no such order: answered once the round trip is back
+		}
+		var d orderDetails
+		if err := tx.readAll(append([]orderRead{lock}, d.reads(ctx, id)...)); err != nil {
+			return nil, err
+		}
+		if isNoRows(lockErr) {
 			return nil, ErrOrderNotFound
 		}
-		if err != nil {
-			return nil, fmt.Errorf("lock order: %w", err)
-		}
-		// With its lines: the event written below is the full order (2026-04-17 sends
-		// every line in each order_update).
-		ord, err := fullOrder(ctx, q, row)
+		ord, err := d.order(row)
 		if err != nil {
 			return nil, err
 		}
 		before := cloneOrder(ord)
-		if err := fn(q, ord, now); err != nil {
+		if err := fn(ord, now); err != nil {
 			return nil, err
 		}
-		if err := saveOrderChanges(ctx, q, before, ord, now); err != nil {
+		deferred := tx.deferred()
+		if err := saveOrderChanges(ctx, deferred, before, ord, now); err != nil {
 			return nil, err
 		}
-		return ord, o.emit(ctx, q, webhook.OrderUpdate, ord, now)
+		return ord, o.emit(ctx, deferred, webhook.OrderUpdate, ord, now)
 	})
 }
 
@@ -147,14 +179,6 @@ func emitEvent(ctx context.Context, q *db.Queries, enabled bool, eventType strin
 	return nil
 }
 
-func withRefunds(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Order, error) {
-	refunds, err := q.ListRefunds(ctx, []string{row.ID})
-	if err != nil {
-		return nil, fmt.Errorf("load refunds: %w", err)
-	}
-	return orderWithRefunds(row, refunds), nil
-}
-
 // orderWithRefunds is the order of row with refunds, its rows in ListRefunds' order.
 func orderWithRefunds(row db.Order, refunds []db.Refund) *checkout.Order {
 	ord := &checkout.Order{
@@ -172,29 +196,38 @@ func orderWithRefunds(row db.Order, refunds []db.Refund) *checkout.Order {
 }
 
 // fullOrder is the order of row with its refunds, lines, fulfilments, cancellations and
-// amounts: what an order event carries and what Get returns.
+// amounts (orderDetails), read through q a statement at a time: what an order event
+// carries and what Get returns.
 func fullOrder(ctx context.Context, q *db.Queries, row db.Order) (*checkout.Order, error) {
-	ord, err := withRefunds(ctx, q, row)
-	if err != nil {
-		return nil, err
+	var d orderDetails
+	for _, read := range d.reads(ctx, row.ID) {
+		if err := read(q); err != nil {
+			return nil, err
+		}
 	}
-	return ord, loadOrderDetails(ctx, q, ord)
+	return d.order(row)
 }
 
 // Page reads what the order page of id shows.
 func (o *Orders) Page(ctx context.Context, id string) (*checkout.OrderPage, error) {
-	ord, err := o.Get(ctx, id)
+	var card *db.GetOrderCardRow
+	ord, err := o.get(ctx, id, func(q *db.Queries) error {
+		card = nil
+		c, err := q.GetOrderCard(ctx, &id)
+		switch {
+		case err == nil:
+			card = &c
+		case !isNoRows(err):
+			return fmt.Errorf("load order card: %w", err)
+		}
+		return nil // no card: an order paid with a PSP token
+	})
 	if err != nil {
 		return nil, err
 	}
-	q := db.New(o.pool)
 	page := &checkout.OrderPage{Order: ord, Lines: ord.Lines}
-	card, err := q.GetOrderCard(ctx, &ord.ID)
-	switch {
-	case err == nil:
+	if card != nil {
 		page.CardBrand, page.CardLast4 = card.CardBrand, card.CardLast4
-	case !isNoRows(err):
-		return nil, fmt.Errorf("load order card: %w", err)
 	}
 	return page, nil
 }

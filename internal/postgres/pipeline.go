@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,10 +121,26 @@ func (t *pipelinedTx) readAlong(read func(q *db.Queries) error) error {
 	return nil
 }
 
+// readAll sends reads in one round trip: every read but the last goes along
+// (readAlong), and the last, run through t's Queries, sends them. Each keeps its result
+// as readAlong's read does.
+func (t *pipelinedTx) readAll(reads []func(q *db.Queries) error) error {
+	if len(reads) == 0 {
+		return nil
+	}
+	for _, read := range reads[:len(reads)-1] {
+		if err := t.readAlong(read); err != nil {
+			return err
+		}
+	}
+	return reads[len(reads)-1](db.New(t))
+}
+
 // readOutside makes the reads t sends before any write go outside the transaction, as
 // a claim that rides does: BEGIN goes out with the first write, so a transaction whose
-// writes are one round trip needs neither BEGIN nor COMMIT (commit). Only for reads
-// that take no lock: under READ COMMITTED each statement reads its own snapshot, so a
+// writes are one round trip needs neither BEGIN nor COMMIT (commit). Reads along
+// (readAlong) queued before the first write go out with them. Only for reads that take
+// no lock: under READ COMMITTED each statement reads its own snapshot, so a
 // read inside the transaction sees nothing a read outside would not, but a lock taken
 // outside (FOR UPDATE) ends with its statement.
 func (t *pipelinedTx) readOutside() { t.readFirst = true }
@@ -154,7 +171,7 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		return b, true, nil
 	}
 	t.reads = t.reads[:0]
-	readsFirst := read && t.readFirst && len(t.queued)+len(t.queuedLast) == 0
+	readsFirst := read && t.readFirst && len(t.queuedLast) == 0 && !slices.ContainsFunc(t.queued, func(s queuedStatement) bool { return s.read == nil })
 	if !t.begun && !readsFirst {
 		b.Queue("begin")
 		t.reads = append(t.reads, nil)

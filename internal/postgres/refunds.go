@@ -71,7 +71,7 @@ func (o *Orders) refund(ctx context.Context, id string, req checkout.RefundReque
 
 // recordRefund records req on order id in one transaction, with its order_update event.
 func (o *Orders) recordRefund(ctx context.Context, id string, req checkout.RefundRequest) (*checkout.Order, error) {
-	return o.change(ctx, id, func(_ *db.Queries, ord *checkout.Order, now time.Time) error {
+	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		_, err := ord.AddRefundRequest(req, now)
 		return err
 	})
