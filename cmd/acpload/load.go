@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -81,6 +82,10 @@ type loadConfig struct {
 	apiVersion string
 	// createBody is the full flow's create request ("": createBody, one line).
 	createBody string
+	// adminKey, when set, makes the full flow go on through the admin API with this
+	// key (the server's ADMIN_API_KEYS): the order read, shipped whole, then one unit of
+	// its first line refunded (afterSale).
+	adminKey string
 }
 
 // newClient returns the one HTTP client of a run: keep-alive connections, enough idle
@@ -130,16 +135,30 @@ type response struct {
 // response (so the connection is reused) and records its latency under ep. A
 // transport error is counted as a failure of ep and returned.
 func (a *agent) post(ctx context.Context, ep endpoint, path, key, body string) (response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.baseURL+path, strings.NewReader(body))
+	return a.send(ctx, ep, http.MethodPost, path, key, body, a.cfg.apiKey)
+}
+
+// send is post for any method: a body ("" for none) and an Idempotency-Key ("" for
+// none), authorized with bearer ("" for none), timed as ep.
+func (a *agent) send(ctx context.Context, ep endpoint, method, path, key, body, bearer string) (response, error) {
+	var content io.Reader
+	if body != "" {
+		content = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.cfg.baseURL+path, content)
 	if err != nil {
 		return response{}, err
 	}
 	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
+	if body != "" {
+		h["Content-Type"] = []string{"application/json"}
+	}
 	h["Api-Version"] = []string{a.apiVersion()}
-	h["Idempotency-Key"] = []string{key}
-	if a.cfg.apiKey != "" {
-		h["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
+	if key != "" {
+		h["Idempotency-Key"] = []string{key}
+	}
+	if bearer != "" {
+		h["Authorization"] = []string{"Bearer " + bearer}
 	}
 	start := time.Now()
 	resp, err := a.client.Do(req)
@@ -286,7 +305,62 @@ func (a *agent) flow(ctx context.Context) error {
 	if resp, err = a.post(ctx, epReplay, path+"/complete", completeKey, body); err != nil {
 		return err
 	}
-	return a.checkReplay(resp, first)
+	if err := a.checkReplay(resp, first); err != nil || a.cfg.adminKey == "" {
+		return err
+	}
+	return a.afterSale(ctx, first)
+}
+
+// completion is what afterSale needs of a completed session: its order and lines.
+type completion struct {
+	Order struct {
+		ID string `json:"id"`
+	} `json:"order"`
+	LineItems []struct {
+		ID   string `json:"id"`
+		Item struct {
+			Quantity int `json:"quantity"`
+		} `json:"item"`
+	} `json:"line_items"`
+}
+
+// afterSale is what a merchant does with the order of the completion body completed,
+// through the admin API: reads it, ships all its lines, then refunds one unit of the
+// first line.
+func (a *agent) afterSale(ctx context.Context, completed []byte) error {
+	var c completion
+	if err := json.Unmarshal(completed, &c); err != nil || c.Order.ID == "" || len(c.LineItems) == 0 {
+		a.failIfRecording(epComplete, http.StatusOK, "no order or no line items in the body")
+		return errFlowFailed
+	}
+	order := "/admin/orders/" + c.Order.ID
+	resp, err := a.send(ctx, epGetOrder, http.MethodGet, order, "", "", a.cfg.adminKey)
+	if err != nil {
+		return err
+	}
+	if _, err := a.expect(epGetOrder, resp, http.StatusOK, ""); err != nil {
+		return err
+	}
+	var lines strings.Builder
+	for i, l := range c.LineItems {
+		if i > 0 {
+			lines.WriteByte(',')
+		}
+		lines.WriteString(`{"id":"` + l.ID + `","quantity":` + strconv.Itoa(l.Item.Quantity) + `}`)
+	}
+	fulfilment := `{"type":"shipping","carrier":"USPS","tracking_number":"9400111899223456789012","line_items":[` + lines.String() + `]}`
+	if resp, err = a.send(ctx, epFulfil, http.MethodPost, order+"/fulfillments", a.key("fulfil"), fulfilment, a.cfg.adminKey); err != nil {
+		return err
+	}
+	if _, err := a.expect(epFulfil, resp, http.StatusCreated, ""); err != nil {
+		return err
+	}
+	refund := `{"type":"original_payment","reason":"defective","line_items":[{"id":"` + c.LineItems[0].ID + `","quantity":1}]}`
+	if resp, err = a.send(ctx, epRefund, http.MethodPost, order+"/refunds", a.key("refund"), refund, a.cfg.adminKey); err != nil {
+		return err
+	}
+	_, err = a.expect(epRefund, resp, http.StatusCreated, "")
+	return err
 }
 
 // readySession creates a session from body and makes it ready for payment (buyer,

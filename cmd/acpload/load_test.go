@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,7 +21,8 @@ func fakeACP(t *testing.T, badReplay bool) *httptest.Server {
 	var mu sync.Mutex
 	completed := map[string]string{} // Idempotency-Key -> body
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Api-Version") != apiVersion || r.Header.Get("Idempotency-Key") == "" {
+		admin := strings.HasPrefix(r.URL.Path, "/admin/") && (r.Method == http.MethodGet || r.Header.Get("Idempotency-Key") != "")
+		if r.Header.Get("Api-Version") != apiVersion || (r.Header.Get("Idempotency-Key") == "" && !admin) {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"type":"invalid_request","code":"missing_headers","message":"x"}`))
 			return
@@ -40,7 +42,8 @@ func fakeACP(t *testing.T, badReplay bool) *httptest.Server {
 			mu.Lock()
 			body, seen := completed[key]
 			if !seen {
-				body = `{"id":"cs_1","status":"completed","order":{"id":"ord_` + key + `"}}`
+				body = `{"id":"cs_1","status":"completed","order":{"id":"ord_` + key + `"},` +
+					`"line_items":[{"id":"li_1","item":{"id":"item_123","quantity":2}},{"id":"li_2","item":{"id":"item_456","quantity":1}}]}`
 				completed[key] = body
 			}
 			mu.Unlock()
@@ -51,6 +54,28 @@ func fakeACP(t *testing.T, badReplay bool) *httptest.Server {
 				}
 			}
 			_, _ = w.Write([]byte(body))
+		case strings.HasPrefix(p, "/admin/orders/ord_"):
+			// The admin API of the flow's afterSale: the admin key, the order's lines.
+			body, _ := io.ReadAll(r.Body)
+			order := strings.Split(p, "/")[3]
+			switch {
+			case r.Header.Get("Authorization") != "Bearer admin-key":
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"type":"invalid_request","code":"unauthorized","message":"x"}`))
+			case r.Method == http.MethodGet && p == "/admin/orders/"+order:
+				_, _ = w.Write([]byte(`{"id":"` + order + `"}`))
+			case r.Method == http.MethodPost && strings.HasSuffix(p, "/fulfillments") &&
+				strings.Contains(string(body), `"line_items":[{"id":"li_1","quantity":2},{"id":"li_2","quantity":1}]`):
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"id":"` + order + `"}`))
+			case r.Method == http.MethodPost && strings.HasSuffix(p, "/refunds") &&
+				strings.Contains(string(body), `"line_items":[{"id":"li_1","quantity":1}]`):
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"id":"` + order + `"}`))
+			default:
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"type":"invalid_request","code":"unexpected_admin_request","message":"x"}`))
+			}
 		default:
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = w.Write([]byte(`{"type":"invalid_request","code":"not_found","message":"x"}`))
@@ -81,6 +106,35 @@ func TestRunLoadFlows(t *testing.T) {
 		}
 		for _, name := range []string{"create_session", "update_session", "delegate_payment", "complete", "complete_replay"} {
 			if e := rep.Endpoint(name); e.Count != 30 || e.P99Ms <= 0 {
+				t.Errorf("%s = %+v", name, e)
+			}
+		}
+	}
+}
+
+// With an admin key, each flow goes on through the admin API: the order read, all its
+// lines shipped, one unit of the first refunded, each timed as its own endpoint.
+func TestRunLoadAfterSale(t *testing.T) {
+	t.Parallel()
+	srv := fakeACP(t, false)
+	defer srv.Close()
+	for _, key := range []string{"admin-key", "wrong-key"} {
+		cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, units: 10, adminKey: key}
+		rep, err := runLoad(context.Background(), cfg, newClient(cfg.concurrency, true), func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key == "wrong-key" {
+			if rep.Flows != 0 || len(rep.Failures) != 1 || rep.Failures[0] != (Failure{Endpoint: "admin_get_order", Status: 401, Code: "unauthorized", Count: 10}) {
+				t.Errorf("a refused admin key: %d ok, failures %+v", rep.Flows, rep.Failures)
+			}
+			continue
+		}
+		if rep.Flows != 10 || len(rep.Failures) != 0 || rep.Requests != 80 {
+			t.Errorf("flows = %d ok, %d requests, failures %+v", rep.Flows, rep.Requests, rep.Failures)
+		}
+		for _, name := range []string{"admin_get_order", "admin_fulfil", "admin_refund"} {
+			if e := rep.Endpoint(name); e.Count != 10 {
 				t.Errorf("%s = %+v", name, e)
 			}
 		}

@@ -6,7 +6,9 @@
 // standard shipping), delegate a card for it (a vt_ token bound to the session),
 // complete it with the token, then replay the completion once with the same
 // Idempotency-Key and body, which must come back marked Idempotent-Replayed with the
-// same body. Every POST carries an Idempotency-Key and API-Version: 2025-09-29. It
+// same body. With -admin-key it goes on as the merchant: reads the order, ships all
+// its lines and refunds one unit, through the admin API. Every POST carries an
+// Idempotency-Key and API-Version: 2025-09-29. It
 // prints flows/s, requests/s and, per endpoint, the count, rate and exact latency
 // percentiles, and every unexpected response by endpoint, status and ACP code.
 //
@@ -119,6 +121,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		jsonOut  = fs.Bool("json", false, "print JSON instead of tables")
 		warmup   = fs.Duration("warmup", 2*time.Second, "warm-up before measuring (not counted)")
 		gzip     = fs.Bool("gzip", true, "accept gzip-compressed responses, as agent platforms do")
+		adminKey = fs.String("admin-key", "", "a key of the server's ADMIN_API_KEYS: each flow then also reads its order, ships it and refunds one unit through the admin API")
 		lines    = fs.Int("lines", 1, fmt.Sprintf("items in each session's cart, one of each (1 to %d distinct items of the demo catalog)", len(cartItems)))
 
 		bench        = fs.Bool("bench", false, "run the benchmark: throwaway PostgreSQL, pgbench ceiling, server, load phases, targets")
@@ -167,8 +170,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case *pspDelay < 0:
 			return errors.New("-psp-delay must not be negative")
 		}
-		if set["lines"] {
-			return errors.New("-lines does not apply to -bench (its phases complete one-line sessions, as its pgbench ceiling does)")
+		if set["lines"] || set["admin-key"] {
+			return errors.New("-lines and -admin-key do not apply to -bench (its phases are the checkout's, of one-line sessions, as its pgbench ceiling)")
 		}
 		for _, name := range []string{"url", "n", "api-key"} {
 			if set[name] {
@@ -208,7 +211,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := loadConfig{
 		name: "acpload", baseURL: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey,
 		concurrency: levels[0], duration: *duration, units: *flows, warmup: *warmup,
-		createBody: createBodyOf(*lines),
+		createBody: createBodyOf(*lines), adminKey: *adminKey,
 	}
 	if *flows > 0 {
 		cfg.duration = 0

@@ -21,6 +21,11 @@ const (
 	epDelegate
 	epComplete
 	epReplay
+	// epGetOrder, epFulfil and epRefund are the admin API's, after a flow with
+	// -admin-key: the order read, all its lines shipped, one unit refunded.
+	epGetOrder
+	epFulfil
+	epRefund
 	// epFloor is the bench's floor server (floor.go), not an ACP endpoint.
 	epFloor
 	numEndpoints
@@ -39,6 +44,12 @@ func (e endpoint) String() string {
 		return "complete"
 	case epReplay:
 		return "complete_replay"
+	case epGetOrder:
+		return "admin_get_order"
+	case epFulfil:
+		return "admin_fulfil"
+	case epRefund:
+		return "admin_refund"
 	case epFloor:
 		return "floor"
 	}
