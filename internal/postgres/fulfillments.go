@@ -142,9 +142,9 @@ func saveOrderChanges(ctx context.Context, q *db.Queries, before, ord *checkout.
 }
 
 // saveLineQuantities stores the lines whose current quantity dropped and puts the units
-// back in stock, a statement each for all the lines (putBackStock locks the variants in
-// id order, as completions take stock, so that a cancellation and a checkout of the
-// same items cannot deadlock).
+// back in stock: one statement for the quantities and one for the stock, whatever the
+// number of lines (putBackStock locks the variants in id order, as completions take
+// stock, so that a cancellation and a checkout of the same items cannot deadlock).
 func saveLineQuantities(ctx context.Context, q *db.Queries, before, ord *checkout.Order) error {
 	current := db.SetOrderLinesCurrentParams{OrderID: ord.ID}
 	var back []stockBack
