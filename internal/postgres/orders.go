@@ -43,25 +43,31 @@ func (o *Orders) Get(ctx context.Context, id string) (*checkout.Order, error) {
 func (o *Orders) get(ctx context.Context, id string, more ...orderRead) (*checkout.Order, error) {
 	return withPipelinedTx(ctx, o.pool, o.now, func(tx *pipelinedTx, _ time.Time) (*checkout.Order, error) {
 		tx.readOutside()
-		var row db.Order
-		var getErr error
-		get := func(q *db.Queries) error {
-			row, getErr = q.GetOrder(ctx, id)
-			if getErr != nil && !isNoRows(getErr) {
-				return fmt.Errorf("load order: %w", getErr)
-			}
-			return nil // no such order: answered once the round trip is back
-		}
-		var d orderDetails
-		reads := append(append([]orderRead{get}, d.reads(ctx, id)...), more...)
-		if err := tx.readAll(reads); err != nil {
-			return nil, err
-		}
-		if isNoRows(getErr) {
-			return nil, ErrOrderNotFound
-		}
-		return d.order(row)
+		return readOrder(ctx, tx, id, "load order", func(q *db.Queries) (db.Order, error) { return q.GetOrder(ctx, id) }, more...)
 	})
+}
+
+// readOrder reads order id in one round trip of tx: its row, as row reads it (what
+// names the read in its error), everything the order is read from (orderDetails), and
+// the reads of more.
+func readOrder(ctx context.Context, tx *pipelinedTx, id, what string, row func(q *db.Queries) (db.Order, error), more ...orderRead) (*checkout.Order, error) {
+	var order db.Order
+	var rowErr error
+	readRow := func(q *db.Queries) error {
+		order, rowErr = row(q)
+		if rowErr != nil && !isNoRows(rowErr) {
+			return fmt.Errorf("%s: %w", what, rowErr)
+		}
+		return nil // no such order: answered once the round trip is back
+	}
+	var d orderDetails
+	if err := tx.readAll(append(append([]orderRead{readRow}, d.reads(ctx, id)...), more...)); err != nil {
+		return nil, err
+	}
+	if isNoRows(rowErr) {
+		return nil, ErrOrderNotFound
+	}
+	return d.order(order)
 }
 
 // List returns up to limit orders, newest first, created before the order
@@ -124,23 +130,7 @@ func (o *Orders) Refund(ctx context.Context, id string, t checkout.RefundType, a
 // of the response and COMMIT.
 func (o *Orders) change(ctx context.Context, id string, fn func(ord *checkout.Order, now time.Time) error) (*checkout.Order, error) {
 	return withPipelinedRecordedTx(ctx, o.pool, o.now, func(tx *pipelinedTx, now time.Time) (*checkout.Order, error) {
-		var row db.Order
-		var lockErr error
-		lock := func(q *db.Queries) error {
-			row, lockErr = q.GetOrderForUpdate(ctx, id)
-			if lockErr != nil && !isNoRows(lockErr) {
-				return fmt.Errorf("lock order: %w", lockErr)
-			}
-			return nil // no such order: answered once the round trip is back
-		}
-		var d orderDetails
-		if err := tx.readAll(append([]orderRead{lock}, d.reads(ctx, id)...)); err != nil {
-			return nil, err
-		}
-		if isNoRows(lockErr) {
-			return nil, ErrOrderNotFound
-		}
-		ord, err := d.order(row)
+		ord, err := readOrder(ctx, tx, id, "lock order", func(q *db.Queries) (db.Order, error) { return q.GetOrderForUpdate(ctx, id) })
 		if err != nil {
 			return nil, err
 		}
