@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -515,6 +517,50 @@ func TestRefundThroughTheGatewayOncePerRefund(t *testing.T) {
 	}
 	if psp.Refunded() != 1 {
 		t.Errorf("PSP refunds = %d after store credit, want 1", psp.Refunded())
+	}
+}
+
+// A refund through the gateway reads the order's payment, records the refund pending in
+// a pipelinedTx of two round trips (the order locked and read with its pending refund;
+// the refund's rows and COMMIT), asks the PSP, then settles it in another of two (the
+// refund marked succeeded and the order read after it; the event, the record and
+// COMMIT): five round trips, as many for two lines as for one. Statement by
+// statement it was about thirty.
+func TestARefundThroughTheGatewayTakesFiveRoundTrips(t *testing.T) {
+	t.Parallel()
+	trips := &pgtest.RoundTrips{}
+	e := outboxEnvWith(t, pgtest.MustPoolTraced(t, trips), true, &payment.ScriptedGateway{})
+	ctx := context.Background()
+	var sentFor [][]string
+	for _, pairs := range [][]any{{"item_123", 2}, {"item_123", 2, "item_456", 1}} {
+		ord := e.mustOrder(pairs...)
+		var lines []checkout.LineQuantity
+		for _, l := range ord.Lines {
+			lines = append(lines, checkout.LineQuantity{LineID: l.ID, Quantity: 1})
+		}
+		var got *checkout.Order
+		var err error
+		n, sent := trips.Measure(func() {
+			got, err = e.orders.RefundLines(withKey(ctx, "refund-"+ord.ID), ord.ID, checkout.RefundRequest{Type: checkout.RefundOriginalPayment, Lines: lines})
+		})
+		if err != nil {
+			t.Fatalf("refund of %d lines: %v", len(lines), err)
+		}
+		if len(got.Refunds) != 1 || len(got.Refunds[0].Lines) != len(lines) || got.Refunded() == 0 {
+			t.Errorf("refund of %d lines: the order shows refunds %+v", len(lines), got.Refunds)
+		}
+		if st := e.text(`SELECT status FROM refunds WHERE order_id = $1`, ord.ID); st != "succeeded" {
+			t.Errorf("refund of %d lines is %s, want succeeded", len(lines), st)
+		}
+		t.Logf("refund of %d lines: %d round trips\n\t%s", len(lines), n, strings.Join(sent, "\n\t"))
+		if n > 5 {
+			t.Errorf("refund of %d lines: %d round trips, want at most 5", len(lines), n)
+		}
+		sentFor = append(sentFor, sent)
+	}
+	if !slices.Equal(sentFor[0], sentFor[1]) {
+		t.Errorf("a refund of two lines sends more than one of one:\n\t%s\nagainst\n\t%s",
+			strings.Join(sentFor[1], "\n\t"), strings.Join(sentFor[0], "\n\t"))
 	}
 }
 

@@ -48,8 +48,8 @@ func (o *Orders) get(ctx context.Context, id string, more ...orderRead) (*checko
 }
 
 // readOrder reads order id in one round trip of tx: its row, as row reads it (what
-// names the read in its error), everything the order is read from (orderDetails), and
-// the reads of more.
+// names the read in its error), then the reads of more, then everything the order is
+// read from (orderDetails), which so sees what more wrote.
 func readOrder(ctx context.Context, tx *pipelinedTx, id, what string, row func(q *db.Queries) (db.Order, error), more ...orderRead) (*checkout.Order, error) {
 	var order db.Order
 	var rowErr error
@@ -61,7 +61,7 @@ func readOrder(ctx context.Context, tx *pipelinedTx, id, what string, row func(q
 		return nil // no such order: answered once the round trip is back
 	}
 	var d orderDetails
-	if err := tx.readAll(append(append([]orderRead{readRow}, d.reads(ctx, id)...), more...)); err != nil {
+	if err := tx.readAll(append(append([]orderRead{readRow}, more...), d.reads(ctx, id)...)); err != nil {
 		return nil, err
 	}
 	if isNoRows(rowErr) {

@@ -83,39 +83,44 @@ func (o *Orders) recordRefund(ctx context.Context, id string, req checkout.Refun
 // refund waits until the pending one is settled.
 func (o *Orders) beginRefund(ctx context.Context, id string, req checkout.RefundRequest) (pendingRefund, error) {
 	key := requestKey(ctx)
-	return withTxV(ctx, o.pool, func(q *db.Queries) (pendingRefund, error) {
-		now := o.now()
-		row, err := q.GetOrderForUpdate(ctx, id)
-		if isNoRows(err) {
-			return pendingRefund{}, ErrOrderNotFound
-		}
-		if err != nil {
-			return pendingRefund{}, fmt.Errorf("lock order: %w", err)
-		}
-		p := pendingRefund{orderID: row.ID, reference: row.PaymentReference, currency: row.Currency}
-		pending, err := q.GetPendingRefund(ctx, id)
-		switch {
-		case err == nil && key != "" && deref(pending.RequestKey) == key:
-			p.id, p.amount = pending.ID, pending.Amount
-			return p, nil
-		case err == nil:
-			return pendingRefund{}, errRefundInProgress
-		case !isNoRows(err):
-			return pendingRefund{}, fmt.Errorf("load pending refund: %w", err)
-		}
-		ord, err := fullOrder(ctx, q, row)
+	// A pipelinedTx of two round trips: BEGIN, the order's row lock, its pending refund
+	// and everything the order is read from; then the refund's rows and COMMIT.
+	return withPipelinedTx(ctx, o.pool, o.now, func(tx *pipelinedTx, now time.Time) (pendingRefund, error) {
+		var row db.Order
+		var pending db.Refund
+		var pendingErr error
+		ord, err := readOrder(ctx, tx, id, "lock order", func(q *db.Queries) (db.Order, error) {
+			var err error
+			row, err = q.GetOrderForUpdate(ctx, id)
+			return row, err
+		}, func(q *db.Queries) error {
+			pending, pendingErr = q.GetPendingRefund(ctx, id)
+			if pendingErr != nil && !isNoRows(pendingErr) {
+				return fmt.Errorf("load pending refund: %w", pendingErr)
+			}
+			return nil // none pending: the usual case, answered below
+		})
 		if err != nil {
 			return pendingRefund{}, err
+		}
+		p := pendingRefund{orderID: row.ID, reference: row.PaymentReference, currency: row.Currency}
+		switch {
+		case pendingErr == nil && key != "" && deref(pending.RequestKey) == key:
+			p.id, p.amount = pending.ID, pending.Amount
+			return p, nil
+		case pendingErr == nil:
+			return pendingRefund{}, errRefundInProgress
 		}
 		before := cloneOrder(ord)
 		r, err := ord.AddRefundRequest(req, now)
 		if err != nil {
 			return pendingRefund{}, err
 		}
-		if err := saveOrderChanges(ctx, q, before, ord, now); err != nil {
+		deferred := tx.deferred()
+		if err := saveOrderChanges(ctx, deferred, before, ord, now); err != nil {
 			return pendingRefund{}, err
 		}
-		if err := q.SetRefundPending(ctx, db.SetRefundPendingParams{ID: r.ID, RequestKey: nonEmpty(key)}); err != nil {
+		if err := deferred.SetRefundPending(ctx, db.SetRefundPendingParams{ID: r.ID, RequestKey: nonEmpty(key)}); err != nil {
 			return pendingRefund{}, fmt.Errorf("mark refund pending: %w", err)
 		}
 		p.id, p.amount = r.ID, r.Amount
@@ -131,20 +136,21 @@ func (o *Orders) settleRefund(ctx context.Context, p pendingRefund, receipt paym
 	defer cancel()
 	switch {
 	case err == nil:
-		return withRecordedTxV(sctx, o.pool, o.now, func(q *db.Queries, now time.Time) (*checkout.Order, error) {
-			row, err := q.GetOrderForUpdate(sctx, p.orderID)
-			if err != nil {
-				return nil, fmt.Errorf("lock order: %w", err)
-			}
-			n, err := q.MarkRefundSucceeded(sctx, db.MarkRefundSucceededParams{ID: p.id, PspReference: &receipt.Reference})
-			if err != nil {
-				return nil, fmt.Errorf("mark refund succeeded: %w", err)
-			}
-			ord, err := fullOrder(sctx, q, row)
-			if err != nil || n == 0 {
+		// A pipelinedTx of two round trips: BEGIN, the order's row lock, the refund
+		// marked succeeded and the order read after it; then the event, the record of
+		// the response and COMMIT.
+		return withPipelinedRecordedTx(sctx, o.pool, o.now, func(tx *pipelinedTx, now time.Time) (*checkout.Order, error) {
+			var marked int64
+			ord, err := readOrder(sctx, tx, p.orderID, "lock order", func(q *db.Queries) (db.Order, error) {
+				return q.GetOrderForUpdate(sctx, p.orderID)
+			}, func(q *db.Queries) (err error) {
+				marked, err = q.MarkRefundSucceeded(sctx, db.MarkRefundSucceededParams{ID: p.id, PspReference: &receipt.Reference})
+				return wrapErr(err, "mark refund succeeded")
+			})
+			if err != nil || marked == 0 {
 				return ord, err // settled by another caller, who sent the event
 			}
-			return ord, o.emit(sctx, q, webhook.OrderUpdate, ord, now)
+			return ord, o.emit(sctx, tx.deferred(), webhook.OrderUpdate, ord, now)
 		})
 	case errors.Is(err, payment.ErrUnavailable) || ctx.Err() != nil:
 		return nil, fmt.Errorf("%w (%w)", errRefundPending, err)
