@@ -135,13 +135,33 @@ func (q *Queries) InsertCart(ctx context.Context, arg InsertCartParams) error {
 	return err
 }
 
-type InsertCartItemsParams struct {
-	ID         string `json:"id"`
-	CartID     string `json:"cart_id"`
-	Position   int32  `json:"position"`
-	VariantID  string `json:"variant_id"`
-	Quantity   int32  `json:"quantity"`
-	UnitAmount int64  `json:"unit_amount"`
+const insertCartItemRows = `-- name: InsertCartItemRows :exec
+INSERT INTO cart_items (id, cart_id, position, variant_id, quantity, unit_amount)
+SELECT unnest($1::text[]), $2::text, unnest($3::integer[]), unnest($4::text[]),
+    unnest($5::integer[]), unnest($6::bigint[])
+`
+
+type InsertCartItemRowsParams struct {
+	Ids         []string `json:"ids"`
+	CartID      string   `json:"cart_id"`
+	Positions   []int32  `json:"positions"`
+	VariantIds  []string `json:"variant_ids"`
+	Quantities  []int32  `json:"quantities"`
+	UnitAmounts []int64  `json:"unit_amounts"`
+}
+
+// A cart's items in one statement, which a pipeline can carry (a COPY cannot); the
+// arrays are the items' columns, one element per item (InsertLineItemRows).
+func (q *Queries) InsertCartItemRows(ctx context.Context, arg InsertCartItemRowsParams) error {
+	_, err := q.db.Exec(ctx, insertCartItemRows,
+		arg.Ids,
+		arg.CartID,
+		arg.Positions,
+		arg.VariantIds,
+		arg.Quantities,
+		arg.UnitAmounts,
+	)
+	return err
 }
 
 const listCartItems = `-- name: ListCartItems :many
@@ -164,6 +184,43 @@ func (q *Queries) ListCartItems(ctx context.Context, cartID string) ([]CartItem,
 			&i.VariantID,
 			&i.Quantity,
 			&i.UnitAmount,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listCartVariants = `-- name: ListCartVariants :many
+SELECT v.id, v.product_id, v.title, v.price_amount, v.currency, v.available, v.availability_status, v.fulfillment_type, v.stock_quantity, v.updated_at FROM variants v WHERE v.id IN (SELECT ci.variant_id FROM cart_items ci WHERE ci.cart_id = $1)
+`
+
+// The variants of a cart's items, read in the round trip that reads the items
+// (readCart): ListVariantsByID would need the items first.
+func (q *Queries) ListCartVariants(ctx context.Context, cartID string) ([]Variant, error) {
+	rows, err := q.db.Query(ctx, listCartVariants, cartID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Variant{}
+	for rows.Next() {
+		var i Variant
+		if err := rows.Scan(
+			&i.ID,
+			&i.ProductID,
+			&i.Title,
+			&i.PriceAmount,
+			&i.Currency,
+			&i.Available,
+			&i.AvailabilityStatus,
+			&i.FulfillmentType,
+			&i.StockQuantity,
+			&i.UpdatedAt,
 		); err != nil {
 			return nil, err
 		}

@@ -26,12 +26,20 @@ DELETE FROM carts WHERE id = @id;
 -- name: DeleteCartItems :exec
 DELETE FROM cart_items WHERE cart_id = @cart_id;
 
--- name: InsertCartItems :copyfrom
+-- name: InsertCartItemRows :exec
+-- A cart's items in one statement, which a pipeline can carry (a COPY cannot); the
+-- arrays are the items' columns, one element per item (InsertLineItemRows).
 INSERT INTO cart_items (id, cart_id, position, variant_id, quantity, unit_amount)
-VALUES (@id, @cart_id, @position, @variant_id, @quantity, @unit_amount);
+SELECT unnest(@ids::text[]), @cart_id::text, unnest(@positions::integer[]), unnest(@variant_ids::text[]),
+    unnest(@quantities::integer[]), unnest(@unit_amounts::bigint[]);
 
 -- name: ListCartItems :many
 SELECT * FROM cart_items WHERE cart_id = @cart_id ORDER BY position;
+
+-- name: ListCartVariants :many
+-- The variants of a cart's items, read in the round trip that reads the items
+-- (readCart): ListVariantsByID would need the items first.
+SELECT v.* FROM variants v WHERE v.id IN (SELECT ci.variant_id FROM cart_items ci WHERE ci.cart_id = @cart_id);
 
 -- name: DeleteExpiredCarts :execrows
 -- Retention: expired carts are already not found; the sweeper deletes them in batches.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
@@ -19,15 +20,22 @@ import (
 func (s *Store) cartClock() time.Time { return s.now().Truncate(time.Microsecond) }
 
 // CreateCart validates ch, prices it against the catalog and stores a new cart owned by
-// owner.
+// owner: after the claim, a pipelinedTx of two round trips (the variants and the
+// fulfillment options; the cart, its items, the record and COMMIT).
 func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartChanges) (checkout.CartView, error) {
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
+	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+		tx.readOutside()
 		c := &checkout.Cart{ID: checkout.NewID("cart_"), Owner: owner}
-		return s.saveCart(ctx, q, c, ch, now, func(buyer []byte) error {
-			return q.InsertCart(ctx, db.InsertCartParams{
+		var cat catalogRows
+		if err := tx.readAll(cat.reads(ctx, cartVariantIDs(c, ch.Items))); err != nil {
+			return checkout.CartView{}, err
+		}
+		deferred := tx.deferred()
+		return s.saveCart(ctx, deferred, c, ch, cat.catalog(), now, func(buyer []byte) error {
+			return deferred.InsertCart(ctx, db.InsertCartParams{
 				ID: c.ID, Owner: owner, Currency: c.Currency, Buyer: buyer, Locale: nonEmpty(c.Locale),
 				Now: now, ExpiresAt: c.ExpiresAt,
 			})
@@ -35,69 +43,65 @@ func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartCh
 	})
 }
 
-// GetCart returns owner's cart id priced from the current catalog.
+// GetCart returns owner's cart id priced from the current catalog, read in one round
+// trip (readCart) outside any transaction.
 func (s *Store) GetCart(ctx context.Context, owner, id string) (checkout.CartView, error) {
-	q := db.New(s.pool)
-	c, err := loadCart(ctx, q, owner, id, false, s.now())
-	if err != nil {
-		return checkout.CartView{}, err
-	}
-	cat, err := loadCatalog(ctx, q, nil, cartVariantIDs(c, nil))
-	if err != nil {
-		return checkout.CartView{}, err
-	}
-	return checkout.PriceCart(c, cat), nil
+	return withPipelinedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+		tx.readOutside()
+		c, cat, err := readCart(ctx, tx, owner, id, false, now, nil)
+		if err != nil {
+			return checkout.CartView{}, err
+		}
+		return checkout.PriceCart(c, cat), nil
+	})
 }
 
-// ReplaceCart validates ch and replaces the items and buyer of the locked cart.
+// ReplaceCart validates ch and replaces the items and buyer of the locked cart: after
+// the claim, a pipelinedTx of two round trips (readCart, the cart locked; the writes,
+// the record and COMMIT).
 func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.CartChanges) (checkout.CartView, error) {
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
-		c, err := loadCart(ctx, q, owner, id, true, now)
+	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+		c, cat, err := readCart(ctx, tx, owner, id, true, now, cartVariantIDs(&checkout.Cart{}, ch.Items))
 		if err != nil {
 			return checkout.CartView{}, err
 		}
-		return s.saveCart(ctx, q, c, ch, now, func(buyer []byte) error {
-			if err := q.UpdateCart(ctx, db.UpdateCartParams{
+		deferred := tx.deferred()
+		return s.saveCart(ctx, deferred, c, ch, cat, now, func(buyer []byte) error {
+			if err := deferred.UpdateCart(ctx, db.UpdateCartParams{
 				ID: c.ID, Currency: c.Currency, Buyer: buyer, Locale: nonEmpty(c.Locale), Now: now, ExpiresAt: c.ExpiresAt,
 			}); err != nil {
 				return err
 			}
-			return q.DeleteCartItems(ctx, c.ID)
+			return deferred.DeleteCartItems(ctx, c.ID)
 		})
 	})
 }
 
-// CancelCart deletes owner's cart id and returns the state it had (CART-RFC §4.5).
+// CancelCart deletes owner's cart id and returns the state it had (CART-RFC §4.5): after
+// the claim, a pipelinedTx of two round trips (readCart, the cart locked; the delete,
+// the record and COMMIT).
 func (s *Store) CancelCart(ctx context.Context, owner, id string) (checkout.CartView, error) {
-	return withRecordedTxV(ctx, s.pool, s.cartClock, func(q *db.Queries, now time.Time) (checkout.CartView, error) {
-		c, err := loadCart(ctx, q, owner, id, true, now)
+	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+		c, cat, err := readCart(ctx, tx, owner, id, true, now, nil)
 		if err != nil {
 			return checkout.CartView{}, err
 		}
-		cat, err := loadCatalog(ctx, q, nil, cartVariantIDs(c, nil))
-		if err != nil {
-			return checkout.CartView{}, err
-		}
-		if err := q.DeleteCart(ctx, c.ID); err != nil {
+		if err := tx.deferred().DeleteCart(ctx, c.ID); err != nil {
 			return checkout.CartView{}, fmt.Errorf("delete cart: %w", err)
 		}
 		return checkout.PriceCart(c, cat), nil
 	})
 }
 
-// saveCart applies ch to c against the variants they name, writes the cart row with
-// write (given the buyer column; it leaves the cart without items) and then its items,
-// and returns the cart priced.
-func (s *Store) saveCart(ctx context.Context, q *db.Queries, c *checkout.Cart, ch checkout.CartChanges, now time.Time,
+// saveCart applies ch to c against cat, writes the cart row with write (given the buyer
+// column; it leaves the cart without items) and then its items through q, and returns
+// the cart priced.
+func (s *Store) saveCart(ctx context.Context, q *db.Queries, c *checkout.Cart, ch checkout.CartChanges, cat checkout.Catalog, now time.Time,
 	write func(buyer []byte) error,
 ) (checkout.CartView, error) {
-	cat, err := loadCatalog(ctx, q, nil, cartVariantIDs(c, ch.Items))
-	if err != nil {
-		return checkout.CartView{}, err
-	}
 	if err := c.Replace(ch, cat, now, s.ttl); err != nil {
 		return checkout.CartView{}, err
 	}
@@ -126,21 +130,73 @@ func cartVariantIDs(c *checkout.Cart, items []checkout.ItemRequest) []string {
 	return ids
 }
 
-// loadCart reads owner's unexpired cart id with its lines; forUpdate locks it until the
-// transaction ends.
-func loadCart(ctx context.Context, q *db.Queries, owner, id string, forUpdate bool, now time.Time) (*checkout.Cart, error) {
+// catalogRows are the rows a cart is priced from: variants and the active fulfillment
+// options.
+type catalogRows struct {
+	// named are the variants read by id, ofCart those of a cart's items (readCart).
+	named, ofCart []db.Variant
+	options       []db.FulfillmentOption
+}
+
+// reads are the statements that read the variants named by ids (none when ids is
+// empty) and the active fulfillment options into c, for readAll.
+func (c *catalogRows) reads(ctx context.Context, ids []string) []func(q *db.Queries) error {
+	var reads []func(q *db.Queries) error
+	if len(ids) > 0 {
+		reads = append(reads, func(q *db.Queries) (err error) {
+			c.named, err = q.ListVariantsByID(ctx, ids)
+			return wrapErr(err, "load variants")
+		})
+	}
+	return append(reads, func(q *db.Queries) (err error) {
+		c.options, err = q.ListActiveFulfillmentOptions(ctx)
+		return wrapErr(err, "load fulfillment options")
+	})
+}
+
+// catalog is the catalog of c's rows.
+func (c *catalogRows) catalog() checkout.Catalog {
+	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(c.named)+len(c.ofCart)), Options: optionsFromRows(c.options)}
+	for _, r := range slices.Concat(c.ofCart, c.named) {
+		cat.Variants[r.ID] = variantFromRow(r)
+	}
+	return cat
+}
+
+// readCart reads owner's unexpired cart id in one round trip of tx: the cart row (locked
+// until the transaction ends when forUpdate), its items, the variants of its items and
+// of extra, and the active fulfillment options.
+func readCart(ctx context.Context, tx *pipelinedTx, owner, id string, forUpdate bool, now time.Time, extra []string) (*checkout.Cart, checkout.Catalog, error) {
 	var row db.Cart
-	var err error
-	if forUpdate {
-		row, err = q.GetCartForUpdate(ctx, db.GetCartForUpdateParams{ID: id, Owner: owner, Now: now})
-	} else {
-		row, err = q.GetCart(ctx, db.GetCartParams{ID: id, Owner: owner, Now: now})
+	var rowErr error
+	var items []db.CartItem
+	var cat catalogRows
+	reads := []func(q *db.Queries) error{
+		func(q *db.Queries) error {
+			if forUpdate {
+				row, rowErr = q.GetCartForUpdate(ctx, db.GetCartForUpdateParams{ID: id, Owner: owner, Now: now})
+			} else {
+				row, rowErr = q.GetCart(ctx, db.GetCartParams{ID: id, Owner: owner, Now: now})
+			}
+			if rowErr != nil && !isNoRows(rowErr) {
+				return fmt.Errorf("load cart: %w", rowErr)
+			}
+			return nil // no such cart: answered once the round trip is back
+		},
+		func(q *db.Queries) (err error) {
+			items, err = q.ListCartItems(ctx, id)
+			return wrapErr(err, "load cart items")
+		},
 	}
-	if isNoRows(err) {
-		return nil, checkout.ErrCartNotFound
+	reads = append(append(reads, func(q *db.Queries) (err error) {
+		cat.ofCart, err = q.ListCartVariants(ctx, id)
+		return wrapErr(err, "load cart variants")
+	}), cat.reads(ctx, extra)...)
+	if err := tx.readAll(reads); err != nil {
+		return nil, checkout.Catalog{}, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("load cart: %w", err)
+	if isNoRows(rowErr) {
+		return nil, checkout.Catalog{}, checkout.ErrCartNotFound
 	}
 	c := &checkout.Cart{
 		ID: row.ID, Owner: row.Owner, Currency: row.Currency,
@@ -150,17 +206,13 @@ func loadCart(ctx context.Context, q *db.Queries, owner, id string, forUpdate bo
 		c.Locale = *row.Locale
 	}
 	if err := decodeColumns(id, jsonColumn(row.Buyer, &c.Buyer, "buyer")); err != nil {
-		return nil, err
+		return nil, checkout.Catalog{}, err
 	}
-	lines, err := q.ListCartItems(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("load cart items: %w", err)
-	}
-	c.Lines = make([]checkout.Line, len(lines))
-	for i, l := range lines {
+	c.Lines = make([]checkout.Line, len(items))
+	for i, l := range items {
 		c.Lines[i] = checkout.Line{ID: l.ID, VariantID: l.VariantID, Quantity: int(l.Quantity), UnitAmount: l.UnitAmount}
 	}
-	return c, nil
+	return c, cat.catalog(), nil
 }
 
 // cartBuyer is the buyer column of c (nil: SQL NULL).
@@ -175,15 +227,16 @@ func cartBuyer(c *checkout.Cart) ([]byte, error) {
 	return b, nil
 }
 
+// insertCartLines writes c's lines as its items, in one statement whatever their number.
 func insertCartLines(ctx context.Context, q *db.Queries, c *checkout.Cart) error {
-	rows := make([]db.InsertCartItemsParams, len(c.Lines))
-	for i, l := range c.Lines {
-		rows[i] = db.InsertCartItemsParams{
-			ID: l.ID, CartID: c.ID, Position: int32(i),
-			VariantID: l.VariantID, Quantity: int32(l.Quantity), UnitAmount: l.UnitAmount,
-		}
+	p := db.InsertCartItemRowsParams{
+		CartID: c.ID, Ids: make([]string, len(c.Lines)), Positions: make([]int32, len(c.Lines)),
+		VariantIds: make([]string, len(c.Lines)), Quantities: make([]int32, len(c.Lines)), UnitAmounts: make([]int64, len(c.Lines)),
 	}
-	if _, err := q.InsertCartItems(ctx, rows); err != nil {
+	for i, l := range c.Lines {
+		p.Ids[i], p.Positions[i], p.VariantIds[i], p.Quantities[i], p.UnitAmounts[i] = l.ID, int32(i), l.VariantID, int32(l.Quantity), l.UnitAmount
+	}
+	if err := q.InsertCartItemRows(ctx, p); err != nil {
 		return fmt.Errorf("insert cart items: %w", err)
 	}
 	return nil
