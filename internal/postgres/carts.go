@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
@@ -30,7 +29,7 @@ func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartCh
 		tx.readOutside()
 		c := &checkout.Cart{ID: checkout.NewID("cart_"), Owner: owner}
 		var cat catalogRows
-		if err := tx.readAll(cat.reads(ctx, cartVariantIDs(c, ch.Items))); err != nil {
+		if err := tx.readAll(cat.reads(ctx, itemIDs(ch.Items))); err != nil {
 			return checkout.CartView{}, err
 		}
 		deferred := tx.deferred()
@@ -64,7 +63,7 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 		return checkout.CartView{}, err
 	}
 	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
-		c, cat, err := readCart(ctx, tx, owner, id, true, now, cartVariantIDs(&checkout.Cart{}, ch.Items))
+		c, cat, err := readCart(ctx, tx, owner, id, true, now, itemIDs(ch.Items))
 		if err != nil {
 			return checkout.CartView{}, err
 		}
@@ -118,49 +117,13 @@ func (s *Store) saveCart(ctx context.Context, q *db.Queries, c *checkout.Cart, c
 	return checkout.PriceCart(c, cat), nil
 }
 
-// cartVariantIDs lists the variants of c's lines and of the requested items.
-func cartVariantIDs(c *checkout.Cart, items []checkout.ItemRequest) []string {
-	ids := make([]string, 0, len(c.Lines)+len(items))
-	for _, l := range c.Lines {
-		ids = append(ids, l.VariantID)
-	}
-	for _, it := range items {
-		ids = append(ids, it.ID)
+// itemIDs are the variant ids of the requested items.
+func itemIDs(items []checkout.ItemRequest) []string {
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
 	}
 	return ids
-}
-
-// catalogRows are the rows a cart is priced from: variants and the active fulfillment
-// options.
-type catalogRows struct {
-	// named are the variants read by id, ofCart those of a cart's items (readCart).
-	named, ofCart []db.Variant
-	options       []db.FulfillmentOption
-}
-
-// reads are the statements that read the variants named by ids (none when ids is
-// empty) and the active fulfillment options into c, for readAll.
-func (c *catalogRows) reads(ctx context.Context, ids []string) []func(q *db.Queries) error {
-	var reads []func(q *db.Queries) error
-	if len(ids) > 0 {
-		reads = append(reads, func(q *db.Queries) (err error) {
-			c.named, err = q.ListVariantsByID(ctx, ids)
-			return wrapErr(err, "load variants")
-		})
-	}
-	return append(reads, func(q *db.Queries) (err error) {
-		c.options, err = q.ListActiveFulfillmentOptions(ctx)
-		return wrapErr(err, "load fulfillment options")
-	})
-}
-
-// catalog is the catalog of c's rows.
-func (c *catalogRows) catalog() checkout.Catalog {
-	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(c.named)+len(c.ofCart)), Options: optionsFromRows(c.options)}
-	for _, r := range slices.Concat(c.ofCart, c.named) {
-		cat.Variants[r.ID] = variantFromRow(r)
-	}
-	return cat
 }
 
 // readCart reads owner's unexpired cart id in one round trip of tx: the cart row (locked

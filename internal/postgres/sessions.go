@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -465,29 +466,55 @@ func linesFromRows(rows []db.LineItem) []checkout.Line {
 	return lines
 }
 
-// loadCatalog reads the variants named by ids, the active fulfillment options and, when
-// sess is given, the tax rate of its address and its discounts.
+// loadCatalog reads the variants named by ids, the active fulfillment options, the tax
+// rate of sess's address and its discounts.
 func loadCatalog(ctx context.Context, q *db.Queries, sess *checkout.Session, ids []string) (checkout.Catalog, error) {
-	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(ids))}
-	rows, err := q.ListVariantsByID(ctx, ids)
-	if err != nil {
-		return cat, fmt.Errorf("load variants: %w", err)
+	var rows catalogRows
+	for _, read := range rows.reads(ctx, ids) {
+		if err := read(q); err != nil {
+			return checkout.Catalog{}, err
+		}
 	}
-	for _, r := range rows {
+	cat := rows.catalog()
+	var err error
+	if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
+		return cat, err
+	}
+	cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
+	return cat, err
+}
+
+// catalogRows are the rows a catalog is read from: variants and the active
+// fulfillment options (a cart's whole catalog; a session's adds its discounts and tax).
+type catalogRows struct {
+	// named are the variants read by id, ofCart those of a cart's items (readCart).
+	named, ofCart []db.Variant
+	options       []db.FulfillmentOption
+}
+
+// reads are the statements that read the variants named by ids (none when ids is
+// empty) and the active fulfillment options into c, for readAll.
+func (c *catalogRows) reads(ctx context.Context, ids []string) []func(q *db.Queries) error {
+	var reads []func(q *db.Queries) error
+	if len(ids) > 0 {
+		reads = append(reads, func(q *db.Queries) (err error) {
+			c.named, err = q.ListVariantsByID(ctx, ids)
+			return wrapErr(err, "load variants")
+		})
+	}
+	return append(reads, func(q *db.Queries) (err error) {
+		c.options, err = q.ListActiveFulfillmentOptions(ctx)
+		return wrapErr(err, "load fulfillment options")
+	})
+}
+
+// catalog is the catalog of c's rows.
+func (c *catalogRows) catalog() checkout.Catalog {
+	cat := checkout.Catalog{Variants: make(map[string]checkout.Variant, len(c.named)+len(c.ofCart)), Options: optionsFromRows(c.options)}
+	for _, r := range slices.Concat(c.ofCart, c.named) {
 		cat.Variants[r.ID] = variantFromRow(r)
 	}
-	opts, err := q.ListActiveFulfillmentOptions(ctx)
-	if err != nil {
-		return cat, fmt.Errorf("load fulfillment options: %w", err)
-	}
-	cat.Options = optionsFromRows(opts)
-	if sess != nil {
-		if cat.Discounts, err = sessionDiscounts(ctx, q, sess); err != nil {
-			return cat, err
-		}
-		cat.TaxRateBps, err = taxRate(ctx, q, sess.FulfillmentAddress)
-	}
-	return cat, err
+	return cat
 }
 
 // optionsFromRows are the fulfillment options of rows, in their order.
