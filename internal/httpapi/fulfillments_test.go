@@ -32,12 +32,7 @@ func fulfilOrder(e *testEnv, rateBps int, optionID string, pairs ...any) (string
 	if r.status != http.StatusOK {
 		e.t.Fatalf("complete: %d %s", r.status, r.body)
 	}
-	m := r.json(e.t)
-	var lines []string
-	for _, l := range m["line_items"].([]any) {
-		lines = append(lines, l.(map[string]any)["id"].(string))
-	}
-	return m["order"].(map[string]any)["id"].(string), lines
+	return completedOrder(e.t, r)
 }
 
 // fulfilAdmin posts to the admin API and returns the admin order, failing on another status.

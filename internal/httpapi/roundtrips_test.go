@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"regexp"
@@ -258,17 +257,16 @@ func TestStatementsDoNotGrowWithTheLines(t *testing.T) {
 				token := measure("delegate_payment", func() response {
 					return e.do(http.MethodPost, delegatePath, delegateBody(id, totals(t, s)["total"], "usd", "4242424242424242", "123"), "Idempotency-Key", newKey())
 				}, http.StatusCreated).json(t)["id"].(string)
-				measure("complete", func() response {
+				order, ids := completedOrder(t, measure("complete", func() response {
 					return e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", e.completeBody(token), "Idempotency-Key", newKey())
-				}, http.StatusOK)
+				}, http.StatusOK))
 				// A PSP token is charged between two transactions (completeInPhases).
 				psp := e.mustSession(e.do(http.MethodPost, "/checkout_sessions", e.createBody(fields{items: changed, buyer: buyer, address: address}),
 					"Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
 				e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+psp, e.updateBody(fields{option: "standard_shipping"}), "Idempotency-Key", newKey()), http.StatusOK)
-				measure("complete_psp", func() response {
+				pspOrder, pspIDs := completedOrder(t, measure("complete_psp", func() response {
 					return e.do(http.MethodPost, "/checkout_sessions/"+psp+"/complete", e.completeBody("tok_visa"), "Idempotency-Key", newKey())
-				}, http.StatusOK)
-				ids, order, pspOrder := lineIDs(t, e, id), orderOf(t, e, id), orderOf(t, e, psp)
+				}, http.StatusOK))
 				var all []map[string]any
 				for i, l := range ids {
 					all = append(all, map[string]any{"id": l, "quantity": changed[i]["quantity"]})
@@ -284,7 +282,7 @@ func TestStatementsDoNotGrowWithTheLines(t *testing.T) {
 					return ordersAdmin(e, http.MethodPost, "/admin/orders/"+order+"/refunds", map[string]any{"type": "original_payment", "line_items": one})
 				}, http.StatusCreated)
 				var pspAll []map[string]any
-				for i, l := range lineIDs(t, e, psp) {
+				for i, l := range pspIDs {
 					pspAll = append(pspAll, map[string]any{"id": l, "quantity": changed[i]["quantity"]})
 				}
 				measure("cancel_lines", func() response {
@@ -318,22 +316,12 @@ func TestStatementsDoNotGrowWithTheLines(t *testing.T) {
 	}
 }
 
-// lineIDs are the ids of session id's lines, in their order.
-func lineIDs(t *testing.T, e *testEnv, id string) []string {
+// completedOrder is the order id and the line ids of the completed session r answers.
+func completedOrder(t *testing.T, r response) (order string, lines []string) {
 	t.Helper()
-	var ids []string
-	if err := e.pool.QueryRow(context.Background(), `SELECT array_agg(id ORDER BY position) FROM line_items WHERE checkout_session_id = $1`, id).Scan(&ids); err != nil {
-		t.Fatal(err)
+	m := r.json(t)
+	for _, l := range m["line_items"].([]any) {
+		lines = append(lines, l.(map[string]any)["id"].(string))
 	}
-	return ids
-}
-
-// orderOf is the id of session id's order.
-func orderOf(t *testing.T, e *testEnv, id string) string {
-	t.Helper()
-	var order string
-	if err := e.pool.QueryRow(context.Background(), `SELECT id FROM orders WHERE checkout_session_id = $1`, id).Scan(&order); err != nil {
-		t.Fatal(err)
-	}
-	return order
+	return m["order"].(map[string]any)["id"].(string), lines
 }

@@ -139,6 +139,16 @@ func delegateVisa(t *testing.T, v *postgres.Vault, id string, expiresAt time.Tim
 	return token
 }
 
+// takeStockWays are the two ways a completion takes stock: take_stock before the
+// pipelined completion's COMMIT, or checked as it returns in a transaction.
+var takeStockWays = []struct {
+	name string
+	take func(context.Context, *pgxpool.Pool, []checkout.Line) error
+}{
+	{"pipelined", postgres.TakeStockBeforeCommit},
+	{"in_a_transaction", postgres.TakeStockInTransaction},
+}
+
 // A completion takes the stock of its lines in variant id order in one statement
 // (take_stock) that raises at the first short one, before the pipelined completion's
 // COMMIT or checked as it returns in a transaction; the refusal must name that line by
@@ -147,14 +157,7 @@ func TestTakeStockNamesTheLineThatSoldOut(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	ways := []struct {
-		name string
-		take func(context.Context, *pgxpool.Pool, []checkout.Line) error
-	}{
-		{"pipelined", postgres.TakeStockBeforeCommit},
-		{"in_a_transaction", postgres.TakeStockInTransaction},
-	}
-	for _, way := range ways {
+	for _, way := range takeStockWays {
 		t.Run(way.name, func(t *testing.T) {
 			if _, err := e.pool.Exec(ctx, `UPDATE variants SET stock_quantity = CASE id WHEN 'item_123' THEN 10 ELSE 5 END
 				WHERE id IN ('item_123', 'item_456')`); err != nil {
@@ -194,18 +197,7 @@ func TestTakeStockLeavesUnlimitedRowsUnlocked(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	ways := []struct {
-		name string
-		take func(context.Context, []checkout.Line) error
-	}{
-		{"pipelined", func(ctx context.Context, lines []checkout.Line) error {
-			return postgres.TakeStockBeforeCommit(ctx, e.pool, lines)
-		}},
-		{"in_a_transaction", func(ctx context.Context, lines []checkout.Line) error {
-			return postgres.TakeStockInTransaction(ctx, e.pool, lines)
-		}},
-	}
-	for _, way := range ways {
+	for _, way := range takeStockWays {
 		t.Run(way.name, func(t *testing.T) {
 			if _, err := e.pool.Exec(ctx, `UPDATE variants SET stock_quantity = CASE id WHEN 'item_456' THEN 5 END
 				WHERE id IN ('item_123', 'item_456')`); err != nil {
@@ -224,7 +216,7 @@ func TestTakeStockLeavesUnlimitedRowsUnlocked(t *testing.T) {
 			wait, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			lines := []checkout.Line{{ID: "li_0", VariantID: "item_123", Quantity: 3}, {ID: "li_1", VariantID: "item_456", Quantity: 2}}
-			if err := way.take(wait, lines); err != nil {
+			if err := way.take(wait, e.pool, lines); err != nil {
 				t.Fatalf("take stock with the unlimited row locked elsewhere: %v", err)
 			}
 			var after string
@@ -245,7 +237,7 @@ func TestTakeStockLeavesUnlimitedRowsUnlocked(t *testing.T) {
 			missing := []checkout.Line{{ID: "li_0", VariantID: "item_gone", Quantity: 1}}
 			want := checkout.Errorf(checkout.KindConflict, "out_of_stock", checkout.At(checkout.FieldLines).Index(0),
 				"Item item_gone sold out before the payment went through; nothing was charged.")
-			if err := way.take(ctx, missing); err == nil || err.Error() != want.Error() {
+			if err := way.take(ctx, e.pool, missing); err == nil || err.Error() != want.Error() {
 				t.Errorf("take stock of a variant that does not exist = %v, want %v", err, want)
 			}
 		})
