@@ -19,13 +19,14 @@ import (
 func (s *Store) cartClock() time.Time { return s.now().Truncate(time.Microsecond) }
 
 // CreateCart validates ch, prices it against the catalog and stores a new cart owned by
-// owner: after the claim, a pipelinedTx of two round trips (the variants and the
-// fulfillment options; the cart, its items, the record and COMMIT).
+// owner: a pipelinedTx of two round trips (the variants and the fulfillment options,
+// outside the transaction, with the request's idempotency claim riding ahead of them;
+// the cart, its items, the record and COMMIT).
 func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartChanges) (checkout.CartView, error) {
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+	return withRiddenRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
 		tx.readOutside()
 		c := &checkout.Cart{ID: checkout.NewID("cart_"), Owner: owner}
 		var cat catalogRows

@@ -96,6 +96,24 @@ func WithReadOutside(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferre
 	return err
 }
 
+// WithRiddenReads runs reads in one round trip (readAll), as a cart's create does
+// (withRiddenRecordedTx), then write's deferred statements with the record of the
+// response and the COMMIT. With outside (readOutside) the reads go outside the
+// transaction and the deferred claim of ctx rides ahead of them; without, they go inside
+// it, which the claim cannot ride: it is then taken on its own first.
+func WithRiddenReads(ctx context.Context, pool *pgxpool.Pool, outside bool, reads []func(q *db.Queries) error, write func(deferred *db.Queries) error) error {
+	_, err := withRiddenRecordedTx(ctx, pool, time.Now, func(tx *pipelinedTx, _ time.Time) (struct{}, error) {
+		if outside {
+			tx.readOutside()
+		}
+		if err := tx.readAll(reads); err != nil {
+			return struct{}{}, err
+		}
+		return struct{}{}, write(tx.deferred())
+	})
+	return err
+}
+
 // WithRiddenTx runs fn as the writes of a create, an update or a delegation do
 // (withRiddenRecordedTxV): the deferred claim of ctx rides fn's first read through q,
 // with that read alone, or, when fn reads nothing, the COMMIT of its writes.

@@ -32,8 +32,8 @@ import (
 //     trip when the second needs nothing of the first's result.
 //
 // A request whose idempotency claim is deferred (idempotency.NewDeferred) may take it in
-// the first round trip (rideClaim): the claim goes out ahead of that round trip's read,
-// outside the transaction, and commits with it, so a concurrent duplicate sees it a
+// the first round trip (rideClaim): the claim goes out ahead of that round trip's reads,
+// outside the transaction, and commits with them, so a concurrent duplicate sees it a
 // read's time later and the claim costs no round trip of its own. A transaction that
 // reads nothing (a vault token's) takes it in its only round trip instead, inside the
 // transaction, ahead of its writes (commitRidden).
@@ -153,26 +153,28 @@ func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
 
 // pending is a batch of BEGIN (unless sent) and the queued statements, which the
 // statement about to be sent follows; it empties the queue. With read, the statement is
-// a read that the deferred claim may ride: the batch is then the claim alone, and rides
+// a read that the deferred claim may ride: the batch is then the claim and the reads
+// along queued before it (which readOutside let go outside the transaction), and rides
 // says so. A claim that cannot ride (a write goes first) is errRideMissed.
 func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 	b = &pgx.Batch{}
+	t.reads = t.reads[:0]
+	readsFirst := read && len(t.queuedLast) == 0 && !slices.ContainsFunc(t.queued, func(s queuedStatement) bool { return s.read == nil })
 	if t.ride != nil {
-		if !read || t.begun || len(t.queued)+len(t.queuedLast) > 0 {
+		if !readsFirst || t.begun || (len(t.queued) > 0 && !t.readFirst) {
 			return nil, false, errRideMissed
 		}
-		// The claim commits with the read alone, so it need not wait for the WAL flush
+		// The claim commits with the reads alone, so it need not wait for the WAL flush
 		// (see ClaimIdempotencyKey); in the work's transaction (commitRidden) it waits.
 		p := t.rideParams
 		p.CommitAsync = true
 		var c capturedStatement
 		_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), p)
 		b.Queue(c.sql, c.args...)
+		t.queue(b)
 		return b, true, nil
 	}
-	t.reads = t.reads[:0]
-	readsFirst := read && t.readFirst && len(t.queuedLast) == 0 && !slices.ContainsFunc(t.queued, func(s queuedStatement) bool { return s.read == nil })
-	if !t.begun && !readsFirst {
+	if !t.begun && !(readsFirst && t.readFirst) {
 		b.Queue("begin")
 		t.reads = append(t.reads, nil)
 		t.begun = true
@@ -242,7 +244,7 @@ func (t *pipelinedTx) sendNow(ctx context.Context, sql string, args []any, read 
 	}
 	n := b.Len()
 	if rides {
-		n = 0
+		n-- // the claim, which send reads first
 	}
 	b.Queue(sql, args...)
 	return t.send(ctx, b, n, rides)
@@ -610,9 +612,18 @@ func withPipelinedRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clo
 func withRiddenRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
 	fn func(q, deferred *db.Queries, now time.Time) (T, error),
 ) (T, error) {
-	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), true, func(tx *pipelinedTx, now time.Time) (T, error) {
+	return withRiddenRecordedTx(ctx, pool, clock, func(tx *pipelinedTx, now time.Time) (T, error) {
 		return fn(db.New(tx), tx.deferred(), now)
 	})
+}
+
+// withRiddenRecordedTx is withRiddenRecordedTxV for a fn that needs the transaction: its
+// first round trip may also carry reads along (readAll), when readOutside let them go
+// outside the transaction with the claim.
+func withRiddenRecordedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
+	return runPipelinedTx(ctx, pool, clock, idempotency.FromContext(ctx), true, fn)
 }
 
 // withPipelinedTx is withPipelinedRecordedTx for a transaction whose result is not the

@@ -360,3 +360,83 @@ func tracedTeePool(t *testing.T, trips *pgtest.RoundTrips, ids ...string) *pgxpo
 	}
 	return pool
 }
+
+// A deferred claim rides ahead of every read of the first round trip when they go
+// outside the transaction (a cart's create: its variants and fulfillment options), so
+// the claim, the reads and the writes take two round trips; a key already answered
+// stops the work in the first, with nothing written. Reads inside the transaction
+// cannot carry it: the claim then goes on its own, before them.
+func TestPipelinedClaimRidesAheadOfTheReadsAlong(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var trips pgtest.RoundTrips
+	pool := tracedTeePool(t, &trips, "item_a")
+	keys := postgres.NewIdempotency(pool, time.Hour)
+	claimOf := func(key string) context.Context {
+		k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/carts", Key: key, APIVersion: "2026-04-17"}
+		claim := idempotency.NewDeferred(k, "h", func(ctx context.Context) (idempotency.Outcome, error) {
+			return keys.Claim(ctx, k, "h")
+		})
+		idempotency.SetEncoder(claim, func(struct{}) (int, []byte, error) { return 201, []byte(`{}`), nil })
+		return idempotency.NewContext(ctx, claim)
+	}
+	var stock int32
+	run := func(ctx context.Context, outside bool) error {
+		var variants []db.Variant
+		reads := []func(q *db.Queries) error{
+			func(q *db.Queries) (err error) {
+				variants, err = q.ListVariantsByID(ctx, []string{"item_a"})
+				return err
+			},
+			func(q *db.Queries) (err error) {
+				_, err = q.ListActiveFulfillmentOptions(ctx)
+				return err
+			},
+		}
+		return postgres.WithRiddenReads(ctx, pool, outside, reads, func(deferred *db.Queries) error {
+			if len(variants) != 1 {
+				return errors.New("the reads did not return the variant")
+			}
+			stock++
+			_, err := deferred.SetVariantStock(ctx, db.SetVariantStockParams{ID: "item_a", StockQuantity: new(stock)})
+			return err
+		})
+	}
+	check := func(what string, n int, sent, want []string) {
+		t.Helper()
+		if n != len(want) || !slices.Equal(sent, want) {
+			t.Errorf("%s: %d round trips\n\t%s\nwant\n\t%s", what, n, strings.Join(sent, "\n\t"), strings.Join(want, "\n\t"))
+		}
+	}
+	reads := "ListVariantsByID :many; ListActiveFulfillmentOptions :many"
+	writes := "batch [SetVariantStock :execrows; RecordIdempotentResponse :exec]"
+
+	first := claimOf("outside")
+	n, sent := trips.Measure(func() {
+		if err := run(first, true); err != nil {
+			t.Fatal(err)
+		}
+	})
+	check("reads outside", n, sent, []string{"batch [ClaimIdempotencyKey :one; " + reads + "]", writes})
+
+	n, sent = trips.Measure(func() {
+		if err := run(claimOf("outside"), true); !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Fatalf("the same key again: %v, want idempotency.ErrNotClaimed", err)
+		}
+	})
+	check("the same key again", n, sent, []string{"batch [ClaimIdempotencyKey :one; " + reads + "]"})
+	var got *int32
+	if err := pool.QueryRow(ctx, `SELECT stock_quantity FROM variants WHERE id = 'item_a'`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || *got != 1 {
+		t.Errorf("stock after the key's repeat is %v, want 1: the repeat must write nothing", got)
+	}
+
+	n, sent = trips.Measure(func() {
+		if err := run(claimOf("inside"), false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	check("reads inside", n, sent, []string{"ClaimIdempotencyKey :one", "batch [begin; " + reads + "]", "batch [SetVariantStock :execrows; RecordIdempotentResponse :exec; commit]"})
+}
