@@ -155,15 +155,19 @@ func (o *Orders) settleRefund(ctx context.Context, p pendingRefund, receipt paym
 	case errors.Is(err, payment.ErrUnavailable) || ctx.Err() != nil:
 		return nil, fmt.Errorf("%w (%w)", errRefundPending, err)
 	}
-	if derr := WithTx(sctx, o.pool, func(q *db.Queries) error {
-		if _, err := q.GetOrderForUpdate(sctx, p.orderID); err != nil {
-			return fmt.Errorf("lock order: %w", err)
+	// One round trip, the pipeline's implicit transaction: the order's row lock (every
+	// change of its refunds holds it) and the refund removed with its lines.
+	if _, derr := withPipelinedTx(sctx, o.pool, o.now, func(tx *pipelinedTx, _ time.Time) (struct{}, error) {
+		if err := tx.readAlong(func(q *db.Queries) error {
+			_, err := q.GetOrderForUpdate(sctx, p.orderID)
+			return wrapErr(err, "lock order")
+		}); err != nil {
+			return struct{}{}, err
 		}
-		if err := q.DeleteRefundLines(sctx, p.id); err != nil {
-			return fmt.Errorf("delete refund lines: %w", err)
-		}
-		_, err := q.DeletePendingRefund(sctx, p.id)
-		return err
+		return struct{}{}, tx.readAlong(func(q *db.Queries) error {
+			_, err := q.DeletePendingRefund(sctx, p.id) // 0: settled by another caller
+			return wrapErr(err, "delete refund")
+		})
 	}); derr != nil {
 		return nil, fmt.Errorf("remove refused refund %s: %w", p.id, derr)
 	}
