@@ -187,7 +187,7 @@ type InsertLineItemRowsParams struct {
 	UnitAmounts       []int64  `json:"unit_amounts"`
 }
 
-// InsertLineItems as one statement, which a pipeline can carry (a COPY cannot).
+// A session's line items in one statement, which a pipeline can carry (a COPY cannot).
 // The arrays are the lines' columns, one element per line (unnest in the select list
 // zips arrays of one length).
 func (q *Queries) InsertLineItemRows(ctx context.Context, arg InsertLineItemRowsParams) error {
@@ -200,15 +200,6 @@ func (q *Queries) InsertLineItemRows(ctx context.Context, arg InsertLineItemRows
 		arg.UnitAmounts,
 	)
 	return err
-}
-
-type InsertLineItemsParams struct {
-	ID                string `json:"id"`
-	CheckoutSessionID string `json:"checkout_session_id"`
-	Position          int32  `json:"position"`
-	VariantID         string `json:"variant_id"`
-	Quantity          int32  `json:"quantity"`
-	UnitAmount        int64  `json:"unit_amount"`
 }
 
 const insertSession = `-- name: InsertSession :exec

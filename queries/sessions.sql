@@ -37,10 +37,6 @@ WHERE id = @id;
 -- name: DeleteLineItems :exec
 DELETE FROM line_items WHERE checkout_session_id = @checkout_session_id;
 
--- name: InsertLineItems :copyfrom
-INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
-VALUES (@id, @checkout_session_id, @position, @variant_id, @quantity, @unit_amount);
-
 -- name: ListLineItems :many
 SELECT * FROM line_items WHERE checkout_session_id = @checkout_session_id ORDER BY position;
 
@@ -113,7 +109,7 @@ WITH locked AS (
 SELECT raise_session_moved() WHERE NOT EXISTS (SELECT 1 FROM locked);
 
 -- name: InsertLineItemRows :exec
--- InsertLineItems as one statement, which a pipeline can carry (a COPY cannot).
+-- A session's line items in one statement, which a pipeline can carry (a COPY cannot).
 INSERT INTO line_items (id, checkout_session_id, position, variant_id, quantity, unit_amount)
 -- The arrays are the lines' columns, one element per line (unnest in the select list
 -- zips arrays of one length).

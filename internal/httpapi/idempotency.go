@@ -184,8 +184,8 @@ func inFlightError() *acp.Error {
 
 // claimRides reports whether the operation at the route template tpl takes its
 // deferred idempotency claim in its first round trip to the database (see runOnce):
-// creating and updating a session and creating a cart, whose first round trip is a
-// read, and delegating a payment, whose only round trip is its COMMIT
+// creating, updating and canceling a session and creating a cart, whose first round
+// trip is a read, and delegating a payment, whose only round trip is its COMMIT
 // (docs/PERFORMANCE.md, "Round trips"). A cart's replacement and cancel claim first:
 // their first round trip locks the cart, which a read outside the transaction cannot.
 // Every other operation claims first: a completion too, although it reads first,
@@ -193,7 +193,8 @@ func inFlightError() *acp.Error {
 // (the session's whole view), where the claim alone answers it in one statement.
 func claimRides(method, tpl string) bool {
 	return method == http.MethodPost &&
-		(tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" || tpl == "/carts" || tpl == delegatePaymentPath)
+		(tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" || tpl == "/checkout_sessions/{id}/cancel" ||
+			tpl == "/carts" || tpl == delegatePaymentPath)
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already

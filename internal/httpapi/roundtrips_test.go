@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -31,6 +32,8 @@ var roundTripCeilings = []struct {
 	{op: "complete", ceiling: 3},
 	{op: "complete_psp", ceiling: 5},
 	{op: "replay", ceiling: 1},
+	{op: "cancel", ceiling: 2},
+	{op: "cancel_replay", ceiling: 1},
 }
 
 // TestRoundTrips runs each checkout operation through the API, in both versions, and
@@ -114,6 +117,23 @@ func TestRoundTrips(t *testing.T) {
 			}, http.StatusCreated)
 			if replayed.header.Get("Idempotent-Replayed") != "true" || string(replayed.body) != string(created.body) {
 				t.Fatalf("the repeated create was not replayed: %s", replayed.body)
+			}
+
+			// A cancel reads as an update does, with the claim riding the read, and
+			// writes in one implicit transaction; its replay is the read's round trip.
+			open := e.mustSession(e.do(http.MethodPost, "/checkout_sessions", createBody, "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+			cancelKey := newKey()
+			canceled := measure("cancel", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+open+"/cancel", nil, "Idempotency-Key", cancelKey)
+			}, http.StatusOK)
+			if s := e.mustSession(canceled, http.StatusOK); s["status"] != "canceled" {
+				t.Fatalf("the canceled session is %v", s["status"])
+			}
+			recanceled := measure("cancel_replay", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+open+"/cancel", nil, "Idempotency-Key", cancelKey)
+			}, http.StatusOK)
+			if recanceled.header.Get("Idempotent-Replayed") != "true" || string(recanceled.body) != string(canceled.body) {
+				t.Fatalf("the repeated cancel was not replayed: %s", recanceled.body)
 			}
 
 			// The usual second step of a checkout sets the buyer. On a server that offers
@@ -325,4 +345,109 @@ func completedOrder(t *testing.T, r response) (order string, lines []string) {
 		lines = append(lines, l.(map[string]any)["id"].(string))
 	}
 	return m["order"].(map[string]any)["id"].(string), lines
+}
+
+// TestMCPCostsWhatRESTCosts: a tool call of the MCP binding stands for a REST request of
+// 2026-04-17, down to the database. The same checkout runs over REST and over MCP, with
+// the same payloads and an idempotency key each, and every operation must send the same
+// statements in the same round trips over both: a transport adds none of its own, so
+// TestRoundTrips' ceilings hold for MCP too.
+func TestMCPCostsWhatRESTCosts(t *testing.T) {
+	t.Parallel()
+	e := mcpEnv(t)
+	cs := e.mustMCP(mcpKeyA)
+	auth := []string{"Authorization", "Bearer " + mcpKeyA}
+	rest := func(method, path string, body any, key string) func() response {
+		return func() response {
+			headers := auth
+			if key != "" {
+				headers = append(slices.Clone(auth), "Idempotency-Key", key)
+			}
+			return e.do(method, path, body, headers...)
+		}
+	}
+	sentBy := map[string]map[string][]string{"REST": {}, "MCP": {}}
+	measure := func(transport, op string, send func() (ok bool, answer string)) {
+		t.Helper()
+		var ok bool
+		var answer string
+		_, sent := e.roundTrips.Measure(func() { ok, answer = send() })
+		if !ok {
+			t.Fatalf("%s %s failed: %s", transport, op, answer)
+		}
+		sentBy[transport][op] = sent
+	}
+	overREST := func(op string, want int, send func() response) response {
+		t.Helper()
+		var r response
+		measure("REST", op, func() (bool, string) { r = send(); return r.status == want, string(r.body) })
+		return r
+	}
+	overMCP := func(op, tool string, args map[string]any) map[string]any {
+		t.Helper()
+		var c toolCall
+		measure("MCP", op, func() (bool, string) {
+			c = call(t, cs, tool, args)
+			if c.err != nil {
+				return false, c.err.Error()
+			}
+			return !c.result.IsError, fmt.Sprint(c.result.StructuredContent)
+		})
+		s, _ := c.result.StructuredContent.(map[string]any)
+		return s
+	}
+	delegate := func(id string, total int64) string {
+		t.Helper()
+		r := e.do(http.MethodPost, delegatePath, delegateBody(id, total, "usd", "4242424242424242", "123"), append(slices.Clone(auth), "Idempotency-Key", newKey())...)
+		if r.status != http.StatusCreated {
+			t.Fatalf("delegate: %d %s", r.status, r.body)
+		}
+		return r.json(t)["id"].(string)
+	}
+	// A vault token's completion, with the buyer 2026-04-17 asks for at completion.
+	completeWith := func(token string) map[string]any {
+		b := e.completeBody(token)
+		b["buyer"] = mcpComplete(token)["buyer"]
+		return b
+	}
+	total := func(s map[string]any) int64 {
+		t.Helper()
+		for _, tot := range s["totals"].([]any) {
+			if m := tot.(map[string]any); m["type"] == "total" {
+				return int64(m["amount"].(float64))
+			}
+		}
+		t.Fatalf("no total in %v", s)
+		return 0
+	}
+
+	// REST.
+	createKey := newKey()
+	id := overREST("create", http.StatusCreated, rest(http.MethodPost, "/checkout_sessions", mcpCreate, createKey)).json(t)["id"].(string)
+	overREST("get", http.StatusOK, rest(http.MethodGet, "/checkout_sessions/"+id, nil, ""))
+	s := overREST("update", http.StatusOK, rest(http.MethodPost, "/checkout_sessions/"+id, mcpSelect, newKey())).json(t)
+	token := delegate(id, total(s))
+	overREST("complete", http.StatusOK, rest(http.MethodPost, "/checkout_sessions/"+id+"/complete", completeWith(token), newKey()))
+	overREST("replay", http.StatusCreated, rest(http.MethodPost, "/checkout_sessions", mcpCreate, createKey))
+	other := e.mustSession(e.do(http.MethodPost, "/checkout_sessions", mcpCreate, append(slices.Clone(auth), "Idempotency-Key", newKey())...), http.StatusCreated)["id"].(string)
+	overREST("cancel", http.StatusOK, rest(http.MethodPost, "/checkout_sessions/"+other+"/cancel", map[string]any{}, newKey()))
+
+	// MCP.
+	createKey = newKey()
+	id = overMCP("create", "create_checkout_session", map[string]any{"meta": meta(createKey), "payload": mcpCreate})["id"].(string)
+	overMCP("get", "get_checkout_session", map[string]any{"meta": meta(""), "id": id})
+	s = overMCP("update", "update_checkout_session", map[string]any{"meta": meta(newKey()), "id": id, "payload": mcpSelect})
+	token = delegate(id, total(s))
+	overMCP("complete", "complete_checkout_session", map[string]any{"meta": meta(newKey()), "id": id, "payload": completeWith(token)})
+	overMCP("replay", "create_checkout_session", map[string]any{"meta": meta(createKey), "payload": mcpCreate})
+	other = call(t, cs, "create_checkout_session", map[string]any{"meta": meta(newKey()), "payload": mcpCreate}).mustSession(e, "CheckoutSession")["id"].(string)
+	overMCP("cancel", "cancel_checkout_session", map[string]any{"meta": meta(newKey()), "id": other})
+
+	for _, op := range []string{"create", "get", "update", "complete", "replay", "cancel"} {
+		r, m := sentBy["REST"][op], sentBy["MCP"][op]
+		t.Logf("%s: %d round trips over REST, %d over MCP\n\t%s", op, len(r), len(m), strings.Join(m, "\n\t"))
+		if !slices.Equal(r, m) {
+			t.Errorf("%s over MCP:\n\t%s\nover REST:\n\t%s", op, strings.Join(m, "\n\t"), strings.Join(r, "\n\t"))
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -377,6 +378,15 @@ func TestStatusMachine(t *testing.T) {
 		s = e.mustSession(e.do(http.MethodPost, "/checkout_sessions/"+id+"/cancel", map[string]any{"intent_trace": map[string]any{"reason_code": "other"}}), http.StatusOK)
 		if s["status"] != "canceled" {
 			t.Errorf("status = %v", s["status"])
+		}
+		// The cancel answers with the view it read before canceling: it must be the
+		// canceled session's, as a GET then shows it. (A write's updated_at has the
+		// clock's nanoseconds, the stored one microseconds, as for any session write.)
+		after := e.mustSession(e.do(http.MethodGet, "/checkout_sessions/"+id, nil), http.StatusOK)
+		delete(after, "updated_at")
+		delete(s, "updated_at")
+		if !reflect.DeepEqual(after, s) {
+			t.Errorf("the cancel answered\n%v\na GET then shows\n%v", s, after)
 		}
 		// A cancel body must still be JSON.
 		id = newSession()

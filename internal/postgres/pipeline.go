@@ -287,15 +287,6 @@ func (t *pipelinedTx) QueryRow(ctx context.Context, sql string, args ...any) pgx
 	return rowOf{rows}
 }
 
-// CopyFrom sends BEGIN and the queued statements, then the COPY: a COPY cannot ride in
-// a pipeline.
-func (t *pipelinedTx) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
-	if err := t.flush(ctx); err != nil {
-		return 0, err
-	}
-	return t.conn.CopyFrom(ctx, table, columns, src)
-}
-
 // SendBatch sends BEGIN and the queued statements, then b.
 func (t *pipelinedTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.flush(ctx); err != nil {
@@ -436,10 +427,6 @@ func (d deferredDBTX) QueryRow(context.Context, string, ...any) pgx.Row {
 	return errRow{errNotDeferrable}
 }
 
-func (d deferredDBTX) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
-	return 0, errNotDeferrable
-}
-
 func (d deferredDBTX) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
 	return errBatchResults{errNotDeferrable}
 }
@@ -467,10 +454,6 @@ func (c *capturedStatement) Query(_ context.Context, sql string, args ...any) (p
 func (c *capturedStatement) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
 	c.sql, c.args = sql, args
 	return errRow{errCaptured}
-}
-
-func (c *capturedStatement) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
-	return 0, errCaptured
 }
 
 func (c *capturedStatement) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
@@ -513,10 +496,6 @@ func (d batchResultsDBTX) Query(context.Context, string, ...any) (pgx.Rows, erro
 }
 
 func (d batchResultsDBTX) QueryRow(context.Context, string, ...any) pgx.Row { return d.br.QueryRow() }
-
-func (d batchResultsDBTX) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
-	return 0, errNotDeferrable
-}
 
 func (d batchResultsDBTX) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
 	return errBatchResults{errNotDeferrable}

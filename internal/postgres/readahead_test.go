@@ -125,6 +125,36 @@ func TestUpdateReadAheadKeepsAConcurrentChange(t *testing.T) {
 	}
 }
 
+// A cancel reads its session as an update does, before its transaction, and locks it
+// only if nothing changed it since. A completion committed in between must win: the
+// cancel runs again on the session under its lock and is refused, and the paid session
+// stays completed (a cancel that wrote what it read would cancel a paid order's session).
+func TestCancelReadAheadYieldsToACompletion(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	created, err := e.store.CreateSession(ctx, "", checkout.Changes{
+		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Session.ID
+	encoded := 0
+	ctx, _ = e.withDeferredKey(ctx, "cancel", func() {
+		encoded++
+		e.exec(`UPDATE checkout_sessions SET state = 'completed' WHERE id = $1`, id)
+	})
+	_, err = e.store.CancelSession(ctx, "", id, nil)
+	mustCode(t, err, "checkout_session_completed")
+	if encoded != 1 {
+		t.Errorf("the cancel's response was encoded %d times, want once: the run again is refused before", encoded)
+	}
+	if st := e.text(`SELECT state FROM checkout_sessions WHERE id = $1`, id); st != "completed" {
+		t.Errorf("session state = %s after a cancel raced a completion, want completed", st)
+	}
+}
+
 // A create and an update whose deferred claim finds the key used before stop before
 // writing anything: the claim says what it found, and the request's work is not done
 // again.

@@ -307,43 +307,53 @@ func expireAhead(ctx context.Context, deferred *db.Queries, sess *checkout.Sessi
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a
 // completed or canceled one is refused with checkout.KindNotAllowed.
+//
+// It takes the round trips of an update: the session's view read outside the
+// transaction with the request's idempotency claim, then the lock of the session as
+// read (LockUnchangedSession), its cancellation and the record of the response in one
+// implicit transaction. When the session changed in between, it is read again under
+// its lock (lockSessionAhead), as an update does.
 func (s *Store) CancelSession(ctx context.Context, owner, id string, trace *checkout.IntentTrace) (checkout.View, error) {
-	return s.modify(ctx, owner, id, func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error) {
-		if err := sess.Cancel(checkout.CanceledByAgent, trace, now); err != nil {
-			return checkout.Catalog{}, err
-		}
-		return loadCatalog(ctx, q, sess, checkout.VariantIDs(sess, checkout.Changes{}))
-	}, false)
-}
-
-// modify locks session id, lets change mutate it, and writes it back in the same
-// transaction. linesChanged says whether the line items must be rewritten.
-func (s *Store) modify(ctx context.Context, owner, id string,
-	change func(q *db.Queries, sess *checkout.Session, now time.Time) (checkout.Catalog, error),
-	linesChanged bool,
-) (checkout.View, error) {
-	return s.write(ctx, func(q *db.Queries, now time.Time) (checkout.View, error) {
-		sess, expired, err := s.lockSession(ctx, q, owner, id, now)
+	view, err := withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+		sv, err := s.loadSessionView(ctx, q, owner, id, now)
 		if err != nil {
 			return checkout.View{}, err
 		}
-		cat, err := change(q, sess, now)
-		if err != nil {
-			return checkout.View{}, refuseAfterExpiry(err, expired)
+		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
+			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		if err := updateSession(ctx, q, sess, now); err != nil {
+		expired, err := expireAhead(ctx, deferred, sv.session, now)
+		if err != nil {
 			return checkout.View{}, err
 		}
-		if linesChanged {
-			if err := q.DeleteLineItems(ctx, sess.ID); err != nil {
-				return checkout.View{}, fmt.Errorf("delete line items: %w", err)
-			}
-			if err := insertLines(ctx, q, sess); err != nil {
+		return s.applyCancel(ctx, deferred, sv, expired, trace, now)
+	})
+	if isSessionMoved(err) {
+		view, err = s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+			sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+			if err != nil {
 				return checkout.View{}, err
 			}
-		}
-		return s.view(ctx, q, sess, cat, now, nil)
-	})
+			return s.applyCancel(ctx, deferred, sv, expired, trace, now)
+		})
+	}
+	return view, err
+}
+
+// applyCancel cancels the session of sv, read under its lock or locked unchanged by a
+// statement deferred before these writes (expired: found past its expiry, its
+// cancellation as expired deferred, so the agent's is refused), and defers the write.
+// The view is the one read with the session: a cancellation changes nothing it is
+// priced from.
+func (s *Store) applyCancel(ctx context.Context, deferred *db.Queries, sv sessionView, expired bool, trace *checkout.IntentTrace, now time.Time) (checkout.View, error) {
+	sess := sv.session
+	if err := sess.Cancel(checkout.CanceledByAgent, trace, now); err != nil {
+		return checkout.View{}, refuseAfterExpiry(err, expired)
+	}
+	if err := updateSession(ctx, deferred, sess, now); err != nil {
+		return checkout.View{}, err
+	}
+	return s.viewWith(sess, sv.catalog, now, nil, sv.consents), nil
 }
 
 // lockSession locks owner's session id for a write. A session found past its expiry is
@@ -623,21 +633,8 @@ func decodeColumns(id string, cols ...column) error {
 	return nil
 }
 
-func insertLines(ctx context.Context, q *db.Queries, sess *checkout.Session) error {
-	rows := make([]db.InsertLineItemsParams, len(sess.Lines))
-	for i, l := range sess.Lines {
-		rows[i] = db.InsertLineItemsParams{
-			ID: l.ID, CheckoutSessionID: sess.ID, Position: int32(i),
-			VariantID: l.VariantID, Quantity: int32(l.Quantity), UnitAmount: l.UnitAmount,
-		}
-	}
-	if _, err := q.InsertLineItems(ctx, rows); err != nil {
-		return fmt.Errorf("insert line items: %w", err)
-	}
-	return nil
-}
-
-// insertLineRows is insertLines as one statement, which can be deferred in a pipeline.
+// insertLineRows writes the line items of sess in one statement, which can be deferred
+// in a pipeline.
 func insertLineRows(ctx context.Context, q *db.Queries, sess *checkout.Session) error {
 	p := db.InsertLineItemRowsParams{
 		CheckoutSessionID: sess.ID,
