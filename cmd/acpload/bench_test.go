@@ -66,8 +66,10 @@ func TestBenchFlagsAreCheckedBeforeAnythingStarts(t *testing.T) {
 		{[]string{"-c", "0"}, "at least 1"},
 		{[]string{"-lines", "0"}, "-lines must be from 1 to 5"},
 		{[]string{"-lines", "6"}, "-lines must be from 1 to 5"},
-		{[]string{"-bench", "-pgbench", "/bin/true", "-lines", "2"}, "-lines and -admin-key do not apply to -bench"},
-		{[]string{"-bench", "-pgbench", "/bin/true", "-admin-key", "k"}, "-lines and -admin-key do not apply to -bench"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-lines", "2"}, "-lines, -admin-key and -cancel do not apply to -bench"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-admin-key", "k"}, "-lines, -admin-key and -cancel do not apply to -bench"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-cancel"}, "-lines, -admin-key and -cancel do not apply to -bench"},
+		{[]string{"-cancel", "-admin-key", "k"}, "-cancel and -admin-key exclude each other"},
 	} {
 		err := realMain(context.Background(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

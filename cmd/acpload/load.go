@@ -86,6 +86,9 @@ type loadConfig struct {
 	// key (the server's ADMIN_API_KEYS): the order read, shipped whole, then one unit of
 	// its first line refunded (afterSale).
 	adminKey string
+	// cancel makes each flow an abandoned checkout: the session made ready for
+	// payment, then canceled (abandon).
+	cancel bool
 }
 
 // newClient returns the one HTTP client of a run: keep-alive connections, enough idle
@@ -288,6 +291,9 @@ func completeBody(token string) string {
 // Idempotent-Replayed with the very same body.
 func (a *agent) flow(ctx context.Context) error {
 	a.seq++
+	if a.cfg.cancel {
+		return a.abandon(ctx)
+	}
 	path, token, err := a.readyToPay(ctx, cmp.Or(a.cfg.createBody, createBody))
 	if err != nil {
 		return err
@@ -309,6 +315,21 @@ func (a *agent) flow(ctx context.Context) error {
 		return err
 	}
 	return a.afterSale(ctx, first)
+}
+
+// abandon runs an abandoned checkout: create, update (ready for payment), then cancel,
+// which must answer with the session canceled.
+func (a *agent) abandon(ctx context.Context) error {
+	id, err := a.readySession(ctx, cmp.Or(a.cfg.createBody, createBody))
+	if err != nil {
+		return err
+	}
+	resp, err := a.post(ctx, epCancel, "/checkout_sessions/"+id+"/cancel", a.key("cancel"), "{}")
+	if err != nil {
+		return err
+	}
+	_, err = a.expect(epCancel, resp, http.StatusOK, "canceled")
+	return err
 }
 
 // completion is what afterSale needs of a completed session: its order and lines.

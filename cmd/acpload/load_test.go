@@ -34,6 +34,8 @@ func fakeACP(t *testing.T, badReplay bool) *httptest.Server {
 			_, _ = w.Write([]byte(`{"id":"cs_1","status":"not_ready_for_payment"}`))
 		case p == "/checkout_sessions/cs_1":
 			_, _ = w.Write([]byte(`{"id":"cs_1","status":"ready_for_payment"}`))
+		case p == "/checkout_sessions/cs_1/cancel":
+			_, _ = w.Write([]byte(`{"id":"cs_1","status":"canceled"}`))
 		case p == "/agentic_commerce/delegate_payment":
 			w.WriteHeader(http.StatusCreated)
 			_, _ = w.Write([]byte(`{"id":"vt_1","metadata":{}}`))
@@ -108,6 +110,27 @@ func TestRunLoadFlows(t *testing.T) {
 			if e := rep.Endpoint(name); e.Count != 30 || e.P99Ms <= 0 {
 				t.Errorf("%s = %+v", name, e)
 			}
+		}
+	}
+}
+
+// With -cancel, each flow abandons its ready session: create, update, cancel, and
+// nothing is paid.
+func TestRunLoadAbandonedCheckouts(t *testing.T) {
+	t.Parallel()
+	srv := fakeACP(t, false)
+	defer srv.Close()
+	cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, units: 10, cancel: true}
+	rep, err := runLoad(context.Background(), cfg, newClient(cfg.concurrency, true), func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flows != 10 || len(rep.Failures) != 0 || rep.Requests != 30 {
+		t.Errorf("flows = %d ok, %d requests, failures %+v", rep.Flows, rep.Requests, rep.Failures)
+	}
+	for name, want := range map[string]int{"create_session": 10, "update_session": 10, "cancel_session": 10, "delegate_payment": 0, "complete": 0} {
+		if e := rep.Endpoint(name); e.Count != want {
+			t.Errorf("%s = %+v, want %d requests", name, e, want)
 		}
 	}
 }

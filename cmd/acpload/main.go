@@ -122,6 +122,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		warmup   = fs.Duration("warmup", 2*time.Second, "warm-up before measuring (not counted)")
 		gzip     = fs.Bool("gzip", true, "accept gzip-compressed responses, as agent platforms do")
 		adminKey = fs.String("admin-key", "", "a key of the server's ADMIN_API_KEYS: each flow then also reads its order, ships it and refunds one unit through the admin API")
+		cancel   = fs.Bool("cancel", false, "each flow abandons its checkout: create, update, then cancel instead of paying")
 		lines    = fs.Int("lines", 1, fmt.Sprintf("items in each session's cart, one of each (1 to %d distinct items of the demo catalog)", len(cartItems)))
 
 		bench        = fs.Bool("bench", false, "run the benchmark: throwaway PostgreSQL, pgbench ceiling, server, load phases, targets")
@@ -170,8 +171,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case *pspDelay < 0:
 			return errors.New("-psp-delay must not be negative")
 		}
-		if set["lines"] || set["admin-key"] {
-			return errors.New("-lines and -admin-key do not apply to -bench (its phases are the checkout's, of one-line sessions, as its pgbench ceiling)")
+		if set["lines"] || set["admin-key"] || set["cancel"] {
+			return errors.New("-lines, -admin-key and -cancel do not apply to -bench (its phases are the checkout's, of one-line sessions, as its pgbench ceiling)")
 		}
 		for _, name := range []string{"url", "n", "api-key"} {
 			if set[name] {
@@ -208,10 +209,13 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(levels) != 1 {
 		return errors.New("-c takes one level without -bench (a list of levels is a -bench feature)")
 	}
+	if *cancel && *adminKey != "" {
+		return errors.New("-cancel and -admin-key exclude each other: an abandoned checkout has no order")
+	}
 	cfg := loadConfig{
 		name: "acpload", baseURL: strings.TrimRight(*baseURL, "/"), apiKey: *apiKey,
 		concurrency: levels[0], duration: *duration, units: *flows, warmup: *warmup,
-		createBody: createBodyOf(*lines), adminKey: *adminKey,
+		createBody: createBodyOf(*lines), adminKey: *adminKey, cancel: *cancel,
 	}
 	if *flows > 0 {
 		cfg.duration = 0

@@ -26,6 +26,9 @@ const (
 	epGetOrder
 	epFulfil
 	epRefund
+	// epCancel is the cancel of a flow with -cancel, which abandons its ready session
+	// instead of paying.
+	epCancel
 	// epFloor is the bench's floor server (floor.go), not an ACP endpoint.
 	epFloor
 	numEndpoints
@@ -50,6 +53,8 @@ func (e endpoint) String() string {
 		return "admin_fulfil"
 	case epRefund:
 		return "admin_refund"
+	case epCancel:
+		return "cancel_session"
 	case epFloor:
 		return "floor"
 	}
