@@ -210,16 +210,28 @@ func (s *Store) GetSession(ctx context.Context, owner, id string) (checkout.View
 	return s.viewWith(sv.session, sv.catalog, now, nil, sv.consents), nil
 }
 
-// UpdateSession validates ch and applies it to the locked session.
-//
-// It reads the session first, with the request's idempotency claim and outside the
-// transaction, and locks it in the transaction of the writes only if nothing changed it
-// in between (LockUnchangedSession): two round trips. When something did, the update
-// runs again with the session read under its lock, as before that read-ahead.
+// UpdateSession validates ch and applies it to the locked session, in two round trips
+// (writeReadAhead).
 func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout.Changes) (checkout.View, error) {
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
+	return s.writeReadAhead(ctx, owner, id, func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, error) {
+		return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
+	})
+}
+
+// writeReadAhead runs apply on owner's session id as an update or a cancel writes it.
+// It reads the session's view first, with the request's idempotency claim and outside
+// the transaction, and locks the session in the transaction of apply's writes only if
+// nothing changed it in between (LockUnchangedSession): two round trips. When something
+// did, apply runs again with the session read under its lock (lockSessionAhead). apply
+// gets the Queries of statements run now (q) and deferred to the writes (deferred), the
+// view read, and expired: the session was found past its expiry, and its cancellation
+// as expired is deferred.
+func (s *Store) writeReadAhead(ctx context.Context, owner, id string,
+	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, error),
+) (checkout.View, error) {
 	view, err := withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
 		sv, err := s.loadSessionView(ctx, q, owner, id, now)
 		if err != nil {
@@ -232,7 +244,7 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 		if err != nil {
 			return checkout.View{}, err
 		}
-		return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
+		return apply(q, deferred, sv, expired, now)
 	})
 	if isSessionMoved(err) {
 		view, err = s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
@@ -240,7 +252,7 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 			if err != nil {
 				return checkout.View{}, err
 			}
-			return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
+			return apply(q, deferred, sv, expired, now)
 		})
 	}
 	return view, err
@@ -306,38 +318,12 @@ func expireAhead(ctx context.Context, deferred *db.Queries, sess *checkout.Sessi
 }
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a
-// completed or canceled one is refused with checkout.KindNotAllowed.
-//
-// It takes the round trips of an update: the session's view read outside the
-// transaction with the request's idempotency claim, then the lock of the session as
-// read (LockUnchangedSession), its cancellation and the record of the response in one
-// implicit transaction. When the session changed in between, it is read again under
-// its lock (lockSessionAhead), as an update does.
+// completed or canceled one is refused with checkout.KindNotAllowed. It takes an
+// update's two round trips (writeReadAhead).
 func (s *Store) CancelSession(ctx context.Context, owner, id string, trace *checkout.IntentTrace) (checkout.View, error) {
-	view, err := withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
-		sv, err := s.loadSessionView(ctx, q, owner, id, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
-		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
-			return checkout.View{}, fmt.Errorf("lock session: %w", err)
-		}
-		expired, err := expireAhead(ctx, deferred, sv.session, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
+	return s.writeReadAhead(ctx, owner, id, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, error) {
 		return s.applyCancel(ctx, deferred, sv, expired, trace, now)
 	})
-	if isSessionMoved(err) {
-		view, err = s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
-			sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
-			if err != nil {
-				return checkout.View{}, err
-			}
-			return s.applyCancel(ctx, deferred, sv, expired, trace, now)
-		})
-	}
-	return view, err
 }
 
 // applyCancel cancels the session of sv, read under its lock or locked unchanged by a
