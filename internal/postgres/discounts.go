@@ -36,11 +36,14 @@ func (s *Discounts) Create(ctx context.Context, d checkout.Discount) (checkout.D
 	if d.ID == "" {
 		d.ID = checkout.NewID("disc_")
 	}
-	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.Discount, error) {
-		if err := writeDiscount(ctx, q, d, now, false); err != nil {
+	// A pipelinedTx: BEGIN, the insert and the discount read back in one round trip, the
+	// record and COMMIT in the next. The insert's error comes back with the read.
+	return withPipelinedRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.Discount, error) {
+		if err := writeDiscount(ctx, deferred, d, now, false); err != nil {
 			return d, err
 		}
-		return getDiscount(ctx, q, d.ID)
+		got, err := getDiscount(ctx, q, d.ID)
+		return got, discountWriteError(err, d)
 	})
 }
 
@@ -95,17 +98,23 @@ func writeDiscount(ctx context.Context, q *db.Queries, d checkout.Discount, now 
 	} else {
 		err = q.InsertDiscount(ctx, p)
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		if strings.Contains(pgErr.ConstraintName, "code") {
-			return checkout.Errorf(checkout.KindConflict, "conflict", checkout.At(checkout.FieldDiscountCode), "The code %s is taken by another discount.", d.Code)
-		}
-		return checkout.Errorf(checkout.KindConflict, "conflict", checkout.At(checkout.FieldID), "A discount with id %s exists.", d.ID)
-	}
 	if err != nil {
-		return fmt.Errorf("insert discount: %w", err)
+		return discountWriteError(fmt.Errorf("insert discount: %w", err), d)
 	}
 	return nil
+}
+
+// discountWriteError is err, of the round trip that wrote d, with a unique violation
+// turned into the conflict it means: the code taken, or the id used.
+func discountWriteError(err error, d checkout.Discount) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		return err
+	}
+	if strings.Contains(pgErr.ConstraintName, "code") {
+		return checkout.Errorf(checkout.KindConflict, "conflict", checkout.At(checkout.FieldDiscountCode), "The code %s is taken by another discount.", d.Code)
+	}
+	return checkout.Errorf(checkout.KindConflict, "conflict", checkout.At(checkout.FieldID), "A discount with id %s exists.", d.ID)
 }
 
 // List returns every discount, newest first, with its redemption count.
@@ -140,16 +149,25 @@ func getDiscount(ctx context.Context, q *db.Queries, id string) (checkout.Discou
 // Disable stops discount id from applying to any session from now on; a session that
 // holds its code shows it rejected. Orders already paid keep their discount, and
 // disabling again changes nothing.
+//
+// A pipelinedTx: BEGIN, the update and the discount read back in one round trip, the
+// record and COMMIT in the next.
 func (s *Discounts) Disable(ctx context.Context, id string) (checkout.Discount, error) {
-	return withRecordedTxV(ctx, s.pool, s.now, func(q *db.Queries, now time.Time) (checkout.Discount, error) {
-		n, err := q.DisableDiscount(ctx, db.DisableDiscountParams{ID: id, Now: now})
-		if err != nil {
-			return checkout.Discount{}, fmt.Errorf("disable discount: %w", err)
+	return withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.Discount, error) {
+		var disabled int64
+		if err := tx.readAlong(func(q *db.Queries) (err error) {
+			disabled, err = q.DisableDiscount(ctx, db.DisableDiscountParams{ID: id, Now: now})
+			return wrapErr(err, "disable discount")
+		}); err != nil {
+			return checkout.Discount{}, err
 		}
-		if n == 0 {
-			return checkout.Discount{}, errNoDiscount(id)
+		d, err := getDiscount(ctx, db.New(tx), id)
+		if err == nil && disabled == 0 {
+			// Created after the update looked (each statement reads its own snapshot):
+			// there was nothing to disable.
+			err = errNoDiscount(id)
 		}
-		return getDiscount(ctx, q, id)
+		return d, err
 	})
 }
 
