@@ -492,3 +492,63 @@ func TestAdminDiscountRoundTrips(t *testing.T) {
 	}
 	e.mustError(e.do(http.MethodPost, "/admin/discounts/disc_nope/disable", nil, auth(newKey())...), http.StatusNotFound, "not_found", "")
 }
+
+// routeCounts names, for every route of the server, the test that holds its round trips
+// to PostgreSQL, or why none needs to. A route added without a count fails
+// TestEveryRouteHasItsRoundTripsCounted: a session's cancel took 13 round trips because
+// no test counted it (docs/PERFORMANCE.md, "Tenth round").
+var routeCounts = map[string]string{
+	"GET /health":                                       "none: answers without the database",
+	"HEAD /health":                                      "none: answers without the database",
+	"GET /ready":                                        "none: a ping of the pool, an empty query",
+	"HEAD /ready":                                       "none: a ping of the pool, an empty query",
+	"GET /.well-known/acp.json":                         "none: answers without the database",
+	"GET /metrics":                                      "none counted: one statement (the order events pending), scraped every few seconds",
+	"POST /mcp":                                         "TestMCPCostsWhatRESTCosts",
+	"POST /checkout_sessions":                           "TestRoundTrips",
+	"GET /checkout_sessions/{id}":                       "TestRoundTrips",
+	"POST /checkout_sessions/{id}":                      "TestRoundTrips",
+	"POST /checkout_sessions/{id}/cancel":               "TestRoundTrips",
+	"POST /checkout_sessions/{id}/complete":             "TestRoundTrips",
+	"POST /agentic_commerce/delegate_payment":           "TestRoundTrips",
+	"POST /carts":                                       "TestStatementsDoNotGrowWithTheLines",
+	"GET /carts/{id}":                                   "TestStatementsDoNotGrowWithTheLines",
+	"PUT /carts/{id}":                                   "TestStatementsDoNotGrowWithTheLines",
+	"POST /carts/{id}/cancel":                           "TestStatementsDoNotGrowWithTheLines",
+	"GET /orders/{id}":                                  "TestStatementsDoNotGrowWithTheLines (the order page)",
+	"HEAD /orders/{id}":                                 "TestStatementsDoNotGrowWithTheLines (the order page)",
+	"GET /admin/orders/{id}":                            "TestStatementsDoNotGrowWithTheLines",
+	"POST /admin/orders/{id}/fulfillments":              "TestStatementsDoNotGrowWithTheLines",
+	"POST /admin/orders/{id}/refunds":                   "TestStatementsDoNotGrowWithTheLines",
+	"POST /admin/orders/{id}/cancellations":             "TestStatementsDoNotGrowWithTheLines",
+	"POST /admin/orders/{id}/status":                    "not counted: Orders.change, as a fulfilment (3 round trips, counted by hand in the tenth round)",
+	"POST /admin/orders/{id}/fulfillments/{fid}/events": "not counted: Orders.change, as a fulfilment (3 round trips, counted by hand in the tenth round)",
+	"GET /admin/orders":                                 "not counted: 2 statements, the page and its refunds, whatever its size",
+	"GET /admin/consents":                               "not counted: one statement",
+	"GET /admin/discounts":                              "TestAdminDiscountRoundTrips",
+	"POST /admin/discounts":                             "TestAdminDiscountRoundTrips",
+	"GET /admin/discounts/{id}":                         "TestAdminDiscountRoundTrips",
+	"POST /admin/discounts/{id}/disable":                "TestAdminDiscountRoundTrips",
+}
+
+// TestEveryRouteHasItsRoundTripsCounted walks the routes of a server with every part
+// switched on (carts, the admin API, discounts, consents, metrics, discovery, MCP) and
+// wants each in routeCounts, and nothing there that is not a route.
+func TestEveryRouteHasItsRoundTripsCounted(t *testing.T) {
+	t.Parallel()
+	e := mustEnvVersion(t, v0417, time.Minute, func(c *httpapi.Config) {
+		c.AdminAPIKeys = []string{ordersAdminKey}
+		c.PublicBaseURL = "https://shop.example"
+	})
+	routes := httpapi.Routes(api(e.server))
+	for _, r := range routes {
+		if _, ok := routeCounts[r]; !ok {
+			t.Errorf("%s: no test counts its round trips; count them and name the test in routeCounts", r)
+		}
+	}
+	for r := range routeCounts {
+		if !slices.Contains(routes, r) {
+			t.Errorf("routeCounts names %s, which is not a route of the server", r)
+		}
+	}
+}

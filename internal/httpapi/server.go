@@ -118,6 +118,8 @@ type Server struct {
 	unavailable   func(error) bool
 	draining      atomic.Bool
 	handler       http.Handler
+	// routers are the server's routers, the root and the admin API's, for Routes.
+	routers []*mux.Router
 }
 
 // delegatePaymentPath is the delegate_payment route, whose refusals have an Error of
@@ -142,6 +144,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 
 	root := mux.NewRouter()
+	s.routers = append(s.routers, root)
 	root.Use(recordRoute)
 	root.NotFoundHandler = http.HandlerFunc(s.notFound)
 	root.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed(root))
@@ -159,6 +162,7 @@ func New(cfg Config, d Deps) *Server {
 			// Authentication wraps the whole /admin tree, so even its 404s need a key
 			// and reveal nothing about which routes exist.
 			admin := mux.NewRouter()
+			s.routers = append(s.routers, admin)
 			s.adminRoutes(admin.PathPrefix("/admin").Subrouter())
 			admin.NotFoundHandler = http.HandlerFunc(s.notFound)
 			root.PathPrefix("/admin").Handler(s.withAdminAuth()(admin))
