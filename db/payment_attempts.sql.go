@@ -71,23 +71,19 @@ func (q *Queries) ClaimStalePaymentAttempts(ctx context.Context, arg ClaimStaleP
 	return items, nil
 }
 
-const deletePendingRefund = `-- name: DeletePendingRefund :one
+const deletePendingRefund = `-- name: DeletePendingRefund :exec
 WITH refund AS (
     DELETE FROM refunds WHERE id = $1 AND status = 'pending' RETURNING id
-), lines AS (
-    DELETE FROM refund_lines WHERE refund_id IN (SELECT id FROM refund)
 )
-SELECT count(*) FROM refund
+DELETE FROM refund_lines WHERE refund_id IN (SELECT id FROM refund)
 `
 
-// A refund the PSP refused, with its lines: the number of refunds deleted, 0 when
-// another caller settled it first. Both tables in one statement: the foreign key of
-// refund_lines is checked at its end, when neither row is left.
-func (q *Queries) DeletePendingRefund(ctx context.Context, id string) (int64, error) {
-	row := q.db.QueryRow(ctx, deletePendingRefund, id)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
+// A refund the PSP refused, with its lines; nothing when another caller settled it
+// first. Both tables in one statement: the foreign key of refund_lines is checked at
+// its end, when neither row is left.
+func (q *Queries) DeletePendingRefund(ctx context.Context, id string) error {
+	_, err := q.db.Exec(ctx, deletePendingRefund, id)
+	return err
 }
 
 const getLatestPaymentAttempt = `-- name: GetLatestPaymentAttempt :one

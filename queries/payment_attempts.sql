@@ -78,16 +78,14 @@ SELECT * FROM refunds WHERE order_id = @order_id AND status = 'pending' ORDER BY
 -- name: MarkRefundSucceeded :execrows
 UPDATE refunds SET status = 'succeeded', psp_reference = @psp_reference WHERE id = @id AND status = 'pending';
 
--- name: DeletePendingRefund :one
--- A refund the PSP refused, with its lines: the number of refunds deleted, 0 when
--- another caller settled it first. Both tables in one statement: the foreign key of
--- refund_lines is checked at its end, when neither row is left.
+-- name: DeletePendingRefund :exec
+-- A refund the PSP refused, with its lines; nothing when another caller settled it
+-- first. Both tables in one statement: the foreign key of refund_lines is checked at
+-- its end, when neither row is left.
 WITH refund AS (
     DELETE FROM refunds WHERE id = @id AND status = 'pending' RETURNING id
-), lines AS (
-    DELETE FROM refund_lines WHERE refund_id IN (SELECT id FROM refund)
 )
-SELECT count(*) FROM refund;
+DELETE FROM refund_lines WHERE refund_id IN (SELECT id FROM refund);
 
 -- name: ListStalePendingRefunds :many
 -- The recovery job: refunds still pending since before @stale_before.

@@ -164,10 +164,7 @@ func (o *Orders) settleRefund(ctx context.Context, p pendingRefund, receipt paym
 		}); err != nil {
 			return struct{}{}, err
 		}
-		return struct{}{}, tx.readAlong(func(q *db.Queries) error {
-			_, err := q.DeletePendingRefund(sctx, p.id) // 0: settled by another caller
-			return wrapErr(err, "delete refund")
-		})
+		return struct{}{}, wrapErr(tx.deferred().DeletePendingRefund(sctx, p.id), "delete refund")
 	}); derr != nil {
 		return nil, fmt.Errorf("remove refused refund %s: %w", p.id, derr)
 	}
