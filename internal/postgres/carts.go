@@ -14,10 +14,6 @@ import (
 // after its last change. Each write is one transaction holding the cart's row lock, and
 // records the response of an Idempotency-Key in that transaction, as session writes do.
 
-// cartClock is the time of a cart write, at PostgreSQL's precision, so that the
-// response of a write shows the times a later read of the cart does.
-func (s *Store) cartClock() time.Time { return s.now().Truncate(time.Microsecond) }
-
 // CreateCart validates ch, prices it against the catalog and stores a new cart owned by
 // owner: a pipelinedTx of two round trips (the variants and the fulfillment options,
 // outside the transaction, with the request's idempotency claim riding ahead of them;
@@ -26,7 +22,7 @@ func (s *Store) CreateCart(ctx context.Context, owner string, ch checkout.CartCh
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withRiddenRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+	return withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
 		tx.readOutside()
 		c := &checkout.Cart{ID: checkout.NewID("cart_"), Owner: owner}
 		var cat catalogRows
@@ -63,7 +59,7 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
 	}
-	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+	return withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
 		c, cat, err := readCart(ctx, tx, owner, id, true, now, itemIDs(ch.Items))
 		if err != nil {
 			return checkout.CartView{}, err
@@ -84,7 +80,7 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 // the claim, a pipelinedTx of two round trips (readCart, the cart locked; the delete,
 // the record and COMMIT).
 func (s *Store) CancelCart(ctx context.Context, owner, id string) (checkout.CartView, error) {
-	return withPipelinedRecordedTx(ctx, s.pool, s.cartClock, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
+	return withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
 		c, cat, err := readCart(ctx, tx, owner, id, true, now, nil)
 		if err != nil {
 			return checkout.CartView{}, err

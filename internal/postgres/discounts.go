@@ -23,7 +23,7 @@ type Discounts struct {
 
 // NewDiscounts returns the discount store on pool.
 func NewDiscounts(pool *pgxpool.Pool) *Discounts {
-	return &Discounts{pool: pool, now: time.Now}
+	return &Discounts{pool: pool, now: storedNow}
 }
 
 // Create validates d and stores it; an empty ID gets a generated one. A code already

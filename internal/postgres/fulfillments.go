@@ -16,6 +16,12 @@ import (
 // units are checked under the order's row lock: concurrent fulfilments of one line
 // never add up to more than is on the order.
 func (o *Orders) AddFulfillment(ctx context.Context, id string, f checkout.Fulfillment) (*checkout.Order, error) {
+	f.EarliestDelivery, f.LatestDelivery = storedTimeOf(f.EarliestDelivery), storedTimeOf(f.LatestDelivery)
+	if f.Digital != nil {
+		d := *f.Digital
+		d.ExpiresAt = storedTimeOf(d.ExpiresAt)
+		f.Digital = &d
+	}
 	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		_, err := ord.AddFulfillment(f, now)
 		return err
@@ -24,6 +30,7 @@ func (o *Orders) AddFulfillment(ctx context.Context, id string, f checkout.Fulfi
 
 // AddFulfillmentEvent appends an event to fulfilment fid of order id.
 func (o *Orders) AddFulfillmentEvent(ctx context.Context, id, fid string, ev checkout.FulfillmentEvent) (*checkout.Order, error) {
+	ev.OccurredAt = storedTime(ev.OccurredAt)
 	return o.change(ctx, id, func(ord *checkout.Order, now time.Time) error {
 		_, err := ord.AddFulfillmentEvent(fid, ev, now)
 		return err

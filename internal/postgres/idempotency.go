@@ -99,7 +99,7 @@ type Idempotency struct {
 
 // NewIdempotency returns the key store; claims older than recoverAfter are recovered.
 func NewIdempotency(pool *pgxpool.Pool, recoverAfter time.Duration) *Idempotency {
-	return &Idempotency{pool: pool, recoverAfter: recoverAfter, now: time.Now}
+	return &Idempotency{pool: pool, recoverAfter: recoverAfter, now: storedNow}
 }
 
 // Claim claims k for a request whose body hashes to hash. Every statement commits on its

@@ -26,7 +26,7 @@ type Orders struct {
 // NewOrders returns the order store; events says whether order events are written to
 // the outbox (only when a webhook receiver is configured).
 func NewOrders(pool *pgxpool.Pool, events bool) *Orders {
-	return &Orders{pool: pool, events: events, now: time.Now}
+	return &Orders{pool: pool, events: events, now: storedNow}
 }
 
 // ErrOrderNotFound is returned for an unknown order id.
@@ -232,7 +232,7 @@ type Outbox struct {
 // NewOutbox returns the outbox on pool. lease is how long a claimed event is kept from
 // other workers; it must exceed one delivery attempt (the webhook timeout).
 func NewOutbox(pool *pgxpool.Pool, lease time.Duration) *Outbox {
-	return &Outbox{pool: pool, lease: lease, now: time.Now}
+	return &Outbox{pool: pool, lease: lease, now: storedNow}
 }
 
 // Deliver leases the next due event (SKIP LOCKED, so instances share the work), calls
@@ -284,7 +284,7 @@ type Sweeper struct {
 }
 
 // NewSweeper returns the sweeper on pool.
-func NewSweeper(pool *pgxpool.Pool) *Sweeper { return &Sweeper{pool: pool, now: time.Now} }
+func NewSweeper(pool *pgxpool.Pool) *Sweeper { return &Sweeper{pool: pool, now: storedNow} }
 
 // sweepBatch bounds one statement so a large backlog does not hold locks for long.
 const sweepBatch = 1000

@@ -656,7 +656,7 @@ const DefaultTokenLifetime = 7 * 24 * time.Hour
 // NewVault returns a Vault on pool that fingerprints cards with fp and caps token life
 // at DefaultTokenLifetime.
 func NewVault(pool *pgxpool.Pool, fp payment.Fingerprinter) *Vault {
-	return &Vault{pool: pool, fingerprint: fp, now: time.Now, lifetime: DefaultTokenLifetime}
+	return &Vault{pool: pool, fingerprint: fp, now: storedNow, lifetime: DefaultTokenLifetime}
 }
 
 // WithTokenLifetime sets the cap on a token's life (from its creation) and returns v.

@@ -23,6 +23,23 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
+// storedTime is t at PostgreSQL's precision: a timestamptz keeps microseconds, and pgx
+// drops the rest of a time it sends. A write answers with the times it stored, so that
+// its response shows what a later read, or a replay of it, does.
+func storedTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
+// storedTimeOf is storedTime of *t, or nil.
+func storedTimeOf(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := storedTime(*t)
+	return &u
+}
+
+// storedNow is every store's clock: now at PostgreSQL's precision (storedTime).
+func storedNow() time.Time { return storedTime(time.Now()) }
+
 // The services the transports consume, as this package implements them.
 var (
 	_ checkout.SessionService = (*Store)(nil)

@@ -66,7 +66,7 @@ type StoreConfig struct {
 // NewStore returns a Store on pool.
 func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 	return &Store{
-		pool: pool, ttl: cfg.TTL, now: time.Now, gateway: cfg.Gateway, events: cfg.OrderEvents,
+		pool: pool, ttl: cfg.TTL, now: storedNow, gateway: cfg.Gateway, events: cfg.OrderEvents,
 		orderURL: strings.TrimRight(cfg.PublicBaseURL, "/") + "/orders/",
 		handlers: checkout.PaymentHandlers(cfg.MerchantID, gatewayName(cfg.Gateway)),
 		acquirer: checkout.MockAcquirer(cfg.MerchantID),
