@@ -406,7 +406,7 @@ func TestStatusMachine(t *testing.T) {
 // after shows it, down to the times. PostgreSQL keeps microseconds; a write that
 // answered with its clock's nanoseconds showed the agent an updated_at that no read of
 // the session ever showed again. The admin API's writes are held to the same, with
-// times given to it in nanoseconds.
+// times given to it in nanoseconds and at an offset from UTC.
 func TestWritesAnswerWhatAReadShows(t *testing.T) {
 	t.Parallel()
 	same := func(e *testEnv, op, path string, wrote map[string]any, read func() response) {
@@ -464,7 +464,7 @@ func TestWritesAnswerWhatAReadShows(t *testing.T) {
 		"estimated_delivery": map[string]any{"earliest": "2030-01-02T10:00:00.123456789Z", "latest": "2030-01-03T10:00:00.987654321Z"}},
 		http.StatusCreated)
 	same(e, "fulfil", path, fulfilled, get)
-	occurred := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	occurred := time.Now().Add(-time.Minute).In(time.FixedZone("UTC+2", 2*60*60)).Format(time.RFC3339Nano)
 	same(e, "fulfilment event", path, fulfilAdmin(e, path+"/fulfillments/"+lastFulfillmentID(fulfilled)+"/events",
 		map[string]any{"type": "in_transit", "occurred_at": occurred}, http.StatusCreated), get)
 	same(e, "status change", path, fulfilAdmin(e, path+"/status", map[string]any{"status": "fulfilled"}, http.StatusOK), get)

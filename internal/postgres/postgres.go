@@ -23,10 +23,11 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 )
 
-// storedTime is t at PostgreSQL's precision: a timestamptz keeps microseconds, and pgx
-// drops the rest of a time it sends. A write answers with the times it stored, so that
-// its response shows what a later read, or a replay of it, does.
-func storedTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+// storedTime is t as PostgreSQL keeps it: a timestamptz is an instant to the
+// microsecond (pgx drops the rest of a time it sends), without the offset it was given
+// in, and reads come back in UTC. A write answers with the times it stored, so that its
+// response shows what a later read does.
+func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // storedTimeOf is storedTime of *t, or nil.
 func storedTimeOf(t *time.Time) *time.Time {

@@ -162,28 +162,19 @@ func lineQtysIn(ls []lineQtySnapshot) []checkout.LineQuantity {
 	return out
 }
 
-func timeOut(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC().Truncate(time.Microsecond)
-	return &u
-}
-
 // encodeSnapshot records an event of eventType for ord, happening at at. Times are kept
-// in UTC to the microsecond (what PostgreSQL keeps of the order's own times).
+// as PostgreSQL keeps the order's own (storedTime).
 func encodeSnapshot(eventType string, ord *checkout.Order, at time.Time) ([]byte, error) {
-	ts := func(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 	lines := make([]lineSnapshot, len(ord.Lines))
-	s := eventSnapshot{SnapshotVersion: snapshotVersion, Type: eventType, OccurredAt: ts(at), Order: orderSnapshot{
+	s := eventSnapshot{SnapshotVersion: snapshotVersion, Type: eventType, OccurredAt: storedTime(at), Order: orderSnapshot{
 		ID: ord.ID, CheckoutSessionID: ord.CheckoutSessionID, PermalinkURL: ord.PermalinkURL,
 		Status: string(ord.Status), Amount: ord.Amount, Currency: ord.Currency,
-		CreatedAt: ts(ord.CreatedAt), UpdatedAt: ts(ord.UpdatedAt), Refunds: make([]refundSnapshot, len(ord.Refunds)),
+		CreatedAt: storedTime(ord.CreatedAt), UpdatedAt: storedTime(ord.UpdatedAt), Refunds: make([]refundSnapshot, len(ord.Refunds)),
 		Lines: &lines, Notes: ord.Notes,
 	}}
 	for i, r := range ord.Refunds {
 		s.Order.Refunds[i] = refundSnapshot{ID: r.ID, Type: string(r.Type), Amount: r.Amount, Lines: lineQtysOut(r.Lines),
-			Description: r.Description, Reason: r.Reason, CreatedAt: ts(r.CreatedAt)}
+			Description: r.Description, Reason: r.Reason, CreatedAt: storedTime(r.CreatedAt)}
 	}
 	for i, l := range ord.Lines {
 		lines[i] = lineSnapshot{ID: l.ID, ItemID: l.ItemID, Title: l.Title, Quantity: l.Quantity, UnitAmount: l.UnitAmount, Current: &l.Current}
@@ -196,19 +187,19 @@ func encodeSnapshot(eventType string, ord *checkout.Order, at time.Time) ([]byte
 		fs[i] = fulfillmentSnapshot{
 			ID: f.ID, Type: string(f.Type), Status: string(f.Status), Lines: lineQtysOut(f.Lines),
 			Carrier: f.Carrier, TrackingNumber: f.TrackingNumber, TrackingURL: f.TrackingURL, Destination: f.Destination,
-			EarliestDelivery: timeOut(f.EarliestDelivery), LatestDelivery: timeOut(f.LatestDelivery), Description: f.Description,
-			Events: make([]eventSnap, len(f.Events)), CreatedAt: ts(f.CreatedAt), UpdatedAt: ts(f.UpdatedAt),
+			EarliestDelivery: storedTimeOf(f.EarliestDelivery), LatestDelivery: storedTimeOf(f.LatestDelivery), Description: f.Description,
+			Events: make([]eventSnap, len(f.Events)), CreatedAt: storedTime(f.CreatedAt), UpdatedAt: storedTime(f.UpdatedAt),
 		}
 		if d := f.Digital; d != nil {
-			fs[i].Digital, fs[i].AccessURL, fs[i].LicenseKey, fs[i].AccessExpiresAt = true, d.AccessURL, d.LicenseKey, timeOut(d.ExpiresAt)
+			fs[i].Digital, fs[i].AccessURL, fs[i].LicenseKey, fs[i].AccessExpiresAt = true, d.AccessURL, d.LicenseKey, storedTimeOf(d.ExpiresAt)
 		}
 		for j, e := range f.Events {
-			fs[i].Events[j] = eventSnap{ID: e.ID, Type: string(e.Type), OccurredAt: ts(e.OccurredAt), Description: e.Description, Location: e.Location}
+			fs[i].Events[j] = eventSnap{ID: e.ID, Type: string(e.Type), OccurredAt: storedTime(e.OccurredAt), Description: e.Description, Location: e.Location}
 		}
 	}
 	cs := make([]cancellationSnapshot, len(ord.Cancellations))
 	for i, c := range ord.Cancellations {
-		cs[i] = cancellationSnapshot{ID: c.ID, Lines: lineQtysOut(c.Lines), Description: c.Description, Reason: c.Reason, CreatedAt: ts(c.CreatedAt)}
+		cs[i] = cancellationSnapshot{ID: c.ID, Lines: lineQtysOut(c.Lines), Description: c.Description, Reason: c.Reason, CreatedAt: storedTime(c.CreatedAt)}
 	}
 	s.Order.Fulfillments, s.Order.Cancellations = &fs, &cs
 	if a := ord.Amounts; a != nil {
