@@ -246,10 +246,10 @@ var orderCeilings = map[string]int{"set_status": 3, "fulfil": 3, "fulfilment_eve
 
 // TestStatementsDoNotGrowWithTheLines runs a checkout of one line and one of three
 // lines, in both versions, then confirms, fulfils, refunds and cancels their orders and
-// reads them back through the admin API, and wants each operation to send the same statements in the same round
-// trips: a statement per line would make a cart's every request cost more with each
-// item in it (docs/PERFORMANCE.md, "Ninth round"). An order change is held to
-// orderCeilings too.
+// reads them back through the admin API, and wants each operation to send the same
+// statements in the same round trips: a statement per line would make a cart's every
+// request cost more with each item in it (docs/PERFORMANCE.md, "Ninth round"). An order
+// change, an order read, the consents and /metrics are held to orderCeilings too.
 func TestStatementsDoNotGrowWithTheLines(t *testing.T) {
 	t.Parallel()
 	for _, v := range []string{"2025-09-29", v0417} {
