@@ -456,18 +456,22 @@ func TestWritesAnswerWhatAReadShows(t *testing.T) {
 	})
 
 	e := ordersEnv(t)
-	order, lines := fulfilOrder(e, 725, "standard_shipping", "item_123", 1)
+	order, lines := fulfilOrder(e, 725, "standard_shipping", "item_123", 1, "ebook_001", 1)
 	path := "/admin/orders/" + order
 	get := func() response { return ordersAdmin(e, http.MethodGet, path, nil) }
+	same(e, "status change", path, fulfilAdmin(e, path+"/status", map[string]any{"status": "confirmed"}, http.StatusOK), get)
 	fulfilled := fulfilAdmin(e, path+"/fulfillments", map[string]any{
 		"type": "shipping", "line_items": []map[string]any{{"id": lines[0], "quantity": 1}},
 		"estimated_delivery": map[string]any{"earliest": "2030-01-02T10:00:00.123456789Z", "latest": "2030-01-03T10:00:00.987654321Z"}},
 		http.StatusCreated)
 	same(e, "fulfil", path, fulfilled, get)
+	same(e, "digital fulfil", path, fulfilAdmin(e, path+"/fulfillments", map[string]any{
+		"type": "digital", "line_items": []map[string]any{{"id": lines[1], "quantity": 1}},
+		"digital_delivery": map[string]any{"access_url": "https://shop.example/downloads/1", "expires_at": "2030-01-02T10:00:00.123456789+01:00"}},
+		http.StatusCreated), get)
 	occurred := time.Now().Add(-time.Minute).In(time.FixedZone("UTC+2", 2*60*60)).Format(time.RFC3339Nano)
 	same(e, "fulfilment event", path, fulfilAdmin(e, path+"/fulfillments/"+lastFulfillmentID(fulfilled)+"/events",
 		map[string]any{"type": "in_transit", "occurred_at": occurred}, http.StatusCreated), get)
-	same(e, "status change", path, fulfilAdmin(e, path+"/status", map[string]any{"status": "fulfilled"}, http.StatusOK), get)
 }
 
 func TestConcurrentUpdatesOfOneSessionStayConsistent(t *testing.T) {
