@@ -409,7 +409,7 @@ func TestStatusMachine(t *testing.T) {
 // times given to it in nanoseconds and at an offset from UTC.
 func TestWritesAnswerWhatAReadShows(t *testing.T) {
 	t.Parallel()
-	same := func(e *testEnv, op, path string, wrote map[string]any, read func() response) {
+	same := func(op, path string, wrote map[string]any, read func() response) {
 		t.Helper()
 		r := read()
 		if r.status != http.StatusOK {
@@ -423,7 +423,7 @@ func TestWritesAnswerWhatAReadShows(t *testing.T) {
 		session := func(op, id string, wrote map[string]any) {
 			t.Helper()
 			path := "/checkout_sessions/" + id
-			same(e, op, path, wrote, func() response { return e.do(http.MethodGet, path, nil) })
+			same(op, path, wrote, func() response { return e.do(http.MethodGet, path, nil) })
 		}
 		created := e.mustCreate(e.createBody(fields{items: items("item_123", 1), address: address, buyer: buyer}))
 		id := created["id"].(string)
@@ -450,8 +450,8 @@ func TestWritesAnswerWhatAReadShows(t *testing.T) {
 			cart := write(http.MethodPost, "/carts", items("item_123", 1), http.StatusCreated)
 			path := "/carts/" + cart["id"].(string)
 			get := func() response { return e.do(http.MethodGet, path, nil) }
-			same(e, "cart create", path, cart, get)
-			same(e, "cart replace", path, write(http.MethodPut, path, items("item_123", 2), http.StatusOK), get)
+			same("cart create", path, cart, get)
+			same("cart replace", path, write(http.MethodPut, path, items("item_123", 2), http.StatusOK), get)
 		}
 	})
 
@@ -459,18 +459,18 @@ func TestWritesAnswerWhatAReadShows(t *testing.T) {
 	order, lines := fulfilOrder(e, 725, "standard_shipping", "item_123", 1, "ebook_001", 1)
 	path := "/admin/orders/" + order
 	get := func() response { return ordersAdmin(e, http.MethodGet, path, nil) }
-	same(e, "status change", path, fulfilAdmin(e, path+"/status", map[string]any{"status": "confirmed"}, http.StatusOK), get)
+	same("status change", path, fulfilAdmin(e, path+"/status", map[string]any{"status": "confirmed"}, http.StatusOK), get)
 	fulfilled := fulfilAdmin(e, path+"/fulfillments", map[string]any{
 		"type": "shipping", "line_items": []map[string]any{{"id": lines[0], "quantity": 1}},
 		"estimated_delivery": map[string]any{"earliest": "2030-01-02T10:00:00.123456789Z", "latest": "2030-01-03T10:00:00.987654321Z"}},
 		http.StatusCreated)
-	same(e, "fulfil", path, fulfilled, get)
-	same(e, "digital fulfil", path, fulfilAdmin(e, path+"/fulfillments", map[string]any{
+	same("fulfil", path, fulfilled, get)
+	same("digital fulfil", path, fulfilAdmin(e, path+"/fulfillments", map[string]any{
 		"type": "digital", "line_items": []map[string]any{{"id": lines[1], "quantity": 1}},
 		"digital_delivery": map[string]any{"access_url": "https://shop.example/downloads/1", "expires_at": "2030-01-02T10:00:00.123456789+01:00"}},
 		http.StatusCreated), get)
 	occurred := time.Now().Add(-time.Minute).In(time.FixedZone("UTC+2", 2*60*60)).Format(time.RFC3339Nano)
-	same(e, "fulfilment event", path, fulfilAdmin(e, path+"/fulfillments/"+lastFulfillmentID(fulfilled)+"/events",
+	same("fulfilment event", path, fulfilAdmin(e, path+"/fulfillments/"+lastFulfillmentID(fulfilled)+"/events",
 		map[string]any{"type": "in_transit", "occurred_at": occurred}, http.StatusCreated), get)
 }
 
