@@ -1,0 +1,261 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+// domainTables are the tables migration 00023 moved CHECK constraints of from the table
+// to the columns' domains: those every flow writes.
+var domainTables = []string{
+	"checkout_sessions", "idempotency_keys", "vault_tokens", "orders", "line_items", "order_lines", "order_amounts",
+}
+
+// domainRule is one rule migration 00023 moved: a write that breaks it, the domain that
+// refuses it from 00023 on, and the table constraint that refused it before.
+type domainRule struct {
+	table, set, where string
+	value             any
+	domain, before    string
+}
+
+// domainRules lists every rule 00023 moved, each broken once. The row keys are filled in
+// by the test ($2: a session's, an order's, a vault token's or an idempotency key's).
+func domainRules() []domainRule {
+	long := func(n int) string { return strings.Repeat("x", n) }
+	s, k, v, o := "id = $2", "key = $2", "id = $2", "order_id = $2"
+	return []domainRule{
+		{"checkout_sessions", "currency", s, "USD", "currency_code", "checkout_sessions_currency_check"},
+		{"checkout_sessions", "authentication_directory_server", s, "discover", "directory_server", "checkout_sessions_authentication_directory_server_check"},
+		{"checkout_sessions", "cancel_reason", s, "merchant", "session_cancel_reason", "checkout_sessions_cancel_reason_check"},
+		{"checkout_sessions", "locale", s, long(65), "locale_tag", "checkout_sessions_locale_check"},
+		{"checkout_sessions", "timezone", s, long(65), "time_zone_name", "checkout_sessions_timezone_check"},
+		{"idempotency_keys", "key", k, "", "idempotency_key", "idempotency_keys_key_check"},
+		// Without a response, so that idempotency_keys_check (state and response agree) holds.
+		{"idempotency_keys", "response_status = NULL, response_body = NULL, completed_at = NULL, state", k, "done",
+			"idempotency_key_state", "idempotency_keys_state_check"},
+		{"idempotency_keys", "response_status", k, 500, "recorded_status", "idempotency_keys_response_status_check"},
+		{"vault_tokens", "currency", v, "us", "currency_code", "vault_tokens_currency_check"},
+		{"vault_tokens", "authentication_directory_server", v, "discover", "directory_server", "vault_tokens_authentication_directory_server_check"},
+		{"vault_tokens", "card_exp_month", v, 13, "card_exp_month", "vault_tokens_card_exp_month_check"},
+		{"vault_tokens", "card_exp_year", v, 1999, "card_exp_year", "vault_tokens_card_exp_year_check"},
+		{"vault_tokens", "card_funding_type", v, "charge", "card_funding_type", "vault_tokens_card_funding_type_check"},
+		{"vault_tokens", "card_last4", v, "42", "card_last4", "vault_tokens_card_last4_check"},
+		{"vault_tokens", "card_number_type", v, "dpan", "card_number_type", "vault_tokens_card_number_type_check"},
+		{"vault_tokens", "merchant_id", v, "", "merchant_identifier", "vault_tokens_merchant_id_check"},
+		{"vault_tokens", "max_amount", v, 0, "allowance_amount", "vault_tokens_max_amount_check"},
+		{"orders", "currency", "id = $2", "usdd", "currency_code", "orders_currency_check"},
+		{"orders", "amount", "id = $2", -1, "minor_units", "orders_amount_check"},
+		{"orders", "payment_method", "id = $2", "cash", "order_payment_method", "orders_payment_method_check"},
+		{"orders", "status", "id = $2", "lost", "order_status", "orders_status_check"},
+		{"orders", "authentication_transaction_id", "id = $2", long(257), "authentication_transaction_id", "orders_authentication_transaction_id_check"},
+		{"orders", "authentication_version", "id = $2", long(17), "authentication_version", "orders_authentication_version_check"},
+		{"line_items", "position", "checkout_session_id = $2", -1, "line_position", "line_items_position_check"},
+		{"line_items", "quantity", "checkout_session_id = $2", 10001, "line_quantity", "line_items_quantity_check"},
+		{"line_items", "unit_amount", "checkout_session_id = $2", -1, "minor_units", "line_items_unit_amount_check"},
+		{"order_lines", "quantity_current", o, -1, "quantity_left", "order_lines_quantity_current_check"},
+		{"order_lines", "subtotal", o, -1, "minor_units", "order_lines_subtotal_check"},
+		{"order_lines", "tax", o, -1, "minor_units", "order_lines_tax_check"},
+		{"order_amounts", "subtotal", o, -1, "minor_units", "order_amounts_subtotal_check"},
+		{"order_amounts", "discount", o, -1, "minor_units", "order_amounts_discount_check"},
+		{"order_amounts", "fulfillment", o, -1, "minor_units", "order_amounts_fulfillment_check"},
+		{"order_amounts", "tax", o, -1, "minor_units", "order_amounts_tax_check"},
+	}
+}
+
+// The two rules over an order's 3-D Secure result name both of its columns, so each is
+// broken with the other column set, and refused by its own rule alone.
+var authenticationRules = []domainRule{
+	{"orders", "authentication_eci = '05', authentication_outcome", "id = $2", "denied", "authentication_outcome", "orders_authentication_outcome_check"},
+	{"orders", "authentication_outcome = 'authenticated', authentication_eci", "id = $2", "03", "eci_indicator", "orders_authentication_eci_check"},
+}
+
+// Migration 00023 moves the flow's one-column CHECK constraints into domains
+// (docs/PERFORMANCE.md, "Twelfth round"). Down and up again over a database with a
+// session, an order, a vault token and an idempotency key, it must rewrite no table and
+// rebuild no index (it runs under ACCESS EXCLUSIVE locks: a rewrite would hold every
+// completion back for as long as it takes), leave every constraint validated once 00024
+// has run, and keep refusing each bad value: from a table constraint at version 22, from
+// its domain at 24, with SQLSTATE 23514 both times.
+func TestChecksAsDomainsRewriteNothing(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	ord := e.mustOrder()
+	sid := e.readySession()
+	tok := e.vaultToken(sid)
+	const key = "domains-test-key"
+	e.exec(`INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state,
+		response_status, response_body, claimed_at, completed_at)
+		VALUES ('caller', 'POST', '/checkout_sessions', $1, '2026-04-17', 'hash', 'claim', 'completed', 201, '{}', now(), now())`, key)
+	keyOf := map[string]string{
+		"checkout_sessions": sid, "line_items": sid, "idempotency_keys": key, "vault_tokens": tok,
+		"orders": ord.ID, "order_lines": ord.ID, "order_amounts": ord.ID,
+	}
+
+	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.LatestVersion() != 24 {
+		// A later migration may change these tables again; this test is about 00023.
+		t.Logf("latest migration is %d: down and up through it too", m.LatestVersion())
+	}
+
+	rules := append(domainRules(), authenticationRules...)
+	refused := func(version int64, r domainRule) {
+		t.Helper()
+		_, err := e.pool.Exec(ctx, "UPDATE "+r.table+" SET "+r.set+" = $1 WHERE "+r.where, r.value, keyOf[r.table])
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+			t.Errorf("version %d: %s.%s = %v: %v, want a check violation", version, r.table, r.set, r.value, err)
+			return
+		}
+		want, wantType := r.before, ""
+		if version >= 23 {
+			want, wantType = r.domain+"_check", r.domain
+		}
+		if pgErr.ConstraintName != want || pgErr.DataTypeName != wantType {
+			t.Errorf("version %d: %s.%s = %v refused by constraint %q of type %q, want %q of type %q",
+				version, r.table, r.set, r.value, pgErr.ConstraintName, pgErr.DataTypeName, want, wantType)
+		}
+	}
+
+	latest := m.LatestVersion()
+	atLatest := fileNodes(t, e.pool)
+	for _, r := range rules {
+		refused(latest, r)
+	}
+	for v := latest; v >= 23; v-- {
+		if err := m.Down(ctx); err != nil {
+			t.Fatalf("down from %d: %v", v, err)
+		}
+	}
+	if got := fileNodes(t, e.pool); !maps.Equal(got, atLatest) {
+		t.Errorf("down to 22 rewrote: %s", fileNodeChanges(atLatest, got))
+	}
+	for _, r := range rules {
+		refused(22, r)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileNodes(t, e.pool); !maps.Equal(got, atLatest) {
+		t.Errorf("up from 22 rewrote: %s", fileNodeChanges(atLatest, got))
+	}
+	for _, r := range rules {
+		refused(latest, r)
+	}
+	var invalid []string
+	rows, err := e.pool.Query(ctx, `SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint
+		WHERE conrelid <> 0 AND NOT convalidated ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		invalid = append(invalid, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(invalid) > 0 {
+		t.Errorf("table constraints left NOT VALID: %v", invalid)
+	}
+}
+
+// fileNodes maps each of domainTables, its TOAST table and its indexes to the file that
+// holds it: a rewrite or a rebuild gives it a new one.
+func fileNodes(t *testing.T, pool *pgxpool.Pool) map[string]uint32 {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `
+		SELECT c.relname::text, c.relfilenode::oid::bigint FROM pg_class c
+		WHERE c.oid IN (
+			SELECT r.oid FROM pg_class r WHERE r.relname = ANY($1::text[])
+			UNION ALL SELECT r.reltoastrelid FROM pg_class r WHERE r.relname = ANY($1::text[]) AND r.reltoastrelid <> 0
+			UNION ALL SELECT i.indexrelid FROM pg_index i JOIN pg_class r ON r.oid = i.indrelid WHERE r.relname = ANY($1::text[]))`,
+		domainTables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	nodes := map[string]uint32{}
+	for rows.Next() {
+		var name string
+		var node int64
+		if err := rows.Scan(&name, &node); err != nil {
+			t.Fatal(err)
+		}
+		nodes[name] = uint32(node)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) < 2*len(domainTables) {
+		t.Fatalf("found %d relations of %v: %v", len(nodes), domainTables, nodes)
+	}
+	return nodes
+}
+
+// fileNodeChanges names the relations whose file differs between before and after.
+func fileNodeChanges(before, after map[string]uint32) string {
+	var changed []string
+	for name, node := range before {
+		if after[name] != node {
+			changed = append(changed, name)
+		}
+	}
+	for name := range after {
+		if _, ok := before[name]; !ok {
+			changed = append(changed, name+" (new)")
+		}
+	}
+	return strings.Join(changed, ", ")
+}
+
+// The tables every flow writes keep a CHECK constraint of their own only where a domain
+// cannot take it (docs/decisions.md, "CHECK constraints as domains"): over several
+// columns, over jsonb, on an id, or on a column a partial index names. Another one on a
+// text or number column would be rebuilt by PostgreSQL for every statement that writes
+// the table, which is what migration 00023 took out.
+func TestFlowTablesCheckOneColumnThroughDomains(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	rows, err := e.pool.Query(context.Background(), `
+		SELECT c.conrelid::regclass::text, c.conname::text
+		FROM pg_constraint c
+		JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+		WHERE c.contype = 'c' AND cardinality(c.conkey) = 1 AND c.conrelid::regclass::text = ANY($1::text[])
+		  AND a.atttypid <> 'jsonb'::regtype AND a.attname <> 'id'
+		  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indpred IS NOT NULL
+		      AND pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || a.attname || '\M'))
+		ORDER BY 1, 2`, domainTables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, name string
+		if err := rows.Scan(&table, &name); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("%s keeps %s, a CHECK of one text or number column: make it the column's domain", table, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
