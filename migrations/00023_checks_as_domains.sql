@@ -1,7 +1,7 @@
 -- Issue 12 (Performance round 2, twelfth round): the CHECK constraints of one text or
 -- number column on the tables every flow writes become domains, so that PostgreSQL
 -- stops rebuilding them for every statement (docs/PERFORMANCE.md, "Twelfth round";
--- docs/decisions.md, "CHECK constraints as domains").
+-- docs/decisions.md, "Performance round 2").
 --
 -- PostgreSQL keeps a table's CHECK constraints as text and, for every INSERT or UPDATE
 -- statement, parses each one back into a tree, plans it and compiles it before it checks
@@ -33,7 +33,7 @@
 --   the table constraint each domain replaces, valid until it is dropped in this same
 --   transaction, and every value written from here on is checked. `ALTER DOMAIN ...
 --   VALIDATE CONSTRAINT` would prove them again, holding writes back for its scan
---   (docs/operations.md, "Migration 00023").
+--   (docs/operations.md, "Running N instances").
 -- * A table constraint over several columns, one of which changes type, would be
 --   rebuilt and checked against every row by the ALTER TABLE, under its lock. Those four
 --   are dropped and added back NOT VALID, under their names, in the same ALTER TABLE;

@@ -228,7 +228,7 @@ func fileNodeChanges(before, after map[string]uint32) string {
 }
 
 // The tables every flow writes keep a CHECK constraint of their own only where a domain
-// cannot take it (docs/decisions.md, "CHECK constraints as domains"): over several
+// cannot take it (docs/decisions.md, "Performance round 2"): over several
 // columns, over jsonb, on an id, or on a column a partial index names. Another one on a
 // text or number column would be rebuilt by PostgreSQL for every statement that writes
 // the table, which is what migration 00023 took out.
