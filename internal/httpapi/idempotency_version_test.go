@@ -32,9 +32,9 @@ func TestIdempotencyIsScopedByAPIVersion(t *testing.T) {
 		key := "other-" + state
 		if _, err := e.pool.Exec(ctx, `INSERT INTO idempotency_keys
 				(caller, method, path, key, api_version, request_hash, claim_id, state, response_status, response_body, claimed_at, completed_at)
-			VALUES ('', 'POST', '/checkout_sessions', $1, '2026-04-17', $2, 'clm_other', $3,
-				CASE WHEN $3 = 'completed' THEN 201 END, CASE WHEN $3 = 'completed' THEN $4::bytea END, now(),
-				CASE WHEN $3 = 'completed' THEN now() END)`,
+			VALUES ('', 'POST', '/checkout_sessions', $1, '2026-04-17', $2, 'clm_other', $3::text,
+				CASE WHEN $3::text = 'completed' THEN 201 END, CASE WHEN $3::text = 'completed' THEN $4::bytea END, now(),
+				CASE WHEN $3::text = 'completed' THEN now() END)`,
 			key, keyedRequestHash(safetyCreateBody), state, other); err != nil {
 			t.Fatal(err)
 		}
