@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -157,22 +158,8 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 	for _, r := range rules {
 		refused(latest, r)
 	}
-	var invalid []string
-	rows, err := e.pool.Query(ctx, `SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint
+	invalid := e.texts(`SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint
 		WHERE conrelid <> 0 AND NOT convalidated ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		invalid = append(invalid, name)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
 	if len(invalid) > 0 {
 		t.Errorf("table constraints left NOT VALID: %v", invalid)
 	}
@@ -182,28 +169,24 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 // holds it: a rewrite or a rebuild gives it a new one.
 func fileNodes(t *testing.T, pool *pgxpool.Pool) map[string]uint32 {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `
-		SELECT c.relname::text, c.relfilenode::oid::bigint FROM pg_class c
+	type fileNode struct {
+		Name string
+		Node int64
+	}
+	rows, _ := pool.Query(context.Background(), `
+		SELECT c.relname::text AS name, c.relfilenode::oid::bigint AS node FROM pg_class c
 		WHERE c.oid IN (
 			SELECT r.oid FROM pg_class r WHERE r.relname = ANY($1::text[])
 			UNION ALL SELECT r.reltoastrelid FROM pg_class r WHERE r.relname = ANY($1::text[]) AND r.reltoastrelid <> 0
 			UNION ALL SELECT i.indexrelid FROM pg_index i JOIN pg_class r ON r.oid = i.indrelid WHERE r.relname = ANY($1::text[]))`,
 		domainTables)
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByName[fileNode])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
 	nodes := map[string]uint32{}
-	for rows.Next() {
-		var name string
-		var node int64
-		if err := rows.Scan(&name, &node); err != nil {
-			t.Fatal(err)
-		}
-		nodes[name] = uint32(node)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+	for _, f := range found {
+		nodes[f.Name] = uint32(f.Node)
 	}
 	if len(nodes) < 2*len(domainTables) {
 		t.Fatalf("found %d relations of %v: %v", len(nodes), domainTables, nodes)
@@ -235,27 +218,27 @@ func fileNodeChanges(before, after map[string]uint32) string {
 func TestFlowTablesCheckOneColumnThroughDomains(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
-	rows, err := e.pool.Query(context.Background(), `
-		SELECT c.conrelid::regclass::text, c.conname::text
+	kept := e.texts(`
+		SELECT c.conrelid::regclass::text || ' keeps ' || c.conname
 		FROM pg_constraint c
 		JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
 		WHERE c.contype = 'c' AND cardinality(c.conkey) = 1 AND c.conrelid::regclass::text = ANY($1::text[])
 		  AND a.atttypid <> 'jsonb'::regtype AND a.attname <> 'id'
 		  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indpred IS NOT NULL
 		      AND pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || a.attname || '\M'))
-		ORDER BY 1, 2`, domainTables)
+		ORDER BY 1`, domainTables)
+	for _, k := range kept {
+		t.Errorf("%s, a CHECK of one text or number column: make it the column's domain", k)
+	}
+}
+
+// texts runs a query of one text column and returns its rows.
+func (e *outboxEnv) texts(sql string, args ...any) []string {
+	e.t.Helper()
+	rows, _ := e.pool.Query(context.Background(), sql, args...)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatalf("%s: %v", sql, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var table, name string
-		if err := rows.Scan(&table, &name); err != nil {
-			t.Fatal(err)
-		}
-		t.Errorf("%s keeps %s, a CHECK of one text or number column: make it the column's domain", table, name)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	return out
 }
