@@ -5,7 +5,7 @@
 --
 -- PostgreSQL keeps a table's CHECK constraints as text and, for every INSERT or UPDATE
 -- statement, parses each one back into a tree, plans it and compiles it before it checks
--- a row; the flow's writes spent 14-17% of their CPU there. A domain's constraint is
+-- a row: 14-17% of PostgreSQL's CPU in the flow (sixth round). A domain's constraint is
 -- parsed and planned once per connection (the type cache) and checked only where the
 -- statement writes a value of the domain: an UPDATE checks the columns it sets, where a
 -- table checks all of its constraints. Every writer is held to the same rules as before,

@@ -109,10 +109,6 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if m.LatestVersion() != 24 {
-		// A later migration may change these tables again; this test is about 00023.
-		t.Logf("latest migration is %d: down and up through it too", m.LatestVersion())
-	}
 
 	rules := append(domainRules(), authenticationRules...)
 	refused := func(version int64, r domainRule) {
@@ -138,6 +134,7 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 	for _, r := range rules {
 		refused(latest, r)
 	}
+	// Down to 22 through any later migration, then up again through all of them.
 	for v := latest; v >= 23; v-- {
 		if err := m.Down(ctx); err != nil {
 			t.Fatalf("down from %d: %v", v, err)
