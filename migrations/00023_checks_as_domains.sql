@@ -38,7 +38,15 @@
 --   rebuilt and checked against every row by the ALTER TABLE, under its lock. Those four
 --   are dropped and added back NOT VALID, under their names, in the same ALTER TABLE;
 --   migration 00024 validates them without blocking writes.
+-- * An ACCESS EXCLUSIVE lock waits for every transaction already open on its table,
+--   and every request that comes after waits behind it. lock_timeout bounds that wait:
+--   behind a transaction longer than 5 s (an analyst's open psql session, say), the
+--   migration fails whole, the schema stays at 22, the requests go on, and `migrate up`
+--   or the next start tries again (TestChecksAsDomainsGiveWayToALongTransaction). The
+--   server's own transactions last milliseconds.
 -- +goose Up
+SET LOCAL lock_timeout = '5s';
+
 CREATE DOMAIN currency_code AS text;
 CREATE DOMAIN directory_server AS text;
 CREATE DOMAIN session_cancel_reason AS text;
@@ -204,7 +212,9 @@ ALTER DOMAIN quantity_left ADD CONSTRAINT quantity_left_check CHECK (VALUE >= 0)
 
 -- +goose Down
 -- Back to the base types (no rewrite either way), then the table constraints under
--- their old names; adding them reads each table once.
+-- their old names; adding them reads each table once. The locks wait as long as Up's.
+SET LOCAL lock_timeout = '5s';
+
 ALTER TABLE order_amounts
     ALTER subtotal TYPE bigint, ALTER discount TYPE bigint, ALTER fulfillment TYPE bigint, ALTER tax TYPE bigint,
     ADD CONSTRAINT order_amounts_subtotal_check CHECK (subtotal >= 0),

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -159,6 +160,62 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 		WHERE conrelid <> 0 AND NOT convalidated ORDER BY 1`)
 	if len(invalid) > 0 {
 		t.Errorf("table constraints left NOT VALID: %v", invalid)
+	}
+}
+
+// Migration 00023 takes ACCESS EXCLUSIVE locks, and every request that comes after one
+// waits behind it. Behind a transaction that does not end, it must give up at its
+// lock_timeout, whole (the schema stays at 22, the columns of their old types), so that
+// the requests go on; once the transaction ends, it applies.
+func TestChecksAsDomainsGiveWayToALongTransaction(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	latest := m.LatestVersion()
+	for v := latest; v >= 23; v-- {
+		if err := m.Down(ctx); err != nil {
+			t.Fatalf("down from %d: %v", v, err)
+		}
+	}
+	reader, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reader.Rollback(ctx) }()
+	if _, err := reader.Exec(ctx, `SELECT 1 FROM orders LIMIT 1`); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without its lock_timeout the migration would wait for the reader for ever: the
+	// context ends that wait with another error.
+	bounded, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err = m.Up(bounded)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		t.Fatalf("up behind an open transaction: %v, want lock_timeout's lock_not_available (55P03)", err)
+	}
+	if v, err := postgres.SchemaVersion(ctx, e.pool); err != nil || v != 22 {
+		t.Errorf("schema version after the failed migration = %d, %v; want 22", v, err)
+	}
+	if types := e.texts(`SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = 'checkout_sessions'::regclass AND attname = 'currency'`); len(types) != 1 || types[0] != "text" {
+		t.Errorf("checkout_sessions.currency is %v after the failed migration, want text", types)
+	}
+
+	if err := reader.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatalf("up once the transaction ended: %v", err)
+	}
+	if v, err := postgres.SchemaVersion(ctx, e.pool); err != nil || v != latest {
+		t.Errorf("schema version = %d, %v; want %d", v, err, latest)
 	}
 }
 
