@@ -17,22 +17,25 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
-// domainTables are the tables migration 00023 moved CHECK constraints of from the table
-// to the columns' domains: those every flow writes.
+// domainTables are the tables migrations 00023 and 00025 moved CHECK constraints of
+// from the table to the columns' domains: those every flow writes, and the payment
+// attempts a PSP completion writes.
 var domainTables = []string{
 	"checkout_sessions", "idempotency_keys", "vault_tokens", "orders", "line_items", "order_lines", "order_amounts",
+	"payment_attempts",
 }
 
-// domainRule is one rule migration 00023 moved: a write that breaks it, the domain that
-// refuses it from 00023 on, and the table constraint that refused it before.
+// domainRule is one rule migration 00023 or 00025 moved: a write that breaks it, the
+// domain that refuses it since, and the table constraint that refused it before.
 type domainRule struct {
 	table, set, where string
 	value             any
 	domain, before    string
 }
 
-// domainRules lists every rule 00023 moved, each broken once. The row keys are filled in
-// by the test ($2: a session's, an order's, a vault token's or an idempotency key's).
+// domainRules lists every rule 00023 and 00025 moved, each broken once. The row keys are
+// filled in by the test ($2: a session's, an order's, a vault token's, an idempotency
+// key's or a payment attempt's).
 func domainRules() []domainRule {
 	long := func(n int) string { return strings.Repeat("x", n) }
 	s, k, v, o := "id = $2", "key = $2", "id = $2", "order_id = $2"
@@ -72,6 +75,14 @@ func domainRules() []domainRule {
 		{"order_amounts", "discount", o, -1, "minor_units", "order_amounts_discount_check"},
 		{"order_amounts", "fulfillment", o, -1, "minor_units", "order_amounts_fulfillment_check"},
 		{"order_amounts", "tax", o, -1, "minor_units", "order_amounts_tax_check"},
+		{"payment_attempts", "number", s, 0, "positive_count", "payment_attempts_number_check"},
+		{"payment_attempts", "tries", s, 0, "positive_count", "payment_attempts_tries_check"},
+		{"payment_attempts", "order_id", s, "", "nonempty_text", "payment_attempts_order_id_check"},
+		{"payment_attempts", "gateway", s, "", "nonempty_text", "payment_attempts_gateway_check"},
+		{"payment_attempts", "idempotency_key", s, "", "nonempty_text", "payment_attempts_idempotency_key_check"},
+		{"payment_attempts", "token", s, "", "nonempty_text", "payment_attempts_token_check"},
+		{"payment_attempts", "amount", s, -1, "minor_units", "payment_attempts_amount_check"},
+		{"payment_attempts", "currency", s, "EUR", "currency_code", "payment_attempts_currency_check"},
 	}
 }
 
@@ -82,13 +93,14 @@ var authenticationRules = []domainRule{
 	{"orders", "authentication_outcome = 'authenticated', authentication_eci", "id = $2", "03", "eci_indicator", "orders_authentication_eci_check"},
 }
 
-// Migration 00023 moves the flow's one-column CHECK constraints into domains
-// (docs/PERFORMANCE.md, "Twelfth round"). Down and up again over a database with a
-// session, an order, a vault token and an idempotency key, it must rewrite no table and
-// rebuild no index (it runs under ACCESS EXCLUSIVE locks: a rewrite would hold every
-// completion back for as long as it takes), leave every constraint validated once 00024
-// has run, and keep refusing each bad value: from a table constraint at version 22, from
-// its domain at 24, with SQLSTATE 23514 both times.
+// Migrations 00023 and 00025 move the one-column CHECK constraints of the tables a
+// checkout writes into domains (docs/PERFORMANCE.md, "Twelfth round"). Down and up
+// again over a database with a session, an order paid through the PSP, a vault token
+// and an idempotency key, they must rewrite no table and rebuild no index (they run
+// under ACCESS EXCLUSIVE locks: a rewrite would hold every completion back for as long
+// as it takes), leave every constraint validated once 00024 has run, and keep refusing
+// each bad value: from a table constraint at version 22, from its domain at the latest
+// version, with SQLSTATE 23514 both times.
 func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
@@ -100,9 +112,14 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 	e.exec(`INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state,
 		response_status, response_body, claimed_at, completed_at)
 		VALUES ('caller', 'POST', '/checkout_sessions', $1, '2026-04-17', 'hash', 'claim', 'completed', 201, '{}', now(), now())`, key)
+	// The order was paid through the PSP (mustOrder's tok_visa): its payment attempt.
+	attempt := e.texts(`SELECT id FROM payment_attempts WHERE order_id = $1`, ord.ID)
+	if len(attempt) != 1 {
+		t.Fatalf("payment attempts of order %s: %v", ord.ID, attempt)
+	}
 	keyOf := map[string]string{
 		"checkout_sessions": sid, "line_items": sid, "idempotency_keys": key, "vault_tokens": tok,
-		"orders": ord.ID, "order_lines": ord.ID, "order_amounts": ord.ID,
+		"orders": ord.ID, "order_lines": ord.ID, "order_amounts": ord.ID, "payment_attempts": attempt[0],
 	}
 
 	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
