@@ -38,51 +38,51 @@ type domainRule struct {
 // key's or a payment attempt's).
 func domainRules() []domainRule {
 	long := func(n int) string { return strings.Repeat("x", n) }
-	s, k, v, o := "id = $2", "key = $2", "id = $2", "order_id = $2"
+	byID, byKey, byOrder, bySession := "id = $2", "key = $2", "order_id = $2", "checkout_session_id = $2"
 	return []domainRule{
-		{"checkout_sessions", "currency", s, "USD", "currency_code", "checkout_sessions_currency_check"},
-		{"checkout_sessions", "authentication_directory_server", s, "discover", "directory_server", "checkout_sessions_authentication_directory_server_check"},
-		{"checkout_sessions", "cancel_reason", s, "merchant", "session_cancel_reason", "checkout_sessions_cancel_reason_check"},
-		{"checkout_sessions", "locale", s, long(65), "locale_tag", "checkout_sessions_locale_check"},
-		{"checkout_sessions", "timezone", s, long(65), "time_zone_name", "checkout_sessions_timezone_check"},
-		{"idempotency_keys", "key", k, "", "idempotency_key", "idempotency_keys_key_check"},
+		{"checkout_sessions", "currency", byID, "USD", "currency_code", "checkout_sessions_currency_check"},
+		{"checkout_sessions", "authentication_directory_server", byID, "discover", "directory_server", "checkout_sessions_authentication_directory_server_check"},
+		{"checkout_sessions", "cancel_reason", byID, "merchant", "session_cancel_reason", "checkout_sessions_cancel_reason_check"},
+		{"checkout_sessions", "locale", byID, long(65), "locale_tag", "checkout_sessions_locale_check"},
+		{"checkout_sessions", "timezone", byID, long(65), "time_zone_name", "checkout_sessions_timezone_check"},
+		{"idempotency_keys", "key", byKey, "", "idempotency_key", "idempotency_keys_key_check"},
 		// Without a response, so that idempotency_keys_check (state and response agree) holds.
-		{"idempotency_keys", "response_status = NULL, response_body = NULL, completed_at = NULL, state", k, "done",
+		{"idempotency_keys", "response_status = NULL, response_body = NULL, completed_at = NULL, state", byKey, "done",
 			"idempotency_key_state", "idempotency_keys_state_check"},
-		{"idempotency_keys", "response_status", k, 500, "recorded_status", "idempotency_keys_response_status_check"},
-		{"vault_tokens", "currency", v, "us", "currency_code", "vault_tokens_currency_check"},
-		{"vault_tokens", "authentication_directory_server", v, "discover", "directory_server", "vault_tokens_authentication_directory_server_check"},
-		{"vault_tokens", "card_exp_month", v, 13, "card_exp_month", "vault_tokens_card_exp_month_check"},
-		{"vault_tokens", "card_exp_year", v, 1999, "card_exp_year", "vault_tokens_card_exp_year_check"},
-		{"vault_tokens", "card_funding_type", v, "charge", "card_funding_type", "vault_tokens_card_funding_type_check"},
-		{"vault_tokens", "card_last4", v, "42", "card_last4", "vault_tokens_card_last4_check"},
-		{"vault_tokens", "card_number_type", v, "dpan", "card_number_type", "vault_tokens_card_number_type_check"},
-		{"vault_tokens", "merchant_id", v, "", "merchant_identifier", "vault_tokens_merchant_id_check"},
-		{"vault_tokens", "max_amount", v, 0, "allowance_amount", "vault_tokens_max_amount_check"},
-		{"orders", "currency", "id = $2", "usdd", "currency_code", "orders_currency_check"},
-		{"orders", "amount", "id = $2", -1, "minor_units", "orders_amount_check"},
-		{"orders", "payment_method", "id = $2", "cash", "order_payment_method", "orders_payment_method_check"},
-		{"orders", "status", "id = $2", "lost", "order_status", "orders_status_check"},
-		{"orders", "authentication_transaction_id", "id = $2", long(257), "authentication_transaction_id", "orders_authentication_transaction_id_check"},
-		{"orders", "authentication_version", "id = $2", long(17), "authentication_version", "orders_authentication_version_check"},
-		{"line_items", "position", "checkout_session_id = $2", -1, "line_position", "line_items_position_check"},
-		{"line_items", "quantity", "checkout_session_id = $2", 10001, "line_quantity", "line_items_quantity_check"},
-		{"line_items", "unit_amount", "checkout_session_id = $2", -1, "minor_units", "line_items_unit_amount_check"},
-		{"order_lines", "quantity_current", o, -1, "quantity_left", "order_lines_quantity_current_check"},
-		{"order_lines", "subtotal", o, -1, "minor_units", "order_lines_subtotal_check"},
-		{"order_lines", "tax", o, -1, "minor_units", "order_lines_tax_check"},
-		{"order_amounts", "subtotal", o, -1, "minor_units", "order_amounts_subtotal_check"},
-		{"order_amounts", "discount", o, -1, "minor_units", "order_amounts_discount_check"},
-		{"order_amounts", "fulfillment", o, -1, "minor_units", "order_amounts_fulfillment_check"},
-		{"order_amounts", "tax", o, -1, "minor_units", "order_amounts_tax_check"},
-		{"payment_attempts", "number", s, 0, "positive_count", "payment_attempts_number_check"},
-		{"payment_attempts", "tries", s, 0, "positive_count", "payment_attempts_tries_check"},
-		{"payment_attempts", "order_id", s, "", "nonempty_text", "payment_attempts_order_id_check"},
-		{"payment_attempts", "gateway", s, "", "nonempty_text", "payment_attempts_gateway_check"},
-		{"payment_attempts", "idempotency_key", s, "", "nonempty_text", "payment_attempts_idempotency_key_check"},
-		{"payment_attempts", "token", s, "", "nonempty_text", "payment_attempts_token_check"},
-		{"payment_attempts", "amount", s, -1, "minor_units", "payment_attempts_amount_check"},
-		{"payment_attempts", "currency", s, "EUR", "currency_code", "payment_attempts_currency_check"},
+		{"idempotency_keys", "response_status", byKey, 500, "recorded_status", "idempotency_keys_response_status_check"},
+		{"vault_tokens", "currency", byID, "us", "currency_code", "vault_tokens_currency_check"},
+		{"vault_tokens", "authentication_directory_server", byID, "discover", "directory_server", "vault_tokens_authentication_directory_server_check"},
+		{"vault_tokens", "card_exp_month", byID, 13, "card_exp_month", "vault_tokens_card_exp_month_check"},
+		{"vault_tokens", "card_exp_year", byID, 1999, "card_exp_year", "vault_tokens_card_exp_year_check"},
+		{"vault_tokens", "card_funding_type", byID, "charge", "card_funding_type", "vault_tokens_card_funding_type_check"},
+		{"vault_tokens", "card_last4", byID, "42", "card_last4", "vault_tokens_card_last4_check"},
+		{"vault_tokens", "card_number_type", byID, "dpan", "card_number_type", "vault_tokens_card_number_type_check"},
+		{"vault_tokens", "merchant_id", byID, "", "merchant_identifier", "vault_tokens_merchant_id_check"},
+		{"vault_tokens", "max_amount", byID, 0, "allowance_amount", "vault_tokens_max_amount_check"},
+		{"orders", "currency", byID, "usdd", "currency_code", "orders_currency_check"},
+		{"orders", "amount", byID, -1, "minor_units", "orders_amount_check"},
+		{"orders", "payment_method", byID, "cash", "order_payment_method", "orders_payment_method_check"},
+		{"orders", "status", byID, "lost", "order_status", "orders_status_check"},
+		{"orders", "authentication_transaction_id", byID, long(257), "authentication_transaction_id", "orders_authentication_transaction_id_check"},
+		{"orders", "authentication_version", byID, long(17), "authentication_version", "orders_authentication_version_check"},
+		{"line_items", "position", bySession, -1, "line_position", "line_items_position_check"},
+		{"line_items", "quantity", bySession, 10001, "line_quantity", "line_items_quantity_check"},
+		{"line_items", "unit_amount", bySession, -1, "minor_units", "line_items_unit_amount_check"},
+		{"order_lines", "quantity_current", byOrder, -1, "quantity_left", "order_lines_quantity_current_check"},
+		{"order_lines", "subtotal", byOrder, -1, "minor_units", "order_lines_subtotal_check"},
+		{"order_lines", "tax", byOrder, -1, "minor_units", "order_lines_tax_check"},
+		{"order_amounts", "subtotal", byOrder, -1, "minor_units", "order_amounts_subtotal_check"},
+		{"order_amounts", "discount", byOrder, -1, "minor_units", "order_amounts_discount_check"},
+		{"order_amounts", "fulfillment", byOrder, -1, "minor_units", "order_amounts_fulfillment_check"},
+		{"order_amounts", "tax", byOrder, -1, "minor_units", "order_amounts_tax_check"},
+		{"payment_attempts", "number", byID, 0, "positive_count", "payment_attempts_number_check"},
+		{"payment_attempts", "tries", byID, 0, "positive_count", "payment_attempts_tries_check"},
+		{"payment_attempts", "order_id", byID, "", "nonempty_text", "payment_attempts_order_id_check"},
+		{"payment_attempts", "gateway", byID, "", "nonempty_text", "payment_attempts_gateway_check"},
+		{"payment_attempts", "idempotency_key", byID, "", "nonempty_text", "payment_attempts_idempotency_key_check"},
+		{"payment_attempts", "token", byID, "", "nonempty_text", "payment_attempts_token_check"},
+		{"payment_attempts", "amount", byID, -1, "minor_units", "payment_attempts_amount_check"},
+		{"payment_attempts", "currency", byID, "EUR", "currency_code", "payment_attempts_currency_check"},
 	}
 }
 
@@ -122,12 +122,7 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 		"orders": ord.ID, "order_lines": ord.ID, "order_amounts": ord.ID, "payment_attempts": attempt[0],
 	}
 
-	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-
+	m := e.migrator()
 	rules := append(domainRules(), authenticationRules...)
 	refused := func(version int64, r domainRule) {
 		t.Helper()
@@ -153,11 +148,7 @@ func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 		refused(latest, r)
 	}
 	// Down to 22 through any later migration, then up again through all of them.
-	for v := latest; v >= 23; v-- {
-		if err := m.Down(ctx); err != nil {
-			t.Fatalf("down from %d: %v", v, err)
-		}
-	}
+	e.downTo22(m)
 	if got := fileNodes(t, e.pool); !maps.Equal(got, atLatest) {
 		t.Errorf("down to 22 rewrote: %s", fileNodeChanges(atLatest, got))
 	}
@@ -188,17 +179,9 @@ func TestChecksAsDomainsGiveWayToALongTransaction(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := e.migrator()
 	latest := m.LatestVersion()
-	for v := latest; v >= 23; v-- {
-		if err := m.Down(ctx); err != nil {
-			t.Fatalf("down from %d: %v", v, err)
-		}
-	}
+	e.downTo22(m)
 	reader, err := e.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -233,6 +216,28 @@ func TestChecksAsDomainsGiveWayToALongTransaction(t *testing.T) {
 	}
 	if v, err := postgres.SchemaVersion(ctx, e.pool); err != nil || v != latest {
 		t.Errorf("schema version = %d, %v; want %d", v, err, latest)
+	}
+}
+
+// migrator is a Migrator on e's database, closed with the test.
+func (e *outboxEnv) migrator() *postgres.Migrator {
+	e.t.Helper()
+	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// downTo22 rolls e's database back to version 22, before migration 00023, through any
+// later migration.
+func (e *outboxEnv) downTo22(m *postgres.Migrator) {
+	e.t.Helper()
+	for v := m.LatestVersion(); v >= 23; v-- {
+		if err := m.Down(context.Background()); err != nil {
+			e.t.Fatalf("down from %d: %v", v, err)
+		}
 	}
 }
 

@@ -195,11 +195,7 @@ func TestOutboxSnapshotMigrationDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.events(ord.ID)
-	m, err := postgres.NewMigrator(e.pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := e.migrator()
 	// Down through every later migration to 00006 itself.
 	for v := m.LatestVersion(); v >= 6; v-- {
 		if err := m.Down(ctx); err != nil {
