@@ -109,7 +109,7 @@ func (q *Queries) GetCartForUpdate(ctx context.Context, arg GetCartForUpdatePara
 
 const insertCart = `-- name: InsertCart :exec
 INSERT INTO carts (id, owner, currency, buyer, locale, created_at, updated_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6, $6, $7)
 `
 
 type InsertCartParams struct {
@@ -235,7 +235,7 @@ func (q *Queries) ListCartVariants(ctx context.Context, cartID string) ([]Varian
 const updateCart = `-- name: UpdateCart :exec
 UPDATE carts
 SET currency = $1,
-    buyer = $2,
+    buyer = $2::jsonb,
     locale = $3,
     updated_at = $4,
     expires_at = $5

@@ -12,7 +12,7 @@ import (
 
 const insertAffiliateAttribution = `-- name: InsertAffiliateAttribution :exec
 INSERT INTO affiliate_attributions (checkout_session_id, touch, order_id, provider, publisher_id, attribution, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
 ON CONFLICT (checkout_session_id, touch) DO NOTHING
 `
 

@@ -241,7 +241,7 @@ func (q *Queries) InsertCancellation(ctx context.Context, arg InsertCancellation
 const insertFulfillment = `-- name: InsertFulfillment :exec
 INSERT INTO fulfillments (id, order_id, type, status, carrier, tracking_number, tracking_url, description, destination,
     delivery_earliest, delivery_latest, access_url, license_key, access_expires_at, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb,
     $10, $11, $12, $13, $14, $15, $15)
 `
 
@@ -359,7 +359,7 @@ func (q *Queries) InsertOrderAmounts(ctx context.Context, arg InsertOrderAmounts
 
 const insertOrderEvent = `-- name: InsertOrderEvent :exec
 INSERT INTO order_events (order_id, type, payload, payload_format, created_at, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $5)
+VALUES ($1, $2, $3::json, $4, $5, $5)
 `
 
 type InsertOrderEventParams struct {

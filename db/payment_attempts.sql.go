@@ -204,7 +204,7 @@ const insertPaymentAttempt = `-- name: InsertPaymentAttempt :exec
 INSERT INTO payment_attempts (id, checkout_session_id, owner, number, order_id, gateway, idempotency_key, request_key,
     token, amount, currency, authentication, plan, created_at, attempted_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-    $9, $10, $11, $12, $13, $14, $14, $14)
+    $9, $10, $11, $12::jsonb, $13::jsonb, $14, $14, $14)
 `
 
 type InsertPaymentAttemptParams struct {

@@ -86,7 +86,7 @@ const insertOrder = `-- name: InsertOrder :exec
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
     authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes,
     payment_gateway, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb,
     $10, $11, $12,
     $13, $14, $15, $16, $16)
 `
@@ -141,8 +141,8 @@ INSERT INTO vault_tokens (
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7,
     $8, $9, $10, $11, $12, $13,
-    $14, $15, $16, $17, $18, $19,
-    $20, $21, $22
+    $14, $15, $16, $17::jsonb, $18::jsonb, $19,
+    $20::jsonb, $21, $22
 )
 `
 

@@ -205,8 +205,8 @@ func (q *Queries) InsertLineItemRows(ctx context.Context, arg InsertLineItemRows
 const insertSession = `-- name: InsertSession :exec
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
     locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7,
-    $8, $9, $10, $11, $12, $13, $13, $14)
+VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7,
+    $8, $9, $10::jsonb, $11, $12, $13, $13, $14)
 `
 
 type InsertSessionParams struct {
@@ -378,17 +378,17 @@ func (q *Queries) SetSessionAuthentication(ctx context.Context, arg SetSessionAu
 const updateSession = `-- name: UpdateSession :exec
 UPDATE checkout_sessions
 SET currency = $1,
-    buyer = $2,
-    fulfillment_address = $3,
-    fulfillment_contact = $4,
+    buyer = $2::jsonb,
+    fulfillment_address = $3::jsonb,
+    fulfillment_contact = $4::jsonb,
     fulfillment_option_id = $5,
     locale = $6,
     timezone = $7,
-    metadata = $8,
+    metadata = $8::jsonb,
     state = $9,
     payment_error = $10,
     cancel_reason = $11,
-    cancel_intent_trace = $12,
+    cancel_intent_trace = $12::jsonb,
     order_notes = $13,
     updated_at = $14,
     expires_at = $15

@@ -1,6 +1,6 @@
 -- name: InsertCart :exec
 INSERT INTO carts (id, owner, currency, buyer, locale, created_at, updated_at, expires_at)
-VALUES (@id, @owner, @currency, @buyer, sqlc.narg(locale), @now, @now, @expires_at);
+VALUES (@id, @owner, @currency, @buyer::jsonb, sqlc.narg(locale), @now, @now, @expires_at);
 
 -- name: GetCartForUpdate :one
 -- A cart of another owner, or one past its expiry, is not found (CART-RFC §4.3: 404 for
@@ -13,7 +13,7 @@ SELECT * FROM carts WHERE id = @id AND owner = @owner AND expires_at > @now;
 -- name: UpdateCart :exec
 UPDATE carts
 SET currency = @currency,
-    buyer = @buyer,
+    buyer = @buyer::jsonb,
     locale = sqlc.narg(locale),
     updated_at = @now,
     expires_at = @expires_at

@@ -14,5 +14,5 @@ SELECT * FROM marketing_consents WHERE contact = ANY(@contacts::text[]) ORDER BY
 -- One attribution per session and touch: a later claim for the same touch is ignored
 -- (AA-RFC §7.6, the first claim wins) and never blocks the checkout.
 INSERT INTO affiliate_attributions (checkout_session_id, touch, order_id, provider, publisher_id, attribution, created_at)
-VALUES (@checkout_session_id, @touch, sqlc.narg(order_id), @provider, sqlc.narg(publisher_id), @attribution, @now)
+VALUES (@checkout_session_id, @touch, sqlc.narg(order_id), @provider, sqlc.narg(publisher_id), @attribution::jsonb, @now)
 ON CONFLICT (checkout_session_id, touch) DO NOTHING;

@@ -36,7 +36,7 @@ SELECT card_brand, card_last4 FROM vault_tokens WHERE order_id = @order_id;
 
 -- name: InsertOrderEvent :exec
 INSERT INTO order_events (order_id, type, payload, payload_format, created_at, next_attempt_at)
-VALUES (@order_id, @type, @payload, @payload_format, @now, @now);
+VALUES (@order_id, @type, @payload::json, @payload_format, @now, @now);
 
 -- name: ClaimOrderEvent :one
 -- Leases the next due event: its next_attempt_at moves to @lease_until, so no other
@@ -147,7 +147,7 @@ WHERE f.order_id = @order_id ORDER BY e.fulfillment_id, e.occurred_at, e.seq;
 -- name: InsertFulfillment :exec
 INSERT INTO fulfillments (id, order_id, type, status, carrier, tracking_number, tracking_url, description, destination,
     delivery_earliest, delivery_latest, access_url, license_key, access_expires_at, created_at, updated_at)
-VALUES (@id, @order_id, @type, @status, @carrier, @tracking_number, @tracking_url, @description, @destination,
+VALUES (@id, @order_id, @type, @status, @carrier, @tracking_number, @tracking_url, @description, @destination::jsonb,
     @delivery_earliest, @delivery_latest, @access_url, @license_key, @access_expires_at, @now, @now);
 
 -- name: InsertFulfillmentLines :exec

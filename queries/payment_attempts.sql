@@ -2,7 +2,7 @@
 INSERT INTO payment_attempts (id, checkout_session_id, owner, number, order_id, gateway, idempotency_key, request_key,
     token, amount, currency, authentication, plan, created_at, attempted_at, updated_at)
 VALUES (@id, @checkout_session_id, @owner, @number, @order_id, @gateway, @idempotency_key, sqlc.narg(request_key),
-    @token, @amount, @currency, @authentication, @plan, @now, @now, @now);
+    @token, @amount, @currency, @authentication::jsonb, @plan::jsonb, @now, @now, @now);
 
 -- name: InsertPaymentAttemptDiscount :exec
 INSERT INTO payment_attempt_discounts (attempt_id, discount_id, buyer_email) VALUES (@attempt_id, @discount_id, @buyer_email);

@@ -7,8 +7,8 @@ INSERT INTO vault_tokens (
 ) VALUES (
     @id, @owner, @checkout_session_id, @merchant_id, @max_amount, @currency, @expires_at,
     @card_brand, @card_funding_type, @card_last4, sqlc.narg(card_exp_month), sqlc.narg(card_exp_year), @card_number_type,
-    sqlc.narg(card_fingerprint), @card_virtual, sqlc.narg(card_wallet_type), @billing_address, @risk_signals, @manual_review,
-    @metadata, @created_at, sqlc.narg(authentication_directory_server)
+    sqlc.narg(card_fingerprint), @card_virtual, sqlc.narg(card_wallet_type), @billing_address::jsonb, @risk_signals::jsonb, @manual_review,
+    @metadata::jsonb, @created_at, sqlc.narg(authentication_directory_server)
 );
 
 -- name: GetVaultTokenForUpdate :one
@@ -30,7 +30,7 @@ UPDATE vault_tokens SET used_at = @used_at, order_id = @order_id WHERE id = @id 
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
     authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes,
     payment_gateway, created_at, updated_at)
-VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address,
+VALUES (@id, @checkout_session_id, @status, @amount, @currency, @permalink_url, @payment_method, @payment_reference, @billing_address::jsonb,
     sqlc.narg(authentication_outcome), sqlc.narg(authentication_eci), sqlc.narg(authentication_version),
     sqlc.narg(authentication_transaction_id), sqlc.narg(order_notes), sqlc.narg(payment_gateway), @now, @now);
 

@@ -1,8 +1,8 @@
 -- name: InsertSession :exec
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
     locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
-VALUES (@id, @owner, @currency, @buyer, @fulfillment_address, @fulfillment_contact, @fulfillment_option_id,
-    sqlc.narg(locale), sqlc.narg(timezone), @metadata, @agent_interventions, sqlc.narg(order_notes), @now, @now, @expires_at);
+VALUES (@id, @owner, @currency, @buyer::jsonb, @fulfillment_address::jsonb, @fulfillment_contact::jsonb, @fulfillment_option_id,
+    sqlc.narg(locale), sqlc.narg(timezone), @metadata::jsonb, @agent_interventions, sqlc.narg(order_notes), @now, @now, @expires_at);
 
 -- name: GetSession :one
 -- A session of another owner is not found, so one platform cannot probe another's ids.
@@ -18,17 +18,17 @@ SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 -- name: UpdateSession :exec
 UPDATE checkout_sessions
 SET currency = @currency,
-    buyer = @buyer,
-    fulfillment_address = @fulfillment_address,
-    fulfillment_contact = @fulfillment_contact,
+    buyer = @buyer::jsonb,
+    fulfillment_address = @fulfillment_address::jsonb,
+    fulfillment_contact = @fulfillment_contact::jsonb,
     fulfillment_option_id = @fulfillment_option_id,
     locale = sqlc.narg(locale),
     timezone = sqlc.narg(timezone),
-    metadata = @metadata,
+    metadata = @metadata::jsonb,
     state = @state,
     payment_error = sqlc.narg(payment_error),
     cancel_reason = sqlc.narg(cancel_reason),
-    cancel_intent_trace = @cancel_intent_trace,
+    cancel_intent_trace = @cancel_intent_trace::jsonb,
     order_notes = sqlc.narg(order_notes),
     updated_at = @now,
     expires_at = @expires_at

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
 // scriptStatement is one SQL statement of a pgbench script: its sqlc query name (from
@@ -68,7 +68,6 @@ func parseScript(t *testing.T, script string) [][]scriptStatement {
 }
 
 var (
-	sqlcQuery      = regexp.MustCompile("(?s)const \\w+ = `-- name: (\\w+) :\\w+\n(.*?)`")
 	dollarParam    = regexp.MustCompile(`\$\d+`)
 	pgbenchVar     = regexp.MustCompile(`(^|[^:]):[A-Za-z_]\w*`)
 	boundNull      = regexp.MustCompile(`NULL/\*\w+\*/`)
@@ -96,20 +95,7 @@ func normalizeSQL(s string, script bool) string {
 // what the server sends.
 func TestCompleteScriptIsTheServersSQL(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob(filepath.Join("..", "..", "db", "*.sql.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no db/*.sql.go: %v", err)
-	}
-	queries := map[string]string{}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range sqlcQuery.FindAllStringSubmatch(string(src), -1) {
-			queries[m[1]] = m[2]
-		}
-	}
+	queries := testkit.Queries(t)
 
 	trips := parseScript(t, completeScript)
 	if len(trips) != 3 {

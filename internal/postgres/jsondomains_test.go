@@ -1,0 +1,134 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
+)
+
+// The rules over the jsonb columns are the CHECK constraints migration 00023 left on the
+// flow's tables, and the dearest left: PostgreSQL rebuilds them for every write
+// (docs/PERFORMANCE.md, "Thirteenth round"). A domain would take them as it took the
+// text and number rules, but a release that changes a column to a domain cannot be the
+// first to write it through one. pgx knows no domain: a parameter of one is sent as
+// text, and a []byte (sqlc's Go type for json and jsonb) as bytea's text, `\x7b…`, which
+// a jsonb domain refuses. The previous release would then fail every write of those
+// columns while both run during a rollout. So this release casts every parameter it
+// writes to a json or jsonb column (`::jsonb`), and the next one can move the rules.
+//
+// Here every json and jsonb column becomes a domain, without rules: the types are what
+// matters. Then every statement of db must prepare with no parameter typed as one of
+// those domains, and a checkout must run through: a PSP completion, a vault token's with
+// every jsonb value a completion brings, and a cancel with its trace.
+func TestStatementsSurviveJSONColumnsBecomingDomains(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+
+	columns, err := pgx.CollectRows(e.query(`SELECT table_name, column_name, data_type FROM information_schema.columns
+		WHERE table_schema = 'public' AND data_type IN ('json', 'jsonb') ORDER BY 1, 2`),
+		pgx.RowToStructByPos[struct{ Table, Column, Type string }])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(columns) == 0 {
+		t.Fatal("no json or jsonb column: the test would hold nothing")
+	}
+	for _, c := range columns {
+		domain := pgx.Identifier{"json_domain_" + c.Table + "_" + c.Column}.Sanitize()
+		e.exec(fmt.Sprintf(`CREATE DOMAIN %s AS %s`, domain, c.Type))
+		e.exec(fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE %s`,
+			pgx.Identifier{c.Table}.Sanitize(), pgx.Identifier{c.Column}.Sanitize(), domain))
+	}
+	domains, err := pgx.CollectRows(e.query(`SELECT oid::bigint, typname::text FROM pg_type
+		WHERE typtype = 'd' AND typbasetype IN ('json'::regtype, 'jsonb'::regtype)`),
+		pgx.RowToStructByPos[struct {
+			OID  int64
+			Name string
+		}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	domainOf := map[uint32]string{}
+	for _, d := range domains {
+		domainOf[uint32(d.OID)] = d.Name
+	}
+
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	queries := testkit.Queries(t)
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for name := range queries {
+			if !yield(name) {
+				return
+			}
+		}
+	}) {
+		sd, err := conn.Conn().Prepare(ctx, "", queries[name])
+		if err != nil {
+			t.Errorf("%s does not prepare once the json columns are domains: %v", name, err)
+			continue
+		}
+		for i, oid := range sd.ParamOIDs {
+			if d, ok := domainOf[oid]; ok {
+				t.Errorf("%s binds $%d to the domain %s: pgx would send a []byte as bytea's text, which PostgreSQL refuses; cast it (::jsonb)",
+					name, i+1, d)
+			}
+		}
+	}
+
+	// A checkout through each way of paying, on the domains.
+	ord := e.mustOrder()
+	if ord.Status == "" {
+		t.Errorf("PSP order %s: no status", ord.ID)
+	}
+	sid := e.readySession()
+	tok := e.vaultToken(sid)
+	address := &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "San Francisco", State: "CA", Country: "US", PostalCode: "94131"}
+	v, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{
+		Token: tok, Provider: "stripe", BillingAddress: address,
+		Buyer:       &checkout.Buyer{FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com"},
+		Attribution: &checkout.Attribution{Provider: "affiliate.example", PublisherID: "pub_1"},
+	})
+	if err != nil {
+		t.Fatalf("complete with a vault token: %v", err)
+	}
+	if v.Order == nil {
+		t.Fatal("complete with a vault token: no order")
+	}
+	got, err := e.store.GetSession(ctx, "", sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Session.Buyer == nil || got.Session.Buyer.Email != "grace@example.com" ||
+		got.Session.FulfillmentAddress == nil || got.Session.FulfillmentAddress.PostalCode != "94131" {
+		t.Errorf("session read back: buyer %+v, address %+v", got.Session.Buyer, got.Session.FulfillmentAddress)
+	}
+	open := e.readySession()
+	canceled, err := e.store.CancelSession(ctx, "", open, &checkout.IntentTrace{ReasonCode: "price_sensitivity", Summary: "too dear"})
+	if err != nil {
+		t.Fatalf("cancel with a trace: %v", err)
+	}
+	if canceled.Session.State != checkout.StateCanceled {
+		t.Errorf("canceled session is %q", canceled.Session.State)
+	}
+}
+
+// query runs sql on e's pool for pgx.CollectRows, failing the test if it cannot start.
+func (e *outboxEnv) query(sql string, args ...any) pgx.Rows {
+	e.t.Helper()
+	rows, err := e.pool.Query(context.Background(), sql, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rows
+}
