@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -20,33 +21,39 @@ import (
 // text, and a []byte (sqlc's Go type for json and jsonb) as bytea's text, `\x7b…`, which
 // a jsonb domain refuses. The previous release would then fail every write of those
 // columns while both run during a rollout. So this release casts every parameter it
-// writes to a json or jsonb column (`::jsonb`), and the next one can move the rules.
+// writes to a json or jsonb column (`::jsonb`), and the next one can move the rules,
+// with the ids' (not empty, a prefix), which a domain takes without a scan too.
 //
-// Here every json and jsonb column becomes a domain, without rules: the types are what
-// matters. Then every statement of db must prepare with no parameter typed as one of
-// those domains, and a checkout must run through: a PSP completion, a vault token's with
-// every jsonb value a completion brings, and a cancel with its trace.
-func TestStatementsSurviveJSONColumnsBecomingDomains(t *testing.T) {
+// Here those columns become domains, without rules (the types are what matters): every
+// json and jsonb column, and the ids of sessions, orders and vault tokens. Then every
+// statement of db must prepare (a parameter bound both to a domain column and to text
+// elsewhere would fail, 42P08) with no parameter typed as a json domain, and a checkout
+// must run through: a PSP completion, a vault token's with every jsonb value a
+// completion brings, and a cancel with its trace.
+func TestStatementsSurviveTheNextReleasesDomains(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 
 	columns, err := pgx.CollectRows(e.query(`SELECT table_name, column_name, data_type FROM information_schema.columns
-		WHERE table_schema = 'public' AND data_type IN ('json', 'jsonb') ORDER BY 1, 2`),
+		WHERE table_schema = 'public'
+		  AND (data_type IN ('json', 'jsonb')
+		    OR column_name = 'id' AND table_name IN ('checkout_sessions', 'orders', 'vault_tokens'))
+		ORDER BY 1, 2`),
 		pgx.RowToStructByPos[struct{ Table, Column, Type string }])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(columns) == 0 {
-		t.Fatal("no json or jsonb column: the test would hold nothing")
+	if len(columns) < 3 {
+		t.Fatalf("columns to make domains: %v, want the json ones and three ids", columns)
 	}
 	for _, c := range columns {
-		domain := pgx.Identifier{"json_domain_" + c.Table + "_" + c.Column}.Sanitize()
+		domain := pgx.Identifier{"next_" + c.Table + "_" + c.Column}.Sanitize()
 		e.exec(fmt.Sprintf(`CREATE DOMAIN %s AS %s`, domain, c.Type))
 		e.exec(fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE %s`,
 			pgx.Identifier{c.Table}.Sanitize(), pgx.Identifier{c.Column}.Sanitize(), domain))
 	}
-	domains, err := pgx.CollectRows(e.query(`SELECT oid::bigint, typname::text FROM pg_type
+	jsonDomains, err := pgx.CollectRows(e.query(`SELECT oid::bigint, typname::text FROM pg_type
 		WHERE typtype = 'd' AND typbasetype IN ('json'::regtype, 'jsonb'::regtype)`),
 		pgx.RowToStructByPos[struct {
 			OID  int64
@@ -55,9 +62,9 @@ func TestStatementsSurviveJSONColumnsBecomingDomains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	domainOf := map[uint32]string{}
-	for _, d := range domains {
-		domainOf[uint32(d.OID)] = d.Name
+	jsonDomainOf := map[uint32]string{}
+	for _, d := range jsonDomains {
+		jsonDomainOf[uint32(d.OID)] = d.Name
 	}
 
 	conn, err := e.pool.Acquire(ctx)
@@ -66,20 +73,14 @@ func TestStatementsSurviveJSONColumnsBecomingDomains(t *testing.T) {
 	}
 	defer conn.Release()
 	queries := testkit.Queries(t)
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for name := range queries {
-			if !yield(name) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(queries)) {
 		sd, err := conn.Conn().Prepare(ctx, "", queries[name])
 		if err != nil {
-			t.Errorf("%s does not prepare once the json columns are domains: %v", name, err)
+			t.Errorf("%s does not prepare once those columns are domains: %v", name, err)
 			continue
 		}
 		for i, oid := range sd.ParamOIDs {
-			if d, ok := domainOf[oid]; ok {
+			if d, ok := jsonDomainOf[oid]; ok {
 				t.Errorf("%s binds $%d to the domain %s: pgx would send a []byte as bytea's text, which PostgreSQL refuses; cast it (::jsonb)",
 					name, i+1, d)
 			}
