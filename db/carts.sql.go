@@ -122,6 +122,8 @@ type InsertCartParams struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) InsertCart(ctx context.Context, arg InsertCartParams) error {
 	_, err := q.db.Exec(ctx, insertCart,
 		arg.ID,
@@ -251,6 +253,8 @@ type UpdateCartParams struct {
 	ID        string    `json:"id"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) UpdateCart(ctx context.Context, arg UpdateCartParams) error {
 	_, err := q.db.Exec(ctx, updateCart,
 		arg.Currency,

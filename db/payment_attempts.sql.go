@@ -224,6 +224,8 @@ type InsertPaymentAttemptParams struct {
 	Now               time.Time `json:"now"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) InsertPaymentAttempt(ctx context.Context, arg InsertPaymentAttemptParams) error {
 	_, err := q.db.Exec(ctx, insertPaymentAttempt,
 		arg.ID,

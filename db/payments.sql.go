@@ -110,6 +110,8 @@ type InsertOrderParams struct {
 	Now                         time.Time `json:"now"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error {
 	_, err := q.db.Exec(ctx, insertOrder,
 		arg.ID,
@@ -171,6 +173,8 @@ type InsertVaultTokenParams struct {
 	AuthenticationDirectoryServer *string   `json:"authentication_directory_server"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenParams) error {
 	_, err := q.db.Exec(ctx, insertVaultToken,
 		arg.ID,

@@ -226,6 +226,8 @@ type InsertSessionParams struct {
 	ExpiresAt           time.Time `json:"expires_at"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) InsertSession(ctx context.Context, arg InsertSessionParams) error {
 	_, err := q.db.Exec(ctx, insertSession,
 		arg.ID,
@@ -414,6 +416,8 @@ type UpdateSessionParams struct {
 	ID                  string    `json:"id"`
 }
 
+// Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
+// json once their columns are domains (docs/decisions.md, "Performance round 2").
 func (q *Queries) UpdateSession(ctx context.Context, arg UpdateSessionParams) error {
 	_, err := q.db.Exec(ctx, updateSession,
 		arg.Currency,
