@@ -35,12 +35,12 @@ func TestStatementsSurviveTheNextReleasesDomains(t *testing.T) {
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 
-	columns, err := pgx.CollectRows(e.query(`SELECT table_name, column_name, data_type FROM information_schema.columns
+	rows, _ := e.pool.Query(ctx, `SELECT table_name, column_name, data_type FROM information_schema.columns
 		WHERE table_schema = 'public'
 		  AND (data_type IN ('json', 'jsonb')
 		    OR column_name = 'id' AND table_name IN ('checkout_sessions', 'orders', 'vault_tokens'))
-		ORDER BY 1, 2`),
-		pgx.RowToStructByPos[struct{ Table, Column, Type string }])
+		ORDER BY 1, 2`)
+	columns, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Table, Column, Type string }])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +53,12 @@ func TestStatementsSurviveTheNextReleasesDomains(t *testing.T) {
 		e.exec(fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE %s`,
 			pgx.Identifier{c.Table}.Sanitize(), pgx.Identifier{c.Column}.Sanitize(), domain))
 	}
-	jsonDomains, err := pgx.CollectRows(e.query(`SELECT oid::bigint, typname::text FROM pg_type
-		WHERE typtype = 'd' AND typbasetype IN ('json'::regtype, 'jsonb'::regtype)`),
-		pgx.RowToStructByPos[struct {
-			OID  int64
-			Name string
-		}])
+	rows, _ = e.pool.Query(ctx, `SELECT oid::bigint, typname::text FROM pg_type
+		WHERE typtype = 'd' AND typbasetype IN ('json'::regtype, 'jsonb'::regtype)`)
+	jsonDomains, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		OID  int64
+		Name string
+	}])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +121,4 @@ func TestStatementsSurviveTheNextReleasesDomains(t *testing.T) {
 	if canceled.Session.State != checkout.StateCanceled {
 		t.Errorf("canceled session is %q", canceled.Session.State)
 	}
-}
-
-// query runs sql on e's pool for pgx.CollectRows, failing the test if it cannot start.
-func (e *outboxEnv) query(sql string, args ...any) pgx.Rows {
-	e.t.Helper()
-	rows, err := e.pool.Query(context.Background(), sql, args...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return rows
 }
