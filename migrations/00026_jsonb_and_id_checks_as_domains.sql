@@ -3,7 +3,7 @@
 -- payment_attempts, and those over the ids of the tables migrations 00023 and 00025
 -- changed, become domains, as 00023 did for the text and number columns
 -- (docs/PERFORMANCE.md, "Thirteenth round"; docs/decisions.md, "Performance round 2").
--- Measured with the release before: a sessions write 25-40% faster.
+-- Measured with the release before: a sessions write 12% faster end to end.
 --
 -- Not in 00023, and not in the release that cast the parameters: a client that does
 -- not know a domain's type (pgx, unless it loads it) sends a []byte parameter of an
