@@ -9,5 +9,6 @@
 ALTER TABLE checkout_sessions VALIDATE CONSTRAINT checkout_sessions_trace_when_canceled;
 
 -- +goose Down
--- A validated constraint stays valid: 00026's down drops and adds it back.
+-- A validated constraint stays valid: 00026's down changes the column back, which
+-- rebuilds the constraint and checks it against every row.
 SELECT 1;
