@@ -17,25 +17,25 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
-// domainTables are the tables migrations 00023, 00025 and 00026 moved CHECK constraints of
-// from the table to the columns' domains: those every flow writes, and the payment
+// domainTables are the tables migrations 00023, 00025 and 00026 moved CHECK constraints
+// of from the table to the columns' domains: those every flow writes, and the payment
 // attempts a PSP completion writes.
 var domainTables = []string{
 	"checkout_sessions", "idempotency_keys", "vault_tokens", "orders", "line_items", "order_lines", "order_amounts",
 	"payment_attempts",
 }
 
-// domainRule is one rule migration 00023, 00025 or 00026 moved: a write that breaks it, the
-// domain that refuses it since, and the table constraint that refused it before.
+// domainRule is one rule migration 00023, 00025 or 00026 moved: a write that breaks it,
+// the domain that refuses it since, and the table constraint that refused it before.
 type domainRule struct {
 	table, set, where string
 	value             any
 	domain, before    string
 }
 
-// domainRules lists every rule 00023, 00025 and 00026 moved, each broken once. The row keys are
-// filled in by the test ($2: a session's, an order's, a vault token's, an idempotency
-// key's or a payment attempt's).
+// domainRules lists every rule 00023, 00025 and 00026 moved, each broken once. The row
+// keys are filled in by the test ($2: a session's, an order's, a vault token's, an
+// idempotency key's or a payment attempt's).
 func domainRules() []domainRule {
 	long := func(n int) string { return strings.Repeat("x", n) }
 	byID, byKey, byOrder, bySession := "id = $2", "key = $2", "order_id = $2", "checkout_session_id = $2"
@@ -109,15 +109,14 @@ func domainRules() []domainRule {
 	}
 }
 
-// Migrations 00023, 00025 and 00026 move the one-column CHECK constraints of the tables a
-// checkout writes into domains (docs/PERFORMANCE.md, "Twelfth round" and "Thirteenth
-// round"). Down and up
-// again over a database with a session, an order paid through the PSP, a vault token
-// and an idempotency key, they must rewrite no table and rebuild no index (they run
-// under ACCESS EXCLUSIVE locks: a rewrite would hold every completion back for as long
-// as it takes), leave every constraint validated once 00024 and 00027 have run, and keep refusing
-// each bad value: from a table constraint at version 22, from its domain at the latest
-// version, with SQLSTATE 23514 both times.
+// Migrations 00023, 00025 and 00026 move the one-column CHECK constraints of the tables
+// a checkout writes into domains (docs/PERFORMANCE.md, "Twelfth round" and "Thirteenth
+// round"). Down and up again over a database with a session, an order paid through the
+// PSP, a vault token and an idempotency key, they must rewrite no table and rebuild no
+// index (they run under ACCESS EXCLUSIVE locks: a rewrite would hold every completion
+// back for as long as it takes), leave every constraint validated once 00024 and 00027
+// have run, and keep refusing each bad value: from a table constraint at version 22,
+// from its domain at the latest version, with SQLSTATE 23514 both times.
 func TestChecksAsDomainsRewriteNothing(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
