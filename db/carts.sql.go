@@ -123,7 +123,8 @@ type InsertCartParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertCart(ctx context.Context, arg InsertCartParams) error {
 	_, err := q.db.Exec(ctx, insertCart,
 		arg.ID,
@@ -254,7 +255,8 @@ type UpdateCartParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) UpdateCart(ctx context.Context, arg UpdateCartParams) error {
 	_, err := q.db.Exec(ctx, updateCart,
 		arg.Currency,

@@ -29,7 +29,8 @@ type InsertAffiliateAttributionParams struct {
 // One attribution per session and touch: a later claim for the same touch is ignored
 // (AA-RFC §7.6, the first claim wins) and never blocks the checkout.
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertAffiliateAttribution(ctx context.Context, arg InsertAffiliateAttributionParams) error {
 	_, err := q.db.Exec(ctx, insertAffiliateAttribution,
 		arg.CheckoutSessionID,

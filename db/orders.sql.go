@@ -264,7 +264,8 @@ type InsertFulfillmentParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertFulfillment(ctx context.Context, arg InsertFulfillmentParams) error {
 	_, err := q.db.Exec(ctx, insertFulfillment,
 		arg.ID,
@@ -373,7 +374,8 @@ type InsertOrderEventParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertOrderEvent(ctx context.Context, arg InsertOrderEventParams) error {
 	_, err := q.db.Exec(ctx, insertOrderEvent,
 		arg.OrderID,

@@ -225,7 +225,8 @@ type InsertPaymentAttemptParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertPaymentAttempt(ctx context.Context, arg InsertPaymentAttemptParams) error {
 	_, err := q.db.Exec(ctx, insertPaymentAttempt,
 		arg.ID,

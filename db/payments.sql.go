@@ -111,7 +111,8 @@ type InsertOrderParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertOrder(ctx context.Context, arg InsertOrderParams) error {
 	_, err := q.db.Exec(ctx, insertOrder,
 		arg.ID,
@@ -174,7 +175,8 @@ type InsertVaultTokenParams struct {
 }
 
 // Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
-// json once their columns are domains (docs/decisions.md, "Performance round 2").
+// json where their columns are domains, or become ones (docs/decisions.md, "Performance
+// round 2").
 func (q *Queries) InsertVaultToken(ctx context.Context, arg InsertVaultTokenParams) error {
 	_, err := q.db.Exec(ctx, insertVaultToken,
 		arg.ID,

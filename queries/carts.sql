@@ -1,6 +1,7 @@
 -- name: InsertCart :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO carts (id, owner, currency, buyer, locale, created_at, updated_at, expires_at)
 VALUES (@id, @owner, @currency, @buyer::jsonb, sqlc.narg(locale), @now, @now, @expires_at);
 
@@ -14,7 +15,8 @@ SELECT * FROM carts WHERE id = @id AND owner = @owner AND expires_at > @now;
 
 -- name: UpdateCart :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 UPDATE carts
 SET currency = @currency,
     buyer = @buyer::jsonb,

@@ -14,7 +14,8 @@ SELECT * FROM marketing_consents WHERE contact = ANY(@contacts::text[]) ORDER BY
 -- One attribution per session and touch: a later claim for the same touch is ignored
 -- (AA-RFC §7.6, the first claim wins) and never blocks the checkout.
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO affiliate_attributions (checkout_session_id, touch, order_id, provider, publisher_id, attribution, created_at)
 VALUES (@checkout_session_id, @touch, sqlc.narg(order_id), @provider, sqlc.narg(publisher_id), @attribution::jsonb, @now)
 ON CONFLICT (checkout_session_id, touch) DO NOTHING;

@@ -36,7 +36,8 @@ SELECT card_brand, card_last4 FROM vault_tokens WHERE order_id = @order_id;
 
 -- name: InsertOrderEvent :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO order_events (order_id, type, payload, payload_format, created_at, next_attempt_at)
 VALUES (@order_id, @type, @payload::json, @payload_format, @now, @now);
 
@@ -148,7 +149,8 @@ WHERE f.order_id = @order_id ORDER BY e.fulfillment_id, e.occurred_at, e.seq;
 
 -- name: InsertFulfillment :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO fulfillments (id, order_id, type, status, carrier, tracking_number, tracking_url, description, destination,
     delivery_earliest, delivery_latest, access_url, license_key, access_expires_at, created_at, updated_at)
 VALUES (@id, @order_id, @type, @status, @carrier, @tracking_number, @tracking_url, @description, @destination::jsonb,

@@ -1,6 +1,7 @@
 -- name: InsertPaymentAttempt :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO payment_attempts (id, checkout_session_id, owner, number, order_id, gateway, idempotency_key, request_key,
     token, amount, currency, authentication, plan, created_at, attempted_at, updated_at)
 VALUES (@id, @checkout_session_id, @owner, @number, @order_id, @gateway, @idempotency_key, sqlc.narg(request_key),

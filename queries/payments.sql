@@ -1,6 +1,7 @@
 -- name: InsertVaultToken :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO vault_tokens (
     id, owner, checkout_session_id, merchant_id, max_amount, currency, expires_at,
     card_brand, card_funding_type, card_last4, card_exp_month, card_exp_year, card_number_type,
@@ -30,7 +31,8 @@ UPDATE vault_tokens SET used_at = @used_at, order_id = @order_id WHERE id = @id 
 
 -- name: InsertOrder :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO orders (id, checkout_session_id, status, amount, currency, permalink_url, payment_method, payment_reference, billing_address,
     authentication_outcome, authentication_eci, authentication_version, authentication_transaction_id, order_notes,
     payment_gateway, created_at, updated_at)

@@ -1,6 +1,7 @@
 -- name: InsertSession :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 INSERT INTO checkout_sessions (id, owner, currency, buyer, fulfillment_address, fulfillment_contact, fulfillment_option_id,
     locale, timezone, metadata, agent_interventions, order_notes, created_at, updated_at, expires_at)
 VALUES (@id, @owner, @currency, @buyer::jsonb, @fulfillment_address::jsonb, @fulfillment_contact::jsonb, @fulfillment_option_id,
@@ -19,7 +20,8 @@ SELECT * FROM checkout_sessions WHERE id = @id AND owner = @owner FOR UPDATE;
 
 -- name: UpdateSession :exec
 -- Its json parameters are cast, as PostgreSQL would type them anyway, so that they stay
--- json once their columns are domains (docs/decisions.md, "Performance round 2").
+-- json where their columns are domains, or become ones (docs/decisions.md, "Performance
+-- round 2").
 UPDATE checkout_sessions
 SET currency = @currency,
     buyer = @buyer::jsonb,
