@@ -13,7 +13,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
 
-// Migration 00026 made nine jsonb columns domains, and the others may become ones. pgx
+// Migration 00026 made ten jsonb columns domains, and the others may become ones. pgx
 // knows no domain: a parameter of one is sent as text, and a []byte (sqlc's Go type for
 // json and jsonb) as bytea's text, `\x7b…`, which a jsonb domain refuses. So every
 // statement casts the parameters it writes to a json or jsonb column (`::jsonb`): the
