@@ -75,40 +75,88 @@ func parseProcStat(b []byte) (procStat, error) {
 // the time of the children it has reaped and the time of its live descendants. Its
 // difference over an interval is what the tree used in it, even when children exit.
 func treeCPU(root int) (time.Duration, error) {
-	rs, err := readProcStat(strconv.Itoa(root))
-	if err != nil {
-		return 0, err
-	}
-	total := rs.cpu + rs.children
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	parent := map[int]int{}
-	stats := map[int]procStat{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == root {
-			continue
-		}
-		st, err := readProcStat(e.Name())
+	return walkTreeCPU(root, func(pid int) (procStat, error) { return readProcStat(strconv.Itoa(pid)) }, listPIDs)
+}
+
+// treeWalkAttempts bounds the walks of one treeCPU; past it, the last walk is the answer.
+const treeWalkAttempts = 10
+
+// walkTreeCPU is treeCPU over the readers read (one process's stat) and pids (every
+// process). A child reaped during a walk moves its time into its parent's children
+// time: when the parent was read before the reap and the child's turn comes after it,
+// the child is gone and its time is in neither reading. pgbench's backends exit as it
+// ends, and a snapshot taken then lost up to a third of a round's PostgreSQL CPU. So
+// the walk reads the root and every descendant found again, and walks once more while
+// one of them has reaped a child (or exited) in between.
+func walkTreeCPU(root int, read func(pid int) (procStat, error), pids func() ([]int, error)) (time.Duration, error) {
+	var total time.Duration
+	for range treeWalkAttempts {
+		rs, err := read(root)
 		if err != nil {
-			continue // exited meanwhile
+			return 0, err
 		}
-		parent[pid], stats[pid] = st.ppid, st
-	}
-	for pid, st := range stats {
-		for p := parent[pid]; p != 0; p = parent[p] {
-			if p == root {
-				total += st.cpu + st.children
-				break
+		all, err := pids()
+		if err != nil {
+			return 0, err
+		}
+		parent := map[int]int{}
+		stats := map[int]procStat{}
+		for _, pid := range all {
+			if pid == root {
+				continue
 			}
-			if _, known := parent[p]; !known {
-				break
+			st, err := read(pid)
+			if err != nil {
+				continue // exited meanwhile
 			}
+			parent[pid], stats[pid] = st.ppid, st
+		}
+		total = rs.cpu + rs.children
+		tree := map[int]procStat{root: rs}
+		for pid, st := range stats {
+			for p := parent[pid]; p != 0; p = parent[p] {
+				if p == root {
+					total += st.cpu + st.children
+					tree[pid] = st
+					break
+				}
+				if _, known := parent[p]; !known {
+					break
+				}
+			}
+		}
+		if settled(tree, read) {
+			break
 		}
 	}
 	return total, nil
+}
+
+// settled says that no process of tree, read again, has reaped a child or exited since
+// its reading in tree.
+func settled(tree map[int]procStat, read func(pid int) (procStat, error)) bool {
+	for pid, st := range tree {
+		again, err := read(pid)
+		if err != nil || again.children != st.children {
+			return false
+		}
+	}
+	return true
+}
+
+// listPIDs returns the process IDs under /proc.
+func listPIDs() ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	pids := make([]int, 0, len(entries))
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // machineCPU returns the busy and total CPU time of all CPUs since boot (/proc/stat).
