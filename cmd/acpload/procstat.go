@@ -85,7 +85,7 @@ const treeWalkAttempts = 10
 // process). A child reaped during a walk moves its time into its parent's children
 // time: when the parent was read before the reap and the child's turn comes after it,
 // the child is gone and its time is in neither reading. pgbench's backends exit as it
-// ends, and a snapshot taken then lost up to a third of a round's PostgreSQL CPU. So
+// ends, and a snapshot taken then lost up to 45% of a round's PostgreSQL CPU. So
 // the walk reads the root and every descendant found again, and walks once more while
 // one of them has reaped a child (or exited) in between.
 func walkTreeCPU(root int, read func(pid int) (procStat, error), pids func() ([]int, error)) (time.Duration, error) {
