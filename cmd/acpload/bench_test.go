@@ -342,6 +342,34 @@ func TestVerdictsPerLevelAndBaseline(t *testing.T) {
 	}
 }
 
+// The throughput verdict's second line is the ratio the CPU allows, from the
+// complete-only phase's and the ceiling's CPU split, and is left out when a split is
+// unknown (a remote PostgreSQL, or /proc missing).
+func TestThroughputVerdictShowsTheRatioTheCPUAllows(t *testing.T) {
+	t.Parallel()
+	run := buildRun("current", 300, 1000, 5000, 1000, 0.25, 0.5, 40) // 1000 completions
+	run.CompleteOnly.CPU = CPUUsage{Postgres: 1.18, Server: 0.60, LoadGen: 0.22}
+	lr := LevelRun{Concurrency: 8, Current: run,
+		Ceiling: Ceiling{TPS: 1000, P99Ms: 5, Transactions: 1000, CPU: CPUUsage{Postgres: 1.30, LoadGen: 0.15}}}
+
+	v := levelVerdicts(lr)[0]
+	want := "\nCPU a completion: 2.00 ms through the server (postgres 1.18, server 0.60, load generator 0.22), " +
+		"1.45 ms in pgbench (postgres 1.30, pgbench 0.15): 0.73 where CPU bounds both"
+	if !strings.HasSuffix(v.Note, want) {
+		t.Fatalf("throughput note %q, want it to end with %q", v.Note, want)
+	}
+	var out strings.Builder
+	BenchReport{Verdicts: []Verdict{v}}.writeText(&out)
+	if !strings.Contains(out.String(), "\n"+strings.Repeat(" ", 55)+strings.TrimPrefix(want, "\n")+"\n") {
+		t.Errorf("the second line is not printed under the verdict, indented as the first:\n%s", out.String())
+	}
+
+	lr.Ceiling.CPU.Postgres = -1
+	if v := levelVerdicts(lr)[0]; strings.Contains(v.Note, "CPU a completion") {
+		t.Errorf("a note from an unknown CPU split: %q", v.Note)
+	}
+}
+
 func TestFlashSaleVerdicts(t *testing.T) {
 	t.Parallel()
 	fs := FlashSale{Build: "current", Stock: 100, Sold: 100, Orders: 100, Refusals: 3, SoldOut: true,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 func ratio(a, b float64) float64 {
@@ -40,7 +41,8 @@ func levelVerdicts(lr LevelRun) []Verdict {
 			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtHeld(tput, atLeast(targetThroughputRatio)), complete.PerSecond, lr.Ceiling.TPS),
 			Pass:  tput >= targetThroughputRatio,
 			Note: fmt.Sprintf("full flow: %.2f (%.0f completions/s among %.0f req/s)",
-				ratio(flowComplete.PerSecond, lr.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond),
+				ratio(flowComplete.PerSecond, lr.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond) +
+				cpuBoundNote(lr),
 		},
 		{
 			Name: prefix + "complete p99 / pgbench p99", Value: lat, Target: fmt.Sprintf("<= %.0f", targetLatencyRatio),
@@ -88,6 +90,26 @@ func levelVerdicts(lr LevelRun) []Verdict {
 		})
 	}
 	return v
+}
+
+// cpuBoundNote, a second line for the throughput verdict, is the ratio the level's CPU
+// allows: the CPU a pgbench transaction costs (PostgreSQL and pgbench) over what a
+// completion costs through the server (PostgreSQL, the server and acpload). Where the
+// phases share the machine's cores and keep them busy, the CPU the server and its load
+// generator spend is taken from PostgreSQL, and the measured ratio stays near this one
+// (docs/PERFORMANCE.md, "Fifteenth round"). Empty when a side's CPU is unknown.
+func cpuBoundNote(lr LevelRun) string {
+	cpu, n := lr.Current.CompleteOnly.CPU, lr.Current.CompleteOnly.Report.Requests
+	pg, server, load := perRequestMs(cpu.Postgres, n), perRequestMs(cpu.Server, n), perRequestMs(cpu.LoadGen, n)
+	ceiling, tx := lr.Ceiling.CPU, lr.Ceiling.Transactions
+	ceilingPG, pgbench := perRequestMs(ceiling.Postgres, tx), perRequestMs(ceiling.LoadGen, tx)
+	through, in := pg+server+load, ceilingPG+pgbench
+	if min(pg, server, load, ceilingPG, pgbench) < 0 || through == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nCPU a completion: %.2f ms through the server (postgres %.2f, server %.2f, load generator %.2f), "+
+		"%.2f ms in pgbench (postgres %.2f, pgbench %.2f): %.2f where CPU bounds both",
+		through, pg, server, load, in, ceilingPG, pgbench, in/through)
 }
 
 // flashSaleVerdicts holds the current build's flash sale to its targets: nothing
@@ -231,8 +253,8 @@ func (r BenchReport) writeText(w io.Writer) {
 			res = "FAIL"
 		}
 		fmt.Fprintf(w, "%-52s %-30s %-11s %s\n", v.Name, v.Shown, v.Target, res)
-		if v.Note != "" {
-			fmt.Fprintf(w, "%-52s   %s\n", "", v.Note)
+		for line := range strings.Lines(v.Note) {
+			fmt.Fprintf(w, "%-52s   %s\n", "", strings.TrimSuffix(line, "\n"))
 		}
 	}
 	for _, p := range r.currentReports() {
