@@ -79,7 +79,9 @@ func treeCPU(root int) (time.Duration, error) {
 }
 
 // treeWalkAttempts bounds the walks of one treeCPU; past it, the last walk is the answer.
-const treeWalkAttempts = 10
+// Backends exit in bursts (pgbench's, as it ends), and a walk takes a few milliseconds:
+// a tree still unsettled after 50 is one whose children never stop exiting.
+const treeWalkAttempts = 50
 
 // walkTreeCPU is treeCPU over the readers read (one process's stat) and pids (every
 // process). A child reaped during a walk moves its time into its parent's children
