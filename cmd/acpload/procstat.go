@@ -93,45 +93,63 @@ const treeWalkAttempts = 50
 func walkTreeCPU(root int, read func(pid int) (procStat, error), pids func() ([]int, error)) (time.Duration, error) {
 	var total time.Duration
 	for range treeWalkAttempts {
-		rs, err := read(root)
+		tree, err := readTree(root, read, pids)
 		if err != nil {
 			return 0, err
 		}
-		all, err := pids()
-		if err != nil {
-			return 0, err
-		}
-		parent := map[int]int{}
-		stats := map[int]procStat{}
-		for _, pid := range all {
-			if pid == root {
-				continue
-			}
-			st, err := read(pid)
-			if err != nil {
-				continue // exited meanwhile
-			}
-			parent[pid], stats[pid] = st.ppid, st
-		}
-		total = rs.cpu + rs.children
-		tree := map[int]procStat{root: rs}
-		for pid, st := range stats {
-			for p := parent[pid]; p != 0; p = parent[p] {
-				if p == root {
-					total += st.cpu + st.children
-					tree[pid] = st
-					break
-				}
-				if _, known := parent[p]; !known {
-					break
-				}
-			}
+		total = 0
+		for _, st := range tree {
+			total += st.cpu + st.children
 		}
 		if settled(tree, read) {
 			break
 		}
 	}
 	return total, nil
+}
+
+// readTree reads root and every process under it, by process ID.
+func readTree(root int, read func(pid int) (procStat, error), pids func() ([]int, error)) (map[int]procStat, error) {
+	rs, err := read(root)
+	if err != nil {
+		return nil, err
+	}
+	all, err := pids()
+	if err != nil {
+		return nil, err
+	}
+	procs := map[int]procStat{}
+	for _, pid := range all {
+		if pid == root {
+			continue
+		}
+		if st, err := read(pid); err == nil { // else it exited meanwhile
+			procs[pid] = st
+		}
+	}
+	tree := map[int]procStat{root: rs}
+	for pid, st := range procs {
+		if descends(st.ppid, root, procs) {
+			tree[pid] = st
+		}
+	}
+	return tree, nil
+}
+
+// descends says that process p is root or under it, following the parents in procs.
+// The steps are bounded: process IDs reused during a walk could make a loop.
+func descends(p, root int, procs map[int]procStat) bool {
+	for range len(procs) + 1 {
+		if p == root {
+			return true
+		}
+		st, ok := procs[p]
+		if !ok {
+			return false
+		}
+		p = st.ppid
+	}
+	return false
 }
 
 // settled says that no process of tree, read again, has reaped a child or exited since
