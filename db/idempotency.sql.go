@@ -95,12 +95,14 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 
 const completeIdempotencyKey = `-- name: CompleteIdempotencyKey :execrows
 UPDATE idempotency_keys
-SET state = 'completed', response_status = $1, response_body = $2, completed_at = $3
-WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $8
-  AND claim_id = $9 AND state = 'in_flight'
+SET state = CASE WHEN $1::boolean THEN 'completed_gzip' ELSE 'completed' END,
+    response_status = $2, response_body = $3, completed_at = $4
+WHERE caller = $5 AND method = $6 AND path = $7 AND key = $8 AND api_version = $9
+  AND claim_id = $10 AND state = 'in_flight'
 `
 
 type CompleteIdempotencyKeyParams struct {
+	Gzipped        bool       `json:"gzipped"`
 	ResponseStatus *int32     `json:"response_status"`
 	ResponseBody   []byte     `json:"response_body"`
 	Now            *time.Time `json:"now"`
@@ -112,8 +114,11 @@ type CompleteIdempotencyKeyParams struct {
 	ClaimID        string     `json:"claim_id"`
 }
 
+// Records the response of a claimed key: its JSON ('completed'), or with @gzipped the
+// gzip of it as it was sent ('completed_gzip', migration 00028).
 func (q *Queries) CompleteIdempotencyKey(ctx context.Context, arg CompleteIdempotencyKeyParams) (int64, error) {
 	result, err := q.db.Exec(ctx, completeIdempotencyKey,
+		arg.Gzipped,
 		arg.ResponseStatus,
 		arg.ResponseBody,
 		arg.Now,
@@ -161,15 +166,17 @@ func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, arg DeleteIde
 const recordIdempotentResponse = `-- name: RecordIdempotentResponse :exec
 WITH recorded AS (
     UPDATE idempotency_keys
-    SET state = 'completed', response_status = $1, response_body = $2, completed_at = $3
-    WHERE caller = $4 AND method = $5 AND path = $6 AND key = $7 AND api_version = $8
-      AND claim_id = $9 AND state = 'in_flight'
+    SET state = CASE WHEN $1::boolean THEN 'completed_gzip' ELSE 'completed' END,
+        response_status = $2, response_body = $3, completed_at = $4
+    WHERE caller = $5 AND method = $6 AND path = $7 AND key = $8 AND api_version = $9
+      AND claim_id = $10 AND state = 'in_flight'
     RETURNING 1
 )
 SELECT raise_idempotency_claim_lost() WHERE NOT EXISTS (SELECT 1 FROM recorded)
 `
 
 type RecordIdempotentResponseParams struct {
+	Gzipped        bool       `json:"gzipped"`
 	ResponseStatus *int32     `json:"response_status"`
 	ResponseBody   []byte     `json:"response_body"`
 	Now            *time.Time `json:"now"`
@@ -186,6 +193,7 @@ type RecordIdempotentResponseParams struct {
 // reporting no row, so the transaction aborts and the COMMIT after it does not apply.
 func (q *Queries) RecordIdempotentResponse(ctx context.Context, arg RecordIdempotentResponseParams) error {
 	_, err := q.db.Exec(ctx, recordIdempotentResponse,
+		arg.Gzipped,
 		arg.ResponseStatus,
 		arg.ResponseBody,
 		arg.Now,

@@ -41,8 +41,11 @@ WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND 
   AND state = 'in_flight' AND claim_id = @old_claim_id AND claimed_at < @stale_before;
 
 -- name: CompleteIdempotencyKey :execrows
+-- Records the response of a claimed key: its JSON ('completed'), or with @gzipped the
+-- gzip of it as it was sent ('completed_gzip', migration 00028).
 UPDATE idempotency_keys
-SET state = 'completed', response_status = @response_status, response_body = @response_body, completed_at = @now
+SET state = CASE WHEN @gzipped::boolean THEN 'completed_gzip' ELSE 'completed' END,
+    response_status = @response_status, response_body = @response_body, completed_at = @now
 WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version
   AND claim_id = @claim_id AND state = 'in_flight';
 
@@ -71,7 +74,8 @@ WHERE (k.caller, k.method, k.path, k.key, k.api_version) = (old.caller, old.meth
 -- reporting no row, so the transaction aborts and the COMMIT after it does not apply.
 WITH recorded AS (
     UPDATE idempotency_keys
-    SET state = 'completed', response_status = @response_status, response_body = @response_body, completed_at = @now
+    SET state = CASE WHEN @gzipped::boolean THEN 'completed_gzip' ELSE 'completed' END,
+        response_status = @response_status, response_body = @response_body, completed_at = @now
     WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version
       AND claim_id = @claim_id AND state = 'in_flight'
     RETURNING 1

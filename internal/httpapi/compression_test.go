@@ -243,3 +243,49 @@ func TestCompressionStreamsEventStreams(t *testing.T) {
 		read <- struct{}{}
 	}
 }
+
+// TestAcceptsGzipAgreesWithTheMiddleware: acceptsGzip decides whether a keyed response
+// is recorded compressed and whether a compressed record is replayed as it is, so it
+// must read Accept-Encoding exactly as gzhttp does when it compresses a fresh answer.
+func TestAcceptsGzipAgreesWithTheMiddleware(t *testing.T) {
+	t.Parallel()
+	session, _ := compressionBodies(t)
+	for _, ae := range []string{
+		"", "gzip", "GZIP", " gzip ", "gzip;q=1", "gzip; q=0.5", "gzip;Q=0.5", "gzip;q=0", "gzip;q=0.000",
+		"gzip;q=abc", "gzip;q=-1", "gzip;level=9", "gzip;level=9;q=0", "deflate, gzip", "br;q=1, gzip;q=0.1",
+		"gzip;q=0, gzip", "x-gzip", "gzipx", "*", "*;q=1", "identity", "br, zstd", "gzip,", ",gzip", "gzip ; q=0.2",
+	} {
+		for _, method := range []string{http.MethodPost, http.MethodHead} {
+			resp, _ := compressedGet(t, serveBody(session), method, ae)
+			compressed := resp.Header.Get("Content-Encoding") == "gzip"
+			r := httptest.NewRequest(method, "/", nil)
+			if ae != "" {
+				r.Header.Set("Accept-Encoding", ae)
+			}
+			if got := acceptsGzip(r); got != compressed {
+				t.Errorf("%s with Accept-Encoding %q: acceptsGzip = %v, the middleware compressed: %v", method, ae, got, compressed)
+			}
+		}
+	}
+}
+
+// TestGzipPackCompressesWhatTheMiddlewareWould: a body at the threshold is packed to
+// gzip that reads back to it; one under it is kept as it is.
+func TestGzipPackCompressesWhatTheMiddlewareWould(t *testing.T) {
+	t.Parallel()
+	session, apiError := compressionBodies(t)
+	packed, gzipped := gzipPack(session)
+	if !gzipped || len(packed) >= len(session) {
+		t.Fatalf("session: gzipped %v, %d bytes of %d", gzipped, len(packed), len(session))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(packed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := io.ReadAll(zr); err != nil || !bytes.Equal(back, session) {
+		t.Errorf("the packed session reads back to %d bytes (%v), want the session", len(back), err)
+	}
+	if kept, gzipped := gzipPack(apiError); gzipped || !bytes.Equal(kept, apiError) {
+		t.Errorf("error: gzipped %v; want it kept as it is", gzipped)
+	}
+}

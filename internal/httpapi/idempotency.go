@@ -42,6 +42,8 @@ const maxIdempotentPathLength = 1024
 // while the first is running is answered at once with 409 and Retry-After. Server errors
 // are not stored, so a retry runs again. The stored body is in the wire format of its
 // version, so the same key under another version is not replayed: it runs afresh.
+// For a client that accepts gzip, a response recorded with its side effect is kept as
+// it is sent, compressed (gzipPack), and replayed as those bytes.
 func (s *Server) withIdempotency() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,18 +91,20 @@ func (s *Server) withIdempotency() Middleware {
 			if tpl, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
 				ride = claimRides(r.Method, tpl)
 			}
-			status, stored, replayed, err := s.runOnce(r.Context(), versionOf(r), k, hash, ride, func(ctx context.Context) (int, []byte) {
+			var pack func([]byte) ([]byte, bool)
+			if acceptsGzip(r) {
+				pack = gzipPack
+			}
+			ans, err := s.runOnce(r.Context(), versionOf(r), k, hash, ride, pack, func(ctx context.Context) (int, []byte) {
 				next.ServeHTTP(rec, r.WithContext(ctx))
 				return rec.statusOrOK(), rec.body.Bytes()
 			})
 			switch {
 			case err != nil:
 				s.writeError(w, r, err)
-			case replayed:
-				w.Header().Set("Content-Type", "application/json")
+			case ans.replayed:
 				w.Header().Set("Idempotent-Replayed", "true")
-				w.WriteHeader(status)
-				_, _ = w.Write(stored)
+				writeRecorded(w, ans.Response)
 			default:
 				rec.flushTo(w)
 			}
@@ -126,6 +130,10 @@ func checkIdempotencyKey(key, name string) *acp.Error {
 // recorded (or, a server error, released) before runOnce returns, so a client never
 // sees a response the server did not record.
 //
+// pack is how the caller sends a body to this client (idempotency.Claim.Pack): nil
+// for one that takes bodies as encoded, which then gets a replay recorded compressed
+// for another client decompressed.
+//
 // With ride (an operation whose storage takes the claim in its first round trip:
 // claimRides), the claim is deferred: run starts before the key is claimed, the storage
 // layer claims it with its first read and stops before writing anything when the key
@@ -134,45 +142,63 @@ func checkIdempotencyKey(key, name string) *acp.Error {
 // refused on its body) is claimed here, after it ran and before its answer is
 // recorded, as any other.
 func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash string, ride bool,
-	run func(ctx context.Context) (status int, body []byte)) (status int, body []byte, replayed bool, err error) {
+	pack func(body []byte) ([]byte, bool), run func(ctx context.Context) (status int, body []byte)) (keyedAnswer, error) {
 	var claim *idempotency.Claim
+	var status int
+	var body []byte
 	if ride {
 		claim = idempotency.NewDeferred(k, hash, func(ctx context.Context) (idempotency.Outcome, error) {
 			return s.idempotency.Claim(ctx, k, hash)
 		})
+		claim.Pack = pack
 		status, body = run(idempotency.NewContext(ctx, claim))
 		if err := claim.Take(ctx); err != nil && !errors.Is(err, idempotency.ErrNotClaimed) {
-			return 0, nil, false, err
+			return keyedAnswer{}, err
 		}
 		if out, refused := claim.Refused(); refused {
-			return claimAnswer(api, out)
+			return claimAnswer(api, out, pack == nil)
 		}
 	} else {
 		out, err := s.idempotency.Claim(ctx, k, hash)
 		if err != nil {
-			return 0, nil, false, err
+			return keyedAnswer{}, err
 		}
 		if out.Kind != idempotency.Claimed {
-			return claimAnswer(api, out)
+			return claimAnswer(api, out, pack == nil)
 		}
-		claim = &idempotency.Claim{Key: k, ClaimID: out.ClaimID}
+		claim = &idempotency.Claim{Key: k, ClaimID: out.ClaimID, Pack: pack}
 		status, body = run(idempotency.NewContext(ctx, claim))
 	}
 	s.settleClaim(ctx, claim, status, body)
-	return status, body, false, nil
+	return keyedAnswer{Response: idempotency.Response{Status: status, Body: body}}, nil
+}
+
+// keyedAnswer is runOnce's answer: the status and body its run returned or, replayed,
+// the response the key recorded.
+type keyedAnswer struct {
+	idempotency.Response
+	replayed bool
 }
 
 // claimAnswer is runOnce's answer when the key is not the request's (out): the stored
-// response to replay, or the refusal of a conflict or of a request still in flight.
-func claimAnswer(api API, out idempotency.Outcome) (status int, body []byte, replayed bool, err error) {
+// response to replay (decompressed when plain), or the refusal of a conflict or of a
+// request still in flight.
+func claimAnswer(api API, out idempotency.Outcome, plain bool) (keyedAnswer, error) {
 	switch out.Kind {
 	case idempotency.Replay:
-		return out.Status, out.Body, true, nil
+		r := out.Response
+		if plain {
+			var err error
+			if r, err = plainResponse(r); err != nil {
+				return keyedAnswer{}, err
+			}
+		}
+		return keyedAnswer{Response: r, replayed: true}, nil
 	case idempotency.Conflict:
-		return 0, nil, false, acp.NewError(api.IdempotencyConflictStatus(), acp.TypeInvalidRequest, acp.CodeIdempotencyConflict,
+		return keyedAnswer{}, acp.NewError(api.IdempotencyConflictStatus(), acp.TypeInvalidRequest, acp.CodeIdempotencyConflict,
 			"This Idempotency-Key was used with a different request body.", "")
 	default:
-		return 0, nil, false, inFlightError()
+		return keyedAnswer{}, inFlightError()
 	}
 }
 
@@ -201,7 +227,7 @@ func claimRides(method, tpl string) bool {
 // did, or releases the claim after a server error, before the response goes out: the
 // client must never see a response the server did not record.
 func (s *Server) settleClaim(ctx context.Context, claim *idempotency.Claim, status int, body []byte) {
-	if _, _, ok := claim.Recorded(); ok {
+	if _, ok := claim.Recorded(); ok {
 		return
 	}
 	// The request's own context may be canceled by now; the claim must still be settled,
@@ -275,22 +301,33 @@ func (b *bufferedResponse) flushTo(w http.ResponseWriter) {
 // request's idempotency key, so that the first answer and every replay are the same
 // bytes; without one it encodes v.
 func recordedOrEncode(w http.ResponseWriter, r *http.Request, status int, v any) {
-	status, body, err := recordedOr(r.Context(), status, v)
-	if err != nil {
-		writeJSON(w, status, v) // cannot happen: v always encodes
-		return
+	if claim := idempotency.FromContext(r.Context()); claim != nil {
+		if recorded, ok := claim.Recorded(); ok {
+			writeRecorded(w, recorded)
+			return
+		}
 	}
+	writeJSON(w, status, v)
+}
+
+// writeRecorded writes a recorded response as it was recorded: a gzipped body goes out
+// with its Content-Encoding, which the compression middleware passes through.
+func writeRecorded(w http.ResponseWriter, r idempotency.Response) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	if r.Gzipped {
+		w.Header().Set("Content-Encoding", "gzip")
+	}
+	w.WriteHeader(r.Status)
+	_, _ = w.Write(r.Body)
 }
 
 // recordedOr is the response a committed transaction recorded for the idempotency key
-// of ctx, or else v encoded with status: what every transport answers.
+// of ctx, or else v encoded with status, as JSON: what MCP answers.
 func recordedOr(ctx context.Context, status int, v any) (int, []byte, error) {
 	if claim := idempotency.FromContext(ctx); claim != nil {
-		if st, body, ok := claim.Recorded(); ok {
-			return st, body, nil
+		if recorded, ok := claim.Recorded(); ok {
+			recorded, err := plainResponse(recorded)
+			return recorded.Status, recorded.Body, err
 		}
 	}
 	body, err := encodeJSON(v)

@@ -287,8 +287,10 @@ func (s *Server) callTool(ctx context.Context, caller string, t mcpTool, op mcpO
 	if strings.HasSuffix(tpl, "/") {
 		tpl += "{id}" + op.suffix
 	}
-	status, body, replayed, err = s.runOnce(ctx, api, k, s.bodyHash(payload), claimRides(op.method, tpl), exec)
-	return api, status, body, replayed, err
+	// MCP's answers carry the JSON itself: a response recorded compressed for a REST
+	// client is replayed decompressed (pack nil).
+	ans, err := s.runOnce(ctx, api, k, s.bodyHash(payload), claimRides(op.method, tpl), nil, exec)
+	return api, ans.Status, ans.Body, ans.replayed, err
 }
 
 // mcpMetaOf reads meta and picks the call's version, which must be one of mcpVersions.

@@ -334,6 +334,11 @@ func TestMCPSharesIdempotencyWithREST(t *testing.T) {
 	if again["id"] != first["id"] {
 		t.Errorf("MCP retry created %v, REST had created %v", again["id"], first["id"])
 	}
+	// REST's client accepted gzip, so the record keeps the compressed body: MCP's
+	// answer above is that body decompressed.
+	if rows := safetyKeyRows(e, "shared-key"); len(rows) != 1 || rows[0].state != "completed_gzip" {
+		t.Errorf("shared-key rows = %+v, want one completed_gzip", rows)
+	}
 	if n := dbInt(e, `SELECT count(*) FROM checkout_sessions`); n != 1 {
 		t.Errorf("sessions = %d, want 1", n)
 	}

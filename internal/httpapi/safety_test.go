@@ -55,12 +55,17 @@ const safetyCreateBody = `{"items":[{"id":"item_123","quantity":2}],"fulfillment
 
 const safetyCompleteBody = `{"payment_data":{"token":"tok_visa","provider":"stripe"}}`
 
-// safetyKeyRow is the stored state of one idempotency key.
+// safetyKeyRow is the stored state of one idempotency key. body is the stored
+// response as JSON: a response kept compressed (gzipped) is decompressed.
 type safetyKeyRow struct {
 	caller, state, claimID string
 	status                 *int32
 	body                   []byte
+	gzipped                bool
 }
+
+// completed reports whether the key has its response, kept as JSON or compressed.
+func (r safetyKeyRow) completed() bool { return r.state == "completed" || r.state == "completed_gzip" }
 
 // safetyKeyRows returns the idempotency_keys rows holding key.
 func safetyKeyRows(e *testEnv, key string) []safetyKeyRow {
@@ -76,6 +81,9 @@ func safetyKeyRows(e *testEnv, key string) []safetyKeyRow {
 		var r safetyKeyRow
 		if err := rows.Scan(&r.caller, &r.state, &r.claimID, &r.status, &r.body); err != nil {
 			e.t.Fatal(err)
+		}
+		if r.gzipped = r.state == "completed_gzip"; r.gzipped {
+			r.body = safetyGunzip(e.t, r.body)
 		}
 		out = append(out, r)
 	}
@@ -252,7 +260,7 @@ func TestIdempotencyReplaysCreateBytewise(t *testing.T) {
 	}
 	// The same null body under a fresh key is a fine request of its own.
 	e.mustSession(e.do(http.MethodPost, "/checkout_sessions", withNull, "Idempotency-Key", "k2"), http.StatusCreated)
-	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE state = 'completed'`); n != 2 {
+	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE state <> 'in_flight'`); n != 2 {
 		t.Errorf("completed keys = %d, want 2", n)
 	}
 }
@@ -315,7 +323,7 @@ func TestIdempotencyReplaysCompleteDelegateAndRefusals(t *testing.T) {
 	e.mustError(b2, http.StatusBadRequest, "invalid_item_id", "$.items[0].id")
 	safetyMustReplay(t, b2, b1)
 	rows := safetyKeyRows(e, "bad-1")
-	if len(rows) != 1 || rows[0].state != "completed" || rows[0].status == nil || *rows[0].status != 400 {
+	if len(rows) != 1 || !rows[0].completed() || rows[0].status == nil || *rows[0].status != 400 {
 		t.Errorf("bad-1 rows = %+v", rows)
 	}
 }
@@ -495,7 +503,7 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 	safetyMustNotReplay(t, res.r)
 	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id, body, "Idempotency-Key", "K"), res.r)
 	rows := safetyKeyRows(e, "K")
-	if len(rows) != 1 || rows[0].state != "completed" || *rows[0].status != 200 || !bytes.Equal(rows[0].body, res.r.body) {
+	if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 200 || !bytes.Equal(rows[0].body, res.r.body) {
 		t.Errorf("K rows = %+v", rows)
 	}
 }
@@ -519,7 +527,7 @@ func TestIdempotencyRecoversADeadClaimOnly(t *testing.T) {
 	e.mustSession(r, http.StatusCreated)
 	safetyMustNotReplay(t, r)
 	rows := safetyKeyRows(e, "dead")
-	if len(rows) != 1 || rows[0].state != "completed" || *rows[0].status != 201 || rows[0].claimID == "clm_dead" {
+	if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 201 || rows[0].claimID == "clm_dead" {
 		t.Errorf("recovered row = %+v", rows)
 	}
 	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions", body, "Idempotency-Key", "dead"), r)
@@ -596,7 +604,7 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	e.mustError(lost[0], http.StatusConflict, "idempotency_in_flight", "")
 	e.mustSession(ok[0], http.StatusOK)
 	rows := safetyKeyRows(e, "K")
-	if len(rows) != 1 || rows[0].state != "completed" || *rows[0].status != 200 || !bytes.Equal(rows[0].body, ok[0].body) {
+	if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 200 || !bytes.Equal(rows[0].body, ok[0].body) {
 		t.Errorf("K rows = %+v", rows)
 	}
 	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id, body, "Idempotency-Key", "K"), ok[0])
@@ -628,7 +636,7 @@ func TestIdempotencyServerErrorsAreNotStored(t *testing.T) {
 	e.mustSession(r, http.StatusCreated)
 	safetyMustNotReplay(t, r)
 	rows := safetyKeyRows(e, "K")
-	if len(rows) != 1 || rows[0].state != "completed" || rows[0].status == nil || *rows[0].status != 201 {
+	if len(rows) != 1 || !rows[0].completed() || rows[0].status == nil || *rows[0].status != 201 {
 		t.Errorf("K rows = %+v", rows)
 	}
 	if n := dbInt(e, `SELECT count(*) FROM checkout_sessions`); n != 1 {
@@ -1269,6 +1277,86 @@ func TestGzipCompressionIsNegotiated(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeepsTheResponseAsSent: a keyed response compressed for its client is
+// recorded as the bytes sent, replayed as those bytes to a client that accepts gzip and
+// decompressed for one that does not; a response sent uncompressed is recorded as JSON
+// and compressed on replay as any response.
+func TestIdempotencyKeepsTheResponseAsSent(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	t.Cleanup(client.CloseIdleConnections)
+	url := e.server.URL + "/checkout_sessions"
+	send := func(key string, headers ...string) response {
+		t.Helper()
+		r, err := safetySend(client, http.MethodPost, url, safetyCreateBody, append([]string{"Idempotency-Key", key}, headers...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != http.StatusCreated {
+			t.Fatalf("status = %d: %s", r.status, r.body)
+		}
+		return r
+	}
+	stored := func(key string) (state string, body []byte) {
+		t.Helper()
+		if err := e.pool.QueryRow(context.Background(),
+			`SELECT state, response_body FROM idempotency_keys WHERE key = $1`, key).Scan(&state, &body); err != nil {
+			t.Fatal(err)
+		}
+		return state, body
+	}
+	mustEncoding := func(what string, r response, want string) {
+		t.Helper()
+		if got := r.header.Get("Content-Encoding"); got != want {
+			t.Errorf("%s: Content-Encoding = %q, want %q", what, got, want)
+		}
+		if !slices.Contains(r.header.Values("Vary"), "Accept-Encoding") {
+			t.Errorf("%s: Vary = %v", what, r.header.Values("Vary"))
+		}
+	}
+
+	first := send("sent-gzip", "Accept-Encoding", "gzip")
+	mustEncoding("first answer", first, "gzip")
+	safetyMustNotReplay(t, first)
+	session := safetyGunzip(t, first.body)
+	e.mustSession(response{status: first.status, header: first.header, body: session}, http.StatusCreated)
+	if state, body := stored("sent-gzip"); state != "completed_gzip" || !bytes.Equal(body, first.body) {
+		t.Fatalf("record: state %s, %d bytes; want completed_gzip and the %d bytes sent", state, len(body), len(first.body))
+	}
+	again := send("sent-gzip", "Accept-Encoding", "gzip")
+	mustEncoding("replay to gzip", again, "gzip")
+	safetyMustReplay(t, again, first) // the very bytes sent
+	for _, ae := range []string{"", "identity", "gzip;q=0"} {
+		plain := send("sent-gzip", "Accept-Encoding", ae)
+		mustEncoding("replay with Accept-Encoding "+ae, plain, "")
+		safetyMustReplay(t, plain, response{status: first.status, body: session})
+	}
+
+	// Sent as JSON, kept as JSON; a replay to a client that accepts gzip is compressed
+	// by the middleware, as a fresh answer would be.
+	json := send("sent-plain")
+	mustEncoding("first answer without gzip", json, "")
+	if state, body := stored("sent-plain"); state != "completed" || !bytes.Equal(body, json.body) {
+		t.Fatalf("record: state %s, body %s; want completed and the JSON sent", state, body)
+	}
+	zipped := send("sent-plain", "Accept-Encoding", "gzip")
+	mustEncoding("replay of JSON to gzip", zipped, "gzip")
+	safetyMustReplay(t, response{status: zipped.status, header: zipped.header, body: safetyGunzip(t, zipped.body)}, json)
+
+	// An error is under the compression threshold: kept as JSON whatever the client takes.
+	id := e.mustCreate(map[string]any{"items": items("item_123", 1)})["id"].(string)
+	refused, err := safetySend(client, http.MethodPost, url+"/"+id+"/complete", safetyCompleteBody,
+		"Idempotency-Key", "refused-gzip", "Accept-Encoding", "gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEncoding("refusal", refused, "")
+	if state, body := stored("refused-gzip"); state != "completed" || !bytes.Equal(body, refused.body) {
+		t.Errorf("refusal record: state %s, body %s; want completed and the JSON sent", state, body)
+	}
+}
+
 func safetyGunzip(t *testing.T, b []byte) []byte {
 	t.Helper()
 	zr, err := gzip.NewReader(bytes.NewReader(b))
@@ -1343,7 +1431,7 @@ func TestDelegatePaymentConcurrentDuplicatesStoreOneToken(t *testing.T) {
 	if got := dbInt(e, `SELECT count(*) FROM vault_tokens`); got != 1 {
 		t.Errorf("vault_tokens = %d, want 1", got)
 	}
-	if rows := safetyKeyRows(e, "dup"); len(rows) != 1 || rows[0].state != "completed" {
+	if rows := safetyKeyRows(e, "dup"); len(rows) != 1 || !rows[0].completed() {
 		t.Errorf("dup rows = %+v", rows)
 	}
 }

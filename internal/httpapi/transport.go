@@ -1,11 +1,19 @@
 package httpapi
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/gzhttp"
+	"github.com/klauspost/compress/gzhttp/writer/gzkp"
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 )
 
 // corsAllowHeaders are the request headers an ACP client sends (an MCP client adds
@@ -101,4 +109,71 @@ func withCompression() Middleware {
 		panic("httpapi: gzhttp configuration: " + err.Error()) // constants above: a programming error
 	}
 	return func(next http.Handler) http.Handler { return wrap(next) }
+}
+
+// acceptsGzip reports whether withCompression would gzip a response to r that pays for
+// it: r names gzip in its (first) Accept-Encoding header with a weight above 0, and is
+// not a HEAD. It reads the header as gzhttp does, which compares its own reading
+// (TestAcceptsGzipAgreesWithTheMiddleware); a coding is matched ignoring case, "*"
+// does not stand for gzip, and a weight that does not parse counts as 0.
+func acceptsGzip(r *http.Request) bool {
+	if r.Method == http.MethodHead {
+		return false
+	}
+	for coding := range strings.SplitSeq(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(coding, ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		weight := 1.0
+		for param := range strings.SplitSeq(params, ";") {
+			param = strings.TrimSpace(param)
+			if len(param) >= 2 && strings.EqualFold(param[:2], "q=") {
+				var err error
+				if weight, err = strconv.ParseFloat(param[2:], 64); err != nil {
+					weight = 0
+				}
+			}
+		}
+		return weight > 0
+	}
+	return false
+}
+
+// gzipPack is the idempotency.Claim.Pack of a client that accepts gzip: a body that
+// withCompression would compress (compressionMinSize) is compressed as it would be,
+// with gzhttp's pooled writers at compressionLevel, so that the record keeps the bytes
+// sent. A smaller body is kept as it is.
+func gzipPack(body []byte) ([]byte, bool) {
+	if len(body) < compressionMinSize {
+		return body, false
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body) / 2) // a session compresses to about 40%
+	zw := gzkp.NewWriter(&buf, compressionLevel)
+	_, err := zw.Write(body)
+	if closeErr := zw.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return body, false // cannot happen: a bytes.Buffer does not fail
+	}
+	return buf.Bytes(), true
+}
+
+// plainResponse is r with its body as JSON: decompressed when it was recorded gzipped,
+// for a client that does not accept gzip (or MCP, whose answers carry the JSON).
+func plainResponse(r idempotency.Response) (idempotency.Response, error) {
+	if !r.Gzipped {
+		return r, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(r.Body))
+	if err != nil {
+		return idempotency.Response{}, fmt.Errorf("read a recorded gzip response: %w", err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		return idempotency.Response{}, fmt.Errorf("read a recorded gzip response: %w", err)
+	}
+	return idempotency.Response{Status: r.Status, Body: body}, nil
 }

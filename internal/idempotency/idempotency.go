@@ -29,8 +29,9 @@ type Key struct {
 }
 
 // Claim is a key this request holds (in flight). Encode renders the result of the
-// request as the response the client will get; the storage layer calls Record inside
-// its transaction and Committed after the commit.
+// request as the response the client will get, and Pack the form it is sent in; the
+// storage layer records what Render makes of both inside its transaction, and calls
+// Committed after the commit.
 //
 // A claim made by NewDeferred is not taken yet: the storage layer takes it in the first
 // round trip of the request's work (Hash is what it claims the key with) and tells the
@@ -43,6 +44,11 @@ type Claim struct {
 	// Encode turns a result (a checkout.View, a payment.Token, ...) into the response;
 	// SetEncoder sets it for results of one type.
 	Encode func(result any) (status int, body []byte, err error)
+	// Pack, when set, is how the transport sends an encoded body: compressed (gzipped)
+	// for a client that accepts gzip, when that pays. The record keeps the body as
+	// sent, so a replay to such a client sends the stored bytes as they are rather
+	// than compressing the same body again. nil: bodies are sent as encoded.
+	Pack func(body []byte) (packed []byte, gzipped bool)
 	// Hash is the request's hash, which a deferred claim is taken with.
 	Hash string
 
@@ -51,8 +57,7 @@ type Claim struct {
 	take func(ctx context.Context) (Outcome, error)
 
 	mu       sync.Mutex
-	status   int
-	body     []byte
+	response Response
 	recorded bool
 	// resolved says a deferred claim was taken; outcome is what that found.
 	resolved bool
@@ -126,18 +131,40 @@ func FromContext(ctx context.Context) *Claim {
 	return c
 }
 
+// Render turns the result of the request into the response to record: Encode's, in
+// the form Pack gives it.
+func (c *Claim) Render(result any) (Response, error) {
+	status, body, err := c.Encode(result)
+	if err != nil {
+		return Response{}, err
+	}
+	r := Response{Status: status, Body: body}
+	if c.Pack != nil {
+		r.Body, r.Gzipped = c.Pack(body)
+	}
+	return r, nil
+}
+
 // Committed notes that the response was stored by a committed transaction.
-func (c *Claim) Committed(status int, body []byte) {
+func (c *Claim) Committed(r Response) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.status, c.body, c.recorded = status, body, true
+	c.response, c.recorded = r, true
 }
 
 // Recorded returns the stored response when the storage layer committed one.
-func (c *Claim) Recorded() (status int, body []byte, ok bool) {
+func (c *Claim) Recorded() (Response, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.status, c.body, c.recorded
+	return c.response, c.recorded
+}
+
+// Response is a response as an idempotency record keeps it: its status and body, the
+// JSON the request was answered with or, Gzipped, the gzip of that JSON as it was sent.
+type Response struct {
+	Status  int
+	Body    []byte
+	Gzipped bool
 }
 
 // Hash fingerprints a request body semantically: JSON is re-encoded with sorted object
@@ -196,12 +223,11 @@ const (
 	InFlight
 )
 
-// Outcome is the result of claiming a key.
+// Outcome is the result of claiming a key: with Replay, the stored response.
 type Outcome struct {
 	Kind    OutcomeKind
 	ClaimID string
-	Status  int
-	Body    []byte
+	Response
 }
 
 // Store records Idempotency-Keys for the transports (REST and MCP alike), so a retried

@@ -131,20 +131,20 @@ func TestClaimContextAndRecording(t *testing.T) {
 	if got != c {
 		t.Fatalf("FromContext = %v, want %v", got, c)
 	}
-	if _, _, ok := c.Recorded(); ok {
+	if _, ok := c.Recorded(); ok {
 		t.Fatal("a fresh claim has a recorded response")
 	}
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			c.Committed(201, []byte(`{"id":"cs_1"}`))
-			_, _, _ = c.Recorded()
+			c.Committed(Response{Status: 201, Body: []byte(`{"id":"cs_1"}`)})
+			_, _ = c.Recorded()
 		})
 	}
 	wg.Wait()
-	status, body, ok := c.Recorded()
-	if !ok || status != 201 || string(body) != `{"id":"cs_1"}` {
-		t.Errorf("Recorded = %d %s %v", status, body, ok)
+	r, ok := c.Recorded()
+	if !ok || r.Status != 201 || string(r.Body) != `{"id":"cs_1"}` || r.Gzipped {
+		t.Errorf("Recorded = %+v %v", r, ok)
 	}
 }
 
@@ -156,5 +156,20 @@ func TestSetEncoderChecksTheResultType(t *testing.T) {
 	}
 	if _, _, err := c.Encode("seven"); err == nil {
 		t.Fatal("Encode of a string by an int encoder: no error")
+	}
+}
+
+func TestRenderRecordsTheBodyAsPacked(t *testing.T) {
+	var c Claim
+	SetEncoder(&c, func(n int) (int, []byte, error) { return 201, []byte{byte(n)}, nil })
+	if r, err := c.Render(7); err != nil || r.Status != 201 || string(r.Body) != "\x07" || r.Gzipped {
+		t.Fatalf("Render(7) without Pack = %+v, %v", r, err)
+	}
+	c.Pack = func(body []byte) ([]byte, bool) { return append([]byte("packed:"), body...), true }
+	if r, err := c.Render(7); err != nil || r.Status != 201 || string(r.Body) != "packed:\x07" || !r.Gzipped {
+		t.Fatalf("Render(7) with Pack = %+v, %v", r, err)
+	}
+	if _, err := c.Render("seven"); err == nil {
+		t.Fatal("Render of a string by an int encoder: no error")
 	}
 }

@@ -40,8 +40,7 @@ func withRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func(
 			return zero, err
 		}
 	}
-	var status int
-	var body []byte
+	var recorded *idempotency.Response
 	var refusal error
 	result, err := withTxV(ctx, pool, func(q *db.Queries) (T, error) {
 		now := clock()
@@ -54,10 +53,12 @@ func withRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func(
 		if err != nil || claim == nil || claim.Encode == nil {
 			return result, err
 		}
-		if status, body, err = claim.Encode(result); err != nil {
+		response, err := claim.Render(result)
+		if err != nil {
 			return result, fmt.Errorf("encode response: %w", err)
 		}
-		n, err := q.CompleteIdempotencyKey(ctx, completeKeyParams(claim, status, body, now))
+		recorded = &response
+		n, err := q.CompleteIdempotencyKey(ctx, completeKeyParams(claim, response, now))
 		if err != nil {
 			return result, fmt.Errorf("record idempotent response: %w", err)
 		}
@@ -73,16 +74,17 @@ func withRecordedTxV[T any](ctx context.Context, pool *pgxpool.Pool, clock func(
 		var zero T
 		return zero, refusal
 	}
-	if body != nil {
-		claim.Committed(status, body)
+	if recorded != nil {
+		claim.Committed(*recorded)
 	}
 	return result, nil
 }
 
-func completeKeyParams(c *idempotency.Claim, status int, body []byte, now time.Time) db.CompleteIdempotencyKeyParams {
+// completeKeyParams records r as the response of c's key at now.
+func completeKeyParams(c *idempotency.Claim, r idempotency.Response, now time.Time) db.CompleteIdempotencyKeyParams {
 	return db.CompleteIdempotencyKeyParams{
 		Caller: c.Key.Caller, Method: c.Key.Method, Path: c.Key.Path, Key: c.Key.Key, ApiVersion: c.Key.APIVersion,
-		ClaimID: c.ClaimID, ResponseStatus: ptrInt32(int32(status)), ResponseBody: body, Now: &now,
+		ClaimID: c.ClaimID, ResponseStatus: ptrInt32(int32(r.Status)), ResponseBody: r.Body, Gzipped: r.Gzipped, Now: &now,
 	}
 }
 
@@ -157,16 +159,25 @@ func settledOutcome(row db.ClaimIdempotencyKeyRow, p db.ClaimIdempotencyKeyParam
 		return idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: p.ClaimID}, true
 	case row.RequestHash != p.RequestHash:
 		return idempotency.Outcome{Kind: idempotency.Conflict}, true
-	case row.State == "completed" && row.ResponseStatus != nil:
-		return idempotency.Outcome{Kind: idempotency.Replay, Status: int(*row.ResponseStatus), Body: row.ResponseBody}, true
+	case (row.State == stateCompleted || row.State == stateCompletedGzip) && row.ResponseStatus != nil:
+		return idempotency.Outcome{Kind: idempotency.Replay, Response: idempotency.Response{
+			Status: int(*row.ResponseStatus), Body: row.ResponseBody, Gzipped: row.State == stateCompletedGzip,
+		}}, true
 	}
 	return idempotency.Outcome{}, false
 }
 
+// The states of a key that has its response (CompleteIdempotencyKey): its JSON, or
+// the gzip of it as it was sent (migration 00028).
+const (
+	stateCompleted     = "completed"
+	stateCompletedGzip = "completed_gzip"
+)
+
 // Complete stores the response of a claimed request (one that wrote nothing, or whose
-// response was not recorded with its side effect).
+// response was not recorded with its side effect), as JSON.
 func (i *Idempotency) Complete(ctx context.Context, c *idempotency.Claim, status int, body []byte) error {
-	n, err := db.New(i.pool).CompleteIdempotencyKey(ctx, completeKeyParams(c, status, body, i.now()))
+	n, err := db.New(i.pool).CompleteIdempotencyKey(ctx, completeKeyParams(c, idempotency.Response{Status: status, Body: body}, i.now()))
 	if err != nil {
 		return fmt.Errorf("store idempotent response: %w", err)
 	}

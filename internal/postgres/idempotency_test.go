@@ -2,11 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
@@ -129,6 +131,76 @@ func TestMigration00005DownAndUp(t *testing.T) {
 	if got, want := keys("api_version"), []string{"admin ", "both 2025-09-29", "twin "}; !slices.Equal(got, want) {
 		t.Errorf("rows after up = %q, want %q", got, want)
 	}
+}
+
+// Migration 00028 lets a record keep its response compressed ('completed_gzip') and
+// goes down and up again: the rule over the state and the response holds for both
+// completed states, 00029 leaves it validated, and down drops the compressed records,
+// which the release before it cannot read, keeping the others.
+func TestMigration00028DownAndUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.MustPool(t)
+	insert := func(key, state string, withResponse bool) error {
+		_, err := pool.Exec(ctx, `INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash,
+				claim_id, state, claimed_at, response_status, response_body, completed_at)
+			SELECT 'c', 'POST', '/checkout_sessions', $1, '2026-04-17', 'h', 'clm', $2::text, now(), s, b, a
+			FROM (SELECT CASE WHEN $3 THEN 201 END AS s, CASE WHEN $3 THEN '\x1f8b'::bytea END AS b,
+				CASE WHEN $3 THEN now() END AS a) r`, key, state, withResponse)
+		return err
+	}
+	mustInsert := func(key, state string, withResponse bool) {
+		t.Helper()
+		if err := insert(key, state, withResponse); err != nil {
+			t.Fatalf("insert %s %s: %v", key, state, err)
+		}
+	}
+	mustRefuse := func(key, state string, withResponse bool) {
+		t.Helper()
+		var pgErr *pgconn.PgError
+		if err := insert(key, state, withResponse); !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+			t.Errorf("insert %s %s (response %v): err %v, want a check violation", key, state, withResponse, err)
+		}
+	}
+	mustInsert("plain", "completed", true)
+	mustInsert("zipped", "completed_gzip", true)
+	mustInsert("running", "in_flight", false)
+	mustRefuse("no-response", "completed_gzip", false)
+	mustRefuse("in-flight-with-response", "in_flight", true)
+	mustRefuse("unknown", "completed_zstd", true)
+	var valid bool
+	if err := pool.QueryRow(ctx, `SELECT convalidated FROM pg_constraint WHERE conname = 'idempotency_keys_check'`).Scan(&valid); err != nil || !valid {
+		t.Errorf("idempotency_keys_check validated = %v (%v), want true after 00029", valid, err)
+	}
+
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.DownTo(ctx, 27); err != nil {
+		t.Fatalf("down to 27: %v", err)
+	}
+	keys := func() []string {
+		t.Helper()
+		rows, _ := pool.Query(ctx, `SELECT key || ' ' || state FROM idempotency_keys ORDER BY 1`)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got, want := keys(), []string{"plain completed", "running in_flight"}; !slices.Equal(got, want) {
+		t.Errorf("rows after down = %q, want %q", got, want)
+	}
+	mustRefuse("zipped-again", "completed_gzip", true)
+
+	if _, err := provider.Up(ctx); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	mustInsert("zipped-again", "completed_gzip", true)
+	mustRefuse("no-response-again", "completed_gzip", false)
 }
 
 // Retention deletes old keys in batches of at most 1,000, each a statement of its own

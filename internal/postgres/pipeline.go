@@ -661,8 +661,7 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	if err != nil {
 		return zero, err
 	}
-	var status int
-	var body []byte
+	var recorded *idempotency.Response
 	// A claim still pending rides the COMMIT: fn sent nothing. Without a response to
 	// record, nothing would stop the work when the key is not the request's, so the
 	// claim is then taken on its own.
@@ -671,10 +670,12 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 		return zero, errRideMissed
 	}
 	if claim != nil && claim.Encode != nil {
-		if status, body, err = claim.Encode(result); err != nil {
+		response, err := claim.Render(result)
+		if err != nil {
 			return zero, fmt.Errorf("encode response: %w", err)
 		}
-		record := completeKeyParams(claim, status, body, now)
+		recorded = &response
+		record := completeKeyParams(claim, response, now)
 		if ridesCommit {
 			record.ClaimID = tx.rideParams.ClaimID
 		}
@@ -693,8 +694,8 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 		}
 		return zero, fmt.Errorf("commit: %w", err)
 	}
-	if body != nil {
-		claim.Committed(status, body)
+	if recorded != nil {
+		claim.Committed(*recorded)
 	}
 	return result, nil
 }
