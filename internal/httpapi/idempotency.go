@@ -130,9 +130,9 @@ func checkIdempotencyKey(key, name string) *acp.Error {
 // recorded (or, a server error, released) before runOnce returns, so a client never
 // sees a response the server did not record.
 //
-// pack is how the caller sends a body to this client (idempotency.Claim.Pack): nil
-// for one that takes bodies as encoded, which then gets a replay recorded compressed
-// for another client decompressed.
+// pack is how the caller sends a body to this client (idempotency.Claim.Pack), or nil
+// when it sends bodies as encoded: a response recorded compressed for another client
+// is then replayed decompressed.
 //
 // With ride (an operation whose storage takes the claim in its first round trip:
 // claimRides), the claim is deferred: run starts before the key is claimed, the storage
