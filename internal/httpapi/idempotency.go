@@ -103,6 +103,10 @@ func (s *Server) withIdempotency() Middleware {
 			case err != nil:
 				s.writeError(w, r, err)
 			case ans.replayed:
+				// A run whose deferred claim found the key recorded was refused as in
+				// flight (acpError's ErrNotClaimed); that refusal is not the answer, so
+				// the access log and the metrics must not count it.
+				infoOf(r).errCode = ""
 				w.Header().Set("Idempotent-Replayed", "true")
 				writeRecorded(w, ans.Response)
 			default:

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -262,6 +263,30 @@ func TestIdempotencyReplaysCreateBytewise(t *testing.T) {
 	e.mustSession(e.do(http.MethodPost, "/checkout_sessions", withNull, "Idempotency-Key", "k2"), http.StatusCreated)
 	if n := dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE state <> 'in_flight'`); n != 2 {
 		t.Errorf("completed keys = %d, want 2", n)
+	}
+}
+
+// A replay is not a refusal: the create's claim rides its first read, where the run
+// that found the key recorded stops as refused, and that refusal must not reach the
+// access log (nor the refusals metric, counted from the same code).
+func TestIdempotencyReplayIsNotLoggedAsARefusal(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	first := e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "logged")
+	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions", safetyCreateBody, "Idempotency-Key", "logged"), first)
+	var replayLines int
+	for line := range strings.Lines(e.logs.String()) {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) != nil || entry["msg"] != "request" || entry["route"] != "/checkout_sessions" {
+			continue
+		}
+		replayLines++
+		if code, ok := entry["error_code"]; ok {
+			t.Errorf("access log of a create answered %v: error_code %v", entry["status"], code)
+		}
+	}
+	if replayLines != 2 {
+		t.Errorf("%d access log lines of the creates, want 2", replayLines)
 	}
 }
 
@@ -1335,14 +1360,14 @@ func TestIdempotencyKeepsTheResponseAsSent(t *testing.T) {
 
 	// Sent as JSON, kept as JSON; a replay to a client that accepts gzip is compressed
 	// by the middleware, as a fresh answer would be.
-	json := send("sent-plain")
-	mustEncoding("first answer without gzip", json, "")
-	if state, body := stored("sent-plain"); state != "completed" || !bytes.Equal(body, json.body) {
+	asJSON := send("sent-plain")
+	mustEncoding("first answer without gzip", asJSON, "")
+	if state, body := stored("sent-plain"); state != "completed" || !bytes.Equal(body, asJSON.body) {
 		t.Fatalf("record: state %s, body %s; want completed and the JSON sent", state, body)
 	}
 	zipped := send("sent-plain", "Accept-Encoding", "gzip")
 	mustEncoding("replay of JSON to gzip", zipped, "gzip")
-	safetyMustReplay(t, response{status: zipped.status, header: zipped.header, body: safetyGunzip(t, zipped.body)}, json)
+	safetyMustReplay(t, response{status: zipped.status, header: zipped.header, body: safetyGunzip(t, zipped.body)}, asJSON)
 
 	// An error is under the compression threshold: kept as JSON whatever the client takes.
 	id := e.mustCreate(map[string]any{"items": items("item_123", 1)})["id"].(string)
@@ -1355,6 +1380,22 @@ func TestIdempotencyKeepsTheResponseAsSent(t *testing.T) {
 	if state, body := stored("refused-gzip"); state != "completed" || !bytes.Equal(body, refused.body) {
 		t.Errorf("refusal record: state %s, body %s; want completed and the JSON sent", state, body)
 	}
+
+	// A completion is kept as sent too. The sizes are the record's saving, which
+	// docs/PERFORMANCE.md ("Sixteenth round") quotes from this log.
+	ready := safetyReadySession(e)
+	done, err := safetySend(client, http.MethodPost, url+"/"+ready+"/complete", safetyCompleteBody,
+		"Idempotency-Key", "complete-gzip", "Accept-Encoding", "gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEncoding("completion", done, "gzip")
+	state, body := stored("complete-gzip")
+	if state != "completed_gzip" || !bytes.Equal(body, done.body) {
+		t.Fatalf("completion record: state %s, %d bytes; want completed_gzip and the %d bytes sent", state, len(body), len(done.body))
+	}
+	t.Logf("records kept as sent: a session of %d bytes of JSON in %d, a completion of %d in %d",
+		len(session), len(first.body), len(safetyGunzip(t, body)), len(body))
 }
 
 func safetyGunzip(t *testing.T, b []byte) []byte {
