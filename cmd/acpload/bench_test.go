@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -223,9 +224,42 @@ func TestFlashSaleSellsOutAndStops(t *testing.T) {
 	if selling <= 0 || selling > time.Since(sale.start) {
 		t.Errorf("selling window %v: want the time to the last sale, within the sale", selling)
 	}
+	rates, counted := sale.quarterRates(), 0.0
+	for _, r := range rates {
+		counted += r * selling.Seconds() / 4
+	}
+	if len(rates) != 4 || math.Round(counted) != 25 {
+		t.Errorf("quarter rates %v over %v count %.2f sales, want 4 rates counting the 25", rates, selling, counted)
+	}
 	if rep.ElapsedSeconds > 30 {
 		t.Errorf("the sale ran %.0fs: the agents did not stop when it sold out", rep.ElapsedSeconds)
 	}
+}
+
+func TestQuarterRatesSplitTheSellingTime(t *testing.T) {
+	t.Parallel()
+	sale := newFlashSale(2)
+	if r := sale.quarterRates(); r != nil {
+		t.Errorf("before a sale: %v, want none", r)
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	// Over 4 s: one sale in the first second, two in the second, none in the third and
+	// two in the last, the last sale on its very end.
+	sale.soldAt[0] = []time.Duration{ms(500), ms(1500), ms(3900)}
+	sale.soldAt[1] = []time.Duration{ms(1999), ms(4000)}
+	sale.recordSale(ms(4000))
+	if got, want := sale.quarterRates(), []float64{1, 2, 0, 2}; !slices.Equal(got, want) {
+		t.Errorf("quarter rates %v, want %v", got, want)
+	}
+}
+
+func TestReportShowsTheSalesQuarterRates(t *testing.T) {
+	t.Parallel()
+	fs := FlashSale{Build: "current", Stock: 2000, Sold: 2000, Orders: 2000, Refusals: 32, SoldOut: true,
+		SellingSeconds: 2.5, CompletionsPerSecond: 800, QuarterRates: []float64{610, 790, 880, 920},
+		Ceiling: Ceiling{TPS: 900, Transactions: 9000}, CeilingRatio: 800.0 / 900}
+	requireReportText(t, BenchReport{Current: Build{Name: "current"}, FlashSale: []FlashSale{fs}},
+		"completions/s by quarter of the selling time: 610 / 790 / 880 / 920")
 }
 
 func TestFlashSaleStopsWhenThePreparedSessionsRunOut(t *testing.T) {

@@ -66,11 +66,14 @@ type FlashSale struct {
 	Lost     int64 `json:"lost"`
 	// SellingSeconds runs from the first completion sent to the end of the last one
 	// answered completed; CompletionsPerSecond is Sold over it.
-	SellingSeconds       float64     `json:"selling_seconds"`
-	CompletionsPerSecond float64     `json:"completions_per_second"`
-	Report               Report      `json:"report"`
-	CPU                  CPUUsage    `json:"cpu"`
-	Server               ServerStats `json:"server"`
+	SellingSeconds       float64 `json:"selling_seconds"`
+	CompletionsPerSecond float64 `json:"completions_per_second"`
+	// QuarterRates are the completions/s of each quarter of the selling time, first to
+	// last: a ramp or a stall shows in them, where the rate over the whole sale hides it.
+	QuarterRates []float64   `json:"quarter_rates,omitempty"`
+	Report       Report      `json:"report"`
+	CPU          CPUUsage    `json:"cpu"`
+	Server       ServerStats `json:"server"`
 	// Ceiling is pgbench on the hot row (the same for every build), and CeilingRatio
 	// the sale's completions/s over its rate.
 	Ceiling      Ceiling `json:"ceiling"`
@@ -121,10 +124,13 @@ type flashSale struct {
 	// completed, in nanoseconds since start.
 	start    time.Time
 	lastSold atomic.Int64
+	// soldAt holds, per agent (indexed by agent id: no lock), the end of each of its
+	// completions answered completed, since start.
+	soldAt [][]time.Duration
 }
 
 func newFlashSale(agents int) *flashSale {
-	return &flashSale{prepared: make([][]flashSession, agents)}
+	return &flashSale{prepared: make([][]flashSession, agents), soldAt: make([][]time.Duration, agents)}
 }
 
 // prepare makes one session ready to pay for a unit of the item (create, update with
@@ -183,8 +189,30 @@ func (f *flashSale) buy(ctx context.Context, a *agent) error {
 		return err
 	}
 	f.sold.Add(1)
-	f.recordSale(time.Since(f.start))
+	at := time.Since(f.start)
+	f.soldAt[a.id] = append(f.soldAt[a.id], at)
+	f.recordSale(at)
 	return nil
+}
+
+// quarterRates is the completions/s of each quarter of the selling time (the time to
+// the last sale), from the agents' sale times; nil before the first sale.
+func (f *flashSale) quarterRates() []float64 {
+	selling := time.Duration(f.lastSold.Load())
+	if selling <= 0 {
+		return nil
+	}
+	var counts [4]int
+	for _, times := range f.soldAt {
+		for _, at := range times {
+			counts[min(int(4*at/selling), 3)]++
+		}
+	}
+	rates := make([]float64, len(counts))
+	for i, n := range counts {
+		rates[i] = float64(n) / (selling.Seconds() / 4)
+	}
+	return rates
 }
 
 // recordSale moves lastSold forward to at, unless a later sale has been recorded.
@@ -310,6 +338,7 @@ func (e *benchEnv) runFlashSale(ctx context.Context, t *benchTarget, hot Ceiling
 	if fs.SellingSeconds > 0 {
 		fs.CompletionsPerSecond = float64(fs.Sold) / fs.SellingSeconds
 	}
+	fs.QuarterRates = sale.quarterRates()
 	if hot.TPS > 0 {
 		fs.CeilingRatio = fs.CompletionsPerSecond / hot.TPS
 	}
