@@ -351,15 +351,11 @@ func (fs FlashSale) writeText(w io.Writer) {
 	fmt.Fprintf(w, "  %.1f completions/s over %.2fs of selling; hot-row pgbench ceiling %.1f tps at %d clients (p99 %s): ratio %.2f\n",
 		fs.CompletionsPerSecond, fs.SellingSeconds, fs.Ceiling.TPS, fs.Agents, fmtMs(fs.Ceiling.P99Ms), fs.CeilingRatio)
 	if len(fs.QuarterRates) > 0 {
-		fmt.Fprint(w, "  completions/s by quarter of the selling time:")
+		rates := make([]string, len(fs.QuarterRates))
 		for i, r := range fs.QuarterRates {
-			sep := " /"
-			if i == 0 {
-				sep = ""
-			}
-			fmt.Fprintf(w, "%s %.0f", sep, r)
+			rates[i] = fmt.Sprintf("%.0f", r)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  completions/s by quarter of the selling time: %s\n", strings.Join(rates, " / "))
 	}
 	fmt.Fprintf(w, "  ratio's sides: %s\n", flashSaleSides)
 	fmt.Fprintf(w, "  hot-row ceiling: %s\n", fs.Ceiling.Command)
