@@ -327,20 +327,15 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 	}
 
 	if cfg.flashStock > 0 {
-		hot, err := env.hotRowCeiling(ctx, current)
+		targets := []*benchTarget{current}
+		if baseline != nil {
+			targets = append(targets, baseline)
+		}
+		sales, err := env.runFlashSales(ctx, targets)
 		if err != nil {
 			return err
 		}
-		for _, t := range []*benchTarget{current, baseline} {
-			if t == nil {
-				continue
-			}
-			fs, err := env.runFlashSale(ctx, t, hot)
-			if err != nil {
-				return err
-			}
-			rep.FlashSale = append(rep.FlashSale, fs)
-		}
+		rep.FlashSale = sales
 	}
 
 	if cfg.pspDelay > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -224,7 +225,7 @@ func TestFlashSaleSellsOutAndStops(t *testing.T) {
 	if selling <= 0 || selling > time.Since(sale.start) {
 		t.Errorf("selling window %v: want the time to the last sale, within the sale", selling)
 	}
-	rates, counted := sale.quarterRates(), 0.0
+	rates, counted := quarterRates([]*flashSale{sale}), 0.0
 	for _, r := range rates {
 		counted += r * selling.Seconds() / 4
 	}
@@ -238,18 +239,71 @@ func TestFlashSaleSellsOutAndStops(t *testing.T) {
 
 func TestQuarterRatesSplitTheSellingTime(t *testing.T) {
 	t.Parallel()
-	sale := newFlashSale(2)
-	if r := sale.quarterRates(); r != nil {
+	first, second := newFlashSale(2), newFlashSale(2)
+	rounds := []*flashSale{first, second}
+	if r := quarterRates(rounds); r != nil {
 		t.Errorf("before a sale: %v, want none", r)
 	}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-	// Over 4 s: one sale in the first second, two in the second, none in the third and
-	// two in the last, the last sale on its very end.
-	sale.soldAt[0] = []time.Duration{ms(500), ms(1500), ms(3900)}
-	sale.soldAt[1] = []time.Duration{ms(1999), ms(4000)}
-	sale.recordSale(ms(4000))
-	if got, want := sale.quarterRates(), []float64{1, 2, 0, 2}; !slices.Equal(got, want) {
+	// Two rounds of 2 s each, end to end 4 s, a second a quarter. The second round's
+	// sales count from the first's end, and the last sale on the very end counts in the
+	// last quarter.
+	first.soldAt[0] = []time.Duration{ms(500), ms(1500)}
+	first.soldAt[1] = []time.Duration{ms(1999), ms(2000)}
+	first.recordSale(ms(2000))
+	second.soldAt[1] = []time.Duration{ms(1900), ms(2000)}
+	second.recordSale(ms(2000))
+	// The first round's last sale, at its end (2 s of 4), opens the third quarter.
+	if got, want := quarterRates(rounds), []float64{1, 2, 1, 2}; !slices.Equal(got, want) {
 		t.Errorf("quarter rates %v, want %v", got, want)
+	}
+}
+
+func TestTheFlashSaleSplitsIntoRounds(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		stock, rounds int
+		want          []int
+	}{
+		{2000, 2, []int{1000, 1000}},
+		{2001, 2, []int{1001, 1000}},
+		{7, 3, []int{3, 2, 2}},
+		{1, 2, []int{1}},
+	} {
+		if got := splitStock(c.stock, c.rounds); !slices.Equal(got, c.want) {
+			t.Errorf("splitStock(%d, %d) = %v, want %v", c.stock, c.rounds, got, c.want)
+		}
+	}
+	prepared := newFlashSale(3)
+	for i := range 7 {
+		prepared.sessions = append(prepared.sessions, flashSession{path: fmt.Sprint(i)})
+	}
+	rounds := prepared.split([]int{4, 3})
+	if len(rounds) != 2 || len(rounds[0].sessions) != 4 || len(rounds[1].sessions) != 3 ||
+		rounds[0].sessions[3].path != "3" || rounds[1].sessions[0].path != "4" || len(rounds[1].soldAt) != 3 {
+		t.Errorf("split into %d rounds: %+v", len(rounds), rounds)
+	}
+	// Each round is settled against the stock it set, from the orders before it: two
+	// rounds of 1000, the first clean, the second with 2 units gone without an order.
+	fs := FlashSale{SoldOut: true}
+	sold := func(n int64, soldOut bool, selling time.Duration) *flashSale {
+		sale := newFlashSale(1)
+		sale.sold.Store(n)
+		sale.refusals.Store(32)
+		sale.soldOut.Store(soldOut)
+		sale.recordSale(selling)
+		return sale
+	}
+	fs.addRound(1000, flashSaleAccount{remaining: 1000}, flashSaleAccount{remaining: 0, orders: 1000, units: 1000},
+		sold(1000, true, 2*time.Second))
+	if fs.Oversold != 0 || fs.Lost != 0 || fs.Sold != 1000 || !fs.SoldOut || fs.SellingSeconds != 2 {
+		t.Errorf("after a clean round: %+v", fs)
+	}
+	fs.addRound(1000, flashSaleAccount{remaining: 1000, orders: 1000, units: 1000},
+		flashSaleAccount{remaining: 0, orders: 1998, units: 1998}, sold(998, false, 3*time.Second))
+	if fs.Oversold != 0 || fs.Lost != 2 || fs.Sold != 1998 || fs.Orders != 1998 || fs.Refusals != 64 ||
+		fs.SoldOut || fs.SellingSeconds != 5 || fs.StockRemaining != 0 {
+		t.Errorf("after a round that lost 2 units: %+v; want 2 lost, 1998 sold and ordered, not sold out, 5 s", fs)
 	}
 }
 

@@ -49,6 +49,9 @@ type FlashSale struct {
 	Build  string `json:"build"`
 	Stock  int    `json:"stock"`
 	Agents int    `json:"agents"`
+	// Rounds is how many rounds the sale was split into, each selling its share of the
+	// stock right after a round of the hot-row ceiling.
+	Rounds int `json:"rounds"`
 	// Prepared counts the sessions made ready for payment, each with its delegated vault
 	// token, before the sale (not measured): more than the stock, so that it sells out.
 	Prepared int `json:"prepared_sessions"`
@@ -64,18 +67,19 @@ type FlashSale struct {
 	// Lost counts units taken from the stock without an order.
 	Oversold int64 `json:"oversold"`
 	Lost     int64 `json:"lost"`
-	// SellingSeconds runs from the first completion sent to the end of the last one
-	// answered completed; CompletionsPerSecond is Sold over it.
+	// SellingSeconds adds up each round's time from the first completion sent to the
+	// end of the last one answered completed; CompletionsPerSecond is Sold over it.
 	SellingSeconds       float64 `json:"selling_seconds"`
 	CompletionsPerSecond float64 `json:"completions_per_second"`
-	// QuarterRates are the completions/s of each quarter of the selling time, first to
-	// last: a ramp or a stall shows in them, where the rate over the whole sale hides it.
+	// QuarterRates are the completions/s of each quarter of the selling time (the
+	// rounds' selling windows end to end), first to last: a ramp or a stall shows in
+	// them, where the rate over the whole sale hides it.
 	QuarterRates []float64   `json:"quarter_rates,omitempty"`
 	Report       Report      `json:"report"`
 	CPU          CPUUsage    `json:"cpu"`
 	Server       ServerStats `json:"server"`
-	// Ceiling is pgbench on the hot row (the same for every build), and CeilingRatio
-	// the sale's completions/s over its rate.
+	// Ceiling is pgbench on the hot row in rounds alternating with the sale's (the same
+	// for every build), and CeilingRatio the sale's completions/s over its rate.
 	Ceiling      Ceiling `json:"ceiling"`
 	CeilingRatio float64 `json:"ceiling_ratio"`
 }
@@ -84,23 +88,205 @@ type FlashSale struct {
 // agent still has sessions to complete when the stock runs out, so each can be refused.
 const flashSaleSpare = 4
 
-// hotRowCeiling measures the flash sale's database ceiling on the current build's
-// database: complete.pgbench on seeded sessions, every client decrementing the stock of
-// the flash-sale variant, at the sale's concurrency, for -d.
-func (e *benchEnv) hotRowCeiling(ctx context.Context, t *benchTarget) (Ceiling, error) {
-	// Stock enough for pgbench never to run out; each sale sets its own afterwards.
-	if err := runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, "1000000000"); err != nil {
-		return Ceiling{}, err
+// flashSaleRounds is how many rounds a flash sale alternates with its hot-row ceiling
+// in, each round of the sale selling its share of the stock right after a round of
+// pgbench, as the complete-only phase alternates with its ceiling. A single sale ran
+// 10 to 30 seconds after a single ceiling round, and on a machine whose speed drifts
+// each side met a machine of its own (docs/PERFORMANCE.md, "Seventeenth round").
+const flashSaleRounds = 2
+
+// hotRowStock is the flash-sale variant's stock while pgbench runs on the hot row:
+// enough never to run out.
+const hotRowStock = "1000000000"
+
+// runFlashSales measures the flash sale of every build (the current one first) against
+// the hot row's database ceiling: complete.pgbench on seeded sessions of the current
+// build's database, every client decrementing the stock of the flash-sale variant, at
+// the sale's concurrency. Each build's sessions are prepared first, on a server of its
+// own; then each round runs pgbench for its share of -d and each build's sale for its
+// share of the stock.
+func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) (_ []FlashSale, err error) {
+	cfg := e.cfg
+	current := targets[0]
+	if err := runAdmin(ctx, current.build.Binary, current.databaseURL, "catalog", "stock", flashVariant, hotRowStock); err != nil {
+		return nil, err
 	}
-	ceiling, err := newCeiling(ctx, e, t, hotRowScript(), "flash-sale.pgbench", e.cfg.flashAgents)
+	hot, err := newCeiling(ctx, e, current, hotRowScript(), "flash-sale.pgbench", cfg.flashAgents)
 	if err != nil {
-		return Ceiling{}, err
+		return nil, err
 	}
-	e.speed("flash-sale pgbench")
-	if err := ceiling.round(ctx, e.cfg.duration, e.progress); err != nil {
-		return Ceiling{}, err
+	stocks := splitStock(cfg.flashStock, flashSaleRounds)
+	var runs []*flashSaleRun
+	defer func() {
+		for _, r := range runs {
+			r.stop()
+		}
+	}()
+	for _, t := range targets {
+		r, err := e.prepareFlashSaleRun(ctx, t, stocks)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
 	}
-	return ceiling.result(), nil
+	// The servers idle while pgbench runs: their CPU is theirs, not "other".
+	hot.meter = runs[0].s.meter
+	d := (cfg.duration + time.Duration(len(stocks)) - 1) / time.Duration(len(stocks))
+	for i := range stocks {
+		if err := runAdmin(ctx, current.build.Binary, current.databaseURL, "catalog", "stock", flashVariant, hotRowStock); err != nil {
+			return nil, err
+		}
+		e.speed(fmt.Sprintf("flash-sale pgbench round %d", i+1))
+		if err := hot.round(ctx, d, e.progress); err != nil {
+			return nil, err
+		}
+		for _, r := range runs {
+			if err := r.sellRound(ctx, i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ceiling := hot.result()
+	sales := make([]FlashSale, len(runs))
+	for i, r := range runs {
+		sales[i] = r.finish(ceiling)
+	}
+	return sales, nil
+}
+
+// splitStock splits a sale's stock into at most rounds shares, as even as they come,
+// the larger first; a stock smaller than rounds sells one unit a round.
+func splitStock(stock, rounds int) []int {
+	n := max(min(rounds, stock), 1)
+	shares := make([]int, n)
+	for i := range shares {
+		shares[i] = stock / n
+		if i < stock%n {
+			shares[i]++
+		}
+	}
+	return shares
+}
+
+// flashSaleRun is one build's flash sale across its rounds: its server, the sessions
+// prepared for each round, and what the rounds measured so far.
+type flashSaleRun struct {
+	env    *benchEnv
+	t      *benchTarget
+	s      *benchServer
+	stocks []int
+	// rounds holds each round's sale, with stocks[i] + flashSaleSpare per agent of
+	// the prepared sessions.
+	rounds  []*flashSale
+	fs      FlashSale
+	res     loadResult
+	stopped bool
+}
+
+// prepareFlashSaleRun starts the build's server and prepares the sessions of every
+// round (not measured).
+func (e *benchEnv) prepareFlashSaleRun(ctx context.Context, t *benchTarget, stocks []int) (*flashSaleRun, error) {
+	cfg := e.cfg
+	// The sessions are made ready for one unit each, which the item must have in stock.
+	if err := runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(stocks[0])); err != nil {
+		return nil, err
+	}
+	if err := vacuum(ctx, t.pool); err != nil {
+		return nil, err
+	}
+	s, err := e.startBenchServer(ctx, t, cfg.flashAgents)
+	if err != nil {
+		return nil, err
+	}
+	r := &flashSaleRun{env: e, t: t, s: s, stocks: stocks,
+		fs: FlashSale{Build: t.build.Name, Stock: cfg.flashStock, Agents: cfg.flashAgents, Rounds: len(stocks), SoldOut: true}}
+	sizes := make([]int, len(stocks))
+	for i, stock := range stocks {
+		sizes[i] = stock + flashSaleSpare*cfg.flashAgents
+	}
+	prepared, err := e.prepareFlashSale(ctx, s, sizes)
+	if err != nil {
+		r.stop()
+		return nil, err
+	}
+	r.fs.Prepared = len(prepared.sessions)
+	r.rounds = prepared.split(sizes)
+	return r, nil
+}
+
+// sellRound sets the item's stock to the round's share and lets the agents complete
+// the round's sessions until it is gone (or flashSaleTimeout), then reads the
+// database's account of the round.
+func (r *flashSaleRun) sellRound(ctx context.Context, round int) error {
+	e, t, cfg := r.env, r.t, r.env.cfg
+	stock, sale := r.stocks[round], r.rounds[round]
+	if err := runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(stock)); err != nil {
+		return err
+	}
+	if err := vacuum(ctx, t.pool); err != nil {
+		return err
+	}
+	before, err := readFlashSaleAccount(ctx, t)
+	if err != nil {
+		return err
+	}
+	e.speed(fmt.Sprintf("flash sale round %d, %s", round+1, t.build.Name))
+	e.progress("flash sale (%s build), round %d of %d: %d agents completing %d prepared sessions, stock %d",
+		t.build.Name, round+1, len(r.stocks), cfg.flashAgents, len(sale.sessions), stock)
+	lc := loadConfig{name: "flash sale", baseURL: r.s.srv.base, concurrency: cfg.flashAgents, duration: flashSaleTimeout}
+	snap := r.s.meter.snapshot()
+	sale.start = time.Now()
+	res, err := runAgents(ctx, lc, r.s.client, sale.buy)
+	r.fs.CPU = r.fs.CPU.add(usage(snap, r.s.meter.snapshot(), 0))
+	if err != nil {
+		return err
+	}
+	r.res = r.res.add(res)
+	after, err := readFlashSaleAccount(ctx, t)
+	if err != nil {
+		return err
+	}
+	r.fs.addRound(stock, before, after, sale)
+	return nil
+}
+
+// addRound adds a round of the sale that sold stock, with the database's account before
+// and after it.
+func (fs *FlashSale) addRound(stock int, before, after flashSaleAccount, sale *flashSale) {
+	oversold, lost := after.since(before).settle(int64(stock))
+	fs.Oversold, fs.Lost = fs.Oversold+oversold, fs.Lost+lost
+	fs.Orders, fs.StockRemaining = after.orders, after.remaining
+	fs.Sold += sale.sold.Load()
+	fs.Refusals += sale.refusals.Load()
+	fs.SoldOut = fs.SoldOut && sale.soldOut.Load()
+	fs.SellingSeconds += time.Duration(sale.lastSold.Load()).Seconds()
+}
+
+// finish adds the rounds up against the hot row's ceiling and stops the server.
+func (r *flashSaleRun) finish(ceiling Ceiling) FlashSale {
+	fs := r.fs
+	fs.Ceiling = ceiling
+	if fs.SellingSeconds > 0 {
+		fs.CompletionsPerSecond = float64(fs.Sold) / fs.SellingSeconds
+	}
+	if ceiling.TPS > 0 {
+		fs.CeilingRatio = fs.CompletionsPerSecond / ceiling.TPS
+	}
+	fs.QuarterRates = quarterRates(r.rounds)
+	lc := loadConfig{name: "flash sale", baseURL: r.s.srv.base, concurrency: r.env.cfg.flashAgents}
+	fs.Report = r.res.report(lc)
+	fs.Server = r.stop()
+	return fs
+}
+
+// stop stops the build's server once and returns its figures.
+func (r *flashSaleRun) stop() ServerStats {
+	if r.stopped {
+		return r.fs.Server
+	}
+	r.stopped = true
+	r.fs.Server = r.s.stop()
+	return r.fs.Server
 }
 
 // flashSession is a session prepared for the sale: ready for payment, for one unit of
@@ -195,18 +381,25 @@ func (f *flashSale) buy(ctx context.Context, a *agent) error {
 	return nil
 }
 
-// quarterRates is the completions/s of each quarter of the selling time (the time to
-// the last sale), from the agents' sale times; nil before the first sale.
-func (f *flashSale) quarterRates() []float64 {
-	selling := time.Duration(f.lastSold.Load())
+// quarterRates is the completions/s of each quarter of the selling time: the rounds'
+// selling windows (each to its last sale) end to end. Nil before the first sale.
+func quarterRates(rounds []*flashSale) []float64 {
+	var selling time.Duration
+	for _, f := range rounds {
+		selling += time.Duration(f.lastSold.Load())
+	}
 	if selling <= 0 {
 		return nil
 	}
 	var counts [4]int
-	for _, times := range f.soldAt {
-		for _, at := range times {
-			counts[min(int(4*at/selling), 3)]++
+	var offset time.Duration
+	for _, f := range rounds {
+		for _, times := range f.soldAt {
+			for _, at := range times {
+				counts[min(int(4*(offset+at)/selling), 3)]++
+			}
 		}
+		offset += time.Duration(f.lastSold.Load())
 	}
 	rates := make([]float64, len(counts))
 	for i, n := range counts {
@@ -237,11 +430,14 @@ func (f *flashSale) refused(resp response) bool {
 	return true
 }
 
-// prepareFlashSale makes the sale's sessions ready for payment through the server,
-// stock + flashSaleSpare per agent of them, and fails unless every one was made.
-func (e *benchEnv) prepareFlashSale(ctx context.Context, s *benchServer) (*flashSale, error) {
+// prepareFlashSale makes the sale's sessions ready for payment through the server, as
+// many as the rounds' sizes add up to, and fails unless every one was made.
+func (e *benchEnv) prepareFlashSale(ctx context.Context, s *benchServer, sizes []int) (*flashSale, error) {
 	cfg := e.cfg
-	want := cfg.flashStock + flashSaleSpare*cfg.flashAgents
+	want := 0
+	for _, n := range sizes {
+		want += n
+	}
 	e.progress("flash sale (%s build): preparing %d sessions ready for payment (not measured)", s.target.build.Name, want)
 	sale := newFlashSale(cfg.flashAgents)
 	lc := loadConfig{name: "flash sale preparation", baseURL: s.srv.base, concurrency: cfg.flashAgents, units: want}
@@ -255,6 +451,19 @@ func (e *benchEnv) prepareFlashSale(ctx context.Context, s *benchServer) (*flash
 		return nil, fmt.Errorf("flash sale: %d of %d sessions prepared; failures: %+v", len(sale.sessions), want, rep.Failures)
 	}
 	return sale, nil
+}
+
+// split hands the prepared sessions out to one sale per round, sizes[i] of them to
+// round i, in order.
+func (f *flashSale) split(sizes []int) []*flashSale {
+	rounds := make([]*flashSale, len(sizes))
+	next := 0
+	for i, n := range sizes {
+		rounds[i] = newFlashSale(len(f.soldAt))
+		rounds[i].sessions = f.sessions[next : next+n]
+		next += n
+	}
+	return rounds
 }
 
 // errorCode is the code of an ACP error body ("" when there is none).
@@ -291,6 +500,12 @@ type flashSaleAccount struct {
 	remaining, orders, units int64
 }
 
+// since is the account of a round that began at before: the stock left at its end,
+// and the orders (and units) it added.
+func (acc flashSaleAccount) since(before flashSaleAccount) flashSaleAccount {
+	return flashSaleAccount{remaining: acc.remaining, orders: acc.orders - before.orders, units: acc.units - before.units}
+}
+
 // settle works out what was oversold and lost from the stock the sale started with.
 func (acc flashSaleAccount) settle(stock int64) (oversold, lost int64) {
 	oversold = max(acc.units-stock, -acc.remaining, 0)
@@ -298,67 +513,23 @@ func (acc flashSaleAccount) settle(stock int64) (oversold, lost int64) {
 	return oversold, lost
 }
 
-// runFlashSale sets the item's stock with the build's binary, starts its server,
-// prepares more sessions than the stock (unmeasured), then lets the agents complete them
-// until the stock is gone (or flashSaleTimeout), and reads the database's account of
-// the sale.
-func (e *benchEnv) runFlashSale(ctx context.Context, t *benchTarget, hot Ceiling) (FlashSale, error) {
-	cfg := e.cfg
-	fs := FlashSale{Build: t.build.Name, Stock: cfg.flashStock, Agents: cfg.flashAgents, Ceiling: hot}
-	if err := runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(cfg.flashStock)); err != nil {
-		return fs, err
-	}
-	if err := vacuum(ctx, t.pool); err != nil {
-		return fs, err
-	}
-	s, err := e.startBenchServer(ctx, t, cfg.flashAgents)
-	if err != nil {
-		return fs, err
-	}
-	sale, err := e.prepareFlashSale(ctx, s)
-	if err != nil {
-		fs.Server = s.stop()
-		return fs, err
-	}
-	fs.Prepared = len(sale.sessions)
-	e.speed("flash sale, " + t.build.Name)
-	e.progress("flash sale (%s build): %d agents completing %d prepared sessions, stock %d", t.build.Name, cfg.flashAgents, fs.Prepared, cfg.flashStock)
-	lc := loadConfig{name: "flash sale", baseURL: s.srv.base, concurrency: cfg.flashAgents, duration: flashSaleTimeout}
-	before := s.meter.snapshot()
-	sale.start = time.Now()
-	res, runErr := runAgents(ctx, lc, s.client, sale.buy)
-	after := s.meter.snapshot()
-	fs.Server = s.stop()
-	if runErr != nil {
-		return fs, runErr
-	}
-	fs.Report, fs.CPU = res.report(lc), usage(before, after, 0)
-	fs.Sold, fs.Refusals, fs.SoldOut = sale.sold.Load(), sale.refusals.Load(), sale.soldOut.Load()
-	fs.SellingSeconds = time.Duration(sale.lastSold.Load()).Seconds()
-	if fs.SellingSeconds > 0 {
-		fs.CompletionsPerSecond = float64(fs.Sold) / fs.SellingSeconds
-	}
-	fs.QuarterRates = sale.quarterRates()
-	if hot.TPS > 0 {
-		fs.CeilingRatio = fs.CompletionsPerSecond / hot.TPS
-	}
-
+// readFlashSaleAccount reads the database's account of the flash-sale item: the stock
+// left, and the orders (and units) whose session holds it.
+func readFlashSaleAccount(ctx context.Context, t *benchTarget) (flashSaleAccount, error) {
 	var acc flashSaleAccount
 	var remaining *int64
 	if err := t.pool.QueryRow(ctx, `SELECT stock_quantity::bigint FROM variants WHERE id = $1`, flashVariant).Scan(&remaining); err != nil {
-		return fs, fmt.Errorf("flash sale: read the stock: %w", err)
+		return acc, fmt.Errorf("flash sale: read the stock: %w", err)
 	}
 	if remaining == nil {
-		return fs, fmt.Errorf("flash sale: the stock of %s is unlimited after the sale", flashVariant)
+		return acc, fmt.Errorf("flash sale: the stock of %s is unlimited", flashVariant)
 	}
 	acc.remaining = *remaining
-	err = t.pool.QueryRow(ctx, `SELECT count(DISTINCT o.id), coalesce(sum(li.quantity), 0)
+	err := t.pool.QueryRow(ctx, `SELECT count(DISTINCT o.id), coalesce(sum(li.quantity), 0)
 		FROM orders o JOIN line_items li ON li.checkout_session_id = o.checkout_session_id
 		WHERE li.variant_id = $1`, flashVariant).Scan(&acc.orders, &acc.units)
 	if err != nil {
-		return fs, fmt.Errorf("flash sale: count the orders: %w", err)
+		return acc, fmt.Errorf("flash sale: count the orders: %w", err)
 	}
-	fs.Orders, fs.StockRemaining = acc.orders, acc.remaining
-	fs.Oversold, fs.Lost = acc.settle(int64(cfg.flashStock))
-	return fs, nil
+	return acc, nil
 }

@@ -344,8 +344,8 @@ const flashSaleSides = "sale: POST /complete of prepared sessions (vault token, 
 
 // writeText prints a flash sale.
 func (fs FlashSale) writeText(w io.Writer) {
-	fmt.Fprintf(w, "\n-- %s build: flash sale, %d agents completing %d sessions prepared for 1 unit each of %s (stock %d) until sold out\n",
-		fs.Build, fs.Agents, fs.Prepared, flashVariant, fs.Stock)
+	fmt.Fprintf(w, "\n-- %s build: flash sale, %d agents completing %d sessions prepared for 1 unit each of %s (stock %d) until sold out, in %d rounds alternating with the hot-row ceiling's\n",
+		fs.Build, fs.Agents, fs.Prepared, flashVariant, fs.Stock, fs.Rounds)
 	fmt.Fprintf(w, "  sold %d, out-of-stock refusals %d, oversold %d, lost %d; database: %d orders, stock left %d\n",
 		fs.Sold, fs.Refusals, fs.Oversold, fs.Lost, fs.Orders, fs.StockRemaining)
 	fmt.Fprintf(w, "  %.1f completions/s over %.2fs of selling; hot-row pgbench ceiling %.1f tps at %d clients (p99 %s): ratio %.2f\n",
