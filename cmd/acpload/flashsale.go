@@ -105,7 +105,7 @@ const hotRowStock = "1000000000"
 // the sale's concurrency. Each build's sessions are prepared first, on a server of its
 // own; then each round runs pgbench for its share of -d and each build's sale for its
 // share of the stock.
-func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) (_ []FlashSale, err error) {
+func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) ([]FlashSale, error) {
 	cfg := e.cfg
 	current := targets[0]
 	if err := runAdmin(ctx, current.build.Binary, current.databaseURL, "catalog", "stock", flashVariant, hotRowStock); err != nil {
