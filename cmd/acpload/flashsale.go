@@ -295,8 +295,9 @@ type flashSession struct {
 	path, token string
 }
 
-// flashSale is the state the agents of one sale share: the prepared sessions, handed
-// out in turn, and what the completions were answered.
+// flashSale is the state the agents of one round of a sale share (or of its
+// preparation, which split then hands out to the rounds): the prepared sessions,
+// handed out in turn, and what the completions were answered.
 type flashSale struct {
 	// prepared holds each agent's prepared sessions (indexed by agent id: no lock)
 	// until collect gathers them into sessions.
