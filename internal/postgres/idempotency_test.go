@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
@@ -96,12 +97,7 @@ func TestMigration00005DownAndUp(t *testing.T) {
 	exec(`INSERT INTO idempotency_keys (caller, method, path, key, request_hash, claim_id, state, claimed_at)
 		VALUES ('c', 'POST', '/admin/orders/ord_1/refunds', 'twin', 'h', 'clm', 'in_flight', now())`)
 
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	provider := migrationProvider(t, pool)
 	if _, err := provider.DownTo(ctx, 4); err != nil {
 		t.Fatalf("down to 4: %v", err)
 	}
@@ -173,12 +169,7 @@ func TestMigration00028DownAndUp(t *testing.T) {
 		t.Errorf("idempotency_keys_check validated = %v (%v), want true after 00029", valid, err)
 	}
 
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	provider := migrationProvider(t, pool)
 	if _, err := provider.DownTo(ctx, 27); err != nil {
 		t.Fatalf("down to 27: %v", err)
 	}
@@ -233,4 +224,17 @@ func TestIdempotencyDeleteBeforeEmptiesABacklogInBatches(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys WHERE created_at > now() - interval '2 hours'`).Scan(&left); err != nil || left != 100 {
 		t.Errorf("%d recent keys left (%v), want 100", left, err)
 	}
+}
+
+// migrationProvider is a goose provider of the embedded migrations on pool, for tests
+// that move a database down and up again; its connection closes with the test.
+func migrationProvider(t *testing.T, pool *pgxpool.Pool) *goose.Provider {
+	t.Helper()
+	db := stdlib.OpenDBFromPool(pool)
+	t.Cleanup(func() { _ = db.Close() })
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provider
 }
