@@ -97,7 +97,13 @@ const flashSaleRounds = 2
 
 // hotRowStock is the flash-sale variant's stock while pgbench runs on the hot row:
 // enough never to run out.
-const hotRowStock = "1000000000"
+const hotRowStock = 1_000_000_000
+
+// setFlashStock sets the flash-sale variant's stock in the target's database, with the
+// target's own binary.
+func setFlashStock(ctx context.Context, t *benchTarget, stock int) error {
+	return runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(stock))
+}
 
 // runFlashSales measures the flash sale of every build (the current one first) against
 // the hot row's database ceiling: complete.pgbench on seeded sessions of the current
@@ -108,7 +114,7 @@ const hotRowStock = "1000000000"
 func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) ([]FlashSale, error) {
 	cfg := e.cfg
 	current := targets[0]
-	if err := runAdmin(ctx, current.build.Binary, current.databaseURL, "catalog", "stock", flashVariant, hotRowStock); err != nil {
+	if err := setFlashStock(ctx, current, hotRowStock); err != nil {
 		return nil, err
 	}
 	hot, err := newCeiling(ctx, e, current, hotRowScript(), "flash-sale.pgbench", cfg.flashAgents)
@@ -133,7 +139,7 @@ func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) ([
 	hot.meter = runs[0].s.meter
 	d := (cfg.duration + time.Duration(len(stocks)) - 1) / time.Duration(len(stocks))
 	for i := range stocks {
-		if err := runAdmin(ctx, current.build.Binary, current.databaseURL, "catalog", "stock", flashVariant, hotRowStock); err != nil {
+		if err := setFlashStock(ctx, current, hotRowStock); err != nil {
 			return nil, err
 		}
 		e.speed(fmt.Sprintf("flash-sale pgbench round %d", i+1))
@@ -188,7 +194,7 @@ type flashSaleRun struct {
 func (e *benchEnv) prepareFlashSaleRun(ctx context.Context, t *benchTarget, stocks []int) (*flashSaleRun, error) {
 	cfg := e.cfg
 	// The sessions are made ready for one unit each, which the item must have in stock.
-	if err := runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(stocks[0])); err != nil {
+	if err := setFlashStock(ctx, t, stocks[0]); err != nil {
 		return nil, err
 	}
 	if err := vacuum(ctx, t.pool); err != nil {
@@ -220,7 +226,7 @@ func (e *benchEnv) prepareFlashSaleRun(ctx context.Context, t *benchTarget, stoc
 func (r *flashSaleRun) sellRound(ctx context.Context, round int) error {
 	e, t, cfg := r.env, r.t, r.env.cfg
 	stock, sale := r.stocks[round], r.rounds[round]
-	if err := runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(stock)); err != nil {
+	if err := setFlashStock(ctx, t, stock); err != nil {
 		return err
 	}
 	if err := vacuum(ctx, t.pool); err != nil {
