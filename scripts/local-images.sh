@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, from Debian packages only, the container images that the Docker paths need, for
 # machines where a Docker engine runs but no image registry is reachable (CI here; see
-# docs/operations.md, "Docker without a registry"):
+# docs/operations.md, "Docker paths": where no registry is reachable):
 #
 #   acp-local/debian:CODENAME          minimal Debian (minbase + ca-certificates): the
 #                                      server image's runtime base (RUNTIME_IMAGE)
