@@ -229,7 +229,7 @@ type ListSessionDiscountsRow struct {
 // discount is read through the primary key: as a join (IN), the generic plan a
 // prepared statement settles on hashed the ids and read every discount, and with
 // thousands of them its cost crossed jit_above_cost, so every call also compiled it
-// (0.15 s with 20,000 codes; docs/PERFORMANCE.md, "Seventh round").
+// (0.15 s with 20,000 codes; docs/performance-history.md, "Seventh round").
 func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDiscountsParams) ([]ListSessionDiscountsRow, error) {
 	rows, err := q.db.Query(ctx, listSessionDiscounts, arg.CheckoutSessionID, arg.BuyerEmail, arg.Codes)
 	if err != nil {

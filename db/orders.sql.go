@@ -402,7 +402,7 @@ type InsertOrderLinesParams struct {
 }
 
 // An order's lines in one statement, whatever their number: each statement costs
-// PostgreSQL its executor start and the CHECK constraints rebuilt (docs/PERFORMANCE.md,
+// PostgreSQL its executor start and the CHECK constraints rebuilt (docs/performance-history.md,
 // "Ninth round"). The arrays are the lines' columns, one element per line (unnest in
 // the select list zips arrays of one length).
 func (q *Queries) InsertOrderLines(ctx context.Context, arg InsertOrderLinesParams) error {

@@ -62,7 +62,7 @@ type GetCatalogForRow struct {
 // the same for every call, and PostgreSQL's plan cache keeps the generic one (planned
 // once per connection). With the values in sight, the plan of a call with no codes or
 // contacts was cheaper than the generic one, and the statement was planned again on
-// every call at about three times the cost of executing it (docs/PERFORMANCE.md,
+// every call at about three times the cost of executing it (docs/performance-history.md,
 // "The views' SQL").
 func (q *Queries) GetCatalogFor(ctx context.Context, arg GetCatalogForParams) (GetCatalogForRow, error) {
 	row := q.db.QueryRow(ctx, getCatalogFor,
@@ -189,11 +189,11 @@ type GetSessionViewRow struct {
 // The variants are looked up by their ids as an array (= ANY), each through the primary
 // key: as a join (IN), the plans of a busy database merged the session's lines with the
 // whole variants index in id order, and read every variant whose id sorts before the
-// session's (15 ms with 20,000 variants; docs/PERFORMANCE.md, "Seventh round"); the
+// session's (15 ms with 20,000 variants; docs/performance-history.md, "Seventh round"); the
 // discounts are looked up the same way, for the reason ListSessionDiscounts gives.
 // The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 // queries, and json_agg and to_json write that text directly where the jsonb functions
-// build a binary value first and then print it (docs/PERFORMANCE.md, "The views' SQL").
+// build a binary value first and then print it (docs/performance-history.md, "The views' SQL").
 func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) (GetSessionViewRow, error) {
 	row := q.db.QueryRow(ctx, getSessionView,
 		arg.Now,

@@ -4,7 +4,7 @@
 -- Issue 12 (PostgreSQL CPU per request): two lookups of the one-statement views
 -- (GetSessionView, GetCatalogFor) and of the per-part queries had no index to use, so
 -- each scanned the whole table on every create, update, completion and GET, at a cost
--- that grows with every order (docs/PERFORMANCE.md, "The views' SQL"):
+-- that grows with every order (docs/performance-history.md, "The views' SQL"):
 --
 -- * the stored marketing decisions of a session's contacts (contact = ANY(...)): the
 --   primary key is (channel, contact), which a lookup by contact cannot use;

@@ -2,7 +2,7 @@
 -- +goose Up
 
 -- Issue 12 (what grows with use): two statements read whole tables that keep every
--- order ever taken (docs/PERFORMANCE.md, "Seventh round").
+-- order ever taken (docs/performance-history.md, "Seventh round").
 --
 -- * The sweep of expired vault tokens (DeleteExpiredVaultTokens), every
 --   SWEEP_INTERVAL on every instance, read every token, where used tokens stay with

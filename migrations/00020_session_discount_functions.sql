@@ -2,7 +2,7 @@
 
 -- Issue 12: one definition of how a session's discounts are found and counted, for the
 -- three statements that read them (GetSessionView, GetCatalogFor, ListSessionDiscounts;
--- docs/PERFORMANCE.md, "Seventh round"), which each carried a copy.
+-- docs/performance-history.md, "Seventh round"), which each carried a copy.
 
 -- The discounts that may price session for_session with its codes for_codes: those the
 -- codes name, in any state (so a disabled or expired code is rejected with its reason),

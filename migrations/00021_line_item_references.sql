@@ -2,7 +2,7 @@
 -- +goose Up
 
 -- Issue 12 (what grows with use): removing a session's lines read every order ever
--- taken (docs/PERFORMANCE.md, "Eighth round"). An update that sets a session's items
+-- taken (docs/performance-history.md, "Eighth round"). An update that sets a session's items
 -- deletes its lines and writes them again (DeleteLineItems), and the retention sweep
 -- deletes canceled sessions with their lines (DeleteCanceledSessions, ON DELETE
 -- CASCADE). For every row deleted, PostgreSQL checks each foreign key that references

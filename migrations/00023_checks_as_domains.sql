@@ -1,6 +1,6 @@
 -- Issue 12 (Performance round 2, twelfth round): the CHECK constraints of one text or
 -- number column on the tables every flow writes become domains, so that PostgreSQL
--- stops rebuilding them for every statement (docs/PERFORMANCE.md, "Twelfth round";
+-- stops rebuilding them for every statement (docs/performance-history.md, "Twelfth round";
 -- docs/decisions.md, "Performance round 2").
 --
 -- PostgreSQL keeps a table's CHECK constraints as text and, for every INSERT or UPDATE

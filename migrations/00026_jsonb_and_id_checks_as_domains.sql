@@ -2,7 +2,7 @@
 -- over the jsonb columns of checkout_sessions, vault_tokens, orders and
 -- payment_attempts, and those over the ids of the tables migrations 00023 and 00025
 -- changed, become domains, as 00023 did for the text and number columns
--- (docs/PERFORMANCE.md, "Thirteenth round"; docs/decisions.md, "Performance round 2").
+-- (docs/performance-history.md, "Thirteenth round"; docs/decisions.md, "Performance round 2").
 -- Measured with the release before: a sessions write 12% faster end to end.
 --
 -- Not in 00023, and not in the release that cast the parameters: a client that does

@@ -1,7 +1,7 @@
 -- Issue 12 (Performance round 2, sixteenth round): an idempotency record may keep its
 -- response as it was sent, gzip-compressed for an agent that accepted gzip, so that a
 -- replay to such an agent sends the stored bytes instead of compressing the same body
--- again (docs/PERFORMANCE.md, "Sixteenth round"; docs/decisions.md, "Performance round
+-- again (docs/performance-history.md, "Sixteenth round"; docs/decisions.md, "Performance round
 -- 2").
 --
 -- Such a record is in a state of its own, 'completed_gzip', rather than 'completed'

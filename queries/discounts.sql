@@ -26,7 +26,7 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- discount is read through the primary key: as a join (IN), the generic plan a
 -- prepared statement settles on hashed the ids and read every discount, and with
 -- thousands of them its cost crossed jit_above_cost, so every call also compiled it
--- (0.15 s with 20,000 codes; docs/PERFORMANCE.md, "Seventh round").
+-- (0.15 s with 20,000 codes; docs/performance-history.md, "Seventh round").
 SELECT sqlc.embed(d), u.redeemed::integer AS redeemed, u.buyer_redeemed::integer AS buyer_redeemed,
     u.used_by_session::boolean AS used_by_session
 FROM discounts d

@@ -6,7 +6,7 @@
 -- statement's snapshot; the caller tries again. The record is looked up first and the
 -- insert is tried only without one: a replay then costs PostgreSQL an index lookup, not
 -- an insert that finds its conflict (0.069 ms against 0.099 ms a statement, pgbench, one
--- client; docs/PERFORMANCE.md, "Third round").
+-- client; docs/performance-history.md, "Third round").
 --
 -- With @commit_async, a claim that inserts sets synchronous_commit off for its own
 -- transaction, so its commit does not wait for the WAL flush (on a durable database,

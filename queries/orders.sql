@@ -108,7 +108,7 @@ ORDER BY li.position;
 
 -- name: InsertOrderLines :exec
 -- An order's lines in one statement, whatever their number: each statement costs
--- PostgreSQL its executor start and the CHECK constraints rebuilt (docs/PERFORMANCE.md,
+-- PostgreSQL its executor start and the CHECK constraints rebuilt (docs/performance-history.md,
 -- "Ninth round"). The arrays are the lines' columns, one element per line (unnest in
 -- the select list zips arrays of one length).
 INSERT INTO order_lines (order_id, line_item_id, quantity_current, subtotal, tax)

@@ -92,7 +92,7 @@ const flashSaleSpare = 4
 // in, each round of the sale selling its share of the stock right after a round of
 // pgbench, as the complete-only phase alternates with its ceiling. A single sale ran
 // 10 to 30 seconds after a single ceiling round, and on a machine whose speed drifts
-// each side met a machine of its own (docs/PERFORMANCE.md, "Seventeenth round").
+// each side met a machine of its own (docs/performance-history.md, "Seventeenth round").
 const flashSaleRounds = 2
 
 // hotRowStock is the flash-sale variant's stock while pgbench runs on the hot row:

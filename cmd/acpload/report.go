@@ -97,7 +97,7 @@ func levelVerdicts(lr LevelRun) []Verdict {
 // completion costs through the server (PostgreSQL, the server and acpload). Where the
 // phases share the machine's cores and keep them busy, the CPU the server and its load
 // generator spend is taken from PostgreSQL, and the measured ratio stays near this one
-// (docs/PERFORMANCE.md, "Fifteenth round"). Empty when a side's CPU is unknown.
+// (docs/performance-history.md, "Fifteenth round"). Empty when a side's CPU is unknown.
 func cpuBoundNote(lr LevelRun) string {
 	cpu, n := lr.Current.CompleteOnly.CPU, lr.Current.CompleteOnly.Report.Requests
 	pg, server, load := perRequestMs(cpu.Postgres, n), perRequestMs(cpu.Server, n), perRequestMs(cpu.LoadGen, n)

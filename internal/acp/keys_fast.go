@@ -7,7 +7,7 @@ import (
 )
 
 // The fast path of checkKeys. Walking a body token by token through encoding/json's
-// Decoder.Token was 3% of the server's CPU in the full flow (docs/PERFORMANCE.md, "Third
+// Decoder.Token was 3% of the server's CPU in the full flow (docs/performance-history.md, "Third
 // round"), most of it boxing each token. A body agents send is well-formed, with short
 // unique ASCII keys and no escapes in them: for it, one pass over the bytes can tell that
 // checkKeys has nothing to refuse. keysClean says so only when it is sure; on anything

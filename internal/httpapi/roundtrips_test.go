@@ -248,7 +248,7 @@ var orderCeilings = map[string]int{"set_status": 3, "fulfil": 3, "fulfilment_eve
 // lines, in both versions, then confirms, fulfils, refunds and cancels their orders and
 // reads them back through the admin API, and wants each operation to send the same
 // statements in the same round trips: a statement per line would make a cart's every
-// request cost more with each item in it (docs/PERFORMANCE.md, "Ninth round"). An order
+// request cost more with each item in it (docs/performance-history.md, "Ninth round"). An order
 // change, an order read, the consents and /metrics are held to orderCeilings too.
 func TestStatementsDoNotGrowWithTheLines(t *testing.T) {
 	t.Parallel()
@@ -516,7 +516,7 @@ func TestAdminDiscountRoundTrips(t *testing.T) {
 // routeCounts names, for every route of the server, the test that holds its round trips
 // to PostgreSQL, or why none needs to. A route added without a count fails
 // TestEveryRouteHasItsRoundTripsCounted: a session's cancel took 13 round trips because
-// no test counted it (docs/PERFORMANCE.md, "Tenth round").
+// no test counted it (docs/performance-history.md, "Tenth round").
 var routeCounts = map[string]string{
 	"GET /health":                                       "none: answers without the database",
 	"HEAD /health":                                      "none: answers without the database",

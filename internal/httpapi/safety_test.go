@@ -1382,7 +1382,7 @@ func TestIdempotencyKeepsTheResponseAsSent(t *testing.T) {
 	}
 
 	// A completion is kept as sent too. The sizes are the record's saving, which
-	// docs/PERFORMANCE.md ("Sixteenth round") quotes from this log.
+	// docs/performance-history.md ("Sixteenth round") quotes from this log.
 	ready := safetyReadySession(e)
 	done, err := safetySend(client, http.MethodPost, url+"/"+ready+"/complete", safetyCompleteBody,
 		"Idempotency-Key", "complete-gzip", "Accept-Encoding", "gzip")

@@ -12,7 +12,7 @@ import (
 
 // The fast path of Hash. Decoding a body into map[string]any and marshalling it back
 // (the canonical form Hash is defined by) was 7% of the server's CPU in the full flow
-// (docs/PERFORMANCE.md, "Third round"). For the bodies agents send, the canonical form
+// (docs/performance-history.md, "Third round"). For the bodies agents send, the canonical form
 // can be written in one pass over the bytes: whitespace dropped, object members sorted
 // by key, every literal copied as written. appendCanonical does that only where the copy
 // is exactly what json.Marshal would write, and gives up otherwise:

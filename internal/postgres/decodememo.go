@@ -14,7 +14,7 @@ import (
 // completion and GET: the active fulfillment options come back byte for byte the same
 // for every session, and so do a product's variants between changes of its row, while
 // encoding/json spent about 5% of the server's CPU in the full flow decoding them
-// (docs/PERFORMANCE.md, "Fifth round"). The zero value is not usable; see newDecodeMemo.
+// (docs/performance-history.md, "Fifth round"). The zero value is not usable; see newDecodeMemo.
 type decodeMemo[T any] struct {
 	// clone copies a remembered value for a caller, which may then change it.
 	clone func(T) T

@@ -202,7 +202,7 @@ func TestDiscountPerBuyerLimitWhenAnUpdateSetsTheBuyer(t *testing.T) {
 // attempts from those still in flight. Before, each read scanned every
 // discount and counted every redemption of the discounts that may apply, so that every
 // request of every session grew slower with the merchant's codes and orders (1.2–1.8 s
-// a view with 20,000 codes and 150,000 redemptions; docs/PERFORMANCE.md, "Seventh round").
+// a view with 20,000 codes and 150,000 redemptions; docs/performance-history.md, "Seventh round").
 // The rows read are PostgreSQL's own counts for the transaction (pg_stat_xact), and the
 // counts the statements return must still tell pricing whether a limit is reached.
 func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {

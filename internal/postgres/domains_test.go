@@ -110,7 +110,7 @@ func domainRules() []domainRule {
 }
 
 // Migrations 00023, 00025 and 00026 move the one-column CHECK constraints of the tables
-// a checkout writes into domains (docs/PERFORMANCE.md, "Twelfth round" and "Thirteenth
+// a checkout writes into domains (docs/performance-history.md, "Twelfth round" and "Thirteenth
 // round"). Down and up again over a database with a session, an order paid through the
 // PSP, a vault token and an idempotency key, they must rewrite no table and rebuild no
 // index (they run under ACCESS EXCLUSIVE locks: a rewrite would hold every completion

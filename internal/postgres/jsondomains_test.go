@@ -18,7 +18,7 @@ import (
 // json and jsonb) as bytea's text, `\x7b…`, which a jsonb domain refuses. So every
 // statement casts the parameters it writes to a json or jsonb column (`::jsonb`): the
 // release before 00026 did, so that it ran beside 00026's during a rollout
-// (docs/PERFORMANCE.md, "Thirteenth round"), and the release before a next such
+// (docs/performance-history.md, "Thirteenth round"), and the release before a next such
 // migration must too.
 //
 // Here every json and jsonb column becomes a domain of the test's own, without rules
