@@ -8,6 +8,7 @@ package docs_test
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,20 +22,52 @@ import (
 // repoRoot is the repository's root, the parent of this directory.
 const repoRoot = ".."
 
-// trackedFiles lists the repository's files under git that match the patterns, so
-// that build output and scratch files do not count.
+// trackedFiles lists the repository's files that match the patterns (shell patterns
+// over a file's base name): those under git, so that build output and scratch files do
+// not count, or, in a copy without git (a source archive), every file outside hidden
+// directories and bin/.
 func trackedFiles(t *testing.T, patterns ...string) []string {
 	t.Helper()
-	args := append([]string{"-C", repoRoot, "ls-files", "--"}, patterns...)
-	out, err := exec.Command("git", args...).Output()
-	if err != nil {
-		t.Fatalf("git ls-files: %v", err)
+	var files []string
+	if out, err := exec.Command("git", "-C", repoRoot, "ls-files", "-z").Output(); err == nil {
+		for _, file := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+			if matchesAny(file, patterns) {
+				files = append(files, file)
+			}
+		}
+	} else {
+		t.Logf("git ls-files: %v; walking the directory instead", err)
+		err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(repoRoot, path)
+			if d.IsDir() && rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == "bin") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && matchesAny(rel, patterns) {
+				files = append(files, rel)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	files := strings.Fields(string(out))
 	if len(files) == 0 {
-		t.Fatalf("git ls-files %v found nothing", patterns)
+		t.Fatalf("no file matches %v", patterns)
 	}
 	return files
+}
+
+// matchesAny reports whether the file's base name matches one of the patterns.
+func matchesAny(file string, patterns []string) bool {
+	for _, p := range patterns {
+		if ok, _ := filepath.Match(p, filepath.Base(file)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // document is a Markdown file's headings, as GitHub renders their anchors, and the
