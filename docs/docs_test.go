@@ -31,7 +31,8 @@ func trackedFiles(t *testing.T, patterns ...string) []string {
 	var files []string
 	if out, err := exec.Command("git", "-C", repoRoot, "ls-files", "-z").Output(); err == nil {
 		for _, file := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
-			if matchesAny(file, patterns) {
+			// A tracked file deleted in the working tree is not there to read.
+			if _, err := os.Stat(filepath.Join(repoRoot, file)); err == nil && matchesAny(file, patterns) {
 				files = append(files, file)
 			}
 		}
