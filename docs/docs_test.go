@@ -86,6 +86,20 @@ var (
 	inlineCode  = regexp.MustCompile("`[^`\n]*`")
 )
 
+// documents reads each Markdown file once, by path.
+type documents map[string]document
+
+// read returns the document at path, reading it the first time.
+func (ds documents) read(t *testing.T, path string) document {
+	t.Helper()
+	d, ok := ds[path]
+	if !ok {
+		d = readDocument(t, path)
+		ds[path] = d
+	}
+	return d
+}
+
 // readDocument reads a Markdown file's anchors and sections, skipping fenced code.
 func readDocument(t *testing.T, path string) document {
 	t.Helper()
@@ -135,15 +149,7 @@ func anchorOf(heading string) string {
 // TestMarkdownLinksReachTheirTargets follows every relative link of every tracked
 // Markdown file: the file must exist, and an anchor must be one of its headings.
 func TestMarkdownLinksReachTheirTargets(t *testing.T) {
-	docs := map[string]document{}
-	load := func(path string) document {
-		d, ok := docs[path]
-		if !ok {
-			d = readDocument(t, path)
-			docs[path] = d
-		}
-		return d
-	}
+	docs := documents{}
 	links := 0
 	for _, file := range trackedFiles(t, "*.md") {
 		path := filepath.Join(repoRoot, file)
@@ -167,7 +173,7 @@ func TestMarkdownLinksReachTheirTargets(t *testing.T) {
 				t.Errorf("%s: link %q: no such file", file, target)
 				continue
 			}
-			if anchor != "" && strings.HasSuffix(dest, ".md") && !load(dest).anchors[anchor] {
+			if anchor != "" && strings.HasSuffix(dest, ".md") && !docs.read(t, dest).anchors[anchor] {
 				t.Errorf("%s: link %q: %s has no heading with that anchor", file, target, filepath.Base(dest))
 			}
 		}
@@ -188,7 +194,7 @@ var commentBreak = regexp.MustCompile(`\s*\n\s*(?://|--|#)?\s*`)
 // under docs/ in the code, queries, migrations, scripts and documents, and wants a
 // heading (or a paragraph's bold lead) of that document to contain the name it quotes.
 func TestSectionCitationsNameASection(t *testing.T) {
-	docs := map[string]document{}
+	docs := documents{}
 	cited := 0
 	for _, file := range trackedFiles(t, "*.go", "*.sql", "*.md", "*.sh", "Makefile", "*.pgbench") {
 		raw, err := os.ReadFile(filepath.Join(repoRoot, file))
@@ -207,12 +213,7 @@ func TestSectionCitationsNameASection(t *testing.T) {
 				continue
 			}
 			cited++
-			doc, ok := docs[path]
-			if !ok {
-				doc = readDocument(t, path)
-				docs[path] = doc
-			}
-			if !containsSection(doc.sections, section) {
+			if !containsSection(docs.read(t, path).sections, section) {
 				t.Errorf("%s cites docs/%s, %q: no heading or bold lead of it says that", file, name, section)
 			}
 		}
