@@ -162,12 +162,21 @@ func newFloor(bare, with Phase, roundTrips int) Floor {
 	return f
 }
 
-// serverNote and postgresNote put the floor beside the CPU verdicts.
-func (f *Floor) serverNote() string {
+// serverNote and postgresNote put the floor beside the CPU verdicts. serverNote also
+// gives the server's CPU a request (perRequestMs) over a floor request with the floor's
+// round trips. The host's speed moves both alike (docs/PERFORMANCE.md, "Machine and
+// conditions"), so the multiple compares runs of different days where the
+// milliseconds cannot.
+func (f *Floor) serverNote(perRequestMs float64) string {
 	if f == nil {
 		return ""
 	}
-	return fmt.Sprintf("; floor: %s bare HTTP + %s per round trip", fmtCPU(f.ServerMs), fmtCPU(f.ServerPerRoundTripMs))
+	note := fmt.Sprintf("; floor: %s bare HTTP + %s per round trip", fmtCPU(f.ServerMs), fmtCPU(f.ServerPerRoundTripMs))
+	floorRequest := f.ServerMs + float64(f.RoundTrips)*f.ServerPerRoundTripMs
+	if perRequestMs > 0 && f.ServerMs > 0 && f.ServerPerRoundTripMs >= 0 && floorRequest > 0 {
+		note += fmt.Sprintf(" (%.1fx a floor request with %d round trips)", perRequestMs/floorRequest, f.RoundTrips)
+	}
+	return note
 }
 
 func (f *Floor) postgresNote() string {

@@ -136,7 +136,29 @@ func TestReportShowsTheFloorBesideTheCPUVerdicts(t *testing.T) {
 		"-- floor: a bare Go HTTP server",
 		"floor, 2 round trips: 5000 req/s",
 		"server CPU per request: 0.083 ms bare, 0.048 ms per round trip; postgres CPU per round trip: 0.042 ms",
-		"over 1000 requests; floor: 0.083 ms bare HTTP + 0.048 ms per round trip",
+		// 0.25 ms a request over 0.083 + 2 × 0.048 ms.
+		"over 1000 requests; floor: 0.083 ms bare HTTP + 0.048 ms per round trip (1.4x a floor request with 2 round trips)",
 		"over 1000 requests; floor: 0.042 ms per round trip",
 	)
+}
+
+func TestServerNoteGivesTheMultipleOnlyWhenKnown(t *testing.T) {
+	t.Parallel()
+	known := &Floor{RoundTrips: 2, ServerMs: 0.083, ServerPerRoundTripMs: 0.048}
+	if got, want := known.serverNote(0.358), " (2.0x a floor request with 2 round trips)"; !strings.HasSuffix(got, want) {
+		t.Errorf("serverNote(0.358) = %q, want it to end with %q", got, want)
+	}
+	for name, tc := range map[string]struct {
+		floor        *Floor
+		perRequestMs float64
+	}{
+		"no floor":                   {nil, 0.3},
+		"server CPU unreadable":      {known, -1},
+		"round trip's CPU unknown":   {&Floor{RoundTrips: 2, ServerMs: 0.083, ServerPerRoundTripMs: -1}, 0.3},
+		"bare request's CPU unknown": {&Floor{RoundTrips: 2, ServerMs: -1, ServerPerRoundTripMs: 0.048}, 0.3},
+	} {
+		if got := tc.floor.serverNote(tc.perRequestMs); strings.Contains(got, "floor request") {
+			t.Errorf("%s: serverNote = %q, want no multiple", name, got)
+		}
+	}
 }

@@ -60,7 +60,7 @@ func levelVerdicts(lr LevelRun) []Verdict {
 		{
 			Name: prefix + "full flow server CPU per request", Value: serverCPU, Target: fmt.Sprintf("<= %.1f ms", targetServerCPUMs),
 			Shown: fmtCPU(serverCPU), Pass: serverCPU >= 0 && serverCPU <= targetServerCPUMs,
-			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Server), r.Flow.Report.Requests) + lr.Floor.serverNote(),
+			Note: fmt.Sprintf("%s over %d requests", fmtSeconds(r.Flow.CPU.Server), r.Flow.Report.Requests) + lr.Floor.serverNote(serverCPU),
 		},
 		{
 			Name: prefix + "full flow postgres CPU per request", Value: postgresCPU, Target: fmt.Sprintf("<= %.1f ms", targetPostgresCPUMs),
