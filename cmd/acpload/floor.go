@@ -173,7 +173,7 @@ func (f *Floor) serverNote(perRequestMs float64) string {
 	}
 	note := fmt.Sprintf("; floor: %s bare HTTP + %s per round trip", fmtCPU(f.ServerMs), fmtCPU(f.ServerPerRoundTripMs))
 	floorRequest := f.ServerMs + float64(f.RoundTrips)*f.ServerPerRoundTripMs
-	if perRequestMs > 0 && f.ServerMs > 0 && f.ServerPerRoundTripMs >= 0 && floorRequest > 0 {
+	if perRequestMs > 0 && f.ServerMs > 0 && f.ServerPerRoundTripMs >= 0 {
 		note += fmt.Sprintf(" (%.1fx a floor request with %d round trips)", perRequestMs/floorRequest, f.RoundTrips)
 	}
 	return note
