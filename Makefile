@@ -65,6 +65,7 @@ test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog pa
 #   BENCH_C=8,16,32         concurrency levels, each with its own ceiling, phases and RSS
 #   BASELINE=main           also build the server at this git revision; every figure side by side
 #   BENCH_DURABLE=1         PostgreSQL with fsync=on and synchronous_commit=on
+#   BENCH_PIN=1             PostgreSQL on half of the CPUs, the server and the load on the others
 #   BENCH_FLASH_STOCK=2000  add the flash sale: 32 agents buy one item with this stock
 #   BENCH_PSP_DELAY=300ms   add the slow-PSP phase: a fake Stripe API answering after the delay
 BENCH_C    ?= 8
@@ -73,12 +74,14 @@ BENCH_ARGS ?=
 BENCH_PGBOUNCER ?=
 BASELINE ?=
 BENCH_DURABLE ?=
+BENCH_PIN ?=
 BENCH_FLASH_STOCK ?=
 BENCH_PSP_DELAY ?=
 .PHONY: bench
-bench: build ## Benchmark against the pgbench ceiling (BENCH_C=8,16,32 BASELINE=rev BENCH_DURABLE=1 BENCH_FLASH_STOCK=N BENCH_PSP_DELAY=300ms)
+bench: build ## Benchmark against the pgbench ceiling (BENCH_C=8,16,32 BASELINE=rev BENCH_DURABLE=1 BENCH_PIN=1 BENCH_FLASH_STOCK=N BENCH_PSP_DELAY=300ms)
 	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(if $(BENCH_PGBOUNCER),-pgbouncer) \
 		$(if $(BASELINE),-baseline '$(BASELINE)') $(if $(filter 1 true yes,$(BENCH_DURABLE)),-durable) \
+		$(if $(filter 1 true yes,$(BENCH_PIN)),-pin) \
 		$(if $(BENCH_FLASH_STOCK),-flash-sale $(BENCH_FLASH_STOCK)) $(if $(BENCH_PSP_DELAY),-psp-delay $(BENCH_PSP_DELAY)) $(BENCH_ARGS)
 
 # The checkout suites (HTTP and storage) through pgbouncer in transaction pooling, with

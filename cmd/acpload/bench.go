@@ -40,6 +40,9 @@ type benchConfig struct {
 	// pgbouncer puts pgbouncer (transaction pooling) between the server and PostgreSQL;
 	// the server's DATABASE_URL then asks for default_query_exec_mode=cache_describe.
 	pgbouncer bool
+	// pin gives PostgreSQL (and pgbouncer) CPUs of their own and the rest of the bench
+	// the others (cpuSplit).
+	pin       bool
 	logLevel  string
 	serverEnv []string
 	gzip      bool
@@ -89,7 +92,10 @@ type Machine struct {
 	// DatabasePath is how the server reached PostgreSQL: "direct", or through pgbouncer
 	// (-pgbouncer). The pgbench ceiling is always measured direct, so the throughput
 	// ratio through pgbouncer compares with the direct run's.
-	DatabasePath   string `json:"database_path"`
+	DatabasePath string `json:"database_path"`
+	// CPUs says whether PostgreSQL shared the CPUs with the server and the load
+	// generator or ran on its own (-pin).
+	CPUs           string `json:"cpus"`
 	LoadAvgAtStart string `json:"load_average_at_start"`
 	LoadAvgAtEnd   string `json:"load_average_at_end"`
 	ServerBinary   string `json:"server_binary"`
@@ -226,6 +232,46 @@ type benchEnv struct {
 	bouncerPort int
 }
 
+// pin confines PostgreSQL (the postmaster, every process under it, and pgbouncer's
+// process bouncer when not 0) to the database's CPUs and acpload to the others. It runs
+// before any server or pgbench starts: they inherit acpload's CPUs, and a Go server sizes
+// GOMAXPROCS from them as it starts. The postmaster goes first, so that every backend it
+// forks from then on inherits its CPUs and the walk after it finds those forked before.
+func (e *benchEnv) pin(bouncer int) (cpuSplit, error) {
+	switch {
+	case e.pg.Kind == pgserver.KindEnv:
+		return cpuSplit{}, errors.New("-pin does not move a PostgreSQL the bench did not start (TEST_DATABASE_URL)")
+	case e.postmaster == 0:
+		return cpuSplit{}, fmt.Errorf("-pin needs PostgreSQL's processes on this machine, and the %s server's postmaster is not among them", e.pg.Kind)
+	}
+	allowed, err := allowedCPUs()
+	if err != nil {
+		return cpuSplit{}, err
+	}
+	split, err := splitCPUs(allowed)
+	if err != nil {
+		return cpuSplit{}, err
+	}
+	if err := pinProcess(e.postmaster, split.database); err != nil {
+		return cpuSplit{}, err
+	}
+	tree, err := readTree(e.postmaster, procStatOf, listPIDs)
+	if err != nil {
+		return cpuSplit{}, err
+	}
+	for pid := range tree {
+		if err := pinProcess(pid, split.database); err != nil {
+			return cpuSplit{}, err
+		}
+	}
+	if bouncer != 0 {
+		if err := pinProcess(bouncer, split.database); err != nil {
+			return cpuSplit{}, err
+		}
+	}
+	return split, pinProcess(os.Getpid(), split.rest)
+}
+
 func (e *benchEnv) speed(phase string) {
 	e.rep.Speed = append(e.rep.Speed, PhaseSpeed{Phase: phase, MBps: cpuSpeed()})
 }
@@ -288,6 +334,7 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 	progress("durability: %s", rep.Durability)
 
 	rep.Machine.DatabasePath = "direct"
+	bouncerPID := 0
 	if cfg.pgbouncer {
 		progress("starting pgbouncer (transaction pooling) in front of PostgreSQL")
 		b, startErr := pgserver.StartPgBouncer(ctx, pgserver.PgBouncerOptions{Upstream: env.pg.URL})
@@ -295,7 +342,7 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 			return startErr
 		}
 		defer func() { err = errors.Join(err, b.Stop(context.Background())) }()
-		env.bouncerPort = b.Port
+		env.bouncerPort, bouncerPID = b.Port, b.PID()
 		rep.Machine.DatabasePath = b.Version + ", pool_mode=transaction, default_query_exec_mode=cache_describe"
 	}
 
@@ -315,6 +362,16 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 		if err != nil {
 			return err
 		}
+	}
+
+	rep.Machine.CPUs = "shared: PostgreSQL, the server, pgbench and the load generator on every CPU"
+	if cfg.pin {
+		split, err := env.pin(bouncerPID)
+		if err != nil {
+			return err
+		}
+		rep.Machine.CPUs = split.String()
+		progress("CPUs %s", rep.Machine.CPUs)
 	}
 
 	env.speed("calibration")

@@ -59,6 +59,8 @@ func TestBenchFlagsAreCheckedBeforeAnythingStarts(t *testing.T) {
 	}{
 		{[]string{"-c", "8,16"}, "without -bench"},
 		{[]string{"-durable"}, "-durable only applies to -bench"},
+		{[]string{"-pin"}, "-pin only applies to -bench"},
+		{[]string{"-pgbouncer"}, "-pgbouncer only applies to -bench"},
 		{[]string{"-baseline", "main"}, "-baseline only applies to -bench"},
 		{[]string{"-psp-delay", "300ms"}, "-psp-delay only applies to -bench"},
 		{[]string{"-flash-sale", "10"}, "-flash-sale only applies to -bench"},
@@ -516,7 +518,9 @@ func TestReportShowsEveryPart(t *testing.T) {
 			{Build: "current", Agents: 8, DelayMs: 300, Note: "not supported by this build: server exited before listening: PAYMENT_GATEWAY must be mock"},
 		},
 	}
+	rep.Machine.CPUs = cpuSplit{database: []int{0}, rest: []int{1}}.String()
 	requireReportText(t, rep,
+		"CPUs: pinned: PostgreSQL on CPU 0;",
 		"baseline: main = 0123456789ab",
 		"-- current vs baseline, 8 agents",
 		"full flow: flows/s",

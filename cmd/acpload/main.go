@@ -131,6 +131,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		pgbench      = fs.String("pgbench", "", "-bench: pgbench binary (default: PATH, else the newest /usr/lib/postgresql/*/bin)")
 		poolMaxConns = fs.Int("pool-max-conns", 0, "-bench: pool_max_conns for the server's DATABASE_URL (0: the server's default)")
 		pgbouncer    = fs.Bool("pgbouncer", false, "-bench: put pgbouncer (transaction pooling) between the server and PostgreSQL")
+		pin          = fs.Bool("pin", false, "-bench: run PostgreSQL (and pgbouncer) on half of the CPUs and the server, pgbench and the load generator on the others, as on separate hosts")
 		logLevel     = fs.String("server-log-level", "info", "-bench: the server's LOG_LEVEL (info logs every request, as in production)")
 		check        = fs.Bool("check", false, "-bench: exit 1 when a target is missed or a request fails")
 		baseline     = fs.String("baseline", "", "-bench: also build the server at this git revision and measure it beside the current one")
@@ -194,13 +195,13 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBench(ctx, benchConfig{
 			server: *server, catalog: *catalogFile, pgbench: *pgbench,
 			levels: levels, duration: *duration, warmup: *warmup,
-			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, logLevel: *logLevel, serverEnv: serverEnv,
+			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, pin: *pin, logLevel: *logLevel, serverEnv: serverEnv,
 			gzip: *gzip, json: *jsonOut, check: *check,
 			baseline: *baseline, durable: *durable, flashStock: *flashStock, flashAgents: *flashAgents, pspDelay: *pspDelay,
 		}, stdout, stderr)
 	}
 
-	for _, name := range []string{"server", "catalog", "pgbench", "pool-max-conns", "server-log-level", "server-env", "check",
+	for _, name := range []string{"server", "catalog", "pgbench", "pool-max-conns", "pgbouncer", "pin", "server-log-level", "server-env", "check",
 		"baseline", "durable", "flash-sale", "flash-agents", "psp-delay"} {
 		if set[name] {
 			return fmt.Errorf("-%s only applies to -bench", name)

@@ -75,8 +75,11 @@ func parseProcStat(b []byte) (procStat, error) {
 // the time of the children it has reaped and the time of its live descendants. Its
 // difference over an interval is what the tree used in it, even when children exit.
 func treeCPU(root int) (time.Duration, error) {
-	return walkTreeCPU(root, func(pid int) (procStat, error) { return readProcStat(strconv.Itoa(pid)) }, listPIDs)
+	return walkTreeCPU(root, procStatOf, listPIDs)
 }
+
+// procStatOf reads process pid's /proc/PID/stat.
+func procStatOf(pid int) (procStat, error) { return readProcStat(strconv.Itoa(pid)) }
 
 // treeWalkAttempts bounds the walks of one treeCPU; past it, the last walk is the answer.
 // Backends exit in bursts (pgbench's, as it ends), and a walk takes a few milliseconds:

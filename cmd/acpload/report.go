@@ -210,6 +210,7 @@ func (r BenchReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "machine: %d cores (%s), %d MiB; %s; PostgreSQL %s (%s)\n", m.Cores, m.CPUModel, m.MemoryMiB, m.GoVersion, m.Postgres, m.PostgresKind)
 	fmt.Fprintf(w, "durability: %s\n", r.Durability)
 	fmt.Fprintf(w, "database path: %s\n", m.DatabasePath)
+	fmt.Fprintf(w, "CPUs: %s\n", m.CPUs)
 	fmt.Fprintf(w, "load average: %s at start, %s at end\n", m.LoadAvgAtStart, m.LoadAvgAtEnd)
 	if !m.PgStatStatements {
 		fmt.Fprintln(w, "per-statement figures: off (give TEST_DATABASE_URL a server with shared_preload_libraries = 'pg_stat_statements')")

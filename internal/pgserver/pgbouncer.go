@@ -187,6 +187,10 @@ func (b *PgBouncer) run(bin string, owner *runAs, confPath string) error {
 	return nil
 }
 
+// PID is pgbouncer's process ID, for a caller that places it on CPUs, as acpload -pin
+// does.
+func (b *PgBouncer) PID() int { return b.proc.Pid }
+
 // URL returns a URL to database name through pgbouncer, with the upstream URL's user,
 // password and options (a caller adds default_query_exec_mode, see docs/operations.md).
 func (b *PgBouncer) URL(name string) (string, error) {
