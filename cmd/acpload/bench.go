@@ -95,7 +95,10 @@ type Machine struct {
 	DatabasePath string `json:"database_path"`
 	// CPUs says whether PostgreSQL shared the CPUs with the server and the load
 	// generator or ran on its own (-pin).
-	CPUs           string `json:"cpus"`
+	CPUs string `json:"cpus"`
+	// PinnedCPUs counts each side's CPUs with -pin; nil when they shared them.
+	PinnedCPUs *PinnedCPUs `json:"pinned_cpus,omitempty"`
+
 	LoadAvgAtStart string `json:"load_average_at_start"`
 	LoadAvgAtEnd   string `json:"load_average_at_end"`
 	ServerBinary   string `json:"server_binary"`
@@ -105,6 +108,14 @@ type Machine struct {
 	ServerExtraEnv string `json:"server_extra_env,omitempty"`
 	// PgStatStatements says whether per-statement figures were collected.
 	PgStatStatements bool `json:"pg_stat_statements"`
+}
+
+// PinnedCPUs is how many CPUs each side had with -pin.
+type PinnedCPUs struct {
+	// Postgres counts PostgreSQL's CPUs (and pgbouncer's).
+	Postgres int `json:"postgres"`
+	// Rest counts the CPUs of the servers, pgbench and the load generator.
+	Rest int `json:"rest"`
 }
 
 // ServerStats are the server process's figures over one start.
@@ -371,6 +382,7 @@ func runBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (e
 			return err
 		}
 		rep.Machine.CPUs = split.String()
+		rep.Machine.PinnedCPUs = &PinnedCPUs{Postgres: len(split.database), Rest: len(split.rest)}
 		progress("CPUs %s", rep.Machine.CPUs)
 	}
 

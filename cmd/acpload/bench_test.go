@@ -442,7 +442,7 @@ func TestThroughputVerdictShowsTheRatioTheCPUAllows(t *testing.T) {
 	lr := LevelRun{Concurrency: 8, Current: run,
 		Ceiling: Ceiling{TPS: 1000, P99Ms: 5, Transactions: 1000, CPU: CPUUsage{Postgres: 1.30, LoadGen: 0.15}}}
 
-	v := levelVerdicts(lr)[0]
+	v := levelVerdicts(lr, nil)[0]
 	want := "\nCPU a completion: 2.00 ms through the server (postgres 1.18, server 0.60, load generator 0.22), " +
 		"1.45 ms in pgbench (postgres 1.30, pgbench 0.15): 0.73 where CPU bounds both"
 	if !strings.HasSuffix(v.Note, want) {
@@ -454,9 +454,27 @@ func TestThroughputVerdictShowsTheRatioTheCPUAllows(t *testing.T) {
 		t.Errorf("the second line is not printed under the verdict, indented as the first:\n%s", out.String())
 	}
 
+	// With PostgreSQL on a CPU of its own, each side runs as fast as its busier CPU set
+	// allows: PostgreSQL's here on both (1/1.18 and 1/1.30 per ms, against 1/0.82 and
+	// 1/0.15 on the other CPU).
+	v = levelVerdicts(lr, &PinnedCPUs{Postgres: 1, Rest: 1})[0]
+	want = "\nCPU a completion, PostgreSQL on 1 CPU(s) and the rest on 1: through the server postgres 1.18 ms, " +
+		"server 0.60 and load generator 0.22; in pgbench postgres 1.30, pgbench 0.15: 1.10 where the busier side bounds each"
+	if !strings.HasSuffix(v.Note, want) {
+		t.Fatalf("pinned throughput note %q, want it to end with %q", v.Note, want)
+	}
+	// The server's side bounds once it needs more than the database's: 1/(0.82×2) per ms
+	// on one CPU against 1/1.30.
+	lr.Current.CompleteOnly.CPU.Server = 1.42
+	if v := levelVerdicts(lr, &PinnedCPUs{Postgres: 1, Rest: 1})[0]; !strings.HasSuffix(v.Note, ": 0.79 where the busier side bounds each") {
+		t.Errorf("pinned throughput note %q, want the server's side to bound it at 0.79", v.Note)
+	}
+
 	lr.Ceiling.CPU.Postgres = -1
-	if v := levelVerdicts(lr)[0]; strings.Contains(v.Note, "CPU a completion") {
-		t.Errorf("a note from an unknown CPU split: %q", v.Note)
+	for _, pinned := range []*PinnedCPUs{nil, {Postgres: 1, Rest: 1}} {
+		if v := levelVerdicts(lr, pinned)[0]; strings.Contains(v.Note, "CPU a completion") {
+			t.Errorf("a note from an unknown CPU split: %q", v.Note)
+		}
 	}
 }
 

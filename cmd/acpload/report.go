@@ -17,8 +17,9 @@ func ratio(a, b float64) float64 {
 // levelVerdicts holds one level's measurements against the targets. The throughput
 // and latency ratios compare like with like: the complete-only phase does exactly the
 // pgbench script's database work, through HTTP and the server, at the same
-// concurrency. The same ratios in the full flow are given as notes.
-func levelVerdicts(lr LevelRun) []Verdict {
+// concurrency. The same ratios in the full flow are given as notes. pinned is the
+// run's CPU split (-pin), nil when every process shared every CPU.
+func levelVerdicts(lr LevelRun, pinned *PinnedCPUs) []Verdict {
 	r := lr.Current
 	prefix := fmt.Sprintf("%d agents: ", lr.Concurrency)
 	complete := r.CompleteOnly.Report.Endpoint("complete")
@@ -42,7 +43,7 @@ func levelVerdicts(lr LevelRun) []Verdict {
 			Pass:  tput >= targetThroughputRatio,
 			Note: fmt.Sprintf("full flow: %.2f (%.0f completions/s among %.0f req/s)",
 				ratio(flowComplete.PerSecond, lr.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond) +
-				cpuBoundNote(lr),
+				cpuBoundNote(lr, pinned),
 		},
 		{
 			Name: prefix + "complete p99 / pgbench p99", Value: lat, Target: fmt.Sprintf("<= %.0f", targetLatencyRatio),
@@ -93,12 +94,14 @@ func levelVerdicts(lr LevelRun) []Verdict {
 }
 
 // cpuBoundNote, a second line for the throughput verdict, is the ratio the level's CPU
-// allows: the CPU a pgbench transaction costs (PostgreSQL and pgbench) over what a
-// completion costs through the server (PostgreSQL, the server and acpload). Where the
-// phases share the machine's cores and keep them busy, the CPU the server and its load
-// generator spend is taken from PostgreSQL, and the measured ratio stays near this one
-// (docs/performance-history.md, "Fifteenth round"). Empty when a side's CPU is unknown.
-func cpuBoundNote(lr LevelRun) string {
+// allows. Where the phases share the machine's cores and keep them busy, the CPU the
+// server and its load generator spend is taken from PostgreSQL: the bound is the CPU a
+// pgbench transaction costs (PostgreSQL and pgbench) over what a completion costs
+// through the server (PostgreSQL, the server and acpload), and the measured ratio stays
+// near it (docs/performance-history.md, "Fifteenth round"). With pinned CPUs each side
+// runs as fast as the busier of its two CPU sets allows, and the bound is the ratio of
+// those rates. Empty when a side's CPU is unknown.
+func cpuBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
 	cpu, n := lr.Current.CompleteOnly.CPU, lr.Current.CompleteOnly.Report.Requests
 	pg, server, load := perRequestMs(cpu.Postgres, n), perRequestMs(cpu.Server, n), perRequestMs(cpu.LoadGen, n)
 	ceiling, tx := lr.Ceiling.CPU, lr.Ceiling.Transactions
@@ -107,9 +110,19 @@ func cpuBoundNote(lr LevelRun) string {
 	if min(pg, server, load, ceilingPG, pgbench) < 0 || through == 0 {
 		return ""
 	}
-	return fmt.Sprintf("\nCPU a completion: %.2f ms through the server (postgres %.2f, server %.2f, load generator %.2f), "+
-		"%.2f ms in pgbench (postgres %.2f, pgbench %.2f): %.2f where CPU bounds both",
-		through, pg, server, load, in, ceilingPG, pgbench, in/through)
+	if pinned == nil {
+		return fmt.Sprintf("\nCPU a completion: %.2f ms through the server (postgres %.2f, server %.2f, load generator %.2f), "+
+			"%.2f ms in pgbench (postgres %.2f, pgbench %.2f): %.2f where CPU bounds both",
+			through, pg, server, load, in, ceilingPG, pgbench, in/through)
+	}
+	if pg == 0 || ceilingPG == 0 || server+load == 0 || pgbench == 0 {
+		return ""
+	}
+	db, rest := float64(pinned.Postgres), float64(pinned.Rest)
+	throughRate, inRate := min(db/pg, rest/(server+load)), min(db/ceilingPG, rest/pgbench)
+	return fmt.Sprintf("\nCPU a completion, PostgreSQL on %d CPU(s) and the rest on %d: through the server postgres %.2f ms, "+
+		"server %.2f and load generator %.2f; in pgbench postgres %.2f, pgbench %.2f: %.2f where the busier side bounds each",
+		pinned.Postgres, pinned.Rest, pg, server, load, ceilingPG, pgbench, throughRate/inRate)
 }
 
 // flashSaleVerdicts holds the current build's flash sale to its targets: nothing
@@ -147,7 +160,7 @@ func flashSaleVerdicts(fs FlashSale) []Verdict {
 func verdicts(r BenchReport) ([]Verdict, bool) {
 	var v []Verdict
 	for _, lr := range r.Runs {
-		v = append(v, levelVerdicts(lr)...)
+		v = append(v, levelVerdicts(lr, r.Machine.PinnedCPUs)...)
 	}
 	for _, fs := range r.FlashSale {
 		if fs.Build == r.Current.Name {
