@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgserver"
 )
 
 func TestSplitCPUsGivesTheDatabaseTheFirstHalf(t *testing.T) {
@@ -133,4 +135,21 @@ func taskAffinities(t *testing.T, pid int) []string {
 		}
 	}
 	return out
+}
+
+// -pin moves only a PostgreSQL the bench started and can see: never one named by
+// TEST_DATABASE_URL, and not one whose processes are elsewhere (a container's).
+func TestPinRefusesAPostgreSQLItDidNotStartOrCannotSee(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  benchEnv
+		want string
+	}{
+		{benchEnv{pg: &pgserver.Server{Kind: pgserver.KindEnv}, postmaster: 1}, "does not move a PostgreSQL the bench did not start"},
+		{benchEnv{pg: &pgserver.Server{Kind: pgserver.KindTestcontainers}}, "the testcontainers server's postmaster is not among them"},
+	} {
+		if _, err := tc.env.pin(0); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.env.pg.Kind, err, tc.want)
+		}
+	}
 }
