@@ -18,7 +18,7 @@ func allowedCPUs() ([]int, error) {
 		return nil, fmt.Errorf("read this process's CPUs: %w", err)
 	}
 	var cpus []int
-	for i := range len(set) * 64 {
+	for i := 0; len(cpus) < set.Count(); i++ {
 		if set.IsSet(i) {
 			cpus = append(cpus, i)
 		}
