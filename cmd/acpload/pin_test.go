@@ -42,21 +42,19 @@ func TestSplitCPUsGivesTheDatabaseTheFirstHalf(t *testing.T) {
 
 func TestFormatCPUsWritesRanges(t *testing.T) {
 	t.Parallel()
-	for cpus, want := range map[string]string{
-		"":          "no CPU",
-		"1":         "CPU 1",
-		"0,2":       "CPUs 0,2",
-		"0,1,2,3,6": "CPUs 0-3,6",
-		"0,1,3,4,5": "CPUs 0-1,3-5",
+	for _, tc := range []struct {
+		cpus []int
+		want string
+	}{
+		{nil, "no CPU"},
+		{[]int{1}, "CPU 1"},
+		{[]int{0, 2}, "CPUs 0,2"},
+		{[]int{0, 1, 2, 3, 6}, "CPUs 0-3,6"},
+		{[]int{0, 1, 3, 4, 5}, "CPUs 0-1,3-5"},
+		{[]int{10, 11, 12}, "CPUs 10-12"},
 	} {
-		var list []int
-		for f := range strings.SplitSeq(cpus, ",") {
-			if f != "" {
-				list = append(list, int(f[0]-'0'))
-			}
-		}
-		if got := formatCPUs(list); got != want {
-			t.Errorf("formatCPUs(%v) = %q, want %q", list, got, want)
+		if got := formatCPUs(tc.cpus); got != tc.want {
+			t.Errorf("formatCPUs(%v) = %q, want %q", tc.cpus, got, tc.want)
 		}
 	}
 	s := cpuSplit{database: []int{0}, rest: []int{1}}
