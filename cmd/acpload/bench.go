@@ -270,6 +270,7 @@ func (e *benchEnv) pin(bouncer int) (cpuSplit, error) {
 	if err != nil {
 		return cpuSplit{}, err
 	}
+	delete(tree, e.postmaster) // pinned above
 	for pid := range tree {
 		if err := pinProcess(pid, split.database); err != nil {
 			return cpuSplit{}, err
