@@ -163,6 +163,131 @@ func (q *Queries) DeleteIdempotencyKeysBefore(ctx context.Context, arg DeleteIde
 	return result.RowsAffected(), nil
 }
 
+const holdIdempotencyKey = `-- name: HoldIdempotencyKey :exec
+SELECT hold_idempotency_key(
+    hashtextextended($1::text || E'\n' || $2::text || E'\n' || $3::text || E'\n' || $4::text
+        || E'\n' || $5::text, 0),
+    hashtextextended($1::text || E'\n' || $2::text || E'\n' || $3::text || E'\n' || $4::text
+        || E'\n' || $5::text || E'\n' || $6::text, 0))
+`
+
+type HoldIdempotencyKeyParams struct {
+	Caller      string `json:"caller"`
+	Method      string `json:"method"`
+	Path        string `json:"path"`
+	Key         string `json:"key"`
+	ApiVersion  string `json:"api_version"`
+	RequestHash string `json:"request_hash"`
+}
+
+// Holds a free key for the rest of the transaction, first in it (hold_idempotency_key,
+// migration 00030): a request that finds it held fails (SQLSTATE AC415 for the same
+// body, AC416 for another), and nothing after it applies. The locks are
+// transaction-level, so they work behind PgBouncer in transaction pooling and end with
+// the transaction, however that ends.
+func (q *Queries) HoldIdempotencyKey(ctx context.Context, arg HoldIdempotencyKeyParams) error {
+	_, err := q.db.Exec(ctx, holdIdempotencyKey,
+		arg.Caller,
+		arg.Method,
+		arg.Path,
+		arg.Key,
+		arg.ApiVersion,
+		arg.RequestHash,
+	)
+	return err
+}
+
+const insertIdempotentResponse = `-- name: InsertIdempotentResponse :exec
+INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at,
+    response_status, response_body, completed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+    CASE WHEN $8::boolean THEN 'completed_gzip' ELSE 'completed' END, $9,
+    $10, $11, $9)
+`
+
+type InsertIdempotentResponseParams struct {
+	Caller         string    `json:"caller"`
+	Method         string    `json:"method"`
+	Path           string    `json:"path"`
+	Key            string    `json:"key"`
+	ApiVersion     string    `json:"api_version"`
+	RequestHash    string    `json:"request_hash"`
+	ClaimID        string    `json:"claim_id"`
+	Gzipped        bool      `json:"gzipped"`
+	Now            time.Time `json:"now"`
+	ResponseStatus *int32    `json:"response_status"`
+	ResponseBody   []byte    `json:"response_body"`
+}
+
+// Records the response of a request that held its free key (HoldIdempotencyKey), last
+// in the work's transaction: a plain INSERT, so that a key recorded or claimed by
+// another request since the look-up fails it (unique_violation on
+// idempotency_keys_pkey), the transaction aborts, and the request answers with what the
+// key holds instead.
+func (q *Queries) InsertIdempotentResponse(ctx context.Context, arg InsertIdempotentResponseParams) error {
+	_, err := q.db.Exec(ctx, insertIdempotentResponse,
+		arg.Caller,
+		arg.Method,
+		arg.Path,
+		arg.Key,
+		arg.ApiVersion,
+		arg.RequestHash,
+		arg.ClaimID,
+		arg.Gzipped,
+		arg.Now,
+		arg.ResponseStatus,
+		arg.ResponseBody,
+	)
+	return err
+}
+
+const lookupIdempotencyKey = `-- name: LookupIdempotencyKey :one
+SELECT request_hash, claim_id, state, response_status, response_body, claimed_at
+FROM idempotency_keys
+WHERE caller = $1 AND method = $2 AND path = $3 AND key = $4 AND api_version = $5
+`
+
+type LookupIdempotencyKeyParams struct {
+	Caller     string `json:"caller"`
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Key        string `json:"key"`
+	ApiVersion string `json:"api_version"`
+}
+
+type LookupIdempotencyKeyRow struct {
+	RequestHash    string    `json:"request_hash"`
+	ClaimID        string    `json:"claim_id"`
+	State          string    `json:"state"`
+	ResponseStatus *int32    `json:"response_status"`
+	ResponseBody   []byte    `json:"response_body"`
+	ClaimedAt      time.Time `json:"claimed_at"`
+}
+
+// The key's record, if it has one: what a create or an update sends in its first round
+// trip where ClaimIdempotencyKey was sent before (docs/performance-history.md,
+// "Twenty-second round"). No row: the key is free, and the work's transaction holds it
+// (HoldIdempotencyKey) and inserts it with its response (InsertIdempotentResponse).
+func (q *Queries) LookupIdempotencyKey(ctx context.Context, arg LookupIdempotencyKeyParams) (LookupIdempotencyKeyRow, error) {
+	row := q.db.QueryRow(ctx, lookupIdempotencyKey,
+		arg.Caller,
+		arg.Method,
+		arg.Path,
+		arg.Key,
+		arg.ApiVersion,
+	)
+	var i LookupIdempotencyKeyRow
+	err := row.Scan(
+		&i.RequestHash,
+		&i.ClaimID,
+		&i.State,
+		&i.ResponseStatus,
+		&i.ResponseBody,
+		&i.ClaimedAt,
+	)
+	return i, err
+}
+
 const recordIdempotentResponse = `-- name: RecordIdempotentResponse :exec
 WITH recorded AS (
     UPDATE idempotency_keys

@@ -81,3 +81,36 @@ WITH recorded AS (
     RETURNING 1
 )
 SELECT raise_idempotency_claim_lost() WHERE NOT EXISTS (SELECT 1 FROM recorded);
+
+-- name: LookupIdempotencyKey :one
+-- The key's record, if it has one: what a create or an update sends in its first round
+-- trip where ClaimIdempotencyKey was sent before (docs/performance-history.md,
+-- "Twenty-second round"). No row: the key is free, and the work's transaction holds it
+-- (HoldIdempotencyKey) and inserts it with its response (InsertIdempotentResponse).
+SELECT request_hash, claim_id, state, response_status, response_body, claimed_at
+FROM idempotency_keys
+WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version;
+
+-- name: HoldIdempotencyKey :exec
+-- Holds a free key for the rest of the transaction, first in it (hold_idempotency_key,
+-- migration 00030): a request that finds it held fails (SQLSTATE AC415 for the same
+-- body, AC416 for another), and nothing after it applies. The locks are
+-- transaction-level, so they work behind PgBouncer in transaction pooling and end with
+-- the transaction, however that ends.
+SELECT hold_idempotency_key(
+    hashtextextended(@caller::text || E'\n' || @method::text || E'\n' || @path::text || E'\n' || @key::text
+        || E'\n' || @api_version::text, 0),
+    hashtextextended(@caller::text || E'\n' || @method::text || E'\n' || @path::text || E'\n' || @key::text
+        || E'\n' || @api_version::text || E'\n' || @request_hash::text, 0));
+
+-- name: InsertIdempotentResponse :exec
+-- Records the response of a request that held its free key (HoldIdempotencyKey), last
+-- in the work's transaction: a plain INSERT, so that a key recorded or claimed by
+-- another request since the look-up fails it (unique_violation on
+-- idempotency_keys_pkey), the transaction aborts, and the request answers with what the
+-- key holds instead.
+INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at,
+    response_status, response_body, completed_at)
+VALUES (@caller, @method, @path, @key, @api_version, @request_hash, @claim_id,
+    CASE WHEN @gzipped::boolean THEN 'completed_gzip' ELSE 'completed' END, @now,
+    @response_status, @response_body, @now);

@@ -477,9 +477,9 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 		r, err := safetySend(e.server.Client(), http.MethodPost, path, body, "Idempotency-Key", "K")
 		done <- result{r, err}
 	}()
-	safetyWaitFor(t, "the claim of K", func() bool {
-		return dbInt(e, `SELECT count(*) FROM idempotency_keys WHERE key = 'K' AND state = 'in_flight'`) == 1
-	})
+	// An update finds its key free in its first round trip and holds it, first in its
+	// transaction, with two advisory locks (the key's, and the key's with its body).
+	safetyWaitFor(t, "the hold of K", func() bool { return safetyHeldKeyLocks(e) == 2 })
 	select {
 	case res := <-done:
 		t.Fatalf("the first request finished while the session row was locked: %d %s %v", res.r.status, res.r.body, res.err)
@@ -570,17 +570,25 @@ func TestIdempotencyRecoversADeadClaimOnly(t *testing.T) {
 }
 
 // A request presumed dead whose claim was taken over must not complete the key (nor
-// commit its work) when it wakes up: the claim_id compare fences it.
+// commit its work) when it wakes up: the claim_id compare fences it. A completion
+// claims its key before its work (a create or an update holds it in the work's
+// transaction, which ends with the request however it ends, and has no claim to
+// recover).
 func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	t.Parallel()
 	e := mustEnvWith(t, time.Second)
 	ctx := context.Background()
-	id := e.mustCreate(map[string]any{"items": items("item_123", 1)})["id"].(string)
+	id, total := mustReadySession(e)
+	tok := delegate(e, id, total, "usd", visaNumber, "9871")
 
 	release := safetyLockSession(e, id)
 
-	url := e.server.URL + "/checkout_sessions/" + id
-	body := `{"fulfillment_option_id":"express_shipping","fulfillment_address":{"name":"John Doe","line_one":"1234 Chat Road","city":"San Francisco","state":"CA","country":"US","postal_code":"94131"}}`
+	url := e.server.URL + "/checkout_sessions/" + id + "/complete"
+	encoded, err := json.Marshal(e.completeBody(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(encoded)
 	type result struct {
 		r   response
 		err error
@@ -627,12 +635,23 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 		t.Fatalf("%d answered 200 and %d 409; want one each", len(ok), len(lost))
 	}
 	e.mustError(lost[0], http.StatusConflict, "idempotency_in_flight", "")
-	e.mustSession(ok[0], http.StatusOK)
+	e.mustCompleted(ok[0])
 	rows := safetyKeyRows(e, "K")
 	if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 200 || !bytes.Equal(rows[0].body, ok[0].body) {
 		t.Errorf("K rows = %+v", rows)
 	}
-	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id, body, "Idempotency-Key", "K"), ok[0])
+	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
+		t.Errorf("orders = %d, want 1", n)
+	}
+	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), ok[0])
+}
+
+// safetyHeldKeyLocks counts the advisory locks granted in e's database: a request that
+// holds a free idempotency key holds two (HoldIdempotencyKey).
+func safetyHeldKeyLocks(e *testEnv) int {
+	e.t.Helper()
+	return dbInt(e, `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
 }
 
 func TestIdempotencyServerErrorsAreNotStored(t *testing.T) {

@@ -62,6 +62,8 @@ type Claim struct {
 	// resolved says a deferred claim was taken; outcome is what that found.
 	resolved bool
 	outcome  Outcome
+	// free says a deferred claim's key was looked up and found free (MarkFree).
+	free bool
 }
 
 // ErrNotClaimed is the error of work that stopped because its deferred claim found the
@@ -80,6 +82,24 @@ func (c *Claim) Pending() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.take != nil && !c.resolved
+}
+
+// MarkFree notes that the storage layer looked the key of a deferred claim up and found
+// no record: the work's transaction may hold the key and insert it with its response,
+// where a claim would have been committed before the work. The claim stays pending
+// until that transaction commits (Resolve); when it does not, Take claims the key on
+// its own, as for any pending claim.
+func (c *Claim) MarkFree() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.free = true
+}
+
+// Free reports whether c is pending and its key was found free (MarkFree).
+func (c *Claim) Free() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.free && c.take != nil && !c.resolved
 }
 
 // Resolve records what taking the deferred claim found. A key that is not the

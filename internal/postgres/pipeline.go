@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 )
 
@@ -31,12 +32,16 @@ import (
 //     result is read in the round trip that sends it, so two reads take one round
 //     trip when the second needs nothing of the first's result.
 //
-// A request whose idempotency claim is deferred (idempotency.NewDeferred) may take it in
-// the first round trip (rideClaim): the claim goes out ahead of that round trip's reads,
-// outside the transaction, and commits with them, so a concurrent duplicate sees it a
-// read's time later and the claim costs no round trip of its own. A transaction that
-// reads nothing (a vault token's) takes it in its only round trip instead, inside the
-// transaction, ahead of its writes (commitRidden).
+// A request whose idempotency claim is deferred (idempotency.NewDeferred) may settle it
+// in the first round trip (rideClaim): the key's look-up goes out ahead of that round
+// trip's reads, outside the transaction, so it costs no round trip of its own. A key
+// with a record stops the work there; a free one is held by the transaction, first in
+// it (HoldIdempotencyKey, a transaction-level advisory lock that a concurrent duplicate
+// meets and answers 409 to), and inserted with the response last
+// (InsertIdempotentResponse), which fails the transaction when another request recorded
+// or claimed the key since the look-up. A transaction that reads nothing (a vault
+// token's) claims the key in its only round trip instead, inside the transaction, ahead
+// of its writes (commitRidden).
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
@@ -51,10 +56,14 @@ type pipelinedTx struct {
 	// queued are the deferred statements not sent yet, in their order; queuedLast
 	// those of beforeCommit, sent after them.
 	queued, queuedLast []queuedStatement
-	// ride is a deferred claim to take in the first round trip (rideClaim), with
+	// ride is a deferred claim to settle in the first round trip (rideClaim), with
 	// rideParams; nil once sent or when there is none.
 	ride       *idempotency.Claim
 	rideParams db.ClaimIdempotencyKeyParams
+	// hold is the deferred claim whose key the first round trip found free: the
+	// transaction holds the key (HoldIdempotencyKey) first, and held says that went out.
+	hold *idempotency.Claim
+	held bool
 	// reads are the reads along (readAlong) of the batch pending made last, by
 	// their position in it: nil for a statement whose only result is its error.
 	reads []func(q *db.Queries) error
@@ -64,9 +73,10 @@ type pipelinedTx struct {
 }
 
 // errRideMissed says a deferred claim could not be settled in the first round trip: a
-// statement that writes went first, or the key's row needs the claim's own statements
-// (a request in flight, maybe dead). runPipelinedTx then takes the claim on its own and
-// runs the transaction again.
+// statement that writes went first, the key's row needs the claim's own statements (a
+// request in flight, maybe dead), or a key found free was recorded or claimed by another
+// request before the transaction inserted it. runPipelinedTx then takes the claim on its
+// own and runs the transaction again (or answers with what the key holds).
 var errRideMissed = errors.New("postgres: the deferred idempotency claim did not ride the first round trip")
 
 // queuedStatement is a deferred statement.
@@ -151,11 +161,12 @@ func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
 	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now, false)
 }
 
-// pending is a batch of BEGIN (unless sent) and the queued statements, which the
-// statement about to be sent follows; it empties the queue. With read, the statement is
-// a read that the deferred claim may ride: the batch is then the claim and the reads
-// along queued before it (which readOutside let go outside the transaction), and rides
-// says so. A claim that cannot ride (a write goes first) is errRideMissed.
+// pending is a batch of BEGIN (unless sent, and then the hold of a free key) and the
+// queued statements, which the statement about to be sent follows; it empties the
+// queue. With read, the statement is a read that the deferred claim may ride: the batch
+// is then the key's look-up and the reads along queued before it (which readOutside
+// let go outside the transaction), and rides says so. A claim that cannot ride (a write
+// goes first) is errRideMissed.
 func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 	b = &pgx.Batch{}
 	t.reads = t.reads[:0]
@@ -164,12 +175,8 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		if !readsFirst || t.begun || (len(t.queued) > 0 && !t.readFirst) {
 			return nil, false, errRideMissed
 		}
-		// The claim commits with the reads alone, so it need not wait for the WAL flush
-		// (see ClaimIdempotencyKey); in the work's transaction (commitRidden) it waits.
-		p := t.rideParams
-		p.CommitAsync = true
 		var c capturedStatement
-		_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), p)
+		_, _ = db.New(&c).LookupIdempotencyKey(context.Background(), lookupKeyParams(t.ride.Key))
 		b.Queue(c.sql, c.args...)
 		t.queue(b)
 		return b, true, nil
@@ -178,9 +185,31 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		b.Queue("begin")
 		t.reads = append(t.reads, nil)
 		t.begun = true
+		t.queueHold(b)
 	}
 	t.queue(b)
 	return b, false, nil
+}
+
+// queueHold adds to b, first in the transaction, the hold of the key found free, unless
+// it went out already or there is none.
+func (t *pipelinedTx) queueHold(b *pgx.Batch) {
+	if t.hold == nil || t.held {
+		return
+	}
+	var c capturedStatement
+	k := t.hold.Key
+	_ = db.New(&c).HoldIdempotencyKey(context.Background(), db.HoldIdempotencyKeyParams{
+		Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion, RequestHash: t.hold.Hash,
+	})
+	b.Queue(c.sql, c.args...)
+	t.reads = append(t.reads, nil)
+	t.held = true
+}
+
+// lookupKeyParams looks k up.
+func lookupKeyParams(k idempotency.Key) db.LookupIdempotencyKeyParams {
+	return db.LookupIdempotencyKeyParams{Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion}
 }
 
 // queue moves the queued statements to b, in their order, after what b holds (whose
@@ -195,24 +224,30 @@ func (t *pipelinedTx) queue(b *pgx.Batch) {
 
 // send sends b, whose first n statements are those of pending, and reads their
 // results (a read along's with its read): an error of one of them is that of the
-// round trip. When the deferred claim rides, its row is read first and settles the
-// claim: a key that is not the request's stops the work with idempotency.ErrNotClaimed.
+// round trip. When the deferred claim rides, the key's look-up is read first: a key
+// that is not the request's stops the work with idempotency.ErrNotClaimed, and a free
+// one is held by the transaction from its first statement on.
 func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool) (pgx.BatchResults, error) {
 	br := t.conn.SendBatch(ctx, b)
 	if rides {
 		claim, p := t.ride, t.rideParams
 		t.ride = nil
-		row, err := db.New(batchResultsDBTX{br}).ClaimIdempotencyKey(ctx, p)
+		row, err := db.New(batchResultsDBTX{br}).LookupIdempotencyKey(ctx, lookupKeyParams(claim.Key))
 		switch {
 		case isNoRows(err):
-			err = errRideMissed // recorded by a transaction newer than the statement's snapshot
+			claim.MarkFree()
+			t.hold = claim
+			err = nil
 		case err != nil:
-			err = fmt.Errorf("claim idempotency key: %w", err)
+			err = fmt.Errorf("look up idempotency key: %w", err)
 		default:
-			if out, ok := settledOutcome(row, p); ok {
+			if out, ok := settledOutcome(db.ClaimIdempotencyKeyRow{
+				RequestHash: row.RequestHash, ClaimID: row.ClaimID, State: row.State,
+				ResponseStatus: row.ResponseStatus, ResponseBody: row.ResponseBody, ClaimedAt: row.ClaimedAt,
+			}, p); ok {
 				err = claim.Resolve(out)
 			} else {
-				err = errRideMissed
+				err = errRideMissed // in flight, maybe a dead request's: the claim's own statements
 			}
 		}
 		if err != nil {
@@ -323,6 +358,9 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 	}
 	b := &pgx.Batch{}
 	t.reads = t.reads[:0]
+	if !t.begun {
+		t.queueHold(b) // first in the implicit transaction
+	}
 	t.queue(b)
 	if t.begun {
 		b.Queue("commit")
@@ -615,12 +653,13 @@ func withPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func(
 
 // runPipelinedTx runs fn in a pipelinedTx and commits, recording the response under
 // claim (nil: none). A deferred claim not taken yet rides in fn's first round trip when
-// ride says it may; otherwise, or when it could not settle there, it is taken on its own
+// ride says it may, and one whose key an earlier run found free is held by the
+// transaction; otherwise, or when it could not settle there, it is taken on its own
 // first and fn runs in a new transaction.
 func runPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim, ride bool,
 	fn func(tx *pipelinedTx, now time.Time) (T, error),
 ) (T, error) {
-	if claim != nil && !(ride && claim.Pending()) {
+	if claim != nil && !(claim.Pending() && (ride || claim.Free())) {
 		if err := claim.Take(ctx); err != nil {
 			var zero T
 			return zero, err
@@ -647,28 +686,35 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	}
 	defer tx.rollback(ctx)
 	now := clock()
-	if claim != nil && claim.Pending() {
+	switch {
+	case claim == nil:
+	case claim.Free():
+		tx.hold = claim // found free by an earlier run (one that met a changed session)
+	case claim.Pending():
 		tx.rideClaim(claim, now)
 	}
 	result, err := fn(tx, now)
 	var refusal *commitThen
 	if errors.As(err, &refusal) {
 		if err := tx.commit(ctx); err != nil {
-			return zero, fmt.Errorf("commit: %w", err)
+			return zero, tx.heldKeyError(fmt.Errorf("commit: %w", err))
 		}
 		return zero, refusal.err
 	}
 	if err != nil {
-		return zero, err
+		return zero, tx.heldKeyError(err)
 	}
 	var recorded *idempotency.Response
-	// A claim still pending rides the COMMIT: fn sent nothing. Without a response to
-	// record, nothing would stop the work when the key is not the request's, so the
-	// claim is then taken on its own.
-	ridesCommit := claim != nil && claim.Pending()
-	if ridesCommit && claim.Encode == nil {
+	// A claim whose key the first round trip found free is recorded by inserting the
+	// key (holds). A claim still pending otherwise rides the COMMIT: fn sent nothing.
+	// Without a response to record, nothing would stop the work when the key is not the
+	// request's, so the claim is then taken on its own.
+	holds := tx.hold != nil
+	ridesCommit := !holds && claim != nil && claim.Pending()
+	if (holds || ridesCommit) && claim.Encode == nil {
 		return zero, errRideMissed
 	}
+	var claimID string
 	if claim != nil && claim.Encode != nil {
 		response, err := claim.Render(result)
 		if err != nil {
@@ -676,10 +722,21 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 		}
 		recorded = &response
 		record := completeKeyParams(claim, response, now)
-		if ridesCommit {
+		switch {
+		case holds:
+			claimID = checkout.NewID("clm_")
+			err = tx.deferred().InsertIdempotentResponse(ctx, db.InsertIdempotentResponseParams{
+				Caller: claim.Key.Caller, Method: claim.Key.Method, Path: claim.Key.Path, Key: claim.Key.Key,
+				ApiVersion: claim.Key.APIVersion, RequestHash: claim.Hash, ClaimID: claimID, Gzipped: response.Gzipped,
+				Now: now, ResponseStatus: record.ResponseStatus, ResponseBody: response.Body,
+			})
+		case ridesCommit:
 			record.ClaimID = tx.rideParams.ClaimID
+			fallthrough
+		default:
+			err = tx.deferred().RecordIdempotentResponse(ctx, db.RecordIdempotentResponseParams(record))
 		}
-		if err := tx.deferred().RecordIdempotentResponse(ctx, db.RecordIdempotentResponseParams(record)); err != nil {
+		if err != nil {
 			return zero, fmt.Errorf("record idempotent response: %w", err)
 		}
 	}
@@ -692,10 +749,51 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 		if errors.As(err, &pgErr) && pgErr.Code == claimLostCode {
 			return zero, errClaimLost
 		}
-		return zero, fmt.Errorf("commit: %w", err)
+		return zero, tx.heldKeyError(fmt.Errorf("commit: %w", err))
+	}
+	if holds {
+		if err := claim.Resolve(idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID}); err != nil {
+			return zero, err
+		}
 	}
 	if recorded != nil {
 		claim.Committed(*recorded)
 	}
 	return result, nil
+}
+
+// keyHeldCode and keyConflictCode are hold_idempotency_key's SQLSTATEs (migration
+// 00030): the key is held by a request with the same body, or with another.
+const (
+	keyHeldCode     = "AC415"
+	keyConflictCode = "AC416"
+)
+
+// uniqueViolation is PostgreSQL's SQLSTATE of a unique_violation; idempotencyKeysPkey
+// the constraint a key's insert fails on when the key has a row.
+const (
+	uniqueViolation     = "23505"
+	idempotencyKeysPkey = "idempotency_keys_pkey"
+)
+
+// heldKeyError is err, the error that ended a transaction holding a free key, as the
+// request answers it: the key held by another request in flight stops the work as the
+// claim's refusal (409 idempotency_in_flight, or the key's conflict when that request
+// has another body); the key recorded or claimed by another request since the look-up
+// sends the request to its claim, on its own, which finds what that request left
+// (errRideMissed).
+func (t *pipelinedTx) heldKeyError(err error) error {
+	var pgErr *pgconn.PgError
+	if t.hold == nil || !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == keyHeldCode:
+		return t.hold.Resolve(idempotency.Outcome{Kind: idempotency.InFlight})
+	case pgErr.Code == keyConflictCode:
+		return t.hold.Resolve(idempotency.Outcome{Kind: idempotency.Conflict})
+	case pgErr.Code == uniqueViolation && pgErr.ConstraintName == idempotencyKeysPkey:
+		return errRideMissed
+	}
+	return err
 }

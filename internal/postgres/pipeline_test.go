@@ -362,10 +362,10 @@ func tracedTeePool(t *testing.T, trips *pgtest.RoundTrips, ids ...string) *pgxpo
 }
 
 // A deferred claim rides ahead of every read of the first round trip when they go
-// outside the transaction (a cart's create: its variants and fulfillment options), so
-// the claim, the reads and the writes take two round trips; a key already answered
-// stops the work in the first, with nothing written. Reads inside the transaction
-// cannot carry it: the claim then goes on its own, before them.
+// outside the transaction (a cart's create: its variants and fulfillment options), as
+// the key's look-up, so the look-up, the reads and the writes take two round trips; a
+// key already answered stops the work in the first, with nothing written. Reads inside
+// the transaction cannot carry it: the claim then goes on its own, before them.
 func TestPipelinedClaimRidesAheadOfTheReadsAlong(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -409,7 +409,9 @@ func TestPipelinedClaimRidesAheadOfTheReadsAlong(t *testing.T) {
 		}
 	}
 	reads := "ListVariantsByID :many; ListActiveFulfillmentOptions :many"
-	writes := "batch [SetVariantStock :execrows; RecordIdempotentResponse :exec]"
+	// The key found free is held first in the writes' implicit transaction, and
+	// inserted with the response last.
+	writes := "batch [HoldIdempotencyKey :exec; SetVariantStock :execrows; InsertIdempotentResponse :exec]"
 
 	first := claimOf("outside")
 	n, sent := trips.Measure(func() {
@@ -417,14 +419,14 @@ func TestPipelinedClaimRidesAheadOfTheReadsAlong(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	check("reads outside", n, sent, []string{"batch [ClaimIdempotencyKey :one; " + reads + "]", writes})
+	check("reads outside", n, sent, []string{"batch [LookupIdempotencyKey :one; " + reads + "]", writes})
 
 	n, sent = trips.Measure(func() {
 		if err := run(claimOf("outside"), true); !errors.Is(err, idempotency.ErrNotClaimed) {
 			t.Fatalf("the same key again: %v, want idempotency.ErrNotClaimed", err)
 		}
 	})
-	check("the same key again", n, sent, []string{"batch [ClaimIdempotencyKey :one; " + reads + "]"})
+	check("the same key again", n, sent, []string{"batch [LookupIdempotencyKey :one; " + reads + "]"})
 	var got *int32
 	if err := pool.QueryRow(ctx, `SELECT stock_quantity FROM variants WHERE id = 'item_a'`).Scan(&got); err != nil {
 		t.Fatal(err)

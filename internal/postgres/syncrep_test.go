@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
@@ -18,13 +19,15 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
-// A claim whose transaction holds nothing else (taken on its own, or riding a read)
-// commits without waiting for the WAL flush; the work's commit waits, and so does a
-// claim that rides in the work's own transaction (a delegation's), which must not be
-// answered before it is durable. On this cluster every commit that waits waits
-// forever: synchronous_commit is on and a synchronous standby never connects. A
-// transaction waiting for it has committed locally but stays invisible to others, so
-// a claim seen from another connection did not wait.
+// A claim whose transaction holds nothing else (taken on its own) commits without
+// waiting for the WAL flush; the work's commit waits, and so does a claim that rides in
+// the work's own transaction (a delegation's), which must not be answered before it is
+// durable. A key that the first read found free is held by the work's transaction, so
+// no row of it shows while that commit waits, but a duplicate meets the hold. On this
+// cluster every commit that waits waits forever: synchronous_commit is on and a
+// synchronous standby never connects. A transaction waiting for it has committed
+// locally but stays invisible to others (and keeps its locks), so a claim seen from
+// another connection did not wait.
 func TestOnlyAClaimAloneCommitsWithoutWaitingForTheFlush(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -49,22 +52,34 @@ func TestOnlyAClaimAloneCommitsWithoutWaitingForTheFlush(t *testing.T) {
 		}
 	})
 
-	t.Run("riding the first read", func(t *testing.T) {
+	t.Run("found free by the first read", func(t *testing.T) {
 		read := make(chan struct{})
 		waitsForTheStandby(t, ctx, pool, func(ctx context.Context) error {
 			return postgres.WithRiddenTx(deferredClaim(t, ctx, "read"), pool, func(q, _ *db.Queries) error {
 				_, err := q.ListActiveFulfillmentOptions(ctx)
 				close(read)
-				return err // the record of the response is the write whose commit waits
+				return err // the key inserted with the response is the write whose commit waits
 			})
 		}, func() {
 			select {
 			case <-read:
 			case <-time.After(15 * time.Second):
-				t.Fatal("the read the claim rode did not return")
+				t.Fatal("the read the look-up rode did not return")
 			}
-			if !claimSeen("read") {
-				t.Error("the claim that rode the read is not seen while the work waits for the standby")
+			if claimSeen("read") {
+				t.Error("an in_flight claim of a key found free is seen: the key must be held, not claimed")
+			}
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(context.Background()) }()
+			k := syncRepKey("read")
+			err = db.New(tx).HoldIdempotencyKey(ctx, db.HoldIdempotencyKeyParams{
+				Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion, RequestHash: "h",
+			})
+			if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "AC415" {
+				t.Errorf("a duplicate's hold while the work waits for the standby: %v, want SQLSTATE AC415", err)
 			}
 		})
 	})
