@@ -65,9 +65,13 @@ type ClaimIdempotencyKeyRow struct {
 // every claim's request ends with a commit that does wait, the work with its record,
 // or the release of the key, and flushes the claim with it; a claim lost in a crash
 // belonged to a request whose work had not committed either. Only for a claim whose
-// transaction holds nothing else but reads: one that rides in the work's transaction
-// (a delegate_payment's) must not, or the work would commit without waiting too.
-// CASE decides before set_config runs (it is volatile, never folded ahead).
+// transaction holds nothing else: one in the work's transaction must not, or the work
+// would commit without waiting too. CASE decides before set_config runs (it is
+// volatile, never folded ahead).
+//
+// A create, an update, a cancel, a cart's create and a delegation look their key up
+// instead (LookupIdempotencyKey) and insert it with the response in the work's
+// transaction; their claim is taken on its own only when that cannot settle it.
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (ClaimIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, claimIdempotencyKey,
 		arg.Caller,

@@ -241,10 +241,7 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool)
 		case err != nil:
 			err = fmt.Errorf("look up idempotency key: %w", err)
 		default:
-			if out, ok := settledOutcome(db.ClaimIdempotencyKeyRow{
-				RequestHash: row.RequestHash, ClaimID: row.ClaimID, State: row.State,
-				ResponseStatus: row.ResponseStatus, ResponseBody: row.ResponseBody, ClaimedAt: row.ClaimedAt,
-			}, p); ok {
+			if out, ok := settledOutcome(lookedUp(row), p); ok {
 				err = claim.Resolve(out)
 			} else {
 				err = errRideMissed // in flight, maybe a dead request's: the claim's own statements
@@ -377,48 +374,57 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 }
 
 // commitRidden is commit for a transaction that sent nothing yet and whose deferred
-// claim rides with it: the claim goes out first, in the implicit transaction of the
-// queued statements (see commit), so it commits with the work or not at all. The
-// caller must have queued the record of the response (RecordIdempotentResponse, under
-// the ride's claim ID): when the key is not the request's, the record fails, the
-// implicit transaction rolls back, and the connection is idle again, with no ROLLBACK
-// to send. The claim is resolved once the round trip succeeded: when a statement after
-// it fails, the claim rolled back with the work and stays pending, and the transport
-// takes it before it answers with the error (or with the response recorded, should the
-// round trip have committed before its answer was lost). A key that is not the
-// request's is ErrNotClaimed, as for rideClaim.
-func (t *pipelinedTx) commitRidden(ctx context.Context) error {
+// claim rides with it: the key's look-up goes out first, in the implicit transaction of
+// the queued statements (see commit). The caller must have queued the key's insert with
+// the response (InsertIdempotentResponse, under claimID), so the key commits with the
+// work or not at all. When the key has a record, the look-up settles the claim and the
+// insert fails, so the implicit transaction rolls back and the connection is idle
+// again, with no ROLLBACK to send. A duplicate running beside it finds nothing, waits
+// on the key's index entry at its insert, and then takes its claim on its own, which
+// finds the record (errRideMissed). The claim is resolved once the round trip
+// succeeded: when a statement fails, the claim stays pending, and the transport takes
+// it before it answers with the error (or with the response recorded, should the round
+// trip have committed before its answer was lost). A key that is not the request's is
+// ErrNotClaimed, as for rideClaim.
+func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	if t.ride == nil || t.begun {
 		return errRideMissed
 	}
 	claim, p := t.ride, t.rideParams
 	t.ride = nil
-	var claimed *idempotency.Outcome
+	lookup := lookupKeyParams(claim.Key)
 	settle := func(q *db.Queries) error {
-		row, err := q.ClaimIdempotencyKey(ctx, p)
+		row, err := q.LookupIdempotencyKey(ctx, lookup)
 		switch {
 		case isNoRows(err):
-			return errRideMissed // recorded by a transaction newer than the statement's snapshot
+			return nil
 		case err != nil:
-			return fmt.Errorf("claim idempotency key: %w", err)
+			return fmt.Errorf("look up idempotency key: %w", err)
 		}
-		out, ok := settledOutcome(row, p)
-		switch {
-		case !ok:
-			return errRideMissed
-		case out.Kind != idempotency.Claimed:
+		if out, ok := settledOutcome(lookedUp(row), p); ok {
 			return claim.Resolve(out)
 		}
-		claimed = &out
-		return nil
+		return errRideMissed // in flight, maybe a dead request's: the claim's own statements
 	}
 	var c capturedStatement
-	_, _ = db.New(&c).ClaimIdempotencyKey(context.Background(), p)
+	_, _ = db.New(&c).LookupIdempotencyKey(context.Background(), lookup)
 	t.queued = append([]queuedStatement{{sql: c.sql, args: c.args, read: settle}}, t.queued...)
 	if err := t.commit(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == idempotencyKeysPkey {
+			return errRideMissed // recorded by a transaction that committed after the look-up
+		}
 		return err
 	}
-	return claim.Resolve(*claimed)
+	return claim.Resolve(idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID})
+}
+
+// lookedUp is a key's record as the claim's row gives it, not inserted.
+func lookedUp(row db.LookupIdempotencyKeyRow) db.ClaimIdempotencyKeyRow {
+	return db.ClaimIdempotencyKeyRow{
+		RequestHash: row.RequestHash, ClaimID: row.ClaimID, State: row.State,
+		ResponseStatus: row.ResponseStatus, ResponseBody: row.ResponseBody, ClaimedAt: row.ClaimedAt,
+	}
 }
 
 // rollback ends the transaction unless it committed, and releases the connection (see
@@ -722,18 +728,14 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 		}
 		recorded = &response
 		record := completeKeyParams(claim, response, now)
-		switch {
-		case holds:
+		if holds || ridesCommit {
 			claimID = checkout.NewID("clm_")
 			err = tx.deferred().InsertIdempotentResponse(ctx, db.InsertIdempotentResponseParams{
 				Caller: claim.Key.Caller, Method: claim.Key.Method, Path: claim.Key.Path, Key: claim.Key.Key,
 				ApiVersion: claim.Key.APIVersion, RequestHash: claim.Hash, ClaimID: claimID, Gzipped: response.Gzipped,
 				Now: now, ResponseStatus: record.ResponseStatus, ResponseBody: response.Body,
 			})
-		case ridesCommit:
-			record.ClaimID = tx.rideParams.ClaimID
-			fallthrough
-		default:
+		} else {
 			err = tx.deferred().RecordIdempotentResponse(ctx, db.RecordIdempotentResponseParams(record))
 		}
 		if err != nil {
@@ -742,7 +744,7 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	}
 	commit := tx.commit
 	if ridesCommit {
-		commit = tx.commitRidden
+		commit = func(ctx context.Context) error { return tx.commitRidden(ctx, claimID) }
 	}
 	if err := commit(ctx); err != nil {
 		var pgErr *pgconn.PgError
