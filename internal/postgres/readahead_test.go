@@ -182,6 +182,61 @@ func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
 	}
 }
 
+// An update whose look-up found its key free, and whose key another request recorded
+// before the update's transaction inserted it (a duplicate whose look-up came first and
+// whose transaction committed first), rolls back at the key's insert: nothing of it
+// applies, and the request answers with what the key holds. The other request's answer
+// is a replay here; the conflict, when its body differed.
+func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	ctx := context.Background()
+	created, err := e.store.CreateSession(ctx, "", checkout.Changes{
+		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Session.ID
+	for _, tc := range []struct {
+		key, otherHash string
+		want           idempotency.OutcomeKind
+	}{
+		{"same-body", "hash-same-body", idempotency.Replay},
+		{"other-body", "hash-of-another-body", idempotency.Conflict},
+	} {
+		k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions/x", Key: tc.key}
+		keys := postgres.NewIdempotency(e.pool, time.Hour)
+		claim := idempotency.NewDeferred(k, "hash-"+tc.key, func(ctx context.Context) (idempotency.Outcome, error) {
+			return keys.Claim(ctx, k, "hash-"+tc.key)
+		})
+		idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
+			// Between the look-up and the transaction: the other request records the key.
+			if _, err := e.pool.Exec(context.Background(), `INSERT INTO idempotency_keys (caller, method, path, key,
+				api_version, request_hash, claim_id, state, claimed_at, response_status, response_body, completed_at)
+				VALUES ($1, $2, $3, $4, '', $5, 'clm_other', 'completed', now(), 200, '{"other":true}', now())`,
+				k.Caller, k.Method, k.Path, k.Key, tc.otherHash); err != nil {
+				t.Error(err)
+			}
+			return 200, []byte(`{"id":"` + v.Session.ID + `"}`), nil
+		})
+		_, err := e.store.UpdateSession(idempotency.NewContext(ctx, claim), "", id,
+			checkout.Changes{Metadata: map[string]any{"note": tc.key}})
+		if !errors.Is(err, idempotency.ErrNotClaimed) {
+			t.Fatalf("%s: the update: %v, want ErrNotClaimed", tc.key, err)
+		}
+		if out, refused := claim.Refused(); !refused || out.Kind != tc.want {
+			t.Errorf("%s: the claim found %+v, %v; want %v", tc.key, out, refused, tc.want)
+		}
+		if note := e.text(`SELECT coalesce(metadata->>'note', '') FROM checkout_sessions WHERE id = '` + id + `'`); note != "" {
+			t.Errorf("%s: the update applied (note %q): its transaction must roll back", tc.key, note)
+		}
+		if n := e.text(`SELECT count(*)::text FROM idempotency_keys WHERE key = '` + tc.key + `'`); n != "1" {
+			t.Errorf("%s: %s rows of the key, want the other request's", tc.key, n)
+		}
+	}
+}
+
 // A vault-token completion reads its session and token ahead of its locks. A change to the session committed before it locks the row makes
 // it run again under its locks: the order is that of the session as changed, and the
 // response is recorded once.
