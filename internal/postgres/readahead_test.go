@@ -27,6 +27,18 @@ func (e *outboxEnv) withDeferredKey(ctx context.Context, key string, between fun
 	return idempotency.NewContext(ctx, claim), claim
 }
 
+// openSession is the id of a new open session of one item_123.
+func (e *outboxEnv) openSession() string {
+	e.t.Helper()
+	created, err := e.store.CreateSession(context.Background(), "", checkout.Changes{
+		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD",
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return created.Session.ID
+}
+
 // An update reads its session before its transaction, with its idempotency claim, and
 // locks it only if nothing changed it since (LockUnchangedSession). A change committed
 // in between, or one that holds the row while the update waits for it, makes the update
@@ -133,19 +145,13 @@ func TestCancelReadAheadYieldsToACompletion(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	created, err := e.store.CreateSession(ctx, "", checkout.Changes{
-		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.Session.ID
+	id := e.openSession()
 	encoded := 0
 	ctx, _ = e.withDeferredKey(ctx, "cancel", func() {
 		encoded++
 		e.exec(`UPDATE checkout_sessions SET state = 'completed' WHERE id = $1`, id)
 	})
-	_, err = e.store.CancelSession(ctx, "", id, nil)
+	_, err := e.store.CancelSession(ctx, "", id, nil)
 	mustCode(t, err, "checkout_session_completed")
 	if encoded != 1 {
 		t.Errorf("the cancel's response was encoded %d times, want once: the run again is refused before", encoded)
@@ -191,13 +197,7 @@ func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
-	created, err := e.store.CreateSession(ctx, "", checkout.Changes{
-		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, Currency: "USD",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := created.Session.ID
+	id := e.openSession()
 	for _, tc := range []struct {
 		key, otherHash string
 		want           idempotency.OutcomeKind
