@@ -111,7 +111,7 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 	q := db.New(i.pool)
 	for range 3 {
 		now := i.now()
-		p := claimKeyParams(k, hash, now, true)
+		p := claimKeyParams(k, hash, now)
 		row, err := q.ClaimIdempotencyKey(ctx, p)
 		if isNoRows(err) {
 			continue // recorded by a transaction newer than the statement's snapshot
@@ -140,13 +140,13 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 }
 
 // claimKeyParams claims k for a request hashing to hash at now, under a new claim id.
-// alone says the claim's transaction holds nothing but the claim and reads, so its
-// commit need not wait for the WAL flush (see ClaimIdempotencyKey); a claim in the
-// work's own transaction must pass false.
-func claimKeyParams(k idempotency.Key, hash string, now time.Time, alone bool) db.ClaimIdempotencyKeyParams {
+// The claim is its statement's own transaction, which holds nothing else, so its
+// commit need not wait for the WAL flush (CommitAsync; see ClaimIdempotencyKey): a key
+// that rides in the work's transaction is looked up and inserted instead.
+func claimKeyParams(k idempotency.Key, hash string, now time.Time) db.ClaimIdempotencyKeyParams {
 	return db.ClaimIdempotencyKeyParams{
 		Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
-		RequestHash: hash, ClaimID: checkout.NewID("clm_"), Now: now, CommitAsync: alone,
+		RequestHash: hash, ClaimID: checkout.NewID("clm_"), Now: now, CommitAsync: true,
 	}
 }
 

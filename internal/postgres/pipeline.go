@@ -56,10 +56,9 @@ type pipelinedTx struct {
 	// queued are the deferred statements not sent yet, in their order; queuedLast
 	// those of beforeCommit, sent after them.
 	queued, queuedLast []queuedStatement
-	// ride is a deferred claim to settle in the first round trip (rideClaim), with
-	// rideParams; nil once sent or when there is none.
-	ride       *idempotency.Claim
-	rideParams db.ClaimIdempotencyKeyParams
+	// ride is a deferred claim to settle in the first round trip (rideClaim); nil once
+	// sent or when there is none.
+	ride *idempotency.Claim
 	// hold is the deferred claim whose key the first round trip found free: the
 	// transaction holds the key (HoldIdempotencyKey) first, and held says that went out.
 	hold *idempotency.Claim
@@ -155,11 +154,10 @@ func (t *pipelinedTx) readAll(reads []func(q *db.Queries) error) error {
 // outside (FOR UPDATE) ends with its statement.
 func (t *pipelinedTx) readOutside() { t.readFirst = true }
 
-// rideClaim makes claim, a deferred one not taken yet, go out in the first round trip,
-// which must be a read (Query): it is sent outside the transaction, with the claim.
-func (t *pipelinedTx) rideClaim(claim *idempotency.Claim, now time.Time) {
-	t.ride, t.rideParams = claim, claimKeyParams(claim.Key, claim.Hash, now, false)
-}
+// rideClaim makes claim, a deferred one not taken yet, settle in the first round trip,
+// which must be a read (Query): the key's look-up goes out with it, outside the
+// transaction (or, when nothing is read, first in the COMMIT's: commitRidden).
+func (t *pipelinedTx) rideClaim(claim *idempotency.Claim) { t.ride = claim }
 
 // pending is a batch of BEGIN (unless sent, and then the hold of a free key) and the
 // queued statements, which the statement about to be sent follows; it empties the
@@ -230,7 +228,7 @@ func (t *pipelinedTx) queue(b *pgx.Batch) {
 func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool) (pgx.BatchResults, error) {
 	br := t.conn.SendBatch(ctx, b)
 	if rides {
-		claim, p := t.ride, t.rideParams
+		claim := t.ride
 		t.ride = nil
 		row, err := db.New(batchResultsDBTX{br}).LookupIdempotencyKey(ctx, lookupKeyParams(claim.Key))
 		switch {
@@ -241,7 +239,7 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool)
 		case err != nil:
 			err = fmt.Errorf("look up idempotency key: %w", err)
 		default:
-			if out, ok := settledOutcome(lookedUp(row), p); ok {
+			if out, ok := lookedUpOutcome(row, claim.Hash); ok {
 				err = claim.Resolve(out)
 			} else {
 				err = errRideMissed // in flight, maybe a dead request's: the claim's own statements
@@ -390,7 +388,7 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	if t.ride == nil || t.begun {
 		return errRideMissed
 	}
-	claim, p := t.ride, t.rideParams
+	claim := t.ride
 	t.ride = nil
 	lookup := lookupKeyParams(claim.Key)
 	settle := func(q *db.Queries) error {
@@ -401,7 +399,7 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 		case err != nil:
 			return fmt.Errorf("look up idempotency key: %w", err)
 		}
-		if out, ok := settledOutcome(lookedUp(row), p); ok {
+		if out, ok := lookedUpOutcome(row, claim.Hash); ok {
 			return claim.Resolve(out)
 		}
 		return errRideMissed // in flight, maybe a dead request's: the claim's own statements
@@ -419,12 +417,13 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	return claim.Resolve(idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID})
 }
 
-// lookedUp is a key's record as the claim's row gives it, not inserted.
-func lookedUp(row db.LookupIdempotencyKeyRow) db.ClaimIdempotencyKeyRow {
-	return db.ClaimIdempotencyKeyRow{
+// lookedUpOutcome is what a key's row, found by its look-up, says to a request whose
+// body hashes to hash: as settledOutcome says of a claim's row that was not inserted.
+func lookedUpOutcome(row db.LookupIdempotencyKeyRow, hash string) (idempotency.Outcome, bool) {
+	return settledOutcome(db.ClaimIdempotencyKeyRow{
 		RequestHash: row.RequestHash, ClaimID: row.ClaimID, State: row.State,
 		ResponseStatus: row.ResponseStatus, ResponseBody: row.ResponseBody, ClaimedAt: row.ClaimedAt,
-	}
+	}, db.ClaimIdempotencyKeyParams{RequestHash: hash})
 }
 
 // rollback ends the transaction unless it committed, and releases the connection (see
@@ -697,7 +696,7 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	case claim.Free():
 		tx.hold = claim // found free by an earlier run (one that met a changed session)
 	case claim.Pending():
-		tx.rideClaim(claim, now)
+		tx.rideClaim(claim)
 	}
 	result, err := fn(tx, now)
 	var refusal *commitThen
