@@ -268,10 +268,12 @@ type LookupIdempotencyKeyRow struct {
 	ClaimedAt      time.Time `json:"claimed_at"`
 }
 
-// The key's record, if it has one: what a create or an update sends in its first round
-// trip where ClaimIdempotencyKey was sent before (docs/performance-history.md,
-// "Twenty-second round"). No row: the key is free, and the work's transaction holds it
-// (HoldIdempotencyKey) and inserts it with its response (InsertIdempotentResponse).
+// The key's record, if it has one: what a create, an update, a cancel, a cart's create
+// and a delegation send where ClaimIdempotencyKey was sent before
+// (docs/performance-history.md, "Twenty-third round"). No row: the key is free, and the
+// work's transaction inserts it with its response (InsertIdempotentResponse), holding
+// it first (HoldIdempotencyKey); a delegation does not hold it, as its duplicate waits
+// on the key's index entry for the delegation's one round trip.
 func (q *Queries) LookupIdempotencyKey(ctx context.Context, arg LookupIdempotencyKeyParams) (LookupIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, lookupIdempotencyKey,
 		arg.Caller,

@@ -173,8 +173,7 @@ func (t *pipelinedTx) pending(read bool) (b *pgx.Batch, rides bool, err error) {
 		if !readsFirst || t.begun || (len(t.queued) > 0 && !t.readFirst) {
 			return nil, false, errRideMissed
 		}
-		var c capturedStatement
-		_, _ = db.New(&c).LookupIdempotencyKey(context.Background(), lookupKeyParams(t.ride.Key))
+		c := lookupStatement(t.ride.Key)
 		b.Queue(c.sql, c.args...)
 		t.queue(b)
 		return b, true, nil
@@ -210,6 +209,31 @@ func lookupKeyParams(k idempotency.Key) db.LookupIdempotencyKeyParams {
 	return db.LookupIdempotencyKeyParams{Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion}
 }
 
+// lookupStatement is the look-up of k (LookupIdempotencyKey), to queue in a batch.
+func lookupStatement(k idempotency.Key) capturedStatement {
+	var c capturedStatement
+	_, _ = db.New(&c).LookupIdempotencyKey(context.Background(), lookupKeyParams(k))
+	return c
+}
+
+// settleLookup reads the result of claim's look-up through q and settles the claim
+// with it: a record that is not the request's resolves it (idempotency.ErrNotClaimed),
+// and a key in flight, maybe a dead request's, needs the claim's own statements
+// (errRideMissed). free says the key has no row.
+func settleLookup(ctx context.Context, q *db.Queries, claim *idempotency.Claim) (free bool, err error) {
+	row, err := q.LookupIdempotencyKey(ctx, lookupKeyParams(claim.Key))
+	switch {
+	case isNoRows(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	if out, ok := lookedUpOutcome(row, claim.Hash); ok {
+		return false, claim.Resolve(out)
+	}
+	return false, errRideMissed
+}
+
 // queue moves the queued statements to b, in their order, after what b holds (whose
 // reads t.reads already notes), and notes their reads; it empties the queue.
 func (t *pipelinedTx) queue(b *pgx.Batch) {
@@ -230,20 +254,10 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool)
 	if rides {
 		claim := t.ride
 		t.ride = nil
-		row, err := db.New(batchResultsDBTX{br}).LookupIdempotencyKey(ctx, lookupKeyParams(claim.Key))
-		switch {
-		case isNoRows(err):
+		free, err := settleLookup(ctx, db.New(batchResultsDBTX{br}), claim)
+		if free {
 			claim.MarkFree()
 			t.hold = claim
-			err = nil
-		case err != nil:
-			err = fmt.Errorf("look up idempotency key: %w", err)
-		default:
-			if out, ok := lookedUpOutcome(row, claim.Hash); ok {
-				err = claim.Resolve(out)
-			} else {
-				err = errRideMissed // in flight, maybe a dead request's: the claim's own statements
-			}
 		}
 		if err != nil {
 			_ = br.Close()
@@ -390,26 +404,14 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	}
 	claim := t.ride
 	t.ride = nil
-	lookup := lookupKeyParams(claim.Key)
 	settle := func(q *db.Queries) error {
-		row, err := q.LookupIdempotencyKey(ctx, lookup)
-		switch {
-		case isNoRows(err):
-			return nil
-		case err != nil:
-			return fmt.Errorf("look up idempotency key: %w", err)
-		}
-		if out, ok := lookedUpOutcome(row, claim.Hash); ok {
-			return claim.Resolve(out)
-		}
-		return errRideMissed // in flight, maybe a dead request's: the claim's own statements
+		_, err := settleLookup(ctx, q, claim) // a free key is inserted with the work
+		return err
 	}
-	var c capturedStatement
-	_, _ = db.New(&c).LookupIdempotencyKey(context.Background(), lookup)
+	c := lookupStatement(claim.Key)
 	t.queued = append([]queuedStatement{{sql: c.sql, args: c.args, read: settle}}, t.queued...)
 	if err := t.commit(ctx); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == idempotencyKeysPkey {
+		if isKeyRecorded(err) {
 			return errRideMissed // recorded by a transaction that committed after the look-up
 		}
 		return err
@@ -770,12 +772,12 @@ const (
 	keyConflictCode = "AC416"
 )
 
-// uniqueViolation is PostgreSQL's SQLSTATE of a unique_violation; idempotencyKeysPkey
-// the constraint a key's insert fails on when the key has a row.
-const (
-	uniqueViolation     = "23505"
-	idempotencyKeysPkey = "idempotency_keys_pkey"
-)
+// isKeyRecorded reports whether err is the failure of a key's insert
+// (InsertIdempotentResponse) because the key has a row since its look-up.
+func isKeyRecorded(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "idempotency_keys_pkey"
+}
 
 // heldKeyError is err, the error that ended a transaction holding a free key, as the
 // request answers it: the key held by another request in flight stops the work as the
@@ -793,7 +795,7 @@ func (t *pipelinedTx) heldKeyError(err error) error {
 		return t.hold.Resolve(idempotency.Outcome{Kind: idempotency.InFlight})
 	case pgErr.Code == keyConflictCode:
 		return t.hold.Resolve(idempotency.Outcome{Kind: idempotency.Conflict})
-	case pgErr.Code == uniqueViolation && pgErr.ConstraintName == idempotencyKeysPkey:
+	case isKeyRecorded(err):
 		return errRideMissed
 	}
 	return err
