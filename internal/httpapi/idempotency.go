@@ -156,11 +156,6 @@ func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash s
 		})
 		claim.Pack = pack
 		status, body = run(idempotency.NewContext(ctx, claim))
-		if status >= http.StatusInternalServerError && claim.Free() {
-			// The storage layer found the key free and its work rolled back: no row of the
-			// key was written, so there is nothing to claim only to release it.
-			return keyedAnswer{Response: idempotency.Response{Status: status, Body: body}}, nil
-		}
 		if err := claim.Take(ctx); err != nil && !errors.Is(err, idempotency.ErrNotClaimed) {
 			return keyedAnswer{}, err
 		}
