@@ -212,19 +212,20 @@ func inFlightError() *acp.Error {
 		"A request with this Idempotency-Key is still being processed; retry shortly.", "")
 }
 
-// claimRides reports whether the operation at the route template tpl takes its
-// deferred idempotency claim in its first round trip to the database (see runOnce):
-// creating, updating and canceling a session and creating a cart, whose first round
-// trip is a read, and delegating a payment, whose only round trip is its COMMIT
-// (docs/PERFORMANCE.md, "Round trips"). A cart's replacement and cancel claim first:
-// their first round trip locks the cart, which a read outside the transaction cannot.
-// Every other operation claims first: a completion too, although it reads first,
-// because agents retry completions and a replay would then pay for the read it drops
-// (the session's whole view), where the claim alone answers it in one statement.
+// claimRides reports whether the storage layer settles the deferred idempotency claim of
+// the operation at the route template tpl (see runOnce), rather than runOnce claiming
+// the key before the operation runs: creating, updating and canceling a session and
+// creating a cart look the key up in their first round trip, a read, and delegating a
+// payment in its only one, its COMMIT (docs/PERFORMANCE.md, "Round trips"). A completion
+// looks its key up in a round trip of its own, because agents retry completions and a
+// replay would otherwise pay for the read it drops (the session's whole view), and a
+// PSP's completion claims it, committed, because the key must stay held while the PSP
+// answers. A cart's replacement and cancel claim first: their first round trip locks
+// the cart, which a read outside the transaction cannot.
 func claimRides(method, tpl string) bool {
 	return method == http.MethodPost &&
 		(tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" || tpl == "/checkout_sessions/{id}/cancel" ||
-			tpl == "/carts" || tpl == delegatePaymentPath)
+			tpl == "/checkout_sessions/{id}/complete" || tpl == "/carts" || tpl == delegatePaymentPath)
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already

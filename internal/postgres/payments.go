@@ -32,6 +32,11 @@ import (
 // A PSP token is charged in phases (completeInPhases, attempts.go), so that no lock and
 // no connection is held while the PSP answers.
 //
+// A deferred idempotency claim is settled first: a vault token's completion looks its
+// key up alone and, the key free, holds it in its transaction and inserts it with the
+// response (lookUpKeyAlone); a PSP token's takes its claim on its own, committed, since
+// its key must stay held while the PSP answers, outside any transaction.
+//
 // A declined payment leaves the session as it was, with a payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	if err := c.Validate(); err != nil {
@@ -49,6 +54,11 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 			}
 		}
 		return s.completeInPhases(ctx, owner, id, c)
+	}
+	// The key is looked up alone, not with the view: a retried completion is then
+	// answered in that one statement, without the view it would not use.
+	if err := lookUpKeyAlone(ctx, s.pool, idempotency.FromContext(ctx)); err != nil {
+		return checkout.View{}, err
 	}
 	view, err := s.completeWithVaultToken(ctx, owner, id, c)
 	if errors.Is(err, errLockedTooFew) {

@@ -39,9 +39,10 @@ import (
 // it (HoldIdempotencyKey, a transaction-level advisory lock that a concurrent duplicate
 // meets and answers 409 to), and inserted with the response last
 // (InsertIdempotentResponse), which fails the transaction when another request recorded
-// or claimed the key since the look-up. A transaction that reads nothing (a vault
-// token's) claims the key in its only round trip instead, inside the transaction, ahead
-// of its writes (commitRidden).
+// or claimed the key since the look-up. A key found free by a look-up of its own
+// (lookUpKeyAlone: a completion's) is held and inserted the same way. A transaction
+// that reads nothing (a vault token's) claims the key in its only round trip instead,
+// inside the transaction, ahead of its writes (commitRidden).
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
@@ -232,6 +233,28 @@ func settleLookup(ctx context.Context, q *db.Queries, claim *idempotency.Claim) 
 		return false, claim.Resolve(out)
 	}
 	return false, errRideMissed
+}
+
+// lookUpKeyAlone settles claim, a deferred claim not taken yet (nil or any other: nothing
+// to do), with its key's look-up sent on its own: a round trip of one statement, for
+// work whose first round trip the look-up cannot ride, because a retry would then pay
+// for a read it drops (a completion's view). A key with a record is ErrNotClaimed (the
+// claim resolved); a free one is marked so (idempotency.Claim.MarkFree), and the work's
+// pipelinedTx holds it first in its transaction and inserts it with the response; a
+// key in flight, maybe a dead request's, is claimed on its own (Take).
+func lookUpKeyAlone(ctx context.Context, pool *pgxpool.Pool, claim *idempotency.Claim) error {
+	if claim == nil || !claim.Pending() || claim.Free() {
+		return nil
+	}
+	free, err := settleLookup(ctx, db.New(pool), claim)
+	switch {
+	case free:
+		claim.MarkFree()
+		return nil
+	case errors.Is(err, errRideMissed):
+		return claim.Take(ctx)
+	}
+	return err
 }
 
 // queue moves the queued statements to b, in their order, after what b holds (whose
