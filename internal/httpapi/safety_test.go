@@ -657,6 +657,69 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), ok[0])
 }
 
+// A vault-token completion looks its key up alone, reads the session, and holds the
+// key found free first in its transaction: a duplicate arriving while that transaction
+// waits on the session's row lock is answered at once, 409 for the same body and the
+// key's conflict for another, and only the first completes the session.
+func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	id, total := mustReadySession(e)
+	tok := delegate(e, id, total, "usd", visaNumber, "9871")
+	release := safetyLockSession(e, id)
+
+	url := e.server.URL + "/checkout_sessions/" + id + "/complete"
+	encode := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	body := encode(e.completeBody(tok))
+	done := make(chan response, 1)
+	go func() {
+		r, err := safetySend(e.server.Client(), http.MethodPost, url, body, "Idempotency-Key", "K")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	safetyWaitFor(t, "the hold of K", func() bool { return safetyHeldKeyLocks(e) == 2 })
+
+	quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
+	second, err := safetySend(quick, http.MethodPost, url, body, "Idempotency-Key", "K")
+	if err != nil {
+		t.Fatalf("the duplicate must be answered at once: %v", err)
+	}
+	e.mustError(second, http.StatusConflict, "idempotency_in_flight", "")
+	other := e.completeBody(tok)
+	other["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
+	third, err := safetySend(quick, http.MethodPost, url, encode(other), "Idempotency-Key", "K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
+
+	release()
+	var first response
+	select {
+	case first = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the completion did not finish after the lock was released")
+	}
+	e.mustCompleted(first)
+	safetyMustNotReplay(t, first)
+	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), first)
+	rows := safetyKeyRows(e, "K")
+	if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 200 {
+		t.Errorf("K rows = %+v", rows)
+	}
+	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
+		t.Errorf("orders = %d, want 1", n)
+	}
+}
+
 // safetyHeldKeyLocks counts the advisory locks granted in e's database: a request that
 // holds a free idempotency key holds two (HoldIdempotencyKey).
 func safetyHeldKeyLocks(e *testEnv) int {

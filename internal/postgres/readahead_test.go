@@ -188,51 +188,73 @@ func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
 	}
 }
 
-// An update whose look-up found its key free, and whose key another request recorded
-// before the update's transaction inserted it (a duplicate whose look-up came first and
-// whose transaction committed first), rolls back at the key's insert: nothing of it
-// applies, and the request answers with what the key holds. The other request's answer
-// is a replay here; the conflict, when its body differed.
+// An update or a completion whose look-up found its key free, and whose key another
+// request recorded before the work's transaction inserted it (a duplicate whose look-up
+// came first and whose transaction committed first), rolls back at the key's insert:
+// nothing of it applies, and the request answers with what the key holds. The other
+// request's answer is a replay here; the conflict, when its body differed.
 func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 	id := e.openSession()
-	for _, tc := range []struct {
-		key, otherHash string
-		want           idempotency.OutcomeKind
+	ops := []struct {
+		name string
+		// run runs the operation with ctx's claim; applied says whether any of it stayed.
+		run     func(ctx context.Context, key string) error
+		applied func(key string) bool
 	}{
-		{"same-body", "hash-same-body", idempotency.Replay},
-		{"other-body", "hash-of-another-body", idempotency.Conflict},
-	} {
-		k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions/x", Key: tc.key}
-		keys := postgres.NewIdempotency(e.pool, time.Hour)
-		claim := idempotency.NewDeferred(k, "hash-"+tc.key, func(ctx context.Context) (idempotency.Outcome, error) {
-			return keys.Claim(ctx, k, "hash-"+tc.key)
-		})
-		idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
-			// Between the look-up and the transaction: the other request records the key.
-			if _, err := e.pool.Exec(context.Background(), `INSERT INTO idempotency_keys (caller, method, path, key,
-				api_version, request_hash, claim_id, state, claimed_at, response_status, response_body, completed_at)
-				VALUES ($1, $2, $3, $4, '', $5, 'clm_other', 'completed', now(), 200, '{"other":true}', now())`,
-				k.Caller, k.Method, k.Path, k.Key, tc.otherHash); err != nil {
-				t.Error(err)
+		{"update", func(ctx context.Context, key string) error {
+			_, err := e.store.UpdateSession(ctx, "", id, checkout.Changes{Metadata: map[string]any{"note": key}})
+			return err
+		}, func(key string) bool {
+			return e.text(`SELECT coalesce(metadata->>'note', '') FROM checkout_sessions WHERE id = $1`, id) != ""
+		}},
+		{"complete", func(ctx context.Context, key string) error {
+			sid := e.readySession()
+			tok := e.vaultToken(sid)
+			_, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
+			return err
+		}, func(key string) bool {
+			return e.text(`SELECT (count(*) + (SELECT count(*) FROM vault_tokens WHERE used_at IS NOT NULL))::text FROM orders`) != "0"
+		}},
+	}
+	for _, op := range ops {
+		for _, tc := range []struct {
+			body, otherHash string
+			want            idempotency.OutcomeKind
+		}{
+			{"same-body", "hash-same-body", idempotency.Replay},
+			{"other-body", "hash-of-another-body", idempotency.Conflict},
+		} {
+			key := op.name + "-" + tc.body
+			k := idempotency.Key{Caller: "agent", Method: "POST", Path: "/checkout_sessions/x", Key: key}
+			keys := postgres.NewIdempotency(e.pool, time.Hour)
+			claim := idempotency.NewDeferred(k, "hash-"+tc.body, func(ctx context.Context) (idempotency.Outcome, error) {
+				return keys.Claim(ctx, k, "hash-"+tc.body)
+			})
+			idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
+				// Between the look-up and the transaction: the other request records the key.
+				if _, err := e.pool.Exec(context.Background(), `INSERT INTO idempotency_keys (caller, method, path, key,
+					api_version, request_hash, claim_id, state, claimed_at, response_status, response_body, completed_at)
+					VALUES ($1, $2, $3, $4, '', $5, 'clm_other', 'completed', now(), 200, '{"other":true}', now())`,
+					k.Caller, k.Method, k.Path, k.Key, tc.otherHash); err != nil {
+					t.Error(err)
+				}
+				return 200, []byte(`{"id":"` + v.Session.ID + `"}`), nil
+			})
+			if err := op.run(idempotency.NewContext(ctx, claim), key); !errors.Is(err, idempotency.ErrNotClaimed) {
+				t.Fatalf("%s: %v, want ErrNotClaimed", key, err)
 			}
-			return 200, []byte(`{"id":"` + v.Session.ID + `"}`), nil
-		})
-		_, err := e.store.UpdateSession(idempotency.NewContext(ctx, claim), "", id,
-			checkout.Changes{Metadata: map[string]any{"note": tc.key}})
-		if !errors.Is(err, idempotency.ErrNotClaimed) {
-			t.Fatalf("%s: the update: %v, want ErrNotClaimed", tc.key, err)
-		}
-		if out, refused := claim.Refused(); !refused || out.Kind != tc.want {
-			t.Errorf("%s: the claim found %+v, %v; want %v", tc.key, out, refused, tc.want)
-		}
-		if note := e.text(`SELECT coalesce(metadata->>'note', '') FROM checkout_sessions WHERE id = '` + id + `'`); note != "" {
-			t.Errorf("%s: the update applied (note %q): its transaction must roll back", tc.key, note)
-		}
-		if n := e.text(`SELECT count(*)::text FROM idempotency_keys WHERE key = '` + tc.key + `'`); n != "1" {
-			t.Errorf("%s: %s rows of the key, want the other request's", tc.key, n)
+			if out, refused := claim.Refused(); !refused || out.Kind != tc.want {
+				t.Errorf("%s: the claim found %+v, %v; want %v", key, out, refused, tc.want)
+			}
+			if op.applied(key) {
+				t.Errorf("%s: the work applied: its transaction must roll back", key)
+			}
+			if n := e.text(`SELECT count(*)::text FROM idempotency_keys WHERE key = $1`, key); n != "1" {
+				t.Errorf("%s: %s rows of the key, want the other request's", key, n)
+			}
 		}
 	}
 }
