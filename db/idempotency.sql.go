@@ -69,9 +69,11 @@ type ClaimIdempotencyKeyRow struct {
 // would commit without waiting too. CASE decides before set_config runs (it is
 // volatile, never folded ahead).
 //
-// A create, an update, a cancel, a cart's create and a delegation look their key up
-// instead (LookupIdempotencyKey) and insert it with the response in the work's
-// transaction; their claim is taken on its own only when that cannot settle it.
+// A create, an update, a cancel, a cart's create, a delegation and a completion look
+// their key up instead (LookupIdempotencyKey) and insert it with the response in the
+// work's transaction (a PSP completion: its claim, in its first phase's,
+// InsertIdempotencyClaim); their claim is taken on its own only when that cannot settle
+// it.
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (ClaimIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, claimIdempotencyKey,
 		arg.Caller,
@@ -197,6 +199,43 @@ func (q *Queries) HoldIdempotencyKey(ctx context.Context, arg HoldIdempotencyKey
 		arg.Key,
 		arg.ApiVersion,
 		arg.RequestHash,
+	)
+	return err
+}
+
+const insertIdempotencyClaim = `-- name: InsertIdempotencyClaim :exec
+INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_flight', $8)
+`
+
+type InsertIdempotencyClaimParams struct {
+	Caller      string    `json:"caller"`
+	Method      string    `json:"method"`
+	Path        string    `json:"path"`
+	Key         string    `json:"key"`
+	ApiVersion  string    `json:"api_version"`
+	RequestHash string    `json:"request_hash"`
+	ClaimID     string    `json:"claim_id"`
+	Now         time.Time `json:"now"`
+}
+
+// Claims a free key in the transaction of a work that must keep it claimed after that
+// transaction commits (a PSP completion's first phase, whose charge and record come
+// later, outside it): the key, held first in the transaction (HoldIdempotencyKey), is
+// inserted in_flight with the work, as ClaimIdempotencyKey's claim, and recorded later
+// under @claim_id (RecordIdempotentResponse). A plain INSERT, as
+// InsertIdempotentResponse: a key recorded or claimed by another request since the
+// look-up fails it.
+func (q *Queries) InsertIdempotencyClaim(ctx context.Context, arg InsertIdempotencyClaimParams) error {
+	_, err := q.db.Exec(ctx, insertIdempotencyClaim,
+		arg.Caller,
+		arg.Method,
+		arg.Path,
+		arg.Key,
+		arg.ApiVersion,
+		arg.RequestHash,
+		arg.ClaimID,
+		arg.Now,
 	)
 	return err
 }

@@ -18,9 +18,11 @@
 -- would commit without waiting too. CASE decides before set_config runs (it is
 -- volatile, never folded ahead).
 --
--- A create, an update, a cancel, a cart's create and a delegation look their key up
--- instead (LookupIdempotencyKey) and insert it with the response in the work's
--- transaction; their claim is taken on its own only when that cannot settle it.
+-- A create, an update, a cancel, a cart's create, a delegation and a completion look
+-- their key up instead (LookupIdempotencyKey) and insert it with the response in the
+-- work's transaction (a PSP completion: its claim, in its first phase's,
+-- InsertIdempotencyClaim); their claim is taken on its own only when that cannot settle
+-- it.
 WITH existing AS (
     SELECT k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
     FROM idempotency_keys k
@@ -120,3 +122,14 @@ INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_ha
 VALUES (@caller, @method, @path, @key, @api_version, @request_hash, @claim_id,
     CASE WHEN @gzipped::boolean THEN 'completed_gzip' ELSE 'completed' END, @now,
     @response_status, @response_body, @now);
+
+-- name: InsertIdempotencyClaim :exec
+-- Claims a free key in the transaction of a work that must keep it claimed after that
+-- transaction commits (a PSP completion's first phase, whose charge and record come
+-- later, outside it): the key, held first in the transaction (HoldIdempotencyKey), is
+-- inserted in_flight with the work, as ClaimIdempotencyKey's claim, and recorded later
+-- under @claim_id (RecordIdempotentResponse). A plain INSERT, as
+-- InsertIdempotentResponse: a key recorded or claimed by another request since the
+-- look-up fails it.
+INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at)
+VALUES (@caller, @method, @path, @key, @api_version, @request_hash, @claim_id, 'in_flight', @now);

@@ -493,8 +493,10 @@ const (
 	// cutAtMessage cuts everything at the N-th chunk sent to PostgreSQL after arming,
 	// before PostgreSQL sees it.
 	cutAtMessage
-	// slowAfterClaim slows every chunk (as slow does) once PostgreSQL has answered an
-	// idempotency claim (its RETURNING claim_id): the database degrades mid-request.
+	// slowAfterClaim slows every chunk (as slow does) once an idempotency claim id has
+	// gone by: PostgreSQL answering a claim (its RETURNING claim_id), or the server
+	// sending one with its work (a PSP completion's claim, inserted with its first
+	// phase): the database degrades mid-request.
 	slowAfterClaim
 )
 
@@ -677,7 +679,7 @@ func (p *pgProxy) pass(pair *proxyPair, chunk []byte, upstream bool) bool {
 	case trap == cutAfterCommit && !upstream && pair.commitSent.Load():
 		p.spring()
 		return false
-	case trap == slowAfterClaim && !upstream && bytes.Contains(chunk, faultClaimIDPrefix):
+	case trap == slowAfterClaim && bytes.Contains(chunk, faultClaimIDPrefix):
 		p.mu.Lock()
 		p.trap, p.delay = noTrap, faultSlowDelay
 		sprung := p.sprung

@@ -87,15 +87,15 @@ func (s *Server) withIdempotency() Middleware {
 			// conflict status).
 			k := idempotency.Key{Caller: info.caller, Method: r.Method, Path: r.URL.Path, Key: key, APIVersion: info.version}
 			rec := &bufferedResponse{header: http.Header{}}
-			ride := false
+			mode := claimFirst
 			if tpl, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
-				ride = claimRides(r.Method, tpl)
+				mode = keyModeOf(r.Method, tpl)
 			}
 			var pack func([]byte) ([]byte, bool)
 			if acceptsGzip(r) {
 				pack = gzipPack
 			}
-			ans, err := s.runOnce(r.Context(), versionOf(r), k, hash, ride, pack, func(ctx context.Context) (int, []byte) {
+			ans, err := s.runOnce(r.Context(), versionOf(r), k, hash, mode, pack, func(ctx context.Context) (int, []byte) {
 				next.ServeHTTP(rec, r.WithContext(ctx))
 				return rec.statusOrOK(), rec.body.Bytes()
 			})
@@ -138,23 +138,38 @@ func checkIdempotencyKey(key, name string) *acp.Error {
 // when it sends bodies as encoded: a response recorded compressed for another client
 // is then replayed decompressed.
 //
-// With ride (an operation whose storage takes the claim in its first round trip:
-// claimRides), the claim is deferred: run starts before the key is claimed, the storage
-// layer claims it with its first read and stops before writing anything when the key
-// is not the request's, and runOnce then answers with what the claim found, not with
-// run's response. A run that never reached the storage layer's writes (a request
-// refused on its body) is claimed here, after it ran and before its answer is
+// mode is how the key is taken (keyModeOf). Unless it is claimFirst, the claim is
+// deferred: run starts before the key is claimed, the storage layer settles the claim
+// (in its first round trip, or, the key found free by lookUpFirst, by holding the key
+// in its transaction and inserting it there) and stops before writing anything when
+// the key is not the request's, and runOnce then answers with what the claim found,
+// not with run's response. A run that never reached the storage layer's writes (a
+// request refused on its body) is claimed here, after it ran and before its answer is
 // recorded, as any other.
-func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash string, ride bool,
+func (s *Server) runOnce(ctx context.Context, api API, k idempotency.Key, hash string, mode keyMode,
 	pack func(body []byte) ([]byte, bool), run func(ctx context.Context) (status int, body []byte)) (keyedAnswer, error) {
+	if mode == lookUpFirst {
+		out, free, err := s.idempotency.LookUp(ctx, k, hash)
+		switch {
+		case err != nil:
+			return keyedAnswer{}, err
+		case !free && out.Kind != idempotency.InFlight:
+			return claimAnswer(api, out, pack == nil)
+		case !free:
+			mode = claimFirst // a claim in flight, maybe a dead request's: the claim settles it
+		}
+	}
 	var claim *idempotency.Claim
 	var status int
 	var body []byte
-	if ride {
+	if mode != claimFirst {
 		claim = idempotency.NewDeferred(k, hash, func(ctx context.Context) (idempotency.Outcome, error) {
 			return s.idempotency.Claim(ctx, k, hash)
 		})
 		claim.Pack = pack
+		if mode == lookUpFirst {
+			claim.MarkFree()
+		}
 		status, body = run(idempotency.NewContext(ctx, claim))
 		if err := claim.Take(ctx); err != nil && !errors.Is(err, idempotency.ErrNotClaimed) {
 			return keyedAnswer{}, err
@@ -212,20 +227,42 @@ func inFlightError() *acp.Error {
 		"A request with this Idempotency-Key is still being processed; retry shortly.", "")
 }
 
-// claimRides reports whether the storage layer settles the deferred idempotency claim of
-// the operation at the route template tpl (see runOnce), rather than runOnce claiming
-// the key before the operation runs: creating, updating and canceling a session and
-// creating a cart look the key up in their first round trip, a read, and delegating a
-// payment in its only one, its COMMIT (docs/PERFORMANCE.md, "Round trips"). A completion
-// looks its key up in a round trip of its own, because agents retry completions and a
-// replay would otherwise pay for the read it drops (the session's whole view), and a
-// PSP's completion claims it, committed, because the key must stay held while the PSP
-// answers. A cart's replacement and cancel claim first: their first round trip locks
-// the cart, which a read outside the transaction cannot.
-func claimRides(method, tpl string) bool {
-	return method == http.MethodPost &&
-		(tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" || tpl == "/checkout_sessions/{id}/cancel" ||
-			tpl == "/checkout_sessions/{id}/complete" || tpl == "/carts" || tpl == delegatePaymentPath)
+// keyMode is how runOnce takes a request's idempotency key.
+type keyMode int
+
+const (
+	// claimFirst claims the key, committed on its own, before the operation runs.
+	claimFirst keyMode = iota
+	// rideFirstRead defers the claim to the storage layer, which looks the key up in
+	// its first round trip, a read (or its only one, a delegation's COMMIT).
+	rideFirstRead
+	// lookUpFirst looks the key up on its own before the operation runs: a replay is
+	// answered in that one statement, and a free key is settled by the storage layer.
+	lookUpFirst
+)
+
+// keyModeOf is the keyMode of the operation at the route template tpl
+// (docs/PERFORMANCE.md, "Round trips"): creating, updating and canceling a session and
+// creating a cart, whose first round trip is a read, and delegating a payment, whose
+// only round trip is its COMMIT, ride their first round trip. A completion looks its
+// key up first: agents retry completions most, and a replay riding its read would pay
+// for the session's whole view, and with the look-up ahead of the operation a replay
+// does not run the operation at all. A vault token's completion then holds the free key
+// in its transaction, and a PSP token's inserts its claim in its first phase's, so that
+// the key stays claimed while the PSP answers. A cart's replacement and cancel, and the
+// admin API, claim first: a cart's first round trip locks the cart, which a read
+// outside the transaction cannot.
+func keyModeOf(method, tpl string) keyMode {
+	if method != http.MethodPost {
+		return claimFirst
+	}
+	switch tpl {
+	case "/checkout_sessions", "/checkout_sessions/{id}", "/checkout_sessions/{id}/cancel", "/carts", delegatePaymentPath:
+		return rideFirstRead
+	case "/checkout_sessions/{id}/complete":
+		return lookUpFirst
+	}
+	return claimFirst
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already

@@ -31,6 +31,7 @@ var roundTripCeilings = []struct {
 	{op: "delegate_replay", ceiling: 1},
 	{op: "complete", ceiling: 3},
 	{op: "complete_psp", ceiling: 5},
+	{op: "complete_replay", ceiling: 1},
 	{op: "replay", ceiling: 1},
 	{op: "cancel", ceiling: 2},
 	{op: "cancel_replay", ceiling: 1},
@@ -99,9 +100,17 @@ func TestRoundTrips(t *testing.T) {
 				t.Fatalf("the repeated delegation was not replayed: %s", redelegated.body)
 			}
 
-			measure("complete", func() response {
-				return e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", e.completeBody(token), "Idempotency-Key", newKey())
+			completeKey := newKey()
+			completed := measure("complete", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", e.completeBody(token), "Idempotency-Key", completeKey)
 			}, http.StatusOK)
+			// Agents retry completions most: the key's look-up alone answers a replay.
+			recompleted := measure("complete_replay", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", e.completeBody(token), "Idempotency-Key", completeKey)
+			}, http.StatusOK)
+			if recompleted.header.Get("Idempotent-Replayed") != "true" || string(recompleted.body) != string(completed.body) {
+				t.Fatalf("the repeated completion was not replayed: %s", recompleted.body)
+			}
 
 			// A PSP token is charged between two transactions (completeInPhases): the
 			// mock gateway's tok_visa succeeds.

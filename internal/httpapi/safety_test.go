@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/testkit"
 )
@@ -571,21 +572,29 @@ func TestIdempotencyRecoversADeadClaimOnly(t *testing.T) {
 
 // A request presumed dead whose claim was taken over must not complete the key (nor
 // commit its work) when it wakes up: the claim_id compare fences it. A completion paid
-// through a PSP claims its key before its work, committed, so that the key stays held
-// while the PSP answers (every other checkout write holds its key in the work's
-// transaction, which ends with the request however it ends, and has no claim to
-// recover).
+// through a PSP commits its key's claim with its first phase, so that the key stays
+// claimed while the PSP answers, outside any transaction (every other checkout write
+// holds its key in the work's transaction, which ends with the request however it
+// ends, and has no claim to recover). Here the first request's PSP call is held until
+// the session is locked, so its last phase waits on the lock past
+// IDEMPOTENCY_RECOVER_AFTER, and a retry takes its claim over.
 func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	t.Parallel()
 	e := mustEnvWith(t, time.Second)
+	charging, locked := make(chan struct{}), make(chan struct{})
+	var firstCharge sync.Once
+	e.gateway = &payment.CountingGateway{Gateway: &payment.ScriptedGateway{InCharge: func(payment.Charge) {
+		firstCharge.Do(func() {
+			close(charging)
+			<-locked
+		})
+	}}}
+	e.server = e.startServer(time.Second)
 	ctx := context.Background()
 	id, _ := mustReadySession(e)
-	tok := "tok_visa"
-
-	release := safetyLockSession(e, id)
 
 	url := e.server.URL + "/checkout_sessions/" + id + "/complete"
-	encoded, err := json.Marshal(e.completeBody(tok))
+	encoded, err := json.Marshal(e.completeBody("tok_visa"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,12 +610,22 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	}
 	claimID := func() string {
 		var c string
-		_ = e.pool.QueryRow(ctx, `SELECT claim_id FROM idempotency_keys WHERE key = 'K'`).Scan(&c)
+		_ = e.pool.QueryRow(ctx, `SELECT claim_id FROM idempotency_keys WHERE key = 'K' AND state = 'in_flight'`).Scan(&c)
 		return c
 	}
 	go send()
-	safetyWaitFor(t, "the first claim", func() bool { return claimID() != "" })
+	select {
+	case <-charging:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request did not reach the PSP")
+	}
+	// The first phase committed the claim with the payment attempt.
 	firstClaim := claimID()
+	if firstClaim == "" {
+		t.Fatal("no claim of K in flight while the PSP answers")
+	}
+	release := safetyLockSession(e, id)
+	close(locked)
 	// Past recoverAfter the first request is presumed dead; a retry takes the key over.
 	time.Sleep(1100 * time.Millisecond)
 	go send()
@@ -633,8 +652,9 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 		t.Fatalf("%d answered 200 and %d did not; want one each", len(ok), len(lost))
 	}
 	// The old request is fenced whichever takes the session's lock first: first, its
-	// record fails and its transaction rolls back (409, the key taken over); second, it
-	// finds the session completed and is refused before it records anything.
+	// record fails and its last phase rolls back (409, the key taken over); second, the
+	// retry resumed the attempt and completed the session, which the old request finds
+	// completed before it records anything.
 	switch lost[0].status {
 	case http.StatusConflict:
 		e.mustError(lost[0], http.StatusConflict, "idempotency_in_flight", "")
@@ -649,74 +669,83 @@ func TestIdempotencyRecoveredClaimFencesTheOldRequest(t *testing.T) {
 	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
 		t.Errorf("orders = %d, want 1", n)
 	}
-	// Both requests may ask the PSP (the one taken over resumes the attempt), but under
-	// the one attempt's PSP idempotency key, which a PSP answers with its first charge.
+	// Both requests asked the PSP (the retry resumed the attempt), under the one
+	// attempt's PSP idempotency key, which a PSP answers with its first charge.
 	if n := dbInt(e, `SELECT count(*) FROM payment_attempts WHERE checkout_session_id = $1`, id); n != 1 {
 		t.Errorf("payment attempts = %d, want 1", n)
 	}
 	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), ok[0])
 }
 
-// A vault-token completion looks its key up alone, reads the session, and holds the
-// key found free first in its transaction: a duplicate arriving while that transaction
-// waits on the session's row lock is answered at once, 409 for the same body and the
-// key's conflict for another, and only the first completes the session.
+// A completion's key is looked up before it runs, and a key found free is held first
+// in the completion's transaction (a vault token's, or a PSP token's first phase): a
+// duplicate arriving while that transaction waits on the session's row lock is
+// answered at once, 409 for the same body and the key's conflict for another, and only
+// the first completes the session.
 func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
-	e := mustEnv(t)
-	id, total := mustReadySession(e)
-	tok := delegate(e, id, total, "usd", visaNumber, "9871")
-	release := safetyLockSession(e, id)
+	for _, paid := range []string{"vault token", "PSP"} {
+		t.Run(paid, func(t *testing.T) {
+			t.Parallel()
+			e := mustEnv(t)
+			id, total := mustReadySession(e)
+			tok := "tok_visa"
+			if paid == "vault token" {
+				tok = delegate(e, id, total, "usd", visaNumber, "9871")
+			}
+			release := safetyLockSession(e, id)
 
-	url := e.server.URL + "/checkout_sessions/" + id + "/complete"
-	encode := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	body := encode(e.completeBody(tok))
-	done := make(chan response, 1)
-	go func() {
-		r, err := safetySend(e.server.Client(), http.MethodPost, url, body, "Idempotency-Key", "K")
-		if err != nil {
-			t.Error(err)
-		}
-		done <- r
-	}()
-	safetyWaitFor(t, "the hold of K", func() bool { return safetyHeldKeyLocks(e) == 2 })
+			url := e.server.URL + "/checkout_sessions/" + id + "/complete"
+			encode := func(v any) string {
+				b, err := json.Marshal(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(b)
+			}
+			body := encode(e.completeBody(tok))
+			done := make(chan response, 1)
+			go func() {
+				r, err := safetySend(e.server.Client(), http.MethodPost, url, body, "Idempotency-Key", "K")
+				if err != nil {
+					t.Error(err)
+				}
+				done <- r
+			}()
+			safetyWaitFor(t, "the hold of K", func() bool { return safetyHeldKeyLocks(e) == 2 })
 
-	quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
-	second, err := safetySend(quick, http.MethodPost, url, body, "Idempotency-Key", "K")
-	if err != nil {
-		t.Fatalf("the duplicate must be answered at once: %v", err)
-	}
-	e.mustError(second, http.StatusConflict, "idempotency_in_flight", "")
-	other := e.completeBody(tok)
-	other["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
-	third, err := safetySend(quick, http.MethodPost, url, encode(other), "Idempotency-Key", "K")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
+			quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
+			second, err := safetySend(quick, http.MethodPost, url, body, "Idempotency-Key", "K")
+			if err != nil {
+				t.Fatalf("the duplicate must be answered at once: %v", err)
+			}
+			e.mustError(second, http.StatusConflict, "idempotency_in_flight", "")
+			other := e.completeBody(tok)
+			other["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
+			third, err := safetySend(quick, http.MethodPost, url, encode(other), "Idempotency-Key", "K")
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
 
-	release()
-	var first response
-	select {
-	case first = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the completion did not finish after the lock was released")
-	}
-	e.mustCompleted(first)
-	safetyMustNotReplay(t, first)
-	safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), first)
-	rows := safetyKeyRows(e, "K")
-	if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 200 {
-		t.Errorf("K rows = %+v", rows)
-	}
-	if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
-		t.Errorf("orders = %d, want 1", n)
+			release()
+			var first response
+			select {
+			case first = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the completion did not finish after the lock was released")
+			}
+			e.mustCompleted(first)
+			safetyMustNotReplay(t, first)
+			safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), first)
+			rows := safetyKeyRows(e, "K")
+			if len(rows) != 1 || !rows[0].completed() || *rows[0].status != 200 {
+				t.Errorf("K rows = %+v", rows)
+			}
+			if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
+				t.Errorf("orders = %d, want 1", n)
+			}
+		})
 	}
 }
 

@@ -254,6 +254,10 @@ type Outcome struct {
 // request is answered with the response of its first run (see postgres.Idempotency).
 type Store interface {
 	Claim(ctx context.Context, k Key, hash string) (Outcome, error)
+	// LookUp finds k's record without claiming the key: free says it has none;
+	// otherwise out says what the record answers a request hashing to hash (Replay,
+	// Conflict, or InFlight, which only Claim settles).
+	LookUp(ctx context.Context, k Key, hash string) (out Outcome, free bool, err error)
 	Complete(ctx context.Context, c *Claim, status int, body []byte) error
 	Release(ctx context.Context, c *Claim) error
 }

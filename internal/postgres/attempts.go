@@ -148,7 +148,8 @@ func (s *Store) completeInPhases(ctx context.Context, owner, id string, c checko
 func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.Completion) (attemptStart, error) {
 	key := requestKey(ctx)
 	var lines []checkout.Line
-	start, err := withPipelinedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (attemptStart, error) {
+	claim := idempotency.FromContext(ctx)
+	start, err := withClaimingTx(ctx, s.pool, s.now, claim, func(tx *pipelinedTx, now time.Time) (attemptStart, error) {
 		q, deferred := db.New(tx), tx.deferred()
 		sv, err := s.lockForCompletion(ctx, q, deferred, owner, id, nil, now)
 		if err != nil {
@@ -191,6 +192,13 @@ func (s *Store) beginAttempt(ctx context.Context, owner, id string, c checkout.C
 		return attemptStart{attempt: a}, nil
 	})
 	if errors.Is(err, errLockedTooFew) {
+		if claim != nil {
+			// The phase sent statement by statement does not hold a key found free: it
+			// is claimed on its own first.
+			if err := claim.Take(ctx); err != nil {
+				return attemptStart{}, err
+			}
+		}
 		return s.beginAttemptStatementByStatement(ctx, owner, id, c)
 	}
 	return start, pipelinedCompletionError(err, lines)

@@ -139,6 +139,25 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 	return idempotency.Outcome{}, errors.New("idempotency key kept changing under its claim")
 }
 
+// LookUp finds k's record without claiming the key, in one statement. free says k has
+// none: the work may hold the key in its transaction and insert it with its response
+// (idempotency.Claim.MarkFree). Otherwise out is what the record says to a request whose
+// body hashes to hash: Replay, Conflict, or InFlight for a key claimed and not recorded,
+// maybe by a dead request, which only Claim can settle (it recovers a dead claim).
+func (i *Idempotency) LookUp(ctx context.Context, k idempotency.Key, hash string) (out idempotency.Outcome, free bool, err error) {
+	row, err := db.New(i.pool).LookupIdempotencyKey(ctx, lookupKeyParams(k))
+	switch {
+	case isNoRows(err):
+		return idempotency.Outcome{}, true, nil
+	case err != nil:
+		return idempotency.Outcome{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	if out, ok := lookedUpOutcome(row, hash); ok {
+		return out, false, nil
+	}
+	return idempotency.Outcome{Kind: idempotency.InFlight}, false, nil
+}
+
 // claimKeyParams claims k for a request hashing to hash at now, under a new claim id.
 // The claim is its statement's own transaction, which holds nothing else, so its
 // commit need not wait for the WAL flush (CommitAsync; see ClaimIdempotencyKey): a key

@@ -15,7 +15,6 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
-	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -32,10 +31,11 @@ import (
 // A PSP token is charged in phases (completeInPhases, attempts.go), so that no lock and
 // no connection is held while the PSP answers.
 //
-// A deferred idempotency claim is settled first: a vault token's completion looks its
-// key up alone and, the key free, holds it in its transaction and inserts it with the
-// response (lookUpKeyAlone); a PSP token's takes its claim on its own, committed, since
-// its key must stay held while the PSP answers, outside any transaction.
+// The transport looks the idempotency key up before the completion runs; a key found
+// free (idempotency.Claim.Free) is held first in the completion's transaction. A vault
+// token's completion inserts it there with the response; a PSP token's inserts its claim
+// with the first phase (withClaimingTx), so that the key stays claimed while the PSP
+// answers, outside any transaction, and records the response with the last.
 //
 // A declined payment leaves the session as it was, with a payment_declined message.
 func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
@@ -46,19 +46,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		return checkout.View{}, err
 	}
 	if !payment.IsVaultToken(c.Token) {
-		// The phases record the response with the last; a deferred idempotency claim
-		// is taken before the first writes anything.
-		if claim := idempotency.FromContext(ctx); claim != nil {
-			if err := claim.Take(ctx); err != nil {
-				return checkout.View{}, err
-			}
-		}
 		return s.completeInPhases(ctx, owner, id, c)
-	}
-	// The key is looked up alone, not with the view: a retried completion is then
-	// answered in that one statement, without the view it would not use.
-	if err := lookUpKeyAlone(ctx, s.pool, idempotency.FromContext(ctx)); err != nil {
-		return checkout.View{}, err
 	}
 	view, err := s.completeWithVaultToken(ctx, owner, id, c)
 	if errors.Is(err, errLockedTooFew) {
@@ -73,7 +61,7 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 var errLockedTooFew = errors.New("postgres: the discount codes of the session normalise differently in SQL and Go")
 
 // completeWithVaultToken is the vault-token completion in a pipelinedTx: two round trips
-// after the idempotency claim, reading ahead of its locks (completeReadAhead), or, for a
+// after the idempotency key's look-up, reading ahead of its locks (completeReadAhead), or, for a
 // session to which a usage-limited discount may apply or whose session or token changed
 // between the two, two more under its locks (completeUnderLocks).
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
@@ -97,14 +85,15 @@ func isTokenChanged(err error) bool {
 var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply; the completion reads under its locks")
 
 // completeReadAhead is the vault-token completion in two round trips after the
-// idempotency claim (docs/PERFORMANCE.md, "Round trips"):
+// idempotency key's look-up (docs/PERFORMANCE.md, "Round trips"):
 //
 //  1. the session's view with the token (GetSessionView), read ahead of the
 //     completion's locks, outside the transaction (readOutside);
-//  2. the session's row lock, taken only if no transaction changed the row since that
-//     read (LockUnchangedSession, else AC414); the order and everything written with
-//     it, the record of the response and the stock (TakeStock, beforeCommit): the
-//     whole transaction, sent without BEGIN and COMMIT as the pipeline's implicit one.
+//  2. the key found free held (HoldIdempotencyKey); the session's row lock, taken only
+//     if no transaction changed the row since that read (LockUnchangedSession, else
+//     AC414); the order and everything written with it, the key with its response
+//     (InsertIdempotentResponse) and the stock (TakeStock, beforeCommit): the whole
+//     transaction, sent without BEGIN and COMMIT as the pipeline's implicit one.
 //
 // The session row's version stands for what the completion decides on: every write to
 // a session, its token's use and its payment attempts included, changes the row. Three
@@ -149,14 +138,14 @@ func mayApplyLimited(discounts []db.ListSessionDiscountsRow) bool {
 }
 
 // completeUnderLocks is the vault-token completion in two round trips after the
-// idempotency claim:
+// idempotency key's look-up:
 //
-//  1. BEGIN; the session's row lock (LockSession); the locks of the usage-limited
-//     discounts that may apply to it (LockCompletionDiscounts), and of the vault token
-//     (LockVaultToken); the session's view with the token (GetSessionView), read
-//     under those locks, so the discounts are counted with every redemption that
-//     committed before them;
-//  2. the order and everything written with it, the record of the response, the stock
+//  1. BEGIN; the key found free held; the session's row lock (LockSession); the locks
+//     of the usage-limited discounts that may apply to it (LockCompletionDiscounts),
+//     and of the vault token (LockVaultToken); the session's view with the token
+//     (GetSessionView), read under those locks, so the discounts are counted with
+//     every redemption that committed before them;
+//  2. the order and everything written with it, the key with its response, the stock
 //     (TakeStock, beforeCommit) and COMMIT.
 //
 // The stock is taken last, so the variant rows every completion of a popular item

@@ -39,8 +39,9 @@ import (
 // it (HoldIdempotencyKey, a transaction-level advisory lock that a concurrent duplicate
 // meets and answers 409 to), and inserted with the response last
 // (InsertIdempotentResponse), which fails the transaction when another request recorded
-// or claimed the key since the look-up. A key found free by a look-up of its own
-// (lookUpKeyAlone: a completion's) is held and inserted the same way. A transaction
+// or claimed the key since the look-up. A key found free by the transport's look-up (a
+// completion's) is held and inserted the same way, or held and claimed for a later
+// transaction to record (withClaimingTx). A transaction
 // that reads nothing (a vault token's) claims the key in its only round trip instead,
 // inside the transaction, ahead of its writes (commitRidden).
 //
@@ -233,28 +234,6 @@ func settleLookup(ctx context.Context, q *db.Queries, claim *idempotency.Claim) 
 		return false, claim.Resolve(out)
 	}
 	return false, errRideMissed
-}
-
-// lookUpKeyAlone settles claim, a deferred claim not taken yet (nil or any other: nothing
-// to do), with its key's look-up sent on its own: a round trip of one statement, for
-// work whose first round trip the look-up cannot ride, because a retry would then pay
-// for a read it drops (a completion's view). A key with a record is ErrNotClaimed (the
-// claim resolved); a free one is marked so (idempotency.Claim.MarkFree), and the work's
-// pipelinedTx holds it first in its transaction and inserts it with the response; a
-// key in flight, maybe a dead request's, is claimed on its own (Take).
-func lookUpKeyAlone(ctx context.Context, pool *pgxpool.Pool, claim *idempotency.Claim) error {
-	if claim == nil || !claim.Pending() || claim.Free() {
-		return nil
-	}
-	free, err := settleLookup(ctx, db.New(pool), claim)
-	switch {
-	case free:
-		claim.MarkFree()
-		return nil
-	case errors.Is(err, errRideMissed):
-		return claim.Take(ctx)
-	}
-	return err
 }
 
 // queue moves the queued statements to b, in their order, after what b holds (whose
@@ -681,6 +660,57 @@ func withPipelinedTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func(
 	return runPipelinedTx(ctx, pool, clock, nil, false, fn)
 }
 
+// withClaimingTx is withPipelinedTx for a transaction that must leave the request's key
+// claimed for a later one to record the response under (a PSP completion's first phase:
+// the charge, outside any transaction, comes between). A deferred claim whose key the
+// transport found free is held first in the transaction (HoldIdempotencyKey) and
+// inserted in flight with fn's writes (InsertIdempotencyClaim), so the claim commits
+// with the work or not at all, and is resolved once it did. A key held by a duplicate
+// in flight stops fn as the claim's refusal; a key recorded or claimed by another
+// request since the look-up is claimed on its own, and fn runs again. Any other claim
+// not taken yet is taken on its own first. When fn fails, or refuses with a commit
+// (commitThen), the claim is left pending, and the transport takes it before it
+// answers.
+func withClaimingTx[T any](ctx context.Context, pool *pgxpool.Pool, clock func() time.Time, claim *idempotency.Claim,
+	fn func(tx *pipelinedTx, now time.Time) (T, error),
+) (T, error) {
+	var zero T
+	if claim == nil || !claim.Free() {
+		if claim != nil {
+			if err := claim.Take(ctx); err != nil {
+				return zero, err
+			}
+		}
+		return withPipelinedTx(ctx, pool, clock, fn)
+	}
+	claimID := checkout.NewID("clm_")
+	result, err := runPipelinedTxOnce(ctx, pool, clock, nil, func(tx *pipelinedTx, now time.Time) (T, error) {
+		tx.hold = claim
+		result, err := fn(tx, now)
+		if err != nil {
+			return result, err
+		}
+		k := claim.Key
+		if err := tx.deferred().InsertIdempotencyClaim(ctx, db.InsertIdempotencyClaimParams{
+			Caller: k.Caller, Method: k.Method, Path: k.Path, Key: k.Key, ApiVersion: k.APIVersion,
+			RequestHash: claim.Hash, ClaimID: claimID, Now: now,
+		}); err != nil {
+			return result, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		return result, nil
+	})
+	switch {
+	case errors.Is(err, errRideMissed):
+		if err := claim.Take(ctx); err != nil {
+			return zero, err
+		}
+		return withPipelinedTx(ctx, pool, clock, fn)
+	case err != nil:
+		return result, err
+	}
+	return result, claim.Resolve(idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID})
+}
+
 // runPipelinedTx runs fn in a pipelinedTx and commits, recording the response under
 // claim (nil: none). A deferred claim not taken yet rides in fn's first round trip when
 // ride says it may, and one whose key an earlier run found free is held by the
@@ -738,8 +768,9 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	// A claim whose key the first round trip found free is recorded by inserting the
 	// key (holds). A claim still pending otherwise rides the COMMIT: fn sent nothing.
 	// Without a response to record, nothing would stop the work when the key is not the
-	// request's, so the claim is then taken on its own.
-	holds := tx.hold != nil
+	// request's, so the claim is then taken on its own. A key fn holds without a claim
+	// here is withClaimingTx's, which inserts and settles it.
+	holds := claim != nil && tx.hold == claim
 	ridesCommit := !holds && claim != nil && claim.Pending()
 	if (holds || ridesCommit) && claim.Encode == nil {
 		return zero, errRideMissed

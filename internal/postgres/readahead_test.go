@@ -192,7 +192,9 @@ func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
 // request recorded before the work's transaction inserted it (a duplicate whose look-up
 // came first and whose transaction committed first), rolls back at the key's insert:
 // nothing of it applies, and the request answers with what the key holds. The other
-// request's answer is a replay here; the conflict, when its body differed.
+// request's answer is a replay here; the conflict, when its body differed. A PSP
+// completion's first phase, which inserts the key's claim, rolls back the same way,
+// before the PSP is asked.
 func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
@@ -203,21 +205,35 @@ func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 		// run runs the operation with ctx's claim; applied says whether any of it stayed.
 		run     func(ctx context.Context, key string) error
 		applied func(key string) bool
+		// recordedFirst: the other request records the key before run (after the
+		// transport's look-up, which run stands for), not while the response is encoded.
+		recordedFirst bool
 	}{
 		{"update", func(ctx context.Context, key string) error {
 			_, err := e.store.UpdateSession(ctx, "", id, checkout.Changes{Metadata: map[string]any{"note": key}})
 			return err
 		}, func(key string) bool {
 			return e.text(`SELECT coalesce(metadata->>'note', '') FROM checkout_sessions WHERE id = $1`, id) != ""
-		}},
+		}, false},
 		{"complete", func(ctx context.Context, key string) error {
+			// The transport looks a completion's key up before the completion runs.
+			idempotency.FromContext(ctx).MarkFree()
 			sid := e.readySession()
 			tok := e.vaultToken(sid)
 			_, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
 			return err
 		}, func(key string) bool {
 			return e.text(`SELECT (count(*) + (SELECT count(*) FROM vault_tokens WHERE used_at IS NOT NULL))::text FROM orders`) != "0"
-		}},
+		}, false},
+		{"complete_psp", func(ctx context.Context, key string) error {
+			idempotency.FromContext(ctx).MarkFree()
+			sid := e.readySession()
+			_, err := e.store.CompleteSession(ctx, "", sid, checkout.Completion{Token: "tok_visa", Provider: "stripe"})
+			return err
+		}, func(key string) bool {
+			return e.text(`SELECT (count(*) + (SELECT count(*) FROM payment_attempts))::text FROM orders`) != "0" ||
+				e.gateway.Attempts() != 0
+		}, true},
 	}
 	for _, op := range ops {
 		for _, tc := range []struct {
@@ -233,16 +249,23 @@ func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 			claim := idempotency.NewDeferred(k, "hash-"+tc.body, func(ctx context.Context) (idempotency.Outcome, error) {
 				return keys.Claim(ctx, k, "hash-"+tc.body)
 			})
-			idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
-				// Between the look-up and the transaction: the other request records the key.
+			recordOther := func() {
 				if _, err := e.pool.Exec(context.Background(), `INSERT INTO idempotency_keys (caller, method, path, key,
 					api_version, request_hash, claim_id, state, claimed_at, response_status, response_body, completed_at)
 					VALUES ($1, $2, $3, $4, '', $5, 'clm_other', 'completed', now(), 200, '{"other":true}', now())`,
 					k.Caller, k.Method, k.Path, k.Key, tc.otherHash); err != nil {
 					t.Error(err)
 				}
+			}
+			idempotency.SetEncoder(claim, func(v checkout.View) (int, []byte, error) {
+				if !op.recordedFirst {
+					recordOther() // between the look-up and the transaction's insert of the key
+				}
 				return 200, []byte(`{"id":"` + v.Session.ID + `"}`), nil
 			})
+			if op.recordedFirst {
+				recordOther()
+			}
 			if err := op.run(idempotency.NewContext(ctx, claim), key); !errors.Is(err, idempotency.ErrNotClaimed) {
 				t.Fatalf("%s: %v, want ErrNotClaimed", key, err)
 			}
