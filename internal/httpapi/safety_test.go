@@ -487,30 +487,7 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 	default:
 	}
 
-	// A client timeout turns a request that waits on the lock into a failure, not a hang.
-	quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
-	start := time.Now()
-	second, err := safetySend(quick, http.MethodPost, path, body, "Idempotency-Key", "K")
-	took := time.Since(start)
-	if err != nil {
-		t.Fatalf("second request with K: %v (after %v); it must be answered at once", err, took)
-	}
-	m := e.mustError(second, http.StatusConflict, "idempotency_in_flight", "")
-	if m["type"] != "invalid_request" {
-		t.Errorf("type = %v", m["type"])
-	}
-	if ra := second.header.Get("Retry-After"); ra != "1" {
-		t.Errorf("Retry-After = %q, want 1", ra)
-	}
-	if took > 100*time.Millisecond {
-		t.Errorf("in-flight answer took %v; it must not wait for the lock", took)
-	}
-	// A different body is still a conflict, also while in flight.
-	third, err := safetySend(quick, http.MethodPost, path, `{"fulfillment_option_id":"express_shipping"}`, "Idempotency-Key", "K")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
+	safetyMustRefuseDuplicates(e, path, body, `{"fulfillment_option_id":"express_shipping"}`)
 
 	release()
 	var res result
@@ -714,19 +691,9 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 			}()
 			safetyWaitFor(t, "the hold of K", func() bool { return safetyHeldKeyLocks(e) == 2 })
 
-			quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
-			second, err := safetySend(quick, http.MethodPost, url, body, "Idempotency-Key", "K")
-			if err != nil {
-				t.Fatalf("the duplicate must be answered at once: %v", err)
-			}
-			e.mustError(second, http.StatusConflict, "idempotency_in_flight", "")
 			other := e.completeBody(tok)
 			other["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
-			third, err := safetySend(quick, http.MethodPost, url, encode(other), "Idempotency-Key", "K")
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
+			safetyMustRefuseDuplicates(e, url, body, encode(other))
 
 			release()
 			var first response
@@ -747,6 +714,37 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// safetyMustRefuseDuplicates sends body, then other, to url with Idempotency-Key K while
+// a first request with body holds K: the same body is answered at once with 409
+// idempotency_in_flight and Retry-After: 1, the other body with the key's conflict.
+func safetyMustRefuseDuplicates(e *testEnv, url, body, other string) {
+	e.t.Helper()
+	// A client timeout turns a request that waits on the lock into a failure, not a hang.
+	quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
+	start := time.Now()
+	second, err := safetySend(quick, http.MethodPost, url, body, "Idempotency-Key", "K")
+	took := time.Since(start)
+	if err != nil {
+		e.t.Fatalf("second request with K: %v (after %v); it must be answered at once", err, took)
+	}
+	m := e.mustError(second, http.StatusConflict, "idempotency_in_flight", "")
+	if m["type"] != "invalid_request" {
+		e.t.Errorf("type = %v", m["type"])
+	}
+	if ra := second.header.Get("Retry-After"); ra != "1" {
+		e.t.Errorf("Retry-After = %q, want 1", ra)
+	}
+	if took > 100*time.Millisecond {
+		e.t.Errorf("in-flight answer took %v; it must not wait for the lock", took)
+	}
+	// A different body is still a conflict, also while in flight.
+	third, err := safetySend(quick, http.MethodPost, url, other, "Idempotency-Key", "K")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
 }
 
 // safetyHeldKeyLocks counts the advisory locks granted in e's database: a request that

@@ -41,9 +41,9 @@ import (
 // (InsertIdempotentResponse), which fails the transaction when another request recorded
 // or claimed the key since the look-up. A key found free by the transport's look-up (a
 // completion's) is held and inserted the same way, or held and claimed for a later
-// transaction to record (withClaimingTx). A transaction
-// that reads nothing (a vault token's) claims the key in its only round trip instead,
-// inside the transaction, ahead of its writes (commitRidden).
+// transaction to record (withClaimingTx). A transaction that reads nothing (a vault
+// token's) claims the key in its only round trip instead, inside the transaction, ahead
+// of its writes (commitRidden).
 //
 // A pipeline is sent as a pgx.Batch: the statements of one round trip run in order and
 // the first that fails aborts the transaction, so nothing after it applies (the COMMIT
