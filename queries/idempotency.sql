@@ -18,11 +18,11 @@
 -- would commit without waiting too. CASE decides before set_config runs (it is
 -- volatile, never folded ahead).
 --
--- A create, an update, a cancel, a cart's create, a delegation and a completion look
--- their key up instead (LookupIdempotencyKey) and insert it with the response in the
--- work's transaction (a PSP completion: its claim, in its first phase's,
--- InsertIdempotencyClaim); their claim is taken on its own only when that cannot settle
--- it.
+-- A create, an update, a cancel, a delegation, a completion and a cart's create,
+-- replacement and cancel look their key up instead (LookupIdempotencyKey) and insert it
+-- with the response in the work's transaction (a PSP completion: its claim, in its
+-- first phase's, InsertIdempotencyClaim); their claim is taken on its own only when
+-- that cannot settle it. The admin API claims first.
 WITH existing AS (
     SELECT k.request_hash, k.claim_id, k.state, k.response_status, k.response_body, k.claimed_at
     FROM idempotency_keys k

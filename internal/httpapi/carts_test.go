@@ -215,6 +215,38 @@ func TestCartIdempotency(t *testing.T) {
 	}
 }
 
+// A cart's replacement and cancel look their key up before they run and hold a free
+// key first in their transaction, which then waits on the cart's row lock: a duplicate
+// meanwhile is answered at once, and the first replacement is the only one applied.
+func TestCartWritesInFlightAreAnsweredAtOnce(t *testing.T) {
+	e, schema := cartEnv(t)
+	id := mustCart(t, schema, e.do(http.MethodPost, "/carts", map[string]any{"line_items": items("item_123", 1)}), http.StatusCreated)["id"].(string)
+	for _, op := range []struct{ method, path, body, other string }{
+		{http.MethodPut, "/carts/" + id, `{"line_items":[{"id":"item_123","quantity":3}]}`, `{"line_items":[{"id":"item_123","quantity":4}]}`},
+		{http.MethodPost, "/carts/" + id + "/cancel", "", "{}"},
+	} {
+		release := safetyLockRow(e, "carts", id)
+		done := make(chan response, 1)
+		go func() {
+			r, err := e.client().Do(op.method, op.path, op.body, "Idempotency-Key", "K")
+			if err != nil {
+				t.Error(err)
+			}
+			done <- response{status: r.Status, header: r.Header, body: r.Body}
+		}()
+		safetyWaitFor(t, "the hold of K on "+op.path, func() bool { return safetyHeldKeyLocks(e) == 2 })
+		safetyMustRefuseDuplicates(e, op.method, op.path, op.body, op.other)
+		release()
+		first := <-done
+		mustCart(t, schema, first, http.StatusOK)
+		safetyMustReplay(t, e.do(op.method, op.path, op.body, "Idempotency-Key", "K"), first)
+	}
+	var n int
+	if err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM carts").Scan(&n); err != nil || n != 0 {
+		t.Errorf("carts stored = %d (%v), want 0: the cancel deletes the cart", n, err)
+	}
+}
+
 func TestCartRefusesBadInput(t *testing.T) {
 	e, schema := cartEnv(t)
 	e.mustError(e.do(http.MethodPost, "/carts", map[string]any{}), http.StatusBadRequest, "missing", "$.line_items")

@@ -249,17 +249,18 @@ const (
 // for the session's whole view, and with the look-up ahead of the operation a replay
 // does not run the operation at all. A vault token's completion then holds the free key
 // in its transaction, and a PSP token's inserts its claim in its first phase's, so that
-// the key stays claimed while the PSP answers. A cart's replacement and cancel, and the
-// admin API, claim first: a cart's first round trip locks the cart, which a read
-// outside the transaction cannot.
+// the key stays claimed while the PSP answers. A cart's replacement and cancel look
+// their key up first too: their first round trip locks the cart, in the transaction,
+// which a look-up riding it outside the transaction cannot. The admin API claims first:
+// a refund through a PSP calls it outside any transaction, between the key's claim and
+// its record.
 func keyModeOf(method, tpl string) keyMode {
-	if method != http.MethodPost {
-		return claimFirst
-	}
-	switch tpl {
-	case "/checkout_sessions", "/checkout_sessions/{id}", "/checkout_sessions/{id}/cancel", "/carts", delegatePaymentPath:
+	switch {
+	case method == http.MethodPost && (tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" ||
+		tpl == "/checkout_sessions/{id}/cancel" || tpl == "/carts" || tpl == delegatePaymentPath):
 		return rideFirstRead
-	case "/checkout_sessions/{id}/complete":
+	case method == http.MethodPost && (tpl == "/checkout_sessions/{id}/complete" || tpl == "/carts/{id}/cancel"),
+		method == http.MethodPut && tpl == "/carts/{id}":
 		return lookUpFirst
 	}
 	return claimFirst

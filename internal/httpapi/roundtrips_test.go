@@ -248,9 +248,10 @@ func (e *testEnv) completeBody(token string) map[string]any {
 // The consents of a buyer and /metrics: one statement each.
 var orderCeilings = map[string]int{"set_status": 3, "fulfil": 3, "fulfilment_event": 3, "refund": 3, "cancel_lines": 3,
 	"get_order": 1, "order_page": 1, "list_orders": 2, "list_consents": 1, "metrics": 1,
-	// A cart's create: its reads, with the claim riding ahead of them, then its writes
-	// with the record and COMMIT. A replacement or a cancel: the claim, then its reads
-	// (the cart locked) and its writes with the record and COMMIT. A read, one pipeline.
+	// A cart's create: its reads, with the key's look-up riding ahead of them, then its
+	// writes with the key and COMMIT. A replacement or a cancel: the key's look-up, then
+	// its reads (the key held, the cart locked) and its writes with the key and COMMIT.
+	// A read, one pipeline.
 	"create_cart": 2, "replace_cart": 3, "cancel_cart": 3, "get_cart": 1}
 
 // TestStatementsDoNotGrowWithTheLines runs a checkout of one line and one of three

@@ -131,6 +131,12 @@ func safetyDelegateBody(sessionID string) map[string]any {
 // would, until release (or the end of the test): requests on the session wait for it.
 func safetyLockSession(e *testEnv, id string) (release func()) {
 	e.t.Helper()
+	return safetyLockRow(e, "checkout_sessions", id)
+}
+
+// safetyLockRow is safetyLockSession for the row id of table (a constant of the test).
+func safetyLockRow(e *testEnv, table, id string) (release func()) {
+	e.t.Helper()
 	ctx := context.Background()
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
@@ -148,7 +154,7 @@ func safetyLockSession(e *testEnv, id string) (release func()) {
 		return err
 	}
 	e.t.Cleanup(func() { _ = end() })
-	if _, err := tx.Exec(ctx, `SELECT id FROM checkout_sessions WHERE id = $1 FOR UPDATE`, id); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT id FROM `+table+` WHERE id = $1 FOR UPDATE`, id); err != nil {
 		e.t.Fatal(err)
 	}
 	return func() {
@@ -487,7 +493,7 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 	default:
 	}
 
-	safetyMustRefuseDuplicates(e, path, body, `{"fulfillment_option_id":"express_shipping"}`)
+	safetyMustRefuseDuplicates(e, http.MethodPost, "/checkout_sessions/"+id, body, `{"fulfillment_option_id":"express_shipping"}`)
 
 	release()
 	var res result
@@ -693,7 +699,7 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 
 			other := e.completeBody(tok)
 			other["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
-			safetyMustRefuseDuplicates(e, url, body, encode(other))
+			safetyMustRefuseDuplicates(e, http.MethodPost, "/checkout_sessions/"+id+"/complete", body, encode(other))
 
 			release()
 			var first response
@@ -716,15 +722,24 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 	}
 }
 
-// safetyMustRefuseDuplicates sends body, then other, to url with Idempotency-Key K while
-// a first request with body holds K: the same body is answered at once with 409
-// idempotency_in_flight and Retry-After: 1, the other body with the key's conflict.
-func safetyMustRefuseDuplicates(e *testEnv, url, body, other string) {
+// safetyMustRefuseDuplicates sends body, then other, as method to path (of e's server,
+// in e's version) with Idempotency-Key K while a first request with body holds K: the
+// same body is answered at once with 409 idempotency_in_flight and Retry-After: 1, the
+// other body with the key's conflict (409, 422 from 2026-04-17).
+func safetyMustRefuseDuplicates(e *testEnv, method, path, body, other string) {
 	e.t.Helper()
 	// A client timeout turns a request that waits on the lock into a failure, not a hang.
-	quick := &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
+	quick := e.client()
+	quick.HTTP = &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
+	send := func(body string) (response, error) {
+		r, err := quick.Do(method, path, body, "Idempotency-Key", "K")
+		if err != nil {
+			return response{}, err
+		}
+		return response{status: r.Status, header: r.Header, body: r.Body}, nil
+	}
 	start := time.Now()
-	second, err := safetySend(quick, http.MethodPost, url, body, "Idempotency-Key", "K")
+	second, err := send(body)
 	took := time.Since(start)
 	if err != nil {
 		e.t.Fatalf("second request with K: %v (after %v); it must be answered at once", err, took)
@@ -740,11 +755,15 @@ func safetyMustRefuseDuplicates(e *testEnv, url, body, other string) {
 		e.t.Errorf("in-flight answer took %v; it must not wait for the lock", took)
 	}
 	// A different body is still a conflict, also while in flight.
-	third, err := safetySend(quick, http.MethodPost, url, other, "Idempotency-Key", "K")
+	third, err := send(other)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.mustError(third, http.StatusConflict, "idempotency_conflict", "")
+	conflict := http.StatusConflict
+	if e.is0417() {
+		conflict = http.StatusUnprocessableEntity
+	}
+	e.mustError(third, conflict, "idempotency_conflict", "")
 }
 
 // safetyHeldKeyLocks counts the advisory locks granted in e's database: a request that

@@ -53,8 +53,8 @@ func (s *Store) GetCart(ctx context.Context, owner, id string) (checkout.CartVie
 }
 
 // ReplaceCart validates ch and replaces the items and buyer of the locked cart: after
-// the claim, a pipelinedTx of two round trips (readCart, the cart locked; the writes,
-// the record and COMMIT).
+// the key's look-up, a pipelinedTx of two round trips (the key found free held, readCart
+// with the cart locked; the writes, the key with its response and COMMIT).
 func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.CartChanges) (checkout.CartView, error) {
 	if err := ch.Validate(); err != nil {
 		return checkout.CartView{}, err
@@ -77,8 +77,8 @@ func (s *Store) ReplaceCart(ctx context.Context, owner, id string, ch checkout.C
 }
 
 // CancelCart deletes owner's cart id and returns the state it had (CART-RFC §4.5): after
-// the claim, a pipelinedTx of two round trips (readCart, the cart locked; the delete,
-// the record and COMMIT).
+// the key's look-up, a pipelinedTx of two round trips (the key found free held, readCart
+// with the cart locked; the delete, the key with its response and COMMIT).
 func (s *Store) CancelCart(ctx context.Context, owner, id string) (checkout.CartView, error) {
 	return withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.CartView, error) {
 		c, cat, err := readCart(ctx, tx, owner, id, true, now, nil)
