@@ -61,9 +61,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 var errLockedTooFew = errors.New("postgres: the discount codes of the session normalise differently in SQL and Go")
 
 // completeWithVaultToken is the vault-token completion in a pipelinedTx: two round trips
-// after the idempotency key's look-up, reading ahead of its locks (completeReadAhead), or, for a
-// session to which a usage-limited discount may apply or whose session or token changed
-// between the two, two more under its locks (completeUnderLocks).
+// after the idempotency key's look-up, reading ahead of its locks (completeReadAhead),
+// or, for a session to which a usage-limited discount may apply or whose session or
+// token changed between the two, two more under its locks (completeUnderLocks).
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	view, err := s.completeReadAhead(ctx, owner, id, c)
 	if errors.Is(err, errReadUnderLocks) || isSessionMoved(err) || isTokenChanged(err) {
