@@ -307,12 +307,14 @@ type LookupIdempotencyKeyRow struct {
 	ClaimedAt      time.Time `json:"claimed_at"`
 }
 
-// The key's record, if it has one: what a create, an update, a cancel, a cart's create
-// and a delegation send where ClaimIdempotencyKey was sent before
-// (docs/performance-history.md, "Twenty-third round"). No row: the key is free, and the
-// work's transaction inserts it with its response (InsertIdempotentResponse), holding
-// it first (HoldIdempotencyKey); a delegation does not hold it, as its duplicate waits
-// on the key's index entry for the delegation's one round trip.
+// The key's record, if it has one: what a create, an update, a cancel, a delegation, a
+// completion and a cart's create, replacement and cancel send where ClaimIdempotencyKey
+// was sent before (docs/performance-history.md, "Twenty-third round" and "Twenty-fourth
+// round"). No row: the key is free, and the work's transaction inserts it with its
+// response (InsertIdempotentResponse; a PSP completion, its claim:
+// InsertIdempotencyClaim), holding it first (HoldIdempotencyKey); a delegation does not
+// hold it, as its duplicate waits on the key's index entry for the delegation's one
+// round trip.
 func (q *Queries) LookupIdempotencyKey(ctx context.Context, arg LookupIdempotencyKeyParams) (LookupIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, lookupIdempotencyKey,
 		arg.Caller,

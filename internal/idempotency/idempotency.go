@@ -84,11 +84,12 @@ func (c *Claim) Pending() bool {
 	return c.take != nil && !c.resolved
 }
 
-// MarkFree notes that the storage layer looked the key of a deferred claim up and found
-// no record: the work's transaction may hold the key and insert it with its response,
-// where a claim would have been committed before the work. The claim stays pending
-// until that transaction commits (Resolve); when it does not, Take claims the key on
-// its own, as for any pending claim.
+// MarkFree notes that the key of a deferred claim was looked up (by the storage layer in
+// its first round trip, or by the transport before the operation) and found free: the
+// work's transaction may hold the key and insert it with its response, where a claim
+// would have been committed before the work. The claim stays pending until that
+// transaction commits (Resolve); when it does not, Take claims the key on its own, as
+// for any pending claim.
 func (c *Claim) MarkFree() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

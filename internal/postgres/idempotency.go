@@ -145,17 +145,7 @@ func (i *Idempotency) Claim(ctx context.Context, k idempotency.Key, hash string)
 // body hashes to hash: Replay, Conflict, or InFlight for a key claimed and not recorded,
 // maybe by a dead request, which only Claim can settle (it recovers a dead claim).
 func (i *Idempotency) LookUp(ctx context.Context, k idempotency.Key, hash string) (out idempotency.Outcome, free bool, err error) {
-	row, err := db.New(i.pool).LookupIdempotencyKey(ctx, lookupKeyParams(k))
-	switch {
-	case isNoRows(err):
-		return idempotency.Outcome{}, true, nil
-	case err != nil:
-		return idempotency.Outcome{}, false, fmt.Errorf("look up idempotency key: %w", err)
-	}
-	if out, ok := lookedUpOutcome(row, hash); ok {
-		return out, false, nil
-	}
-	return idempotency.Outcome{Kind: idempotency.InFlight}, false, nil
+	return lookUpKey(ctx, db.New(i.pool), k, hash)
 }
 
 // claimKeyParams claims k for a request hashing to hash at now, under a new claim id.

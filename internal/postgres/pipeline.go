@@ -218,22 +218,38 @@ func lookupStatement(k idempotency.Key) capturedStatement {
 	return c
 }
 
+// lookUpKey looks k up through q (LookupIdempotencyKey: sent now, or read from the
+// batch that sent it). free says k has no row; otherwise out is what the row says to a
+// request whose body hashes to hash: Replay, Conflict, or InFlight for a key claimed
+// and not recorded, maybe by a dead request, which only the claim's own statements
+// settle.
+func lookUpKey(ctx context.Context, q *db.Queries, k idempotency.Key, hash string) (out idempotency.Outcome, free bool, err error) {
+	row, err := q.LookupIdempotencyKey(ctx, lookupKeyParams(k))
+	switch {
+	case isNoRows(err):
+		return idempotency.Outcome{}, true, nil
+	case err != nil:
+		return idempotency.Outcome{}, false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	if out, ok := lookedUpOutcome(row, hash); ok {
+		return out, false, nil
+	}
+	return idempotency.Outcome{Kind: idempotency.InFlight}, false, nil
+}
+
 // settleLookup reads the result of claim's look-up through q and settles the claim
 // with it: a record that is not the request's resolves it (idempotency.ErrNotClaimed),
 // and a key in flight, maybe a dead request's, needs the claim's own statements
 // (errRideMissed). free says the key has no row.
 func settleLookup(ctx context.Context, q *db.Queries, claim *idempotency.Claim) (free bool, err error) {
-	row, err := q.LookupIdempotencyKey(ctx, lookupKeyParams(claim.Key))
+	out, free, err := lookUpKey(ctx, q, claim.Key, claim.Hash)
 	switch {
-	case isNoRows(err):
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("look up idempotency key: %w", err)
+	case err != nil || free:
+		return free, err
+	case out.Kind == idempotency.InFlight:
+		return false, errRideMissed
 	}
-	if out, ok := lookedUpOutcome(row, claim.Hash); ok {
-		return false, claim.Resolve(out)
-	}
-	return false, errRideMissed
+	return false, claim.Resolve(out)
 }
 
 // queue moves the queued statements to b, in their order, after what b holds (whose
@@ -749,7 +765,7 @@ func runPipelinedTxOnce[T any](ctx context.Context, pool *pgxpool.Pool, clock fu
 	switch {
 	case claim == nil:
 	case claim.Free():
-		tx.hold = claim // found free by an earlier run (one that met a changed session)
+		tx.hold = claim // found free by the transport's look-up, or by an earlier run's
 	case claim.Pending():
 		tx.rideClaim(claim)
 	}
