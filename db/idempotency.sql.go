@@ -69,11 +69,10 @@ type ClaimIdempotencyKeyRow struct {
 // would commit without waiting too. CASE decides before set_config runs (it is
 // volatile, never folded ahead).
 //
-// A create, an update, a cancel, a delegation, a completion and a cart's create,
-// replacement and cancel look their key up instead (LookupIdempotencyKey) and insert it
-// with the response in the work's transaction (a PSP completion: its claim, in its
-// first phase's, InsertIdempotencyClaim); their claim is taken on its own only when
-// that cannot settle it. The admin API claims first.
+// Every write of the API looks its key up instead (LookupIdempotencyKey) and inserts
+// it with the response in the work's transaction (a PSP completion or a refund through
+// a PSP: its claim, in its first phase's, InsertIdempotencyClaim); its claim is taken
+// on its own only when that cannot settle it (a key in flight, maybe a dead request's).
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (ClaimIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, claimIdempotencyKey,
 		arg.Caller,
@@ -220,8 +219,8 @@ type InsertIdempotencyClaimParams struct {
 }
 
 // Claims a free key in the transaction of a work that must keep it claimed after that
-// transaction commits (a PSP completion's first phase, whose charge and record come
-// later, outside it): the key, held first in the transaction (HoldIdempotencyKey), is
+// transaction commits (the first phase of a PSP completion or of a refund through a
+// PSP, whose call to the PSP and record come later, outside it): the key, held first in the transaction (HoldIdempotencyKey), is
 // inserted in_flight with the work, as ClaimIdempotencyKey's claim, and recorded later
 // under @claim_id (RecordIdempotentResponse). A plain INSERT, as
 // InsertIdempotentResponse: a key recorded or claimed by another request since the
@@ -307,12 +306,11 @@ type LookupIdempotencyKeyRow struct {
 	ClaimedAt      time.Time `json:"claimed_at"`
 }
 
-// The key's record, if it has one: what a create, an update, a cancel, a delegation, a
-// completion and a cart's create, replacement and cancel send where ClaimIdempotencyKey
-// was sent before (docs/performance-history.md, "Twenty-third round" and "Twenty-fourth
-// round"). No row: the key is free, and the work's transaction inserts it with its
-// response (InsertIdempotentResponse; a PSP completion, its claim:
-// InsertIdempotencyClaim), holding it first (HoldIdempotencyKey); a delegation does not
+// The key's record, if it has one: what every write of the API sends where
+// ClaimIdempotencyKey was sent before (docs/performance-history.md, "Twenty-third
+// round" to "Twenty-fifth round"). No row: the key is free, and the work's transaction
+// inserts it with its response (InsertIdempotentResponse; a PSP completion or a refund
+// through a PSP, its claim: InsertIdempotencyClaim), holding it first (HoldIdempotencyKey); a delegation does not
 // hold it, as its duplicate waits on the key's index entry for the delegation's one
 // round trip.
 func (q *Queries) LookupIdempotencyKey(ctx context.Context, arg LookupIdempotencyKeyParams) (LookupIdempotencyKeyRow, error) {

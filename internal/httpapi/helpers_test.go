@@ -112,7 +112,7 @@ func mustEnvVersion(t *testing.T, version string, recoverAfter time.Duration, op
 }
 
 // startServer starts one more server instance on e's database, as a serve process
-// builds it (order events, the order API and metrics included), configured by opts and
+// builds it (order events, the order API refunding through its gateway and metrics included), configured by opts and
 // logging into e.logs. Several instances on one database stand for a load-balanced
 // deployment or a restart.
 func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.Config)) *httptest.Server {
@@ -139,7 +139,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Replays:     postgres.NewSignatureReplays(pool),
-		Orders:      postgres.NewOrders(pool, true),
+		Orders:      postgres.NewOrders(pool, true).WithGateway(e.gateway),
 		Discounts:   postgres.NewDiscounts(pool),
 		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
 		Unavailable: postgres.IsUnavailable,

@@ -251,19 +251,31 @@ const (
 // in its transaction, and a PSP token's inserts its claim in its first phase's, so that
 // the key stays claimed while the PSP answers. A cart's replacement and cancel look
 // their key up first too: their first round trip locks the cart, in the transaction,
-// which a look-up riding it outside the transaction cannot. The admin API claims first:
-// a refund through a PSP calls it outside any transaction, between the key's claim and
-// its record.
+// which a look-up riding it outside the transaction cannot. So do the admin API's
+// writes, whose first round trip locks the order or the discount: each holds a free key
+// in its transaction, and a refund through a PSP inserts its claim with its first
+// phase, as a PSP completion does, so that the key stays claimed while the PSP
+// answers. A route named here must write only through those transactions (the storage
+// layer's runPipelinedTx and withClaimingTx); any other claims first.
 func keyModeOf(method, tpl string) keyMode {
 	switch {
 	case method == http.MethodPost && (tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" ||
 		tpl == "/checkout_sessions/{id}/cancel" || tpl == "/carts" || tpl == delegatePaymentPath):
 		return rideFirstRead
 	case method == http.MethodPost && (tpl == "/checkout_sessions/{id}/complete" || tpl == "/carts/{id}/cancel"),
-		method == http.MethodPut && tpl == "/carts/{id}":
+		method == http.MethodPut && tpl == "/carts/{id}",
+		method == http.MethodPost && slices.Contains(adminWrites, tpl):
 		return lookUpFirst
 	}
 	return claimFirst
+}
+
+// adminWrites are the route templates of the admin API's writes (adminRoutes,
+// discountRoutes).
+var adminWrites = []string{
+	"/admin/orders/{id}/status", "/admin/orders/{id}/refunds", "/admin/orders/{id}/fulfillments",
+	"/admin/orders/{id}/fulfillments/{fid}/events", "/admin/orders/{id}/cancellations",
+	"/admin/discounts", "/admin/discounts/{id}/disable",
 }
 
 // settleClaim stores the response of a claimed request unless its transaction already

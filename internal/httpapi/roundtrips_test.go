@@ -238,15 +238,19 @@ func (e *testEnv) completeBody(token string) map[string]any {
 }
 
 // orderCeilings are the most round trips an order's or a cart's operation may make. A change of
-// the admin API: its claim, then a pipelined transaction (Orders.change) of the order's
-// row lock with every read of the order, and of the writes with the record and COMMIT.
+// the admin API: its key's look-up, then a pipelined transaction (Orders.change) of the
+// key's hold and the order's row lock with every read of the order, and of the writes
+// with the record and COMMIT. A refund to the original payment reads the order's
+// payment first (GetOrderPayment), as the server refunds through its gateway an order
+// paid with a PSP token (Orders.WithGateway, as serve wires it); this one, paid with a
+// vault token, is then recorded as any change.
 // A read (the admin API's GET, the buyer's order page): one pipeline of every read.
 // A page of the order list: the page, then the refunds of the orders on it, by id.
 // Pipelined, the refunds' statement could not name the page's orders: it would select
 // the page again at a snapshot of its own, and an order created in between would shift
 // it, so that the oldest order shown would come without its refunds.
 // The consents of a buyer and /metrics: one statement each.
-var orderCeilings = map[string]int{"set_status": 3, "fulfil": 3, "fulfilment_event": 3, "refund": 3, "cancel_lines": 3,
+var orderCeilings = map[string]int{"set_status": 3, "fulfil": 3, "fulfilment_event": 3, "refund": 4, "cancel_lines": 3,
 	"get_order": 1, "order_page": 1, "list_orders": 2, "list_consents": 1, "metrics": 1,
 	// A cart's create: its reads, with the key's look-up riding ahead of them, then its
 	// writes with the key and COMMIT. A replacement or a cancel: the key's look-up, then

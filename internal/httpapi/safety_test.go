@@ -137,6 +137,13 @@ func safetyLockSession(e *testEnv, id string) (release func()) {
 // safetyLockRow is safetyLockSession for the row id of table (a constant of the test).
 func safetyLockRow(e *testEnv, table, id string) (release func()) {
 	e.t.Helper()
+	return safetyLock(e, `SELECT id FROM `+table+` WHERE id = $1 FOR UPDATE`, id)
+}
+
+// safetyLock runs sql with args in a transaction left open, holding the locks sql
+// takes, until release (or the end of the test).
+func safetyLock(e *testEnv, sql string, args ...any) (release func()) {
+	e.t.Helper()
 	ctx := context.Background()
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
@@ -154,7 +161,7 @@ func safetyLockRow(e *testEnv, table, id string) (release func()) {
 		return err
 	}
 	e.t.Cleanup(func() { _ = end() })
-	if _, err := tx.Exec(ctx, `SELECT id FROM `+table+` WHERE id = $1 FOR UPDATE`, id); err != nil {
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
 		e.t.Fatal(err)
 	}
 	return func() {
@@ -722,17 +729,80 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 	}
 }
 
+// The admin API's writes look their key up before they run, as the completion does, and
+// hold a key found free first in their transaction, which waits here on the order's or
+// the discount's row lock (a discount's create: on its code's index entry): a duplicate is answered
+// at once, 409 for the same body and the key's conflict for another, and only the first
+// applies. A refund through the PSP inserts its claim with its first phase, so the key
+// is recorded under that claim once the PSP answered.
+func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	e := ordersEnv(t)
+	id, _, _ := ordersMustOrder(e, "tok_visa")
+	// Another order for the refund through the PSP: the key is the path's.
+	paid, _, _ := ordersMustOrder(e, "tok_visa")
+	auth := []string{"Authorization", "Bearer " + ordersAdminKey}
+	r := e.do(http.MethodPost, "/admin/discounts", map[string]any{"code": "INFLIGHT", "title": "In flight", "percent_bps": 100}, auth...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create discount: %d %s", r.status, r.body)
+	}
+	discount := r.json(t)["id"].(string)
+	lockOrder := func(id string) func() func() { return func() func() { return safetyLockRow(e, "orders", id) } }
+	for _, op := range []struct {
+		path, body, other string
+		lock              func() (release func())
+		// applied counts what the first request wrote, which the duplicates must not add to.
+		applied string
+	}{
+		{"/admin/orders/" + id + "/status", `{"status":"confirmed"}`, `{"status":"canceled"}`, lockOrder(id),
+			`SELECT count(*) FROM order_events WHERE order_id = '` + id + `' AND payload::text LIKE '%confirmed%'`},
+		{"/admin/orders/" + id + "/refunds", `{"type":"store_credit","amount":100}`, `{"type":"store_credit","amount":200}`, lockOrder(id),
+			`SELECT count(*) FROM refunds WHERE order_id = '` + id + `' AND type = 'store_credit'`},
+		{"/admin/orders/" + paid + "/refunds", `{"type":"original_payment","amount":100}`, `{"type":"original_payment","amount":200}`, lockOrder(paid),
+			`SELECT count(*) FROM refunds WHERE order_id = '` + paid + `' AND type = 'original_payment' AND status = 'succeeded' AND psp_reference IS NOT NULL`},
+		{"/admin/discounts", `{"code":"HELD","title":"Held","percent_bps":200}`, `{"code":"HELD","title":"Held","percent_bps":300}`,
+			func() func() {
+				// The code's index entry, inserted and not committed: the create's insert waits on it.
+				return safetyLock(e, `INSERT INTO discounts (id, code, title, percent_bps) VALUES ('disc_blocker', 'HELD', 'Blocker', 1)`)
+			}, `SELECT count(*) FROM discounts WHERE code = 'HELD'`},
+		{"/admin/discounts/" + discount + "/disable", "", "{}", func() func() { return safetyLockRow(e, "discounts", discount) },
+			`SELECT count(*) FROM discounts WHERE id = '` + discount + `' AND disabled_at IS NOT NULL`},
+	} {
+		release := op.lock()
+		done := make(chan response, 1)
+		go func() {
+			r, err := safetySend(e.server.Client(), http.MethodPost, e.server.URL+op.path, op.body, append([]string{"Idempotency-Key", "K"}, auth...)...)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- r
+		}()
+		safetyWaitFor(t, "the hold of K on "+op.path, func() bool { return safetyHeldKeyLocks(e) == 2 })
+		safetyMustRefuseDuplicates(e, http.MethodPost, op.path, op.body, op.other, auth...)
+		release()
+		first := <-done
+		if first.status != http.StatusOK && first.status != http.StatusCreated {
+			t.Fatalf("%s: %d %s", op.path, first.status, first.body)
+		}
+		safetyMustNotReplay(t, first)
+		safetyMustReplay(t, e.do(http.MethodPost, op.path, op.body, append([]string{"Idempotency-Key", "K"}, auth...)...), first)
+		if n := dbInt(e, op.applied); n != 1 {
+			t.Errorf("%s applied %d times, want once", op.path, n)
+		}
+	}
+}
+
 // safetyMustRefuseDuplicates sends body, then other, as method to path (of e's server,
-// in e's version) with Idempotency-Key K while a first request with body holds K: the
-// same body is answered at once with 409 idempotency_in_flight and Retry-After: 1, the
+// in e's version, with headers, name and value pairs, as well) with Idempotency-Key K
+// while a first request with body holds K: the same body is answered at once with 409 idempotency_in_flight and Retry-After: 1, the
 // other body with the key's conflict (409, 422 from 2026-04-17).
-func safetyMustRefuseDuplicates(e *testEnv, method, path, body, other string) {
+func safetyMustRefuseDuplicates(e *testEnv, method, path, body, other string, headers ...string) {
 	e.t.Helper()
 	// A client timeout turns a request that waits on the lock into a failure, not a hang.
 	quick := e.client()
 	quick.HTTP = &http.Client{Transport: e.server.Client().Transport, Timeout: 5 * time.Second}
 	send := func(body string) (response, error) {
-		r, err := quick.Do(method, path, body, "Idempotency-Key", "K")
+		r, err := quick.Do(method, path, body, append([]string{"Idempotency-Key", "K"}, headers...)...)
 		if err != nil {
 			return response{}, err
 		}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
@@ -192,12 +194,13 @@ func TestDeferredClaimOfAUsedKeyWritesNothing(t *testing.T) {
 // request recorded before the work's transaction inserted it (a duplicate whose look-up
 // came first and whose transaction committed first), rolls back at the key's insert:
 // nothing of it applies, and the request answers with what the key holds. The other
-// request's answer is a replay here; the conflict, when its body differed. A PSP
-// completion's first phase, which inserts the key's claim, rolls back the same way,
-// before the PSP is asked.
+// request's answer is a replay here; the conflict, when its body differed. The first
+// phase of a PSP completion or of a refund through the PSP, which inserts the key's
+// claim, rolls back the same way, before the PSP is asked.
 func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 	t.Parallel()
-	e := newOutboxEnv(t)
+	psp := &payment.ScriptedGateway{}
+	e := outboxEnvWith(t, pgtest.MustPool(t), true, psp)
 	ctx := context.Background()
 	id := e.openSession()
 	ops := []struct {
@@ -233,6 +236,14 @@ func TestFreeKeyRecordedMeanwhileRollsTheWorkBack(t *testing.T) {
 		}, func(key string) bool {
 			return e.text(`SELECT (count(*) + (SELECT count(*) FROM payment_attempts))::text FROM orders`) != "0" ||
 				e.gateway.Attempts() != 0
+		}, true},
+		{"refund_psp", func(ctx context.Context, key string) error {
+			idempotency.FromContext(ctx).MarkFree()
+			order := e.mustOrder() // the last op: its order and charge count for none before
+			_, err := e.orders.RefundLines(ctx, order.ID, checkout.RefundRequest{Type: checkout.RefundOriginalPayment, Amount: 100})
+			return err
+		}, func(key string) bool {
+			return e.text(`SELECT count(*)::text FROM refunds`) != "0" || psp.Refunded() != 0
 		}, true},
 	}
 	for _, op := range ops {

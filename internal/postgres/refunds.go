@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -80,12 +81,17 @@ func (o *Orders) recordRefund(ctx context.Context, id string, req checkout.Refun
 // beginRefund records req pending on order id, under the order's row lock (refunds
 // never exceed what was paid, pending ones included), and returns what to send to the
 // PSP. A retry with the Idempotency-Key of a pending refund resumes it; any other
-// refund waits until the pending one is settled.
+// refund waits until the pending one is settled. The request's key, found free by the
+// transport's look-up, is held from the transaction's first statement and claimed with
+// its writes (withClaimingTx), so that it stays claimed while the PSP answers and
+// settleRefund records the response under that claim, as a PSP completion's first
+// phase does.
 func (o *Orders) beginRefund(ctx context.Context, id string, req checkout.RefundRequest) (pendingRefund, error) {
 	key := requestKey(ctx)
-	// A pipelinedTx of two round trips: BEGIN, the order's row lock, its pending refund
-	// and everything the order is read from; then the refund's rows and COMMIT.
-	return withPipelinedTx(ctx, o.pool, o.now, func(tx *pipelinedTx, now time.Time) (pendingRefund, error) {
+	// A pipelinedTx of two round trips: BEGIN, the key's hold, the order's row lock,
+	// its pending refund and everything the order is read from; then the refund's rows,
+	// the key's claim and COMMIT.
+	return withClaimingTx(ctx, o.pool, o.now, idempotency.FromContext(ctx), func(tx *pipelinedTx, now time.Time) (pendingRefund, error) {
 		var row db.Order
 		var pending db.Refund
 		var pendingErr error
