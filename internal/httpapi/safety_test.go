@@ -739,8 +739,11 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
 	e := ordersEnv(t)
 	id, _, _ := ordersMustOrder(e, "tok_visa")
-	// Another order for the refund through the PSP: the key is the path's.
+	// Another order for the refund through the PSP, and one to fulfil and cancel: the
+	// key is the path's.
 	paid, _, _ := ordersMustOrder(e, "tok_visa")
+	shipped, lines := fulfilOrder(e, 725, "standard_shipping", "item_123", 3)
+	units := func(n int) string { return `{"id":"` + lines[0] + `","quantity":` + strconv.Itoa(n) + `}` }
 	auth := []string{"Authorization", "Bearer " + ordersAdminKey}
 	r := e.do(http.MethodPost, "/admin/discounts", map[string]any{"code": "INFLIGHT", "title": "In flight", "percent_bps": 100}, auth...)
 	if r.status != http.StatusCreated {
@@ -760,6 +763,11 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 			`SELECT count(*) FROM refunds WHERE order_id = '` + id + `' AND type = 'store_credit'`},
 		{"/admin/orders/" + paid + "/refunds", `{"type":"original_payment","amount":100}`, `{"type":"original_payment","amount":200}`, lockOrder(paid),
 			`SELECT count(*) FROM refunds WHERE order_id = '` + paid + `' AND type = 'original_payment' AND status = 'succeeded' AND psp_reference IS NOT NULL`},
+		{"/admin/orders/" + shipped + "/fulfillments", `{"type":"shipping","line_items":[` + units(1) + `]}`,
+			`{"type":"shipping","line_items":[` + units(2) + `]}`, lockOrder(shipped),
+			`SELECT count(*) FROM fulfillments WHERE order_id = '` + shipped + `'`},
+		{"/admin/orders/" + shipped + "/cancellations", `{"line_items":[` + units(1) + `]}`, `{"line_items":[` + units(2) + `]}`,
+			lockOrder(shipped), `SELECT count(*) FROM order_cancellations WHERE order_id = '` + shipped + `'`},
 		{"/admin/discounts", `{"code":"HELD","title":"Held","percent_bps":200}`, `{"code":"HELD","title":"Held","percent_bps":300}`,
 			func() func() {
 				// The code's index entry, inserted and not committed: the create's insert waits on it.
