@@ -220,11 +220,11 @@ type InsertIdempotencyClaimParams struct {
 
 // Claims a free key in the transaction of a work that must keep it claimed after that
 // transaction commits (the first phase of a PSP completion or of a refund through a
-// PSP, whose call to the PSP and record come later, outside it): the key, held first in the transaction (HoldIdempotencyKey), is
-// inserted in_flight with the work, as ClaimIdempotencyKey's claim, and recorded later
-// under @claim_id (RecordIdempotentResponse). A plain INSERT, as
-// InsertIdempotentResponse: a key recorded or claimed by another request since the
-// look-up fails it.
+// PSP, whose call to the PSP and record come later, outside it): the key, held first
+// in the transaction (HoldIdempotencyKey), is inserted in_flight with the work, as
+// ClaimIdempotencyKey's claim, and recorded later under @claim_id
+// (RecordIdempotentResponse). A plain INSERT, as InsertIdempotentResponse: a key
+// recorded or claimed by another request since the look-up fails it.
 func (q *Queries) InsertIdempotencyClaim(ctx context.Context, arg InsertIdempotencyClaimParams) error {
 	_, err := q.db.Exec(ctx, insertIdempotencyClaim,
 		arg.Caller,
@@ -310,9 +310,9 @@ type LookupIdempotencyKeyRow struct {
 // ClaimIdempotencyKey was sent before (docs/performance-history.md, "Twenty-third
 // round" to "Twenty-fifth round"). No row: the key is free, and the work's transaction
 // inserts it with its response (InsertIdempotentResponse; a PSP completion or a refund
-// through a PSP, its claim: InsertIdempotencyClaim), holding it first (HoldIdempotencyKey); a delegation does not
-// hold it, as its duplicate waits on the key's index entry for the delegation's one
-// round trip.
+// through a PSP, its claim: InsertIdempotencyClaim), holding it first
+// (HoldIdempotencyKey); a delegation does not hold it, as its duplicate waits on the
+// key's index entry for the delegation's one round trip.
 func (q *Queries) LookupIdempotencyKey(ctx context.Context, arg LookupIdempotencyKeyParams) (LookupIdempotencyKeyRow, error) {
 	row := q.db.QueryRow(ctx, lookupIdempotencyKey,
 		arg.Caller,

@@ -92,9 +92,9 @@ SELECT raise_idempotency_claim_lost() WHERE NOT EXISTS (SELECT 1 FROM recorded);
 -- ClaimIdempotencyKey was sent before (docs/performance-history.md, "Twenty-third
 -- round" to "Twenty-fifth round"). No row: the key is free, and the work's transaction
 -- inserts it with its response (InsertIdempotentResponse; a PSP completion or a refund
--- through a PSP, its claim: InsertIdempotencyClaim), holding it first (HoldIdempotencyKey); a delegation does not
--- hold it, as its duplicate waits on the key's index entry for the delegation's one
--- round trip.
+-- through a PSP, its claim: InsertIdempotencyClaim), holding it first
+-- (HoldIdempotencyKey); a delegation does not hold it, as its duplicate waits on the
+-- key's index entry for the delegation's one round trip.
 SELECT request_hash, claim_id, state, response_status, response_body, claimed_at
 FROM idempotency_keys
 WHERE caller = @caller AND method = @method AND path = @path AND key = @key AND api_version = @api_version;
@@ -126,10 +126,10 @@ VALUES (@caller, @method, @path, @key, @api_version, @request_hash, @claim_id,
 -- name: InsertIdempotencyClaim :exec
 -- Claims a free key in the transaction of a work that must keep it claimed after that
 -- transaction commits (the first phase of a PSP completion or of a refund through a
--- PSP, whose call to the PSP and record come later, outside it): the key, held first in the transaction (HoldIdempotencyKey), is
--- inserted in_flight with the work, as ClaimIdempotencyKey's claim, and recorded later
--- under @claim_id (RecordIdempotentResponse). A plain INSERT, as
--- InsertIdempotentResponse: a key recorded or claimed by another request since the
--- look-up fails it.
+-- PSP, whose call to the PSP and record come later, outside it): the key, held first
+-- in the transaction (HoldIdempotencyKey), is inserted in_flight with the work, as
+-- ClaimIdempotencyKey's claim, and recorded later under @claim_id
+-- (RecordIdempotentResponse). A plain INSERT, as InsertIdempotentResponse: a key
+-- recorded or claimed by another request since the look-up fails it.
 INSERT INTO idempotency_keys (caller, method, path, key, api_version, request_hash, claim_id, state, claimed_at)
 VALUES (@caller, @method, @path, @key, @api_version, @request_hash, @claim_id, 'in_flight', @now);

@@ -488,8 +488,9 @@ func TestMCPCostsWhatRESTCosts(t *testing.T) {
 
 // TestAdminDiscountRoundTrips: a discount's create and disable are, after the key's
 // look-up, a pipelined transaction of two round trips (the key's hold, the write with
-// the discount read back; the record and COMMIT), and a read is one statement. The writes ran statement by
-// statement before, 6 round trips each; a code already taken is still a conflict.
+// the discount read back; the record and COMMIT), and a read is one statement. The
+// writes ran statement by statement before, 6 round trips each; a code already taken
+// is still a conflict.
 func TestAdminDiscountRoundTrips(t *testing.T) {
 	t.Parallel()
 	e := discountEnv(t, "", 500, nil)

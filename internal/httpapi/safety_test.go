@@ -731,10 +731,10 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 
 // The admin API's writes look their key up before they run, as the completion does, and
 // hold a key found free first in their transaction, which waits here on the order's or
-// the discount's row lock (a discount's create: on its code's index entry): a duplicate is answered
-// at once, 409 for the same body and the key's conflict for another, and only the first
-// applies. A refund through the PSP inserts its claim with its first phase, so the key
-// is recorded under that claim once the PSP answered.
+// the discount's row lock (a discount's create: on its code's index entry): a duplicate
+// is answered at once, 409 for the same body and the key's conflict for another, and
+// only the first applies. A refund through the PSP holds the key the same way in its
+// first phase, which inserts the key's claim.
 func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
 	e := ordersEnv(t)
@@ -802,7 +802,8 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 
 // safetyMustRefuseDuplicates sends body, then other, as method to path (of e's server,
 // in e's version, with headers, name and value pairs, as well) with Idempotency-Key K
-// while a first request with body holds K: the same body is answered at once with 409 idempotency_in_flight and Retry-After: 1, the
+// while a first request with body holds K: the same body is answered at once with 409
+// idempotency_in_flight and Retry-After: 1, the
 // other body with the key's conflict (409, 422 from 2026-04-17).
 func safetyMustRefuseDuplicates(e *testEnv, method, path, body, other string, headers ...string) {
 	e.t.Helper()
