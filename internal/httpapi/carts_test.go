@@ -237,7 +237,7 @@ func TestCartWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 		safetyWaitFor(t, "the hold of K on "+op.path, func() bool { return safetyHeldKeyLocks(e) == 2 })
 		safetyMustRefuseDuplicates(e, op.method, op.path, op.body, op.other)
 		release()
-		first := <-done
+		first := safetyAwait(t, done, op.path)
 		mustCart(t, schema, first, http.StatusOK)
 		safetyMustReplay(t, e.do(op.method, op.path, op.body, "Idempotency-Key", "K"), first)
 	}

@@ -217,6 +217,20 @@ func safetyWaitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// safetyAwait is what done delivers: the answer of a first request (what) that waited on
+// a lock the test has just released, which must come within seconds.
+func safetyAwait[T any](t *testing.T, done <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not finish after the lock was released", what)
+		var zero T
+		return zero
+	}
+}
+
 func safetyMustReplay(t *testing.T, r response, first response) {
 	t.Helper()
 	if r.status != first.status {
@@ -503,12 +517,7 @@ func TestIdempotencyInFlightIsAnsweredAtOnce(t *testing.T) {
 	safetyMustRefuseDuplicates(e, http.MethodPost, "/checkout_sessions/"+id, body, `{"fulfillment_option_id":"express_shipping"}`)
 
 	release()
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first request did not finish after the lock was released")
-	}
+	res := safetyAwait(t, done, "the first request")
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -709,12 +718,7 @@ func TestIdempotencyCompletionInFlightIsAnsweredAtOnce(t *testing.T) {
 			safetyMustRefuseDuplicates(e, http.MethodPost, "/checkout_sessions/"+id+"/complete", body, encode(other))
 
 			release()
-			var first response
-			select {
-			case first = <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the completion did not finish after the lock was released")
-			}
+			first := safetyAwait(t, done, "the completion")
 			e.mustCompleted(first)
 			safetyMustNotReplay(t, first)
 			safetyMustReplay(t, e.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K"), first)
@@ -788,7 +792,7 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 		safetyWaitFor(t, "the hold of K on "+op.path, func() bool { return safetyHeldKeyLocks(e) == 2 })
 		safetyMustRefuseDuplicates(e, http.MethodPost, op.path, op.body, op.other, auth...)
 		release()
-		first := <-done
+		first := safetyAwait(t, done, op.path)
 		if first.status != http.StatusOK && first.status != http.StatusCreated {
 			t.Fatalf("%s: %d %s", op.path, first.status, first.body)
 		}
