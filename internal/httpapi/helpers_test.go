@@ -113,8 +113,8 @@ func mustEnvVersion(t *testing.T, version string, recoverAfter time.Duration, op
 
 // startServer starts one more server instance on e's database, as a serve process
 // builds it (order events, the order API refunding through its gateway and metrics
-// included), configured by opts and logging into e.logs. Several instances on one database stand for a load-balanced
-// deployment or a restart.
+// included), configured by opts and logging into e.logs. Several instances on one
+// database stand for a load-balanced deployment or a restart.
 func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.Config)) *httptest.Server {
 	e.t.Helper()
 	cfg := httpapi.Config{

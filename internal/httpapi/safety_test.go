@@ -807,8 +807,8 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 // safetyMustRefuseDuplicates sends body, then other, as method to path (of e's server,
 // in e's version, with headers, name and value pairs, as well) with Idempotency-Key K
 // while a first request with body holds K: the same body is answered at once with 409
-// idempotency_in_flight and Retry-After: 1, the
-// other body with the key's conflict (409, 422 from 2026-04-17).
+// idempotency_in_flight and Retry-After: 1, the other body with the key's conflict
+// (409, 422 from 2026-04-17).
 func safetyMustRefuseDuplicates(e *testEnv, method, path, body, other string, headers ...string) {
 	e.t.Helper()
 	// A client timeout turns a request that waits on the lock into a failure, not a hang.
