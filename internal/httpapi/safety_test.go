@@ -749,6 +749,10 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 	shipped, lines := fulfilOrder(e, 725, "standard_shipping", "item_123", 3)
 	units := func(n int) string { return `{"id":"` + lines[0] + `","quantity":` + strconv.Itoa(n) + `}` }
 	auth := []string{"Authorization", "Bearer " + ordersAdminKey}
+	// And one already shipped, for a fulfilment's event.
+	tracked, trackedLines := fulfilOrder(e, 725, "standard_shipping", "item_123", 1)
+	fulfilment := lastFulfillmentID(fulfilAdmin(e, "/admin/orders/"+tracked+"/fulfillments",
+		map[string]any{"type": "shipping", "line_items": []map[string]any{{"id": trackedLines[0], "quantity": 1}}}, http.StatusCreated))
 	r := e.do(http.MethodPost, "/admin/discounts", map[string]any{"code": "INFLIGHT", "title": "In flight", "percent_bps": 100}, auth...)
 	if r.status != http.StatusCreated {
 		t.Fatalf("create discount: %d %s", r.status, r.body)
@@ -772,6 +776,8 @@ func TestAdminWritesInFlightAreAnsweredAtOnce(t *testing.T) {
 			`SELECT count(*) FROM fulfillments WHERE order_id = '` + shipped + `'`},
 		{"/admin/orders/" + shipped + "/cancellations", `{"line_items":[` + units(1) + `]}`, `{"line_items":[` + units(2) + `]}`,
 			lockOrder(shipped), `SELECT count(*) FROM order_cancellations WHERE order_id = '` + shipped + `'`},
+		{"/admin/orders/" + tracked + "/fulfillments/" + fulfilment + "/events", `{"type":"in_transit"}`, `{"type":"delivered"}`,
+			lockOrder(tracked), `SELECT count(*) FROM fulfillment_events WHERE fulfillment_id = '` + fulfilment + `' AND type = 'in_transit'`},
 		{"/admin/discounts", `{"code":"HELD","title":"Held","percent_bps":200}`, `{"code":"HELD","title":"Held","percent_bps":300}`,
 			func() func() {
 				// The code's index entry, inserted and not committed: the create's insert waits on it.
