@@ -843,7 +843,7 @@ func safetyMustRefuseDuplicates(e *testEnv, method, path, body, other string, he
 	// The lock is held until this function returns, so a request that waited on it
 	// would meet the client's timeout above. This bound catches a bounded wait (a
 	// lock_timeout of a second or more), with room for a loaded machine under -race
-	// through PgBouncer, where an answer at once once took 109 ms.
+	// through PgBouncer, where an immediate answer once took 109 ms.
 	if took > time.Second {
 		e.t.Errorf("in-flight answer took %v; it must not wait for the lock", took)
 	}
