@@ -271,7 +271,8 @@ func keyModeOf(method, tpl string) keyMode {
 }
 
 // adminWrites are the route templates of the admin API's writes (adminRoutes,
-// discountRoutes).
+// discountRoutes). TestAdminWritesInFlightAreAnsweredAtOnce sends each one and waits for
+// its key's hold, so a misspelt entry, which would claim first, fails it.
 var adminWrites = []string{
 	"/admin/orders/{id}/status", "/admin/orders/{id}/refunds", "/admin/orders/{id}/fulfillments",
 	"/admin/orders/{id}/fulfillments/{fid}/events", "/admin/orders/{id}/cancellations",
