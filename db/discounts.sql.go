@@ -224,7 +224,8 @@ type ListSessionDiscountsRow struct {
 
 // What prices a session: the discounts that may apply to it (session_discount_ids),
 // each with what pricing needs to know of its use (discount_usage; migration 00020,
-// which says what each count holds). GetSessionView and GetCatalogFor read the
+// which says what each count holds, and 00032, which counts the limits apart, in
+// PL/pgSQL). GetSessionView and GetCatalogFor read the
 // discounts through the same two functions. The ids are an array (= ANY), so each
 // discount is read through the primary key: as a join (IN), the generic plan a
 // prepared statement settles on hashed the ids and read every discount, and with
