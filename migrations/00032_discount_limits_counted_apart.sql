@@ -17,6 +17,12 @@
 -- What each count holds, and why it reads as it does, is migration 00020's comment on
 -- discount_usage. The functions are STABLE, so their statements read the snapshot of
 -- the statement that calls them, as the inlined sub-selects did.
+--
+-- The redemptions' count reads its discount and limit through an OFFSET 0 subquery, as
+-- GetCatalogFor reads its parameters, so that its plan does not depend on their values.
+-- PL/pgSQL's first plans of a statement see them, and on tables not yet analyzed took
+-- a limit of 3 for the whole result and sorted every redemption of the discount
+-- (TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders).
 -- +goose StatementBegin
 CREATE FUNCTION discount_redeemed(for_discount text, for_usage_limit integer, for_session text)
 RETURNS integer
