@@ -204,14 +204,16 @@ const listSessionDiscounts = `-- name: ListSessionDiscounts :many
 SELECT d.id, d.code, d.title, d.percent_bps, d.amount_off, d.currency, d.scope, d.item_ids, d.min_subtotal, d.starts_at, d.ends_at, d.usage_limit, d.per_buyer_limit, d.stackable, d.priority, d.disabled_at, d.created_at, d.updated_at, u.redeemed::integer AS redeemed, u.buyer_redeemed::integer AS buyer_redeemed,
     u.used_by_session::boolean AS used_by_session
 FROM discounts d
-CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, $1::text, $2::text) u
-WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids($3::text[], $1::text) i))
+CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, $1::text, $2::text,
+    $3::boolean) u
+WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids($4::text[], $1::text, $3::boolean) i))
 ORDER BY d.id
 `
 
 type ListSessionDiscountsParams struct {
 	CheckoutSessionID string   `json:"checkout_session_id"`
 	BuyerEmail        string   `json:"buyer_email"`
+	HasOrder          bool     `json:"has_order"`
 	Codes             []string `json:"codes"`
 }
 
@@ -225,14 +227,21 @@ type ListSessionDiscountsRow struct {
 // What prices a session: the discounts that may apply to it (session_discount_ids),
 // each with what pricing needs to know of its use (discount_usage; migration 00020,
 // which says what each count holds, and 00032, which counts the limits apart, in
-// PL/pgSQL). GetSessionView and GetCatalogFor read the
-// discounts through the same two functions. The ids are an array (= ANY), so each
-// discount is read through the primary key: as a join (IN), the generic plan a
-// prepared statement settles on hashed the ids and read every discount, and with
-// thousands of them its cost crossed jit_above_cost, so every call also compiled it
-// (0.15 s with 20,000 codes; docs/performance-history.md, "Seventh round").
+// PL/pgSQL). @has_order says whether the session may have an order (it is no longer
+// open): only then are the discounts its order redeemed read (migration 00033).
+// GetSessionView and GetCatalogFor read the discounts through the same two functions.
+// The ids are an array (= ANY), so each discount is read through the primary key: as
+// a join (IN), the generic plan a prepared statement settles on hashed the ids and read
+// every discount, and with thousands of them its cost crossed jit_above_cost, so every
+// call also compiled it (0.15 s with 20,000 codes; docs/performance-history.md,
+// "Seventh round").
 func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDiscountsParams) ([]ListSessionDiscountsRow, error) {
-	rows, err := q.db.Query(ctx, listSessionDiscounts, arg.CheckoutSessionID, arg.BuyerEmail, arg.Codes)
+	rows, err := q.db.Query(ctx, listSessionDiscounts,
+		arg.CheckoutSessionID,
+		arg.BuyerEmail,
+		arg.HasOrder,
+		arg.Codes,
+	)
 	if err != nil {
 		return nil, err
 	}

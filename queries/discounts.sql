@@ -22,17 +22,20 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- What prices a session: the discounts that may apply to it (session_discount_ids),
 -- each with what pricing needs to know of its use (discount_usage; migration 00020,
 -- which says what each count holds, and 00032, which counts the limits apart, in
--- PL/pgSQL). GetSessionView and GetCatalogFor read the
--- discounts through the same two functions. The ids are an array (= ANY), so each
--- discount is read through the primary key: as a join (IN), the generic plan a
--- prepared statement settles on hashed the ids and read every discount, and with
--- thousands of them its cost crossed jit_above_cost, so every call also compiled it
--- (0.15 s with 20,000 codes; docs/performance-history.md, "Seventh round").
+-- PL/pgSQL). @has_order says whether the session may have an order (it is no longer
+-- open): only then are the discounts its order redeemed read (migration 00033).
+-- GetSessionView and GetCatalogFor read the discounts through the same two functions.
+-- The ids are an array (= ANY), so each discount is read through the primary key: as
+-- a join (IN), the generic plan a prepared statement settles on hashed the ids and read
+-- every discount, and with thousands of them its cost crossed jit_above_cost, so every
+-- call also compiled it (0.15 s with 20,000 codes; docs/performance-history.md,
+-- "Seventh round").
 SELECT sqlc.embed(d), u.redeemed::integer AS redeemed, u.buyer_redeemed::integer AS buyer_redeemed,
     u.used_by_session::boolean AS used_by_session
 FROM discounts d
-CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, @checkout_session_id::text, @buyer_email::text) u
-WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(@codes::text[], @checkout_session_id::text) i))
+CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, @checkout_session_id::text, @buyer_email::text,
+    @has_order::boolean) u
+WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(@codes::text[], @checkout_session_id::text, @has_order::boolean) i))
 ORDER BY d.id;
 
 -- name: LockDiscounts :many

@@ -24,6 +24,8 @@
 -- The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 -- queries, and to_json writes that text directly where the jsonb functions build a
 -- binary value first and then print it (docs/performance-history.md, "The views' SQL").
+-- The discounts its order redeemed are read only for a session that is no longer open,
+-- the only one that can have an order (migration 00033).
 -- Each set is an array of its rows' json, printed by array_to_json, not a json_agg: an
 -- aggregate's node, and the sort of its ORDER BY, are started at every call, though
 -- most sets hold a row or none, while an ARRAY sublink has neither node and takes its
@@ -50,8 +52,8 @@ SELECT sqlc.embed(s),
     array_to_json(ARRAY(SELECT json_build_object('discount', to_json(d), 'redeemed', u.redeemed,
             'buyer_redeemed', u.buyer_redeemed, 'used_by_session', u.used_by_session)
         FROM discounts d
-        CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, s.id, p.buyer_email) u
-        WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), s.id) i))
+        CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, s.id, p.buyer_email, s.state <> 'open') u
+        WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), s.id, s.state <> 'open') i))
         ORDER BY d.id))::json AS discounts,
     p.tax_country::text AS tax_country,
     p.tax_region::text AS tax_region,
@@ -88,7 +90,9 @@ WHERE s.id = @id AND s.owner = @owner;
 -- marketing decisions of the contacts it will show: the parts of ListVariantsByID,
 -- ListActiveFulfillmentOptions, ListSessionDiscounts, GetTaxRate and
 -- ListMarketingConsents, as GetSessionView reads them for a stored session. Without an
--- address, @tax_country is '' and no rate is found (0).
+-- address, @tax_country is '' and no rate is found (0). @has_order says whether the
+-- session may have an order (it is no longer open): only then are the discounts its
+-- order redeemed read (migration 00033).
 -- Its sets are json arrays, built as GetSessionView's.
 -- The parameters are read through the subquery p, which OFFSET 0 keeps from being
 -- flattened into the statement, so the planner sees no parameter's value: the plan is
@@ -105,8 +109,8 @@ SELECT
     array_to_json(ARRAY(SELECT json_build_object('discount', to_json(d), 'redeemed', u.redeemed,
             'buyer_redeemed', u.buyer_redeemed, 'used_by_session', u.used_by_session)
         FROM discounts d
-        CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, p.checkout_session_id, p.buyer_email) u
-        WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(p.codes, p.checkout_session_id) i))
+        CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, p.checkout_session_id, p.buyer_email, p.has_order) u
+        WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(p.codes, p.checkout_session_id, p.has_order) i))
         ORDER BY d.id))::json AS discounts,
     coalesce((SELECT r.rate_bps FROM tax_rates r
         WHERE r.country = p.tax_country AND r.region IN (p.tax_region, '')
@@ -116,5 +120,5 @@ SELECT
         FROM marketing_consents m WHERE m.contact = ANY(p.contacts) ORDER BY m.contact, m.channel))::json AS marketing_consents
 FROM (SELECT @variant_ids::text[] AS variant_ids, @checkout_session_id::text AS checkout_session_id,
     @buyer_email::text AS buyer_email, @codes::text[] AS codes, @tax_country::text AS tax_country,
-    @tax_region::text AS tax_region, @contacts::text[] AS contacts
+    @tax_region::text AS tax_region, @contacts::text[] AS contacts, @has_order::boolean AS has_order
     OFFSET 0) p;

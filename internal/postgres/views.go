@@ -184,7 +184,7 @@ func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *chec
 	ids := checkout.VariantIDs(sess, ch)
 	if read == nil || !read.serves(ids, want) {
 		var err error
-		if read, err = readCatalogFor(ctx, q, sess.ID, ids, want); err != nil {
+		if read, err = readCatalogFor(ctx, q, sess, ids, want); err != nil {
 			return checkout.Catalog{}, nil, err
 		}
 	}
@@ -224,11 +224,12 @@ func (p *loadedParts) discountsServe(codes []string, buyerEmail string) bool {
 }
 
 // readCatalogFor reads the variants ids and the parts with the parameters of want
-// (GetCatalogFor) for session id.
-func readCatalogFor(ctx context.Context, q *db.Queries, id string, ids []string, want loadedParts) (*catalogRead, error) {
+// (GetCatalogFor) for sess.
+func readCatalogFor(ctx context.Context, q *db.Queries, sess *checkout.Session, ids []string, want loadedParts) (*catalogRead, error) {
+	id := sess.ID
 	row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
 		VariantIds: ids, BuyerEmail: want.buyerEmail, CheckoutSessionID: id, Codes: want.codes,
-		TaxCountry: want.taxCountry, TaxRegion: want.taxRegion, Contacts: want.contacts,
+		TaxCountry: want.taxCountry, TaxRegion: want.taxRegion, Contacts: want.contacts, HasOrder: mayHaveOrder(sess),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load catalog: %w", err)
