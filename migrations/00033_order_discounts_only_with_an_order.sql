@@ -4,10 +4,11 @@
 -- concern only its order: session_discount_ids' third branch (the discounts the
 -- session's order redeemed, so that a completed session shows what it was paid with)
 -- and discount_usage's used_by_session. Inlined, each is a join whose nodes PostgreSQL
--- starts at every call, 10-15% of a view, though only a session that is no longer open
--- can have an order (a completion writes it and completes the session in one
--- transaction), and every view of a checkout's flow is of an open session
--- (docs/performance-history.md, "Twenty-eighth round").
+-- starts at every call, though only a session that is no longer open can have an order
+-- (a completion writes it and completes the session in one transaction), and every
+-- view of a checkout's flow is of an open session. Without them, such a view costs
+-- PostgreSQL 8-11% less; a completed session's, which calls order_discount_ids, 5% more
+-- with three discounts (docs/performance-history.md, "Twenty-eighth round").
 --
 -- Both functions gain a last argument, for_has_order: whether the session may have an
 -- order (its state is not open). Without one, neither part is read; with one, the
