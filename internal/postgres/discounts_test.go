@@ -208,7 +208,6 @@ func TestDiscountPerBuyerLimitWhenAnUpdateSetsTheBuyer(t *testing.T) {
 func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	t.Parallel()
 	e := newOutboxEnv(t)
-	ctx := context.Background()
 	// A merchant's single-use codes, and a code limited to 3 orders and 1 per buyer.
 	e.exec(`INSERT INTO discounts (id, code, title, amount_off, currency, usage_limit)
 		SELECT 'single' || g, 'SINGLE' || g, '$5 off', 500, 'usd', 1 FROM generate_series(1, 20000) g`)
@@ -237,27 +236,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	check := func(t *testing.T, tx pgx.Tx) {
 		q := db.New(tx)
 		measure := rowsRead(t, tx, "discounts", "discount_redemptions", "payment_attempts", "payment_attempt_discounts")
-		codes := []string{"SINGLE7", "LIMITED"}
-		for _, c := range []struct {
-			name string
-			run  func() ([]db.ListSessionDiscountsRow, error)
-		}{
-			{"GetSessionView", func() ([]db.ListSessionDiscountsRow, error) {
-				row, err := q.GetSessionView(ctx, db.GetSessionViewParams{Now: time.Now(), ID: id})
-				return decodedDiscounts(row.Discounts, err)
-			}},
-			{"GetCatalogFor", func() ([]db.ListSessionDiscountsRow, error) {
-				row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
-					VariantIds: []string{"item_123"}, CheckoutSessionID: id, BuyerEmail: "ada@example.com", Codes: codes,
-				})
-				return decodedDiscounts(row.Discounts, err)
-			}},
-			{"ListSessionDiscounts", func() ([]db.ListSessionDiscountsRow, error) {
-				return q.ListSessionDiscounts(ctx, db.ListSessionDiscountsParams{
-					CheckoutSessionID: id, BuyerEmail: "ada@example.com", Codes: codes,
-				})
-			}},
-		} {
+		for _, c := range discountReads(q, id, "ada@example.com", "SINGLE7", "LIMITED") {
 			var rows []db.ListSessionDiscountsRow
 			var err error
 			read := measure(func() { rows, err = c.run() })
@@ -290,6 +269,37 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	e.underEachPlan(t, check)
 }
 
+// discountRead is one of the three statements that read a session's discounts, with
+// what it read of them.
+type discountRead struct {
+	name string
+	run  func() ([]db.ListSessionDiscountsRow, error)
+}
+
+// discountReads are the three statements that read the discounts of open session id
+// for buyer (its email) and its codes (as stored): GetSessionView, GetCatalogFor (for
+// a tee) and ListSessionDiscounts, on q.
+func discountReads(q *db.Queries, id, buyer string, codes ...string) []discountRead {
+	ctx := context.Background()
+	return []discountRead{
+		{"GetSessionView", func() ([]db.ListSessionDiscountsRow, error) {
+			row, err := q.GetSessionView(ctx, db.GetSessionViewParams{Now: time.Now(), ID: id})
+			return decodedDiscounts(row.Discounts, err)
+		}},
+		{"GetCatalogFor", func() ([]db.ListSessionDiscountsRow, error) {
+			row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
+				VariantIds: []string{"item_123"}, CheckoutSessionID: id, BuyerEmail: buyer, Codes: codes,
+			})
+			return decodedDiscounts(row.Discounts, err)
+		}},
+		{"ListSessionDiscounts", func() ([]db.ListSessionDiscountsRow, error) {
+			return q.ListSessionDiscounts(ctx, db.ListSessionDiscountsParams{
+				CheckoutSessionID: id, BuyerEmail: buyer, Codes: codes,
+			})
+		}},
+	}
+}
+
 // decodedDiscounts decodes the discounts column of a view.
 func decodedDiscounts(column []byte, err error) ([]db.ListSessionDiscountsRow, error) {
 	if err != nil {
@@ -312,57 +322,34 @@ func TestAnOpenSessionsDiscountsDoNotLookForItsOrder(t *testing.T) {
 	e.oncePerBuyerDiscount("ONCE")
 	id := e.discountSession("ada@example.com", "ONCE")
 	e.exec(`INSERT INTO discounts (id, title, percent_bps) VALUES ('auto', '5% off', 500)`)
-	codes := []string{"ONCE"}
-	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
-		t.Run(strings.TrimPrefix(mode, "force_"), func(t *testing.T) {
-			tx := e.plannedTx(t, mode)
-			q := db.New(tx)
-			// Scans started on the index that finds a session's order, counted by
-			// PostgreSQL for the transaction.
-			scans := func() int64 {
-				var n int64
-				if err := tx.QueryRow(ctx,
-					`SELECT pg_stat_get_xact_numscans('orders_checkout_session_id_key'::regclass)`).Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
+	e.underEachPlan(t, func(t *testing.T, tx pgx.Tx) {
+		q := db.New(tx)
+		// Scans started on the index that finds a session's order, counted by
+		// PostgreSQL for the transaction.
+		scans := func() int64 {
+			var n int64
+			if err := tx.QueryRow(ctx,
+				`SELECT pg_stat_get_xact_numscans('orders_checkout_session_id_key'::regclass)`).Scan(&n); err != nil {
+				t.Fatal(err)
 			}
-			for _, c := range []struct {
-				name string
-				run  func() ([]db.ListSessionDiscountsRow, error)
-			}{
-				{"GetSessionView", func() ([]db.ListSessionDiscountsRow, error) {
-					row, err := q.GetSessionView(ctx, db.GetSessionViewParams{Now: time.Now(), ID: id})
-					return decodedDiscounts(row.Discounts, err)
-				}},
-				{"GetCatalogFor", func() ([]db.ListSessionDiscountsRow, error) {
-					row, err := q.GetCatalogFor(ctx, db.GetCatalogForParams{
-						VariantIds: []string{"item_123"}, CheckoutSessionID: id, BuyerEmail: "ada@example.com", Codes: codes,
-					})
-					return decodedDiscounts(row.Discounts, err)
-				}},
-				{"ListSessionDiscounts", func() ([]db.ListSessionDiscountsRow, error) {
-					return q.ListSessionDiscounts(ctx, db.ListSessionDiscountsParams{
-						CheckoutSessionID: id, BuyerEmail: "ada@example.com", Codes: codes,
-					})
-				}},
-			} {
-				before := scans()
-				rows, err := c.run()
-				if err != nil {
-					t.Fatalf("%s: %v", c.name, err)
-				}
-				if n := scans() - before; n != 0 {
-					t.Errorf("%s looked for the open session's order %d times, want 0", c.name, n)
-				}
-				var got []string
-				for _, r := range rows {
-					got = append(got, fmt.Sprintf("%s used=%v", r.Discount.ID, r.UsedBySession))
-				}
-				if want := "[auto used=false once used=false]"; fmt.Sprint(got) != want {
-					t.Errorf("%s: discounts %v, want %s", c.name, got, want)
-				}
+			return n
+		}
+		for _, c := range discountReads(q, id, "ada@example.com", "ONCE") {
+			before := scans()
+			rows, err := c.run()
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
 			}
-		})
-	}
+			if n := scans() - before; n != 0 {
+				t.Errorf("%s looked for the open session's order %d times, want 0", c.name, n)
+			}
+			var got []string
+			for _, r := range rows {
+				got = append(got, fmt.Sprintf("%s used=%v", r.Discount.ID, r.UsedBySession))
+			}
+			if want := "[auto used=false once used=false]"; fmt.Sprint(got) != want {
+				t.Errorf("%s: discounts %v, want %s", c.name, got, want)
+			}
+		}
+	})
 }
