@@ -269,8 +269,8 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	e.underEachPlan(t, check)
 }
 
-// discountRead is one of the three statements that read a session's discounts, with
-// what it read of them.
+// discountRead is one of the three statements that read a session's discounts: run
+// sends it and returns the discounts it read.
 type discountRead struct {
 	name string
 	run  func() ([]db.ListSessionDiscountsRow, error)
