@@ -15,8 +15,10 @@
 -- order's discounts come from order_discount_ids, a PL/pgSQL function whose statement is
 -- planned once per connection and started only when called. A view of a completed
 -- session then calls it once for the selection and once for each discount found.
--- The signatures without the argument stay, as 00032 left them, for the instances of
--- the release before during a rolling upgrade; a later release drops them.
+-- The signatures without the argument stay for the instances of the release before
+-- during a rolling upgrade, as wrappers that pass true (their order's discounts always
+-- read, as before), so that each function has one definition; a later release drops
+-- them.
 -- +goose StatementBegin
 CREATE FUNCTION order_discount_ids(for_session text) RETURNS text[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
@@ -50,7 +52,49 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 -- +goose StatementEnd
 
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION session_discount_ids(for_codes text[], for_session text) RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT i FROM session_discount_ids(for_codes, for_session, true) i
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION discount_usage(for_discount text, for_usage_limit integer, for_per_buyer_limit integer,
+    for_session text, for_buyer text)
+RETURNS TABLE (redeemed integer, buyer_redeemed integer, used_by_session boolean)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT * FROM discount_usage(for_discount, for_usage_limit, for_per_buyer_limit, for_session, for_buyer, true)
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+-- The signatures without the argument as 00020 and 00032 left them, then the new ones
+-- dropped.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION session_discount_ids(for_codes text[], for_session text) RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT c.id FROM discounts c WHERE c.code = ANY(ARRAY(SELECT upper(btrim(x)) FROM unnest(for_codes) x))
+    UNION ALL SELECT a.id FROM discounts a WHERE a.code IS NULL AND a.disabled_at IS NULL
+    UNION ALL SELECT r.discount_id FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+        WHERE o.checkout_session_id = for_session
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION discount_usage(for_discount text, for_usage_limit integer, for_per_buyer_limit integer,
+    for_session text, for_buyer text)
+RETURNS TABLE (redeemed integer, buyer_redeemed integer, used_by_session boolean)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT
+        (CASE WHEN for_usage_limit IS NULL THEN 0 ELSE
+            discount_redeemed(for_discount, for_usage_limit, for_session) END)::integer,
+        (CASE WHEN for_per_buyer_limit IS NULL OR for_buyer = '' THEN 0 ELSE
+            discount_buyer_redeemed(for_discount, for_buyer, for_session) END)::integer,
+        EXISTS (SELECT 1 FROM discount_redemptions r JOIN orders o ON o.id = r.order_id
+            WHERE r.discount_id = for_discount AND o.checkout_session_id = for_session)
+$$;
+-- +goose StatementEnd
 DROP FUNCTION discount_usage(text, integer, integer, text, text, boolean);
 DROP FUNCTION session_discount_ids(text[], text, boolean);
 DROP FUNCTION order_discount_ids(text);
