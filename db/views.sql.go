@@ -196,12 +196,12 @@ type GetSessionViewRow struct {
 // key: as a join (IN), the plans of a busy database merged the session's lines with the
 // whole variants index in id order, and read every variant whose id sorts before the
 // session's (15 ms with 20,000 variants; docs/performance-history.md, "Seventh round"); the
-// discounts are looked up the same way, for the reason ListSessionDiscounts gives.
+// discounts are looked up the same way, for the reason ListSessionDiscounts gives. The
+// discounts its order redeemed are read only for a session that is no longer open, the
+// only one that can have an order (migration 00033).
 // The sets are json, not jsonb: Go decodes their text into the structs of the per-part
 // queries, and to_json writes that text directly where the jsonb functions build a
 // binary value first and then print it (docs/performance-history.md, "The views' SQL").
-// The discounts its order redeemed are read only for a session that is no longer open,
-// the only one that can have an order (migration 00033).
 // Each set is an array of its rows' json, printed by array_to_json, not a json_agg: an
 // aggregate's node, and the sort of its ORDER BY, are started at every call, though
 // most sets hold a row or none, while an ARRAY sublink has neither node and takes its
