@@ -30,6 +30,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err := cfg.CheckServe(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
+	// First, before serve opens anything: this may replace the process (see
+	// raiseTimerSlack), and the replacement starts here again.
+	slack, err := raiseTimerSlack(ctx, cfg.TimerSlack)
+	if err != nil {
+		logger.Warn("TIMER_SLACK not applied: the server runs with the timer slack it was started with",
+			slog.String("error", err.Error()), slog.String("timer_slack", slack.String()))
+	}
 	logPosture(cfg, logger)
 	pool, err := connectWithRetry(ctx, cfg.DatabaseURL, logger)
 	if err != nil {
@@ -161,7 +168,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("listen on %s: %w", srv.Addr, err)
 	}
 	logger.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme),
-		slog.Int64("schema_version", latest))
+		slog.Int64("schema_version", latest), slog.String("timer_slack", slack.String()))
 
 	errc := make(chan error, 1)
 	go func() {

@@ -36,6 +36,12 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM/SIGINT
 	// (SHUTDOWN_TIMEOUT, default 20s).
 	ShutdownTimeout time.Duration
+	// TimerSlack (TIMER_SLACK, default 1ms, at most 10ms; 0 leaves the process as it
+	// was started) is the Linux timer slack serve runs with: how late the kernel may wake
+	// a sleeping thread to serve several wake-ups at once. The Go runtime's monitor
+	// thread sleeps 20 µs at a time while the server is busy (golang/go#18236), and the
+	// default slack of 50 µs wakes it thousands of times a second.
+	TimerSlack time.Duration
 	// TLSCertFile and TLSKeyFile (TLS_CERT_FILE, TLS_KEY_FILE: PEM files, both or
 	// neither) make serve speak HTTPS with TLS 1.3 at least; unset, it speaks plain HTTP
 	// and TLS is terminated by a proxy or load balancer in front. Read once at start: a
@@ -232,6 +238,11 @@ func Load(getenv func(string) string) (Config, error) {
 
 	cfg.SessionTTL = duration(get, "SESSION_TTL", "1h", time.Minute, &errs)
 	cfg.ShutdownTimeout = duration(get, "SHUTDOWN_TIMEOUT", "20s", time.Second, &errs)
+	cfg.TimerSlack = duration(get, "TIMER_SLACK", "1ms", 0, &errs)
+	if cfg.TimerSlack > maxTimerSlack {
+		errs = append(errs, fmt.Errorf("TIMER_SLACK must be at most %s: every timer of the server (its timeouts, the webhook's retries) may fire that late, got %q",
+			maxTimerSlack, getenv("TIMER_SLACK")))
+	}
 
 	migrate, err := strconv.ParseBool(get("MIGRATE_ON_START", "true"))
 	if err != nil {
@@ -663,6 +674,10 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	ip = ip.Unmap()
 	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
+
+// maxTimerSlack bounds TIMER_SLACK: the runtime's monitor sleeps at most 10 ms, so a
+// larger slack saves it no wake-up and only makes every timer later.
+const maxTimerSlack = 10 * time.Millisecond
 
 func duration(get func(string, string) string, name, def string, minimum time.Duration, errs *[]error) time.Duration {
 	v := get(name, def)

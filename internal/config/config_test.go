@@ -102,7 +102,7 @@ func TestLoadSecurity(t *testing.T) {
 		t.Errorf("APIKeys = %+v", cfg.APIKeys)
 	}
 	if len(cfg.SigningSecrets) != 2 || len(cfg.CORSAllowedOrigins) != 2 || !cfg.RequireAPIVersion || cfg.RateLimit != 0 ||
-		cfg.IdempotencyTTL != 24*time.Hour || cfg.IdempotencyRecoverAfter != time.Minute {
+		cfg.IdempotencyTTL != 24*time.Hour || cfg.IdempotencyRecoverAfter != time.Minute || cfg.TimerSlack != time.Millisecond {
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
@@ -132,6 +132,8 @@ func TestLoadRefusesContradictions(t *testing.T) {
 		{"recovery before the request timeout", map[string]string{"IDEMPOTENCY_RECOVER_AFTER": "5s", "REQUEST_TIMEOUT": "10s"}, "IDEMPOTENCY_RECOVER_AFTER (5s) must not be shorter than REQUEST_TIMEOUT (10s)"},
 		{"default timeout, short recovery", map[string]string{"IDEMPOTENCY_RECOVER_AFTER": "1s"}, "REQUEST_TIMEOUT"},
 		{"payment attempt stale before the request timeout", map[string]string{"PAYMENT_ATTEMPT_TIMEOUT": "5s", "REQUEST_TIMEOUT": "10s"}, "PAYMENT_ATTEMPT_TIMEOUT (5s) must not be shorter than REQUEST_TIMEOUT (10s)"},
+		{"timer slack above the bound", map[string]string{"TIMER_SLACK": "11ms"}, "TIMER_SLACK must be at most 10ms"},
+		{"negative timer slack", map[string]string{"TIMER_SLACK": "-1ms"}, "TIMER_SLACK must be a duration of at least 0s"},
 		{"trust everyone", map[string]string{"TRUSTED_PROXIES": "10.0.0.1, 0.0.0.0/0"}, "would believe every client"},
 		{"bad proxy", map[string]string{"TRUSTED_PROXIES": "proxy.local"}, "TRUSTED_PROXIES must list"},
 		{"short metrics key", map[string]string{"METRICS_API_KEY": "short"}, "METRICS_API_KEY: every key must be at least 16"},

@@ -1,0 +1,113 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestServeRaisesTheTimerSlack starts serve as an operator would and reads the slack
+// the kernel holds for it: TIMER_SLACK's default, 0 (as started), and a larger slack
+// given by whatever started the process (systemd's TimerSlackNSec), which is kept.
+func TestServeRaisesTheTimerSlack(t *testing.T) {
+	t.Parallel()
+	started := timerSlackOf(t, os.Getpid())
+	if started >= time.Millisecond {
+		t.Fatalf("the test runs with a timer slack of %s: the default case cannot show a raise", started)
+	}
+	env := []string{"DATABASE_URL=" + emptyDatabase(t), "MIGRATE_ON_START=false"}
+
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		startAt time.Duration // the slack of the thread that starts the binary; 0: the test's
+		want    time.Duration
+		reexec  bool
+	}{
+		{name: "default", want: time.Millisecond, reexec: true},
+		{name: "set", env: []string{"TIMER_SLACK=2ms"}, want: 2 * time.Millisecond, reexec: true},
+		{name: "off", env: []string{"TIMER_SLACK=0"}, want: started},
+		{name: "larger from the parent", startAt: 5 * time.Millisecond, want: 5 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServerWithSlack(t, tc.startAt, append(env, tc.env...)...)
+			pid := srv.cmd.Process.Pid
+			if got := timerSlackOf(t, pid); got != tc.want {
+				t.Errorf("timer slack of the server = %s, want %s", got, tc.want)
+			}
+			// The replacement is the process that was started (one id, signals reach it)
+			// and it logged only after it replaced itself: one posture, one serving line.
+			environ, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.Contains(environ, []byte(timerSlackReexec+"=1")); got != tc.reexec {
+				t.Errorf("replaced itself = %v, want %v", got, tc.reexec)
+			}
+			logs := srv.logs.String()
+			if n := strings.Count(logs, `"msg":"security posture"`); n != 1 {
+				t.Errorf("%d posture lines:\n%s", n, logs)
+			}
+			if !strings.Contains(logs, `"timer_slack":"`+tc.want.String()+`"`) {
+				t.Errorf("the serving line does not show a timer slack of %s:\n%s", tc.want, logs)
+			}
+			if status, body := srv.call(t, http.MethodGet, "/health", ""); status != http.StatusOK {
+				t.Errorf("/health = %d %s", status, body)
+			}
+			srv.stop(t)
+		})
+	}
+}
+
+func TestServeRefusesATimerSlackAboveTheBound(t *testing.T) {
+	t.Parallel()
+	_, errOut, code := run(t, []string{"DATABASE_URL=postgres://db/acp", "TIMER_SLACK=20ms"}, "serve")
+	if code == 0 || !strings.Contains(errOut, "TIMER_SLACK must be at most 10ms") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+// startServerWithSlack starts serve from a thread whose timer slack is slack (0: the
+// test's own), which the new process inherits, as from systemd's TimerSlackNSec.
+func startServerWithSlack(t *testing.T, slack time.Duration, env ...string) *server {
+	t.Helper()
+	if slack == 0 {
+		return startServer(t, env...)
+	}
+	// The child is forked from the thread that calls Start: keep this goroutine on one
+	// thread, give it the slack, and give it back its own afterwards.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	own, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(slack.Nanoseconds()), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(own), 0, 0, 0) }()
+	return startServer(t, env...)
+}
+
+// timerSlackOf reads the timer slack of a process's main thread.
+func timerSlackOf(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/timerslack_ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("timerslack_ns %q: %v", b, err)
+	}
+	return time.Duration(ns)
+}
