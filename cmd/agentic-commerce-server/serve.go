@@ -30,8 +30,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err := cfg.CheckServe(); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	// First, before serve opens anything: this may replace the process (see
-	// raiseTimerSlack), and the replacement starts here again.
+	// First, before serve opens anything or logs a line: this may replace the process
+	// (see raiseTimerSlack), whose replacement runs main again, up to here.
 	slack, err := raiseTimerSlack(ctx, cfg.TimerSlack)
 	if err != nil {
 		logger.Warn("TIMER_SLACK not applied: the server runs with the timer slack it was started with",
