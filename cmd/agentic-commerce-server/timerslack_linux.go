@@ -20,14 +20,15 @@ const timerSlackReexec = "AGENTIC_COMMERCE_SERVER_TIMER_SLACK_REEXEC"
 // (TIMER_SLACK) and returns the slack serve runs with.
 //
 // A thread takes its slack from the thread that starts it, and the Go runtime starts
-// its monitor thread, the one whose 20 µs sleeps the slack is for, before main runs. So
-// the only way to reach it without privileges (CAP_SYS_NICE) is a new process image:
-// raiseTimerSlack sets the slack of its own thread and replaces the process with the
-// same binary, arguments and environment. execve keeps the process id, the open files
-// (stdin, stdout, stderr: serve has opened nothing else yet) and the slack. It returns
-// only when there is nothing to do (want is 0, the slack is already as large, this is
-// the replacement, or ctx is done: a signal came first) or when the replacement failed,
-// with the reason.
+// its monitor thread, the one whose 20 µs sleeps the slack is for, before main runs.
+// The kernel sets another thread's slack only through /proc/PID/timerslack_ns, which
+// reaches the process's first thread alone and needs CAP_SYS_NICE. So the way to reach
+// the monitor is a new process image: raiseTimerSlack sets the slack of its own thread
+// and replaces the process with the same binary, arguments and environment. execve
+// keeps the process id, the open files (stdin, stdout, stderr: serve has opened
+// nothing else yet) and the slack. It returns only when there is nothing to do (want
+// is 0, the slack is already as large, this is the replacement, or ctx is done: a
+// signal came first) or when the replacement failed, with the reason.
 func raiseTimerSlack(ctx context.Context, want time.Duration) (time.Duration, error) {
 	have, err := timerSlack()
 	if err != nil {
