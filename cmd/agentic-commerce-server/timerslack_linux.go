@@ -47,15 +47,15 @@ func raiseTimerSlack(ctx context.Context, want time.Duration) (time.Duration, er
 	// The slack is the calling thread's, and execve keeps that thread's.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(want.Nanoseconds()), 0, 0, 0); err != nil {
-		return have, fmt.Errorf("prctl(PR_SET_TIMERSLACK): %w", err)
+	if err := setTimerSlack(want); err != nil {
+		return have, err
 	}
 	// /proc/self/exe is this process's own binary even if its file has been replaced
 	// or removed since it started (an upgrade in place).
 	err = unix.Exec("/proc/self/exe", os.Args, append(os.Environ(), timerSlackReexec+"=1"))
 	// Still here: the exec failed, and this thread alone has the new slack. Put it back
 	// so that the process is uniform, as it was started.
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(have.Nanoseconds()), 0, 0, 0)
+	_ = setTimerSlack(have)
 	return have, fmt.Errorf("exec /proc/self/exe: %w", err)
 }
 
@@ -66,4 +66,13 @@ func timerSlack() (time.Duration, error) {
 		return 0, fmt.Errorf("prctl(PR_GET_TIMERSLACK): %w", err)
 	}
 	return time.Duration(ns), nil
+}
+
+// setTimerSlack sets the calling thread's timer slack, which the threads it starts
+// and the image it executes inherit.
+func setTimerSlack(d time.Duration) error {
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(d.Nanoseconds()), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_TIMERSLACK): %w", err)
+	}
+	return nil
 }

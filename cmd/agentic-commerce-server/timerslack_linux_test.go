@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestServeRaisesTheTimerSlack starts serve as an operator would and reads the slack
@@ -96,14 +94,14 @@ func startServerWithSlack(t *testing.T, slack time.Duration, env ...string) *ser
 	// thread, give it the slack, and give it back its own afterwards.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	own, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	own, err := timerSlack()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(slack.Nanoseconds()), 0, 0, 0); err != nil {
+	if err := setTimerSlack(slack); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(own), 0, 0, 0) }()
+	defer func() { _ = setTimerSlack(own) }()
 	return startServer(t, env...)
 }
 
