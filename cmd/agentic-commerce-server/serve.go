@@ -32,7 +32,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	// First, before serve opens anything or logs a line: this may replace the process
 	// (see raiseTimerSlack), whose replacement runs main again, up to here.
-	slack, err := raiseTimerSlack(ctx, cfg.TimerSlack)
+	slack, err := raiseTimerSlack(ctx, cfg.TimerSlack, logger)
 	if err != nil {
 		logger.Warn("TIMER_SLACK not applied: the server runs with the timer slack it was started with",
 			slog.String("error", err.Error()), slog.String("timer_slack", slack.String()))

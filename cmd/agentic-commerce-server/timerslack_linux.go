@@ -3,8 +3,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"runtime"
 	"time"
@@ -14,7 +18,13 @@ import (
 
 // timerSlackReexec is set in the environment of the process serve replaces itself
 // with, so that a process never replaces itself twice, whatever the kernel reports.
+// Its value is the name the kernel gave the process that was started (/proc/PID/comm),
+// which the replacement takes back (see nameThreads).
 const timerSlackReexec = "AGENTIC_COMMERCE_SERVER_TIMER_SLACK_REEXEC"
+
+// taskCommLen is the most bytes of a thread's name the kernel keeps (TASK_COMM_LEN
+// less its terminating NUL).
+const taskCommLen = 15
 
 // raiseTimerSlack gives every thread of the process a timer slack of at least want
 // (TIMER_SLACK) and returns the slack serve runs with.
@@ -29,13 +39,22 @@ const timerSlackReexec = "AGENTIC_COMMERCE_SERVER_TIMER_SLACK_REEXEC"
 // nothing else yet) and the slack. It returns only when there is nothing to do (want
 // is 0, the slack is already as large, this is the replacement, or ctx is done: a
 // signal came first) or when the replacement failed, with the reason.
-func raiseTimerSlack(ctx context.Context, want time.Duration) (time.Duration, error) {
+//
+// The kernel names a process after the file it executes, and the replacement's is
+// /proc/self/exe: its threads would all be "exe" in ps, top, pgrep and perf. The
+// replacement takes back the name of the process that was started, which it finds in
+// its mark, and logs a warning to logger if it cannot.
+func raiseTimerSlack(ctx context.Context, want time.Duration, logger *slog.Logger) (time.Duration, error) {
 	have, err := timerSlack()
 	if err != nil {
 		return 0, err
 	}
-	if _, replaced := os.LookupEnv(timerSlackReexec); replaced {
+	if name, replaced := os.LookupEnv(timerSlackReexec); replaced {
 		_ = os.Unsetenv(timerSlackReexec)
+		if err := nameThreads(name); err != nil {
+			logger.Warn("the server runs under the name the kernel gave its replacement",
+				slog.String("error", err.Error()))
+		}
 		if have < want {
 			return have, fmt.Errorf("the replaced process still runs with %s", have)
 		}
@@ -43,6 +62,10 @@ func raiseTimerSlack(ctx context.Context, want time.Duration) (time.Duration, er
 	}
 	if want == 0 || have >= want || ctx.Err() != nil {
 		return have, nil
+	}
+	name, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		return have, err
 	}
 	// The slack is the calling thread's, and execve keeps that thread's.
 	runtime.LockOSThread()
@@ -52,7 +75,8 @@ func raiseTimerSlack(ctx context.Context, want time.Duration) (time.Duration, er
 	}
 	// /proc/self/exe is this process's own binary even if its file has been replaced
 	// or removed since it started (an upgrade in place).
-	err = unix.Exec("/proc/self/exe", os.Args, append(os.Environ(), timerSlackReexec+"=1"))
+	mark := timerSlackReexec + "=" + string(bytes.TrimSuffix(name, []byte("\n")))
+	err = unix.Exec("/proc/self/exe", os.Args, append(os.Environ(), mark))
 	// Still here: the exec failed, and this thread alone has the new slack. Put it back
 	// so that the process is uniform, as it was started.
 	_ = setTimerSlack(have)
@@ -75,4 +99,46 @@ func setTimerSlack(d time.Duration) error {
 		return fmt.Errorf("prctl(PR_SET_TIMERSLACK): %w", err)
 	}
 	return nil
+}
+
+// nameThreads gives every thread of the process the name name (its first 15 bytes, as
+// the kernel keeps), which ps, top, pgrep and perf show; an empty name changes
+// nothing. A thread takes its name from the thread that starts it, so once every
+// thread has it, the threads the runtime starts later have it too; one that starts
+// while the threads are renamed is found on the next pass.
+func nameThreads(name string) error {
+	if len(name) > taskCommLen {
+		name = name[:taskCommLen]
+	}
+	if name == "" {
+		return nil
+	}
+	for range 5 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		renamed := 0
+		for _, task := range tasks {
+			comm := "/proc/self/task/" + task.Name() + "/comm"
+			have, err := os.ReadFile(comm)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // the thread has exited
+			}
+			if err != nil {
+				return err
+			}
+			if string(bytes.TrimSuffix(have, []byte("\n"))) == name {
+				continue
+			}
+			if err := os.WriteFile(comm, []byte(name), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			renamed++
+		}
+		if renamed == 0 {
+			return nil
+		}
+	}
+	return errors.New("the process's threads kept starting under another name")
 }

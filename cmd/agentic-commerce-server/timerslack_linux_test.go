@@ -4,8 +4,11 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,29 +20,37 @@ import (
 // the kernel holds for it: TIMER_SLACK's default, a value, 0 (as started), a larger
 // slack given by whatever started the process (systemd's TimerSlackNSec), which is
 // kept, and a process that finds itself marked as a replacement, which goes on as it
-// is and says so.
+// is and says so. Whether it replaced itself or not, every thread keeps the name of
+// the binary that was started, which ps, top, pgrep and perf show.
 func TestServeRaisesTheTimerSlack(t *testing.T) {
 	t.Parallel()
 	// The kernel's default, given to every server started here whatever the slack of
 	// the machine running the test.
 	const started = 50 * time.Microsecond
 	env := []string{"DATABASE_URL=" + emptyDatabase(t), "MIGRATE_ON_START=false"}
+	// The kernel's name for the process: the binary's file name, cut to 15 bytes.
+	startedName := filepath.Base(binary)[:taskCommLen]
 
 	for _, tc := range []struct {
 		name    string
 		env     []string
 		startAt time.Duration // the slack of the thread that starts the binary (0: started)
 		want    time.Duration
-		marked  bool // the replacement's mark is in its environment: it replaced itself
-		warn    bool // the server says it runs without TIMER_SLACK
+		marked  bool   // the replacement's mark is in its environment: it replaced itself
+		warn    bool   // the server says it runs without TIMER_SLACK
+		threads string // every thread's name (empty: the binary's)
 	}{
 		{name: "default", want: time.Millisecond, marked: true},
 		{name: "set", env: []string{"TIMER_SLACK=2ms"}, want: 2 * time.Millisecond, marked: true},
 		{name: "off", env: []string{"TIMER_SLACK=0"}, want: started},
 		{name: "larger from the parent", startAt: 5 * time.Millisecond, want: 5 * time.Millisecond},
 		// A process that finds the mark of a replacement never replaces itself again,
-		// even when the slack it finds is not the one asked for.
-		{name: "marked as a replacement", env: []string{timerSlackReexec + "=1"}, want: started, marked: true, warn: true},
+		// even when the slack it finds is not the one asked for, and takes the name the
+		// mark gives, as the kernel keeps it.
+		{
+			name: "marked as a replacement", env: []string{timerSlackReexec + "=a-name-longer-than-the-kernel-keeps"},
+			want: started, marked: true, warn: true, threads: "a-name-longer-t",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			startAt := tc.startAt
@@ -57,7 +68,7 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := bytes.Contains(environ, []byte(timerSlackReexec+"=1")); got != tc.marked {
+			if got := bytes.Contains(environ, []byte(timerSlackReexec+"=")); got != tc.marked {
 				t.Errorf("the replacement's mark in its environment = %v, want %v", got, tc.marked)
 			}
 			logs := srv.logs.String()
@@ -72,6 +83,16 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 			}
 			if status, body := srv.call(t, http.MethodGet, "/health", ""); status != http.StatusOK {
 				t.Errorf("/health = %d %s", status, body)
+			}
+			name := tc.threads
+			if name == "" {
+				name = startedName
+			}
+			// After a request, so that the threads the runtime starts to serve it count.
+			for tid, got := range threadNamesOf(t, pid) {
+				if got != name {
+					t.Errorf("thread %s is named %q, want %q", tid, got, name)
+				}
 			}
 			srv.stop(t)
 		})
@@ -117,4 +138,26 @@ func timerSlackOf(t *testing.T, pid int) time.Duration {
 		t.Fatalf("timerslack_ns %q: %v", b, err)
 	}
 	return time.Duration(ns)
+}
+
+// threadNamesOf reads the name of each thread of a process, by thread id.
+func threadNamesOf(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make(map[string]string, len(tasks))
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "comm"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread has exited
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[task.Name()] = strings.TrimSuffix(string(b), "\n")
+	}
+	return names
 }
