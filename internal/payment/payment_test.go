@@ -1,6 +1,7 @@
 package payment
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -100,6 +101,40 @@ func TestFingerprinter(t *testing.T) {
 		if got := NewFingerprinter(k).Fingerprint("4242424242424242"); got != "" {
 			t.Errorf("without a key the fingerprint is %q, want none", got)
 		}
+	}
+	// The key is copied: a caller's buffer changed afterwards changes nothing.
+	mutable := bytes.Clone(key)
+	copied := NewFingerprinter(mutable)
+	clear(mutable)
+	if got := copied.Fingerprint("4242424242424242"); got != a1 {
+		t.Errorf("after the caller's key was cleared, fingerprint = %s, want %s", got, a1)
+	}
+	// Its HMACs are reused across goroutines (run with -race): every fingerprint is
+	// still the one of its own number.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if got := fp.Fingerprint("5555555555554444"); got != b {
+					t.Errorf("concurrent fingerprint = %s, want %s", got, b)
+					return
+				}
+				if got := fp.Fingerprint("4242424242424242"); got != a1 {
+					t.Errorf("concurrent fingerprint = %s, want %s", got, a1)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkFingerprint is the keyed hash every idempotent request's hash goes through.
+func BenchmarkFingerprint(b *testing.B) {
+	fp := NewFingerprinter([]byte("a-key-of-at-least-32-bytes-for-tests"))
+	b.ReportAllocs()
+	for b.Loop() {
+		fp.Fingerprint("idempotency-request-hash:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	}
 }
 
