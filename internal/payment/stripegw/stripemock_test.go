@@ -22,9 +22,14 @@ import (
 // validates every request against Stripe's OpenAPI and answers with fixtures.
 const stripeMockModule = "github.com/stripe/stripe-mock"
 
-// stripeMockBinary finds stripe-mock: the version go.mod pins (go tool -n builds it
-// into the build cache), else one in PATH.
-func stripeMockBinary() (string, error) {
+// stripeMockBinary finds stripe-mock once for the tests of this package: the version
+// go.mod pins (go tool -n builds it into the build cache), else one in PATH. Once,
+// because on a machine whose cache lacks it, two go tool -n run side by side by
+// parallel tests both write the binary, and the test whose go command finished first
+// started it while the other was still writing it ("text file busy").
+var stripeMockBinary = sync.OnceValues(findStripeMock)
+
+func findStripeMock() (string, error) {
 	goCmd, err := exec.LookPath("go")
 	if err == nil {
 		out, toolErr := exec.Command(goCmd, "tool", "-n", stripeMockModule).Output()
