@@ -29,7 +29,8 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 	const started = 50 * time.Microsecond
 	env := []string{"DATABASE_URL=" + emptyDatabase(t), "MIGRATE_ON_START=false"}
 	// The kernel's name for the process: the binary's file name, cut to 15 bytes.
-	startedName := filepath.Base(binary)[:taskCommLen]
+	startedName := filepath.Base(binary)
+	startedName = startedName[:min(len(startedName), taskCommLen)]
 
 	for _, tc := range []struct {
 		name    string
