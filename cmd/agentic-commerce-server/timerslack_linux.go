@@ -107,31 +107,22 @@ func setTimerSlack(d time.Duration) error {
 // thread has it, the threads the runtime starts later have it too; one that starts
 // while the threads are renamed is found on the next pass.
 func nameThreads(name string) error {
-	if len(name) > taskCommLen {
-		name = name[:taskCommLen]
-	}
+	name = name[:min(len(name), taskCommLen)]
 	if name == "" {
 		return nil
 	}
 	for range 5 {
-		tasks, err := os.ReadDir("/proc/self/task")
+		names, err := threadNames("self")
 		if err != nil {
 			return err
 		}
 		renamed := 0
-		for _, task := range tasks {
-			comm := "/proc/self/task/" + task.Name() + "/comm"
-			have, err := os.ReadFile(comm)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // the thread has exited
-			}
-			if err != nil {
-				return err
-			}
-			if string(bytes.TrimSuffix(have, []byte("\n"))) == name {
+		for tid, have := range names {
+			if have == name {
 				continue
 			}
-			if err := os.WriteFile(comm, []byte(name), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			err := os.WriteFile("/proc/self/task/"+tid+"/comm", []byte(name), 0)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 			renamed++
@@ -141,4 +132,26 @@ func nameThreads(name string) error {
 		}
 	}
 	return errors.New("the process's threads kept starting under another name")
+}
+
+// threadNames reads the name of each thread of process pid ("self" for this one), by
+// thread id; a thread that exits while they are read is left out.
+func threadNames(pid string) (map[string]string, error) {
+	dir := "/proc/" + pid + "/task/"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[string]string, len(tasks))
+	for _, task := range tasks {
+		b, err := os.ReadFile(dir + task.Name() + "/comm")
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		names[task.Name()] = string(bytes.TrimSuffix(b, []byte("\n")))
+	}
+	return names, nil
 }

@@ -4,8 +4,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -90,7 +88,11 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 				name = startedName
 			}
 			// After a request, so that the threads the runtime starts to serve it count.
-			for tid, got := range threadNamesOf(t, pid) {
+			names, err := threadNames(strconv.Itoa(pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for tid, got := range names {
 				if got != name {
 					t.Errorf("thread %s is named %q, want %q", tid, got, name)
 				}
@@ -139,26 +141,4 @@ func timerSlackOf(t *testing.T, pid int) time.Duration {
 		t.Fatalf("timerslack_ns %q: %v", b, err)
 	}
 	return time.Duration(ns)
-}
-
-// threadNamesOf reads the name of each thread of a process, by thread id.
-func threadNamesOf(t *testing.T, pid int) map[string]string {
-	t.Helper()
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := make(map[string]string, len(tasks))
-	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "comm"))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // the thread has exited
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names[task.Name()] = strings.TrimSuffix(string(b), "\n")
-	}
-	return names
 }
