@@ -19,8 +19,16 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
+
+// timerSlackReexec is set in the environment of the process serve replaces itself
+// with to raise its timer slack (timerslack.Raise), so that a process never replaces
+// itself twice. Its value is the name the kernel gave the process that was started,
+// which the replacement takes back. Operators see it in /proc/PID/environ
+// (docs/operations.md).
+const timerSlackReexec = "AGENTIC_COMMERCE_SERVER_TIMER_SLACK_REEXEC"
 
 // connectTimeout bounds how long start-up waits for the database, which may still be
 // booting next to the server (docker compose, systemd).
@@ -31,8 +39,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	// First, before serve opens anything or logs a line: this may replace the process
-	// (see raiseTimerSlack), whose replacement runs main again, up to here.
-	slack, err := raiseTimerSlack(ctx, cfg.TimerSlack, logger)
+	// (see timerslack.Raise), whose replacement runs main again, up to here.
+	slack, err := timerslack.Raise(ctx, cfg.TimerSlack, timerSlackReexec, logger)
 	if err != nil {
 		logger.Warn("TIMER_SLACK not applied: the server runs with the timer slack it was started with",
 			slog.String("error", err.Error()), slog.String("timer_slack", slack.String()))

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 )
 
 // TestServeRaisesTheTimerSlack starts serve as an operator would and reads the slack
@@ -28,7 +30,7 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 	env := []string{"DATABASE_URL=" + emptyDatabase(t), "MIGRATE_ON_START=false"}
 	// The kernel's name for the process: the binary's file name, cut to 15 bytes.
 	startedName := filepath.Base(binary)
-	startedName = startedName[:min(len(startedName), taskCommLen)]
+	startedName = startedName[:min(len(startedName), timerslack.MaxThreadName)]
 
 	for _, tc := range []struct {
 		name    string
@@ -88,7 +90,7 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 				name = startedName
 			}
 			// After a request, so that the threads the runtime starts to serve it count.
-			names, err := threadNames(strconv.Itoa(pid))
+			names, err := timerslack.ThreadNames(strconv.Itoa(pid))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,14 +120,14 @@ func startServerWithSlack(t *testing.T, slack time.Duration, env ...string) *ser
 	// thread, give it the slack, and give it back its own afterwards.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	own, err := timerSlack()
+	own, err := timerslack.Thread()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := setTimerSlack(slack); err != nil {
+	if err := timerslack.SetThread(slack); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = setTimerSlack(own) }()
+	defer func() { _ = timerslack.SetThread(own) }()
 	return startServer(t, env...)
 }
 
