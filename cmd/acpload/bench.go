@@ -24,6 +24,7 @@ import (
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment/stripegw/stripefake"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/pgserver"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 )
 
 // benchConfig is one `acpload -bench` run.
@@ -47,6 +48,8 @@ type benchConfig struct {
 	serverEnv []string
 	gzip      bool
 	json      bool
+	// timerSlack is the timer slack acpload runs with (-timer-slack), for the report.
+	timerSlack time.Duration
 	// check makes a missed target (or a failed request) an error.
 	check bool
 
@@ -105,6 +108,9 @@ type Machine struct {
 	ServerLogLevel string `json:"server_log_level"`
 	PoolMaxConns   string `json:"pool_max_conns"`
 	GzipResponses  bool   `json:"gzip_responses"`
+	// LoadTimerSlack is the timer slack the load generator ran with (-timer-slack); the
+	// servers, PostgreSQL and pgbench ran with the slack acpload was started with.
+	LoadTimerSlack string `json:"load_generator_timer_slack"`
 	ServerExtraEnv string `json:"server_extra_env,omitempty"`
 	// PgStatStatements says whether per-statement figures were collected.
 	PgStatStatements bool `json:"pg_stat_statements"`
@@ -499,7 +505,8 @@ func runAdmin(ctx context.Context, binary, databaseURL string, args ...string) e
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = serverEnv(serverConfig{databaseURL: databaseURL, logLevel: "warn"}, 0)
 	cmd.SysProcAttr = childProcAttr()
-	if out, err := cmd.CombinedOutput(); err != nil {
+	var out []byte
+	if err := timerslack.AsStarted(func() (err error) { out, err = cmd.CombinedOutput(); return err }); err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", binary, strings.Join(args, " "), err, out)
 	}
 	return nil
@@ -887,6 +894,7 @@ func machineInfo(cfg benchConfig) Machine {
 		Cores: runtime.NumCPU(), CPUModel: "unknown", GoVersion: runtime.Version(),
 		LoadAvgAtStart: loadAverage(), ServerBinary: cfg.server, ServerLogLevel: cfg.logLevel,
 		PoolMaxConns: "server default", GzipResponses: cfg.gzip, ServerExtraEnv: strings.Join(cfg.serverEnv, " "),
+		LoadTimerSlack: cfg.timerSlack.String(),
 	}
 	if cfg.poolMaxConns > 0 {
 		m.PoolMaxConns = strconv.Itoa(cfg.poolMaxConns)

@@ -74,6 +74,8 @@ func TestBenchFlagsAreCheckedBeforeAnythingStarts(t *testing.T) {
 		{[]string{"-bench", "-pgbench", "/bin/true", "-admin-key", "k"}, "-lines, -admin-key and -cancel do not apply to -bench"},
 		{[]string{"-bench", "-pgbench", "/bin/true", "-cancel"}, "-lines, -admin-key and -cancel do not apply to -bench"},
 		{[]string{"-cancel", "-admin-key", "k"}, "-cancel and -admin-key exclude each other"},
+		{[]string{"-timer-slack", "11ms"}, "-timer-slack must be from 0 to 10ms"},
+		{[]string{"-bench", "-pgbench", "/bin/true", "-timer-slack", "-1ms"}, "-timer-slack must be from 0 to 10ms"},
 	} {
 		err := realMain(context.Background(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 )
 
 // completeScript is complete.pgbench, the database work of one completion.
@@ -192,7 +194,8 @@ func (r pgbenchRun) display() string {
 func (r pgbenchRun) run(ctx context.Context) (string, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, r.pgbench, r.args()...)
 	cmd.SysProcAttr = childProcAttr()
-	out, err := cmd.CombinedOutput()
+	var out []byte
+	err := timerslack.AsStarted(func() (err error) { out, err = cmd.CombinedOutput(); return err })
 	var cpu time.Duration
 	if cmd.ProcessState != nil {
 		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()

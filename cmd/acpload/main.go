@@ -40,6 +40,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -47,6 +48,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 )
 
 func main() {
@@ -77,6 +80,33 @@ func (e *envList) Set(v string) error {
 	}
 	*e = append(*e, v)
 	return nil
+}
+
+// defaultTimerSlack is -timer-slack's default: the server's TIMER_SLACK default, which
+// gathers the wake-ups of the Go runtime's monitor thread (internal/timerslack). The
+// load generator stands in for agents that run on other hosts, so the less CPU its own
+// wake-ups take from the server and PostgreSQL beside it, the closer the bench is to a
+// deployment (docs/PERFORMANCE.md, "The load generator").
+const defaultTimerSlack = time.Millisecond
+
+// maxTimerSlack bounds -timer-slack as the server bounds TIMER_SLACK.
+const maxTimerSlack = 10 * time.Millisecond
+
+// timerSlackReexec marks the process acpload replaces itself with to raise its timer
+// slack (timerslack.Raise), and carries the name it was started under.
+const timerSlackReexec = "ACPLOAD_TIMER_SLACK_REEXEC"
+
+// raiseTimerSlack gives acpload a timer slack of at least want, and returns the slack
+// it runs with. It may replace the process, which then parses its arguments again and
+// comes back here; it runs before acpload starts anything, and every process acpload
+// starts afterwards gets the slack acpload was started with (timerslack.AsStarted). A
+// failure is reported on stderr and the run goes on with the slack it has.
+func raiseTimerSlack(ctx context.Context, want time.Duration, stderr io.Writer) time.Duration {
+	slack, err := timerslack.Raise(ctx, want, timerSlackReexec, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		fmt.Fprintf(stderr, "acpload: -timer-slack not applied, running with a slack of %s: %v\n", slack, err)
+	}
+	return slack
 }
 
 // concurrencyLevels is -c: one level, or a comma-separated list of distinct levels
@@ -124,6 +154,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		adminKey = fs.String("admin-key", "", "a key of the server's ADMIN_API_KEYS: each flow then also reads its order, ships it and refunds one unit through the admin API")
 		cancel   = fs.Bool("cancel", false, "each flow abandons its checkout: create, update, then cancel instead of paying")
 		lines    = fs.Int("lines", 1, fmt.Sprintf("items in each session's cart, one of each (1 to %d distinct items of the demo catalog)", len(cartItems)))
+		slack    = fs.Duration("timer-slack", defaultTimerSlack, "acpload's own timer slack, as the server's TIMER_SLACK, so that its wake-ups disturb what it measures less; the processes it starts keep the slack it was started with (0: leave acpload's as started)")
 
 		bench        = fs.Bool("bench", false, "run the benchmark: throwaway PostgreSQL, pgbench ceiling, server, load phases, targets")
 		server       = fs.String("server", "./bin/agentic-commerce-server", "-bench: the server binary to start")
@@ -161,6 +192,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("-warmup must not be negative")
 	case *lines < 1 || *lines > len(cartItems):
 		return fmt.Errorf("-lines must be from 1 to %d (the demo catalog's available items)", len(cartItems))
+	case *slack < 0 || *slack > maxTimerSlack:
+		return fmt.Errorf("-timer-slack must be from 0 to %s", maxTimerSlack)
 	}
 
 	if *bench {
@@ -192,12 +225,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			*pgbench = p
 		}
+		timerSlack := raiseTimerSlack(ctx, *slack, stderr)
 		return runBench(ctx, benchConfig{
 			server: *server, catalog: *catalogFile, pgbench: *pgbench,
 			levels: levels, duration: *duration, warmup: *warmup,
 			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, pin: *pin, logLevel: *logLevel, serverEnv: serverEnv,
 			gzip: *gzip, json: *jsonOut, check: *check,
 			baseline: *baseline, durable: *durable, flashStock: *flashStock, flashAgents: *flashAgents, pspDelay: *pspDelay,
+			timerSlack: timerSlack,
 		}, stdout, stderr)
 	}
 
@@ -221,6 +256,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *flows > 0 {
 		cfg.duration = 0
 	}
+	raiseTimerSlack(ctx, *slack, stderr)
 	client := newClient(cfg.concurrency, *gzip)
 	defer client.CloseIdleConnections()
 	rep, err := runLoad(ctx, cfg, client, func(ctx context.Context, a *agent) error { return a.flow(ctx) })

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 )
 
 // serverConfig says how the bench starts the server binary.
@@ -97,7 +99,7 @@ func startServer(ctx context.Context, cfg serverConfig) (_ *serverProcess, err e
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
+		if err := timerslack.AsStarted(cmd.Start); err != nil {
 			started <- err
 			return
 		}

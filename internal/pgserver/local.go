@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/timerslack"
 )
 
 // throwawayMaxConnections leaves room for many parallel tests, each with its own pool.
@@ -381,7 +383,9 @@ func startChild(cmd *exec.Cmd, exited chan<- struct{}) error {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
+		// With the slack this process was started with, not one it raised for itself
+		// (acpload's -timer-slack): PostgreSQL runs as from the shell that started it.
+		if err := timerslack.AsStarted(cmd.Start); err != nil {
 			started <- err
 			return
 		}

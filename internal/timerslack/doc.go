@@ -5,7 +5,8 @@
 // kernel's default slack of 50 µs it wakes thousands of times a second, and each
 // wake-up costs a context switch and often a reschedule interrupt on a CPU that other
 // work is using. A slack of 1 ms lets the kernel gather those wake-ups (see
-// docs/decisions.md, "Performance round 2"). The server runs with one (TIMER_SLACK).
+// docs/decisions.md, "Performance round 2"). The server runs with one (TIMER_SLACK),
+// and so does the bench's load generator, acpload (-timer-slack).
 //
 // The kernel keeps a slack per thread: a thread starts with the slack of the thread that
 // starts it, and a child process with the slack of the thread that forks it. Raise

@@ -152,22 +152,57 @@ func ThreadNames(pid string) (map[string]string, error) {
 	return names, nil
 }
 
+// started is the timer slack the process was started with, or 0 when it is not known
+// (startedErr). The kernel sets a thread's default slack, to which
+// prctl(PR_SET_TIMERSLACK, 0) returns, from the slack of the thread that starts it; a
+// process's main thread thus keeps the slack of the process that forked it, even
+// across execve, while the threads of a process Raise replaced have the raised slack
+// as their default. Package initialisation runs on the main thread (the Go runtime
+// locks the main goroutine there until main.main), which readStarted checks.
+var started, startedErr = readStarted()
+
+// readStarted reads the calling thread's default slack, which is the process's
+// starting slack on its main thread, and leaves the thread's slack as it was.
+func readStarted() (time.Duration, error) {
+	if unix.Gettid() != unix.Getpid() {
+		return 0, errors.New("the process's starting timer slack is read on its main thread, and this is not it")
+	}
+	own, err := Thread()
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0); err != nil {
+		return 0, fmt.Errorf("prctl(PR_SET_TIMERSLACK, 0): %w", err)
+	}
+	d, err := Thread()
+	if serr := SetThread(own); err == nil {
+		err = serr
+	}
+	return d, err
+}
+
 // AsStarted runs start, which starts a child process (exec.Cmd's Start, Run or
 // Output), on a thread whose timer slack is the one this process was started with, so
 // that the child starts with it too rather than with the slack Raise gave this process:
 // a child measured beside this process (a server, PostgreSQL, pgbench) runs as it would
-// have been started from the same shell. The kernel keeps that slack as the thread's
-// default, which prctl(PR_SET_TIMERSLACK, 0) restores. The thread gets its own slack
-// back before AsStarted returns.
+// have been started from the same shell. The thread gets its own slack back before
+// AsStarted returns. When the starting slack is not known (a seccomp filter that
+// refuses prctl, say), start runs on the thread as it is.
 func AsStarted(start func() error) error {
+	if startedErr != nil {
+		return start()
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	own, err := Thread()
 	if err != nil {
 		return err
 	}
-	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("prctl(PR_SET_TIMERSLACK, 0): %w", err)
+	if own == started {
+		return start()
+	}
+	if err := SetThread(started); err != nil {
+		return err
 	}
 	defer func() { _ = SetThread(own) }()
 	return start()
