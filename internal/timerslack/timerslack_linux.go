@@ -153,12 +153,15 @@ func ThreadNames(pid string) (map[string]string, error) {
 }
 
 // started is the timer slack the process was started with, or 0 when it is not known
-// (startedErr). The kernel sets a thread's default slack, to which
-// prctl(PR_SET_TIMERSLACK, 0) returns, from the slack of the thread that starts it; a
-// process's main thread thus keeps the slack of the process that forked it, even
-// across execve, while the threads of a process Raise replaced have the raised slack
-// as their default. Package initialisation runs on the main thread (the Go runtime
-// locks the main goroutine there until main.main), which readStarted checks.
+// (startedErr): the slack of the thread that forked it. The kernel sets a thread's
+// default slack, to which prctl(PR_SET_TIMERSLACK, 0) returns, from the slack of the
+// thread that starts it; a process's main thread thus keeps the slack of the thread
+// that forked the process, even across execve, while the threads of a process Raise
+// replaced have the raised slack as their default. (A launcher that sets the new
+// process's slack itself before executing it, as systemd's TimerSlackNSec= does,
+// changes the main thread's slack but not its default: started is then the launcher's
+// own.) Package initialisation runs on the main thread (the Go runtime locks the main
+// goroutine there until main.main), which readStarted checks.
 var started, startedErr = readStarted()
 
 // readStarted reads the calling thread's default slack, which is the process's
