@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 
@@ -53,23 +52,13 @@ func probeTimerSlack(databaseURL string) error {
 	}
 	defer srv.stop()
 	p := slackProbe{Slack: slack}
-	if p.ServerSlack, err = slackOf(srv.pid()); err != nil {
+	if p.ServerSlack, err = timerslack.Process(srv.pid()); err != nil {
 		return err
 	}
 	if p.Threads, err = timerslack.ThreadNames("self"); err != nil {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(p)
-}
-
-// slackOf reads the timer slack of a process's main thread.
-func slackOf(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/timerslack_ns")
-	if err != nil {
-		return 0, err
-	}
-	ns, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
-	return time.Duration(ns), err
 }
 
 // TestAcploadRunsWithItsTimerSlack starts this test binary as acpload (probeTimerSlack):

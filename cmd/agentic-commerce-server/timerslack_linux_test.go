@@ -60,8 +60,8 @@ func TestServeRaisesTheTimerSlack(t *testing.T) {
 			}
 			srv := startServerWithSlack(t, startAt, append(env, tc.env...)...)
 			pid := srv.cmd.Process.Pid
-			if got := timerSlackOf(t, pid); got != tc.want {
-				t.Errorf("timer slack of the server = %s, want %s", got, tc.want)
+			if got, err := timerslack.Process(pid); err != nil || got != tc.want {
+				t.Errorf("timer slack of the server = %s (%v), want %s", got, err, tc.want)
 			}
 			// The replacement is the process that was started (one id, signals reach it)
 			// and it logged only after it replaced itself: one posture, one serving line.
@@ -129,18 +129,4 @@ func startServerWithSlack(t *testing.T, slack time.Duration, env ...string) *ser
 	}
 	defer func() { _ = timerslack.SetThread(own) }()
 	return startServer(t, env...)
-}
-
-// timerSlackOf reads the timer slack of a process's main thread.
-func timerSlackOf(t *testing.T, pid int) time.Duration {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/timerslack_ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
-	if err != nil {
-		t.Fatalf("timerslack_ns %q: %v", b, err)
-	}
-	return time.Duration(ns)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -128,6 +129,20 @@ func nameThreads(name string) error {
 		}
 	}
 	return errors.New("the process's threads kept starting under another name")
+}
+
+// Process is the timer slack of process pid's main thread, as /proc/PID/timerslack_ns
+// reports it.
+func Process(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/timerslack_ns")
+	if err != nil {
+		return 0, err
+	}
+	ns, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("timerslack_ns %q: %w", b, err)
+	}
+	return time.Duration(ns), nil
 }
 
 // ThreadNames reads the name of each thread of process pid ("self" for this one), by
