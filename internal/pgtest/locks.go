@@ -32,16 +32,20 @@ func HoldLocks(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) pgx.T
 // (pg_stat_activity.wait_event_type = 'Lock') and returns the statement it is running,
 // failing tb when none does within timeout. Asking the server who waits makes lock tests
 // deterministic: no sleep has to guess how long "blocked" takes to show.
+//
+// The statement is read in a second query, after the wait was seen. pg_stat_activity's
+// query comes from a copy of every backend's status taken once per transaction, while
+// its wait_event_type is read live, so one query can pair a statement the backend
+// finished a moment before (the last one it prepared, say) with the wait of the next.
+// A copy taken after the wait began holds the waiting statement: a backend reports its
+// statement before running it. The second query keeps the backend only if it still
+// waits, so the statement and the wait are of one moment.
 func WaitForLockWait(tb testing.TB, pool *pgxpool.Pool, timeout time.Duration) string {
 	tb.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
 	for {
-		var query string
-		err := pool.QueryRow(ctx, `
-			SELECT query FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
-			ORDER BY query_start LIMIT 1`).Scan(&query)
+		query, err := waitingStatement(ctx, pool)
 		switch {
 		case err == nil:
 			return query
@@ -52,4 +56,22 @@ func WaitForLockWait(tb testing.TB, pool *pgxpool.Pool, timeout time.Duration) s
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitingStatement returns the statement of the backend of pool's database that has
+// waited longest for a lock (pgx.ErrNoRows: none waits), in two queries, each its own
+// transaction and so its own copy of the backends' status: the first finds the backend,
+// the second reads its statement if it still waits.
+func waitingStatement(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	var pid int32
+	if err := pool.QueryRow(ctx, `
+		SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+		ORDER BY query_start LIMIT 1`).Scan(&pid); err != nil {
+		return "", err
+	}
+	var query string
+	err := pool.QueryRow(ctx, `
+		SELECT query FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, pid).Scan(&query)
+	return query, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -110,5 +111,43 @@ func TestManyParallel(t *testing.T) {
 				t.Fatalf("parallel test %d: %v", i, err)
 			}
 		})
+	}
+}
+
+// TestWaitForLockWaitReadsTheWaitingStatement: a backend whose last statement was
+// prepared (so pg_stat_activity showed it while the backend sat idle) and which then
+// blocks on a row lock is reported with the statement it waits in. It checks the answer,
+// not the race the second query closes (pg_stat_activity's statement read from an older
+// copy than its wait): that one shows once in thousands of runs.
+func TestWaitForLockWaitReadsTheWaitingStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.MustPool(t)
+	if _, err := pool.Exec(ctx, `CREATE TABLE lock_probe (id int PRIMARY KEY, n int); INSERT INTO lock_probe VALUES (1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	holder := pgtest.HoldLocks(t, pool, `SELECT 1 FROM lock_probe WHERE id = 1 FOR UPDATE`)
+
+	waiter, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Release()
+	if _, err := waiter.Conn().Prepare(ctx, "prepared_last", `SELECT 'prepared last'`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, `UPDATE lock_probe SET n = n + 1 WHERE id = 1`)
+		done <- err
+	}()
+	if q := pgtest.WaitForLockWait(t, pool, 30*time.Second); q != `UPDATE lock_probe SET n = n + 1 WHERE id = 1` {
+		t.Errorf("WaitForLockWait = %q, want the UPDATE that waits", q)
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting UPDATE: %v", err)
 	}
 }
