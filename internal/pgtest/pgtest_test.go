@@ -118,7 +118,8 @@ func TestManyParallel(t *testing.T) {
 // prepared (so pg_stat_activity showed it while the backend sat idle) and which then
 // blocks on a row lock is reported with the statement it waits in. It checks the answer,
 // not the race the second query closes (pg_stat_activity's statement read from an older
-// copy than its wait): that one shows once in thousands of runs.
+// copy than its wait): that one showed in about 1 run of 250 with the CPUs kept busy
+// (docs/testing.md, "Charges and row locks").
 func TestWaitForLockWaitReadsTheWaitingStatement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
