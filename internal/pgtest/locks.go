@@ -3,6 +3,7 @@ package pgtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,17 +43,26 @@ func HoldLocks(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) pgx.T
 // waits, so the statement and the wait are of one moment.
 func WaitForLockWait(tb testing.TB, pool *pgxpool.Pool, timeout time.Duration) string {
 	tb.Helper()
-	ctx := context.Background()
+	query, err := AwaitLockWait(context.Background(), pool, timeout)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return query
+}
+
+// AwaitLockWait is WaitForLockWait for a goroutine other than the test's, which may
+// not stop the test: it returns the error instead.
+func AwaitLockWait(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		query, err := waitingStatement(ctx, pool)
 		switch {
 		case err == nil:
-			return query
+			return query, nil
 		case !errors.Is(err, pgx.ErrNoRows):
-			tb.Fatalf("pgtest: read pg_stat_activity: %v", err)
+			return "", fmt.Errorf("read pg_stat_activity: %w", err)
 		case time.Now().After(deadline):
-			tb.Fatalf("pgtest: no backend waited for a lock within %v", timeout)
+			return "", fmt.Errorf("no backend waited for a lock within %v", timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

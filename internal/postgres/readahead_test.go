@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,7 +74,14 @@ func TestUpdateReadAheadKeepsAConcurrentChange(t *testing.T) {
 				e.t.Error(err)
 			}
 			done := inBackground(func() error {
-				time.Sleep(200 * time.Millisecond) // the update is waiting for the row by now
+				// Commit once the update waits for the row, not before it asks.
+				q, err := pgtest.AwaitLockWait(ctx, e.pool, lockWaitTimeout)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(q, "LockUnchangedSession") {
+					e.t.Errorf("the update waits in %q, want LockUnchangedSession", q)
+				}
 				return tx.Commit(ctx)
 			})
 			return func() {
