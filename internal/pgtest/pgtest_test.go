@@ -133,12 +133,15 @@ func TestWaitForLockWaitReadsTheWaitingStatement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer waiter.Release()
 	if _, err := waiter.Conn().Prepare(ctx, "prepared_last", `SELECT 'prepared last'`); err != nil {
+		waiter.Release()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
+		// The goroutine gives the connection back itself: should the test stop early,
+		// the holder's rollback ends the wait, and the pool closes after it.
+		defer waiter.Release()
 		_, err := waiter.Exec(ctx, `UPDATE lock_probe SET n = n + 1 WHERE id = 1`)
 		done <- err
 	}()
