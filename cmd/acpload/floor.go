@@ -186,6 +186,35 @@ func (f *Floor) postgresNote() string {
 	return fmt.Sprintf("; floor: %s per round trip", fmtCPU(f.PostgresPerRoundTripMs))
 }
 
+// roundTripsByEndpoint are the round trips to PostgreSQL each request of the flow
+// makes, as internal/httpapi's TestRoundTrips holds them: what a server at the floor
+// would still pay for them.
+var roundTripsByEndpoint = map[string]int{
+	epCreate.String(): 2, epUpdate.String(): 2, epDelegate.String(): 1, epComplete.String(): 3, epReplay.String(): 1,
+}
+
+// serverMs is the CPU a unit of work of rep (a flow, or a completion) would cost a
+// server at the floor: each request a bare Go HTTP server's, plus the floor's CPU a
+// round trip for each of the request's round trips. -1 when the floor's figures are
+// unknown, or rep holds a request whose round trips are not counted (the admin API's).
+func (f *Floor) serverMs(rep Report) float64 {
+	if f == nil || f.ServerMs < 0 || f.ServerPerRoundTripMs < 0 || rep.Flows == 0 {
+		return -1
+	}
+	var total float64
+	for _, e := range rep.Endpoints {
+		if e.Endpoint == allEndpoints {
+			continue
+		}
+		trips, ok := roundTripsByEndpoint[e.Endpoint]
+		if !ok {
+			return -1
+		}
+		total += float64(e.Count) * (f.ServerMs + float64(trips)*f.ServerPerRoundTripMs)
+	}
+	return total / float64(rep.Flows)
+}
+
 // writeText prints the floor's halves and what they give.
 func (f *Floor) writeText(w io.Writer) {
 	fmt.Fprintf(w, "\n-- floor: a bare Go HTTP server (the flow's create request, a session's bytes gzipped as the server does), then %d SELECT round trips per request\n", f.RoundTrips)

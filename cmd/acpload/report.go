@@ -87,7 +87,7 @@ func levelVerdicts(lr LevelRun, pinned *PinnedCPUs) []Verdict {
 			Name: prefix + "full flow flows/s / baseline", Value: speedup, Target: fmt.Sprintf(">= %.1f", targetBaselineSpeedup),
 			Shown: fmt.Sprintf("%s (%.1f / %.1f per s)", fmtHeld(speedup, atLeast(targetBaselineSpeedup)), r.Flow.Report.FlowsPerSecond, b.Flow.Report.FlowsPerSecond),
 			Pass:  speedup >= targetBaselineSpeedup,
-			Note:  "both builds in this run, each on its own database, every phase in alternating rounds",
+			Note:  "both builds in this run, each on its own database, every phase in alternating rounds" + flowBoundNote(lr, pinned),
 		})
 	}
 	return v
@@ -100,29 +100,143 @@ func levelVerdicts(lr LevelRun, pinned *PinnedCPUs) []Verdict {
 // through the server (PostgreSQL, the server and acpload), and the measured ratio stays
 // near it (docs/performance-history.md, "Fifteenth round"). With pinned CPUs each side
 // runs as fast as the busier of its two CPU sets allows, and the bound is the ratio of
-// those rates. Empty when a side's CPU is unknown.
+// those rates. A third line, when the level measured its floor, puts the server at its
+// floor (floorBoundNote). Empty when a side's CPU is unknown.
 func cpuBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
-	cpu, n := lr.Current.CompleteOnly.CPU, lr.Current.CompleteOnly.Report.Requests
-	pg, server, load := perRequestMs(cpu.Postgres, n), perRequestMs(cpu.Server, n), perRequestMs(cpu.LoadGen, n)
-	ceiling, tx := lr.Ceiling.CPU, lr.Ceiling.Transactions
-	ceilingPG, pgbench := perRequestMs(ceiling.Postgres, tx), perRequestMs(ceiling.LoadGen, tx)
-	through, in := pg+server+load, ceilingPG+pgbench
-	if min(pg, server, load, ceilingPG, pgbench) < 0 || through == 0 {
+	phase := lr.Current.CompleteOnly
+	through := phaseCPU(phase)
+	in := unitCPU{postgres: perRequestMs(lr.Ceiling.CPU.Postgres, lr.Ceiling.Transactions), client: perRequestMs(lr.Ceiling.CPU.LoadGen, lr.Ceiling.Transactions)}
+	bound := boundRatio(through, in, pinned)
+	if bound <= 0 {
 		return ""
+	}
+	var note string
+	if pinned == nil {
+		note = fmt.Sprintf("\nCPU a completion: %.2f ms through the server (%s), "+
+			"%.2f ms in pgbench (postgres %.2f, pgbench %.2f): %.2f where CPU bounds both",
+			through.total(), through, in.total(), in.postgres, in.client, bound)
+	} else {
+		note = fmt.Sprintf("\nCPU a completion, PostgreSQL on %d CPU(s) and the rest on %d: through the server postgres %.2f ms, "+
+			"server %.2f and load generator %.2f; in pgbench postgres %.2f, pgbench %.2f: %.2f where the busier side bounds each",
+			pinned.Postgres, pinned.Rest, through.postgres, through.server, through.client, in.postgres, in.client, bound)
+	}
+	return note + floorBoundNote(lr.Floor, phase, in, targetThroughputRatio, "completion", pinned)
+}
+
+// flowBoundNote, the second line of the flows/s verdict, is the ratio of the two
+// builds' flows a second that their CPU a flow allows, as cpuBoundNote gives it for
+// the completion, and the third line puts the current build's server at its floor.
+func flowBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
+	cur, base := phaseCPU(lr.Current.Flow), phaseCPU(lr.Baseline.Flow)
+	bound := boundRatio(cur, base, pinned)
+	if bound <= 0 {
+		return ""
+	}
+	where := "where CPU bounds both"
+	if pinned != nil {
+		where = fmt.Sprintf("where the busier side bounds each, PostgreSQL on %d CPU(s) and the rest on %d", pinned.Postgres, pinned.Rest)
+	}
+	return fmt.Sprintf("\nCPU a flow: %.2f ms (%s), the baseline's %.2f ms (%s): %.2f %s",
+		cur.total(), cur, base.total(), base, bound, where) +
+		floorBoundNote(lr.Floor, lr.Current.Flow, base, targetBaselineSpeedup, "flow", pinned)
+}
+
+// floorBoundNote answers whether a throughput target is within the server's reach:
+// the ratio the CPU would allow with the server at its floor (a bare Go HTTP server
+// making the round trips each request makes, floorServerMs), PostgreSQL and the load
+// generator spending what they spent in phase, against other, the other side of the
+// ratio; and how much CPU a unit the target leaves the server (serverBudget). Empty
+// without a floor or a count of the phase's round trips.
+func floorBoundNote(f *Floor, phase Phase, other unitCPU, target float64, unit string, pinned *PinnedCPUs) string {
+	cpu := phaseCPU(phase)
+	floor := f.serverMs(phase.Report)
+	if floor < 0 || cpu.postgres < 0 || cpu.client < 0 {
+		return ""
+	}
+	atFloor := cpu
+	atFloor.server = floor
+	bound := boundRatio(atFloor, other, pinned)
+	if bound <= 0 {
+		return ""
+	}
+	note := fmt.Sprintf("\nthe server at its floor (%.3f ms a %s) would give %.2f", floor, unit, bound)
+	budget := cpu.serverBudget(other, target, pinned)
+	if budget <= 0 {
+		return note + fmt.Sprintf("; %.2f leaves the server no CPU at all", target)
+	}
+	note += fmt.Sprintf("; %.2f leaves it %.3f ms a %s", target, budget, unit)
+	if perUnit := float64(phase.Report.Requests) / float64(phase.Report.Flows); perUnit > 1 {
+		note += fmt.Sprintf(" (%.3f ms a request)", budget/perUnit)
+	}
+	return note
+}
+
+// unitCPU is the CPU one unit of work (a flow, a completion, a pgbench transaction)
+// costs each process, in ms: PostgreSQL, the server (0 for pgbench) and the client,
+// the load generator or pgbench. A figure that could not be read is negative.
+type unitCPU struct{ postgres, server, client float64 }
+
+// phaseCPU is a phase's CPU a unit of work, a flow of its report.
+func phaseCPU(p Phase) unitCPU {
+	n := p.Report.Flows
+	return unitCPU{postgres: perRequestMs(p.CPU.Postgres, n), server: perRequestMs(p.CPU.Server, n), client: perRequestMs(p.CPU.LoadGen, n)}
+}
+
+func (u unitCPU) total() float64 { return u.postgres + u.server + u.client }
+
+// String gives the split as the bench prints it.
+func (u unitCPU) String() string {
+	return fmt.Sprintf("postgres %.2f, server %.2f, load generator %.2f", u.postgres, u.server, u.client)
+}
+
+// rate is the units a millisecond the CPU allows, up to a constant: shared, every
+// process takes its CPU from the same cores, so the rate is the cores over the total
+// (the cores cancel in a ratio of rates); pinned, each side runs as fast as the busier
+// of its CPU sets allows. 0 when a figure is unknown or a side spends nothing, for
+// which no bound is given.
+func (u unitCPU) rate(pinned *PinnedCPUs) float64 {
+	if min(u.postgres, u.server, u.client) < 0 {
+		return 0
 	}
 	if pinned == nil {
-		return fmt.Sprintf("\nCPU a completion: %.2f ms through the server (postgres %.2f, server %.2f, load generator %.2f), "+
-			"%.2f ms in pgbench (postgres %.2f, pgbench %.2f): %.2f where CPU bounds both",
-			through, pg, server, load, in, ceilingPG, pgbench, in/through)
+		if u.total() == 0 {
+			return 0
+		}
+		return 1 / u.total()
 	}
-	if pg == 0 || ceilingPG == 0 || server+load == 0 || pgbench == 0 {
-		return ""
+	if u.postgres == 0 || u.server+u.client == 0 {
+		return 0
 	}
-	db, rest := float64(pinned.Postgres), float64(pinned.Rest)
-	throughRate, inRate := min(db/pg, rest/(server+load)), min(db/ceilingPG, rest/pgbench)
-	return fmt.Sprintf("\nCPU a completion, PostgreSQL on %d CPU(s) and the rest on %d: through the server postgres %.2f ms, "+
-		"server %.2f and load generator %.2f; in pgbench postgres %.2f, pgbench %.2f: %.2f where the busier side bounds each",
-		pinned.Postgres, pinned.Rest, pg, server, load, ceilingPG, pgbench, throughRate/inRate)
+	return min(float64(pinned.Postgres)/u.postgres, float64(pinned.Rest)/(u.server+u.client))
+}
+
+// boundRatio is the ratio of u's rate to other's where the CPU bounds both; 0 when
+// either is unknown.
+func boundRatio(u, other unitCPU, pinned *PinnedCPUs) float64 {
+	a, b := u.rate(pinned), other.rate(pinned)
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// serverBudget is the most CPU a unit u's server may spend for u's rate to reach want
+// times other's, PostgreSQL and the client spending what they do; 0 or less when no
+// server could: shared, what other's CPU over want leaves after PostgreSQL and the
+// client; pinned, what the other CPU set leaves after the client, unless PostgreSQL's
+// own CPU already falls short.
+func (u unitCPU) serverBudget(other unitCPU, want float64, pinned *PinnedCPUs) float64 {
+	need := want * other.rate(pinned)
+	if need == 0 {
+		return 0
+	}
+	if pinned == nil {
+		return 1/need - u.postgres - u.client
+	}
+	if float64(pinned.Postgres)/u.postgres < need {
+		return 0
+	}
+	return float64(pinned.Rest)/need - u.client
 }
 
 // flashSaleVerdicts holds the current build's flash sale to its targets: nothing

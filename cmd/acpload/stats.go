@@ -198,6 +198,10 @@ type Report struct {
 	Stopped string `json:"stopped,omitempty"`
 }
 
+// allEndpoints names the row of a report's endpoints that sums every endpoint's
+// requests, after the endpoints' own rows when there are several.
+const allEndpoints = "all"
+
 // buildReport summarises a merged recorder. Endpoints that saw no request are left out.
 func buildReport(name, url string, concurrency int, warmup, elapsed time.Duration, rec *recorder) Report {
 	r := Report{
@@ -216,7 +220,7 @@ func buildReport(name, url string, concurrency int, warmup, elapsed time.Duratio
 		r.Endpoints = append(r.Endpoints, summarize(ep.String(), lat, elapsed))
 	}
 	if len(r.Endpoints) > 1 {
-		r.Endpoints = append(r.Endpoints, summarize("all", all, elapsed))
+		r.Endpoints = append(r.Endpoints, summarize(allEndpoints, all, elapsed))
 	}
 	r.Requests = len(all)
 	if elapsed > 0 {
