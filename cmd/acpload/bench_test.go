@@ -575,6 +575,34 @@ func TestFlashSaleVerdicts(t *testing.T) {
 	if _, pass := verdicts(rep); !pass {
 		t.Error("the baseline's oversold sale failed the run")
 	}
+
+	// The ratio's verdict carries the CPU a sale (ceilingBoundNote) and, with the floor
+	// of the sale's level, the server at its floor: 0.035 + 3 × 0.020 ms a request, 2064
+	// requests (64 of them refused) for 2000 sales.
+	sale := fs
+	sale.Agents = 32
+	sale.Report = Report{Flows: 2000, Requests: 2064, Endpoints: []EndpointStats{{Endpoint: "complete", Count: 2064}}}
+	sale.CPU = CPUUsage{Postgres: 1.98, Server: 0.92, LoadGen: 0.36}
+	sale.Ceiling = Ceiling{TPS: 1778, Transactions: 10000, CPU: CPUUsage{Postgres: 9.0, LoadGen: 1.0}}
+	rep.FlashSale = []FlashSale{sale}
+	rep.Runs = []LevelRun{{Concurrency: 32, Floor: &Floor{ServerMs: 0.035, ServerPerRoundTripMs: 0.020, RoundTrips: 2}}}
+	want := "\nCPU a sale: 1.63 ms through the server (postgres 0.99, server 0.46, load generator 0.18), " +
+		"1.00 ms in pgbench (postgres 0.90, pgbench 0.10): 0.61 where CPU bounds both" +
+		"\nthe server at its floor (0.098 ms a sale) would give 0.79; 0.80 leaves it 0.080 ms a sale"
+	v := flashSaleVerdicts(sale, rep.floorAt(32), nil)
+	if got := v[len(v)-1].Note; !strings.HasSuffix(got, want) {
+		t.Errorf("flash sale ratio note %q, want it to end with %q", got, want)
+	}
+	all, _ := verdicts(rep)
+	if got := all[len(all)-1].Note; !strings.HasSuffix(got, want) {
+		t.Errorf("verdicts gave the flash sale ratio note %q, want it to end with %q", got, want)
+	}
+	// Without a floor at the sale's level, the CPU line alone.
+	rep.Runs[0].Concurrency = 8
+	all, _ = verdicts(rep)
+	if got := all[len(all)-1].Note; strings.Contains(got, "floor") || !strings.Contains(got, "0.61 where CPU bounds both") {
+		t.Errorf("flash sale ratio note without a floor at 32 agents: %q", got)
+	}
 }
 
 func TestDurabilityIsAlwaysStated(t *testing.T) {

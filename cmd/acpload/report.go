@@ -94,33 +94,38 @@ func levelVerdicts(lr LevelRun, pinned *PinnedCPUs) []Verdict {
 }
 
 // cpuBoundNote, a second line for the throughput verdict, is the ratio the level's CPU
-// allows. Where the phases share the machine's cores and keep them busy, the CPU the
-// server and its load generator spend is taken from PostgreSQL: the bound is the CPU a
-// pgbench transaction costs (PostgreSQL and pgbench) over what a completion costs
-// through the server (PostgreSQL, the server and acpload), and the measured ratio stays
-// near it (docs/performance-history.md, "Fifteenth round"). With pinned CPUs each side
-// runs as fast as the busier of its two CPU sets allows, and the bound is the ratio of
-// those rates. A third line, when the level measured its floor, puts the server at its
-// floor (floorBoundNote). Empty when a side's CPU is unknown.
+// allows (ceilingBoundNote), from the complete-only phase and the pgbench ceiling.
 func cpuBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
-	phase := lr.Current.CompleteOnly
+	return ceilingBoundNote(lr.Current.CompleteOnly, lr.Ceiling, lr.Floor, targetThroughputRatio, "completion", pinned)
+}
+
+// ceilingBoundNote is the ratio of phase's rate, through the server, to pgbench's rate
+// in c that the CPU allows. Where the phases share the machine's cores and keep them
+// busy, the CPU the server and its load generator spend is taken from PostgreSQL: the
+// bound is the CPU a pgbench transaction costs (PostgreSQL and pgbench) over what a
+// unit costs through the server (PostgreSQL, the server and acpload), and the measured
+// ratio stays near it (docs/performance-history.md, "Fifteenth round"). With pinned
+// CPUs each side runs as fast as the busier of its two CPU sets allows, and the bound
+// is the ratio of those rates. A third line, when a floor was measured, puts the
+// server at its floor (floorBoundNote). Empty when a side's CPU is unknown.
+func ceilingBoundNote(phase Phase, c Ceiling, f *Floor, target float64, unit string, pinned *PinnedCPUs) string {
 	through := phaseCPU(phase)
-	in := unitCPU{postgres: perRequestMs(lr.Ceiling.CPU.Postgres, lr.Ceiling.Transactions), client: perRequestMs(lr.Ceiling.CPU.LoadGen, lr.Ceiling.Transactions)}
+	in := unitCPU{postgres: perRequestMs(c.CPU.Postgres, c.Transactions), client: perRequestMs(c.CPU.LoadGen, c.Transactions)}
 	bound := boundRatio(through, in, pinned)
 	if bound <= 0 {
 		return ""
 	}
 	var note string
 	if pinned == nil {
-		note = fmt.Sprintf("\nCPU a completion: %.2f ms through the server (%s), "+
+		note = fmt.Sprintf("\nCPU a %s: %.2f ms through the server (%s), "+
 			"%.2f ms in pgbench (postgres %.2f, pgbench %.2f): %.2f where CPU bounds both",
-			through.total(), through, in.total(), in.postgres, in.client, bound)
+			unit, through.total(), through, in.total(), in.postgres, in.client, bound)
 	} else {
-		note = fmt.Sprintf("\nCPU a completion, PostgreSQL on %d CPU(s) and the rest on %d: through the server postgres %.2f ms, "+
+		note = fmt.Sprintf("\nCPU a %s, PostgreSQL on %d CPU(s) and the rest on %d: through the server postgres %.2f ms, "+
 			"server %.2f and load generator %.2f; in pgbench postgres %.2f, pgbench %.2f: %.2f where the busier side bounds each",
-			pinned.Postgres, pinned.Rest, through.postgres, through.server, through.client, in.postgres, in.client, bound)
+			unit, pinned.Postgres, pinned.Rest, through.postgres, through.server, through.client, in.postgres, in.client, bound)
 	}
-	return note + floorBoundNote(lr.Floor, phase, in, targetThroughputRatio, "completion", pinned)
+	return note + floorBoundNote(f, phase, in, target, unit, pinned)
 }
 
 // flowBoundNote, the second line of the flows/s verdict, is the ratio of the two
@@ -165,8 +170,8 @@ func floorBoundNote(f *Floor, phase Phase, other unitCPU, target float64, unit s
 		return note + fmt.Sprintf("; %.2f leaves the server no CPU at all", target)
 	}
 	note += fmt.Sprintf("; %.2f leaves it %.3f ms a %s", target, budget, unit)
-	if perUnit := float64(phase.Report.Requests) / float64(phase.Report.Flows); perUnit > 1 {
-		note += fmt.Sprintf(" (%.3f ms a request)", budget/perUnit)
+	if phase.Report.kinds() > 1 {
+		note += fmt.Sprintf(" (%.3f ms a request)", budget*float64(phase.Report.Flows)/float64(phase.Report.Requests))
 	}
 	return note
 }
@@ -241,8 +246,9 @@ func (u unitCPU) serverBudget(other unitCPU, want float64, pinned *PinnedCPUs) f
 
 // flashSaleVerdicts holds the current build's flash sale to its targets: nothing
 // oversold or lost, the stock sold out, and a completion rate near the hot row's
-// database ceiling.
-func flashSaleVerdicts(fs FlashSale) []Verdict {
+// database ceiling, with the ratio the CPU allows (ceilingBoundNote) under it. floor
+// is the floor measured at the sale's concurrency, nil when no level measured it.
+func flashSaleVerdicts(fs FlashSale, floor *Floor, pinned *PinnedCPUs) []Verdict {
 	return []Verdict{
 		{
 			Name: "flash sale: oversold", Value: float64(fs.Oversold), Target: "= 0",
@@ -263,7 +269,7 @@ func flashSaleVerdicts(fs FlashSale) []Verdict {
 			Name: "flash sale: completions/s / hot-row ceiling", Value: fs.CeilingRatio, Target: fmt.Sprintf(">= %.1f", targetFlashSaleRatio),
 			Shown: fmt.Sprintf("%s (%.0f / %.0f per s)", fmtHeld(fs.CeilingRatio, atLeast(targetFlashSaleRatio)), fs.CompletionsPerSecond, fs.Ceiling.TPS),
 			Pass:  fs.CeilingRatio >= targetFlashSaleRatio,
-			Note:  flashSaleSides,
+			Note:  flashSaleSides + ceilingBoundNote(Phase{Report: fs.Report, CPU: fs.CPU}, fs.Ceiling, floor, targetFlashSaleRatio, "sale", pinned),
 		},
 	}
 }
@@ -278,7 +284,7 @@ func verdicts(r BenchReport) ([]Verdict, bool) {
 	}
 	for _, fs := range r.FlashSale {
 		if fs.Build == r.Current.Name {
-			v = append(v, flashSaleVerdicts(fs)...)
+			v = append(v, flashSaleVerdicts(fs, r.floorAt(fs.Agents), r.Machine.PinnedCPUs)...)
 		}
 	}
 	pass := true
@@ -289,6 +295,16 @@ func verdicts(r BenchReport) ([]Verdict, bool) {
 		pass = pass && len(p.Failures) == 0 && p.Stopped == ""
 	}
 	return v, pass
+}
+
+// floorAt is the floor measured at the level of n agents, nil when none was.
+func (r BenchReport) floorAt(n int) *Floor {
+	for _, lr := range r.Runs {
+		if lr.Concurrency == n {
+			return lr.Floor
+		}
+	}
+	return nil
 }
 
 // currentReports are the current build's load reports that must run clean: every

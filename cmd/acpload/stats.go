@@ -237,6 +237,17 @@ func buildReport(name, url string, concurrency int, warmup, elapsed time.Duratio
 	return r
 }
 
+// kinds counts the kinds of request the report holds, its endpoints but the sum.
+func (r Report) kinds() int {
+	n := 0
+	for _, e := range r.Endpoints {
+		if e.Endpoint != allEndpoints {
+			n++
+		}
+	}
+	return n
+}
+
 // Endpoint returns the stats of the named endpoint (zero when it saw no request).
 func (r Report) Endpoint(name string) EndpointStats {
 	for _, e := range r.Endpoints {
