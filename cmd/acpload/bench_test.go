@@ -531,7 +531,8 @@ func TestThroughputVerdictsPutTheServerAtItsFloor(t *testing.T) {
 	// 1/4.30, 2.07 times, whatever the server spends.
 	v = levelVerdicts(lr, &PinnedCPUs{Postgres: 1, Rest: 1})
 	if got, want := note(v, "full flow flows/s / baseline"),
-		"\nthe server at its floor (0.397 ms a flow) would give 2.07; 2.50 leaves the server no CPU at all"; !strings.HasSuffix(got, want) {
+		"\nthe server at its floor (0.397 ms a flow) would give 2.07; 2.50 leaves the server no CPU: "+
+			"PostgreSQL's own CPU falls short: it allows PostgreSQL 1.720 ms a flow, which spent 2.080"; !strings.HasSuffix(got, want) {
 		t.Errorf("pinned flows/s note %q, want it to end with %q", got, want)
 	}
 	// The completion's 0.85 needs 1/(0.85 × 1/0.69) ms of the other CPU a completion,
@@ -539,6 +540,14 @@ func TestThroughputVerdictsPutTheServerAtItsFloor(t *testing.T) {
 	if got, want := note(v, "complete throughput / pgbench ceiling"),
 		"\nthe server at its floor (0.107 ms a completion) would give 0.90; 0.85 leaves it 0.682 ms a completion"; !strings.HasSuffix(got, want) {
 		t.Errorf("pinned throughput note %q, want it to end with %q", got, want)
+	}
+
+	// Shared, a ceiling whose transaction costs 0.69 ms in all allows a completion
+	// 0.69 / 0.85 = 0.812 ms, less than PostgreSQL and the load generator spent.
+	lr.Ceiling.CPU.Postgres = 0.60
+	if got, want := note(levelVerdicts(lr, nil), "complete throughput / pgbench ceiling"),
+		"; 0.85 leaves the server no CPU: it allows 0.812 ms a completion in all, and PostgreSQL and the load generator spent 0.900"; !strings.HasSuffix(got, want) {
+		t.Errorf("throughput note %q, want it to end with %q", got, want)
 	}
 
 	// No line without a floor, nor for a flow with a request whose round trips are not

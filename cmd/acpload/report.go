@@ -165,9 +165,9 @@ func floorBoundNote(f *Floor, phase Phase, other unitCPU, target float64, unit s
 		return ""
 	}
 	note := fmt.Sprintf("\nthe server at its floor (%.3f ms a %s) would give %.2f", floor, unit, bound)
-	budget := cpu.serverBudget(other, target, pinned)
+	budget, short := cpu.serverBudget(other, target, unit, pinned)
 	if budget <= 0 {
-		return note + fmt.Sprintf("; %.2f leaves the server no CPU at all", target)
+		return note + fmt.Sprintf("; %.2f leaves the server no CPU: %s", target, short)
 	}
 	note += fmt.Sprintf("; %.2f leaves it %.3f ms a %s", target, budget, unit)
 	if phase.Report.kinds() > 1 {
@@ -226,22 +226,26 @@ func boundRatio(u, other unitCPU, pinned *PinnedCPUs) float64 {
 }
 
 // serverBudget is the most CPU a unit u's server may spend for u's rate to reach want
-// times other's, PostgreSQL and the client spending what they do; 0 or less when no
-// server could: shared, what other's CPU over want leaves after PostgreSQL and the
-// client; pinned, what the other CPU set leaves after the client, unless PostgreSQL's
-// own CPU already falls short.
-func (u unitCPU) serverBudget(other unitCPU, want float64, pinned *PinnedCPUs) float64 {
-	need := want * other.rate(pinned)
+// times other's, PostgreSQL and the client spending what they do: shared, what the
+// target allows a unit in all less PostgreSQL's and the client's; pinned, what it
+// allows the other CPU set less the client's, unless PostgreSQL's own CPU already
+// falls short. When no server could meet the target, budget is 0 or less and short
+// says what falls short instead.
+func (u unitCPU) serverBudget(other unitCPU, want float64, unit string, pinned *PinnedCPUs) (budget float64, short string) {
+	need := want * other.rate(pinned) // units a millisecond
 	if need == 0 {
-		return 0
+		return 0, ""
 	}
 	if pinned == nil {
-		return 1/need - u.postgres - u.client
+		allowed := 1 / need
+		return allowed - u.postgres - u.client, fmt.Sprintf("it allows %.3f ms a %s in all, and PostgreSQL and the load generator spent %.3f",
+			allowed, unit, u.postgres+u.client)
 	}
-	if float64(pinned.Postgres)/u.postgres < need {
-		return 0
+	if allowed := float64(pinned.Postgres) / need; u.postgres > allowed {
+		return 0, fmt.Sprintf("PostgreSQL's own CPU falls short: it allows PostgreSQL %.3f ms a %s, which spent %.3f", allowed, unit, u.postgres)
 	}
-	return float64(pinned.Rest)/need - u.client
+	allowed := float64(pinned.Rest) / need
+	return allowed - u.client, fmt.Sprintf("it allows the server's CPU(s) %.3f ms a %s, and the load generator spent %.3f", allowed, unit, u.client)
 }
 
 // flashSaleVerdicts holds the current build's flash sale to its targets: nothing
