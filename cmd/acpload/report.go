@@ -148,7 +148,7 @@ func flowBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
 
 // floorBoundNote answers whether a throughput target is within the server's reach:
 // the ratio the CPU would allow with the server at its floor (a bare Go HTTP server
-// making the round trips each request makes, floorServerMs), PostgreSQL and the load
+// making the round trips each request makes, Floor.serverMs), PostgreSQL and the load
 // generator spending what they spent in phase, against other, the other side of the
 // ratio; and how much CPU a unit the target leaves the server (serverBudget). Empty
 // without a floor or a count of the phase's round trips.
