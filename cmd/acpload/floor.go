@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -186,11 +188,34 @@ func (f *Floor) postgresNote() string {
 	return fmt.Sprintf("; floor: %s per round trip", fmtCPU(f.PostgresPerRoundTripMs))
 }
 
-// roundTripsByEndpoint are the round trips to PostgreSQL each request of the flow
-// makes, as internal/httpapi's TestRoundTrips holds them: what a server at the floor
-// would still pay for them.
-var roundTripsByEndpoint = map[string]int{
-	epCreate.String(): 2, epUpdate.String(): 2, epDelegate.String(): 1, epComplete.String(): 3, epReplay.String(): 1,
+// roundTripsFile holds the round trips each request of the flow makes, with the
+// TestRoundTrips operation that measures the same request (which holds the counts to
+// this file).
+//
+//go:embed roundtrips.txt
+var roundTripsFile string
+
+// roundTripsByEndpoint are roundTripsFile's counts by endpoint: what a server at the
+// floor would still pay for each request.
+var roundTripsByEndpoint = mustParseRoundTrips(roundTripsFile)
+
+// mustParseRoundTrips reads roundtrips.txt's lines (endpoint, operation, count; # for
+// comments). The file is embedded, so a malformed one is a build's mistake, which
+// TestRoundTripsFileCoversTheFlow catches before a bench runs.
+func mustParseRoundTrips(file string) map[string]int {
+	counts := map[string]int{}
+	for line := range strings.SplitSeq(file, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		n, err := strconv.Atoi(fields[len(fields)-1])
+		if len(fields) != 3 || err != nil || n < 0 {
+			panic(fmt.Sprintf("acpload: roundtrips.txt: malformed line %q", line))
+		}
+		counts[fields[0]] = n
+	}
+	return counts
 }
 
 // serverMs is the CPU a unit of work of rep (a flow, or a completion) would cost a

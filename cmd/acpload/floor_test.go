@@ -162,3 +162,26 @@ func TestServerNoteGivesTheMultipleOnlyWhenKnown(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundTripsFileCoversTheFlow holds roundtrips.txt to the flow acpload sends: every
+// request of a full flow has its count, so the floor line is printed for the flow
+// (internal/httpapi's TestRoundTrips holds the counts to the server's). A malformed
+// line stops the program rather than skew the line.
+func TestRoundTripsFileCoversTheFlow(t *testing.T) {
+	t.Parallel()
+	for ep := epCreate; ep <= epReplay; ep++ {
+		if n, ok := roundTripsByEndpoint[ep.String()]; !ok || n < 1 {
+			t.Errorf("roundtrips.txt gives %s %d round trips (listed: %v)", ep, n, ok)
+		}
+	}
+	for _, bad := range []string{"complete complete", "complete complete three", "complete complete 3 extra", "complete complete -1"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("the malformed line %q was read", bad)
+				}
+			}()
+			mustParseRoundTrips("# a comment\n" + bad + "\n")
+		}()
+	}
+}

@@ -158,6 +158,7 @@ func TestRoundTrips(t *testing.T) {
 			}, http.StatusOK)
 
 			checkCompleteScript(t, sentBy["complete"])
+			checkBenchRoundTrips(t, counts)
 
 			for _, c := range roundTripCeilings {
 				note := ""
@@ -169,6 +170,36 @@ func TestRoundTrips(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// benchRoundTrips lists the round trips the bench charges a server at its floor for
+// each request of its flow (cmd/acpload's floor line), with the operation here that
+// sends the same request.
+const benchRoundTrips = "../../cmd/acpload/roundtrips.txt"
+
+// checkBenchRoundTrips fails when a count of benchRoundTrips is not the one measured,
+// so that the bench's floor line follows the server's round trips either way.
+func checkBenchRoundTrips(t *testing.T, counts map[string]int) {
+	t.Helper()
+	file, err := os.ReadFile(benchRoundTrips)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(file), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		if len(fields) != 3 {
+			t.Fatalf("%s: malformed line %q", benchRoundTrips, line)
+		}
+		measured, ok := counts[fields[1]]
+		if !ok {
+			t.Errorf("%s: %s names the operation %q, which this test does not measure", benchRoundTrips, fields[0], fields[1])
+		} else if fmt.Sprint(measured) != fields[2] {
+			t.Errorf("%s: %s (%s) makes %d round trips, the file says %s", benchRoundTrips, fields[0], fields[1], measured, fields[2])
+		}
 	}
 }
 
