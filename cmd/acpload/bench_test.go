@@ -542,6 +542,15 @@ func TestThroughputVerdictsPutTheServerAtItsFloor(t *testing.T) {
 		t.Errorf("pinned throughput note %q, want it to end with %q", got, want)
 	}
 
+	// And the server's CPU, when the load generator beside it spends more than the
+	// 0.812 ms a completion 0.85 allows that CPU.
+	lr.Current.CompleteOnly.CPU.LoadGen = 0.90
+	if got, want := note(levelVerdicts(lr, &PinnedCPUs{Postgres: 1, Rest: 1}), "complete throughput / pgbench ceiling"),
+		"; 0.85 leaves the server no CPU: it allows the server's CPU(s) 0.812 ms a completion, and the load generator spent 0.900"; !strings.HasSuffix(got, want) {
+		t.Errorf("pinned throughput note %q, want it to end with %q", got, want)
+	}
+	lr.Current.CompleteOnly.CPU.LoadGen = 0.13
+
 	// Shared, a ceiling whose transaction costs 0.69 ms in all allows a completion
 	// 0.69 / 0.85 = 0.812 ms, less than PostgreSQL and the load generator spent.
 	lr.Ceiling.CPU.Postgres = 0.60
