@@ -77,6 +77,9 @@ func TestUpdateReadAheadKeepsAConcurrentChange(t *testing.T) {
 				// Commit once the update waits for the row, not before it asks.
 				q, err := pgtest.AwaitLockWait(ctx, e.pool, lockWaitTimeout)
 				if err != nil {
+					// Let go of the row: an update still waiting for it would
+					// otherwise never return, and the test would hang, not fail.
+					_ = tx.Rollback(ctx)
 					return err
 				}
 				if !strings.Contains(q, "LockUnchangedSession") {
