@@ -43,7 +43,7 @@ func levelVerdicts(lr LevelRun, pinned *PinnedCPUs) []Verdict {
 			Pass:  tput >= targetThroughputRatio,
 			Note: fmt.Sprintf("full flow: %.2f (%.0f completions/s among %.0f req/s)",
 				ratio(flowComplete.PerSecond, lr.Ceiling.TPS), flowComplete.PerSecond, r.Flow.Report.RequestsPerSecond) +
-				cpuBoundNote(lr, pinned),
+				ceilingBoundNote(r.CompleteOnly, lr.Ceiling, lr.Floor, targetThroughputRatio, "completion", pinned),
 		},
 		{
 			Name: prefix + "complete p99 / pgbench p99", Value: lat, Target: fmt.Sprintf("<= %.0f", targetLatencyRatio),
@@ -93,12 +93,6 @@ func levelVerdicts(lr LevelRun, pinned *PinnedCPUs) []Verdict {
 	return v
 }
 
-// cpuBoundNote, a second line for the throughput verdict, is the ratio the level's CPU
-// allows (ceilingBoundNote), from the complete-only phase and the pgbench ceiling.
-func cpuBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
-	return ceilingBoundNote(lr.Current.CompleteOnly, lr.Ceiling, lr.Floor, targetThroughputRatio, "completion", pinned)
-}
-
 // ceilingBoundNote is the ratio of phase's rate, through the server, to pgbench's rate
 // in c that the CPU allows. Where the phases share the machine's cores and keep them
 // busy, the CPU the server and its load generator spend is taken from PostgreSQL: the
@@ -129,8 +123,8 @@ func ceilingBoundNote(phase Phase, c Ceiling, f *Floor, target float64, unit str
 }
 
 // flowBoundNote, the second line of the flows/s verdict, is the ratio of the two
-// builds' flows a second that their CPU a flow allows, as cpuBoundNote gives it for
-// the completion, and the third line puts the current build's server at its floor.
+// builds' flows a second that their CPU a flow allows, as ceilingBoundNote gives it
+// for the completion, and the third line puts the current build's server at its floor.
 func flowBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
 	cur, base := phaseCPU(lr.Current.Flow), phaseCPU(lr.Baseline.Flow)
 	bound := boundRatio(cur, base, pinned)
