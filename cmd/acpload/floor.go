@@ -201,7 +201,9 @@ var roundTripsByEndpoint = mustParseRoundTrips(roundTripsFile)
 
 // mustParseRoundTrips reads roundtrips.txt's lines (endpoint, operation, count; # for
 // comments). The file is embedded, so a malformed one is a build's mistake, which
-// TestRoundTripsFileCoversTheFlow catches before a bench runs.
+// TestRoundTripsFileCoversTheFlow catches before a bench runs. An endpoint listed twice
+// is one: with the last line winning, an edit that added a line and left the old one
+// would charge the floor a count TestRoundTrips never measured.
 func mustParseRoundTrips(file string) map[string]int {
 	counts := map[string]int{}
 	for line := range strings.SplitSeq(file, "\n") {
@@ -212,6 +214,9 @@ func mustParseRoundTrips(file string) map[string]int {
 		n, err := strconv.Atoi(fields[len(fields)-1])
 		if len(fields) != 3 || err != nil || n < 0 {
 			panic(fmt.Sprintf("acpload: roundtrips.txt: malformed line %q", line))
+		}
+		if _, seen := counts[fields[0]]; seen {
+			panic(fmt.Sprintf("acpload: roundtrips.txt: %s listed twice", fields[0]))
 		}
 		counts[fields[0]] = n
 	}

@@ -166,7 +166,7 @@ func TestServerNoteGivesTheMultipleOnlyWhenKnown(t *testing.T) {
 // TestRoundTripsFileCoversTheFlow holds roundtrips.txt to the flow acpload sends: every
 // request of a full flow has its count, so the floor line is printed for the flow
 // (internal/httpapi's TestRoundTrips holds the counts to the server's). A malformed
-// line stops the program rather than skew the line.
+// line, or an endpoint listed twice, stops the program rather than skew the line.
 func TestRoundTripsFileCoversTheFlow(t *testing.T) {
 	t.Parallel()
 	for ep := epCreate; ep <= epReplay; ep++ {
@@ -174,11 +174,12 @@ func TestRoundTripsFileCoversTheFlow(t *testing.T) {
 			t.Errorf("roundtrips.txt gives %s %d round trips (listed: %v)", ep, n, ok)
 		}
 	}
-	for _, bad := range []string{"complete complete", "complete complete three", "complete complete 3 extra", "complete complete -1"} {
+	for _, bad := range []string{"complete complete", "complete complete three", "complete complete 3 extra", "complete complete -1",
+		"complete complete 3\ncomplete complete 2"} {
 		func() {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("the malformed line %q was read", bad)
+					t.Errorf("the malformed lines %q were read", bad)
 				}
 			}()
 			mustParseRoundTrips("# a comment\n" + bad + "\n")
