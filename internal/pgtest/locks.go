@@ -51,7 +51,8 @@ func WaitForLockWait(tb testing.TB, pool *pgxpool.Pool, timeout time.Duration) s
 }
 
 // AwaitLockWait is WaitForLockWait for a goroutine other than the test's, which may
-// not stop the test: it returns the error instead.
+// not stop the test: it returns the error instead. It ends as soon as ctx is done,
+// with ctx's cause.
 func AwaitLockWait(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -59,12 +60,20 @@ func AwaitLockWait(ctx context.Context, pool *pgxpool.Pool, timeout time.Duratio
 		switch {
 		case err == nil:
 			return query, nil
+		case ctx.Err() != nil:
+			// The caller gave up, whatever the query answered: say why it did.
+			return "", context.Cause(ctx)
 		case !errors.Is(err, pgx.ErrNoRows):
 			return "", fmt.Errorf("read pg_stat_activity: %w", err)
 		case time.Now().After(deadline):
 			return "", fmt.Errorf("no backend waited for a lock within %v", timeout)
 		}
-		time.Sleep(5 * time.Millisecond)
+		// A cancelled context ends the wait now, not at the next poll's query.
+		select {
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package pgtest_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -153,5 +154,25 @@ func TestWaitForLockWaitReadsTheWaitingStatement(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the waiting UPDATE: %v", err)
+	}
+}
+
+// TestAwaitLockWaitEndsWithItsContext: with no backend waiting and a long timeout,
+// AwaitLockWait returns when its context is cancelled, with the context's cause, so a
+// goroutine that gave up says why instead of waiting out the timeout or reporting the
+// poll's query.
+func TestAwaitLockWaitEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.MustPool(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("the test gave up")
+	time.AfterFunc(50*time.Millisecond, func() { cancel(stop) })
+	start := time.Now()
+	query, err := pgtest.AwaitLockWait(ctx, pool, time.Minute)
+	if !errors.Is(err, stop) {
+		t.Fatalf("AwaitLockWait = %q, %v; want the context's cause", query, err)
+	}
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Errorf("AwaitLockWait returned after %v, not when its context ended", waited)
 	}
 }
