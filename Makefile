@@ -40,6 +40,9 @@ build: ## Build the server binary into bin/
 
 test: ## Unit and integration tests against a throwaway PostgreSQL (started for you)
 	$(GO_TEST) ./...
+	@# The API tests again with a session view cache on every instance, so that every
+	@# behaviour and race is also checked with writes started from kept views.
+	TEST_SESSION_CACHE_SIZE=1000 $(GO_TEST) ./internal/httpapi/
 
 # Fuzz targets, package:function, run one after the other for FUZZTIME each. New inputs
 # are minimised for at most FUZZMINTIME, so a large seed cannot stall a short run.

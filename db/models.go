@@ -38,6 +38,11 @@ type CartItem struct {
 	UnitAmount int64  `json:"unit_amount"`
 }
 
+type CatalogGeneration struct {
+	OnlyRow    bool  `json:"only_row"`
+	Generation int64 `json:"generation"`
+}
+
 type CheckoutSession struct {
 	ID                            string    `json:"id"`
 	State                         string    `json:"state"`

@@ -10,6 +10,59 @@ import (
 	"time"
 )
 
+const checkKeptViewCurrent = `-- name: CheckKeptViewCurrent :exec
+SELECT raise_session_moved()
+WHERE (SELECT g.generation FROM catalog_generation g) <> $1::bigint
+    OR EXISTS (SELECT 1 FROM vault_tokens t
+        WHERE t.checkout_session_id = $2::text AND t.authentication_directory_server IS NOT NULL)
+    OR EXISTS (SELECT 1
+        FROM (SELECT unnest($3::text[]) AS variant_id, unnest($4::integer[]) AS quantity,
+            unnest($5::integer[]) AS stock) r
+        LEFT JOIN variants v ON v.id = r.variant_id
+        WHERE NOT (v.stock_quantity IS NOT DISTINCT FROM nullif(r.stock, -1)
+            OR (coalesce(v.stock_quantity >= r.quantity, true) AND (r.stock = -1 OR r.stock >= r.quantity))))
+    OR ($6::text <> '' AND NOT EXISTS (SELECT 1 FROM vault_tokens t
+        WHERE t.id = $6::text AND t.expires_at = $7::timestamptz AND t.max_amount = $8::bigint))
+`
+
+type CheckKeptViewCurrentParams struct {
+	CatalogGeneration int64     `json:"catalog_generation"`
+	CheckoutSessionID string    `json:"checkout_session_id"`
+	VariantIds        []string  `json:"variant_ids"`
+	Quantities        []int32   `json:"quantities"`
+	Stocks            []int32   `json:"stocks"`
+	TokenID           string    `json:"token_id"`
+	TokenExpiresAt    time.Time `json:"token_expires_at"`
+	TokenMaxAmount    int64     `json:"token_max_amount"`
+}
+
+// Checks, in the transaction of a write started from a view this instance kept (the
+// session view cache, docs/PERFORMANCE.md), after LockUnchangedSession locked the
+// session unchanged, that what the view showed of the rest of the database is still
+// so: the catalog's generation is the one the view was read at (@catalog_generation,
+// migration 00034); no vault token of the session carries a 3-D Secure directory server
+// (a kept view has none, and delegate_payment stores tokens without writing the
+// session); each line's stock, as the write priced it (@stocks[i], -1 for
+// unlimited), still gives the same answer for its quantity (@quantities[i]): enough
+// for both, or the same count; and a completion's kept vault token (@token_id, ” for
+// none) still has the expiry and the allowance it was kept with (its use and its
+// deletion, ConsumeVaultToken raises on). Otherwise it fails (SQLSTATE AC414, as
+// LockUnchangedSession), the transaction aborts, and the write runs again from a view
+// read under the session's lock.
+func (q *Queries) CheckKeptViewCurrent(ctx context.Context, arg CheckKeptViewCurrentParams) error {
+	_, err := q.db.Exec(ctx, checkKeptViewCurrent,
+		arg.CatalogGeneration,
+		arg.CheckoutSessionID,
+		arg.VariantIds,
+		arg.Quantities,
+		arg.Stocks,
+		arg.TokenID,
+		arg.TokenExpiresAt,
+		arg.TokenMaxAmount,
+	)
+	return err
+}
+
 const getCatalogFor = `-- name: GetCatalogFor :one
 SELECT
     array_to_json(ARRAY(SELECT to_json(v) FROM variants v
@@ -27,7 +80,8 @@ SELECT
         ORDER BY r.region DESC
         LIMIT 1), 0)::integer AS tax_rate_bps,
     array_to_json(ARRAY(SELECT to_json(m)
-        FROM marketing_consents m WHERE m.contact = ANY(p.contacts) ORDER BY m.contact, m.channel))::json AS marketing_consents
+        FROM marketing_consents m WHERE m.contact = ANY(p.contacts) ORDER BY m.contact, m.channel))::json AS marketing_consents,
+    (SELECT g.generation FROM catalog_generation g)::bigint AS catalog_generation
 FROM (SELECT $1::text[] AS variant_ids, $2::text AS checkout_session_id,
     $3::text AS buyer_email, $4::text[] AS codes, $5::text AS tax_country,
     $6::text AS tax_region, $7::text[] AS contacts, $8::boolean AS has_order
@@ -51,6 +105,7 @@ type GetCatalogForRow struct {
 	Discounts          []byte `json:"discounts"`
 	TaxRateBps         int32  `json:"tax_rate_bps"`
 	MarketingConsents  []byte `json:"marketing_consents"`
+	CatalogGeneration  int64  `json:"catalog_generation"`
 }
 
 // The catalog a create or an update quotes against, in one statement, with the stored
@@ -60,7 +115,8 @@ type GetCatalogForRow struct {
 // address, @tax_country is ” and no rate is found (0). @has_order says whether the
 // session may have an order (it is no longer open): only then are the discounts its
 // order redeemed read (migration 00033).
-// Its sets are json arrays, built as GetSessionView's.
+// Its sets are json arrays, built as GetSessionView's; catalog_generation is
+// GetSessionView's.
 // The parameters are read through the subquery p, which OFFSET 0 keeps from being
 // flattened into the statement, so the planner sees no parameter's value: the plan is
 // the same for every call, and PostgreSQL's plan cache keeps the generic one (planned
@@ -86,6 +142,7 @@ func (q *Queries) GetCatalogFor(ctx context.Context, arg GetCatalogForParams) (G
 		&i.Discounts,
 		&i.TaxRateBps,
 		&i.MarketingConsents,
+		&i.CatalogGeneration,
 	)
 	return i, err
 }
@@ -130,7 +187,8 @@ SELECT s.id, s.state, s.currency, s.buyer, s.fulfillment_address, s.fulfillment_
             'authentication_directory_server', t.authentication_directory_server)
         FROM vault_tokens t WHERE t.id = $2::text AND t.owner = s.owner)::jsonb AS vault_token,
     (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number,
-    (s.xmin::text)::bigint AS row_version
+    (s.xmin::text)::bigint AS row_version,
+    (SELECT g.generation FROM catalog_generation g)::bigint AS catalog_generation
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT
@@ -173,6 +231,7 @@ type GetSessionViewRow struct {
 	VaultToken                 []byte          `json:"vault_token"`
 	LastAttemptNumber          int32           `json:"last_attempt_number"`
 	RowVersion                 int64           `json:"row_version"`
+	CatalogGeneration          int64           `json:"catalog_generation"`
 }
 
 // Everything a response shows of a session, in one statement, so that a GET is one
@@ -191,7 +250,9 @@ type GetSessionViewRow struct {
 // its transaction: vault_token is that token's row as a completion checks it (NULL
 // when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
 // which a PSP completion numbers its payment attempt after. row_version is the row's
-// xmin, which LockUnchangedSession checks.
+// xmin, which LockUnchangedSession checks; catalog_generation is the catalog's
+// (migration 00034), which a write started from this view kept checks
+// (CheckKeptViewCurrent).
 // The variants are looked up by their ids as an array (= ANY), each through the primary
 // key: as a join (IN), the plans of a busy database merged the session's lines with the
 // whole variants index in id order, and read every variant whose id sorts before the
@@ -254,6 +315,21 @@ func (q *Queries) GetSessionView(ctx context.Context, arg GetSessionViewParams) 
 		&i.VaultToken,
 		&i.LastAttemptNumber,
 		&i.RowVersion,
+		&i.CatalogGeneration,
 	)
 	return i, err
+}
+
+const sessionRowVersion = `-- name: SessionRowVersion :one
+SELECT (xmin::text)::bigint AS row_version FROM checkout_sessions WHERE id = $1
+`
+
+// The version of the session row (its xmin, as GetSessionView's row_version), read
+// along after a write to it, in its transaction: the version the write leaves, which
+// the view the write answered with is kept under.
+func (q *Queries) SessionRowVersion(ctx context.Context, id string) (int64, error) {
+	row := q.db.QueryRow(ctx, sessionRowVersion, id)
+	var row_version int64
+	err := row.Scan(&row_version)
+	return row_version, err
 }

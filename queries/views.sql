@@ -15,7 +15,9 @@
 -- its transaction: vault_token is that token's row as a completion checks it (NULL
 -- when the owner has no such token). last_attempt_number is LastPaymentAttemptNumber's,
 -- which a PSP completion numbers its payment attempt after. row_version is the row's
--- xmin, which LockUnchangedSession checks.
+-- xmin, which LockUnchangedSession checks; catalog_generation is the catalog's
+-- (migration 00034), which a write started from this view kept checks
+-- (CheckKeptViewCurrent).
 -- The variants are looked up by their ids as an array (= ANY), each through the primary
 -- key: as a join (IN), the plans of a busy database merged the session's lines with the
 -- whole variants index in id order, and read every variant whose id sorts before the
@@ -70,7 +72,8 @@ SELECT sqlc.embed(s),
             'authentication_directory_server', t.authentication_directory_server)
         FROM vault_tokens t WHERE t.id = sqlc.narg(token_id)::text AND t.owner = s.owner)::jsonb AS vault_token,
     (SELECT coalesce(max(a.number), 0) FROM payment_attempts a WHERE a.checkout_session_id = s.id)::integer AS last_attempt_number,
-    (s.xmin::text)::bigint AS row_version
+    (s.xmin::text)::bigint AS row_version,
+    (SELECT g.generation FROM catalog_generation g)::bigint AS catalog_generation
 FROM checkout_sessions s
 LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = s.id
 CROSS JOIN LATERAL (SELECT
@@ -93,7 +96,8 @@ WHERE s.id = @id AND s.owner = @owner;
 -- address, @tax_country is '' and no rate is found (0). @has_order says whether the
 -- session may have an order (it is no longer open): only then are the discounts its
 -- order redeemed read (migration 00033).
--- Its sets are json arrays, built as GetSessionView's.
+-- Its sets are json arrays, built as GetSessionView's; catalog_generation is
+-- GetSessionView's.
 -- The parameters are read through the subquery p, which OFFSET 0 keeps from being
 -- flattened into the statement, so the planner sees no parameter's value: the plan is
 -- the same for every call, and PostgreSQL's plan cache keeps the generic one (planned
@@ -117,8 +121,42 @@ SELECT
         ORDER BY r.region DESC
         LIMIT 1), 0)::integer AS tax_rate_bps,
     array_to_json(ARRAY(SELECT to_json(m)
-        FROM marketing_consents m WHERE m.contact = ANY(p.contacts) ORDER BY m.contact, m.channel))::json AS marketing_consents
+        FROM marketing_consents m WHERE m.contact = ANY(p.contacts) ORDER BY m.contact, m.channel))::json AS marketing_consents,
+    (SELECT g.generation FROM catalog_generation g)::bigint AS catalog_generation
 FROM (SELECT @variant_ids::text[] AS variant_ids, @checkout_session_id::text AS checkout_session_id,
     @buyer_email::text AS buyer_email, @codes::text[] AS codes, @tax_country::text AS tax_country,
     @tax_region::text AS tax_region, @contacts::text[] AS contacts, @has_order::boolean AS has_order
     OFFSET 0) p;
+
+-- name: CheckKeptViewCurrent :exec
+-- Checks, in the transaction of a write started from a view this instance kept (the
+-- session view cache, docs/PERFORMANCE.md), after LockUnchangedSession locked the
+-- session unchanged, that what the view showed of the rest of the database is still
+-- so: the catalog's generation is the one the view was read at (@catalog_generation,
+-- migration 00034); no vault token of the session carries a 3-D Secure directory server
+-- (a kept view has none, and delegate_payment stores tokens without writing the
+-- session); each line's stock, as the write priced it (@stocks[i], -1 for
+-- unlimited), still gives the same answer for its quantity (@quantities[i]): enough
+-- for both, or the same count; and a completion's kept vault token (@token_id, '' for
+-- none) still has the expiry and the allowance it was kept with (its use and its
+-- deletion, ConsumeVaultToken raises on). Otherwise it fails (SQLSTATE AC414, as
+-- LockUnchangedSession), the transaction aborts, and the write runs again from a view
+-- read under the session's lock.
+SELECT raise_session_moved()
+WHERE (SELECT g.generation FROM catalog_generation g) <> @catalog_generation::bigint
+    OR EXISTS (SELECT 1 FROM vault_tokens t
+        WHERE t.checkout_session_id = @checkout_session_id::text AND t.authentication_directory_server IS NOT NULL)
+    OR EXISTS (SELECT 1
+        FROM (SELECT unnest(@variant_ids::text[]) AS variant_id, unnest(@quantities::integer[]) AS quantity,
+            unnest(@stocks::integer[]) AS stock) r
+        LEFT JOIN variants v ON v.id = r.variant_id
+        WHERE NOT (v.stock_quantity IS NOT DISTINCT FROM nullif(r.stock, -1)
+            OR (coalesce(v.stock_quantity >= r.quantity, true) AND (r.stock = -1 OR r.stock >= r.quantity))))
+    OR (@token_id::text <> '' AND NOT EXISTS (SELECT 1 FROM vault_tokens t
+        WHERE t.id = @token_id::text AND t.expires_at = @token_expires_at::timestamptz AND t.max_amount = @token_max_amount::bigint));
+
+-- name: SessionRowVersion :one
+-- The version of the session row (its xmin, as GetSessionView's row_version), read
+-- along after a write to it, in its transaction: the version the write leaves, which
+-- the view the write answered with is kept under.
+SELECT (xmin::text)::bigint AS row_version FROM checkout_sessions WHERE id = @id;

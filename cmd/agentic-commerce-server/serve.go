@@ -98,10 +98,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("payment gateway: %w", err)
 	}
 	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
+	// The vault shares its cache, for the tokens its completions use.
+	cache := postgres.NewSessionCache(cfg.SessionCacheSize)
 	store := postgres.NewStore(pool, postgres.StoreConfig{
 		TTL: cfg.SessionTTL, Gateway: psp, PublicBaseURL: cfg.PublicBaseURL,
 		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,
 		ConsentOptions: cfg.MarketingConsentOptions, PaymentAttemptTimeout: cfg.PaymentAttemptTimeout,
+		SessionCache: cache,
 	})
 	orders := postgres.NewOrders(pool, cfg.WebhookURL != "").WithGateway(psp)
 	api := httpapi.New(httpapi.Config{
@@ -114,7 +117,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}, httpapi.Deps{
 		Sessions:    store,
 		Carts:       store,
-		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime),
+		Vault:       postgres.NewVault(pool, payment.NewFingerprinter(cfg.CardFingerprintKey)).WithTokenLifetime(cfg.VaultTokenMaxLifetime).WithSessionCache(cache),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Idempotency: idem,
 		Orders:      orders,

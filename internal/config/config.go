@@ -24,15 +24,22 @@ import (
 type Config struct {
 	// Environment (ENVIRONMENT: development, the default, or production) decides whether
 	// unsafe settings are refused (production) or only warned about; see CheckServe.
-	Environment    string
-	DatabaseURL    string        // DATABASE_URL (required)
-	Host           string        // HOST, default 0.0.0.0
-	Port           int           // PORT, default 8080
-	LogLevel       slog.Level    // LOG_LEVEL: debug, info (default), warn, error
-	MaxBodyBytes   int64         // MAX_BODY_BYTES, default 1048576 (1 MiB)
-	SessionTTL     time.Duration // SESSION_TTL, Go duration, default 1h
-	PublicBaseURL  string        // PUBLIC_BASE_URL, default http://localhost:PORT
-	MigrateOnStart bool          // MIGRATE_ON_START, default true
+	Environment  string
+	DatabaseURL  string        // DATABASE_URL (required)
+	Host         string        // HOST, default 0.0.0.0
+	Port         int           // PORT, default 8080
+	LogLevel     slog.Level    // LOG_LEVEL: debug, info (default), warn, error
+	MaxBodyBytes int64         // MAX_BODY_BYTES, default 1048576 (1 MiB)
+	SessionTTL   time.Duration // SESSION_TTL, Go duration, default 1h
+	// SessionCacheSize (SESSION_CACHE_SIZE, default 0: off) is how many sessions' views,
+	// and as many vault tokens, one instance keeps in memory between a session's writes,
+	// so that its next update or completion need not read them again. It pays on one
+	// instance, or behind a load balancer that sends a session's requests to one
+	// instance; behind one that does not, a kept view is mostly out of date and costs a
+	// round trip (docs/operations.md, "The session view cache").
+	SessionCacheSize int
+	PublicBaseURL    string // PUBLIC_BASE_URL, default http://localhost:PORT
+	MigrateOnStart   bool   // MIGRATE_ON_START, default true
 	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM/SIGINT
 	// (SHUTDOWN_TIMEOUT, default 20s).
 	ShutdownTimeout time.Duration
@@ -193,6 +200,10 @@ type APIKey struct {
 	Key  string
 }
 
+// maxSessionCacheSize bounds SESSION_CACHE_SIZE: a kept view takes a few KiB, so a
+// million of them would be gigabytes.
+const maxSessionCacheSize = 1_000_000
+
 // Load reads the configuration through getenv (os.Getenv in production) and reports every
 // invalid value at once.
 func Load(getenv func(string) string) (Config, error) {
@@ -237,6 +248,11 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.MaxBodyBytes = maxBody
 
 	cfg.SessionTTL = duration(get, "SESSION_TTL", "1h", time.Minute, &errs)
+	cacheSize, err := strconv.Atoi(get("SESSION_CACHE_SIZE", "0"))
+	if err != nil || cacheSize < 0 || cacheSize > maxSessionCacheSize {
+		errs = append(errs, fmt.Errorf("SESSION_CACHE_SIZE must be an integer from 0 (off) to %d, got %q", maxSessionCacheSize, getenv("SESSION_CACHE_SIZE")))
+	}
+	cfg.SessionCacheSize = cacheSize
 	cfg.ShutdownTimeout = duration(get, "SHUTDOWN_TIMEOUT", "20s", time.Second, &errs)
 	cfg.TimerSlack = duration(get, "TIMER_SLACK", "1ms", 0, &errs)
 	if cfg.TimerSlack > maxTimerSlack {

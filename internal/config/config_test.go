@@ -27,7 +27,7 @@ func TestLoadDefaults(t *testing.T) {
 		cfg.SessionTTL != time.Hour || !cfg.MigrateOnStart || cfg.PublicBaseURL != "http://localhost:8080" ||
 		cfg.TermsOfUseURL != "" || cfg.PrivacyPolicyURL != "" || cfg.ShopPoliciesURL != "" ||
 		cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.PaymentAttemptTimeout != time.Minute ||
-		cfg.PaymentRecoveryInterval != 30*time.Second || cfg.PaymentInDoubtAfter != 24*time.Hour {
+		cfg.PaymentRecoveryInterval != 30*time.Second || cfg.PaymentInDoubtAfter != 24*time.Hour || cfg.SessionCacheSize != 0 {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	// No link points at a page nobody serves; the missing terms are warned about.
@@ -43,6 +43,7 @@ func TestLoadValues(t *testing.T) {
 		"MAX_BODY_BYTES": "4096", "SESSION_TTL": "30m", "PUBLIC_BASE_URL": "https://shop.example/",
 		"MIGRATE_ON_START": "false", "SHOP_POLICIES_URL": "https://shop.example/policies",
 		"TERMS_OF_USE_URL": "https://shop.example/terms", "PRIVACY_POLICY_URL": "https://shop.example/privacy",
+		"SESSION_CACHE_SIZE": "5000",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func TestLoadValues(t *testing.T) {
 	if cfg.Addr() != "127.0.0.1:9000" || cfg.LogLevel != slog.LevelDebug || cfg.MaxBodyBytes != 4096 ||
 		cfg.SessionTTL != 30*time.Minute || cfg.MigrateOnStart || cfg.PublicBaseURL != "https://shop.example" ||
 		cfg.TermsOfUseURL != "https://shop.example/terms" || cfg.PrivacyPolicyURL != "https://shop.example/privacy" ||
-		cfg.ShopPoliciesURL != "https://shop.example/policies" {
+		cfg.ShopPoliciesURL != "https://shop.example/policies" || cfg.SessionCacheSize != 5000 {
 		t.Errorf("cfg = %+v", cfg)
 	}
 	for _, w := range cfg.Warnings() {
@@ -73,12 +74,13 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		"PORT": "http", "LOG_LEVEL": "loud", "MAX_BODY_BYTES": "-1", "SESSION_TTL": "soon",
 		"MIGRATE_ON_START": "maybe", "PUBLIC_BASE_URL": "shop.example", "API_KEYS": "short",
 		"SIGNING_SECRET": "short", "RATE_LIMIT_RPS": "-1", "IDEMPOTENCY_TTL": "1h", "WEBHOOK_URL": "http://x", "ADMIN_API_KEYS": "short",
+		"SESSION_CACHE_SIZE": "-1",
 	}))
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{"DATABASE_URL", "PORT", "LOG_LEVEL", "MAX_BODY_BYTES", "SESSION_TTL", "MIGRATE_ON_START", "PUBLIC_BASE_URL", "API_KEYS",
-		"SIGNING_SECRET", "RATE_LIMIT_RPS", "IDEMPOTENCY_TTL", "WEBHOOK_SECRET", "ADMIN_API_KEYS"} {
+		"SIGNING_SECRET", "RATE_LIMIT_RPS", "IDEMPOTENCY_TTL", "WEBHOOK_SECRET", "ADMIN_API_KEYS", "SESSION_CACHE_SIZE"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -128,6 +130,8 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	pool := e.pool
 	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
 	sc := postgres.StoreConfig{TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true}
+	// Each instance keeps its own views, as serve's processes do.
+	sc.SessionCache = postgres.NewSessionCache(testSessionCacheSize(e.t))
 	for _, o := range e.storeOpts {
 		o(&sc)
 	}
@@ -136,7 +140,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		Sessions:    store,
 		Carts:       store,
 		Consents:    postgres.NewConsents(pool),
-		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))),
+		Vault:       postgres.NewVault(pool, payment.NewFingerprinter([]byte(testFingerprintKey))).WithSessionCache(sc.SessionCache),
 		Idempotency: postgres.NewIdempotency(pool, recoverAfter),
 		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true).WithGateway(e.gateway),
@@ -149,6 +153,23 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 	srv := httptest.NewServer(api)
 	e.t.Cleanup(srv.Close)
 	return srv
+}
+
+// testSessionCacheSize is the SESSION_CACHE_SIZE of every instance the API tests start:
+// TEST_SESSION_CACHE_SIZE, 0 (no cache) by default. make test runs the package a
+// second time with one, so that every behaviour and every race is also checked with
+// writes that start from kept views.
+func testSessionCacheSize(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("TEST_SESSION_CACHE_SIZE")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("TEST_SESSION_CACHE_SIZE must be an integer >= 0, got %q", v)
+	}
+	return n
 }
 
 // on returns a copy of e that sends its requests to srv, another instance on e's database.

@@ -35,7 +35,14 @@ var roundTripCeilings = []struct {
 	{op: "replay", ceiling: 1},
 	{op: "cancel", ceiling: 2},
 	{op: "cancel_replay", ceiling: 1},
+	// With a SESSION_CACHE_SIZE, on the instance that wrote the session last.
+	{op: "update_kept", ceiling: 1},
+	{op: "complete_kept", ceiling: 2},
 }
+
+// withoutSessionCache configures a store without a SessionCache, whatever
+// TEST_SESSION_CACHE_SIZE says: the counts of roundtrips.txt are those of the default.
+func withoutSessionCache(c *postgres.StoreConfig) { c.SessionCache = nil }
 
 // TestRoundTrips runs each checkout operation through the API, in both versions, and
 // holds its round trips to PostgreSQL to its ceiling. Every POST carries an
@@ -47,7 +54,7 @@ func TestRoundTrips(t *testing.T) {
 	for _, v := range []string{"2025-09-29", v0417} {
 		t.Run(v, func(t *testing.T) {
 			e := mustEnvVersion(t, v, time.Minute)
-			e.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.ConsentOptions = consentOptions }}
+			e.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache, func(c *postgres.StoreConfig) { c.ConsentOptions = consentOptions }}
 			e.server = e.startServer(time.Minute)
 
 			counts, sentBy := map[string]int{}, map[string][]string{}
@@ -150,11 +157,30 @@ func TestRoundTrips(t *testing.T) {
 			// view serves the update: the buyer only counts for a discount with a
 			// per-buyer limit, and the demo catalog has none.
 			plain := mustEnvVersion(t, v, time.Minute)
+			plain.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache}
+			plain.server = plain.startServer(time.Minute)
 			anonymous := plain.mustSession(plain.do(http.MethodPost, "/checkout_sessions",
 				plain.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
 			measureOn(plain, "update_buyer", func() response {
 				return plain.do(http.MethodPost, "/checkout_sessions/"+anonymous, plain.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
 					"Idempotency-Key", newKey())
+			}, http.StatusOK)
+
+			// With a session cache, the instance that wrote the session last starts its
+			// next update and its completion from the view it kept, and the token it
+			// stored: no read (docs/PERFORMANCE.md, "The session view cache").
+			kept := mustEnvVersion(t, v, time.Minute)
+			kept.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
+			kept.server = kept.startServer(time.Minute)
+			keptID := kept.mustSession(kept.do(http.MethodPost, "/checkout_sessions",
+				kept.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+			keptUpdate := measureOn(kept, "update_kept", func() response {
+				return kept.do(http.MethodPost, "/checkout_sessions/"+keptID, kept.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
+					"Idempotency-Key", newKey())
+			}, http.StatusOK)
+			keptToken := delegate(kept, keptID, totals(t, kept.mustSession(keptUpdate, http.StatusOK))["total"], "usd", visaNumber, "9871")
+			measureOn(kept, "complete_kept", func() response {
+				return kept.do(http.MethodPost, "/checkout_sessions/"+keptID+"/complete", kept.completeBody(keptToken), "Idempotency-Key", newKey())
 			}, http.StatusOK)
 
 			checkCompleteScript(t, sentBy["complete"])

@@ -123,3 +123,7 @@ func WithRiddenTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferred *
 	})
 	return err
 }
+
+// VariantColumnsOutsideGeneration are the columns of variants that the catalog's
+// generation does not count (TestCatalogGenerationCoversTheVariants).
+var VariantColumnsOutsideGeneration = variantColumnsOutsideGeneration

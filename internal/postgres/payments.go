@@ -64,11 +64,20 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // after the idempotency key's look-up, reading ahead of its locks (completeReadAhead),
 // or, for a session to which a usage-limited discount may apply or whose session or
 // token changed between the two, two more under its locks (completeUnderLocks).
+//
+// With a SessionCache holding the session's view and the token, the first round trip
+// goes: the completion is one round trip, checked as an update from a kept view is
+// (writeReadAhead). One refused from the kept view runs again from a view read.
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
-	view, err := s.completeReadAhead(ctx, owner, id, c)
+	view, refusedKept, err := s.completeReadAhead(ctx, owner, id, c, true)
+	if refusedKept {
+		view, _, err = s.completeReadAhead(ctx, owner, id, c, false)
+	}
 	if errors.Is(err, errReadUnderLocks) || isSessionMoved(err) || isTokenChanged(err) {
 		view, err = s.completeUnderLocks(ctx, owner, id, c)
 	}
+	// Completed, the session has no next write; refused, its next starts from a read.
+	s.cache.dropCompleted(id, c.Token)
 	return view, err
 }
 
@@ -105,16 +114,24 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 // use locks it, after the session and before the stock, the lock order of every
 // completion. A transaction that raised wrote nothing, so running again under the locks
 // gives the answer the locked read gives.
-func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
+//
+// fromKept lets the view and the token kept by the SessionCache stand for the read
+// (step 1), checked in step 2 (CheckKeptViewCurrent); refusedKept says the completion
+// was refused from them, before anything was sent.
+func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion, fromKept bool) (view checkout.View, refusedKept bool, err error) {
 	var lines []checkout.Line
-	view, err := withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
-		// The view takes no lock (LockUnchangedSession does, with the writes), so it is
-		// read outside the transaction, and the writes are its only round trip.
-		tx.readOutside()
+	view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 		q, deferred := db.New(tx), tx.deferred()
-		sv, err := s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &c.Token, Now: now})
-		if err != nil {
-			return checkout.View{}, err
+		refusedKept = false
+		sv, kept := s.cache.view(owner, id, c.Token, now)
+		if kept = kept && fromKept; !kept {
+			// The view takes no lock (LockUnchangedSession does, with the writes), so it
+			// is read outside the transaction, and the writes are its only round trip.
+			tx.readOutside()
+			var err error
+			if sv, err = s.readSessionView(ctx, q, db.GetSessionViewParams{ID: id, Owner: owner, TokenID: &c.Token, Now: now}); err != nil {
+				return checkout.View{}, err
+			}
 		}
 		if mayApplyLimited(sv.read.parts.discounts) {
 			return checkout.View{}, errReadUnderLocks
@@ -122,11 +139,17 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
+		if kept {
+			if err := checkKeptView(ctx, deferred, sv.read.generation, sv.session, &sv.read, sv.token); err != nil {
+				return checkout.View{}, err
+			}
+		}
 		view, err := s.completeFromView(ctx, tx, sv, c, now)
+		refusedKept = kept && err != nil
 		lines = sv.session.Lines
 		return view, err
 	})
-	return view, pipelinedCompletionError(err, lines)
+	return view, refusedKept, pipelinedCompletionError(err, lines)
 }
 
 // mayApplyLimited reports whether one of the discounts a view read may apply has a
@@ -646,6 +669,8 @@ type Vault struct {
 	fingerprint payment.Fingerprinter
 	now         func() time.Time
 	lifetime    time.Duration
+	// cache keeps the tokens stored, for the Store of the same instance (nil: none).
+	cache *SessionCache
 }
 
 // DefaultTokenLifetime caps how long a vault token can pay, whatever expiry its
@@ -666,6 +691,13 @@ func (v *Vault) WithTokenLifetime(d time.Duration) *Vault {
 	return v
 }
 
+// WithSessionCache makes v keep the tokens it stores in c, the SessionCache of the
+// instance's Store, whose completions then need not read them, and returns v.
+func (v *Vault) WithSessionCache(c *SessionCache) *Vault {
+	v.cache = c
+	return v
+}
+
 // Delegate validates d and stores a new single-use token for it, owned by owner. Only
 // what PCI DSS lets a merchant keep is written: never the card number, the CVC or the
 // cryptogram. The request's idempotency claim, the token, the record of the response and
@@ -675,9 +707,13 @@ func (v *Vault) Delegate(ctx context.Context, owner string, d *payment.Delegatio
 		return payment.Token{}, err
 	}
 	// Nothing is read: the deferred claim rides the COMMIT (pipelinedTx.commitRidden).
-	return withRiddenRecordedTxV(ctx, v.pool, v.now, func(_, deferred *db.Queries, now time.Time) (payment.Token, error) {
+	t, err := withRiddenRecordedTxV(ctx, v.pool, v.now, func(_, deferred *db.Queries, now time.Time) (payment.Token, error) {
 		return insertToken(ctx, deferred, owner, d, v.fingerprint, now, v.lifetime)
 	})
+	if err == nil {
+		v.cache.keepToken(owner, t)
+	}
+	return t, err
 }
 
 func insertToken(ctx context.Context, q *db.Queries, owner string, d *payment.Delegation, fp payment.Fingerprinter, now time.Time, lifetime time.Duration) (payment.Token, error) {

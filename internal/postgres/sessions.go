@@ -38,6 +38,8 @@ type Store struct {
 	// attemptTimeout is how long a payment attempt's PSP call may run before the
 	// attempt is stale and may be taken over.
 	attemptTimeout time.Duration
+	// cache keeps the views of this instance's writes (nil: none).
+	cache *SessionCache
 }
 
 // StoreConfig configures a Store.
@@ -61,6 +63,9 @@ type StoreConfig struct {
 	// is stale: another completion or the recovery job may then ask the PSP again with
 	// the same idempotency key (0: DefaultPaymentAttemptTimeout).
 	PaymentAttemptTimeout time.Duration
+	// SessionCache keeps the views of the store's writes for the next write of the same
+	// session (nil: none). The Vault of the same instance shares it, for its tokens.
+	SessionCache *SessionCache
 }
 
 // NewStore returns a Store on pool.
@@ -71,6 +76,7 @@ func NewStore(pool *pgxpool.Pool, cfg StoreConfig) *Store {
 		handlers: checkout.PaymentHandlers(cfg.MerchantID, gatewayName(cfg.Gateway)),
 		acquirer: checkout.MockAcquirer(cfg.MerchantID),
 		consents: cfg.ConsentOptions, attemptTimeout: cmp.Or(cfg.PaymentAttemptTimeout, DefaultPaymentAttemptTimeout),
+		cache: cfg.SessionCache,
 	}
 }
 
@@ -138,9 +144,11 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 	}
 	// The catalog is the first round trip's read: the request's idempotency claim rides
 	// in it, outside the transaction, which the writes begin in the second.
-	return withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+	var kept keptWrite
+	view, err := withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+		q, deferred := db.New(tx), tx.deferred()
 		sess := &checkout.Session{ID: checkout.NewID("cs_"), Owner: owner, State: checkout.StateOpen}
-		cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, nil)
+		cat, consents, read, err := s.applyChangesAhead(ctx, q, sess, ch, now, nil)
 		if err != nil {
 			return checkout.View{}, err
 		}
@@ -169,14 +177,13 @@ func (s *Store) CreateSession(ctx context.Context, owner string, ch checkout.Cha
 		if err := insertAttribution(ctx, deferred, sess.ID, checkout.FirstTouch, ch.Attribution, "", now); err != nil {
 			return checkout.View{}, err
 		}
-		return s.viewWith(sess, cat, now, nil, consents), nil
+		sv := sessionView{session: sess, catalog: cat, consents: consents, read: *read}
+		return s.viewWith(sess, cat, now, nil, consents), s.keepAfterCommit(ctx, tx, &kept, sv)
 	})
-}
-
-// writeAhead is write in a pipelinedTx: fn reads through q and writes through deferred,
-// so that its writes go out with the record of the response and the COMMIT.
-func (s *Store) writeAhead(ctx context.Context, fn func(q, deferred *db.Queries, now time.Time) (checkout.View, error)) (checkout.View, error) {
-	return withPipelinedRecordedTxV(ctx, s.pool, s.now, fn)
+	if err == nil {
+		s.keep(view.Session.ID, kept)
+	}
+	return view, err
 }
 
 // write runs fn in one transaction and, when the request holds an Idempotency-Key,
@@ -216,7 +223,8 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 	if err := ch.Validate(false); err != nil {
 		return checkout.View{}, err
 	}
-	return s.writeReadAhead(ctx, owner, id, func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, error) {
+	startsFromKept := func(sv sessionView) bool { return s.readServes(sv.session, ch, &sv.read) }
+	return s.writeReadAhead(ctx, owner, id, startsFromKept, func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
 		return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
 	})
 }
@@ -228,34 +236,77 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 // did, apply runs again with the session read under its lock (lockSessionAhead). apply
 // gets the Queries of statements run now (q) and deferred to the writes (deferred), the
 // view read, and expired: the session was found past its expiry, and its cancellation
-// as expired is deferred.
-func (s *Store) writeReadAhead(ctx context.Context, owner, id string,
-	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, error),
+// as expired is deferred. It returns the view it answers with and the catalog read that
+// priced it, which the SessionCache keeps (nil: keep nothing).
+//
+// With a SessionCache, the view this instance kept from the session's last write
+// stands for the read when startsFromKept (nil: never) says apply needs nothing more
+// of the catalog: one round trip, whose writes are checked to start from the session,
+// the catalog and the stock as they are (LockUnchangedSession, CheckKeptViewCurrent).
+// A write that fails that check runs again as when the session changed; one that apply
+// refuses from the kept view runs again from a view read, which gives the refusal (or
+// not) as the database has it.
+func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFromKept func(sessionView) bool,
+	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error),
 ) (checkout.View, error) {
-	view, err := withRiddenRecordedTxV(ctx, s.pool, s.now, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
-		sv, err := s.loadSessionView(ctx, q, owner, id, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
-		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
-			return checkout.View{}, fmt.Errorf("lock session: %w", err)
-		}
-		expired, err := expireAhead(ctx, deferred, sv.session, now)
-		if err != nil {
-			return checkout.View{}, err
-		}
-		return apply(q, deferred, sv, expired, now)
-	})
+	var kept keptWrite
+	run := func(fromKept bool) (view checkout.View, refusedKept bool, err error) {
+		view, err = withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+			q, deferred := db.New(tx), tx.deferred()
+			refusedKept, kept = false, keptWrite{}
+			sv, ok := s.cache.view(owner, id, "", now)
+			if ok = ok && fromKept && startsFromKept != nil && startsFromKept(sv); !ok {
+				var err error
+				if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
+					return checkout.View{}, err
+				}
+			}
+			if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
+				return checkout.View{}, fmt.Errorf("lock session: %w", err)
+			}
+			expired, err := expireAhead(ctx, deferred, sv.session, now)
+			if err != nil {
+				return checkout.View{}, err
+			}
+			generation := sv.read.generation
+			view, read, err := apply(q, deferred, sv, expired, now)
+			if err != nil {
+				refusedKept = ok
+				return view, err
+			}
+			if ok {
+				if err := checkKeptView(ctx, deferred, generation, view.Session, read, nil); err != nil {
+					return view, err
+				}
+			}
+			return view, s.keepAfterCommit(ctx, tx, &kept, keptFrom(sv, view, read))
+		})
+		return view, refusedKept, err
+	}
+	view, refusedKept, err := run(true)
+	if refusedKept {
+		view, _, err = run(false)
+	}
 	if isSessionMoved(err) {
-		view, err = s.writeAhead(ctx, func(q, deferred *db.Queries, now time.Time) (checkout.View, error) {
+		view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+			q, deferred := db.New(tx), tx.deferred()
 			sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
 			if err != nil {
 				return checkout.View{}, err
 			}
-			return apply(q, deferred, sv, expired, now)
+			view, read, err := apply(q, deferred, sv, expired, now)
+			if err != nil {
+				return view, err
+			}
+			return view, s.keepAfterCommit(ctx, tx, &kept, keptFrom(sv, view, read))
 		})
 	}
-	return view, err
+	if err != nil {
+		s.cache.drop(id)
+		return view, err
+	}
+	s.keep(id, kept)
+	return view, nil
 }
 
 // sessionMovedCode is the SQLSTATE of raise_session_moved (migration 00016).
@@ -271,24 +322,24 @@ func isSessionMoved(err error) bool {
 // applyUpdate applies ch to the session of sv, read under its lock or locked unchanged
 // by a statement deferred before these writes (expired: found past its expiry, its
 // cancellation deferred), and defers the writes.
-func (s *Store) applyUpdate(ctx context.Context, q, deferred *db.Queries, sv sessionView, expired bool, ch checkout.Changes, now time.Time) (checkout.View, error) {
+func (s *Store) applyUpdate(ctx context.Context, q, deferred *db.Queries, sv sessionView, expired bool, ch checkout.Changes, now time.Time) (checkout.View, *catalogRead, error) {
 	sess := sv.session
-	cat, consents, err := s.applyChangesAhead(ctx, q, sess, ch, now, &sv.read)
+	cat, consents, read, err := s.applyChangesAhead(ctx, q, sess, ch, now, &sv.read)
 	if err != nil {
-		return checkout.View{}, refuseAfterExpiry(err, expired)
+		return checkout.View{}, nil, refuseAfterExpiry(err, expired)
 	}
 	if err := updateSession(ctx, deferred, sess, now); err != nil {
-		return checkout.View{}, err
+		return checkout.View{}, nil, err
 	}
 	if ch.Items != nil {
 		if err := deferred.DeleteLineItems(ctx, sess.ID); err != nil {
-			return checkout.View{}, fmt.Errorf("delete line items: %w", err)
+			return checkout.View{}, nil, fmt.Errorf("delete line items: %w", err)
 		}
 		if err := insertLineRows(ctx, deferred, sess); err != nil {
-			return checkout.View{}, err
+			return checkout.View{}, nil, err
 		}
 	}
-	return s.viewWith(sess, cat, now, nil, consents), nil
+	return s.viewWith(sess, cat, now, nil, consents), read, nil
 }
 
 // lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out
@@ -319,10 +370,12 @@ func expireAhead(ctx context.Context, deferred *db.Queries, sess *checkout.Sessi
 
 // CancelSession cancels an open session, recording trace (nil: none) with it; a
 // completed or canceled one is refused with checkout.KindNotAllowed. It takes an
-// update's two round trips (writeReadAhead).
+// update's two round trips (writeReadAhead), from a view read: a cancellation is rare,
+// and leaves nothing to keep.
 func (s *Store) CancelSession(ctx context.Context, owner, id string, trace *checkout.IntentTrace) (checkout.View, error) {
-	return s.writeReadAhead(ctx, owner, id, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, error) {
-		return s.applyCancel(ctx, deferred, sv, expired, trace, now)
+	return s.writeReadAhead(ctx, owner, id, nil, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
+		view, err := s.applyCancel(ctx, deferred, sv, expired, trace, now)
+		return view, nil, err
 	})
 }
 

@@ -29,6 +29,9 @@ type sessionView struct {
 	// version is the version of the session row read (its xmin), which
 	// LockUnchangedSession checks.
 	version int64
+	// authenticationAsked says the session row holds the 3-D Secure a PSP asked for at
+	// an earlier completion (a view that shows it is not kept: SessionCache).
+	authenticationAsked bool
 }
 
 // catalogRead is a catalog and the consents of a view as read, before they are checked
@@ -37,6 +40,9 @@ type catalogRead struct {
 	variants []db.Variant
 	options  []db.FulfillmentOption
 	parts    loadedParts
+	// generation is the catalog's generation the read saw (migration 00034), which a
+	// write started from a kept view checks (CheckKeptViewCurrent).
+	generation int64
 }
 
 // loadSessionView reads owner's session id with everything its view needs at now in one
@@ -98,7 +104,7 @@ func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSess
 	}
 
 	sv := sessionView{session: sess, catalog: catalogOf(variants, options), read: catalogRead{
-		variants: variants, options: options, parts: loadedParts{
+		variants: variants, options: options, generation: row.CatalogGeneration, parts: loadedParts{
 			codes: row.NormalizedCodes, buyerEmail: row.BuyerEmail, discounts: discounts,
 			taxCountry: row.TaxCountry, taxRegion: row.TaxRegion, taxRateBps: row.TaxRateBps,
 			contacts: row.ConsentContacts, consents: consents,
@@ -108,6 +114,7 @@ func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSess
 		sv.token = tokenFromRow(*token)
 	}
 	sv.lastAttempt, sv.version = row.LastAttemptNumber, row.RowVersion
+	sv.authenticationAsked = row.CheckoutSession.AuthenticationDirectoryServer != nil
 	sv.consents, err = s.quoteParts(ctx, q, sess, &sv.catalog, sv.read.parts)
 	if err != nil {
 		return sessionView{}, err
@@ -174,26 +181,40 @@ func (s *Store) quoteParts(ctx context.Context, q *db.Queries, sess *checkout.Se
 // session's view (nil: none), already holds what the changes need: the variants of
 // their items, and discounts, a tax rate and consents read with the parameters the
 // changes are expected to leave. quoteParts loads again what the changes left
-// otherwise. It returns the catalog and the marketing channels the view offers.
-func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time, read *catalogRead) (checkout.Catalog, []checkout.OfferedConsent, error) {
-	expected := expectedAfter(sess, ch)
-	want := loadedParts{codes: normalizedCodes(expected), buyerEmail: buyerKey(expected.Buyer), contacts: s.consentContacts(expected)}
-	if addr := expected.FulfillmentAddress; addr != nil {
-		want.taxCountry, want.taxRegion = addr.TaxRegion()
-	}
-	ids := checkout.VariantIDs(sess, ch)
+// otherwise. It returns the catalog and the marketing channels the view offers, and
+// the read the catalog was made of.
+func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *checkout.Session, ch checkout.Changes, now time.Time, read *catalogRead) (checkout.Catalog, []checkout.OfferedConsent, *catalogRead, error) {
+	ids, want := s.readFor(sess, ch)
 	if read == nil || !read.serves(ids, want) {
 		var err error
 		if read, err = readCatalogFor(ctx, q, sess, ids, want); err != nil {
-			return checkout.Catalog{}, nil, err
+			return checkout.Catalog{}, nil, nil, err
 		}
 	}
 	cat := catalogOf(read.variants, read.options)
 	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
-		return cat, nil, err
+		return cat, nil, nil, err
 	}
 	consents, err := s.quoteParts(ctx, q, sess, &cat, read.parts)
-	return cat, consents, err
+	return cat, consents, read, err
+}
+
+// readFor is what applyChangesAhead needs read to apply ch to sess: the variants
+// ids, and the parts read with the parameters of want.
+func (s *Store) readFor(sess *checkout.Session, ch checkout.Changes) (ids []string, want loadedParts) {
+	expected := expectedAfter(sess, ch)
+	want = loadedParts{codes: normalizedCodes(expected), buyerEmail: buyerKey(expected.Buyer), contacts: s.consentContacts(expected)}
+	if addr := expected.FulfillmentAddress; addr != nil {
+		want.taxCountry, want.taxRegion = addr.TaxRegion()
+	}
+	return checkout.VariantIDs(sess, ch), want
+}
+
+// readServes reports whether read, the catalog of sess's view, holds what
+// applyChangesAhead needs to apply ch to sess, so that it reads nothing more.
+func (s *Store) readServes(sess *checkout.Session, ch checkout.Changes, read *catalogRead) bool {
+	ids, want := s.readFor(sess, ch)
+	return read.serves(ids, want)
 }
 
 // serves reports whether r holds the variants ids and parts read with the parameters
@@ -234,7 +255,7 @@ func readCatalogFor(ctx context.Context, q *db.Queries, sess *checkout.Session, 
 	if err != nil {
 		return nil, fmt.Errorf("load catalog: %w", err)
 	}
-	read := &catalogRead{parts: want}
+	read := &catalogRead{parts: want, generation: row.CatalogGeneration}
 	read.parts.taxRateBps = row.TaxRateBps
 	if err := decodeColumns(id,
 		variantsDecoded.column(row.Variants, &read.variants, "variants"),

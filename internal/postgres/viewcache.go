@@ -1,0 +1,292 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/db"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+)
+
+// SessionCache keeps, in one instance's memory, the view each session's last write
+// answered with and the vault tokens the instance stored, so that the session's next
+// update or completion starts from them instead of reading the view again: one round
+// trip and most of PostgreSQL's work less (docs/PERFORMANCE.md, "The session view
+// cache"). Nothing kept is trusted: the write that starts from a kept view checks, in
+// its own round trip, that the session row is the version the view was kept under
+// (LockUnchangedSession) and that the catalog, the session's 3-D Secure tokens and the
+// stock of its lines still give the same view (CheckKeptViewCurrent). When they do not,
+// the write runs again from a view read under the session's lock, as when a session
+// changes between an uncached write's read and its lock. A kept view serves only the
+// instance that kept it: behind a load balancer without session affinity most writes
+// find the view of another instance's write, out of date, and pay a round trip more.
+//
+// A nil *SessionCache keeps nothing. Its methods are safe for concurrent use.
+type SessionCache struct {
+	limit  int
+	mu     sync.Mutex
+	views  map[string]keptView
+	tokens map[string]keptToken
+}
+
+// variantColumnsOutsideGeneration are the columns of variants whose changes the
+// catalog's generation does not count (migration 00034): the stock, which a kept view's
+// check compares line by line, and updated_at, which no response shows.
+var variantColumnsOutsideGeneration = []string{"stock_quantity", "updated_at"}
+
+// keptView is a session's view as its last write on this instance left it.
+type keptView struct {
+	sv sessionView
+}
+
+// keptToken is a vault token this instance stored, with its owner.
+type keptToken struct {
+	owner string
+	token payment.Token
+}
+
+// NewSessionCache returns a SessionCache that keeps at most limit views and limit
+// tokens, or nil (none) when limit is 0 or less.
+func NewSessionCache(limit int) *SessionCache {
+	if limit <= 0 {
+		return nil
+	}
+	return &SessionCache{limit: limit, views: make(map[string]keptView), tokens: make(map[string]keptToken)}
+}
+
+// keepView keeps sv, the view of an open session as the write that left it at version
+// answered with, when it may serve that session's next write: see cacheable.
+func (c *SessionCache) keepView(sv sessionView, version int64, consents bool) {
+	if c == nil || !cacheable(sv, consents) {
+		c.drop(sv.session.ID)
+		return
+	}
+	sv.session, sv.read, sv.version, sv.token = cloneSession(sv.session), sv.read.clone(), version, nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.views[sv.session.ID]; !ok && len(c.views) >= c.limit {
+		for id := range c.views { // an arbitrary one: map iteration order is random
+			delete(c.views, id)
+			break
+		}
+	}
+	c.views[sv.session.ID] = keptView{sv: sv}
+}
+
+// cacheable reports whether a view may be kept: it must be a view that a read of the
+// session would give whatever other sessions do, and whose every part the check of a
+// write started from it covers (CheckKeptViewCurrent). So not when
+//   - the session is not open (nothing but a read follows);
+//   - the merchant offers marketing consents (consents): their stored decisions change
+//     with other sessions' completions;
+//   - a usage-limited discount may apply: its counts change with other sessions'
+//     completions (a completion counts them under the discounts' locks anyway);
+//   - the session asks for 3-D Secure, by its row or a token: the check covers only
+//     the absence of a token that does;
+//   - its catalog was read with other parameters than the session's own (its variants,
+//     codes, buyer or tax region), so that a part was loaded on its own.
+func cacheable(sv sessionView, consents bool) bool {
+	sess := sv.session
+	if sess.State != checkout.StateOpen || consents || sess.Authentication != nil || sv.authenticationAsked {
+		return false
+	}
+	want := loadedParts{codes: normalizedCodes(sess), buyerEmail: buyerKey(sess.Buyer)}
+	if addr := sess.FulfillmentAddress; addr != nil {
+		want.taxCountry, want.taxRegion = addr.TaxRegion()
+	}
+	return !mayApplyLimited(sv.read.parts.discounts) && sv.read.serves(lineVariantIDs(sess), want)
+}
+
+// view returns a copy of the view kept for owner's session id, open and unexpired at
+// now, with the vault token tokenID ("" for none) when this instance stored it for
+// owner; ok is false when there is none of either.
+func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessionView, ok bool) {
+	if c == nil {
+		return sv, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept, ok := c.views[id]
+	if !ok || kept.sv.session.Owner != owner || kept.sv.session.Expired(now) {
+		return sv, false
+	}
+	sv = kept.sv
+	sv.session, sv.read = cloneSession(sv.session), sv.read.clone()
+	if tokenID != "" {
+		t, ok := c.tokens[tokenID]
+		if !ok || t.owner != owner {
+			return sessionView{}, false
+		}
+		token := t.token
+		sv.token = &token
+	}
+	return sv, true
+}
+
+// drop forgets the view kept for session id.
+func (c *SessionCache) drop(id string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.views, id)
+}
+
+// keepToken keeps t, a vault token owner just stored, unless it asks for 3-D Secure
+// (the check of a kept view covers only the absence of such a token).
+func (c *SessionCache) keepToken(owner string, t payment.Token) {
+	if c == nil || t.AuthenticationDirectoryServer != "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.tokens[t.ID]; !ok && len(c.tokens) >= c.limit {
+		for id := range c.tokens {
+			delete(c.tokens, id)
+			break
+		}
+	}
+	c.tokens[t.ID] = keptTokenOf(owner, t)
+}
+
+// dropCompleted forgets session id's view and the token tokenID once a completion
+// used them (or failed with them).
+func (c *SessionCache) dropCompleted(id, tokenID string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.views, id)
+	delete(c.tokens, tokenID)
+}
+
+// cloneSession is a copy of s that shares nothing a write changes in place.
+func cloneSession(s *checkout.Session) *checkout.Session {
+	c := *s
+	c.Lines = slices.Clone(s.Lines)
+	c.DiscountCodes = slices.Clone(s.DiscountCodes)
+	c.AgentInterventions = slices.Clone(s.AgentInterventions)
+	c.Metadata = maps.Clone(s.Metadata)
+	c.Buyer = clonePtr(s.Buyer)
+	c.FulfillmentAddress = clonePtr(s.FulfillmentAddress)
+	c.FulfillmentContact = clonePtr(s.FulfillmentContact)
+	c.Authentication = clonePtr(s.Authentication)
+	c.CancelTrace = clonePtr(s.CancelTrace)
+	return &c
+}
+
+// lineVariantIDs are the variants of sess's lines.
+func lineVariantIDs(sess *checkout.Session) []string {
+	ids := make([]string, len(sess.Lines))
+	for i, l := range sess.Lines {
+		ids[i] = l.VariantID
+	}
+	return ids
+}
+
+// keptWrite is what a write leaves the SessionCache: the view it answered with and the
+// version of the session row it leaves, read along with its writes (ok: read).
+type keptWrite struct {
+	sv      sessionView
+	version int64
+	ok      bool
+}
+
+// keepAfterCommit notes in k the view sv a write answers with, and queues the read of
+// the session row's version the write leaves (SessionRowVersion), after the writes
+// queued so far: in the COMMIT's round trip, as a read along. Nothing is noted or read
+// when the store keeps no views or sv may not be kept (sv.session nil: none to keep).
+func (s *Store) keepAfterCommit(ctx context.Context, tx *pipelinedTx, k *keptWrite, sv sessionView) error {
+	*k = keptWrite{}
+	if s.cache == nil || sv.session == nil || !cacheable(sv, len(s.consents) > 0) {
+		return nil
+	}
+	k.sv = sv
+	return tx.readAlong(func(q *db.Queries) error {
+		version, err := q.SessionRowVersion(ctx, sv.session.ID)
+		if err != nil {
+			return fmt.Errorf("read session version: %w", err)
+		}
+		k.version, k.ok = version, true
+		return nil
+	})
+}
+
+// keep keeps the view of session id noted in k by a write that committed, or forgets
+// the session's kept view when k holds none.
+func (s *Store) keep(id string, k keptWrite) {
+	if k.ok {
+		s.cache.keepView(k.sv, k.version, len(s.consents) > 0)
+		return
+	}
+	s.cache.drop(id)
+}
+
+// keptFrom is the view to keep of a write that started from sv and answered with view,
+// priced from read (nil: nothing to keep).
+func keptFrom(sv sessionView, view checkout.View, read *catalogRead) sessionView {
+	if read == nil {
+		return sessionView{}
+	}
+	return sessionView{
+		session: view.Session, consents: view.ConsentOptions, read: *read,
+		lastAttempt: sv.lastAttempt, authenticationAsked: sv.authenticationAsked,
+	}
+}
+
+// checkKeptView queues CheckKeptViewCurrent for a write that started from a view kept
+// at the catalog's generation, priced sess from read, and pays with token, a kept one
+// (nil: none).
+func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, sess *checkout.Session, read *catalogRead, token *payment.Token) error {
+	p := db.CheckKeptViewCurrentParams{
+		CatalogGeneration: generation, CheckoutSessionID: sess.ID,
+		VariantIds: make([]string, len(sess.Lines)), Quantities: make([]int32, len(sess.Lines)), Stocks: make([]int32, len(sess.Lines)),
+	}
+	for i, l := range sess.Lines {
+		p.VariantIds[i], p.Quantities[i], p.Stocks[i] = l.VariantID, int32(l.Quantity), -1
+		if j := slices.IndexFunc(read.variants, func(v db.Variant) bool { return v.ID == l.VariantID }); j >= 0 && read.variants[j].StockQuantity != nil {
+			p.Stocks[i] = *read.variants[j].StockQuantity
+		}
+	}
+	if token != nil {
+		p.TokenID, p.TokenExpiresAt, p.TokenMaxAmount = token.ID, token.Allowance.ExpiresAt, token.Allowance.MaxAmount
+	}
+	if err := deferred.CheckKeptViewCurrent(ctx, p); err != nil {
+		return fmt.Errorf("check kept view: %w", err)
+	}
+	return nil
+}
+
+// clone is a copy of r that shares nothing a write changes in place (quoteParts moves
+// the discounts' times to the local zone).
+func (r catalogRead) clone() catalogRead {
+	r.variants = variantsDecoded.clone(r.variants)
+	r.options = optionsDecoded.clone(r.options)
+	ds := slices.Clone(r.parts.discounts)
+	for i := range ds {
+		d := &ds[i].Discount
+		d.StartsAt, d.EndsAt, d.DisabledAt = clonePtr(d.StartsAt), clonePtr(d.EndsAt), clonePtr(d.DisabledAt)
+	}
+	r.parts.discounts = ds
+	return r
+}
+
+// keptToken is the vault token t as a completion reads it from its row (tokenFromRow),
+// from what the Vault stored of it.
+func keptTokenOf(owner string, t payment.Token) keptToken {
+	row := db.VaultToken{
+		ID: t.ID, MaxAmount: t.Allowance.MaxAmount, Currency: t.Allowance.Currency,
+		CheckoutSessionID: t.Allowance.CheckoutSessionID, MerchantID: t.Allowance.MerchantID,
+		// pgx sends a time as whole microseconds, truncated: the row holds no more.
+		ExpiresAt: t.Allowance.ExpiresAt.Truncate(time.Microsecond), ManualReview: t.ManualReview,
+		AuthenticationDirectoryServer: nonEmpty(t.AuthenticationDirectoryServer),
+	}
+	return keptToken{owner: owner, token: *tokenFromRow(row)}
+}

@@ -1,0 +1,289 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/pgtest"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
+)
+
+// cacheEnv is the package's test kit with a SessionCache: its store and vault keep
+// views and tokens, as one instance serving every request of a session does; other is
+// a store without one on the same database, another instance behind a balancer.
+type cacheEnv struct {
+	*outboxEnv
+	trips *pgtest.RoundTrips
+	vault *postgres.Vault
+	other *postgres.Store
+}
+
+func newCacheEnv(t *testing.T) *cacheEnv {
+	t.Helper()
+	trips := &pgtest.RoundTrips{}
+	e := outboxEnvOn(t, pgtest.MustPoolTraced(t, trips), false)
+	cache := postgres.NewSessionCache(100)
+	cfg := postgres.StoreConfig{TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example"}
+	other := postgres.NewStore(e.pool, cfg)
+	cfg.SessionCache = cache
+	e.store = postgres.NewStore(e.pool, cfg)
+	return &cacheEnv{
+		outboxEnv: e, trips: trips, other: other,
+		vault: postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("cache-test-fingerprint-key-0123456789"))).WithSessionCache(cache),
+	}
+}
+
+// measure runs op and returns the round trips it took, and what they sent.
+func (e *cacheEnv) measure(op func() error) (int, []string) {
+	e.t.Helper()
+	var err error
+	n, sent := e.trips.Measure(func() { err = op() })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n, sent
+}
+
+// summary is what a response shows of a session and its quote, but the times of its
+// delivery windows (which the response and a read give at different precisions).
+func summary(v checkout.View) string {
+	s := v.Session
+	q := v.Quote
+	var opts []string
+	for _, o := range q.Options {
+		opts = append(opts, fmt.Sprintf("%s:%d", o.ID, o.Amount))
+	}
+	return fmt.Sprintf("state=%s lines=%+v option=%s auth=%+v codes=%q\nstatus=%s totals=%+v\nlines=%+v\nmessages=%+v\ndiscounts=%+v\noptions=%v",
+		s.State, s.Lines, s.FulfillmentOptionID, s.Authentication, s.DiscountCodes,
+		q.Status, q.Totals, q.Lines, q.Messages, q.Discounts, opts)
+}
+
+// mustAnswerAsRead fails unless view, the answer of a write of session id, shows what
+// a read of the session by another instance shows right after.
+func (e *cacheEnv) mustAnswerAsRead(view checkout.View, id string) {
+	e.t.Helper()
+	read, err := e.other.GetSession(context.Background(), "", id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if got, want := summary(view), summary(read); got != want {
+		e.t.Errorf("the write answered\n%s\nand a read shows\n%s", got, want)
+	}
+}
+
+// A session written through one instance with a SessionCache takes, for its next
+// update and its completion, one round trip each: the kept view and the kept token
+// stand for the read. Each answer is the one a read gives.
+func TestKeptViewsMakeUpdatesAndCompletionsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t)
+	ctx := context.Background()
+	id := e.readySession()
+	var view checkout.View
+	n, sent := e.measure(func() (err error) {
+		view, err = e.store.UpdateSession(ctx, "", id, checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 2}}})
+		return err
+	})
+	if n != 1 {
+		t.Errorf("an update from a kept view took %d round trips, want 1: %q", n, sent)
+	}
+	e.mustAnswerAsRead(view, id)
+	tok := delegateVisa(t, e.vault, id, time.Now().Add(time.Hour))
+	n, sent = e.measure(func() (err error) {
+		view, err = e.store.CompleteSession(ctx, "", id, checkout.Completion{Token: tok.ID, Provider: "stripe"})
+		return err
+	})
+	if n != 1 {
+		t.Errorf("a completion from a kept view and token took %d round trips, want 1: %q", n, sent)
+	}
+	if view.Order == nil || view.Order.Amount != view.Quote.Totals.Total || view.Quote.Totals.Total == 0 {
+		t.Fatalf("completion: order %+v, total %d", view.Order, view.Quote.Totals.Total)
+	}
+	if got := e.count(`SELECT count(*) FROM orders WHERE checkout_session_id = $1 AND amount = $2`, id, view.Order.Amount); got != 1 {
+		t.Errorf("%d orders of the amount answered, want 1", got)
+	}
+	// Without the cache, the same writes read first: the baseline the count is against.
+	id = e.readySession()
+	n, _ = e.measure(func() (err error) {
+		_, err = e.other.UpdateSession(ctx, "", id, checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 2}}})
+		return err
+	})
+	if n != 2 {
+		t.Errorf("an update without a cache took %d round trips, want 2", n)
+	}
+}
+
+// A kept view stands for a read only while nothing it shows changed. Whatever changed
+// behind the instance's back (the catalog, the stock, another instance's write, a card
+// asking for 3-D Secure), the next write answers as a read would, and the write after
+// it is one round trip again.
+func TestKeptViewsAnswerWhatChangedBehindThem(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// change changes something behind the cached store's back.
+		change func(e *cacheEnv, id string)
+		// stale says the change makes the kept view out of date: the write checks it
+		// and runs again from a read (more than one round trip).
+		stale bool
+	}{
+		{"the title of a line's variant", func(e *cacheEnv, _ string) {
+			e.exec(`UPDATE variants SET title = 'Tee, organic' WHERE id = 'item_123'`)
+		}, true},
+		{"a line's variant unavailable", func(e *cacheEnv, _ string) {
+			e.exec(`UPDATE variants SET available = false WHERE id = 'item_123'`)
+		}, true},
+		{"a shipping option's price", func(e *cacheEnv, _ string) {
+			e.exec(`UPDATE fulfillment_options SET amount = amount + 100`)
+		}, true},
+		{"a tax rate", func(e *cacheEnv, _ string) {
+			e.exec(`UPDATE tax_rates SET rate_bps = rate_bps + 100`)
+		}, true},
+		{"an automatic discount", func(e *cacheEnv, _ string) {
+			e.exec(`INSERT INTO discounts (id, title, percent_bps) VALUES ('auto10', 'Ten off', 1000)`)
+		}, true},
+		{"the stock, short of the line", func(e *cacheEnv, _ string) {
+			e.setStock("item_123", 1)
+		}, true},
+		{"the stock, from unlimited to plenty", func(e *cacheEnv, _ string) {
+			e.setStock("item_123", 50)
+		}, false},
+		{"another instance's update", func(e *cacheEnv, id string) {
+			notes := "Leave it at the door."
+			if _, err := e.other.UpdateSession(context.Background(), "", id, checkout.Changes{OrderNotes: &notes}); err != nil {
+				e.t.Fatal(err)
+			}
+		}, true},
+		{"a card delegated on another instance asking for 3-D Secure", func(e *cacheEnv, id string) {
+			v := postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("cache-test-fingerprint-key-0123456789")))
+			delegate3DS(e.t, v, id)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newCacheEnv(t)
+			ctx := context.Background()
+			id := e.readySession()
+			tc.change(e, id)
+			var view checkout.View
+			n, sent := e.measure(func() (err error) {
+				view, err = e.store.UpdateSession(ctx, "", id, checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 2}}})
+				return err
+			})
+			if stale := n > 1; stale != tc.stale {
+				t.Errorf("the update took %d round trips (stale: %v), want stale: %v: %q", n, stale, tc.stale, sent)
+			}
+			e.mustAnswerAsRead(view, id)
+			if view.Session.Authentication != nil {
+				return // a view that asks for 3-D Secure is not kept
+			}
+			n, sent = e.measure(func() (err error) {
+				view, err = e.store.UpdateSession(ctx, "", id, checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}})
+				return err
+			})
+			if n != 1 {
+				t.Errorf("the update after took %d round trips, want 1: %q", n, sent)
+			}
+			e.mustAnswerAsRead(view, id)
+		})
+	}
+}
+
+// A completion from a kept view whose stock ran short meanwhile is refused as one from
+// a read is: out of stock, with the count left, and nothing taken or charged.
+func TestKeptViewCompletionRefusesAStockSoldMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t)
+	ctx := context.Background()
+	e.setStock("item_123", 5)
+	id := e.readySession("item_123", 2)
+	tok := delegateVisa(t, e.vault, id, time.Now().Add(time.Hour))
+	e.setStock("item_123", 1)
+	_, err := e.store.CompleteSession(ctx, "", id, checkout.Completion{Token: tok.ID, Provider: "stripe"})
+	read, rerr := e.other.GetSession(ctx, "", id)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if read.Quote.Status == checkout.StatusReadyForPayment || err == nil {
+		t.Fatalf("completion: %v; the session reads %s", err, read.Quote.Status)
+	}
+	if _, wantErr := e.other.CompleteSession(ctx, "", id, checkout.Completion{Token: tok.ID, Provider: "stripe"}); wantErr == nil || err.Error() != wantErr.Error() {
+		t.Errorf("the kept view's completion was refused with %q, a read's with %v", err, wantErr)
+	}
+	if got := e.count(`SELECT stock_quantity FROM variants WHERE id = 'item_123'`); got != 1 {
+		t.Errorf("stock %d, want 1 (nothing taken)", got)
+	}
+	if got := e.count(`SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); got != 0 {
+		t.Errorf("%d orders, want none", got)
+	}
+}
+
+// The catalog's generation counts the changes a view shows: a completion's stock does
+// not move it, a title does. Every column of variants is either counted or named as
+// one no response shows.
+func TestCatalogGenerationCoversTheVariants(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t)
+	generation := func() int {
+		return e.count(`SELECT generation::int FROM catalog_generation`)
+	}
+	before := generation()
+	e.setStock("item_123", 10)
+	e.exec(`SELECT take_stock(ARRAY['item_123'], ARRAY[1])`)
+	e.exec(`SELECT put_back_stock(ARRAY['item_123'], ARRAY[1])`)
+	if got := generation(); got != before {
+		t.Errorf("the stock moved the generation from %d to %d", before, got)
+	}
+	e.exec(`UPDATE variants SET price_amount = price_amount + 1 WHERE id = 'item_123'`)
+	if got := generation(); got != before+1 {
+		t.Errorf("a price change left the generation at %d, want %d", got, before+1)
+	}
+	columns := e.texts(`SELECT column_name::text FROM information_schema.columns WHERE table_name = 'variants' ORDER BY column_name`)
+	counted := e.texts(`SELECT a.attname::text FROM pg_trigger t
+		JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = ANY(t.tgattr::int2[])
+		WHERE t.tgname = 'variants_catalog_generation' ORDER BY a.attname`)
+	for _, c := range columns {
+		if !slices.Contains(counted, c) && !slices.Contains(postgres.VariantColumnsOutsideGeneration, c) {
+			t.Errorf("column variants.%s is neither counted by the catalog's generation (migration 00034) nor named in variantColumnsOutsideGeneration", c)
+		}
+	}
+}
+
+// setStock sets the stock of variant id.
+func (e *outboxEnv) setStock(id string, n int32) {
+	e.t.Helper()
+	if err := postgres.SetStock(context.Background(), e.pool, id, &n); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// delegate3DS stores in v a vault token for session id of a card whose issuer asks for
+// 3-D Secure.
+func delegate3DS(t *testing.T, v *postgres.Vault, id string) payment.Token {
+	t.Helper()
+	token, err := v.Delegate(context.Background(), "", &payment.Delegation{
+		Card: payment.Card{
+			Type: "card", NumberType: "fpan", Number: "4000000000003220", ExpMonth: "12", ExpYear: "2040",
+			FundingType: "credit", Last4: "3220", Metadata: map[string]string{},
+		},
+		Allowance: payment.Allowance{
+			Reason: "one_time", MaxAmount: 100000, Currency: "usd", CheckoutSessionID: id,
+			MerchantID: "merchant", ExpiresAt: time.Now().Add(time.Hour),
+		},
+		Metadata: map[string]string{},
+		Rules:    payment.Rules{EmptyRiskSignals: true, MaxIINDigits: 8},
+	})
+	if err != nil {
+		t.Fatalf("delegate: %v", err)
+	}
+	if !strings.HasPrefix(token.ID, "vt_") || token.AuthenticationDirectoryServer == "" {
+		t.Fatalf("token %s asks for no 3-D Secure", token.ID)
+	}
+	return token
+}
