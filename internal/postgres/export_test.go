@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -127,3 +128,19 @@ func WithRiddenTx(ctx context.Context, pool *pgxpool.Pool, fn func(q, deferred *
 // VariantColumnsOutsideGeneration are the columns of variants that the catalog's
 // generation does not count (TestCatalogGenerationCoversTheVariants).
 var VariantColumnsOutsideGeneration = variantColumnsOutsideGeneration
+
+// KeepCopies keeps n copies of the view of owner's session id in s's SessionCache, each
+// under an id of its own (BenchmarkKeptViewMemory).
+func (s *Store) KeepCopies(ctx context.Context, owner, id string, n int) error {
+	sv, err := s.loadSessionView(ctx, db.New(s.pool), owner, id, s.now())
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		c, sess := sv, *sv.session
+		sess.ID = fmt.Sprintf("%s_%d", id, i)
+		c.session = &sess
+		s.cache.keepView(c, sv.version, false)
+	}
+	return nil
+}

@@ -46,6 +46,9 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		return checkout.View{}, err
 	}
 	if !payment.IsVaultToken(c.Token) {
+		// Read under its locks; whatever its outcome, the session's kept view is out
+		// of date after it (the SessionCache would find so, a round trip later).
+		s.cache.drop(id)
 		return s.completeInPhases(ctx, owner, id, c)
 	}
 	view, err := s.completeWithVaultToken(ctx, owner, id, c)

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -286,4 +287,37 @@ func delegate3DS(t *testing.T, v *postgres.Vault, id string) payment.Token {
 		t.Fatalf("token %s asks for no 3-D Secure", token.ID)
 	}
 	return token
+}
+
+// BenchmarkKeptViewMemory reports the heap a kept view takes: that of a ready session
+// of one line (buyer, address, an option chosen) in the package's test catalog, kept
+// b.N times. go test -run '^$' -bench KeptViewMemory -benchtime 10000x ./internal/postgres/
+func BenchmarkKeptViewMemory(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.MustPool(b)
+	if _, err := postgres.ImportCatalog(ctx, pool, outboxCatalog); err != nil {
+		b.Fatal(err)
+	}
+	store := postgres.NewStore(pool, postgres.StoreConfig{TTL: time.Hour, SessionCache: postgres.NewSessionCache(b.N)})
+	opt := "standard_shipping"
+	v, err := store.CreateSession(ctx, "", checkout.Changes{
+		Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}},
+		Buyer: &checkout.Buyer{FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com"},
+		FulfillmentAddress: &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "San Francisco", State: "CA",
+			Country: "US", PostalCode: "94131"},
+		FulfillmentOptionID: &opt,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := store.KeepCopies(ctx, "", v.Session.ID, b.N); err != nil {
+		b.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/view")
+	runtime.KeepAlive(store)
 }
