@@ -121,10 +121,16 @@ func storeWithConsents(e *outboxEnv) *postgres.Store {
 // $1,000 until expiresAt.
 func delegateVisa(t *testing.T, v *postgres.Vault, id string, expiresAt time.Time) payment.Token {
 	t.Helper()
+	return delegateCard(t, v, id, "4242424242424242", expiresAt)
+}
+
+// delegateCard is delegateVisa with the card number number.
+func delegateCard(t *testing.T, v *postgres.Vault, id, number string, expiresAt time.Time) payment.Token {
+	t.Helper()
 	token, err := v.Delegate(context.Background(), "", &payment.Delegation{
 		Card: payment.Card{
-			Type: "card", NumberType: "fpan", Number: "4242424242424242", ExpMonth: "12", ExpYear: "2040",
-			FundingType: "credit", Last4: "4242", Metadata: map[string]string{},
+			Type: "card", NumberType: "fpan", Number: number, ExpMonth: "12", ExpYear: "2040",
+			FundingType: "credit", Last4: number[len(number)-4:], Metadata: map[string]string{},
 		},
 		Allowance: payment.Allowance{
 			Reason: "one_time", MaxAmount: 100000, Currency: "usd", CheckoutSessionID: id,

@@ -268,21 +268,7 @@ func (e *outboxEnv) setStock(id string, n int32) {
 // 3-D Secure.
 func delegate3DS(t *testing.T, v *postgres.Vault, id string) payment.Token {
 	t.Helper()
-	token, err := v.Delegate(context.Background(), "", &payment.Delegation{
-		Card: payment.Card{
-			Type: "card", NumberType: "fpan", Number: "4000000000003220", ExpMonth: "12", ExpYear: "2040",
-			FundingType: "credit", Last4: "3220", Metadata: map[string]string{},
-		},
-		Allowance: payment.Allowance{
-			Reason: "one_time", MaxAmount: 100000, Currency: "usd", CheckoutSessionID: id,
-			MerchantID: "merchant", ExpiresAt: time.Now().Add(time.Hour),
-		},
-		Metadata: map[string]string{},
-		Rules:    payment.Rules{EmptyRiskSignals: true, MaxIINDigits: 8},
-	})
-	if err != nil {
-		t.Fatalf("delegate: %v", err)
-	}
+	token := delegateCard(t, v, id, "4000000000003220", time.Now().Add(time.Hour))
 	if !strings.HasPrefix(token.ID, "vt_") || token.AuthenticationDirectoryServer == "" {
 		t.Fatalf("token %s asks for no 3-D Secure", token.ID)
 	}
