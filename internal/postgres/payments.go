@@ -68,8 +68,8 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // or, for a session to which a usage-limited discount may apply or whose session or
 // token changed between the two, two more under its locks (completeUnderLocks).
 //
-// With a SessionCache holding the session's view and the token, the first round trip
-// goes: the completion is one round trip, checked as an update from a kept view is
+// With a SessionCache holding the session's view and the token, the read goes: one
+// round trip after the key's look-up, checked as an update from a kept view is
 // (writeReadAhead). One refused from the kept view runs again from a view read.
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	view, refusedKept, err := s.completeReadAhead(ctx, owner, id, c, true)
