@@ -71,6 +71,7 @@ test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog pa
 #   BENCH_PIN=1             PostgreSQL on half of the CPUs, the server and the load on the others
 #   BENCH_FLASH_STOCK=2000  add the flash sale: 32 agents buy one item with this stock
 #   BENCH_PSP_DELAY=300ms   add the slow-PSP phase: a fake Stripe API answering after the delay
+#   BENCH_SESSION_CACHE=10000  the servers with SESSION_CACHE_SIZE=10000 (a baseline older than the cache ignores it)
 BENCH_C    ?= 8
 BENCH_D    ?= 20s
 BENCH_ARGS ?=
@@ -80,12 +81,14 @@ BENCH_DURABLE ?=
 BENCH_PIN ?=
 BENCH_FLASH_STOCK ?=
 BENCH_PSP_DELAY ?=
+BENCH_SESSION_CACHE ?=
 .PHONY: bench
-bench: build ## Benchmark against the pgbench ceiling (BENCH_C=8,16,32 BASELINE=rev BENCH_DURABLE=1 BENCH_PIN=1 BENCH_FLASH_STOCK=N BENCH_PSP_DELAY=300ms)
+bench: build ## Benchmark against the pgbench ceiling (BENCH_C=8,16,32 BASELINE=rev BENCH_DURABLE=1 BENCH_PIN=1 BENCH_FLASH_STOCK=N BENCH_PSP_DELAY=300ms BENCH_SESSION_CACHE=N)
 	go run ./cmd/acpload -bench -server ./$(BIN) -c $(BENCH_C) -d $(BENCH_D) $(if $(BENCH_PGBOUNCER),-pgbouncer) \
 		$(if $(BASELINE),-baseline '$(BASELINE)') $(if $(filter 1 true yes,$(BENCH_DURABLE)),-durable) \
 		$(if $(filter 1 true yes,$(BENCH_PIN)),-pin) \
-		$(if $(BENCH_FLASH_STOCK),-flash-sale $(BENCH_FLASH_STOCK)) $(if $(BENCH_PSP_DELAY),-psp-delay $(BENCH_PSP_DELAY)) $(BENCH_ARGS)
+		$(if $(BENCH_FLASH_STOCK),-flash-sale $(BENCH_FLASH_STOCK)) $(if $(BENCH_PSP_DELAY),-psp-delay $(BENCH_PSP_DELAY)) \
+		$(if $(BENCH_SESSION_CACHE),-server-env SESSION_CACHE_SIZE=$(BENCH_SESSION_CACHE)) $(BENCH_ARGS)
 
 # The checkout suites (HTTP and storage) through pgbouncer in transaction pooling, with
 # the query exec mode docs/operations.md recommends (internal/pgtest, TEST_PGBOUNCER).
