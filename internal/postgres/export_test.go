@@ -136,11 +136,12 @@ func (s *Store) KeepCopies(ctx context.Context, owner, id string, n int) error {
 	if err != nil {
 		return err
 	}
+	// Each copy its own session and read, as each write's view is.
 	for i := range n {
-		c, sess := sv, *sv.session
-		sess.ID = fmt.Sprintf("%s_%d", id, i)
-		c.session = &sess
-		s.cache.keepView(c, sv.version, false)
+		c := sv
+		c.session, c.read = cloneSession(sv.session), sv.read.clone()
+		c.session.ID = fmt.Sprintf("%s_%d", id, i)
+		s.cache.keepView(c, sv.version)
 	}
 	return nil
 }

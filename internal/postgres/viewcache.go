@@ -30,7 +30,7 @@ import (
 type SessionCache struct {
 	limit  int
 	mu     sync.Mutex
-	views  map[string]keptView
+	views  map[string]sessionView
 	tokens map[string]keptToken
 }
 
@@ -38,11 +38,6 @@ type SessionCache struct {
 // catalog's generation does not count (migration 00034): the stock, which a kept view's
 // check compares line by line, and updated_at, which no response shows.
 var variantColumnsOutsideGeneration = []string{"stock_quantity", "updated_at"}
-
-// keptView is a session's view as its last write on this instance left it.
-type keptView struct {
-	sv sessionView
-}
 
 // keptToken is a vault token this instance stored, with its owner.
 type keptToken struct {
@@ -56,17 +51,18 @@ func NewSessionCache(limit int) *SessionCache {
 	if limit <= 0 {
 		return nil
 	}
-	return &SessionCache{limit: limit, views: make(map[string]keptView), tokens: make(map[string]keptToken)}
+	return &SessionCache{limit: limit, views: make(map[string]sessionView), tokens: make(map[string]keptToken)}
 }
 
-// keepView keeps sv, the view of an open session as the write that left it at version
-// answered with, when it may serve that session's next write: see cacheable.
-func (c *SessionCache) keepView(sv sessionView, version int64, consents bool) {
-	if c == nil || !cacheable(sv, consents) {
-		c.drop(sv.session.ID)
+// keepView keeps sv, the view a write that left the session at version answered with,
+// which cacheable said may serve the session's next write. sv is kept as it is: the
+// write's session and read are its own (a read decodes its own copies, view hands out
+// clones) and nothing changes them once it answered; view clones them for each user.
+func (c *SessionCache) keepView(sv sessionView, version int64) {
+	if c == nil {
 		return
 	}
-	sv.session, sv.read, sv.version, sv.token = cloneSession(sv.session), sv.read.clone(), version, nil
+	sv.version, sv.token = version, nil
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.views[sv.session.ID]; !ok && len(c.views) >= c.limit {
@@ -75,7 +71,7 @@ func (c *SessionCache) keepView(sv sessionView, version int64, consents bool) {
 			break
 		}
 	}
-	c.views[sv.session.ID] = keptView{sv: sv}
+	c.views[sv.session.ID] = sv
 }
 
 // cacheable reports whether a view may be kept: it must be a view that a read of the
@@ -99,7 +95,7 @@ func cacheable(sv sessionView, consents bool) bool {
 	if addr := sess.FulfillmentAddress; addr != nil {
 		want.taxCountry, want.taxRegion = addr.TaxRegion()
 	}
-	return !mayApplyLimited(sv.read.parts.discounts) && sv.read.serves(lineVariantIDs(sess), want)
+	return !mayApplyLimited(sv.read.parts.discounts) && sv.read.serves(checkout.VariantIDs(sess, checkout.Changes{}), want)
 }
 
 // view returns a copy of the view kept for owner's session id, open and unexpired at
@@ -111,11 +107,10 @@ func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessio
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	kept, ok := c.views[id]
-	if !ok || kept.sv.session.Owner != owner || kept.sv.session.Expired(now) {
-		return sv, false
+	sv, ok = c.views[id]
+	if !ok || sv.session.Owner != owner || sv.session.Expired(now) {
+		return sessionView{}, false
 	}
-	sv = kept.sv
 	sv.session, sv.read = cloneSession(sv.session), sv.read.clone()
 	if tokenID != "" {
 		t, ok := c.tokens[tokenID]
@@ -182,15 +177,6 @@ func cloneSession(s *checkout.Session) *checkout.Session {
 	return &c
 }
 
-// lineVariantIDs are the variants of sess's lines.
-func lineVariantIDs(sess *checkout.Session) []string {
-	ids := make([]string, len(sess.Lines))
-	for i, l := range sess.Lines {
-		ids[i] = l.VariantID
-	}
-	return ids
-}
-
 // keptWrite is what a write leaves the SessionCache: the view it answered with and the
 // version of the session row it leaves, read along with its writes (ok: read).
 type keptWrite struct {
@@ -223,7 +209,7 @@ func (s *Store) keepAfterCommit(ctx context.Context, tx *pipelinedTx, k *keptWri
 // the session's kept view when k holds none.
 func (s *Store) keep(id string, k keptWrite) {
 	if k.ok {
-		s.cache.keepView(k.sv, k.version, len(s.consents) > 0)
+		s.cache.keepView(k.sv, k.version)
 		return
 	}
 	s.cache.drop(id)
