@@ -100,6 +100,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// One store serves sessions and carts: carts live as long as sessions (SESSION_TTL).
 	// The vault shares its cache, for the tokens its completions use.
 	cache := postgres.NewSessionCache(cfg.SessionCacheSize)
+	if cache != nil {
+		m.WatchSessionCache(cache.Counts)
+	}
 	store := postgres.NewStore(pool, postgres.StoreConfig{
 		TTL: cfg.SessionTTL, Gateway: psp, PublicBaseURL: cfg.PublicBaseURL,
 		OrderEvents: cfg.WebhookURL != "", MerchantID: cfg.MerchantID,

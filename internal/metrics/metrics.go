@@ -98,6 +98,32 @@ func New(pool *pgxpool.Pool, backlog func(context.Context) (int64, error)) *Metr
 	return m
 }
 
+// WatchSessionCache exports what an instance's session view cache did, read from
+// counts on each scrape: the writes that found a kept view current (a round trip
+// saved), out of date (a round trip more), and passed over (not used, because most
+// views lately were out of date: docs/operations.md, "The session view cache").
+func (m *Metrics) WatchSessionCache(counts func() (current, outOfDate, passed uint64)) {
+	if m == nil {
+		return
+	}
+	for _, result := range []string{"current", "out_of_date", "passed"} {
+		m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "acp_session_cache_views_total",
+			Help:        "Kept session views that writes found, by what they found: current (a round trip saved), out_of_date (one more), passed (not used while most were out of date).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 {
+			current, outOfDate, passed := counts()
+			switch result {
+			case "current":
+				return float64(current)
+			case "out_of_date":
+				return float64(outOfDate)
+			}
+			return float64(passed)
+		}))
+	}
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	// The server's own middleware compresses responses; compressing here too would send

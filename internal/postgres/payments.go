@@ -72,9 +72,11 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // round trip after the key's look-up, checked as an update from a kept view is
 // (writeReadAhead). One refused from the kept view runs again from a view read.
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
-	view, refusedKept, err := s.completeReadAhead(ctx, owner, id, c, true)
+	view, usedKept, refusedKept, err := s.completeReadAhead(ctx, owner, id, c, true)
 	if refusedKept {
-		view, _, err = s.completeReadAhead(ctx, owner, id, c, false)
+		view, _, _, err = s.completeReadAhead(ctx, owner, id, c, false)
+	} else if usedKept {
+		s.cache.found(!isSessionMoved(err) && !isTokenChanged(err))
 	}
 	if errors.Is(err, errReadUnderLocks) || isSessionMoved(err) || isTokenChanged(err) {
 		view, err = s.completeUnderLocks(ctx, owner, id, c)
@@ -119,15 +121,19 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 // gives the answer the locked read gives.
 //
 // fromKept lets the view and the token kept by the SessionCache stand for the read
-// (step 1), checked in step 2 (CheckKeptViewCurrent); refusedKept says the completion
-// was refused from them, before anything was sent.
-func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion, fromKept bool) (view checkout.View, refusedKept bool, err error) {
+// (step 1), checked in step 2 (CheckKeptViewCurrent); usedKept says they did, and
+// refusedKept that the completion was refused from them, before anything was sent.
+func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion, fromKept bool) (view checkout.View, usedKept, refusedKept bool, err error) {
 	var lines []checkout.Line
 	view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 		q, deferred := db.New(tx), tx.deferred()
 		refusedKept = false
-		sv, kept := s.cache.view(owner, id, c.Token, now)
-		if kept = kept && fromKept; !kept {
+		var sv sessionView
+		kept := false
+		if fromKept {
+			sv, kept = s.cache.view(owner, id, c.Token, now)
+		}
+		if usedKept = kept; !kept {
 			// The view takes no lock (LockUnchangedSession does, with the writes), so it
 			// is read outside the transaction, and the writes are its only round trip.
 			tx.readOutside()
@@ -152,7 +158,7 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 		lines = sv.session.Lines
 		return view, err
 	})
-	return view, refusedKept, pipelinedCompletionError(err, lines)
+	return view, usedKept, refusedKept, pipelinedCompletionError(err, lines)
 }
 
 // mayApplyLimited reports whether one of the discounts a view read may apply has a

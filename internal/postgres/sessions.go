@@ -250,12 +250,17 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error),
 ) (checkout.View, error) {
 	var kept keptWrite
-	run := func(fromKept bool) (view checkout.View, refusedKept bool, err error) {
+	run := func(fromKept bool) (view checkout.View, usedKept, refusedKept bool, err error) {
 		view, err = withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 			q, deferred := db.New(tx), tx.deferred()
 			refusedKept, kept = false, keptWrite{}
-			sv, ok := s.cache.view(owner, id, "", now)
-			if ok = ok && fromKept && startsFromKept != nil && startsFromKept(sv); !ok {
+			var sv sessionView
+			ok := false
+			if fromKept && startsFromKept != nil {
+				sv, ok = s.cache.view(owner, id, "", now)
+				ok = ok && startsFromKept(sv)
+			}
+			if usedKept = ok; !ok {
 				var err error
 				if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
 					return checkout.View{}, err
@@ -281,11 +286,13 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 			}
 			return view, s.keepAfterCommit(ctx, tx, &kept, keptFrom(sv, view, read))
 		})
-		return view, refusedKept, err
+		return view, usedKept, refusedKept, err
 	}
-	view, refusedKept, err := run(true)
+	view, usedKept, refusedKept, err := run(true)
 	if refusedKept {
-		view, _, err = run(false)
+		view, _, _, err = run(false)
+	} else if usedKept {
+		s.cache.found(!isSessionMoved(err))
 	}
 	if isSessionMoved(err) {
 		view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {

@@ -25,6 +25,9 @@ import (
 // changes between an uncached write's read and its lock. A kept view serves only the
 // instance that kept it: behind a load balancer without session affinity most writes
 // find the view of another instance's write, out of date, and pay a round trip more.
+// So the cache watches what the writes that started from its views found: while most
+// found them out of date, it uses one view in keptProbeEvery it finds and reads for the
+// others, and it uses them all again once they are mostly current (keptOutcomeWeight).
 //
 // A nil *SessionCache keeps nothing. Its methods are safe for concurrent use.
 type SessionCache struct {
@@ -32,7 +35,45 @@ type SessionCache struct {
 	mu     sync.Mutex
 	views  map[string]sessionView
 	tokens map[string]keptToken
+	// current is the moving average of the writes that started from a kept view: 1
+	// for one that found it current, 0 for one that found it out of date.
+	current float64
+	// passed counts the views found and not used since the last one used, while
+	// current is not above keptPaysAbove.
+	passed int
+	stats  SessionCacheStats
 }
+
+// SessionCacheStats counts what a SessionCache's views did for the writes that found
+// one, since the cache was made.
+type SessionCacheStats struct {
+	// Current counts the writes that started from a kept view and found it current:
+	// each took a round trip less than from a read.
+	Current uint64
+	// OutOfDate counts the writes that started from a kept view and found it out of
+	// date (another instance wrote the session, or the catalog changed): each ran
+	// again from a read, a round trip more than without the cache.
+	OutOfDate uint64
+	// Passed counts the kept views found and not used because most recent ones were
+	// out of date.
+	Passed uint64
+}
+
+// The cache's judgement of whether its views pay on this instance. Starting from a kept
+// view saves a round trip when it is current and costs one when it is out of date, so
+// it pays while more than half are current (keptPaysAbove). The average weighs each
+// write's outcome keptOutcomeWeight: from all current, eleven writes in a row that find
+// their views out of date take it below a half, as behind a balancer without affinity
+// (docs/operations.md, "The session view cache"). Below it, one view in keptProbeEvery
+// found is still used, so that the cache sees when its views are current again (the
+// balancer gained affinity, the instances became one) and comes back after about
+// eleven such in a row; meanwhile a write costs at most a sixteenth of a round trip
+// more on average than without the cache.
+const (
+	keptPaysAbove     = 0.5
+	keptOutcomeWeight = 1.0 / 16
+	keptProbeEvery    = 16
+)
 
 // variantColumnsOutsideGeneration are the columns of variants whose changes the
 // catalog's generation does not count (migration 00034): the stock, which a kept view's
@@ -51,7 +92,42 @@ func NewSessionCache(limit int) *SessionCache {
 	if limit <= 0 {
 		return nil
 	}
-	return &SessionCache{limit: limit, views: make(map[string]sessionView), tokens: make(map[string]keptToken)}
+	return &SessionCache{limit: limit, views: make(map[string]sessionView), tokens: make(map[string]keptToken), current: 1}
+}
+
+// Stats returns what the cache's views did so far (zero for a nil cache).
+func (c *SessionCache) Stats() SessionCacheStats {
+	if c == nil {
+		return SessionCacheStats{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Counts returns Stats' three counts, in the order metrics.WatchSessionCache takes
+// them.
+func (c *SessionCache) Counts() (current, outOfDate, passed uint64) {
+	st := c.Stats()
+	return st.Current, st.OutOfDate, st.Passed
+}
+
+// found records what a write that started from a kept view found it: current, or out
+// of date.
+func (c *SessionCache) found(current bool) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	outcome := 0.0
+	if current {
+		outcome = 1
+		c.stats.Current++
+	} else {
+		c.stats.OutOfDate++
+	}
+	c.current += (outcome - c.current) * keptOutcomeWeight
 }
 
 // keepView keeps sv, the view a write that left the session at version answered with,
@@ -100,7 +176,9 @@ func cacheable(sv sessionView, consents bool) bool {
 
 // view returns a copy of the view kept for owner's session id, open and unexpired at
 // now, with the vault token tokenID ("" for none) when this instance stored it for
-// owner; ok is false when there is none of either.
+// owner; ok is false when there is none of either, or when the cache passes it over
+// because its views have mostly been out of date lately. The write that uses the view
+// tells the cache what it found (found).
 func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessionView, ok bool) {
 	if c == nil {
 		return sv, false
@@ -111,7 +189,6 @@ func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessio
 	if !ok || sv.session.Owner != owner || sv.session.Expired(now) {
 		return sessionView{}, false
 	}
-	sv.session, sv.read = cloneSession(sv.session), sv.read.clone()
 	if tokenID != "" {
 		t, ok := c.tokens[tokenID]
 		if !ok || t.owner != owner {
@@ -120,6 +197,14 @@ func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessio
 		token := t.token
 		sv.token = &token
 	}
+	if c.current <= keptPaysAbove {
+		if c.passed++; c.passed < keptProbeEvery {
+			c.stats.Passed++
+			return sessionView{}, false
+		}
+		c.passed = 0
+	}
+	sv.session, sv.read = cloneSession(sv.session), sv.read.clone()
 	return sv, true
 }
 

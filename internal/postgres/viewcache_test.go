@@ -21,6 +21,7 @@ import (
 type cacheEnv struct {
 	*outboxEnv
 	trips *pgtest.RoundTrips
+	cache *postgres.SessionCache
 	vault *postgres.Vault
 	other *postgres.Store
 }
@@ -35,7 +36,7 @@ func newCacheEnv(t *testing.T) *cacheEnv {
 	cfg.SessionCache = cache
 	e.store = postgres.NewStore(e.pool, cfg)
 	return &cacheEnv{
-		outboxEnv: e, trips: trips, other: other,
+		outboxEnv: e, trips: trips, other: other, cache: cache,
 		vault: postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("cache-test-fingerprint-key-0123456789"))).WithSessionCache(cache),
 	}
 }
@@ -199,6 +200,74 @@ func TestKeptViewsAnswerWhatChangedBehindThem(t *testing.T) {
 			}
 			e.mustAnswerAsRead(view, id)
 		})
+	}
+}
+
+// Behind a balancer without affinity, two instances each find their kept views out of
+// date at almost every write. Each cache notices, and stops starting from them but for
+// one in sixteen, so a write costs about what it costs without a cache. Once a
+// session's writes stay on one instance, its views are used again.
+func TestKeptViewsStandAsideBehindABalancerWithoutAffinity(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t)
+	ctx := context.Background()
+	cacheB := postgres.NewSessionCache(100)
+	b := postgres.NewStore(e.pool, postgres.StoreConfig{
+		TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", SessionCache: cacheB,
+	})
+	const sessions = 20
+	ids := make([]string, sessions)
+	for i := range ids {
+		ids[i] = e.readySession()
+	}
+	quantity := map[string]int{}
+	update := func(s *postgres.Store, id string) int {
+		t.Helper()
+		quantity[id] = 3 - max(quantity[id], 1) // 2, 1, 2, …: each update changes the line
+		n, _ := e.measure(func() error {
+			_, err := s.UpdateSession(ctx, "", id, checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: quantity[id]}}})
+			return err
+		})
+		return n
+	}
+	// Round robin: the session's k-th update goes to instance k%2, so each instance
+	// finds the view it kept two writes ago, after the other's write.
+	instances := []*postgres.Store{e.store, b}
+	const rounds = 8
+	late := 0 // the round trips of the second half
+	for k := range rounds {
+		for _, id := range ids {
+			if n := update(instances[k%2], id); k >= rounds/2 {
+				late += n
+			}
+		}
+	}
+	// Each instance looks up 2 × 20 views in the second half and uses at most 3 (one
+	// in 16), each out of date: 3 round trips instead of 2.
+	lateUpdates := rounds / 2 * sessions
+	if most := 2*lateUpdates + 6; late > most {
+		t.Errorf("the second half's %d updates took %d round trips, want at most %d (2 each, 3 for each view tried)", lateUpdates, late, most)
+	}
+	for name, c := range map[string]*postgres.SessionCache{"a": e.cache, "b": cacheB} {
+		if st := c.Stats(); st.Passed == 0 || st.OutOfDate > 20 {
+			t.Errorf("instance %s: %+v, want views passed over and at most 20 out of date", name, st)
+		}
+	}
+	// Affinity: every write of a session on one instance. Its views are current again;
+	// the one in sixteen it tries shows so, and the cache comes back.
+	before := e.cache.Stats()
+	for range 10 {
+		for _, id := range ids {
+			update(e.store, id)
+		}
+	}
+	for _, id := range ids {
+		if n := update(e.store, id); n != 1 {
+			t.Errorf("with affinity, an update took %d round trips after 200, want 1 (%+v)", n, e.cache.Stats())
+		}
+	}
+	if after := e.cache.Stats(); after.Current <= before.Current {
+		t.Errorf("no view was found current with affinity: %+v, then %+v", before, after)
 	}
 }
 
