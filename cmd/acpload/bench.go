@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -153,6 +154,69 @@ type Phase struct {
 	CPU    CPUUsage `json:"cpu"`
 	// Statements is set when the database has pg_stat_statements loaded.
 	Statements *StatementSummary `json:"statements,omitempty"`
+	// KeptViews is set when the server counts its session view cache's views.
+	KeptViews *KeptViews `json:"kept_views,omitempty"`
+}
+
+// KeptViews is what the server's session view cache did in a phase, from its /metrics
+// (acp_session_cache_views_total, internal/metrics): the writes that found a kept view
+// current, each a round trip fewer than roundtrips.txt gives its request, those that
+// found one out of date, each a round trip more, and the views passed over, which
+// change nothing.
+type KeptViews struct {
+	Current   float64 `json:"current"`
+	OutOfDate float64 `json:"out_of_date"`
+	Passed    float64 `json:"passed"`
+}
+
+// The series of acp_session_cache_views_total, by result.
+const (
+	metricKeptCurrent   = `acp_session_cache_views_total{result="current"}`
+	metricKeptOutOfDate = `acp_session_cache_views_total{result="out_of_date"}`
+	metricKeptPassed    = `acp_session_cache_views_total{result="passed"}`
+)
+
+// keptViewsBetween is what the session view cache did between two scrapes of the
+// server's /metrics, or nil when either lacks its counts: a server without the cache
+// (SESSION_CACHE_SIZE=0, or a build from before it), or a scrape that failed.
+func keptViewsBetween(before, after map[string]float64) *KeptViews {
+	for _, m := range []map[string]float64{before, after} {
+		if _, ok := m[metricKeptCurrent]; !ok {
+			return nil
+		}
+	}
+	return &KeptViews{
+		Current:   after[metricKeptCurrent] - before[metricKeptCurrent],
+		OutOfDate: after[metricKeptOutOfDate] - before[metricKeptOutOfDate],
+		Passed:    after[metricKeptPassed] - before[metricKeptPassed],
+	}
+}
+
+// add sums two phases' counts; nil is none.
+func (k *KeptViews) add(o *KeptViews) *KeptViews {
+	if k == nil || o == nil {
+		return cmp.Or(k, o)
+	}
+	return &KeptViews{Current: k.Current + o.Current, OutOfDate: k.OutOfDate + o.OutOfDate, Passed: k.Passed + o.Passed}
+}
+
+// roundTripsSaved is how many round trips fewer than roundtrips.txt gives the phase's
+// requests the kept views made them take (0 for nil).
+func (k *KeptViews) roundTripsSaved() float64 {
+	if k == nil {
+		return 0
+	}
+	return k.Current - k.OutOfDate
+}
+
+// writeText prints the counts, with the current ones a unit of work (flows of them),
+// and nothing for nil.
+func (k *KeptViews) writeText(w io.Writer, flows int, unit string) {
+	if k == nil {
+		return
+	}
+	fmt.Fprintf(w, "  session view cache: %.0f kept views current (%.2f a %s), %.0f out of date, %.0f passed over\n",
+		k.Current, k.Current/float64(max(flows, 1)), unit, k.OutOfDate, k.Passed)
 }
 
 // Build is one server binary under test: the current one, or the baseline built from
@@ -687,15 +751,22 @@ func (e *benchEnv) alternate(ctx context.Context, runners []*buildRunner, name s
 				label, measured = fmt.Sprintf("%s round %d, %s", name, i+1, r.label), fmt.Sprintf("%s, round %d", name, i+1)
 			}
 			e.speed(label)
-			res, cpu, counts, err := r.s.measure(ctx, measured, d, unit(r), nil)
+			var before map[string]float64
+			res, cpu, counts, err := r.s.measure(ctx, measured, d, unit(r), func() {
+				before, _ = scrapeMetrics(ctx, r.s.srv.base)
+			})
 			if err != nil {
 				return err
 			}
+			after, _ := scrapeMetrics(ctx, r.s.srv.base)
 			sums[n].add(res, cpu, counts)
+			sums[n].kept = sums[n].kept.add(keptViewsBetween(before, after))
 		}
 	}
 	for n, r := range runners {
-		done(r, r.s.finish(name, sums[n].res, sums[n].cpu, sums[n].counts))
+		p := r.s.finish(name, sums[n].res, sums[n].cpu, sums[n].counts)
+		p.KeptViews = sums[n].kept
+		done(r, p)
 	}
 	return nil
 }
@@ -705,6 +776,7 @@ type phaseSum struct {
 	res    loadResult
 	cpu    CPUUsage
 	counts stmtCounts
+	kept   *KeptViews
 }
 
 func (p *phaseSum) add(res loadResult, cpu CPUUsage, counts stmtCounts) {

@@ -223,11 +223,14 @@ func mustParseRoundTrips(file string) map[string]int {
 	return counts
 }
 
-// serverMs is the CPU a unit of work of rep (a flow, or a completion) would cost a
+// serverMs is the CPU a unit of work of p (a flow, or a completion) would cost a
 // server at the floor: each request a bare Go HTTP server's, plus the floor's CPU a
-// round trip for each of the request's round trips. -1 when the floor's figures are
-// unknown, or rep holds a request whose round trips are not counted (the admin API's).
-func (f *Floor) serverMs(rep Report) float64 {
+// round trip for each of the request's round trips, those roundtrips.txt gives it
+// less those the session view cache saved in the phase (KeptViews). -1 when the
+// floor's figures are unknown, or p holds a request whose round trips are not counted
+// (the admin API's).
+func (f *Floor) serverMs(p Phase) float64 {
+	rep := p.Report
 	if f == nil || f.ServerMs < 0 || f.ServerPerRoundTripMs < 0 || rep.Flows == 0 {
 		return -1
 	}
@@ -242,6 +245,7 @@ func (f *Floor) serverMs(rep Report) float64 {
 		}
 		total += float64(e.Count) * (f.ServerMs + float64(trips)*f.ServerPerRoundTripMs)
 	}
+	total -= p.KeptViews.roundTripsSaved() * f.ServerPerRoundTripMs
 	return total / float64(rep.Flows)
 }
 

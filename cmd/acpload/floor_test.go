@@ -125,6 +125,31 @@ func TestNewFloorDerivesThePriceOfARoundTrip(t *testing.T) {
 	}
 }
 
+// A phase whose writes started from the session view cache's views is charged, at the
+// floor, a round trip less for each view found current and one more for each found out
+// of date (from the server's /metrics); the views passed over change nothing.
+func TestFloorChargesTheRoundTripsOfKeptViews(t *testing.T) {
+	t.Parallel()
+	f := &Floor{ServerMs: 0.04, ServerPerRoundTripMs: 0.02, RoundTrips: 2}
+	p := Phase{Report: Report{Flows: 10, Endpoints: []EndpointStats{{Endpoint: "update_session", Count: 10}}}}
+	without := f.serverMs(p) // 0.04 + 2 × 0.02 a flow
+	p.KeptViews = keptViewsBetween(
+		map[string]float64{metricKeptCurrent: 5, metricKeptOutOfDate: 1, metricKeptPassed: 0},
+		map[string]float64{metricKeptCurrent: 15, metricKeptOutOfDate: 3, metricKeptPassed: 7})
+	if got, want := f.serverMs(p), without-8*0.02/10; math.Abs(without-0.08) > 1e-9 || math.Abs(got-want) > 1e-9 {
+		t.Errorf("floor a flow: %v without kept views (want 0.08), %v with 10 current and 2 out of date (want %v)", without, got, want)
+	}
+	var text strings.Builder
+	p.KeptViews.writeText(&text, p.Report.Flows, "flow")
+	if want := "10 kept views current (1.00 a flow), 2 out of date, 7 passed over"; !strings.Contains(text.String(), want) {
+		t.Errorf("the report says %q, want %q", text.String(), want)
+	}
+	// A server without the cache exports no counts: nothing is charged or printed.
+	if k := keptViewsBetween(map[string]float64{}, map[string]float64{metricKeptCurrent: 3}); k != nil {
+		t.Errorf("counts from a scrape without them: %+v", k)
+	}
+}
+
 func TestReportShowsTheFloorBesideTheCPUVerdicts(t *testing.T) {
 	t.Parallel()
 	floor := Floor{RoundTrips: 2, ServerMs: 0.083, ServerPerRoundTripMs: 0.048, PostgresPerRoundTripMs: 0.042,

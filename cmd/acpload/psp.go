@@ -275,7 +275,7 @@ func poolWaits(before, after map[string]float64, err error) (*PoolWaits, string)
 }
 
 // scrapeMetrics reads the server's /metrics (open on the bench's server: no
-// METRICS_API_KEY) and returns its unlabelled samples.
+// METRICS_API_KEY) and returns its samples (parseMetrics).
 func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -295,19 +295,21 @@ func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error)
 	return parseMetrics(resp.Body)
 }
 
-// parseMetrics reads the unlabelled samples of a Prometheus text exposition:
-// "name value [timestamp]" lines; comments and labelled samples are skipped.
+// parseMetrics reads the samples of a Prometheus text exposition, "series value
+// [timestamp]" lines, by series: the name, with its labels as the server writes them
+// (`name{label="value"}`). Comments are skipped, and so are samples whose labels hold
+// a space, which the series the bench reads never do.
 func parseMetrics(r io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(line, "{") {
+		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) < 2 {
+		if len(f) < 2 || strings.Count(f[0], "{") != strings.Count(f[0], "}") {
 			continue
 		}
 		v, err := strconv.ParseFloat(f[1], 64)

@@ -22,7 +22,8 @@ acp_http_requests_total{route="/checkout_sessions"} 99
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m[metricAcquireWait] != 1.5 || m[metricEmptyAcquires] != 12 || m[metricMaxConns] != 8 || len(m) != 3 {
+	if m[metricAcquireWait] != 1.5 || m[metricEmptyAcquires] != 12 || m[metricMaxConns] != 8 ||
+		m[`acp_http_requests_total{route="/checkout_sessions"}`] != 99 || len(m) != 4 {
 		t.Errorf("parsed %v", m)
 	}
 	if _, err := parseMetrics(strings.NewReader("x notanumber\n")); err == nil {

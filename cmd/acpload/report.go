@@ -148,7 +148,7 @@ func flowBoundNote(lr LevelRun, pinned *PinnedCPUs) string {
 // without a floor or a count of the phase's round trips.
 func floorBoundNote(f *Floor, phase Phase, other unitCPU, target float64, unit string, pinned *PinnedCPUs) string {
 	cpu := phaseCPU(phase)
-	floor := f.serverMs(phase.Report)
+	floor := f.serverMs(phase)
 	if floor < 0 || cpu.postgres < 0 || cpu.client < 0 {
 		return ""
 	}
@@ -439,6 +439,7 @@ func writeBuildRun(w io.Writer, r BuildRun) {
 		p.phase.Report.writeText(w)
 		fmt.Fprintf(w, "  %s\n", p.phase.CPU.String(p.phase.Report.Flows, p.unit))
 		p.phase.Statements.writeText(w, p.unit)
+		p.phase.KeptViews.writeText(w, p.phase.Report.Flows, p.unit)
 	}
 	if r.Skipped != "" {
 		fmt.Fprintf(w, "\n-- %s build: %s\n", r.Build, r.Skipped)
