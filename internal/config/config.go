@@ -31,12 +31,13 @@ type Config struct {
 	LogLevel     slog.Level    // LOG_LEVEL: debug, info (default), warn, error
 	MaxBodyBytes int64         // MAX_BODY_BYTES, default 1048576 (1 MiB)
 	SessionTTL   time.Duration // SESSION_TTL, Go duration, default 1h
-	// SessionCacheSize (SESSION_CACHE_SIZE, default 0: off) is how many sessions' views,
-	// and as many vault tokens, one instance keeps in memory between a session's writes,
-	// so that its next update or completion need not read them again. It pays on one
-	// instance, or behind a load balancer that sends a session's requests to one
-	// instance; behind one that does not, a kept view is mostly out of date and costs a
-	// round trip (docs/operations.md, "The session view cache").
+	// SessionCacheSize (SESSION_CACHE_SIZE, default DefaultSessionCacheSize; 0: off) is
+	// how many sessions' views, and as many vault tokens, one instance keeps in memory
+	// between a session's writes, so that its next update or completion need not read
+	// them again. It pays on one instance, or behind a load balancer that sends a
+	// session's requests to one instance; behind one that does not, the cache finds its
+	// views mostly out of date and stops using them (docs/operations.md, "The session
+	// view cache").
 	SessionCacheSize int
 	PublicBaseURL    string // PUBLIC_BASE_URL, default http://localhost:PORT
 	MigrateOnStart   bool   // MIGRATE_ON_START, default true
@@ -200,6 +201,10 @@ type APIKey struct {
 	Key  string
 }
 
+// DefaultSessionCacheSize is SESSION_CACHE_SIZE's default: about 16 MiB when full of
+// sessions of one line (a kept view takes 1.6 KiB; docs/operations.md).
+const DefaultSessionCacheSize = 10_000
+
 // maxSessionCacheSize bounds SESSION_CACHE_SIZE: a kept view takes a few KiB, so a
 // million of them would be gigabytes.
 const maxSessionCacheSize = 1_000_000
@@ -248,7 +253,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.MaxBodyBytes = maxBody
 
 	cfg.SessionTTL = duration(get, "SESSION_TTL", "1h", time.Minute, &errs)
-	cacheSize, err := strconv.Atoi(get("SESSION_CACHE_SIZE", "0"))
+	cacheSize, err := strconv.Atoi(get("SESSION_CACHE_SIZE", strconv.Itoa(DefaultSessionCacheSize)))
 	if err != nil || cacheSize < 0 || cacheSize > maxSessionCacheSize {
 		errs = append(errs, fmt.Errorf("SESSION_CACHE_SIZE must be an integer from 0 (off) to %d, got %q", maxSessionCacheSize, getenv("SESSION_CACHE_SIZE")))
 	}

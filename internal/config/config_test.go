@@ -27,7 +27,7 @@ func TestLoadDefaults(t *testing.T) {
 		cfg.SessionTTL != time.Hour || !cfg.MigrateOnStart || cfg.PublicBaseURL != "http://localhost:8080" ||
 		cfg.TermsOfUseURL != "" || cfg.PrivacyPolicyURL != "" || cfg.ShopPoliciesURL != "" ||
 		cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.PaymentAttemptTimeout != time.Minute ||
-		cfg.PaymentRecoveryInterval != 30*time.Second || cfg.PaymentInDoubtAfter != 24*time.Hour || cfg.SessionCacheSize != 0 {
+		cfg.PaymentRecoveryInterval != 30*time.Second || cfg.PaymentInDoubtAfter != 24*time.Hour || cfg.SessionCacheSize != DefaultSessionCacheSize {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	// No link points at a page nobody serves; the missing terms are warned about.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/internal/catalog"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/config"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/metrics"
@@ -136,6 +137,10 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		o(&sc)
 	}
 	store := postgres.NewStore(pool, sc)
+	m := metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog)
+	if sc.SessionCache != nil {
+		m.WatchSessionCache(sc.SessionCache.Counts)
+	}
 	api := httpapi.New(cfg, httpapi.Deps{
 		Sessions:    store,
 		Carts:       store,
@@ -145,7 +150,7 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 		Replays:     postgres.NewSignatureReplays(pool),
 		Orders:      postgres.NewOrders(pool, true).WithGateway(e.gateway),
 		Discounts:   postgres.NewDiscounts(pool),
-		Metrics:     metrics.New(pool, postgres.NewOutbox(pool, time.Minute).Backlog),
+		Metrics:     m,
 		Unavailable: postgres.IsUnavailable,
 		Ready:       func(ctx context.Context) error { return pool.Ping(ctx) },
 		Logger:      slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil)),
@@ -156,14 +161,14 @@ func (e *testEnv) startServer(recoverAfter time.Duration, opts ...func(*httpapi.
 }
 
 // testSessionCacheSize is the SESSION_CACHE_SIZE of every instance the API tests start:
-// TEST_SESSION_CACHE_SIZE, 0 (no cache) by default. make test runs the package a
-// second time with one, so that every behaviour and every race is also checked with
-// writes that start from kept views.
+// TEST_SESSION_CACHE_SIZE, serve's default when unset. make test runs the package a
+// second time without a cache (0), so that every behaviour and every race is checked
+// both with writes that start from kept views and with writes that read.
 func testSessionCacheSize(t *testing.T) int {
 	t.Helper()
 	v := os.Getenv("TEST_SESSION_CACHE_SIZE")
 	if v == "" {
-		return 0
+		return config.DefaultSessionCacheSize
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {

@@ -537,6 +537,13 @@ func TestOrdersMetrics(t *testing.T) {
 	if v := ordersMetric(after, "acp_webhook_outbox_backlog"); v != 1 {
 		t.Errorf("backlog = %v after one order, want 1", v)
 	}
+	// The order's session was written through this one instance: with a cache, its
+	// completion started from the view its last update kept.
+	if cached := ordersMetric(after, `acp_session_cache_views_total{result="current"}`); testSessionCacheSize(t) > 0 && cached < 1 {
+		t.Errorf(`session_cache_views{current} = %v with a cache, want at least 1`, cached)
+	} else if testSessionCacheSize(t) == 0 && strings.Contains(after, "acp_session_cache_views_total") {
+		t.Errorf("/metrics counts a session cache the instance does not have")
+	}
 	// An unrouted path is counted under one label, not one series per path.
 	e.do(http.MethodGet, "/no/such/path/1", nil)
 	e.do(http.MethodGet, "/no/such/path/2", nil)
