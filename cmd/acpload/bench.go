@@ -210,9 +210,9 @@ func (k *KeptViews) roundTripsSaved() float64 {
 }
 
 // writeText prints the counts, with the current ones a unit of work (flows of them),
-// and nothing for nil.
+// and nothing for nil or a phase that found no kept view (the replays).
 func (k *KeptViews) writeText(w io.Writer, flows int, unit string) {
-	if k == nil {
+	if k == nil || *k == (KeptViews{}) {
 		return
 	}
 	fmt.Fprintf(w, "  session view cache: %.0f kept views current (%.2f a %s), %.0f out of date, %.0f passed over\n",

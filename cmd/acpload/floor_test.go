@@ -144,6 +144,11 @@ func TestFloorChargesTheRoundTripsOfKeptViews(t *testing.T) {
 	if want := "10 kept views current (1.00 a flow), 2 out of date, 7 passed over"; !strings.Contains(text.String(), want) {
 		t.Errorf("the report says %q, want %q", text.String(), want)
 	}
+	text.Reset()
+	(&KeptViews{}).writeText(&text, 10, "replay")
+	if text.Len() != 0 {
+		t.Errorf("a phase that found no kept view prints %q", text.String())
+	}
 	// A server without the cache exports no counts: nothing is charged or printed.
 	if k := keptViewsBetween(map[string]float64{}, map[string]float64{metricKeptCurrent: 3}); k != nil {
 		t.Errorf("counts from a scrape without them: %+v", k)
