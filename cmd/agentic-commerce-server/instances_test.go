@@ -417,6 +417,66 @@ func TestInstancesShareOneDatabase(t *testing.T) {
 	}
 }
 
+// Two instances behind round robin, each with the session view cache it has by
+// default: each finds the views it kept out of date (the other instance wrote the
+// session since), notices, and stops starting from them, as its /metrics shows. Every
+// answer is the session as the request left it.
+func TestInstancesWithoutAffinityStopUsingKeptViews(t *testing.T) {
+	t.Parallel()
+	dbURL := emptyDatabase(t)
+	env := []string{"DATABASE_URL=" + dbURL}
+	mustRun(t, env, "migrate", "up")
+	mustRun(t, env, "catalog", "import", "../../internal/catalog/demo/products.jsonl")
+	env = append(env, "RATE_LIMIT_RPS=0", "MIGRATE_ON_START=false")
+	instances := []*server{startServer(t, env...), startServer(t, env...)}
+
+	const sessions, rounds = 16, 6
+	sids := make([]string, sessions)
+	for i := range sids {
+		created := instancesMust(t, http.MethodPost, instances[0].base+"/checkout_sessions",
+			`{"items":[{"id":"item_123","quantity":1}]}`, http.StatusCreated)
+		sids[i], _ = created["id"].(string)
+	}
+	for k := range rounds {
+		on := instances[(k+1)%2] // each session's writes alternate between the two
+		for _, sid := range sids {
+			quantity := k + 2
+			s := instancesMust(t, http.MethodPost, on.base+"/checkout_sessions/"+sid,
+				fmt.Sprintf(`{"items":[{"id":"item_123","quantity":%d}]}`, quantity), http.StatusOK)
+			lines, _ := s["line_items"].([]any)
+			if len(lines) != 1 || lines[0].(map[string]any)["item"].(map[string]any)["quantity"] != float64(quantity) {
+				t.Fatalf("round %d, session %s: line items %v, want one of quantity %d", k, sid, lines, quantity)
+			}
+		}
+	}
+	for n, srv := range instances {
+		views := func(result string) float64 {
+			t.Helper()
+			status, body, err := instancesDo(http.MethodGet, srv.base+"/metrics", "")
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("instance %d: /metrics: %d %v", n, status, err)
+			}
+			series := `acp_session_cache_views_total{result="` + result + `"} `
+			for line := range strings.SplitSeq(string(body), "\n") {
+				if v, ok := strings.CutPrefix(line, series); ok {
+					f, err := strconv.ParseFloat(v, 64)
+					if err != nil {
+						t.Fatalf("instance %d: %q", n, line)
+					}
+					return f
+				}
+			}
+			t.Fatalf("instance %d: /metrics has no %s", n, series)
+			return 0
+		}
+		// Each instance looks up 32 or 48 views, every one out of date: it stops
+		// using them after 11 in a row, and tries one in 16 after that.
+		if outOfDate, passed := views("out_of_date"), views("passed"); outOfDate > 16 || passed < 15 {
+			t.Errorf("instance %d: %v views out of date and %v passed over, want at most 16 and at least 15", n, outOfDate, passed)
+		}
+	}
+}
+
 // A slow webhook receiver must not take the API down with it. Each delivery attempt
 // holds a database transaction (and so a pooled connection) for the whole HTTP call;
 // with WEBHOOK_WORKERS at least the pool size (4 by default on a 2-core machine), a
