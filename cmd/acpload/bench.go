@@ -48,7 +48,9 @@ type benchConfig struct {
 	logLevel  string
 	serverEnv []string
 	gzip      bool
-	json      bool
+	// client is the agents' HTTP client: clientLean or clientStd (-client).
+	client string
+	json   bool
 	// timerSlack is the timer slack acpload runs with (-timer-slack), for the report.
 	timerSlack time.Duration
 	// check makes a missed target (or a failed request) an error.
@@ -112,6 +114,8 @@ type Machine struct {
 	// LoadTimerSlack is the timer slack the load generator ran with (-timer-slack); the
 	// servers, PostgreSQL and pgbench ran with the slack acpload was started with.
 	LoadTimerSlack string `json:"load_generator_timer_slack"`
+	// LoadClient is the agents' HTTP client (-client): "lean" or "net/http".
+	LoadClient     string `json:"load_generator_client"`
 	ServerExtraEnv string `json:"server_extra_env,omitempty"`
 	// PgStatStatements says whether per-statement figures were collected.
 	PgStatStatements bool `json:"pg_stat_statements"`
@@ -583,8 +587,9 @@ type benchServer struct {
 	srv    *serverProcess
 	meter  cpuMeter
 	rss    *rssSampler
-	client *http.Client
-	agents int
+	// clients are the agents'; clients.std also serves one-off requests.
+	clients *agentClients
+	agents  int
 	// apiVersion is the ACP version of the requests measure sends ("": apiVersion).
 	apiVersion string
 }
@@ -602,15 +607,15 @@ func (e *benchEnv) startBenchServer(ctx context.Context, t *benchTarget, agents 
 	}
 	return &benchServer{
 		env: e, target: t, srv: srv, agents: agents,
-		meter:  cpuMeter{postmaster: e.postmaster, server: srv.pid()},
-		rss:    sampleRSS(srv.pid(), 50*time.Millisecond),
-		client: newClient(agents, e.cfg.gzip),
+		meter:   cpuMeter{postmaster: e.postmaster, server: srv.pid()},
+		rss:     sampleRSS(srv.pid(), 50*time.Millisecond),
+		clients: newAgentClients(agents, e.cfg.gzip, e.cfg.client),
 	}, nil
 }
 
 // stop stops the server and returns its figures.
 func (s *benchServer) stop() ServerStats {
-	s.client.CloseIdleConnections()
+	s.clients.closeIdle()
 	st := ServerStats{ReadyMs: ms(s.srv.ready)}
 	if err := s.srv.stop(); err != nil {
 		st.ExitState = err.Error()
@@ -634,7 +639,7 @@ func (s *benchServer) measure(ctx context.Context, name string, d time.Duration,
 		}
 		snap <- s.meter.snapshot()
 	})
-	res, err := runAgents(ctx, lc, s.client, unit)
+	res, err := runAgents(ctx, lc, s.clients, unit)
 	after := s.meter.snapshot()
 	if timer.Stop() {
 		return res, CPUUsage{}, nil, err
@@ -966,7 +971,7 @@ func machineInfo(cfg benchConfig) Machine {
 		Cores: runtime.NumCPU(), CPUModel: "unknown", GoVersion: runtime.Version(),
 		LoadAvgAtStart: loadAverage(), ServerBinary: cfg.server, ServerLogLevel: cfg.logLevel,
 		PoolMaxConns: "server default", GzipResponses: cfg.gzip, ServerExtraEnv: strings.Join(cfg.serverEnv, " "),
-		LoadTimerSlack: cfg.timerSlack.String(),
+		LoadTimerSlack: cfg.timerSlack.String(), LoadClient: cmp.Or(cfg.client, clientLean),
 	}
 	if cfg.poolMaxConns > 0 {
 		m.PoolMaxConns = strconv.Itoa(cfg.poolMaxConns)

@@ -190,7 +190,7 @@ func prepareSale(t *testing.T, srv *httptest.Server, agents, n int) *flashSale {
 	t.Helper()
 	sale := newFlashSale(agents)
 	cfg := loadConfig{name: "flash sale preparation", baseURL: srv.URL, concurrency: agents, units: n}
-	rep, err := runLoad(context.Background(), cfg, newClient(agents, false), sale.prepare)
+	rep, err := runLoad(context.Background(), cfg, newAgentClients(agents, false, clientLean), sale.prepare)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestFlashSaleSellsOutAndStops(t *testing.T) {
 	sale := prepareSale(t, srv, 4, 25+flashSaleSpare*4)
 	cfg := loadConfig{name: "flash sale", baseURL: srv.URL, concurrency: 4, duration: time.Minute}
 	sale.start = time.Now()
-	rep, err := runLoad(context.Background(), cfg, newClient(4, false), sale.buy)
+	rep, err := runLoad(context.Background(), cfg, newAgentClients(4, false, clientLean), sale.buy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func TestFlashSaleStopsWhenThePreparedSessionsRunOut(t *testing.T) {
 	sale := prepareSale(t, srv, 4, 10)
 	cfg := loadConfig{name: "flash sale", baseURL: srv.URL, concurrency: 4, duration: time.Minute}
 	sale.start = time.Now()
-	rep, err := runLoad(context.Background(), cfg, newClient(4, false), sale.buy)
+	rep, err := runLoad(context.Background(), cfg, newAgentClients(4, false, clientLean), sale.buy)
 	if err != nil {
 		t.Fatal(err)
 	}

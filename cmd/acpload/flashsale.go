@@ -242,7 +242,7 @@ func (r *flashSaleRun) sellRound(ctx context.Context, round int) error {
 	lc := loadConfig{name: "flash sale", baseURL: r.s.srv.base, concurrency: cfg.flashAgents, duration: flashSaleTimeout}
 	snap := r.s.meter.snapshot()
 	sale.start = time.Now()
-	res, err := runAgents(ctx, lc, r.s.client, sale.buy)
+	res, err := runAgents(ctx, lc, r.s.clients, sale.buy)
 	r.fs.CPU = r.fs.CPU.add(usage(snap, r.s.meter.snapshot(), 0))
 	if err != nil {
 		return err
@@ -448,7 +448,7 @@ func (e *benchEnv) prepareFlashSale(ctx context.Context, s *benchServer, sizes [
 	e.progress("flash sale (%s build): preparing %d sessions ready for payment (not measured)", s.target.build.Name, want)
 	sale := newFlashSale(cfg.flashAgents)
 	lc := loadConfig{name: "flash sale preparation", baseURL: s.srv.base, concurrency: cfg.flashAgents, units: want}
-	res, err := runAgents(ctx, lc, s.client, sale.prepare)
+	res, err := runAgents(ctx, lc, s.clients, sale.prepare)
 	if err != nil {
 		return nil, err
 	}

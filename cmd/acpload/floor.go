@@ -281,9 +281,9 @@ func (e *benchEnv) measureFloor(ctx context.Context, t *benchTarget, s *benchSer
 	}
 	floor := &benchServer{
 		env: e, target: t, srv: srv, agents: s.agents,
-		meter:  cpuMeter{postmaster: e.postmaster, server: srv.pid()},
-		rss:    sampleRSS(srv.pid(), time.Second),
-		client: newClient(s.agents, e.cfg.gzip),
+		meter:   cpuMeter{postmaster: e.postmaster, server: srv.pid()},
+		rss:     sampleRSS(srv.pid(), time.Second),
+		clients: newAgentClients(s.agents, e.cfg.gzip, e.cfg.client),
 	}
 	defer func() {
 		if st := floor.stop(); st.ExitState != "" && err == nil {
@@ -322,7 +322,8 @@ func (e *benchEnv) measureFloor(ctx context.Context, t *benchTarget, s *benchSer
 // response's body: what the floor server answers with.
 func sampleSession(ctx context.Context, s *benchServer) ([]byte, error) {
 	run := "floor" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	a := &agent{client: s.client, cfg: &loadConfig{baseURL: s.srv.base}, run: run, rec: newRecorder(1)}
+	a := &agent{http: s.clients.forAgent(s.srv.base), cfg: &loadConfig{baseURL: s.srv.base}, run: run, rec: newRecorder(1)}
+	defer a.http.close()
 	resp, err := a.post(ctx, epCreate, "/checkout_sessions", a.key("create"), createBody)
 	if err != nil {
 		return nil, err

@@ -80,7 +80,8 @@ func TestFloorServerStartsAsTheBenchStartsAServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{client: newClient(1, true), cfg: &loadConfig{baseURL: srv.base}, run: "t", rec: newRecorder(1)}
+	a := &agent{http: newAgentClients(1, true, clientLean).forAgent(srv.base), cfg: &loadConfig{baseURL: srv.base}, run: "t", rec: newRecorder(1)}
+	defer a.http.close()
 	resp, err := a.post(ctx, epFloor, floorPath(floorRoundTrips), a.key("floor"), createBody)
 	if err != nil || resp.status != http.StatusOK || string(resp.body) != floorSession {
 		t.Errorf("floor request: %v, status %d, body %q", err, resp.status, resp.body)

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -91,43 +89,26 @@ type loadConfig struct {
 	cancel bool
 }
 
-// newClient returns the one HTTP client of a run: keep-alive connections, enough idle
-// ones per host that no agent ever opens a new connection in the steady state.
-// gzip asks for compressed responses, as agent platforms do.
-func newClient(concurrency int, gzip bool) *http.Client {
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        2 * concurrency,
-		MaxIdleConnsPerHost: 2 * concurrency,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  !gzip,
-		ForceAttemptHTTP2:   false,
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
-}
-
 // agent is one simulated agent platform: it sends one request at a time and records
 // what it sees in its own recorder.
 type agent struct {
-	id     int
-	client *http.Client
-	cfg    *loadConfig
+	id int
+	// http sends the agent's requests, one at a time.
+	http requester
+	cfg  *loadConfig
 	// run makes idempotency keys unique across runs against the same server.
 	run string
 	seq uint64
 	rec *recorder
 	// recording is false during the warm-up: requests are sent but not counted.
 	recording bool
-	// body is reused for every response; copy what must outlive the next request.
-	body bytes.Buffer
 }
 
 // apiVersion is the ACP version the agent's requests ask for.
 func (a *agent) apiVersion() string { return cmp.Or(a.cfg.apiVersion, apiVersion) }
 
 // response is what one request got back. body is only valid until the agent's next
-// request.
+// request: copy what must outlive it.
 type response struct {
 	status   int
 	body     []byte
@@ -144,32 +125,8 @@ func (a *agent) post(ctx context.Context, ep endpoint, path, key, body string) (
 // send is post for any method: a body ("" for none) and an Idempotency-Key ("" for
 // none), authorized with bearer ("" for none), timed as ep.
 func (a *agent) send(ctx context.Context, ep endpoint, method, path, key, body, bearer string) (response, error) {
-	var content io.Reader
-	if body != "" {
-		content = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.cfg.baseURL+path, content)
-	if err != nil {
-		return response{}, err
-	}
-	h := req.Header
-	if body != "" {
-		h["Content-Type"] = []string{"application/json"}
-	}
-	h["Api-Version"] = []string{a.apiVersion()}
-	if key != "" {
-		h["Idempotency-Key"] = []string{key}
-	}
-	if bearer != "" {
-		h["Authorization"] = []string{"Bearer " + bearer}
-	}
 	start := time.Now()
-	resp, err := a.client.Do(req)
-	if err == nil {
-		a.body.Reset()
-		_, err = a.body.ReadFrom(resp.Body)
-		_ = resp.Body.Close()
-	}
+	resp, err := a.http.do(ctx, request{method: method, path: path, key: key, body: body, bearer: bearer, apiVersion: a.apiVersion()})
 	elapsed := time.Since(start)
 	if err != nil {
 		if ctx.Err() == nil && a.recording {
@@ -180,31 +137,13 @@ func (a *agent) send(ctx context.Context, ep endpoint, method, path, key, body, 
 	if a.recording {
 		a.rec.observe(ep, elapsed)
 	}
-	return response{
-		status: resp.StatusCode, body: a.body.Bytes(),
-		replayed: resp.Header.Get("Idempotent-Replayed") == "true",
-	}, nil
+	return resp, nil
 }
 
 // get sends a GET with the ACP headers and reads the whole response. It is not timed:
 // the flows measure their POSTs; a GET only explains an answer.
 func (a *agent) get(ctx context.Context, path string) (response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.cfg.baseURL+path, nil)
-	if err != nil {
-		return response{}, err
-	}
-	req.Header["Api-Version"] = []string{a.apiVersion()}
-	if a.cfg.apiKey != "" {
-		req.Header["Authorization"] = []string{"Bearer " + a.cfg.apiKey}
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	a.body.Reset()
-	_, err = a.body.ReadFrom(resp.Body)
-	_ = resp.Body.Close()
-	return response{status: resp.StatusCode, body: a.body.Bytes()}, err
+	return a.http.do(ctx, request{method: http.MethodGet, path: path, bearer: a.cfg.apiKey, apiVersion: a.apiVersion()})
 }
 
 // shortError keeps the cause of a transport error and drops the URL, so that errors of
@@ -476,8 +415,8 @@ func (r loadResult) report(cfg loadConfig) Report {
 }
 
 // runLoad runs the load and summarises it (see runAgents).
-func runLoad(ctx context.Context, cfg loadConfig, client *http.Client, unit func(context.Context, *agent) error) (Report, error) {
-	res, err := runAgents(ctx, cfg, client, unit)
+func runLoad(ctx context.Context, cfg loadConfig, clients *agentClients, unit func(context.Context, *agent) error) (Report, error) {
+	res, err := runAgents(ctx, cfg, clients, unit)
 	return res.report(cfg), err
 }
 
@@ -486,7 +425,7 @@ func runLoad(ctx context.Context, cfg loadConfig, client *http.Client, unit func
 // started during the warm-up are not counted. A unit in progress at the deadline is
 // finished and counted; the elapsed time runs until the last one ends. If ctx ends
 // early the partial result is returned with ctx's error.
-func runAgents(ctx context.Context, cfg loadConfig, client *http.Client, unit func(context.Context, *agent) error) (loadResult, error) {
+func runAgents(ctx context.Context, cfg loadConfig, clients *agentClients, unit func(context.Context, *agent) error) (loadResult, error) {
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	per := 1024
 	if cfg.units > 0 {
@@ -506,10 +445,11 @@ func runAgents(ctx context.Context, cfg loadConfig, client *http.Client, unit fu
 	finished := make([]time.Time, cfg.concurrency)
 	var wg sync.WaitGroup
 	for i := range agents {
-		a := &agent{id: i, client: client, cfg: &cfg, run: run, rec: newRecorder(per)}
+		a := &agent{id: i, http: clients.forAgent(cfg.baseURL), cfg: &cfg, run: run, rec: newRecorder(per)}
 		agents[i] = a
 		wg.Go(func() {
 			defer func() { finished[a.id] = time.Now() }()
+			defer a.http.close()
 			for ctx.Err() == nil {
 				now := time.Now()
 				a.recording = !now.Before(measureFrom)

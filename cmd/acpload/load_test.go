@@ -87,11 +87,15 @@ func fakeACP(t *testing.T, badReplay bool) *httptest.Server {
 
 func TestRunLoadFlows(t *testing.T) {
 	t.Parallel()
-	for _, bad := range []bool{false, true} {
+	for _, tc := range []struct {
+		bad    bool
+		client string
+	}{{false, clientLean}, {true, clientLean}, {false, clientStd}, {true, clientStd}} {
+		bad := tc.bad
 		srv := fakeACP(t, bad)
 		cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 3, units: 30}
-		client := newClient(cfg.concurrency, true)
-		rep, err := runLoad(context.Background(), cfg, client, func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+		clients := newAgentClients(cfg.concurrency, true, tc.client)
+		rep, err := runLoad(context.Background(), cfg, clients, func(ctx context.Context, a *agent) error { return a.flow(ctx) })
 		srv.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -99,16 +103,16 @@ func TestRunLoadFlows(t *testing.T) {
 		if bad {
 			if rep.Flows != 0 || rep.FailedFlows != 30 || len(rep.Failures) != 1 ||
 				rep.Failures[0] != (Failure{Endpoint: "complete_replay", Status: 200, Code: "body differs from the first response", Count: 30}) {
-				t.Errorf("differing replays: %d ok, %d failed, %+v", rep.Flows, rep.FailedFlows, rep.Failures)
+				t.Errorf("%s: differing replays: %d ok, %d failed, %+v", tc.client, rep.Flows, rep.FailedFlows, rep.Failures)
 			}
 			continue
 		}
 		if rep.Flows != 30 || rep.FailedFlows != 0 || len(rep.Failures) != 0 || rep.Requests != 150 {
-			t.Errorf("flows = %d ok, %d failed, %d requests, failures %+v", rep.Flows, rep.FailedFlows, rep.Requests, rep.Failures)
+			t.Errorf("%s: flows = %d ok, %d failed, %d requests, failures %+v", tc.client, rep.Flows, rep.FailedFlows, rep.Requests, rep.Failures)
 		}
 		for _, name := range []string{"create_session", "update_session", "delegate_payment", "complete", "complete_replay"} {
 			if e := rep.Endpoint(name); e.Count != 30 || e.P99Ms <= 0 {
-				t.Errorf("%s = %+v", name, e)
+				t.Errorf("%s: %s = %+v", tc.client, name, e)
 			}
 		}
 	}
@@ -121,7 +125,7 @@ func TestRunLoadAbandonedCheckouts(t *testing.T) {
 	srv := fakeACP(t, false)
 	defer srv.Close()
 	cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, units: 10, cancel: true}
-	rep, err := runLoad(context.Background(), cfg, newClient(cfg.concurrency, true), func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+	rep, err := runLoad(context.Background(), cfg, newAgentClients(cfg.concurrency, true, clientLean), func(ctx context.Context, a *agent) error { return a.flow(ctx) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +147,7 @@ func TestRunLoadAfterSale(t *testing.T) {
 	defer srv.Close()
 	for _, key := range []string{"admin-key", "wrong-key"} {
 		cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, units: 10, adminKey: key}
-		rep, err := runLoad(context.Background(), cfg, newClient(cfg.concurrency, true), func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+		rep, err := runLoad(context.Background(), cfg, newAgentClients(cfg.concurrency, true, clientLean), func(ctx context.Context, a *agent) error { return a.flow(ctx) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +175,7 @@ func TestRunLoadWarmupIsNotCounted(t *testing.T) {
 	cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, duration: 200 * time.Millisecond, warmup: 200 * time.Millisecond}
 	var total int
 	var mu sync.Mutex
-	rep, err := runLoad(context.Background(), cfg, newClient(2, false), func(ctx context.Context, a *agent) error {
+	rep, err := runLoad(context.Background(), cfg, newAgentClients(2, false, clientLean), func(ctx context.Context, a *agent) error {
 		mu.Lock()
 		total++
 		mu.Unlock()
@@ -193,7 +197,7 @@ func TestRunLoadStopsWhenWorkRunsOut(t *testing.T) {
 	srv := fakeACP(t, false)
 	defer srv.Close()
 	cfg := loadConfig{name: "test", baseURL: srv.URL, concurrency: 2, duration: time.Minute}
-	rep, err := runLoad(context.Background(), cfg, newClient(2, false), func(context.Context, *agent) error { return errExhausted })
+	rep, err := runLoad(context.Background(), cfg, newAgentClients(2, false, clientLean), func(context.Context, *agent) error { return errExhausted })
 	if err != nil || rep.Stopped == "" {
 		t.Errorf("exhausted run: err %v, stopped %q", err, rep.Stopped)
 	}

@@ -151,6 +151,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		jsonOut  = fs.Bool("json", false, "print JSON instead of tables")
 		warmup   = fs.Duration("warmup", 2*time.Second, "warm-up before measuring (not counted)")
 		gzip     = fs.Bool("gzip", true, "accept gzip-compressed responses, as agent platforms do")
+		client   = fs.String("client", clientLean, "the agents' HTTP client: "+clientLean+" (acpload's own HTTP/1.1 client, a connection and no goroutine of its own per agent, so that it takes less CPU from what it measures; https URLs go through net/http) or "+clientStd+" (Go's standard client)")
 		adminKey = fs.String("admin-key", "", "a key of the server's ADMIN_API_KEYS: each flow then also reads its order, ships it and refunds one unit through the admin API")
 		cancel   = fs.Bool("cancel", false, "each flow abandons its checkout: create, update, then cancel instead of paying")
 		lines    = fs.Int("lines", 1, fmt.Sprintf("items in each session's cart, one of each (1 to %d distinct items of the demo catalog)", len(cartItems)))
@@ -194,6 +195,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("-lines must be from 1 to %d (the demo catalog's available items)", len(cartItems))
 	case *slack < 0 || *slack > maxTimerSlack:
 		return fmt.Errorf("-timer-slack must be from 0 to %s", maxTimerSlack)
+	case *client != clientLean && *client != clientStd:
+		return fmt.Errorf("-client must be %s or %s, got %q", clientLean, clientStd, *client)
 	}
 
 	if *bench {
@@ -230,7 +233,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			server: *server, catalog: *catalogFile, pgbench: *pgbench,
 			levels: levels, duration: *duration, warmup: *warmup,
 			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, pin: *pin, logLevel: *logLevel, serverEnv: serverEnv,
-			gzip: *gzip, json: *jsonOut, check: *check,
+			gzip: *gzip, client: *client, json: *jsonOut, check: *check,
 			baseline: *baseline, durable: *durable, flashStock: *flashStock, flashAgents: *flashAgents, pspDelay: *pspDelay,
 			timerSlack: timerSlack,
 		}, stdout, stderr)
@@ -257,9 +260,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.duration = 0
 	}
 	raiseTimerSlack(ctx, *slack, stderr)
-	client := newClient(cfg.concurrency, *gzip)
-	defer client.CloseIdleConnections()
-	rep, err := runLoad(ctx, cfg, client, func(ctx context.Context, a *agent) error { return a.flow(ctx) })
+	clients := newAgentClients(cfg.concurrency, *gzip, *client)
+	defer clients.closeIdle()
+	rep, err := runLoad(ctx, cfg, clients, func(ctx context.Context, a *agent) error { return a.flow(ctx) })
 	if *jsonOut {
 		if jerr := writeJSON(stdout, rep); jerr != nil {
 			return errors.Join(err, jerr)

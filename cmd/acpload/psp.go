@@ -225,7 +225,7 @@ func (e *benchEnv) runPSP(ctx context.Context, t *benchTarget, psp *stripefake.S
 		return run, nil
 	}
 	run.Supported = true
-	payment, why := choosePSPPayment(ctx, s.client, s.srv.base)
+	payment, why := choosePSPPayment(ctx, s.clients.std, s.srv.base)
 	run.Payment = payment.describe
 	if why != "" {
 		run.Payment += "; not SPTs: " + why
