@@ -53,14 +53,6 @@ func newAgentClients(concurrency int, gzip bool, kind string) *agentClients {
 	return &agentClients{lean: kind != clientStd, gzip: gzip, std: newClient(concurrency, gzip)}
 }
 
-// kind names the client the agents use.
-func (c *agentClients) kind() string {
-	if c.lean {
-		return clientLean
-	}
-	return clientStd
-}
-
 // forAgent returns a requester of the server at base for one agent. The lean client
 // speaks HTTP/1.1 over TCP only, so any base but http:// goes through net/http.
 func (c *agentClients) forAgent(base string) requester {
