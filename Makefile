@@ -72,6 +72,7 @@ test-fuzz: ## Fuzz the request decoders, the idempotency hash and the catalog pa
 #   BENCH_FLASH_STOCK=2000  add the flash sale: 32 agents buy one item with this stock
 #   BENCH_PSP_DELAY=300ms   add the slow-PSP phase: a fake Stripe API answering after the delay
 #   BENCH_SESSION_CACHE=0   the servers with SESSION_CACHE_SIZE=0, the cache off (default 10000; a baseline older than the cache ignores it)
+#   BENCH_ARGS='-client net/http'  the agents on Go's net/http client (default: acpload's lean HTTP/1.1 client)
 BENCH_C    ?= 8
 BENCH_D    ?= 20s
 BENCH_ARGS ?=
