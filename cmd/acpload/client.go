@@ -58,7 +58,7 @@ func newAgentClients(concurrency int, gzip bool, kind string) *agentClients {
 func (c *agentClients) forAgent(base string) requester {
 	if c.lean {
 		if u, err := url.Parse(base); err == nil && u.Scheme == "http" && u.Host != "" {
-			return &leanRequester{addr: hostPort(u), host: u.Host, gzip: c.gzip}
+			return &leanRequester{addr: hostPort(u), host: u.Host, prefix: strings.TrimRight(u.Path, "/"), gzip: c.gzip}
 		}
 	}
 	return &stdRequester{client: c.std, base: base}
@@ -154,7 +154,9 @@ func (s *stdRequester) close() {}
 // gzip reader and the buffers reused.
 type leanRequester struct {
 	addr, host string
-	gzip       bool
+	// prefix is the base URL's path, which every request's path follows.
+	prefix string
+	gzip   bool
 
 	conn net.Conn
 	r    *bufio.Reader
@@ -292,6 +294,7 @@ func (l *leanRequester) close() {
 func (l *leanRequester) encode(q request) []byte {
 	b := append(l.out[:0], q.method...)
 	b = append(b, ' ')
+	b = append(b, l.prefix...)
 	b = append(b, q.path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, l.host...)

@@ -110,6 +110,23 @@ func TestClientsReadEveryFraming(t *testing.T) {
 	}
 }
 
+// A base URL with a path, a server behind a prefix, reaches the same paths with both
+// clients.
+func TestClientsKeepTheBaseURLsPath(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(echoHandler(t))
+	defer srv.Close()
+	q := request{method: http.MethodGet, path: "/checkout_sessions/cs_1", apiVersion: "v1"}
+	for _, kind := range []string{clientLean, clientStd} {
+		r := newAgentClients(1, false, kind).forAgent(srv.URL + "/acp")
+		resp, err := r.do(t.Context(), q)
+		if err != nil || !strings.HasPrefix(string(resp.body), "GET /acp/checkout_sessions/cs_1 ") {
+			t.Errorf("%s: %v, %q", kind, err, resp.body)
+		}
+		r.close()
+	}
+}
+
 // An https URL goes through net/http: the lean client speaks plain HTTP/1.1 only.
 func TestLeanClientsLeaveHTTPSToNetHTTP(t *testing.T) {
 	t.Parallel()
