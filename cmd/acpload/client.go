@@ -347,6 +347,11 @@ func (l *leanRequester) read(method string) (resp response, keep bool, err error
 	if err != nil {
 		return response{}, false, fmt.Errorf("%w: status line %q", errIncomplete, line)
 	}
+	if status < 200 {
+		// acpload sends no Expect header, so no interim response is due; one would leave
+		// the final response behind it unread.
+		return response{}, false, fmt.Errorf("%w: an interim response, %q", errIncomplete, line)
+	}
 	keep = line[7] == '1'
 	length, chunked, gzipped := int64(-1), false, false
 	for {
@@ -383,14 +388,17 @@ func (l *leanRequester) read(method string) (resp response, keep bool, err error
 
 	l.raw.Reset()
 	switch {
-	case method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified || status < 200:
+	case method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified:
 	case chunked:
 		err = l.readChunked()
 	case length >= 0:
 		err = l.readN(length)
 	default:
 		// No length: the body runs to the end of the connection.
-		_, err = l.raw.ReadFrom(l.r)
+		_, err = l.raw.ReadFrom(io.LimitReader(l.r, maxBody+1))
+		if err == nil && l.raw.Len() > maxBody {
+			err = errTooLarge
+		}
 		keep = false
 	}
 	if errors.Is(err, io.EOF) {
@@ -457,10 +465,13 @@ func (l *leanRequester) readChunked() error {
 // maxBody bounds a response's body: acpload's are a few KiB.
 const maxBody = 16 << 20
 
+// errTooLarge is a body over maxBody.
+var errTooLarge = fmt.Errorf("%w: a body over %d bytes", errIncomplete, maxBody)
+
 // readN appends the next n bytes of the connection to raw.
 func (l *leanRequester) readN(n int64) error {
 	if int64(l.raw.Len())+n > maxBody {
-		return fmt.Errorf("%w: a body over %d bytes", errIncomplete, maxBody)
+		return errTooLarge
 	}
 	l.raw.Grow(int(n))
 	buf := l.raw.AvailableBuffer()[:n]

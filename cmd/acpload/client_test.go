@@ -201,13 +201,16 @@ func TestLeanClientStopsWithItsContext(t *testing.T) {
 func TestLeanClientRefusesBrokenResponses(t *testing.T) {
 	t.Parallel()
 	for name, answer := range map[string]string{
-		"not HTTP":         "SSH-2.0-OpenSSH\r\n",
-		"cut-short body":   "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
-		"bad length":       "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-		"bad chunk size":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-		"header no colon":  "HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
-		"gzip not gzipped": "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
-		"nothing":          "",
+		"not HTTP":          "SSH-2.0-OpenSSH\r\n",
+		"cut-short body":    "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+		"bad length":        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"bad chunk size":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"header no colon":   "HTTP/1.1 200 OK\r\nbroken\r\n\r\n",
+		"gzip not gzipped":  "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
+		"nothing":           "",
+		"interim response":  "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+		"too long a body":   "HTTP/1.1 200 OK\r\nContent-Length: 17000000\r\n\r\n",
+		"too long to close": "HTTP/1.1 200 OK\r\n\r\n" + strings.Repeat("x", maxBody+1),
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"io"
 	"strconv"
@@ -358,7 +357,7 @@ func (r BenchReport) writeText(w io.Writer) {
 		fmt.Fprintln(w, "per-statement figures: off (give TEST_DATABASE_URL a server with shared_preload_libraries = 'pg_stat_statements')")
 	}
 	fmt.Fprintf(w, "server: %s, LOG_LEVEL=%s, pool_max_conns %s, gzip %v %s\n", m.ServerBinary, m.ServerLogLevel, m.PoolMaxConns, m.GzipResponses, m.ServerExtraEnv)
-	fmt.Fprintf(w, "load generator: %s client, timer slack %s (the processes it starts: the slack it was started with)\n", cmp.Or(m.LoadClient, clientLean), m.LoadTimerSlack)
+	fmt.Fprintf(w, "load generator: %s client, timer slack %s (the processes it starts: the slack it was started with)\n", m.LoadClient, m.LoadTimerSlack)
 	if b := r.Baseline; b != nil {
 		fmt.Fprintf(w, "baseline: %s = %s, built into %s; each build has its own database, migrated by its own binary\n", b.Revision, shortCommit(b.Commit), b.Binary)
 	}
