@@ -164,9 +164,9 @@ type Phase struct {
 
 // KeptViews is what the server's session view cache did in a phase, from its /metrics
 // (acp_session_cache_views_total, internal/metrics): the writes that found a kept view
-// current, each a round trip fewer than roundtrips.txt gives its request, those that
-// found one out of date, each a round trip more, and the views passed over, which
-// change nothing.
+// current, each taking the round trips roundtrips.txt gives its request from a kept
+// view (fewer), those that found one out of date, each about a round trip more, and the
+// views passed over, which change nothing.
 type KeptViews struct {
 	Current   float64 `json:"current"`
 	OutOfDate float64 `json:"out_of_date"`
@@ -205,12 +205,14 @@ func (k *KeptViews) add(o *KeptViews) *KeptViews {
 }
 
 // roundTripsSaved is how many round trips fewer than roundtrips.txt gives the phase's
-// requests the kept views made them take (0 for nil).
-func (k *KeptViews) roundTripsSaved() float64 {
+// requests the kept views made them take (0 for nil), when a write that found its view
+// current saved perCurrent on average (an update saves one, a completion two: the
+// phase's mix of them) and one that found it out of date cost about one more.
+func (k *KeptViews) roundTripsSaved(perCurrent float64) float64 {
 	if k == nil {
 		return 0
 	}
-	return k.Current - k.OutOfDate
+	return k.Current*perCurrent - k.OutOfDate
 }
 
 // writeText prints the counts, with the current ones a unit of work (flows of them),

@@ -195,30 +195,54 @@ func (f *Floor) postgresNote() string {
 //go:embed roundtrips.txt
 var roundTripsFile string
 
+// requestRoundTrips are the round trips of one request of the flow: trips from a read,
+// and kept (when the request can start from one: hasKept) from a view the server's
+// session view cache kept.
+type requestRoundTrips struct {
+	trips, kept int
+	hasKept     bool
+}
+
 // roundTripsByEndpoint are roundTripsFile's counts by endpoint: what a server at the
 // floor would still pay for each request.
 var roundTripsByEndpoint = mustParseRoundTrips(roundTripsFile)
 
-// mustParseRoundTrips reads roundtrips.txt's lines (endpoint, operation, count; # for
+// mustParseRoundTrips reads roundtrips.txt's lines (endpoint, operation, count, and
+// for a request that can start from a kept view, that operation and its count; # for
 // comments). The file is embedded, so a malformed one is a build's mistake, which
 // TestRoundTripsFileCoversTheFlow catches before a bench runs. An endpoint listed twice
 // is one: with the last line winning, an edit that added a line and left the old one
 // would charge the floor a count TestRoundTrips never measured.
-func mustParseRoundTrips(file string) map[string]int {
-	counts := map[string]int{}
+func mustParseRoundTrips(file string) map[string]requestRoundTrips {
+	counts := map[string]requestRoundTrips{}
+	count := func(field string) int {
+		n, err := strconv.Atoi(field)
+		if err != nil || n < 0 {
+			return -1
+		}
+		return n
+	}
 	for line := range strings.SplitSeq(file, "\n") {
 		fields := strings.Fields(line)
 		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
-		n, err := strconv.Atoi(fields[len(fields)-1])
-		if len(fields) != 3 || err != nil || n < 0 {
+		var r requestRoundTrips
+		switch len(fields) {
+		case 3:
+			r.trips = count(fields[2])
+		case 5:
+			r.trips, r.kept, r.hasKept = count(fields[2]), count(fields[4]), true
+		default:
+			r.trips = -1
+		}
+		if r.trips < 0 || r.kept < 0 || r.kept > r.trips {
 			panic(fmt.Sprintf("acpload: roundtrips.txt: malformed line %q", line))
 		}
 		if _, seen := counts[fields[0]]; seen {
 			panic(fmt.Sprintf("acpload: roundtrips.txt: %s listed twice", fields[0]))
 		}
-		counts[fields[0]] = n
+		counts[fields[0]] = r
 	}
 	return counts
 }
@@ -234,18 +258,24 @@ func (f *Floor) serverMs(p Phase) float64 {
 	if f == nil || f.ServerMs < 0 || f.ServerPerRoundTripMs < 0 || rep.Flows == 0 {
 		return -1
 	}
-	var total float64
+	var total, keepable, savable float64
 	for _, e := range rep.Endpoints {
 		if e.Endpoint == allEndpoints {
 			continue
 		}
-		trips, ok := roundTripsByEndpoint[e.Endpoint]
+		r, ok := roundTripsByEndpoint[e.Endpoint]
 		if !ok {
 			return -1
 		}
-		total += float64(e.Count) * (f.ServerMs + float64(trips)*f.ServerPerRoundTripMs)
+		total += float64(e.Count) * (f.ServerMs + float64(r.trips)*f.ServerPerRoundTripMs)
+		if r.hasKept {
+			keepable += float64(e.Count)
+			savable += float64(e.Count * (r.trips - r.kept))
+		}
 	}
-	total -= p.KeptViews.roundTripsSaved() * f.ServerPerRoundTripMs
+	if keepable > 0 {
+		total -= p.KeptViews.roundTripsSaved(savable/keepable) * f.ServerPerRoundTripMs
+	}
 	return total / float64(rep.Flows)
 }
 

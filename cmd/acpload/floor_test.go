@@ -127,8 +127,9 @@ func TestNewFloorDerivesThePriceOfARoundTrip(t *testing.T) {
 }
 
 // A phase whose writes started from the session view cache's views is charged, at the
-// floor, a round trip less for each view found current and one more for each found out
-// of date (from the server's /metrics); the views passed over change nothing.
+// floor, the round trips of a write from a kept view for each view found current and
+// one more for each found out of date (from the server's /metrics); the views passed
+// over change nothing.
 func TestFloorChargesTheRoundTripsOfKeptViews(t *testing.T) {
 	t.Parallel()
 	f := &Floor{ServerMs: 0.04, ServerPerRoundTripMs: 0.02, RoundTrips: 2}
@@ -139,6 +140,15 @@ func TestFloorChargesTheRoundTripsOfKeptViews(t *testing.T) {
 		map[string]float64{metricKeptCurrent: 15, metricKeptOutOfDate: 3, metricKeptPassed: 7})
 	if got, want := f.serverMs(p), without-8*0.02/10; math.Abs(without-0.08) > 1e-9 || math.Abs(got-want) > 1e-9 {
 		t.Errorf("floor a flow: %v without kept views (want 0.08), %v with 10 current and 2 out of date (want %v)", without, got, want)
+	}
+	// An update from a kept view saves one round trip and a completion two
+	// (roundtrips.txt): the phase's current views save their average, 1.5 here.
+	flow := Phase{Report: Report{Flows: 10, Endpoints: []EndpointStats{
+		{Endpoint: "create_session", Count: 10}, {Endpoint: "update_session", Count: 10}, {Endpoint: "complete", Count: 10}}}}
+	uncached := f.serverMs(flow) // 3 × 0.04 + (2 + 2 + 3) × 0.02 a flow
+	flow.KeptViews = &KeptViews{Current: 20}
+	if got, want := f.serverMs(flow), uncached-30*0.02/10; math.Abs(uncached-0.26) > 1e-9 || math.Abs(got-want) > 1e-9 {
+		t.Errorf("floor a flow: %v without kept views (want 0.26), %v with an update and a completion from kept views (want %v)", uncached, got, want)
 	}
 	var text strings.Builder
 	p.KeptViews.writeText(&text, p.Report.Flows, "flow")
@@ -201,12 +211,13 @@ func TestServerNoteGivesTheMultipleOnlyWhenKnown(t *testing.T) {
 func TestRoundTripsFileCoversTheFlow(t *testing.T) {
 	t.Parallel()
 	for ep := epCreate; ep <= epReplay; ep++ {
-		if n, ok := roundTripsByEndpoint[ep.String()]; !ok || n < 1 {
-			t.Errorf("roundtrips.txt gives %s %d round trips (listed: %v)", ep, n, ok)
+		if r, ok := roundTripsByEndpoint[ep.String()]; !ok || r.trips < 1 || (r.hasKept && r.kept < 1) {
+			t.Errorf("roundtrips.txt gives %s %+v round trips (listed: %v)", ep, r, ok)
 		}
 	}
 	for _, bad := range []string{"complete complete", "complete complete three", "complete complete 3 extra", "complete complete -1",
-		"complete complete 3\ncomplete complete 2"} {
+		"complete complete 3\ncomplete complete 2", "complete complete 3 complete_kept", "complete complete 3 complete_kept 4",
+		"complete complete 3 complete_kept -1", "complete complete 3 complete_kept 1 extra"} {
 		func() {
 			defer func() {
 				if recover() == nil {

@@ -89,7 +89,7 @@ func (s *Server) withIdempotency() Middleware {
 			rec := &bufferedResponse{header: http.Header{}}
 			mode := claimFirst
 			if tpl, err := mux.CurrentRoute(r).GetPathTemplate(); err == nil {
-				mode = keyModeOf(r.Method, tpl)
+				mode = s.keyModeFor(r.Method, tpl, info.caller, mux.Vars(r)["id"])
 			}
 			var pack func([]byte) ([]byte, bool)
 			if acceptsGzip(r) {
@@ -234,7 +234,8 @@ const (
 	// claimFirst claims the key, committed on its own, before the operation runs.
 	claimFirst keyMode = iota
 	// rideFirstRead defers the claim to the storage layer, which looks the key up in
-	// its first round trip, a read (or its only one, a delegation's COMMIT).
+	// its first round trip, a read (or its only one, the COMMIT of a delegation or of
+	// a completion from a kept view).
 	rideFirstRead
 	// lookUpFirst looks the key up on its own before the operation runs: a replay is
 	// answered in that one statement, and a free key is settled by the storage layer.
@@ -262,12 +263,41 @@ func keyModeOf(method, tpl string) keyMode {
 	case method == http.MethodPost && (tpl == "/checkout_sessions" || tpl == "/checkout_sessions/{id}" ||
 		tpl == "/checkout_sessions/{id}/cancel" || tpl == "/carts" || tpl == delegatePaymentPath):
 		return rideFirstRead
-	case method == http.MethodPost && (tpl == "/checkout_sessions/{id}/complete" || tpl == "/carts/{id}/cancel"),
+	case method == http.MethodPost && (tpl == completePath || tpl == "/carts/{id}/cancel"),
 		method == http.MethodPut && tpl == "/carts/{id}",
 		method == http.MethodPost && slices.Contains(adminWrites, tpl):
 		return lookUpFirst
 	}
 	return claimFirst
+}
+
+// completePath is the route template of a session's completion.
+const completePath = "/checkout_sessions/{id}/complete"
+
+// viewKeeper is a checkout.SessionService that keeps sessions' views between requests
+// (postgres.Store with a session cache), so that a session's completion may start from
+// the view kept of it, in one round trip with its idempotency key
+// (docs/PERFORMANCE.md, "Round trips").
+type viewKeeper interface {
+	// KeepsSessionView reports whether the next completion of owner's session id is
+	// likely to start from a kept view.
+	KeepsSessionView(owner, id string) bool
+}
+
+// keyModeFor is keyModeOf for the request of caller at the route template tpl, whose
+// {id} is id: a completion whose session's view the storage layer keeps rides its
+// key's look-up with its writes, its one round trip (the storage layer holds the key
+// first there, so a duplicate in flight is still answered at once), where looking the
+// key up first would be a round trip of its own. A replay comes after the completion,
+// which leaves no view kept, and is still looked up first: one statement.
+func (s *Server) keyModeFor(method, tpl, caller, id string) keyMode {
+	mode := keyModeOf(method, tpl)
+	if mode == lookUpFirst && tpl == completePath && id != "" {
+		if k, ok := s.sessions.(viewKeeper); ok && k.KeepsSessionView(caller, id) {
+			return rideFirstRead
+		}
+	}
+	return mode
 }
 
 // adminWrites are the route templates of the admin API's writes (adminRoutes,

@@ -289,7 +289,7 @@ func (s *Server) callTool(ctx context.Context, caller string, t mcpTool, op mcpO
 	}
 	// MCP's answers carry the JSON itself: a response recorded compressed for a REST
 	// client is replayed decompressed (pack nil).
-	ans, err := s.runOnce(ctx, api, k, s.bodyHash(payload), keyModeOf(op.method, tpl), nil, exec)
+	ans, err := s.runOnce(ctx, api, k, s.bodyHash(payload), s.keyModeFor(op.method, tpl, caller, id), nil, exec)
 	return api, ans.Status, ans.Body, ans.replayed, err
 }
 

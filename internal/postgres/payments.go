@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentic-commerce/agentic-commerce-server/db"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
+	"github.com/agentic-commerce/agentic-commerce-server/internal/idempotency"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/payment"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/webhook"
 )
@@ -49,6 +50,11 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		// Read under its locks; whatever its outcome, the session's kept view is out
 		// of date after it (the SessionCache would find so, a round trip later).
 		s.cache.drop(id)
+		// A key the transport left to the completion, having found the view kept, is
+		// looked up first, as the transport does for every other PSP completion.
+		if err := lookUpAlone(ctx, s.pool, idempotency.FromContext(ctx)); err != nil {
+			return checkout.View{}, err
+		}
 		return s.completeInPhases(ctx, owner, id, c)
 	}
 	view, err := s.completeWithVaultToken(ctx, owner, id, c)
@@ -56,6 +62,39 @@ func (s *Store) CompleteSession(ctx context.Context, owner, id string, c checkou
 		view, err = s.completeStatementByStatement(ctx, owner, id, c)
 	}
 	return view, s.recordRefusal(ctx, owner, id, err, "")
+}
+
+// KeepsSessionView reports whether this instance keeps a view of owner's session id
+// that the session's next completion with a vault token is likely to start from
+// (StoreConfig.SessionCache). The transport then leaves the completion's idempotency
+// key to the completion, which looks it up in its one round trip (completeWithVaultToken),
+// rather than look it up on its own first. It is a hint: a completion that finds no
+// view after all looks the key up on its own, as the transport would have.
+func (s *Store) KeepsSessionView(owner, id string) bool {
+	return s.cache.keeps(owner, id, s.now())
+}
+
+// lookUpAlone settles claim, a deferred one whose key nobody looked up yet (nil, or
+// one taken or found free: nothing to do), with the key's look-up on its own, as the
+// transport's lookUpFirst does: a key found free is marked so (MarkFree) and held by
+// the work's transaction; a key with a record stops the work (ErrNotClaimed, the claim
+// resolved with what the key holds); a key in flight, maybe a dead request's, is
+// claimed on its own (Take).
+func lookUpAlone(ctx context.Context, pool *pgxpool.Pool, claim *idempotency.Claim) error {
+	if claim == nil || !claim.Pending() || claim.Free() {
+		return nil
+	}
+	out, free, err := lookUpKey(ctx, db.New(pool), claim.Key, claim.Hash)
+	switch {
+	case err != nil:
+		return err
+	case free:
+		claim.MarkFree()
+		return nil
+	case out.Kind == idempotency.InFlight:
+		return claim.Take(ctx)
+	}
+	return claim.Resolve(out)
 }
 
 // errLockedTooFew says a pipelined completion could not be sure that it locked the
@@ -69,20 +108,41 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // token changed between the two, two more under its locks (completeUnderLocks).
 //
 // With a SessionCache holding the session's view and the token, the read goes: one
-// round trip after the key's look-up, checked as an update from a kept view is
-// (writeReadAhead). One refused from the kept view runs again from a view read.
+// round trip, checked as an update from a kept view is (writeReadAhead). The key's
+// look-up rides it when the transport left the key to the storage layer, having found
+// the view kept (KeepsSessionView): the key is held first in that round trip, looked
+// up, and inserted with the response, so that a key found taken rolls the completion
+// back (pipelinedTx.commitRidden, holdWhenRiding). One refused from the kept view runs
+// again from a view read. A completion that does not start from a kept view looks its
+// key up on its own first (lookUpAlone), as the transport does when it finds none: a
+// replay is then that one statement, not the session's view.
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
-	view, usedKept, refusedKept, err := s.completeReadAhead(ctx, owner, id, c, true)
-	if refusedKept {
-		view, _, _, err = s.completeReadAhead(ctx, owner, id, c, false)
-	} else if usedKept {
+	var kept *sessionView
+	if sv, ok := s.cache.view(owner, id, c.Token, s.now()); ok {
+		kept = &sv
+	} else if err := lookUpAlone(ctx, s.pool, idempotency.FromContext(ctx)); err != nil {
+		return checkout.View{}, err
+	}
+	view, refusedKept, err := s.completeReadAhead(ctx, owner, id, c, kept)
+	switch {
+	case refusedKept:
+		if err := lookUpAlone(ctx, s.pool, idempotency.FromContext(ctx)); err != nil {
+			return checkout.View{}, err
+		}
+		view, _, err = s.completeReadAhead(ctx, owner, id, c, nil)
+	case kept != nil && !errors.Is(err, idempotency.ErrNotClaimed):
+		// (A key found taken stops the completion before it tells whether the view
+		// was current.)
 		s.cache.found(!isSessionMoved(err) && !isTokenChanged(err))
 	}
 	if errors.Is(err, errReadUnderLocks) || isSessionMoved(err) || isTokenChanged(err) {
 		view, err = s.completeUnderLocks(ctx, owner, id, c)
 	}
 	// Completed, the session has no next write; refused, its next starts from a read.
-	s.cache.dropCompleted(id, c.Token)
+	// A key found taken left the session as it was, and its view as current as before.
+	if !errors.Is(err, idempotency.ErrNotClaimed) {
+		s.cache.dropCompleted(id, c.Token)
+	}
 	return view, err
 }
 
@@ -120,20 +180,21 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 // completion. A transaction that raised wrote nothing, so running again under the locks
 // gives the answer the locked read gives.
 //
-// fromKept lets the view and the token kept by the SessionCache stand for the read
-// (step 1), checked in step 2 (CheckKeptViewCurrent); usedKept says they did, and
-// refusedKept that the completion was refused from them, before anything was sent.
-func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion, fromKept bool) (view checkout.View, usedKept, refusedKept bool, err error) {
+// kept, the view and the token kept by the SessionCache (nil: none), stands for the
+// read (step 1), checked in step 2 (CheckKeptViewCurrent); refusedKept says the
+// completion was refused from it, before anything was sent. The completion is then one
+// round trip, and a deferred idempotency claim still pending rides it, its key held
+// (holdWhenRiding).
+func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c checkout.Completion, kept *sessionView) (view checkout.View, refusedKept bool, err error) {
 	var lines []checkout.Line
-	view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
+	view, err = withRiddenRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 		q, deferred := db.New(tx), tx.deferred()
 		refusedKept = false
 		var sv sessionView
-		kept := false
-		if fromKept {
-			sv, kept = s.cache.view(owner, id, c.Token, now)
-		}
-		if usedKept = kept; !kept {
+		if kept != nil {
+			sv = kept.copied()
+			tx.holdWhenRiding()
+		} else {
 			// The view takes no lock (LockUnchangedSession does, with the writes), so it
 			// is read outside the transaction, and the writes are its only round trip.
 			tx.readOutside()
@@ -148,17 +209,17 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		if kept {
+		if kept != nil {
 			if err := checkKeptView(ctx, deferred, sv.read.generation, sv.session, &sv.read, sv.token); err != nil {
 				return checkout.View{}, err
 			}
 		}
 		view, err := s.completeFromView(ctx, tx, sv, c, now)
-		refusedKept = kept && err != nil
+		refusedKept = kept != nil && err != nil
 		lines = sv.session.Lines
 		return view, err
 	})
-	return view, usedKept, refusedKept, pipelinedCompletionError(err, lines)
+	return view, refusedKept, pipelinedCompletionError(err, lines)
 }
 
 // mayApplyLimited reports whether one of the discounts a view read may apply has a

@@ -71,6 +71,9 @@ type pipelinedTx struct {
 	// readFirst says reads sent before any write go outside the transaction
 	// (readOutside), which BEGIN then opens with the writes.
 	readFirst bool
+	// holdRide says a deferred claim that rides the COMMIT holds its key too
+	// (holdWhenRiding).
+	holdRide bool
 }
 
 // errRideMissed says a deferred claim could not be settled in the first round trip: a
@@ -155,6 +158,15 @@ func (t *pipelinedTx) readAll(reads []func(q *db.Queries) error) error {
 // read inside the transaction sees nothing a read outside would not, but a lock taken
 // outside (FOR UPDATE) ends with its statement.
 func (t *pipelinedTx) readOutside() { t.readFirst = true }
+
+// holdWhenRiding makes a deferred claim that rides the COMMIT (commitRidden) hold its
+// key first in the transaction (HoldIdempotencyKey), ahead of its look-up, as the
+// transaction of a key found free does: a duplicate running beside it meets the hold
+// and is answered at once, 409 idempotency_in_flight or the key's conflict, where one
+// riding without the hold (a delegation's) waits on the key's index entry and then
+// gets the replay. A completion from a kept view rides so: its duplicates are answered
+// as those of a completion whose key was looked up first.
+func (t *pipelinedTx) holdWhenRiding() { t.holdRide = true }
 
 // rideClaim makes claim, a deferred one not taken yet, settle in the first round trip,
 // which must be a read (Query): the key's look-up goes out with it, outside the
@@ -416,14 +428,25 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 // it before it answers with the error (or with the response recorded, should the round
 // trip have committed before its answer was lost). A key that is not the request's is
 // ErrNotClaimed, as for rideClaim.
+//
+// With holdWhenRiding, the key's hold goes first, and a duplicate in flight stops the
+// transaction there (heldKeyError); a key its look-up found free is marked so
+// (MarkFree), so that a transaction run again after this one failed (a session changed
+// since its view was kept) holds the key rather than claim it on its own.
 func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	if t.ride == nil || t.begun {
 		return errRideMissed
 	}
 	claim := t.ride
 	t.ride = nil
+	if t.holdRide {
+		t.hold = claim // queued first in the implicit transaction by commit (queueHold)
+	}
 	settle := func(q *db.Queries) error {
-		_, err := settleLookup(ctx, q, claim) // a free key is inserted with the work
+		free, err := settleLookup(ctx, q, claim) // a free key is inserted with the work
+		if free && t.holdRide {
+			claim.MarkFree()
+		}
 		return err
 	}
 	c := lookupStatement(claim.Key)

@@ -16,8 +16,8 @@ import (
 // SessionCache keeps, in one instance's memory, the view each session's last write
 // answered with and the vault tokens the instance stored, so that the session's next
 // update or completion starts from them instead of reading the view again: one round
-// trip and most of PostgreSQL's work less (docs/PERFORMANCE.md, "The session view
-// cache"). Nothing kept is trusted: the write that starts from a kept view checks, in
+// trip and most of PostgreSQL's work less, and for a vault-token completion the key's
+// look-up rides too (docs/PERFORMANCE.md, "The session view cache"). Nothing kept is trusted: the write that starts from a kept view checks, in
 // its own round trip, that the session row is the version the view was kept under
 // (LockUnchangedSession) and that the catalog, the session's 3-D Secure tokens and the
 // stock of its lines still give the same view (CheckKeptViewCurrent). When they do not,
@@ -48,7 +48,8 @@ type SessionCache struct {
 // one, since the cache was made.
 type SessionCacheStats struct {
 	// Current counts the writes that started from a kept view and found it current:
-	// each took a round trip less than from a read.
+	// each took a round trip less than from a read (a vault-token completion whose key
+	// rode with it, two: Store.KeepsSessionView).
 	Current uint64
 	// OutOfDate counts the writes that started from a kept view and found it out of
 	// date (another instance wrote the session, or the catalog changed): each ran
@@ -204,8 +205,32 @@ func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessio
 		}
 		c.passed = 0
 	}
+	return sv.copied(), true
+}
+
+// copied is a copy of sv that shares nothing a write changes in place: what view hands
+// out, and what each run of a completion from a kept view starts from (a run that
+// missed its claim's ride runs again: runPipelinedTx).
+func (sv sessionView) copied() sessionView {
 	sv.session, sv.read = cloneSession(sv.session), sv.read.clone()
-	return sv, true
+	if sv.token != nil {
+		token := *sv.token
+		sv.token = &token
+	}
+	return sv
+}
+
+// keeps reports whether view would most likely hand out the view kept for owner's
+// session id at now, without counting anything: there is one, it is owner's and open,
+// and the cache is not passing its views over.
+func (c *SessionCache) keeps(owner, id string, now time.Time) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sv, ok := c.views[id]
+	return ok && sv.session.Owner == owner && !sv.session.Expired(now) && c.current > keptPaysAbove
 }
 
 // drop forgets the view kept for session id.
