@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
 
@@ -14,14 +15,19 @@ import (
 // trips").
 const keptCompletionRide = "batch [HoldIdempotencyKey :exec; LookupIdempotencyKey :one; LockUnchangedSession :exec;"
 
-// keptEnv is an env of version v whose instances keep sessions' views, whatever
-// TEST_SESSION_CACHE_SIZE says.
-func keptEnv(t *testing.T, v string) *testEnv {
+// forEachVersionKept is forEachVersion with envs whose instances keep sessions' views,
+// whatever TEST_SESSION_CACHE_SIZE says, its subtests in parallel.
+func forEachVersionKept(t *testing.T, f func(t *testing.T, e *testEnv)) {
 	t.Helper()
-	e := mustEnvVersion(t, v, time.Minute)
-	e.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
-	e.server = e.startServer(time.Minute)
-	return e
+	for _, v := range httpapi.SupportedVersions {
+		t.Run(v, func(t *testing.T) {
+			t.Parallel()
+			e := mustEnvVersion(t, v, time.Minute)
+			e.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
+			e.server = e.startServer(time.Minute)
+			f(t, e)
+		})
+	}
 }
 
 // readyKept makes a session ready for payment on e's instance, which then keeps its
@@ -55,52 +61,48 @@ func measureKept(e *testEnv, id, key string, body any) (r response, trips int, f
 // completion under a new key succeeds with it, in one round trip.
 func TestKeptCompletionRidesItsKey(t *testing.T) {
 	t.Parallel()
-	for _, v := range []string{"2025-09-29", v0417} {
-		t.Run(v, func(t *testing.T) {
-			t.Parallel()
-			e := keptEnv(t, v)
-			other := e.on(e.startServer(time.Minute))
-			id, tok := readyKept(e)
-			body := e.completeBody(tok)
+	forEachVersionKept(t, func(t *testing.T, e *testEnv) {
+		other := e.on(e.startServer(time.Minute))
+		id, tok := readyKept(e)
+		body := e.completeBody(tok)
 
-			setStock(e, "item_123", 0)
-			refused := other.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K")
-			if refused.status < 400 || refused.status >= 500 {
-				t.Fatalf("completion with no stock: status %d, want a refusal; body: %s", refused.status, refused.body)
-			}
-			setStock(e, "item_123", 100)
+		setStock(e, "item_123", 0)
+		refused := other.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K")
+		if refused.status < 400 || refused.status >= 500 {
+			t.Fatalf("completion with no stock: status %d, want a refusal; body: %s", refused.status, refused.body)
+		}
+		setStock(e, "item_123", 100)
 
-			replay, trips, first := measureKept(e, id, "K", body)
-			safetyMustReplay(t, replay, refused)
-			if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
-				t.Errorf("the replay made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
-			}
+		replay, trips, first := measureKept(e, id, "K", body)
+		safetyMustReplay(t, replay, refused)
+		if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
+			t.Errorf("the replay made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
+		}
 
-			another := e.completeBody(tok)
-			another["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
-			conflict, trips, first := measureKept(e, id, "K", another)
-			status := http.StatusConflict // the key's conflict: 409, 422 from 2026-04-17
-			if e.is0417() {
-				status = http.StatusUnprocessableEntity
-			}
-			e.mustError(conflict, status, "idempotency_conflict", "")
-			if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
-				t.Errorf("the conflict made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
-			}
+		another := e.completeBody(tok)
+		another["buyer"] = map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
+		conflict, trips, first := measureKept(e, id, "K", another)
+		status := http.StatusConflict // the key's conflict: 409, 422 from 2026-04-17
+		if e.is0417() {
+			status = http.StatusUnprocessableEntity
+		}
+		e.mustError(conflict, status, "idempotency_conflict", "")
+		if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
+			t.Errorf("the conflict made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
+		}
 
-			if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 0 {
-				t.Fatalf("orders = %d after the key's refusals, want 0", n)
-			}
-			if n := dbInt(e, `SELECT count(*) FROM vault_tokens WHERE id = $1 AND used_at IS NULL`, tok); n != 1 {
-				t.Fatalf("the token was used by a completion that rolled back")
-			}
-			done, trips, first := measureKept(e, id, newKey(), body)
-			e.mustCompleted(done)
-			if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
-				t.Errorf("the completion made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
-			}
-		})
-	}
+		if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 0 {
+			t.Fatalf("orders = %d after the key's refusals, want 0", n)
+		}
+		if n := dbInt(e, `SELECT count(*) FROM vault_tokens WHERE id = $1 AND used_at IS NULL`, tok); n != 1 {
+			t.Fatalf("the token was used by a completion that rolled back")
+		}
+		done, trips, first := measureKept(e, id, newKey(), body)
+		e.mustCompleted(done)
+		if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
+			t.Errorf("the completion made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
+		}
+	})
 }
 
 // Behind a balancer, a replay may reach an instance that keeps an older view of the
@@ -111,41 +113,37 @@ func TestKeptCompletionRidesItsKey(t *testing.T) {
 // as it is, and records its key once.
 func TestKeptCompletionOnAnotherInstance(t *testing.T) {
 	t.Parallel()
-	for _, v := range []string{"2025-09-29", v0417} {
-		t.Run(v, func(t *testing.T) {
-			t.Parallel()
-			a := keptEnv(t, v)
-			b := a.on(a.startServer(time.Minute))
+	forEachVersionKept(t, func(t *testing.T, a *testEnv) {
+		b := a.on(a.startServer(time.Minute))
 
-			id, tok := readyKept(b)
-			completed := a.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", a.completeBody(tok), "Idempotency-Key", "K")
-			a.mustCompleted(completed)
-			replay, trips, first := measureKept(b, id, "K", b.completeBody(tok))
-			safetyMustReplay(t, replay, completed)
-			if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
-				t.Errorf("the replay made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
-			}
-			if n := dbInt(a, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
-				t.Errorf("orders = %d, want 1", n)
-			}
+		id, tok := readyKept(b)
+		completed := a.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", a.completeBody(tok), "Idempotency-Key", "K")
+		a.mustCompleted(completed)
+		replay, trips, first := measureKept(b, id, "K", b.completeBody(tok))
+		safetyMustReplay(t, replay, completed)
+		if trips != 1 || !strings.HasPrefix(first, keptCompletionRide) {
+			t.Errorf("the replay made %d round trips, the first %q; want 1, beginning %q", trips, first, keptCompletionRide)
+		}
+		if n := dbInt(a, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
+			t.Errorf("orders = %d, want 1", n)
+		}
 
-			id, tok = readyKept(a)
-			grace := map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
-			b.mustSession(b.do(http.MethodPost, "/checkout_sessions/"+id, b.updateBody(fields{buyer: grace}), "Idempotency-Key", newKey()), http.StatusOK)
-			done, trips, first := measureKept(a, id, "K2", a.completeBody(tok))
-			s := a.mustCompleted(done)
-			if got := s["buyer"].(map[string]any)["email"]; got != "grace@example.com" {
-				t.Errorf("completed with buyer %v, want the one another instance set", got)
-			}
-			if trips != 3 || !strings.HasPrefix(first, keptCompletionRide) {
-				t.Errorf("the completion made %d round trips, the first %q; want 3 (the kept view's, then two under the lock), beginning %q",
-					trips, first, keptCompletionRide)
-			}
-			rows := safetyKeyRows(a, "K2")
-			if len(rows) != 1 || !rows[0].completed() || *rows[0].status != http.StatusOK {
-				t.Errorf("K2 rows = %+v", rows)
-			}
-			safetyMustReplay(t, a.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", a.completeBody(tok), "Idempotency-Key", "K2"), done)
-		})
-	}
+		id, tok = readyKept(a)
+		grace := map[string]any{"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"}
+		b.mustSession(b.do(http.MethodPost, "/checkout_sessions/"+id, b.updateBody(fields{buyer: grace}), "Idempotency-Key", newKey()), http.StatusOK)
+		done, trips, first := measureKept(a, id, "K2", a.completeBody(tok))
+		s := a.mustCompleted(done)
+		if got := s["buyer"].(map[string]any)["email"]; got != "grace@example.com" {
+			t.Errorf("completed with buyer %v, want the one another instance set", got)
+		}
+		if trips != 3 || !strings.HasPrefix(first, keptCompletionRide) {
+			t.Errorf("the completion made %d round trips, the first %q; want 3 (the kept view's, then two under the lock), beginning %q",
+				trips, first, keptCompletionRide)
+		}
+		rows := safetyKeyRows(a, "K2")
+		if len(rows) != 1 || !rows[0].completed() || *rows[0].status != http.StatusOK {
+			t.Errorf("K2 rows = %+v", rows)
+		}
+		safetyMustReplay(t, a.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", a.completeBody(tok), "Idempotency-Key", "K2"), done)
+	})
 }
