@@ -17,14 +17,15 @@ import (
 // answered with and the vault tokens the instance stored, so that the session's next
 // update or completion starts from them instead of reading the view again: one round
 // trip and most of PostgreSQL's work less, and for a vault-token completion the key's
-// look-up rides too (docs/PERFORMANCE.md, "The session view cache"). Nothing kept is trusted: the write that starts from a kept view checks, in
-// its own round trip, that the session row is the version the view was kept under
-// (LockUnchangedSession) and that the catalog, the session's 3-D Secure tokens and the
-// stock of its lines still give the same view (CheckKeptViewCurrent). When they do not,
-// the write runs again from a view read under the session's lock, as when a session
-// changes between an uncached write's read and its lock. A kept view serves only the
-// instance that kept it: behind a load balancer without session affinity most writes
-// find the view of another instance's write, out of date, and pay a round trip more.
+// look-up rides too (docs/PERFORMANCE.md, "The session view cache"). Nothing kept is
+// trusted: the write that starts from a kept view checks, in its own round trip, that
+// the session row is the version the view was kept under (LockUnchangedSession) and
+// that the catalog, the session's 3-D Secure tokens and the stock of its lines still
+// give the same view (CheckKeptViewCurrent). When they do not, the write runs again
+// from a view read under the session's lock, as when a session changes between an
+// uncached write's read and its lock. A kept view serves only the instance that kept
+// it: behind a load balancer without session affinity most writes find the view of
+// another instance's write, out of date, and pay a round trip more.
 // So the cache watches what the writes that started from its views found: while most
 // found them out of date, it uses one view in keptProbeEvery it finds and reads for the
 // others, and it uses them all again once they are mostly current (keptOutcomeWeight).
