@@ -41,7 +41,8 @@ var roundTripCeilings = []struct {
 }
 
 // withoutSessionCache configures a store without a SessionCache, whatever
-// TEST_SESSION_CACHE_SIZE says: the counts of roundtrips.txt are those of the default.
+// TEST_SESSION_CACHE_SIZE says: the counts of writes that start from a read, which
+// roundtrips.txt gives first (its kept counts are measured on the kept env below).
 func withoutSessionCache(c *postgres.StoreConfig) { c.SessionCache = nil }
 
 // TestRoundTrips runs each checkout operation through the API, in both versions, and

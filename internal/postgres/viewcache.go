@@ -187,8 +187,7 @@ func (c *SessionCache) view(owner, id, tokenID string, now time.Time) (sv sessio
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	sv, ok = c.views[id]
-	if !ok || sv.session.Owner != owner || sv.session.Expired(now) {
+	if sv, ok = c.viewOf(owner, id, now); !ok {
 		return sessionView{}, false
 	}
 	if tokenID != "" {
@@ -230,8 +229,18 @@ func (c *SessionCache) keeps(owner, id string, now time.Time) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	_, ok := c.viewOf(owner, id, now)
+	return ok && c.current > keptPaysAbove
+}
+
+// viewOf is the view kept for owner's session id if it is open and unexpired at now,
+// as kept (not a copy). c.mu must be held.
+func (c *SessionCache) viewOf(owner, id string, now time.Time) (sessionView, bool) {
 	sv, ok := c.views[id]
-	return ok && sv.session.Owner == owner && !sv.session.Expired(now) && c.current > keptPaysAbove
+	if !ok || sv.session.Owner != owner || sv.session.Expired(now) {
+		return sessionView{}, false
+	}
+	return sv, true
 }
 
 // drop forgets the view kept for session id.
