@@ -147,3 +147,69 @@ func TestKeptCompletionOnAnotherInstance(t *testing.T) {
 		safetyMustReplay(t, a.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", a.completeBody(tok), "Idempotency-Key", "K2"), done)
 	})
 }
+
+// sweepBeforeInsert makes e's database delete a key's row just before the same key is
+// inserted again: what the retention sweeper (DeleteIdempotencyKeysBefore) does when it
+// deletes a key at its retention age between the look-up and the insert of a request
+// whose look-up rides the same round trip as its writes.
+func sweepBeforeInsert(e *testEnv) {
+	e.t.Helper()
+	dbExec(e, `CREATE FUNCTION test_sweep_before_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM idempotency_keys k
+    WHERE (k.caller, k.method, k.path, k.key, k.api_version) = (NEW.caller, NEW.method, NEW.path, NEW.key, NEW.api_version);
+    RETURN NEW;
+END $$`)
+	dbExec(e, `CREATE TRIGGER test_sweep_before_insert BEFORE INSERT ON idempotency_keys
+    FOR EACH ROW EXECUTE FUNCTION test_sweep_before_insert()`)
+}
+
+// A ride's look-up and its key's insert are two statements of one round trip, each
+// with its own snapshot. When the sweeper deletes the record the look-up found before
+// the insert, the work commits under the key: the request answers with what committed
+// (the completion, the new token), not with the record that is gone.
+func TestRideAnswersWhatCommittedAfterASweep(t *testing.T) {
+	t.Parallel()
+	forEachVersionKept(t, func(t *testing.T, e *testEnv) {
+		other := e.on(e.startServer(time.Minute))
+		id, tok := readyKept(e)
+		body := e.completeBody(tok)
+		setStock(e, "item_123", 0)
+		refused := other.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K")
+		if refused.status < 400 || refused.status >= 500 {
+			t.Fatalf("completion with no stock: status %d, want a refusal; body: %s", refused.status, refused.body)
+		}
+		setStock(e, "item_123", 100)
+
+		first := e.do(http.MethodPost, delegatePath, delegateBody(id, 100000, "usd", visaNumber, "9871"), "Idempotency-Key", "D")
+		if first.status != http.StatusCreated {
+			t.Fatalf("delegate: status %d; body: %s", first.status, first.body)
+		}
+
+		sweepBeforeInsert(e)
+		done, trips, sent := measureKept(e, id, "K", body)
+		e.mustCompleted(done)
+		if trips != 1 || !strings.HasPrefix(sent, keptCompletionRide) {
+			t.Errorf("the completion made %d round trips, the first %q; want 1, beginning %q", trips, sent, keptCompletionRide)
+		}
+		if n := dbInt(e, `SELECT count(*) FROM orders WHERE checkout_session_id = $1`, id); n != 1 {
+			t.Errorf("orders = %d, want 1", n)
+		}
+		rows := safetyKeyRows(e, "K")
+		if len(rows) != 1 || !rows[0].completed() || int(*rows[0].status) != done.status {
+			t.Errorf("K rows = %+v, want the completion's record", rows)
+		}
+
+		again := e.do(http.MethodPost, delegatePath, delegateBody(id, 100000, "usd", visaNumber, "9871"), "Idempotency-Key", "D")
+		if again.status != http.StatusCreated {
+			t.Fatalf("delegate again: status %d; body: %s", again.status, again.body)
+		}
+		newTok, _ := again.json(t)["id"].(string)
+		if newTok == first.json(t)["id"] {
+			t.Errorf("the delegation answered the swept record's token %s, not the one it committed", newTok)
+		}
+		if n := dbInt(e, `SELECT count(*) FROM vault_tokens WHERE id = $1`, newTok); n != 1 {
+			t.Errorf("the token answered, %s, was not committed", newTok)
+		}
+	})
+}

@@ -419,9 +419,12 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 // claim rides with it: the key's look-up goes out first, in the implicit transaction of
 // the queued statements (see commit). The caller must have queued the key's insert with
 // the response (InsertIdempotentResponse, under claimID), so the key commits with the
-// work or not at all. When the key has a record, the look-up settles the claim and the
-// insert fails, so the implicit transaction rolls back and the connection is idle
-// again, with no ROLLBACK to send. A duplicate running beside it finds nothing, waits
+// work or not at all. When the key has a record, the insert fails, so the implicit
+// transaction rolls back and the connection is idle again, with no ROLLBACK to send;
+// the record then settles the claim. The look-up and the insert each read their own
+// snapshot, so the claim is settled by how the round trip ends, not by the look-up
+// alone: should the retention sweeper delete the record between them, the work
+// commits under the key, and the request answers with it. A duplicate running beside it finds nothing, waits
 // on the key's index entry at its insert, and then takes its claim on its own, which
 // finds the record (errRideMissed). The claim is resolved once the round trip
 // succeeded: when a statement fails, the claim stays pending, and the transport takes
@@ -442,21 +445,39 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	if t.holdRide {
 		t.hold = claim // queued first in the implicit transaction by commit (queueHold)
 	}
+	var recorded *idempotency.Outcome
 	settle := func(q *db.Queries) error {
-		free, err := settleLookup(ctx, q, claim) // a free key is inserted with the work
-		if free && t.holdRide {
-			claim.MarkFree()
+		out, free, err := lookUpKey(ctx, q, claim.Key, claim.Hash)
+		switch {
+		case err != nil:
+			return err
+		case free: // inserted with the work
+			if t.holdRide {
+				claim.MarkFree()
+			}
+			return nil
+		case out.Kind == idempotency.InFlight:
+			return errRideMissed
 		}
-		return err
+		recorded = &out // settled by how the round trip ends, below
+		return nil
 	}
 	c := lookupStatement(claim.Key)
 	t.queued = append([]queuedStatement{{sql: c.sql, args: c.args, read: settle}}, t.queued...)
-	if err := t.commit(ctx); err != nil {
-		if isKeyRecorded(err) {
-			return errRideMissed // recorded by a transaction that committed after the look-up
-		}
+	err := t.commit(ctx)
+	switch {
+	case recorded != nil && err != nil:
+		// The key's insert failed on the record (or an earlier statement failed): the
+		// implicit transaction rolled back, and the request gets what the key holds.
+		return claim.Resolve(*recorded)
+	case isKeyRecorded(err):
+		return errRideMissed // recorded by a transaction that committed after the look-up
+	case err != nil:
 		return err
 	}
+	// Committed. A record the look-up found was deleted (the retention sweeper) before
+	// the key's insert, in the same round trip: the work committed under the key, and
+	// the request answers with it.
 	return claim.Resolve(idempotency.Outcome{Kind: idempotency.Claimed, ClaimID: claimID})
 }
 
