@@ -659,9 +659,10 @@ func (s *benchServer) finish(name string, res loadResult, cpu CPUUsage, counts s
 // runLevel measures the builds at c agents: the current build against the database
 // ceiling, the baseline beside it when there is one, and then the floor. Both servers
 // run through the level and every phase alternates between them in rounds (the
-// complete-only rounds with pgbench's too): a machine whose speed drifts during the run
-// (a busy VM host) then slows every build and the ceiling alike, and a ratio compares
-// the builds rather than the minutes they ran in.
+// complete-only rounds with pgbench's too), each round starting with the next build
+// (rotated): a machine whose speed drifts during the run (a busy VM host) then slows
+// every build and the ceiling alike, and a ratio compares the builds rather than the
+// minutes they ran in or their places in a round.
 func (e *benchEnv) runLevel(ctx context.Context, current, baseline *benchTarget, c int) (lr LevelRun, err error) {
 	lr.Concurrency = c
 	ceiling, err := newCeiling(ctx, e, current, completeScript, "complete.pgbench", c)
@@ -702,7 +703,7 @@ func (e *benchEnv) runLevel(ctx context.Context, current, baseline *benchTarget,
 		if err := ceiling.round(ctx, half, e.progress); err != nil {
 			return lr, err
 		}
-		for _, r := range runners {
+		for _, r := range rotated(runners, i) {
 			if r.baseline {
 				// The baseline is seeded at the rate the current build's database sustains.
 				r.t.supply.rate = max(r.t.supply.rate, current.supply.rate)
@@ -752,7 +753,8 @@ func (e *benchEnv) alternate(ctx context.Context, runners []*buildRunner, name s
 	d := (e.cfg.duration + time.Duration(rounds) - 1) / time.Duration(rounds)
 	sums := make([]phaseSum, len(runners))
 	for i := range rounds {
-		for n, r := range runners {
+		for _, r := range rotated(runners, i) {
+			n := slices.Index(runners, r)
 			label, measured := name+", "+r.label, name
 			if rounds > 1 {
 				label, measured = fmt.Sprintf("%s round %d, %s", name, i+1, r.label), fmt.Sprintf("%s, round %d", name, i+1)
@@ -776,6 +778,14 @@ func (e *benchEnv) alternate(ctx context.Context, runners []*buildRunner, name s
 		done(r, p)
 	}
 	return nil
+}
+
+// rotated is runners in the order of round i: each round starts one runner later, so
+// that no build always runs first (after pgbench's round, or after the previous
+// phase).
+func rotated[R any](runners []R, i int) []R {
+	k := i % max(len(runners), 1)
+	return append(slices.Clone(runners[k:]), runners[:k]...)
 }
 
 // phaseSum adds up the rounds of a phase.

@@ -741,3 +741,23 @@ func TestFmtHeldNeverRoundsOntoTheTarget(t *testing.T) {
 		}
 	}
 }
+
+// Each round of a phase starts with the next build, so that no build always runs
+// first, and every build runs once a round.
+func TestRoundsRotateTheBuilds(t *testing.T) {
+	builds := []string{"current", "baseline"}
+	for i, want := range [][]string{{"current", "baseline"}, {"baseline", "current"}, {"current", "baseline"}} {
+		if got := rotated(builds, i); !slices.Equal(got, want) {
+			t.Errorf("round %d: %v, want %v", i+1, got, want)
+		}
+	}
+	if got := rotated([]string{"current"}, 1); !slices.Equal(got, []string{"current"}) {
+		t.Errorf("one build, round 2: %v", got)
+	}
+	if got := rotated([]string(nil), 1); len(got) != 0 {
+		t.Errorf("no build: %v", got)
+	}
+	if !slices.Equal(builds, []string{"current", "baseline"}) {
+		t.Errorf("rotated changed its argument: %v", builds)
+	}
+}

@@ -105,12 +105,12 @@ func setFlashStock(ctx context.Context, t *benchTarget, stock int) error {
 	return runAdmin(ctx, t.build.Binary, t.databaseURL, "catalog", "stock", flashVariant, strconv.Itoa(stock))
 }
 
-// runFlashSales measures the flash sale of every build (the current one first) against
-// the hot row's database ceiling: complete.pgbench on seeded sessions of the current
-// build's database, every client decrementing the stock of the flash-sale variant, at
-// the sale's concurrency. Each build's sessions are prepared first, on a server of its
-// own; then each round runs pgbench for its share of -d and each build's sale for its
-// share of the stock.
+// runFlashSales measures the flash sale of every build against the hot row's database
+// ceiling: complete.pgbench on seeded sessions of the current build's database, every
+// client decrementing the stock of the flash-sale variant, at the sale's concurrency.
+// Each build's sessions are prepared first, on a server of its own; then each round
+// runs pgbench for its share of -d and each build's sale for its share of the stock,
+// the builds in turn (rotated).
 func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) ([]FlashSale, error) {
 	cfg := e.cfg
 	current := targets[0]
@@ -146,7 +146,7 @@ func (e *benchEnv) runFlashSales(ctx context.Context, targets []*benchTarget) ([
 		if err := hot.round(ctx, d, e.progress); err != nil {
 			return nil, err
 		}
-		for _, r := range runs {
+		for _, r := range rotated(runs, i) {
 			if err := r.sellRound(ctx, i); err != nil {
 				return nil, err
 			}
