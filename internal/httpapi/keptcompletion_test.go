@@ -54,6 +54,21 @@ func measureKept(e *testEnv, id, key string, body any) (r response, trips int, f
 	return r, trips, first
 }
 
+// refuseOnAnotherInstance has another instance on e's database refuse the completion of
+// session id with body under key (its item out of stock), then restocks the item: the
+// key holds a refusal that e's instance, which keeps the session's view, has not seen.
+func refuseOnAnotherInstance(e *testEnv, id, key string, body any) response {
+	e.t.Helper()
+	other := e.on(e.startServer(time.Minute))
+	setStock(e, "item_123", 0)
+	refused := other.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", key)
+	if refused.status < 400 || refused.status >= 500 {
+		e.t.Fatalf("completion with no stock: status %d, want a refusal; body: %s", refused.status, refused.body)
+	}
+	setStock(e, "item_123", 100)
+	return refused
+}
+
 // A completion from a kept view is one round trip with its key's look-up. A key found
 // recorded there (here a refusal that another instance recorded under it) gets what the
 // key holds: the stored refusal for the same body, the conflict for another. The
@@ -62,16 +77,9 @@ func measureKept(e *testEnv, id, key string, body any) (r response, trips int, f
 func TestKeptCompletionRidesItsKey(t *testing.T) {
 	t.Parallel()
 	forEachVersionKept(t, func(t *testing.T, e *testEnv) {
-		other := e.on(e.startServer(time.Minute))
 		id, tok := readyKept(e)
 		body := e.completeBody(tok)
-
-		setStock(e, "item_123", 0)
-		refused := other.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K")
-		if refused.status < 400 || refused.status >= 500 {
-			t.Fatalf("completion with no stock: status %d, want a refusal; body: %s", refused.status, refused.body)
-		}
-		setStock(e, "item_123", 100)
+		refused := refuseOnAnotherInstance(e, id, "K", body)
 
 		replay, trips, first := measureKept(e, id, "K", body)
 		safetyMustReplay(t, replay, refused)
@@ -171,15 +179,9 @@ END $$`)
 func TestRideAnswersWhatCommittedAfterASweep(t *testing.T) {
 	t.Parallel()
 	forEachVersionKept(t, func(t *testing.T, e *testEnv) {
-		other := e.on(e.startServer(time.Minute))
 		id, tok := readyKept(e)
 		body := e.completeBody(tok)
-		setStock(e, "item_123", 0)
-		refused := other.do(http.MethodPost, "/checkout_sessions/"+id+"/complete", body, "Idempotency-Key", "K")
-		if refused.status < 400 || refused.status >= 500 {
-			t.Fatalf("completion with no stock: status %d, want a refusal; body: %s", refused.status, refused.body)
-		}
-		setStock(e, "item_123", 100)
+		refuseOnAnotherInstance(e, id, "K", body)
 
 		first := e.do(http.MethodPost, delegatePath, delegateBody(id, 100000, "usd", visaNumber, "9871"), "Idempotency-Key", "D")
 		if first.status != http.StatusCreated {
