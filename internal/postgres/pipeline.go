@@ -422,11 +422,11 @@ func (t *pipelinedTx) commit(ctx context.Context) error {
 // work or not at all. When the key has a record, the insert fails, so the implicit
 // transaction rolls back and the connection is idle again, with no ROLLBACK to send;
 // the record then settles the claim. The look-up and the insert each read their own
-// snapshot, so the claim is settled by how the round trip ends, not by the look-up
-// alone: should the retention sweeper delete the record between them, the work
-// commits under the key, and the request answers with it. A duplicate running beside it finds nothing, waits
-// on the key's index entry at its insert, and then takes its claim on its own, which
-// finds the record (errRideMissed). The claim is resolved once the round trip
+// snapshot, so a record settles the claim only when the round trip fails: should the
+// retention sweeper delete it between them, the work commits under the key, and the
+// request answers with that. A duplicate running beside it finds nothing, waits on the
+// key's index entry at its insert, and then takes its claim on its own, which finds the
+// record (errRideMissed). Otherwise the claim is resolved once the round trip
 // succeeded: when a statement fails, the claim stays pending, and the transport takes
 // it before it answers with the error (or with the response recorded, should the round
 // trip have committed before its answer was lost). A key that is not the request's is
@@ -467,8 +467,10 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	err := t.commit(ctx)
 	switch {
 	case recorded != nil && err != nil:
-		// The key's insert failed on the record (or an earlier statement failed): the
-		// implicit transaction rolled back, and the request gets what the key holds.
+		// The key's insert failed on the record, or a statement before it did: the
+		// implicit transaction rolled back, and the request gets what the key holds. So
+		// does one whose round trip was lost on the way, as before this waited for the
+		// round trip's end.
 		return claim.Resolve(*recorded)
 	case isKeyRecorded(err):
 		return errRideMissed // recorded by a transaction that committed after the look-up
