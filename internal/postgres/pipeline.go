@@ -249,19 +249,19 @@ func lookUpKey(ctx context.Context, q *db.Queries, k idempotency.Key, hash strin
 	return idempotency.Outcome{Kind: idempotency.InFlight}, false, nil
 }
 
-// settleLookup reads the result of claim's look-up through q and settles the claim
-// with it: a record that is not the request's resolves it (idempotency.ErrNotClaimed),
-// and a key in flight, maybe a dead request's, needs the claim's own statements
-// (errRideMissed). free says the key has no row.
-func settleLookup(ctx context.Context, q *db.Queries, claim *idempotency.Claim) (free bool, err error) {
+// readRiddenLookup reads the result of claim's look-up through q: the outcome of the
+// key's record when it has one (nil otherwise), which the caller settles the claim
+// with, or free when the key has no row. A key in flight, maybe a dead request's, needs
+// the claim's own statements (errRideMissed).
+func readRiddenLookup(ctx context.Context, q *db.Queries, claim *idempotency.Claim) (recorded *idempotency.Outcome, free bool, err error) {
 	out, free, err := lookUpKey(ctx, q, claim.Key, claim.Hash)
 	switch {
 	case err != nil || free:
-		return free, err
+		return nil, free, err
 	case out.Kind == idempotency.InFlight:
-		return false, errRideMissed
+		return nil, false, errRideMissed
 	}
-	return false, claim.Resolve(out)
+	return &out, false, nil
 }
 
 // queue moves the queued statements to b, in their order, after what b holds (whose
@@ -284,10 +284,13 @@ func (t *pipelinedTx) send(ctx context.Context, b *pgx.Batch, n int, rides bool)
 	if rides {
 		claim := t.ride
 		t.ride = nil
-		free, err := settleLookup(ctx, db.New(batchResultsDBTX{br}), claim)
+		recorded, free, err := readRiddenLookup(ctx, db.New(batchResultsDBTX{br}), claim)
 		if free {
 			claim.MarkFree()
 			t.hold = claim
+		}
+		if recorded != nil { // nothing in this round trip writes: the record settles it now
+			err = claim.Resolve(*recorded) // idempotency.ErrNotClaimed
 		}
 		if err != nil {
 			_ = br.Close()
@@ -445,22 +448,15 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	if t.holdRide {
 		t.hold = claim // queued first in the implicit transaction by commit (queueHold)
 	}
-	var recorded *idempotency.Outcome
+	var recorded *idempotency.Outcome // settled by how the round trip ends, below
 	settle := func(q *db.Queries) error {
-		out, free, err := lookUpKey(ctx, q, claim.Key, claim.Hash)
-		switch {
-		case err != nil:
-			return err
-		case free: // inserted with the work
-			if t.holdRide {
-				claim.MarkFree()
-			}
-			return nil
-		case out.Kind == idempotency.InFlight:
-			return errRideMissed
+		var free bool
+		var err error
+		recorded, free, err = readRiddenLookup(ctx, q, claim)
+		if free && t.holdRide { // inserted with the work
+			claim.MarkFree()
 		}
-		recorded = &out // settled by how the round trip ends, below
-		return nil
+		return err
 	}
 	c := lookupStatement(claim.Key)
 	t.queued = append([]queuedStatement{{sql: c.sql, args: c.args, read: settle}}, t.queued...)
@@ -469,8 +465,8 @@ func (t *pipelinedTx) commitRidden(ctx context.Context, claimID string) error {
 	case recorded != nil && err != nil:
 		// The key's insert failed on the record, or a statement before it did: the
 		// implicit transaction rolled back, and the request gets what the key holds. So
-		// does one whose round trip was lost on the way, as before this waited for the
-		// round trip's end.
+		// does a request whose round trip was lost on the way: the record is what its
+		// look-up found.
 		return claim.Resolve(*recorded)
 	case isKeyRecorded(err):
 		return errRideMissed // recorded by a transaction that committed after the look-up
