@@ -23,6 +23,14 @@ WHERE (SELECT g.generation FROM catalog_generation g) <> $1::bigint
             OR (coalesce(v.stock_quantity >= r.quantity, true) AND (r.stock = -1 OR r.stock >= r.quantity))))
     OR ($6::text <> '' AND NOT EXISTS (SELECT 1 FROM vault_tokens t
         WHERE t.id = $6::text AND t.expires_at = $7::timestamptz AND t.max_amount = $8::bigint))
+    OR (cardinality($9::text[]) > 0 AND (
+        (SELECT count(*) FROM marketing_consents m WHERE m.contact = ANY($9::text[]))
+            <> cardinality($10::text[])
+        OR EXISTS (SELECT 1
+            FROM (SELECT unnest($10::text[]) AS channel, unnest($11::text[]) AS contact,
+                unnest($12::boolean[]) AS opted_in) r
+            LEFT JOIN marketing_consents m ON m.channel = r.channel AND m.contact = r.contact
+            WHERE m.opted_in IS DISTINCT FROM r.opted_in)))
 `
 
 type CheckKeptViewCurrentParams struct {
@@ -34,6 +42,10 @@ type CheckKeptViewCurrentParams struct {
 	TokenID           string    `json:"token_id"`
 	TokenExpiresAt    time.Time `json:"token_expires_at"`
 	TokenMaxAmount    int64     `json:"token_max_amount"`
+	ConsentContacts   []string  `json:"consent_contacts"`
+	SeenChannels      []string  `json:"seen_channels"`
+	SeenContacts      []string  `json:"seen_contacts"`
+	SeenOptedIn       []bool    `json:"seen_opted_in"`
 }
 
 // Checks, in the transaction of a write started from a view this instance kept (the
@@ -44,9 +56,13 @@ type CheckKeptViewCurrentParams struct {
 // (a kept view has none, and delegate_payment stores tokens without writing the
 // session); each line's stock, as the write priced it (@stocks[i], -1 for
 // unlimited), still gives the same answer for its quantity (@quantities[i]): enough
-// for both, or the same count; and a completion's kept vault token (@token_id, ” for
+// for both, or the same count; a completion's kept vault token (@token_id, ” for
 // none) still has the expiry and the allowance it was kept with (its use and its
-// deletion, ConsumeVaultToken raises on). Otherwise it fails (SQLSTATE AC414, as
+// deletion, ConsumeVaultToken raises on); and the stored marketing decisions of the
+// view's contacts (@consent_contacts, none when the merchant offers no consents) are
+// the ones it was read with (@seen_channels[i], @seen_contacts[i], @seen_opted_in[i]),
+// which other sessions' completions change: as many rows, each as seen (a row is one
+// per channel and contact, its primary key). Otherwise it fails (SQLSTATE AC414, as
 // LockUnchangedSession), the transaction aborts, and the write runs again from a view
 // read under the session's lock.
 func (q *Queries) CheckKeptViewCurrent(ctx context.Context, arg CheckKeptViewCurrentParams) error {
@@ -59,6 +75,10 @@ func (q *Queries) CheckKeptViewCurrent(ctx context.Context, arg CheckKeptViewCur
 		arg.TokenID,
 		arg.TokenExpiresAt,
 		arg.TokenMaxAmount,
+		arg.ConsentContacts,
+		arg.SeenChannels,
+		arg.SeenContacts,
+		arg.SeenOptedIn,
 	)
 	return err
 }

@@ -137,9 +137,13 @@ FROM (SELECT @variant_ids::text[] AS variant_ids, @checkout_session_id::text AS 
 -- (a kept view has none, and delegate_payment stores tokens without writing the
 -- session); each line's stock, as the write priced it (@stocks[i], -1 for
 -- unlimited), still gives the same answer for its quantity (@quantities[i]): enough
--- for both, or the same count; and a completion's kept vault token (@token_id, '' for
+-- for both, or the same count; a completion's kept vault token (@token_id, '' for
 -- none) still has the expiry and the allowance it was kept with (its use and its
--- deletion, ConsumeVaultToken raises on). Otherwise it fails (SQLSTATE AC414, as
+-- deletion, ConsumeVaultToken raises on); and the stored marketing decisions of the
+-- view's contacts (@consent_contacts, none when the merchant offers no consents) are
+-- the ones it was read with (@seen_channels[i], @seen_contacts[i], @seen_opted_in[i]),
+-- which other sessions' completions change: as many rows, each as seen (a row is one
+-- per channel and contact, its primary key). Otherwise it fails (SQLSTATE AC414, as
 -- LockUnchangedSession), the transaction aborts, and the write runs again from a view
 -- read under the session's lock.
 SELECT raise_session_moved()
@@ -153,7 +157,15 @@ WHERE (SELECT g.generation FROM catalog_generation g) <> @catalog_generation::bi
         WHERE NOT (v.stock_quantity IS NOT DISTINCT FROM nullif(r.stock, -1)
             OR (coalesce(v.stock_quantity >= r.quantity, true) AND (r.stock = -1 OR r.stock >= r.quantity))))
     OR (@token_id::text <> '' AND NOT EXISTS (SELECT 1 FROM vault_tokens t
-        WHERE t.id = @token_id::text AND t.expires_at = @token_expires_at::timestamptz AND t.max_amount = @token_max_amount::bigint));
+        WHERE t.id = @token_id::text AND t.expires_at = @token_expires_at::timestamptz AND t.max_amount = @token_max_amount::bigint))
+    OR (cardinality(@consent_contacts::text[]) > 0 AND (
+        (SELECT count(*) FROM marketing_consents m WHERE m.contact = ANY(@consent_contacts::text[]))
+            <> cardinality(@seen_channels::text[])
+        OR EXISTS (SELECT 1
+            FROM (SELECT unnest(@seen_channels::text[]) AS channel, unnest(@seen_contacts::text[]) AS contact,
+                unnest(@seen_opted_in::boolean[]) AS opted_in) r
+            LEFT JOIN marketing_consents m ON m.channel = r.channel AND m.contact = r.contact
+            WHERE m.opted_in IS DISTINCT FROM r.opted_in)));
 
 -- name: SessionRowVersion :one
 -- The version of the session row (its xmin, as GetSessionView's row_version), read

@@ -106,14 +106,18 @@ func TestPipelinedCompletionAnswersAsBefore(t *testing.T) {
 // first's redemption).
 var twinsApart = regexp.MustCompile(`\b(cs_|li_|ord_)[0-9a-f]{32}\b|("(?:Buyer)?Redeemed":)[0-9]+`)
 
-// storeWithConsents is the store of e offering marketing consents by email and by text.
+// testConsentOptions are the marketing consents a test's store offers: by email and by
+// text.
+var testConsentOptions = []checkout.ConsentOption{
+	{Channel: checkout.ChannelEmail, DisplayText: "News by email", PrivacyPolicyURL: "https://shop.example/privacy"},
+	{Channel: checkout.ChannelSMS, DisplayText: "Deals by text", PrivacyPolicyURL: "https://shop.example/privacy"},
+}
+
+// storeWithConsents is the store of e offering testConsentOptions.
 func storeWithConsents(e *outboxEnv) *postgres.Store {
 	return postgres.NewStore(e.pool, postgres.StoreConfig{
 		TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", OrderEvents: true,
-		ConsentOptions: []checkout.ConsentOption{
-			{Channel: checkout.ChannelEmail, DisplayText: "News by email", PrivacyPolicyURL: "https://shop.example/privacy"},
-			{Channel: checkout.ChannelSMS, DisplayText: "Deals by text", PrivacyPolicyURL: "https://shop.example/privacy"},
-		},
+		ConsentOptions: testConsentOptions,
 	})
 }
 

@@ -20,10 +20,11 @@ import (
 // look-up rides too (docs/PERFORMANCE.md, "The session view cache"). Nothing kept is
 // trusted: the write that starts from a kept view checks, in its own round trip, that
 // the session row is the version the view was kept under (LockUnchangedSession) and
-// that the catalog, the session's 3-D Secure tokens and the stock of its lines still
-// give the same view (CheckKeptViewCurrent). When they do not, the write runs again
-// from a view read under the session's lock, as when a session changes between an
-// uncached write's read and its lock. A kept view serves only the instance that kept
+// that the catalog, the session's 3-D Secure tokens, the stock of its lines and the
+// stored marketing decisions it offers still give the same view
+// (CheckKeptViewCurrent). When they do not, the write runs again from a view read
+// under the session's lock, as when a session changes between an uncached write's
+// read and its lock. A kept view serves only the instance that kept
 // it: behind a load balancer without session affinity most writes find the view of
 // another instance's write, out of date, and pay a round trip more.
 // So the cache watches what the writes that started from its views found: while most
@@ -156,20 +157,23 @@ func (c *SessionCache) keepView(sv sessionView, version int64) {
 // session would give whatever other sessions do, and whose every part the check of a
 // write started from it covers (CheckKeptViewCurrent). So not when
 //   - the session is not open (nothing but a read follows);
-//   - the merchant offers marketing consents (consents): their stored decisions change
-//     with other sessions' completions;
 //   - a usage-limited discount may apply: its counts change with other sessions'
 //     completions (a completion counts them under the discounts' locks anyway);
 //   - the session asks for 3-D Secure, by its row or a token: the check covers only
 //     the absence of a token that does;
 //   - its catalog was read with other parameters than the session's own (its variants,
-//     codes, buyer or tax region), so that a part was loaded on its own.
-func cacheable(sv sessionView, consents bool) bool {
+//     codes, buyer, tax region or consent contacts, the contacts the merchant's
+//     marketing channels reach for it), so that a part was loaded on its own.
+//
+// The stored marketing decisions a view offers change with other sessions'
+// completions, which do not write this session's row; the check compares those of the
+// contacts read with the ones the view was read with, so they do not keep a view out.
+func cacheable(sv sessionView, contacts []string) bool {
 	sess := sv.session
-	if sess.State != checkout.StateOpen || consents || sess.Authentication != nil || sv.authenticationAsked {
+	if sess.State != checkout.StateOpen || sess.Authentication != nil || sv.authenticationAsked {
 		return false
 	}
-	want := loadedParts{codes: normalizedCodes(sess), buyerEmail: buyerKey(sess.Buyer)}
+	want := loadedParts{codes: normalizedCodes(sess), buyerEmail: buyerKey(sess.Buyer), contacts: contacts}
 	if addr := sess.FulfillmentAddress; addr != nil {
 		want.taxCountry, want.taxRegion = addr.TaxRegion()
 	}
@@ -311,7 +315,7 @@ type keptWrite struct {
 // when the store keeps no views or sv may not be kept (sv.session nil: none to keep).
 func (s *Store) keepAfterCommit(ctx context.Context, tx *pipelinedTx, k *keptWrite, sv sessionView) error {
 	*k = keptWrite{}
-	if s.cache == nil || sv.session == nil || !cacheable(sv, len(s.consents) > 0) {
+	if s.cache == nil || sv.session == nil || !cacheable(sv, s.consentContacts(sv.session)) {
 		return nil
 	}
 	k.sv = sv
@@ -348,8 +352,8 @@ func keptFrom(sv sessionView, view checkout.View, read *catalogRead) sessionView
 }
 
 // checkKeptView queues CheckKeptViewCurrent for a write that started from a view kept
-// at the catalog's generation, priced sess from read, and pays with token, a kept one
-// (nil: none).
+// at the catalog's generation, priced sess from read, offers the marketing decisions
+// read with it, and pays with token, a kept one (nil: none).
 func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, sess *checkout.Session, read *catalogRead, token *payment.Token) error {
 	p := db.CheckKeptViewCurrentParams{
 		CatalogGeneration: generation, CheckoutSessionID: sess.ID,
@@ -363,6 +367,13 @@ func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, 
 	}
 	if token != nil {
 		p.TokenID, p.TokenExpiresAt, p.TokenMaxAmount = token.ID, token.Allowance.ExpiresAt, token.Allowance.MaxAmount
+	}
+	// Never nil: a NULL array would make the comparison NULL, and the check pass.
+	consents := read.parts.consents
+	p.ConsentContacts = append(make([]string, 0, len(read.parts.contacts)), read.parts.contacts...)
+	p.SeenChannels, p.SeenContacts, p.SeenOptedIn = make([]string, len(consents)), make([]string, len(consents)), make([]bool, len(consents))
+	for i, c := range consents {
+		p.SeenChannels[i], p.SeenContacts[i], p.SeenOptedIn[i] = c.Channel, c.Contact, c.OptedIn
 	}
 	if err := deferred.CheckKeptViewCurrent(ctx, p); err != nil {
 		return fmt.Errorf("check kept view: %w", err)

@@ -26,12 +26,14 @@ type cacheEnv struct {
 	other *postgres.Store
 }
 
-func newCacheEnv(t *testing.T) *cacheEnv {
+// newCacheEnv is a cacheEnv whose stores offer the marketing consents consents (none:
+// nil).
+func newCacheEnv(t *testing.T, consents ...checkout.ConsentOption) *cacheEnv {
 	t.Helper()
 	trips := &pgtest.RoundTrips{}
 	e := outboxEnvOn(t, pgtest.MustPoolTraced(t, trips), false)
 	cache := postgres.NewSessionCache(100)
-	cfg := postgres.StoreConfig{TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example"}
+	cfg := postgres.StoreConfig{TTL: time.Hour, Gateway: e.gateway, PublicBaseURL: "https://shop.example", ConsentOptions: consents}
 	other := postgres.NewStore(e.pool, cfg)
 	cfg.SessionCache = cache
 	e.store = postgres.NewStore(e.pool, cfg)
@@ -61,9 +63,9 @@ func summary(v checkout.View) string {
 	for _, o := range q.Options {
 		opts = append(opts, fmt.Sprintf("%s:%d", o.ID, o.Amount))
 	}
-	return fmt.Sprintf("state=%s lines=%+v option=%s auth=%+v codes=%q\nstatus=%s totals=%+v\nlines=%+v\nmessages=%+v\ndiscounts=%+v\noptions=%v",
+	return fmt.Sprintf("state=%s lines=%+v option=%s auth=%+v codes=%q\nstatus=%s totals=%+v\nlines=%+v\nmessages=%+v\ndiscounts=%+v\noptions=%v\nconsents=%+v",
 		s.State, s.Lines, s.FulfillmentOptionID, s.Authentication, s.DiscountCodes,
-		q.Status, q.Totals, q.Lines, q.Messages, q.Discounts, opts)
+		q.Status, q.Totals, q.Lines, q.Messages, q.Discounts, opts, v.ConsentOptions)
 }
 
 // mustAnswerAsRead fails unless view, the answer of a write of session id, shows what
@@ -81,10 +83,19 @@ func (e *cacheEnv) mustAnswerAsRead(view checkout.View, id string) {
 
 // A session written through one instance with a SessionCache takes, for its next
 // update and its completion, one round trip each: the kept view and the kept token
-// stand for the read. Each answer is the one a read gives.
+// stand for the read. Each answer is the one a read gives. So it is when the merchant
+// offers marketing consents, and the completion stores the buyer's decisions.
 func TestKeptViewsMakeUpdatesAndCompletionsOneRoundTrip(t *testing.T) {
 	t.Parallel()
-	e := newCacheEnv(t)
+	for name, consents := range map[string][]checkout.ConsentOption{"without consents": nil, "with consents": testConsentOptions} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			keptViewsMakeWritesOneRoundTrip(t, newCacheEnv(t, consents...))
+		})
+	}
+}
+
+func keptViewsMakeWritesOneRoundTrip(t *testing.T, e *cacheEnv) {
 	ctx := context.Background()
 	id := e.readySession()
 	var view checkout.View
@@ -97,8 +108,9 @@ func TestKeptViewsMakeUpdatesAndCompletionsOneRoundTrip(t *testing.T) {
 	}
 	e.mustAnswerAsRead(view, id)
 	tok := delegateVisa(t, e.vault, id, time.Now().Add(time.Hour))
+	decisions := []checkout.MarketingConsent{{Channel: checkout.ChannelEmail, OptedIn: true}}
 	n, sent = e.measure(func() (err error) {
-		view, err = e.store.CompleteSession(ctx, "", id, checkout.Completion{Token: tok.ID, Provider: "stripe"})
+		view, err = e.store.CompleteSession(ctx, "", id, checkout.Completion{Token: tok.ID, Provider: "stripe", Consents: decisions})
 		return err
 	})
 	if n != 1 {
@@ -109,6 +121,13 @@ func TestKeptViewsMakeUpdatesAndCompletionsOneRoundTrip(t *testing.T) {
 	}
 	if got := e.count(`SELECT count(*) FROM orders WHERE checkout_session_id = $1 AND amount = $2`, id, view.Order.Amount); got != 1 {
 		t.Errorf("%d orders of the amount answered, want 1", got)
+	}
+	stored, want := e.count(`SELECT count(*) FROM marketing_consents WHERE checkout_session_id = $1 AND opted_in`, id), 0
+	if len(view.ConsentOptions) > 0 {
+		want = 1
+	}
+	if stored != want {
+		t.Errorf("%d decisions stored with the order, want %d", stored, want)
 	}
 	// Without the cache, the same writes read first: the baseline the count is against.
 	id = e.readySession()
@@ -134,42 +153,63 @@ func TestKeptViewsAnswerWhatChangedBehindThem(t *testing.T) {
 		// stale says the change makes the kept view out of date: the write checks it
 		// and runs again from a read (more than one round trip).
 		stale bool
+		// consents says the stores offer marketing consents (testConsentOptions).
+		consents bool
 	}{
 		{"the title of a line's variant", func(e *cacheEnv, _ string) {
 			e.exec(`UPDATE variants SET title = 'Tee, organic' WHERE id = 'item_123'`)
-		}, true},
+		}, true, false},
 		{"a line's variant unavailable", func(e *cacheEnv, _ string) {
 			e.exec(`UPDATE variants SET available = false WHERE id = 'item_123'`)
-		}, true},
+		}, true, false},
 		{"a shipping option's price", func(e *cacheEnv, _ string) {
 			e.exec(`UPDATE fulfillment_options SET amount = amount + 100`)
-		}, true},
+		}, true, false},
 		{"a tax rate", func(e *cacheEnv, _ string) {
 			e.exec(`UPDATE tax_rates SET rate_bps = rate_bps + 100`)
-		}, true},
+		}, true, false},
 		{"an automatic discount", func(e *cacheEnv, _ string) {
 			e.exec(`INSERT INTO discounts (id, title, percent_bps) VALUES ('auto10', 'Ten off', 1000)`)
-		}, true},
+		}, true, false},
 		{"the stock, short of the line", func(e *cacheEnv, _ string) {
 			e.setStock("item_123", 1)
-		}, true},
+		}, true, false},
 		{"the stock, from unlimited to plenty", func(e *cacheEnv, _ string) {
 			e.setStock("item_123", 50)
-		}, false},
+		}, false, false},
 		{"another instance's update", func(e *cacheEnv, id string) {
 			notes := "Leave it at the door."
 			if _, err := e.other.UpdateSession(context.Background(), "", id, checkout.Changes{OrderNotes: &notes}); err != nil {
 				e.t.Fatal(err)
 			}
-		}, true},
+		}, true, false},
 		{"a card delegated on another instance asking for 3-D Secure", func(e *cacheEnv, id string) {
 			v := postgres.NewVault(e.pool, payment.NewFingerprinter([]byte("cache-test-fingerprint-key-0123456789")))
 			delegate3DS(e.t, v, id)
-		}, true},
+		}, true, false},
+		{"another contact's marketing decision", func(e *cacheEnv, _ string) {
+			e.decide("grace@example.com", true)
+		}, false, true},
+		{"the buyer's first marketing decision", func(e *cacheEnv, _ string) {
+			e.decide("ada@example.com", true)
+		}, true, true},
+		{"the buyer's marketing decision changed", func(e *cacheEnv, id string) {
+			e.decide("ada@example.com", false)
+			// The instance keeps a view that shows the decision, then it changes.
+			notes := "Leave it at the door."
+			if _, err := e.store.UpdateSession(context.Background(), "", id, checkout.Changes{OrderNotes: &notes}); err != nil {
+				e.t.Fatal(err)
+			}
+			e.decide("ada@example.com", true)
+		}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newCacheEnv(t)
+			var consents []checkout.ConsentOption
+			if tc.consents {
+				consents = testConsentOptions
+			}
+			e := newCacheEnv(t, consents...)
 			ctx := context.Background()
 			id := e.readySession()
 			tc.change(e, id)
@@ -329,6 +369,17 @@ func TestCatalogGenerationCoversTheVariants(t *testing.T) {
 			t.Errorf("column variants.%s is neither counted by the catalog's generation (migration 00034) nor named in variantColumnsOutsideGeneration", c)
 		}
 	}
+}
+
+// decide stores contact's decision on email marketing, as another session's completion
+// with that buyer would: against an order of its own (e.mustOrder).
+func (e *cacheEnv) decide(contact string, optedIn bool) {
+	e.t.Helper()
+	order := e.mustOrder()
+	e.exec(`INSERT INTO marketing_consents (channel, contact, opted_in, checkout_session_id, order_id, updated_at)
+		SELECT 'email', $1, $2, checkout_session_id, id, now() FROM orders WHERE id = $3
+		ON CONFLICT (channel, contact) DO UPDATE SET opted_in = EXCLUDED.opted_in, order_id = EXCLUDED.order_id`,
+		contact, optedIn, order.ID)
 }
 
 // setStock sets the stock of variant id.
