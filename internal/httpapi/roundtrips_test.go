@@ -27,6 +27,7 @@ var roundTripCeilings = []struct {
 	{op: "get", ceiling: 1},
 	{op: "update", ceiling: 2},
 	{op: "update_buyer", ceiling: 2},
+	{op: "update_buyer_consents", ceiling: 2},
 	{op: "delegate_payment", ceiling: 1},
 	{op: "delegate_replay", ceiling: 1},
 	{op: "complete", ceiling: 3},
@@ -152,6 +153,15 @@ func TestRoundTrips(t *testing.T) {
 			if recanceled.header.Get("Idempotent-Replayed") != "true" || string(recanceled.body) != string(canceled.body) {
 				t.Fatalf("the repeated cancel was not replayed: %s", recanceled.body)
 			}
+
+			// On a server that offers marketing consents (this one), the new buyer's stored
+			// decisions are read along with the session's view: no catalog read of their own.
+			consenting := e.mustSession(e.do(http.MethodPost, "/checkout_sessions",
+				e.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+			measure("update_buyer_consents", func() response {
+				return e.do(http.MethodPost, "/checkout_sessions/"+consenting, e.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
+					"Idempotency-Key", newKey())
+			}, http.StatusOK)
 
 			// The usual second step of a checkout sets the buyer. On a server that offers
 			// no marketing consents (the bench's), the catalog read with the session's

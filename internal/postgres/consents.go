@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,75 @@ func (s *Store) consentContacts(sess *checkout.Session) []string {
 		}
 	}
 	return contacts
+}
+
+// contactsBroughtBy are the contacts the merchant's marketing channels may reach for a
+// session after ch, from the buyer and the fulfillment contact ch sets (nil when it
+// sets neither, or the merchant offers no consents): the ones whose stored decisions an
+// update reads along with the session's view (writeReadAhead). Each channel's contact
+// falls back from the buyer to the fulfillment contact, either of which may be the
+// session's, so the buyer's and the contact's are both read, as well as the one the
+// two give together.
+func (s *Store) contactsBroughtBy(ch checkout.Changes) []string {
+	if len(s.consents) == 0 || (ch.Buyer == nil && ch.FulfillmentContact == nil) {
+		return nil
+	}
+	var contacts []string
+	for _, o := range s.consents {
+		for _, c := range []string{
+			checkout.ConsentContact(o.Channel, ch.Buyer, ch.FulfillmentContact),
+			checkout.ConsentContact(o.Channel, ch.Buyer, nil),
+			checkout.ConsentContact(o.Channel, nil, ch.FulfillmentContact),
+		} {
+			if c != "" && !slices.Contains(contacts, c) {
+				contacts = append(contacts, c)
+			}
+		}
+	}
+	return contacts
+}
+
+// loadSessionViewWithDecisions is loadSessionView in tx, with the stored marketing
+// decisions of contacts (none: nil) read along in its round trip and added to the parts
+// of its read (addDecisions). Reads that go first go outside the transaction
+// (readOutside), as a claim riding them needs; behind a statement that locks (a
+// locked update's LockSession), they are in the transaction.
+func (s *Store) loadSessionViewWithDecisions(ctx context.Context, tx *pipelinedTx, owner, id string, contacts []string, now time.Time) (sessionView, error) {
+	var decisions []db.MarketingConsent
+	if len(contacts) > 0 {
+		tx.readOutside()
+		if err := tx.readAlong(func(q *db.Queries) (err error) {
+			decisions, err = q.ListMarketingConsents(ctx, contacts)
+			if err != nil {
+				return fmt.Errorf("load marketing consents: %w", err)
+			}
+			return nil
+		}); err != nil {
+			return sessionView{}, err
+		}
+	}
+	sv, err := s.loadSessionView(ctx, db.New(tx), owner, id, now)
+	if err != nil {
+		return sessionView{}, err
+	}
+	sv.read.parts.addDecisions(contacts, decisions)
+	return sv, nil
+}
+
+// addDecisions adds to p the contacts it was not read for, with their stored decisions
+// among rows, read for contacts.
+func (p *loadedParts) addDecisions(contacts []string, rows []db.MarketingConsent) {
+	for _, c := range contacts {
+		if slices.Contains(p.contacts, c) {
+			continue
+		}
+		p.contacts = append(p.contacts, c)
+		for _, r := range rows {
+			if r.Contact == c {
+				p.consents = append(p.consents, r)
+			}
+		}
+	}
 }
 
 // offeredConsentsFrom is offeredConsents with the stored decisions of rows, which hold

@@ -224,7 +224,7 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 		return checkout.View{}, err
 	}
 	startsFromKept := func(sv sessionView) bool { return s.readServes(sv.session, ch, &sv.read) }
-	return s.writeReadAhead(ctx, owner, id, startsFromKept, func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
+	return s.writeReadAhead(ctx, owner, id, startsFromKept, s.contactsBroughtBy(ch), func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
 		return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
 	})
 }
@@ -246,7 +246,11 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 // A write that fails that check runs again as when the session changed; one that apply
 // refuses from the kept view runs again from a view read, which gives the refusal (or
 // not) as the database has it.
-func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFromKept func(sessionView) bool,
+//
+// The stored marketing decisions of contacts (nil: none), those a change brings
+// (contactsBroughtBy), are read along with the view, so that the change needs no read
+// of its own to show them.
+func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFromKept func(sessionView) bool, contacts []string,
 	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error),
 ) (checkout.View, error) {
 	var kept keptWrite
@@ -262,7 +266,7 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 			}
 			if usedKept = ok; !ok {
 				var err error
-				if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
+				if sv, err = s.loadSessionViewWithDecisions(ctx, tx, owner, id, contacts, now); err != nil {
 					return checkout.View{}, err
 				}
 			}
@@ -297,7 +301,7 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 	if isSessionMoved(err) {
 		view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 			q, deferred := db.New(tx), tx.deferred()
-			sv, expired, err := s.lockSessionAhead(ctx, q, deferred, owner, id, now)
+			sv, expired, err := s.lockSessionAhead(ctx, tx, owner, id, contacts, now)
 			if err != nil {
 				return checkout.View{}, err
 			}
@@ -350,13 +354,15 @@ func (s *Store) applyUpdate(ctx context.Context, q, deferred *db.Queries, sv ses
 }
 
 // lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out
-// with the statement that reads the session (GetSessionView), and the lazy expiry is
-// deferred. It returns the session's view, whose catalog the change may reuse.
-func (s *Store) lockSessionAhead(ctx context.Context, q, deferred *db.Queries, owner, id string, now time.Time) (sv sessionView, expired bool, err error) {
+// with the statement that reads the session (GetSessionView), and the stored marketing
+// decisions of contacts (nil: none) with them; the lazy expiry is deferred. It returns
+// the session's view, whose catalog the change may reuse.
+func (s *Store) lockSessionAhead(ctx context.Context, tx *pipelinedTx, owner, id string, contacts []string, now time.Time) (sv sessionView, expired bool, err error) {
+	deferred := tx.deferred()
 	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
 		return sv, false, fmt.Errorf("lock session: %w", err)
 	}
-	if sv, err = s.loadSessionView(ctx, q, owner, id, now); err != nil {
+	if sv, err = s.loadSessionViewWithDecisions(ctx, tx, owner, id, contacts, now); err != nil {
 		return sv, false, err
 	}
 	expired, err = expireAhead(ctx, deferred, sv.session, now)
@@ -380,7 +386,7 @@ func expireAhead(ctx context.Context, deferred *db.Queries, sess *checkout.Sessi
 // update's two round trips (writeReadAhead), from a view read: a cancellation is rare,
 // and leaves nothing to keep.
 func (s *Store) CancelSession(ctx context.Context, owner, id string, trace *checkout.IntentTrace) (checkout.View, error) {
-	return s.writeReadAhead(ctx, owner, id, nil, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
+	return s.writeReadAhead(ctx, owner, id, nil, nil, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
 		view, err := s.applyCancel(ctx, deferred, sv, expired, trace, now)
 		return view, nil, err
 	})

@@ -188,19 +188,19 @@ func TestKeptViewsAnswerWhatChangedBehindThem(t *testing.T) {
 			delegate3DS(e.t, v, id)
 		}, true, false},
 		{"another contact's marketing decision", func(e *cacheEnv, _ string) {
-			e.decide("grace@example.com", true)
+			e.decide(checkout.ChannelEmail, "grace@example.com", true)
 		}, false, true},
 		{"the buyer's first marketing decision", func(e *cacheEnv, _ string) {
-			e.decide("ada@example.com", true)
+			e.decide(checkout.ChannelEmail, "ada@example.com", true)
 		}, true, true},
 		{"the buyer's marketing decision changed", func(e *cacheEnv, id string) {
-			e.decide("ada@example.com", false)
+			e.decide(checkout.ChannelEmail, "ada@example.com", false)
 			// The instance keeps a view that shows the decision, then it changes.
 			notes := "Leave it at the door."
 			if _, err := e.store.UpdateSession(context.Background(), "", id, checkout.Changes{OrderNotes: &notes}); err != nil {
 				e.t.Fatal(err)
 			}
-			e.decide("ada@example.com", true)
+			e.decide(checkout.ChannelEmail, "ada@example.com", true)
 		}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,6 +237,80 @@ func TestKeptViewsAnswerWhatChangedBehindThem(t *testing.T) {
 			})
 			if n != 1 {
 				t.Errorf("the update after took %d round trips, want 1: %q", n, sent)
+			}
+			e.mustAnswerAsRead(view, id)
+		})
+	}
+}
+
+// An update that sets the buyer, or the fulfillment contact, of a merchant who offers
+// marketing consents shows the new contacts' stored decisions, read along with the
+// session's view: two round trips, as without consents, where the catalog was read
+// again for them before. With a cache or without, the answer is the one a read gives.
+func TestUpdateReadsTheDecisionsOfTheContactsItBrings(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t, testConsentOptions...)
+	ctx := context.Background()
+	e.decide(checkout.ChannelEmail, "ada@example.com", true)
+	e.decide(checkout.ChannelSMS, "+15551234567", true)
+	address := &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "San Francisco", State: "CA", Country: "US", PostalCode: "94131"}
+	for _, tc := range []struct {
+		name  string
+		store *postgres.Store
+		ch    checkout.Changes
+		// subscribed are the channels the answer shows subscribed.
+		subscribed []string
+		// changedBetween changes the session between the update's read and its lock,
+		// so that it runs again under the lock: 4 round trips, and the change's own.
+		changedBetween bool
+	}{
+		{"the buyer, without a cache", e.other, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Ada", Email: "Ada@Example.com"}},
+			[]string{checkout.ChannelEmail}, false},
+		{"the buyer, from an instance that kept the view", e.store, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Ada", Email: "ada@example.com"}},
+			[]string{checkout.ChannelEmail}, false},
+		{"the buyer and the contact's phone", e.other, checkout.Changes{
+			Buyer:              &checkout.Buyer{FirstName: "Ada", Email: "ada@example.com"},
+			FulfillmentContact: &checkout.FulfillmentContact{PhoneNumber: "+15551234567"},
+		}, []string{checkout.ChannelEmail, checkout.ChannelSMS}, false},
+		{"another buyer", e.other, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Grace", Email: "grace@example.com"}}, nil, false},
+		{"the buyer, the session changed between the read and the lock", e.other, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Ada", Email: "ada@example.com"}},
+			[]string{checkout.ChannelEmail}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			created, err := e.store.CreateSession(ctx, "", checkout.Changes{
+				Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}}, FulfillmentAddress: address,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := created.Session.ID
+			ctx, want := ctx, 2
+			if tc.changedBetween {
+				changed := false
+				ctx, _ = e.withDeferredKey(ctx, id, func() {
+					if !changed {
+						changed = true
+						e.exec(`UPDATE checkout_sessions SET order_notes = 'Leave it at the door.' WHERE id = $1`, id)
+					}
+				})
+				want = 5
+			}
+			var view checkout.View
+			n, sent := e.measure(func() (err error) {
+				view, err = tc.store.UpdateSession(ctx, "", id, tc.ch)
+				return err
+			})
+			if n != want {
+				t.Errorf("the update took %d round trips, want %d: %q", n, want, sent)
+			}
+			var subscribed []string
+			for _, o := range view.ConsentOptions {
+				if o.Subscribed {
+					subscribed = append(subscribed, o.Channel)
+				}
+			}
+			if !slices.Equal(subscribed, tc.subscribed) {
+				t.Errorf("the answer shows %v subscribed, want %v", subscribed, tc.subscribed)
 			}
 			e.mustAnswerAsRead(view, id)
 		})
@@ -371,15 +445,15 @@ func TestCatalogGenerationCoversTheVariants(t *testing.T) {
 	}
 }
 
-// decide stores contact's decision on email marketing, as another session's completion
-// with that buyer would: against an order of its own (e.mustOrder).
-func (e *cacheEnv) decide(contact string, optedIn bool) {
+// decide stores contact's decision on channel, as another session's completion with
+// that buyer would: against an order of its own (e.mustOrder).
+func (e *cacheEnv) decide(channel, contact string, optedIn bool) {
 	e.t.Helper()
 	order := e.mustOrder()
 	e.exec(`INSERT INTO marketing_consents (channel, contact, opted_in, checkout_session_id, order_id, updated_at)
-		SELECT 'email', $1, $2, checkout_session_id, id, now() FROM orders WHERE id = $3
+		SELECT $1, $2, $3, checkout_session_id, id, now() FROM orders WHERE id = $4
 		ON CONFLICT (channel, contact) DO UPDATE SET opted_in = EXCLUDED.opted_in, order_id = EXCLUDED.order_id`,
-		contact, optedIn, order.ID)
+		channel, contact, optedIn, order.ID)
 }
 
 // setStock sets the stock of variant id.
