@@ -24,9 +24,9 @@ import (
 // stored marketing decisions it offers still give the same view
 // (CheckKeptViewCurrent). When they do not, the write runs again from a view read
 // under the session's lock, as when a session changes between an uncached write's
-// read and its lock. A kept view serves only the instance that kept
-// it: behind a load balancer without session affinity most writes find the view of
-// another instance's write, out of date, and pay a round trip more.
+// read and its lock. A kept view serves only the instance that kept it: behind a load
+// balancer without session affinity most writes find the view of another instance's
+// write, out of date, and pay a round trip more.
 // So the cache watches what the writes that started from its views found: while most
 // found them out of date, it uses one view in keptProbeEvery it finds and reads for the
 // others, and it uses them all again once they are mostly current (keptOutcomeWeight).

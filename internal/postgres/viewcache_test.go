@@ -95,6 +95,8 @@ func TestKeptViewsMakeUpdatesAndCompletionsOneRoundTrip(t *testing.T) {
 	}
 }
 
+// keptViewsMakeWritesOneRoundTrip is TestKeptViewsMakeUpdatesAndCompletionsOneRoundTrip
+// on e.
 func keptViewsMakeWritesOneRoundTrip(t *testing.T, e *cacheEnv) {
 	ctx := context.Background()
 	id := e.readySession()
