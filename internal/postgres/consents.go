@@ -93,6 +93,13 @@ func (s *Store) loadSessionViewWithDecisions(ctx context.Context, tx *pipelinedT
 	return sv, nil
 }
 
+// withContacts is sv as if its read held the stored decisions of contacts too: what
+// an update can start from once it has read them (writeReadAhead).
+func (sv sessionView) withContacts(contacts []string) sessionView {
+	sv.read.parts.contacts = append(slices.Clip(sv.read.parts.contacts), contacts...)
+	return sv
+}
+
 // addDecisions adds to p the contacts it was not read for, with their stored decisions
 // among rows, read for contacts.
 func (p *loadedParts) addDecisions(contacts []string, rows []db.MarketingConsent) {

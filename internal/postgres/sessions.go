@@ -249,7 +249,8 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 //
 // The stored marketing decisions of contacts (nil: none), those a change brings
 // (contactsBroughtBy), are read along with the view, so that the change needs no read
-// of its own to show them.
+// of its own to show them; from a kept view that lacks only them, they are read alone
+// in the first round trip, and the writes are the second.
 func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFromKept func(sessionView) bool, contacts []string,
 	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error),
 ) (checkout.View, error) {
@@ -262,6 +263,16 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 			ok := false
 			if fromKept && startsFromKept != nil {
 				sv, ok = s.cache.view(owner, id, "", now)
+				if ok && len(contacts) > 0 && !startsFromKept(sv) && startsFromKept(sv.withContacts(contacts)) {
+					// The kept view lacks only the stored decisions of the contacts the
+					// change brings: they are read alone, a round trip the claim rides,
+					// rather than the whole view with them.
+					decisions, err := q.ListMarketingConsents(ctx, contacts)
+					if err != nil {
+						return checkout.View{}, fmt.Errorf("load marketing consents: %w", err)
+					}
+					sv.read.parts.addDecisions(contacts, decisions)
+				}
 				ok = ok && startsFromKept(sv)
 			}
 			if usedKept = ok; !ok {

@@ -277,6 +277,8 @@ func TestUpdateReadsTheDecisionsOfTheContactsItBrings(t *testing.T) {
 		{"another buyer", e.other, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Grace", Email: "grace@example.com"}}, nil, false},
 		{"the buyer, the session changed between the read and the lock", e.other, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Ada", Email: "ada@example.com"}},
 			[]string{checkout.ChannelEmail}, true},
+		{"the buyer, from a kept view, the session changed between the read and the lock", e.store, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "Ada", Email: "ada@example.com"}},
+			[]string{checkout.ChannelEmail}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			created, err := e.store.CreateSession(ctx, "", checkout.Changes{
@@ -304,6 +306,11 @@ func TestUpdateReadsTheDecisionsOfTheContactsItBrings(t *testing.T) {
 			})
 			if n != want {
 				t.Errorf("the update took %d round trips, want %d: %q", n, want, sent)
+			}
+			// From a view it kept, the instance reads the new contacts' decisions, not the
+			// view (unless it runs again under the lock).
+			if tc.store == e.store && !tc.changedBetween && slices.ContainsFunc(sent, func(s string) bool { return strings.Contains(s, "GetSessionView") }) {
+				t.Errorf("the update from a kept view read the view again: %q", sent)
 			}
 			var subscribed []string
 			for _, o := range view.ConsentOptions {
