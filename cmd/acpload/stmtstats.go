@@ -160,7 +160,8 @@ func (s *StatementSummary) writeText(w io.Writer, unit string) {
 	if s == nil {
 		return
 	}
-	fmt.Fprintf(w, "  pg_stat_statements: %.1f statements (round trips) and %.2f ms of execution per %s\n", s.PerUnit, s.ExecMsPerUnit, unit)
+	// Statements, not round trips: the server pipelines several into one (roundtrips.txt).
+	fmt.Fprintf(w, "  pg_stat_statements: %.1f statements (several to a round trip) and %.2f ms of execution per %s\n", s.PerUnit, s.ExecMsPerUnit, unit)
 	fmt.Fprintf(w, "    %8s %8s %9s  %s\n", "per "+unit[:min(len(unit), 4)], "mean", "total", "statement")
 	for _, st := range s.Statements {
 		fmt.Fprintf(w, "    %8.2f %8s %9s  %s\n", st.PerUnit, fmtMs(st.MeanMs), fmtMs(st.TotalMs), st.Statement)
