@@ -22,11 +22,20 @@ func (s *Store) offeredConsents(ctx context.Context, q *db.Queries, sess *checko
 	if len(contacts) == 0 {
 		return s.offeredConsentsFrom(sess, nil), nil
 	}
+	rows, err := loadDecisions(ctx, q, contacts)
+	if err != nil {
+		return nil, err
+	}
+	return s.offeredConsentsFrom(sess, rows), nil
+}
+
+// loadDecisions reads the stored marketing decisions of contacts, on every channel.
+func loadDecisions(ctx context.Context, q *db.Queries, contacts []string) ([]db.MarketingConsent, error) {
 	rows, err := q.ListMarketingConsents(ctx, contacts)
 	if err != nil {
 		return nil, fmt.Errorf("load marketing consents: %w", err)
 	}
-	return s.offeredConsentsFrom(sess, rows), nil
+	return rows, nil
 }
 
 // consentContacts are the contacts the merchant's marketing channels reach for sess.
@@ -76,11 +85,8 @@ func (s *Store) loadSessionViewWithDecisions(ctx context.Context, tx *pipelinedT
 	if len(contacts) > 0 {
 		tx.readOutside()
 		if err := tx.readAlong(func(q *db.Queries) (err error) {
-			decisions, err = q.ListMarketingConsents(ctx, contacts)
-			if err != nil {
-				return fmt.Errorf("load marketing consents: %w", err)
-			}
-			return nil
+			decisions, err = loadDecisions(ctx, q, contacts)
+			return err
 		}); err != nil {
 			return sessionView{}, err
 		}
@@ -187,9 +193,9 @@ func NewConsents(pool *pgxpool.Pool) *Consents {
 // without case, or a phone number) on every channel.
 func (c *Consents) ForContact(ctx context.Context, contact string) ([]checkout.StoredConsent, error) {
 	contact = strings.TrimSpace(contact)
-	rows, err := db.New(c.pool).ListMarketingConsents(ctx, []string{contact, strings.ToLower(contact)})
+	rows, err := loadDecisions(ctx, db.New(c.pool), []string{contact, strings.ToLower(contact)})
 	if err != nil {
-		return nil, fmt.Errorf("load marketing consents: %w", err)
+		return nil, err
 	}
 	out := make([]checkout.StoredConsent, 0, len(rows))
 	for _, r := range rows {

@@ -267,9 +267,9 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 					// The kept view lacks only the stored decisions of the contacts the
 					// change brings: they are read alone, a round trip the claim rides,
 					// rather than the whole view with them.
-					decisions, err := q.ListMarketingConsents(ctx, contacts)
+					decisions, err := loadDecisions(ctx, q, contacts)
 					if err != nil {
-						return checkout.View{}, fmt.Errorf("load marketing consents: %w", err)
+						return checkout.View{}, err
 					}
 					sv.read.parts.addDecisions(contacts, decisions)
 				}
