@@ -10,6 +10,53 @@ import (
 	"time"
 )
 
+const checkDiscountUsageUnchanged = `-- name: CheckDiscountUsageUnchanged :exec
+SELECT raise_session_moved()
+WHERE EXISTS (SELECT 1
+    FROM (SELECT unnest($1::text[]) AS id, unnest($2::boolean[]) AS used_up,
+        unnest($3::boolean[]) AS buyer_used_up) r
+    LEFT JOIN discounts d ON d.id = r.id
+    LEFT JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, $4::text,
+        $5::text, false) u ON true
+    WHERE d.id IS NULL
+        OR (d.usage_limit IS NOT NULL AND u.redeemed >= d.usage_limit) IS DISTINCT FROM r.used_up
+        OR (d.per_buyer_limit IS NOT NULL AND $5::text <> '' AND u.buyer_redeemed >= d.per_buyer_limit)
+            IS DISTINCT FROM r.buyer_used_up)
+`
+
+type CheckDiscountUsageUnchangedParams struct {
+	DiscountIds       []string `json:"discount_ids"`
+	UsedUp            []bool   `json:"used_up"`
+	BuyerUsedUp       []bool   `json:"buyer_used_up"`
+	CheckoutSessionID string   `json:"checkout_session_id"`
+	BuyerEmail        string   `json:"buyer_email"`
+}
+
+// Checks, in the transaction of a write that priced session @checkout_session_id from
+// a view read before it (read ahead, or kept by the session view cache), that each
+// usage-limited discount the view read (@discount_ids[i]) still stands where the view
+// had it: whether its usage limit is reached (@used_up[i]), and its per-buyer limit
+// for @buyer_email, the email the view counted (@buyer_used_up[i]). Pricing reads the
+// counts only through those two comparisons (checkout's eligibility), so other
+// sessions' redemptions leave the view current until one of them reaches a limit.
+// Otherwise it fails (SQLSTATE AC414, as LockUnchangedSession), the transaction
+// aborts, and the write runs again from a view read under its locks. A completion
+// sends it after LockCompletionDiscounts: PostgreSQL gives each statement of a READ
+// COMMITTED transaction a snapshot of its own, taken once the locks before it were
+// granted, so the counts are those of every completion that held the discounts first,
+// and a limit of N still redeems exactly N. The counts are discount_usage's, as the
+// views read them (migration 00032).
+func (q *Queries) CheckDiscountUsageUnchanged(ctx context.Context, arg CheckDiscountUsageUnchangedParams) error {
+	_, err := q.db.Exec(ctx, checkDiscountUsageUnchanged,
+		arg.DiscountIds,
+		arg.UsedUp,
+		arg.BuyerUsedUp,
+		arg.CheckoutSessionID,
+		arg.BuyerEmail,
+	)
+	return err
+}
+
 const disableDiscount = `-- name: DisableDiscount :execrows
 UPDATE discounts SET disabled_at = coalesce(disabled_at, $1), updated_at = $1 WHERE id = $2
 `

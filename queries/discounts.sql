@@ -84,3 +84,30 @@ WHERE (d.usage_limit IS NOT NULL OR d.per_buyer_limit IS NOT NULL)
         OR (d.code IS NULL AND d.disabled_at IS NULL))
 ORDER BY d.id
 FOR UPDATE OF d;
+
+-- name: CheckDiscountUsageUnchanged :exec
+-- Checks, in the transaction of a write that priced session @checkout_session_id from
+-- a view read before it (read ahead, or kept by the session view cache), that each
+-- usage-limited discount the view read (@discount_ids[i]) still stands where the view
+-- had it: whether its usage limit is reached (@used_up[i]), and its per-buyer limit
+-- for @buyer_email, the email the view counted (@buyer_used_up[i]). Pricing reads the
+-- counts only through those two comparisons (checkout's eligibility), so other
+-- sessions' redemptions leave the view current until one of them reaches a limit.
+-- Otherwise it fails (SQLSTATE AC414, as LockUnchangedSession), the transaction
+-- aborts, and the write runs again from a view read under its locks. A completion
+-- sends it after LockCompletionDiscounts: PostgreSQL gives each statement of a READ
+-- COMMITTED transaction a snapshot of its own, taken once the locks before it were
+-- granted, so the counts are those of every completion that held the discounts first,
+-- and a limit of N still redeems exactly N. The counts are discount_usage's, as the
+-- views read them (migration 00032).
+SELECT raise_session_moved()
+WHERE EXISTS (SELECT 1
+    FROM (SELECT unnest(@discount_ids::text[]) AS id, unnest(@used_up::boolean[]) AS used_up,
+        unnest(@buyer_used_up::boolean[]) AS buyer_used_up) r
+    LEFT JOIN discounts d ON d.id = r.id
+    LEFT JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, @checkout_session_id::text,
+        @buyer_email::text, false) u ON true
+    WHERE d.id IS NULL
+        OR (d.usage_limit IS NOT NULL AND u.redeemed >= d.usage_limit) IS DISTINCT FROM r.used_up
+        OR (d.per_buyer_limit IS NOT NULL AND @buyer_email::text <> '' AND u.buyer_redeemed >= d.per_buyer_limit)
+            IS DISTINCT FROM r.buyer_used_up);

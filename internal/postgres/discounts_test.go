@@ -353,3 +353,78 @@ func TestAnOpenSessionsDiscountsDoNotLookForItsOrder(t *testing.T) {
 		}
 	})
 }
+
+// 90 concurrent vault-token completions of sessions holding a code limited to 45 orders
+// redeem it exactly 45 times, whether each starts from a view read ahead of its locks
+// or from the view its instance kept: the counts are checked under the discount's lock
+// (CheckDiscountUsageUnchanged), and a completion that finds the limit reached there
+// runs again under the locks. The others are refused with a 409 naming the code's
+// usage limit, use no token and leave their session open.
+func TestDiscountUsageLimitUnderConcurrentVaultTokenCompletions(t *testing.T) {
+	t.Parallel()
+	for name, kept := range map[string]bool{"read ahead": false, "from kept views": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newCacheEnv(t) // its cache keeps 100 views and tokens: n fits
+			ctx := context.Background()
+			const n, limit = 90, 45
+			usageLimit := limit
+			if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+				ID: "limited", Code: "LIMIT45", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &usageLimit, Stackable: true,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			store := e.other
+			if kept {
+				store = e.store
+			}
+			ids, tokens := make([]string, n), make([]string, n)
+			for i := range ids {
+				ids[i] = e.discountSession(fmt.Sprintf("buyer%d@example.com", i), "LIMIT45")
+				tokens[i] = delegateVisa(t, e.vault, ids[i], time.Now().Add(time.Hour)).ID
+			}
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range ids {
+				wg.Go(func() {
+					<-start
+					v, err := store.CompleteSession(ctx, "", ids[i], checkout.Completion{Token: tokens[i], Provider: "stripe"})
+					if err == nil && v.Order.Amount != 1500-100+500+102 { // as TestDiscountUsageLimitUnderConcurrentCompletions
+						err = fmt.Errorf("order of %d", v.Order.Amount)
+					}
+					errs[i] = err
+				})
+			}
+			close(start)
+			wg.Wait()
+			ok := 0
+			for i, err := range errs {
+				if err == nil {
+					ok++
+					continue
+				}
+				de, isDomain := checkout.AsError(err)
+				if !isDomain || de.Kind != checkout.KindConflict || de.Code != "discount_code_usage_limit_reached" ||
+					de.Field != checkout.At(checkout.FieldDiscountCodes).Index(0) {
+					t.Errorf("completion %d: %v", i, err)
+				}
+			}
+			if ok != limit {
+				t.Errorf("%d completions succeeded, want %d", ok, limit)
+			}
+			if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
+				t.Errorf("%d redemptions, want %d", got, limit)
+			}
+			if got := e.count(`SELECT count(*) FROM vault_tokens WHERE used_at IS NOT NULL`); got != limit {
+				t.Errorf("%d tokens used, want %d", got, limit)
+			}
+			if got := e.count(`SELECT count(*) FROM checkout_sessions WHERE state = 'open'`); got != n-limit {
+				t.Errorf("%d sessions still open, want %d", got, n-limit)
+			}
+			if st := e.cache.Stats(); kept && (st.Current == 0 || st.Current+st.OutOfDate+st.Passed != n) {
+				t.Errorf("the kept views: %+v, want some current and one outcome a completion", st)
+			}
+		})
+	}
+}

@@ -257,3 +257,83 @@ func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
 }
+
+// TestCompleteWaitsForTheDiscountLock: a completion whose session holds a
+// usage-limited code waits for a transaction holding the discount, whether it read its
+// view ahead of its locks or starts from one its instance kept, and counts the
+// redemption that transaction commits: with the limit reached there, it is refused
+// (usage limit reached) and redeems nothing. Without the discount's lock before the
+// check of its counts (CheckDiscountUsageUnchanged), the check would count at a
+// snapshot without that redemption, and the code would be redeemed past its limit. A
+// holder that rolls back leaves the code to the waiting completion.
+func TestCompleteWaitsForTheDiscountLock(t *testing.T) {
+	t.Parallel()
+	for name, kept := range map[string]bool{"read ahead": false, "from a kept view": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newCacheEnv(t)
+			ctx := context.Background()
+			limit := 1
+			if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+				ID: "limited", Code: "ONLYONE", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			store := e.other
+			if kept {
+				store = e.store
+			}
+			complete := func(commit bool) error {
+				t.Helper()
+				sid := e.discountSession("ada@example.com", "ONLYONE")
+				tok := delegateVisa(t, e.vault, sid, time.Now().Add(time.Hour)).ID
+				// Another completion's redemption, the one that reaches the limit,
+				// holding the discount's lock.
+				holder := pgtest.HoldLocks(t, e.pool, `WITH locked AS (SELECT id FROM discounts WHERE id = 'limited' FOR UPDATE)
+					INSERT INTO discount_redemptions (discount_id, order_id, buyer_email, amount)
+					SELECT locked.id, $1, 'grace@example.com', 100 FROM locked`, e.mustOrder().ID)
+				before := e.cache.Stats()
+				done := inBackground(func() error {
+					_, err := store.CompleteSession(ctx, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
+					return err
+				})
+				defer func() {
+					// A completion from the kept view finds it out of date when the
+					// holder reached the limit, current when it rolled back.
+					after, want := e.cache.Stats(), before
+					if kept && commit {
+						want.OutOfDate++
+					} else if kept {
+						want.Current++
+					}
+					if after != want {
+						t.Errorf("kept views: %+v after the completion, want %+v", after, want)
+					}
+				}()
+				if q := pgtest.WaitForLockWait(t, e.pool, lockWaitTimeout); !strings.Contains(q, "FROM discounts") {
+					t.Errorf("the completion waits in %q, want the discount's row", q)
+				}
+				mustStillWait(t, done, "CompleteSession")
+				end := holder.Rollback
+				if commit {
+					end = holder.Commit
+				}
+				if err := end(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return <-done
+			}
+			mustCode(t, complete(true), string(checkout.ReasonUsageLimitReached))
+			if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
+				t.Errorf("%d redemptions of a code limited to %d", got, limit)
+			}
+			e.exec(`DELETE FROM discount_redemptions`)
+			if err := complete(false); err != nil {
+				t.Fatalf("complete after the holder rolled back: %v", err)
+			}
+			if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != 1 {
+				t.Errorf("%d redemptions after the holder rolled back, want the completion's", got)
+			}
+		})
+	}
+}

@@ -104,8 +104,9 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 
 // completeWithVaultToken is the vault-token completion in a pipelinedTx: two round trips
 // after the idempotency key's look-up, reading ahead of its locks (completeReadAhead),
-// or, for a session to which a usage-limited discount may apply or whose session or
-// token changed between the two, two more under its locks (completeUnderLocks).
+// or, for a session whose session, token or usage-limited discounts changed between
+// the two, or whose discounts were counted for another buyer than the completion's
+// (countedFor), two more under its locks (completeUnderLocks).
 //
 // With a SessionCache holding the session's view and the token, the read goes: one
 // round trip, checked as an update from a kept view is (writeReadAhead). The key's
@@ -118,7 +119,7 @@ var errLockedTooFew = errors.New("postgres: the discount codes of the session no
 // replay is then that one statement, not the session's view.
 func (s *Store) completeWithVaultToken(ctx context.Context, owner, id string, c checkout.Completion) (checkout.View, error) {
 	var kept *sessionView
-	if sv, ok := s.cache.view(owner, id, c.Token, s.now()); ok {
+	if sv, ok := s.cache.view(owner, id, c.Token, s.now()); ok && sv.countedFor(c) {
 		kept = &sv
 	} else if err := lookUpAlone(ctx, s.pool, idempotency.FromContext(ctx)); err != nil {
 		return checkout.View{}, err
@@ -153,10 +154,11 @@ func isTokenChanged(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == tokenChangedCode
 }
 
-// errReadUnderLocks says a completion read ahead of its locks found a usage-limited
-// discount that may apply: its redemptions must be counted under the discount's lock
+// errReadUnderLocks says a completion read ahead of its locks found a discount with a
+// per-buyer limit counted for another buyer than the completion's (countedFor): its
+// redemptions must be counted for that buyer, under the discount's lock
 // (completeUnderLocks).
-var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply; the completion reads under its locks")
+var errReadUnderLocks = errors.New("postgres: a discount was counted for another buyer; the completion reads under its locks")
 
 // completeReadAhead is the vault-token completion in two round trips after the
 // idempotency key's look-up (docs/PERFORMANCE.md, "Round trips"):
@@ -165,20 +167,25 @@ var errReadUnderLocks = errors.New("postgres: a usage-limited discount may apply
 //     completion's locks, outside the transaction (readOutside);
 //  2. the key found free held (HoldIdempotencyKey); the session's row lock, taken only
 //     if no transaction changed the row since that read (LockUnchangedSession, else
-//     AC414); the order and everything written with it, the key with its response
+//     AC414); where a usage-limited discount may apply, the discounts' locks
+//     (LockCompletionDiscounts) and the check that none of them reached a limit the
+//     view had it short of, or the reverse (CheckDiscountUsageUnchanged, else AC414);
+//     the order and everything written with it, the key with its response
 //     (InsertIdempotentResponse) and the stock (TakeStock, beforeCommit): the whole
 //     transaction, sent without BEGIN and COMMIT as the pipeline's implicit one.
 //
-// The session row's version stands for what the completion decides on: every write to
-// a session, its token's use and its payment attempts included, changes the row. Three
-// things do not, and each sends the completion under its locks: the discounts'
-// redemption counts (a view in which a usage-limited discount may apply is not used:
-// errReadUnderLocks, the counts are read under the discounts' locks); the token, which
-// the sweeper may delete once expired (its use, ConsumeVaultToken, raises AC411 when it
-// is gone or used); and the session itself (AC414). The token is not locked ahead: its
-// use locks it, after the session and before the stock, the lock order of every
-// completion. A transaction that raised wrote nothing, so running again under the locks
-// gives the answer the locked read gives.
+// The session row's version stands for most of what the completion decides on: every
+// write to a session, its token's use and its payment attempts included, changes the
+// row. Three things do not, and each sends the completion under its locks: the
+// discounts' redemption counts, which other sessions' completions change (checked
+// under the discounts' locks: a limit of N redeems exactly N; a per-buyer limit counted
+// for another buyer than the completion brings is read under the locks at once,
+// errReadUnderLocks); the token, which the sweeper may delete once expired (its use,
+// ConsumeVaultToken, raises AC411 when it is gone or used); and the session itself
+// (AC414). The token is not locked ahead: its use locks it, after the session and the
+// discounts and before the stock, the lock order of every completion. A transaction
+// that raised wrote nothing, so running again under the locks gives the answer the
+// locked read gives.
 //
 // kept, the view and the token kept by the SessionCache (nil: none), stands for the
 // read (step 1), checked in step 2 (CheckKeptViewCurrent); refusedKept says the
@@ -203,16 +210,28 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 				return checkout.View{}, err
 			}
 		}
-		if mayApplyLimited(sv.read.parts.discounts) {
+		if !sv.countedFor(c) {
 			return checkout.View{}, errReadUnderLocks
 		}
 		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		if kept != nil {
-			if err := checkKeptView(ctx, deferred, sv.read.generation, sv.session, &sv.read, sv.token); err != nil {
-				return checkout.View{}, err
+		// The discounts' counts are checked under their locks (both checks hold
+		// checkDiscountUsage): the statements behind a lock see every redemption that
+		// committed before it was granted.
+		if mayApplyLimited(sv.read.parts.discounts) {
+			if err := deferred.LockCompletionDiscounts(ctx, id); err != nil {
+				return checkout.View{}, fmt.Errorf("lock discounts: %w", err)
 			}
+		}
+		var checked error
+		if kept != nil {
+			checked = checkKeptView(ctx, deferred, sv.read.generation, sv.session, &sv.read, sv.token)
+		} else {
+			checked = checkDiscountUsage(ctx, deferred, id, sv.read.parts)
+		}
+		if checked != nil {
+			return checkout.View{}, checked
 		}
 		view, err := s.completeFromView(ctx, tx, sv, c, now)
 		refusedKept = kept != nil && err != nil
@@ -228,6 +247,18 @@ func mayApplyLimited(discounts []db.ListSessionDiscountsRow) bool {
 	return slices.ContainsFunc(discounts, func(d db.ListSessionDiscountsRow) bool {
 		return d.Discount.UsageLimit != nil || d.Discount.PerBuyerLimit != nil
 	})
+}
+
+// countedFor reports whether the discounts of sv were counted for the buyer completion
+// c leaves the session with (applyCompletion), so that the completion may price from
+// them and check them under its locks: always, unless one has a per-buyer limit and c
+// brings another email.
+func (sv sessionView) countedFor(c checkout.Completion) bool {
+	buyer := sv.session.Buyer
+	if c.Buyer != nil && sv.session.State == checkout.StateOpen {
+		buyer = c.Buyer
+	}
+	return sv.read.parts.discountsServe(sv.read.parts.codes, buyerKey(buyer))
 }
 
 // completeUnderLocks is the vault-token completion in two round trips after the

@@ -22,7 +22,8 @@ import (
 // the session row is the version the view was kept under (LockUnchangedSession) and
 // that the catalog, the session's 3-D Secure tokens, the stock of its lines and the
 // stored marketing decisions it offers still give the same view
-// (CheckKeptViewCurrent). When they do not, the write runs again from a view read
+// (CheckKeptViewCurrent), and that its usage-limited discounts stand where they stood
+// (CheckDiscountUsageUnchanged). When they do not, the write runs again from a view read
 // under the session's lock, as when a session changes between an uncached write's
 // read and its lock. A kept view serves only the instance that kept it: behind a load
 // balancer without session affinity most writes find the view of another instance's
@@ -157,17 +158,18 @@ func (c *SessionCache) keepView(sv sessionView, version int64) {
 // session would give whatever other sessions do, and whose every part the check of a
 // write started from it covers (CheckKeptViewCurrent). So not when
 //   - the session is not open (nothing but a read follows);
-//   - a usage-limited discount may apply: its counts change with other sessions'
-//     completions (a completion counts them under the discounts' locks anyway);
 //   - the session asks for 3-D Secure, by its row or a token: the check covers only
 //     the absence of a token that does;
 //   - its catalog was read with other parameters than the session's own (its variants,
 //     codes, buyer, tax region or consent contacts, the contacts the merchant's
 //     marketing channels reach for it), so that a part was loaded on its own.
 //
-// The stored marketing decisions a view offers change with other sessions'
-// completions, which do not write this session's row; the check compares those of the
-// contacts read with the ones the view was read with, so they do not keep a view out.
+// The stored marketing decisions a view offers, and the redemption counts of its
+// usage-limited discounts, change with other sessions' completions, which do not write
+// this session's row; the check compares the decisions of the contacts read, and
+// whether each limit is reached, with what the view was read with
+// (CheckDiscountUsageUnchanged, under the discounts' locks for a completion), so they
+// do not keep a view out.
 func cacheable(sv sessionView, contacts []string) bool {
 	sess := sv.session
 	if sess.State != checkout.StateOpen || sess.Authentication != nil || sv.authenticationAsked {
@@ -177,7 +179,7 @@ func cacheable(sv sessionView, contacts []string) bool {
 	if addr := sess.FulfillmentAddress; addr != nil {
 		want.taxCountry, want.taxRegion = addr.TaxRegion()
 	}
-	return !mayApplyLimited(sv.read.parts.discounts) && sv.read.serves(checkout.VariantIDs(sess, checkout.Changes{}), want)
+	return sv.read.serves(checkout.VariantIDs(sess, checkout.Changes{}), want)
 }
 
 // view returns a copy of the view kept for owner's session id, open and unexpired at
@@ -377,6 +379,33 @@ func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, 
 	}
 	if err := deferred.CheckKeptViewCurrent(ctx, p); err != nil {
 		return fmt.Errorf("check kept view: %w", err)
+	}
+	return checkDiscountUsage(ctx, deferred, sess.ID, read.parts)
+}
+
+// checkDiscountUsage queues CheckDiscountUsageUnchanged for a write that priced session
+// sessionID from parts, read before the write (ahead of it, or kept): whether each of
+// their usage-limited discounts has reached its limit, and the buyer's, as parts
+// counted them. A completion queues it after the discounts' locks
+// (LockCompletionDiscounts). Nothing is queued when no discount among parts has a
+// limit: the flow of a merchant without limited discounts sends what it sent.
+func checkDiscountUsage(ctx context.Context, deferred *db.Queries, sessionID string, parts loadedParts) error {
+	p := db.CheckDiscountUsageUnchangedParams{CheckoutSessionID: sessionID, BuyerEmail: parts.buyerEmail}
+	for _, d := range parts.discounts {
+		usage, perBuyer := d.Discount.UsageLimit, d.Discount.PerBuyerLimit
+		if usage == nil && perBuyer == nil {
+			continue
+		}
+		// As checkout's eligibility compares them, and the statement too.
+		p.DiscountIds = append(p.DiscountIds, d.Discount.ID)
+		p.UsedUp = append(p.UsedUp, usage != nil && d.Redeemed >= *usage)
+		p.BuyerUsedUp = append(p.BuyerUsedUp, perBuyer != nil && parts.buyerEmail != "" && d.BuyerRedeemed >= *perBuyer)
+	}
+	if len(p.DiscountIds) == 0 {
+		return nil
+	}
+	if err := deferred.CheckDiscountUsageUnchanged(ctx, p); err != nil {
+		return fmt.Errorf("check discount usage: %w", err)
 	}
 	return nil
 }

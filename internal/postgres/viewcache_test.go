@@ -65,7 +65,31 @@ func summary(v checkout.View) string {
 	}
 	return fmt.Sprintf("state=%s lines=%+v option=%s auth=%+v codes=%q\nstatus=%s totals=%+v\nlines=%+v\nmessages=%+v\ndiscounts=%+v\noptions=%v\nconsents=%+v",
 		s.State, s.Lines, s.FulfillmentOptionID, s.Authentication, s.DiscountCodes,
-		q.Status, q.Totals, q.Lines, q.Messages, q.Discounts, opts, v.ConsentOptions)
+		q.Status, q.Totals, q.Lines, q.Messages, discountsShown(q.Discounts), opts, v.ConsentOptions)
+}
+
+// discountsShown is what a response shows of a quote's discounts: the definitions with
+// their pointers followed, and not the redemption counts, which pricing reads only to
+// tell whether a limit is reached (the write's and a read's may differ by other
+// sessions' redemptions short of it).
+func discountsShown(dq checkout.DiscountQuote) string {
+	applied := make([]string, len(dq.Applied))
+	for i, a := range dq.Applied {
+		d := a.Discount
+		pointed := fmt.Sprintf("starts=%s ends=%s usage_limit=%s per_buyer_limit=%s",
+			pointee(d.StartsAt), pointee(d.EndsAt), pointee(d.UsageLimit), pointee(d.PerBuyerLimit))
+		d.StartsAt, d.EndsAt, d.UsageLimit, d.PerBuyerLimit, d.Redeemed, d.BuyerRedeemed = nil, nil, nil, nil, 0, 0
+		applied[i] = fmt.Sprintf("{%+v %s code=%s amount=%d allocations=%+v priority=%d}", d, pointed, a.Code, a.Amount, a.Allocations, a.Priority)
+	}
+	return fmt.Sprintf("{active=%v codes=%q applied=%v rejected=%+v}", dq.Active, dq.Codes, applied, dq.Rejected)
+}
+
+// pointee is the value p points to, printed, or "<nil>".
+func pointee[T any](p *T) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return fmt.Sprint(*p)
 }
 
 // mustAnswerAsRead fails unless view, the answer of a write of session id, shows what
@@ -515,4 +539,122 @@ func BenchmarkKeptViewMemory(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/view")
 	runtime.KeepAlive(store)
+}
+
+// A session holding usage-limited discounts keeps its view. Redemptions by other
+// sessions short of the limit leave it current: its update and its completion take one
+// round trip each, the counts checked under the discounts' locks. The redemption that
+// reaches the limit makes it out of date: the next update answers as a read does, and a
+// completion from it is refused as one from a read is, taking nothing. Without a kept
+// view, a completion reads ahead of its locks and checks the counts under them: two
+// round trips, where it read the view again under the locks before (three).
+func TestKeptViewsOfSessionsWithUsageLimitedDiscounts(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t)
+	ctx := context.Background()
+	limit := 4
+	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
+		ID: "limited", Code: "LIMIT4", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.oncePerBuyerDiscount("WELCOME")
+	ada := e.discountSession("ada@example.com", "LIMIT4", "WELCOME")
+	grace := e.discountSession("grace@example.com", "LIMIT4")
+	dan := e.discountSession("dan@example.com", "LIMIT4")
+	complete := func(s *postgres.Store, id, token string, buyer *checkout.Buyer) (checkout.View, int, error) {
+		t.Helper()
+		var view checkout.View
+		var err error
+		n, _ := e.trips.Measure(func() {
+			view, err = s.CompleteSession(ctx, "", id, checkout.Completion{Token: token, Provider: "stripe", Buyer: buyer})
+		})
+		return view, n, err
+	}
+	// redeemElsewhere completes another buyer's session holding the code, through
+	// another instance, and returns its round trips.
+	redeemElsewhere := func(email string) int {
+		t.Helper()
+		id := e.discountSession(email, "LIMIT4")
+		_, n, err := complete(e.other, id, delegateVisa(t, e.vault, id, time.Now().Add(time.Hour)).ID, nil)
+		if err != nil {
+			t.Fatalf("%s's completion: %v", email, err)
+		}
+		return n
+	}
+	update := func(id string, quantity int) int {
+		t.Helper()
+		var view checkout.View
+		n, _ := e.measure(func() (err error) {
+			view, err = e.store.UpdateSession(ctx, "", id, checkout.Changes{Items: []checkout.ItemRequest{{ID: "item_123", Quantity: quantity}}})
+			return err
+		})
+		e.mustAnswerAsRead(view, id)
+		return n
+	}
+
+	if n := redeemElsewhere("bob@example.com"); n != 2 {
+		t.Errorf("a completion read ahead took %d round trips, want 2", n)
+	}
+	if n := update(dan, 2); n != 1 {
+		t.Errorf("an update after another session's redemption took %d round trips, want 1 (its kept view current)", n)
+	}
+	if n := update(ada, 2); n != 1 {
+		t.Errorf("an update from a kept view with usage-limited discounts took %d round trips, want 1", n)
+	}
+	view, n, err := complete(e.store, ada, delegateVisa(t, e.vault, ada, time.Now().Add(time.Hour)).ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("a completion from a kept view with usage-limited discounts took %d round trips, want 1", n)
+	}
+	if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE order_id = $1`, view.Order.ID); got != 2 || len(view.Quote.Discounts.Applied) != 2 {
+		t.Errorf("the order redeemed %d discounts and shows %+v, want both", got, view.Quote.Discounts)
+	}
+	redeemElsewhere("erin@example.com")
+	if n := update(dan, 1); n != 1 {
+		t.Errorf("an update a redemption short of the limit took %d round trips, want 1", n)
+	}
+	redeemElsewhere("frank@example.com") // the fourth: the limit
+	if n := update(dan, 2); n != 3 {
+		t.Errorf("an update after the limit was reached took %d round trips, want 3 (its kept view out of date)", n)
+	}
+
+	// grace's kept view has the code short of its limit: the completion checks it under
+	// the discount's lock, finds it reached, and runs again under the locks.
+	token := delegateVisa(t, e.vault, grace, time.Now().Add(time.Hour)).ID
+	_, n, err = complete(e.store, grace, token, nil)
+	if de, ok := checkout.AsError(err); !ok || de.Code != string(checkout.ReasonUsageLimitReached) {
+		t.Fatalf("the completion past the limit: %v", err)
+	}
+	if n != 3 {
+		t.Errorf("the completion past the limit took %d round trips, want 3 (the kept view's, then two under the locks)", n)
+	}
+	if _, _, again := complete(e.other, grace, token, nil); again == nil || again.Error() != err.Error() {
+		t.Errorf("the kept view's completion was refused with %q, a read's with %v", err, again)
+	}
+	if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
+		t.Errorf("%d redemptions of the limited code, want %d", got, limit)
+	}
+	if got := e.count(`SELECT count(*) FROM vault_tokens WHERE id = $1 AND used_at IS NULL`, token); got != 1 {
+		t.Error("the refused completion used its vault token")
+	}
+
+	// A completion that brings another buyer than the one a per-buyer limit was counted
+	// for is priced with the new buyer's redemptions, read under the locks: ada used
+	// WELCOME up above.
+	yolanda := e.discountSession("yolanda@example.com", "WELCOME")
+	token = delegateVisa(t, e.vault, yolanda, time.Now().Add(time.Hour)).ID
+	ada2 := &checkout.Buyer{FirstName: "Ada", LastName: "Lovelace", Email: "ADA@example.com"}
+	_, n, err = complete(e.store, yolanda, token, ada2)
+	if de, ok := checkout.AsError(err); !ok || de.Code != string(checkout.ReasonUsageLimitReached) {
+		t.Fatalf("the completion that brings a buyer who used the code up: %v", err)
+	}
+	if n != 4 {
+		t.Errorf("it took %d round trips, want 4 (the view, then three under the locks, the discounts read again for the buyer)", n)
+	}
+	if _, _, again := complete(e.other, yolanda, token, ada2); again == nil || again.Error() != err.Error() {
+		t.Errorf("the kept view's completion was refused with %q, a read's with %v", err, again)
+	}
 }
