@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentic-commerce/agentic-commerce-server/internal/checkout"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/httpapi"
 	"github.com/agentic-commerce/agentic-commerce-server/internal/postgres"
 )
@@ -39,6 +41,11 @@ var roundTripCeilings = []struct {
 	// With a SESSION_CACHE_SIZE, on the instance that wrote the session last.
 	{op: "update_kept", ceiling: 1},
 	{op: "complete_kept", ceiling: 1},
+	// A session to which a usage-limited discount may apply: its counts are checked
+	// under the discount's lock, in the writes' round trip.
+	{op: "complete_limited", ceiling: 3},
+	{op: "update_limited_kept", ceiling: 1},
+	{op: "complete_limited_kept", ceiling: 1},
 }
 
 // withoutSessionCache configures a store without a SessionCache, whatever
@@ -193,6 +200,39 @@ func TestRoundTrips(t *testing.T) {
 			measureOn(kept, "complete_kept", func() response {
 				return kept.do(http.MethodPost, "/checkout_sessions/"+keptID+"/complete", kept.completeBody(keptToken), "Idempotency-Key", newKey())
 			}, http.StatusOK)
+
+			// A merchant running a promotion for its first orders: an automatic discount
+			// with a usage limit may apply to every session. The completion reads its
+			// view ahead of its locks, as without one, and checks the discount's count
+			// under its lock with the writes; a kept view serves as without one.
+			limit := 1000
+			promotion := []checkout.Discount{{ID: "first_orders", Title: "5% off our first orders", PercentBps: 500, UsageLimit: &limit, Stackable: true}}
+			for _, cached := range []bool{false, true} {
+				on, suffix := mustEnvVersion(t, v, time.Minute), ""
+				on.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache}
+				if cached {
+					suffix = "_kept"
+					on.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
+				}
+				if _, err := postgres.NewDiscounts(on.pool).Import(context.Background(), promotion); err != nil {
+					t.Fatal(err)
+				}
+				on.server = on.startServer(time.Minute)
+				sid := on.mustSession(on.do(http.MethodPost, "/checkout_sessions",
+					on.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+				ready := measureOn(on, "update_limited"+suffix, func() response {
+					return on.do(http.MethodPost, "/checkout_sessions/"+sid, on.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
+						"Idempotency-Key", newKey())
+				}, http.StatusOK)
+				readySession := on.mustSession(ready, http.StatusOK)
+				if totals(t, readySession)["discount"] == 0 {
+					t.Fatalf("the promotion took nothing off: totals %v", totals(t, readySession))
+				}
+				limitedToken := delegate(on, sid, totals(t, readySession)["total"], "usd", visaNumber, "9871")
+				measureOn(on, "complete_limited"+suffix, func() response {
+					return on.do(http.MethodPost, "/checkout_sessions/"+sid+"/complete", on.completeBody(limitedToken), "Idempotency-Key", newKey())
+				}, http.StatusOK)
+			}
 
 			checkCompleteScript(t, sentBy["complete"])
 			checkBenchRoundTrips(t, counts)
