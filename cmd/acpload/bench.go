@@ -32,7 +32,9 @@ import (
 type benchConfig struct {
 	server  string
 	catalog string
-	pgbench string
+	// discounts, when set, is a discounts file each build imports after the catalog.
+	discounts string
+	pgbench   string
 	// levels are the concurrency levels, each run in turn (ceiling, phases, RSS).
 	levels   []int
 	duration time.Duration
@@ -539,6 +541,9 @@ func (e *benchEnv) newTarget(ctx context.Context, b Build) (t *benchTarget, clea
 	t.databaseURL = databaseURL
 	e.progress("%s build: migrating and importing the catalog with %s", b.Name, b.Binary)
 	steps := [][]string{{"migrate", "up"}, {"catalog", "import", e.cfg.catalog}}
+	if e.cfg.discounts != "" {
+		steps = append(steps, []string{"discounts", "import", e.cfg.discounts})
+	}
 	if e.cfg.flashStock > 0 {
 		feed := filepath.Join(e.tmp, "flash-sale.jsonl")
 		if err := os.WriteFile(feed, []byte(flashSaleFeed), 0o644); err != nil {

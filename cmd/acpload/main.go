@@ -160,6 +160,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		bench        = fs.Bool("bench", false, "run the benchmark: throwaway PostgreSQL, pgbench ceiling, server, load phases, targets")
 		server       = fs.String("server", "./bin/agentic-commerce-server", "-bench: the server binary to start")
 		catalogFile  = fs.String("catalog", "internal/catalog/demo/products.jsonl", "-bench: the product feed to import")
+		discounts    = fs.String("discounts", "", "-bench: a discounts file to import after the catalog (the server's `discounts import`), e.g. an automatic promotion with a usage limit; acpload's sessions send no codes (default: none)")
 		pgbench      = fs.String("pgbench", "", "-bench: pgbench binary (default: PATH, else the newest /usr/lib/postgresql/*/bin)")
 		poolMaxConns = fs.Int("pool-max-conns", 0, "-bench: pool_max_conns for the server's DATABASE_URL (0: the server's default)")
 		pgbouncer    = fs.Bool("pgbouncer", false, "-bench: put pgbouncer (transaction pooling) between the server and PostgreSQL")
@@ -230,7 +231,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		timerSlack := raiseTimerSlack(ctx, *slack, stderr)
 		return runBench(ctx, benchConfig{
-			server: *server, catalog: *catalogFile, pgbench: *pgbench,
+			server: *server, catalog: *catalogFile, discounts: *discounts, pgbench: *pgbench,
 			levels: levels, duration: *duration, warmup: *warmup,
 			poolMaxConns: *poolMaxConns, pgbouncer: *pgbouncer, pin: *pin, logLevel: *logLevel, serverEnv: serverEnv,
 			gzip: *gzip, client: *client, json: *jsonOut, check: *check,
@@ -239,7 +240,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}, stdout, stderr)
 	}
 
-	for _, name := range []string{"server", "catalog", "pgbench", "pool-max-conns", "pgbouncer", "pin", "server-log-level", "server-env", "check",
+	for _, name := range []string{"server", "catalog", "discounts", "pgbench", "pool-max-conns", "pgbouncer", "pin", "server-log-level", "server-env", "check",
 		"baseline", "durable", "flash-sale", "flash-agents", "psp-delay"} {
 		if set[name] {
 			return fmt.Errorf("-%s only applies to -bench", name)
