@@ -100,6 +100,11 @@ type DiscountRedemption struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
+type DiscountRedemptionCount struct {
+	DiscountID string `json:"discount_id"`
+	Redeemed   int32  `json:"redeemed"`
+}
+
 type Fulfillment struct {
 	ID               string     `json:"id"`
 	OrderID          string     `json:"order_id"`

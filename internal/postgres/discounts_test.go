@@ -214,14 +214,15 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	e.exec(`INSERT INTO discounts (id, code, title, percent_bps, usage_limit, per_buyer_limit)
 		VALUES ('limited', 'LIMITED', '10% off', 1000, 3, 1)`)
 	id := e.discountSession("ada@example.com", "single7", "limited")
-	// An automatic discount without a limit, and 400 orders that used it and the limited
-	// code: more than its limit, as when a limit is set on a discount already in use. Two
-	// are the buyer's.
+	// An automatic discount without a limit, a promotion for the first 100,000 orders,
+	// and 400 orders that used them and the limited code: more than its limit, as when a
+	// limit is set on a discount already in use. Two are the buyer's.
 	e.pastOrders(401)
 	e.exec(`INSERT INTO discounts (id, title, percent_bps) VALUES ('auto', '5% off', 500)`)
+	e.exec(`INSERT INTO discounts (id, title, percent_bps, usage_limit) VALUES ('promo', '5% off our first orders', 500, 100000)`)
 	e.exec(`INSERT INTO discount_redemptions (discount_id, order_id, buyer_email, amount)
 		SELECT d, 'ord_past' || g, CASE WHEN g <= 2 THEN 'ada@example.com' ELSE 'buyer' || g || '@example.com' END, 100
-		FROM generate_series(1, 400) g, unnest(ARRAY['auto', 'limited']) d`)
+		FROM generate_series(1, 400) g, unnest(ARRAY['auto', 'limited', 'promo']) d`)
 	// 400 PSP attempts with the limited code that failed, and one of the buyer's in
 	// flight, which counts against both limits.
 	e.exec(`INSERT INTO payment_attempts (id, checkout_session_id, owner, number, order_id, gateway, idempotency_key, token,
@@ -235,7 +236,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 
 	check := func(t *testing.T, tx pgx.Tx) {
 		q := db.New(tx)
-		measure := rowsRead(t, tx, "discounts", "discount_redemptions", "payment_attempts", "payment_attempt_discounts")
+		measure := rowsRead(t, tx, "discounts", "discount_redemptions", "discount_redemption_counts", "payment_attempts", "payment_attempt_discounts")
 		for _, c := range discountReads(q, id, "ada@example.com", "SINGLE7", "LIMITED") {
 			var rows []db.ListSessionDiscountsRow
 			var err error
@@ -243,10 +244,12 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
-			// A row counts once or twice (its index entry and its heap tuple): the limited
-			// code's 3 redemptions and the buyer's 2, the attempt in flight, the lookups of
-			// each discount by code, id or automatic flag, stay well under 40. There are
-			// 20,002 discounts, 800 redemptions and 401 attempts.
+			// A row counts once or twice (its index entry and its heap tuple): the buyer's 2
+			// redemptions of the limited code, the attempt in flight, the lookups of each
+			// discount by code, id or automatic flag, stay well under 40. There are 20,003
+			// discounts, 1,200 redemptions and 401 attempts. A limited discount's
+			// redemptions are counted as they are written (discount_redemption_counts,
+			// migration 00035): before, the promotion's 400 were read at every call.
 			for table, n := range read {
 				if n > 40 {
 					t.Errorf("%s read %d rows of %s (table and indexes), want at most 40", c.name, n, table)
@@ -257,7 +260,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 				got[r.Discount.ID] = [2]int32{r.Redeemed, r.BuyerRedeemed}
 			}
 			// Counted up to the limit: enough for pricing, which compares them with it.
-			want := map[string][2]int32{"auto": {0, 0}, "single7": {0, 0}, "limited": {4, 3}}
+			want := map[string][2]int32{"auto": {0, 0}, "single7": {0, 0}, "limited": {4, 3}, "promo": {400, 0}}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("%s: discounts and their counts (redeemed, by the buyer) = %v, want %v", c.name, got, want)
 			}
@@ -265,7 +268,7 @@ func TestReadingASessionsDiscountsDoesNotGrowWithCodesOrOrders(t *testing.T) {
 	}
 	// Before and after the tables' statistics are gathered.
 	t.Run("unanalyzed", func(t *testing.T) { check(t, e.plannedTx(t, "auto")) })
-	e.exec(`ANALYZE discounts, discount_redemptions, orders, checkout_sessions, payment_attempts, payment_attempt_discounts`)
+	e.exec(`ANALYZE discounts, discount_redemptions, discount_redemption_counts, orders, checkout_sessions, payment_attempts, payment_attempt_discounts`)
 	e.underEachPlan(t, check)
 }
 
@@ -427,4 +430,62 @@ func TestDiscountUsageLimitUnderConcurrentVaultTokenCompletions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A discount with a usage limit has its redemptions counted as they are written and
+// deleted (discount_redemption_counts, migration 00035), which the statements that
+// price a session read in place of the redemptions. A limit set on a discount in use
+// counts the redemptions it has; one removed drops the count; one set again counts
+// afresh. The migration counts the redemptions already written.
+func TestLimitedRedemptionsAreCountedAsWritten(t *testing.T) {
+	t.Parallel()
+	e := newOutboxEnv(t)
+	e.pastOrders(6)
+	redeem := func(from, to int) {
+		e.exec(`INSERT INTO discount_redemptions (discount_id, order_id, buyer_email, amount)
+			SELECT 'promo', 'ord_past' || g, 'buyer@example.com', 100 FROM generate_series($1::int, $2::int) g`, from, to)
+	}
+	counted := func() int {
+		t.Helper()
+		return e.count(`SELECT coalesce((SELECT redeemed FROM discount_redemption_counts WHERE discount_id = 'promo'), -1)`)
+	}
+	mustCount := func(when string, want int) {
+		t.Helper()
+		if got := counted(); got != want {
+			t.Errorf("%s: counted %d, want %d (-1: no count)", when, got, want)
+		}
+	}
+	e.exec(`INSERT INTO discounts (id, title, percent_bps) VALUES ('promo', '5% off', 500)`)
+	redeem(1, 2)
+	mustCount("without a limit", -1)
+	e.exec(`UPDATE discounts SET usage_limit = 100 WHERE id = 'promo'`)
+	mustCount("a limit set on a discount in use", 2)
+	redeem(3, 5)
+	mustCount("three more redemptions", 5)
+	e.exec(`DELETE FROM discount_redemptions WHERE order_id = 'ord_past1'`)
+	mustCount("one deleted", 4)
+	e.exec(`UPDATE discounts SET usage_limit = 3 WHERE id = 'promo'`)
+	mustCount("the limit lowered", 4)
+	e.exec(`UPDATE discounts SET usage_limit = NULL WHERE id = 'promo'`)
+	mustCount("the limit removed", -1)
+	redeem(6, 6)
+	e.exec(`UPDATE discounts SET usage_limit = 10 WHERE id = 'promo'`)
+	mustCount("the limit set again", 5)
+
+	// What a view reads: the count, up to the limit.
+	e.exec(`UPDATE discounts SET usage_limit = 4 WHERE id = 'promo'`)
+	if got := e.count(`SELECT discount_redeemed('promo', 4, '')`); got != 4 {
+		t.Errorf("discount_redeemed = %d, want the limit, 4", got)
+	}
+
+	// The migration counts what was written before it.
+	m := e.migrator()
+	if err := m.Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`DELETE FROM discount_redemptions WHERE order_id = 'ord_past6'`)
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustCount("migrated", 4)
 }
