@@ -21,8 +21,9 @@ UPDATE discounts SET disabled_at = coalesce(disabled_at, @now), updated_at = @no
 -- name: ListSessionDiscounts :many
 -- What prices a session: the discounts that may apply to it (session_discount_ids),
 -- each with what pricing needs to know of its use (discount_usage; migration 00020,
--- which says what each count holds, and 00032, which counts the limits apart, in
--- PL/pgSQL). @has_order says whether the session may have an order (it is no longer
+-- which says what each count holds, 00032, which counts the limits apart, in
+-- PL/pgSQL, and 00035, which reads a limited discount's redemptions from their
+-- counter). @has_order says whether the session may have an order (it is no longer
 -- open): only then are the discounts its order redeemed read (migration 00033).
 -- GetSessionView and GetCatalogFor read the discounts through the same two functions.
 -- The ids are an array (= ANY), so each discount is read through the primary key: as
@@ -99,7 +100,7 @@ FOR UPDATE OF d;
 -- COMMITTED transaction a snapshot of its own, taken once the locks before it were
 -- granted, so the counts are those of every completion that held the discounts first,
 -- and a limit of N still redeems exactly N. The counts are discount_usage's, as the
--- views read them (migration 00032).
+-- views read them (migrations 00032 and 00035).
 SELECT raise_session_moved()
 WHERE EXISTS (SELECT 1
     FROM (SELECT unnest(@discount_ids::text[]) AS id, unnest(@used_up::boolean[]) AS used_up,
