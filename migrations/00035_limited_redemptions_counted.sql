@@ -5,7 +5,7 @@
 -- that prices a session it may apply to: each view, each catalog read, each check of a
 -- kept view or of a completion (CheckDiscountUsageUnchanged). A shop running "5% off
 -- our first 1,000 orders" read up to 1,000 index entries in each, and PostgreSQL spent
--- 2.5-3 times as much CPU a request as without the promotion
+-- 1.2-1.8 times as much CPU a request as without the promotion
 -- (docs/performance-history.md, "Forty-second round"). The count now lives in
 -- discount_redemption_counts, one row per discount with a usage limit, kept by
 -- triggers as redemptions are written and deleted, and read through its primary key
