@@ -195,6 +195,54 @@ func (q *Queries) InsertRedemption(ctx context.Context, arg InsertRedemptionPara
 	return err
 }
 
+const listBuyerRedemptions = `-- name: ListBuyerRedemptions :many
+SELECT d.id, discount_buyer_redeemed(d.id, $1::text, $2::text)::integer AS buyer_redeemed
+FROM discounts d
+WHERE d.per_buyer_limit IS NOT NULL
+    AND d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(
+        coalesce((SELECT dc.codes FROM checkout_session_discounts dc WHERE dc.checkout_session_id = $2::text), '{}'),
+        $2::text, false) i))
+ORDER BY d.id
+`
+
+type ListBuyerRedemptionsParams struct {
+	BuyerEmail        string `json:"buyer_email"`
+	CheckoutSessionID string `json:"checkout_session_id"`
+}
+
+type ListBuyerRedemptionsRow struct {
+	ID            string `json:"id"`
+	BuyerRedeemed int32  `json:"buyer_redeemed"`
+}
+
+// What an update that sets the buyer of open session @checkout_session_id needs of its
+// discounts beside the session's view, which counted them for the buyer stored: for
+// each discount with a per-buyer limit that may apply to it (session_discount_ids, for
+// its stored codes, as GetSessionView reads them), the redemptions of the new buyer
+// @buyer_email (lower-cased and trimmed, as the view derives it; never ”), as
+// discount_usage counts them (migration 00032). Read along with the view, or alone
+// beside a kept one, so that such an update needs no catalog read of its own
+// (GetCatalogFor, a round trip after the view).
+func (q *Queries) ListBuyerRedemptions(ctx context.Context, arg ListBuyerRedemptionsParams) ([]ListBuyerRedemptionsRow, error) {
+	rows, err := q.db.Query(ctx, listBuyerRedemptions, arg.BuyerEmail, arg.CheckoutSessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListBuyerRedemptionsRow{}
+	for rows.Next() {
+		var i ListBuyerRedemptionsRow
+		if err := rows.Scan(&i.ID, &i.BuyerRedeemed); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listDiscounts = `-- name: ListDiscounts :many
 SELECT d.id, d.code, d.title, d.percent_bps, d.amount_off, d.currency, d.scope, d.item_ids, d.min_subtotal, d.starts_at, d.ends_at, d.usage_limit, d.per_buyer_limit, d.stackable, d.priority, d.disabled_at, d.created_at, d.updated_at, (SELECT count(*) FROM discount_redemptions r WHERE r.discount_id = d.id)::integer AS redeemed
 FROM discounts d

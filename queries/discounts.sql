@@ -112,3 +112,20 @@ WHERE EXISTS (SELECT 1
         OR (d.usage_limit IS NOT NULL AND u.redeemed >= d.usage_limit) IS DISTINCT FROM r.used_up
         OR (d.per_buyer_limit IS NOT NULL AND @buyer_email::text <> '' AND u.buyer_redeemed >= d.per_buyer_limit)
             IS DISTINCT FROM r.buyer_used_up);
+
+-- name: ListBuyerRedemptions :many
+-- What an update that sets the buyer of open session @checkout_session_id needs of its
+-- discounts beside the session's view, which counted them for the buyer stored: for
+-- each discount with a per-buyer limit that may apply to it (session_discount_ids, for
+-- its stored codes, as GetSessionView reads them), the redemptions of the new buyer
+-- @buyer_email (lower-cased and trimmed, as the view derives it; never ''), as
+-- discount_usage counts them (migration 00032). Read along with the view, or alone
+-- beside a kept one, so that such an update needs no catalog read of its own
+-- (GetCatalogFor, a round trip after the view).
+SELECT d.id, discount_buyer_redeemed(d.id, @buyer_email::text, @checkout_session_id::text)::integer AS buyer_redeemed
+FROM discounts d
+WHERE d.per_buyer_limit IS NOT NULL
+    AND d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(
+        coalesce((SELECT dc.codes FROM checkout_session_discounts dc WHERE dc.checkout_session_id = @checkout_session_id::text), '{}'),
+        @checkout_session_id::text, false) i))
+ORDER BY d.id;

@@ -46,6 +46,11 @@ var roundTripCeilings = []struct {
 	{op: "complete_limited", ceiling: 3},
 	{op: "update_limited_kept", ceiling: 1},
 	{op: "complete_limited_kept", ceiling: 1},
+	// The update that sets the buyer where a discount with a per-buyer limit may
+	// apply: the buyer's redemptions are read along with the view, or alone beside a
+	// kept one.
+	{op: "update_buyer_per_buyer", ceiling: 2},
+	{op: "update_buyer_per_buyer_kept", ceiling: 2},
 }
 
 // withoutSessionCache configures a store without a SessionCache, whatever
@@ -232,6 +237,34 @@ func TestRoundTrips(t *testing.T) {
 				measureOn(on, "complete_limited"+suffix, func() response {
 					return on.do(http.MethodPost, "/checkout_sessions/"+sid+"/complete", on.completeBody(limitedToken), "Idempotency-Key", newKey())
 				}, http.StatusOK)
+			}
+
+			// A shop whose every first order is 10% off: an automatic discount each
+			// buyer may use once. The update that sets the buyer reads the buyer's
+			// redemptions along with the view (or beside a kept one), not the catalog
+			// after it; the buyer of this flow's earlier orders is another shop's.
+			once := 1
+			firstOrder := []checkout.Discount{{ID: "first_order", Title: "10% off your first order", PercentBps: 1000, PerBuyerLimit: &once, Stackable: true}}
+			for _, cached := range []bool{false, true} {
+				on, suffix := mustEnvVersion(t, v, time.Minute), ""
+				on.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache}
+				if cached {
+					suffix = "_kept"
+					on.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
+				}
+				if _, err := postgres.NewDiscounts(on.pool).Import(context.Background(), firstOrder); err != nil {
+					t.Fatal(err)
+				}
+				on.server = on.startServer(time.Minute)
+				sid := on.mustSession(on.do(http.MethodPost, "/checkout_sessions",
+					on.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+				updated := on.mustSession(measureOn(on, "update_buyer_per_buyer"+suffix, func() response {
+					return on.do(http.MethodPost, "/checkout_sessions/"+sid, on.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
+						"Idempotency-Key", newKey())
+				}, http.StatusOK), http.StatusOK)
+				if totals(t, updated)["discount"] == 0 {
+					t.Fatalf("the first order took nothing off: totals %v", totals(t, updated))
+				}
 			}
 
 			checkCompleteScript(t, sentBy["complete"])

@@ -75,30 +75,6 @@ func (s *Store) contactsBroughtBy(ch checkout.Changes) []string {
 	return contacts
 }
 
-// loadSessionViewWithDecisions is loadSessionView in tx, with the stored marketing
-// decisions of contacts (none: nil) read along in its round trip and added to the parts
-// of its read (addDecisions). Reads that go first go outside the transaction
-// (readOutside), as a claim riding them needs; behind a statement that locks (a
-// locked update's LockSession), they are in the transaction.
-func (s *Store) loadSessionViewWithDecisions(ctx context.Context, tx *pipelinedTx, owner, id string, contacts []string, now time.Time) (sessionView, error) {
-	var decisions []db.MarketingConsent
-	if len(contacts) > 0 {
-		tx.readOutside()
-		if err := tx.readAlong(func(q *db.Queries) (err error) {
-			decisions, err = loadDecisions(ctx, q, contacts)
-			return err
-		}); err != nil {
-			return sessionView{}, err
-		}
-	}
-	sv, err := s.loadSessionView(ctx, db.New(tx), owner, id, now)
-	if err != nil {
-		return sessionView{}, err
-	}
-	sv.read.parts.addDecisions(contacts, decisions)
-	return sv, nil
-}
-
 // withContacts is sv as if its read held the stored decisions of contacts too: what
 // an update can start from once it has read them (writeReadAhead).
 func (sv sessionView) withContacts(contacts []string) sessionView {

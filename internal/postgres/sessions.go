@@ -40,6 +40,9 @@ type Store struct {
 	attemptTimeout time.Duration
 	// cache keeps the views of this instance's writes (nil: none).
 	cache *SessionCache
+	// perBuyer says whether the views read lately show a discount with a per-buyer
+	// limit (brought).
+	perBuyer perBuyerHint
 }
 
 // StoreConfig configures a Store.
@@ -224,7 +227,7 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 		return checkout.View{}, err
 	}
 	startsFromKept := func(sv sessionView) bool { return s.readServes(sv.session, ch, &sv.read) }
-	return s.writeReadAhead(ctx, owner, id, startsFromKept, s.contactsBroughtBy(ch), func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
+	return s.writeReadAhead(ctx, owner, id, startsFromKept, s.broughtBy(ch), func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
 		return s.applyUpdate(ctx, q, deferred, sv, expired, ch, now)
 	})
 }
@@ -247,11 +250,11 @@ func (s *Store) UpdateSession(ctx context.Context, owner, id string, ch checkout
 // refuses from the kept view runs again from a view read, which gives the refusal (or
 // not) as the database has it.
 //
-// The stored marketing decisions of contacts (nil: none), those a change brings
-// (contactsBroughtBy), are read along with the view, so that the change needs no read
-// of its own to show them; from a kept view that lacks only them, they are read alone
+// What the change brings (b: the stored marketing decisions of its contacts, the
+// redemptions of its buyer) is read along with the view, so that the change needs no
+// read of its own for them; from a kept view that lacks only them, they are read alone
 // in the first round trip, and the writes are the second.
-func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFromKept func(sessionView) bool, contacts []string,
+func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFromKept func(sessionView) bool, b brought,
 	apply func(q, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error),
 ) (checkout.View, error) {
 	var kept keptWrite
@@ -263,21 +266,19 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 			ok := false
 			if fromKept && startsFromKept != nil {
 				sv, ok = s.cache.view(owner, id, "", now)
-				if ok && len(contacts) > 0 && !startsFromKept(sv) && startsFromKept(sv.withContacts(contacts)) {
-					// The kept view lacks only the stored decisions of the contacts the
-					// change brings: they are read alone, a round trip the claim rides,
-					// rather than the whole view with them.
-					decisions, err := loadDecisions(ctx, q, contacts)
-					if err != nil {
+				if ok && !startsFromKept(sv) {
+					// The kept view may lack only what the change brings: it is read
+					// alone, a round trip the claim rides, rather than the whole view
+					// with it.
+					var err error
+					if ok, err = s.readBroughtAlone(ctx, tx, &sv, b, startsFromKept); err != nil {
 						return checkout.View{}, err
 					}
-					sv.read.parts.addDecisions(contacts, decisions)
 				}
-				ok = ok && startsFromKept(sv)
 			}
 			if usedKept = ok; !ok {
 				var err error
-				if sv, err = s.loadSessionViewWithDecisions(ctx, tx, owner, id, contacts, now); err != nil {
+				if sv, err = s.loadSessionViewWith(ctx, tx, owner, id, b, now); err != nil {
 					return checkout.View{}, err
 				}
 			}
@@ -312,7 +313,7 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 	if isSessionMoved(err) {
 		view, err = withPipelinedRecordedTx(ctx, s.pool, s.now, func(tx *pipelinedTx, now time.Time) (checkout.View, error) {
 			q, deferred := db.New(tx), tx.deferred()
-			sv, expired, err := s.lockSessionAhead(ctx, tx, owner, id, contacts, now)
+			sv, expired, err := s.lockSessionAhead(ctx, tx, owner, id, b, now)
 			if err != nil {
 				return checkout.View{}, err
 			}
@@ -365,15 +366,15 @@ func (s *Store) applyUpdate(ctx context.Context, q, deferred *db.Queries, sv ses
 }
 
 // lockSessionAhead is lockSession in a pipelinedTx: the lock (LockSession) goes out
-// with the statement that reads the session (GetSessionView), and the stored marketing
-// decisions of contacts (nil: none) with them; the lazy expiry is deferred. It returns
-// the session's view, whose catalog the change may reuse.
-func (s *Store) lockSessionAhead(ctx context.Context, tx *pipelinedTx, owner, id string, contacts []string, now time.Time) (sv sessionView, expired bool, err error) {
+// with the statement that reads the session (GetSessionView), and what the change
+// brings (b) with them; the lazy expiry is deferred. It returns the session's view,
+// whose catalog the change may reuse.
+func (s *Store) lockSessionAhead(ctx context.Context, tx *pipelinedTx, owner, id string, b brought, now time.Time) (sv sessionView, expired bool, err error) {
 	deferred := tx.deferred()
 	if err := deferred.LockSession(ctx, db.LockSessionParams{ID: id, Owner: owner}); err != nil {
 		return sv, false, fmt.Errorf("lock session: %w", err)
 	}
-	if sv, err = s.loadSessionViewWithDecisions(ctx, tx, owner, id, contacts, now); err != nil {
+	if sv, err = s.loadSessionViewWith(ctx, tx, owner, id, b, now); err != nil {
 		return sv, false, err
 	}
 	expired, err = expireAhead(ctx, deferred, sv.session, now)
@@ -397,7 +398,7 @@ func expireAhead(ctx context.Context, deferred *db.Queries, sess *checkout.Sessi
 // update's two round trips (writeReadAhead), from a view read: a cancellation is rare,
 // and leaves nothing to keep.
 func (s *Store) CancelSession(ctx context.Context, owner, id string, trace *checkout.IntentTrace) (checkout.View, error) {
-	return s.writeReadAhead(ctx, owner, id, nil, nil, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
+	return s.writeReadAhead(ctx, owner, id, nil, brought{}, func(_, deferred *db.Queries, sv sessionView, expired bool, now time.Time) (checkout.View, *catalogRead, error) {
 		view, err := s.applyCancel(ctx, deferred, sv, expired, trace, now)
 		return view, nil, err
 	})

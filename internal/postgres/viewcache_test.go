@@ -658,3 +658,68 @@ func TestKeptViewsOfSessionsWithUsageLimitedDiscounts(t *testing.T) {
 		t.Errorf("the kept view's completion was refused with %q, a read's with %v", err, again)
 	}
 }
+
+// An update that sets the buyer where a discount with a per-buyer limit may apply
+// prices it with the new buyer's redemptions, read along with the session's view, or
+// alone beside a kept one: two round trips, as any update, where the catalog was read
+// again for them after the view before (three). The answer is a read's: the code used
+// up for a buyer who used it, applied for one who did not. A shop without such a
+// discount reads no redemptions.
+func TestUpdateReadsTheRedemptionsOfTheBuyerItSets(t *testing.T) {
+	t.Parallel()
+	e := newCacheEnv(t)
+	ctx := context.Background()
+	anonymous := func(codes ...string) string {
+		t.Helper()
+		v, err := e.store.CreateSession(ctx, "", checkout.Changes{
+			Items: []checkout.ItemRequest{{ID: "item_123", Quantity: 1}},
+			FulfillmentAddress: &checkout.Address{Name: "Ada", LineOne: "1 Road", City: "San Francisco", State: "CA",
+				Country: "US", PostalCode: "94131"},
+			DiscountExtension: true, DiscountCodes: &codes,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Session.ID
+	}
+	setBuyer := func(s *postgres.Store, id, email string) (checkout.View, []string) {
+		t.Helper()
+		var view checkout.View
+		n, sent := e.measure(func() (err error) {
+			view, err = s.UpdateSession(ctx, "", id, checkout.Changes{Buyer: &checkout.Buyer{FirstName: "A", LastName: "B", Email: email}})
+			return err
+		})
+		if n != 2 {
+			t.Errorf("the update that sets %s took %d round trips, want 2: %q", email, n, sent)
+		}
+		e.mustAnswerAsRead(view, id)
+		return view, sent
+	}
+	reads := func(sent []string, statement string) bool {
+		return slices.ContainsFunc(sent, func(s string) bool { return strings.Contains(s, statement) })
+	}
+
+	if _, sent := setBuyer(e.other, anonymous(), "ada@example.com"); reads(sent, "ListBuyerRedemptions") {
+		t.Errorf("a shop without a per-buyer limit read the buyer's redemptions: %q", sent)
+	}
+	e.oncePerBuyerDiscount("WELCOME")
+	used := e.discountSession("ada@example.com", "WELCOME")
+	if _, err := e.other.CompleteSession(ctx, "", used, checkout.Completion{Token: delegateVisa(t, e.vault, used, time.Now().Add(time.Hour)).ID, Provider: "stripe"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*postgres.Store{"read along": e.other, "beside a kept view": e.store} {
+		view, sent := setBuyer(s, anonymous("WELCOME"), "ADA@example.com")
+		if dq := view.Quote.Discounts; len(dq.Applied) != 0 || len(dq.Rejected) != 1 || dq.Rejected[0].Reason != checkout.ReasonUsageLimitReached {
+			t.Errorf("%s: the code for the buyer who used it up: %+v", name, dq)
+		}
+		if !reads(sent, "ListBuyerRedemptions") {
+			t.Errorf("%s: the buyer's redemptions were not read: %q", name, sent)
+		}
+		if kept := s == e.store; kept == reads(sent, "GetSessionView") {
+			t.Errorf("%s: GetSessionView sent %v (from a kept view: %v): %q", name, !kept, kept, sent)
+		}
+		if view, _ = setBuyer(s, anonymous("WELCOME"), "grace@example.com"); len(view.Quote.Discounts.Applied) != 1 {
+			t.Errorf("%s: the code for a buyer who did not use it: %+v", name, view.Quote.Discounts)
+		}
+	}
+}

@@ -87,6 +87,7 @@ func (s *Store) readSessionView(ctx context.Context, q *db.Queries, p db.GetSess
 	); err != nil {
 		return sessionView{}, err
 	}
+	s.perBuyer.note(row.CatalogGeneration, discounts)
 	sess.Lines = linesFromRows(lines)
 	if row.DiscountsActive {
 		sess.DiscountsActive, sess.DiscountCodes = true, row.DiscountCodes
@@ -190,6 +191,7 @@ func (s *Store) applyChangesAhead(ctx context.Context, q *db.Queries, sess *chec
 		if read, err = readCatalogFor(ctx, q, sess, ids, want); err != nil {
 			return checkout.Catalog{}, nil, nil, err
 		}
+		s.perBuyer.note(read.generation, read.parts.discounts)
 	}
 	cat := catalogOf(read.variants, read.options)
 	if err := sess.Apply(ch, cat, now, s.ttl); err != nil {
