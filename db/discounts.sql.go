@@ -196,18 +196,17 @@ func (q *Queries) InsertRedemption(ctx context.Context, arg InsertRedemptionPara
 }
 
 const listBuyerRedemptions = `-- name: ListBuyerRedemptions :many
-SELECT d.id, discount_buyer_redeemed(d.id, $1::text, $2::text)::integer AS buyer_redeemed
-FROM discounts d
+SELECT d.id, discount_buyer_redeemed(d.id, p.buyer_email, p.checkout_session_id)::integer AS buyer_redeemed
+FROM (SELECT $1::text AS checkout_session_id, $2::text AS buyer_email OFFSET 0) p
+LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = p.checkout_session_id
+JOIN discounts d ON d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), p.checkout_session_id, false) i))
 WHERE d.per_buyer_limit IS NOT NULL
-    AND d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(
-        coalesce((SELECT dc.codes FROM checkout_session_discounts dc WHERE dc.checkout_session_id = $2::text), '{}'),
-        $2::text, false) i))
 ORDER BY d.id
 `
 
 type ListBuyerRedemptionsParams struct {
-	BuyerEmail        string `json:"buyer_email"`
 	CheckoutSessionID string `json:"checkout_session_id"`
+	BuyerEmail        string `json:"buyer_email"`
 }
 
 type ListBuyerRedemptionsRow struct {
@@ -223,8 +222,11 @@ type ListBuyerRedemptionsRow struct {
 // discount_usage counts them (migration 00032). Read along with the view, or alone
 // beside a kept one, so that such an update needs no catalog read of its own
 // (GetCatalogFor, a round trip after the view).
+// The codes come through a join, as GetSessionView's: PostgreSQL inlines
+// session_discount_ids only when no argument is a sub-select, and called as a function
+// it plans its body again at every call (0.24 ms of execution against 0.07).
 func (q *Queries) ListBuyerRedemptions(ctx context.Context, arg ListBuyerRedemptionsParams) ([]ListBuyerRedemptionsRow, error) {
-	rows, err := q.db.Query(ctx, listBuyerRedemptions, arg.BuyerEmail, arg.CheckoutSessionID)
+	rows, err := q.db.Query(ctx, listBuyerRedemptions, arg.CheckoutSessionID, arg.BuyerEmail)
 	if err != nil {
 		return nil, err
 	}

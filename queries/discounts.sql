@@ -122,10 +122,12 @@ WHERE EXISTS (SELECT 1
 -- discount_usage counts them (migration 00032). Read along with the view, or alone
 -- beside a kept one, so that such an update needs no catalog read of its own
 -- (GetCatalogFor, a round trip after the view).
-SELECT d.id, discount_buyer_redeemed(d.id, @buyer_email::text, @checkout_session_id::text)::integer AS buyer_redeemed
-FROM discounts d
+-- The codes come through a join, as GetSessionView's: PostgreSQL inlines
+-- session_discount_ids only when no argument is a sub-select, and called as a function
+-- it plans its body again at every call (0.24 ms of execution against 0.07).
+SELECT d.id, discount_buyer_redeemed(d.id, p.buyer_email, p.checkout_session_id)::integer AS buyer_redeemed
+FROM (SELECT @checkout_session_id::text AS checkout_session_id, @buyer_email::text AS buyer_email OFFSET 0) p
+LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = p.checkout_session_id
+JOIN discounts d ON d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), p.checkout_session_id, false) i))
 WHERE d.per_buyer_limit IS NOT NULL
-    AND d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(
-        coalesce((SELECT dc.codes FROM checkout_session_discounts dc WHERE dc.checkout_session_id = @checkout_session_id::text), '{}'),
-        @checkout_session_id::text, false) i))
 ORDER BY d.id;
