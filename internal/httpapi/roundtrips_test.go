@@ -43,14 +43,17 @@ var roundTripCeilings = []struct {
 	{op: "complete_kept", ceiling: 1},
 	// A session to which a usage-limited discount may apply: its counts are checked
 	// under the discount's lock, in the writes' round trip.
+	{op: "update_limited", ceiling: 2},
 	{op: "complete_limited", ceiling: 3},
 	{op: "update_limited_kept", ceiling: 1},
 	{op: "complete_limited_kept", ceiling: 1},
-	// The update that sets the buyer where a discount with a per-buyer limit may
-	// apply: the buyer's redemptions are read along with the view, or alone beside a
+	// One to which a discount with a per-buyer limit may apply: the update that sets
+	// the buyer reads the buyer's redemptions along with the view, or alone beside a
 	// kept one.
-	{op: "update_buyer_per_buyer", ceiling: 2},
-	{op: "update_buyer_per_buyer_kept", ceiling: 2},
+	{op: "update_per_buyer", ceiling: 2},
+	{op: "complete_per_buyer", ceiling: 3},
+	{op: "update_per_buyer_kept", ceiling: 2},
+	{op: "complete_per_buyer_kept", ceiling: 1},
 }
 
 // withoutSessionCache configures a store without a SessionCache, whatever
@@ -206,64 +209,45 @@ func TestRoundTrips(t *testing.T) {
 				return kept.do(http.MethodPost, "/checkout_sessions/"+keptID+"/complete", kept.completeBody(keptToken), "Idempotency-Key", newKey())
 			}, http.StatusOK)
 
-			// A merchant running a promotion for its first orders: an automatic discount
-			// with a usage limit may apply to every session. The completion reads its
-			// view ahead of its locks, as without one, and checks the discount's count
-			// under its lock with the writes; a kept view serves as without one.
-			limit := 1000
-			promotion := []checkout.Discount{{ID: "first_orders", Title: "5% off our first orders", PercentBps: 500, UsageLimit: &limit, Stackable: true}}
-			for _, cached := range []bool{false, true} {
-				on, suffix := mustEnvVersion(t, v, time.Minute), ""
-				on.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache}
-				if cached {
-					suffix = "_kept"
-					on.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
-				}
-				if _, err := postgres.NewDiscounts(on.pool).Import(context.Background(), promotion); err != nil {
-					t.Fatal(err)
-				}
-				on.server = on.startServer(time.Minute)
-				sid := on.mustSession(on.do(http.MethodPost, "/checkout_sessions",
-					on.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
-				ready := measureOn(on, "update_limited"+suffix, func() response {
-					return on.do(http.MethodPost, "/checkout_sessions/"+sid, on.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
-						"Idempotency-Key", newKey())
-				}, http.StatusOK)
-				readySession := on.mustSession(ready, http.StatusOK)
-				if totals(t, readySession)["discount"] == 0 {
-					t.Fatalf("the promotion took nothing off: totals %v", totals(t, readySession))
-				}
-				limitedToken := delegate(on, sid, totals(t, readySession)["total"], "usd", visaNumber, "9871")
-				measureOn(on, "complete_limited"+suffix, func() response {
-					return on.do(http.MethodPost, "/checkout_sessions/"+sid+"/complete", on.completeBody(limitedToken), "Idempotency-Key", newKey())
-				}, http.StatusOK)
-			}
-
-			// A shop whose every first order is 10% off: an automatic discount each
-			// buyer may use once. The update that sets the buyer reads the buyer's
-			// redemptions along with the view (or beside a kept one), not the catalog
-			// after it; the buyer of this flow's earlier orders is another shop's.
-			once := 1
-			firstOrder := []checkout.Discount{{ID: "first_order", Title: "10% off your first order", PercentBps: 1000, PerBuyerLimit: &once, Stackable: true}}
-			for _, cached := range []bool{false, true} {
-				on, suffix := mustEnvVersion(t, v, time.Minute), ""
-				on.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache}
-				if cached {
-					suffix = "_kept"
-					on.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
-				}
-				if _, err := postgres.NewDiscounts(on.pool).Import(context.Background(), firstOrder); err != nil {
-					t.Fatal(err)
-				}
-				on.server = on.startServer(time.Minute)
-				sid := on.mustSession(on.do(http.MethodPost, "/checkout_sessions",
-					on.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
-				updated := on.mustSession(measureOn(on, "update_buyer_per_buyer"+suffix, func() response {
-					return on.do(http.MethodPost, "/checkout_sessions/"+sid, on.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
-						"Idempotency-Key", newKey())
-				}, http.StatusOK), http.StatusOK)
-				if totals(t, updated)["discount"] == 0 {
-					t.Fatalf("the first order took nothing off: totals %v", totals(t, updated))
+			// Two shops with a discount that may apply to every session: a promotion
+			// for its first orders (an automatic discount with a usage limit), and 10%
+			// off each buyer's first order (one with a per-buyer limit). The update that
+			// sets the buyer reads what it needs along with the view (the buyer's
+			// redemptions, where they count) or beside a kept one, not the catalog
+			// after it. The completion reads its view ahead of its locks, as without a
+			// discount, and checks the discount's counts under its lock with the writes.
+			limit, once := 1000, 1
+			for _, shop := range []struct {
+				name     string
+				discount checkout.Discount
+			}{
+				{"limited", checkout.Discount{ID: "first_orders", Title: "5% off our first orders", PercentBps: 500, UsageLimit: &limit, Stackable: true}},
+				{"per_buyer", checkout.Discount{ID: "first_order", Title: "10% off your first order", PercentBps: 1000, PerBuyerLimit: &once, Stackable: true}},
+			} {
+				for _, cached := range []bool{false, true} {
+					on, suffix := mustEnvVersion(t, v, time.Minute), ""
+					on.storeOpts = []func(*postgres.StoreConfig){withoutSessionCache}
+					if cached {
+						suffix = "_kept"
+						on.storeOpts = []func(*postgres.StoreConfig){func(c *postgres.StoreConfig) { c.SessionCache = postgres.NewSessionCache(100) }}
+					}
+					if _, err := postgres.NewDiscounts(on.pool).Import(context.Background(), []checkout.Discount{shop.discount}); err != nil {
+						t.Fatal(err)
+					}
+					on.server = on.startServer(time.Minute)
+					sid := on.mustSession(on.do(http.MethodPost, "/checkout_sessions",
+						on.createBody(fields{items: items("item_123", 2), address: address}), "Idempotency-Key", newKey()), http.StatusCreated)["id"].(string)
+					ready := on.mustSession(measureOn(on, "update_"+shop.name+suffix, func() response {
+						return on.do(http.MethodPost, "/checkout_sessions/"+sid, on.updateBody(fields{buyer: buyer, option: "standard_shipping"}),
+							"Idempotency-Key", newKey())
+					}, http.StatusOK), http.StatusOK)
+					if totals(t, ready)["discount"] == 0 {
+						t.Fatalf("%s: the discount took nothing off: totals %v", shop.name, totals(t, ready))
+					}
+					token := delegate(on, sid, totals(t, ready)["total"], "usd", visaNumber, "9871")
+					measureOn(on, "complete_"+shop.name+suffix, func() response {
+						return on.do(http.MethodPost, "/checkout_sessions/"+sid+"/complete", on.completeBody(token), "Idempotency-Key", newKey())
+					}, http.StatusOK)
 				}
 			}
 

@@ -47,6 +47,45 @@ func (e *outboxEnv) oncePerBuyerDiscount(code string) {
 	}
 }
 
+// limitedDiscount creates discount "limited", $1 off under code, which limit orders
+// may use in all.
+func (e *outboxEnv) limitedDiscount(code string, limit int) {
+	e.t.Helper()
+	if _, err := postgres.NewDiscounts(e.pool).Create(context.Background(), checkout.Discount{
+		ID: "limited", Code: code, Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// mustRedeemExactly fails unless limit of the concurrent completions whose errors are
+// errs succeeded, each other was refused with a 409 naming the first code's usage
+// limit, "limited" was redeemed limit times, and the refused sessions are still open.
+func (e *outboxEnv) mustRedeemExactly(errs []error, limit int) {
+	e.t.Helper()
+	ok := 0
+	for i, err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		de, isDomain := checkout.AsError(err)
+		if !isDomain || de.Kind != checkout.KindConflict || de.Code != "discount_code_usage_limit_reached" ||
+			de.Field != checkout.At(checkout.FieldDiscountCodes).Index(0) {
+			e.t.Errorf("completion %d: %v", i, err)
+		}
+	}
+	if ok != limit {
+		e.t.Errorf("%d completions succeeded, want %d", ok, limit)
+	}
+	if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
+		e.t.Errorf("%d redemptions, want %d", got, limit)
+	}
+	if got := e.count(`SELECT count(*) FROM checkout_sessions WHERE state = 'open'`); got != len(errs)-limit {
+		e.t.Errorf("%d sessions still open, want %d", got, len(errs)-limit)
+	}
+}
+
 // 200 concurrent completions of 200 sessions holding a code limited to 100 orders
 // redeem it exactly 100 times: the other 100 are refused with a 409 naming the code's
 // usage limit, charge nothing and leave their session open.
@@ -55,11 +94,7 @@ func TestDiscountUsageLimitUnderConcurrentCompletions(t *testing.T) {
 	e := newOutboxEnv(t)
 	ctx := context.Background()
 	limit := 100
-	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
-		ID: "limited", Code: "LIMIT100", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.limitedDiscount("LIMIT100", limit)
 	const n = 200
 	ids := make([]string, n)
 	for i := range ids {
@@ -82,33 +117,15 @@ func TestDiscountUsageLimitUnderConcurrentCompletions(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	ok := 0
 	for i, err := range errs {
-		if err == nil {
-			ok++
-			// 1500 + 500 shipping - 100, tax 7.25% on 1400: 102.
-			if totals[i] != 1500-100+500+102 {
-				t.Errorf("order %d charged %d", i, totals[i])
-			}
-			continue
-		}
-		de, isDomain := checkout.AsError(err)
-		if !isDomain || de.Kind != checkout.KindConflict || de.Code != "discount_code_usage_limit_reached" ||
-			de.Field != checkout.At(checkout.FieldDiscountCodes).Index(0) {
-			t.Errorf("completion %d: %v", i, err)
+		// 1500 + 500 shipping - 100, tax 7.25% on 1400: 102.
+		if err == nil && totals[i] != 1500-100+500+102 {
+			t.Errorf("order %d charged %d", i, totals[i])
 		}
 	}
-	if ok != limit {
-		t.Errorf("%d completions succeeded, want %d", ok, limit)
-	}
-	if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
-		t.Errorf("%d redemptions, want %d", got, limit)
-	}
+	e.mustRedeemExactly(errs, limit)
 	if got := e.gateway.Charges() - charged; got != limit {
 		t.Errorf("%d charges, want %d", got, limit)
-	}
-	if got := e.count(`SELECT count(*) FROM checkout_sessions WHERE state = 'open'`); got != n-limit {
-		t.Errorf("%d sessions still open, want %d", got, n-limit)
 	}
 	d, err := postgres.NewDiscounts(e.pool).Get(ctx, "limited")
 	if err != nil || d.Redeemed != limit {
@@ -371,12 +388,7 @@ func TestDiscountUsageLimitUnderConcurrentVaultTokenCompletions(t *testing.T) {
 			e := newCacheEnv(t) // its cache keeps 100 views and tokens: n fits
 			ctx := context.Background()
 			const n, limit = 90, 45
-			usageLimit := limit
-			if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
-				ID: "limited", Code: "LIMIT45", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &usageLimit, Stackable: true,
-			}); err != nil {
-				t.Fatal(err)
-			}
+			e.limitedDiscount("LIMIT45", limit)
 			store := e.other
 			if kept {
 				store = e.store
@@ -401,29 +413,9 @@ func TestDiscountUsageLimitUnderConcurrentVaultTokenCompletions(t *testing.T) {
 			}
 			close(start)
 			wg.Wait()
-			ok := 0
-			for i, err := range errs {
-				if err == nil {
-					ok++
-					continue
-				}
-				de, isDomain := checkout.AsError(err)
-				if !isDomain || de.Kind != checkout.KindConflict || de.Code != "discount_code_usage_limit_reached" ||
-					de.Field != checkout.At(checkout.FieldDiscountCodes).Index(0) {
-					t.Errorf("completion %d: %v", i, err)
-				}
-			}
-			if ok != limit {
-				t.Errorf("%d completions succeeded, want %d", ok, limit)
-			}
-			if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'limited'`); got != limit {
-				t.Errorf("%d redemptions, want %d", got, limit)
-			}
+			e.mustRedeemExactly(errs, limit)
 			if got := e.count(`SELECT count(*) FROM vault_tokens WHERE used_at IS NOT NULL`); got != limit {
 				t.Errorf("%d tokens used, want %d", got, limit)
-			}
-			if got := e.count(`SELECT count(*) FROM checkout_sessions WHERE state = 'open'`); got != n-limit {
-				t.Errorf("%d sessions still open, want %d", got, n-limit)
 			}
 			if st := e.cache.Stats(); kept && (st.Current == 0 || st.Current+st.OutOfDate+st.Passed != n) {
 				t.Errorf("the kept views: %+v, want some current and one outcome a completion", st)

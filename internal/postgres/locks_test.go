@@ -274,11 +274,7 @@ func TestCompleteWaitsForTheDiscountLock(t *testing.T) {
 			e := newCacheEnv(t)
 			ctx := context.Background()
 			limit := 1
-			if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
-				ID: "limited", Code: "ONLYONE", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
-			}); err != nil {
-				t.Fatal(err)
-			}
+			e.limitedDiscount("ONLYONE", limit)
 			store := e.other
 			if kept {
 				store = e.store

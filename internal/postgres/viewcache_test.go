@@ -553,11 +553,7 @@ func TestKeptViewsOfSessionsWithUsageLimitedDiscounts(t *testing.T) {
 	e := newCacheEnv(t)
 	ctx := context.Background()
 	limit := 4
-	if _, err := postgres.NewDiscounts(e.pool).Create(ctx, checkout.Discount{
-		ID: "limited", Code: "LIMIT4", Title: "$1 off", AmountOff: 100, Currency: "usd", UsageLimit: &limit, Stackable: true,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.limitedDiscount("LIMIT4", limit)
 	e.oncePerBuyerDiscount("WELCOME")
 	ada := e.discountSession("ada@example.com", "LIMIT4", "WELCOME")
 	grace := e.discountSession("grace@example.com", "LIMIT4")
