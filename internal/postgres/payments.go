@@ -216,9 +216,10 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		// The discounts' counts are checked under their locks (both checks hold
-		// checkDiscountUsage): the statements behind a lock see every redemption that
-		// committed before it was granted.
+		// The discounts' counts are checked behind their locks (checkKeptView and
+		// checkDiscountUsage both queue CheckDiscountUsageUnchanged): a statement after
+		// a lock reads a snapshot taken once the lock was granted, which holds every
+		// redemption committed before.
 		if mayApplyLimited(sv.read.parts.discounts) {
 			if err := deferred.LockCompletionDiscounts(ctx, id); err != nil {
 				return checkout.View{}, fmt.Errorf("lock discounts: %w", err)
