@@ -380,6 +380,22 @@ func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDisco
 	return items, nil
 }
 
+const lockAppliedDiscounts = `-- name: LockAppliedDiscounts :exec
+SELECT FROM discounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+`
+
+// LockDiscounts for a completion that read its view ahead of its locks
+// (completeReadAhead), deferred to its writes' round trip: the usage-limited discounts
+// its quote applies (@ids), in id order, after the session and before the vault token.
+// A limited discount the quote does not apply (used up, or for this buyer) is not
+// locked: the completion writes nothing of it, and CheckDiscountUsageUnchanged, sent
+// next, checks it at its snapshot. So once a promotion is used up, the completions that
+// no longer get it stop queueing on its row.
+func (q *Queries) LockAppliedDiscounts(ctx context.Context, ids []string) error {
+	_, err := q.db.Exec(ctx, lockAppliedDiscounts, ids)
+	return err
+}
+
 const lockCompletionDiscounts = `-- name: LockCompletionDiscounts :exec
 SELECT d.id FROM discounts d
 WHERE (d.usage_limit IS NOT NULL OR d.per_buyer_limit IS NOT NULL)

@@ -131,3 +131,13 @@ LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = p.checkout_s
 JOIN discounts d ON d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), p.checkout_session_id, false) i))
 WHERE d.per_buyer_limit IS NOT NULL
 ORDER BY d.id;
+
+-- name: LockAppliedDiscounts :exec
+-- LockDiscounts for a completion that read its view ahead of its locks
+-- (completeReadAhead), deferred to its writes' round trip: the usage-limited discounts
+-- its quote applies (@ids), in id order, after the session and before the vault token.
+-- A limited discount the quote does not apply (used up, or for this buyer) is not
+-- locked: the completion writes nothing of it, and CheckDiscountUsageUnchanged, sent
+-- next, checks it at its snapshot. So once a promotion is used up, the completions that
+-- no longer get it stop queueing on its row.
+SELECT FROM discounts WHERE id = ANY(@ids::text[]) ORDER BY id FOR UPDATE;

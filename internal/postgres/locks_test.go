@@ -333,3 +333,44 @@ func TestCompleteWaitsForTheDiscountLock(t *testing.T) {
 		})
 	}
 }
+
+// TestCompleteDoesNotWaitForADiscountItDoesNotRedeem: a completion locks only the
+// usage-limited discounts its quote redeems. Once a promotion is used up, the
+// completions that no longer get it do not queue on its row: one completes while
+// another transaction holds the discount, read ahead or from a kept view, and its
+// check still finds the promotion used up. Until the forty-fifth round every completion
+// to which such a discount could apply locked it, and waited here.
+func TestCompleteDoesNotWaitForADiscountItDoesNotRedeem(t *testing.T) {
+	t.Parallel()
+	for name, kept := range map[string]bool{"read ahead": false, "from a kept view": true} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newCacheEnv(t)
+			ctx := context.Background()
+			e.exec(`INSERT INTO discounts (id, title, percent_bps, usage_limit) VALUES ('promo', '5% off our first order', 500, 1)`)
+			first := e.readySession()
+			if v, err := e.other.CompleteSession(ctx, "", first, checkout.Completion{Token: delegateVisa(t, e.vault, first, time.Now().Add(time.Hour)).ID, Provider: "stripe"}); err != nil || len(v.Quote.Discounts.Applied) != 1 {
+				t.Fatalf("the order that uses the promotion up: %v", err)
+			}
+			store := e.other
+			if kept {
+				store = e.store
+			}
+			sid := e.readySession()
+			tok := delegateVisa(t, e.vault, sid, time.Now().Add(time.Hour)).ID
+			holder := pgtest.HoldLocks(t, e.pool, `SELECT 1 FROM discounts WHERE id = 'promo' FOR UPDATE`)
+			bounded, cancel := context.WithTimeout(ctx, lockWaitTimeout)
+			defer cancel()
+			v, err := store.CompleteSession(bounded, "", sid, checkout.Completion{Token: tok, Provider: "stripe"})
+			if err != nil || v.Order == nil || len(v.Quote.Discounts.Applied) != 0 {
+				t.Fatalf("a completion without the used-up promotion, while it is held: %v", err)
+			}
+			if err := holder.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.count(`SELECT count(*) FROM discount_redemptions WHERE discount_id = 'promo'`); got != 1 {
+				t.Errorf("%d redemptions of a promotion limited to 1", got)
+			}
+		})
+	}
+}

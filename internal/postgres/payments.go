@@ -167,10 +167,11 @@ var errReadUnderLocks = errors.New("postgres: a discount was counted for another
 //     completion's locks, outside the transaction (readOutside);
 //  2. the key found free held (HoldIdempotencyKey); the session's row lock, taken only
 //     if no transaction changed the row since that read (LockUnchangedSession, else
-//     AC414); where a usage-limited discount may apply, the discounts' locks
-//     (LockCompletionDiscounts) and the check that none of them reached a limit the
-//     view had it short of, or the reverse (CheckDiscountUsageUnchanged, else AC414);
-//     the order and everything written with it, the key with its response
+//     AC414); the locks of the usage-limited discounts the quote redeems
+//     (LockAppliedDiscounts) and the check that none of the view's usage-limited
+//     discounts reached a limit the view had it short of, or the reverse
+//     (CheckDiscountUsageUnchanged, else AC414); the order and everything written with
+//     it, the key with its response
 //     (InsertIdempotentResponse) and the stock (TakeStock, beforeCommit): the whole
 //     transaction, sent without BEGIN and COMMIT as the pipeline's implicit one.
 //
@@ -178,9 +179,9 @@ var errReadUnderLocks = errors.New("postgres: a discount was counted for another
 // write to a session, its token's use and its payment attempts included, changes the
 // row. Three things do not, and each sends the completion under its locks: the
 // discounts' redemption counts, which other sessions' completions change (checked
-// under the discounts' locks: a limit of N redeems exactly N; a per-buyer limit counted
-// for another buyer than the completion brings is read under the locks at once,
-// errReadUnderLocks); the token, which the sweeper may delete once expired (its use,
+// behind the locks of the discounts the completion redeems: a limit of N redeems
+// exactly N; a per-buyer limit counted for another buyer than the completion brings is
+// read under the locks at once, errReadUnderLocks); the token, which the sweeper may delete once expired (its use,
 // ConsumeVaultToken, raises AC411 when it is gone or used); and the session itself
 // (AC414). The token is not locked ahead: its use locks it, after the session and the
 // discounts and before the stock, the lock order of every completion. A transaction
@@ -216,38 +217,28 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 		if err := deferred.LockUnchangedSession(ctx, db.LockUnchangedSessionParams{ID: id, Owner: owner, RowVersion: sv.version}); err != nil {
 			return checkout.View{}, fmt.Errorf("lock session: %w", err)
 		}
-		// The discounts' counts are checked behind their locks (checkKeptView and
-		// checkDiscountUsage both queue CheckDiscountUsageUnchanged): a statement after
-		// a lock reads a snapshot taken once the lock was granted, which holds every
-		// redemption committed before.
-		if mayApplyLimited(sv.read.parts.discounts) {
-			if err := deferred.LockCompletionDiscounts(ctx, id); err != nil {
-				return checkout.View{}, fmt.Errorf("lock discounts: %w", err)
+		if kept != nil {
+			if err := checkKeptView(ctx, deferred, sv.read.generation, sv.session, &sv.read, sv.token); err != nil {
+				return checkout.View{}, err
 			}
 		}
-		var checked error
-		if kept != nil {
-			checked = checkKeptView(ctx, deferred, sv.read.generation, sv.session, &sv.read, sv.token)
-		} else {
-			checked = checkDiscountUsage(ctx, deferred, id, sv.read.parts)
-		}
-		if checked != nil {
-			return checkout.View{}, checked
-		}
-		view, err := s.completeFromView(ctx, tx, sv, c, now)
+		view, err := s.completeFromView(ctx, tx, sv, c, now, func(d *completionDraft) error {
+			// The usage-limited discounts the quote redeems are locked, and every
+			// usage-limited discount of the view checked behind those locks: a
+			// statement after a lock reads a snapshot taken once the lock was
+			// granted, which holds every redemption committed before it.
+			if ids := d.limitedRedeemed(); len(ids) > 0 {
+				if err := deferred.LockAppliedDiscounts(ctx, ids); err != nil {
+					return fmt.Errorf("lock discounts: %w", err)
+				}
+			}
+			return checkDiscountUsage(ctx, deferred, id, sv.read.parts)
+		})
 		refusedKept = kept != nil && err != nil
 		lines = sv.session.Lines
 		return view, err
 	})
 	return view, refusedKept, pipelinedCompletionError(err, lines)
-}
-
-// mayApplyLimited reports whether one of the discounts a view read may apply has a
-// usage limit (total or per buyer).
-func mayApplyLimited(discounts []db.ListSessionDiscountsRow) bool {
-	return slices.ContainsFunc(discounts, func(d db.ListSessionDiscountsRow) bool {
-		return d.Discount.UsageLimit != nil || d.Discount.PerBuyerLimit != nil
-	})
 }
 
 // countedFor reports whether the discounts of sv were counted for the buyer completion
@@ -285,7 +276,7 @@ func (s *Store) completeUnderLocks(ctx context.Context, owner, id string, c chec
 		if err != nil {
 			return checkout.View{}, err
 		}
-		view, err := s.completeFromView(ctx, tx, sv, c, now)
+		view, err := s.completeFromView(ctx, tx, sv, c, now, nil)
 		lines = sv.session.Lines
 		return view, err
 	})
@@ -294,8 +285,11 @@ func (s *Store) completeUnderLocks(ctx context.Context, owner, id string, c chec
 
 // completeFromView completes the session of sv, read under the completion's locks or
 // locked unchanged by a statement deferred before these writes: the lazy expiry, the
-// draft, the order rows (deferred) and the stock (last before the COMMIT).
-func (s *Store) completeFromView(ctx context.Context, tx *pipelinedTx, sv sessionView, c checkout.Completion, now time.Time) (checkout.View, error) {
+// draft, the statements lockDiscounts (nil: none) queues for the draft, the order rows
+// (deferred) and the stock (last before the COMMIT).
+func (s *Store) completeFromView(ctx context.Context, tx *pipelinedTx, sv sessionView, c checkout.Completion, now time.Time,
+	lockDiscounts func(d *completionDraft) error,
+) (checkout.View, error) {
 	q, deferred := db.New(tx), tx.deferred()
 	sess := sv.session
 	expired, err := expireAhead(ctx, deferred, sess, now)
@@ -310,6 +304,11 @@ func (s *Store) completeFromView(ctx context.Context, tx *pipelinedTx, sv sessio
 		return checkout.View{}, err
 	}
 	d.params.PaymentMethod, d.params.PaymentReference = "vault_token", d.vaultToken.ID
+	if lockDiscounts != nil {
+		if err := lockDiscounts(d); err != nil {
+			return checkout.View{}, err
+		}
+	}
 	if err := s.writeOrderRows(ctx, deferred, d, now); err != nil {
 		return checkout.View{}, err
 	}
@@ -428,6 +427,19 @@ type completionDraft struct {
 	// consents and attribution are the completion's, stored with the order.
 	consents    []checkout.MarketingConsent
 	attribution *checkout.Attribution
+}
+
+// limitedRedeemed are the ids of the usage-limited discounts d redeems, in id order:
+// the discounts a completion must hold while it counts and writes their redemptions.
+func (d *completionDraft) limitedRedeemed() []string {
+	var ids []string
+	for _, r := range d.redemptions {
+		if r.Limited {
+			ids = append(ids, r.DiscountID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // plannedRedemption is one discount the order redeems, for amount.

@@ -299,6 +299,9 @@ func (s *Store) writeReadAhead(ctx context.Context, owner, id string, startsFrom
 				if err := checkKeptView(ctx, deferred, generation, view.Session, read, nil); err != nil {
 					return view, err
 				}
+				if err := checkDiscountUsage(ctx, deferred, view.Session.ID, read.parts); err != nil {
+					return view, err
+				}
 			}
 			return view, s.keepAfterCommit(ctx, tx, &kept, keptFrom(sv, view, read))
 		})

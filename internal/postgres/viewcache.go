@@ -355,7 +355,9 @@ func keptFrom(sv sessionView, view checkout.View, read *catalogRead) sessionView
 
 // checkKeptView queues CheckKeptViewCurrent for a write that started from a view kept
 // at the catalog's generation, priced sess from read, offers the marketing decisions
-// read with it, and pays with token, a kept one (nil: none).
+// read with it, and pays with token, a kept one (nil: none). The counts of its
+// usage-limited discounts are checked apart (checkDiscountUsage): a completion checks
+// them behind the locks it takes on those it redeems.
 func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, sess *checkout.Session, read *catalogRead, token *payment.Token) error {
 	p := db.CheckKeptViewCurrentParams{
 		CatalogGeneration: generation, CheckoutSessionID: sess.ID,
@@ -380,15 +382,15 @@ func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, 
 	if err := deferred.CheckKeptViewCurrent(ctx, p); err != nil {
 		return fmt.Errorf("check kept view: %w", err)
 	}
-	return checkDiscountUsage(ctx, deferred, sess.ID, read.parts)
+	return nil
 }
 
 // checkDiscountUsage queues CheckDiscountUsageUnchanged for a write that priced session
 // sessionID from parts, read before the write (ahead of it, or kept): whether each of
 // their usage-limited discounts has reached its limit, and the buyer's, as parts
-// counted them. A completion queues it after the discounts' locks
-// (LockCompletionDiscounts). Nothing is queued when no discount among parts has a
-// limit: the flow of a merchant without limited discounts sends what it sent.
+// counted them. A completion queues it after the locks of those it redeems
+// (LockAppliedDiscounts). Nothing is queued when no discount among parts has a limit:
+// the flow of a merchant without limited discounts sends what it sent.
 func checkDiscountUsage(ctx context.Context, deferred *db.Queries, sessionID string, parts loadedParts) error {
 	p := db.CheckDiscountUsageUnchangedParams{CheckoutSessionID: sessionID, BuyerEmail: parts.buyerEmail}
 	for _, d := range parts.discounts {
