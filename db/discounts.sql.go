@@ -41,7 +41,7 @@ type CheckDiscountUsageUnchangedParams struct {
 // sessions' redemptions leave the view current until one of them reaches a limit.
 // Otherwise it fails (SQLSTATE AC414, as LockUnchangedSession), the transaction
 // aborts, and the write runs again from a view read under its locks. A completion
-// sends it after LockCompletionDiscounts: PostgreSQL gives each statement of a READ
+// sends it after LockAppliedDiscounts: PostgreSQL gives each statement of a READ
 // COMMITTED transaction a snapshot of its own, taken once the locks before it were
 // granted, so the counts are those of every completion that held the discounts first,
 // and a limit of N still redeems exactly N. The counts are discount_usage's, as the

@@ -12,8 +12,10 @@
 -- whatever the count.
 --
 -- Only a discount with a usage limit has a row. A completion that redeems such a
--- discount holds the discount's row lock already (LockCompletionDiscounts, or
--- LockDiscounts), so the counter's row costs it no wait of its own. A discount without
+-- discount holds the discount's row lock already (LockAppliedDiscounts,
+-- LockCompletionDiscounts or LockDiscounts; a PSP completion's last phase writes the
+-- redemption its first phase reserved under it), so the counter's row costs it no wait
+-- of its own. A discount without
 -- a limit is not locked by completions, and a counter would make every completion that
 -- redeems it wait for the one before, as the stock row of a popular item does.
 --
