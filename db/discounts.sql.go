@@ -41,7 +41,7 @@ type CheckDiscountUsageUnchangedParams struct {
 // sessions' redemptions leave the view current until one of them reaches a limit.
 // Otherwise it fails (SQLSTATE AC414, as LockUnchangedSession), the transaction
 // aborts, and the write runs again from a view read under its locks. A completion
-// sends it after LockAppliedDiscounts: PostgreSQL gives each statement of a READ
+// sends it after LockDiscounts: PostgreSQL gives each statement of a READ
 // COMMITTED transaction a snapshot of its own, taken once the locks before it were
 // granted, so the counts are those of every completion that held the discounts first,
 // and a limit of N still redeems exactly N. The counts are discount_usage's, as the
@@ -380,22 +380,6 @@ func (q *Queries) ListSessionDiscounts(ctx context.Context, arg ListSessionDisco
 	return items, nil
 }
 
-const lockAppliedDiscounts = `-- name: LockAppliedDiscounts :exec
-SELECT FROM discounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
-`
-
-// LockDiscounts for a completion that read its view ahead of its locks
-// (completeReadAhead), deferred to its writes' round trip: the usage-limited discounts
-// its quote applies (@ids), in id order, after the session and before the vault token.
-// A limited discount the quote does not apply (used up, or for this buyer) is not
-// locked: the completion writes nothing of it, and CheckDiscountUsageUnchanged, sent
-// next, checks it at its snapshot. So once a promotion is used up, the completions that
-// no longer get it stop queueing on its row.
-func (q *Queries) LockAppliedDiscounts(ctx context.Context, ids []string) error {
-	_, err := q.db.Exec(ctx, lockAppliedDiscounts, ids)
-	return err
-}
-
 const lockCompletionDiscounts = `-- name: LockCompletionDiscounts :exec
 SELECT d.id FROM discounts d
 WHERE (d.usage_limit IS NOT NULL OR d.per_buyer_limit IS NOT NULL)
@@ -416,32 +400,23 @@ func (q *Queries) LockCompletionDiscounts(ctx context.Context, checkoutSessionID
 	return err
 }
 
-const lockDiscounts = `-- name: LockDiscounts :many
-SELECT id FROM discounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+const lockDiscounts = `-- name: LockDiscounts :exec
+SELECT FROM discounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 `
 
 // Taken in the completion's transaction, after the session row and before the vault
-// token, on the discounts with a usage limit that the order uses, in id order (so
-// concurrent completions cannot deadlock): the redemptions are then counted and
-// written while no other completion can, and a limit of N redeems exactly N.
-func (q *Queries) LockDiscounts(ctx context.Context, ids []string) ([]string, error) {
-	rows, err := q.db.Query(ctx, lockDiscounts, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []string{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		items = append(items, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// token, on the discounts with a usage limit that the order uses (@ids), in id order
+// (so concurrent completions cannot deadlock): the redemptions are then counted and
+// written while no other completion can, and a limit of N redeems exactly N. A
+// completion that read its view ahead of its locks (completeReadAhead) defers it to its
+// writes' round trip, once its quote says what it redeems. A limited discount the quote
+// does not apply (used up, or for this buyer) is not locked: the completion writes
+// nothing of it, and CheckDiscountUsageUnchanged, sent next, checks it at its
+// snapshot. So once a promotion is used up, the completions that no longer get it stop
+// queueing on its row.
+func (q *Queries) LockDiscounts(ctx context.Context, ids []string) error {
+	_, err := q.db.Exec(ctx, lockDiscounts, ids)
+	return err
 }
 
 const upsertDiscount = `-- name: UpsertDiscount :exec

@@ -12,12 +12,12 @@
 -- whatever the count.
 --
 -- Only a discount with a usage limit has a row. A completion that redeems such a
--- discount holds the discount's row lock already (LockAppliedDiscounts,
--- LockCompletionDiscounts or LockDiscounts; a PSP completion's last phase writes the
--- redemption its first phase reserved under it), so the counter's row costs it no wait
--- of its own. A discount without
--- a limit is not locked by completions, and a counter would make every completion that
--- redeems it wait for the one before, as the stock row of a popular item does.
+-- discount holds the discount's row lock already (LockDiscounts or
+-- LockCompletionDiscounts; a PSP completion's last phase writes the redemption its
+-- first phase reserved under it), so the counter's row costs it no wait of its own. A
+-- discount without a limit is not locked by completions, and a counter would make every
+-- completion that redeems it wait for the one before, as the stock row of a popular
+-- item does.
 --
 -- A limit set on a discount (or set again after it was removed) counts the discount's
 -- redemptions at that moment (count_discount_redemptions). A redemption being written

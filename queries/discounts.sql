@@ -39,12 +39,18 @@ CROSS JOIN LATERAL discount_usage(d.id, d.usage_limit, d.per_buyer_limit, @check
 WHERE d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(@codes::text[], @checkout_session_id::text, @has_order::boolean) i))
 ORDER BY d.id;
 
--- name: LockDiscounts :many
+-- name: LockDiscounts :exec
 -- Taken in the completion's transaction, after the session row and before the vault
--- token, on the discounts with a usage limit that the order uses, in id order (so
--- concurrent completions cannot deadlock): the redemptions are then counted and
--- written while no other completion can, and a limit of N redeems exactly N.
-SELECT id FROM discounts WHERE id = ANY(@ids::text[]) ORDER BY id FOR UPDATE;
+-- token, on the discounts with a usage limit that the order uses (@ids), in id order
+-- (so concurrent completions cannot deadlock): the redemptions are then counted and
+-- written while no other completion can, and a limit of N redeems exactly N. A
+-- completion that read its view ahead of its locks (completeReadAhead) defers it to its
+-- writes' round trip, once its quote says what it redeems. A limited discount the quote
+-- does not apply (used up, or for this buyer) is not locked: the completion writes
+-- nothing of it, and CheckDiscountUsageUnchanged, sent next, checks it at its
+-- snapshot. So once a promotion is used up, the completions that no longer get it stop
+-- queueing on its row.
+SELECT FROM discounts WHERE id = ANY(@ids::text[]) ORDER BY id FOR UPDATE;
 
 -- name: InsertRedemption :exec
 INSERT INTO discount_redemptions (discount_id, order_id, buyer_email, amount, created_at)
@@ -96,7 +102,7 @@ FOR UPDATE OF d;
 -- sessions' redemptions leave the view current until one of them reaches a limit.
 -- Otherwise it fails (SQLSTATE AC414, as LockUnchangedSession), the transaction
 -- aborts, and the write runs again from a view read under its locks. A completion
--- sends it after LockAppliedDiscounts: PostgreSQL gives each statement of a READ
+-- sends it after LockDiscounts: PostgreSQL gives each statement of a READ
 -- COMMITTED transaction a snapshot of its own, taken once the locks before it were
 -- granted, so the counts are those of every completion that held the discounts first,
 -- and a limit of N still redeems exactly N. The counts are discount_usage's, as the
@@ -131,13 +137,3 @@ LEFT JOIN checkout_session_discounts dc ON dc.checkout_session_id = p.checkout_s
 JOIN discounts d ON d.id = ANY(ARRAY(SELECT i FROM session_discount_ids(coalesce(dc.codes, '{}'), p.checkout_session_id, false) i))
 WHERE d.per_buyer_limit IS NOT NULL
 ORDER BY d.id;
-
--- name: LockAppliedDiscounts :exec
--- LockDiscounts for a completion that read its view ahead of its locks
--- (completeReadAhead), deferred to its writes' round trip: the usage-limited discounts
--- its quote applies (@ids), in id order, after the session and before the vault token.
--- A limited discount the quote does not apply (used up, or for this buyer) is not
--- locked: the completion writes nothing of it, and CheckDiscountUsageUnchanged, sent
--- next, checks it at its snapshot. So once a promotion is used up, the completions that
--- no longer get it stop queueing on its row.
-SELECT FROM discounts WHERE id = ANY(@ids::text[]) ORDER BY id FOR UPDATE;

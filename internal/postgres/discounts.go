@@ -288,7 +288,7 @@ func redeemDiscounts(ctx context.Context, q *db.Queries, sess *checkout.Session,
 	}
 	if len(limited) > 0 {
 		slices.Sort(limited)
-		if _, err := q.LockDiscounts(ctx, limited); err != nil {
+		if err := q.LockDiscounts(ctx, limited); err != nil {
 			return quote, fmt.Errorf("lock discounts: %w", err)
 		}
 		var err error

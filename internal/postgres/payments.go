@@ -168,7 +168,7 @@ var errReadUnderLocks = errors.New("postgres: a discount was counted for another
 //  2. the key found free held (HoldIdempotencyKey); the session's row lock, taken only
 //     if no transaction changed the row since that read (LockUnchangedSession, else
 //     AC414); the locks of the usage-limited discounts the quote redeems
-//     (LockAppliedDiscounts) and the check that none of the view's usage-limited
+//     (LockDiscounts) and the check that none of the view's usage-limited
 //     discounts reached a limit the view had it short of, or the reverse
 //     (CheckDiscountUsageUnchanged, else AC414); the order and everything written with
 //     it, the key with its response
@@ -228,7 +228,7 @@ func (s *Store) completeReadAhead(ctx context.Context, owner, id string, c check
 			// statement after a lock reads a snapshot taken once the lock was
 			// granted, which holds every redemption committed before it.
 			if ids := d.limitedRedeemed(); len(ids) > 0 {
-				if err := deferred.LockAppliedDiscounts(ctx, ids); err != nil {
+				if err := deferred.LockDiscounts(ctx, ids); err != nil {
 					return fmt.Errorf("lock discounts: %w", err)
 				}
 			}

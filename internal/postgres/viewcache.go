@@ -389,7 +389,7 @@ func checkKeptView(ctx context.Context, deferred *db.Queries, generation int64, 
 // sessionID from parts, read before the write (ahead of it, or kept): whether each of
 // their usage-limited discounts has reached its limit, and the buyer's, as parts
 // counted them. A completion queues it after the locks of those it redeems
-// (LockAppliedDiscounts). Nothing is queued when no discount among parts has a limit:
+// (LockDiscounts). Nothing is queued when no discount among parts has a limit:
 // the flow of a merchant without limited discounts sends what it sent.
 func checkDiscountUsage(ctx context.Context, deferred *db.Queries, sessionID string, parts loadedParts) error {
 	p := db.CheckDiscountUsageUnchangedParams{CheckoutSessionID: sessionID, BuyerEmail: parts.buyerEmail}
